@@ -1,0 +1,52 @@
+"""One place that renders command results: a rich table for people, JSON for scripts.
+
+Rows are produced once by the command (plain dicts of JSON-able values) and
+rendered here, so every list command behaves the same way with --json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Iterable[str], title: str | None = None) -> None:
+    table = Table(title=title)
+    cols = list(columns)
+    for col in cols:
+        table.add_column(col.replace("_", " "))
+    for row in rows:
+        table.add_row(*(_cell(row.get(col)) for col in cols))
+    console.print(table)
+
+
+def render(data: Any, as_json: bool, columns: Iterable[str] | None = None, title: str | None = None) -> None:
+    """--json prints `data` as is; otherwise a table of `data` (a list of dicts) or key/value pairs."""
+    if as_json:
+        print_json(data)
+    elif isinstance(data, dict):
+        print_table([{"setting": k, "value": v} for k, v in data.items()], ["setting", "value"], title)
+    else:
+        rows = list(data)
+        print_table(rows, columns or (rows[0].keys() if rows else []), title)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)

@@ -1,0 +1,200 @@
+"""One Settings object, read from environment variables and an optional TOML file.
+
+Precedence: environment > config file > defaults. Top-level fields read
+``IDENTITY_<FIELD>`` (e.g. ``IDENTITY_DATABASE_URL``); fields of a section read
+``IDENTITY_<SECTION>__<FIELD>`` (e.g. ``IDENTITY_FACES__UPSAMPLE``) and live under
+``[section]`` in the file. The file is ``IDENTITY_CONFIG`` if set, else
+``<data dir>/config.toml`` if it exists.
+
+Nothing here is a module-level singleton: callers build Settings once and pass it
+down, so tests can point every part at temporary stores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from identity.errors import ConfigError
+
+ENV_PREFIX = "IDENTITY_"
+SECRET_FIELDS = {"qdrant_api_key"}
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    """Detection, alignment, recognition and the quality gate."""
+
+    detector: str = "hog"  # dlib-resnet pack: "hog" (fast) or "cnn" (MMOD, slower, finds harder faces)
+    upsample: int = 1  # dlib detector upsampling: 1 finds faces down to ~40 px wide
+    onnx_detector: str | None = None  # insightface-onnx pack: SCRFD/RetinaFace .onnx
+    onnx_recognizer: str | None = None  # insightface-onnx pack: ArcFace/CosFace .onnx
+    torch_checkpoint: str | None = None  # torch-iresnet pack: .pth state dict
+    torch_arch: str = "r50"  # torch-iresnet pack: r18/r34/r50/r100
+    allow_download: bool = False  # insightface-onnx: fetch buffalo_l when no paths are set
+    min_det_score: float = 0.0
+    min_iod_px: float = 20.0  # inter-ocular distance below which a face is too small
+    min_blur: float = 15.0  # variance of the Laplacian below which a crop is blurry
+    max_yaw_deg: float = 50.0
+    max_roll_deg: float = 45.0
+
+
+@dataclass(frozen=True)
+class VectorSettings:
+    """HNSW parameters shared by both vector engines."""
+
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 128
+    search_ef: int = 128
+    exact: bool = False  # brute-force search (small galleries, evaluation)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=lambda: default_data_dir())
+    database_url: str | None = None  # None: SQLite file under data_dir
+    qdrant_url: str | None = None  # None: embedded Qdrant Edge under data_dir; ":memory:" for local mode
+    qdrant_api_key: str | None = None
+    qdrant_timeout: float = 10.0
+    qdrant_retries: int = 3
+    model: str = "dlib-resnet"
+    workers: int = 0  # 0: one per CPU core
+    faces: FaceSettings = field(default_factory=FaceSettings)
+    vectors: VectorSettings = field(default_factory=VectorSettings)
+    config_file: Path | None = None
+
+    @property
+    def sql_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'identity.db'}"
+
+    @property
+    def embedded(self) -> bool:
+        return self.qdrant_url is None
+
+    @property
+    def edge_dir(self) -> Path:
+        return self.data_dir / "vectors"
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, config_file: Path | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        data_dir = Path(env.get(ENV_PREFIX + "DATA_DIR") or default_data_dir()).expanduser()
+        path = config_file or _config_path(env, data_dir)
+        file_values = _read_toml(path) if path else {}
+        values = _merge(cls, file_values, env, prefix=ENV_PREFIX)
+        values["config_file"] = path
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> dict[str, Any]:
+        """Every effective setting, secrets masked, for `identity config show`."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                out[f.name] = {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+            elif f.name in SECRET_FIELDS and value:
+                out[f.name] = "****" + str(value)[-2:] if len(str(value)) > 8 else "****"
+            else:
+                out[f.name] = _plain(value)
+        out["effective_database_url"] = mask_url(self.sql_url)
+        out["database_url"] = mask_url(self.database_url) if self.database_url else None
+        out["vector_engine"] = "qdrant-edge (embedded)" if self.embedded else "qdrant server"
+        return out
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "identity"
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL such as postgresql://user:secret@host/db."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user, has_pw, _ = creds.partition(":")
+    return f"{scheme}://{user}{':****' if has_pw else ''}@{host}"
+
+
+def _config_path(env: Mapping[str, str], data_dir: Path) -> Path | None:
+    explicit = env.get(ENV_PREFIX + "CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} (IDENTITY_CONFIG) does not exist")
+        return path
+    candidate = data_dir / "config.toml"
+    return candidate if candidate.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def _merge(cls: type, file_values: Mapping[str, Any], env: Mapping[str, str], prefix: str) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(file_values) - known
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in config file: {', '.join(sorted(unknown))}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name == "config_file":
+            continue
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            section = file_values.get(f.name, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"config file: [{f.name}] must be a table")
+            values[f.name] = kind(**_merge(kind, section, env, prefix=f"{prefix}{f.name.upper()}__"))
+            continue
+        env_name = prefix + f.name.upper()
+        if env_name in env and env[env_name] != "":
+            values[f.name] = _coerce(env[env_name], kind, env_name)
+        elif f.name in file_values:
+            values[f.name] = _coerce(file_values[f.name], kind, f"config file: {f.name}")
+    return values
+
+
+def _coerce(raw: Any, kind: Any, where: str) -> Any:
+    """Turn a raw env/file value into the field's declared type, or say why not."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if kind is Path:
+            return Path(str(raw)).expanduser()
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {raw!r} is not a valid {getattr(kind, '__name__', kind)}") from None
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value

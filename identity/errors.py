@@ -1,0 +1,71 @@
+"""The error types the library raises and the exit codes the CLI maps them to.
+
+Every error carries a one-line, user-facing message; the CLI prints it without a
+traceback (unless --debug) and exits with the error's code.
+"""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    OK = 0
+    ERROR = 1  # a domain error: bad input, a missing record, a failed check
+    USAGE = 2  # wrong arguments (Typer/Click's own code)
+    NO_FACE = 3  # search/detect found no face in an image
+    UNAVAILABLE = 4  # a store (database, vector engine) cannot be reached or opened
+
+
+class IdentityError(Exception):
+    """Base of every error the product explains to its user."""
+
+    exit_code: int = ExitCode.ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(IdentityError):
+    """A setting is malformed (bad URL, unknown model, wrong type)."""
+
+
+class StoreUnavailable(IdentityError):
+    """A database or vector engine cannot be reached, or is held by another process."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class InvalidVector(IdentityError):
+    """A vector cannot be stored or searched: zero, not finite, or of the wrong length."""
+
+
+class DimensionMismatch(InvalidVector):
+    """A vector's length does not match the collection it is meant for."""
+
+
+class NotFound(IdentityError):
+    """A person, face or other record named by the user does not exist."""
+
+
+class ImageError(IdentityError):
+    """An image file cannot be used: missing, empty, corrupt, unsupported, too large."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+class NoFaceFound(IdentityError):
+    exit_code = ExitCode.NO_FACE
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"no face found in {path}")
+        self.path = str(path)
+
+
+class ModelError(IdentityError):
+    """A model pack cannot be built: unknown name, missing or unreadable weights."""

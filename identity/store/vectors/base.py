@@ -1,0 +1,115 @@
+"""The VectorIndex contract: what every vector engine behind the product must do.
+
+Vectors are face embeddings; the point id is the face's uuid and the payload holds
+``person_id`` (indexed, for filters and grouping) and ``face_id``. Scores are cosine
+similarities (higher is closer). Implementations return fresh objects, never views
+of internal state, and raise the same error types for the same mistakes.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Iterator, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from identity.errors import DimensionMismatch, InvalidVector
+
+
+@dataclass(frozen=True)
+class VectorPoint:
+    face_id: uuid.UUID
+    person_id: uuid.UUID
+    vector: np.ndarray  # float32, shape (dim,); normalised by the engine (cosine)
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    face_id: uuid.UUID
+    person_id: uuid.UUID
+    score: float
+
+
+@dataclass(frozen=True)
+class PersonHit:
+    """One person among the results, with their best-scoring faces (best first)."""
+
+    person_id: uuid.UUID
+    score: float  # the best face's score
+    faces: tuple[VectorHit, ...]
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    """One collection of face vectors for one model version."""
+
+    dim: int
+    collection: str
+
+    def upsert(self, points: Sequence[VectorPoint]) -> None:
+        """Insert or replace points; returns once the write is durable and searchable."""
+
+    def delete(self, face_ids: Sequence[uuid.UUID]) -> None:
+        """Delete points by face id; unknown ids are ignored."""
+
+    def delete_person(self, person_id: uuid.UUID) -> None:
+        """Delete every point whose payload person_id matches."""
+
+    def search(
+        self, vector: np.ndarray, k: int, person_ids: Sequence[uuid.UUID] | None = None
+    ) -> list[VectorHit]:
+        """The k nearest faces, best first, optionally only among the given persons."""
+
+    def search_batch(self, vectors: np.ndarray, k: int) -> list[list[VectorHit]]:
+        """search() for each row of a (n, dim) matrix, in one call where the engine allows."""
+
+    def search_persons(
+        self,
+        vector: np.ndarray,
+        k: int,
+        faces_per_person: int = 3,
+        person_ids: Sequence[uuid.UUID] | None = None,
+    ) -> list[PersonHit]:
+        """The k best distinct persons, best first; a person's many faces never crowd others out."""
+
+    def count(self) -> int:
+        """Number of points in the collection."""
+
+    def iter_ids(self, batch_size: int = 1000) -> Iterator[tuple[uuid.UUID, uuid.UUID]]:
+        """Every (face_id, person_id) pair held, in no particular order."""
+
+    def close(self) -> None:
+        """Release the engine (for the embedded engine: its exclusive lock)."""
+
+    def __enter__(self) -> "VectorIndex": ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def collection_name(model_id: str, generation: int = 1) -> str:
+    """Collection for one model version: ``faces_<model slug>_g<generation>``.
+
+    The alias (server) or the active pointer (embedded) named ``alias_name(model_id)``
+    points at the live generation, so a re-index can build the next one and switch.
+    """
+    return f"{alias_name(model_id)}_g{generation}"
+
+
+def alias_name(model_id: str) -> str:
+    return "faces_" + re.sub(r"[^a-z0-9]+", "_", model_id.lower()).strip("_")
+
+
+def as_matrix(vectors: np.ndarray | Sequence[np.ndarray], dim: int) -> np.ndarray:
+    """A float32 (n, dim) matrix of unit rows, or DimensionMismatch naming both sizes."""
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim == 1:
+        matrix = matrix[None, :]
+    if matrix.ndim != 2 or matrix.shape[1] != dim:
+        got = matrix.shape[-1] if matrix.ndim else 0
+        raise DimensionMismatch(f"vector has {got} dimensions, the collection expects {dim}")
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    if not np.all(np.isfinite(matrix)) or np.any(norms == 0):
+        raise InvalidVector("vector is zero or not finite; cannot use it for cosine search")
+    return matrix / norms
