@@ -1,0 +1,88 @@
+"""The `identity` command: sub-apps per noun, errors mapped to exit codes in one place.
+
+Heavy libraries are imported inside commands so `identity --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import click
+import typer
+from rich.markup import escape
+
+from identity.errors import ExitCode, IdentityError
+from identity_cli import context
+from identity_cli.output import err_console
+
+app = typer.Typer(
+    name="identity",
+    help="Face identity search: enroll people from photos, ask who is in a photo, audit what is held.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML config file (else IDENTITY_CONFIG)."),
+) -> None:
+    context.state.debug = debug
+    context.state.config_file = config
+    context.state.settings = None
+
+
+def _register() -> None:
+    # Sub-apps are imported here, not at the top, so each module's imports stay light.
+    from identity_cli import admin, config_cmd
+
+    app.add_typer(config_cmd.app, name="config")
+    admin.register(app)
+    for module_name, name in (("faces", "faces"), ("models", "models")):
+        try:
+            module = __import__(f"identity_cli.{module_name}", fromlist=["app"])
+        except ModuleNotFoundError:
+            continue
+        app.add_typer(module.app, name=name)
+
+
+_register()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code; IdentityError becomes one clean line."""
+    try:
+        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        return ExitCode.OK
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("interrupted")
+        return 130
+    except IdentityError as exc:
+        if context.state.debug:
+            raise
+        err_console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if context.state.debug:
+            raise
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(first_line)} (run with --debug for details)",
+                          highlight=False)
+        return ExitCode.ERROR
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,47 @@
+"""`identity init`: create or upgrade the schema and the active model's vector collection.
+
+Safe to run any number of times: migrations are idempotent and the model record and
+collection are created only when missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from identity.services.runtime import Runtime
+from identity.store.sql.db import transaction
+from identity.store.sql.migrate import current_revision, head_revision, upgrade
+from identity.store.sql.queries import ensure_model
+from identity.store.vectors import open_vector_index
+
+
+@dataclass(frozen=True)
+class InitReport:
+    database: str
+    schema_before: str | None
+    schema_after: str
+    model_id: str
+    dim: int
+    collection: str
+    vectors: int
+    vector_engine: str
+
+
+def initialize(runtime: Runtime, model_id: str, dim: int) -> InitReport:
+    before = current_revision(runtime.engine)
+    upgrade(runtime.engine)
+    with transaction(runtime.sessions) as session:
+        model = ensure_model(session, model_id, dim)
+        collection = model.collection
+    with open_vector_index(runtime.settings, model_id, dim) as index:
+        count = index.count()
+    return InitReport(
+        database=runtime.engine.url.render_as_string(hide_password=True),
+        schema_before=before,
+        schema_after=current_revision(runtime.engine) or head_revision(),
+        model_id=model_id,
+        dim=dim,
+        collection=collection,
+        vectors=count,
+        vector_engine="qdrant-edge" if runtime.settings.embedded else "qdrant-server",
+    )

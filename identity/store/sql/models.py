@@ -1,0 +1,218 @@
+"""Relational schema: who is enrolled, from which images, and every question asked.
+
+Biometric vectors never live here (they are in the vector store, keyed by face id).
+The schema is owned by the Alembic chain in migrations/; a test checks that these
+models and the migrations agree.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; Postgres gets a real BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {
+        uuid.UUID: Uuid(),
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
+
+
+class FaceStatus(str, enum.Enum):
+    pending = "pending"  # row written, vector not yet confirmed in the vector store
+    indexed = "indexed"  # vector stored and searchable
+    rejected = "rejected"  # failed the quality gate; no vector is stored
+
+
+class JobStatus(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+def _str_enum(kind: type[enum.Enum], name: str) -> Enum:
+    # Stored as plain strings with a CHECK, so both databases read the same values.
+    return Enum(kind, name=name, native_enum=False, validate_strings=True, length=16)
+
+
+class Person(Base):
+    __tablename__ = "persons"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    external_id: Mapped[str] = mapped_column(String(255), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    faces: Mapped[list["Face"]] = relationship(back_populates="person", lazy="raise", passive_deletes=True)
+
+
+class Image(Base):
+    __tablename__ = "images"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    source_path: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Model(Base):
+    """A model pack version; its vectors live in their own collection."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_models_name_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(50))
+    dim: Mapped[int]
+    metric: Mapped[str] = mapped_column(String(16), default="cosine")
+    collection: Mapped[str] = mapped_column(String(200))
+    threshold: Mapped[float | None] = mapped_column(Float)
+    threshold_far: Mapped[float | None] = mapped_column(Float)
+    threshold_source: Mapped[str | None] = mapped_column(Text)
+    calibrated_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class Face(Base):
+    __tablename__ = "faces"
+    __table_args__ = (Index("ix_faces_status", "status"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)  # = vector point id
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    bbox: Mapped[list[Any]]  # [x1, y1, x2, y2] in source-image pixels
+    landmarks: Mapped[list[Any]]  # 5 x [x, y]: left eye, right eye, nose, left/right mouth corner
+    det_score: Mapped[float] = mapped_column(Float)
+    iod_px: Mapped[float | None] = mapped_column(Float)  # inter-ocular distance
+    blur: Mapped[float | None] = mapped_column(Float)  # variance of the Laplacian on the crop
+    yaw_deg: Mapped[float | None] = mapped_column(Float)
+    roll_deg: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[FaceStatus] = mapped_column(_str_enum(FaceStatus, "face_status"), default=FaceStatus.pending)
+    rejection: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    person: Mapped[Person] = relationship(back_populates="faces", lazy="raise")
+    image: Mapped[Image] = relationship(lazy="raise")
+
+
+class Job(Base):
+    """One image to enroll; workers claim jobs through a lease that expires."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_claim", "status", "lease_expires_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    batch: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[JobStatus] = mapped_column(_str_enum(JobStatus, "job_status"), default=JobStatus.queued)
+    source_path: Mapped[str] = mapped_column(Text)
+    external_id: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempts: Mapped[int] = mapped_column(default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(16))  # enrolled/rejected/failed/duplicate/conflict
+    reason: Mapped[str | None] = mapped_column(Text)
+    image_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SearchEvent(Base):
+    """An append-only record of one search: never the image, only its digest."""
+
+    __tablename__ = "search_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    query_sha256: Mapped[str] = mapped_column(String(64))
+    query_name: Mapped[str | None] = mapped_column(Text)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    threshold: Mapped[float] = mapped_column(Float)
+    top_k: Mapped[int]
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    face_count: Mapped[int] = mapped_column(default=0)
+
+    hits: Mapped[list["SearchHit"]] = relationship(back_populates="search", lazy="raise", passive_deletes=True)
+
+
+class SearchHit(Base):
+    __tablename__ = "search_hits"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    search_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("search_events.id", ondelete="CASCADE"), index=True)
+    face_index: Mapped[int]  # which face of the query image
+    face_bbox: Mapped[list[Any]]
+    rank: Mapped[int]  # 1 = best
+    # SET NULL: erasing a person leaves the search record but no link to them.
+    person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    decision: Mapped[str] = mapped_column(String(16))  # match / unknown
+    matched_faces: Mapped[int] = mapped_column(default=1)
+
+    search: Mapped[SearchEvent] = relationship(back_populates="hits", lazy="raise")
+
+
+class AuditEvent(Base):
+    """What was done to whom; kept after a person is erased, without biometric data."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    person_id: Mapped[uuid.UUID | None] = mapped_column(index=True)  # no FK: must outlive the person
+    subject: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

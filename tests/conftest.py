@@ -1,0 +1,77 @@
+"""Shared fixtures: real databases (a SQLite file, a throwaway Postgres database).
+
+Postgres comes from IDENTITY_TEST_POSTGRES_URL (set by .ci/run), else the local
+server on 127.0.0.1:5432; tests that need it skip when neither answers.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LFW_DIR = REPO_ROOT.parent / "shared" / "datasets" / "lfw-dev"
+DEFAULT_POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+def _admin_url() -> str:
+    return os.environ.get("IDENTITY_TEST_POSTGRES_URL") or DEFAULT_POSTGRES
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[str]:
+    url = make_url(_admin_url()).set(drivername="postgresql+psycopg2")
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server here"
+        if os.environ.get("CI"):
+            raise RuntimeError(f"Postgres is required in CI: {exc}") from exc
+        pytest.skip(f"no Postgres at {url.render_as_string(hide_password=True)}")
+    yield url.render_as_string(hide_password=False)
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: str) -> Iterator[str]:
+    """A fresh, empty Postgres database for one test, dropped afterwards."""
+    name = f"identity_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_admin, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(postgres_admin).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on a SQLite file and on a real Postgres database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'identity.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def lfw_dir() -> Path:
+    if not LFW_DIR.is_dir():
+        pytest.skip(f"lfw-dev not found at {LFW_DIR}")
+    return LFW_DIR
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point every store at tmp_path and drop IDENTITY_* variables from the environment."""
+    for key in list(os.environ):
+        if key.startswith("IDENTITY_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("IDENTITY_DATA_DIR", str(tmp_path / "data"))
+    return {"IDENTITY_DATA_DIR": str(tmp_path / "data")}
