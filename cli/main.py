@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-import click
 import typer
 from rich.markup import escape
 
@@ -56,16 +55,10 @@ _register()
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code; IdentityError becomes one clean line."""
     try:
-        app(args=list(argv) if argv is not None else None, standalone_mode=False)
-        return ExitCode.OK
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err_console.print("interrupted")
-        return 130
+        # Standalone mode: Typer itself reports usage errors (exit 2) and raises SystemExit.
+        app(args=list(argv) if argv is not None else None, prog_name="identity")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (ExitCode.OK if exc.code is None else ExitCode.ERROR)
     except IdentityError as exc:
         if context.state.debug:
             raise
@@ -78,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err_console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(first_line)} (run with --debug for details)",
                           highlight=False)
         return ExitCode.ERROR
+    return ExitCode.OK
 
 
 def run() -> None:

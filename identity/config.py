@@ -56,6 +56,15 @@ class VectorSettings:
 
 
 @dataclass(frozen=True)
+class EnrollSettings:
+    """Bulk enrollment and the job queue."""
+
+    dominant_face_ratio: float = 2.0  # a photo with several faces enrolls the largest only if its area is this many times the next
+    lease_seconds: int = 600  # a claimed job whose worker vanished is claimed again after this long
+    chunk_size: int = 16  # images claimed and written per transaction
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=lambda: default_data_dir())
     database_url: str | None = None  # None: SQLite file under data_dir
@@ -67,6 +76,7 @@ class Settings:
     workers: int = 0  # 0: one per CPU core
     faces: FaceSettings = field(default_factory=FaceSettings)
     vectors: VectorSettings = field(default_factory=VectorSettings)
+    enroll: EnrollSettings = field(default_factory=EnrollSettings)
     config_file: Path | None = None
 
     @property

@@ -80,12 +80,37 @@ class VectorIndex(Protocol):
     def iter_ids(self, batch_size: int = 1000) -> Iterator[tuple[uuid.UUID, uuid.UUID]]:
         """Every (face_id, person_id) pair held, in no particular order."""
 
+    def optimize(self) -> None:
+        """Build pending search indexes now; engines that index in the background return at once.
+
+        The embedded engine has no background optimizer: until this runs, new points are
+        found by a full scan of their segment (correct, but slower as the gallery grows).
+        Call it after a bulk load or when an enrollment batch is done.
+        """
+
     def close(self) -> None:
         """Release the engine (for the embedded engine: its exclusive lock)."""
 
     def __enter__(self) -> "VectorIndex": ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+@runtime_checkable
+class GenerationalIndex(VectorIndex, Protocol):
+    """An index bound to one generation of a model's collection, behind a switchable alias.
+
+    An open index stays bound to its generation; re-open through the alias to follow a
+    switch. A re-index builds ``next_generation()``, fills it, then ``activate()``s it.
+    """
+
+    generation: int
+
+    def next_generation(self) -> "GenerationalIndex":
+        """Create and open the generation after the highest one that exists (alias untouched)."""
+
+    def activate(self) -> None:
+        """Point the model's alias at this generation, atomically."""
 
 
 def collection_name(model_id: str, generation: int = 1) -> str:

@@ -1,0 +1,140 @@
+"""The enrollment queue: one job per image, claimed under a lease that expires.
+
+On Postgres, claims use SELECT ... FOR UPDATE SKIP LOCKED so any number of workers
+share the queue without taking the same job; SQLite serialises writers anyway.
+A job whose worker vanished is claimed again once its lease runs out, up to
+MAX_ATTEMPTS, after which it fails instead of crashing workers forever.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from identity.store.sql.models import Job, JobStatus, utcnow
+
+MAX_ATTEMPTS = 3
+OUTCOMES = ("enrolled", "rejected", "failed", "duplicate", "conflict")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    source_path: str
+    external_id: str
+    display_name: str | None = None
+    attributes: dict[str, Any] | None = None
+
+
+def new_batch_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def enqueue(session: Session, batch: str, specs: Iterable[JobSpec], chunk: int = 1000) -> int:
+    """Queue one job per spec; returns how many were queued."""
+    rows: list[dict[str, Any]] = []
+    total = 0
+    now = utcnow()
+    for spec in specs:
+        rows.append({
+            "batch": batch, "status": JobStatus.queued, "source_path": spec.source_path,
+            "external_id": spec.external_id, "display_name": spec.display_name,
+            "attributes": spec.attributes or {}, "attempts": 0, "created_at": now, "updated_at": now,
+        })
+        if len(rows) >= chunk:
+            session.execute(insert(Job), rows)
+            total += len(rows)
+            rows = []
+    if rows:
+        session.execute(insert(Job), rows)
+        total += len(rows)
+    return total
+
+
+def _expired(now: datetime) -> Any:
+    return and_(Job.status == JobStatus.running, Job.lease_expires_at < now)
+
+
+def claim(session: Session, owner: str, limit: int, lease_seconds: int, batch: str | None = None) -> list[Job]:
+    """Lease up to `limit` queued (or abandoned) jobs to `owner`; commit promptly after."""
+    now = utcnow()
+    give_up = update(Job).where(_expired(now), Job.attempts >= MAX_ATTEMPTS).values(
+        status=JobStatus.failed, outcome="failed", lease_owner=None, lease_expires_at=None,
+        reason=f"abandoned: the worker stopped during {MAX_ATTEMPTS} attempts", updated_at=now)
+    session.execute(give_up.execution_options(synchronize_session=False))
+    stmt = (
+        select(Job)
+        .where(or_(Job.status == JobStatus.queued, _expired(now)))
+        .order_by(Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if batch is not None:
+        stmt = stmt.where(Job.batch == batch)
+    jobs = list(session.scalars(stmt))
+    expires = now + timedelta(seconds=lease_seconds)
+    for job in jobs:
+        job.status = JobStatus.running
+        job.lease_owner = owner
+        job.lease_expires_at = expires
+        job.attempts += 1
+    session.flush()
+    return jobs
+
+
+def finish(session: Session, job_id: int, outcome: str, reason: str | None = None,
+           image_id: uuid.UUID | None = None) -> None:
+    assert outcome in OUTCOMES, outcome
+    session.execute(update(Job).where(Job.id == job_id).values(
+        status=JobStatus.failed if outcome == "failed" else JobStatus.done,
+        outcome=outcome, reason=reason, image_id=image_id,
+        lease_owner=None, lease_expires_at=None, updated_at=utcnow(),
+    ))
+
+
+def list_jobs(session: Session, state: str | None = None, batch: str | None = None,
+              limit: int = 100) -> list[Job]:
+    stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+    if state in {s.value for s in JobStatus}:
+        stmt = stmt.where(Job.status == JobStatus(state))
+    elif state:
+        stmt = stmt.where(Job.outcome == state)
+    if batch:
+        stmt = stmt.where(Job.batch == batch)
+    return list(session.scalars(stmt))
+
+
+def retry(session: Session, failed_only: bool = True, batch: str | None = None) -> int:
+    """Queue failed (or all finished-but-not-enrolled) jobs again; returns how many."""
+    condition = Job.status == JobStatus.failed if failed_only else Job.outcome.in_(("failed", "rejected"))
+    stmt = update(Job).where(condition)
+    if batch:
+        stmt = stmt.where(Job.batch == batch)
+    result = session.execute(stmt.values(status=JobStatus.queued, outcome=None, reason=None, attempts=0,
+                                         lease_owner=None, lease_expires_at=None, updated_at=utcnow())
+                              .execution_options(synchronize_session=False))
+    return result.rowcount or 0
+
+
+def outcome_counts(session: Session, batch: str | None = None) -> dict[str, int]:
+    stmt = select(func.coalesce(Job.outcome, Job.status), func.count()).group_by(func.coalesce(Job.outcome, Job.status))
+    if batch:
+        stmt = stmt.where(Job.batch == batch)
+    return {str(getattr(k, "value", k)): n for k, n in session.execute(stmt)}
+
+
+def stale_leases(session: Session) -> Sequence[Job]:
+    return list(session.scalars(select(Job).where(_expired(utcnow()))))
+
+
+def job_record(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id, "batch": job.batch, "status": job.status.value, "outcome": job.outcome,
+        "reason": job.reason, "source_path": job.source_path, "external_id": job.external_id,
+        "attempts": job.attempts, "lease_owner": job.lease_owner,
+        "updated_at": job.updated_at.isoformat() if job.updated_at else None,
+    }
