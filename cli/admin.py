@@ -1,4 +1,4 @@
-"""Store-wide commands: init and version."""
+"""Store-wide commands: init, version, doctor."""
 
 from __future__ import annotations
 
@@ -7,47 +7,68 @@ import dataclasses
 import typer
 
 import identity
+from identity.errors import ExitCode
 from identity_cli.context import get_settings
+from identity_cli.options import JSON
 from identity_cli.output import render
 
 
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
     app.command("version")(version)
+    app.command("doctor")(doctor)
 
 
-def init(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def init(as_json: bool = JSON) -> None:
     """Create or upgrade the database schema and the active model's vector collection (safe to re-run)."""
-    from identity.faces import pack_spec
+    from identity.faces import build_pipeline
     from identity.services.init import initialize
     from identity.services.runtime import Runtime
 
     settings = get_settings()
-    spec = pack_spec(settings.model)
+    pipeline = build_pipeline(settings)
     with Runtime.open(settings) as runtime:
-        report = initialize(runtime, spec.model_id, spec.dim)
+        report = initialize(runtime, pipeline.model_id, pipeline.dim)
     render(dataclasses.asdict(report), as_json, title="identity init")
 
 
-def version(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def version(as_json: bool = JSON) -> None:
     """Print the versions of the package, the schema (database and code) and the active model pack."""
     from identity.errors import IdentityError
-    from identity.faces import pack_spec
-    from identity.store.sql.db import check_connection, make_engine
+    from identity.faces import build_pipeline
+    from identity.services.runtime import Runtime
     from identity.store.sql.migrate import current_revision, head_revision
 
     settings = get_settings()
     try:
-        engine = make_engine(settings.sql_url)
-        check_connection(engine)
-        db_schema = current_revision(engine) or "not initialised (run `identity init`)"
-        engine.dispose()
+        with Runtime.open(settings) as runtime:
+            db_schema = current_revision(runtime.engine) or "not initialised (run `identity init`)"
     except IdentityError as exc:
         db_schema = f"unavailable: {exc}"
     info = {
         "identity": identity.__version__,
         "schema_code": head_revision(),
         "schema_database": db_schema,
-        "model": pack_spec(settings.model).model_id,
+        "model": build_pipeline(settings).model_id,
     }
     render(info, as_json, title="identity version")
+
+
+def doctor(
+    fix: bool = typer.Option(False, "--repair", help="Fix what is found (re-enrolls faces whose vector is missing)."),
+    as_json: bool = JSON,
+) -> None:
+    """Check that the database and the vector store agree; exit 1 when problems remain."""
+    from identity.services.deployment import open_deployment
+    from identity.services.doctor import diagnose, repair
+
+    with open_deployment(get_settings()) as dep:
+        report = diagnose(dep)
+        if fix and not report.clean:
+            repair(dep, report, dep.settings.worker_count)
+            after = diagnose(dep)
+            after.repaired = report.repaired
+            report = after
+    render(report.as_dict(), as_json, title="identity doctor: " + ("clean" if report.clean else "problems found"))
+    if not report.clean:
+        raise typer.Exit(ExitCode.ERROR)

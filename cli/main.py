@@ -37,10 +37,13 @@ def _root(
 
 def _register() -> None:
     # Sub-apps are imported here, not at the top, so each module's imports stay light.
-    from identity_cli import admin, config_cmd
+    from identity_cli import admin, config_cmd, enrollment, jobs, person
 
-    app.add_typer(config_cmd.app, name="config")
     admin.register(app)
+    enrollment.register(app)
+    app.add_typer(config_cmd.app, name="config")
+    app.add_typer(person.app, name="person")
+    app.add_typer(jobs.app, name="jobs")
     for module_name, name in (("faces", "faces"), ("models", "models")):
         try:
             module = __import__(f"identity_cli.{module_name}", fromlist=["app"])

@@ -13,6 +13,7 @@ class ExitCode:
     USAGE = 2  # wrong arguments (Typer/Click's own code)
     NO_FACE = 3  # search/detect found no face in an image
     UNAVAILABLE = 4  # a store (database, vector engine) cannot be reached or opened
+    PARTIAL = 5  # a bulk run finished, but some images failed or conflicted
 
 
 class IdentityError(Exception):

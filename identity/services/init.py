@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from identity.services.runtime import Runtime
-from identity.store.sql.db import transaction
-from identity.store.sql.migrate import current_revision, head_revision, upgrade
+from identity.store.sql.migrate import current_revision, upgrade
+from identity.store.sql.models import Model
 from identity.store.sql.queries import ensure_model
 from identity.store.vectors import open_vector_index
 
@@ -19,7 +19,7 @@ from identity.store.vectors import open_vector_index
 class InitReport:
     database: str
     schema_before: str | None
-    schema_after: str
+    schema_after: str | None
     model_id: str
     dim: int
     collection: str
@@ -27,21 +27,25 @@ class InitReport:
     vector_engine: str
 
 
+def prepare_model(runtime: Runtime, model_id: str, dim: int) -> Model:
+    """Bring the schema to head and return the model's record (created on first use)."""
+    upgrade(runtime.engine)
+    with runtime.sessions() as session, session.begin():
+        return ensure_model(session, model_id, dim)
+
+
 def initialize(runtime: Runtime, model_id: str, dim: int) -> InitReport:
     before = current_revision(runtime.engine)
-    upgrade(runtime.engine)
-    with transaction(runtime.sessions) as session:
-        model = ensure_model(session, model_id, dim)
-        collection = model.collection
+    model = prepare_model(runtime, model_id, dim)
     with open_vector_index(runtime.settings, model_id, dim) as index:
         count = index.count()
     return InitReport(
         database=runtime.engine.url.render_as_string(hide_password=True),
         schema_before=before,
-        schema_after=current_revision(runtime.engine) or head_revision(),
+        schema_after=current_revision(runtime.engine),
         model_id=model_id,
         dim=dim,
-        collection=collection,
+        collection=model.collection,
         vectors=count,
         vector_engine="qdrant-edge" if runtime.settings.embedded else "qdrant-server",
     )

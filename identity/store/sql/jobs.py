@@ -11,12 +11,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from identity.store.sql.models import Job, JobStatus, utcnow
+from identity.store.sql.models import Job, JobStatus, naive_utc, utcnow
 
 MAX_ATTEMPTS = 3
 OUTCOMES = ("enrolled", "rejected", "failed", "duplicate", "conflict")
@@ -53,6 +53,30 @@ def enqueue(session: Session, batch: str, specs: Iterable[JobSpec], chunk: int =
         session.execute(insert(Job), rows)
         total += len(rows)
     return total
+
+
+def adopt_unfinished(session: Session, batch: str, specs: Sequence[JobSpec],
+                     is_dead: Callable[[str | None], bool]) -> set[tuple[str, str]]:
+    """Move queued or abandoned jobs for the same (file, person) into `batch`; returns their keys.
+
+    A re-run after a crash thus resumes the old jobs instead of queuing the files twice.
+    Jobs under a live lease of another worker are left alone.
+    """
+    wanted = {(s.source_path, s.external_id) for s in specs}
+    now = utcnow()
+    adopted: set[tuple[str, str]] = set()
+    unfinished = session.scalars(select(Job).where(Job.status.in_((JobStatus.queued, JobStatus.running))))
+    for job in unfinished:
+        key = (job.source_path, job.external_id)
+        if key not in wanted or key in adopted:
+            continue
+        abandoned = job.status == JobStatus.running and (
+            job.lease_expires_at is None or naive_utc(job.lease_expires_at) < naive_utc(now) or is_dead(job.lease_owner))
+        if job.status == JobStatus.queued or abandoned:
+            job.batch, job.status, job.lease_owner, job.lease_expires_at = batch, JobStatus.queued, None, None
+            adopted.add(key)
+    session.flush()
+    return adopted
 
 
 def _expired(now: datetime) -> Any:
@@ -94,6 +118,21 @@ def finish(session: Session, job_id: int, outcome: str, reason: str | None = Non
         outcome=outcome, reason=reason, image_id=image_id,
         lease_owner=None, lease_expires_at=None, updated_at=utcnow(),
     ))
+
+
+def release(session: Session, job_ids: Sequence[int]) -> None:
+    """Give claimed jobs back to the queue (their worker is stopping without doing them)."""
+    session.execute(update(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.running).values(
+        status=JobStatus.queued, lease_owner=None, lease_expires_at=None, attempts=Job.attempts - 1,
+        updated_at=utcnow()))
+
+
+def earlier_rejection(session: Session, image_id: uuid.UUID, external_id: str) -> str | None:
+    """The reason an earlier job rejected these image bytes for this person, if one did."""
+    return session.scalars(
+        select(Job.reason).where(Job.image_id == image_id, Job.external_id == external_id, Job.outcome == "rejected")
+        .limit(1)
+    ).first()
 
 
 def list_jobs(session: Session, state: str | None = None, batch: str | None = None,

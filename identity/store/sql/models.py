@@ -37,6 +37,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def naive_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive UTC datetimes, Postgres aware ones: compare them as naive UTC."""
+    return moment if moment.tzinfo is None else moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={

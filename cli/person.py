@@ -1,0 +1,83 @@
+"""`identity person ...`: the people the organization enrolls."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from identity_cli.context import get_settings
+from identity_cli.options import JSON, parse_attrs
+from identity_cli.output import render
+
+app = typer.Typer(no_args_is_help=True, help="Add, list, show and update people.")
+COLUMNS = ["external_id", "display_name", "faces", "attributes", "id"]
+
+
+def _sessions():
+    from identity.services.runtime import Runtime
+    from identity.store.sql.migrate import upgrade
+
+    runtime = Runtime.open(get_settings())
+    upgrade(runtime.engine)
+    return runtime
+
+
+@app.command("add")
+def add(
+    external_id: str = typer.Option(..., "--external-id", help="The organization's key (employee number, badge id...)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Display name."),
+    attr: Optional[List[str]] = typer.Option(None, "--attr", help="Attribute key=value (repeatable)."),
+    as_json: bool = JSON,
+) -> None:
+    """Add a person."""
+    from identity.store.sql.db import transaction
+    from identity.store.sql.persons import add_person, person_record
+
+    with _sessions() as runtime, transaction(runtime.sessions) as session:
+        record = person_record(add_person(session, external_id, name, parse_attrs(attr)), faces=0)
+    render(record, as_json, title="person added")
+
+
+@app.command("list")
+def list_(
+    query: Optional[str] = typer.Option(None, "--query", "-q", help="Match external id, name or attributes."),
+    limit: int = typer.Option(100, "--limit", help="At most this many."),
+    as_json: bool = JSON,
+) -> None:
+    """List people (with their number of enrolled faces)."""
+    from identity.store.sql.persons import indexed_face_counts, list_persons, person_record
+
+    with _sessions() as runtime, runtime.sessions() as session:
+        people = list_persons(session, query, limit)
+        counts = indexed_face_counts(session, [p.id for p in people])
+        rows = [person_record(p, counts.get(p.id, 0)) for p in people]
+    render(rows, as_json, COLUMNS, title=f"{len(rows)} people")
+
+
+@app.command("show")
+def show(person: str = typer.Argument(..., help="External id or uuid."), as_json: bool = JSON) -> None:
+    """Show one person."""
+    from identity.store.sql.persons import get_person, indexed_face_counts, person_record
+
+    with _sessions() as runtime, runtime.sessions() as session:
+        found = get_person(session, person)
+        record = person_record(found, indexed_face_counts(session, [found.id]).get(found.id, 0))
+    render(record, as_json, title=record["external_id"])
+
+
+@app.command("update")
+def update(
+    person: str = typer.Argument(..., help="External id or uuid."),
+    name: Optional[str] = typer.Option(None, "--name", help="New display name."),
+    attr: Optional[List[str]] = typer.Option(None, "--attr", help="Set attribute key=value (repeatable)."),
+    unset: Optional[List[str]] = typer.Option(None, "--unset", help="Remove attribute (repeatable)."),
+    as_json: bool = JSON,
+) -> None:
+    """Change a person's name or attributes."""
+    from identity.store.sql.db import transaction
+    from identity.store.sql.persons import person_record, update_person
+
+    with _sessions() as runtime, transaction(runtime.sessions) as session:
+        record = person_record(update_person(session, person, name, parse_attrs(attr), unset or []))
+    render(record, as_json, title=record["external_id"])

@@ -1,0 +1,110 @@
+"""`identity doctor`: find and repair disagreements between SQL (the truth) and the vectors.
+
+Checks: vectors without a face row, pending faces (a run stopped between its writes),
+indexed faces whose vector is missing, abandoned job leases, and a model whose
+recorded dimension differs from what its pack produces.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from identity.services.deployment import Deployment
+from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
+from identity.store.sql import jobs
+from identity.store.sql.db import transaction
+from identity.store.sql.models import Face, FaceStatus, Image, Job, JobStatus, Person, naive_utc, utcnow
+
+
+@dataclass
+class DoctorReport:
+    orphan_vectors: list[str] = field(default_factory=list)
+    pending_with_vector: list[str] = field(default_factory=list)
+    pending_without_vector: list[str] = field(default_factory=list)
+    missing_vectors: list[str] = field(default_factory=list)
+    stale_leases: list[int] = field(default_factory=list)
+    dimension_mismatch: str | None = None
+    repaired: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> int:
+        return (len(self.orphan_vectors) + len(self.pending_with_vector) + len(self.pending_without_vector)
+                + len(self.missing_vectors) + len(self.stale_leases) + bool(self.dimension_mismatch))
+
+    @property
+    def clean(self) -> bool:
+        return self.problems == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "clean": self.clean,
+            "orphan_vectors": len(self.orphan_vectors),
+            "pending_with_vector": len(self.pending_with_vector),
+            "pending_without_vector": len(self.pending_without_vector),
+            "missing_vectors": len(self.missing_vectors),
+            "stale_leases": len(self.stale_leases),
+            "dimension_mismatch": self.dimension_mismatch,
+            "repaired": self.repaired,
+        }
+
+
+def diagnose(dep: Deployment) -> DoctorReport:
+    report = DoctorReport()
+    if dep.model.dim != dep.pipeline.dim:
+        report.dimension_mismatch = (
+            f"model {dep.model.model_id} is recorded with {dep.model.dim} dimensions, its pack produces {dep.pipeline.dim}")
+    vectors = {face_id for face_id, _ in dep.index.iter_ids()}
+    # A pending row younger than a lease may belong to a live worker (server mode); the
+    # embedded store is locked by this process, so there no writer can be mid-chunk.
+    recent = utcnow() - timedelta(seconds=dep.settings.enroll.lease_seconds)
+    with dep.runtime.sessions() as session:
+        rows = session.execute(select(Face.id, Face.status, Face.updated_at).where(Face.model_id == dep.model.id)).all()
+        report.stale_leases = [j.id for j in jobs.stale_leases(session)]
+    live = set()
+    for face_id, status, updated in rows:
+        if status == FaceStatus.rejected:
+            continue
+        live.add(face_id)
+        if status == FaceStatus.indexed and face_id not in vectors:
+            report.missing_vectors.append(str(face_id))
+        elif status == FaceStatus.pending and (dep.settings.embedded or naive_utc(updated) < naive_utc(recent)):
+            (report.pending_with_vector if face_id in vectors else report.pending_without_vector).append(str(face_id))
+    report.orphan_vectors = sorted(str(v) for v in vectors - live)
+    return report
+
+
+def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorReport:
+    """Fix what diagnose found; faces that lost their vector are enrolled again from their source image."""
+    if report.orphan_vectors:
+        dep.index.delete([uuid.UUID(v) for v in report.orphan_vectors])
+        report.repaired["orphan_vectors_deleted"] = len(report.orphan_vectors)
+    with transaction(dep.runtime.sessions) as session:
+        if report.pending_with_vector:
+            ids = [uuid.UUID(v) for v in report.pending_with_vector]
+            session.execute(update(Face).where(Face.id.in_(ids)).values(status=FaceStatus.indexed, updated_at=utcnow()))
+            report.repaired["pending_marked_indexed"] = len(ids)
+        if report.stale_leases:
+            session.execute(update(Job).where(Job.id.in_(report.stale_leases)).values(
+                status=JobStatus.queued, lease_owner=None, lease_expires_at=None, updated_at=utcnow()))
+            report.repaired["leases_released"] = len(report.stale_leases)
+        redo = [uuid.UUID(v) for v in report.missing_vectors + report.pending_without_vector]
+        specs = []
+        if redo:
+            rows = session.execute(
+                select(Face.id, Image.source_path, Person.external_id)
+                .join(Image, Face.image_id == Image.id).join(Person, Face.person_id == Person.id)
+                .where(Face.id.in_(redo))).all()
+            specs = [jobs.JobSpec(path, external_id) for _, path, external_id in rows]
+            session.query(Face).filter(Face.id.in_(redo)).delete(synchronize_session=False)
+    if specs:
+        batch, _ = queue_jobs(dep.runtime, specs)
+        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id)
+        summary = process_queue(dep.runtime, writer, batch, workers)
+        report.repaired["faces_reenrolled"] = summary.counts.get("enrolled", 0)
+    return report
+

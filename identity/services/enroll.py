@@ -1,0 +1,272 @@
+"""Bulk enrollment: jobs in, one final state per image out, consistent under crashes.
+
+Storage protocol per chunk of images (ARCHITECTURE.md, "Consistency"):
+  1. one transaction writes image rows and `pending` face rows;
+  2. the vectors are upserted, waiting until they are durable;
+  3. one transaction marks the faces `indexed` and finishes the jobs.
+A crash between 1 and 3 leaves pending rows and leased jobs: a re-run adopts the
+unfinished jobs, finds the pending faces of the same bytes and person, upserts their
+vectors again under the same ids and completes them, so nothing is enrolled twice and
+no vector lacks a row.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from identity.errors import ImageError
+from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
+from identity.services.runtime import Runtime
+from identity.store.sql import jobs
+from identity.store.sql.db import transaction
+from identity.store.sql.models import Face, FaceStatus, Image, Job, Person, utcnow
+from identity.store.sql.persons import get_or_create_person
+from identity.store.vectors import VectorIndex, VectorPoint
+
+Outcome = ImageFaces | ImageError
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: int
+    source_path: str
+    external_id: str
+    outcome: str  # enrolled / rejected / failed / duplicate / conflict
+    reason: str | None = None
+    faces_found: int = 0
+    image_id: uuid.UUID | None = None
+
+
+@dataclass
+class EnrollSummary:
+    batch: str
+    queued: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    faces_enrolled: int = 0
+    seconds: float = 0.0
+    storage_seconds: float = 0.0
+    results: list[JobResult] = field(default_factory=list)
+
+    def add(self, result: JobResult) -> None:
+        self.counts[result.outcome] = self.counts.get(result.outcome, 0) + 1
+        self.faces_enrolled += result.outcome == "enrolled"
+        self.results.append(result)
+
+    @property
+    def processed(self) -> int:
+        return sum(self.counts.values())
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def queue_jobs(runtime: Runtime, specs: Iterable[jobs.JobSpec], batch: str | None = None) -> tuple[str, int]:
+    """Queue a batch; jobs left unfinished by a dead run for the same file and person are adopted, not doubled."""
+    batch = batch or jobs.new_batch_id()
+    specs = list(specs)
+    with transaction(runtime.sessions) as session:
+        adopted = jobs.adopt_unfinished(session, batch, specs, is_dead=_lease_owner_dead)
+        fresh = [s for s in specs if (s.source_path, s.external_id) not in adopted]
+        queued = jobs.enqueue(session, batch, fresh) + len(adopted)
+    return batch, queued
+
+
+def choose_face(found: ImageFaces, dominance: float) -> tuple[DetectedFace | None, str | None]:
+    """The face to enroll from a photo, or why none: no_face / multiple_faces."""
+    if not found.faces:
+        return None, "no_face"
+    ranked = sorted(found.faces, key=_area, reverse=True)
+    if len(ranked) > 1 and _area(ranked[0]) < dominance * _area(ranked[1]):
+        return None, "multiple_faces"
+    return ranked[0], None
+
+
+class EnrollmentWriter:
+    """Writes the outcomes of processed jobs, a chunk at a time, by the protocol above."""
+
+    def __init__(self, runtime: Runtime, index: VectorIndex, model_row_id: int) -> None:
+        self.runtime = runtime
+        self.index = index
+        self.model_row_id = model_row_id
+        self.dominance = runtime.settings.enroll.dominant_face_ratio
+
+    def write(self, items: Sequence[tuple[Job, Outcome]]) -> list[JobResult]:
+        try:
+            return self._write(items)
+        except IntegrityError:
+            # Another worker stored the same new image or person first; the retry sees its rows.
+            return self._write(items)
+
+    def _write(self, items: Sequence[tuple[Job, Outcome]]) -> list[JobResult]:
+        results: list[JobResult] = []
+        to_index: list[tuple[Face, np.ndarray]] = []
+        with transaction(self.runtime.sessions) as session:
+            for job, outcome in items:
+                results.append(self._decide(session, job, outcome, to_index))
+        if to_index:
+            self.index.upsert([VectorPoint(face.id, face.person_id, vector) for face, vector in to_index])
+        with transaction(self.runtime.sessions) as session:
+            if to_index:
+                session.execute(
+                    update(Face).where(Face.id.in_([face.id for face, _ in to_index]))
+                    .values(status=FaceStatus.indexed, updated_at=utcnow())
+                )
+            for result in results:
+                jobs.finish(session, result.job_id, result.outcome, result.reason, result.image_id)
+        return results
+
+    def _decide(self, session: Session, job: Job, outcome: Outcome,
+                to_index: list[tuple[Face, np.ndarray]]) -> JobResult:
+        image: Image | None = None
+
+        def result(state: str, reason: str | None = None) -> JobResult:
+            found = 0 if isinstance(outcome, ImageError) else len(outcome.faces)
+            return JobResult(job.id, job.source_path, job.external_id, state, reason, found,
+                             image.id if image is not None else None)
+
+        if isinstance(outcome, ImageError):
+            return result("failed", outcome.reason)
+        person, _ = get_or_create_person(session, job.external_id, job.display_name, job.attributes)
+        image = session.scalars(select(Image).where(Image.sha256 == outcome.sha256)).one_or_none()
+        if image is not None:
+            held = list(session.scalars(select(Face).where(Face.image_id == image.id, Face.model_id == self.model_row_id)))
+            mine = [f for f in held if f.person_id == person.id]
+            others = [f for f in held if f.person_id != person.id and f.status != FaceStatus.rejected]
+            if mine:
+                this_chunk = {f.id for f, _ in to_index}
+                pending = [f for f in mine if f.status == FaceStatus.pending and f.id not in this_chunk]
+                if not pending:
+                    state = "enrolled" if mine[0].status != FaceStatus.rejected else "rejected"
+                    return result("duplicate", f"same image already {state} for {person.external_id}")
+                face, _ = choose_face(outcome, self.dominance)
+                if face is None:
+                    return result("failed", "image changed between runs")
+                to_index.extend((f, face.embedding) for f in pending)  # finish what a crashed run began
+                return result("enrolled", "completed an interrupted enrollment")
+            if others:
+                owner = session.get(Person, others[0].person_id)
+                return result("conflict", f"same image is enrolled for {owner.external_id if owner else 'another person'}")
+            earlier = jobs.earlier_rejection(session, image.id, job.external_id)
+            if earlier is not None:
+                return result("duplicate", f"same image already rejected for {job.external_id} ({earlier})")
+        else:
+            image = Image(sha256=outcome.sha256, source_path=job.source_path, size_bytes=_size(job.source_path),
+                          width=outcome.width, height=outcome.height)
+            session.add(image)
+            session.flush()
+        face, reason = choose_face(outcome, self.dominance)
+        if face is None:
+            return result("rejected", reason)
+        row = Face(
+            person_id=person.id, image_id=image.id, model_id=self.model_row_id,
+            bbox=[round(float(v), 2) for v in face.bbox],
+            landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
+            det_score=float(face.det_score), iod_px=face.quality.iod_px, blur=face.quality.blur,
+            yaw_deg=face.quality.yaw_deg, roll_deg=face.quality.roll_deg,
+            status=FaceStatus.pending if face.quality.ok else FaceStatus.rejected,
+            rejection=",".join(face.quality.rejections) or None,
+        )
+        session.add(row)
+        session.flush()
+        if not face.quality.ok:
+            return result("rejected", row.rejection)
+        to_index.append((row, face.embedding))
+        return result("enrolled")
+
+
+def process_queue(
+    runtime: Runtime,
+    writer: EnrollmentWriter,
+    batch: str | None,
+    workers: int,
+    on_result: Callable[[JobResult], None] = lambda r: None,
+    summary: EnrollSummary | None = None,
+) -> EnrollSummary:
+    """Claim and process jobs (of one batch, or any) until none is left; returns what happened."""
+    settings = runtime.settings
+    summary = summary or EnrollSummary(batch=batch or "*")
+    claimed: deque[Job] = deque()
+    owner = worker_name()
+    started = time.perf_counter()
+
+    def paths() -> Iterator[str]:
+        while True:
+            with transaction(runtime.sessions) as session:
+                chunk = jobs.claim(session, owner, settings.enroll.chunk_size, settings.enroll.lease_seconds, batch)
+            if not chunk:
+                return
+            for job in chunk:
+                claimed.append(job)
+                yield job.source_path
+
+    pending: list[tuple[Job, Outcome]] = []
+
+    def flush() -> None:
+        t0 = time.perf_counter()
+        for result in writer.write(pending):
+            summary.add(result)
+            on_result(result)
+        summary.storage_seconds += time.perf_counter() - t0
+        pending.clear()
+
+    try:
+        for _path, outcome in process_paths_parallel(settings, paths(), workers):
+            pending.append((claimed.popleft(), outcome))
+            if len(pending) >= settings.enroll.chunk_size:
+                flush()
+        if pending:
+            flush()
+    except BaseException:
+        # Ctrl-C or a crash: hand back what this run claimed but never wrote, so the
+        # next run takes it at once instead of waiting for the leases to expire.
+        _release(runtime, [job.id for job, _ in pending] + [job.id for job in claimed])
+        raise
+    finally:
+        summary.seconds += time.perf_counter() - started
+    return summary
+
+
+def _release(runtime: Runtime, job_ids: list[int]) -> None:
+    if not job_ids:
+        return
+    with transaction(runtime.sessions) as session:
+        jobs.release(session, job_ids)
+
+
+def _lease_owner_dead(owner: str | None) -> bool:
+    """True when a lease belongs to a process on this host that no longer runs."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _area(face: DetectedFace) -> float:
+    x1, y1, x2, y2 = face.bbox
+    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
