@@ -9,7 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 from sqlalchemy import func, select
@@ -20,6 +23,7 @@ from identity.services.doctor import diagnose, repair
 from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
 from identity.services.enroll_inputs import from_directory, from_manifest
 from identity.store.sql.models import Face, FaceStatus
+from identity.store.vectors import VectorPoint
 
 PEOPLE = ["Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"]
 
@@ -121,14 +125,12 @@ def test_doctor_repairs_orphans_and_missing_vectors(settings: Settings, photos: 
     with open_deployment(settings) as dep:
         ids = [face_id for face_id, _ in dep.index.iter_ids()]
         dep.index.delete(ids[:1])  # an indexed face loses its vector
-        from identity.store.vectors import VectorPoint
-        import numpy as np
-        import uuid
-
+        dep.index.set_person(ids[1:2], uuid.uuid4())  # a merge stopped between SQL and the vectors
         stray = uuid.uuid4()
         dep.index.upsert([VectorPoint(stray, uuid.uuid4(), np.ones(dep.pipeline.dim, np.float32))])
         report = diagnose(dep)
         assert report.orphan_vectors == [str(stray)] and len(report.missing_vectors) == 1
+        assert list(report.wrong_person) == [str(ids[1])]
         repair(dep, report)
         assert diagnose(dep).clean
     assert store_state(settings) == (4, 4, True)

@@ -28,13 +28,15 @@ class DoctorReport:
     pending_without_vector: list[str] = field(default_factory=list)
     missing_vectors: list[str] = field(default_factory=list)
     stale_leases: list[int] = field(default_factory=list)
+    wrong_person: dict[str, str] = field(default_factory=dict)  # face id -> the person SQL says it is
     dimension_mismatch: str | None = None
     repaired: dict[str, int] = field(default_factory=dict)
 
     @property
     def problems(self) -> int:
         return (len(self.orphan_vectors) + len(self.pending_with_vector) + len(self.pending_without_vector)
-                + len(self.missing_vectors) + len(self.stale_leases) + bool(self.dimension_mismatch))
+                + len(self.missing_vectors) + len(self.stale_leases) + len(self.wrong_person)
+                + bool(self.dimension_mismatch))
 
     @property
     def clean(self) -> bool:
@@ -48,6 +50,7 @@ class DoctorReport:
             "pending_without_vector": len(self.pending_without_vector),
             "missing_vectors": len(self.missing_vectors),
             "stale_leases": len(self.stale_leases),
+            "wrong_person": len(self.wrong_person),
             "dimension_mismatch": self.dimension_mismatch,
             "repaired": self.repaired,
         }
@@ -58,23 +61,26 @@ def diagnose(dep: Deployment) -> DoctorReport:
     if dep.model.dim != dep.pipeline.dim:
         report.dimension_mismatch = (
             f"model {dep.model.model_id} is recorded with {dep.model.dim} dimensions, its pack produces {dep.pipeline.dim}")
-    vectors = {face_id for face_id, _ in dep.index.iter_ids()}
+    vectors = dict(dep.index.iter_ids())
     # A pending row younger than a lease may belong to a live worker (server mode); the
     # embedded store is locked by this process, so there no writer can be mid-chunk.
     recent = utcnow() - timedelta(seconds=dep.settings.enroll.lease_seconds)
     with dep.runtime.sessions() as session:
-        rows = session.execute(select(Face.id, Face.status, Face.updated_at).where(Face.model_id == dep.model.id)).all()
+        rows = session.execute(select(Face.id, Face.person_id, Face.status, Face.updated_at)
+                               .where(Face.model_id == dep.model.id)).all()
         report.stale_leases = [j.id for j in jobs.stale_leases(session)]
     live = set()
-    for face_id, status, updated in rows:
+    for face_id, person_id, status, updated in rows:
         if status == FaceStatus.rejected:
             continue
         live.add(face_id)
+        if face_id in vectors and vectors[face_id] != person_id:  # a merge or move stopped half-way
+            report.wrong_person[str(face_id)] = str(person_id)
         if status == FaceStatus.indexed and face_id not in vectors:
             report.missing_vectors.append(str(face_id))
         elif status == FaceStatus.pending and (dep.settings.embedded or naive_utc(updated) < naive_utc(recent)):
             (report.pending_with_vector if face_id in vectors else report.pending_without_vector).append(str(face_id))
-    report.orphan_vectors = sorted(str(v) for v in vectors - live)
+    report.orphan_vectors = sorted(str(v) for v in vectors.keys() - live)
     return report
 
 
@@ -83,6 +89,13 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorRep
     if report.orphan_vectors:
         dep.index.delete([uuid.UUID(v) for v in report.orphan_vectors])
         report.repaired["orphan_vectors_deleted"] = len(report.orphan_vectors)
+    by_person: dict[str, list[uuid.UUID]] = {}
+    for face_id, person_id in report.wrong_person.items():
+        by_person.setdefault(person_id, []).append(uuid.UUID(face_id))
+    for person_id, face_ids in by_person.items():
+        dep.index.set_person(face_ids, uuid.UUID(person_id))
+    if report.wrong_person:
+        report.repaired["faces_relabelled"] = len(report.wrong_person)
     with transaction(dep.runtime.sessions) as session:
         if report.pending_with_vector:
             ids = [uuid.UUID(v) for v in report.pending_with_vector]

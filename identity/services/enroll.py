@@ -228,6 +228,7 @@ def process_queue(
                 flush()
         if pending:
             flush()
+        writer.index.optimize()  # the embedded engine builds its search graph only when asked
     except BaseException:
         # Ctrl-C or a crash: hand back what this run claimed but never wrote, so the
         # next run takes it at once instead of waiting for the leases to expire.
@@ -235,6 +236,27 @@ def process_queue(
         raise
     finally:
         summary.seconds += time.perf_counter() - started
+    return summary
+
+
+def enroll_analysed(runtime: Runtime, writer: "EnrollmentWriter",
+                    analysed: Sequence[tuple[jobs.JobSpec, Outcome]]) -> EnrollSummary:
+    """Enroll images already analysed (e.g. from the evaluation cache) through the same queue and writer."""
+    batch, queued = queue_jobs(runtime, [spec for spec, _ in analysed])
+    summary = EnrollSummary(batch=batch, queued=queued)
+    outcomes = {(spec.source_path, spec.external_id): outcome for spec, outcome in analysed}
+    owner = worker_name()
+    started = time.perf_counter()
+    while True:
+        with transaction(runtime.sessions) as session:
+            chunk = jobs.claim(session, owner, runtime.settings.enroll.chunk_size,
+                               runtime.settings.enroll.lease_seconds, batch)
+        if not chunk:
+            break
+        for result in writer.write([(job, outcomes[(job.source_path, job.external_id)]) for job in chunk]):
+            summary.add(result)
+    writer.index.optimize()
+    summary.seconds = time.perf_counter() - started
     return summary
 
 

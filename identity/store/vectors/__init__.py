@@ -1,0 +1,93 @@
+"""Face vector storage: one VectorIndex contract, two Qdrant engines and an exact baseline.
+
+``open_vector_index`` picks the engine from Settings: Qdrant Edge under the data
+directory when no ``qdrant_url`` is set, else a Qdrant server (``:memory:``: qdrant-client's
+local mode). Engine classes are imported on first use, since qdrant-client alone takes
+most of a second to import.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from identity.config import Settings
+from identity.errors import ConfigError
+from identity.store.vectors.base import (
+    GenerationalIndex,
+    PersonHit,
+    VectorHit,
+    VectorIndex,
+    VectorPoint,
+    alias_name,
+    collection_name,
+)
+
+if TYPE_CHECKING:
+    from identity.store.vectors.edge import EdgeIndex
+    from identity.store.vectors.exact import ExactIndex
+    from identity.store.vectors.server import QdrantServerIndex
+
+__all__ = [
+    "EdgeIndex",
+    "ExactIndex",
+    "GenerationalIndex",
+    "PersonHit",
+    "QdrantServerIndex",
+    "VectorHit",
+    "VectorIndex",
+    "VectorPoint",
+    "alias_name",
+    "collection_name",
+    "open_vector_index",
+]
+
+_LAZY = {
+    "EdgeIndex": "identity.store.vectors.edge",
+    "ExactIndex": "identity.store.vectors.exact",
+    "QdrantServerIndex": "identity.store.vectors.server",
+}
+
+
+def open_vector_index(
+    settings: Settings, model_id: str, dim: int, generation: int | None = None
+) -> GenerationalIndex:
+    """Open one model's collection: the live generation (created if missing), or the given one."""
+    check_vector_settings(settings)
+    if dim < 1:
+        raise ValueError(f"dim must be at least 1, got {dim}")
+    if settings.embedded:
+        from identity.store.vectors.edge import EdgeIndex
+
+        return EdgeIndex.open(settings, model_id, dim, generation)
+    from identity.store.vectors.server import QdrantServerIndex
+
+    return QdrantServerIndex.open(settings, model_id, dim, generation)
+
+
+def check_vector_settings(settings: Settings) -> None:
+    """Refuse settings that name two engines, or one engine half-way."""
+    url = settings.qdrant_url
+    if url is None:
+        if settings.qdrant_api_key:
+            raise ConfigError(
+                "qdrant_api_key is set but qdrant_url is not: set IDENTITY_QDRANT_URL to use a Qdrant "
+                "server, or unset the key to use the embedded store"
+            )
+        return
+    if url == ":memory:":
+        if settings.qdrant_api_key:
+            raise ConfigError("qdrant_api_key is set but qdrant_url is ':memory:' (local mode takes no key)")
+        return
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"qdrant_url {url!r} is not http(s)://host:port or ':memory:'; "
+            "unset it to use the embedded store under the data directory"
+        )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

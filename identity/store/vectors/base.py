@@ -74,6 +74,12 @@ class VectorIndex(Protocol):
     ) -> list[PersonHit]:
         """The k best distinct persons, best first; a person's many faces never crowd others out."""
 
+    def vectors(self, face_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, np.ndarray]:
+        """The stored (unit) vectors of the given faces; unknown ids are left out."""
+
+    def set_person(self, face_ids: Sequence[uuid.UUID], person_id: uuid.UUID) -> None:
+        """Re-label faces as another person's (merges, moves); unknown ids are ignored."""
+
     def count(self) -> int:
         """Number of points in the collection."""
 

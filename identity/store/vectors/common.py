@@ -13,6 +13,14 @@ from identity.store.vectors.base import PersonHit, VectorHit, VectorPoint, as_ma
 PERSON_KEY = "person_id"
 FACE_KEY = "face_id"
 
+# Both engines keep an int8 copy of the vectors for the graph and rescore the best
+# candidates with the float originals, so returned scores stay exact. On 100k x 512-d
+# (benchmarks/vector_index.py) it built HNSW ~5x faster and searched ~4x faster than
+# float at the same recall. Clipping at the 0.99 quantile keeps outlier components from
+# wasting the 8 bits; oversampling 2 rescores 2k candidates.
+INT8_QUANTILE = 0.99
+OVERSAMPLING = 2.0
+
 
 def point_matrix(points: Sequence[VectorPoint], dim: int) -> np.ndarray:
     """The points' vectors as unit rows, validated before anything is written."""
@@ -28,9 +36,12 @@ def payload(point: VectorPoint) -> dict[str, str]:
     return {PERSON_KEY: str(point.person_id), FACE_KEY: str(point.face_id)}
 
 
+def person_of(point_payload: Mapping[str, Any] | None) -> uuid.UUID:
+    return uuid.UUID(str((point_payload or {})[PERSON_KEY]))
+
+
 def to_hit(point_id: Any, point_payload: Mapping[str, Any] | None, score: float) -> VectorHit:
-    person = (point_payload or {})[PERSON_KEY]
-    return VectorHit(face_id=uuid.UUID(str(point_id)), person_id=uuid.UUID(str(person)), score=float(score))
+    return VectorHit(face_id=uuid.UUID(str(point_id)), person_id=person_of(point_payload), score=float(score))
 
 
 def check_k(k: int, faces_per_person: int = 1) -> None:

@@ -1,0 +1,357 @@
+"""EdgeIndex: the embedded engine, Qdrant Edge shards under the data directory.
+
+Layout under ``settings.edge_dir``: one shard directory per collection
+(``faces_<model>_g<n>/``) and one pointer file per model (``faces_<model>.active``)
+naming the live collection. The pointer is replaced by rename, so a switch is atomic.
+
+One process at a time may hold a shard. The engine's own WAL lock only fails with an
+opaque "Can't init WAL: WouldBlock", so we take an exclusive ``flock`` on ``.lock`` in
+the shard directory first and say who holds it. The kernel drops it if the holder dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import IO, Any, Iterator, Sequence
+
+import numpy as np
+from qdrant_edge import (
+    CountRequest,
+    Distance,
+    EdgeConfig,
+    EdgeShard,
+    EdgeVectorParams,
+    FieldCondition,
+    Filter,
+    HnswIndexConfig,
+    MatchAny,
+    Memory,
+    PayloadSchemaType,
+    Point,
+    QuantizationSearchParams,
+    Query,
+    QueryBatchRequest,
+    QueryRequest,
+    ScalarQuantizationConfig,
+    ScalarType,
+    ScrollRequest,
+    SearchParams,
+    UpdateOperation,
+)
+
+from identity.config import Settings, VectorSettings
+from identity.errors import DimensionMismatch, StoreUnavailable
+from identity.store.vectors.base import (
+    PersonHit,
+    VectorHit,
+    VectorPoint,
+    alias_name,
+    as_matrix,
+    collection_name,
+)
+from identity.store.vectors.common import (
+    INT8_QUANTILE,
+    OVERSAMPLING,
+    PERSON_KEY,
+    check_k,
+    group_hits,
+    payload,
+    person_of,
+    point_matrix,
+    to_hit,
+)
+
+FULL_SCAN_THRESHOLD_KB = 10_000  # segments smaller than this are scanned, not graph-searched
+LOCK_FILE = ".lock"
+
+
+class EdgeIndex:
+    """One Qdrant Edge shard holding one generation of a model's face vectors."""
+
+    def __init__(
+        self,
+        shard: EdgeShard,
+        lock: IO[str],
+        settings: Settings,
+        model_id: str,
+        dim: int,
+        generation: int,
+    ) -> None:
+        self._shard: EdgeShard | None = shard
+        self._lock = lock
+        self._settings = settings
+        self._model_id = model_id
+        vectors = settings.vectors
+        rescore = QuantizationSearchParams(ignore=vectors.exact, rescore=True, oversampling=OVERSAMPLING)
+        self._params = SearchParams(hnsw_ef=vectors.search_ef, exact=vectors.exact, quantization=rescore)
+        self.dim = dim
+        self.generation = generation
+        self.collection = collection_name(model_id, generation)
+        self.path = settings.edge_dir / self.collection
+
+    @classmethod
+    def open(cls, settings: Settings, model_id: str, dim: int, generation: int | None = None) -> "EdgeIndex":
+        """Open (creating if missing) the live generation, or the given one without switching."""
+        if generation is not None and generation < 1:
+            raise ValueError(f"generation must be at least 1, got {generation}")
+        active = _read_pointer(settings.edge_dir, alias_name(model_id)) if generation is None else None
+        chosen = generation or active or 1
+        path = settings.edge_dir / collection_name(model_id, chosen)
+        lock = _acquire(path)
+        try:
+            shard = _open_shard(path, dim, settings.vectors)
+        except BaseException:
+            lock.close()
+            raise
+        index = cls(shard, lock, settings, model_id, dim, chosen)
+        if generation is None and active is None:
+            index.activate()
+        return index
+
+    @property
+    def _engine(self) -> EdgeShard:
+        if self._shard is None:
+            raise StoreUnavailable(f"vector store {self.path} is closed")
+        return self._shard
+
+    def upsert(self, points: Sequence[VectorPoint]) -> None:
+        if not points:
+            return
+        matrix = point_matrix(points, self.dim)
+        # Lists, not arrays: the binding converts a list ~1.5x faster.
+        batch = [
+            Point(id=p.face_id, vector=row.tolist(), payload=payload(p))
+            for p, row in zip(points, matrix, strict=True)
+        ]
+        self._engine.update(UpdateOperation.upsert_points(batch))
+        self._engine.flush()  # the WAL survives a crashed process; flush makes segments durable too
+
+    def delete(self, face_ids: Sequence[uuid.UUID]) -> None:
+        if face_ids:
+            self._engine.update(UpdateOperation.delete_points(list(face_ids)))
+            self._engine.flush()
+
+    def delete_person(self, person_id: uuid.UUID) -> None:
+        self._engine.update(UpdateOperation.delete_points_by_filter(Filter(must=[_persons([person_id])])))
+        self._engine.flush()
+
+    def search(
+        self, vector: np.ndarray, k: int, person_ids: Sequence[uuid.UUID] | None = None
+    ) -> list[VectorHit]:
+        check_k(k)
+        query = as_matrix(vector, self.dim)[0]
+        if person_ids is not None and not person_ids:
+            return []
+        return self._query(query, k, _filter(person_ids))
+
+    def search_batch(self, vectors: np.ndarray, k: int) -> list[list[VectorHit]]:
+        check_k(k)
+        matrix = as_matrix(vectors, self.dim)
+        results = self._engine.query_batch(QueryBatchRequest([self._request(q, k, None) for q in matrix]))
+        return [[to_hit(p.id, p.payload, p.score) for p in points] for points in results]
+
+    def search_persons(
+        self,
+        vector: np.ndarray,
+        k: int,
+        faces_per_person: int = 3,
+        person_ids: Sequence[uuid.UUID] | None = None,
+    ) -> list[PersonHit]:
+        # The Python binding has no query_groups (Rust only), so: each round excludes the
+        # persons already found, so one person's many faces never hide the next person.
+        check_k(k, faces_per_person)
+        query = as_matrix(vector, self.dim)[0]
+        if person_ids is not None and not person_ids:
+            return []
+        limit = 2 * k * faces_per_person
+        hits: list[VectorHit] = []
+        seen: set[uuid.UUID] = set()
+        complete: set[uuid.UUID] = set()
+        while len(seen) < k:
+            found = self._query(query, limit, _filter(person_ids, exclude=seen))
+            hits += found
+            new = {hit.person_id for hit in found}
+            seen |= new
+            if len(found) < limit:
+                complete = new  # an exhaustive round saw every face of its persons
+                break
+        persons = group_hits(hits, k, faces_per_person)
+        short = [p for p in persons if len(p.faces) < faces_per_person and p.person_id not in complete]
+        if not short:
+            return persons
+        # A person found near a round's cut-off may have more good faces: fetch them per person.
+        requests = [self._request(query, faces_per_person, _filter([p.person_id])) for p in short]
+        fills = self._engine.query_batch(QueryBatchRequest(requests))
+        faces = {
+            p.person_id: [to_hit(x.id, x.payload, x.score) for x in f]
+            for p, f in zip(short, fills, strict=True)
+        }
+        return [
+            PersonHit(p.person_id, faces[p.person_id][0].score, tuple(faces[p.person_id]))
+            if faces.get(p.person_id)
+            else p
+            for p in persons
+        ]
+
+    def vectors(self, face_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, np.ndarray]:
+        if not face_ids:
+            return {}
+        records = self._engine.retrieve(list(face_ids), with_payload=False, with_vector=True)
+        return {uuid.UUID(str(r.id)): np.asarray(r.vector, dtype=np.float32) for r in records}
+
+    def set_person(self, face_ids: Sequence[uuid.UUID], person_id: uuid.UUID) -> None:
+        # The engine fails on an unknown id; the contract ignores them, so keep only known ones.
+        known = [r.id for r in self._engine.retrieve(list(face_ids), with_payload=False, with_vector=False)]
+        if known:
+            self._engine.update(UpdateOperation.set_payload(known, {PERSON_KEY: str(person_id)}))
+            self._engine.flush()
+
+    def count(self) -> int:
+        return self._engine.count(CountRequest(exact=True))
+
+    def iter_ids(self, batch_size: int = 1000) -> Iterator[tuple[uuid.UUID, uuid.UUID]]:
+        offset = None
+        while True:
+            records, offset = self._engine.scroll(
+                ScrollRequest(offset=offset, limit=batch_size, with_payload=True, with_vector=False)
+            )
+            for record in records:
+                yield uuid.UUID(str(record.id)), person_of(record.payload)
+            if offset is None:
+                return
+
+    def optimize(self) -> None:
+        self._engine.optimize()
+
+    def next_generation(self) -> "EdgeIndex":
+        pattern = re.compile(re.escape(alias_name(self._model_id)) + r"_g(\d+)")
+        existing = [
+            int(m.group(1)) for d in self._settings.edge_dir.iterdir() if (m := pattern.fullmatch(d.name))
+        ]
+        return EdgeIndex.open(
+            self._settings, self._model_id, self.dim, max(existing, default=self.generation) + 1
+        )
+
+    def activate(self) -> None:
+        pointer = _pointer_path(self._settings.edge_dir, alias_name(self._model_id))
+        tmp = pointer.with_name(pointer.name + f".{os.getpid()}.tmp")
+        with open(tmp, "w") as handle:
+            handle.write(self.collection + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, pointer)  # atomic: readers see the old or the new name, never half
+        _fsync_dir(pointer.parent)
+
+    def close(self) -> None:
+        if self._shard is None:
+            return
+        shard, self._shard = self._shard, None
+        try:
+            shard.flush()
+            shard.close()
+        finally:
+            self._lock.close()  # closing the descriptor drops the flock
+
+    def __enter__(self) -> "EdgeIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, query: np.ndarray, limit: int, flt: Filter | None) -> QueryRequest:
+        return QueryRequest(
+            limit=limit,
+            query=Query.Nearest(query.tolist()),
+            filter=flt,
+            with_payload=True,
+            params=self._params,
+        )
+
+    def _query(self, query: np.ndarray, limit: int, flt: Filter | None) -> list[VectorHit]:
+        points = self._engine.query(self._request(query, limit, flt))
+        return [to_hit(p.id, p.payload, p.score) for p in points]
+
+
+def _filter(person_ids: Sequence[uuid.UUID] | None, exclude: set[uuid.UUID] | None = None) -> Filter | None:
+    must: list[Any] | None = [_persons(person_ids)] if person_ids is not None else None
+    must_not: list[Any] | None = [_persons(exclude)] if exclude else None
+    return Filter(must=must, must_not=must_not) if must or must_not else None
+
+
+def _persons(person_ids: Sequence[uuid.UUID] | set[uuid.UUID]) -> FieldCondition:
+    return FieldCondition(key=PERSON_KEY, match=MatchAny(any=[str(p) for p in person_ids]))
+
+
+def _pointer_path(root: Path, alias: str) -> Path:
+    return root / f"{alias}.active"
+
+
+def _read_pointer(root: Path, alias: str) -> int | None:
+    """The live generation named by the model's pointer file, or None if there is none yet."""
+    pointer = _pointer_path(root, alias)
+    try:
+        name = pointer.read_text().strip()
+    except FileNotFoundError:
+        return None
+    match = re.fullmatch(re.escape(alias) + r"_g(\d+)", name)
+    if not match:
+        raise StoreUnavailable(
+            f"{pointer} is corrupt ({name!r}); it should name a collection such as {alias}_g1"
+        )
+    return int(match.group(1))
+
+
+def _acquire(path: Path) -> IO[str]:
+    """An exclusive lock on the shard directory, or StoreUnavailable naming the holder."""
+    path.mkdir(parents=True, exist_ok=True)
+    handle = open(path / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise StoreUnavailable(
+            f"vector store {path} is locked by another process (pid {holder}); "
+            "stop it (e.g. a running `identity worker`) or use another data directory"
+        ) from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _open_shard(path: Path, dim: int, params: VectorSettings) -> EdgeShard:
+    config = EdgeConfig(
+        vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine),
+        hnsw_config=HnswIndexConfig(
+            m=params.hnsw_m, ef_construct=params.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+        ),
+        quantization_config=ScalarQuantizationConfig(
+            type=ScalarType.Int8, quantile=INT8_QUANTILE, memory=Memory.Pinned
+        ),
+    )
+    try:
+        if (path / "edge_config.json").exists():
+            shard = EdgeShard.load(str(path), config)  # also applies changed HNSW settings
+        else:
+            shard = EdgeShard.create(str(path), config)
+    except Exception as exc:  # the engine raises bare Exception with a message
+        if "vector size" in str(exc):
+            raise DimensionMismatch(f"vector store {path} holds vectors of another size than {dim}") from None
+        raise StoreUnavailable(f"cannot open vector store {path}: {exc}") from None
+    if PERSON_KEY not in shard.info().payload_schema:
+        shard.update(UpdateOperation.create_field_index(PERSON_KEY, PayloadSchemaType.Keyword))
+    return shard
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

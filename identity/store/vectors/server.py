@@ -1,0 +1,374 @@
+"""QdrantServerIndex: a Qdrant server (or qdrant-client's local mode for ``:memory:``).
+
+Each model version has collections ``faces_<model>_g<n>`` and an alias ``faces_<model>``
+naming the live one; a re-index fills the next generation and moves the alias in one
+request, so searchers never see a half-built collection. Calls are retried on transient
+connection errors; a server that stays unreachable raises StoreUnavailable naming it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+import warnings
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from identity.config import Settings
+from identity.errors import DimensionMismatch, StoreUnavailable
+from identity.store.vectors.base import (
+    PersonHit,
+    VectorHit,
+    VectorPoint,
+    alias_name,
+    as_matrix,
+    collection_name,
+)
+from identity.store.vectors.common import (
+    INT8_QUANTILE,
+    OVERSAMPLING,
+    PERSON_KEY,
+    check_k,
+    payload,
+    person_of,
+    point_matrix,
+    to_hit,
+)
+
+MEMORY = ":memory:"
+UPSERT_CHUNK = 512  # points per request: keeps JSON bodies to a few MB
+TRANSIENT_STATUS = {429, 502, 503, 504}
+T = TypeVar("T")
+
+
+class _Connection:
+    """A client shared by an index and the generations it opens; closed with the last user."""
+
+    def __init__(self, client: QdrantClient, settings: Settings, owned: bool) -> None:
+        self.client = client
+        self.url = settings.qdrant_url or MEMORY
+        self.retries = settings.qdrant_retries
+        self.owned = owned  # an injected client belongs to the caller: never closed here
+        self.users = 1
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(*args, **kwargs)
+            except ResponseHandlingException as exc:  # connection refused, timeout, DNS
+                reason = str(getattr(exc, "source", exc)) or type(exc).__name__
+            except UnexpectedResponse as exc:
+                if exc.status_code in (401, 403):
+                    raise StoreUnavailable(
+                        f"Qdrant server at {self.url} rejected the API key (HTTP {exc.status_code}); "
+                        "check IDENTITY_QDRANT_API_KEY"
+                    ) from None
+                if exc.status_code not in TRANSIENT_STATUS:
+                    raise
+                reason = f"HTTP {exc.status_code}"
+            if attempt < self.retries:
+                time.sleep(min(0.25 * 2**attempt, 4.0))
+        raise StoreUnavailable(
+            f"Qdrant server at {self.url} is unreachable after {self.retries + 1} tries ({reason}); "
+            "check that it is running and IDENTITY_QDRANT_URL"
+        )
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users == 0 and self.owned:
+            self.client.close()
+
+
+class QdrantServerIndex:
+    """One generation of a model's face collection on a Qdrant server."""
+
+    def __init__(
+        self, conn: _Connection, settings: Settings, model_id: str, dim: int, generation: int
+    ) -> None:
+        self._conn: _Connection | None = conn
+        self._settings = settings
+        self._model_id = model_id
+        vectors = settings.vectors
+        rescore = models.QuantizationSearchParams(
+            ignore=vectors.exact, rescore=True, oversampling=OVERSAMPLING
+        )
+        params = models.SearchParams(hnsw_ef=vectors.search_ef, exact=vectors.exact, quantization=rescore)
+        # Local mode always searches exactly and warns when given search params.
+        self._params = None if settings.qdrant_url == MEMORY else params
+        self.dim = dim
+        self.generation = generation
+        self.collection = collection_name(model_id, generation)
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        model_id: str,
+        dim: int,
+        generation: int | None = None,
+        client: QdrantClient | None = None,
+    ) -> "QdrantServerIndex":
+        """Ensure and open the live generation (creating gen 1 and the alias if missing), or the given one.
+
+        ``client``: an already-open client to use and leave open (tests share one ``:memory:`` store).
+        """
+        if generation is not None and generation < 1:
+            raise ValueError(f"generation must be at least 1, got {generation}")
+        conn = _Connection(client or _connect(settings), settings, owned=client is None)
+        try:
+            active = _alias_target(conn, alias_name(model_id)) if generation is None else None
+            chosen = generation or (_generation_of(active, model_id) if active else 1)
+            index = cls(conn, settings, model_id, dim, chosen)
+            index.ensure()
+            if generation is None and active is None:
+                index.activate()
+            return index
+        except BaseException:
+            conn.release()
+            raise
+
+    def ensure(self) -> None:
+        """Create this generation's collection and its person_id index if missing (idempotent)."""
+        conn = self._live
+        if conn.call(conn.client.collection_exists, self.collection):
+            info = conn.call(conn.client.get_collection, self.collection)
+            size = getattr(info.config.params.vectors, "size", None)
+            if size != self.dim:
+                raise DimensionMismatch(
+                    f"collection {self.collection} holds {size}-d vectors, not {self.dim}-d"
+                )
+        else:
+            vectors = self._settings.vectors
+            try:
+                conn.call(
+                    conn.client.create_collection,
+                    self.collection,
+                    vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
+                    hnsw_config=models.HnswConfigDiff(
+                        m=vectors.hnsw_m, ef_construct=vectors.hnsw_ef_construct
+                    ),
+                    quantization_config=models.ScalarQuantization(
+                        scalar=models.ScalarQuantizationConfig(
+                            type=models.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True
+                        )
+                    ),
+                )
+            except UnexpectedResponse as exc:
+                if exc.status_code != 409:  # 409: another worker created it first
+                    raise
+        # Always (idempotent): repairs a crash between creating the collection and its index.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # local mode: "payload indexes have no effect"
+            conn.call(
+                conn.client.create_payload_index,
+                self.collection,
+                PERSON_KEY,
+                models.PayloadSchemaType.KEYWORD,
+                wait=True,
+            )
+
+    @property
+    def _live(self) -> _Connection:
+        if self._conn is None:
+            raise StoreUnavailable(f"collection {self.collection} is closed")
+        return self._conn
+
+    def upsert(self, points: Sequence[VectorPoint]) -> None:
+        if not points:
+            return
+        conn = self._live
+        matrix = point_matrix(points, self.dim)
+        for start in range(0, len(points), UPSERT_CHUNK):
+            chunk = [
+                models.PointStruct(id=str(p.face_id), vector=row.tolist(), payload=payload(p))
+                for p, row in zip(
+                    points[start : start + UPSERT_CHUNK], matrix[start : start + UPSERT_CHUNK], strict=True
+                )
+            ]
+            conn.call(conn.client.upsert, self.collection, points=chunk, wait=True)
+
+    def delete(self, face_ids: Sequence[uuid.UUID]) -> None:
+        if face_ids:
+            selector = models.PointIdsList(points=[str(f) for f in face_ids])
+            self._live.call(self._live.client.delete, self.collection, points_selector=selector, wait=True)
+
+    def delete_person(self, person_id: uuid.UUID) -> None:
+        selector = models.FilterSelector(filter=_person_filter([person_id]))
+        self._live.call(self._live.client.delete, self.collection, points_selector=selector, wait=True)
+
+    def vectors(self, face_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, np.ndarray]:
+        if not face_ids:
+            return {}
+        conn = self._live
+        records = conn.call(conn.client.retrieve, self.collection, ids=[str(f) for f in face_ids],
+                            with_payload=False, with_vectors=True)
+        return {uuid.UUID(str(r.id)): np.asarray(r.vector, dtype=np.float32) for r in records}
+
+    def set_person(self, face_ids: Sequence[uuid.UUID], person_id: uuid.UUID) -> None:
+        if not face_ids:
+            return
+        conn = self._live
+        # Qdrant fails on an unknown id; the contract ignores them, so keep only known ones.
+        known = [r.id for r in conn.call(conn.client.retrieve, self.collection, ids=[str(f) for f in face_ids],
+                                         with_payload=False, with_vectors=False)]
+        if known:
+            conn.call(conn.client.set_payload, self.collection, payload={PERSON_KEY: str(person_id)},
+                      points=known, wait=True)
+
+    def search(
+        self, vector: np.ndarray, k: int, person_ids: Sequence[uuid.UUID] | None = None
+    ) -> list[VectorHit]:
+        check_k(k)
+        query = as_matrix(vector, self.dim)[0]
+        if person_ids is not None and not person_ids:
+            return []
+        conn = self._live
+        response = conn.call(
+            conn.client.query_points,
+            self.collection,
+            query=query.tolist(),
+            limit=k,
+            query_filter=_filter(person_ids),
+            search_params=self._params,
+            with_payload=[PERSON_KEY],
+        )
+        return [to_hit(p.id, p.payload, p.score) for p in response.points]
+
+    def search_batch(self, vectors: np.ndarray, k: int) -> list[list[VectorHit]]:
+        check_k(k)
+        matrix = as_matrix(vectors, self.dim)
+        requests = [
+            models.QueryRequest(query=q.tolist(), limit=k, params=self._params, with_payload=[PERSON_KEY])
+            for q in matrix
+        ]
+        conn = self._live
+        responses = conn.call(conn.client.query_batch_points, self.collection, requests=requests)
+        return [[to_hit(p.id, p.payload, p.score) for p in r.points] for r in responses]
+
+    def search_persons(
+        self,
+        vector: np.ndarray,
+        k: int,
+        faces_per_person: int = 3,
+        person_ids: Sequence[uuid.UUID] | None = None,
+    ) -> list[PersonHit]:
+        check_k(k, faces_per_person)
+        query = as_matrix(vector, self.dim)[0]
+        if person_ids is not None and not person_ids:
+            return []
+        conn = self._live
+        result = conn.call(
+            conn.client.query_points_groups,
+            self.collection,
+            group_by=PERSON_KEY,
+            query=query.tolist(),
+            limit=k,
+            group_size=faces_per_person,
+            query_filter=_filter(person_ids),
+            search_params=self._params,
+            with_payload=[PERSON_KEY],
+        )
+        persons = []
+        for group in result.groups:
+            faces = tuple(to_hit(p.id, p.payload, p.score) for p in group.hits)
+            persons.append(PersonHit(uuid.UUID(str(group.id)), faces[0].score, faces))
+        return persons
+
+    def count(self) -> int:
+        return self._live.call(self._live.client.count, self.collection, exact=True).count
+
+    def iter_ids(self, batch_size: int = 1000) -> Iterator[tuple[uuid.UUID, uuid.UUID]]:
+        conn, offset = self._live, None
+        while True:
+            records, offset = conn.call(
+                conn.client.scroll,
+                self.collection,
+                limit=batch_size,
+                offset=offset,
+                with_payload=[PERSON_KEY],
+                with_vectors=False,
+            )
+            for record in records:
+                yield uuid.UUID(str(record.id)), person_of(record.payload)
+            if offset is None:
+                return
+
+    def optimize(self) -> None:
+        """Nothing to do: the server's optimizers index in the background."""
+
+    def next_generation(self) -> "QdrantServerIndex":
+        conn = self._live
+        pattern = re.compile(re.escape(alias_name(self._model_id)) + r"_g(\d+)")
+        names = [c.name for c in conn.call(conn.client.get_collections).collections]
+        existing = [int(m.group(1)) for name in names if (m := pattern.fullmatch(name))]
+        conn.users += 1  # the new generation shares this client (a :memory: store lives in it)
+        try:
+            index = QdrantServerIndex(
+                conn, self._settings, self._model_id, self.dim, max(existing, default=0) + 1
+            )
+            index.ensure()
+            return index
+        except BaseException:
+            conn.release()
+            raise
+
+    def activate(self) -> None:
+        conn, alias = self._live, alias_name(self._model_id)
+        operations: list[Any] = []
+        if _alias_target(conn, alias) is not None:
+            operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        operations.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=self.collection, alias_name=alias)
+            )
+        )
+        # One request: Qdrant applies the alias changes atomically.
+        conn.call(conn.client.update_collection_aliases, change_aliases_operations=operations)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.release()
+            self._conn = None
+
+    def __enter__(self) -> "QdrantServerIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _connect(settings: Settings) -> QdrantClient:
+    if settings.qdrant_url == MEMORY:
+        return QdrantClient(location=MEMORY)
+    # check_compatibility would make a request (and warn) before our retry logic runs.
+    return QdrantClient(
+        url=settings.qdrant_url,
+        api_key=settings.qdrant_api_key,
+        timeout=settings.qdrant_timeout,  # type: ignore[arg-type]  # httpx takes float seconds
+        check_compatibility=False,
+    )
+
+
+def _alias_target(conn: _Connection, alias: str) -> str | None:
+    aliases = conn.call(conn.client.get_aliases).aliases
+    return next((a.collection_name for a in aliases if a.alias_name == alias), None)
+
+
+def _generation_of(collection: str, model_id: str) -> int:
+    match = re.fullmatch(re.escape(alias_name(model_id)) + r"_g(\d+)", collection)
+    if not match:
+        raise StoreUnavailable(f"alias {alias_name(model_id)} points at {collection}, not a generation of it")
+    return int(match.group(1))
+
+
+def _filter(person_ids: Sequence[uuid.UUID] | None) -> models.Filter | None:
+    return None if person_ids is None else _person_filter(person_ids)
+
+
+def _person_filter(person_ids: Sequence[uuid.UUID]) -> models.Filter:
+    match = models.MatchAny(any=[str(p) for p in person_ids])
+    return models.Filter(must=[models.FieldCondition(key=PERSON_KEY, match=match)])
