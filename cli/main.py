@@ -37,12 +37,15 @@ def _root(
 
 def _register() -> None:
     # Sub-apps are imported here, not at the top, so each module's imports stay light.
-    from identity_cli import admin, config_cmd, enrollment, jobs, person
+    from identity_cli import admin, config_cmd, enrollment, evaluation, face, jobs, person, search
 
     admin.register(app)
     enrollment.register(app)
+    search.register(app)
+    evaluation.register(app)
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(person.app, name="person")
+    app.add_typer(face.app, name="face")
     app.add_typer(jobs.app, name="jobs")
     for module_name, name in (("faces", "faces"), ("models", "models")):
         try:

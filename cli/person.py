@@ -81,3 +81,32 @@ def update(
     with _sessions() as runtime, transaction(runtime.sessions) as session:
         record = person_record(update_person(session, person, name, parse_attrs(attr), unset or []))
     render(record, as_json, title=record["external_id"])
+
+
+@app.command("merge")
+def merge(
+    keep: str = typer.Argument(..., help="The person who stays (external id or uuid)."),
+    absorb: str = typer.Argument(..., help="The duplicate record whose faces move to KEEP and which is removed."),
+    actor: Optional[str] = typer.Option(None, "--actor", help="Who does this (recorded)."),
+    as_json: bool = JSON,
+) -> None:
+    """Merge two records of one person: ABSORB's faces and search history move to KEEP."""
+    from identity.services.curation import merge_persons
+    from identity.services.deployment import open_deployment
+
+    with open_deployment(get_settings()) as dep:
+        render(merge_persons(dep, keep, absorb, actor), as_json, title="merged")
+
+
+@app.command("delete")
+def delete(
+    person: str = typer.Argument(..., help="External id or uuid."),
+    actor: Optional[str] = typer.Option(None, "--actor", help="Who does this (recorded)."),
+    as_json: bool = JSON,
+) -> None:
+    """Erase a person: vectors and faces are deleted; an audit event without biometric data remains."""
+    from identity.services.curation import delete_person
+    from identity.services.deployment import open_deployment
+
+    with open_deployment(get_settings()) as dep:
+        render(delete_person(dep, person, actor), as_json, title="deleted")

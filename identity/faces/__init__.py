@@ -1,0 +1,43 @@
+"""The face engine: image loading, detection, alignment, quality and embeddings.
+
+Importing this package loads no model library (dlib, onnxruntime, torch): each is
+imported by the model that needs it, on first use. The services use:
+
+    image = load_image(path)                  # or decode_image(data, name)
+    pipeline = build_pipeline(settings)       # .model_id, .dim
+    [faces] = pipeline.process([image])       # ImageFaces -> DetectedFace...
+    for path, outcome in process_paths_parallel(settings, paths, workers): ...
+
+Landmark order and the meaning of each field: identity.faces.types.
+"""
+
+from identity.faces.images import decode_image, load_image
+from identity.faces.packs import DefaultThreshold, ModelPack, PackInfo, build_pack, list_packs
+from identity.faces.parallel import process_paths_parallel
+from identity.faces.pipeline import FacePipeline, build_pipeline
+from identity.faces.quality import BLURRY, LOW_SCORE, PROFILE, TILTED, TOO_SMALL
+from identity.faces.torch_models import export_onnx
+from identity.faces.types import DetectedFace, ImageFaces, LoadedImage, Quality
+
+__all__ = [
+    "BLURRY",
+    "LOW_SCORE",
+    "PROFILE",
+    "TILTED",
+    "TOO_SMALL",
+    "DefaultThreshold",
+    "DetectedFace",
+    "FacePipeline",
+    "ImageFaces",
+    "LoadedImage",
+    "ModelPack",
+    "PackInfo",
+    "Quality",
+    "build_pack",
+    "build_pipeline",
+    "decode_image",
+    "export_onnx",
+    "list_packs",
+    "load_image",
+    "process_paths_parallel",
+]

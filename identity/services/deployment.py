@@ -11,6 +11,7 @@ from identity.faces import FacePipeline, build_pipeline
 from identity.services.init import prepare_model
 from identity.services.runtime import Runtime
 from identity.store.sql.models import Model
+from identity.store.sql.queries import count_gallery_persons
 from identity.store.vectors import VectorIndex, open_vector_index
 
 
@@ -21,9 +22,18 @@ class Deployment:
     model: Model
     index: VectorIndex
 
+    _gallery_persons: int | None = None
+
     @property
     def settings(self) -> Settings:
         return self.runtime.settings
+
+    def gallery_persons(self) -> int:
+        """Persons with an indexed face, counted once per opening (searches ask on every call)."""
+        if self._gallery_persons is None:
+            with self.runtime.sessions() as session:
+                self._gallery_persons = count_gallery_persons(session, self.model.id)
+        return self._gallery_persons
 
 
 @contextmanager

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from identity.errors import DimensionMismatch
-from identity.store.sql.models import Model
+from identity.store.sql.models import Face, FaceStatus, Model
 from identity.store.vectors.base import collection_name
 
 
@@ -31,3 +31,11 @@ def ensure_model(session: Session, model_id: str, dim: int) -> Model:
     elif model.dim != dim:
         raise DimensionMismatch(f"model {model_id} is recorded with {model.dim} dimensions, the pack produces {dim}")
     return model
+
+
+def count_gallery_persons(session: Session, model_row_id: int) -> int:
+    """Persons with at least one indexed face of this model."""
+    return session.scalar(
+        select(func.count(distinct(Face.person_id))).where(Face.model_id == model_row_id,
+                                                            Face.status == FaceStatus.indexed)
+    ) or 0

@@ -1,0 +1,132 @@
+"""Bulk enrollment of lfw-dev from scratch: throughput, where the time goes, scaling.
+
+    .venv/bin/python benchmarks/enroll.py [--limit N] [--workers 2] [--backends sqlite,postgres] [--baseline 600]
+
+For each backend: a fresh store, `identity enroll`'s own code path (queue, process
+pool, writer) over the dataset; prints images/s, faces/s and the share of wall time
+spent in storage and bookkeeping (the writer, measured in the writing process).
+The split of the compute into decoding, detection and alignment+embedding is
+measured on a sample in one process. The scaling ratio compares the multi-process
+run against a single-process run of the same pipeline on the same first --baseline
+images, in this same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import text
+
+from identity.config import Settings
+from identity.faces import build_pipeline, load_image
+from identity.services.deployment import open_deployment
+from identity.services.enroll import EnrollmentWriter, EnrollSummary, process_queue, queue_jobs
+from identity.services.enroll_inputs import from_directory
+from identity.store.sql.db import make_engine
+
+REPO = Path(__file__).resolve().parents[1]
+LFW = REPO.parent / "shared" / "datasets" / "lfw-dev"
+
+
+def enroll(settings: Settings, specs: list, workers: int) -> EnrollSummary:
+    started = time.perf_counter()
+    with open_deployment(settings) as dep:
+        batch, queued = queue_jobs(dep.runtime, specs)
+        summary = EnrollSummary(batch=batch, queued=queued)
+        process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id), batch, workers,
+                      summary=summary)
+    summary.seconds = time.perf_counter() - started  # wall time, start-up and model loading included
+    return summary
+
+
+def stage_split(settings: Settings, paths: list[str]) -> dict[str, float]:
+    """Seconds per image in decoding, detection and alignment+embedding, in one process."""
+    pipeline = build_pipeline(settings)
+    pipeline.load()
+    decode = detect = total = 0.0
+    for path in paths:
+        t0 = time.perf_counter()
+        image = load_image(path)
+        t1 = time.perf_counter()
+        pipeline.pack.detector.detect(image.rgb)
+        t2 = time.perf_counter()
+        pipeline.process([image])
+        t3 = time.perf_counter()
+        decode, detect, total = decode + t1 - t0, detect + t2 - t1, total + t3 - t2
+    n = len(paths)
+    return {"decode": decode / n, "detect": detect / n, "embed": (total - detect) / n}
+
+
+def with_backend(backend: str, tmp: Path, postgres: str) -> tuple[Settings, str | None]:
+    settings = Settings(data_dir=tmp)
+    if backend == "sqlite":
+        return settings, None
+    name = f"identity_bench_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(postgres).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return settings.replace(database_url=postgres.rsplit("/", 1)[0] + "/" + name), name
+
+
+def drop(postgres: str, name: str | None) -> None:
+    if name:
+        admin = make_engine(postgres).execution_options(isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", type=Path, default=LFW)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N images (0: all)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--baseline", type=int, default=600, help="images for the 1-vs-N process comparison")
+    parser.add_argument("--sample", type=int, default=150, help="images for the decode/detect/embed split")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args()
+    console = Console()
+    specs = list(from_directory(args.dataset))
+    if args.limit:
+        specs = specs[: args.limit]
+    paths = [s.source_path for s in specs]
+
+    split = stage_split(Settings(), paths[:: max(1, len(paths) // args.sample)][: args.sample])
+    compute = sum(split.values())
+    console.print("compute per image, one process: " + ", ".join(
+        f"{k} {1000 * v:.0f} ms ({v / compute:.0%})" for k, v in split.items()))
+
+    table = Table(title=f"enrolling {len(specs)} images of {args.dataset.name}, {args.workers} workers")
+    for column in ("backend", "wall s", "images/s", "faces/s", "storage+bookkeeping", "outcomes"):
+        table.add_column(column)
+    for backend in args.backends.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            settings, name = with_backend(backend, Path(tmp), args.postgres)
+            try:
+                s = enroll(settings, specs, args.workers)
+            finally:
+                drop(args.postgres, name)
+        table.add_row(backend, f"{s.seconds:.0f}", f"{s.processed / s.seconds:.2f}",
+                      f"{s.faces_enrolled / s.seconds:.2f}", f"{s.storage_seconds / s.seconds:.1%}",
+                      ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items())))
+    console.print(table)
+
+    base = specs[: args.baseline]
+    rates = {}
+    for workers in (1, args.workers):
+        with tempfile.TemporaryDirectory() as tmp:
+            s = enroll(Settings(data_dir=Path(tmp)), base, workers)
+        rates[workers] = s.processed / s.seconds
+    console.print(f"scaling on the first {len(base)} images (embedded store): 1 process {rates[1]:.2f} images/s, "
+                  f"{args.workers} processes {rates[args.workers]:.2f} images/s, "
+                  f"ratio {rates[args.workers] / rates[1]:.2f}x (target >= 1.8x)")
+
+
+if __name__ == "__main__":
+    main()

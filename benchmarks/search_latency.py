@@ -1,0 +1,134 @@
+"""Search latency with a large store: detection+embedding vs vector+SQL, per backend.
+
+    .venv/bin/python benchmarks/search_latency.py [--faces 100000] [--queries 200] [--backends sqlite,postgres]
+
+The store holds N synthetic faces (5 per person, unit vectors in clusters) with their
+person, image and face rows; queries are real lfw-dev photos through the full search
+service (detection, embedding, grouped vector search, person join, search log).
+Prints median and p95 of both parts; the target is vector+SQL p95 < 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+from sqlalchemy import insert, text
+
+from identity.config import Settings
+from identity.faces import build_pipeline, load_image
+from identity.services.deployment import open_deployment
+from identity.services.search import SearchOptions, search_faces
+from identity.store.sql.db import make_engine
+from identity.store.sql.models import Face, FaceStatus, Image, Person, utcnow
+from identity.store.vectors import VectorPoint
+
+REPO = Path(__file__).resolve().parents[1]
+LFW = REPO.parent / "shared" / "datasets" / "lfw-dev"
+PER_PERSON = 5
+
+
+def fill(dep, faces: int, seed: int, console: Console) -> None:
+    """N faces of N/5 persons: rows in SQL and vectors in the index, in bulk."""
+    rng = np.random.default_rng(seed)
+    persons = faces // PER_PERSON
+    centres = rng.normal(size=(persons, dep.pipeline.dim)).astype(np.float32)
+    now = utcnow()
+    for start in track(range(0, persons, 2000), description="filling the store", console=console):
+        block = range(start, min(start + 2000, persons))
+        person_ids = [uuid.uuid4() for _ in block]
+        person_rows, image_rows, face_rows, points = [], [], [], []
+        for p, pid in zip(block, person_ids):
+            person_rows.append({"id": pid, "external_id": f"synthetic-{p:06d}", "display_name": None,
+                                "attributes": {}, "created_at": now, "updated_at": now})
+            for k in range(PER_PERSON):
+                image_id, face_id = uuid.uuid4(), uuid.uuid4()
+                image_rows.append({"id": image_id, "sha256": hashlib.sha256(face_id.bytes).hexdigest(),
+                                   "source_path": f"/synthetic/{p}/{k}.jpg", "size_bytes": 0, "width": 250,
+                                   "height": 250, "created_at": now})
+                face_rows.append({"id": face_id, "person_id": pid, "image_id": image_id, "model_id": dep.model.id,
+                                  "bbox": [0, 0, 1, 1], "landmarks": [[0, 0]] * 5, "det_score": 1.0,
+                                  "status": FaceStatus.indexed, "created_at": now, "updated_at": now})
+                vector = centres[p] + rng.normal(scale=0.8, size=dep.pipeline.dim).astype(np.float32)
+                points.append(VectorPoint(face_id, pid, vector))
+        with dep.runtime.sessions() as session, session.begin():
+            session.execute(insert(Person), person_rows)
+            session.execute(insert(Image), image_rows)
+            session.execute(insert(Face), face_rows)
+        dep.index.upsert(points)
+    optimize = getattr(dep.index, "optimize", None)
+    if optimize:
+        optimize()
+
+
+def measure(settings: Settings, faces: int, queries: list[Path], console: Console) -> dict[str, float]:
+    pipeline = build_pipeline(settings)
+    with open_deployment(settings, pipeline) as dep:
+        fill(dep, faces, 7, console)
+        found = []
+        embed_ms = []
+        for path in queries:
+            image = load_image(path)
+            t0 = time.perf_counter()
+            [result] = dep.pipeline.process([image])
+            embed_ms.append(1000 * (time.perf_counter() - t0))
+            if result.faces:
+                found.append(result)
+        search_faces(dep, found[0], SearchOptions())  # warm caches, as a running service would be
+        store_ms = []
+        for result in track(found, description="searching", console=console):
+            t0 = time.perf_counter()
+            search_faces(dep, result, SearchOptions(top_k=5, largest_face_only=True, actor="benchmark"))
+            store_ms.append(1000 * (time.perf_counter() - t0))
+    return {
+        "embed_p50": float(np.percentile(embed_ms, 50)), "embed_p95": float(np.percentile(embed_ms, 95)),
+        "store_p50": float(np.percentile(store_ms, 50)), "store_p95": float(np.percentile(store_ms, 95)),
+        "queries": len(store_ms),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faces", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="server where a throwaway database is created")
+    parser.add_argument("--dataset", type=Path, default=LFW)
+    args = parser.parse_args()
+    console = Console()
+    queries = sorted(args.dataset.glob("*/*.jpg"))[:: max(1, 6000 // args.queries)][: args.queries]
+    table = Table(title=f"search latency, {args.faces} faces in the store, {len(queries)} real queries")
+    for column in ("backend", "detect+embed p50", "p95", "vector+SQL p50", "p95", "target p95 < 20 ms"):
+        table.add_column(column)
+    for backend in args.backends.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = Settings(data_dir=Path(tmp))
+            admin = None
+            if backend == "postgres":
+                name = f"identity_bench_{uuid.uuid4().hex[:8]}"
+                admin = make_engine(args.postgres).execution_options(isolation_level="AUTOCOMMIT")
+                with admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+                settings = settings.replace(database_url=args.postgres.rsplit("/", 1)[0] + "/" + name)
+            try:
+                r = measure(settings, args.faces, queries, console)
+            finally:
+                if admin is not None:
+                    with admin.connect() as conn:
+                        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        table.add_row(backend, f"{r['embed_p50']:.0f} ms", f"{r['embed_p95']:.0f} ms", f"{r['store_p50']:.1f} ms",
+                      f"{r['store_p95']:.1f} ms", "yes" if r["store_p95"] < 20 else "NO")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""`identity eval` and `identity calibrate`."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from identity_cli.context import get_settings
+from identity_cli.options import JSON
+from identity_cli.output import err_console, print_json, render
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(evaluate)
+    app.command("calibrate")(calibrate)
+
+
+@contextmanager
+def _stages() -> Iterator[Callable[[str, Optional[int]], Callable[[int], None]]]:
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=err_console)
+    with progress:
+        def stage(name: str, total: Optional[int]) -> Callable[[int], None]:
+            task = progress.add_task(name, total=total)
+            return lambda n: progress.advance(task, n)
+
+        yield stage
+
+
+def evaluate(
+    folder: Path = typer.Argument(..., help="Labelled folder: one sub-folder of images per person."),
+    workers: int = typer.Option(0, "--workers", "-w", help="Processes (0: one per core)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write PNG plots (CMC, ROC, score histograms) and summary.html here."),
+    use_store: bool = typer.Option(False, "--use-store", help="Enroll the gallery into your store instead of a temporary one."),
+    pair_cap: int = typer.Option(20000, "--pairs", help="Genuine pairs at most (and as many impostor pairs)."),
+    seed: int = typer.Option(20240, "--seed", help="Seed of the pair sampling."),
+    as_json: bool = JSON,
+) -> None:
+    """Measure accuracy on labelled photos: identification (CMC), verification (ROC) and open-set."""
+    from identity.evaluation.report import write_report
+    from identity.services.evaluate import EvalOptions, evaluate_folder
+
+    options = EvalOptions(workers=workers, pair_cap=pair_cap, seed=seed, use_store=use_store)
+    with _stages() as stage:
+        report = evaluate_folder(get_settings(), folder, options, stage)
+    if out:
+        for path in write_report(report, out):
+            err_console.print(f"wrote {path}")
+    public = {k: v for k, v in report.items() if not k.startswith("_")}
+    if as_json:
+        print_json(public)
+    else:
+        render(public, False, title=f"evaluation of {report['model']} on {folder}")
+
+
+def calibrate(
+    folder: Path = typer.Argument(..., help="Labelled folder: one sub-folder of images per person."),
+    far: float = typer.Option(1e-3, "--far", help="Target false-accept rate per comparison."),
+    workers: int = typer.Option(0, "--workers", "-w", help="Processes (0: one per core)."),
+    as_json: bool = JSON,
+) -> None:
+    """Set the active model's decision threshold from a target false-accept rate on labelled photos."""
+    from identity.services.evaluate import calibrate as run
+
+    if not 0 < far < 1:
+        raise typer.BadParameter("must be between 0 and 1", param_hint="--far")
+    with _stages() as stage:
+        result = run(get_settings(), folder, far, workers, stage)
+    render(result, as_json, title="calibrated")

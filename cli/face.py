@@ -1,0 +1,39 @@
+"""`identity face ...`: move or delete one enrolled face."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from identity_cli.context import get_settings
+from identity_cli.options import JSON
+from identity_cli.output import render
+
+app = typer.Typer(no_args_is_help=True, help="Move or delete single enrolled faces.")
+ACTOR = typer.Option(None, "--actor", help="Who does this (recorded).")
+
+
+@app.command("move")
+def move(
+    face: str = typer.Argument(..., help="Face id (from `identity audit`)."),
+    to: str = typer.Option(..., "--to", help="The person the face belongs to (external id or uuid)."),
+    actor: Optional[str] = ACTOR,
+    as_json: bool = JSON,
+) -> None:
+    """Re-label a face as another person's."""
+    from identity.services.curation import move_face
+    from identity.services.deployment import open_deployment
+
+    with open_deployment(get_settings()) as dep:
+        render(move_face(dep, face, to, actor), as_json, title="moved")
+
+
+@app.command("delete")
+def delete(face: str = typer.Argument(..., help="Face id."), actor: Optional[str] = ACTOR, as_json: bool = JSON) -> None:
+    """Delete one face and its vector."""
+    from identity.services.curation import delete_face
+    from identity.services.deployment import open_deployment
+
+    with open_deployment(get_settings()) as dep:
+        render(delete_face(dep, face, actor), as_json, title="deleted")

@@ -1,0 +1,121 @@
+"""`identity search`, `identity searches list` and `identity audit`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from identity.errors import ExitCode, ImageError, NoFaceFound
+from identity_cli.context import get_settings
+from identity_cli.options import JSON, parse_attrs
+from identity_cli.output import console, err_console, print_json, print_table, render
+
+searches_app = typer.Typer(no_args_is_help=True, help="The append-only log of searches.")
+ACTOR = typer.Option(None, "--actor", help="Who is asking (recorded); default: the OS user.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search)
+    app.command("audit")(audit)
+    app.add_typer(searches_app, name="searches")
+
+
+def search(
+    images: List[Path] = typer.Argument(..., help="Photos to search."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, max=100, help="Persons per face."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Decision threshold (default: calibrated, else the pack's)."),
+    min_score: Optional[float] = typer.Option(None, "--min-score", help="Hide candidates scoring below this."),
+    filters: Optional[List[str]] = typer.Option(None, "--filter", help="Only persons whose attribute key=value (repeatable)."),
+    all_faces: bool = typer.Option(True, "--all-faces/--largest-face", help="Search every face, or the largest only."),
+    actor: Optional[str] = ACTOR,
+    as_json: bool = JSON,
+) -> None:
+    """Who is in these photos: top-k persons per face, and a match/unknown decision."""
+    from identity.services.deployment import open_deployment
+    from identity.services.search import SearchOptions, search_image
+
+    options = SearchOptions(top_k=top_k, threshold=threshold, min_score=min_score, filters=parse_attrs(filters),
+                            largest_face_only=not all_faces, actor=actor)
+    results, errors, code = [], [], ExitCode.OK
+    with open_deployment(get_settings()) as dep:
+        for image in images:
+            try:
+                results.append(search_image(dep, str(image), options))
+            except (ImageError, NoFaceFound) as exc:
+                errors.append({"image": str(image), "error": exc.message, "exit_code": exc.exit_code})
+                code = ExitCode.ERROR if code == ExitCode.ERROR or isinstance(exc, ImageError) else exc.exit_code
+    if as_json:
+        print_json({"results": [r.as_dict() for r in results], "errors": errors})
+    else:
+        for result in results:
+            _show(result)
+        for error in errors:
+            err_console.print(f"[red]error:[/red] {error['error']}", highlight=False)
+    if code:
+        raise typer.Exit(code)
+
+
+def _show(result) -> None:
+    console.print(f"[bold]{result.path}[/bold]  model {result.model}, threshold {result.threshold.value:.3f} "
+                  f"({result.threshold.source})", highlight=False)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    for face in result.faces:
+        colour = "green" if face.decision == "match" else "yellow"
+        rows = [{"rank": c.rank, "score": c.score, "faces": c.matched_faces, "external_id": c.person["external_id"],
+                 "name": c.person["display_name"], "attributes": c.person["attributes"]} for c in face.candidates]
+        title = (f"face {face.face_index} at {[int(v) for v in face.bbox]}: "
+                 f"[{colour}]{face.decision}[/{colour}]")
+        print_table(rows, ["rank", "score", "faces", "external_id", "name", "attributes"], title=title)
+
+
+@searches_app.command("list")
+def list_searches(
+    person: Optional[str] = typer.Option(None, "--person", help="Only searches that returned this person."),
+    since: Optional[datetime] = typer.Option(None, "--since", help="Only searches at or after this time (UTC)."),
+    limit: int = typer.Option(100, "--limit", help="At most this many, newest first."),
+    as_json: bool = JSON,
+) -> None:
+    """List logged searches, newest first."""
+    from identity.services.runtime import Runtime
+    from identity.services.search_log import list_searches as query
+
+    with Runtime.open(get_settings()) as runtime:
+        rows = query(runtime, person, since, limit)
+    render(rows, as_json, ["when", "actor", "query_name", "faces", "best", "decision", "search_id"],
+           title=f"{len(rows)} searches")
+
+
+def audit(
+    person: str = typer.Argument(..., help="External id or uuid."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML page with face thumbnails."),
+    actor: Optional[str] = ACTOR,
+    as_json: bool = JSON,
+) -> None:
+    """What is held on a person, which searches matched them, look-alikes and outlier faces."""
+    from identity.services.audit import audit_person
+    from identity.services.audit_html import render_audit_html
+    from identity.services.deployment import open_deployment
+
+    with open_deployment(get_settings()) as dep:
+        report = audit_person(dep, person, actor)
+    if html:
+        html.write_text(render_audit_html(report), encoding="utf-8")
+    if as_json:
+        print_json(report)
+        return
+    p = report["person"]
+    console.print(f"[bold]{p['display_name'] or p['external_id']}[/bold]  external id {p['external_id']}  "
+                  f"uuid {p['id']}  attributes {p['attributes']}", highlight=False)
+    print_table(report["faces"], ["face_id", "status", "source_path", "det_score", "iod_px", "blur",
+                                  "similarity_to_own_faces", "outlier", "enrolled_at"],
+                title=f"{len(report['faces'])} faces")
+    print_table(report["searches"], ["when", "actor", "rank", "score", "decision", "search_id"],
+                title=f"{len(report['searches'])} searches returned this person")
+    print_table([{"external_id": l["person"]["external_id"], "score": l["score"]} for l in report["lookalikes"]],
+                ["external_id", "score"], title=f"look-alikes (margin to threshold {report['lookalike_margin']})")
+    if html:
+        err_console.print(f"wrote {html}")

@@ -1,0 +1,1 @@
+"""Evaluation protocols and metrics, shared by `identity eval`, `identity calibrate` and benchmarks/."""

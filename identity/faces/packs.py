@@ -1,0 +1,209 @@
+"""Model packs: detector + aligner + recognizer under one id, and the registry that builds them.
+
+`Settings.model` names a pack, optionally pinned to a version ("dlib-resnet@1");
+without a version the latest is used. A version is an embedding recipe: vectors of
+two versions never share a collection, so a recipe change always bumps it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from identity.config import FaceSettings, Settings
+from identity.errors import ModelError
+from identity.faces.align import ArcFaceAligner
+from identity.faces.base import Aligner, Detector, Recognizer
+from identity.faces.dlib_models import DlibChipAligner, DlibDetector, DlibResnetRecognizer, default_stages
+from identity.faces.onnx_models import OnnxArcFaceRecognizer, ScrfdDetector
+from identity.faces.torch_models import TorchIResNetRecognizer
+
+logger = logging.getLogger(__name__)
+
+DETECTOR_FALLBACK = True  # dlib detector: retry harder when the configured stage finds nothing
+
+
+@dataclass(frozen=True)
+class DefaultThreshold:
+    """A cosine-similarity cut to use until one is calibrated on the deployment's own data."""
+
+    value: float
+    far: float | None  # false-accept rate per comparison it was measured at; None: not measured
+    source: str
+
+
+@dataclass
+class ModelPack:
+    name: str
+    version: int
+    detector: Detector
+    aligner: Aligner
+    recognizer: Recognizer
+    mirror: bool  # average each embedding with its mirrored crop's
+    default_threshold: DefaultThreshold
+    weights: Path | None = None  # user-supplied recognizer weights; their digest joins the id
+
+    @functools.cached_property
+    def model_id(self) -> str:
+        """`name@version`, plus `+<sha256[:8]>` of the weights when the user supplies them."""
+        base = f"{self.name}@{self.version}"
+        return f"{base}+{file_digest(self.weights)[:8]}" if self.weights else base
+
+
+@dataclass(frozen=True)
+class PackInfo:
+    """One row of `identity models list`."""
+
+    model_id: str
+    dim: int | None  # None: read from the weights when they load
+    detector: str
+    recognizer: str
+    recipe: str  # how a face becomes a vector
+    settings: str  # the FaceSettings fields it reads
+    active: bool = False  # the pack the given settings select
+
+
+Parts = tuple[Detector, Aligner, Recognizer, Path | None]
+
+
+@dataclass(frozen=True)
+class PackSpec:
+    name: str
+    version: int
+    mirror: bool
+    threshold: DefaultThreshold
+    info: PackInfo
+    parts: Callable[[FaceSettings, int | None], Parts]
+
+
+def _dlib_parts(faces: FaceSettings, threads: int | None) -> Parts:
+    detector = DlibDetector(default_stages(faces.detector, faces.upsample, DETECTOR_FALLBACK))
+    return detector, DlibChipAligner(), DlibResnetRecognizer(), None
+
+
+def _arcface_detector(faces: FaceSettings, threads: int | None, onnx_path: str | Path | None) -> Detector:
+    if onnx_path:
+        return ScrfdDetector(onnx_path, threads)
+    logger.info("no faces.onnx_detector set: detecting with dlib (%s, upsample %d)", faces.detector, faces.upsample)
+    return DlibDetector(default_stages(faces.detector, faces.upsample, DETECTOR_FALLBACK))
+
+
+def _insightface_parts(faces: FaceSettings, threads: int | None) -> Parts:
+    detector_path, recognizer_path = faces.onnx_detector, faces.onnx_recognizer
+    if not recognizer_path:
+        if not faces.allow_download:
+            raise ModelError(
+                "the insightface-onnx pack needs faces.onnx_recognizer (and faces.onnx_detector) "
+                "set to local .onnx files, or faces.allow_download to fetch buffalo_l"
+            )
+        detector_path, recognizer_path = _download_buffalo_l()
+    recognizer = OnnxArcFaceRecognizer(recognizer_path, threads)
+    return _arcface_detector(faces, threads, detector_path), ArcFaceAligner(), recognizer, Path(recognizer_path)
+
+
+def _torch_parts(faces: FaceSettings, threads: int | None) -> Parts:
+    if not faces.torch_checkpoint:
+        raise ModelError("the torch-iresnet pack needs faces.torch_checkpoint set to a .pth state dict")
+    recognizer = TorchIResNetRecognizer(faces.torch_checkpoint, faces.torch_arch, threads)
+    return _arcface_detector(faces, threads, faces.onnx_detector), ArcFaceAligner(), recognizer, Path(faces.torch_checkpoint)
+
+
+# Measured with benchmarks/verification.py's embeddings of 5,162 lfw-dev images: the score
+# exceeded by 1 in 1,000 of their 13.3 million different-person pairs.
+_LFW_FAR = 1e-3
+_LFW_SOURCE = "lfw-dev, 13.3M different-person pairs"
+# Unknown user weights cannot be measured here; this is a typical ArcFace/CosFace cut.
+_ARCFACE_GUESS = DefaultThreshold(0.35, None, "typical of ArcFace/CosFace models, not measured for these weights")
+
+_DLIB_DETECTOR = "dlib HOG (or MMOD CNN), 68-point landmarks, retries when nothing is found"
+_ARCFACE_DETECTOR = "faces.onnx_detector (SCRFD/RetinaFace), else dlib"
+_SPECS = (
+    PackSpec(
+        "dlib-resnet", 1, False, DefaultThreshold(0.926, _LFW_FAR, _LFW_SOURCE),
+        PackInfo("dlib-resnet@1", 128, _DLIB_DETECTOR, "dlib ResNet descriptor", "dlib chip, one pass", "detector, upsample"),
+        _dlib_parts,
+    ),
+    PackSpec(
+        "dlib-resnet", 2, True, DefaultThreshold(0.928, _LFW_FAR, _LFW_SOURCE),
+        PackInfo(
+            "dlib-resnet@2", 128, _DLIB_DETECTOR, "dlib ResNet descriptor",
+            "dlib chip, mean of the chip and its mirror image (offline default)", "detector, upsample",
+        ),
+        _dlib_parts,
+    ),
+    PackSpec(
+        "insightface-onnx", 1, False, _ARCFACE_GUESS,
+        PackInfo(
+            "insightface-onnx@1", None, _ARCFACE_DETECTOR, "ArcFace/CosFace ONNX",
+            "112x112 ArcFace-template crop", "onnx_detector, onnx_recognizer, allow_download",
+        ),
+        _insightface_parts,
+    ),
+    PackSpec(
+        "torch-iresnet", 1, False, _ARCFACE_GUESS,
+        PackInfo(
+            "torch-iresnet@1", 512, _ARCFACE_DETECTOR, "arcface_torch iresnet (.pth)",
+            "112x112 ArcFace-template crop", "torch_checkpoint, torch_arch, onnx_detector",
+        ),
+        _torch_parts,
+    ),
+)
+
+
+def resolve(model: str) -> PackSpec:
+    """The spec a `Settings.model` value names: "name" (latest version) or "name@version"."""
+    name, _, version = model.strip().partition("@")
+    versions = sorted((s for s in _SPECS if s.name == name), key=lambda s: s.version)
+    if not versions:
+        known = ", ".join(sorted({s.name for s in _SPECS}))
+        raise ModelError(f"unknown model pack {name!r}; known packs: {known}")
+    if not version:
+        return versions[-1]
+    match = next((s for s in versions if str(s.version) == version), None)
+    if match is None:
+        raise ModelError(f"model pack {name!r} has no version {version!r}; known: {', '.join(s.info.model_id for s in versions)}")
+    return match
+
+
+def build_pack(model: str, faces: FaceSettings, threads: int | None = None) -> ModelPack:
+    """Build (not load) the named pack; weights load on first use."""
+    spec = resolve(model)
+    detector, aligner, recognizer, weights = spec.parts(faces, threads)
+    return ModelPack(spec.name, spec.version, detector, aligner, recognizer, spec.mirror, spec.threshold, weights)
+
+
+def list_packs(settings: Settings | None = None) -> list[PackInfo]:
+    """Every pack version, for `identity models list`; `active` marks the one the settings select."""
+    active = resolve(settings.model).info.model_id if settings else None
+    return [dataclasses.replace(spec.info, active=spec.info.model_id == active) for spec in _SPECS]
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise ModelError(f"cannot read model weights {path}: {exc.strerror or exc}") from None
+    return digest.hexdigest()
+
+
+def _download_buffalo_l() -> tuple[Path, Path]:
+    """insightface's buffalo_l detector and recognizer, fetched once into ~/.insightface (opt-in)."""
+    from insightface.utils.storage import ensure_available
+
+    logger.warning("faces.allow_download is set: fetching insightface's buffalo_l model pack")
+    try:
+        root = Path(ensure_available("models", "buffalo_l"))
+    except Exception as exc:  # network, disk and zip errors alike
+        raise ModelError(f"cannot download buffalo_l: {' '.join(str(exc).split())[:200]}") from None
+    found = {p.name: p for p in root.rglob("*.onnx")}
+    if "det_10g.onnx" not in found or "w600k_r50.onnx" not in found:
+        raise ModelError(f"{root} lacks det_10g.onnx or w600k_r50.onnx")
+    return found["det_10g.onnx"], found["w600k_r50.onnx"]

@@ -1,0 +1,95 @@
+"""Bulk processing of image files across worker processes, one model load per worker.
+
+Workers read the files themselves (pixels never cross process boundaries) and
+return results in chunks; at most a few chunks per worker are in flight, so a
+list of millions of paths does not become millions of pending futures.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import islice
+from typing import Iterable, Iterator
+
+from identity.config import Settings
+from identity.errors import ImageError
+from identity.faces.images import load_image
+from identity.faces.pipeline import FacePipeline, build_pipeline
+from identity.faces.types import ImageFaces, LoadedImage
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 8  # images per task: enough to batch the recognizer, small enough to keep workers busy
+IN_FLIGHT_PER_WORKER = 2
+
+Outcome = tuple[str, ImageFaces | ImageError]
+# ImageError does not survive pickling (its __init__ takes two arguments), so workers send (path, reason).
+_WireOutcome = tuple[str, ImageFaces | tuple[str, str]]
+
+_worker_pipeline: FacePipeline | None = None  # one per worker process, set by _start_worker
+
+
+def process_paths_parallel(
+    settings: Settings, paths: Iterable[str | os.PathLike[str]], workers: int | None = None, chunk_size: int = CHUNK_SIZE
+) -> Iterator[Outcome]:
+    """(path, ImageFaces) for each readable image and (path, ImageError) for each other one, in input order.
+
+    `workers` defaults to settings.worker_count; 1 runs in this process.
+    Model errors (ModelError) are raised, not returned: they concern every image.
+    """
+    workers = workers or settings.worker_count
+    chunks = _chunks((os.fspath(p) for p in paths), chunk_size)
+    pipeline = build_pipeline(settings)  # cheap (nothing loads), and a bad setting fails here, not in a worker
+    if workers <= 1:
+        for chunk in chunks:
+            yield from _revive(_process_chunk(pipeline, chunk))
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # fork would copy ONNX Runtime/torch thread pools mid-flight
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(settings, threads)) as pool:
+        pending: deque[Future[list[_WireOutcome]]] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(_work, chunk))
+            if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
+                yield from _revive(pending.popleft().result())
+        while pending:
+            yield from _revive(pending.popleft().result())
+
+
+def _process_chunk(pipeline: FacePipeline, paths: list[str]) -> list[_WireOutcome]:
+    """Load and process a few files with one pipeline call; unreadable files become (path, reason)."""
+    outcomes: list[ImageFaces | tuple[str, str] | None] = [None] * len(paths)
+    loaded: list[tuple[int, LoadedImage]] = []
+    for index, path in enumerate(paths):
+        try:
+            loaded.append((index, load_image(path)))
+        except ImageError as exc:
+            outcomes[index] = (exc.path, exc.reason)
+    for (index, _), result in zip(loaded, pipeline.process([image for _, image in loaded])):
+        outcomes[index] = result
+    return [(path, outcome) for path, outcome in zip(paths, outcomes) if outcome is not None]
+
+
+def _start_worker(settings: Settings, threads: int) -> None:
+    global _worker_pipeline
+    _worker_pipeline = build_pipeline(settings, threads=threads)
+    logger.debug("worker %d ready (%d threads)", os.getpid(), threads)
+
+
+def _work(paths: list[str]) -> list[_WireOutcome]:
+    assert _worker_pipeline is not None, "worker started without _start_worker"
+    return _process_chunk(_worker_pipeline, paths)
+
+
+def _revive(outcomes: list[_WireOutcome]) -> Iterator[Outcome]:
+    for path, value in outcomes:
+        yield path, (ImageError(*value) if isinstance(value, tuple) else value)
+
+
+def _chunks(items: Iterator[str], size: int) -> Iterator[list[str]]:
+    while chunk := list(islice(items, size)):
+        yield chunk

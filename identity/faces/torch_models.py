@@ -1,0 +1,81 @@
+"""The torch-iresnet recognizer and the export of its checkpoints to ONNX."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from identity.errors import ModelError
+from identity.faces.base import Recognizer
+
+logger = logging.getLogger(__name__)
+
+EXPORT_OPSET = 17
+EXPORT_TOLERANCE = 1e-3  # largest |onnx - torch| accepted when checking an export
+
+
+class TorchIResNetRecognizer(Recognizer):
+    input_size = 112
+
+    def __init__(self, checkpoint: str | Path, arch: str, threads: int | None = None) -> None:
+        super().__init__()
+        self.checkpoint = Path(checkpoint)
+        self.arch = arch
+        self.threads = threads
+
+    def _load(self) -> None:
+        import torch
+
+        from identity.faces.iresnet import load_iresnet
+
+        if self.threads:
+            torch.set_num_threads(self.threads)  # per process; workers set it to cores / workers
+        self._torch = torch
+        self._model = load_iresnet(self.checkpoint, self.arch)
+        logger.info("torch iresnet %s loaded from %s (%d threads)", self.arch, self.checkpoint, torch.get_num_threads())
+
+    def _dim(self) -> int:
+        return int(self._model.features.num_features)
+
+    def _embed(self, crops: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        batch = torch.from_numpy(np.array(crops, dtype=np.float32)).permute(0, 3, 1, 2)  # a copy: inputs may be read-only
+        with torch.inference_mode():
+            return self._model((batch - 127.5) / 127.5).numpy()
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, arch: str = "r50") -> Path:
+    """Write the checkpoint as an ONNX recognizer (dynamic batch) and check it against torch."""
+    import torch
+
+    from identity.faces.iresnet import load_iresnet
+    from identity.faces.onnx_session import open_session
+
+    out = Path(out)
+    model = load_iresnet(checkpoint, arch)
+    sample = torch.rand(2, 3, 112, 112) * 2 - 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # The newer dynamo exporter needs onnxscript, which we do not ship; the TorchScript one is fine here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (sample,),
+            str(out),
+            dynamo=False,
+            input_names=["input"],
+            output_names=["embedding"],
+            dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+            opset_version=EXPORT_OPSET,
+        )
+    with torch.inference_mode():
+        expected = model(sample).numpy()
+    got = open_session(out).run(None, {"input": sample.numpy()})[0]
+    error = float(np.abs(got - expected).max())
+    if error > EXPORT_TOLERANCE:
+        raise ModelError(f"the ONNX export of {checkpoint} differs from torch by {error:.2e}")
+    logger.info("exported %s (%s) to %s; max |onnx - torch| = %.2e", checkpoint, arch, out, error)
+    return out

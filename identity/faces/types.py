@@ -1,0 +1,103 @@
+"""The values the face engine hands to its callers.
+
+Landmarks everywhere are a float32 (5, 2) array of (x, y) pixel coordinates in the
+order of the ArcFace template, as seen in the image (not from the subject's view):
+
+    0: eye on the image's left      1: eye on the image's right
+    2: nose tip
+    3: mouth corner on the image's left   4: mouth corner on the image's right
+
+Arrays inside these values are read-only so that a caller cannot change a result
+another caller also holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+BBox = tuple[float, float, float, float]  # x1, y1, x2, y2 in image pixels
+
+
+def frozen_array(values: Any, dtype: type) -> np.ndarray:
+    """A read-only copy, so results cannot be edited behind their owner's back."""
+    array = np.array(values, dtype=dtype, copy=True)
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image: 8-bit RGB pixels, upright (EXIF orientation applied)."""
+
+    rgb: np.ndarray  # uint8, (height, width, 3), C-contiguous
+    sha256: str  # hex digest of the file's bytes, as stored on disk
+    path: str  # file path, or the name given to decode_image()
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Measurements of one face and the gate's verdict on them."""
+
+    det_score: float  # the detector's own score; scales differ between detectors
+    iod_px: float  # inter-ocular distance in image pixels
+    blur: float  # variance of the Laplacian of the 112x112 aligned grey crop
+    yaw_deg: float  # estimated from landmarks; + when the nose points to the image's right
+    roll_deg: float  # angle of the eye line; + when the image-right eye is lower
+    rejections: tuple[str, ...] = ()  # reasons the gate refused the face; empty when ok
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejections
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "det_score": self.det_score,
+            "iod_px": self.iod_px,
+            "blur": self.blur,
+            "yaw_deg": self.yaw_deg,
+            "roll_deg": self.roll_deg,
+            "rejections": list(self.rejections),
+        }
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A detector's output for one face, before alignment and embedding."""
+
+    bbox: BBox
+    landmarks: np.ndarray  # (5, 2) float32, the order documented above
+    score: float
+    native: Any = field(default=None, compare=False)  # the detector's own landmark object, for its aligner
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    bbox: BBox
+    landmarks: np.ndarray  # (5, 2) float32, the order documented above
+    det_score: float
+    quality: Quality
+    embedding: np.ndarray  # float32 unit vector of the pack's dimension
+    crop: np.ndarray  # the aligned RGB uint8 crop the recognizer saw
+
+
+@dataclass(frozen=True)
+class ImageFaces:
+    """Every face found in one image (possibly none)."""
+
+    path: str
+    sha256: str
+    width: int
+    height: int
+    faces: tuple[DetectedFace, ...]
+    detector: str  # the detection stage that found the faces, e.g. "hog/up1", "mmod/up0", "scrfd"

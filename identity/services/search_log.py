@@ -1,0 +1,37 @@
+"""Reading the search log (`identity searches list`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from identity.services.runtime import Runtime
+from identity.store.sql.models import SearchEvent, SearchHit
+from identity.store.sql.persons import get_person
+
+
+def list_searches(runtime: Runtime, person_ref: str | None = None, since: datetime | None = None,
+                  limit: int = 100) -> list[dict[str, Any]]:
+    with runtime.sessions() as session:
+        stmt = select(SearchEvent).order_by(SearchEvent.created_at.desc()).limit(limit)
+        if person_ref:
+            person = get_person(session, person_ref)
+            stmt = stmt.where(SearchEvent.id.in_(select(SearchHit.search_id).where(SearchHit.person_id == person.id)))
+        if since:
+            stmt = stmt.where(SearchEvent.created_at >= since)
+        events = list(session.scalars(stmt))
+        best = {}
+        if events:
+            for hit in session.scalars(select(SearchHit).where(
+                    SearchHit.search_id.in_([e.id for e in events]), SearchHit.rank == 1)):
+                if hit.search_id not in best or hit.score > best[hit.search_id].score:
+                    best[hit.search_id] = hit
+    return [
+        {"search_id": str(e.id), "when": e.created_at.isoformat(), "actor": e.actor, "query_name": e.query_name,
+         "query_sha256": e.query_sha256, "faces": e.face_count, "threshold": e.threshold,
+         "best": round(best[e.id].score, 4) if e.id in best else None,
+         "decision": best[e.id].decision if e.id in best else "unknown"}
+        for e in events
+    ]

@@ -1,0 +1,46 @@
+"""Which decision threshold a search uses, where it came from, and what it implies.
+
+Order: an explicit --threshold, else the model's calibrated threshold (identity
+calibrate), else the pack's documented default. With a known false-accept rate the
+expected number of false matches per search grows with the gallery (about FAR x the
+number of persons searched); above EXPECTED_FALSE_MATCH_LIMIT the search says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from identity.faces import FacePipeline
+from identity.store.sql.models import Model
+
+EXPECTED_FALSE_MATCH_LIMIT = 0.01
+
+
+@dataclass(frozen=True)
+class Threshold:
+    value: float
+    source: str  # "command line", "calibrated ...", "pack default ..."
+    far: float | None = None  # false-accept rate per comparison, when known
+
+    def warnings(self, persons: int) -> list[str]:
+        """What the gallery size implies for this threshold (empty when the FAR is unknown or harmless)."""
+        if self.far is None:
+            return []
+        expected = self.far * persons
+        if expected <= EXPECTED_FALSE_MATCH_LIMIT:
+            return []
+        return [
+            f"gallery of {persons} persons at FAR {self.far:g} per comparison: about {expected:.2f} false "
+            f"matches expected per searched face (limit {EXPECTED_FALSE_MATCH_LIMIT}); treat a match as a lead, "
+            "or calibrate a stricter threshold (identity calibrate --far)"
+        ]
+
+
+def resolve_threshold(model: Model, pipeline: FacePipeline, override: float | None = None) -> Threshold:
+    if override is not None:
+        return Threshold(override, "command line")
+    if model.threshold is not None:
+        return Threshold(model.threshold, model.threshold_source or "calibrated", model.threshold_far)
+    default = pipeline.default_threshold
+    return Threshold(default.value, f"pack default ({default.source})", default.far)
+

@@ -1,0 +1,75 @@
+"""The pack registry: names, versions, ids, and explicit errors for what cannot be built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from identity.config import FaceSettings, Settings
+from identity.errors import ModelError
+from identity.faces import build_pack, build_pipeline, list_packs
+
+
+def test_default_is_the_mirror_recipe_of_dlib_resnet() -> None:
+    pack = build_pack("dlib-resnet", FaceSettings())
+    assert (pack.model_id, pack.mirror) == ("dlib-resnet@2", True)
+    assert (pack.default_threshold.value, pack.default_threshold.far) == (0.928, 1e-3)
+    assert build_pack("dlib-resnet@1", FaceSettings()).model_id == "dlib-resnet@1"
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [("dlib", "unknown model pack 'dlib'; known packs: dlib-resnet, insightface-onnx, torch-iresnet"), ("dlib-resnet@7", "no version '7'")],
+)
+def test_unknown_names_and_versions_are_refused(model: str, message: str) -> None:
+    with pytest.raises(ModelError, match=message):
+        build_pack(model, FaceSettings())
+
+
+def test_unknown_dlib_detector_is_refused() -> None:
+    with pytest.raises(ModelError, match="unknown dlib detector 'mtcnn'"):
+        build_pack("dlib-resnet", FaceSettings(detector="mtcnn"))
+
+
+def test_arcface_packs_need_their_weights_and_never_download_by_default() -> None:
+    with pytest.raises(ModelError, match="needs faces.onnx_recognizer"):
+        build_pack("insightface-onnx", FaceSettings())
+    with pytest.raises(ModelError, match="needs faces.torch_checkpoint"):
+        build_pack("torch-iresnet", FaceSettings())
+
+
+def test_missing_and_corrupt_onnx_files_fail_on_load(tmp_path: Path) -> None:
+    missing = build_pipeline(Settings(model="insightface-onnx", faces=FaceSettings(onnx_recognizer=str(tmp_path / "none.onnx"))))
+    with pytest.raises(ModelError, match="does not exist"):
+        missing.load()
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not a protobuf")
+    corrupt = build_pipeline(Settings(model="insightface-onnx", faces=FaceSettings(onnx_recognizer=str(junk))))
+    with pytest.raises(ModelError, match="cannot load ONNX model"):
+        corrupt.load()
+
+
+def test_user_weights_are_part_of_the_model_id(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    first.write_bytes(b"weights one")
+    second.write_bytes(b"weights two")
+    ids = {
+        build_pack("insightface-onnx", FaceSettings(onnx_recognizer=str(path))).model_id for path in (first, second, first)
+    }
+    assert len(ids) == 2 and all(i.startswith("insightface-onnx@1+") for i in ids)
+
+
+def test_list_marks_the_active_pack() -> None:
+    infos = list_packs(Settings(model="dlib-resnet"))
+    assert [i.model_id for i in infos] == ["dlib-resnet@1", "dlib-resnet@2", "insightface-onnx@1", "torch-iresnet@1"]
+    assert [i.model_id for i in infos if i.active] == ["dlib-resnet@2"]
+    assert [i.model_id for i in list_packs(Settings(model="torch-iresnet")) if i.active] == ["torch-iresnet@1"]
+    assert not any(i.active for i in list_packs())
+
+
+def test_parallel_processing_refuses_a_bad_pack_before_starting_workers(tmp_path: Path) -> None:
+    from identity.faces import process_paths_parallel
+
+    with pytest.raises(ModelError, match="unknown model pack"):
+        next(process_paths_parallel(Settings(model="nope"), [tmp_path / "a.jpg"], workers=2))
