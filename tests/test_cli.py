@@ -85,3 +85,45 @@ def test_console_script_runs(clean_env) -> None:
     result = subprocess.run([str(exe), "config", "show", "--json"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["model"] == "dlib-resnet"
+
+
+def test_init_is_idempotent_embedded_and_on_postgres(capsys, clean_env, monkeypatch, postgres_url) -> None:
+    for url in (None, postgres_url):
+        if url:
+            monkeypatch.setenv("IDENTITY_DATABASE_URL", url)
+        first = run_cli(capsys, "init", "--json")
+        second = run_cli(capsys, "init", "--json")
+        assert first[0] == second[0] == 0, first[2] + second[2]
+        before, after = json.loads(first[1]), json.loads(second[1])
+        assert before["schema_after"] == after["schema_after"] == after["schema_before"]
+        assert after["model_id"].startswith("dlib-resnet@") and after["dim"] == 128
+        code, out, _ = run_cli(capsys, "version", "--json")
+        assert code == 0 and json.loads(out)["schema_database"] == after["schema_after"]
+
+
+def test_locked_embedded_store_is_a_clear_error(capsys, clean_env, tmp_path) -> None:
+    from identity.config import Settings
+    from identity.faces import build_pipeline
+    from identity.store.vectors import open_vector_index
+
+    settings = Settings.load()
+    pipeline = build_pipeline(settings)
+    exe = Path(sys.executable).with_name("identity")
+    with open_vector_index(settings, pipeline.model_id, pipeline.dim):  # this process holds the shard
+        result = subprocess.run([str(exe), "init"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 4
+    assert "locked" in result.stderr.lower() or "held" in result.stderr.lower(), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_wrong_dimension_vector_is_a_clear_error(capsys, clean_env) -> None:
+    import numpy as np
+    import uuid
+
+    from identity.config import Settings
+    from identity.errors import DimensionMismatch
+    from identity.store.vectors import VectorPoint, open_vector_index
+
+    with open_vector_index(Settings.load(), "dlib-resnet@2", 128) as index:
+        with pytest.raises(DimensionMismatch, match="512 dimensions, the collection expects 128"):
+            index.upsert([VectorPoint(uuid.uuid4(), uuid.uuid4(), np.ones(512, np.float32))])
