@@ -22,6 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from identity.config import Settings
+from identity.evaluation.metrics import tar_at_far, ten_fold_accuracy
+from identity.evaluation.protocol import subject_face
 from identity.faces import ImageFaces, ModelPack, build_pack, process_paths_parallel
 from identity.faces.dlib_models import DlibDetector, stage_label
 
@@ -54,18 +56,6 @@ def make_pairs(by_person: dict[str, list[Path]], count: int, seed: int) -> tuple
     return sorted(genuine), sorted(impostor)
 
 
-def central_face(result: ImageFaces) -> int | None:
-    """Index of the face whose box centre is nearest the image centre."""
-    if not result.faces:
-        return None
-    cx, cy = result.width / 2, result.height / 2
-    return min(
-        range(len(result.faces)),
-        key=lambda i: ((result.faces[i].bbox[0] + result.faces[i].bbox[2]) / 2 - cx) ** 2
-        + ((result.faces[i].bbox[1] + result.faces[i].bbox[3]) / 2 - cy) ** 2,
-    )
-
-
 def embed_all(settings: Settings, paths: list[Path], workers: int, console: Console) -> dict[Path, tuple[np.ndarray | None, str]]:
     """Each image's central-face embedding (None if no face) and the detector stage that found it."""
     out: dict[Path, tuple[np.ndarray | None, str]] = {}
@@ -73,8 +63,8 @@ def embed_all(settings: Settings, paths: list[Path], workers: int, console: Cons
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("embed", total=len(paths))
         for path, outcome in process_paths_parallel(settings, paths, workers=workers):
-            if isinstance(outcome, ImageFaces) and (index := central_face(outcome)) is not None:
-                out[Path(path)] = (outcome.faces[index].embedding, outcome.detector)
+            if isinstance(outcome, ImageFaces) and (face := subject_face(outcome)) is not None:
+                out[Path(path)] = (face.embedding, outcome.detector)
             else:
                 out[Path(path)] = (None, "none")
             progress.advance(task)
@@ -91,41 +81,6 @@ def pair_scores(pairs: list[Pair], embeddings: dict[Path, tuple[np.ndarray | Non
         va, vb = vector(a), vector(b)
         scores.append(MISSING if va is None or vb is None else float(va @ vb))
     return np.array(scores)
-
-
-def ten_fold_accuracy(scores: np.ndarray, labels: np.ndarray, seed: int) -> tuple[float, float, float]:
-    """Mean and std of held-out accuracy, each fold's threshold chosen on the other nine; and the mean threshold."""
-    order = np.random.default_rng(seed).permutation(len(scores))
-    folds = np.array_split(order, 10)
-    accuracies, thresholds = [], []
-    for k, test in enumerate(folds):
-        train = np.concatenate([f for j, f in enumerate(folds) if j != k])
-        threshold = best_threshold(scores[train], labels[train])
-        accuracies.append(np.mean((scores[test] >= threshold) == labels[test]))
-        thresholds.append(threshold)
-    return float(np.mean(accuracies)), float(np.std(accuracies)), float(np.mean(thresholds))
-
-
-def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The cut (midway between adjacent sorted scores) with the highest accuracy."""
-    order = np.argsort(scores)
-    s, y = scores[order], labels[order].astype(int)
-    # Cutting before position i: the i lowest are called "different", the rest "same".
-    correct = np.concatenate([[0], np.cumsum(1 - y)]) + np.concatenate([np.cumsum(y[::-1])[::-1], [0]])
-    i = int(np.argmax(correct))
-    if i == 0:
-        return float(s[0]) - 1e-6
-    if i == len(s):
-        return float(s[-1]) + 1e-6
-    return float((s[i - 1] + s[i]) / 2)
-
-
-def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> tuple[float, float]:
-    """Share of genuine pairs accepted at the threshold that accepts at most `far` of impostors."""
-    impostor = np.sort(scores[~labels])[::-1]
-    allowed = int(np.floor(far * len(impostor)))
-    threshold = impostor[allowed] if allowed < len(impostor) else -np.inf
-    return float(np.mean(scores[labels] > threshold)), float(threshold)
 
 
 def main() -> None:
