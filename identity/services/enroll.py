@@ -12,12 +12,14 @@ no vector lacks a row.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -127,6 +129,57 @@ class EnrollmentWriter:
                 jobs.finish(session, result.job_id, result.outcome, result.reason, result.image_id)
         return results
 
+    def settle_known(self, chunk: Sequence[Job]) -> tuple[list[JobResult], list[Job]]:
+        """Finish, without running any model, the jobs whose bytes were already processed.
+
+        Returns (the results of those, the jobs still to process). This is what makes a
+        re-run of a large enrollment take seconds instead of hours.
+        """
+        digests: dict[int, str] = {}
+        for job in chunk:
+            try:
+                digests[job.id] = hashlib.sha256(Path(job.source_path).read_bytes()).hexdigest()
+            except OSError:
+                pass  # the pipeline reports the reason
+        results: list[JobResult] = []
+        with transaction(self.runtime.sessions) as session:
+            images = {i.sha256: i for i in session.scalars(select(Image).where(Image.sha256.in_(set(digests.values()))))}
+            for job in chunk:
+                image = images.get(digests.get(job.id, ""))
+                if image is None:
+                    continue
+                person = session.scalars(select(Person).where(Person.external_id == job.external_id)).one_or_none()
+                settled = self._settled(session, image, person.id if person else None, job.external_id, set())
+                if settled is not None:
+                    results.append(JobResult(job.id, job.source_path, job.external_id, *settled, faces_found=0,
+                                             image_id=image.id))
+            for result in results:
+                jobs.finish(session, result.job_id, result.outcome, result.reason, result.image_id)
+        done = {r.job_id for r in results}
+        return results, [job for job in chunk if job.id not in done]
+
+    def _held(self, session: Session, image: Image) -> list[Face]:
+        return list(session.scalars(select(Face).where(Face.image_id == image.id, Face.model_id == self.model_row_id)))
+
+    def _settled(self, session: Session, image: Image, person_id: uuid.UUID | None, external_id: str,
+                 this_chunk: set[uuid.UUID]) -> tuple[str, str] | None:
+        """(duplicate|conflict, reason) when these bytes need no further work for this person."""
+        held = self._held(session, image)
+        mine = [f for f in held if f.person_id == person_id]
+        if mine:
+            if any(f.status == FaceStatus.pending and f.id not in this_chunk for f in mine):
+                return None  # a crashed run left it half-written: it must be completed
+            state = "rejected" if all(f.status == FaceStatus.rejected for f in mine) else "enrolled"
+            return "duplicate", f"same image already {state} for {external_id}"
+        others = [f for f in held if f.status != FaceStatus.rejected]
+        if others:
+            owner = session.get(Person, others[0].person_id)
+            return "conflict", f"same image is enrolled for {owner.external_id if owner else 'another person'}"
+        earlier = jobs.earlier_rejection(session, image.id, external_id)
+        if earlier is not None:
+            return "duplicate", f"same image already rejected for {external_id} ({earlier})"
+        return None
+
     def _decide(self, session: Session, job: Job, outcome: Outcome,
                 to_index: list[tuple[Face, np.ndarray]]) -> JobResult:
         image: Image | None = None
@@ -141,26 +194,18 @@ class EnrollmentWriter:
         person, _ = get_or_create_person(session, job.external_id, job.display_name, job.attributes)
         image = session.scalars(select(Image).where(Image.sha256 == outcome.sha256)).one_or_none()
         if image is not None:
-            held = list(session.scalars(select(Face).where(Face.image_id == image.id, Face.model_id == self.model_row_id)))
-            mine = [f for f in held if f.person_id == person.id]
-            others = [f for f in held if f.person_id != person.id and f.status != FaceStatus.rejected]
-            if mine:
-                this_chunk = {f.id for f, _ in to_index}
-                pending = [f for f in mine if f.status == FaceStatus.pending and f.id not in this_chunk]
-                if not pending:
-                    state = "enrolled" if mine[0].status != FaceStatus.rejected else "rejected"
-                    return result("duplicate", f"same image already {state} for {person.external_id}")
+            this_chunk = {f.id for f, _ in to_index}
+            settled = self._settled(session, image, person.id, job.external_id, this_chunk)
+            if settled is not None:
+                return result(*settled)
+            pending = [f for f in self._held(session, image) if f.person_id == person.id
+                       and f.status == FaceStatus.pending and f.id not in this_chunk]
+            if pending:
                 face, _ = choose_face(outcome, self.dominance)
                 if face is None:
                     return result("failed", "image changed between runs")
                 to_index.extend((f, face.embedding) for f in pending)  # finish what a crashed run began
                 return result("enrolled", "completed an interrupted enrollment")
-            if others:
-                owner = session.get(Person, others[0].person_id)
-                return result("conflict", f"same image is enrolled for {owner.external_id if owner else 'another person'}")
-            earlier = jobs.earlier_rejection(session, image.id, job.external_id)
-            if earlier is not None:
-                return result("duplicate", f"same image already rejected for {job.external_id} ({earlier})")
         else:
             image = Image(sha256=outcome.sha256, source_path=job.source_path, size_bytes=_size(job.source_path),
                           width=outcome.width, height=outcome.height)
@@ -207,7 +252,11 @@ def process_queue(
                 chunk = jobs.claim(session, owner, settings.enroll.chunk_size, settings.enroll.lease_seconds, batch)
             if not chunk:
                 return
-            for job in chunk:
+            known, todo = writer.settle_known(chunk)
+            for result in known:
+                summary.add(result)
+                on_result(result)
+            for job in todo:
                 claimed.append(job)
                 yield job.source_path
 
