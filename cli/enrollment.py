@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
+import signal
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
@@ -15,6 +15,9 @@ from identity_cli.context import get_settings
 from identity_cli.options import JSON, parse_attrs
 from identity_cli.output import err_console, print_json, print_table
 from identity_cli.progress import outcome_progress
+
+if TYPE_CHECKING:
+    from identity.services.enroll import EnrollSummary
 
 WORKERS = typer.Option(0, "--workers", "-w", help="Worker processes (0: one per core).")
 
@@ -85,6 +88,7 @@ def worker(
 
     settings = get_settings()
     summary = EnrollSummary(batch="*")
+    signal.signal(signal.SIGTERM, _stop)  # `docker stop`: hand claimed jobs back, as Ctrl-C does
     with open_deployment(settings) as dep:
         writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id)
         with outcome_progress(None, "worker") as advance:
@@ -98,7 +102,11 @@ def worker(
     _finish(summary, None, as_json)
 
 
-def _finish(summary, report: Optional[Path], as_json: bool, queued_only: bool = False) -> None:
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _finish(summary: "EnrollSummary", report: Optional[Path], as_json: bool, queued_only: bool = False) -> None:
     if report:
         with report.open("w", newline="") as handle:
             writer = csv.writer(handle)

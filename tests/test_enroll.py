@@ -165,3 +165,35 @@ def test_sigkill_midway_then_rerun_leaves_one_face_per_image(tmp_path: Path, pho
     assert result.returncode == 5, result.stderr  # the broken files still fail
     indexed, vectors, clean = store_state(settings)
     assert (indexed, vectors, clean) == (6, 6, True)
+
+
+def test_cli_queue_then_worker_then_report(capsys, clean_env, tmp_path: Path, lfw_dir: Path) -> None:
+    import csv
+    import json
+
+    from identity_cli.main import main
+
+    root = tmp_path / "small"
+    for person in ("Al_Gore", "Aaron_Peirsol"):
+        (root / person).mkdir(parents=True)
+        shutil.copy(sorted((lfw_dir / person).iterdir())[0], root / person)
+    (root / "Al_Gore" / "empty.jpg").write_bytes(b"")
+
+    assert main(["enroll", str(root), "--queue-only"]) == 0
+    assert "queued 3 jobs" in capsys.readouterr().err
+    assert main(["worker", "--drain", "--json", "--workers", "1"]) == 5  # one image failed
+    counts = json.loads(capsys.readouterr().out)["counts"]
+    assert counts == {"enrolled": 2, "failed": 1}
+    assert main(["jobs", "list", "--state", "failed", "--json"]) == 0
+    [failed] = json.loads(capsys.readouterr().out)
+    assert failed["source_path"].endswith("empty.jpg") and "empty" in failed["reason"]
+    assert main(["jobs", "retry"]) == 0
+    assert "queued 1 jobs again" in capsys.readouterr().err
+
+    report = tmp_path / "report.csv"
+    assert main(["enroll", str(root), "--report", str(report), "--json"]) == 5
+    rows = list(csv.DictReader(report.open()))
+    assert sorted(r["outcome"] for r in rows) == ["duplicate", "duplicate", "failed"]
+    capsys.readouterr()
+    assert main(["doctor", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["clean"] is True
