@@ -53,7 +53,7 @@ def detect(
             "faces": [
                 {
                     "bbox": [round(v, 1) for v in face.bbox],
-                    "landmarks": face.landmarks.round(1).tolist(),
+                    "landmarks": face.landmarks.astype(float).round(1).tolist(),
                     **face.quality.as_dict(),
                     "ok": face.quality.ok,
                     **({"crop": str(written[i])} if written else {}),
