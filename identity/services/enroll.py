@@ -248,11 +248,13 @@ def process_queue(
 
     def paths() -> Iterator[str]:
         while True:
+            t0 = time.perf_counter()  # claiming and settling count as bookkeeping, like the writes
             with transaction(runtime.sessions) as session:
                 chunk = jobs.claim(session, owner, settings.enroll.chunk_size, settings.enroll.lease_seconds, batch)
             if not chunk:
                 return
             known, todo = writer.settle_known(chunk)
+            summary.storage_seconds += time.perf_counter() - t0
             for result in known:
                 summary.add(result)
                 on_result(result)
