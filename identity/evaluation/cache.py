@@ -19,6 +19,7 @@ import numpy as np
 from identity.config import Settings
 from identity.errors import ImageError
 from identity.faces import ImageFaces, process_paths_parallel
+from identity.faces.quality import rejections
 
 Outcome = ImageFaces | ImageError
 NO_CROP = np.zeros((0, 0, 3), dtype=np.uint8)
@@ -62,7 +63,7 @@ def analyse_paths(settings: Settings, model_id: str, paths: list[str], workers: 
             if cached is None:
                 missing.append(path)
             else:
-                results[path] = dataclasses.replace(cached, path=path)
+                results[path] = _regated(dataclasses.replace(cached, path=path), settings)
                 advance(1)
         fresh: list[ImageFaces] = []
         for path, outcome in process_paths_parallel(settings, missing, workers):
@@ -77,6 +78,15 @@ def analyse_paths(settings: Settings, model_id: str, paths: list[str], workers: 
     finally:
         cache.close()
     return results
+
+
+def _regated(found: ImageFaces, settings: Settings) -> ImageFaces:
+    """The quality gate applied with today's thresholds: the cache keeps measurements, not verdicts."""
+    faces = tuple(
+        dataclasses.replace(f, quality=dataclasses.replace(f.quality, rejections=rejections(f.quality, settings.faces)))
+        for f in found.faces
+    )
+    return dataclasses.replace(found, faces=faces)
 
 
 def _without_crops(found: ImageFaces) -> ImageFaces:
