@@ -110,9 +110,10 @@ def audit(
     p = report["person"]
     console.print(f"[bold]{p['display_name'] or p['external_id']}[/bold]  external id {p['external_id']}  "
                   f"uuid {p['id']}  attributes {p['attributes']}", highlight=False)
-    print_table(report["faces"], ["face_id", "status", "source_path", "det_score", "iod_px", "blur",
-                                  "similarity_to_own_faces", "outlier", "enrolled_at"],
-                title=f"{len(report['faces'])} faces")
+    faces = [{**f, "image": Path(f["source_path"]).name, "similarity": f.get("similarity_to_own_faces")}
+             for f in report["faces"]]
+    print_table(faces, ["face_id", "status", "image", "det_score", "blur", "similarity", "outlier"],
+                title=f"{len(faces)} faces")
     print_table(report["searches"], ["when", "actor", "rank", "score", "decision", "search_id"],
                 title=f"{len(report['searches'])} searches returned this person")
     print_table([{"external_id": l["person"]["external_id"], "score": l["score"]} for l in report["lookalikes"]],

@@ -101,8 +101,13 @@ def test_search_log_and_audit_show_who_was_searched(gallery, tmp_path: Path) -> 
     assert report["searches"][0]["search_id"] == result.search_id and report["searches"][0]["rank"] == 1
     assert report["lookalikes"] and all(l["person"]["external_id"] != "Al_Gore" for l in report["lookalikes"])
     assert report["lookalike_margin"] is not None
+    assert report["outliers"] == []
     page = render_audit_html(report)
     assert page.count("data:image/jpeg;base64,") == 3 and "inspector" in page
+    with open_deployment(settings) as dep:  # a mislabelled photo stands out among the person's faces
+        stranger = audit_person(dep, "Alejandro_Toledo")["faces"][0]["face_id"]
+        move_face(dep, stranger, "Al_Gore")
+        assert audit_person(dep, "Al_Gore")["outliers"] == [stranger]
 
 
 def test_merge_move_and_delete_keep_search_consistent(gallery) -> None:

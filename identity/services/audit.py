@@ -41,7 +41,9 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[st
     face_rows = [_face_row(face, image) for face, image in faces]
     indexed = [uuid.UUID(f["face_id"]) for f in face_rows if f["status"] == FaceStatus.indexed.value]
     vectors = dep.index.vectors(indexed)
-    _mark_outliers(face_rows, vectors, threshold.value)
+    # Outliers are a 1:1 question (is this face the same person as the others?), so they use
+    # the pack's verification threshold, not the stricter 1:N decision threshold.
+    _mark_outliers(face_rows, vectors, dep.pipeline.default_threshold.value)
     lookalikes = _lookalikes(dep, person.id, vectors)
     best_other = lookalikes[0]["score"] if lookalikes else None
     report = {
@@ -76,17 +78,21 @@ def _face_row(face: Face, image: Image) -> dict[str, Any]:
 
 
 def _mark_outliers(rows: list[dict[str, Any]], vectors: dict[uuid.UUID, np.ndarray], threshold: float) -> None:
-    """A face whose mean similarity to the person's other faces is below the match threshold."""
-    ids = [i for i in vectors]
-    if len(ids) < 3:  # with two faces, neither can be told to be the odd one out
+    """A face whose median similarity to the person's other faces is below the 1:1 threshold.
+
+    The median, not the mean, so one mislabelled photo does not drag the good ones down;
+    with fewer than four faces no face can be told to be the odd one out.
+    """
+    ids = list(vectors)
+    if len(ids) < 4:
         return
     matrix = np.stack([vectors[i] for i in ids])
     sims = matrix @ matrix.T
-    mean_to_others = (sims.sum(axis=1) - 1.0) / (len(ids) - 1)
     by_id = {uuid.UUID(r["face_id"]): r for r in rows}
-    for face_id, score in zip(ids, mean_to_others):
-        by_id[face_id]["similarity_to_own_faces"] = round(float(score), 4)
-        by_id[face_id]["outlier"] = bool(score < threshold)
+    for row, face_id in enumerate(ids):
+        score = float(np.median(np.delete(sims[row], row)))
+        by_id[face_id]["similarity_to_own_faces"] = round(score, 4)
+        by_id[face_id]["outlier"] = score < threshold
 
 
 def _lookalikes(dep: Deployment, person_id: uuid.UUID, vectors: dict[uuid.UUID, np.ndarray]) -> list[dict[str, Any]]:
