@@ -12,7 +12,7 @@ import typer
 
 from identity.errors import ExitCode, IdentityError
 from identity_cli.context import get_settings
-from identity_cli.options import JSON, parse_attrs
+from identity_cli.options import JSON
 from identity_cli.output import err_console, print_json, print_table
 from identity_cli.progress import outcome_progress
 

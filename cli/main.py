@@ -37,7 +37,7 @@ def _root(
 
 def _register() -> None:
     # Sub-apps are imported here, not at the top, so each module's imports stay light.
-    from identity_cli import admin, config_cmd, enrollment, evaluation, face, jobs, person, search
+    from identity_cli import admin, config_cmd, enrollment, evaluation, face, faces, jobs, models, person, search
 
     admin.register(app)
     enrollment.register(app)
@@ -47,12 +47,8 @@ def _register() -> None:
     app.add_typer(person.app, name="person")
     app.add_typer(face.app, name="face")
     app.add_typer(jobs.app, name="jobs")
-    for module_name, name in (("faces", "faces"), ("models", "models")):
-        try:
-            module = __import__(f"identity_cli.{module_name}", fromlist=["app"])
-        except ModuleNotFoundError:
-            continue
-        app.add_typer(module.app, name=name)
+    app.add_typer(faces.app, name="faces")
+    app.add_typer(models.app, name="models")
 
 
 _register()

@@ -10,7 +10,7 @@ from identity_cli.context import get_settings
 from identity_cli.options import JSON, parse_attrs
 from identity_cli.output import render
 
-app = typer.Typer(no_args_is_help=True, help="Add, list, show and update people.")
+app = typer.Typer(no_args_is_help=True, help="Add, list, show, update, merge and delete people.")
 COLUMNS = ["external_id", "display_name", "faces", "attributes", "id"]
 
 
