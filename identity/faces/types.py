@@ -90,6 +90,12 @@ class DetectedFace:
     embedding: np.ndarray  # float32 unit vector of the pack's dimension
     crop: np.ndarray  # the aligned RGB uint8 crop the recognizer saw
 
+    @property
+    def area(self) -> float:
+        """Box area in pixels: how enrollment and search pick the main face of a photo."""
+        x1, y1, x2, y2 = self.bbox
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
 
 @dataclass(frozen=True)
 class ImageFaces:

@@ -89,8 +89,8 @@ def choose_face(found: ImageFaces, dominance: float) -> tuple[DetectedFace | Non
     """The face to enroll from a photo, or why none: no_face / multiple_faces."""
     if not found.faces:
         return None, "no_face"
-    ranked = sorted(found.faces, key=_area, reverse=True)
-    if len(ranked) > 1 and _area(ranked[0]) < dominance * _area(ranked[1]):
+    ranked = sorted(found.faces, key=lambda face: face.area, reverse=True)
+    if len(ranked) > 1 and ranked[0].area < dominance * ranked[1].area:
         return None, "multiple_faces"
     return ranked[0], None
 
@@ -330,11 +330,6 @@ def _lease_owner_dead(owner: str | None) -> bool:
     except PermissionError:
         return False
     return False
-
-
-def _area(face: DetectedFace) -> float:
-    x1, y1, x2, y2 = face.bbox
-    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
 
 def _size(path: str) -> int:

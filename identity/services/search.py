@@ -132,13 +132,8 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
 def _faces_to_search(faces: Sequence[DetectedFace], largest_only: bool) -> list[tuple[int, DetectedFace]]:
     indexed = list(enumerate(faces))
     if largest_only:
-        return [max(indexed, key=lambda item: _area(item[1]))]
+        return [max(indexed, key=lambda item: item[1].area)]
     return indexed
-
-
-def _area(face: DetectedFace) -> float:
-    x1, y1, x2, y2 = face.bbox
-    return (x2 - x1) * (y2 - y1)
 
 
 def _persons_matching(dep: Deployment, filters: dict[str, str]) -> list[uuid.UUID]:
