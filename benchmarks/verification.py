@@ -96,7 +96,7 @@ def main() -> None:
     settings = Settings.load()
     if args.model:
         settings = settings.replace(model=args.model)
-    pack = build_pack(settings.model, settings.faces)
+    pack = build_pack(settings.model, settings)
     primary = set(_primary_labels(pack))
     by_person = people(args.dataset)
     genuine, impostor = make_pairs(by_person, args.pairs, args.seed)

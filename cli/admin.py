@@ -22,20 +22,23 @@ def register(app: typer.Typer) -> None:
 def init(as_json: bool = JSON) -> None:
     """Create or upgrade the database schema and the active model's vector collection (safe to re-run)."""
     from identity.faces import build_pipeline
+    from identity.services.active_model import choose_model, read_active, with_model
     from identity.services.init import initialize
     from identity.services.runtime import Runtime
+    from identity.store.sql.migrate import upgrade
 
     settings = get_settings()
-    pipeline = build_pipeline(settings)
     with Runtime.open(settings) as runtime:
+        upgrade(runtime.engine)  # first, so a store from an older schema names its active model
+        pipeline = build_pipeline(with_model(settings, choose_model(settings, read_active(runtime))))
         report = initialize(runtime, pipeline.model_id, pipeline.dim)
     render(dataclasses.asdict(report), as_json, title="identity init")
 
 
 def version(as_json: bool = JSON) -> None:
-    """Print the versions of the package, the schema (database and code) and the active model pack."""
+    """Print the versions of the package, the schema (database and code) and the model pack in use, and why."""
     from identity.errors import IdentityError
-    from identity.faces import build_pipeline
+    from identity.services.active_model import choose_model, model_id_of, read_active
     from identity.services.runtime import Runtime
     from identity.store.sql.migrate import current_revision, head_revision
 
@@ -43,13 +46,19 @@ def version(as_json: bool = JSON) -> None:
     try:
         with Runtime.open(settings) as runtime:
             db_schema = current_revision(runtime.engine) or "not initialised (run `identity init`)"
+            choice = choose_model(settings, read_active(runtime))
+            source = choice.describe()
     except IdentityError as exc:
         db_schema = f"unavailable: {exc}"
+        choice = choose_model(settings, None)
+        source = "the model setting" if settings.model else "the default; the unreadable store may name another"
     info = {
         "identity": identity.__version__,
         "schema_code": head_revision(),
         "schema_database": db_schema,
-        "model": build_pipeline(settings).model_id,
+        "model": model_id_of(choice, settings),
+        "model_source": source,
+        "store_active_model": choice.store_active,
     }
     render(info, as_json, title="identity version")
 

@@ -12,8 +12,19 @@ app = typer.Typer(no_args_is_help=True, help="Inspect configuration.")
 
 @app.command("show")
 def show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Show every effective setting and where the config file is (secrets masked)."""
-    described = get_settings().describe()
+    """Show every effective setting and where the config file is (secrets masked), and the model in use."""
+    from identity.errors import IdentityError
+    from identity.services.active_model import model_id_of, resolve_model
+
+    settings = get_settings()
+    described = settings.describe()
+    try:
+        choice = resolve_model(settings, ask_store=True)
+        described["effective_model"] = model_id_of(choice, settings)
+        described["effective_model_source"] = choice.describe()
+    except IdentityError as exc:  # the settings are still worth showing when the store is down
+        described["effective_model"] = settings.model
+        described["effective_model_source"] = f"unknown: {exc}"
     if as_json:
         print_json(described)
         return

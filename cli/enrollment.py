@@ -89,16 +89,19 @@ def worker(
     settings = get_settings()
     summary = EnrollSummary(batch="*")
     signal.signal(signal.SIGTERM, _stop)  # `docker stop`: hand claimed jobs back, as Ctrl-C does
-    with open_deployment(settings) as dep:
-        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id)
-        with outcome_progress(None, "worker") as advance:
-            while True:
-                before = summary.processed
-                process_queue(dep.runtime, writer, None, workers, advance, summary)
-                if drain and summary.processed == before:
-                    break
-                if summary.processed == before:
-                    time.sleep(poll)
+    with outcome_progress(None, "worker") as advance:
+        idle = False
+        while not (drain and idle):
+            with open_deployment(settings) as dep:  # reopened when `identity reindex` switches the model
+                writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id)
+                while dep.follows_store():
+                    before = summary.processed
+                    process_queue(dep.runtime, writer, None, workers, advance, summary)
+                    idle = summary.processed == before
+                    if drain and idle:
+                        break
+                    if idle:
+                        time.sleep(poll)
     _finish(summary, None, as_json)
 
 

@@ -29,8 +29,10 @@ def detect(
     """
     from identity.errors import ImageError, NoFaceFound
     from identity.faces import build_pipeline, load_image
+    from identity.services.active_model import resolve_model, with_model
 
-    pipeline = build_pipeline(get_settings())
+    settings = get_settings()
+    pipeline = build_pipeline(with_model(settings, resolve_model(settings)))
     failures: list[Exception] = []
     loaded, reports = [], {}
     for path in images:

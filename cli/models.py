@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -15,11 +16,14 @@ app = typer.Typer(no_args_is_help=True, help="List the face model packs and conv
 
 @app.command("list")
 def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """Every model pack version; `active` marks the one the settings (`model`) select."""
+    """Every model pack version, built-in and local (fine-tuned); `active` marks the one in use."""
     from identity.faces import list_packs
+    from identity.services.active_model import resolve_model
 
-    rows = [dataclasses.asdict(info) for info in list_packs(get_settings())]
-    render(rows, as_json, columns=("model_id", "active", "dim", "detector", "recognizer", "recipe", "settings"), title="model packs")
+    settings = get_settings()
+    rows = [dataclasses.asdict(info) for info in list_packs(settings, active=resolve_model(settings).model)]
+    render(rows, as_json, columns=("model_id", "active", "promoted", "dim", "detector", "recognizer", "recipe", "settings"),
+           title="model packs")
 
 
 @app.command("export-onnx")
@@ -36,21 +40,39 @@ def export_onnx(
 
 
 @app.command("show")
-def show(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """The active model's record: dimension, collection, decision threshold and where it came from."""
-    from identity.faces import build_pipeline
-    from identity.services.init import prepare_model
+def show(
+    model: Optional[str] = typer.Argument(None, help="A pack reference (default: the model in use)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """A model's record: dimension, collection, decision threshold and where it came from (local packs: their manifest)."""
+    from identity.faces import build_pipeline, load_local_pack, resolve
+    from identity.services.active_model import choose_model, read_active, with_model
+    from identity.services.init import record_model
     from identity.services.runtime import Runtime
     from identity.services.thresholds import resolve_threshold
+    from identity.store.sql.migrate import upgrade
+    from identity.store.sql.queries import find_model
 
     settings = get_settings()
-    pipeline = build_pipeline(settings)
     with Runtime.open(settings) as runtime:
-        model = prepare_model(runtime, pipeline.model_id, pipeline.dim)
-    threshold = resolve_threshold(model, pipeline)
+        upgrade(runtime.engine)
+        choice = choose_model(settings.replace(model=model) if model else settings, read_active(runtime))
+        pipeline = build_pipeline(with_model(settings, choice))
+        if model:  # looking at a pack records nothing
+            with runtime.sessions() as session:
+                record = find_model(session, pipeline.model_id)
+        else:
+            record = record_model(runtime, pipeline.model_id, pipeline.dim)
+    threshold = resolve_threshold(record, pipeline)
     info = {
-        "model": model.model_id, "dim": model.dim, "metric": model.metric, "collection": model.collection,
+        "model": pipeline.model_id, "store_active": pipeline.model_id == choice.store_active,
+        "in_store": record is not None, "dim": record.dim if record else pipeline.dim,
+        "metric": record.metric if record else "cosine", "collection": record.collection if record else None,
         "threshold": threshold.value, "threshold_far": threshold.far, "threshold_source": threshold.source,
-        "calibrated_at": model.calibrated_at.isoformat() if model.calibrated_at else None,
+        "calibrated_at": record.calibrated_at.isoformat() if record and record.calibrated_at else None,
     }
-    render(info, as_json, title=f"model {model.model_id}")
+    if resolve(pipeline.model_id, settings.data_dir).info.promoted is not None:  # a local pack
+        pack = load_local_pack(settings.data_dir, pipeline.model_id.partition("+")[0])
+        info.update({"promoted": pack.promoted, "base": pack.manifest.get("base"), "folder": str(pack.path),
+                     "created_at": pack.manifest.get("created_at"), "training": pack.manifest.get("training")})
+    render(info, as_json, title=f"model {pipeline.model_id}")

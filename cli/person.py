@@ -45,12 +45,14 @@ def list_(
     limit: int = typer.Option(100, "--limit", help="At most this many."),
     as_json: bool = JSON,
 ) -> None:
-    """List people (with their number of enrolled faces)."""
+    """List people (with their number of searchable faces under the active model)."""
+    from identity.services.active_model import chosen_model_row
     from identity.store.sql.persons import indexed_face_counts, list_persons, person_record
 
     with _sessions() as runtime, runtime.sessions() as session:
+        model = chosen_model_row(runtime)
         people = list_persons(session, query, limit)
-        counts = indexed_face_counts(session, [p.id for p in people])
+        counts = indexed_face_counts(session, [p.id for p in people], model.id if model else None)
         rows = [person_record(p, counts.get(p.id, 0)) for p in people]
     render(rows, as_json, COLUMNS, title=f"{len(rows)} people")
 
@@ -58,11 +60,13 @@ def list_(
 @app.command("show")
 def show(person: str = typer.Argument(..., help="External id or uuid."), as_json: bool = JSON) -> None:
     """Show one person."""
+    from identity.services.active_model import chosen_model_row
     from identity.store.sql.persons import get_person, indexed_face_counts, person_record
 
     with _sessions() as runtime, runtime.sessions() as session:
+        model = chosen_model_row(runtime)
         found = get_person(session, person)
-        record = person_record(found, indexed_face_counts(session, [found.id]).get(found.id, 0))
+        record = person_record(found, indexed_face_counts(session, [found.id], model.id if model else None).get(found.id, 0))
     render(record, as_json, title=record["external_id"])
 
 

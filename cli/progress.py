@@ -1,35 +1,50 @@
-"""The progress bar of bulk runs (enroll, worker, doctor --repair), on stderr so --json stays clean."""
+"""The progress bar of bulk runs (enroll, worker, doctor --repair, reindex), on stderr so --json stays clean."""
 
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator, Sequence
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from identity_cli.output import err_console
 
+ENROLL_OUTCOMES = ("enrolled", "rejected", "failed", "duplicate", "conflict")
+_STYLE = {"enrolled": "green", "reindexed": "green", "failed": "red"}
+
+
+class Tracker:
+    """Counts results by their `outcome`; call it once per result."""
+
+    def __init__(self, progress: Progress, total: int | None, label: str, outcomes: Sequence[str]) -> None:
+        self._progress = progress
+        self._counts = {outcome: 0 for outcome in outcomes}
+        self._started = time.perf_counter()
+        self._task = progress.add_task(label, total=total, rate=0.0, **self._counts)
+
+    def __call__(self, result: object) -> None:
+        outcome = getattr(result, "outcome")
+        self._counts[outcome] = self._counts.get(outcome, 0) + 1
+        done = sum(self._counts.values())
+        rate = done / max(time.perf_counter() - self._started, 1e-9)
+        self._progress.update(self._task, advance=1, rate=rate, **self._counts)
+
+    def set_total(self, total: int) -> None:
+        """For runs that learn their size as they go."""
+        self._progress.update(self._task, total=total)
+
 
 @contextmanager
-def outcome_progress(total: int | None, label: str) -> Iterator[Callable[[object], None]]:
-    """Yields a callback taking each JobResult; shows images/s, outcome counts and ETA."""
-    counts = {"enrolled": 0, "rejected": 0, "failed": 0, "duplicate": 0, "conflict": 0}
-    started = time.perf_counter()
+def outcome_progress(total: int | None, label: str, outcomes: Sequence[str] = ENROLL_OUTCOMES,
+                     unit: str = "img") -> Iterator[Tracker]:
+    """Yields a Tracker taking each result (JobResult, FaceOutcome); shows the rate, outcome counts and ETA."""
+    counts = " ".join(f"[{_STYLE[o]}]{{task.fields[{o}]}} {o}[/]" if o in _STYLE else f"{{task.fields[{o}]}} {o}"
+                      for o in outcomes)
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f} img/s"),
-        TextColumn("[green]{task.fields[enrolled]} enrolled[/] {task.fields[rejected]} rejected "
-                   "[red]{task.fields[failed]} failed[/] {task.fields[duplicate]} dup {task.fields[conflict]} conflict"),
+        TextColumn(f"{{task.fields[rate]:.1f}} {unit}/s"), TextColumn(counts),
         TimeRemainingColumn(), console=err_console, transient=False,
     )
     with progress:
-        task = progress.add_task(label, total=total, rate=0.0, **counts)
-
-        def advance(result: object) -> None:
-            outcome = getattr(result, "outcome")
-            counts[outcome] = counts.get(outcome, 0) + 1
-            done = sum(counts.values())
-            progress.update(task, advance=1, rate=done / max(time.perf_counter() - started, 1e-9), **counts)
-
-        yield advance
+        yield Tracker(progress, total, label, outcomes)

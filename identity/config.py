@@ -76,7 +76,8 @@ class Settings:
     qdrant_api_key: str | None = None
     qdrant_timeout: float = 10.0
     qdrant_retries: int = 3
-    model: str = "dlib-resnet"
+    # None: the store's active model (set by `identity reindex`), else dlib-resnet; a value pins it.
+    model: str | None = None
     workers: int = 0  # 0: one per CPU core
     faces: FaceSettings = field(default_factory=FaceSettings)
     vectors: VectorSettings = field(default_factory=VectorSettings)

@@ -75,3 +75,59 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
             monkeypatch.delenv(key)
     monkeypatch.setenv("IDENTITY_DATA_DIR", str(tmp_path / "data"))
     return {"IDENTITY_DATA_DIR": str(tmp_path / "data")}
+
+
+class StandInNet:
+    """What a fine-tuned pack's recognizer looks like from outside: (n, 3, 150, 150) RGB 0..255 -> (n, 128)."""
+
+    @staticmethod
+    def build():
+        import torch
+
+        class Net(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv = torch.nn.Conv2d(3, 8, 6, stride=6)  # 150 -> 25
+                self.pool = torch.nn.AvgPool2d(5)  # 25 -> 5
+                self.head = torch.nn.Linear(8 * 5 * 5, 128)
+
+            def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+                x = self.conv(x / 127.5 - 1.0)  # the normalisation lives in the graph, as packs require
+                return self.head(torch.flatten(self.pool(torch.tanh(x)), 1))
+
+        torch.manual_seed(20240)
+        return Net().eval()
+
+
+@pytest.fixture(scope="session")
+def stand_in_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
+    """A random-weight recognizer exported to ONNX once per session: (onnx, checkpoint, torch net)."""
+    import warnings
+
+    import torch
+
+    net = StandInNet.build()
+    folder = tmp_path_factory.mktemp("stand-in-pack")
+    onnx_path, checkpoint = folder / "recognizer.onnx", folder / "checkpoint.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (torch.rand(2, 3, 150, 150) * 255,), str(onnx_path), dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["embedding"],
+                          dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}})
+    torch.save(net.state_dict(), checkpoint)
+    return onnx_path, checkpoint, net
+
+
+@pytest.fixture
+def save_stand_in(stand_in_files):
+    """save(data_dir, name=..., promoted=..., **manifest) -> "name@version", the stand-in saved as a local pack."""
+    from identity.faces import save_local_pack
+
+    onnx_path, checkpoint, _ = stand_in_files
+
+    def save(data_dir: Path, name: str = "dlib-resnet-ft", promoted: bool = True, **manifest: object) -> str:
+        content = {"base": "dlib-resnet@2", "aligner": "dlib-chip", "input_size": 150, "dim": 128, "mirror": True,
+                   "promoted": promoted, "threshold": None, "training": {"weights": "random, for tests"}, **manifest}
+        return save_local_pack(data_dir, name, onnx_path, checkpoint, content)
+
+    return save

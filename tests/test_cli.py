@@ -84,7 +84,9 @@ def test_console_script_runs(clean_env) -> None:
     exe = Path(sys.executable).with_name("identity")
     result = subprocess.run([str(exe), "config", "show", "--json"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["model"] == "dlib-resnet"
+    shown = json.loads(result.stdout)
+    assert shown["model"] is None and shown["effective_model"] == "dlib-resnet@2"
+    assert "no active model" in shown["effective_model_source"]
 
 
 def test_init_is_idempotent_embedded_and_on_postgres(capsys, clean_env, monkeypatch, postgres_url) -> None:

@@ -11,7 +11,7 @@ def test_defaults_are_the_embedded_mode(tmp_path: Path) -> None:
     assert s.embedded
     assert s.sql_url == f"sqlite:///{tmp_path / 'identity.db'}"
     assert s.edge_dir == tmp_path / "vectors"
-    assert s.model == "dlib-resnet"
+    assert s.model is None  # the store's active model, else dlib-resnet
     assert s.config_file is None
 
 

@@ -94,3 +94,30 @@ def test_unreachable_postgres_is_one_clear_line() -> None:
     message = str(info.value)
     assert message.startswith("cannot reach database postgresql+psycopg2://postgres:***@127.0.0.1:1/identity")
     assert "\n" not in message and "pw" not in message
+
+
+
+def test_upgrading_an_older_store_activates_the_model_holding_its_faces(database_url: str) -> None:
+    from sqlalchemy import insert
+
+    from identity.store.sql.models import Model
+    from identity.store.sql.queries import active_model
+
+    engine = make_engine(database_url)
+    upgrade(engine, "0001")
+    with engine.begin() as conn:  # core inserts: the ORM's Model already has the 0002 column
+        ids = [conn.execute(insert(Model.__table__).values(name=name, version="1", dim=dim, collection=name))
+               .inserted_primary_key[0] for name, dim in (("dlib-resnet", 128), ("insightface-onnx", 512))]
+    sessions = session_factory(engine)
+    with transaction(sessions) as s:
+        for index, (model_id, status) in enumerate([(ids[0], "rejected"), (ids[1], "indexed"), (ids[1], "indexed")]):
+            person = Person(external_id=f"E{index}")
+            image = Image(sha256=uuid.uuid4().hex * 2, source_path="/p/a.jpg", size_bytes=10)
+            s.add_all([person, image])
+            s.flush()
+            s.add(Face(person_id=person.id, image_id=image.id, model_id=model_id, bbox=[1, 2, 3, 4],
+                       landmarks=[[0, 0]] * 5, det_score=0.9, status=status))
+    upgrade(engine)
+    with sessions() as s:
+        assert active_model(s).model_id == "insightface-onnx@1"  # the model whose faces were searchable
+    engine.dispose()

@@ -12,7 +12,8 @@ Landmark order and the meaning of each field: identity.faces.types.
 """
 
 from identity.faces.images import decode_image, load_image
-from identity.faces.packs import DefaultThreshold, ModelPack, PackInfo, build_pack, list_packs
+from identity.faces.local_packs import LocalPack, list_local_packs, load_local_pack, save_local_pack
+from identity.faces.packs import DEFAULT_MODEL, DefaultThreshold, ModelPack, PackInfo, build_pack, list_packs, resolve
 from identity.faces.parallel import process_paths_parallel
 from identity.faces.pipeline import FacePipeline, build_pipeline
 from identity.faces.quality import BLURRY, LOW_SCORE, PROFILE, TILTED, TOO_SMALL
@@ -21,6 +22,7 @@ from identity.faces.types import DetectedFace, ImageFaces, LoadedImage, Quality
 
 __all__ = [
     "BLURRY",
+    "DEFAULT_MODEL",
     "LOW_SCORE",
     "PROFILE",
     "TILTED",
@@ -30,6 +32,7 @@ __all__ = [
     "FacePipeline",
     "ImageFaces",
     "LoadedImage",
+    "LocalPack",
     "ModelPack",
     "PackInfo",
     "Quality",
@@ -37,7 +40,11 @@ __all__ = [
     "build_pipeline",
     "decode_image",
     "export_onnx",
+    "list_local_packs",
     "list_packs",
+    "load_local_pack",
     "load_image",
     "process_paths_parallel",
+    "resolve",
+    "save_local_pack",
 ]

@@ -107,3 +107,40 @@ class OnnxArcFaceRecognizer(Recognizer):
         step = self._batch or len(blob)
         parts = [self._session.run(None, {self._input: blob[i : i + step]})[0] for i in range(0, len(blob), step)]
         return np.concatenate(parts).reshape(len(blob), -1)
+
+
+class OnnxPixelRecognizer(Recognizer):
+    """A local pack's recognizer: (n, 3, size, size) RGB pixel values 0..255 in, (n, dim) out.
+
+    Unlike insightface exports, these graphs normalise their input themselves, so the
+    crops go in as plain float pixels.
+    """
+
+    def __init__(self, path: str | Path, input_size: int, dim: int, threads: int | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.input_size = input_size
+        self.expected_dim = dim
+        self.threads = threads
+
+    def _load(self) -> None:
+        session = open_session(self.path, self.threads)
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        shape, width = inputs[0].shape, outputs[0].shape[-1]
+        if len(inputs) != 1 or len(outputs) != 1 or len(shape) != 4:
+            raise ModelError(f"{self.path} is not a recognizer: expected one (n, 3, h, w) input and one output")
+        if any(isinstance(side, int) and side != self.input_size for side in shape[2:]):
+            raise ModelError(f"{self.path} takes {shape[2]}x{shape[3]} crops; its pack.json says {self.input_size}")
+        if isinstance(width, int) and width != self.expected_dim:
+            raise ModelError(f"{self.path} produces {width}-d embeddings; its pack.json says {self.expected_dim}")
+        self._session = session
+        self._input = inputs[0].name
+        logger.info("ONNX pixel recognizer %s: %d-d, %dx%d crops", self.path.name, self.expected_dim,
+                    self.input_size, self.input_size)
+
+    def _dim(self) -> int:
+        return self.expected_dim
+
+    def _embed(self, crops: np.ndarray) -> np.ndarray:
+        blob = np.ascontiguousarray(np.asarray(crops, dtype=np.float32).transpose(0, 3, 1, 2))
+        return self._session.run(None, {self._input: blob})[0].reshape(len(blob), -1)

@@ -1,8 +1,14 @@
 """Model packs: detector + aligner + recognizer under one id, and the registry that builds them.
 
-`Settings.model` names a pack, optionally pinned to a version ("dlib-resnet@1");
-without a version the latest is used. A version is an embedding recipe: vectors of
-two versions never share a collection, so a recipe change always bumps it.
+A model reference names a pack, optionally pinned to a version ("dlib-resnet@1");
+without a version the latest is used (for a local, fine-tuned pack: its latest
+promoted version). A version is an embedding recipe: vectors of two versions never
+share a collection, so a recipe change always bumps it. A reference may carry the
+weights digest of a model id ("dlib-resnet-ft@3+1a2b3c4d"); the pack is then refused
+unless its weights still have that digest.
+
+Built-in packs are listed here; local packs live under `<data dir>/models/`
+(identity.faces.local_packs) and may not take a built-in name.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from identity.errors import ModelError
 from identity.faces.align import ArcFaceAligner
 from identity.faces.base import Aligner, Detector, Recognizer
 from identity.faces.dlib_models import DlibChipAligner, DlibDetector, DlibResnetRecognizer, default_stages
-from identity.faces.onnx_models import OnnxArcFaceRecognizer, ScrfdDetector
+from identity.faces.local_packs import LocalPack, list_local_packs, load_local_pack
+from identity.faces.onnx_models import OnnxArcFaceRecognizer, OnnxPixelRecognizer, ScrfdDetector
 from identity.faces.torch_models import TorchIResNetRecognizer
 
 logger = logging.getLogger(__name__)
 
 DETECTOR_FALLBACK = True  # dlib detector: retry harder when the configured stage finds nothing
+DEFAULT_MODEL = "dlib-resnet"  # what a store without an active model, and `identity eval`, use
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class PackInfo:
     recipe: str  # how a face becomes a vector
     settings: str  # the FaceSettings fields it reads
     active: bool = False  # the pack the given settings select
+    promoted: bool | None = None  # local packs: cleared for use by its training run; None: built-in
+    source: str = "built-in"  # or the folder of a local pack
 
 
 Parts = tuple[Detector, Aligner, Recognizer, Path | None]
@@ -119,6 +129,8 @@ _LFW_FAR = 1e-3
 _LFW_SOURCE = "lfw-dev, 13.3M different-person pairs"
 # Unknown user weights cannot be measured here; this is a typical ArcFace/CosFace cut.
 _ARCFACE_GUESS = DefaultThreshold(0.35, None, "typical of ArcFace/CosFace models, not measured for these weights")
+# Fine-tuning trains with the large margin cosine loss, which spreads identities like ArcFace/CosFace.
+_FINE_TUNED_GUESS = DefaultThreshold(0.35, None, "typical of CosFace fine-tuning, not measured for this pack")
 
 _DLIB_DETECTOR = "dlib HOG (or MMOD CNN), 68-point landmarks, retries when nothing is found"
 _ARCFACE_DETECTOR = "faces.onnx_detector (SCRFD/RetinaFace), else dlib"
@@ -155,12 +167,23 @@ _SPECS = (
 )
 
 
-def resolve(model: str) -> PackSpec:
-    """The spec a `Settings.model` value names: "name" (latest version) or "name@version"."""
-    name, _, version = model.strip().partition("@")
+def builtin_names() -> set[str]:
+    return {s.name for s in _SPECS}
+
+
+def resolve(model: str, data_dir: Path | None = None) -> PackSpec:
+    """The spec a model reference names: "name" (latest version), "name@version", either with "+digest".
+
+    Local packs are looked up under `data_dir`'s `models/`; None: built-ins only.
+    """
+    ref, _, _ = model.strip().partition("+")
+    name, _, version = ref.partition("@")
     versions = sorted((s for s in _SPECS if s.name == name), key=lambda s: s.version)
     if not versions:
-        known = ", ".join(sorted({s.name for s in _SPECS}))
+        local = list_local_packs(data_dir) if data_dir else []
+        if data_dir and any(p.name == name for p in local):
+            return _local_spec(load_local_pack(data_dir, ref))
+        known = ", ".join(sorted(builtin_names() | {p.name for p in local}))
         raise ModelError(f"unknown model pack {name!r}; known packs: {known}")
     if not version:
         return versions[-1]
@@ -170,17 +193,50 @@ def resolve(model: str) -> PackSpec:
     return match
 
 
-def build_pack(model: str, faces: FaceSettings, threads: int | None = None) -> ModelPack:
-    """Build (not load) the named pack; weights load on first use."""
-    spec = resolve(model)
-    detector, aligner, recognizer, weights = spec.parts(faces, threads)
-    return ModelPack(spec.name, spec.version, detector, aligner, recognizer, spec.mirror, spec.threshold, weights)
+def build_pack(model: str | None, settings: Settings, threads: int | None = None) -> ModelPack:
+    """Build (not load) the pack a reference names (None: the default); weights load on first use."""
+    ref = model or DEFAULT_MODEL
+    spec = resolve(ref, settings.data_dir)
+    detector, aligner, recognizer, weights = spec.parts(settings.faces, threads)
+    pack = ModelPack(spec.name, spec.version, detector, aligner, recognizer, spec.mirror, spec.threshold, weights)
+    digest = ref.partition("+")[2].strip()
+    if digest and pack.model_id != f"{spec.name}@{spec.version}+{digest}":
+        found = f"weights {weights} have digest {pack.model_id.partition('+')[2]}" if weights else "it has no weights file"
+        raise ModelError(f"model {ref} needs weights with digest {digest}, but {found}")
+    return pack
 
 
-def list_packs(settings: Settings | None = None) -> list[PackInfo]:
-    """Every pack version, for `identity models list`; `active` marks the one the settings select."""
-    active = resolve(settings.model).info.model_id if settings else None
-    return [dataclasses.replace(spec.info, active=spec.info.model_id == active) for spec in _SPECS]
+def list_packs(settings: Settings | None = None, active: str | None = None) -> list[PackInfo]:
+    """Every pack version (local ones from the settings' data dir), for `identity models list`.
+
+    `active` marks the pack that reference (default: the settings' model) selects.
+    """
+    data_dir = settings.data_dir if settings else None
+    chosen = active or ((settings.model or DEFAULT_MODEL) if settings else None)
+    active_id = resolve(chosen, data_dir).info.model_id if chosen else None
+    specs = list(_SPECS) + [_local_spec(p) for p in (list_local_packs(settings.data_dir) if settings else [])]
+    return [dataclasses.replace(spec.info, active=spec.info.model_id == active_id) for spec in specs]
+
+
+def _local_spec(pack: LocalPack) -> PackSpec:
+    manifest = pack.manifest
+    size, aligner_name = manifest["input_size"], manifest["aligner"]
+    measured = manifest.get("threshold")
+    threshold = (DefaultThreshold(float(measured["value"]), measured.get("far"), str(measured.get("source") or pack.ref))
+                 if measured else _FINE_TUNED_GUESS)
+    recipe = f"{aligner_name} {size}x{size} crop{', mean with its mirror image' if manifest['mirror'] else ''}"
+    info = PackInfo(
+        pack.ref, manifest["dim"], _DLIB_DETECTOR, f"fine-tuned ONNX (from {manifest.get('base') or 'unknown base'})",
+        recipe, "detector, upsample", promoted=pack.promoted, source=str(pack.path),
+    )
+
+    def parts(faces: FaceSettings, threads: int | None) -> Parts:
+        detector = DlibDetector(default_stages(faces.detector, faces.upsample, DETECTOR_FALLBACK))
+        aligner: Aligner = DlibChipAligner(size) if aligner_name == "dlib-chip" else ArcFaceAligner()
+        recognizer = OnnxPixelRecognizer(pack.recognizer_path, size, manifest["dim"], threads)
+        return detector, aligner, recognizer, pack.recognizer_path
+
+    return PackSpec(pack.name, pack.version, manifest["mirror"], threshold, info, parts)
 
 
 def file_digest(path: Path) -> str:

@@ -90,12 +90,15 @@ class FacePipeline:
 
 
 def build_pipeline(settings: Settings, threads: int | None = None) -> FacePipeline:
-    """The pipeline of the pack `settings.model` names; nothing loads until first used.
+    """The pipeline of the pack `settings.model` names (None: the default pack); nothing loads until first used.
+
+    Services resolve a store's active model into `settings.model` before calling this
+    (identity.services.active_model); the face engine itself knows nothing of stores.
 
     `threads` caps the recognizer's threads (ONNX Runtime, torch); leave it None in
     a single process, set it to cores / workers in worker processes.
     """
-    return FacePipeline(build_pack(settings.model, settings.faces, threads), settings.faces)
+    return FacePipeline(build_pack(settings.model, settings, threads), settings.faces)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

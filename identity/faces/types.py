@@ -14,7 +14,7 @@ another caller also holds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -79,6 +79,18 @@ class Detection:
     landmarks: np.ndarray  # (5, 2) float32, the order documented above
     score: float
     native: Any = field(default=None, compare=False)  # the detector's own landmark object, for its aligner
+
+
+SAME_FACE_IOU = 0.5  # a re-detected face stands for a stored one when their boxes overlap at least this much
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two [x1, y1, x2, y2] boxes."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,10 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[st
     with dep.runtime.sessions() as session:
         person = get_person(session, ref)
         record = person_record(person)
+        # The active model's rows only: the same photos under a model kept for rollback are not more data.
         faces = session.execute(
             select(Face, Image).join(Image, Face.image_id == Image.id)
-            .where(Face.person_id == person.id).order_by(Face.created_at)
+            .where(Face.person_id == person.id, Face.model_id == dep.model.id).order_by(Face.created_at)
         ).all()
         searches = session.execute(
             select(SearchHit, SearchEvent).join(SearchEvent, SearchHit.search_id == SearchEvent.id)

@@ -4,18 +4,22 @@ SQL changes first (in one transaction, with an audit event), then the vector sto
 A crash between the two leaves only what `identity doctor` repairs: orphan vectors
 (deleted) or vectors whose payload names the old person (re-pointed). Search joins
 hits to person rows, so an erased person is never shown even in that window.
+
+A photo of a person has one face row per model it was indexed with (a re-index keeps
+the old model's rows and collection for rollback). Every change here applies to all
+of them, so no model keeps a face the user moved or erased.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Iterable, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, select, update
 
 from identity.errors import IdentityError, NotFound
 from identity.services.actor import resolve_actor
-from identity.services.deployment import Deployment
+from identity.services.deployment import Deployment, model_indexes
 from identity.store.sql.db import transaction
 from identity.store.sql.models import AuditEvent, Face, Person, SearchHit
 from identity.store.sql.persons import find_person, get_person
@@ -27,17 +31,19 @@ def merge_persons(dep: Deployment, keep_ref: str, absorb_ref: str, actor: str | 
         keep, absorb = get_person(session, keep_ref), get_person(session, absorb_ref)
         if keep.id == absorb.id:
             raise IdentityError(f"{keep_ref} and {absorb_ref} are the same person")
-        face_ids = list(session.scalars(select(Face.id).where(Face.person_id == absorb.id)))
+        faces = _faces(session, Face.person_id == absorb.id)
         session.execute(update(Face).where(Face.person_id == absorb.id).values(person_id=keep.id))
         session.execute(update(SearchHit).where(SearchHit.person_id == absorb.id).values(person_id=keep.id))
         keep.attributes = {**absorb.attributes, **keep.attributes}
         keep.display_name = keep.display_name or absorb.display_name
-        summary = {"kept": keep.external_id, "merged": absorb.external_id, "faces_moved": len(face_ids)}
+        summary = {"kept": keep.external_id, "merged": absorb.external_id, "faces_moved": _photos(faces)}
         session.add(AuditEvent(actor=resolve_actor(actor), action="merge", person_id=keep.id,
                                subject=keep.external_id, details={**summary, "merged_id": str(absorb.id)}))
         session.delete(absorb)
         keep_id = keep.id
-    dep.index.set_person(face_ids, keep_id)
+    with model_indexes(dep, _by_model(faces)) as indexes:
+        for model_id, face_ids in _by_model(faces).items():
+            indexes[model_id].set_person(face_ids, keep_id)
     return summary
 
 
@@ -46,11 +52,14 @@ def move_face(dep: Deployment, face_ref: str, target_ref: str, actor: str | None
         face = _get_face(session, face_ref)
         target = get_person(session, target_ref)
         source = session.get(Person, face.person_id)
-        face.person_id = target.id
+        siblings = _siblings(session, face)
+        session.execute(update(Face).where(Face.id.in_([row.id for row in siblings])).values(person_id=target.id))
         summary = {"face_id": str(face.id), "from": source.external_id if source else None, "to": target.external_id}
         session.add(AuditEvent(actor=resolve_actor(actor), action="move_face", person_id=target.id,
                                subject=target.external_id, details=summary))
-    dep.index.set_person([face.id], target.id)
+    with model_indexes(dep, _by_model(siblings)) as indexes:
+        for model_id, face_ids in _by_model(siblings).items():
+            indexes[model_id].set_person(face_ids, target.id)
     return summary
 
 
@@ -63,11 +72,14 @@ def delete_face(dep: Deployment, face_ref: str, actor: str | None = None) -> dic
                 raise NotFound(f"no face with id {face_ref!r}")
             return gone
         person = session.get(Person, face.person_id)
+        siblings = _siblings(session, face)
         summary = {"face_id": str(face.id), "person": person.external_id if person else None}
         session.add(AuditEvent(actor=resolve_actor(actor), action="delete_face", person_id=face.person_id,
                                subject=str(face.id), details=summary))
-        session.delete(face)
-    dep.index.delete([face.id])
+        session.query(Face).filter(Face.id.in_([row.id for row in siblings])).delete(synchronize_session=False)
+    with model_indexes(dep, _by_model(siblings)) as indexes:
+        for model_id, face_ids in _by_model(siblings).items():
+            indexes[model_id].delete(face_ids)
     return summary
 
 
@@ -80,14 +92,38 @@ def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[s
             if gone is None:
                 raise NotFound(f"no person with external id or uuid {ref!r}")
             return gone
-        faces = session.scalar(select(func.count()).select_from(Face).where(Face.person_id == person.id)) or 0
-        summary = {"deleted": person.external_id, "person_id": str(person.id), "faces_erased": faces}
+        faces = _faces(session, Face.person_id == person.id)
+        summary = {"deleted": person.external_id, "person_id": str(person.id), "faces_erased": _photos(faces)}
         session.add(AuditEvent(actor=resolve_actor(actor), action="delete_person", person_id=person.id,
                                subject=person.external_id, details=summary))
         session.delete(person)
         person_id = person.id
-    dep.index.delete_person(person_id)
+    # The active collection always, in case a vector outlived its row; every other model holding the person too.
+    with model_indexes(dep, {dep.model.id, *_by_model(faces)}) as indexes:
+        for index in indexes.values():
+            index.delete_person(person_id)
     return summary
+
+
+def _faces(session: Any, condition: Any) -> Sequence[Row[Any]]:
+    return session.execute(select(Face.id, Face.model_id, Face.image_id).where(condition)).all()
+
+
+def _siblings(session: Any, face: Face) -> Sequence[Row[Any]]:
+    """The face and its rows under other models: the same photo of the same person."""
+    return _faces(session, (Face.image_id == face.image_id) & (Face.person_id == face.person_id))
+
+
+def _by_model(faces: Iterable[Row[Any]]) -> dict[int, list[uuid.UUID]]:
+    grouped: dict[int, list[uuid.UUID]] = {}
+    for row in faces:
+        grouped.setdefault(row.model_id, []).append(row.id)
+    return grouped
+
+
+def _photos(faces: Iterable[Row[Any]]) -> int:
+    """How many photos the rows stand for (a photo has a row per model it was indexed with)."""
+    return len({row.image_id for row in faces})
 
 
 def _already_gone(session: Any, action: str, ref: str) -> dict[str, Any] | None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import dataclasses
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
+
+from sqlalchemy import select
 
 from identity.config import Settings
 from identity.faces import FacePipeline, build_pipeline
-from identity.services.init import prepare_model
+from identity.services.active_model import ModelChoice, choose_model, read_active, with_model
+from identity.services.init import record_model
 from identity.services.runtime import Runtime
+from identity.store.sql.migrate import upgrade
 from identity.store.sql.models import Model
 from identity.store.sql.queries import count_gallery_persons
 from identity.store.vectors import VectorIndex, open_vector_index
@@ -21,12 +26,21 @@ class Deployment:
     pipeline: FacePipeline  # built, not loaded: weights load on first use
     model: Model
     index: VectorIndex
+    choice: ModelChoice  # why this model: a setting, the store's pointer, or the default
 
     _gallery_persons: int | None = None
 
     @property
     def settings(self) -> Settings:
         return self.runtime.settings
+
+    def follows_store(self) -> bool:
+        """False once `identity reindex` switched the store away from the model this deployment follows.
+
+        Long-running processes (workers) check it between rounds and reopen, so they
+        do not keep enrolling into the old model's collection.
+        """
+        return self.choice.source == "setting" or read_active(self.runtime) in (None, self.model.model_id)
 
     def gallery_persons(self) -> int:
         """Persons with an indexed face, counted once per opening (searches ask on every call)."""
@@ -38,9 +52,35 @@ class Deployment:
 
 @contextmanager
 def open_deployment(settings: Settings, pipeline: FacePipeline | None = None) -> Iterator[Deployment]:
-    """Schema at head, the model recorded, its collection open (for the embedded engine: locked)."""
-    pipeline = pipeline or build_pipeline(settings)
+    """Schema at head, the model chosen and recorded, its collection open (for the embedded engine: locked).
+
+    The model is `pipeline`'s when given, else the one active_model.choose_model picks;
+    `dep.settings.model` names it, so worker processes build the same pack.
+    """
     with Runtime.open(settings) as runtime:
-        model = prepare_model(runtime, pipeline.model_id, pipeline.dim)
-        with open_vector_index(settings, pipeline.model_id, pipeline.dim) as index:
-            yield Deployment(runtime, pipeline, model, index)
+        upgrade(runtime.engine)
+        choice = choose_model(settings, read_active(runtime))
+        if pipeline is not None:
+            choice = dataclasses.replace(choice, model=pipeline.model_id, source="setting")
+        runtime = dataclasses.replace(runtime, settings=with_model(settings, choice))
+        pipeline = pipeline or build_pipeline(runtime.settings)
+        model = record_model(runtime, pipeline.model_id, pipeline.dim)
+        with open_vector_index(runtime.settings, pipeline.model_id, pipeline.dim) as index:
+            yield Deployment(runtime, pipeline, model, index, choice)
+
+
+@contextmanager
+def model_indexes(dep: Deployment, model_row_ids: Iterable[int]) -> Iterator[dict[int, VectorIndex]]:
+    """The collections of the given models by row id: the deployment's own, and any other opened here.
+
+    Other models' collections are those kept after a re-index; erasure and curation
+    must reach them too, or a rollback would bring back what was deleted.
+    """
+    wanted = set(model_row_ids)
+    with dep.runtime.sessions() as session:
+        models = list(session.scalars(select(Model).where(Model.id.in_(wanted - {dep.model.id}))))
+    with ExitStack() as stack:
+        indexes: dict[int, VectorIndex] = {dep.model.id: dep.index} if dep.model.id in wanted else {}
+        for model in models:
+            indexes[model.id] = stack.enter_context(open_vector_index(dep.settings, model.model_id, model.dim))
+        yield indexes

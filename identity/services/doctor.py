@@ -3,6 +3,11 @@
 Checks: vectors without a face row, pending faces (a run stopped between its writes),
 indexed faces whose vector is missing, abandoned job leases, and a model whose
 recorded dimension differs from what its pack produces.
+
+Every model holding faces is checked against its own collection: the active one, and
+those a re-index left behind for rollback. Faces of such an older model that lost
+their vector are dropped rather than re-embedded (this process runs the active
+model only); `identity reindex --model OLD` rebuilds them if it is ever needed.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
-from identity.services.deployment import Deployment
+from identity.services.deployment import Deployment, model_indexes
 from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
 from identity.store.sql import jobs
 from identity.store.sql.db import transaction
-from identity.store.sql.models import Face, FaceStatus, Image, Job, JobStatus, Person, naive_utc, utcnow
+from identity.store.sql.models import Face, FaceStatus, Image, Job, JobStatus, Model, Person, naive_utc, utcnow
+from identity.store.vectors import VectorIndex
 
 
 @dataclass
@@ -31,12 +38,13 @@ class DoctorReport:
     wrong_person: dict[str, str] = field(default_factory=dict)  # face id -> the person SQL says it is
     dimension_mismatch: str | None = None
     repaired: dict[str, int] = field(default_factory=dict)
+    other_models: dict[str, "DoctorReport"] = field(default_factory=dict)  # inactive models with faces, by model id
 
     @property
     def problems(self) -> int:
         return (len(self.orphan_vectors) + len(self.pending_with_vector) + len(self.pending_without_vector)
                 + len(self.missing_vectors) + len(self.stale_leases) + len(self.wrong_person)
-                + bool(self.dimension_mismatch))
+                + bool(self.dimension_mismatch) + sum(other.problems for other in self.other_models.values()))
 
     @property
     def clean(self) -> bool:
@@ -53,22 +61,35 @@ class DoctorReport:
             "wrong_person": len(self.wrong_person),
             "dimension_mismatch": self.dimension_mismatch,
             "repaired": self.repaired,
+            **({"other_models": {k: v.as_dict() for k, v in self.other_models.items()}} if self.other_models else {}),
         }
 
 
 def diagnose(dep: Deployment) -> DoctorReport:
-    report = DoctorReport()
+    report = _check(dep, dep.model.id, dep.index)
     if dep.model.dim != dep.pipeline.dim:
         report.dimension_mismatch = (
             f"model {dep.model.model_id} is recorded with {dep.model.dim} dimensions, its pack produces {dep.pipeline.dim}")
-    vectors = dict(dep.index.iter_ids())
+    with dep.runtime.sessions() as session:
+        report.stale_leases = [j.id for j in jobs.stale_leases(session)]
+        others = list(session.scalars(select(Model).where(
+            Model.id.in_(select(Face.model_id).distinct()), Model.id != dep.model.id).order_by(Model.id)))
+    with model_indexes(dep, [m.id for m in others]) as indexes:
+        for model in others:
+            report.other_models[model.model_id] = _check(dep, model.id, indexes[model.id])
+    return report
+
+
+def _check(dep: Deployment, model_row_id: int, index: VectorIndex) -> DoctorReport:
+    """One model's face rows against its collection."""
+    report = DoctorReport()
+    vectors = dict(index.iter_ids())
     # A pending row younger than a lease may belong to a live worker (server mode); the
     # embedded store is locked by this process, so there no writer can be mid-chunk.
     recent = utcnow() - timedelta(seconds=dep.settings.enroll.lease_seconds)
     with dep.runtime.sessions() as session:
         rows = session.execute(select(Face.id, Face.person_id, Face.status, Face.updated_at)
-                               .where(Face.model_id == dep.model.id)).all()
-        report.stale_leases = [j.id for j in jobs.stale_leases(session)]
+                               .where(Face.model_id == model_row_id)).all()
     live = set()
     for face_id, person_id, status, updated in rows:
         if status == FaceStatus.rejected:
@@ -86,21 +107,8 @@ def diagnose(dep: Deployment) -> DoctorReport:
 
 def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorReport:
     """Fix what diagnose found; faces that lost their vector are enrolled again from their source image."""
-    if report.orphan_vectors:
-        dep.index.delete([uuid.UUID(v) for v in report.orphan_vectors])
-        report.repaired["orphan_vectors_deleted"] = len(report.orphan_vectors)
-    by_person: dict[str, list[uuid.UUID]] = {}
-    for face_id, person_id in report.wrong_person.items():
-        by_person.setdefault(person_id, []).append(uuid.UUID(face_id))
-    for person_id, face_ids in by_person.items():
-        dep.index.set_person(face_ids, uuid.UUID(person_id))
-    if report.wrong_person:
-        report.repaired["faces_relabelled"] = len(report.wrong_person)
     with transaction(dep.runtime.sessions) as session:
-        if report.pending_with_vector:
-            ids = [uuid.UUID(v) for v in report.pending_with_vector]
-            session.execute(update(Face).where(Face.id.in_(ids)).values(status=FaceStatus.indexed, updated_at=utcnow()))
-            report.repaired["pending_marked_indexed"] = len(ids)
+        _repair_vectors(session, dep.index, report)
         if report.stale_leases:
             session.execute(update(Job).where(Job.id.in_(report.stale_leases)).values(
                 status=JobStatus.queued, lease_owner=None, lease_expires_at=None, updated_at=utcnow()))
@@ -119,5 +127,38 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorRep
         writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id)
         summary = process_queue(dep.runtime, writer, batch, workers)
         report.repaired["faces_reenrolled"] = summary.counts.get("enrolled", 0)
+    _repair_others(dep, report)
     return report
 
+
+def _repair_others(dep: Deployment, report: DoctorReport) -> None:
+    with dep.runtime.sessions() as session:
+        by_id = {model.model_id: model.id for model in session.scalars(select(Model))}
+    with model_indexes(dep, [by_id[m] for m in report.other_models]) as indexes:
+        for model_id, other in report.other_models.items():
+            with transaction(dep.runtime.sessions) as session:
+                _repair_vectors(session, indexes[by_id[model_id]], other)
+                lost = [uuid.UUID(v) for v in other.missing_vectors + other.pending_without_vector]
+                if lost:
+                    session.query(Face).filter(Face.id.in_(lost)).delete(synchronize_session=False)
+                    other.repaired["faces_dropped"] = len(lost)
+            for key, count in other.repaired.items():
+                report.repaired[key] = report.repaired.get(key, 0) + count
+
+
+def _repair_vectors(session: Session, index: VectorIndex, report: DoctorReport) -> None:
+    """Delete orphan vectors, re-label half-moved ones, and finish pending rows whose vector is there."""
+    if report.orphan_vectors:
+        index.delete([uuid.UUID(v) for v in report.orphan_vectors])
+        report.repaired["orphan_vectors_deleted"] = len(report.orphan_vectors)
+    by_person: dict[str, list[uuid.UUID]] = {}
+    for face_id, person_id in report.wrong_person.items():
+        by_person.setdefault(person_id, []).append(uuid.UUID(face_id))
+    for person_id, face_ids in by_person.items():
+        index.set_person(face_ids, uuid.UUID(person_id))
+    if report.wrong_person:
+        report.repaired["faces_relabelled"] = len(report.wrong_person)
+    if report.pending_with_vector:
+        ids = [uuid.UUID(v) for v in report.pending_with_vector]
+        session.execute(update(Face).where(Face.id.in_(ids)).values(status=FaceStatus.indexed, updated_at=utcnow()))
+        report.repaired["pending_marked_indexed"] = len(ids)

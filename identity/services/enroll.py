@@ -7,7 +7,7 @@ Storage protocol per chunk of images (ARCHITECTURE.md, "Consistency"):
 A crash between 1 and 3 leaves pending rows and leased jobs: a re-run adopts the
 unfinished jobs, finds the pending faces of the same bytes and person, upserts their
 vectors again under the same ids and completes them, so nothing is enrolled twice and
-no vector lacks a row.
+no vector lacks a row. `identity reindex` writes by the same steps (face_row, index_pending).
 """
 
 from __future__ import annotations
@@ -95,6 +95,34 @@ def choose_face(found: ImageFaces, dominance: float) -> tuple[DetectedFace | Non
     return ranked[0], None
 
 
+def face_row(face: DetectedFace, person_id: uuid.UUID, image_id: uuid.UUID, model_row_id: int) -> Face:
+    """Step 1's row for a detected face: `pending` until its vector is stored, or `rejected` by the quality gate."""
+    return Face(
+        person_id=person_id, image_id=image_id, model_id=model_row_id,
+        bbox=[round(float(v), 2) for v in face.bbox],
+        landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
+        det_score=float(face.det_score), iod_px=face.quality.iod_px, blur=face.quality.blur,
+        yaw_deg=face.quality.yaw_deg, roll_deg=face.quality.roll_deg,
+        status=FaceStatus.pending if face.quality.ok else FaceStatus.rejected,
+        rejection=",".join(face.quality.rejections) or None,
+    )
+
+
+def index_pending(runtime: Runtime, index: VectorIndex, to_index: Sequence[tuple[Face, np.ndarray]],
+                  then: Callable[[Session], None] = lambda session: None) -> None:
+    """Steps 2 and 3 for rows step 1 committed as pending: upsert their vectors (durable), then mark
+    them indexed, with `then`'s bookkeeping in that same transaction."""
+    if to_index:
+        index.upsert([VectorPoint(face.id, face.person_id, vector) for face, vector in to_index])
+    with transaction(runtime.sessions) as session:
+        if to_index:
+            session.execute(
+                update(Face).where(Face.id.in_([face.id for face, _ in to_index]))
+                .values(status=FaceStatus.indexed, updated_at=utcnow())
+            )
+        then(session)
+
+
 class EnrollmentWriter:
     """Writes the outcomes of processed jobs, a chunk at a time, by the protocol above."""
 
@@ -117,16 +145,12 @@ class EnrollmentWriter:
         with transaction(self.runtime.sessions) as session:
             for job, outcome in items:
                 results.append(self._decide(session, job, outcome, to_index))
-        if to_index:
-            self.index.upsert([VectorPoint(face.id, face.person_id, vector) for face, vector in to_index])
-        with transaction(self.runtime.sessions) as session:
-            if to_index:
-                session.execute(
-                    update(Face).where(Face.id.in_([face.id for face, _ in to_index]))
-                    .values(status=FaceStatus.indexed, updated_at=utcnow())
-                )
+
+        def finish_jobs(session: Session) -> None:
             for result in results:
                 jobs.finish(session, result.job_id, result.outcome, result.reason, result.image_id)
+
+        index_pending(self.runtime, self.index, to_index, finish_jobs)
         return results
 
     def settle_known(self, chunk: Sequence[Job]) -> tuple[list[JobResult], list[Job]]:
@@ -214,15 +238,7 @@ class EnrollmentWriter:
         face, reason = choose_face(outcome, self.dominance)
         if face is None:
             return result("rejected", reason)
-        row = Face(
-            person_id=person.id, image_id=image.id, model_id=self.model_row_id,
-            bbox=[round(float(v), 2) for v in face.bbox],
-            landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
-            det_score=float(face.det_score), iod_px=face.quality.iod_px, blur=face.quality.blur,
-            yaw_deg=face.quality.yaw_deg, roll_deg=face.quality.roll_deg,
-            status=FaceStatus.pending if face.quality.ok else FaceStatus.rejected,
-            rejection=",".join(face.quality.rejections) or None,
-        )
+        row = face_row(face, person.id, image.id, self.model_row_id)
         session.add(row)
         session.flush()
         if not face.quality.ok:

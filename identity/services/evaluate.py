@@ -26,7 +26,8 @@ from identity.errors import IdentityError
 from identity.evaluation import metrics
 from identity.evaluation.cache import Outcome, analyse_paths
 from identity.evaluation.protocol import LabelledFolder, genuine_pairs, impostor_pairs, scan_labelled, subject_face
-from identity.faces import ImageFaces, build_pipeline
+from identity.faces import DEFAULT_MODEL, ImageFaces, build_pipeline
+from identity.services.active_model import resolve_model, with_model
 from identity.services.deployment import open_deployment
 from identity.services.enroll import EnrollmentWriter, enroll_analysed
 from identity.services.init import prepare_model
@@ -61,6 +62,8 @@ def _no_progress(stage: str, total: int | None) -> Callable[[int], None]:
 def evaluate_folder(settings: Settings, root: Path, options: EvalOptions = EvalOptions(),
                     progress: Progress = _no_progress) -> dict[str, Any]:
     started = time.perf_counter()
+    # Evaluation measures the configured pack (else the default), never silently the store's pointer.
+    settings = settings.replace(model=settings.model or DEFAULT_MODEL)
     folder = scan_labelled(root)
     model_id = build_pipeline(settings).model_id
     analyses = analyse_paths(settings, model_id, folder.all_paths, options.workers or settings.worker_count,
@@ -186,6 +189,7 @@ def calibrate(settings: Settings, root: Path, far: float, workers: int = 0,
               progress: Progress = _no_progress) -> dict[str, Any]:
     """Set the active model's decision threshold to the one giving `far` on the folder's impostor pairs."""
     folder = scan_labelled(root)
+    settings = with_model(settings, resolve_model(settings))
     pipeline = build_pipeline(settings)
     analyses = analyse_paths(settings, pipeline.model_id, folder.all_paths, workers or settings.worker_count,
                              progress("analysing images", len(folder.all_paths)))

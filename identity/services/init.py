@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from identity.services.runtime import Runtime
 from identity.store.sql.migrate import current_revision, upgrade
 from identity.store.sql.models import Model
-from identity.store.sql.queries import ensure_model
+from identity.store.sql.db import transaction
+from identity.store.sql.queries import activate_model, active_model, ensure_model
 from identity.store.vectors import open_vector_index
 
 
@@ -28,10 +29,18 @@ class InitReport:
 
 
 def prepare_model(runtime: Runtime, model_id: str, dim: int) -> Model:
-    """Bring the schema to head and return the model's record (created on first use)."""
+    """Bring the schema to head and return the model's record (see record_model)."""
     upgrade(runtime.engine)
-    with runtime.sessions() as session, session.begin():
-        return ensure_model(session, model_id, dim)
+    return record_model(runtime, model_id, dim)
+
+
+def record_model(runtime: Runtime, model_id: str, dim: int) -> Model:
+    """The model's record, created on first use; a store's first model becomes its active one."""
+    with transaction(runtime.sessions) as session:
+        model = ensure_model(session, model_id, dim)
+        if active_model(session) is None:
+            activate_model(session, model)
+        return model
 
 
 def initialize(runtime: Runtime, model_id: str, dim: int) -> InitReport:

@@ -36,10 +36,11 @@ class Threshold:
         ]
 
 
-def resolve_threshold(model: Model, pipeline: FacePipeline, override: float | None = None) -> Threshold:
+def resolve_threshold(model: Model | None, pipeline: FacePipeline, override: float | None = None) -> Threshold:
+    """`model` None: a pack not recorded in the store yet (so never calibrated)."""
     if override is not None:
         return Threshold(override, "command line")
-    if model.threshold is not None:
+    if model is not None and model.threshold is not None:
         return Threshold(model.threshold, model.threshold_source or "calibrated", model.threshold_far)
     default = pipeline.default_threshold
     return Threshold(default.value, f"pack default ({default.source})", default.far)

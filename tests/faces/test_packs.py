@@ -12,10 +12,10 @@ from identity.faces import build_pack, build_pipeline, list_packs
 
 
 def test_default_is_the_mirror_recipe_of_dlib_resnet() -> None:
-    pack = build_pack("dlib-resnet", FaceSettings())
+    pack = build_pack("dlib-resnet", Settings())
     assert (pack.model_id, pack.mirror) == ("dlib-resnet@2", True)
     assert (pack.default_threshold.value, pack.default_threshold.far) == (0.928, 1e-3)
-    assert build_pack("dlib-resnet@1", FaceSettings()).model_id == "dlib-resnet@1"
+    assert build_pack("dlib-resnet@1", Settings()).model_id == "dlib-resnet@1"
 
 
 @pytest.mark.parametrize(
@@ -24,19 +24,19 @@ def test_default_is_the_mirror_recipe_of_dlib_resnet() -> None:
 )
 def test_unknown_names_and_versions_are_refused(model: str, message: str) -> None:
     with pytest.raises(ModelError, match=message):
-        build_pack(model, FaceSettings())
+        build_pack(model, Settings())
 
 
 def test_unknown_dlib_detector_is_refused() -> None:
     with pytest.raises(ModelError, match="unknown dlib detector 'mtcnn'"):
-        build_pack("dlib-resnet", FaceSettings(detector="mtcnn"))
+        build_pack("dlib-resnet", Settings(faces=FaceSettings(detector="mtcnn")))
 
 
 def test_arcface_packs_need_their_weights_and_never_download_by_default() -> None:
     with pytest.raises(ModelError, match="needs faces.onnx_recognizer"):
-        build_pack("insightface-onnx", FaceSettings())
+        build_pack("insightface-onnx", Settings())
     with pytest.raises(ModelError, match="needs faces.torch_checkpoint"):
-        build_pack("torch-iresnet", FaceSettings())
+        build_pack("torch-iresnet", Settings())
 
 
 def test_missing_and_corrupt_onnx_files_fail_on_load(tmp_path: Path) -> None:
@@ -55,16 +55,17 @@ def test_user_weights_are_part_of_the_model_id(tmp_path: Path) -> None:
     first.write_bytes(b"weights one")
     second.write_bytes(b"weights two")
     ids = {
-        build_pack("insightface-onnx", FaceSettings(onnx_recognizer=str(path))).model_id for path in (first, second, first)
+        build_pack("insightface-onnx", Settings(faces=FaceSettings(onnx_recognizer=str(path)))).model_id for path in (first, second, first)
     }
     assert len(ids) == 2 and all(i.startswith("insightface-onnx@1+") for i in ids)
 
 
-def test_list_marks_the_active_pack() -> None:
-    infos = list_packs(Settings(model="dlib-resnet"))
+def test_list_marks_the_active_pack(tmp_path: Path) -> None:
+    infos = list_packs(Settings(data_dir=tmp_path, model="dlib-resnet"))
     assert [i.model_id for i in infos] == ["dlib-resnet@1", "dlib-resnet@2", "insightface-onnx@1", "torch-iresnet@1"]
     assert [i.model_id for i in infos if i.active] == ["dlib-resnet@2"]
-    assert [i.model_id for i in list_packs(Settings(model="torch-iresnet")) if i.active] == ["torch-iresnet@1"]
+    assert [i.model_id for i in list_packs(Settings(data_dir=tmp_path, model="torch-iresnet")) if i.active] == ["torch-iresnet@1"]
+    assert [i.model_id for i in list_packs(Settings(data_dir=tmp_path), active="dlib-resnet@1") if i.active] == ["dlib-resnet@1"]
     assert not any(i.active for i in list_packs())
 
 

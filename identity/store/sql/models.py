@@ -104,7 +104,7 @@ class Image(Base):
 
 
 class Model(Base):
-    """A model pack version; its vectors live in their own collection."""
+    """A model pack version; its vectors live in their own collection, kept after a switch (for rollback)."""
 
     __tablename__ = "models"
     __table_args__ = (UniqueConstraint("name", "version", name="uq_models_name_version"),)
@@ -120,6 +120,8 @@ class Model(Base):
     threshold_source: Mapped[str | None] = mapped_column(Text)
     calibrated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The store's active model is the one activated last: search uses it unless a setting pins another.
+    activated_at: Mapped[datetime | None]
 
     @property
     def model_id(self) -> str:

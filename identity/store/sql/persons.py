@@ -77,11 +77,13 @@ def list_persons(session: Session, query: str | None = None, limit: int = 100, o
     return list(session.scalars(stmt))
 
 
-def indexed_face_counts(session: Session, person_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-    if not person_ids:
+def indexed_face_counts(session: Session, person_ids: Sequence[uuid.UUID], model_row_id: int | None) -> dict[uuid.UUID, int]:
+    """Searchable faces per person under one model (a photo has a row per model it was indexed with)."""
+    if not person_ids or model_row_id is None:
         return {}
     rows = session.execute(
-        select(Face.person_id, func.count()).where(Face.person_id.in_(person_ids), Face.status == FaceStatus.indexed)
+        select(Face.person_id, func.count()).where(Face.person_id.in_(person_ids), Face.status == FaceStatus.indexed,
+                                                   Face.model_id == model_row_id)
         .group_by(Face.person_id)
     )
     return {pid: n for pid, n in rows}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from identity.errors import DimensionMismatch
-from identity.store.sql.models import Face, FaceStatus, Model
+from identity.store.sql.models import Face, FaceStatus, Model, naive_utc, utcnow
 from identity.store.vectors.base import collection_name
 
 
@@ -39,3 +41,28 @@ def count_gallery_persons(session: Session, model_row_id: int) -> int:
         select(func.count(distinct(Face.person_id))).where(Face.model_id == model_row_id,
                                                             Face.status == FaceStatus.indexed)
     ) or 0
+
+
+def active_model(session: Session, lock: bool = False) -> Model | None:
+    """The store's active model: the one activated last (None in a store that never recorded one)."""
+    stmt = (select(Model).where(Model.activated_at.is_not(None))
+            .order_by(Model.activated_at.desc(), Model.id.desc()).limit(1))
+    return session.scalars(stmt.with_for_update() if lock else stmt).first()
+
+
+def activate_model(session: Session, model: Model) -> Model | None:
+    """Make `model` the active one and return the one it replaces; the caller's transaction makes it atomic."""
+    previous = active_model(session, lock=True)  # concurrent switches on Postgres queue here
+    now = utcnow()
+    if previous is not None and naive_utc(previous.activated_at) >= naive_utc(now):
+        now = previous.activated_at + timedelta(microseconds=1)  # a clock step back must not undo a switch
+    model.activated_at = now
+    session.flush()
+    return previous
+
+
+def indexed_faces_by_model(session: Session) -> dict[int, int]:
+    """Indexed faces per model row id."""
+    rows = session.execute(select(Face.model_id, func.count()).where(Face.status == FaceStatus.indexed)
+                           .group_by(Face.model_id))
+    return {model_id: count for model_id, count in rows}

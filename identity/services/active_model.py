@@ -1,0 +1,85 @@
+"""Which model pack a command uses: a pinned setting, else the store's active model, else the default.
+
+`Settings.model` None means "follow the store": `identity reindex` switches the active
+model in SQL and every later command picks it up without a configuration change. A
+value (IDENTITY_MODEL, the config file) pins a model for this process only; the
+store's pointer is left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
+
+from identity.config import Settings
+from identity.faces import DEFAULT_MODEL, build_pack
+from identity.services.runtime import Runtime
+from identity.store.sql.models import Model
+from identity.store.sql.queries import active_model, find_model
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    model: str  # a reference build_pack accepts
+    source: str  # "setting", "store" or "default"
+    store_active: str | None  # the store's active model id, whether or not it is used
+
+    def describe(self) -> str:
+        if self.source == "setting":
+            note = f"; the store's active model is {self.store_active}" if self.store_active not in (None, self.model) else ""
+            return f"pinned by the model setting (IDENTITY_MODEL or the config file){note}"
+        if self.source == "store":
+            return "the store's active model"
+        return "the default: the store has no active model yet"
+
+
+def choose_model(settings: Settings, store_active: str | None) -> ModelChoice:
+    if settings.model:
+        return ModelChoice(settings.model, "setting", store_active)
+    if store_active:
+        return ModelChoice(store_active, "store", store_active)
+    return ModelChoice(DEFAULT_MODEL, "default", None)
+
+
+def read_active(runtime: Runtime) -> str | None:
+    """The store's active model id; None before the schema records one (new store, older schema)."""
+    inspector = inspect(runtime.engine)
+    if not inspector.has_table("models") or "activated_at" not in {c["name"] for c in inspector.get_columns("models")}:
+        return None
+    with runtime.sessions() as session:
+        model = active_model(session)
+        return model.model_id if model else None
+
+
+def resolve_model(settings: Settings, ask_store: bool = False) -> ModelChoice:
+    """The model for this process; opens the store only when no setting pins one (or `ask_store`).
+
+    An embedded store that does not exist yet is not created just to be asked.
+    """
+    if settings.model and not ask_store:
+        return choose_model(settings, None)
+    url = make_url(settings.sql_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not Path(url.database).exists():
+        return choose_model(settings, None)
+    with Runtime.open(settings) as runtime:
+        return choose_model(settings, read_active(runtime))
+
+
+def with_model(settings: Settings, choice: ModelChoice) -> Settings:
+    """Settings whose `model` is the chosen one, for everything built from them (worker processes too)."""
+    return settings.replace(model=choice.model)
+
+
+def model_id_of(choice: ModelChoice, settings: Settings) -> str:
+    """The chosen model's id (with its weights digest), loading no weights."""
+    return choice.model if choice.source == "store" else build_pack(choice.model, settings).model_id
+
+
+def chosen_model_row(runtime: Runtime) -> Model | None:
+    """The record of the model this process uses (None while it has none)."""
+    model_id = model_id_of(choose_model(runtime.settings, read_active(runtime)), runtime.settings)
+    with runtime.sessions() as session:
+        return find_model(session, model_id)

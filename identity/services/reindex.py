@@ -1,0 +1,271 @@
+"""`identity reindex --model NEW`: re-embed every indexed face with another pack, then switch to it.
+
+For each indexed face of the active model, its source image is read again (its bytes
+must still have the enrolled sha256), the new pack's face overlapping the stored box
+best (IoU >= 0.5) is embedded, and a row for the new model (same person and image) is
+written with its vector in the new model's collection, by enrollment's three-step
+protocol (identity.services.enroll: face_row, index_pending). Search keeps using the
+old model meanwhile. At the end, if every face was done (or `force`), one transaction
+makes the new model the active one and records an audit event.
+
+The old model's rows and collection stay: re-indexing back to it is quick, since its
+faces are still there, and a re-run skips what the new model already holds for a
+photo and person and completes rows a stopped run left pending, so nothing is
+written twice. Faces enrolled into the old model while a run goes are picked up by
+its next pass; the run ends when a pass finds nothing new.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+from sqlalchemy import select
+
+from identity.config import Settings
+from identity.errors import IdentityError, ImageError
+from identity.faces import DetectedFace, ImageFaces, build_pipeline, process_paths_parallel, resolve
+from identity.faces.types import SAME_FACE_IOU, box_iou
+from identity.services.active_model import read_active
+from identity.services.actor import resolve_actor
+from identity.services.enroll import face_row, index_pending
+from identity.services.runtime import Runtime
+from identity.store.sql.db import transaction
+from identity.store.sql.migrate import upgrade
+from identity.store.sql.models import AuditEvent, Face, FaceStatus, Image, Model
+from identity.store.sql.queries import activate_model, ensure_model, find_model, indexed_faces_by_model
+from identity.store.vectors import VectorIndex, open_vector_index
+
+@dataclass(frozen=True)
+class FaceOutcome:
+    face_id: str  # the old model's face
+    path: str
+    outcome: str  # reindexed / rejected (by the new pack's quality gate) / failed
+    reason: str | None = None
+
+
+@dataclass
+class ReindexSummary:
+    model_before: str | None
+    model_after: str
+    faces: int = 0  # indexed faces of the old model
+    reindexed: int = 0
+    rejected: int = 0
+    skipped_already_done: int = 0
+    failed: list[FaceOutcome] = field(default_factory=list)
+    switched: bool = False
+    seconds: float = 0.0
+    indexed: dict[str, int] = field(default_factory=dict)  # indexed faces per model at the end
+    message: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, outcome: FaceOutcome) -> None:
+        if outcome.outcome == "failed":
+            self.failed.append(outcome)
+        elif outcome.outcome == "rejected":
+            self.rejected += 1
+        else:
+            self.reindexed += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model_before": self.model_before, "model_after": self.model_after, "faces": self.faces,
+            "reindexed": self.reindexed, "rejected": self.rejected, "skipped_already_done": self.skipped_already_done,
+            "failed": [{"face_id": f.face_id, "path": f.path, "reason": f.reason} for f in self.failed],
+            "switched": self.switched, "seconds": round(self.seconds, 2), "indexed": self.indexed,
+            "message": self.message, "warnings": self.warnings,
+        }
+
+
+@dataclass(frozen=True)
+class _OldFace:
+    id: uuid.UUID
+    person_id: uuid.UUID
+    bbox: list[float]
+
+
+@dataclass
+class _Photo:
+    image_id: uuid.UUID
+    path: str
+    sha256: str
+    faces: list[_OldFace]
+
+
+def reindex(settings: Settings, target: str, workers: int = 0, force: bool = False, actor: str | None = None,
+            on_plan: Callable[[int], None] = lambda total: None,
+            on_face: Callable[[FaceOutcome], None] = lambda outcome: None) -> ReindexSummary:
+    """Re-embed the active model's faces with `target` (a pack reference) and switch when all are done.
+
+    `on_plan` gets the number of faces to process so far (it grows if enrollment adds
+    faces meanwhile); `on_face` gets each face's outcome once it is stored.
+    """
+    started = time.perf_counter()
+    target_settings = settings.replace(model=target)
+    spec = resolve(target, settings.data_dir)
+    if spec.info.promoted is False and not force:
+        raise IdentityError(f"model pack {spec.info.model_id} is not promoted (its training run did not clear it); "
+                            "pass --force to re-index with it anyway")
+    pipeline = build_pipeline(target_settings)
+    with Runtime.open(settings) as runtime:
+        upgrade(runtime.engine)
+        summary = ReindexSummary(read_active(runtime), pipeline.model_id)
+        if settings.model and build_pipeline(settings).model_id != pipeline.model_id:
+            summary.warnings.append(f"the model setting (IDENTITY_MODEL or the config file) pins {settings.model}: "
+                                    "commands keep using it until it is unset")
+        if summary.model_before == summary.model_after:
+            summary.message = f"{summary.model_after} is already the active model; nothing to do"
+            return summary
+        with transaction(runtime.sessions) as session:
+            target_row = ensure_model(session, pipeline.model_id, pipeline.dim).id
+            source = find_model(session, summary.model_before) if summary.model_before else None
+        with open_vector_index(settings, pipeline.model_id, pipeline.dim) as index:
+            if source is not None:
+                _reindex_faces(runtime, index, target_settings, source.id, target_row, workers, summary, on_plan, on_face)
+            index.optimize()  # the embedded engine builds its search graph only when asked
+        if force or not summary.failed:
+            _switch(runtime, target_row, summary, actor)
+        with runtime.sessions() as session:
+            names = {m.id: m.model_id for m in session.scalars(select(Model))}
+            summary.indexed = {names[k]: n for k, n in indexed_faces_by_model(session).items()
+                               if names[k] in (summary.model_before, summary.model_after)}
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _reindex_faces(runtime: Runtime, index: VectorIndex, settings: Settings, source: int, target: int, workers: int,
+                   summary: ReindexSummary, on_plan: Callable[[int], None],
+                   on_face: Callable[[FaceOutcome], None]) -> None:
+    def report(outcome: FaceOutcome) -> None:
+        summary.add(outcome)
+        on_face(outcome)
+
+    attempted: set[tuple[uuid.UUID, uuid.UUID]] = set()  # (image, person): each is tried once per run
+    total = 0
+    while True:
+        photos, done = _plan(runtime, source, target, attempted)
+        if not attempted:  # the first pass: what earlier runs (or a rollback's old rows) already hold
+            summary.skipped_already_done = summary.faces = done
+        if not photos:
+            on_plan(total)
+            return
+        count = sum(len(p.faces) for p in photos)
+        summary.faces += count
+        total += count
+        on_plan(total)
+        attempted |= {(p.image_id, f.person_id) for p in photos for f in p.faces}
+        _process(runtime, index, settings, target, photos, workers, report)
+
+
+def _plan(runtime: Runtime, source: int, target: int,
+          attempted: set[tuple[uuid.UUID, uuid.UUID]]) -> tuple[list[_Photo], int]:
+    """The photos whose faces the target model still lacks, and how many faces it already holds."""
+    with runtime.sessions() as session:
+        rows = session.execute(
+            select(Face.id, Face.person_id, Face.bbox, Image.id, Image.source_path, Image.sha256)
+            .join(Image, Face.image_id == Image.id)
+            .where(Face.model_id == source, Face.status == FaceStatus.indexed).order_by(Image.source_path, Face.id)
+        ).all()
+        finished = {(image_id, person_id) for image_id, person_id in session.execute(
+            select(Face.image_id, Face.person_id).where(Face.model_id == target, Face.status != FaceStatus.pending))}
+    photos: dict[uuid.UUID, _Photo] = {}
+    done = 0
+    for face_id, person_id, bbox, image_id, path, sha256 in rows:
+        key = (image_id, person_id)
+        if key in finished:
+            done += 1
+        elif key not in attempted:
+            photos.setdefault(image_id, _Photo(image_id, path, sha256, [])).faces.append(_OldFace(face_id, person_id, bbox))
+    return list(photos.values()), done
+
+
+def _process(runtime: Runtime, index: VectorIndex, settings: Settings, target: int, photos: list[_Photo],
+             workers: int, report: Callable[[FaceOutcome], None]) -> None:
+    """Run the target pack over the photos and store their faces a chunk at a time."""
+    queued: deque[_Photo] = deque()
+
+    def paths() -> Iterator[str]:
+        for photo in photos:
+            if not os.path.isfile(photo.path):
+                for face in photo.faces:
+                    report(FaceOutcome(str(face.id), photo.path, "failed", f"{photo.path} is missing"))
+                continue
+            queued.append(photo)
+            yield photo.path
+
+    pending: list[tuple[_Photo, ImageFaces | ImageError]] = []
+    for _path, outcome in process_paths_parallel(settings, paths(), workers or settings.worker_count):
+        pending.append((queued.popleft(), outcome))
+        if len(pending) >= settings.enroll.chunk_size:
+            _write(runtime, index, target, pending, report)
+            pending.clear()
+    if pending:
+        _write(runtime, index, target, pending, report)
+
+
+def _write(runtime: Runtime, index: VectorIndex, target: int, items: Sequence[tuple[_Photo, ImageFaces | ImageError]],
+           report: Callable[[FaceOutcome], None]) -> None:
+    outcomes: list[FaceOutcome] = []
+    to_index: list[tuple[Face, np.ndarray]] = []
+    with transaction(runtime.sessions) as session:
+        # Read again inside the write: another run may have stored some of these faces since the plan.
+        held = {(f.image_id, f.person_id): f for f in session.scalars(select(Face).where(
+            Face.model_id == target, Face.image_id.in_([photo.image_id for photo, _ in items])))}
+        for photo, found in items:
+            for old in photo.faces:
+                existing = held.get((photo.image_id, old.person_id))
+                if existing is not None and existing.status != FaceStatus.pending:
+                    continue
+                problem = _problem(photo, found)
+                face = _best_match(found.faces, old.bbox) if isinstance(found, ImageFaces) and not problem else None
+                if face is None:
+                    outcomes.append(FaceOutcome(str(old.id), photo.path, "failed",
+                                                problem or f"face no longer found in {photo.path}"))
+                    continue
+                row = existing  # a stopped run's pending row is completed under its own id
+                if row is None:
+                    row = face_row(face, old.person_id, photo.image_id, target)
+                    session.add(row)
+                    session.flush()
+                if row.status == FaceStatus.rejected:
+                    outcomes.append(FaceOutcome(str(old.id), photo.path, "rejected", row.rejection))
+                    continue
+                to_index.append((row, face.embedding))
+                outcomes.append(FaceOutcome(str(old.id), photo.path, "reindexed"))
+    index_pending(runtime, index, to_index)
+    for outcome in outcomes:
+        report(outcome)
+
+
+def _problem(photo: _Photo, found: ImageFaces | ImageError) -> str | None:
+    if isinstance(found, ImageError):
+        return f"{photo.path}: {found.reason}"
+    if found.sha256 != photo.sha256:
+        return f"{photo.path} changed since enrollment"
+    return None
+
+
+def _best_match(faces: Sequence[DetectedFace], bbox: Sequence[float]) -> DetectedFace | None:
+    scored = [(box_iou(face.bbox, bbox), face) for face in faces]
+    best = max(scored, key=lambda item: item[0], default=None)
+    return best[1] if best is not None and best[0] >= SAME_FACE_IOU else None
+
+
+def _switch(runtime: Runtime, target: int, summary: ReindexSummary, actor: str | None) -> None:
+    """The atomic switch: the active pointer and its audit event in one transaction."""
+    with transaction(runtime.sessions) as session:
+        model = session.get(Model, target)
+        previous = activate_model(session, model)
+        session.add(AuditEvent(
+            actor=resolve_actor(actor), action="switch_model", subject=model.model_id,
+            details={"from": previous.model_id if previous else None, "to": model.model_id, "faces": summary.faces,
+                     "reindexed": summary.reindexed, "rejected": summary.rejected,
+                     "skipped_already_done": summary.skipped_already_done, "failed": len(summary.failed),
+                     "forced": bool(summary.failed)},
+        ))
+    summary.switched = True
