@@ -37,13 +37,14 @@ def _root(
 
 def _register() -> None:
     # Sub-apps are imported here, not at the top, so each module's imports stay light.
-    from identity_cli import admin, config_cmd, enrollment, evaluation, face, faces, jobs, models, person, reindex, search
+    from identity_cli import admin, config_cmd, enrollment, evaluation, face, faces, jobs, models, person, reindex, search, train
 
     admin.register(app)
     enrollment.register(app)
     search.register(app)
     evaluation.register(app)
     reindex.register(app)
+    train.register(app)
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(person.app, name="person")
     app.add_typer(face.app, name="face")

@@ -7,6 +7,7 @@ server on 127.0.0.1:5432; tests that need it skip when neither answers.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -65,6 +66,20 @@ def lfw_dir() -> Path:
     if not LFW_DIR.is_dir():
         pytest.skip(f"lfw-dev not found at {LFW_DIR}")
     return LFW_DIR
+
+
+@pytest.fixture
+def copy_labelled(lfw_dir: Path):
+    """copy(root, people, per_person): a PERSON/IMAGE folder of each person's first lfw-dev photos."""
+
+    def copy(root: Path, people: list[str], per_person: int) -> Path:
+        for person in people:
+            (root / person).mkdir(parents=True)
+            for image in sorted((lfw_dir / person).iterdir())[:per_person]:
+                shutil.copy(image, root / person / image.name)
+        return root
+
+    return copy
 
 
 @pytest.fixture

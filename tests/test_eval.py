@@ -18,12 +18,8 @@ REQUIRED = {"rank1", "rank5", "rank10", "probes", "gallery_persons", "failed_to_
 
 
 @pytest.fixture
-def labelled(tmp_path: Path, lfw_dir: Path) -> Path:
-    root = tmp_path / "labelled"
-    for person in PEOPLE:
-        (root / person).mkdir(parents=True)
-        for image in sorted((lfw_dir / person).iterdir())[:4]:
-            shutil.copy(image, root / person / image.name)
+def labelled(tmp_path: Path, copy_labelled) -> Path:
+    root = copy_labelled(tmp_path / "labelled", PEOPLE, 4)
     (root / "AJ_Cook" / "zz_notes.txt").write_text("not a photo")
     return root
 

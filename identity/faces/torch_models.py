@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from identity.errors import ModelError
 from identity.faces.base import Recognizer
 
 logger = logging.getLogger(__name__)
 
-EXPORT_OPSET = 17
-EXPORT_TOLERANCE = 1e-3  # largest |onnx - torch| accepted when checking an export
 
 
 class TorchIResNetRecognizer(Recognizer):
@@ -52,30 +48,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, arch: str = "r50") -> P
     import torch
 
     from identity.faces.iresnet import load_iresnet
-    from identity.faces.onnx_session import open_session
+    from identity.faces.onnx_export import export_checked
 
     out = Path(out)
-    model = load_iresnet(checkpoint, arch)
-    sample = torch.rand(2, 3, 112, 112) * 2 - 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        # The newer dynamo exporter needs onnxscript, which we do not ship; the TorchScript one is fine here.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model,
-            (sample,),
-            str(out),
-            dynamo=False,
-            input_names=["input"],
-            output_names=["embedding"],
-            dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
-            opset_version=EXPORT_OPSET,
-        )
-    with torch.inference_mode():
-        expected = model(sample).numpy()
-    got = open_session(out).run(None, {"input": sample.numpy()})[0]
-    error = float(np.abs(got - expected).max())
-    if error > EXPORT_TOLERANCE:
-        raise ModelError(f"the ONNX export of {checkpoint} differs from torch by {error:.2e}")
+    error = export_checked(load_iresnet(checkpoint, arch), torch.rand(2, 3, 112, 112) * 2 - 1, out)
     logger.info("exported %s (%s) to %s; max |onnx - torch| = %.2e", checkpoint, arch, out, error)
     return out

@@ -1,0 +1,146 @@
+"""`identity finetune`: train the recognizer on the organization's own people and save it as a pack.
+
+The data is the enrolled faces of the active model (or a labelled folder), split by
+person; the figures that decide promotion come from the held-out persons only. The
+trained network is saved as the next version of a local pack (torch checkpoint +
+ONNX recognizer); it is promoted, i.e. selectable by name and usable by `identity
+reindex` without --force, only when it beats the starting model on validation (or
+with --force). Search is not switched here: that is reindex's job.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from identity.config import Settings
+from identity.errors import ModelError
+from identity.faces import build_pipeline
+from identity.faces.local_packs import save_local_pack
+from identity.services.active_model import resolve_model, with_model
+from identity.services.deployment import open_deployment
+from identity.store.sql.models import Face, FaceStatus, Image, Person
+from identity.train.data import ChipSet, FaceRef, chips_from_folder, collect_chips, require_enough
+from identity.train.finetune import Stage, TrainOptions, TrainResult, train
+from identity.train.validation import FAR, TAR_TOLERANCE, split_by_person
+
+DEFAULT_NAME = "dlib-resnet-ft"
+# Packs whose recognizer is dlib's ResNet: the torch port loads their weights.
+DLIB_BASES = ("dlib-resnet",)
+
+
+@dataclass(frozen=True)
+class FinetuneRequest:
+    folder: Path | None = None  # None: the enrolled faces of the active model
+    options: TrainOptions = TrainOptions()
+    val_fraction: float = 0.2
+    name: str = DEFAULT_NAME
+    force: bool = False  # save and promote even when validation did not improve
+    workers: int = 0
+
+
+def finetune(settings: Settings, request: FinetuneRequest, stage: Stage) -> dict[str, Any]:
+    import torch
+
+    from identity.faces.dlib_torch import load_dlib_resnet
+
+    started = time.perf_counter()
+    settings = with_model(settings, resolve_model(settings))
+    base = build_pipeline(settings).pack
+    if base.name not in DLIB_BASES:
+        raise ModelError(f"fine-tuning starts from a dlib-resnet pack (the offline torch port); the active model is {base.model_id}")
+    torch.set_num_threads(os.cpu_count() or 1)
+    chips = _chips(settings, request, stage)
+    source = str(request.folder) if request.folder else f"enrolled faces ({base.model_id})"
+    require_enough(chips, source)
+    split = split_by_person(chips.labels, request.val_fraction, request.options.seed)
+    data_seconds = time.perf_counter() - started
+    result = train(load_dlib_resnet(), chips.chips, chips.labels, split, request.options, stage)
+    train_seconds = time.perf_counter() - started - data_seconds
+    better = result.after.better_than(result.before)
+    report: dict[str, Any] = {
+        "base_model": base.model_id,
+        "source": source,
+        "mode": request.options.mode,
+        "options": {**asdict(request.options), "lr": request.options.learning_rate, "val_fraction": request.val_fraction},
+        "train_persons": split.train_persons,
+        "train_faces": len(split.train),
+        "val_persons": split.val_persons,
+        "val_faces": len(split.val),
+        "skipped_faces": len(chips.skipped),
+        "before": result.before.as_dict(),
+        "after": result.after.as_dict(),
+        "rank1_gain_points": round(100 * (result.after.rank1 - result.before.rank1), 2),
+        "tar_gain_points": round(100 * (result.after.tar - result.before.tar), 2),
+        "epochs": [
+            {"epoch": e.epoch, "loss": e.loss, "val_rank1": e.figures.rank1, "val_tar": e.figures.tar, "seconds": round(e.seconds, 1)}
+            for e in result.epochs
+        ],
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "better": better,
+        "data_seconds": round(data_seconds, 1),
+        "train_seconds": round(train_seconds, 1),
+    }
+    promoted = better or request.force
+    report["promoted"] = promoted
+    report["saved"] = _save(settings, request, base.model_id, result, report, promoted)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _chips(settings: Settings, request: FinetuneRequest, stage: Stage) -> ChipSet:
+    if request.folder is not None:
+        folder = request.folder.expanduser().resolve()
+        images = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+        return chips_from_folder(settings, folder, request.workers, stage("cutting face chips", images))
+    refs = enrolled_faces(settings)
+    return collect_chips(settings, refs, request.workers, stage("cutting face chips", len(refs)))
+
+
+def enrolled_faces(settings: Settings) -> list[FaceRef]:
+    """(source path, person external id, stored box) of every indexed face of the active model."""
+    with open_deployment(settings) as dep, dep.runtime.sessions() as session:
+        rows = session.execute(
+            select(Image.source_path, Person.external_id, Face.bbox)
+            .join(Face, Face.image_id == Image.id).join(Person, Person.id == Face.person_id)
+            .where(Face.model_id == dep.model.id, Face.status == FaceStatus.indexed)
+            .order_by(Person.external_id, Image.source_path)
+        ).all()
+    return [(path, person, tuple(float(v) for v in bbox)) for path, person, bbox in rows]
+
+
+def _save(settings: Settings, request: FinetuneRequest, base: str, result: TrainResult, report: dict[str, Any],
+          promoted: bool) -> str | None:
+    """The new pack's reference, or None when there is nothing worth keeping."""
+    if not promoted and result.after.rank1 <= result.before.rank1:
+        return None  # no epoch beat the starting model: a copy of a worse network helps no one
+    from identity.faces.dlib_torch import INPUT_SIZE
+    from identity.train.export import export_recognizer, save_checkpoint
+
+    with tempfile.TemporaryDirectory(dir=settings.data_dir if settings.data_dir.is_dir() else None) as scratch:
+        onnx = Path(scratch) / "recognizer.onnx"
+        export_error = export_recognizer(result.model, onnx, INPUT_SIZE)
+        checkpoint = save_checkpoint(result.model, Path(scratch) / "checkpoint.pt", {"base": base, **report})
+        after = result.after
+        manifest = {
+            "base": base,
+            "aligner": "dlib-chip",
+            "input_size": INPUT_SIZE,
+            "dim": 128,
+            "mirror": True,
+            "promoted": promoted,
+            "threshold": {
+                "value": after.threshold,
+                "far": FAR,
+                "source": f"fine-tuning validation: {after.impostor_pairs:,} cross-person pairs of {report['val_persons']} held-out persons",
+            },
+            "training": {**report, "onnx_max_error": export_error, "promotion_rule": f"rank-1 up, TAR@FAR=1e-3 down at most {TAR_TOLERANCE:.1%}"},
+        }
+        return save_local_pack(settings.data_dir, request.name, onnx, checkpoint, manifest)
