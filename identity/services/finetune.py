@@ -54,7 +54,8 @@ def finetune(settings: Settings, request: FinetuneRequest, stage: Stage) -> dict
     settings = with_model(settings, resolve_model(settings))
     base = build_pipeline(settings).pack
     if base.name not in DLIB_BASES:
-        raise ModelError(f"fine-tuning starts from a dlib-resnet pack (the offline torch port); the active model is {base.model_id}")
+        raise ModelError(f"fine-tuning starts from a dlib-resnet pack (the offline torch port), not {base.model_id}; "
+                         "pin IDENTITY_MODEL=dlib-resnet to fine-tune from its enrolled faces")
     torch.set_num_threads(os.cpu_count() or 1)
     chips = _chips(settings, request, stage)
     source = str(request.folder) if request.folder else f"enrolled faces ({base.model_id})"
