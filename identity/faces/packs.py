@@ -93,7 +93,7 @@ class PackSpec:
 
 def _dlib_parts(faces: FaceSettings, threads: int | None) -> Parts:
     detector = DlibDetector(default_stages(faces.detector, faces.upsample, DETECTOR_FALLBACK))
-    return detector, DlibChipAligner(), DlibResnetRecognizer(), None
+    return detector, DlibChipAligner(), DlibResnetRecognizer(threads), None
 
 
 def _arcface_detector(faces: FaceSettings, threads: int | None, onnx_path: str | Path | None) -> Detector:
