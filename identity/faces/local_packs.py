@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from identity.errors import ModelError
+from identity.fsutil import fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def save_local_pack(data_dir: Path, name: str, onnx_file: str | Path, checkpoint
                 if not (root / f"{name}@{version}").exists():
                     raise
                 version += 1
-        _fsync(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -182,11 +183,3 @@ def _write_json(path: Path, content: dict[str, Any]) -> None:
         json.dump(content, stream, indent=2, sort_keys=True)
         stream.flush()
         os.fsync(stream.fileno())
-
-
-def _fsync(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

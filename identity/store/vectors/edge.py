@@ -45,6 +45,7 @@ from qdrant_edge import (
 
 from identity.config import Settings, VectorSettings
 from identity.errors import DimensionMismatch, StoreUnavailable
+from identity.fsutil import fsync_dir
 from identity.store.vectors.base import (
     PersonHit,
     VectorHit,
@@ -244,7 +245,7 @@ class EdgeIndex:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, pointer)  # atomic: readers see the old or the new name, never half
-        _fsync_dir(pointer.parent)
+        fsync_dir(pointer.parent)
 
     def close(self) -> None:
         if self._shard is None:
@@ -347,11 +348,3 @@ def _open_shard(path: Path, dim: int, params: VectorSettings) -> EdgeShard:
     if PERSON_KEY not in shard.info().payload_schema:
         shard.update(UpdateOperation.create_field_index(PERSON_KEY, PayloadSchemaType.Keyword))
     return shard
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
