@@ -48,7 +48,7 @@ def finetune(
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of persons held out for validation."),
     patience: int = typer.Option(1, "--patience", min=1, help="Stop after this many epochs without a better validation rank-1."),
     seed: int = typer.Option(7, "--seed"),
-    name: str = typer.Option("dlib-resnet-ft", "--name", help="Local pack to save the model as (next version)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Local pack to save the model as (next version); default BASE-ft."),
     force: bool = typer.Option(False, "--force", help="Save and promote the model even if validation did not improve."),
     workers: int = typer.Option(0, "--workers", "-w", help="Processes cutting face chips (0: one per core)."),
     as_json: bool = JSON,

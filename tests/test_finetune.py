@@ -121,3 +121,39 @@ def test_too_few_people_is_a_clear_error(capsys, clean_env, labelled) -> None:
     assert code == 1
     [line] = [line for line in err.splitlines() if line.startswith("error:")]
     assert line.endswith("labelled: 3 persons with a usable face; fine-tuning needs at least 4")
+
+
+def test_a_torch_iresnet_checkpoint_is_the_other_starting_point(capsys, clean_env, labelled, monkeypatch, tmp_path) -> None:
+    """Random weights stand in for a glint360k checkpoint: the code path, not accuracy."""
+    import torch
+
+    from identity.faces import build_pipeline, load_image
+    from identity.faces.iresnet import build_iresnet
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "r18.pth"
+    torch.save(build_iresnet("r18").state_dict(), checkpoint)
+    monkeypatch.setenv("IDENTITY_MODEL", "torch-iresnet")
+    monkeypatch.setenv("IDENTITY_FACES__TORCH_CHECKPOINT", str(checkpoint))
+    monkeypatch.setenv("IDENTITY_FACES__TORCH_ARCH", "r18")
+    code, out, err = run(capsys, "finetune", str(labelled), "--mode", "head", "--epochs", "1", "--force",
+                         "--workers", "1", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["base_model"].startswith("torch-iresnet@1+") and report["saved"] == "torch-iresnet-ft@1"
+    data_dir = Path(clean_env["IDENTITY_DATA_DIR"])
+    manifest = json.loads((data_dir / "models" / "torch-iresnet-ft@1" / "pack.json").read_text())
+    assert (manifest["aligner"], manifest["input_size"], manifest["dim"], manifest["mirror"]) == ("arcface-112", 112, 512, False)
+    tuned = build_pipeline(Settings(data_dir=data_dir, model="torch-iresnet-ft@1"))
+    [found] = tuned.process([load_image(labelled / "Al_Gore" / sorted(p.name for p in (labelled / "Al_Gore").iterdir())[0])])
+    assert found.faces and found.faces[0].crop.shape == (112, 112, 3) and found.faces[0].embedding.shape == (512,)
+
+
+def test_a_pack_without_trainable_weights_is_refused_before_any_work(capsys, clean_env, labelled, monkeypatch, tmp_path) -> None:
+    recognizer = tmp_path / "arcface.onnx"
+    recognizer.write_bytes(b"an ONNX graph cannot be trained")  # refused before anything reads it
+    monkeypatch.setenv("IDENTITY_MODEL", "insightface-onnx")
+    monkeypatch.setenv("IDENTITY_FACES__ONNX_RECOGNIZER", str(recognizer))
+    code, _, err = run(capsys, "finetune", str(labelled))
+    assert code == 1
+    assert "cannot be fine-tuned: start from dlib-resnet" in err and "cutting face chips" not in err

@@ -86,6 +86,8 @@ class ResidualBlock(nn.Module):
 class DlibResNet(nn.Module):
     """uint8-range RGB (n, 3, 150, 150) float chips in, 128-d descriptors out (not unit length)."""
 
+    input_size = INPUT_SIZE
+
     def __init__(self, layers: list[DlibLayer]) -> None:
         super().__init__()
         kinds = [layer.kind for layer in layers]

@@ -20,19 +20,17 @@ from typing import Any
 from sqlalchemy import select
 
 from identity.config import Settings
-from identity.errors import ModelError
 from identity.faces import build_pipeline
 from identity.faces.local_packs import save_local_pack
+from identity.faces.packs import ModelPack
 from identity.services.active_model import resolve_model, with_model
 from identity.services.deployment import open_deployment
 from identity.store.sql.models import Face, FaceStatus, Image, Person
+from identity.train.backbones import Backbone
 from identity.train.data import ChipSet, FaceRef, chips_from_folder, collect_chips, require_enough
 from identity.train.finetune import Stage, TrainOptions, TrainResult, train
 from identity.train.validation import FAR, TAR_TOLERANCE, split_by_person
 
-DEFAULT_NAME = "dlib-resnet-ft"
-# Packs whose recognizer is dlib's ResNet: the torch port loads their weights.
-DLIB_BASES = ("dlib-resnet",)
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class FinetuneRequest:
     folder: Path | None = None  # None: the enrolled faces of the active model
     options: TrainOptions = TrainOptions()
     val_fraction: float = 0.2
-    name: str = DEFAULT_NAME
+    name: str | None = None  # None: the base pack's name + "-ft"
     force: bool = False  # save and promote even when validation did not improve
     workers: int = 0
 
@@ -48,21 +46,19 @@ class FinetuneRequest:
 def finetune(settings: Settings, request: FinetuneRequest, stage: Stage) -> dict[str, Any]:
     import torch
 
-    from identity.faces.dlib_torch import load_dlib_resnet
+    from identity.train.backbones import load_backbone
 
     started = time.perf_counter()
     settings = with_model(settings, resolve_model(settings))
     base = build_pipeline(settings).pack
-    if base.name not in DLIB_BASES:
-        raise ModelError(f"fine-tuning starts from a dlib-resnet pack (the offline torch port), not {base.model_id}; "
-                         "pin IDENTITY_MODEL=dlib-resnet to fine-tune from its enrolled faces")
+    backbone = load_backbone(base, settings)  # before the data: an unusable base fails at once
     torch.set_num_threads(os.cpu_count() or 1)
     chips = _chips(settings, request, stage)
     source = str(request.folder) if request.folder else f"enrolled faces ({base.model_id})"
     require_enough(chips, source)
     split = split_by_person(chips.labels, request.val_fraction, request.options.seed)
     data_seconds = time.perf_counter() - started
-    result = train(load_dlib_resnet(), chips.chips, chips.labels, split, request.options, stage)
+    result = train(backbone.network, chips.chips, chips.labels, split, request.options, stage, base.mirror)
     train_seconds = time.perf_counter() - started - data_seconds
     better = result.after.better_than(result.before)
     report: dict[str, Any] = {
@@ -91,7 +87,7 @@ def finetune(settings: Settings, request: FinetuneRequest, stage: Stage) -> dict
     }
     promoted = better or request.force
     report["promoted"] = promoted
-    report["saved"] = _save(settings, request, base.model_id, result, report, promoted)
+    report["saved"] = _save(settings, request, base, backbone, result, report, promoted)
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
 
@@ -117,25 +113,25 @@ def enrolled_faces(settings: Settings) -> list[FaceRef]:
     return [(path, person, tuple(float(v) for v in bbox)) for path, person, bbox in rows]
 
 
-def _save(settings: Settings, request: FinetuneRequest, base: str, result: TrainResult, report: dict[str, Any],
-          promoted: bool) -> str | None:
+def _save(settings: Settings, request: FinetuneRequest, base: ModelPack, backbone: Backbone, result: TrainResult,
+          report: dict[str, Any], promoted: bool) -> str | None:
     """The new pack's reference, or None when there is nothing worth keeping."""
     if not promoted and result.after.rank1 <= result.before.rank1:
         return None  # no epoch beat the starting model: a copy of a worse network helps no one
-    from identity.faces.dlib_torch import INPUT_SIZE
     from identity.train.export import export_recognizer, save_checkpoint
 
+    size = backbone.network.input_size
     with tempfile.TemporaryDirectory(dir=settings.data_dir if settings.data_dir.is_dir() else None) as scratch:
         onnx = Path(scratch) / "recognizer.onnx"
-        export_error = export_recognizer(result.model, onnx, INPUT_SIZE)
-        checkpoint = save_checkpoint(result.model, Path(scratch) / "checkpoint.pt", {"base": base, **report})
+        export_error = export_recognizer(result.model, onnx, size)
+        checkpoint = save_checkpoint(result.model, Path(scratch) / "checkpoint.pt", {"base": base.model_id, **report})
         after = result.after
         manifest = {
-            "base": base,
-            "aligner": "dlib-chip",
-            "input_size": INPUT_SIZE,
-            "dim": 128,
-            "mirror": True,
+            "base": base.model_id,
+            "aligner": backbone.aligner,
+            "input_size": size,
+            "dim": backbone.network.dim,
+            "mirror": base.mirror,
             "promoted": promoted,
             "threshold": {
                 "value": after.threshold,
@@ -144,4 +140,4 @@ def _save(settings: Settings, request: FinetuneRequest, base: str, result: Train
             },
             "training": {**report, "onnx_max_error": export_error, "promotion_rule": f"rank-1 up, TAR@FAR=1e-3 down at most {TAR_TOLERANCE:.1%}"},
         }
-        return save_local_pack(settings.data_dir, request.name, onnx, checkpoint, manifest)
+        return save_local_pack(settings.data_dir, request.name or f"{base.name}-ft", onnx, checkpoint, manifest)

@@ -1,17 +1,18 @@
-"""Fine-tuning the dlib ResNet port with a large-margin cosine loss, judged on held-out persons.
+"""Fine-tuning a recognizer backbone with a large-margin cosine loss, judged on held-out persons.
 
 Two modes:
-- head: the backbone stays frozen; a 128x128 projection (starting as the identity,
+- head: the backbone stays frozen; a square projection (starting as the identity,
   pulled back towards it by weight decay) is trained over its embeddings of each
   chip and its mirror image. Embeddings are computed once, so epochs take seconds.
 - full: every backbone weight is trained on the chips (random mirroring), the
   reference recipe (3 epochs, lr 1e-5, batch 32).
 In both, the LMCL class weights start at each training person's mean embedding, so
 the loss is meaningful from the first step. After each epoch the validation figures
-are measured with the pack's own recipe (mean of the chip's and its mirror's unit
-embeddings); the best trained epoch is kept, and training stops after `patience`
-epochs that beat neither the model before training nor any earlier epoch. Whether
-the result is better than before is the caller's call (Figures.better_than).
+are measured with the pack's own recipe (for packs that mirror: the mean of the
+chip's and its mirror's unit embeddings); the best trained epoch is kept, and
+training stops after `patience` epochs that beat neither the model before training
+nor any earlier epoch. Whether the result is better than before is the caller's
+call (Figures.better_than).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from identity.errors import IdentityError
-from identity.faces.dlib_torch import DlibResNet, chips_to_tensor
+from identity.faces.dlib_torch import chips_to_tensor
 from identity.train.losses import MarginHead
 from identity.train.validation import Figures, Split, validation_figures
 
@@ -83,7 +84,7 @@ class TrainResult:
 class EmbeddingNet(nn.Module):
     """The backbone, optionally followed by a projection of its unit embedding."""
 
-    def __init__(self, backbone: DlibResNet, projection: nn.Linear | None = None) -> None:
+    def __init__(self, backbone: nn.Module, projection: nn.Linear | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.projection = projection
@@ -106,14 +107,15 @@ def embed_passes(net: nn.Module, chips: np.ndarray, advance: Callable[..., None]
     return np.concatenate(outputs[0]), np.concatenate(outputs[1])
 
 
-def combine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The pack's recipe: the unit mean of the two passes' unit embeddings."""
-    both = a + b
+def combine(a: np.ndarray, b: np.ndarray, mirror: bool = True) -> np.ndarray:
+    """The pack's recipe: the unit mean of the two passes' unit embeddings, or the first pass alone."""
+    both = a + b if mirror else a
     return both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)
 
 
-def train(backbone: DlibResNet, chips: np.ndarray, labels: np.ndarray, split: Split, options: TrainOptions,
-          stage: Stage = _no_stage) -> TrainResult:
+def train(backbone: nn.Module, chips: np.ndarray, labels: np.ndarray, split: Split, options: TrainOptions,
+          stage: Stage = _no_stage, mirror: bool = True) -> TrainResult:
+    """Fine-tune `backbone` (pixels 0..255 in, `backbone.dim` out); `mirror`: the pack averages each face with its mirror."""
     if options.mode not in (HEAD, FULL):
         raise IdentityError(f"unknown fine-tuning mode {options.mode!r}: use 'head' or 'full'")
     torch.manual_seed(options.seed)
@@ -123,14 +125,16 @@ def train(backbone: DlibResNet, chips: np.ndarray, labels: np.ndarray, split: Sp
     passes = embed_passes(backbone, chips, advance)
     train_labels = np.unique(labels[split.train], return_inverse=True)[1]
     val_labels = labels[split.val]
-    before = validation_figures(combine(passes[0][split.val], passes[1][split.val]), val_labels)
+    before = validation_figures(combine(passes[0][split.val], passes[1][split.val], mirror), val_labels)
     history = [EpochFigures(0, None, before, time.perf_counter() - started)]
-    class_init = _class_means(combine(*passes)[split.train], train_labels)
+    class_init = _class_means(combine(*passes, mirror)[split.train], train_labels)
     dim = backbone.dim
     projection = nn.Linear(dim, dim, bias=False) if options.mode == HEAD else None
     if projection is not None:
         nn.init.eye_(projection.weight)
-    net = EmbeddingNet(backbone, projection)
+    # Eval mode throughout: BatchNorm (iresnet) keeps its running statistics, which batches of 32 would
+    # only make noisier; gradients flow all the same. dlib's ResNet has neither BatchNorm nor dropout.
+    net = EmbeddingNet(backbone, projection).eval()
     head = MarginHead(dim, len(class_init), options.scale, options.margin, options.loss)
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(class_init))
@@ -145,10 +149,10 @@ def train(backbone: DlibResNet, chips: np.ndarray, labels: np.ndarray, split: Sp
         epoch_start = time.perf_counter()
         if options.mode == HEAD:
             loss = _head_epoch(projection, head, optimizer, passes, split.train, train_labels, options, rng, stage, epoch)
-            val = combine(*(_project(projection, p[split.val]) for p in passes))
+            val = combine(*(_project(projection, p[split.val]) for p in passes), mirror)
         else:
             loss = _full_epoch(net, head, optimizer, chips[split.train], train_labels, options, rng, stage, epoch)
-            val = combine(*embed_passes(net, chips[split.val], stage(f"epoch {epoch}: validation", len(split.val))))
+            val = combine(*embed_passes(net, chips[split.val], stage(f"epoch {epoch}: validation", len(split.val))), mirror)
         figures = validation_figures(val, val_labels)
         history.append(EpochFigures(epoch, loss, figures, time.perf_counter() - epoch_start))
         record = max(history[:-1], key=lambda e: (e.figures.rank1, e.figures.tar)).figures
@@ -189,7 +193,6 @@ def _head_epoch(projection: nn.Linear, head: MarginHead, optimizer: torch.optim.
     batches = _batches(len(targets), options.batch_size, rng)
     advance = stage(f"epoch {epoch}/{options.epochs} (head)", len(batches))
     losses: list[float] = []
-    projection.train()
     for batch in batches:
         loss, _ = head(projection(features[batch]), targets[batch])
         _step(optimizer, loss + options.head_decay * ((projection.weight - identity) ** 2).sum(), losses, advance)
@@ -201,7 +204,6 @@ def _full_epoch(net: EmbeddingNet, head: MarginHead, optimizer: torch.optim.Opti
     batches = _batches(len(labels), options.batch_size, rng)
     advance = stage(f"epoch {epoch}/{options.epochs} (full)", len(batches))
     losses: list[float] = []
-    net.train()
     targets = torch.from_numpy(labels)
     for batch in batches:
         images = chips[batch]
