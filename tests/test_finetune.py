@@ -89,13 +89,19 @@ def test_full_mode_moves_the_backbone_and_reports_each_epoch(labelled) -> None:
     chips = chips_from_folder(settings, labelled, 1, lambda n: None)
     split = split_by_person(chips.labels, 0.2, 7)
     steps: list[float] = []
+    epochs: list[dict[str, float]] = []
 
     def stage(name: str, total: int):
+        if name.startswith("epochs"):
+            return lambda n, **fields: epochs.append(fields)
         return lambda n, **fields: steps.append(fields["loss"]) if "loss" in fields else None
 
     result = train(load_dlib_resnet(), chips.chips, chips.labels, split, TrainOptions(mode=FULL, epochs=2, lr=1e-4, patience=5), stage)
     assert [e.epoch for e in result.epochs] == [0, 1, 2]
     assert len(steps) == 2 * int(np.ceil(len(split.train) / 32)) and all(np.isfinite(steps))
+    # The run's bar shows validation rank-1 before training and loss plus rank-1 after each epoch.
+    assert [sorted(fields) for fields in epochs] == [["val_rank1", "val_tar"]] + [["loss", "val_rank1", "val_tar"]] * 2
+    assert epochs[2]["val_rank1"] == result.epochs[2].figures.rank1
     original = load_dlib_resnet()
     moved = max(float((a - b).detach().abs().max()) for a, b in zip(result.model.backbone.parameters(), original.parameters()))
     assert moved > 1e-5

@@ -127,6 +127,8 @@ def train(backbone: nn.Module, chips: np.ndarray, labels: np.ndarray, split: Spl
     val_labels = labels[split.val]
     before = validation_figures(combine(passes[0][split.val], passes[1][split.val], mirror), val_labels)
     history = [EpochFigures(0, None, before, time.perf_counter() - started)]
+    epochs_done = stage("epochs (validation)", options.epochs)  # one bar over the run: loss and val figures per epoch
+    epochs_done(0, val_rank1=before.rank1, val_tar=before.tar)
     class_init = _class_means(combine(*passes, mirror)[split.train], train_labels)
     dim = backbone.dim
     projection = nn.Linear(dim, dim, bias=False) if options.mode == HEAD else None
@@ -155,6 +157,7 @@ def train(backbone: nn.Module, chips: np.ndarray, labels: np.ndarray, split: Spl
             val = combine(*embed_passes(net, chips[split.val], stage(f"epoch {epoch}: validation", len(split.val))), mirror)
         figures = validation_figures(val, val_labels)
         history.append(EpochFigures(epoch, loss, figures, time.perf_counter() - epoch_start))
+        epochs_done(1, loss=loss, val_rank1=figures.rank1, val_tar=figures.tar)
         record = max(history[:-1], key=lambda e: (e.figures.rank1, e.figures.tar)).figures
         stale = 0 if (figures.rank1, figures.tar) > (record.rank1, record.tar) else stale + 1
         if best is None or (figures.rank1, figures.tar) > (best.rank1, best.tar):
