@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from identity_cli.context import get_settings
 from identity_cli.options import JSON
 from identity_cli.output import err_console, print_json, render
+from identity_cli.progress import stage_progress
 
 
 def register(app: typer.Typer) -> None:
     app.command("eval")(evaluate)
     app.command("calibrate")(calibrate)
-
-
-@contextmanager
-def _stages() -> Iterator[Callable[[str, Optional[int]], Callable[[int], None]]]:
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=err_console)
-    with progress:
-        def stage(name: str, total: Optional[int]) -> Callable[[int], None]:
-            task = progress.add_task(name, total=total)
-            return lambda n: progress.advance(task, n)
-
-        yield stage
 
 
 def evaluate(
@@ -45,7 +32,7 @@ def evaluate(
     from identity.services.evaluate import EvalOptions, evaluate_folder
 
     options = EvalOptions(workers=workers, pair_cap=pair_cap, seed=seed, use_store=use_store)
-    with _stages() as stage:
+    with stage_progress() as stage:
         report = evaluate_folder(get_settings(), folder, options, stage)
     if out:
         for path in write_report(report, out):
@@ -68,6 +55,6 @@ def calibrate(
 
     if not 0 < far < 1:
         raise typer.BadParameter("must be between 0 and 1", param_hint="--far")
-    with _stages() as stage:
+    with stage_progress() as stage:
         result = run(get_settings(), folder, far, workers, stage)
     render(result, as_json, title="calibrated")

@@ -1,12 +1,12 @@
-"""The progress bar of bulk runs (enroll, worker, doctor --repair, reindex), on stderr so --json stays clean."""
+"""Progress bars on stderr, so --json stays clean: bulk runs (enroll, worker, doctor --repair, reindex) and staged work (eval, calibrate, finetune)."""
 
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from identity_cli.output import err_console
 
@@ -48,3 +48,21 @@ def outcome_progress(total: int | None, label: str, outcomes: Sequence[str] = EN
     )
     with progress:
         yield Tracker(progress, total, label, outcomes)
+
+
+@contextmanager
+def stage_progress() -> Iterator[Callable[[str, Optional[int]], Callable[..., None]]]:
+    """Yields stage(name, total) -> advance(n, **fields): one bar per stage, its fields (e.g. a loss) beside it."""
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
+    with progress:
+        def stage(name: str, total: Optional[int]) -> Callable[..., None]:
+            task = progress.add_task(name, total=total, info="")
+
+            def advance(n: int, **fields: float) -> None:
+                info = "  ".join(f"{key} {value:.4f}" for key, value in fields.items())
+                progress.update(task, advance=n, **({"info": info} if info else {}))
+
+            return advance
+
+        yield stage

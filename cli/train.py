@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from identity_cli.context import get_settings
 from identity_cli.options import JSON
-from identity_cli.output import console, err_console, print_json, print_table
+from identity_cli.output import console, print_json, print_table
+from identity_cli.progress import stage_progress
 
 
 def register(app: typer.Typer) -> None:
     app.command("finetune")(finetune)
-
-
-@contextmanager
-def _training_progress() -> Iterator[Callable[[str, int], Callable[..., None]]]:
-    """One bar per stage; training bars show the running loss, epoch bars the validation rank-1."""
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
-    with progress:
-        def stage(name: str, total: int) -> Callable[..., None]:
-            task = progress.add_task(name, total=total, info="")
-
-            def advance(n: int, **fields: float) -> None:
-                info = "  ".join(f"{key} {value:.4f}" for key, value in fields.items())
-                progress.update(task, advance=n, **({"info": info} if info else {}))
-
-            return advance
-
-        yield stage
 
 
 def finetune(
@@ -71,7 +52,7 @@ def finetune(
     options = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, scale=scale,
                            margin=margin, patience=patience, seed=seed)
     request = FinetuneRequest(folder, options, val_fraction, name, force, workers)
-    with _training_progress() as stage:
+    with stage_progress() as stage:
         report = run(get_settings(), request, stage)
     if as_json:
         print_json(report)

@@ -81,12 +81,12 @@ def test_full_mode_moves_the_backbone_and_reports_each_epoch(labelled) -> None:
     import torch
 
     from identity.faces.dlib_torch import load_dlib_resnet
-    from identity.train.data import chips_from_folder
+    from identity.train.data import collect_chips, folder_faces
     from identity.train.finetune import FULL, TrainOptions, train
     from identity.train.validation import split_by_person
 
     settings = Settings(data_dir=labelled.parent / "data")
-    chips = chips_from_folder(settings, labelled, 1, lambda n: None)
+    chips = collect_chips(settings, folder_faces(labelled), 1, lambda n: None)
     split = split_by_person(chips.labels, 0.2, 7)
     steps: list[float] = []
     epochs: list[dict[str, float]] = []

@@ -16,6 +16,7 @@ from typing import Sequence
 
 from identity.errors import IdentityError
 from identity.faces import DetectedFace, ImageFaces
+from identity.faces.types import central_face
 
 Pair = tuple[str, str]
 
@@ -84,7 +85,5 @@ def impostor_pairs(folder: LabelledFolder, count: int, seed: int) -> list[Pair]:
 
 def subject_face(found: ImageFaces) -> DetectedFace | None:
     """The labelled subject of a photo: the face whose box centre is nearest the image centre."""
-    if not found.faces:
-        return None
-    cx, cy = found.width / 2, found.height / 2
-    return min(found.faces, key=lambda f: ((f.bbox[0] + f.bbox[2]) / 2 - cx) ** 2 + ((f.bbox[1] + f.bbox[3]) / 2 - cy) ** 2)
+    index = central_face([face.bbox for face in found.faces], found.width, found.height)
+    return None if index is None else found.faces[index]

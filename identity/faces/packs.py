@@ -91,16 +91,19 @@ class PackSpec:
     parts: Callable[[FaceSettings, int | None], Parts]
 
 
+def _dlib_detector(faces: FaceSettings) -> DlibDetector:
+    return DlibDetector(default_stages(faces.detector, faces.upsample, DETECTOR_FALLBACK))
+
+
 def _dlib_parts(faces: FaceSettings, threads: int | None) -> Parts:
-    detector = DlibDetector(default_stages(faces.detector, faces.upsample, DETECTOR_FALLBACK))
-    return detector, DlibChipAligner(), DlibResnetRecognizer(threads), None
+    return _dlib_detector(faces), DlibChipAligner(), DlibResnetRecognizer(threads), None
 
 
 def _arcface_detector(faces: FaceSettings, threads: int | None, onnx_path: str | Path | None) -> Detector:
     if onnx_path:
         return ScrfdDetector(onnx_path, threads)
     logger.info("no faces.onnx_detector set: detecting with dlib (%s, upsample %d)", faces.detector, faces.upsample)
-    return DlibDetector(default_stages(faces.detector, faces.upsample, DETECTOR_FALLBACK))
+    return _dlib_detector(faces)
 
 
 def _insightface_parts(faces: FaceSettings, threads: int | None) -> Parts:
@@ -231,7 +234,7 @@ def _local_spec(pack: LocalPack) -> PackSpec:
     )
 
     def parts(faces: FaceSettings, threads: int | None) -> Parts:
-        detector = DlibDetector(default_stages(faces.detector, faces.upsample, DETECTOR_FALLBACK))
+        detector = _dlib_detector(faces)
         aligner: Aligner = DlibChipAligner(size) if aligner_name == "dlib-chip" else ArcFaceAligner()
         recognizer = OnnxPixelRecognizer(pack.recognizer_path, size, manifest["dim"], threads)
         return detector, aligner, recognizer, pack.recognizer_path

@@ -93,6 +93,22 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def same_face(boxes: Sequence[Sequence[float]], stored: Sequence[float]) -> int | None:
+    """Index of the box that stands for a stored face (best overlap, at least SAME_FACE_IOU), or None."""
+    if not boxes:
+        return None
+    best = max(range(len(boxes)), key=lambda i: box_iou(boxes[i], stored))
+    return best if box_iou(boxes[best], stored) >= SAME_FACE_IOU else None
+
+
+def central_face(boxes: Sequence[Sequence[float]], width: int, height: int) -> int | None:
+    """Index of the box whose centre is nearest the image centre (a labelled photo's subject), or None."""
+    if not boxes:
+        return None
+    cx, cy = width / 2, height / 2
+    return min(range(len(boxes)), key=lambda i: ((boxes[i][0] + boxes[i][2]) / 2 - cx) ** 2 + ((boxes[i][1] + boxes[i][3]) / 2 - cy) ** 2)
+
+
 @dataclass(frozen=True)
 class DetectedFace:
     bbox: BBox

@@ -27,7 +27,7 @@ from identity.services.active_model import resolve_model, with_model
 from identity.services.deployment import open_deployment
 from identity.store.sql.models import Face, FaceStatus, Image, Person
 from identity.train.backbones import Backbone
-from identity.train.data import ChipSet, FaceRef, chips_from_folder, collect_chips, require_enough
+from identity.train.data import ChipSet, FaceRef, collect_chips, folder_faces, require_enough
 from identity.train.finetune import Stage, TrainOptions, TrainResult, train
 from identity.train.validation import FAR, TAR_TOLERANCE, split_by_person
 
@@ -93,11 +93,7 @@ def finetune(settings: Settings, request: FinetuneRequest, stage: Stage) -> dict
 
 
 def _chips(settings: Settings, request: FinetuneRequest, stage: Stage) -> ChipSet:
-    if request.folder is not None:
-        folder = request.folder.expanduser().resolve()
-        images = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
-        return chips_from_folder(settings, folder, request.workers, stage("cutting face chips", images))
-    refs = enrolled_faces(settings)
+    refs = folder_faces(request.folder) if request.folder is not None else enrolled_faces(settings)
     return collect_chips(settings, refs, request.workers, stage("cutting face chips", len(refs)))
 
 

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from identity.config import Settings
 from identity.errors import IdentityError, ImageError
 from identity.faces import DetectedFace, ImageFaces, build_pipeline, process_paths_parallel, resolve
-from identity.faces.types import SAME_FACE_IOU, box_iou
+from identity.faces.types import same_face
 from identity.services.active_model import read_active
 from identity.services.actor import resolve_actor
 from identity.services.enroll import face_row, index_pending
@@ -251,9 +251,8 @@ def _problem(photo: _Photo, found: ImageFaces | ImageError) -> str | None:
 
 
 def _best_match(faces: Sequence[DetectedFace], bbox: Sequence[float]) -> DetectedFace | None:
-    scored = [(box_iou(face.bbox, bbox), face) for face in faces]
-    best = max(scored, key=lambda item: item[0], default=None)
-    return best[1] if best is not None and best[0] >= SAME_FACE_IOU else None
+    index = same_face([face.bbox for face in faces], bbox)
+    return None if index is None else faces[index]
 
 
 def _switch(runtime: Runtime, target: int, summary: ReindexSummary, actor: str | None) -> None:

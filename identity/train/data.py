@@ -25,7 +25,7 @@ from identity.evaluation.protocol import scan_labelled
 from identity.faces.images import load_image
 from identity.faces.packs import ModelPack
 from identity.faces.pipeline import build_pipeline
-from identity.faces.types import SAME_FACE_IOU, box_iou
+from identity.faces.types import central_face, same_face
 
 Box = tuple[float, float, float, float]
 # One face to cut: the image, its label, and the stored box to match (None: the face nearest the centre).
@@ -45,16 +45,16 @@ class ChipSet:
         return len(self.labels)
 
 
-def chips_from_folder(settings: Settings, folder: Path, workers: int, advance: Callable[[int], None]) -> ChipSet:
+def folder_faces(folder: Path) -> list[FaceRef]:
     """The subject face (nearest the centre) of every image of a PERSON/IMAGE folder."""
     labelled = scan_labelled(folder)
-    refs = [(path, person, None) for person in labelled.persons for path in labelled.images[person]]
-    return collect_chips(settings, refs, workers, advance)
+    return [(path, person, None) for person in labelled.persons for path in labelled.images[person]]
 
 
 def collect_chips(settings: Settings, refs: Sequence[FaceRef], workers: int, advance: Callable[[int], None]) -> ChipSet:
     """Chips of the given faces, from the cache when the same inputs were cut before."""
-    cache = _cache_path(settings, refs)
+    pack = build_pipeline(settings).pack  # nothing loads; its id names the cache (weights digest included)
+    cache = _cache_path(pack.model_id, settings.data_dir, refs)
     if cache.exists():
         with np.load(cache, allow_pickle=False) as stored:
             advance(len(refs))
@@ -65,7 +65,7 @@ def collect_chips(settings: Settings, refs: Sequence[FaceRef], workers: int, adv
     skipped = [(ref[0], chip) for ref, chip in zip(refs, cut) if isinstance(chip, str)]
     persons = sorted({ref[1] for ref, _ in kept})
     index = {person: i for i, person in enumerate(persons)}
-    size = build_pipeline(settings).pack.recognizer.input_size
+    size = pack.recognizer.input_size
     chips = np.stack([chip for _, chip in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
     result = ChipSet(chips, np.array([index[ref[1]] for ref, _ in kept], dtype=np.int64), persons,
                      [ref[0] for ref, _ in kept], skipped)
@@ -77,8 +77,8 @@ def collect_chips(settings: Settings, refs: Sequence[FaceRef], workers: int, adv
     return result
 
 
-def _cache_path(settings: Settings, refs: Sequence[FaceRef]) -> Path:
-    digest = hashlib.sha256(build_pipeline(settings).model_id.encode())
+def _cache_path(model_id: str, data_dir: Path, refs: Sequence[FaceRef]) -> Path:
+    digest = hashlib.sha256(model_id.encode())
     for path, person, box in refs:
         try:
             stat = os.stat(path)
@@ -86,7 +86,7 @@ def _cache_path(settings: Settings, refs: Sequence[FaceRef]) -> Path:
         except OSError:
             stamp = "missing"
         digest.update(f"{path}\0{person}\0{box}\0{stamp}\n".encode())
-    return settings.data_dir / "cache" / "chips" / f"{digest.hexdigest()[:24]}.npz"
+    return data_dir / "cache" / "chips" / f"{digest.hexdigest()[:24]}.npz"
 
 
 def _cut_all(settings: Settings, refs: list[FaceRef], workers: int, advance: Callable[[int], None]) -> list[np.ndarray | str]:
@@ -129,14 +129,11 @@ def _cut(path: str, box: Box | None) -> np.ndarray | str:
     detections, _ = _pack.detector.detect(image.rgb)
     if not detections:
         return "no face found"
-    if box is None:
-        cx, cy = image.width / 2, image.height / 2
-        chosen = min(detections, key=lambda d: ((d.bbox[0] + d.bbox[2]) / 2 - cx) ** 2 + ((d.bbox[1] + d.bbox[3]) / 2 - cy) ** 2)
-    else:
-        chosen = max(detections, key=lambda d: box_iou(d.bbox, box))
-        if box_iou(chosen.bbox, box) < SAME_FACE_IOU:
-            return "the enrolled face is no longer found"
-    return np.ascontiguousarray(_pack.aligner(image.rgb, chosen))
+    boxes = [d.bbox for d in detections]
+    index = central_face(boxes, image.width, image.height) if box is None else same_face(boxes, box)
+    if index is None:
+        return "the enrolled face is no longer found"
+    return np.ascontiguousarray(_pack.aligner(image.rgb, detections[index]))
 
 
 def require_enough(chips: ChipSet, source: str) -> None:

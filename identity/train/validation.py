@@ -64,7 +64,7 @@ def validation_figures(embeddings: np.ndarray, labels: np.ndarray) -> Figures:
     for index, label in enumerate(labels.tolist()):
         first.setdefault(label, index)
     gallery = np.array(sorted(first.values()))
-    probes = np.array([i for i in range(len(labels)) if i not in set(gallery.tolist())])
+    probes = np.setdiff1d(np.arange(len(labels)), gallery)
     if len(probes) == 0:
         raise IdentityError("no validation person has two photos: nothing to measure rank-1 on")
     nearest = gallery[np.argmax(embeddings[probes] @ embeddings[gallery].T, axis=1)]
