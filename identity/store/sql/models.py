@@ -71,6 +71,7 @@ class JobStatus(str, enum.Enum):
     running = "running"
     done = "done"
     failed = "failed"
+    cancelled = "cancelled"  # taken out of the queue by `identity jobs cancel`; never claimed
 
 
 def _str_enum(kind: type[enum.Enum], name: str) -> Enum:
@@ -223,3 +224,20 @@ class AuditEvent(Base):
     person_id: Mapped[uuid.UUID | None] = mapped_column(index=True)  # no FK: must outlive the person
     subject: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DeploymentRecord(Base):
+    """One row (id 1): which vector store this database is bound to, and the deployment's erasure key.
+
+    A process that opens the database with another vector store is refused, so two data
+    directories never split one deployment's vectors. The key hashes the ids of erased
+    persons in their audit events: "already erased" stays answerable without keeping the id.
+    """
+
+    __tablename__ = "deployment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vector_store: Mapped[str | None] = mapped_column(Text)  # e.g. "edge:/data/vectors#<uuid>", "qdrant:http://host:6333"
+    bound_at: Mapped[datetime | None]
+    erasure_key: Mapped[str] = mapped_column(String(64))  # hex, secrets.token_hex(32)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,24 @@
+"""The deployment record: one row that says which vector store this database is bound to.
+
+It also holds the deployment's erasure key (see models.DeploymentRecord).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy.orm import Session
+
+from identity.store.sql.models import DeploymentRecord
+
+RECORD_ID = 1
+
+
+def deployment_record(session: Session) -> DeploymentRecord:
+    """The row, created with a fresh erasure key the first time it is asked for."""
+    record = session.get(DeploymentRecord, RECORD_ID)
+    if record is None:
+        record = DeploymentRecord(id=RECORD_ID, erasure_key=secrets.token_hex(32))
+        session.add(record)
+        session.flush()
+    return record
