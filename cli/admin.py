@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import typer
 
@@ -10,7 +11,7 @@ import identity
 from identity.errors import ExitCode
 from identity_cli.context import get_settings
 from identity_cli.options import JSON
-from identity_cli.output import render
+from identity_cli.output import err_console, render
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +20,12 @@ def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor)
 
 
-def init(as_json: bool = JSON) -> None:
+def init(
+    rebind: bool = typer.Option(False, "--rebind", help="Bind the database to this process's vector store, "
+                                "whatever it was bound to (the vectors moved); then run `identity doctor --repair`."),
+    actor: Optional[str] = typer.Option(None, "--actor", help="Who does this (recorded with --rebind)."),
+    as_json: bool = JSON,
+) -> None:
     """Create or upgrade the database schema and the active model's vector collection (safe to re-run)."""
     from identity.faces import build_pipeline
     from identity.services.active_model import choose_model, read_active, with_model
@@ -31,23 +37,30 @@ def init(as_json: bool = JSON) -> None:
     with Runtime.open(settings) as runtime:
         upgrade(runtime.engine)  # first, so a store from an older schema names its active model
         pipeline = build_pipeline(with_model(settings, choose_model(settings, read_active(runtime))))
-        report = initialize(runtime, pipeline.model_id, pipeline.dim)
+        report = initialize(runtime, pipeline.model_id, pipeline.dim, rebind, actor)
     render(dataclasses.asdict(report), as_json, title="identity init")
+    if report.rebound_from and not as_json:
+        err_console.print(f"rebound from {report.rebound_from}: run `identity doctor --repair` to re-enroll faces "
+                          "whose vectors this store lacks", highlight=False)
 
 
 def version(as_json: bool = JSON) -> None:
     """Print the versions of the package, the schema (database and code) and the model pack in use, and why."""
-    from identity.errors import IdentityError
+    from identity.errors import IdentityError, NoStore
     from identity.services.active_model import choose_model, model_id_of, read_active
     from identity.services.runtime import Runtime
     from identity.store.sql.migrate import current_revision, head_revision
 
     settings = get_settings()
     try:
-        with Runtime.open(settings) as runtime:
-            db_schema = current_revision(runtime.engine) or "not initialised (run `identity init`)"
+        with Runtime.open(settings, must_exist=True) as runtime:
+            db_schema = current_revision(runtime.engine)
             choice = choose_model(settings, read_active(runtime))
             source = choice.describe()
+    except NoStore as exc:  # a version check creates no store
+        db_schema = exc.message
+        choice = choose_model(settings, None)
+        source = choice.describe()
     except IdentityError as exc:
         db_schema = f"unavailable: {exc}"
         choice = choose_model(settings, None)

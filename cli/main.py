@@ -12,9 +12,10 @@ from typing import Optional, Sequence
 import typer
 from rich.markup import escape
 
+from identity import process
 from identity.errors import ExitCode, IdentityError
 from identity_cli import context
-from identity_cli.output import err_console
+from identity_cli.output import err_console, print_json
 
 app = typer.Typer(
     name="identity",
@@ -57,16 +58,21 @@ _register()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return its exit code; IdentityError becomes one clean line."""
+    """Run the CLI and return its exit code; IdentityError becomes one clean line (and JSON under --json)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    words, rest = _command_words(args)
+    process.set_command(" ".join(["identity", *words]))  # lock files name their holder by it
     try:
         # Standalone mode: Typer itself reports usage errors (exit 2) and raises SystemExit.
-        app(args=list(argv) if argv is not None else None, prog_name="identity")
+        app(args=args, prog_name="identity")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (ExitCode.OK if exc.code is None else ExitCode.ERROR)
     except IdentityError as exc:
         if context.state.debug:
             raise
         err_console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
+        if "--json" in rest:  # scripts read the error where they read results
+            print_json(exc.as_dict())
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if context.state.debug:
@@ -76,6 +82,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                           highlight=False)
         return ExitCode.ERROR
     return ExitCode.OK
+
+
+def _command_words(args: list[str]) -> tuple[list[str], list[str]]:
+    """The command path in `args` (e.g. ["person", "list"]) and the arguments after it."""
+    from typer.main import get_command
+
+    commands = get_command(app).commands  # type: ignore[attr-defined]
+    words: list[str] = []
+    i = 0
+    while i < len(args) and commands:
+        if args[i].startswith("-"):
+            i += 2 if args[i] == "--config" else 1  # the root's options: only --config takes a value
+            continue
+        sub = commands.get(args[i])
+        if sub is None:
+            break
+        words.append(args[i])
+        commands, i = getattr(sub, "commands", None), i + 1  # a group's sub-commands; None for a command
+    return words, args[i:]
 
 
 def run() -> None:

@@ -14,11 +14,12 @@ app = typer.Typer(no_args_is_help=True, help="Add, list, show, update, merge and
 COLUMNS = ["external_id", "display_name", "faces", "attributes", "id"]
 
 
-def _sessions():
+def _sessions(read_only: bool = False):
+    """The store at head; `read_only` commands refuse (NoStore) rather than create one."""
     from identity.services.runtime import Runtime
     from identity.store.sql.migrate import upgrade
 
-    runtime = Runtime.open(get_settings())
+    runtime = Runtime.open(get_settings(), must_exist=read_only)
     upgrade(runtime.engine)
     return runtime
 
@@ -49,7 +50,7 @@ def list_(
     from identity.services.active_model import chosen_model_row
     from identity.store.sql.persons import indexed_face_counts, list_persons, person_record
 
-    with _sessions() as runtime, runtime.sessions() as session:
+    with _sessions(read_only=True) as runtime, runtime.sessions() as session:
         model = chosen_model_row(runtime)
         people = list_persons(session, query, limit)
         counts = indexed_face_counts(session, [p.id for p in people], model.id if model else None)
@@ -63,7 +64,7 @@ def show(person: str = typer.Argument(..., help="External id or uuid."), as_json
     from identity.services.active_model import chosen_model_row
     from identity.store.sql.persons import get_person, indexed_face_counts, person_record
 
-    with _sessions() as runtime, runtime.sessions() as session:
+    with _sessions(read_only=True) as runtime, runtime.sessions() as session:
         model = chosen_model_row(runtime)
         found = get_person(session, person)
         record = person_record(found, indexed_face_counts(session, [found.id], model.id if model else None).get(found.id, 0))

@@ -40,13 +40,15 @@ def search(
     options = SearchOptions(top_k=top_k, threshold=threshold, min_score=min_score, filters=parse_attrs(filters),
                             largest_face_only=not all_faces, actor=actor)
     results, errors, code = [], [], ExitCode.OK
-    with open_deployment(get_settings()) as dep:
+    with open_deployment(get_settings(), read_only=True) as dep:
         for image in images:
             try:
                 results.append(search_image(dep, str(image), options))
             except (ImageError, NoFaceFound) as exc:
                 errors.append({"image": str(image), "error": exc.message, "exit_code": exc.exit_code})
                 code = ExitCode.ERROR if code == ExitCode.ERROR or isinstance(exc, ImageError) else exc.exit_code
+    for warning in dict.fromkeys(w for result in results for w in result.warnings):  # once, not per image
+        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     if as_json:
         print_json({"results": [r.as_dict() for r in results], "errors": errors})
     else:
@@ -61,8 +63,6 @@ def search(
 def _show(result) -> None:
     console.print(f"[bold]{result.path}[/bold]  model {result.model}, threshold {result.threshold.value:.3f} "
                   f"({result.threshold.source})", highlight=False)
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     for face in result.faces:
         colour = "green" if face.decision == "match" else "yellow"
         rows = [{"rank": c.rank, "score": c.score, "faces": c.matched_faces, "external_id": c.person["external_id"],
@@ -83,7 +83,7 @@ def list_searches(
     from identity.services.runtime import Runtime
     from identity.services.search_log import list_searches as query
 
-    with Runtime.open(get_settings()) as runtime:
+    with Runtime.open(get_settings(), must_exist=True) as runtime:
         rows = query(runtime, person, since, limit)
     render(rows, as_json, ["when", "actor", "query_name", "faces", "best", "decision", "search_id"],
            title=f"{len(rows)} searches")
@@ -100,7 +100,7 @@ def audit(
     from identity.services.audit_html import render_audit_html
     from identity.services.deployment import open_deployment
 
-    with open_deployment(get_settings()) as dep:
+    with open_deployment(get_settings(), read_only=True) as dep:
         report = audit_person(dep, person, actor)
     if html:
         html.write_text(render_audit_html(report), encoding="utf-8")

@@ -6,6 +6,8 @@ traceback (unless --debug) and exits with the error's code.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ExitCode:
     OK = 0
@@ -21,12 +23,18 @@ class IdentityError(Exception):
 
     exit_code: int = ExitCode.ERROR
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
         self.message = message
+        self.details = details  # JSON-able facts behind the message, for scripts (--json)
 
     def __str__(self) -> str:
         return self.message
+
+    def as_dict(self) -> dict[str, Any]:
+        """The error as a script reads it under --json."""
+        return {"error": self.message, "exit_code": self.exit_code, "error_type": type(self).__name__,
+                **self.details}
 
 
 class ConfigError(IdentityError):
@@ -37,6 +45,18 @@ class StoreUnavailable(IdentityError):
     """A database or vector engine cannot be reached, or is held by another process."""
 
     exit_code = ExitCode.UNAVAILABLE
+
+
+class StoreLocked(StoreUnavailable):
+    """The embedded vector store is held by another process (details name it: pid, command, since)."""
+
+
+class StoreMismatch(StoreUnavailable):
+    """The database is bound to another vector store than the one this process would use."""
+
+
+class NoStore(StoreUnavailable):
+    """A command that only reads found no identity store where the settings point (it creates none)."""
 
 
 class InvalidVector(IdentityError):
@@ -55,7 +75,7 @@ class ImageError(IdentityError):
     """An image file cannot be used: missing, empty, corrupt, unsupported, too large."""
 
     def __init__(self, path: object, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{path}: {reason}", path=str(path), reason=reason)
         self.path = str(path)
         self.reason = reason
 
@@ -64,7 +84,7 @@ class NoFaceFound(IdentityError):
     exit_code = ExitCode.NO_FACE
 
     def __init__(self, path: object) -> None:
-        super().__init__(f"no face found in {path}")
+        super().__init__(f"no face found in {path}", path=str(path))
         self.path = str(path)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from identity.config import Settings
 from identity.faces import FacePipeline, build_pipeline
 from identity.services.active_model import ModelChoice, choose_model, read_active, with_model
+from identity.services.binding import bind_vector_store
 from identity.services.init import record_model
 from identity.services.runtime import Runtime
 from identity.store.sql.migrate import upgrade
@@ -51,14 +52,20 @@ class Deployment:
 
 
 @contextmanager
-def open_deployment(settings: Settings, pipeline: FacePipeline | None = None) -> Iterator[Deployment]:
-    """Schema at head, the model chosen and recorded, its collection open (for the embedded engine: locked).
+def open_deployment(
+    settings: Settings, pipeline: FacePipeline | None = None, read_only: bool = False
+) -> Iterator[Deployment]:
+    """Schema at head, the vector store checked against the deployment's binding, the model chosen and
+    recorded, its collection open (for the embedded engine: locked).
 
     The model is `pipeline`'s when given, else the one active_model.choose_model picks;
     `dep.settings.model` names it, so worker processes build the same pack.
+    `read_only`: for commands that only ask; where no store exists they raise NoStore
+    and create nothing.
     """
-    with Runtime.open(settings) as runtime:
+    with Runtime.open(settings, must_exist=read_only) as runtime:
         upgrade(runtime.engine)
+        bind_vector_store(runtime)  # before anything opens (or creates) a collection
         choice = choose_model(settings, read_active(runtime))
         if pipeline is not None:
             choice = dataclasses.replace(choice, model=pipeline.model_id, source="setting")

@@ -1,13 +1,15 @@
 """`identity init`: create or upgrade the schema and the active model's vector collection.
 
 Safe to run any number of times: migrations are idempotent and the model record and
-collection are created only when missing.
+collection are created only when missing. It binds a new deployment to its vector
+store, and with `rebind` moves that binding (see services.binding).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from identity.services.binding import bind_vector_store, rebind_vector_store
 from identity.services.runtime import Runtime
 from identity.store.sql.migrate import current_revision, upgrade
 from identity.store.sql.models import Model
@@ -26,6 +28,8 @@ class InitReport:
     collection: str
     vectors: int
     vector_engine: str
+    vector_store: str  # the store this deployment is bound to (see services.binding)
+    rebound_from: str | None = None  # with --rebind: the store it was bound to before
 
 
 def prepare_model(runtime: Runtime, model_id: str, dim: int) -> Model:
@@ -43,9 +47,16 @@ def record_model(runtime: Runtime, model_id: str, dim: int) -> Model:
         return model
 
 
-def initialize(runtime: Runtime, model_id: str, dim: int) -> InitReport:
+def initialize(runtime: Runtime, model_id: str, dim: int, rebind: bool = False,
+               actor: str | None = None) -> InitReport:
+    """`rebind`: bind the deployment to this process's vector store, whatever it was bound to (audited)."""
     before = current_revision(runtime.engine)
-    model = prepare_model(runtime, model_id, dim)
+    upgrade(runtime.engine)
+    rebound_from = None
+    if rebind:
+        rebound_from, _ = rebind_vector_store(runtime, actor)
+    store = bind_vector_store(runtime)
+    model = record_model(runtime, model_id, dim)
     with open_vector_index(runtime.settings, model_id, dim) as index:
         count = index.count()
     return InitReport(
@@ -57,4 +68,6 @@ def initialize(runtime: Runtime, model_id: str, dim: int) -> InitReport:
         collection=model.collection,
         vectors=count,
         vector_engine="qdrant-edge" if runtime.settings.embedded else "qdrant-server",
+        vector_store=store.uri,
+        rebound_from=rebound_from,
     )

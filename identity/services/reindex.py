@@ -33,6 +33,7 @@ from identity.faces import DetectedFace, ImageFaces, build_pipeline, process_pat
 from identity.faces.types import same_face
 from identity.services.active_model import read_active
 from identity.services.actor import resolve_actor
+from identity.services.binding import bind_vector_store
 from identity.services.enroll import face_row, index_pending
 from identity.services.runtime import Runtime
 from identity.store.sql.db import transaction
@@ -114,6 +115,7 @@ def reindex(settings: Settings, target: str, workers: int = 0, force: bool = Fal
     pipeline = build_pipeline(target_settings)
     with Runtime.open(settings) as runtime:
         upgrade(runtime.engine)
+        bind_vector_store(runtime)
         summary = ReindexSummary(read_active(runtime), pipeline.model_id)
         if settings.model and build_pipeline(settings).model_id != pipeline.model_id:
             summary.warnings.append(f"the model setting (IDENTITY_MODEL or the config file) pins {settings.model}: "

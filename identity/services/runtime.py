@@ -7,12 +7,17 @@ tests build one against a real Postgres or a temporary SQLite file.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from identity.config import Settings
+from identity.config import Settings, mask_url
+from identity.errors import NoStore
 from identity.store.sql.db import check_connection, make_engine, session_factory
+from identity.store.sql.migrate import current_revision
 
 
 @dataclass
@@ -22,9 +27,15 @@ class Runtime:
     sessions: sessionmaker[Session]
 
     @classmethod
-    def open(cls, settings: Settings) -> "Runtime":
+    def open(cls, settings: Settings, must_exist: bool = False) -> "Runtime":
+        """`must_exist`: for commands that only read; raise NoStore rather than create a store."""
+        if must_exist and not _sqlite_file_exists(settings.sql_url):
+            raise _no_store(settings)
         engine = make_engine(settings.sql_url)
         check_connection(engine)
+        if must_exist and current_revision(engine) is None:
+            engine.dispose()
+            raise _no_store(settings)
         return cls(settings=settings, engine=engine, sessions=session_factory(engine))
 
     def close(self) -> None:
@@ -35,3 +46,19 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _sqlite_file_exists(url: str) -> bool:
+    """False for a SQLite file that is not there yet (connecting would create it); True otherwise."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # make_engine names the malformed URL
+        return True
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return True
+    return Path(parsed.database).expanduser().is_file()
+
+
+def _no_store(settings: Settings) -> NoStore:
+    where = str(settings.data_dir) if not settings.database_url else mask_url(settings.database_url)
+    return NoStore(f"no identity store at {where}: run `identity init` (or enroll)", store=where)

@@ -124,9 +124,17 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
         decision = "match" if candidates and candidates[0].score >= threshold.value else "unknown"
         matches.append(FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
                                  face.quality.as_dict(), decision, candidates))
-    warnings = threshold.warnings(dep.gallery_persons())
+    warnings = _gallery_warnings(dep, threshold)
     search_id = _log(dep, found, options, threshold, matches)
     return SearchResult(search_id, found.path, found.sha256, dep.model.model_id, threshold, matches, warnings)
+
+
+def _gallery_warnings(dep: Deployment, threshold: Threshold) -> list[str]:
+    persons = dep.gallery_persons()
+    if persons == 0:  # an "unknown" from an empty gallery says nothing about the face
+        return [f"the gallery is empty: no person has a searchable face under model {dep.model.model_id}, "
+                "so every face is unknown; enroll photos first (identity enroll)"]
+    return threshold.warnings(persons)
 
 
 def _faces_to_search(faces: Sequence[DetectedFace], largest_only: bool) -> list[tuple[int, DetectedFace]]:

@@ -14,9 +14,13 @@ from identity.store.sql.models import DeploymentRecord
 RECORD_ID = 1
 
 
-def deployment_record(session: Session) -> DeploymentRecord:
-    """The row, created with a fresh erasure key the first time it is asked for."""
-    record = session.get(DeploymentRecord, RECORD_ID)
+def deployment_record(session: Session, for_update: bool = False) -> DeploymentRecord:
+    """The row, created with a fresh erasure key the first time it is asked for.
+
+    `for_update` locks it until the transaction ends (Postgres), so two processes that
+    bind the deployment at once do not both win.
+    """
+    record = session.get(DeploymentRecord, RECORD_ID, with_for_update=for_update)
     if record is None:
         record = DeploymentRecord(id=RECORD_ID, erasure_key=secrets.token_hex(32))
         session.add(record)

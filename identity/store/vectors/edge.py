@@ -12,9 +12,12 @@ the shard directory first and say who holds it. The kernel drops it if the holde
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
+import socket
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
 
@@ -43,8 +46,9 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
+from identity import process
 from identity.config import Settings, VectorSettings
-from identity.errors import DimensionMismatch, StoreUnavailable
+from identity.errors import DimensionMismatch, StoreLocked, StoreUnavailable
 from identity.fsutil import fsync_dir
 from identity.store.vectors.base import (
     PersonHit,
@@ -102,7 +106,7 @@ class EdgeIndex:
         active = _read_pointer(settings.edge_dir, alias_name(model_id)) if generation is None else None
         chosen = generation or active or 1
         path = settings.edge_dir / collection_name(model_id, chosen)
-        lock = _acquire(path)
+        lock = _acquire(path, settings)
         try:
             shard = _open_shard(path, dim, settings.vectors)
         except BaseException:
@@ -306,24 +310,56 @@ def _read_pointer(root: Path, alias: str) -> int | None:
     return int(match.group(1))
 
 
-def _acquire(path: Path) -> IO[str]:
-    """An exclusive lock on the shard directory, or StoreUnavailable naming the holder."""
+def _acquire(path: Path, settings: Settings) -> IO[str]:
+    """An exclusive lock on the shard directory, or StoreLocked naming the holder and what to do."""
     path.mkdir(parents=True, exist_ok=True)
     handle = open(path / LOCK_FILE, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
-        holder = handle.read().strip() or "unknown"
+        holder = _holder(handle.read())
         handle.close()
-        raise StoreUnavailable(
-            f"vector store {path} is locked by another process (pid {holder}); "
-            "stop it (e.g. a running `identity worker`) or use another data directory"
-        ) from None
+        raise _locked(path, holder, settings) from None
     handle.truncate(0)
-    handle.write(str(os.getpid()))
+    stamp = {"pid": os.getpid(), "command": process.command(), "host": socket.gethostname(),
+             "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    handle.write(json.dumps(stamp))
     handle.flush()
     return handle
+
+
+def _holder(text: str) -> dict[str, Any]:
+    """The lock file's stamp; older versions wrote the pid alone."""
+    text = text.strip()
+    try:
+        stamp = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        stamp = {}
+    if isinstance(stamp, int):
+        stamp = {"pid": stamp}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def _locked(path: Path, holder: dict[str, Any], settings: Settings) -> StoreLocked:
+    who = f"`{holder['command']}`" if holder.get("command") else "another process"
+    facts = [f"pid {holder.get('pid', 'unknown')}"]
+    if holder.get("host") and holder["host"] != socket.gethostname():
+        facts.append(f"on {holder['host']}")
+    if holder.get("started"):
+        facts.append(f"since {holder['started']}")
+    if settings.sql_url.startswith("postgresql"):
+        # With a shared database the tempting fix (another data directory) would split the vectors.
+        advice = ("the embedded vector store takes one process at a time: stop it to run this one; for several "
+                  "workers use a Qdrant server (IDENTITY_QDRANT_URL), as another data directory would split "
+                  "the deployment's vectors")
+    else:
+        advice = "the embedded vector store takes one process at a time: wait for it to finish, or stop it"
+    return StoreLocked(
+        f"vector store {path} is held by {who} ({', '.join(facts)}); {advice}",
+        path=str(path), holder_pid=holder.get("pid"), holder_command=holder.get("command"),
+        holder_host=holder.get("host"), holder_started=holder.get("started"),
+    )
 
 
 def _open_shard(path: Path, dim: int, params: VectorSettings) -> EdgeShard:

@@ -1,0 +1,101 @@
+"""One deployment, one vector store: SQL records which store holds the vectors and refuses any other.
+
+Without this, a second process pointed at the same database with another data
+directory writes vectors into a second embedded store while SQL marks them indexed:
+each store then misses the other's faces and searches answer `unknown`. The first
+process that opens a database with vectors binds it (a database from an older version
+too); `identity init --rebind` moves the binding when the vectors really moved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from identity.config import Settings
+from identity.errors import ConfigError, StoreMismatch
+from identity.services.actor import resolve_actor
+from identity.services.runtime import Runtime
+from identity.store.sql.db import transaction
+from identity.store.sql.deployment import deployment_record
+from identity.store.sql.models import AuditEvent, utcnow
+from identity.store.vectors.store_ref import StoreRef, create_store_id, read_store_id, vector_store_ref
+
+REPAIR = "if the vectors really moved, run `identity init --rebind`, then `identity doctor --repair`"
+
+
+def bind_vector_store(runtime: Runtime) -> StoreRef:
+    """The store this process uses, checked against (or recorded as) the deployment's binding.
+
+    Raises StoreMismatch (exit 4) when the database is bound to another store. Call it
+    before opening any collection, so a refused process creates nothing.
+    """
+    here = vector_store_ref(runtime.settings)
+    if here.kind == "memory":
+        return here
+    try:
+        return _bind_once(runtime, here)
+    except IntegrityError:  # another process created the record at the same moment: compare with theirs
+        return _bind_once(runtime, here)
+
+
+def rebind_vector_store(runtime: Runtime, actor: str | None = None) -> tuple[str | None, str]:
+    """Bind the deployment to this process's store whatever it was bound to; (before, after), audited."""
+    here = create_store_id(runtime.settings)
+    if here.kind == "memory":
+        raise ConfigError("qdrant_url ':memory:' is a store of one process: there is nothing to bind to")
+    with transaction(runtime.sessions) as session:
+        record = deployment_record(session, for_update=True)
+        before = record.vector_store
+        record.vector_store, record.bound_at = here.uri, utcnow()
+        session.add(AuditEvent(actor=resolve_actor(actor), action="rebind_vector_store",
+                               details={"from": before, "to": here.uri}))
+    return before, here.uri
+
+
+def _bind_once(runtime: Runtime, here: StoreRef) -> StoreRef:
+    with transaction(runtime.sessions) as session:
+        return _bind(session, runtime.settings, here)
+
+
+def _bind(session: Session, settings: Settings, here: StoreRef) -> StoreRef:
+    record = deployment_record(session, for_update=True)
+    if record.vector_store is None:
+        here = create_store_id(settings)
+        record.vector_store, record.bound_at = here.uri, utcnow()
+        return here
+    bound = StoreRef.parse(record.vector_store)
+    if not bound.same_store(here):
+        raise _mismatch(bound, here, settings)
+    if bound.location != here.location:
+        if _store_id_at(bound.location) == here.store_id:
+            raise StoreMismatch(
+                f"vector store {here.store_id} exists twice, at {bound.location} (bound) and {here.location}: "
+                f"a copy would split the deployment's vectors; use the bound one, or {REPAIR}",
+                bound=bound.uri, this_process=here.uri)
+        record.vector_store = here.uri  # the data directory moved (or is mounted elsewhere): follow it
+    return here
+
+
+def _store_id_at(location: str) -> str | None:
+    try:
+        return read_store_id(Path(location))
+    except OSError:  # a path of another machine or container
+        return None
+
+
+def _mismatch(bound: StoreRef, here: StoreRef, settings: Settings) -> StoreMismatch:
+    have = f"edge:{here.location} (no vector store there yet)" if here.kind == "edge" and not here.store_id else here.uri
+    if bound.kind == "edge":
+        fix = f"point IDENTITY_DATA_DIR at the data directory that holds {bound.location}"
+        fix += "" if here.kind == "edge" else " and unset IDENTITY_QDRANT_URL"
+        if settings.sql_url.startswith("postgresql"):
+            fix += " (for several workers, move the deployment to a Qdrant server: IDENTITY_QDRANT_URL)"
+    else:
+        fix = f"set IDENTITY_QDRANT_URL={bound.location}"
+    return StoreMismatch(
+        f"this database is bound to vector store {bound.uri}, but this process would use {have}, which "
+        f"would split the deployment's vectors: {fix}; {REPAIR}",
+        bound=bound.uri, this_process=here.uri)
