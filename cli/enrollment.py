@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import signal
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
@@ -82,17 +83,20 @@ def worker(
     poll: float = typer.Option(5.0, "--poll", help="Seconds between looks at an empty queue."),
     as_json: bool = JSON,
 ) -> None:
-    """Process queued enrollment jobs (run any number, on any number of machines)."""
+    """Process queued enrollment jobs: any number with a Qdrant server, one at a time with the embedded store."""
     from identity.services.deployment import open_deployment
     from identity.services.enroll import EnrollmentWriter, EnrollSummary, process_queue
 
     settings = get_settings()
     summary = EnrollSummary(batch="*")
     signal.signal(signal.SIGTERM, _stop)  # `docker stop`: hand claimed jobs back, as Ctrl-C does
-    with outcome_progress(None, "worker") as advance:
+    advance = None
+    with ExitStack() as stack:
         idle = False
         while not (drain and idle):
             with open_deployment(settings) as dep:  # reopened when `identity reindex` switches the model
+                if advance is None:  # the bar starts once the store opened, so a refusal stays one line
+                    advance = stack.enter_context(outcome_progress(None, "worker"))
                 writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id)
                 while dep.follows_store():
                     before = summary.processed

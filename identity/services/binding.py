@@ -87,7 +87,8 @@ def _store_id_at(location: str) -> str | None:
 
 
 def _mismatch(bound: StoreRef, here: StoreRef, settings: Settings) -> StoreMismatch:
-    have = f"edge:{here.location} (no vector store there yet)" if here.kind == "edge" and not here.store_id else here.uri
+    fresh = here.kind == "edge" and not here.store_id
+    have = f"edge:{here.location} (no vector store there yet)" if fresh else here.uri
     if bound.kind == "edge":
         fix = f"point IDENTITY_DATA_DIR at the data directory that holds {bound.location}"
         fix += "" if here.kind == "edge" else " and unset IDENTITY_QDRANT_URL"

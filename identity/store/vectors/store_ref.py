@@ -73,7 +73,8 @@ def read_store_id(edge_dir: Path) -> str | None:
     try:
         return str(uuid.UUID(text))
     except ValueError:
-        raise StoreUnavailable(f"{edge_dir / STORE_ID_FILE} is corrupt ({text[:40]!r}); it should hold a uuid") from None
+        corrupt = f"{edge_dir / STORE_ID_FILE} is corrupt ({text[:40]!r}): it should hold a uuid"
+        raise StoreUnavailable(corrupt) from None
 
 
 def create_store_id(settings: Settings) -> StoreRef:
