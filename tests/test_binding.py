@@ -131,6 +131,29 @@ def test_lock_held_by_a_worker_names_it_and_says_what_to_do(capsys, clean_env, m
     assert error["holder_started"]
 
 
+def test_a_running_worker_stops_writing_once_the_deployment_is_rebound(capsys, clean_env, monkeypatch, postgres_url,
+                                                                       tmp_path) -> None:
+    monkeypatch.setenv("IDENTITY_DATABASE_URL", postgres_url)
+    assert run_cli(capsys, "init")[0] == 0
+    [lock] = list((Path(clean_env["IDENTITY_DATA_DIR"]) / "vectors").glob("faces_*/.lock"))
+    exe = Path(sys.executable).with_name("identity")
+    worker = subprocess.Popen([str(exe), "worker", "--poll", "0.2"], env=os.environ.copy(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and f'"pid": {worker.pid}' not in lock.read_text():
+            assert worker.poll() is None, "the worker exited"
+            time.sleep(0.2)
+        monkeypatch.setenv("IDENTITY_DATA_DIR", str(tmp_path / "moved"))
+        assert run_cli(capsys, "init", "--rebind")[0] == 0
+        _, err = worker.communicate(timeout=60)  # it notices between rounds and is refused on reopening
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 4
+    assert f"bound to vector store edge:{(tmp_path / 'moved').resolve()}" in err
+
+
 def test_lock_on_sqlite_says_wait_or_stop(capsys, clean_env) -> None:
     from identity import process
     from identity.config import Settings

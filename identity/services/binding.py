@@ -19,7 +19,7 @@ from identity.errors import ConfigError, StoreMismatch
 from identity.services.actor import resolve_actor
 from identity.services.runtime import Runtime
 from identity.store.sql.db import transaction
-from identity.store.sql.deployment import deployment_record
+from identity.store.sql.deployment import bound_vector_store, deployment_record
 from identity.store.sql.models import AuditEvent, utcnow
 from identity.store.vectors.store_ref import StoreRef, create_store_id, read_store_id, vector_store_ref
 
@@ -41,18 +41,32 @@ def bind_vector_store(runtime: Runtime) -> StoreRef:
         return _bind_once(runtime, here)
 
 
-def rebind_vector_store(runtime: Runtime, actor: str | None = None) -> tuple[str | None, str]:
-    """Bind the deployment to this process's store whatever it was bound to; (before, after), audited."""
+def rebind_vector_store(runtime: Runtime, actor: str | None = None) -> str | None:
+    """Bind the deployment to this process's store whatever it was bound to (audited); the store it left.
+
+    None when it was bound to no store yet, or to this one already (then nothing changes).
+    """
     here = create_store_id(runtime.settings)
     if here.kind == "memory":
         raise ConfigError("qdrant_url ':memory:' is a store of one process: there is nothing to bind to")
     with transaction(runtime.sessions) as session:
         record = deployment_record(session, for_update=True)
         before = record.vector_store
+        if before == here.uri:
+            return None
         record.vector_store, record.bound_at = here.uri, utcnow()
         session.add(AuditEvent(actor=resolve_actor(actor), action="rebind_vector_store",
                                details={"from": before, "to": here.uri}))
-    return before, here.uri
+    return before
+
+
+def still_bound(runtime: Runtime, store: StoreRef) -> bool:
+    """False once `identity init --rebind` moved the deployment away from `store` (a process-local one stays)."""
+    if store.kind == "memory":
+        return True
+    with runtime.sessions() as session:
+        bound = bound_vector_store(session)
+    return bound is not None and StoreRef.parse(bound).same_store(store)
 
 
 def _bind_once(runtime: Runtime, here: StoreRef) -> StoreRef:

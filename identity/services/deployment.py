@@ -12,13 +12,14 @@ from sqlalchemy import select
 from identity.config import Settings
 from identity.faces import FacePipeline, build_pipeline
 from identity.services.active_model import ModelChoice, choose_model, read_active, with_model
-from identity.services.binding import bind_vector_store
+from identity.services.binding import bind_vector_store, still_bound
 from identity.services.init import record_model
 from identity.services.runtime import Runtime
 from identity.store.sql.migrate import upgrade
 from identity.store.sql.models import Model
 from identity.store.sql.queries import count_gallery_persons
 from identity.store.vectors import VectorIndex, open_vector_index
+from identity.store.vectors.store_ref import StoreRef
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Deployment:
     model: Model
     index: VectorIndex
     choice: ModelChoice  # why this model: a setting, the store's pointer, or the default
+    store: StoreRef  # the vector store the deployment is bound to
 
     _gallery_persons: int | None = None
 
@@ -36,12 +38,15 @@ class Deployment:
         return self.runtime.settings
 
     def follows_store(self) -> bool:
-        """False once `identity reindex` switched the store away from the model this deployment follows.
+        """False once `identity reindex` switched the store away from the model this deployment follows,
+        or `identity init --rebind` bound the deployment to another vector store.
 
         Long-running processes (workers) check it between rounds and reopen, so they
-        do not keep enrolling into the old model's collection.
+        do not keep enrolling into the old model's collection (or a store no longer bound:
+        reopening refuses them).
         """
-        return self.choice.source == "setting" or read_active(self.runtime) in (None, self.model.model_id)
+        same_model = self.choice.source == "setting" or read_active(self.runtime) in (None, self.model.model_id)
+        return same_model and still_bound(self.runtime, self.store)
 
     def gallery_persons(self) -> int:
         """Persons with an indexed face, counted once per opening (searches ask on every call)."""
@@ -65,7 +70,7 @@ def open_deployment(
     """
     with Runtime.open(settings, must_exist=read_only) as runtime:
         upgrade(runtime.engine)
-        bind_vector_store(runtime)  # before anything opens (or creates) a collection
+        store = bind_vector_store(runtime)  # before anything opens (or creates) a collection
         choice = choose_model(settings, read_active(runtime))
         if pipeline is not None:
             choice = dataclasses.replace(choice, model=pipeline.model_id, source="setting")
@@ -73,7 +78,7 @@ def open_deployment(
         pipeline = pipeline or build_pipeline(runtime.settings)
         model = record_model(runtime, pipeline.model_id, pipeline.dim)
         with open_vector_index(runtime.settings, pipeline.model_id, pipeline.dim) as index:
-            yield Deployment(runtime, pipeline, model, index, choice)
+            yield Deployment(runtime, pipeline, model, index, choice, store)
 
 
 @contextmanager

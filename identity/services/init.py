@@ -52,9 +52,7 @@ def initialize(runtime: Runtime, model_id: str, dim: int, rebind: bool = False,
     """`rebind`: bind the deployment to this process's vector store, whatever it was bound to (audited)."""
     before = current_revision(runtime.engine)
     upgrade(runtime.engine)
-    rebound_from = None
-    if rebind:
-        rebound_from, _ = rebind_vector_store(runtime, actor)
+    rebound_from = rebind_vector_store(runtime, actor) if rebind else None
     store = bind_vector_store(runtime)
     model = record_model(runtime, model_id, dim)
     with open_vector_index(runtime.settings, model_id, dim) as index:

@@ -26,3 +26,9 @@ def deployment_record(session: Session, for_update: bool = False) -> DeploymentR
         session.add(record)
         session.flush()
     return record
+
+
+def bound_vector_store(session: Session) -> str | None:
+    """The store the deployment is bound to, read without creating the record."""
+    record = session.get(DeploymentRecord, RECORD_ID)
+    return record.vector_store if record else None
