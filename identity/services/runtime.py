@@ -23,7 +23,8 @@ class Runtime:
 
     @classmethod
     def open(cls, settings: Settings) -> "Runtime":
-        engine = make_engine(settings.sql_url)
+        # Only the default data directory is created; a configured SQLite path must exist.
+        engine = make_engine(settings.sql_url, create_folder=settings.database_url is None)
         check_connection(engine)
         return cls(settings=settings, engine=engine, sessions=session_factory(engine))
 
