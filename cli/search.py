@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from identity.errors import ExitCode, ImageError, NoFaceFound
 from identity_cli.context import get_settings
@@ -56,7 +57,7 @@ def search(
         for result in results:
             _show(result)
         for error in errors:
-            err_console.print(f"[red]error:[/red] {error['error']}", highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(error['error'])}", highlight=False)
     if code:
         raise typer.Exit(code)
 
