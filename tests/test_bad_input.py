@@ -142,6 +142,12 @@ def test_attribute_filters_read_the_same_on_sqlite_and_postgres(people) -> None:
     assert matching({"отдел": ["красный"]}) == [] and matching({"no such key": ["Berlin"]}) == []
 
 
+def test_filter_options_group_a_repeated_key() -> None:
+    from identity_cli.options import parse_filters
+
+    assert parse_filters(["отдел=синий", "site=Berlin", "отдел=зелёный"]) == {"отдел": ["синий", "зелёный"], "site": "Berlin"}
+
+
 def test_person_query_finds_non_ascii_attributes(capsys, clean_env) -> None:
     assert run_cli(capsys, "init")[0] == 0
     assert run_cli(capsys, "person", "add", "--external-id", "p1", "--attr", "город=Köln")[0] == 0

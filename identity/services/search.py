@@ -37,7 +37,7 @@ class SearchOptions:
     def __post_init__(self) -> None:
         # Scores are cosine similarities; nan or inf would also land in the search log.
         for name, value in (("threshold", self.threshold), ("minimum score", self.min_score)):
-            if value is not None and not -1.0 <= value <= 1.0:  # also true for nan
+            if value is not None and not -1.0 <= value <= 1.0:  # a nan fails both comparisons, so it is caught too
                 raise InvalidArgument(f"{name} {value} is out of range: scores are cosine similarities from -1 to 1")
 
 
