@@ -18,7 +18,8 @@ DIGITS = {"det_score": 2, "iod_px": 1, "blur": 0, "yaw_deg": 1, "roll_deg": 1}  
 
 @app.command("detect")
 def detect(
-    images: List[Path] = typer.Argument(..., help="Image files (JPEG, PNG, WebP, BMP, TIFF, GIF)."),
+    # readable=False: an unreadable file is reported with the others, not a usage error that stops all.
+    images: List[Path] = typer.Argument(..., readable=False, help="Image files (JPEG, PNG, WebP, BMP, TIFF, GIF)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     crops: Optional[Path] = typer.Option(None, "--crops", help="Write each face's aligned crop as a PNG here."),
 ) -> None:

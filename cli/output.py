@@ -7,6 +7,7 @@ rendered here, so every list command behaves the same way with --json.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any, Iterable, Sequence
 
@@ -18,7 +19,18 @@ err_console = Console(stderr=True, soft_wrap=True)  # one error, one line, whate
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    # Strict JSON: a non-finite number (a degenerate measurement) is null, never NaN/Infinity.
+    sys.stdout.write(json.dumps(_finite(data), indent=2, default=str, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Iterable[str], title: str | None = None) -> None:

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from identity.errors import ExitCode, ImageError, NoFaceFound
 from identity_cli.context import get_settings
-from identity_cli.options import JSON, parse_attrs
+from identity_cli.options import JSON, parse_filters
 from identity_cli.output import console, err_console, print_json, print_table, render
 
 searches_app = typer.Typer(no_args_is_help=True, help="The append-only log of searches.")
@@ -24,11 +25,14 @@ def register(app: typer.Typer) -> None:
 
 
 def search(
-    images: List[Path] = typer.Argument(..., help="Photos to search."),
+    # readable=False: an unreadable file is reported with the others, not a usage error that stops all.
+    images: List[Path] = typer.Argument(..., readable=False, help="Photos to search."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, max=100, help="Persons per face."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Decision threshold (default: calibrated, else the pack's)."),
-    min_score: Optional[float] = typer.Option(None, "--min-score", help="Hide candidates scoring below this."),
-    filters: Optional[List[str]] = typer.Option(None, "--filter", help="Only persons whose attribute key=value (repeatable)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Decision threshold, a cosine similarity from -1 to 1 (default: calibrated, else the pack's)."),
+    min_score: Optional[float] = typer.Option(None, "--min-score", help="Hide candidates scoring below this (-1 to 1)."),
+    filters: Optional[List[str]] = typer.Option(
+        None, "--filter", help="Only persons whose attribute KEY=VALUE (repeatable: every key must match, "
+                             "a key given twice matches either value)."),
     all_faces: bool = typer.Option(True, "--all-faces/--largest-face", help="Search every face, or the largest only."),
     actor: Optional[str] = ACTOR,
     as_json: bool = JSON,
@@ -37,7 +41,7 @@ def search(
     from identity.services.deployment import open_deployment
     from identity.services.search import SearchOptions, search_image
 
-    options = SearchOptions(top_k=top_k, threshold=threshold, min_score=min_score, filters=parse_attrs(filters),
+    options = SearchOptions(top_k=top_k, threshold=threshold, min_score=min_score, filters=parse_filters(filters),
                             largest_face_only=not all_faces, actor=actor)
     results, errors, code = [], [], ExitCode.OK
     with open_deployment(get_settings(), read_only=True) as dep:
@@ -55,7 +59,7 @@ def search(
         for result in results:
             _show(result)
         for error in errors:
-            err_console.print(f"[red]error:[/red] {error['error']}", highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(error['error'])}", highlight=False)
     if code:
         raise typer.Exit(code)
 

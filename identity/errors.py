@@ -41,6 +41,10 @@ class ConfigError(IdentityError):
     """A setting is malformed (bad URL, unknown model, wrong type)."""
 
 
+class InvalidArgument(IdentityError):
+    """A value given to a command or a service is out of its range (a threshold of 2, nan, inf)."""
+
+
 class StoreUnavailable(IdentityError):
     """A database or vector engine cannot be reached, or is held by another process."""
 

@@ -11,8 +11,14 @@ from identity.config import Settings
 from identity.store.sql.db import make_engine
 from identity.store.sql.models import Base
 
+
+def _engine_from_settings():
+    settings = Settings.load()
+    return make_engine(settings.sql_url, create_folder=settings.database_url is None)
+
+
 config = context.config
-engine = config.attributes.get("engine") or make_engine(Settings.load().sql_url)
+engine = config.attributes.get("engine") or _engine_from_settings()
 
 with engine.connect() as connection:
     context.configure(

@@ -77,6 +77,13 @@ def test_threshold_filter_and_min_score_change_the_answer(gallery) -> None:
         assert nobody.faces[0].candidates == [] and nobody.faces[0].decision == "unknown"
         high = search_image(dep, image, SearchOptions(min_score=0.99))
         assert all(c.score >= 0.99 for c in high.faces[0].candidates)
+        with transaction(dep.runtime.sessions) as s:  # a non-ASCII key; a repeated key means any of its values
+            update_person(s, "Aaron_Peirsol", attributes={"команда": "синяя"})
+            update_person(s, "Al_Gore", attributes={"команда": "зелёная"})
+        one = search_image(dep, image, SearchOptions(filters={"команда": "синяя"}))
+        assert [c.person["external_id"] for c in one.faces[0].candidates] == ["Aaron_Peirsol"]
+        either = search_image(dep, image, SearchOptions(filters={"команда": ["синяя", "зелёная"]}))
+        assert {c.person["external_id"] for c in either.faces[0].candidates} == {"Al_Gore", "Aaron_Peirsol"}
 
 
 def test_no_face_is_its_own_error(gallery, tmp_path: Path) -> None:

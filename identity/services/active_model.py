@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 
 from identity.config import Settings
 from identity.faces import DEFAULT_MODEL, build_pack
 from identity.services.runtime import Runtime
+from identity.store.sql.db import parse_database_url
 from identity.store.sql.models import Model
 from identity.store.sql.queries import active_model, find_model
 
@@ -61,7 +61,7 @@ def resolve_model(settings: Settings, ask_store: bool = False) -> ModelChoice:
     """
     if settings.model and not ask_store:
         return choose_model(settings, None)
-    url = make_url(settings.sql_url)
+    url = parse_database_url(settings.sql_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not Path(url.database).exists():
         return choose_model(settings, None)
     with Runtime.open(settings) as runtime:

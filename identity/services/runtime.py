@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from identity.config import Settings, mask_url
-from identity.errors import NoStore
-from identity.store.sql.db import check_connection, make_engine, session_factory
+from identity.errors import ConfigError, NoStore
+from identity.store.sql.db import check_connection, make_engine, parse_database_url, session_factory
 from identity.store.sql.migrate import current_revision
 
 
@@ -31,7 +29,8 @@ class Runtime:
         """`must_exist`: for commands that only read; raise NoStore rather than create a store."""
         if must_exist and not _sqlite_file_exists(settings.sql_url):
             raise _no_store(settings)
-        engine = make_engine(settings.sql_url)
+        # Only the default data directory is created; a configured SQLite path must exist.
+        engine = make_engine(settings.sql_url, create_folder=settings.database_url is None)
         check_connection(engine)
         if must_exist and current_revision(engine) is None:
             engine.dispose()
@@ -51,8 +50,8 @@ class Runtime:
 def _sqlite_file_exists(url: str) -> bool:
     """False for a SQLite file that is not there yet (connecting would create it); True otherwise."""
     try:
-        parsed = make_url(url)
-    except ArgumentError:  # make_engine names the malformed URL
+        parsed = parse_database_url(url)
+    except ConfigError:  # make_engine names the malformed URL
         return True
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return True

@@ -12,14 +12,14 @@ from typing import Any, Sequence
 
 from sqlalchemy import select
 
-from identity.errors import NoFaceFound
+from identity.errors import InvalidArgument, NoFaceFound
 from identity.faces import DetectedFace, ImageFaces, load_image
 from identity.services.actor import resolve_actor
 from identity.services.deployment import Deployment
 from identity.services.thresholds import Threshold, resolve_threshold
 from identity.store.sql.db import transaction
 from identity.store.sql.models import Person, SearchEvent, SearchHit
-from identity.store.sql.persons import person_record
+from identity.store.sql.persons import person_record, persons_with_attributes
 
 FACES_PER_PERSON = 5  # how many of a person's faces are counted among the hits
 
@@ -29,9 +29,16 @@ class SearchOptions:
     top_k: int = 5
     threshold: float | None = None  # None: calibrated, else the pack's default
     min_score: float | None = None  # hide candidates below this score
-    filters: dict[str, str] = field(default_factory=dict)  # person attributes that must match
+    # Person attributes that must match: every key (AND); a list of values matches any of them (OR).
+    filters: dict[str, str | list[str]] = field(default_factory=dict)
     largest_face_only: bool = False
     actor: str | None = None  # None: the OS user
+
+    def __post_init__(self) -> None:
+        # Scores are cosine similarities; nan or inf would also land in the search log.
+        for name, value in (("threshold", self.threshold), ("minimum score", self.min_score)):
+            if value is not None and not -1.0 <= value <= 1.0:  # a nan fails both comparisons, so it is caught too
+                raise InvalidArgument(f"{name} {value} is out of range: scores are cosine similarities from -1 to 1")
 
 
 @dataclass(frozen=True)
@@ -144,12 +151,10 @@ def _faces_to_search(faces: Sequence[DetectedFace], largest_only: bool) -> list[
     return indexed
 
 
-def _persons_matching(dep: Deployment, filters: dict[str, str]) -> list[uuid.UUID]:
-    stmt = select(Person.id)
-    for key, value in filters.items():
-        stmt = stmt.where(Person.attributes[key].as_string() == value)
+def _persons_matching(dep: Deployment, filters: dict[str, str | list[str]]) -> list[uuid.UUID]:
+    wanted = {key: [values] if isinstance(values, str) else list(values) for key, values in filters.items()}
     with dep.runtime.sessions() as session:
-        return list(session.scalars(stmt))
+        return persons_with_attributes(session, wanted)
 
 
 def _log(dep: Deployment, found: ImageFaces, options: SearchOptions, threshold: Threshold,

@@ -6,6 +6,7 @@ name the (password-masked) URL, so the CLI never shows a driver traceback.
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,33 +20,72 @@ from identity.config import mask_url
 from identity.errors import ConfigError, StoreUnavailable
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+POSTGRES_ALIAS = "postgres"  # what Heroku, libpq docs and many tools write; SQLAlchemy 2 refuses it
 
 
-def make_engine(url: str, connect_timeout: int = 5) -> Engine:
-    """An engine for a SQLite or Postgres URL; raises ConfigError on a malformed URL."""
+def parse_database_url(url: str) -> URL:
+    """A SQLite or Postgres URL, normalised; a ConfigError naming the masked URL when it is malformed.
+
+    `postgres://` is taken as `postgresql://`, a bare `postgresql://` gets the driver we
+    ship (SQLAlchemy 2.1 defaults to psycopg 3), and `~` in a SQLite path is expanded.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"malformed database URL {mask_url(url)!r} (expected e.g. postgresql://user@host:5432/db)") from None
-    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
-        raise ConfigError(f"unsupported database {parsed.get_backend_name()!r} in {mask_url(url)}: use sqlite or postgresql")
+    except ValueError:  # SQLAlchemy parses the port with int()
+        raise ConfigError(f"database URL {mask_url(url)}: the port is not a number from 1 to 65535") from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == POSTGRES_ALIAS:
+        backend = "postgresql"
+    if backend not in SUPPORTED_BACKENDS:
+        raise ConfigError(f"unsupported database {backend!r} in {mask_url(url)}: use sqlite or postgresql")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise ConfigError(f"database URL {mask_url(url)}: port {parsed.port} is not a number from 1 to 65535")
+    if backend == "postgresql":
+        return parsed.set(drivername=f"postgresql+{driver or 'psycopg2'}")
+    if parsed.database not in (None, "", ":memory:"):
+        parsed = parsed.set(database=str(Path(parsed.database).expanduser()))
+    return parsed
+
+
+def make_engine(url: str, connect_timeout: int = 5, create_folder: bool = False) -> Engine:
+    """An engine for a SQLite or Postgres URL; raises ConfigError on a malformed URL.
+
+    `create_folder`: make a SQLite file's missing folder (the default data directory);
+    otherwise a missing folder is a ConfigError, so a mistyped path creates nothing.
+    """
+    parsed = parse_database_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = _create(url, connect_args={"timeout": 30})
+        if parsed.database not in (None, "", ":memory:"):
+            _sqlite_folder(Path(parsed.database).parent, url, create_folder)
+        engine = _create(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if parsed.drivername == "postgresql":
-        # SQLAlchemy 2.1 defaults to psycopg 3; we ship psycopg2-binary.
-        parsed = parsed.set(drivername="postgresql+psycopg2")
     return _create(parsed, pool_pre_ping=True, connect_args={"connect_timeout": connect_timeout})
+
+
+def _sqlite_folder(folder: Path, url: str, create: bool) -> None:
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise ConfigError(f"database URL {mask_url(url)}: {folder} is not a folder")
+    if not create:
+        raise ConfigError(f"database URL {mask_url(url)}: folder {folder} does not exist (create it first)")
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _create(url: str | URL, **kwargs: object) -> Engine:
     try:
-        return create_engine(url, **kwargs)
+        return create_engine(url, json_serializer=_json_text, **kwargs)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise ConfigError(f"database URL {mask_url(str(url))}: {exc}") from None
+
+
+def _json_text(value: object) -> str:
+    # Non-ASCII text as itself, not \uXXXX escapes: SQLite's JSON paths and both databases'
+    # text search (person list --query) compare the stored characters.
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Sequence
 
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import ColumnElement, String, cast, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from identity.errors import IdentityError, NotFound
@@ -75,6 +75,24 @@ def list_persons(session: Session, query: str | None = None, limit: int = 100, o
             func.lower(cast(Person.attributes, String)).like(pattern),
         ))
     return list(session.scalars(stmt))
+
+
+def persons_with_attributes(session: Session, filters: dict[str, list[str]]) -> list[uuid.UUID]:
+    """Ids of the persons whose attribute `key` is one of its values, for every key."""
+    stmt = select(Person.id)
+    for key, values in filters.items():
+        stmt = stmt.where(_attribute_in(session.get_bind().dialect.name, key, values))
+    return list(session.scalars(stmt))
+
+
+def _attribute_in(dialect: str, key: str, values: list[str]) -> ColumnElement[bool]:
+    if dialect != "sqlite":
+        return Person.attributes[key].as_string().in_(values)
+    # SQLite's JSON paths ($."key") compare a member's name as written in the stored text, so
+    # a key stored escaped (\u0433..., older rows) or holding a quote never matches; json_each
+    # yields the decoded names, as Postgres' ->> compares them.
+    member = func.json_each(Person.attributes).table_valued("key", "value").alias("member")
+    return exists(select(1).select_from(member).where(member.c.key == key, member.c.value.in_(values)))
 
 
 def indexed_face_counts(session: Session, person_ids: Sequence[uuid.UUID], model_row_id: int | None) -> dict[uuid.UUID, int]:
