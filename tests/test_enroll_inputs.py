@@ -214,8 +214,16 @@ def test_cli_subject_central_enrolls_the_photo_default_rejects_it(capsys, clean_
     (root / "Team" / "t1_central.jpg").write_bytes(t1_photo().read_bytes() + b"\0")  # other bytes, same picture
     code, out, _ = run_cli(capsys, "enroll", str(root), "--subject", "central", "--json", "-w", "1")
     assert code == 0 and json.loads(out)["counts"] == {"enrolled": 1}
+    (root / "Team" / "t1_central.jpg").rename(tmp_path / "elsewhere.jpg")
+    (root / "Crowd").mkdir()
+    (root / "Crowd" / "t1_all.jpg").write_bytes(t1_photo().read_bytes() + b"\0\0")
+    code, out, _ = run_cli(capsys, "enroll", str(root), "--subject", "all", "--json", "-w", "1")
+    assert code == 0 and json.loads(out)["counts"] == {"enrolled": 1}
+    code, out, _ = run_cli(capsys, "person", "list", "--json")
+    faces = {p["external_id"]: p["faces"] for p in json.loads(out)}
+    assert faces["Team"] == 1 and 2 <= faces["Crowd"] <= 6  # every face of the photo that passes the gate
     code, _, err = run_cli(capsys, "enroll", str(root), "--subject", "largest")
-    assert code == 2 and "dominant, central, all, reject" in err
+    assert code == 2 and "--subject 'largest': expected one of dominant" in err
 
 
 def test_folder_mixing_people_is_flagged_a_real_person_is_not(capsys, clean_env, tmp_path, copy_labelled) -> None:
