@@ -92,5 +92,10 @@ def doctor(
             after.repaired = report.repaired
             report = after
     render(report.as_dict(), as_json, title="identity doctor: " + ("clean" if report.clean else "problems found"))
+    if not as_json:
+        for person in report.inconsistent_persons:
+            err_console.print(f"inconsistent_person: {person['external_id']}: only {person['agreeing_pairs_share']:.0%} "
+                              f"of the pairs of its {person['faces']} faces match; review its photos", highlight=False,
+                              markup=False)
     if not report.clean:
         raise typer.Exit(ExitCode.ERROR)

@@ -18,7 +18,9 @@ from identity_cli.output import err_console, print_json, print_table
 from identity_cli.progress import outcome_progress
 
 if TYPE_CHECKING:
+    from identity.services.consistency import InconsistentPerson
     from identity.services.enroll import EnrollSummary
+    from identity.services.enroll_inputs import EnrollInputs
 
 WORKERS = typer.Option(0, "--workers", "-w", help="Worker processes (0: one per core).")
 
@@ -33,13 +35,21 @@ def enroll(
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV: path, external_id[, display_name, attributes...]."),
     person: Optional[str] = typer.Option(None, "--person", help="Enroll the given images for this external id."),
     name: Optional[str] = typer.Option(None, "--name", help="Display name for a new --person."),
+    person_from: Optional[str] = typer.Option(
+        None, "--person-from", help="Which folder of DIR names the person: top (PERSON/.../photo), leaf (the folder "
+        "holding the photo, e.g. DEPT/PERSON/photo) or depth:N. Needed when person folders hold sub-folders."),
+    subject: Optional[str] = typer.Option(
+        None, "--subject", help="A photo with several faces enrolls: dominant (the largest, if twice the next; the "
+        "default), central (nearest the centre, as eval picks), all, or reject."),
     workers: int = WORKERS,
     queue_only: bool = typer.Option(False, "--queue-only", help="Only queue the jobs; `identity worker` processes them."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write one CSV row per image: final state and reason."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write one CSV row per entry: final state and reason."),
     as_json: bool = JSON,
 ) -> None:
-    """Enroll photos: every image ends enrolled, rejected, failed, duplicate or conflict."""
+    """Enroll photos: every entry ends enrolled, rejected, failed, duplicate, conflict or skipped."""
+    from identity.fsutil import check_writable_file
     from identity.services import enroll_inputs
+    from identity.services.consistency import inconsistent_persons
     from identity.services.deployment import open_deployment
     from identity.services.enroll import EnrollmentWriter, EnrollSummary, process_queue, queue_jobs
     from identity.services.runtime import Runtime
@@ -52,41 +62,76 @@ def enroll(
         raise typer.BadParameter("--person needs at least one image")
     if not person and len(paths) > 1:
         raise typer.BadParameter("give one DIR (or use --person ID IMG...)")
+    if person_from and (manifest or person):
+        raise typer.BadParameter("--person-from applies to a DIR (a manifest or --person names persons itself)")
+    _check_subject(subject, queue_only)
+    if report:
+        check_writable_file(report, "report")  # before any work, not after hours of it
     if manifest:
-        specs = list(enroll_inputs.from_manifest(manifest))
+        inputs = enroll_inputs.from_manifest(manifest)
     elif person:
-        specs = list(enroll_inputs.from_files(person, paths, name))
+        inputs = enroll_inputs.from_files(person, paths, name)
     else:
-        specs = list(enroll_inputs.from_directory(paths[0]))
-    if not specs:
-        raise IdentityError("nothing to enroll: no image files found")
+        layout = enroll_inputs.PersonFrom.parse(person_from) if person_from else None
+        inputs = enroll_inputs.from_directory(paths[0], layout)
+    if not inputs.specs:
+        first = inputs.unqueued[0] if inputs.unqueued else None
+        raise IdentityError("nothing to enroll: no image files found"
+                            + (f" ({len(inputs.unqueued)} entries, e.g. {first.source_path}: {first.reason})" if first else ""))
 
     settings = get_settings()
     if queue_only:
         with Runtime.open(settings) as runtime:
             upgrade(runtime.engine)
-            batch, queued = queue_jobs(runtime, specs)
-        _finish(EnrollSummary(batch=batch, queued=queued), report, as_json, queued_only=True)
+            batch, queued = queue_jobs(runtime, inputs.specs)
+        summary = EnrollSummary(batch=batch, queued=queued)
+        for row in inputs.unqueued:
+            summary.add_unqueued(row)
+        _finish(summary, report, as_json, queued_only=True, named_by=_named_by(inputs))
         return
     with open_deployment(settings) as dep:
-        batch, queued = queue_jobs(dep.runtime, specs)
+        batch, queued = queue_jobs(dep.runtime, inputs.specs)
         summary = EnrollSummary(batch=batch, queued=queued)
-        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id)
+        for row in inputs.unqueued:
+            summary.add_unqueued(row)
+        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, subject)
         with outcome_progress(queued, "enrolling") as advance:
             process_queue(dep.runtime, writer, batch, workers or settings.worker_count, advance, summary)
-    _finish(summary, report, as_json)
+        flagged = inconsistent_persons(dep, [r.external_id for r in summary.results if r.job_id is not None])
+    _finish(summary, report, as_json, named_by=_named_by(inputs), flagged=flagged)
+
+
+def _check_subject(subject: Optional[str], queue_only: bool) -> None:
+    from identity.services.enroll import SUBJECT_RULES
+
+    if subject is None:
+        return
+    if subject not in SUBJECT_RULES:
+        raise typer.BadParameter(f"--subject {subject!r}: expected one of {', '.join(SUBJECT_RULES)}")
+    if queue_only:
+        raise typer.BadParameter("--subject applies where jobs are processed: give it to `identity worker` "
+                                 "(or set IDENTITY_ENROLL__SUBJECT)")
+
+
+def _named_by(inputs: "EnrollInputs") -> dict[tuple[str, str], str]:
+    named = dict(inputs.named_by)
+    named.update({(row.source_path, row.external_id): row.named_by for row in inputs.unqueued})
+    return named
 
 
 def worker(
     workers: int = typer.Option(1, "--workers", "-w", help="Processes for the models in this worker."),
     drain: bool = typer.Option(False, "--drain", help="Exit when the queue is empty instead of waiting for more."),
     poll: float = typer.Option(5.0, "--poll", help="Seconds between looks at an empty queue."),
+    subject: Optional[str] = typer.Option(
+        None, "--subject", help="A photo with several faces enrolls: dominant (default), central, all or reject."),
     as_json: bool = JSON,
 ) -> None:
     """Process queued enrollment jobs: any number with a Qdrant server, one at a time with the embedded store."""
     from identity.services.deployment import open_deployment
     from identity.services.enroll import EnrollmentWriter, EnrollSummary, process_queue
 
+    _check_subject(subject, queue_only=False)
     settings = get_settings()
     summary = EnrollSummary(batch="*")
     signal.signal(signal.SIGTERM, _stop)  # `docker stop`: hand claimed jobs back, as Ctrl-C does
@@ -97,7 +142,7 @@ def worker(
             with open_deployment(settings) as dep:  # reopened when `identity reindex` switches the model
                 if advance is None:  # the bar starts once the store opened, so a refusal stays one line
                     advance = stack.enter_context(outcome_progress(None, "worker"))
-                writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id)
+                writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, subject)
                 while dep.follows_store():
                     before = summary.processed
                     process_queue(dep.runtime, writer, None, workers, advance, summary)
@@ -113,18 +158,29 @@ def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _finish(summary: "EnrollSummary", report: Optional[Path], as_json: bool, queued_only: bool = False) -> None:
+REPORT_COLUMNS = ["job_id", "source_path", "external_id", "outcome", "reason", "faces_found", "named_by", "flags"]
+
+
+def _finish(summary: "EnrollSummary", report: Optional[Path], as_json: bool, queued_only: bool = False,
+            named_by: Optional[dict[tuple[str, str], str]] = None,
+            flagged: "Optional[list[InconsistentPerson]]" = None) -> None:
+    named_by, flagged = named_by or {}, flagged or []
     if report:
+        flags = {p.external_id: p.flag for p in flagged}
         with report.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["job_id", "source_path", "external_id", "outcome", "reason", "faces_found"])
+            writer.writerow(REPORT_COLUMNS)
             for r in summary.results:
-                writer.writerow([r.job_id, r.source_path, r.external_id, r.outcome, r.reason or "", r.faces_found])
+                queued = r.job_id is not None
+                writer.writerow([r.job_id if queued else "", r.source_path, r.external_id, r.outcome, r.reason or "",
+                                 r.faces_found if queued else "", named_by.get((r.source_path, r.external_id), ""),
+                                 flags.get(r.external_id, "")])
     data = {
         "batch": summary.batch, "queued": summary.queued, "processed": summary.processed,
         "counts": summary.counts, "faces_enrolled": summary.faces_enrolled,
         "seconds": round(summary.seconds, 2),
         "images_per_second": round(summary.processed / summary.seconds, 2) if summary.seconds else None,
+        "inconsistent_persons": [p.as_dict() for p in flagged],
     }
     if as_json:
         print_json(data)
@@ -137,5 +193,9 @@ def _finish(summary: "EnrollSummary", report: Optional[Path], as_json: bool, que
         problems = [r for r in summary.results if r.outcome in ("failed", "conflict")][:10]
         for r in problems:
             err_console.print(f"{r.outcome}: {r.source_path}: {r.reason}", highlight=False, markup=False)
+        for p in flagged:
+            err_console.print(f"inconsistent_person: {p.external_id}: only {p.agreeing_pairs_share:.0%} of the pairs of "
+                              f"its {p.faces} faces match; one folder may hold several people (see --person-from)",
+                              highlight=False, markup=False)
     if summary.counts.get("failed") or summary.counts.get("conflict"):
         raise typer.Exit(ExitCode.PARTIAL)

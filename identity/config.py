@@ -64,6 +64,9 @@ class EnrollSettings:
     """Bulk enrollment and the job queue."""
 
     dominant_face_ratio: float = 2.0  # a photo with several faces enrolls the largest only if its area is this many times the next
+    # Which face(s) of a photo with several enroll for its person: dominant (the largest, by the
+    # ratio above), central (nearest the centre, as `identity eval` picks), all, or reject.
+    subject: str = "dominant"
     lease_seconds: int = 600  # a claimed job whose worker vanished is claimed again after this long
     chunk_size: int = 16  # images claimed and written per transaction
 

@@ -25,6 +25,11 @@ FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG includes cameras
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_PIXELS = 60_000_000  # ~60 MP; a 30000x30000 header (900 MP) is refused unread
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
+# What a folder scan takes for a photo without opening it: the suffixes of FORMATS, and,
+# for files named otherwise (camera exports without one), the first bytes of those formats.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".webp", ".bmp", ".dib",
+                            ".tif", ".tiff", ".gif"})
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*", b"GIF87a", b"GIF89a")
 
 
 def load_image(
@@ -46,6 +51,22 @@ def load_image(
     except OSError as exc:
         raise ImageError(path, f"cannot read file: {exc.strerror or exc}") from None
     return decode_image(data, str(path), max_bytes=max_bytes, max_pixels=max_pixels)
+
+
+def looks_like_image(path: str | os.PathLike[str]) -> bool:
+    """True for a file a folder scan should queue: an image suffix, or an image format's first bytes.
+
+    Decoding decides later; this only keeps Thumbs.db or notes.txt out of the failures.
+    """
+    path = Path(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        return True  # unreadable: queue it, so the pipeline reports why
+    return head.startswith(IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
 def decode_image(

@@ -2,7 +2,9 @@
 
 Checks: vectors without a face row, pending faces (a run stopped between its writes),
 indexed faces whose vector is missing, abandoned job leases, and a model whose
-recorded dimension differs from what its pack produces.
+recorded dimension differs from what its pack produces. It also lists persons whose faces
+disagree with each other (services/consistency.py): a warning for a person to review, not
+a disagreement between the stores, so it is neither a problem count nor repaired.
 
 Every model holding faces is checked against its own collection: the active one, and
 those a re-index left behind for rollback. Faces of such an older model that lost
@@ -20,6 +22,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from identity.services.consistency import inconsistent_persons
 from identity.services.deployment import Deployment, model_indexes
 from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
 from identity.store.sql import jobs
@@ -39,6 +42,7 @@ class DoctorReport:
     dimension_mismatch: str | None = None
     repaired: dict[str, int] = field(default_factory=dict)
     other_models: dict[str, "DoctorReport"] = field(default_factory=dict)  # inactive models with faces, by model id
+    inconsistent_persons: list[dict[str, Any]] = field(default_factory=list)  # a warning, not a problem
 
     @property
     def problems(self) -> int:
@@ -62,6 +66,7 @@ class DoctorReport:
             "dimension_mismatch": self.dimension_mismatch,
             "repaired": self.repaired,
             **({"other_models": {k: v.as_dict() for k, v in self.other_models.items()}} if self.other_models else {}),
+            "inconsistent_persons": self.inconsistent_persons,
         }
 
 
@@ -77,6 +82,7 @@ def diagnose(dep: Deployment) -> DoctorReport:
     with model_indexes(dep, [m.id for m in others]) as indexes:
         for model in others:
             report.other_models[model.model_id] = _check(dep, model.id, indexes[model.id])
+    report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(dep)]
     return report
 
 

@@ -27,8 +27,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from identity.errors import ImageError
+from identity.errors import ConfigError, ImageError
+from identity.evaluation.protocol import subject_face
 from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
+from identity.faces.types import same_face
+from identity.services.enroll_inputs import InputRow
 from identity.services.runtime import Runtime
 from identity.store.sql import jobs
 from identity.store.sql.db import transaction
@@ -37,14 +40,15 @@ from identity.store.sql.persons import get_or_create_person
 from identity.store.vectors import VectorIndex, VectorPoint
 
 Outcome = ImageFaces | ImageError
+SUBJECT_RULES = ("dominant", "central", "all", "reject")
 
 
 @dataclass(frozen=True)
 class JobResult:
-    job_id: int
+    job_id: int | None  # None: an input that never became a job (enroll_inputs.InputRow)
     source_path: str
     external_id: str
-    outcome: str  # enrolled / rejected / failed / duplicate / conflict
+    outcome: str  # enrolled / rejected / failed / duplicate / conflict; skipped for inputs never queued
     reason: str | None = None
     faces_found: int = 0
     image_id: uuid.UUID | None = None
@@ -59,15 +63,22 @@ class EnrollSummary:
     seconds: float = 0.0
     storage_seconds: float = 0.0
     results: list[JobResult] = field(default_factory=list)
+    not_queued: int = 0  # entries counted and reported, but never jobs (skipped files, unreadable folders...)
 
     def add(self, result: JobResult) -> None:
         self.counts[result.outcome] = self.counts.get(result.outcome, 0) + 1
         self.faces_enrolled += result.outcome == "enrolled"
         self.results.append(result)
 
+    def add_unqueued(self, row: InputRow) -> None:
+        """An entry the input scan skipped or failed: counted and reported like a job's result."""
+        self.add(JobResult(None, row.source_path, row.external_id, row.outcome, row.reason))
+        self.not_queued += 1
+
     @property
     def processed(self) -> int:
-        return sum(self.counts.values())
+        """Jobs finished (inputs that never became jobs are counted apart)."""
+        return sum(self.counts.values()) - self.not_queued
 
 
 def worker_name() -> str:
@@ -85,14 +96,32 @@ def queue_jobs(runtime: Runtime, specs: Iterable[jobs.JobSpec], batch: str | Non
     return batch, queued
 
 
-def choose_face(found: ImageFaces, dominance: float) -> tuple[DetectedFace | None, str | None]:
-    """The face to enroll from a photo, or why none: no_face / multiple_faces."""
+def choose_faces(found: ImageFaces, subject: str, dominance: float) -> tuple[list[DetectedFace], str | None]:
+    """The face(s) to enroll from a photo for its labelled person, or why none: no_face / multiple_faces.
+
+    With several faces: `dominant` takes the largest if its area is `dominance` times the
+    next one's, `central` the one eval takes as a labelled photo's subject, `all` every one
+    (each still meets the quality gate), `reject` none.
+    """
     if not found.faces:
-        return None, "no_face"
+        return [], "no_face"
+    if len(found.faces) == 1 or subject == "all":
+        return list(found.faces), None
+    if subject == "central":
+        return [subject_face(found)], None
     ranked = sorted(found.faces, key=lambda face: face.area, reverse=True)
-    if len(ranked) > 1 and ranked[0].area < dominance * ranked[1].area:
-        return None, "multiple_faces"
-    return ranked[0], None
+    if subject == "reject" or ranked[0].area < dominance * ranked[1].area:
+        return [], "multiple_faces"
+    return [ranked[0]], None
+
+
+def _redetected(found: ImageFaces, rows: Sequence[Face]) -> list[tuple[Face, np.ndarray]] | None:
+    """Each row a crashed run left pending, with the vector of the face found again at its box; None if one is gone."""
+    boxes = [face.bbox for face in found.faces]
+    matches = [same_face(boxes, row.bbox) for row in rows]
+    if any(index is None for index in matches):
+        return None
+    return [(row, found.faces[index].embedding) for row, index in zip(rows, matches)]
 
 
 def face_row(face: DetectedFace, person_id: uuid.UUID, image_id: uuid.UUID, model_row_id: int) -> Face:
@@ -126,11 +155,14 @@ def index_pending(runtime: Runtime, index: VectorIndex, to_index: Sequence[tuple
 class EnrollmentWriter:
     """Writes the outcomes of processed jobs, a chunk at a time, by the protocol above."""
 
-    def __init__(self, runtime: Runtime, index: VectorIndex, model_row_id: int) -> None:
+    def __init__(self, runtime: Runtime, index: VectorIndex, model_row_id: int, subject: str | None = None) -> None:
         self.runtime = runtime
         self.index = index
         self.model_row_id = model_row_id
         self.dominance = runtime.settings.enroll.dominant_face_ratio
+        self.subject = subject or runtime.settings.enroll.subject
+        if self.subject not in SUBJECT_RULES:
+            raise ConfigError(f"subject rule {self.subject!r}: expected one of {', '.join(SUBJECT_RULES)}")
 
     def write(self, items: Sequence[tuple[Job, Outcome]]) -> list[JobResult]:
         try:
@@ -225,25 +257,26 @@ class EnrollmentWriter:
             pending = [f for f in self._held(session, image) if f.person_id == person.id
                        and f.status == FaceStatus.pending and f.id not in this_chunk]
             if pending:
-                face, _ = choose_face(outcome, self.dominance)
-                if face is None:
+                redone = _redetected(outcome, pending)
+                if redone is None:
                     return result("failed", "image changed between runs")
-                to_index.extend((f, face.embedding) for f in pending)  # finish what a crashed run began
+                to_index.extend(redone)  # finish what a crashed run began
                 return result("enrolled", "completed an interrupted enrollment")
         else:
             image = Image(sha256=outcome.sha256, source_path=job.source_path, size_bytes=_size(job.source_path),
                           width=outcome.width, height=outcome.height)
             session.add(image)
             session.flush()
-        face, reason = choose_face(outcome, self.dominance)
-        if face is None:
+        faces, reason = choose_faces(outcome, self.subject, self.dominance)
+        if not faces:
             return result("rejected", reason)
-        row = face_row(face, person.id, image.id, self.model_row_id)
-        session.add(row)
+        rows = [face_row(face, person.id, image.id, self.model_row_id) for face in faces]
+        session.add_all(rows)
         session.flush()
-        if not face.quality.ok:
-            return result("rejected", row.rejection)
-        to_index.append((row, face.embedding))
+        passed = [(row, face.embedding) for row, face in zip(rows, faces) if face.quality.ok]
+        if not passed:
+            return result("rejected", rows[0].rejection)
+        to_index.extend(passed)
         return result("enrolled")
 
 

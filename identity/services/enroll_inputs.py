@@ -1,40 +1,206 @@
-"""Where enrollment jobs come from: a folder per person, a CSV manifest, or a file list.
+"""Where enrollment jobs come from: a folder of person folders, a CSV manifest, or a file list.
 
-Each source yields JobSpecs with absolute paths; nothing is read from the images here,
-so queuing tens of thousands of files is quick.
+Each source returns EnrollInputs: JobSpecs with absolute paths for the files worth
+queueing, and a row for every other entry it met (skipped or failed, with the reason),
+so a report accounts for everything under a folder. Only the first bytes of files
+without an image suffix are read here, so queuing tens of thousands of files is quick.
+
+What counts toward exit 5 (failed): entries that were meant to be photos and cannot be
+read — an unreadable folder, a broken or looping symbolic link, a bad manifest row.
+Skipped (no exit 5): hidden entries, files that are not images (Thumbs.db, notes.txt),
+FIFOs, devices and sockets, and files outside any person folder.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from identity.errors import IdentityError
+from identity.faces.images import looks_like_image
 from identity.store.sql.jobs import JobSpec
+from identity.store.sql.persons import check_display_name, check_external_id
 
 MANIFEST_REQUIRED = ("path", "external_id")
 MANIFEST_KNOWN = MANIFEST_REQUIRED + ("display_name",)
+LAYOUTS = "--person-from top (each top folder is one person), leaf (the folder holding the photo) or depth:N"
 
 
-def from_directory(root: Path) -> Iterator[JobSpec]:
-    """ROOT/<external id>/<image files>; hidden files and loose files in ROOT are skipped."""
+@dataclass(frozen=True)
+class PersonFrom:
+    """Which folder of DIR/.../photo names its person: the one at `depth` (1 = top), or the photo's own (leaf)."""
+
+    leaf: bool = False
+    depth: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> "PersonFrom":
+        """top | leaf | depth:N (also depth=N, "depth N" or N)."""
+        value = text.strip().lower()
+        if value == "top":
+            return cls()
+        if value == "leaf":
+            return cls(leaf=True)
+        number = value.removeprefix("depth").strip(" :=")
+        if number.isdigit() and int(number) >= 1:
+            return cls(depth=int(number))
+        raise IdentityError(f"--person-from {text!r}: expected top, leaf or depth:N with N >= 1 (e.g. depth:2)")
+
+    def person_folder(self, folders: Sequence[str]) -> int | None:
+        """How many of `folders` (the path from DIR down to a photo) lead to its person folder; None: none does."""
+        if self.leaf:
+            return len(folders) or None
+        return self.depth if len(folders) >= self.depth else None
+
+    def describe(self) -> str:
+        return "leaf" if self.leaf else "top" if self.depth == 1 else f"depth:{self.depth}"
+
+
+@dataclass(frozen=True)
+class InputRow:
+    """An entry that never becomes a job: `skipped` or `failed`, and why."""
+
+    source_path: str
+    external_id: str
+    outcome: str
+    reason: str
+    named_by: str = ""
+
+
+@dataclass
+class EnrollInputs:
+    specs: list[JobSpec] = field(default_factory=list)
+    unqueued: list[InputRow] = field(default_factory=list)
+    named_by: dict[tuple[str, str], str] = field(default_factory=dict)  # (source_path, external_id) -> what named it
+
+    def __iter__(self) -> Iterator[JobSpec]:
+        """The specs to queue, for callers that only queue (tests, benchmarks)."""
+        return iter(self.specs)
+
+    def add(self, spec: JobSpec, named_by: str) -> None:
+        self.specs.append(spec)
+        self.named_by.setdefault((spec.source_path, spec.external_id), named_by)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One thing a folder scan met: `image`, or a skipped/failed entry with its reason."""
+
+    path: Path
+    parts: tuple[str, ...]  # relative to DIR, the entry's own name last
+    state: str
+    reason: str = ""
+    folder: bool = False  # the entry is a folder (unreadable, or a link looping back)
+
+
+def from_directory(root: Path, person_from: PersonFrom | None = None) -> EnrollInputs:
+    """DIR/<person>/... photos; `person_from` None is `top`, refused when person folders hold sub-folders with images."""
     root = root.expanduser().resolve()
     if not root.is_dir():
         raise IdentityError(f"{root}: not a directory (expected one sub-folder per person)")
-    for person_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(person_dir.rglob("*")):
-            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(person_dir).parts):
-                yield JobSpec(source_path=str(path), external_id=person_dir.name)
+    entries: list[_Entry] = []
+    root_stat = root.stat()
+    _scan(root, (), frozenset({(root_stat.st_dev, root_stat.st_ino)}), entries)
+    if entries and not entries[0].parts:
+        raise IdentityError(f"{root}: {entries[0].reason}")
+    if person_from is None:
+        _refuse_nested(root, entries)
+        person_from = PersonFrom()
+    inputs = EnrollInputs()
+    for entry in entries:
+        folders = entry.parts if entry.folder else entry.parts[:-1]
+        depth = person_from.person_folder(folders)
+        person, named_by = (folders[depth - 1], "/".join(folders[:depth])) if depth else ("", "")
+        if entry.state != "image":
+            inputs.unqueued.append(InputRow(str(entry.path), person, entry.state, entry.reason, named_by))
+        elif not depth:
+            inputs.unqueued.append(InputRow(str(entry.path), "", "skipped",
+                                            f"not inside a person folder (--person-from {person_from.describe()})"))
+        else:
+            try:
+                inputs.add(JobSpec(str(entry.path), check_external_id(person)), named_by)
+            except IdentityError as exc:
+                inputs.unqueued.append(InputRow(str(entry.path), person, "failed", f"folder {named_by}: {exc}", named_by))
+    return inputs
 
 
-def from_manifest(manifest: Path) -> Iterator[JobSpec]:
-    """CSV with columns path, external_id, optional display_name; other columns become attributes."""
+def _scan(folder: Path, parts: tuple[str, ...], above: frozenset[tuple[int, int]], out: list[_Entry]) -> None:
+    """Every entry under `folder`, depth first in name order; folder links are followed unless they loop."""
+    try:
+        with os.scandir(folder) as listing:
+            children = sorted(listing, key=lambda e: e.name)
+    except OSError as exc:
+        out.append(_Entry(folder, parts, "failed", f"cannot read folder ({exc.strerror or exc})", folder=True))
+        return
+    for child in children:
+        path, rel = Path(child.path), parts + (child.name,)
+        if child.name.startswith("."):
+            out.append(_Entry(path, rel, "skipped", "hidden"))
+            continue
+        try:
+            info = os.stat(path)  # follows links: what the entry stands for
+        except OSError as exc:
+            out.append(_Entry(path, rel, "failed", _unreachable(path, exc)))
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            key = (info.st_dev, info.st_ino)
+            if key in above:
+                out.append(_Entry(path, rel, "failed", "folder link loops back to a folder above it", folder=True))
+            else:
+                _scan(path, rel, above | {key}, out)
+        elif not stat.S_ISREG(info.st_mode):
+            out.append(_Entry(path, rel, "skipped", f"not a regular file ({_kind(info.st_mode)})"))
+        elif looks_like_image(path):
+            out.append(_Entry(path, rel, "image"))
+        else:
+            out.append(_Entry(path, rel, "skipped", "not an image file"))
+
+
+def _unreachable(path: Path, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if path.is_symlink():
+        return f"broken symbolic link (to {os.readlink(path)})"
+    return f"cannot read ({exc.strerror or exc})"
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def _refuse_nested(root: Path, entries: Sequence[_Entry]) -> None:
+    """Today's rule takes each top folder as a person: refuse an archive where that would merge many."""
+    nested = next((e for e in entries if e.state == "image" and len(e.parts) > 2), None)
+    if nested is not None:
+        top, sub = nested.parts[0], "/".join(nested.parts[:-1])
+        raise IdentityError(
+            f"{root}: person folders hold sub-folders with images (e.g. {'/'.join(nested.parts)}); say which folder "
+            f"names the person: {LAYOUTS} (top: {top} is one person; leaf: {nested.parts[-2]}; depth:2: {sub})")
+
+
+def from_manifest(manifest: Path) -> EnrollInputs:
+    """CSV with columns path, external_id, optional display_name; other columns become attributes.
+
+    A row that cannot be enrolled (empty path, an id no database takes) becomes a failed
+    row naming its line; the other rows are queued.
+    """
     manifest = manifest.expanduser().resolve()
     try:
         handle = manifest.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise IdentityError(f"{manifest}: cannot read manifest ({exc.strerror})") from None
+    inputs = EnrollInputs()
     with handle:
         reader = csv.DictReader(handle)
         missing = [c for c in MANIFEST_REQUIRED if c not in (reader.fieldnames or [])]
@@ -43,15 +209,28 @@ def from_manifest(manifest: Path) -> Iterator[JobSpec]:
         extra = [c for c in reader.fieldnames or [] if c not in MANIFEST_KNOWN]
         for line, row in enumerate(reader, start=2):
             path, external_id = (row.get("path") or "").strip(), (row.get("external_id") or "").strip()
-            if not path or not external_id:
-                raise IdentityError(f"{manifest}:{line}: path and external_id must not be empty")
+            named_by = f"{manifest.name}:{line}"
             resolved = Path(path).expanduser()
             if not resolved.is_absolute():
                 resolved = manifest.parent / resolved
-            attributes = {c: row[c] for c in extra if row.get(c) not in (None, "")}
-            yield JobSpec(str(resolved.resolve()), external_id, (row.get("display_name") or None), attributes or None)
+            try:
+                if not path:
+                    raise IdentityError("path is empty")
+                spec = JobSpec(str(resolved.resolve()), check_external_id(external_id),
+                               check_display_name(row.get("display_name") or None),
+                               {c: row[c] for c in extra if row.get(c) not in (None, "")} or None)
+            except IdentityError as exc:
+                inputs.unqueued.append(InputRow(str(resolved) if path else "", external_id, "failed",
+                                                f"{named_by}: {exc}", named_by))
+                continue
+            inputs.add(spec, named_by)
+    return inputs
 
 
-def from_files(external_id: str, paths: Sequence[Path], display_name: str | None = None) -> Iterator[JobSpec]:
+def from_files(external_id: str, paths: Sequence[Path], display_name: str | None = None) -> EnrollInputs:
+    """--person ID IMG...: one id for every file; a missing or unreadable file fails on its own report row."""
+    external_id, display_name = check_external_id(external_id), check_display_name(display_name)
+    inputs = EnrollInputs()
     for path in paths:
-        yield JobSpec(str(path.expanduser().resolve()), external_id, display_name)
+        inputs.add(JobSpec(str(path.expanduser().resolve()), external_id, display_name), "--person")
+    return inputs

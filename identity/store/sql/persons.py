@@ -11,6 +11,31 @@ from sqlalchemy.orm import Session
 from identity.errors import IdentityError, NotFound
 from identity.store.sql.models import Face, FaceStatus, Person
 
+MAX_EXTERNAL_ID = Person.__table__.c.external_id.type.length  # 255: the column on every database
+MAX_DISPLAY_NAME = Person.__table__.c.display_name.type.length
+
+
+def check_external_id(external_id: str) -> str:
+    """The id as stored (stripped), or an IdentityError saying why no database would take it.
+
+    Every way in (enroll DIR / --manifest / --person, `person add`) goes through here, so
+    SQLite, which does not enforce VARCHAR lengths, accepts exactly what Postgres does.
+    """
+    external_id = external_id.strip()
+    if not external_id:
+        raise IdentityError("external id must not be empty")
+    if len(external_id) > MAX_EXTERNAL_ID:
+        raise IdentityError(f"external id is {len(external_id)} characters, more than the {MAX_EXTERNAL_ID} allowed")
+    if any(ord(c) < 32 or ord(c) == 127 for c in external_id):
+        raise IdentityError(f"external id {external_id!r} contains a control character")
+    return external_id
+
+
+def check_display_name(display_name: str | None) -> str | None:
+    if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
+        raise IdentityError(f"display name is {len(display_name)} characters, more than the {MAX_DISPLAY_NAME} allowed")
+    return display_name
+
 
 def find_person(session: Session, ref: str) -> Person | None:
     """A person by external id, or by uuid when `ref` is one and no external id matches."""
@@ -32,9 +57,8 @@ def get_person(session: Session, ref: str) -> Person:
 
 def add_person(session: Session, external_id: str, display_name: str | None = None,
                attributes: dict[str, Any] | None = None) -> Person:
-    external_id = external_id.strip()
-    if not external_id:
-        raise IdentityError("external id must not be empty")
+    external_id = check_external_id(external_id)
+    display_name = check_display_name(display_name)
     if find_person(session, external_id) is not None:
         raise IdentityError(f"person {external_id!r} already exists (use `identity person update`)")
     person = Person(external_id=external_id, display_name=display_name, attributes=dict(attributes or {}))
@@ -55,7 +79,7 @@ def update_person(session: Session, ref: str, display_name: str | None = None,
                   attributes: dict[str, Any] | None = None, remove: Sequence[str] = ()) -> Person:
     person = get_person(session, ref)
     if display_name is not None:
-        person.display_name = display_name
+        person.display_name = check_display_name(display_name)
     if attributes or remove:
         merged = {**person.attributes, **(attributes or {})}
         for key in remove:
@@ -119,3 +143,17 @@ def person_record(person: Person, faces: int | None = None) -> dict[str, Any]:
     if faces is not None:
         record["faces"] = faces
     return record
+
+
+def indexed_faces_by_person(session: Session, model_row_id: int, external_ids: Sequence[str] | None = None,
+                            chunk: int = 500) -> dict[str, list[uuid.UUID]]:
+    """Searchable face ids per external id under one model: of the given persons, or of everyone."""
+    stmt = (select(Person.external_id, Face.id).join(Face, Face.person_id == Person.id)
+            .where(Face.status == FaceStatus.indexed, Face.model_id == model_row_id)
+            .order_by(Person.external_id, Face.created_at, Face.id))
+    groups = [None] if external_ids is None else [list(external_ids)[i:i + chunk] for i in range(0, len(external_ids), chunk)]
+    faces: dict[str, list[uuid.UUID]] = {}
+    for group in groups:
+        for external_id, face_id in session.execute(stmt if group is None else stmt.where(Person.external_id.in_(group))):
+            faces.setdefault(external_id, []).append(face_id)
+    return faces
