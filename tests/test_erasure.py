@@ -22,7 +22,11 @@ from identity.config import Settings
 from identity.services.active_model import resolve_model
 from identity.services.curation import delete_person
 from identity.services.deployment import open_deployment
-from identity.store.sql.models import AuditEvent, Base
+from identity.store.sql.db import make_engine, session_factory, transaction
+from identity.store.sql.erasure import erase_person_rows
+from identity.store.sql.migrate import upgrade
+from identity.store.sql.models import AuditEvent, Base, Face, Image, Job, Person
+from identity.store.sql.queries import ensure_model
 from identity.store.vectors import EdgeIndex, open_vector_index
 from identity.store.vectors.base import as_matrix
 from identity_cli.main import main
@@ -133,3 +137,30 @@ def rows_containing(url: str, needles: list[str]) -> list[tuple[str, str]]:
             found += [(table.name, n) for n in needles if any(n in row for row in rows)]
     engine.dispose()
     return found
+
+
+def test_a_photo_shared_with_another_persons_face_stays_under_their_path(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with transaction(sessions) as session:
+        model = ensure_model(session, "dlib-resnet@1", 128)
+        gone, stays = Person(external_id="Gone"), Person(external_id="Stays")
+        shared = Image(sha256="a" * 64, source_path="/photos/Gone/group.jpg", size_bytes=10)
+        own = Image(sha256="b" * 64, source_path="/photos/Gone/alone.jpg", size_bytes=10)
+        session.add_all([gone, stays, shared, own])
+        session.flush()
+        for person, image in ((gone, shared), (gone, own), (stays, shared)):
+            session.add(Face(person_id=person.id, image_id=image.id, model_id=model.id, bbox=[1, 2, 3, 4],
+                             landmarks=[[0, 0]] * 5, det_score=0.9))
+            session.add(Job(source_path=image.source_path if person is gone else "/photos/Stays/group.jpg",
+                            external_id=person.external_id, image_id=image.id))
+    with transaction(sessions) as session:
+        person = session.scalars(select(Person).where(Person.external_id == "Gone")).one()
+        counts = erase_person_rows(session, person)
+    assert (counts["faces"], counts["jobs"], counts["images"], counts["images_kept_shared"]) == (2, 2, 1, 1)
+    with sessions() as session:
+        assert session.scalars(select(Image.source_path)).all() == ["/photos/Stays/group.jpg"]
+        assert session.scalars(select(Face.person_id)).all() == [stays.id]
+        assert session.scalars(select(Job.external_id)).all() == ["Stays"]
+    engine.dispose()
