@@ -214,7 +214,11 @@ class SearchHit(Base):
 
 
 class AuditEvent(Base):
-    """What was done to whom; kept after a person is erased, without biometric data."""
+    """What was done to whom; kept after a person is erased, without biometric or identifying data.
+
+    Erasure replaces the person's id and external id in their events by keyed tokens
+    (identity.store.sql.erasure), so "was X erased?" stays answerable.
+    """
 
     __tablename__ = "audit_events"
 
