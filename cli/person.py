@@ -109,9 +109,21 @@ def delete(
     actor: Optional[str] = typer.Option(None, "--actor", help="Who does this (recorded)."),
     as_json: bool = JSON,
 ) -> None:
-    """Erase a person: vectors and faces are deleted; an audit event without biometric data remains."""
+    """Erase a person from every store (vectors purged from the files, rows deleted, search log redacted).
+
+    An audit event remains without biometric or identifying data; a second delete answers
+    "already erased". --json reports what was removed per store.
+    """
     from identity.services.curation import delete_person
     from identity.services.deployment import open_deployment
 
     with open_deployment(get_settings()) as dep:
-        render(delete_person(dep, person, actor), as_json, title="deleted")
+        result = delete_person(dep, person, actor)
+    if as_json or result.get("already_deleted"):
+        render(result, as_json, title="already erased" if result.get("already_deleted") else "erased")
+        return
+    removed = result.pop("removed")
+    render(result, False, title="erased")
+    stores = [{"store": "sql", **removed["sql"]}] + [
+        {"store": f"vectors {name}", **report} for name, report in removed["vectors"].items()]
+    render([{"store": r.pop("store"), "removed": r} for r in stores], False, ["store", "removed"], title="removed")

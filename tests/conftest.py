@@ -146,3 +146,45 @@ def save_stand_in(stand_in_files):
         return save_local_pack(data_dir, name, onnx_path, checkpoint, content)
 
     return save
+
+
+def _trace_needles(vectors: list, ids: list[uuid.UUID], strings: list[str]) -> list[tuple[str, bytes]]:
+    """Byte patterns that betray a vector, an id or a string, in every encoding the stores use.
+
+    A vector is matched by each run of four components as little-endian float32 (segment
+    files), big-endian float32 and CBOR floats (0xfa + big-endian: the Qdrant WAL); an id
+    as text with and without dashes and as 16 raw bytes either way round; a string as UTF-8.
+    """
+    import numpy as np
+
+    found: list[tuple[str, bytes]] = []
+    for n, vector in enumerate(vectors):
+        row = np.asarray(vector, dtype=np.float32)
+        for start in range(0, len(row) - 3, 4):
+            run = row[start:start + 4]
+            big = run.astype(">f4").tobytes()
+            found += [(f"vector {n} f32le", run.astype("<f4").tobytes()), (f"vector {n} f32be", big),
+                      (f"vector {n} cbor", b"".join(b"\xfa" + big[i:i + 4] for i in range(0, 16, 4)))]
+    for ident in ids:
+        found += [(f"id {ident} text", str(ident).encode()), (f"id {ident} hex", ident.hex.encode()),
+                  (f"id {ident} bytes", ident.bytes), (f"id {ident} bytes_le", ident.bytes_le)]
+    found += [(f"string {text_!r}", text_.encode()) for text_ in strings]
+    return found
+
+
+@pytest.fixture
+def find_traces():
+    """find(root, vectors=, ids=, strings=) -> {file: [what was found]} over every file under root."""
+
+    def find(root: Path, vectors: list = (), ids: list[uuid.UUID] = (), strings: list[str] = ()) -> dict[str, list[str]]:
+        needles = _trace_needles(list(vectors), list(ids), list(strings))
+        hits: dict[str, list[str]] = {}
+        for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            data = data[:len(data.rstrip(b"\0")) + 16]  # preallocated logs are zeros past their end
+            named = sorted({name for name, needle in needles if needle in data})
+            if named:
+                hits[str(path.relative_to(root))] = named
+        return hits
+
+    return find

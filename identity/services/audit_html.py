@@ -57,7 +57,7 @@ def render_audit_html(report: dict[str, Any]) -> str:
         )
     searches = "".join(
         f'<tr><td>{e(s["when"])}</td><td>{e(s["actor"])}</td><td>{s["rank"]}</td><td>{s["score"]:.3f}</td>'
-        f'<td>{e(s["decision"])}</td><td><code>{e(s["query_sha256"][:16])}…</code></td></tr>'
+        f'<td>{e(s["decision"])}</td><td><code>{e((s["query_sha256"] or "redacted")[:16])}…</code></td></tr>'
         for s in report["searches"]
     ) or '<tr><td colspan="6">no search has returned this person</td></tr>'
     lookalikes = "".join(

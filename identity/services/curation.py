@@ -5,6 +5,10 @@ A crash between the two leaves only what `identity doctor` repairs: orphan vecto
 (deleted) or vectors whose payload names the old person (re-pointed). Search joins
 hits to person rows, so an erased person is never shown even in that window.
 
+Deleting a face or a person is erasure: the vectors are purged from the vector store's
+files (VectorIndex.purge), the rows as identity.store.sql.erasure says, and SQLite's
+log is checkpointed so the deleted bytes leave its files too.
+
 A photo of a person has one face row per model it was indexed with (a re-index keeps
 the old model's rows and collection for rollback). Every change here applies to all
 of them, so no model keeps a face the user moved or erased.
@@ -13,16 +17,18 @@ of them, so no model keeps a face the user moved or erased.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, String, cast, or_, select, update
 
 from identity.errors import IdentityError, NotFound
 from identity.services.actor import resolve_actor
 from identity.services.deployment import Deployment, model_indexes
-from identity.store.sql.db import transaction
-from identity.store.sql.models import AuditEvent, Face, Person, SearchHit
+from identity.store.sql.db import flush_deleted, transaction
+from identity.store.sql.erasure import drop_unused_images, erase_person_rows, person_tokens
+from identity.store.sql.models import AuditEvent, Face, Job, Person, SearchHit
 from identity.store.sql.persons import find_person, get_person
+from identity.store.vectors import VectorIndex
 
 
 def merge_persons(dep: Deployment, keep_ref: str, absorb_ref: str, actor: str | None = None) -> dict[str, Any]:
@@ -64,45 +70,67 @@ def move_face(dep: Deployment, face_ref: str, target_ref: str, actor: str | None
 
 
 def delete_face(dep: Deployment, face_ref: str, actor: str | None = None) -> dict[str, Any]:
+    """Erase one photo of a person: its face rows, vectors (purged), and the image if no other face is on it."""
     with transaction(dep.runtime.sessions) as session:
         face = session.get(Face, _face_uuid(face_ref))
         if face is None:
-            gone = _already_gone(session, "delete_face", face_ref)
+            gone = _face_already_deleted(session, face_ref)
             if gone is None:
                 raise NotFound(f"no face with id {face_ref!r}")
             return gone
         person = session.get(Person, face.person_id)
         siblings = _siblings(session, face)
-        summary = {"face_id": str(face.id), "person": person.external_id if person else None}
+        summary: dict[str, Any] = {"face_id": str(face.id), "person": person.external_id if person else None}
         session.add(AuditEvent(actor=resolve_actor(actor), action="delete_face", person_id=face.person_id,
-                               subject=str(face.id), details=summary))
+                               subject=str(face.id), details=dict(summary)))
         session.query(Face).filter(Face.id.in_([row.id for row in siblings])).delete(synchronize_session=False)
-    with model_indexes(dep, _by_model(siblings)) as indexes:
-        for model_id, face_ids in _by_model(siblings).items():
-            indexes[model_id].delete(face_ids)
-    return summary
+        if person is not None:  # the enrollment of this photo for this person goes with it
+            session.query(Job).filter(Job.image_id == face.image_id, Job.external_id == person.external_id) \
+                .delete(synchronize_session=False)
+        sql = {"faces": len(siblings), **drop_unused_images(session, {face.image_id})}
+    vectors = _erase_vectors(dep, _by_model(siblings), lambda index, ids: index.delete(ids))
+    sql["database"] = flush_deleted(dep.runtime.engine)
+    return {**summary, "removed": {"sql": sql, "vectors": vectors}}
 
 
 def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[str, Any]:
-    """Erase a person: vectors and face rows go; an audit event without biometric data stays."""
+    """Erase a person from every store; an audit event remains, with keyed tokens instead of their ids."""
     with transaction(dep.runtime.sessions) as session:
         person = find_person(session, ref)
         if person is None:
-            gone = _already_gone(session, "delete_person", ref)
+            gone = _person_already_erased(session, ref)
             if gone is None:
                 raise NotFound(f"no person with external id or uuid {ref!r}")
             return gone
         faces = _faces(session, Face.person_id == person.id)
-        summary = {"deleted": person.external_id, "person_id": str(person.id), "faces_erased": _photos(faces)}
-        session.add(AuditEvent(actor=resolve_actor(actor), action="delete_person", person_id=person.id,
-                               subject=person.external_id, details=summary))
-        session.delete(person)
-        person_id = person.id
+        person_id, external_id = person.id, person.external_id
+        subject, token = person_tokens(session, external_id, person_id)
+        sql = erase_person_rows(session, person)
+        event = AuditEvent(actor=resolve_actor(actor), action="delete_person", subject=subject,
+                           details={"person": token, "faces_erased": _photos(faces), "sql": sql})
+        session.add(event)
+        session.flush()
+        event_id = event.id
     # The active collection always, in case a vector outlived its row; every other model holding the person too.
-    with model_indexes(dep, {dep.model.id, *_by_model(faces)}) as indexes:
-        for index in indexes.values():
-            index.delete_person(person_id)
-    return summary
+    vectors = _erase_vectors(dep, {dep.model.id: [], **_by_model(faces)},
+                             lambda index, _ids: index.delete_person(person_id))
+    with transaction(dep.runtime.sessions) as session:  # the event says the vectors are gone too
+        event = session.get(AuditEvent, event_id)
+        event.details = {**event.details, "vectors": vectors}
+    sql["database"] = flush_deleted(dep.runtime.engine)
+    return {"deleted": external_id, "person_id": str(person_id), "faces_erased": _photos(faces),
+            "removed": {"sql": sql, "vectors": vectors}}
+
+
+def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]],
+                   erase: Callable[[VectorIndex, list[uuid.UUID]], None]) -> dict[str, Any]:
+    """Delete with `erase` in each model's collection, then purge it; what was done, per collection."""
+    report: dict[str, Any] = {}
+    with model_indexes(dep, faces) as indexes:
+        for model_id, index in indexes.items():
+            erase(index, faces[model_id])
+            report[index.collection] = {"face_rows": len(faces[model_id]), **index.purge()}
+    return report
 
 
 def _faces(session: Any, condition: Any) -> Sequence[Row[Any]]:
@@ -126,21 +154,33 @@ def _photos(faces: Iterable[Row[Any]]) -> int:
     return len({row.image_id for row in faces})
 
 
-def _already_gone(session: Any, action: str, ref: str) -> dict[str, Any] | None:
-    """Deleting twice is harmless: the second call reports the first deletion."""
+def _person_already_erased(session: Any, ref: str) -> dict[str, Any] | None:
+    """Erasing twice is harmless: the second call finds the first one's event by the keyed token of `ref`."""
+    by_external_id, _ = person_tokens(session, ref, None)
+    # subject == ref: events written before erasure kept tokens instead of ids
+    found = [AuditEvent.subject == by_external_id, AuditEvent.subject == ref]
+    parsed = _maybe_uuid(ref)
+    if parsed is not None:
+        _, by_id = person_tokens(session, ref, parsed)
+        found += [cast(AuditEvent.details, String).contains(by_id), AuditEvent.person_id == parsed]
     event = session.scalars(
-        select(AuditEvent).where(AuditEvent.action == action, AuditEvent.subject == ref)
+        select(AuditEvent).where(AuditEvent.action == "delete_person", or_(*found))
         .order_by(AuditEvent.created_at.desc()).limit(1)
     ).first()
     if event is None:
-        by_id = _maybe_uuid(ref)
-        if by_id is not None:
-            event = session.scalars(select(AuditEvent).where(
-                AuditEvent.action == action, AuditEvent.person_id == by_id).limit(1)).first()
+        return None
+    return {"already_deleted": True, "deleted_at": event.created_at.isoformat(), "by": event.actor}
+
+
+def _face_already_deleted(session: Any, ref: str) -> dict[str, Any] | None:
+    """Deleting a face twice is harmless: the second call reports the first deletion."""
+    event = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "delete_face", AuditEvent.subject == ref)
+        .order_by(AuditEvent.created_at.desc()).limit(1)
+    ).first()
     if event is None:
         return None
-    return {"already_deleted": True, "subject": event.subject, "deleted_at": event.created_at.isoformat(),
-            "by": event.actor}
+    return {"already_deleted": True, "face_id": ref, "deleted_at": event.created_at.isoformat(), "by": event.actor}
 
 
 def _get_face(session: Any, ref: str) -> Face:

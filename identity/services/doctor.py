@@ -155,7 +155,9 @@ def _repair_others(dep: Deployment, report: DoctorReport) -> None:
 def _repair_vectors(session: Session, index: VectorIndex, report: DoctorReport) -> None:
     """Delete orphan vectors, re-label half-moved ones, and finish pending rows whose vector is there."""
     if report.orphan_vectors:
+        # An orphan may be an erased person's vector (a crash between SQL and the store): purge it.
         index.delete([uuid.UUID(v) for v in report.orphan_vectors])
+        index.purge()
         report.repaired["orphan_vectors_deleted"] = len(report.orphan_vectors)
     by_person: dict[str, list[uuid.UUID]] = {}
     for face_id, person_id in report.wrong_person.items():

@@ -26,12 +26,17 @@ def list_searches(runtime: Runtime, person_ref: str | None = None, since: dateti
         if events:
             for hit in session.scalars(select(SearchHit).where(
                     SearchHit.search_id.in_([e.id for e in events]), SearchHit.rank == 1)):
-                if hit.search_id not in best or hit.score > best[hit.search_id].score:
+                if hit.search_id not in best or _score(hit) > _score(best[hit.search_id]):
                     best[hit.search_id] = hit
     return [
         {"search_id": str(e.id), "when": e.created_at.isoformat(), "actor": e.actor, "query_name": e.query_name,
          "query_sha256": e.query_sha256, "faces": e.face_count, "threshold": e.threshold,
-         "best": round(best[e.id].score, 4) if e.id in best else None,
+         "best": round(best[e.id].score, 4) if e.id in best and best[e.id].score is not None else None,
          "decision": best[e.id].decision if e.id in best else "unknown"}
         for e in events
     ]
+
+
+def _score(hit: SearchHit) -> float:
+    """An erased person's hit has no score: it never wins "best" over a scored one."""
+    return float("-inf") if hit.score is None else hit.score

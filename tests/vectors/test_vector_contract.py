@@ -135,6 +135,39 @@ def test_delete_person_removes_only_their_faces(index: VectorIndex) -> None:
     assert victim not in {person for _, person in left}
 
 
+def test_purge_erases_deleted_points_from_every_file(engine: Engine, tmp_path: Path, find_traces) -> None:
+    """Erasure: after delete + purge no vector, payload or id of the deleted points is left anywhere."""
+    data = gallery(seed=10)
+    victim = data[0].person_id
+    erased = [p for p in data if p.person_id == victim]
+    lone = next(p for p in data if p.person_id != victim)  # a single face deleted on its own
+    kept = [p for p in data if p.person_id != victim and p is not lone]
+    with engine.open() as index:
+        index.upsert(data)
+        index.optimize()
+        # The engine's stored (re-normalised) vectors and the unit vectors we sent (the WAL's copy).
+        stored = list(index.vectors([p.face_id for p in [*erased, lone]]).values())
+        sent = [p.vector / np.linalg.norm(p.vector) for p in [*erased, lone]]
+        index.delete_person(victim)
+        index.delete([lone.face_id])
+        report = index.purge()
+        assert report["engine"] and report["method"]
+        assert index.count() == len(kept)
+        assert index.vectors([p.face_id for p in [*erased, lone]]) == {}
+        for point in [*erased, lone]:  # neither the float vector nor its int8 copy is found again
+            assert point.face_id not in {h.face_id for h in index.search(point.vector, k=5)}
+        for point in kept[:5]:  # the others survive the rebuild, with exact scores
+            [hit] = index.search(point.vector, k=1)
+            assert (hit.face_id, hit.person_id) == (point.face_id, point.person_id)
+            assert hit.score == pytest.approx(1.0, abs=1e-5)
+        assert victim not in {person for _, person in index.iter_ids()}
+    if engine.name == "edge":
+        ids = [victim, *(p.face_id for p in [*erased, lone])]
+        assert find_traces(tmp_path / "data", vectors=stored + sent, ids=ids) == {}
+        with engine.open() as again:  # the rebuilt shard is the one found on the next open
+            assert again.count() == len(kept)
+
+
 def test_vectors_returns_stored_unit_vectors(index: VectorIndex) -> None:
     data = gallery()
     index.upsert(data)
@@ -322,6 +355,20 @@ def test_edge_data_persists_after_close_and_reopen(tmp_path: Path) -> None:
         assert isinstance(index, EdgeIndex)
         assert index.count() == len(data) - 2
         assert index.search(data[5].vector, k=1)[0].face_id == data[5].face_id
+
+
+def test_edge_open_removes_what_a_stopped_purge_left(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    data = gallery()
+    with open_vector_index(settings, MODEL, DIM) as index:
+        index.upsert(data)
+        leftover = index.path.with_name(index.path.name + ".erasing")
+    leftover.mkdir()  # a crash after the swap leaves the old shard here, deleted points and all
+    (leftover / "wal").mkdir()
+    (leftover / "wal" / "open-1").write_bytes(b"old bytes")
+    with open_vector_index(settings, MODEL, DIM) as index:
+        assert index.count() == len(data)
+    assert not leftover.exists()
 
 
 LOCK_PROBE = textwrap.dedent(

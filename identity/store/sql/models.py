@@ -184,7 +184,8 @@ class SearchEvent(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(200))
-    query_sha256: Mapped[str] = mapped_column(String(64))
+    # Both None once a person this search returned was erased: the search happened, not what was asked.
+    query_sha256: Mapped[str | None] = mapped_column(String(64))
     query_name: Mapped[str | None] = mapped_column(Text)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     threshold: Mapped[float] = mapped_column(Float)
@@ -203,9 +204,9 @@ class SearchHit(Base):
     face_index: Mapped[int]  # which face of the query image
     face_bbox: Mapped[list[Any]]
     rank: Mapped[int]  # 1 = best
-    # SET NULL: erasing a person leaves the search record but no link to them.
+    # Erasing a person leaves the search record but no link to them (SET NULL is the backstop).
     person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"), index=True)
-    score: Mapped[float] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float)  # None once the person is erased
     decision: Mapped[str] = mapped_column(String(16))  # match / unknown
     matched_faces: Mapped[int] = mapped_column(default=1)
 
@@ -213,7 +214,11 @@ class SearchHit(Base):
 
 
 class AuditEvent(Base):
-    """What was done to whom; kept after a person is erased, without biometric data."""
+    """What was done to whom; kept after a person is erased, without biometric or identifying data.
+
+    Erasure replaces the person's id and external id in their events by keyed tokens
+    (identity.store.sql.erasure), so "was X erased?" stays answerable.
+    """
 
     __tablename__ = "audit_events"
 

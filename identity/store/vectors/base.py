@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -92,6 +92,14 @@ class VectorIndex(Protocol):
         The embedded engine has no background optimizer: until this runs, new points are
         found by a full scan of their segment (correct, but slower as the gallery grows).
         Call it after a bulk load or when an enrollment batch is done.
+        """
+
+    def purge(self) -> dict[str, Any]:
+        """Make deletions physical: deleted points' vectors, int8 copies and payloads leave the data files.
+
+        delete() and delete_person() only mark points deleted (searches skip them); erasure
+        calls this afterwards. Returns what was done, for the erasure report ("engine",
+        "method", and for a server "not_forced": what its API cannot force).
         """
 
     def close(self) -> None:

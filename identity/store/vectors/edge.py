@@ -7,15 +7,24 @@ naming the live collection. The pointer is replaced by rename, so a switch is at
 One process at a time may hold a shard. The engine's own WAL lock only fails with an
 opaque "Can't init WAL: WouldBlock", so we take an exclusive ``flock`` on ``.lock`` in
 the shard directory first and say who holds it. The kernel drops it if the holder dies.
+
+Deleting a point only marks it: its vector, int8 copy and payload stay in the segment
+files, and the WAL (32 MB files, preallocated, holding every update as CBOR) keeps the
+upsert until the log wraps; no call of the engine truncates it. ``purge`` therefore
+rebuilds the shard from its live points (see there).
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import json
 import os
 import re
+import shutil
 import socket
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,6 +81,9 @@ from identity.store.vectors.common import (
 
 FULL_SCAN_THRESHOLD_KB = 10_000  # segments smaller than this are scanned, not graph-searched
 LOCK_FILE = ".lock"
+CONFIG_FILE = "edge_config.json"
+REBUILD_SUFFIX = ".erasing"  # a shard being rebuilt by purge, or the old one just swapped out
+COPY_BATCH = 1000
 
 
 class EdgeIndex:
@@ -108,6 +120,7 @@ class EdgeIndex:
         path = settings.edge_dir / collection_name(model_id, chosen)
         lock = _acquire(path, settings)
         try:
+            _drop_leftover_rebuild(path)
             shard = _open_shard(path, dim, settings.vectors)
         except BaseException:
             lock.close()
@@ -231,6 +244,44 @@ class EdgeIndex:
 
     def optimize(self) -> None:
         self._engine.optimize()
+
+    def purge(self) -> dict[str, Any]:
+        """Rebuild the shard from its live points, so deleted points leave every file, WAL included.
+
+        The live points are copied into a fresh shard beside this one (``<name>.erasing``),
+        which is indexed, flushed and closed; the two directories are then swapped in one
+        step (renameat2 RENAME_EXCHANGE) and the old one is removed. A crash before the
+        swap leaves the old shard whole, after it the new one; the leftover directory is
+        removed on the next open. Costs a copy and an index build of the whole shard.
+        """
+        started = time.monotonic()
+        engine = self._engine
+        engine.flush()
+        fresh = _rebuild_path(self.path)
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh_lock = _acquire(fresh, self._settings)  # held across the swap: the new shard is never unlocked
+        try:
+            kept = _copy_live(engine, fresh, self.dim, self._settings.vectors)
+        except BaseException:
+            fresh_lock.close()
+            shutil.rmtree(fresh, ignore_errors=True)
+            raise
+        self._shard = None
+        engine.close()
+        try:
+            _exchange(self.path, fresh)
+        except BaseException:
+            fresh_lock.close()
+            shutil.rmtree(fresh, ignore_errors=True)
+            self._shard = _open_shard(self.path, self.dim, self._settings.vectors)
+            raise
+        old_lock, self._lock = self._lock, fresh_lock
+        shutil.rmtree(fresh)  # now the old shard, with the deleted points' bytes
+        old_lock.close()
+        fsync_dir(self.path.parent)
+        self._shard = _open_shard(self.path, self.dim, self._settings.vectors)
+        return {"engine": "qdrant-edge", "method": "shard rebuilt from its live points",
+                "points_kept": kept, "seconds": round(time.monotonic() - started, 3)}
 
     def next_generation(self) -> "EdgeIndex":
         pattern = re.compile(re.escape(alias_name(self._model_id)) + r"_g(\d+)")
@@ -362,8 +413,71 @@ def _locked(path: Path, holder: dict[str, Any], settings: Settings) -> StoreLock
     )
 
 
-def _open_shard(path: Path, dim: int, params: VectorSettings) -> EdgeShard:
-    config = EdgeConfig(
+def _rebuild_path(path: Path) -> Path:
+    return path.with_name(path.name + REBUILD_SUFFIX)
+
+
+def _parked_path(path: Path) -> Path:
+    return path.with_name(path.name + ".old")
+
+
+def _drop_leftover_rebuild(path: Path) -> None:
+    """Remove what a purge stopped by a crash left beside the shard (a half-built or the old shard)."""
+    leftover = _rebuild_path(path)
+    if leftover.exists() and not (path / CONFIG_FILE).exists():  # only a non-atomic swap leaves this
+        raise StoreUnavailable(
+            f"vector store {path} is incomplete and {leftover} holds a rebuilt shard (an erasure stopped "
+            f"mid-swap): remove {path} and rename {leftover} to it"
+        )
+    for stale in (leftover, _parked_path(leftover)):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _copy_live(source: EdgeShard, target: Path, dim: int, params: VectorSettings) -> int:
+    """Copy every live point of `source` into a new shard at `target`, indexed and flushed; returns the count."""
+    shard = EdgeShard.create(str(target), _config(dim, params))
+    try:
+        shard.update(UpdateOperation.create_field_index(PERSON_KEY, PayloadSchemaType.Keyword))
+        kept, offset = 0, None
+        while True:
+            records, offset = source.scroll(
+                ScrollRequest(offset=offset, limit=COPY_BATCH, with_payload=True, with_vector=True)
+            )
+            if records:
+                shard.update(UpdateOperation.upsert_points(
+                    [Point(id=r.id, vector=r.vector, payload=r.payload) for r in records]
+                ))
+                kept += len(records)
+            if offset is None:
+                break
+        shard.optimize()
+        shard.flush()
+    finally:
+        shard.close()
+    return kept
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two directories in one step where the kernel can (Linux renameat2), else by three renames."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            raise OSError(code, f"cannot swap {a} and {b}: {os.strerror(code)}")
+    parked = _parked_path(b)
+    os.rename(a, parked)  # a crash until the next rename leaves `a` missing: open refuses, naming both
+    os.rename(b, a)
+    os.rename(parked, b)
+
+
+def _config(dim: int, params: VectorSettings) -> EdgeConfig:
+    return EdgeConfig(
         vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine),
         hnsw_config=HnswIndexConfig(
             m=params.hnsw_m, ef_construct=params.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
@@ -372,8 +486,12 @@ def _open_shard(path: Path, dim: int, params: VectorSettings) -> EdgeShard:
             type=ScalarType.Int8, quantile=INT8_QUANTILE, memory=Memory.Pinned
         ),
     )
+
+
+def _open_shard(path: Path, dim: int, params: VectorSettings) -> EdgeShard:
+    config = _config(dim, params)
     try:
-        if (path / "edge_config.json").exists():
+        if (path / CONFIG_FILE).exists():
             shard = EdgeShard.load(str(path), config)  # also applies changed HNSW settings
         else:
             shard = EdgeShard.create(str(path), config)

@@ -7,7 +7,7 @@ contract as the engines, so the same contract tests hold it to it.
 from __future__ import annotations
 
 import uuid
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -109,6 +109,11 @@ class ExactIndex:
 
     def optimize(self) -> None:
         """Nothing to build: every search is a full scan."""
+
+    def purge(self) -> dict[str, Any]:
+        """Zero the rows past the live ones: a deleted vector may still sit there."""
+        self._vectors[len(self._faces):] = 0
+        return {"engine": "exact", "method": "in memory; freed rows zeroed"}
 
     def close(self) -> None:
         """Nothing to release."""

@@ -42,6 +42,17 @@ from identity.store.vectors.common import (
 MEMORY = ":memory:"
 UPSERT_CHUNK = 512  # points per request: keeps JSON bodies to a few MB
 TRANSIENT_STATUS = {429, 502, 503, 504}
+# purge: vacuum any segment with a deleted point; the server refuses a minimum under 100 vectors.
+PURGE_DELETED_THRESHOLD = 1e-9
+PURGE_MIN_VECTORS = 100
+PURGE_WAIT_S = 300.0
+NOT_FORCED = (
+    "the server's write-ahead log keeps the upserts (vectors and payload) until its 32 MB "
+    "(wal_capacity_mb) segment files are rotated; its API cannot truncate it",
+    "segments holding fewer than 100 vectors are not vacuumed (the server's minimum) until merged",
+    "snapshots and backups taken before the erasure keep the points",
+    "disk blocks freed by rewritten segments are not overwritten",
+)
 T = TypeVar("T")
 
 
@@ -299,6 +310,44 @@ class QdrantServerIndex:
 
     def optimize(self) -> None:
         """Nothing to do: the server's optimizers index in the background."""
+
+    def purge(self) -> dict[str, Any]:
+        """Have the server vacuum deleted points out of the segment files, and wait for it.
+
+        The API has no "vacuum now": the vacuum optimizer rewrites a segment once enough of
+        it is deleted. So the thresholds are lowered to "any deleted point" (and at least
+        100 vectors, the server's floor), the optimizers are waited for (status green), and
+        the collection's own thresholds are put back, so that everyday updates do not
+        rewrite segments. What the API cannot force is listed under "not_forced".
+        """
+        conn = self._live
+        if conn.url == MEMORY:
+            return {"engine": "qdrant local mode", "method": "in memory; no files hold the points"}
+        started = time.monotonic()
+        before = conn.call(conn.client.get_collection, self.collection).config.optimizer_config
+        self._set_vacuum(PURGE_DELETED_THRESHOLD, PURGE_MIN_VECTORS)
+        try:
+            vacuumed = self._wait_green(PURGE_WAIT_S)
+        finally:
+            self._set_vacuum(before.deleted_threshold, before.vacuum_min_vector_number)
+        return {"engine": "qdrant", "method": "vacuum optimizer with thresholds lowered",
+                "vacuum_finished": vacuumed, "seconds": round(time.monotonic() - started, 3),
+                "not_forced": list(NOT_FORCED)}
+
+    def _set_vacuum(self, deleted_threshold: float, min_vectors: int) -> None:
+        conn = self._live
+        diff = models.OptimizersConfigDiff(deleted_threshold=deleted_threshold, vacuum_min_vector_number=min_vectors)
+        conn.call(conn.client.update_collection, self.collection, optimizers_config=diff)
+
+    def _wait_green(self, timeout: float) -> bool:
+        """True once the collection reports no optimization running or pending, False on timeout."""
+        conn, deadline = self._live, time.monotonic() + timeout
+        time.sleep(0.5)  # let the server plan the vacuum the new thresholds call for
+        while time.monotonic() < deadline:
+            if conn.call(conn.client.get_collection, self.collection).status == models.CollectionStatus.GREEN:
+                return True
+            time.sleep(1.0)
+        return False
 
     def next_generation(self) -> "QdrantServerIndex":
         conn = self._live
