@@ -126,8 +126,15 @@ class Store:
         return Settings(data_dir=self.data_dir, database_url=self.database_url)
 
 
+def sql_engine(url: str, **kwargs: Any) -> Engine:
+    """The harness's own engine: psycopg2 for Postgres (SQLAlchemy 2.1 would pick psycopg 3)."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return create_engine(url, **kwargs)
+
+
 def admin_engine() -> Engine:
-    return create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    return sql_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
 
 
 def postgres_available() -> str | None:
@@ -288,7 +295,7 @@ def final_state(outcomes: list[tuple[str, str | None, str | None]]) -> str:
 
 def snapshot(store: Store) -> Snapshot:
     snap = Snapshot()
-    engine = create_engine(store.sql_url)
+    engine = sql_engine(store.sql_url)
     try:
         if "faces" not in inspect(engine).get_table_names():
             return snap  # killed before the schema existed
@@ -490,7 +497,7 @@ def worker_takeover(store: Store, dataset: Path, truth: Truth, rng: random.Rando
     total = len(truth.snap.states)
     target = int(total * rng.uniform(0.5, 0.85))
     first = start(store, "worker", "--workers", "1", "--poll", "1", env=env)
-    engine = create_engine(store.sql_url)
+    engine = sql_engine(store.sql_url)
     try:
         done = wait_for_done(engine, target, first)
         sigkill(first)
@@ -598,7 +605,7 @@ def held_for(store: Store, external_id: str) -> dict[str, Any]:
     """The person's uuid, face uuids, image digests and stored vectors, read before deletion."""
     from identity.store.vectors import open_vector_index
 
-    engine = create_engine(store.sql_url)
+    engine = sql_engine(store.sql_url)
     with engine.connect() as conn:
         person_id = conn.execute(text("SELECT id FROM persons WHERE external_id = :e"), {"e": external_id}).scalar()
         rows = conn.execute(text(
@@ -650,7 +657,7 @@ def scan(store: Store, tokens: list[Telltale]) -> set[tuple[str, str]]:
 
 def table_texts(store: Store) -> dict[str, bytes]:
     """Each table's rows as text, to name the table that still holds a telltale."""
-    engine = create_engine(store.sql_url)
+    engine = sql_engine(store.sql_url)
     texts: dict[str, bytes] = {}
     try:
         with engine.connect() as conn:
@@ -708,7 +715,7 @@ class BadInputs:
         return [self.junk["missing"], self.junk["corrupt"], self.junk["empty"], self.junk["text"]]
 
     def _count(self, sql: str, **params: Any) -> int:
-        engine = create_engine(self.store.sql_url)
+        engine = sql_engine(self.store.sql_url)
         try:
             with engine.connect() as conn:
                 return conn.execute(text(sql), params).scalar() or 0
@@ -841,7 +848,7 @@ class BadInputs:
                     case.check(False, f"`identity {' '.join(args)}` created {sorted(p.name for p in empty.rglob('*'))[:4]}")
                     shutil.rmtree(empty)
             if url:
-                engine = create_engine(url)
+                engine = sql_engine(url)
                 tables = inspect(engine).get_table_names()
                 engine.dispose()
                 case.check(not tables, f"tables created in the empty database: {tables[:4]}")
@@ -1015,12 +1022,14 @@ def main() -> int:
         console.print(f"skipped: lfw-dev not found at {args.dataset}")
         return 0
     backends = args.backends.split(",")
+    skipped = []
     if "postgres" in backends and (why := postgres_available()):
         console.print(f"postgres skipped: {why}")
         backends.remove("postgres")
+        skipped.append(Row("skipped", "postgres", notes=[why]))
     rng = random.Random(args.seed)
     started = time.perf_counter()
-    rows: list[Row] = []
+    rows: list[Row] = skipped
     cases: list[Case] = []
     with tempfile.TemporaryDirectory(prefix="identity-faults-") as tmp:
         root = Path(tmp)
