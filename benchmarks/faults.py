@@ -1,0 +1,1052 @@
+"""Reliability trials (issue 11): crashes, worker takeover, erasure and bad input, against the real CLI.
+
+    .venv/bin/python benchmarks/faults.py [--images 600] [--kills 10] [--backends sqlite,postgres]
+                                          [--seed 7] [--sections clean,crash,worker,erasure,bad] [--json]
+
+Per backend (SQLite+Edge, Postgres+Edge), each in fresh stores (temporary data dirs,
+throwaway Postgres databases), driving `identity` in subprocesses:
+
+- clean: enroll the first --images lfw-dev photos (sorted person/photo) once; its SQL
+  rows and vectors are the truth the other trials are compared with.
+- crash: SIGKILL the whole `identity enroll DIR --workers 1` process group at a seeded
+  random moment, --kills times in a row (after each, every vector must have a face row,
+  every indexed face a vector, no person-photo pair two faces), then run to completion
+  and compare with the clean run.
+- worker (Postgres): `enroll --queue-only`, one `identity worker` SIGKILLed mid-batch,
+  then a second `identity worker --drain` must finish every job, the dead one's included.
+- erasure: enroll a person from photos under telltale paths, search once, `person
+  delete`, then scan every file under the data dir (and, on Postgres, every table's
+  rows) for their vectors (float32 and the WAL's CBOR encoding), uuids, ids, name and paths.
+- bad: each bad input of issue 11 as one case: exit code, a one-line message naming the
+  file or setting, and the good inputs beside it processed.
+
+Prints one table (trials run, lost, duplicated, left inconsistent: all must be 0) and
+the bad-input cases that failed, with reasons; exit 0 only if every count is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import Engine
+
+REPO = Path(__file__).resolve().parents[1]
+LFW = REPO.parent / "shared" / "datasets" / "lfw-dev"
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+IDENTITY = str(Path(sys.executable).with_name("identity"))
+LEASE_SECONDS = 30  # worker trial: longer than the second worker needs for what is left
+TIMEOUT = 900  # seconds for any one command; a hang is reported, not waited out
+
+console = Console(stderr=True)
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class Row:
+    kind: str
+    backend: str
+    trials: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    inconsistent: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == self.duplicated == self.inconsistent == 0
+
+    def fail(self, reason: str, count: int = 1) -> None:
+        self.inconsistent += count
+        self.notes.append(reason)
+
+
+@dataclass
+class Case:
+    """One bad-input case: passed, or why not."""
+
+    backend: str
+    name: str
+    passed: bool = True
+    reasons: list[str] = field(default_factory=list)
+
+    def check(self, condition: bool, reason: str) -> None:
+        if not condition:
+            self.passed = False
+            self.reasons.append(reason)
+
+
+# ---------------------------------------------------------------- stores and the CLI
+
+
+@dataclass
+class Store:
+    backend: str
+    data_dir: Path
+    database_url: str | None  # None: SQLite under data_dir
+
+    @property
+    def sql_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'identity.db'}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}
+        env["IDENTITY_DATA_DIR"] = str(self.data_dir)
+        if self.database_url:
+            env["IDENTITY_DATABASE_URL"] = self.database_url
+        env.update(extra)
+        return env
+
+    def settings(self) -> Any:
+        from identity.config import Settings
+
+        return Settings(data_dir=self.data_dir, database_url=self.database_url)
+
+
+def sql_engine(url: str, **kwargs: Any) -> Engine:
+    """The harness's own engine: psycopg2 for Postgres (SQLAlchemy 2.1 would pick psycopg 3)."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return create_engine(url, **kwargs)
+
+
+def admin_engine() -> Engine:
+    return sql_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+
+
+def postgres_available() -> str | None:
+    """None if the server answers, else why not."""
+    try:
+        engine = admin_engine()
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server here"
+        return f"no Postgres at {ADMIN_URL}: {str(exc).splitlines()[0]}"
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    name = f"identity_faults_{uuid.uuid4().hex[:10]}"
+    engine = admin_engine()
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+@contextmanager
+def fresh_store(backend: str, root: Path, name: str) -> Iterator[Store]:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"{backend}-{name}-", dir=root))
+    try:
+        if backend == "postgres":
+            with fresh_database() as url:
+                yield Store(backend, data_dir, url)
+        else:
+            yield Store(backend, data_dir, None)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+    seconds: float
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.out)
+        except ValueError:
+            return None
+
+    @property
+    def crashed(self) -> bool:
+        """An unexpected exception (the CLI's last line of defence), not a refusal it meant."""
+        return "Traceback" in self.err or "run with --debug for details" in self.err
+
+    @property
+    def error_lines(self) -> list[str]:
+        """Non-empty stderr lines, progress bars left out."""
+        return [line for line in self.err.splitlines() if line.strip() and not _is_progress(line)]
+
+    def describe(self) -> str:
+        lines = self.error_lines
+        return f"exit {self.rc}" + (f", stderr {lines[0][:160]!r}" + (f" (+{len(lines) - 1} lines)" if len(lines) > 1 else "")
+                                    if lines else "")
+
+
+def _is_progress(line: str) -> bool:
+    return any(mark in line for mark in ("━", "img/s", "\r"))
+
+
+def cli(store: Store, *args: str, env: dict[str, str] | None = None, timeout: float = TIMEOUT) -> Result:
+    """Run `identity ARGS` to the end (or kill its process group after `timeout`)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([IDENTITY, *args], env=env or store.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        err += f"\n(harness) timed out after {timeout:.0f} s and was killed"
+    return Result(proc.returncode, out, err, time.perf_counter() - started)
+
+
+def start(store: Store, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `identity ARGS` in its own process group, output discarded (a progress bar fills pipes)."""
+    return subprocess.Popen([IDENTITY, *args], env=env or store.env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def sigkill(proc: subprocess.Popen) -> None:
+    """SIGKILL the whole process group (the CLI and its model worker processes)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_then_kill(store: Store, args: list[str], after: float) -> bool:
+    """Start a command and SIGKILL it `after` seconds in; False if it had already exited."""
+    proc = start(store, *args)
+    try:
+        proc.wait(timeout=after)
+        return False
+    except subprocess.TimeoutExpired:
+        sigkill(proc)
+        return True
+
+
+# ---------------------------------------------------------------- what a store holds
+
+
+@dataclass
+class Snapshot:
+    """SQL rows and vectors of a store, reduced to what the trials compare."""
+
+    faces: Counter = field(default_factory=Counter)  # (external id, sha256, model) -> indexed faces
+    pending: int = 0
+    states: dict[tuple[str, str], str] = field(default_factory=dict)  # (path, external id) -> final state
+    vectors: int = 0
+    orphans: int = 0  # vectors without a live face row
+    missing: int = 0  # indexed faces without a vector
+    errors: list[str] = field(default_factory=list)  # e.g. a vector store that cannot be opened
+
+    @property
+    def indexed(self) -> int:
+        return sum(self.faces.values())
+
+    @property
+    def duplicated(self) -> int:
+        return sum(1 for n in self.faces.values() if n > 1) + max(0, self.vectors - self.indexed - self.pending)
+
+    def outcomes(self) -> Counter:
+        return Counter(self.states.values())
+
+
+def final_state(outcomes: list[tuple[str, str | None, str | None]]) -> str:
+    """One input's state over all its jobs (a resumed run settles earlier work as `duplicate`)."""
+    found = {outcome for _, outcome, _ in outcomes}
+    if any(status in ("queued", "running") for status, _, _ in outcomes):
+        return "unfinished"
+    if found == {None}:
+        return "|".join(sorted({str(status) for status, _, _ in outcomes}))  # e.g. cancelled
+    if "enrolled" in found:
+        return "enrolled"
+    if "rejected" in found or any(o == "duplicate" and "rejected" in (r or "") for _, o, r in outcomes):
+        return "rejected"
+    for outcome in ("conflict", "failed", "duplicate"):
+        if outcome in found:
+            return outcome
+    return "|".join(sorted(str(o) for o in found))
+
+
+def snapshot(store: Store) -> Snapshot:
+    snap = Snapshot()
+    engine = sql_engine(store.sql_url)
+    try:
+        if "faces" not in inspect(engine).get_table_names():
+            return snap  # killed before the schema existed
+        with engine.connect() as conn:
+            faces = conn.execute(text(
+                "SELECT p.external_id, i.sha256, m.name, m.version, f.status, f.id, m.dim FROM faces f "
+                "JOIN persons p ON p.id = f.person_id JOIN images i ON i.id = f.image_id "
+                "JOIN models m ON m.id = f.model_id")).all()
+            models = conn.execute(text("SELECT name, version, dim FROM models")).all()
+            jobs = conn.execute(text("SELECT source_path, external_id, status, outcome, reason FROM jobs")).all()
+    finally:
+        engine.dispose()
+    by_key: dict[tuple[str, str], list] = {}
+    for path, external_id, status, outcome, reason in jobs:
+        by_key.setdefault((path, external_id), []).append((status, outcome, reason))
+    snap.states = {key: final_state(rows) for key, rows in by_key.items()}
+    live: dict[str, set[uuid.UUID]] = {}
+    indexed: dict[str, set[uuid.UUID]] = {}
+    for external_id, sha, name, version, status, face_id, _ in faces:
+        model = f"{name}@{version}"
+        if status == "indexed":
+            snap.faces[(external_id, sha, model)] += 1
+            indexed.setdefault(model, set()).add(uuid.UUID(str(face_id)))
+        snap.pending += status == "pending"
+        if status != "rejected":
+            live.setdefault(model, set()).add(uuid.UUID(str(face_id)))
+    for name, version, dim in models:
+        model = f"{name}@{version}"
+        try:
+            held = vector_ids(store, model, dim)
+        except Exception as exc:  # noqa: BLE001 - a store that cannot be opened is what we report
+            snap.errors.append(f"{model} vectors unreadable: {type(exc).__name__}: {str(exc)[:120]}")
+            continue
+        snap.vectors += len(held)
+        snap.orphans += len(held - live.get(model, set()))
+        snap.missing += len(indexed.get(model, set()) - held)
+    return snap
+
+
+def vector_ids(store: Store, model: str, dim: int) -> set[uuid.UUID]:
+    """Face ids held in a model's collection (the CLI has exited, so the embedded shard is free)."""
+    from identity.store.vectors import open_vector_index
+
+    with open_vector_index(store.settings(), model, dim) as index:
+        return {face_id for face_id, _ in index.iter_ids()}
+
+
+def compare(clean: Snapshot, trial: Snapshot, row: Row) -> None:
+    """Count what the trial lost or doubled against the clean run, and every disagreement."""
+    lost = set(clean.faces) - set(trial.faces)
+    row.lost += len(lost)
+    if lost:
+        row.notes.append(f"lost {len(lost)} person-photo pairs, e.g. {sorted(lost)[0][0]}")
+    row.duplicated += trial.duplicated
+    if trial.duplicated:
+        row.notes.append(f"{trial.duplicated} pairs with >1 indexed face or surplus vectors")
+    extra = set(trial.faces) - set(clean.faces)
+    if extra:
+        row.fail(f"{len(extra)} pairs indexed that the clean run did not index")
+    if trial.vectors != trial.indexed:
+        row.fail(f"{trial.vectors} vectors for {trial.indexed} indexed faces")
+    if trial.pending:
+        row.fail(f"{trial.pending} faces left pending")
+    differ = [k for k in clean.states if trial.states.get(k) != clean.states[k]]
+    if differ:
+        k = differ[0]
+        row.fail(f"{len(differ)} inputs end in another state, e.g. {Path(k[0]).name}: "
+                 f"{trial.states.get(k)} vs {clean.states[k]} in the clean run")
+
+
+def invariant_problems(snap: Snapshot) -> list[str]:
+    """What must hold at any instant, even right after a SIGKILL (pending rows may remain)."""
+    problems = list(snap.errors)
+    if snap.orphans:
+        problems.append(f"{snap.orphans} vectors without a face row")
+    if snap.missing:
+        problems.append(f"{snap.missing} indexed faces without a vector")
+    doubled = sum(1 for n in snap.faces.values() if n > 1)
+    if doubled:
+        problems.append(f"{doubled} person-photo pairs with two indexed faces")
+    return problems
+
+
+def doctor_clean(store: Store) -> tuple[bool, str]:
+    result = cli(store, "doctor", "--json")
+    report = result.json()
+    if isinstance(report, dict) and report.get("clean") is True and result.rc == 0:
+        return True, ""
+    problems = {k: v for k, v in (report or {}).items() if v and k not in ("clean", "repaired")}
+    return False, f"doctor not clean: {problems or result.describe()}"
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def pick_images(dataset: Path, count: int) -> tuple[list[Path], list[Path]]:
+    """The first `count` images by sorted person/photo, and every photo of the persons after them."""
+    chosen: list[Path] = []
+    rest: list[Path] = []
+    for person in sorted(p for p in dataset.iterdir() if p.is_dir()):
+        photos = sorted(p for p in person.iterdir() if p.is_file())
+        if len(chosen) < count:
+            chosen.extend(photos[: count - len(chosen)])
+        else:
+            rest.extend(photos)
+    return chosen, rest
+
+
+def copy_dataset(images: list[Path], target: Path) -> Path:
+    for image in images:
+        (target / image.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, target / image.parent.name / image.name)
+    return target
+
+
+class Spare:
+    """lfw-dev photos outside the enrolled set, handed out once each per store."""
+
+    def __init__(self, photos: list[Path]) -> None:
+        self.photos = list(photos)
+
+    def take(self, count: int) -> list[Path]:
+        taken, self.photos = self.photos[:count], self.photos[count:]
+        return taken
+
+    def person_with(self, count: int) -> list[Path]:
+        """`count` photos of one person (the first with that many)."""
+        by_person: dict[str, list[Path]] = {}
+        for photo in self.photos:
+            by_person.setdefault(photo.parent.name, []).append(photo)
+        chosen = next(photos[:count] for photos in by_person.values() if len(photos) >= count)
+        self.photos = [p for p in self.photos if p.parent.name != chosen[0].parent.name]
+        return chosen
+
+
+# ---------------------------------------------------------------- trials
+
+
+@dataclass
+class Truth:
+    snap: Snapshot
+    seconds: float
+    enrolled_paths: list[str]
+
+
+def clean_run(store: Store, dataset: Path, workers: int) -> tuple[Row, Truth | None]:
+    row = Row("clean run", store.backend, trials=1)
+    result = cli(store, "enroll", str(dataset), "--workers", str(workers), "--json")
+    if result.rc not in (0, 5) or result.json() is None:
+        row.fail(f"enroll: {result.describe()}")
+        return row, None
+    snap = snapshot(store)
+    ok, why = doctor_clean(store)
+    if not ok:
+        row.fail(why)
+    for problem in invariant_problems(snap):
+        row.fail(problem)
+    if snap.vectors != snap.indexed:
+        row.fail(f"{snap.vectors} vectors for {snap.indexed} indexed faces")
+    counts = snap.outcomes()
+    row.notes.append(f"{len(snap.states)} images: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+                     + f"; {snap.vectors} vectors; enroll {result.seconds:.1f} s")
+    enrolled = [path for (path, _), state in snap.states.items() if state == "enrolled"]
+    return row, Truth(snap, result.seconds, sorted(enrolled))
+
+
+def crash_trials(store: Store, dataset: Path, truth: Truth, kills: int, rng: random.Random) -> Row:
+    row = Row("SIGKILL enroll x N, resume", store.backend)
+    args = ["enroll", str(dataset), "--workers", "1"]
+    total = len(truth.snap.states)
+    landed = 0
+    for i in range(kills):
+        done = sum(1 for s in snapshot(store).states.values() if s != "unfinished")
+        remaining = max(0.1, 1 - done / total)
+        after = rng.uniform(1.0, max(1.5, truth.seconds * remaining))
+        landed += run_then_kill(store, args, after)
+        row.trials += 1
+        problems = invariant_problems(snapshot(store))
+        if problems:
+            row.fail(f"after kill {i + 1} at {after:.1f} s: " + "; ".join(problems))
+    final = cli(store, *args, "--json")
+    if final.rc not in (0, 5):
+        row.fail(f"completion run: {final.describe()}")
+    ok, why = doctor_clean(store)
+    if not ok:
+        row.fail(why)
+    compare(truth.snap, snapshot(store), row)
+    row.notes.insert(0, f"{landed} of {kills} kills landed mid-run")
+    return row
+
+
+def worker_takeover(store: Store, dataset: Path, truth: Truth, rng: random.Random) -> Row:
+    row = Row("SIGKILL worker, 2nd takes over", store.backend, trials=1)
+    env = store.env(IDENTITY_ENROLL__LEASE_SECONDS=str(LEASE_SECONDS))
+    queued = cli(store, "enroll", str(dataset), "--queue-only", "--json", env=env)
+    if queued.rc != 0:
+        row.fail(f"enroll --queue-only: {queued.describe()}")
+        return row
+    total = len(truth.snap.states)
+    target = int(total * rng.uniform(0.5, 0.85))
+    first = start(store, "worker", "--workers", "1", "--poll", "1", env=env)
+    engine = sql_engine(store.sql_url)
+    try:
+        done = wait_for_done(engine, target, first)
+        sigkill(first)
+        with engine.connect() as conn:
+            leased = [r[0] for r in conn.execute(text("SELECT id FROM jobs WHERE status = 'running'"))]
+        killed_at = time.perf_counter()
+        second = cli(store, "worker", "--drain", "--workers", "1", "--poll", "1", "--json", env=env)
+        waited = time.perf_counter() - killed_at
+        with engine.connect() as conn:
+            unfinished = conn.execute(text("SELECT id, status FROM jobs WHERE status IN ('queued', 'running')")).all()
+        left = len(unfinished)
+        stuck = sum(1 for job_id, status in unfinished if status == "running" and job_id in set(leased))
+    finally:
+        engine.dispose()
+    row.notes.append(f"killed after {done} of {total} jobs, {len(leased)} leased by the dead worker; "
+                     f"2nd worker ran {waited:.0f} s (lease {LEASE_SECONDS} s)")
+    if second.rc not in (0, 5):
+        row.fail(f"2nd worker: {second.describe()}")
+    if stuck:
+        row.fail(f"2nd worker --drain exited leaving {stuck} jobs leased by the dead worker")
+    if left and left != stuck:
+        row.fail(f"{left} jobs still queued or running")
+    ok, why = doctor_clean(store)
+    if not ok:
+        row.fail(why)
+    compare(truth.snap, snapshot(store), row)
+    return row
+
+
+def wait_for_done(engine: Engine, target: int, proc: subprocess.Popen) -> int:
+    """Poll the queue until `target` jobs are finished (or the worker died); returns how many are."""
+    done = 0
+    deadline = time.perf_counter() + TIMEOUT
+    while done < target and proc.poll() is None and time.perf_counter() < deadline:
+        time.sleep(0.2)
+        with engine.connect() as conn:
+            done = conn.execute(text("SELECT count(*) FROM jobs WHERE status IN ('done', 'failed')")).scalar() or 0
+    return done
+
+
+# ---------------------------------------------------------------- erasure
+
+
+@dataclass(frozen=True)
+class Telltale:
+    kind: str  # what it is: "external id", "vector f32", ...
+    value: bytes  # how it would be written in a file or a row
+
+
+def erasure_scan(store: Store, root: Path, spare: Spare, rng: random.Random) -> Row:
+    row = Row("erasure scan", store.backend, trials=1)
+    token = f"tt{rng.getrandbits(40):010x}"
+    folder = root / f"telltale-{token}-{store.backend}"
+    folder.mkdir()
+    photos = []
+    for i, source in enumerate(spare.person_with(4)):
+        photos.append(folder / f"{token}-photo-{i}{source.suffix}")
+        shutil.copy(source, photos[-1])
+    external_id, name = f"ERASE-{token}", f"Telltale {token}"
+    enrolled = cli(store, "enroll", "--person", external_id, "--name", name, *map(str, photos[:3]), "--json")
+    searched = cli(store, "search", str(photos[3]), "--json")
+    if enrolled.rc != 0 or searched.rc not in (0, 3):
+        row.fail(f"set-up: enroll {enrolled.describe()}, search {searched.describe()}")
+        return row
+    held = held_for(store, external_id)
+    tokens = telltales(held, external_id, name, str(folder))
+    before = scan(store, tokens)
+    vectors_before = snapshot(store).vectors
+    control = sorted({kind for kind, _ in before})
+    row.notes.append(f"before delete found: {', '.join(control)}")
+    if "vector f32" not in control:
+        row.fail("control: the stored vectors were not found in any file before deletion (scan blind)")
+    deleted = cli(store, "person", "delete", external_id, "--json")
+    if deleted.rc != 0:
+        row.fail(f"person delete: {deleted.describe()}")
+    after = scan(store, tokens)
+    row.inconsistent += len(after)
+    if after:
+        places: dict[str, list[str]] = {}
+        for kind, place in sorted(after):
+            places.setdefault(kind, []).append(short_place(place))
+        row.notes.append("left: " + "; ".join(f"{kind} ({', '.join(sorted(set(where)))})" for kind, where in places.items()))
+    snap = snapshot(store)
+    if snap.vectors != vectors_before - len(held["vectors"]):
+        row.fail(f"vectors {vectors_before} -> {snap.vectors}, expected -{len(held['vectors'])}")
+    ok, why = doctor_clean(store)
+    if not ok:
+        row.fail(why)
+    row.notes.append("not scanned: int8 quantized copies (their scale is the engine's)"
+                     + ("; Postgres heap files (server-side)" if store.database_url else ""))
+    return row
+
+
+def short_place(place: str) -> str:
+    """`vectors/faces_x_g1/segments/<uuid>/payload_storage/page_0.dat` -> `edge payload_storage/page_0.dat`."""
+    parts = place.split("/")
+    if parts[0] == "vectors" and "segments" in parts:
+        return "edge " + "/".join(parts[parts.index("segments") + 2:])
+    if parts[0] == "vectors":
+        return "edge " + "/".join(parts[2:])
+    return place
+
+
+def held_for(store: Store, external_id: str) -> dict[str, Any]:
+    """The person's uuid, face uuids, image digests and stored vectors, read before deletion."""
+    from identity.store.vectors import open_vector_index
+
+    engine = sql_engine(store.sql_url)
+    with engine.connect() as conn:
+        person_id = conn.execute(text("SELECT id FROM persons WHERE external_id = :e"), {"e": external_id}).scalar()
+        rows = conn.execute(text(
+            "SELECT f.id, i.sha256, m.name, m.version, m.dim FROM faces f JOIN images i ON i.id = f.image_id "
+            "JOIN models m ON m.id = f.model_id WHERE f.person_id = :p"), {"p": person_id}).all()
+    engine.dispose()
+    vectors: list[np.ndarray] = []
+    by_model: dict[tuple[str, int], list[uuid.UUID]] = {}
+    for face_id, _, model, version, dim in rows:
+        by_model.setdefault((f"{model}@{version}", dim), []).append(uuid.UUID(str(face_id)))
+    for (model, dim), face_ids in by_model.items():
+        with open_vector_index(store.settings(), model, dim) as index:
+            vectors.extend(index.vectors(face_ids).values())
+    return {"person_id": uuid.UUID(str(person_id)), "face_ids": [uuid.UUID(str(r[0])) for r in rows],
+            "sha256": sorted({r[1] for r in rows}), "vectors": vectors}
+
+
+def telltales(held: dict[str, Any], external_id: str, name: str, folder: str) -> list[Telltale]:
+    tokens = [Telltale("external id", external_id.encode()), Telltale("display name", name.encode()),
+              Telltale("source path", folder.encode())]
+    for kind, ids in (("person uuid", [held["person_id"]]), ("face uuid", held["face_ids"])):
+        for value in ids:
+            tokens += [Telltale(kind, str(value).encode()), Telltale(kind, value.hex.encode()),
+                       Telltale(kind, value.bytes)]
+    tokens += [Telltale("image sha256", sha.encode()) for sha in held["sha256"]]
+    for vector in held["vectors"]:
+        unit = np.asarray(vector, dtype=np.float32)
+        tokens += [Telltale("vector f32", unit.astype("<f4").tobytes()),
+                   Telltale("vector f32", unit.astype("<f4").tobytes()[:32]),  # a prefix: chunked storage
+                   Telltale("vector f32", unit.astype(">f4").tobytes()),
+                   Telltale("vector cbor", b"".join(b"\xfa" + struct.pack(">f", x) for x in unit[:16]))]
+    return tokens
+
+
+def scan(store: Store, tokens: list[Telltale]) -> set[tuple[str, str]]:
+    """(kind, where) for every file under the data dir, and every SQL table, that holds a telltale."""
+    hits: set[tuple[str, str]] = set()
+    for path in sorted(p for p in store.data_dir.rglob("*") if p.is_file() and not p.is_symlink()):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        place = str(path.relative_to(store.data_dir))
+        hits |= {(t.kind, place) for t in tokens if t.value in data}
+    for table, data in table_texts(store).items():
+        hits |= {(t.kind, f"table {table}") for t in tokens if t.value in data}
+    return hits
+
+
+def table_texts(store: Store) -> dict[str, bytes]:
+    """Each table's rows as text, to name the table that still holds a telltale."""
+    engine = sql_engine(store.sql_url)
+    texts: dict[str, bytes] = {}
+    try:
+        with engine.connect() as conn:
+            for table in inspect(engine).get_table_names():
+                rows = conn.execute(text(f'SELECT * FROM "{table}"')).all()
+                texts[table] = "\n".join(
+                    " ".join(str(v) + " " + (v.hex if isinstance(v, uuid.UUID) else "") for v in r)
+                    for r in rows).encode()
+    finally:
+        engine.dispose()
+    return texts
+
+
+# ---------------------------------------------------------------- bad input
+
+
+class BadInputs:
+    """Issue 11's bad-input list, one Case each, run against a store that holds the clean run."""
+
+    def __init__(self, store: Store, root: Path, spare: Spare, truth: Truth) -> None:
+        self.store, self.spare, self.truth = store, spare, truth
+        self.root = Path(tempfile.mkdtemp(prefix=f"bad-{store.backend}-", dir=root))
+        self.junk = self._junk()
+
+    def cases(self) -> list[Callable[[], Case]]:
+        common = [self.search_files, self.detect_files, self.enroll_person_files, self.enroll_dir_entries,
+                  self.manifest_long_id, self.report_missing_folder, self.threshold_values, self.read_only_empty,
+                  self.other_vector_store, self.jobs_cancel]
+        if self.store.database_url:
+            return common + [self.postgres_scheme, self.bad_ports]
+        return common + [self.sqlite_missing_folder]
+
+    def _junk(self) -> dict[str, Path]:
+        folder = self.root / "junk"
+        folder.mkdir()
+        good = Path(self.truth.enrolled_paths[0]).read_bytes()
+        junk = {"missing": folder / "missing.jpg", "corrupt": folder / "corrupt.jpg", "empty": folder / "empty.jpg",
+                "text": folder / "notes.jpg"}
+        junk["corrupt"].write_bytes(good[: len(good) // 3])
+        junk["empty"].write_bytes(b"")
+        junk["text"].write_text("not an image\n")
+        return junk
+
+    def _case(self, name: str) -> Case:
+        return Case(self.store.backend, name)
+
+    def _one_line(self, case: Case, result: Result, *names: str) -> None:
+        lines = result.error_lines
+        case.check(len(lines) == 1, f"expected one stderr line, got {len(lines)}: {result.describe()}")
+        case.check(not result.crashed, f"an unexpected exception, not a refusal: {result.describe()}")
+        for name in names:
+            case.check(any(name in line for line in lines), f"no stderr line names {name!r}")
+
+    def _bad_files(self) -> list[Path]:
+        return [self.junk["missing"], self.junk["corrupt"], self.junk["empty"], self.junk["text"]]
+
+    def _count(self, sql: str, **params: Any) -> int:
+        engine = sql_engine(self.store.sql_url)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text(sql), params).scalar() or 0
+        finally:
+            engine.dispose()
+
+    def _report(self, path: Path) -> dict[str, tuple[str, str]]:
+        """Report rows by file name: (outcome, reason)."""
+        if not path.is_file():
+            return {}
+        with path.open(newline="") as handle:
+            return {Path(r["source_path"]).name: (r["outcome"], r["reason"]) for r in csv.DictReader(handle)}
+
+    def search_files(self) -> Case:
+        case = self._case("search: unreadable images beside a good one")
+        good = self.truth.enrolled_paths[0]
+        result = cli(self.store, "search", good, *map(str, self._bad_files()), "--json")
+        data = result.json() or {}
+        case.check(result.rc == 1, f"exit {result.rc}, expected 1")
+        case.check([r.get("image") for r in data.get("results", [])] == [good], "the good image has no result")
+        errors = {e.get("image"): e.get("error", "") for e in data.get("errors", [])}
+        for bad in self._bad_files():
+            case.check(bad.name in errors.get(str(bad), ""), f"no error entry naming {bad.name}")
+        case.check(not result.crashed, f"an unexpected exception: {result.describe()}")
+        return case
+
+    def detect_files(self) -> Case:
+        case = self._case("faces detect: unreadable images beside a good one")
+        good = self.truth.enrolled_paths[1]
+        result = cli(self.store, "faces", "detect", good, *map(str, self._bad_files()), "--json")
+        data = result.json() or []
+        case.check(result.rc == 1, f"exit {result.rc}, expected 1")
+        case.check(len(data) == 5 and bool(data[0].get("faces")), "the good image's faces are not listed first")
+        for entry, bad in zip(data[1:], self._bad_files()):
+            case.check(bool(entry.get("error")), f"no error for {bad.name}")
+        case.check(not result.crashed, f"an unexpected exception: {result.describe()}")
+        return case
+
+    def enroll_person_files(self) -> Case:
+        case = self._case("enroll --person: unreadable images beside good ones")
+        good = self._copies("person", self.spare.take(2))
+        report = self.root / "person.csv"
+        result = cli(self.store, "enroll", "--person", f"BAD-{self.store.backend}-P", *map(str, good),
+                     *map(str, self._bad_files()), "--report", str(report), "--json")
+        case.check(result.rc == 5, f"exit {result.rc}, expected 5 (some failed): {result.describe()}")
+        rows = self._report(report)
+        for path in good:
+            case.check(rows.get(path.name, ("?",))[0] in ("enrolled", "rejected"), f"{path.name} not processed")
+        for bad in self._bad_files():
+            case.check(rows.get(bad.name, ("?",))[0] == "failed", f"{bad.name} has no failed row")
+        return case
+
+    def enroll_dir_entries(self) -> Case:
+        case = self._case("enroll DIR: every entry reported (symlink, FIFO, junk)")
+        folder = self.root / "entries"
+        good = self._copies("entries/A", self.spare.take(1)) + self._copies("entries/B", self.spare.take(1))
+        shutil.copy(self.junk["corrupt"], folder / "A" / "corrupt.jpg")
+        (folder / "A" / "empty.jpg").write_bytes(b"")
+        (folder / "B" / "dangling.jpg").symlink_to(folder / "no-such-file.jpg")
+        os.mkfifo(folder / "B" / "fifo.jpg")
+        report = self.root / "entries.csv"
+        result = cli(self.store, "enroll", str(folder), "--report", str(report), "--json", timeout=300)
+        rows = self._report(report)
+        case.check(result.rc == 5, f"{result.describe()}, expected exit 5")
+        for path in good:
+            case.check(rows.get(path.name, ("?",))[0] in ("enrolled", "rejected"), f"{path.name} not processed")
+        for bad in ("corrupt.jpg", "empty.jpg", "dangling.jpg", "fifo.jpg"):
+            case.check(rows.get(bad, ("?",))[0] in ("failed", "skipped"), f"{bad} has no failed/skipped row")
+        return case
+
+    def manifest_long_id(self) -> Case:
+        case = self._case("manifest: a 500-char id fails only its row")
+        photos = self._copies("manifest", self.spare.take(3))
+        ids = [f"BAD-{self.store.backend}-M1", "x" * 500, f"BAD-{self.store.backend}-M3"]
+        manifest = self.root / "manifest" / "manifest.csv"
+        with manifest.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "external_id"])
+            writer.writerows([p.name, i] for p, i in zip(photos, ids))
+        report = self.root / "manifest.csv"
+        result = cli(self.store, "enroll", "--manifest", str(manifest), "--report", str(report), "--json")
+        rows = self._report(report)
+        case.check(result.rc == 5, f"{result.describe()}, expected exit 5")
+        case.check(rows.get(photos[1].name, ("?",))[0] == "failed", "the 500-char row has no failed row")
+        for path in (photos[0], photos[2]):
+            case.check(rows.get(path.name, ("?",))[0] in ("enrolled", "rejected"), f"{path.name} not processed")
+        case.check(self._count("SELECT count(*) FROM persons WHERE length(external_id) > 255") == 0,
+                   "a person with a 500-char id was stored")
+        return case
+
+    def report_missing_folder(self) -> Case:
+        case = self._case("--report /no/such/dir/r.csv refused before work")
+        folder = self.root / "report"
+        photos = self._copies("report/R", self.spare.take(2))
+        result = cli(self.store, "enroll", str(folder), "--report", "/no/such/dir/r.csv")
+        case.check(result.rc in (1, 2), f"exit {result.rc}, expected 1 or 2")
+        self._one_line(case, result, "/no/such/dir")
+        queued = self._jobs_for(photos)
+        case.check(queued == 0, f"{queued} jobs were queued or run before the refusal")
+        return case
+
+    def _jobs_for(self, photos: list[Path]) -> int:
+        return sum(self._count("SELECT count(*) FROM jobs WHERE source_path = :p", p=str(p.resolve())) for p in photos)
+
+    def threshold_values(self) -> Case:
+        case = self._case("search --threshold nan/inf/2 refused")
+        good = self.truth.enrolled_paths[0]
+        before = self._count("SELECT count(*) FROM search_events")
+        for value in ("nan", "inf", "2"):
+            result = cli(self.store, "search", good, "--threshold", value)
+            case.check(result.rc in (1, 2), f"--threshold {value}: exit {result.rc}, expected 1 or 2")
+            lines = result.error_lines
+            case.check(len(lines) == 1 and "threshold" in lines[0].lower() and not result.crashed,
+                       f"--threshold {value}: not a one-line refusal naming the threshold: {result.describe()}")
+        case.check(self._count("SELECT count(*) FROM search_events") == before, "a refused search was logged")
+        return case
+
+    def read_only_empty(self) -> Case:
+        case = self._case("read-only commands on an empty store create nothing")
+        empty = self.root / "empty-data"
+        commands = [["version"], ["config", "show"], ["person", "list"], ["person", "show", "nobody"],
+                    ["jobs", "list"], ["searches", "list"], ["models", "list"], ["audit", "nobody"]]
+        with fresh_database() if self.store.database_url else _nothing() as url:
+            store = Store(self.store.backend, empty, url)
+            for args in commands:
+                result = cli(store, *args)
+                case.check(not result.crashed and len(result.error_lines) <= 1,
+                           f"{' '.join(args)}: {result.describe()}")
+                if empty.exists():
+                    case.check(False, f"`identity {' '.join(args)}` created {sorted(p.name for p in empty.rglob('*'))[:4]}")
+                    shutil.rmtree(empty)
+            if url:
+                engine = sql_engine(url)
+                tables = inspect(engine).get_table_names()
+                engine.dispose()
+                case.check(not tables, f"tables created in the empty database: {tables[:4]}")
+        return case
+
+    def other_vector_store(self) -> Case:
+        case = self._case("same database, another vector store: refused")
+        other = self.root / "other-data"
+        env = Store(self.store.backend, other, self.store.sql_url).env()
+        result = cli(self.store, "search", self.truth.enrolled_paths[0], "--json", env=env)
+        case.check(result.rc in (1, 4), f"exit {result.rc}, expected 1 or 4 (refused)")
+        self._one_line(case, result)
+        vectors = other / "vectors"
+        case.check(not vectors.exists() or not any(vectors.iterdir()), "a vector store was created in the other dir")
+        return case
+
+    def jobs_cancel(self) -> Case:
+        case = self._case("jobs cancel: a cancelled batch is never processed")
+        folder = self.root / "cancel"
+        photos = self._copies("cancel/C", self.spare.take(2))
+        queued = cli(self.store, "enroll", str(folder), "--queue-only", "--json")
+        batch = (queued.json() or {}).get("batch")
+        case.check(queued.rc == 0 and bool(batch), f"enroll --queue-only: {queued.describe()}")
+        if not batch:
+            return case
+        cancel = cli(self.store, "jobs", "cancel", "--batch", batch)
+        case.check(cancel.rc == 0, f"jobs cancel --batch: {cancel.describe()}")
+        cli(self.store, "worker", "--drain", "--workers", "1")
+        done = sum(self._count("SELECT count(*) FROM jobs WHERE source_path = :p AND outcome IS NOT NULL",
+                               p=str(p.resolve())) for p in photos)
+        case.check(done == 0, f"{done} cancelled jobs were processed")
+        return case
+
+    def postgres_scheme(self) -> Case:
+        case = self._case("postgres:// URL accepted")
+        url = "postgres://" + self.store.sql_url.split("://", 1)[1]
+        result = cli(self.store, "person", "list", "--json", env=self.store.env(IDENTITY_DATABASE_URL=url))
+        case.check(result.rc == 0 and isinstance(result.json(), list) and len(result.json()) > 0,
+                   f"person list: {result.describe()}")
+        return case
+
+    def bad_ports(self) -> Case:
+        case = self._case("bad port in the database URL refused with one line")
+        for port in ("99999", "abc"):
+            url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            result = cli(self.store, "person", "list", env=self.store.env(IDENTITY_DATABASE_URL=url), timeout=60)
+            case.check(result.rc in (1, 4), f"port {port}: exit {result.rc}")
+            lines = result.error_lines
+            case.check(len(lines) == 1 and "port" in lines[0].lower() and not result.crashed,
+                       f"port {port}: not a one-line refusal naming the port: {result.describe()}")
+        return case
+
+    def sqlite_missing_folder(self) -> Case:
+        case = self._case("sqlite path in a missing folder refused with one line")
+        missing = self.root / "no" / "such" / "dir"
+        env = self.store.env(IDENTITY_DATABASE_URL=f"sqlite:///{missing / 'identity.db'}")
+        result = cli(self.store, "person", "list", env=env)
+        case.check(result.rc in (1, 4), f"exit {result.rc}, expected 1 or 4")
+        self._one_line(case, result, str(missing))
+        case.check(not missing.exists(), "the missing folder was created")
+        return case
+
+    def _copies(self, sub: str, photos: list[Path]) -> list[Path]:
+        target = self.root / sub
+        target.mkdir(parents=True, exist_ok=True)
+        out = []
+        for photo in photos:
+            out.append(target / photo.name)
+            shutil.copy(photo, out[-1])
+        return out
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
+
+
+def bad_input(store: Store, root: Path, spare: Spare, truth: Truth) -> tuple[Row, list[Case]]:
+    row = Row("bad input", store.backend)
+    suite = BadInputs(store, root, spare, truth)
+    cases = []
+    for make in suite.cases():
+        try:
+            case = make()
+        except Exception as exc:  # noqa: BLE001 - a harness failure is reported as that case failing
+            case = Case(store.backend, make.__name__, False, [f"harness: {type(exc).__name__}: {exc}"])
+        cases.append(case)
+        row.trials += 1
+        if not case.passed:
+            row.fail(case.name)
+    row.notes = [f"{row.trials - row.inconsistent} of {row.trials} cases pass"]
+    return row, cases
+
+
+# ---------------------------------------------------------------- driver
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - started
+
+
+def timed_row(fn: Callable[[], Row]) -> Row:
+    row, seconds = timed(fn)
+    row.seconds = seconds
+    return row
+
+
+def run_backend(backend: str, args: argparse.Namespace, root: Path, dataset: Path, spare_photos: list[Path],
+                rng: random.Random) -> tuple[list[Row], list[Case]]:
+    rows: list[Row] = []
+    cases: list[Case] = []
+    spare = Spare(spare_photos)
+    sections = set(args.sections.split(","))
+    with fresh_store(backend, root, "clean") as clean:
+        console.print(f"[bold]{backend}[/bold]: clean run of {args.images} images")
+        (row, truth), seconds = timed(lambda: clean_run(clean, dataset, args.workers))
+        row.seconds = seconds
+        rows.append(row)
+        if truth is None:
+            return rows, cases
+        if "crash" in sections and args.kills:
+            console.print(f"{backend}: {args.kills} SIGKILLs of enroll, then completion")
+            with fresh_store(backend, root, "crash") as store:
+                rows.append(timed_row(lambda: crash_trials(store, dataset, truth, args.kills, rng)))
+        if "worker" in sections and backend == "postgres":
+            console.print(f"{backend}: worker SIGKILLed mid-batch, a second one drains")
+            with fresh_store(backend, root, "worker") as store:
+                rows.append(timed_row(lambda: worker_takeover(store, dataset, truth, rng)))
+        if "erasure" in sections:
+            console.print(f"{backend}: erasure scan")
+            rows.append(timed_row(lambda: erasure_scan(clean, root, spare, rng)))
+        if "bad" in sections:
+            console.print(f"{backend}: bad input")
+            (row, cases), seconds = timed(lambda: bad_input(clean, root, spare, truth))
+            row.seconds = seconds
+            rows.append(row)
+    return rows, cases
+
+
+def render(rows: list[Row], cases: list[Case], seconds: float, title: str) -> None:
+    out = Console(width=None if sys.stdout.isatty() else 220)
+    table = Table(title=title)
+    for column in ("trial", "backend", "trials run", "lost", "duplicated", "left inconsistent", "seconds", "note"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        mark = "" if r.ok else "[red]"
+        table.add_row(r.kind, r.backend, str(r.trials), f"{mark}{r.lost}", f"{mark}{r.duplicated}",
+                      f"{mark}{r.inconsistent}", f"{r.seconds:.0f}", "; ".join(r.notes))
+    out.print(table)
+    for case in cases:
+        status = "[green]pass[/green]" if case.passed else "[red]FAIL[/red]"
+        out.print(f"{status} bad input, {case.backend}: {case.name}" + ("" if case.passed else ": " + "; ".join(case.reasons)),
+                  highlight=False)
+    out.print(f"total {seconds:.0f} s; " + ("all counts 0" if all(r.ok for r in rows) else "[red]some counts are not 0[/red]"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=600)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workers", type=int, default=1, help="processes for the clean run and the bad-input runs")
+    parser.add_argument("--sections", default="crash,worker,erasure,bad", help="which trials besides the clean run")
+    parser.add_argument("--dataset", type=Path, default=LFW)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = parser.parse_args()
+    if not args.dataset.is_dir():
+        console.print(f"skipped: lfw-dev not found at {args.dataset}")
+        return 0
+    backends = args.backends.split(",")
+    skipped = []
+    if "postgres" in backends and (why := postgres_available()):
+        console.print(f"postgres skipped: {why}")
+        backends.remove("postgres")
+        skipped.append(Row("skipped", "postgres", notes=[why]))
+    rng = random.Random(args.seed)
+    started = time.perf_counter()
+    rows: list[Row] = skipped
+    cases: list[Case] = []
+    with tempfile.TemporaryDirectory(prefix="identity-faults-") as tmp:
+        root = Path(tmp)
+        images, spare = pick_images(args.dataset, args.images)
+        dataset = copy_dataset(images, root / "dataset")
+        for backend in backends:
+            more_rows, more_cases = run_backend(backend, args, root, dataset, spare, rng)
+            rows += more_rows
+            cases += more_cases
+    seconds = time.perf_counter() - started
+    if args.json:
+        print(json.dumps({"rows": [{**asdict(r), "ok": r.ok} for r in rows], "bad_input": [asdict(c) for c in cases],
+                          "seconds": round(seconds, 1)}, indent=2))
+    else:
+        render(rows, cases, seconds, f"reliability: {len(images)} images, {args.kills} kills, seed {args.seed}")
+    return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
