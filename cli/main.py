@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from identity import process
 from identity.errors import ExitCode, IdentityError
-from identity_cli import context
+from identity_cli import context, output
 from identity_cli.output import err_console, print_json
 
 app = typer.Typer(
@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     words, rest = _command_words(args)
     process.set_command(" ".join(["identity", *words]))  # lock files name their holder by it
+    output.written.json = False
     try:
         # Standalone mode: Typer itself reports usage errors (exit 2) and raises SystemExit.
         app(args=args, prog_name="identity")
@@ -71,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if context.state.debug:
             raise
         err_console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
-        if "--json" in rest:  # scripts read the error where they read results
+        if "--json" in rest and not output.written.json:  # scripts read the error where they read results;
+            # a command that printed its results already (with per-file errors in them) prints no second document
             print_json(exc.as_dict())
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks

@@ -18,8 +18,18 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
 
 
+class _Written:
+    """Whether this command has printed its JSON document, so an error after it adds no second one."""
+
+    json = False
+
+
+written = _Written()
+
+
 def print_json(data: Any) -> None:
     # Strict JSON: a non-finite number (a degenerate measurement) is null, never NaN/Infinity.
+    written.json = True
     sys.stdout.write(json.dumps(_finite(data), indent=2, default=str, ensure_ascii=False, allow_nan=False) + "\n")
 
 

@@ -27,10 +27,13 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings, must_exist: bool = False) -> "Runtime":
         """`must_exist`: for commands that only read; raise NoStore rather than create a store."""
-        if must_exist and not _sqlite_file_exists(settings.sql_url):
-            raise _no_store(settings)
         # Only the default data directory is created; a configured SQLite path must exist.
-        engine = make_engine(settings.sql_url, create_folder=settings.database_url is None)
+        default_dir = settings.database_url is None
+        if must_exist and not _sqlite_file_exists(settings.sql_url):
+            if not default_dir:
+                make_engine(settings.sql_url).dispose()  # a configured folder that is missing is the clearer error
+            raise _no_store(settings)
+        engine = make_engine(settings.sql_url, create_folder=default_dir)
         check_connection(engine)
         if must_exist and current_revision(engine) is None:
             engine.dispose()
