@@ -10,7 +10,7 @@ import identity
 from identity.errors import ExitCode
 from identity_cli.context import get_settings
 from identity_cli.options import JSON
-from identity_cli.output import render
+from identity_cli.output import err_console, render
 
 
 def register(app: typer.Typer) -> None:
@@ -79,5 +79,9 @@ def doctor(
             after.repaired = report.repaired
             report = after
     render(report.as_dict(), as_json, title="identity doctor: " + ("clean" if report.clean else "problems found"))
+    for state, ids in report.stuck_jobs.items():
+        shown = ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        err_console.print(f"{len(ids)} jobs {state} far longer than their lease ({shown}): run `identity worker "
+                          f"--drain`, or `identity jobs cancel ID...` / `identity jobs retry`", highlight=False)
     if not report.clean:
         raise typer.Exit(ExitCode.ERROR)
