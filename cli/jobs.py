@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, help="Inspect, retry and cancel enrollme
 
 @app.command("list")
 def list_(
-    state: Optional[str] = typer.Option(None, "--state", help="queued/running/done/failed, or an outcome (rejected, duplicate, ...)."),
+    state: Optional[str] = typer.Option(None, "--state", help="queued/running/done/failed/cancelled, or an outcome (rejected, duplicate, ...)."),
     batch: Optional[str] = typer.Option(None, "--batch", help="Only this batch."),
     limit: int = typer.Option(100, "--limit", help="At most this many (newest first)."),
     as_json: bool = JSON,
@@ -27,7 +27,7 @@ def list_(
 
     with Runtime.open(get_settings()) as runtime, runtime.sessions() as session:
         rows = [jobs.job_record(j) for j in jobs.list_jobs(session, state, batch, limit)]
-    render(rows, as_json, ["id", "batch", "status", "outcome", "reason", "external_id", "source_path"],
+    render(rows, as_json, ["id", "batch", "status", "outcome", "reason", "attempts", "external_id", "source_path"],
            title=f"{len(rows)} jobs")
 
 
@@ -68,10 +68,12 @@ def cancel(
     if not (job_ids or state or batch):
         raise typer.BadParameter("give job ids, --state or --batch (cancelling every job takes --state)")
     if state is not None and state not in {s.value for s in jobs.CANCELLABLE}:
-        raise typer.BadParameter(f"{state!r}: only queued, running or failed jobs can be cancelled", param_hint="--state")
+        raise typer.BadParameter(f"{state!r}: only queued, running or failed jobs can be cancelled",
+                                 param_hint="--state")
     with Runtime.open(get_settings()) as runtime, transaction(runtime.sessions) as session:
         done = jobs.cancel(session, job_ids or (), JobStatus(state) if state else None, batch, force)
-    data = {"cancelled": done.cancelled, "running_left_alone": done.refused_live, "not_cancellable": done.not_cancellable}
+    data = {"cancelled": done.cancelled, "running_left_alone": done.refused_live,
+            "not_cancellable": done.not_cancellable}
     if as_json:
         print_json(data)
     else:

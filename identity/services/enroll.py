@@ -8,6 +8,11 @@ A crash between 1 and 3 leaves pending rows and leased jobs: a re-run adopts the
 unfinished jobs, finds the pending faces of the same bytes and person, upserts their
 vectors again under the same ids and completes them, so nothing is enrolled twice and
 no vector lacks a row. `identity reindex` writes by the same steps (face_row, index_pending).
+
+One job cannot jam the queue: an error that is the job's own fault (_job_fault), at any
+step, undoes that job's rows and vectors and finishes it `failed` with the reason, while
+the rest of its chunk goes on. An error that is not (a store down, a model that cannot
+load) stops the run and hands the claimed jobs back, as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -432,8 +437,9 @@ def process_queue(
             flush()
         writer.index.optimize()  # the embedded engine builds its search graph only when asked
     except BaseException:
-        # Ctrl-C or a crash: hand back what this run claimed but never wrote, so the
-        # next run takes it at once instead of waiting for the leases to expire.
+        # Ctrl-C, a store that is down, or a crash (a job's own errors never get here): hand
+        # back what this run claimed but never wrote, so the next run takes it at once
+        # instead of waiting for the leases to expire.
         _release(runtime, [job.id for job, _ in pending] + [job.id for job in claimed])
         raise
     finally:
@@ -494,7 +500,8 @@ def _point(face: Face, vector: np.ndarray) -> VectorPoint:
 
 def _mark_indexed(session: Session, face_ids: Sequence[uuid.UUID]) -> None:
     if face_ids:
-        session.execute(update(Face).where(Face.id.in_(face_ids)).values(status=FaceStatus.indexed, updated_at=utcnow()))
+        session.execute(update(Face).where(Face.id.in_(face_ids))
+                        .values(status=FaceStatus.indexed, updated_at=utcnow()))
 
 
 def _found(outcome: Outcome) -> int:

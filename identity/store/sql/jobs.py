@@ -150,7 +150,7 @@ def list_jobs(session: Session, state: str | None = None, batch: str | None = No
 
 def retry(session: Session, failed_only: bool = True, batch: str | None = None,
           cancelled: bool = False) -> int:
-    """Queue failed (or all finished-but-not-enrolled) jobs again, and cancelled ones only when asked; returns how many."""
+    """Queue failed (or all finished-but-not-enrolled) jobs again, cancelled ones only when asked; returns how many."""
     if failed_only:
         condition = Job.status == JobStatus.failed
     else:
