@@ -50,7 +50,7 @@ class DoctorReport:
     def problems(self) -> int:
         return (len(self.orphan_vectors) + len(self.pending_with_vector) + len(self.pending_without_vector)
                 + len(self.missing_vectors) + len(self.stale_leases) + len(self.wrong_person)
-                + len(self.stuck_jobs.get("queued", ()))  # stuck running jobs are stale leases, counted above
+                + len({i for ids in self.stuck_jobs.values() for i in ids} - set(self.stale_leases))
                 + bool(self.dimension_mismatch) + sum(other.problems for other in self.other_models.values()))
 
     @property
