@@ -97,5 +97,9 @@ def doctor(
             err_console.print(f"inconsistent_person: {person['external_id']}: only {person['agreeing_pairs_share']:.0%} "
                               f"of the pairs of its {person['faces']} faces match; review its photos", highlight=False,
                               markup=False)
+    for state, ids in report.stuck_jobs.items():
+        shown = ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        err_console.print(f"{len(ids)} jobs {state} far longer than their lease ({shown}): run `identity worker "
+                          f"--drain`, or `identity jobs cancel ID...` / `identity jobs retry`", highlight=False)
     if not report.clean:
         raise typer.Exit(ExitCode.ERROR)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
+from identity.errors import ExitCode
 from identity_cli.context import get_settings
 from identity_cli.options import JSON
-from identity_cli.output import err_console, render
+from identity_cli.output import err_console, print_json, render
 
-app = typer.Typer(no_args_is_help=True, help="Inspect and retry enrollment jobs.")
+app = typer.Typer(no_args_is_help=True, help="Inspect, retry and cancel enrollment jobs.")
 
 
 @app.command("list")
 def list_(
-    state: Optional[str] = typer.Option(None, "--state", help="queued/running/done/failed, or an outcome (rejected, duplicate, ...)."),
+    state: Optional[str] = typer.Option(None, "--state", help="queued/running/done/failed/cancelled, or an outcome (rejected, duplicate, ...)."),
     batch: Optional[str] = typer.Option(None, "--batch", help="Only this batch."),
     limit: int = typer.Option(100, "--limit", help="At most this many (newest first)."),
     as_json: bool = JSON,
@@ -26,13 +27,14 @@ def list_(
 
     with Runtime.open(get_settings()) as runtime, runtime.sessions() as session:
         rows = [jobs.job_record(j) for j in jobs.list_jobs(session, state, batch, limit)]
-    render(rows, as_json, ["id", "batch", "status", "outcome", "reason", "external_id", "source_path"],
+    render(rows, as_json, ["id", "batch", "status", "outcome", "reason", "attempts", "external_id", "source_path"],
            title=f"{len(rows)} jobs")
 
 
 @app.command("retry")
 def retry(
     failed: bool = typer.Option(True, "--failed/--all", help="Retry failed jobs only, or failed and rejected."),
+    cancelled: bool = typer.Option(False, "--cancelled", help="Also queue cancelled jobs again."),
     batch: Optional[str] = typer.Option(None, "--batch", help="Only this batch."),
 ) -> None:
     """Queue failed jobs again (then run `identity worker --drain`)."""
@@ -41,5 +43,50 @@ def retry(
     from identity.store.sql.db import transaction
 
     with Runtime.open(get_settings()) as runtime, transaction(runtime.sessions) as session:
-        count = jobs.retry(session, failed_only=failed, batch=batch)
+        count = jobs.retry(session, failed_only=failed, batch=batch, cancelled=cancelled)
     err_console.print(f"queued {count} jobs again; run `identity worker --drain` to process them")
+
+
+@app.command("cancel")
+def cancel(
+    job_ids: Optional[List[int]] = typer.Argument(None, help="Ids of the jobs to cancel (see `identity jobs list`)."),
+    state: Optional[str] = typer.Option(None, "--state", help="Only jobs in this state: queued, running or failed."),
+    batch: Optional[str] = typer.Option(None, "--batch", help="Only this batch."),
+    force: bool = typer.Option(False, "--force", help="Also cancel running jobs under a live lease; "
+                               "their worker then discards what it wrote for them."),
+    as_json: bool = JSON,
+) -> None:
+    """Take jobs out of the queue for good: no worker claims them, `jobs retry` skips them (unless --cancelled).
+
+    Give job ids, --state, --batch, or several (they narrow each other). Done jobs stay done.
+    """
+    from identity.services.runtime import Runtime
+    from identity.store.sql import jobs
+    from identity.store.sql.db import transaction
+    from identity.store.sql.models import JobStatus
+
+    if not (job_ids or state or batch):
+        raise typer.BadParameter("give job ids, --state or --batch (cancelling every job takes --state)")
+    if state is not None and state not in {s.value for s in jobs.CANCELLABLE}:
+        raise typer.BadParameter(f"{state!r}: only queued, running or failed jobs can be cancelled",
+                                 param_hint="--state")
+    with Runtime.open(get_settings()) as runtime, transaction(runtime.sessions) as session:
+        done = jobs.cancel(session, job_ids or (), JobStatus(state) if state else None, batch, force)
+    data = {"cancelled": done.cancelled, "running_left_alone": done.refused_live,
+            "not_cancellable": done.not_cancellable}
+    if as_json:
+        print_json(data)
+    else:
+        err_console.print(f"cancelled {len(done.cancelled)} jobs")
+    if done.refused_live:
+        err_console.print(f"{len(done.refused_live)} running jobs under a live lease left alone "
+                          f"({_ids(done.refused_live)}): add --force to cancel them too")
+    if done.not_cancellable:
+        err_console.print(f"not queued, running or failed, so not cancelled: {_ids(done.not_cancellable)}")
+    if done.refused_live or done.not_cancellable:
+        raise typer.Exit(ExitCode.ERROR)
+
+
+def _ids(ids: list[int], shown: int = 10) -> str:
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(map(str, ids[:shown])) + more

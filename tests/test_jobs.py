@@ -115,3 +115,22 @@ def test_skip_locked_lets_a_second_claim_pass_an_open_one(postgres_url: str) -> 
             second = {j.id for j in jobs.claim(other, "w2", 4, lease_seconds=60)}
     assert len(first) == 2 and len(second) == 2 and not first & second
     engine.dispose()
+
+
+def test_cancelled_jobs_are_never_claimed_finished_over_or_retried_unless_asked(sessions) -> None:
+    _queue(sessions, 4)
+    _queue(sessions, 2, batch="b2")
+    with transaction(sessions) as s:
+        live, failed = jobs.claim(s, "w", 2, lease_seconds=60, batch="b1")
+        jobs.finish(s, failed.id, "failed", "boom")
+        assert jobs.cancel(s, [live.id]).refused_live == [live.id]  # its worker holds a live lease
+        assert jobs.cancel(s, [live.id], force=True).cancelled == [live.id]
+        jobs.finish(s, live.id, "enrolled")  # the worker finishing late does not undo the cancel
+        assert jobs.cancel(s, state=JobStatus.failed).cancelled == [failed.id]
+        assert len(jobs.cancel(s, batch="b2").cancelled) == 2
+        assert jobs.claim(s, "w", 100, lease_seconds=60, batch="b2") == []
+    with transaction(sessions) as s:
+        assert jobs.outcome_counts(s, "b1") == {"cancelled": 2, "queued": 2}
+        assert jobs.retry(s, failed_only=False) == 0
+        assert jobs.retry(s, batch="b1", cancelled=True) == 2
+        assert jobs.outcome_counts(s, "b1") == {"queued": 4}

@@ -16,7 +16,7 @@ from itertools import islice
 from typing import Iterable, Iterator
 
 from identity.config import Settings
-from identity.errors import ImageError
+from identity.errors import ImageError, ModelError
 from identity.faces.images import load_image
 from identity.faces.pipeline import FacePipeline, build_pipeline
 from identity.faces.types import ImageFaces, LoadedImage
@@ -39,7 +39,8 @@ def process_paths_parallel(
     """(path, ImageFaces) for each readable image and (path, ImageError) for each other one, in input order.
 
     `workers` defaults to settings.worker_count; 1 runs in this process.
-    Model errors (ModelError) are raised, not returned: they concern every image.
+    Model errors (ModelError) are raised, not returned: they concern every image. Any other
+    exception raised on one image (a decoder or detector choking on it) is that image's ImageError.
     """
     workers = workers or settings.worker_count
     chunks = _chunks((os.fspath(p) for p in paths), chunk_size)
@@ -69,9 +70,39 @@ def _process_chunk(pipeline: FacePipeline, paths: list[str]) -> list[_WireOutcom
             loaded.append((index, load_image(path)))
         except ImageError as exc:
             outcomes[index] = (exc.path, exc.reason)
-    for (index, _), result in zip(loaded, pipeline.process([image for _, image in loaded])):
+        except Exception as exc:  # a decoder choking on odd bytes: this image's failure, not the pool's
+            outcomes[index] = (path, _failure(exc))
+    for (index, _), result in zip(loaded, _process_images(pipeline, [image for _, image in loaded])):
         outcomes[index] = result
     return [(path, outcome) for path, outcome in zip(paths, outcomes) if outcome is not None]
+
+
+def _process_images(pipeline: FacePipeline, images: list[LoadedImage]) -> list[ImageFaces | tuple[str, str]]:
+    """One pipeline call for the batch; if it raises, one call per image, so an exception is that image's failure.
+
+    A model that cannot load concerns every image: ModelError, or whatever loading raises, propagates.
+    """
+    try:
+        return list(pipeline.process(images))
+    except ModelError:
+        raise
+    except Exception as exc:
+        logger.debug("batch of %d images raised %r; processing them one by one", len(images), exc)
+    pipeline.load()
+    results: list[ImageFaces | tuple[str, str]] = []
+    for image in images:
+        try:
+            results.extend(pipeline.process([image]))
+        except ModelError:
+            raise
+        except Exception as exc:
+            logger.warning("%s: %s", image.path, _failure(exc))
+            results.append((image.path, _failure(exc)))
+    return results
+
+
+def _failure(exc: Exception) -> str:
+    return f"processing failed: {type(exc).__name__}: {exc}"
 
 
 def _start_worker(settings: Settings, threads: int) -> None:

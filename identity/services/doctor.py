@@ -1,10 +1,13 @@
 """`identity doctor`: find and repair disagreements between SQL (the truth) and the vectors.
 
 Checks: vectors without a face row, pending faces (a run stopped between its writes),
-indexed faces whose vector is missing, abandoned job leases, and a model whose
-recorded dimension differs from what its pack produces. It also lists persons whose faces
-disagree with each other (services/consistency.py): a warning for a person to review, not
-a disagreement between the stores, so it is neither a problem count nor repaired.
+indexed faces whose vector is missing, abandoned job leases, jobs stuck in the queue
+(queued or running for more than STUCK_LEASES leases while the queue does not move), and
+a model whose recorded dimension differs from what its pack produces. Repair releases
+abandoned leases but never drops a stuck job: whether to retry or cancel it is the
+operator's call (`identity jobs retry`, `identity jobs cancel`). It also lists persons whose
+faces disagree with each other (services/consistency.py): a warning for a person to review,
+not a disagreement between the stores, so it is neither a problem count nor repaired.
 
 Every model holding faces is checked against its own collection: the active one, and
 those a re-index left behind for rollback. Faces of such an older model that lost
@@ -30,6 +33,8 @@ from identity.store.sql.db import transaction
 from identity.store.sql.models import Face, FaceStatus, Image, Job, JobStatus, Model, Person, naive_utc, utcnow
 from identity.store.vectors import VectorIndex
 
+STUCK_LEASES = 10  # a job queued or running this many lease periods, in a queue that does not move, is stuck
+
 
 @dataclass
 class DoctorReport:
@@ -38,6 +43,7 @@ class DoctorReport:
     pending_without_vector: list[str] = field(default_factory=list)
     missing_vectors: list[str] = field(default_factory=list)
     stale_leases: list[int] = field(default_factory=list)
+    stuck_jobs: dict[str, list[int]] = field(default_factory=dict)  # state (queued/running) -> job ids
     wrong_person: dict[str, str] = field(default_factory=dict)  # face id -> the person SQL says it is
     dimension_mismatch: str | None = None
     repaired: dict[str, int] = field(default_factory=dict)
@@ -48,6 +54,7 @@ class DoctorReport:
     def problems(self) -> int:
         return (len(self.orphan_vectors) + len(self.pending_with_vector) + len(self.pending_without_vector)
                 + len(self.missing_vectors) + len(self.stale_leases) + len(self.wrong_person)
+                + len({i for ids in self.stuck_jobs.values() for i in ids} - set(self.stale_leases))
                 + bool(self.dimension_mismatch) + sum(other.problems for other in self.other_models.values()))
 
     @property
@@ -62,6 +69,8 @@ class DoctorReport:
             "pending_without_vector": len(self.pending_without_vector),
             "missing_vectors": len(self.missing_vectors),
             "stale_leases": len(self.stale_leases),
+            "stuck_jobs": sum(len(ids) for ids in self.stuck_jobs.values()),
+            "stuck_jobs_by_state": {state: len(ids) for state, ids in self.stuck_jobs.items()},
             "wrong_person": len(self.wrong_person),
             "dimension_mismatch": self.dimension_mismatch,
             "repaired": self.repaired,
@@ -77,6 +86,8 @@ def diagnose(dep: Deployment) -> DoctorReport:
             f"model {dep.model.model_id} is recorded with {dep.model.dim} dimensions, its pack produces {dep.pipeline.dim}")
     with dep.runtime.sessions() as session:
         report.stale_leases = [j.id for j in jobs.stale_leases(session)]
+        for job in jobs.stuck(session, dep.settings.enroll.lease_seconds, STUCK_LEASES):
+            report.stuck_jobs.setdefault(job.status.value, []).append(job.id)
         others = list(session.scalars(select(Model).where(
             Model.id.in_(select(Face.model_id).distinct()), Model.id != dep.model.id).order_by(Model.id)))
     with model_indexes(dep, [m.id for m in others]) as indexes:

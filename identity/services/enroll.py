@@ -8,6 +8,11 @@ A crash between 1 and 3 leaves pending rows and leased jobs: a re-run adopts the
 unfinished jobs, finds the pending faces of the same bytes and person, upserts their
 vectors again under the same ids and completes them, so nothing is enrolled twice and
 no vector lacks a row. `identity reindex` writes by the same steps (face_row, index_pending).
+
+One job cannot jam the queue: an error that is the job's own fault (_job_fault), at any
+step, undoes that job's rows and vectors and finishes it `failed` with the reason, while
+the rest of its chunk goes on. An error that is not (a store down, a model that cannot
+load) stops the run and hands the claimed jobs back, as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -18,16 +23,16 @@ import socket
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from identity.errors import ConfigError, ImageError
+from identity.errors import ConfigError, IdentityError, ImageError, ModelError, StoreUnavailable
 from identity.evaluation.protocol import subject_face
 from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
 from identity.faces.types import same_face
@@ -48,7 +53,9 @@ class JobResult:
     job_id: int | None  # None: an input that never became a job (enroll_inputs.InputRow)
     source_path: str
     external_id: str
-    outcome: str  # enrolled / rejected / failed / duplicate / conflict; skipped for inputs never queued
+    # enrolled / rejected / failed / duplicate / conflict; skipped for inputs never queued;
+    # cancelled: a job cancelled while it ran, its result discarded
+    outcome: str
     reason: str | None = None
     faces_found: int = 0
     image_id: uuid.UUID | None = None
@@ -142,18 +149,76 @@ def index_pending(runtime: Runtime, index: VectorIndex, to_index: Sequence[tuple
     """Steps 2 and 3 for rows step 1 committed as pending: upsert their vectors (durable), then mark
     them indexed, with `then`'s bookkeeping in that same transaction."""
     if to_index:
-        index.upsert([VectorPoint(face.id, face.person_id, vector) for face, vector in to_index])
+        index.upsert([_point(face, vector) for face, vector in to_index])
     with transaction(runtime.sessions) as session:
-        if to_index:
-            session.execute(
-                update(Face).where(Face.id.in_([face.id for face, _ in to_index]))
-                .values(status=FaceStatus.indexed, updated_at=utcnow())
-            )
+        _mark_indexed(session, [face.id for face, _ in to_index])
         then(session)
 
 
+class _JobFailed(Exception):
+    """Raised out of a chunk's transaction, rolling it back, to name the job at fault."""
+
+    def __init__(self, job_id: int, reason: str) -> None:
+        super().__init__(reason)
+        self.job_id = job_id
+        self.reason = reason
+
+
+def _job_fault(exc: BaseException) -> bool:
+    """Whether an error is the job's own fault, to fail that job alone.
+
+    Two classes of error reach the queue loop:
+      - the job's fault: its input cannot be stored as asked (an external id that is
+        another person's uuid, a vector the index refuses, a value the database rejects):
+        IdentityError and DataError, bar the two below. That job ends `failed` with the
+        message as its reason, and the run goes on with the others.
+      - not the job's fault: a store that cannot be reached (StoreUnavailable, a dropped
+        connection), a model that cannot load (ModelError), Ctrl-C, a bug. Failing jobs for
+        those would fail every job; the run stops and hands its claimed jobs back instead.
+    (Images are looser: any exception a decoder or detector raises on one image is that
+    image's failure, see identity.faces.parallel.)
+    """
+    return isinstance(exc, (IdentityError, DataError)) and not isinstance(exc, (StoreUnavailable, ModelError))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"the database refused it: {str(exc.orig).strip().splitlines()[0]}"
+    return str(exc)
+
+
+T = TypeVar("T")
+
+
+def _contained(failures: dict[int, str], attempt: Callable[[], T]) -> T:
+    """Run `attempt` (one transaction over a chunk) again without each job found at fault.
+
+    `attempt` skips the jobs in `failures` and raises _JobFailed for a new one, which rolls
+    its transaction back; so one job's error undoes only its own rows, on SQLite as on
+    Postgres (pysqlite's savepoints commit on release, so nested transactions cannot do it).
+    """
+    while True:
+        try:
+            return attempt()
+        except _JobFailed as fault:
+            assert fault.job_id not in failures, "a failed job was not skipped"
+            failures[fault.job_id] = fault.reason
+
+
+@dataclass
+class _Decided:
+    """Step 1's verdict on one job, and the faces of it whose vectors steps 2 and 3 store."""
+
+    result: JobResult
+    faces: list[tuple[Face, np.ndarray]]
+
+
 class EnrollmentWriter:
-    """Writes the outcomes of processed jobs, a chunk at a time, by the protocol above."""
+    """Writes the outcomes of processed jobs, a chunk at a time, by the protocol above.
+
+    An error that is a job's own fault (see _job_fault), at any step, fails that job only:
+    its rows and vectors are undone and it is finished `failed` with the reason.
+    """
 
     def __init__(self, runtime: Runtime, index: VectorIndex, model_row_id: int, subject: str | None = None) -> None:
         self.runtime = runtime
@@ -166,23 +231,84 @@ class EnrollmentWriter:
 
     def write(self, items: Sequence[tuple[Job, Outcome]]) -> list[JobResult]:
         try:
-            return self._write(items)
+            return self._write(items, retrying=False)
         except IntegrityError:
-            # Another worker stored the same new image or person first; the retry sees its rows.
-            return self._write(items)
+            # Another worker stored the same new image or person first; the retry sees its rows
+            # (so a second IntegrityError is the job's own).
+            return self._write(items, retrying=True)
 
-    def _write(self, items: Sequence[tuple[Job, Outcome]]) -> list[JobResult]:
-        results: list[JobResult] = []
+    def _write(self, items: Sequence[tuple[Job, Outcome]], retrying: bool) -> list[JobResult]:
+        failures: dict[int, str] = {}
+        decided = _contained(failures, lambda: self._decide_chunk(items, failures, retrying))
+        self._upsert(decided, failures)
+        results = _contained(failures, lambda: self._finish(decided, failures))
+        undone = [face.id for d, result in zip(decided, results) if _undone(result) for face, _ in d.faces]
+        if undone:
+            self.index.delete(undone)  # after their rows are gone: a crash in between leaves orphans doctor removes
+        return results
+
+    def _decide_chunk(self, items: Sequence[tuple[Job, Outcome]], failures: dict[int, str],
+                      retrying: bool) -> list[_Decided]:
+        """Step 1: image rows and `pending` face rows for the chunk, in one transaction."""
+        decided: list[_Decided] = []
         to_index: list[tuple[Face, np.ndarray]] = []
         with transaction(self.runtime.sessions) as session:
             for job, outcome in items:
-                results.append(self._decide(session, job, outcome, to_index))
+                if job.id in failures:
+                    decided.append(_Decided(_failed(job, failures[job.id], _found(outcome)), []))
+                    continue
+                mark = len(to_index)
+                try:
+                    result = self._decide(session, job, outcome, to_index)
+                except Exception as exc:
+                    if _job_fault(exc) or (retrying and isinstance(exc, IntegrityError)):
+                        raise _JobFailed(job.id, _reason(exc)) from exc
+                    raise
+                decided.append(_Decided(result, to_index[mark:]))
+        return decided
 
-        def finish_jobs(session: Session) -> None:
-            for result in results:
-                jobs.finish(session, result.job_id, result.outcome, result.reason, result.image_id)
+    def _upsert(self, decided: Sequence[_Decided], failures: dict[int, str]) -> None:
+        """Step 2: the vectors, durable; when the index refuses the batch, job by job to find whose."""
+        if not any(d.faces for d in decided):
+            return
+        try:
+            self.index.upsert([_point(face, vector) for d in decided for face, vector in d.faces])
+            return
+        except Exception as exc:
+            if not _job_fault(exc):
+                raise
+        for d in decided:
+            if d.faces:
+                try:
+                    self.index.upsert([_point(face, vector) for face, vector in d.faces])
+                except Exception as exc:
+                    if not _job_fault(exc):
+                        raise
+                    failures[d.result.job_id] = f"the vector store refused it: {_reason(exc)}"
 
-        index_pending(self.runtime, self.index, to_index, finish_jobs)
+    def _finish(self, decided: list[_Decided], failures: dict[int, str]) -> list[JobResult]:
+        """Step 3: mark the faces indexed and finish the jobs; a failed or cancelled job's face rows are removed."""
+        results: list[JobResult] = []
+        with transaction(self.runtime.sessions) as session:
+            cancelled = jobs.cancelled_among(session, [d.result.job_id for d in decided])
+            for d in decided:
+                result, face_ids = d.result, [face.id for face, _ in d.faces]
+                if result.job_id in cancelled:
+                    result = replace(result, outcome="cancelled", reason="cancelled while running; result discarded")
+                elif result.job_id in failures:
+                    result = replace(result, outcome="failed", reason=failures[result.job_id])
+                    jobs.finish(session, result.job_id, "failed", result.reason, result.image_id)
+                else:
+                    try:
+                        _mark_indexed(session, face_ids)
+                        jobs.finish(session, result.job_id, result.outcome, result.reason, result.image_id)
+                    except Exception as exc:
+                        if _job_fault(exc):
+                            raise _JobFailed(result.job_id, f"could not record the result: {_reason(exc)}") from exc
+                        raise
+                if _undone(result) and face_ids:
+                    session.execute(delete(Face).where(Face.id.in_(face_ids)))
+                results.append(result)
         return results
 
     def settle_known(self, chunk: Sequence[Job]) -> tuple[list[JobResult], list[Job]]:
@@ -192,27 +318,44 @@ class EnrollmentWriter:
         re-run of a large enrollment take seconds instead of hours.
         """
         digests: dict[int, str] = {}
+        failures: dict[int, str] = {}
         for job in chunk:
             try:
-                digests[job.id] = hashlib.sha256(Path(job.source_path).read_bytes()).hexdigest()
-            except OSError:
-                pass  # the pipeline reports the reason
+                digests[job.id] = file_digest(job.source_path)
+            except (OSError, ValueError):
+                pass  # the pipeline reports why the file cannot be read
+            except Exception as exc:
+                if not _job_fault(exc):
+                    raise
+                failures[job.id] = _reason(exc)
+        results = _contained(failures, lambda: self._settle(chunk, digests, failures))
+        done = {r.job_id for r in results}
+        return results, [job for job in chunk if job.id not in done]
+
+    def _settle(self, chunk: Sequence[Job], digests: dict[int, str], failures: dict[int, str]) -> list[JobResult]:
         results: list[JobResult] = []
         with transaction(self.runtime.sessions) as session:
             images = {i.sha256: i for i in session.scalars(select(Image).where(Image.sha256.in_(set(digests.values()))))}
             for job in chunk:
+                if job.id in failures:
+                    results.append(_failed(job, failures[job.id]))
+                    continue
                 image = images.get(digests.get(job.id, ""))
                 if image is None:
                     continue
-                person = session.scalars(select(Person).where(Person.external_id == job.external_id)).one_or_none()
-                settled = self._settled(session, image, person.id if person else None, job.external_id, set())
+                try:
+                    person = session.scalars(select(Person).where(Person.external_id == job.external_id)).one_or_none()
+                    settled = self._settled(session, image, person.id if person else None, job.external_id, set())
+                except Exception as exc:
+                    if _job_fault(exc):
+                        raise _JobFailed(job.id, _reason(exc)) from exc
+                    raise
                 if settled is not None:
                     results.append(JobResult(job.id, job.source_path, job.external_id, *settled, faces_found=0,
                                              image_id=image.id))
             for result in results:
                 jobs.finish(session, result.job_id, result.outcome, result.reason, result.image_id)
-        done = {r.job_id for r in results}
-        return results, [job for job in chunk if job.id not in done]
+        return results
 
     def _held(self, session: Session, image: Image) -> list[Face]:
         return list(session.scalars(select(Face).where(Face.image_id == image.id, Face.model_id == self.model_row_id)))
@@ -241,8 +384,7 @@ class EnrollmentWriter:
         image: Image | None = None
 
         def result(state: str, reason: str | None = None) -> JobResult:
-            found = 0 if isinstance(outcome, ImageError) else len(outcome.faces)
-            return JobResult(job.id, job.source_path, job.external_id, state, reason, found,
+            return JobResult(job.id, job.source_path, job.external_id, state, reason, _found(outcome),
                              image.id if image is not None else None)
 
         if isinstance(outcome, ImageError):
@@ -330,8 +472,9 @@ def process_queue(
             flush()
         writer.index.optimize()  # the embedded engine builds its search graph only when asked
     except BaseException:
-        # Ctrl-C or a crash: hand back what this run claimed but never wrote, so the
-        # next run takes it at once instead of waiting for the leases to expire.
+        # Ctrl-C, a store that is down, or a crash (a job's own errors never get here): hand
+        # back what this run claimed but never wrote, so the next run takes it at once
+        # instead of waiting for the leases to expire.
         _release(runtime, [job.id for job, _ in pending] + [job.id for job in claimed])
         raise
     finally:
@@ -379,6 +522,34 @@ def _lease_owner_dead(owner: str | None) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def file_digest(path: str) -> str:
+    """The sha256 of a file's bytes, as Image.sha256 holds it."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _point(face: Face, vector: np.ndarray) -> VectorPoint:
+    return VectorPoint(face.id, face.person_id, vector)
+
+
+def _mark_indexed(session: Session, face_ids: Sequence[uuid.UUID]) -> None:
+    if face_ids:
+        session.execute(update(Face).where(Face.id.in_(face_ids))
+                        .values(status=FaceStatus.indexed, updated_at=utcnow()))
+
+
+def _found(outcome: Outcome) -> int:
+    return 0 if isinstance(outcome, ImageError) else len(outcome.faces)
+
+
+def _undone(result: JobResult) -> bool:
+    """Whether step 3 removes what steps 1 and 2 wrote for this job."""
+    return result.outcome in ("failed", "cancelled")
+
+
+def _failed(job: Job, reason: str, faces_found: int = 0) -> JobResult:
+    return JobResult(job.id, job.source_path, job.external_id, "failed", reason, faces_found)
 
 
 def _size(path: str) -> int:

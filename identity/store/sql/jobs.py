@@ -4,6 +4,7 @@ On Postgres, claims use SELECT ... FOR UPDATE SKIP LOCKED so any number of worke
 share the queue without taking the same job; SQLite serialises writers anyway.
 A job whose worker vanished is claimed again once its lease runs out, up to
 MAX_ATTEMPTS, after which it fails instead of crashing workers forever.
+A cancelled job is never claimed, and no finishing worker overwrites its state.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def claim(session: Session, owner: str, limit: int, lease_seconds: int, batch: s
 def finish(session: Session, job_id: int, outcome: str, reason: str | None = None,
            image_id: uuid.UUID | None = None) -> None:
     assert outcome in OUTCOMES, outcome
-    session.execute(update(Job).where(Job.id == job_id).values(
+    session.execute(update(Job).where(Job.id == job_id, Job.status != JobStatus.cancelled).values(
         status=JobStatus.failed if outcome == "failed" else JobStatus.done,
         outcome=outcome, reason=reason, image_id=image_id,
         lease_owner=None, lease_expires_at=None, updated_at=utcnow(),
@@ -147,9 +148,15 @@ def list_jobs(session: Session, state: str | None = None, batch: str | None = No
     return list(session.scalars(stmt))
 
 
-def retry(session: Session, failed_only: bool = True, batch: str | None = None) -> int:
-    """Queue failed (or all finished-but-not-enrolled) jobs again; returns how many."""
-    condition = Job.status == JobStatus.failed if failed_only else Job.outcome.in_(("failed", "rejected"))
+def retry(session: Session, failed_only: bool = True, batch: str | None = None,
+          cancelled: bool = False) -> int:
+    """Queue failed (or all finished-but-not-enrolled) jobs again, cancelled ones only when asked; returns how many."""
+    if failed_only:
+        condition = Job.status == JobStatus.failed
+    else:
+        condition = and_(Job.status != JobStatus.cancelled, Job.outcome.in_(("failed", "rejected")))
+    if cancelled:
+        condition = or_(condition, Job.status == JobStatus.cancelled)
     stmt = update(Job).where(condition)
     if batch:
         stmt = stmt.where(Job.batch == batch)
@@ -168,6 +175,76 @@ def outcome_counts(session: Session, batch: str | None = None) -> dict[str, int]
 
 def stale_leases(session: Session) -> Sequence[Job]:
     return list(session.scalars(select(Job).where(_expired(utcnow()))))
+
+
+CANCELLABLE = (JobStatus.queued, JobStatus.running, JobStatus.failed)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    cancelled: list[int]  # ids now cancelled
+    refused_live: list[int]  # running under a live lease, left alone (no force)
+    not_cancellable: list[int]  # named by id but done or already cancelled
+
+
+def cancel(session: Session, ids: Sequence[int] = (), state: JobStatus | None = None, batch: str | None = None,
+           force: bool = False) -> Cancelled:
+    """Take the selected queued, running or failed jobs out of the queue for good.
+
+    A running job under a live lease is left alone unless `force`: then it is cancelled
+    too, and its worker discards what it wrote for it when it finishes the chunk.
+    """
+    assert ids or state or batch, "cancel needs a selection"
+    assert state is None or state in CANCELLABLE, state
+    stmt = select(Job).where(Job.status.in_([state] if state else CANCELLABLE)).order_by(Job.id).with_for_update()
+    if ids:
+        stmt = stmt.where(Job.id.in_(ids))
+    if batch:
+        stmt = stmt.where(Job.batch == batch)
+    now = utcnow()
+    done, live = [], []
+    for job in session.scalars(stmt):
+        if _lease_live(job, now) and not force:
+            live.append(job.id)
+            continue
+        job.reason = f"cancelled while {job.status.value}" + (f" ({job.reason})" if job.reason else "")
+        job.status, job.outcome, job.lease_owner, job.lease_expires_at = JobStatus.cancelled, None, None, None
+        job.updated_at = now
+        done.append(job.id)
+    session.flush()
+    missed = sorted(set(ids) - set(done) - set(live))
+    return Cancelled(done, live, missed)
+
+
+def cancelled_among(session: Session, job_ids: Sequence[int]) -> set[int]:
+    """Which of these jobs were cancelled (locked, so a cancel cannot slip in before the caller commits)."""
+    if not job_ids:
+        return set()
+    stmt = select(Job.id).where(Job.id.in_(job_ids), Job.status == JobStatus.cancelled).with_for_update()
+    return set(session.scalars(stmt))
+
+
+def stuck(session: Session, lease_seconds: int, factor: int = 10) -> list[Job]:
+    """Jobs queued or running for more than `factor` leases while the queue did not move.
+
+    A running job is stuck once its lease is `factor` leases old (leases are never
+    renewed, so its worker is gone and nobody claimed it since). A queued job is stuck
+    when it waited that long and no job finished within the last lease: a long queue
+    that workers are eating through is not stuck.
+    """
+    now = utcnow()
+    old = now - timedelta(seconds=factor * lease_seconds)
+    last_finish = session.scalar(select(func.max(Job.updated_at)).where(
+        Job.status.in_((JobStatus.done, JobStatus.failed))))
+    moving = last_finish is not None and naive_utc(last_finish) > naive_utc(now - timedelta(seconds=lease_seconds))
+    running = and_(Job.status == JobStatus.running, Job.updated_at < old)
+    condition = running if moving else or_(running, and_(Job.status == JobStatus.queued, Job.updated_at < old))
+    return list(session.scalars(select(Job).where(condition).order_by(Job.id)))
+
+
+def _lease_live(job: Job, now: datetime) -> bool:
+    return (job.status == JobStatus.running and job.lease_expires_at is not None
+            and naive_utc(job.lease_expires_at) > naive_utc(now))
 
 
 def job_record(job: Job) -> dict[str, Any]:

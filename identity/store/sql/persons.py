@@ -40,12 +40,7 @@ def check_display_name(display_name: str | None) -> str | None:
 def find_person(session: Session, ref: str) -> Person | None:
     """A person by external id, or by uuid when `ref` is one and no external id matches."""
     person = session.scalars(select(Person).where(Person.external_id == ref)).one_or_none()
-    if person is None:
-        try:
-            person = session.get(Person, uuid.UUID(ref))
-        except ValueError:
-            return None
-    return person
+    return person if person is not None else _person_with_uuid(session, ref)
 
 
 def get_person(session: Session, ref: str) -> Person:
@@ -59,12 +54,24 @@ def add_person(session: Session, external_id: str, display_name: str | None = No
                attributes: dict[str, Any] | None = None) -> Person:
     external_id = check_external_id(external_id)
     display_name = check_display_name(display_name)
-    if find_person(session, external_id) is not None:
+    if session.scalars(select(Person.id).where(Person.external_id == external_id)).first() is not None:
         raise IdentityError(f"person {external_id!r} already exists (use `identity person update`)")
+    owner = _person_with_uuid(session, external_id)
+    if owner is not None:
+        # find_person accepts a uuid too, so this external id would name two people.
+        raise IdentityError(f"external id {external_id!r} is the uuid of person {owner.external_id!r}; "
+                            "an external id may not be another person's uuid")
     person = Person(external_id=external_id, display_name=display_name, attributes=dict(attributes or {}))
     session.add(person)
     session.flush()
     return person
+
+
+def _person_with_uuid(session: Session, ref: str) -> Person | None:
+    try:
+        return session.get(Person, uuid.UUID(ref))
+    except ValueError:
+        return None
 
 
 def get_or_create_person(session: Session, external_id: str, display_name: str | None = None,
