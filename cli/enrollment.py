@@ -121,7 +121,7 @@ def _named_by(inputs: "EnrollInputs") -> dict[tuple[str, str], str]:
 
 def worker(
     workers: int = typer.Option(1, "--workers", "-w", help="Processes for the models in this worker."),
-    drain: bool = typer.Option(False, "--drain", help="Exit when the queue is empty instead of waiting for more."),
+    drain: bool = typer.Option(False, "--drain", help="Exit once every queued job is done (waiting for jobs that other workers hold) instead of waiting for more."),
     poll: float = typer.Option(5.0, "--poll", help="Seconds between looks at an empty queue."),
     subject: Optional[str] = typer.Option(
         None, "--subject", help="A photo with several faces enrolls: dominant (default), central, all or reject."),
@@ -129,7 +129,7 @@ def worker(
 ) -> None:
     """Process queued enrollment jobs: any number with a Qdrant server, one at a time with the embedded store."""
     from identity.services.deployment import open_deployment
-    from identity.services.enroll import EnrollmentWriter, EnrollSummary, process_queue
+    from identity.services.enroll import EnrollmentWriter, EnrollSummary, process_queue, seconds_until_others_done
 
     _check_subject(subject, queue_only=False)
     settings = get_settings()
@@ -148,8 +148,14 @@ def worker(
                     process_queue(dep.runtime, writer, None, workers, advance, summary)
                     idle = summary.processed == before
                     if drain and idle:
-                        break
-                    if idle:
+                        # Draining means every job is done: jobs still leased to another worker come
+                        # back to the queue if it died, so wait for them rather than leave them behind.
+                        due = seconds_until_others_done(dep.runtime)
+                        if due is None:
+                            break
+                        idle = False
+                        time.sleep(min(poll, due + 0.5))
+                    elif idle:
                         time.sleep(poll)
     _finish(summary, None, as_json)
 

@@ -199,3 +199,38 @@ def test_cli_queue_then_worker_then_report(capsys, clean_env, tmp_path: Path, lf
     capsys.readouterr()
     assert main(["doctor", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["clean"] is True
+
+
+def test_drain_takes_over_jobs_of_dead_and_vanished_workers(capsys, clean_env, tmp_path: Path, lfw_dir: Path,
+                                                           monkeypatch) -> None:
+    """A worker SIGKILLed on this host hands its jobs over at once; one on another machine when its lease ends."""
+    import json
+    import socket
+    from datetime import timedelta
+
+    from identity.services.runtime import Runtime
+    from identity.store.sql.db import transaction
+    from identity.store.sql.models import Job, JobStatus, utcnow
+    from identity_cli.main import main
+
+    root = tmp_path / "small"
+    for person in ("Al_Gore", "Aaron_Peirsol"):
+        (root / person).mkdir(parents=True)
+        shutil.copy(sorted((lfw_dir / person).iterdir())[0], root / person)
+    assert main(["enroll", str(root), "--queue-only"]) == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    lease = 3
+    with Runtime.open(Settings.load()) as runtime, transaction(runtime.sessions) as session:
+        first, second = session.query(Job).order_by(Job.id).all()
+        for job, owner, seconds in ((first, f"{socket.gethostname()}:{dead.pid}", 600),
+                                    (second, "another-machine:4242", lease)):
+            job.status, job.lease_owner, job.attempts = JobStatus.running, owner, 1
+            job.lease_expires_at = utcnow() + timedelta(seconds=seconds)
+    capsys.readouterr()
+    started = time.monotonic()
+    assert main(["worker", "--drain", "--json", "--workers", "1", "--poll", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == {"enrolled": 2}
+    assert time.monotonic() - started >= lease - 1  # it waited for the other machine's lease instead of leaving
+    assert main(["jobs", "list", "--json"]) == 0
+    assert {(j["status"], j["attempts"]) for j in json.loads(capsys.readouterr().out)} == {("done", 2)}

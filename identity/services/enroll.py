@@ -40,7 +40,7 @@ from identity.services.enroll_inputs import InputRow
 from identity.services.runtime import Runtime
 from identity.store.sql import jobs
 from identity.store.sql.db import transaction
-from identity.store.sql.models import Face, FaceStatus, Image, Job, Person, utcnow
+from identity.store.sql.models import Face, FaceStatus, Image, Job, Person, naive_utc, utcnow
 from identity.store.sql.persons import get_or_create_person
 from identity.store.vectors import VectorIndex, VectorPoint
 
@@ -436,6 +436,8 @@ def process_queue(
     claimed: deque[Job] = deque()
     owner = worker_name()
     started = time.perf_counter()
+    with transaction(runtime.sessions) as session:  # a SIGKILLed worker on this host: take its jobs now
+        jobs.expire_dead_leases(session, _lease_owner_dead)
 
     def paths() -> Iterator[str]:
         while True:
@@ -501,6 +503,20 @@ def enroll_analysed(runtime: Runtime, writer: "EnrollmentWriter",
     writer.index.optimize()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def seconds_until_others_done(runtime: Runtime) -> float | None:
+    """How long until the first job leased to another live worker is done or due back; None if none is.
+
+    `identity worker --drain` waits on it: a worker that died holding jobs (on another
+    machine, where its death cannot be seen) hands them over only when their lease ends.
+    """
+    with transaction(runtime.sessions) as session:
+        jobs.expire_dead_leases(session, _lease_owner_dead)
+        due = jobs.leased_elsewhere(session, worker_name())
+    if due is None:
+        return None
+    return max(0.0, (naive_utc(due) - naive_utc(utcnow())).total_seconds())
 
 
 def _release(runtime: Runtime, job_ids: list[int]) -> None:

@@ -173,6 +173,30 @@ def outcome_counts(session: Session, batch: str | None = None) -> dict[str, int]
     return {str(getattr(k, "value", k)): n for k, n in session.execute(stmt)}
 
 
+def expire_dead_leases(session: Session, is_dead: Callable[[str | None], bool]) -> int:
+    """End at once the leases of workers known to be dead, so `claim` takes their jobs over now.
+
+    The attempt the dead worker counted stays counted (it may have died of the job), so
+    claim's MAX_ATTEMPTS rule still fails a job that keeps killing its workers.
+    """
+    now = utcnow()
+    leased = session.scalars(select(Job).where(Job.status == JobStatus.running, Job.lease_expires_at >= now))
+    dead = [job.id for job in leased if is_dead(job.lease_owner)]
+    if dead:
+        session.execute(update(Job).where(Job.id.in_(dead)).values(lease_expires_at=now - timedelta(seconds=1))
+                        .execution_options(synchronize_session=False))
+    return len(dead)
+
+
+def leased_elsewhere(session: Session, owner: str) -> datetime | None:
+    """When the first live lease held by another worker ends, or None if no other worker holds a job."""
+    return session.scalars(
+        select(func.min(Job.lease_expires_at)).where(
+            Job.status == JobStatus.running, Job.lease_expires_at >= utcnow(),
+            or_(Job.lease_owner.is_(None), Job.lease_owner != owner))
+    ).first()
+
+
 def stale_leases(session: Session) -> Sequence[Job]:
     return list(session.scalars(select(Job).where(_expired(utcnow()))))
 
