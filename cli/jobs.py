@@ -25,7 +25,7 @@ def list_(
     from identity.services.runtime import Runtime
     from identity.store.sql import jobs
 
-    with Runtime.open(get_settings()) as runtime, runtime.sessions() as session:
+    with Runtime.open(get_settings(), must_exist=True) as runtime, runtime.sessions() as session:
         rows = [jobs.job_record(j) for j in jobs.list_jobs(session, state, batch, limit)]
     render(rows, as_json, ["id", "batch", "status", "outcome", "reason", "attempts", "external_id", "source_path"],
            title=f"{len(rows)} jobs")
@@ -42,7 +42,7 @@ def retry(
     from identity.store.sql import jobs
     from identity.store.sql.db import transaction
 
-    with Runtime.open(get_settings()) as runtime, transaction(runtime.sessions) as session:
+    with Runtime.open(get_settings(), must_exist=True) as runtime, transaction(runtime.sessions) as session:
         count = jobs.retry(session, failed_only=failed, batch=batch, cancelled=cancelled)
     err_console.print(f"queued {count} jobs again; run `identity worker --drain` to process them")
 
@@ -70,7 +70,7 @@ def cancel(
     if state is not None and state not in {s.value for s in jobs.CANCELLABLE}:
         raise typer.BadParameter(f"{state!r}: only queued, running or failed jobs can be cancelled",
                                  param_hint="--state")
-    with Runtime.open(get_settings()) as runtime, transaction(runtime.sessions) as session:
+    with Runtime.open(get_settings(), must_exist=True) as runtime, transaction(runtime.sessions) as session:
         done = jobs.cancel(session, job_ids or (), JobStatus(state) if state else None, batch, force)
     data = {"cancelled": done.cancelled, "running_left_alone": done.refused_live,
             "not_cancellable": done.not_cancellable}

@@ -169,7 +169,7 @@ def test_lock_on_sqlite_says_wait_or_stop(capsys, clean_env) -> None:
 
 @pytest.mark.parametrize("args", [
     ["search", "PHOTO"], ["search", "PHOTO", "--json"], ["person", "list"], ["person", "show", "x"],
-    ["audit", "x"], ["searches", "list"],
+    ["audit", "x"], ["searches", "list"], ["jobs", "list"], ["jobs", "cancel", "--state", "queued"],
 ])
 def test_read_only_commands_on_an_empty_data_dir_create_nothing(capsys, clean_env, lfw_dir, args) -> None:
     data = Path(clean_env["IDENTITY_DATA_DIR"])
