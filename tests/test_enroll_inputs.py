@@ -237,7 +237,7 @@ def test_folder_mixing_people_is_flagged_a_real_person_is_not(capsys, clean_env,
     code, out, err = run_cli(capsys, "enroll", str(root), "--report", str(report), "--json", "-w", "1")
     assert code == 0  # a warning, not a failure
     [flagged] = json.loads(out)["inconsistent_persons"]
-    assert (flagged["external_id"], flagged["faces"]) == ("Mixed", 3) and flagged["agreeing_pairs_share"] < 0.5
+    assert (flagged["external_id"], flagged["faces"]) == ("Mixed", 3) and flagged["agreeing_pairs_share"] < 1 / 3
     flags = {r["external_id"]: r["flags"] for r in csv.DictReader(report.open())}
     assert flags["Mixed"].startswith("inconsistent_person:") and flags["Tony_Blair"] == ""
     code, out, _ = run_cli(capsys, "doctor", "--json")
