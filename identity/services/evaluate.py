@@ -165,6 +165,10 @@ class OpenSetSearches:
         """The share of non-mated searches that a decision at `threshold` calls a match."""
         return sum(1 for score in self.non_mated if score >= threshold) / max(len(self.non_mated), 1)
 
+    def observed_fnir(self, threshold: float) -> float:
+        """The share of mated searches whose person is not returned first as a match at `threshold`."""
+        return sum(1 for correct, score in self.mated if not correct or score < threshold) / max(len(self.mated), 1)
+
 
 def open_set_searches(settings: Settings, folder: LabelledFolder, analyses: dict[str, Outcome],
                       options: EvalOptions, progress: Progress = _no_progress) -> OpenSetSearches:
