@@ -73,8 +73,8 @@ def main() -> None:
     options = EvalOptions(workers=args.workers)
     calibration = fpir_calibration(settings, folder.subset(a), args.fpir, options)
     threshold = calibration.threshold.threshold
-    rows = [row(f"A ({len(a)} persons, calibration)", calibration.searches, threshold, args.fpir)]
-    for name, persons in ((f"B ({len(b)} persons)", b), (f"quarter of B ({len(quarter)} persons)", quarter)):
+    rows = [row("A (calibration)", calibration.searches, threshold, args.fpir)]
+    for name, persons in (("B", b), ("quarter of B", quarter)):
         rows.append(row(name, searches_on(settings, folder.subset(persons), options), threshold, args.fpir))
     if args.json:
         print(json.dumps({"fpir": args.fpir, "threshold": round(threshold, 6), "rows": rows}, indent=2))
@@ -87,7 +87,7 @@ def main() -> None:
         table.add_row(str(r["gallery"]), str(r["gallery_persons"]), str(r["non_mated_searches"]),
                       str(r["non_mated_matches"]), f"{r['observed_fpir']:.4f}",
                       f"{r['fpir_95'][0]:.4f}..{r['fpir_95'][1]:.4f}", f"{r['ratio_to_asked']:.2f}", f"{r['fnir']:.4f}")
-    Console().print(table)
+    Console(width=120).print(table)
 
 
 if __name__ == "__main__":
