@@ -73,6 +73,8 @@ def evaluate_folder(settings: Settings, root: Path, options: EvalOptions = EvalO
     # Evaluation measures the configured pack (else the default), never silently the store's pointer.
     settings = settings.replace(model=settings.model or DEFAULT_MODEL)
     folder = scan_labelled(root)
+    if options.identification:
+        _split(folder, options.gallery_images)  # a protocol without probes fails before the analyses
     model_id = build_pipeline(settings).model_id
     analyses = analyse_paths(settings, model_id, folder.all_paths, options.workers or settings.worker_count,
                              progress("analysing images", len(folder.all_paths)))
@@ -173,10 +175,7 @@ class OpenSetSearches:
 def open_set_searches(settings: Settings, folder: LabelledFolder, analyses: dict[str, Outcome],
                       options: EvalOptions, progress: Progress = _no_progress) -> OpenSetSearches:
     """Enroll the protocol's gallery (in a temporary store unless use_store) and search every probe."""
-    gallery, probes = folder.split(options.gallery_images)
-    if options.gallery_images > 1 and not probes:
-        raise IdentityError(f"{folder.root}: no person has more than {options.gallery_images} images, "
-                            f"so --gallery-images {options.gallery_images} leaves no probes")
+    gallery, probes = _split(folder, options.gallery_images)
     with tempfile.TemporaryDirectory(prefix="identity-eval-") as tmp:
         target = settings if options.use_store else settings.replace(
             data_dir=Path(tmp), database_url=None, qdrant_url=None, qdrant_api_key=None)
@@ -219,6 +218,14 @@ def open_set_searches(settings: Settings, folder: LabelledFolder, analyses: dict
                 advance(1)
     return OpenSetSearches(len({person for person, _ in gallery}), len(gallery), failed_gallery, ranks, no_face,
                            mated, non_mated, mated_raw, non_mated_raw)
+
+
+def _split(folder: LabelledFolder, gallery_images: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    gallery, probes = folder.split(gallery_images)
+    if gallery_images > 1 and not probes:
+        raise IdentityError(f"{folder.root}: no person has more than {gallery_images} images, "
+                            f"so --gallery-images {gallery_images} leaves no probes")
+    return gallery, probes
 
 
 def identification(settings: Settings, folder: LabelledFolder, analyses: dict[str, Outcome],
@@ -275,15 +282,15 @@ def fpir_calibration(settings: Settings, folder: LabelledFolder, fpir: float, op
                      progress: Progress = _no_progress) -> FpirCalibration:
     """The threshold at which at most `fpir` of the folder's non-mated searches (eval's protocol) return a match."""
     check_fpir(fpir)
+    probes = len(_split(folder, options.gallery_images)[1])  # each probe is one non-mated search
+    if fpir * probes < 1:  # checked before the analyses: a cold folder takes minutes
+        raise IdentityError(f"{folder.root}: {probes} non-mated searches cannot resolve FPIR {fpir:g}; need at "
+                            f"least {int(np.ceil(1 / fpir))} (one per probe: each photo past a person's gallery ones)")
     model_id = build_pipeline(settings).model_id
     analyses = analyse_paths(settings, model_id, folder.all_paths, options.workers or settings.worker_count,
                              progress("analysing images", len(folder.all_paths)))
     searches = open_set_searches(settings, folder, analyses, options, progress)
-    threshold = searches.fpir_threshold(fpir)
-    if not threshold.resolvable:
-        raise IdentityError(f"{folder.root}: {threshold.impostors} non-mated searches cannot resolve FPIR {fpir:g}; "
-                            f"need at least {int(np.ceil(1 / fpir))} (more probes: persons with 2+ images)")
-    return FpirCalibration(fpir, threshold, searches)
+    return FpirCalibration(fpir, searches.fpir_threshold(fpir), searches)
 
 
 def calibrate_fpir(settings: Settings, root: Path, fpir: float, options: EvalOptions = EvalOptions(),
