@@ -13,6 +13,12 @@ from identity_cli.output import err_console, print_json, render
 from identity_cli.progress import stage_progress
 
 
+GALLERY_IMAGES = typer.Option(
+    1, "--gallery-images",
+    help="Gallery photos per person: the first N of each person with more than N form the gallery, the rest "
+         "are probes; everyone else gives only their first photo, as a distractor.")
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(evaluate)
     app.command("calibrate")(calibrate)
@@ -25,13 +31,15 @@ def evaluate(
     use_store: bool = typer.Option(False, "--use-store", help="Enroll the gallery into your store instead of a temporary one."),
     pair_cap: int = typer.Option(20000, "--pairs", help="Genuine pairs at most (and as many impostor pairs)."),
     seed: int = typer.Option(20240, "--seed", help="Seed of the pair sampling."),
+    gallery_images: int = GALLERY_IMAGES,
     as_json: bool = JSON,
 ) -> None:
     """Measure accuracy on labelled photos: identification (CMC), verification (ROC) and open-set."""
     from identity.evaluation.report import write_report
     from identity.services.evaluate import EvalOptions, evaluate_folder
 
-    options = EvalOptions(workers=workers, pair_cap=pair_cap, seed=seed, use_store=use_store)
+    options = EvalOptions(workers=workers, pair_cap=pair_cap, seed=seed, use_store=use_store,
+                          gallery_images=gallery_images)
     with stage_progress() as stage:
         report = evaluate_folder(get_settings(), folder, options, stage)
     if out:
@@ -46,15 +54,27 @@ def evaluate(
 
 def calibrate(
     folder: Path = typer.Argument(..., help="Labelled folder: one sub-folder of images per person."),
-    far: float = typer.Option(1e-3, "--far", help="Target false-accept rate per comparison."),
+    far: Optional[float] = typer.Option(None, "--far", help="Target false-accept rate per comparison, for 1:1 use (default 1e-3)."),
+    fpir: Optional[float] = typer.Option(None, "--fpir", help="Target share of searches for people not enrolled that return a match (eval's open-set protocol)."),
+    gallery_images: int = GALLERY_IMAGES,
     workers: int = typer.Option(0, "--workers", "-w", help="Processes (0: one per core)."),
     as_json: bool = JSON,
 ) -> None:
-    """Set the active model's decision threshold from a target false-accept rate on labelled photos."""
-    from identity.services.evaluate import calibrate as run
+    """Set the active model's decision threshold from a target FAR (1:1) or FPIR (search) on labelled photos."""
+    from identity.errors import InvalidArgument
+    from identity.services.evaluate import EvalOptions, calibrate as by_far, calibrate_fpir
 
+    if fpir is not None:
+        if far is not None:
+            raise InvalidArgument("give --far (1:1 comparisons) or --fpir (searches), not both")
+        options = EvalOptions(workers=workers, gallery_images=gallery_images)
+        with stage_progress() as stage:
+            result = calibrate_fpir(get_settings(), folder, fpir, options, stage)
+        render(result, as_json, title="calibrated")
+        return
+    far = 1e-3 if far is None else far
     if not 0 < far < 1:
         raise typer.BadParameter("must be between 0 and 1", param_hint="--far")
     with stage_progress() as stage:
-        result = run(get_settings(), folder, far, workers, stage)
+        result = by_far(get_settings(), folder, far, workers, stage)
     render(result, as_json, title="calibrated")

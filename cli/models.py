@@ -69,6 +69,7 @@ def show(
         "in_store": record is not None, "dim": record.dim if record else pipeline.dim,
         "metric": record.metric if record else "cosine", "collection": record.collection if record else None,
         "threshold": threshold.value, "threshold_far": threshold.far, "threshold_source": threshold.source,
+        "threshold_fpir": threshold.fpir, "threshold_gallery_persons": threshold.gallery_persons,
         "calibrated_at": record.calibrated_at.isoformat() if record and record.calibrated_at else None,
     }
     if resolve(pipeline.model_id, settings.data_dir).info.promoted is not None:  # a local pack

@@ -85,3 +85,88 @@ def test_calibrate_changes_what_search_decides(capsys, clean_env, labelled, lfw_
     code, out, _ = run(capsys, "models", "show", "--json")
     assert json.loads(out)["threshold"] == pytest.approx(calibrated["threshold"])
     assert run(capsys, "calibrate", str(labelled), "--far", "0.00001", "--workers", "1")[0] == 1  # too few pairs
+
+
+def test_gallery_images_split_makes_persons_with_few_photos_distractors_only(tmp_path, lfw_dir) -> None:
+    from identity.evaluation.protocol import scan_labelled
+
+    root = tmp_path / "split"
+    for person, count in (("Al_Gore", 4), ("Hans_Blix", 3), ("Vicente_Fox", 2)):
+        (root / person).mkdir(parents=True)
+        for image in sorted((lfw_dir / person).iterdir())[:count]:
+            shutil.copy(image, root / person / image.name)
+    folder = scan_labelled(root)
+    gallery, probes = folder.split(2)
+    images = folder.images
+    assert gallery == [("Al_Gore", images["Al_Gore"][0]), ("Al_Gore", images["Al_Gore"][1]),
+                       ("Hans_Blix", images["Hans_Blix"][0]), ("Hans_Blix", images["Hans_Blix"][1]),
+                       ("Vicente_Fox", images["Vicente_Fox"][0])]  # 2 photos, not 3: a distractor only
+    assert probes == [("Al_Gore", images["Al_Gore"][2]), ("Al_Gore", images["Al_Gore"][3]),
+                      ("Hans_Blix", images["Hans_Blix"][2])]
+    one_gallery, one_probes = folder.split(1)  # the default protocol, as before
+    assert one_gallery == [(p, images[p][0]) for p in folder.persons]
+    assert one_probes == [(p, path) for p in folder.persons for path in images[p][1:]]
+
+
+def test_eval_gallery_images_reports_both_fnir_rules(capsys, clean_env, tmp_path, copy_labelled) -> None:
+    root = copy_labelled(tmp_path / "labelled", PEOPLE[:3], 3)
+    copy_labelled(root, ["Hans_Blix"], 2)
+    code, out, err = run(capsys, "eval", str(root), "--json", "--workers", "1", "--gallery-images", "2")
+    assert code == 0, err
+    report = json.loads(out)
+    assert REQUIRED <= set(report)
+    assert (report["gallery_persons"], report["gallery_photos"], report["probes"]) == (4, 7, 3)
+    assert report["gallery_images_per_person"] == 2
+    assert report["rank1"] == 1.0
+    # Today the product's decision rule is the raw top-1 score: both tables agree.
+    assert report["fnir_at_fpir_raw"] == report["fnir_at_fpir"] and set(report["fnir_at_fpir"]) == {"0.01", "0.001"}
+
+
+def test_calibrate_fpir_is_recorded_and_search_warns_when_the_gallery_outgrows_it(capsys, clean_env, tmp_path,
+                                                                                   copy_labelled, lfw_dir) -> None:
+    labelled = copy_labelled(tmp_path / "labelled", PEOPLE[:3], 4)  # 9 non-mated searches
+    code, out, err = run(capsys, "calibrate", str(labelled), "--fpir", "0.2", "--workers", "1", "--json")
+    assert code == 0, err
+    calibrated = json.loads(out)
+    assert (calibrated["fpir"], calibrated["gallery_persons"], calibrated["non_mated_searches"]) == (0.2, 3, 9)
+    code, out, _ = run(capsys, "models", "show", "--json")
+    shown = json.loads(out)
+    assert shown["threshold"] == pytest.approx(calibrated["threshold"])
+    assert (shown["threshold_fpir"], shown["threshold_gallery_persons"], shown["threshold_far"]) == (0.2, 3, None)
+
+    gallery = copy_labelled(tmp_path / "gallery", PEOPLE[4:5], 1)
+    assert run(capsys, "enroll", str(gallery), "--workers", "1")[0] == 0
+    probe = str(sorted((lfw_dir / PEOPLE[4]).iterdir())[1])
+    code, out, _ = run(capsys, "search", probe, "--json")
+    result = json.loads(out)["results"][0]
+    assert result["threshold"] == pytest.approx(calibrated["threshold"])
+    assert (result["threshold_fpir"], result["threshold_gallery_persons"]) == (0.2, 3)
+    assert result["threshold_source"].startswith("calibrated at FPIR 0.2")
+    assert not any("has grown" in w for w in result["warnings"])
+
+    more = copy_labelled(tmp_path / "more", PEOPLE[:3] + PEOPLE[5:], 1)  # 7 persons > 2 x 3
+    assert run(capsys, "enroll", str(more), "--workers", "1")[0] == 0
+    code, out, _ = run(capsys, "search", probe, "--json")
+    [warning] = [w for w in json.loads(out)["results"][0]["warnings"] if "has grown" in w]
+    assert "from 3 persons" in warning and "to 7" in warning
+
+    code, out, err = run(capsys, "calibrate", str(labelled), "--far", "0.05", "--workers", "1", "--json")
+    assert code == 0, err  # a FAR calibration replaces the FPIR one
+    shown = json.loads(run(capsys, "models", "show", "--json")[1])
+    assert (shown["threshold_far"], shown["threshold_fpir"], shown["threshold_gallery_persons"]) == (0.05, None, None)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["calibrate", "{root}", "--fpir", "0"], "strictly between 0 and 1"),
+    (["calibrate", "{root}", "--fpir", "1"], "strictly between 0 and 1"),
+    (["calibrate", "{root}", "--fpir", "nan"], "strictly between 0 and 1"),
+    (["calibrate", "{root}", "--fpir", "0.01"], "2 non-mated searches cannot resolve FPIR 0.01; need at least 100"),
+    (["calibrate", "{root}", "--fpir", "0.1", "--far", "0.1"], "not both"),
+    (["eval", "{root}", "--gallery-images", "0"], "at least 1 (got 0)"),
+    (["eval", "{root}", "--gallery-images", "2"], "leaves no probes"),
+])
+def test_open_set_bad_input_is_a_one_line_error(capsys, clean_env, tmp_path, copy_labelled, args, message) -> None:
+    root = copy_labelled(tmp_path / "small", PEOPLE[:2], 2)
+    code, _, err = run(capsys, *[a.format(root=root) for a in args], "--workers", "1")
+    assert code == 1 and message in err and "Traceback" not in err
+    assert len([line for line in err.strip().splitlines() if "━" not in line]) == 1  # progress bars aside

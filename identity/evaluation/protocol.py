@@ -1,7 +1,8 @@
 """Labelled folders and the protocols run on them (see shared/datasets/README.md).
 
-Identification: the first image (by file name) of every person is the gallery; every
-other image of people with 2+ images is a probe; people with one image are distractors.
+Identification with N gallery images (default 1): the first N images (by file name) of
+every person with at least N+1 images are the gallery and their other images the probes;
+everyone else contributes only their first image, to the gallery, as a distractor.
 Verification: genuine pairs within a person, impostor pairs across persons, drawn
 with a fixed seed. In a photo with several faces the subject is the face nearest the
 image centre (as in LFW-style labelled folders).
@@ -34,13 +35,22 @@ class LabelledFolder:
     def all_paths(self) -> list[str]:
         return [p for person in self.persons for p in self.images[person]]
 
-    def gallery(self, persons: Sequence[str] | None = None) -> list[tuple[str, str]]:
-        """(person, path) of each person's first image."""
-        return [(person, self.images[person][0]) for person in (persons or self.persons)]
+    def subset(self, persons: Sequence[str]) -> LabelledFolder:
+        """The same folder restricted to some persons (benchmarks split a folder this way)."""
+        return LabelledFolder(self.root, {person: self.images[person] for person in persons})
 
-    def probes(self, persons: Sequence[str] | None = None) -> list[tuple[str, str]]:
-        """(person, path) of every image but the first, for people with 2+ images."""
-        return [(person, path) for person in (persons or self.persons) for path in self.images[person][1:]]
+    def split(self, gallery_images: int = 1) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(gallery, probes) as (person, path) lists under the identification protocol above."""
+        gallery: list[tuple[str, str]] = []
+        probes: list[tuple[str, str]] = []
+        for person in self.persons:
+            paths = self.images[person]
+            if len(paths) > gallery_images:
+                gallery += [(person, path) for path in paths[:gallery_images]]
+                probes += [(person, path) for path in paths[gallery_images:]]
+            else:
+                gallery.append((person, paths[0]))
+        return gallery, probes
 
 
 def scan_labelled(root: Path) -> LabelledFolder:

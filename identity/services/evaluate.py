@@ -5,8 +5,10 @@ product's own enrollment writer and search service, in a temporary store unless
 use_store is set. Protocols: identity.evaluation.protocol.
 
 Open-set figures use every probe twice: as a mated search (its person is in the
-gallery) and as a non-mated one, scored by the best candidate that is not its person —
-exactly what the search would return with that person held out of the gallery.
+gallery) and as a non-mated one, scored on the candidates that are not its person —
+exactly what the search would return with that person held out of the gallery. Both
+are scored by the product's decision rule (identity.evaluation.decision), which
+`fnir_at_fpir` and `calibrate --fpir` use; `fnir_at_fpir_raw` keeps the raw top-1 score.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from typing import Any, Callable
 import numpy as np
 
 from identity.config import Settings
-from identity.errors import IdentityError
+from identity.errors import IdentityError, InvalidArgument
 from identity.evaluation import metrics
 from identity.evaluation.cache import Outcome, analyse_paths
+from identity.evaluation.decision import NO_CANDIDATE, decision_score, raw_score
 from identity.evaluation.protocol import LabelledFolder, genuine_pairs, impostor_pairs, scan_labelled, subject_face
 from identity.faces import DEFAULT_MODEL, ImageFaces, build_pipeline
 from identity.services.active_model import resolve_model, with_model
@@ -39,7 +42,7 @@ from identity.store.sql.queries import find_model
 
 FARS = (1e-2, 1e-3, 1e-4)
 FPIRS = (1e-2, 1e-3)
-MISSING = -1.0  # the score of a pair or search without a face: below any threshold
+MISSING = NO_CANDIDATE  # the score of a pair or search without a face: below any threshold
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,11 @@ class EvalOptions:
     top_k: int = 10
     use_store: bool = False  # identification in the user's store instead of a temporary one
     identification: bool = True
+    gallery_images: int = 1  # per person with more images than this; see identity.evaluation.protocol
+
+    def __post_init__(self) -> None:
+        if self.gallery_images < 1:
+            raise InvalidArgument(f"gallery images per person must be at least 1 (got {self.gallery_images})")
 
 
 Progress = Callable[[str, int | None], Callable[[int], None]]  # (stage, total) -> advance(n)
@@ -65,6 +73,8 @@ def evaluate_folder(settings: Settings, root: Path, options: EvalOptions = EvalO
     # Evaluation measures the configured pack (else the default), never silently the store's pointer.
     settings = settings.replace(model=settings.model or DEFAULT_MODEL)
     folder = scan_labelled(root)
+    if options.identification:
+        _split(folder, options.gallery_images)  # a protocol without probes fails before the analyses
     model_id = build_pipeline(settings).model_id
     analyses = analyse_paths(settings, model_id, folder.all_paths, options.workers or settings.worker_count,
                              progress("analysing images", len(folder.all_paths)))
@@ -135,10 +145,37 @@ def impostor_thresholds(folder: LabelledFolder, embeddings: dict[str, np.ndarray
     return {far: metrics.threshold_at_far(scores, far) for far in fars}
 
 
-def identification(settings: Settings, folder: LabelledFolder, analyses: dict[str, Outcome],
-                   options: EvalOptions, progress: Progress) -> dict[str, Any]:
-    gallery = folder.gallery()
-    probes = folder.probes()
+@dataclass(frozen=True)
+class OpenSetSearches:
+    """Every probe searched once: its rank, and its scores as a mated and as a non-mated search."""
+
+    gallery_persons: int
+    gallery_photos: int
+    gallery_failed_to_enroll: int
+    ranks: list[int | None]
+    no_face: int
+    mated: list[tuple[bool, float]]  # (true person ranked first, decision score)
+    non_mated: list[float]  # decision score with the probe's own person held out
+    mated_raw: list[tuple[bool, float]]  # the same with the raw top-1 score
+    non_mated_raw: list[float]
+
+    def fpir_threshold(self, fpir: float) -> metrics.FarThreshold:
+        """The decision threshold at which at most `fpir` of the non-mated searches return a match."""
+        return metrics.threshold_at_far(np.array(self.non_mated), fpir)
+
+    def observed_fpir(self, threshold: float) -> float:
+        """The share of non-mated searches that a decision at `threshold` calls a match."""
+        return sum(1 for score in self.non_mated if score >= threshold) / max(len(self.non_mated), 1)
+
+    def observed_fnir(self, threshold: float) -> float:
+        """The share of mated searches whose person is not returned first as a match at `threshold`."""
+        return sum(1 for correct, score in self.mated if not correct or score < threshold) / max(len(self.mated), 1)
+
+
+def open_set_searches(settings: Settings, folder: LabelledFolder, analyses: dict[str, Outcome],
+                      options: EvalOptions, progress: Progress = _no_progress) -> OpenSetSearches:
+    """Enroll the protocol's gallery (in a temporary store unless use_store) and search every probe."""
+    gallery, probes = _split(folder, options.gallery_images)
     with tempfile.TemporaryDirectory(prefix="identity-eval-") as tmp:
         target = settings if options.use_store else settings.replace(
             data_dir=Path(tmp), database_url=None, qdrant_url=None, qdrant_api_key=None)
@@ -152,6 +189,8 @@ def identification(settings: Settings, folder: LabelledFolder, analyses: dict[st
             ranks: list[int | None] = []
             mated: list[tuple[bool, float]] = []
             non_mated: list[float] = []
+            mated_raw: list[tuple[bool, float]] = []
+            non_mated_raw: list[float] = []
             no_face = 0
             search = SearchOptions(top_k=options.top_k, actor="identity eval")
             advance = progress("searching probes", len(probes))
@@ -160,29 +199,56 @@ def identification(settings: Settings, folder: LabelledFolder, analyses: dict[st
                 if not isinstance(found, ImageFaces) or not found.faces:
                     no_face += 1
                     ranks.append(None)
-                    mated.append((False, MISSING))
+                    for scores in (mated, mated_raw):
+                        scores.append((False, MISSING))
                     non_mated.append(MISSING)
+                    non_mated_raw.append(MISSING)
                     advance(1)
                     continue
                 [face] = search_faces(dep, found, search).faces
                 names = [c.person["external_id"] for c in face.candidates]
                 ranks.append(names.index(person) + 1 if person in names else None)
-                top = face.candidates[0].score if face.candidates else MISSING
-                mated.append((bool(names) and names[0] == person, top))
+                correct = bool(names) and names[0] == person
+                everyone = [c.score for c in face.candidates]
                 others = [c.score for c in face.candidates if c.person["external_id"] != person]
-                non_mated.append(others[0] if others else MISSING)
+                mated.append((correct, decision_score(everyone)))
+                mated_raw.append((correct, raw_score(everyone)))
+                non_mated.append(decision_score(others))
+                non_mated_raw.append(raw_score(others))
                 advance(1)
-    curve = metrics.cmc(ranks, options.top_k)
-    fnir = {}
-    for fpir in FPIRS:
-        value, threshold = metrics.fnir_at_fpir(mated, non_mated, fpir)
-        fnir[f"{fpir:g}"] = {"fnir": round(value, 4), "threshold": round(threshold, 4)} if fpir * len(non_mated) >= 1 else None
+    return OpenSetSearches(len({person for person, _ in gallery}), len(gallery), failed_gallery, ranks, no_face,
+                           mated, non_mated, mated_raw, non_mated_raw)
+
+
+def _split(folder: LabelledFolder, gallery_images: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    gallery, probes = folder.split(gallery_images)
+    if gallery_images > 1 and not probes:
+        raise IdentityError(f"{folder.root}: no person has more than {gallery_images} images, "
+                            f"so --gallery-images {gallery_images} leaves no probes")
+    return gallery, probes
+
+
+def identification(settings: Settings, folder: LabelledFolder, analyses: dict[str, Outcome],
+                   options: EvalOptions, progress: Progress) -> dict[str, Any]:
+    searches = open_set_searches(settings, folder, analyses, options, progress)
+    curve = metrics.cmc(searches.ranks, options.top_k)
     return {
         "rank1": round(curve[0], 4), "rank5": round(curve[min(4, len(curve) - 1)], 4),
         "rank10": round(curve[min(9, len(curve) - 1)], 4), "cmc": [round(v, 4) for v in curve],
-        "probes": len(probes), "gallery_persons": len(gallery), "gallery_failed_to_enroll": failed_gallery,
-        "failed_to_acquire": no_face, "fnir_at_fpir": fnir,
+        "probes": len(searches.ranks), "gallery_persons": searches.gallery_persons,
+        "gallery_failed_to_enroll": searches.gallery_failed_to_enroll, "failed_to_acquire": searches.no_face,
+        "fnir_at_fpir": _fnir_table(searches.mated, searches.non_mated),
+        "fnir_at_fpir_raw": _fnir_table(searches.mated_raw, searches.non_mated_raw),
+        "gallery_images_per_person": options.gallery_images, "gallery_photos": searches.gallery_photos,
     }
+
+
+def _fnir_table(mated: list[tuple[bool, float]], non_mated: list[float]) -> dict[str, Any]:
+    table = {}
+    for fpir in FPIRS:
+        value, threshold = metrics.fnir_at_fpir(mated, non_mated, fpir)
+        table[f"{fpir:g}"] = {"fnir": round(value, 4), "threshold": round(threshold, 4)} if fpir * len(non_mated) >= 1 else None
+    return table
 
 
 def calibrate(settings: Settings, root: Path, far: float, workers: int = 0,
@@ -199,16 +265,71 @@ def calibrate(settings: Settings, root: Path, far: float, workers: int = 0,
                             f"need at least {int(np.ceil(1 / far))}")
     source = (f"calibrated at FAR {far:g} on {folder.root} ({result.impostors} impostor pairs, "
               f"95% interval {result.low:.4f}..{result.high:.4f})")
+    previous = _record_threshold(settings, pipeline, result.threshold, source, far=far)
+    return {"model": pipeline.model_id, "far": far, "threshold": round(result.threshold, 6),
+            "interval": [round(result.low, 6), round(result.high, 6)], "impostor_pairs": result.impostors,
+            "previous_threshold": previous, "source": source}
+
+
+@dataclass(frozen=True)
+class FpirCalibration:
+    fpir: float
+    threshold: metrics.FarThreshold  # over the non-mated searches' decision scores
+    searches: OpenSetSearches
+
+
+def fpir_calibration(settings: Settings, folder: LabelledFolder, fpir: float, options: EvalOptions = EvalOptions(),
+                     progress: Progress = _no_progress) -> FpirCalibration:
+    """The threshold at which at most `fpir` of the folder's non-mated searches (eval's protocol) return a match."""
+    check_fpir(fpir)
+    probes = len(_split(folder, options.gallery_images)[1])  # each probe is one non-mated search
+    if fpir * probes < 1:  # checked before the analyses: a cold folder takes minutes
+        raise IdentityError(f"{folder.root}: {probes} non-mated searches cannot resolve FPIR {fpir:g}; need at "
+                            f"least {int(np.ceil(1 / fpir))} (one per probe: each photo past a person's gallery ones)")
+    model_id = build_pipeline(settings).model_id
+    analyses = analyse_paths(settings, model_id, folder.all_paths, options.workers or settings.worker_count,
+                             progress("analysing images", len(folder.all_paths)))
+    searches = open_set_searches(settings, folder, analyses, options, progress)
+    return FpirCalibration(fpir, searches.fpir_threshold(fpir), searches)
+
+
+def calibrate_fpir(settings: Settings, root: Path, fpir: float, options: EvalOptions = EvalOptions(),
+                   progress: Progress = _no_progress) -> dict[str, Any]:
+    """Set the active model's decision threshold so that at most `fpir` of searches for unenrolled people match."""
+    check_fpir(fpir)
+    folder = scan_labelled(root)
+    settings = with_model(settings, resolve_model(settings))
+    pipeline = build_pipeline(settings)
+    found = fpir_calibration(settings, folder, fpir, options, progress)
+    t, searches = found.threshold, found.searches
+    source = (f"calibrated at FPIR {fpir:g} on {folder.root} (gallery of {searches.gallery_persons} persons, "
+              f"{t.impostors} non-mated searches, 95% interval {t.low:.4f}..{t.high:.4f})")
+    previous = _record_threshold(settings, pipeline, t.threshold, source, fpir=fpir,
+                                 gallery_persons=searches.gallery_persons)
+    return {"model": pipeline.model_id, "fpir": fpir, "threshold": round(t.threshold, 6),
+            "interval": [round(t.low, 6), round(t.high, 6)], "non_mated_searches": t.impostors,
+            "gallery_persons": searches.gallery_persons, "gallery_images_per_person": options.gallery_images,
+            "fnir": round(metrics.fnir_at_fpir(searches.mated, searches.non_mated, fpir)[0], 4),
+            "previous_threshold": previous, "source": source}
+
+
+def check_fpir(fpir: float) -> None:
+    if not 0 < fpir < 1:  # a nan fails too
+        raise InvalidArgument(f"FPIR {fpir} is out of range: it is a share of searches, strictly between 0 and 1")
+
+
+def _record_threshold(settings: Settings, pipeline: Any, threshold: float, source: str, far: float | None = None,
+                      fpir: float | None = None, gallery_persons: int | None = None) -> float | None:
+    """Store the model's new threshold and what it was calibrated for; return the previous one."""
     with Runtime.open(settings) as runtime:
         prepare_model(runtime, pipeline.model_id, pipeline.dim)
         with transaction(runtime.sessions) as session:
             model = find_model(session, pipeline.model_id)
             previous = model.threshold
-            model.threshold, model.threshold_far, model.threshold_source = round(result.threshold, 6), far, source
+            model.threshold, model.threshold_far, model.threshold_source = round(threshold, 6), far, source
+            model.threshold_fpir, model.threshold_gallery_persons = fpir, gallery_persons
             model.calibrated_at = datetime.now(timezone.utc)
-    return {"model": pipeline.model_id, "far": far, "threshold": round(result.threshold, 6),
-            "interval": [round(result.low, 6), round(result.high, 6)], "impostor_pairs": result.impostors,
-            "previous_threshold": previous, "source": source}
+    return previous
 
 
 def _threshold_entry(t: metrics.FarThreshold) -> dict[str, Any] | None:

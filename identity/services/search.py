@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from sqlalchemy import select
 
 from identity.errors import InvalidArgument, NoFaceFound
+from identity.evaluation.decision import decision_score
 from identity.faces import DetectedFace, ImageFaces, load_image
 from identity.services.actor import resolve_actor
 from identity.services.deployment import Deployment
@@ -81,6 +82,9 @@ class SearchResult:
             "model": self.model,
             "threshold": self.threshold.value,
             "threshold_source": self.threshold.source,
+            **({"threshold_fpir": self.threshold.fpir} if self.threshold.fpir is not None else {}),
+            **({"threshold_gallery_persons": self.threshold.gallery_persons}
+               if self.threshold.gallery_persons is not None else {}),
             "warnings": self.warnings,
             "faces": [
                 {
@@ -128,7 +132,7 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
             Candidate(rank, round(hit.score, 4), len(hit.faces), person_record(people[hit.person_id]))
             for rank, hit in enumerate(kept, start=1)
         ]
-        decision = "match" if candidates and candidates[0].score >= threshold.value else "unknown"
+        decision = "match" if candidates and decision_score([c.score for c in candidates]) >= threshold.value else "unknown"
         matches.append(FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
                                  face.quality.as_dict(), decision, candidates))
     warnings = _gallery_warnings(dep, threshold)

@@ -4,6 +4,8 @@ Order: an explicit --threshold, else the model's calibrated threshold (identity
 calibrate), else the pack's documented default. With a known false-accept rate the
 expected number of false matches per search grows with the gallery (about FAR x the
 number of persons searched); above EXPECTED_FALSE_MATCH_LIMIT the search says so.
+A threshold calibrated by FPIR (identity calibrate --fpir) holds for galleries near the
+size it was calibrated at; past GALLERY_GROWTH_LIMIT times that size the search says so.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from identity.faces import FacePipeline
 from identity.store.sql.models import Model
 
 EXPECTED_FALSE_MATCH_LIMIT = 0.01
+GALLERY_GROWTH_LIMIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -21,9 +24,23 @@ class Threshold:
     value: float
     source: str  # "command line", "calibrated ...", "pack default ..."
     far: float | None = None  # false-accept rate per comparison, when known
+    fpir: float | None = None  # share of searches for unenrolled people that match, when calibrated so
+    gallery_persons: int | None = None  # the gallery size the FPIR was calibrated at
 
     def warnings(self, persons: int) -> list[str]:
-        """What the gallery size implies for this threshold (empty when the FAR is unknown or harmless)."""
+        """What the gallery size implies for this threshold (empty when nothing is known or it is harmless)."""
+        return self._far_warnings(persons) + self._growth_warnings(persons)
+
+    def _growth_warnings(self, persons: int) -> list[str]:
+        if self.fpir is None or not self.gallery_persons or persons <= GALLERY_GROWTH_LIMIT * self.gallery_persons:
+            return []
+        return [
+            f"the gallery has grown from {self.gallery_persons} persons, when the threshold was calibrated at "
+            f"FPIR {self.fpir:g}, to {persons} (more than {GALLERY_GROWTH_LIMIT:g}x): searches for people who "
+            "are not enrolled may match more often than that; recalibrate (identity calibrate --fpir)"
+        ]
+
+    def _far_warnings(self, persons: int) -> list[str]:
         if self.far is None:
             return []
         expected = self.far * persons
@@ -41,7 +58,8 @@ def resolve_threshold(model: Model | None, pipeline: FacePipeline, override: flo
     if override is not None:
         return Threshold(override, "command line")
     if model is not None and model.threshold is not None:
-        return Threshold(model.threshold, model.threshold_source or "calibrated", model.threshold_far)
+        return Threshold(model.threshold, model.threshold_source or "calibrated", model.threshold_far,
+                         model.threshold_fpir, model.threshold_gallery_persons)
     default = pipeline.default_threshold
     return Threshold(default.value, f"pack default ({default.source})", default.far)
 

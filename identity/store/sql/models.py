@@ -119,6 +119,10 @@ class Model(Base):
     threshold: Mapped[float | None] = mapped_column(Float)
     threshold_far: Mapped[float | None] = mapped_column(Float)
     threshold_source: Mapped[str | None] = mapped_column(Text)
+    # Set by `calibrate --fpir`: the share of unenrolled people's searches allowed to match, and
+    # the gallery size it held at (a larger gallery gives a non-mated search more chances).
+    threshold_fpir: Mapped[float | None] = mapped_column(Float)
+    threshold_gallery_persons: Mapped[int | None]
     calibrated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The store's active model is the one activated last: search uses it unless a setting pins another.
