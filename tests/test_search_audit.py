@@ -54,6 +54,7 @@ def test_enrolled_person_is_first_and_matched_stranger_is_unknown(gallery) -> No
         stranger = search_image(dep, probe(lfw, STRANGER, 0), SearchOptions(top_k=3))
     [face] = known.faces
     assert face.decision == "match"
+    assert face.decision_score == face.candidates[0].score  # the decision's input: the raw top-1 today
     assert face.best.person["external_id"] == "Al_Gore"
     assert face.best.person["attributes"] == {"team": "blue"}
     assert face.best.matched_faces >= 2  # several of his faces among the hits...
@@ -75,6 +76,7 @@ def test_threshold_filter_and_min_score_change_the_answer(gallery) -> None:
         assert [c.person["external_id"] for c in only_blue.faces[0].candidates] == ["Al_Gore"]
         nobody = search_image(dep, image, SearchOptions(filters={"team": "red"}))
         assert nobody.faces[0].candidates == [] and nobody.faces[0].decision == "unknown"
+        assert nobody.faces[0].decision_score is None and nobody.as_dict()["faces"][0]["decision_score"] is None
         high = search_image(dep, image, SearchOptions(min_score=0.99))
         assert all(c.score >= 0.99 for c in high.faces[0].candidates)
         with transaction(dep.runtime.sessions) as s:  # a non-ASCII key; a repeated key means any of its values

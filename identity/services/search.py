@@ -58,6 +58,7 @@ class FaceMatch:
     quality: dict[str, Any]
     decision: str  # match / unknown
     candidates: list[Candidate]
+    decision_score: float | None = None  # what the decision compared with the threshold; None: no candidate
 
     @property
     def best(self) -> Candidate | None:
@@ -93,6 +94,7 @@ class SearchResult:
                     "det_score": f.det_score,
                     "quality": f.quality,
                     "decision": f.decision,
+                    "decision_score": f.decision_score,
                     "candidates": [
                         {"rank": c.rank, "score": c.score, "matched_faces": c.matched_faces, "person": c.person}
                         for c in f.candidates
@@ -132,9 +134,10 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
             Candidate(rank, round(hit.score, 4), len(hit.faces), person_record(people[hit.person_id]))
             for rank, hit in enumerate(kept, start=1)
         ]
-        decision = "match" if candidates and decision_score([c.score for c in candidates]) >= threshold.value else "unknown"
+        score = round(decision_score([c.score for c in candidates]), 4) if candidates else None
+        decision = "match" if score is not None and score >= threshold.value else "unknown"
         matches.append(FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
-                                 face.quality.as_dict(), decision, candidates))
+                                 face.quality.as_dict(), decision, candidates, score))
     warnings = _gallery_warnings(dep, threshold)
     search_id = _log(dep, found, options, threshold, matches)
     return SearchResult(search_id, found.path, found.sha256, dep.model.model_id, threshold, matches, warnings)
