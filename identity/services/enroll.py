@@ -97,7 +97,8 @@ def queue_jobs(runtime: Runtime, specs: Iterable[jobs.JobSpec], batch: str | Non
     batch = batch or jobs.new_batch_id()
     specs = list(specs)
     with transaction(runtime.sessions) as session:
-        adopted = jobs.adopt_unfinished(session, batch, specs, is_dead=_lease_owner_dead)
+        jobs.expire_dead_leases(session, _lease_owner_dead)  # a dead run's leases count as abandoned
+        adopted = jobs.adopt_unfinished(session, batch, specs)
         fresh = [s for s in specs if (s.source_path, s.external_id) not in adopted]
         queued = jobs.enqueue(session, batch, fresh) + len(adopted)
     return batch, queued

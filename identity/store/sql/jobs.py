@@ -56,8 +56,7 @@ def enqueue(session: Session, batch: str, specs: Iterable[JobSpec], chunk: int =
     return total
 
 
-def adopt_unfinished(session: Session, batch: str, specs: Sequence[JobSpec],
-                     is_dead: Callable[[str | None], bool]) -> set[tuple[str, str]]:
+def adopt_unfinished(session: Session, batch: str, specs: Sequence[JobSpec]) -> set[tuple[str, str]]:
     """Move queued or abandoned jobs for the same (file, person) into `batch`; returns their keys.
 
     A re-run after a crash thus resumes the old jobs instead of queuing the files twice.
@@ -72,7 +71,7 @@ def adopt_unfinished(session: Session, batch: str, specs: Sequence[JobSpec],
         if key not in wanted or key in adopted:
             continue
         abandoned = job.status == JobStatus.running and (
-            job.lease_expires_at is None or naive_utc(job.lease_expires_at) < naive_utc(now) or is_dead(job.lease_owner))
+            job.lease_expires_at is None or naive_utc(job.lease_expires_at) < naive_utc(now))
         if job.status == JobStatus.queued or abandoned:
             job.batch, job.status, job.lease_owner, job.lease_expires_at = batch, JobStatus.queued, None, None
             adopted.add(key)
@@ -180,8 +179,10 @@ def expire_dead_leases(session: Session, is_dead: Callable[[str | None], bool]) 
     claim's MAX_ATTEMPTS rule still fails a job that keeps killing its workers.
     """
     now = utcnow()
-    leased = session.scalars(select(Job).where(Job.status == JobStatus.running, Job.lease_expires_at >= now))
-    dead = [job.id for job in leased if is_dead(job.lease_owner)]
+    # Columns, not Job objects: a caller's later select of these jobs must see the new expiry.
+    leased = session.execute(select(Job.id, Job.lease_owner).where(Job.status == JobStatus.running,
+                                                                   Job.lease_expires_at >= now))
+    dead = [job_id for job_id, owner in leased if is_dead(owner)]
     if dead:
         session.execute(update(Job).where(Job.id.in_(dead)).values(lease_expires_at=now - timedelta(seconds=1))
                         .execution_options(synchronize_session=False))
