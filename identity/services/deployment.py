@@ -28,6 +28,7 @@ class Deployment:
     pipeline: FacePipeline  # built, not loaded: weights load on first use
     model: Model
     index: VectorIndex
+    templates: VectorIndex  # the person templates of index's generation (identity.services.templates)
     choice: ModelChoice  # why this model: a setting, the store's pointer, or the default
     store: StoreRef  # the vector store the deployment is bound to
 
@@ -77,8 +78,9 @@ def open_deployment(
         runtime = dataclasses.replace(runtime, settings=with_model(settings, choice))
         pipeline = pipeline or build_pipeline(runtime.settings)
         model = record_model(runtime, pipeline.model_id, pipeline.dim)
-        with open_vector_index(runtime.settings, pipeline.model_id, pipeline.dim) as index:
-            yield Deployment(runtime, pipeline, model, index, choice, store)
+        with open_vector_index(runtime.settings, pipeline.model_id, pipeline.dim) as index, \
+                index.templates() as templates:
+            yield Deployment(runtime, pipeline, model, index, templates, choice, store)
 
 
 @contextmanager

@@ -336,6 +336,27 @@ def test_generation_switch(engine: Engine) -> None:
         assert old.count() == 3
 
 
+def test_templates_are_a_collection_of_their_own_per_generation(engine: Engine) -> None:
+    if engine.name == "exact":
+        pytest.skip("the exact baseline has no generations")
+    faces = gallery(seed=9)[:4]
+    person = faces[0].person_id
+    template = VectorPoint(person, person, faces[0].vector)
+    with engine.open() as live:
+        live.upsert(faces)
+        with live.templates() as templates:
+            assert templates.collection.startswith("templates_") and templates.collection.endswith("_g1")
+            templates.upsert([template])
+            assert (templates.count(), live.count()) == (1, 4)  # neither sees the other's points
+            [hit] = templates.search(faces[0].vector, k=5)
+            assert hit.face_id == hit.person_id == person
+        nxt = live.next_generation()
+    with nxt, nxt.templates() as fresh:
+        assert fresh.count() == 0  # a re-index builds its generation's templates anew
+    with engine.open() as again, again.templates() as templates:  # reopened: still there
+        assert templates.count() == 1
+
+
 def test_reopen_with_another_dimension_raises(engine: Engine) -> None:
     if engine.name == "exact":
         pytest.skip("the exact baseline keeps nothing between opens")

@@ -138,6 +138,20 @@ def indexed_face_counts(session: Session, person_ids: Sequence[uuid.UUID], model
     return {pid: n for pid, n in rows}
 
 
+def indexed_face_ids(session: Session, model_row_id: int, person_ids: Sequence[uuid.UUID] | None = None,
+                     chunk: int = 500) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Searchable face ids per person uuid under one model: of the given persons, or of everyone."""
+    stmt = (select(Face.person_id, Face.id).where(Face.status == FaceStatus.indexed, Face.model_id == model_row_id)
+            .order_by(Face.person_id, Face.id))
+    ids = None if person_ids is None else list(person_ids)
+    groups = [None] if ids is None else [ids[i:i + chunk] for i in range(0, len(ids), chunk)]
+    faces: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for group in groups:
+        for person_id, face_id in session.execute(stmt if group is None else stmt.where(Face.person_id.in_(group))):
+            faces.setdefault(person_id, []).append(face_id)
+    return faces
+
+
 def person_record(person: Person, faces: int | None = None) -> dict[str, Any]:
     """A person as plain data, for JSON and tables."""
     record: dict[str, Any] = {

@@ -126,18 +126,30 @@ class GenerationalIndex(VectorIndex, Protocol):
     def activate(self) -> None:
         """Point the model's alias at this generation, atomically."""
 
+    def templates(self) -> VectorIndex:
+        """This generation's person templates, created if missing; the caller closes it.
 
-def collection_name(model_id: str, generation: int = 1) -> str:
-    """Collection for one model version: ``faces_<model slug>_g<generation>``.
+        One point per person: its id and payload ``person_id`` are the person's uuid (so
+        ``VectorHit.face_id == person_id``). It follows the face collection's generation,
+        so a re-index builds both and one switch moves both.
+        """
+
+
+FACES = "faces"
+TEMPLATES = "templates"
+
+
+def collection_name(model_id: str, generation: int = 1, kind: str = FACES) -> str:
+    """Collection for one model version: ``faces_<model slug>_g<generation>`` (``templates_...`` for templates).
 
     The alias (server) or the active pointer (embedded) named ``alias_name(model_id)``
-    points at the live generation, so a re-index can build the next one and switch.
+    points at the live face generation, so a re-index can build the next one and switch.
     """
-    return f"{alias_name(model_id)}_g{generation}"
+    return f"{alias_name(model_id, kind)}_g{generation}"
 
 
-def alias_name(model_id: str) -> str:
-    return "faces_" + re.sub(r"[^a-z0-9]+", "_", model_id.lower()).strip("_")
+def alias_name(model_id: str, kind: str = FACES) -> str:
+    return f"{kind}_" + re.sub(r"[^a-z0-9]+", "_", model_id.lower()).strip("_")
 
 
 def as_matrix(vectors: np.ndarray | Sequence[np.ndarray], dim: int) -> np.ndarray:

@@ -60,6 +60,8 @@ from identity.config import Settings, VectorSettings
 from identity.errors import DimensionMismatch, StoreLocked, StoreUnavailable
 from identity.fsutil import fsync_dir
 from identity.store.vectors.base import (
+    FACES,
+    TEMPLATES,
     PersonHit,
     VectorHit,
     VectorPoint,
@@ -97,6 +99,7 @@ class EdgeIndex:
         model_id: str,
         dim: int,
         generation: int,
+        kind: str = FACES,
     ) -> None:
         self._shard: EdgeShard | None = shard
         self._lock = lock
@@ -107,17 +110,24 @@ class EdgeIndex:
         self._params = SearchParams(hnsw_ef=vectors.search_ef, exact=vectors.exact, quantization=rescore)
         self.dim = dim
         self.generation = generation
-        self.collection = collection_name(model_id, generation)
+        self.kind = kind
+        self.collection = collection_name(model_id, generation, kind)
         self.path = settings.edge_dir / self.collection
 
     @classmethod
-    def open(cls, settings: Settings, model_id: str, dim: int, generation: int | None = None) -> "EdgeIndex":
-        """Open (creating if missing) the live generation, or the given one without switching."""
+    def open(cls, settings: Settings, model_id: str, dim: int, generation: int | None = None,
+             kind: str = FACES) -> "EdgeIndex":
+        """Open (creating if missing) the live generation, or the given one without switching.
+
+        Templates (``kind``) follow a face generation, so they are always opened by number.
+        """
         if generation is not None and generation < 1:
             raise ValueError(f"generation must be at least 1, got {generation}")
+        if kind != FACES and generation is None:
+            raise ValueError(f"{kind} collections are opened for a given generation")
         active = _read_pointer(settings.edge_dir, alias_name(model_id)) if generation is None else None
         chosen = generation or active or 1
-        path = settings.edge_dir / collection_name(model_id, chosen)
+        path = settings.edge_dir / collection_name(model_id, chosen, kind)
         lock = _acquire(path, settings)
         try:
             _drop_leftover_rebuild(path)
@@ -125,7 +135,7 @@ class EdgeIndex:
         except BaseException:
             lock.close()
             raise
-        index = cls(shard, lock, settings, model_id, dim, chosen)
+        index = cls(shard, lock, settings, model_id, dim, chosen, kind)
         if generation is None and active is None:
             index.activate()
         return index
@@ -282,6 +292,11 @@ class EdgeIndex:
         self._shard = _open_shard(self.path, self.dim, self._settings.vectors)
         return {"engine": "qdrant-edge", "method": "shard rebuilt from its live points",
                 "points_kept": kept, "seconds": round(time.monotonic() - started, 3)}
+
+    def templates(self) -> "EdgeIndex":
+        if self.kind != FACES:
+            raise ValueError(f"{self.collection} is not a face collection")
+        return EdgeIndex.open(self._settings, self._model_id, self.dim, self.generation, TEMPLATES)
 
     def next_generation(self) -> "EdgeIndex":
         pattern = re.compile(re.escape(alias_name(self._model_id)) + r"_g(\d+)")

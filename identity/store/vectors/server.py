@@ -21,6 +21,8 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from identity.config import Settings
 from identity.errors import DimensionMismatch, StoreUnavailable
 from identity.store.vectors.base import (
+    FACES,
+    TEMPLATES,
     PersonHit,
     VectorHit,
     VectorPoint,
@@ -98,7 +100,7 @@ class QdrantServerIndex:
     """One generation of a model's face collection on a Qdrant server."""
 
     def __init__(
-        self, conn: _Connection, settings: Settings, model_id: str, dim: int, generation: int
+        self, conn: _Connection, settings: Settings, model_id: str, dim: int, generation: int, kind: str = FACES
     ) -> None:
         self._conn: _Connection | None = conn
         self._settings = settings
@@ -112,7 +114,8 @@ class QdrantServerIndex:
         self._params = None if settings.qdrant_url == MEMORY else params
         self.dim = dim
         self.generation = generation
-        self.collection = collection_name(model_id, generation)
+        self.kind = kind
+        self.collection = collection_name(model_id, generation, kind)
 
     @classmethod
     def open(
@@ -349,16 +352,24 @@ class QdrantServerIndex:
             time.sleep(1.0)
         return False
 
+    def templates(self) -> "QdrantServerIndex":
+        if self.kind != FACES:
+            raise ValueError(f"{self.collection} is not a face collection")
+        return self._sibling(self.generation, TEMPLATES)
+
     def next_generation(self) -> "QdrantServerIndex":
         conn = self._live
         pattern = re.compile(re.escape(alias_name(self._model_id)) + r"_g(\d+)")
         names = [c.name for c in conn.call(conn.client.get_collections).collections]
         existing = [int(m.group(1)) for name in names if (m := pattern.fullmatch(name))]
-        conn.users += 1  # the new generation shares this client (a :memory: store lives in it)
+        return self._sibling(max(existing, default=0) + 1, FACES)
+
+    def _sibling(self, generation: int, kind: str) -> "QdrantServerIndex":
+        """Another collection of this model on the same client (a :memory: store lives in it)."""
+        conn = self._live
+        conn.users += 1
         try:
-            index = QdrantServerIndex(
-                conn, self._settings, self._model_id, self.dim, max(existing, default=0) + 1
-            )
+            index = QdrantServerIndex(conn, self._settings, self._model_id, self.dim, generation, kind)
             index.ensure()
             return index
         except BaseException:
