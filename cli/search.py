@@ -28,7 +28,7 @@ def search(
     # readable=False: an unreadable file is reported with the others, not a usage error that stops all.
     images: List[Path] = typer.Argument(..., readable=False, help="Photos to search."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, max=100, help="Persons per face."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Decision threshold, a cosine similarity from -1 to 1 (default: calibrated, else the pack's)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Decision threshold on the face's decision_score (see --json; default: calibrated, else the pack's)."),
     min_score: Optional[float] = typer.Option(None, "--min-score", help="Hide candidates scoring below this (-1 to 1)."),
     filters: Optional[List[str]] = typer.Option(
         None, "--filter", help="Only persons whose attribute KEY=VALUE (repeatable: every key must match, "
@@ -66,13 +66,14 @@ def search(
 
 def _show(result) -> None:
     console.print(f"[bold]{result.path}[/bold]  model {result.model}, threshold {result.threshold.value:.3f} "
-                  f"({result.threshold.source})", highlight=False)
+                  f"on the {result.threshold.rule} score ({result.threshold.source})", highlight=False)
     for face in result.faces:
         colour = "green" if face.decision == "match" else "yellow"
         rows = [{"rank": c.rank, "score": c.score, "faces": c.matched_faces, "external_id": c.person["external_id"],
                  "name": c.person["display_name"], "attributes": c.person["attributes"]} for c in face.candidates]
+        scored = "" if face.decision_score is None else f" (decision score {face.decision_score:.3f})"
         title = (f"face {face.face_index} at {[int(v) for v in face.bbox]}: "
-                 f"[{colour}]{face.decision}[/{colour}]")
+                 f"[{colour}]{face.decision}[/{colour}]{scored}")
         print_table(rows, ["rank", "score", "faces", "external_id", "name", "attributes"], title=title)
 
 
@@ -114,7 +115,7 @@ def audit(
     p = report["person"]
     console.print(f"[bold]{p['display_name'] or p['external_id']}[/bold]  external id {p['external_id']}  "
                   f"uuid {p['id']}  attributes {p['attributes']}", highlight=False)
-    faces = [{**f, "image": Path(f["source_path"]).name, "similarity": f.get("similarity_to_own_faces")}
+    faces = [{**f, "image": Path(f["source_path"]).name, "similarity": f.get("similarity_to_own_template")}
              for f in report["faces"]]
     print_table(faces, ["face_id", "status", "image", "det_score", "blur", "similarity", "outlier"],
                 title=f"{len(faces)} faces")

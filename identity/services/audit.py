@@ -1,9 +1,12 @@
 """`identity audit PERSON`: what is held on a person and which searches matched them.
 
-Besides the record, faces and search history, two checks an auditor acts on:
-- look-alikes: the closest other identities and the similarity margin to them
-  (a small margin means this person and another can be confused);
-- outliers: faces far from the person's other faces (possibly a mislabelled photo).
+Besides the record, faces and search history, two checks an auditor acts on, both on
+person templates (identity.services.templates) and search's decision rule:
+- look-alikes: the other identities whose templates are closest to this person's, and
+  the margin between the decision threshold and the decision score this person's
+  template would get against everyone else (below zero: a look-alike would match);
+- outliers: a face whose closest template is another person's rather than its own
+  person's template rebuilt without it (possibly a mislabelled photo).
 Each audit is itself recorded as an audit event.
 """
 
@@ -17,7 +20,9 @@ from sqlalchemy import select
 
 from identity.services.deployment import Deployment
 from identity.services.actor import resolve_actor
-from identity.services.thresholds import resolve_threshold
+from identity.evaluation.decision import PERSONS_NEEDED, decision_score
+from identity.services.search import decision_threshold
+from identity.services.templates import template_of
 from identity.store.sql.db import transaction
 from identity.store.sql.models import AuditEvent, Face, FaceStatus, Image, Person, SearchEvent, SearchHit
 from identity.store.sql.persons import get_person, person_record
@@ -26,7 +31,7 @@ LOOKALIKES = 5
 
 
 def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[str, Any]:
-    threshold = resolve_threshold(dep.model, dep.pipeline)
+    threshold, _ = decision_threshold(dep)
     with dep.runtime.sessions() as session:
         person = get_person(session, ref)
         record = person_record(person)
@@ -42,11 +47,8 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[st
     face_rows = [_face_row(face, image) for face, image in faces]
     indexed = [uuid.UUID(f["face_id"]) for f in face_rows if f["status"] == FaceStatus.indexed.value]
     vectors = dep.index.vectors(indexed)
-    # Outliers are a 1:1 question (is this face the same person as the others?), so they use
-    # the pack's verification threshold, not the stricter 1:N decision threshold.
-    _mark_outliers(face_rows, vectors, dep.pipeline.default_threshold.value)
-    lookalikes = _lookalikes(dep, person.id, vectors)
-    best_other = lookalikes[0]["score"] if lookalikes else None
+    _mark_outliers(dep, person.id, face_rows, vectors)
+    lookalikes, others_score = _lookalikes(dep, person.id, vectors, threshold.rule)
     report = {
         "person": record,
         "threshold": threshold.value,
@@ -58,7 +60,9 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[st
             for hit, event in searches
         ],
         "lookalikes": lookalikes,
-        "lookalike_margin": None if best_other is None else round(threshold.value - best_other, 4),
+        "decision_rule": threshold.rule,
+        # The threshold minus the decision score of this person's template searched among everyone else.
+        "lookalike_margin": None if others_score is None else round(threshold.value - others_score, 4),
         "outliers": [f["face_id"] for f in face_rows if f.get("outlier")],
     }
     with transaction(dep.runtime.sessions) as session:
@@ -78,35 +82,36 @@ def _face_row(face: Face, image: Image) -> dict[str, Any]:
     }
 
 
-def _mark_outliers(rows: list[dict[str, Any]], vectors: dict[uuid.UUID, np.ndarray], threshold: float) -> None:
-    """A face whose median similarity to the person's other faces is below the 1:1 threshold.
+def _mark_outliers(dep: Deployment, person_id: uuid.UUID, rows: list[dict[str, Any]],
+                   vectors: dict[uuid.UUID, np.ndarray]) -> None:
+    """Flag a face that another person's template is closer to than its own person's other faces.
 
-    The median, not the mean, so one mislabelled photo does not drag the good ones down;
-    with fewer than four faces no face can be told to be the odd one out.
+    The own template is rebuilt without the face, so a mislabelled photo cannot vouch for
+    itself; with fewer than three faces there is no "other faces" to speak of.
     """
-    ids = list(vectors)
-    if len(ids) < 4:
+    if len(vectors) < 3:
         return
-    matrix = np.stack([vectors[i] for i in ids])
-    sims = matrix @ matrix.T
     by_id = {uuid.UUID(r["face_id"]): r for r in rows}
-    for row, face_id in enumerate(ids):
-        score = float(np.median(np.delete(sims[row], row)))
-        by_id[face_id]["similarity_to_own_faces"] = round(score, 4)
-        by_id[face_id]["outlier"] = score < threshold
+    for face_id, vector in vectors.items():
+        own = float(template_of([v for f, v in vectors.items() if f != face_id]) @ vector)
+        closest = next((h for h in dep.templates.search(vector, 2) if h.person_id != person_id), None)
+        by_id[face_id]["similarity_to_own_template"] = round(own, 4)
+        by_id[face_id]["outlier"] = closest is not None and closest.score > own
 
 
-def _lookalikes(dep: Deployment, person_id: uuid.UUID, vectors: dict[uuid.UUID, np.ndarray]) -> list[dict[str, Any]]:
-    """The closest other persons to any of this person's faces, best first."""
-    best: dict[uuid.UUID, float] = {}
-    for vector in vectors.values():
-        for hit in dep.index.search_persons(vector, LOOKALIKES + 1, 1):
-            if hit.person_id != person_id:
-                best[hit.person_id] = max(best.get(hit.person_id, -1.0), hit.score)
-    ranked = sorted(best.items(), key=lambda item: -item[1])[:LOOKALIKES]
+def _lookalikes(dep: Deployment, person_id: uuid.UUID, vectors: dict[uuid.UUID, np.ndarray],
+                rule: str) -> tuple[list[dict[str, Any]], float | None]:
+    """The persons whose templates are closest to this person's, best first, and the decision score of
+    this person's template searched among everyone else (None: no template or nobody else)."""
+    if not vectors:
+        return [], None
+    hits = [h for h in dep.templates.search(template_of(list(vectors.values())), PERSONS_NEEDED + 1)
+            if h.person_id != person_id]
+    if not hits:
+        return [], None
+    ranked = hits[:LOOKALIKES]
     with dep.runtime.sessions() as session:
-        people = {p.id: p for p in session.scalars(select(Person).where(Person.id.in_([pid for pid, _ in ranked])))}
-    return [
-        {"person": person_record(people[pid]), "score": round(score, 4)}
-        for pid, score in ranked if pid in people
-    ]
+        people = {p.id: p for p in session.scalars(select(Person).where(Person.id.in_([h.person_id for h in ranked])))}
+    lookalikes = [{"person": person_record(people[h.person_id]), "score": round(h.score, 4)}
+                  for h in ranked if h.person_id in people]
+    return lookalikes, decision_score([h.score for h in hits], rule)

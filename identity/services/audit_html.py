@@ -48,11 +48,11 @@ def render_audit_html(report: dict[str, Any]) -> str:
             flags.append('<span class="warn">outlier: possibly mislabelled</span>')
         if face["status"] != "indexed":
             flags.append(f'<span class="warn">{e(face["status"])} {e(face.get("rejection") or "")}</span>')
-        sim = face.get("similarity_to_own_faces")
+        sim = face.get("similarity_to_own_template")
         cards.append(
             f'<figure class="face">{picture}<figcaption>{e(face["source_path"].rsplit("/", 1)[-1])}<br>'
             f'score {face["det_score"]:.2f} · iod {face["iod_px"] or 0:.0f}px · blur {face["blur"] or 0:.0f}'
-            f'{f"<br>similarity to own faces {sim:.3f}" if sim is not None else ""}'
+            f'{f"<br>similarity to own template {sim:.3f}" if sim is not None else ""}'
             f'<br>{" ".join(flags)}</figcaption></figure>'
         )
     searches = "".join(
@@ -83,7 +83,7 @@ table{{border-collapse:collapse;margin:1rem 0}} td,th{{border:1px solid #ddd;pad
 <h2>Enrolled faces ({len(report["faces"])})</h2><div class="faces">{''.join(cards)}</div>
 <h2>Searches that returned this person ({len(report["searches"])})</h2>
 <table><tr><th>when</th><th>actor</th><th>rank</th><th>score</th><th>decision</th><th>query image sha256</th></tr>{searches}</table>
-<h2>Look-alike risk</h2><p>decision threshold {report["threshold"]:.3f}; margin to the closest other identity: {margin_text}</p>
-<table><tr><th>external id</th><th>name</th><th>best similarity</th></tr>{lookalikes}</table>
+<h2>Look-alike risk</h2><p>decision threshold {report["threshold"]:.3f} ({e(report["decision_rule"])} rule); margin of this person's template searched among everyone else: {margin_text}</p>
+<table><tr><th>external id</th><th>name</th><th>template similarity</th></tr>{lookalikes}</table>
 </body></html>
 """

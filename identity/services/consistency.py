@@ -2,7 +2,7 @@
 
 For each person with at least MIN_FACES searchable faces, every pair of their stored
 vectors is compared; when fewer than AGREEING_SHARE of the pairs reach the model's
-match threshold (the one search uses: calibrated, else the pack's default), the person
+1:1 match threshold (thresholds.pairwise_threshold: calibrated by FAR, else the pack's default), the person
 is flagged `inconsistent_person`. A real person's photos agree in most pairs even with
 a few bad shots; a department folder enrolled as one "person" agrees in almost none.
 """
@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from identity.services.deployment import Deployment
-from identity.services.thresholds import resolve_threshold
+from identity.services.thresholds import pairwise_threshold
 from identity.store.sql.persons import indexed_faces_by_person
 
 MIN_FACES = 3  # 2 faces make a single pair: one poor photo would flag a real person
@@ -43,7 +43,7 @@ class InconsistentPerson:
 
 def inconsistent_persons(dep: Deployment, external_ids: Sequence[str] | None = None) -> list[InconsistentPerson]:
     """The given persons (None: everyone) whose faces under the active model mostly disagree."""
-    threshold = resolve_threshold(dep.model, dep.pipeline).value
+    threshold = pairwise_threshold(dep.model, dep.pipeline)
     with dep.runtime.sessions() as session:
         faces = indexed_faces_by_person(session, dep.model.id, None if external_ids is None else sorted(set(external_ids)))
     found: list[InconsistentPerson] = []

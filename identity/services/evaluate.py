@@ -27,7 +27,7 @@ from identity.config import Settings
 from identity.errors import IdentityError, InvalidArgument
 from identity.evaluation import metrics
 from identity.evaluation.cache import Outcome, analyse_paths
-from identity.evaluation.decision import NO_CANDIDATE, decision_score, raw_score
+from identity.evaluation.decision import NO_CANDIDATE, NORMALIZED, decision_score, raw_score
 from identity.evaluation.protocol import LabelledFolder, genuine_pairs, impostor_pairs, scan_labelled, subject_face
 from identity.faces import DEFAULT_MODEL, ImageFaces, build_pipeline
 from identity.services.active_model import resolve_model, with_model
@@ -38,6 +38,7 @@ from identity.services.runtime import Runtime
 from identity.services.search import SearchOptions, search_faces
 from identity.store.sql.db import transaction
 from identity.store.sql.jobs import JobSpec
+from identity.store.sql.persons import person_ids_by_external_id
 from identity.store.sql.queries import find_model
 
 FARS = (1e-2, 1e-3, 1e-4)
@@ -186,12 +187,15 @@ def open_set_searches(settings: Settings, folder: LabelledFolder, analyses: dict
             enrolled = enroll_analysed(dep.runtime, writer, items)
             advance(len(items))
             failed_gallery = len(items) - enrolled.counts.get("enrolled", 0)
+            with dep.runtime.sessions() as session:
+                person_ids = person_ids_by_external_id(session)
             ranks: list[int | None] = []
             mated: list[tuple[bool, float]] = []
             non_mated: list[float] = []
             mated_raw: list[tuple[bool, float]] = []
             non_mated_raw: list[float] = []
             no_face = 0
+            # Searched with the product's rule whatever the store's threshold, which only affects the decision.
             search = SearchOptions(top_k=options.top_k, actor="identity eval")
             advance = progress("searching probes", len(probes))
             for person, path in probes:
@@ -209,11 +213,13 @@ def open_set_searches(settings: Settings, folder: LabelledFolder, analyses: dict
                 names = [c.person["external_id"] for c in face.candidates]
                 ranks.append(names.index(person) + 1 if person in names else None)
                 correct = bool(names) and names[0] == person
-                everyone = [c.score for c in face.candidates]
-                others = [c.score for c in face.candidates if c.person["external_id"] != person]
-                mated.append((correct, decision_score(everyone)))
+                # The held-out search is this one with the probe's own person taken out of the ranking.
+                own = person_ids.get(person)
+                everyone = [score for _, score in face.ranked]
+                others = [score for pid, score in face.ranked if pid != own]
+                mated.append((correct, decision_score(everyone, NORMALIZED)))
                 mated_raw.append((correct, raw_score(everyone)))
-                non_mated.append(decision_score(others))
+                non_mated.append(decision_score(others, NORMALIZED))
                 non_mated_raw.append(raw_score(others))
                 advance(1)
     return OpenSetSearches(len({person for person, _ in gallery}), len(gallery), failed_gallery, ranks, no_face,

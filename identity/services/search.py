@@ -1,7 +1,11 @@
 """`identity search`: who is in this photo — ranked persons per face, a decision, a log entry.
 
-Every search is recorded (append-only): when, who asked, the image's sha256 (never
-the image), the model and threshold, and the ranked hits per face.
+Persons are ranked by their template (identity.services.templates): a candidate's
+`score` is the raw cosine of the face to the person's template, the normalized mean of
+their photos. Two vector queries per face: the templates (the candidates and the
+decision's cohort, identity.evaluation.decision), then the candidates' own best faces,
+shown as `faces`. Every search is recorded (append-only): when, who asked, the image's
+sha256 (never the image), the model and threshold, and the ranked hits per face.
 """
 
 from __future__ import annotations
@@ -13,11 +17,18 @@ from typing import Any, Sequence
 from sqlalchemy import select
 
 from identity.errors import InvalidArgument, NoFaceFound
-from identity.evaluation.decision import decision_score
+from identity.evaluation.decision import (
+    MIN_COHORT,
+    NORMALIZED,
+    PERSONS_NEEDED,
+    RAW,
+    cohort_large_enough,
+    decision_score,
+)
 from identity.faces import DetectedFace, ImageFaces, load_image
 from identity.services.actor import resolve_actor
 from identity.services.deployment import Deployment
-from identity.services.thresholds import Threshold, resolve_threshold
+from identity.services.thresholds import Threshold, pack_threshold, resolve_threshold
 from identity.store.sql.db import transaction
 from identity.store.sql.models import Person, SearchEvent, SearchHit
 from identity.store.sql.persons import person_record, persons_with_attributes
@@ -37,17 +48,27 @@ class SearchOptions:
 
     def __post_init__(self) -> None:
         # Scores are cosine similarities; nan or inf would also land in the search log.
-        for name, value in (("threshold", self.threshold), ("minimum score", self.min_score)):
-            if value is not None and not -1.0 <= value <= 1.0:  # a nan fails both comparisons, so it is caught too
-                raise InvalidArgument(f"{name} {value} is out of range: scores are cosine similarities from -1 to 1")
+        # The threshold applies to a decision score: a cosine, or a cosine plus a few hundredths.
+        if self.threshold is not None and not -1.0 <= self.threshold <= 3.0:  # a nan fails both, so it is caught too
+            raise InvalidArgument(f"threshold {self.threshold} is out of range: decision scores run from -1 to about 2")
+        if self.min_score is not None and not -1.0 <= self.min_score <= 1.0:
+            raise InvalidArgument(f"minimum score {self.min_score} is out of range: scores are cosine similarities "
+                                  "from -1 to 1")
+
+
+@dataclass(frozen=True)
+class MatchedFace:
+    face_id: str
+    score: float  # cosine of the searched face to this enrolled face
 
 
 @dataclass(frozen=True)
 class Candidate:
     rank: int
-    score: float
+    score: float  # cosine to the person's template
     matched_faces: int
     person: dict[str, Any]
+    faces: tuple[MatchedFace, ...] = ()  # the person's best faces for this search, best first
 
 
 @dataclass(frozen=True)
@@ -59,6 +80,9 @@ class FaceMatch:
     decision: str  # match / unknown
     candidates: list[Candidate]
     decision_score: float | None = None  # what the decision compared with the threshold; None: no candidate
+    # The persons the decision saw, best first (person id, template score): the candidates and the
+    # cohort after them. Not shown; eval scores its held-out searches from it.
+    ranked: tuple[tuple[uuid.UUID, float], ...] = ()
 
     @property
     def best(self) -> Candidate | None:
@@ -83,6 +107,7 @@ class SearchResult:
             "model": self.model,
             "threshold": self.threshold.value,
             "threshold_source": self.threshold.source,
+            "decision_rule": self.threshold.rule,
             **({"threshold_fpir": self.threshold.fpir} if self.threshold.fpir is not None else {}),
             **({"threshold_gallery_persons": self.threshold.gallery_persons}
                if self.threshold.gallery_persons is not None else {}),
@@ -96,7 +121,8 @@ class SearchResult:
                     "decision": f.decision,
                     "decision_score": f.decision_score,
                     "candidates": [
-                        {"rank": c.rank, "score": c.score, "matched_faces": c.matched_faces, "person": c.person}
+                        {"rank": c.rank, "score": c.score, "matched_faces": c.matched_faces, "person": c.person,
+                         "faces": [{"face_id": m.face_id, "score": m.score} for m in c.faces]}
                         for c in f.candidates
                     ],
                 }
@@ -115,32 +141,56 @@ def search_image(dep: Deployment, path: str, options: SearchOptions) -> SearchRe
 
 
 def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> SearchResult:
-    threshold = resolve_threshold(dep.model, dep.pipeline, options.threshold)
     faces = _faces_to_search(found.faces, options.largest_face_only)
     allowed = _persons_matching(dep, options.filters) if options.filters else None
-    groups = [
-        dep.index.search_persons(face.embedding, options.top_k, FACES_PER_PERSON, allowed) if allowed != [] else []
-        for _, face in faces
-    ]
-    wanted = {hit.person_id for group in groups for hit in group}
+    threshold, warnings = decision_threshold(dep, options.threshold, allowed)
+    wanted = max(options.top_k, PERSONS_NEEDED)  # the cohort even under the raw rule: eval scores both
+    ranked = [dep.templates.search(face.embedding, wanted, allowed) if allowed != [] else [] for _, face in faces]
+    shown = {hit.person_id for hits in ranked for hit in hits[:options.top_k]}
     with dep.runtime.sessions() as session:
-        people = {p.id: p for p in session.scalars(select(Person).where(Person.id.in_(wanted)))} if wanted else {}
+        people = {p.id: p for p in session.scalars(select(Person).where(Person.id.in_(shown)))} if shown else {}
     matches = []
-    for (index, face), group in zip(faces, groups):
-        # A vector whose person was erased a moment ago has no row: it is never shown.
-        kept = [hit for hit in group if hit.person_id in people
-                and (options.min_score is None or hit.score >= options.min_score)]
+    for (index, face), hits in zip(faces, ranked):
+        # A template whose person was erased a moment ago has no row: it is never shown.
+        top = [hit for hit in hits[:options.top_k] if hit.person_id in people]
+        kept = [hit for hit in top if options.min_score is None or hit.score >= options.min_score]
+        best_faces = _best_faces(dep, face.embedding, [hit.person_id for hit in kept])
         candidates = [
-            Candidate(rank, round(hit.score, 4), len(hit.faces), person_record(people[hit.person_id]))
+            Candidate(rank, round(hit.score, 4), len(best_faces.get(hit.person_id, ())),
+                      person_record(people[hit.person_id]), best_faces.get(hit.person_id, ()))
             for rank, hit in enumerate(kept, start=1)
         ]
-        score = round(decision_score([c.score for c in candidates]), 4) if candidates else None
-        decision = "match" if score is not None and score >= threshold.value else "unknown"
+        score = round(decision_score([hit.score for hit in hits], threshold.rule), 4) if hits else None
+        # A match names someone: not when min_score hid the best person.
+        named = bool(kept) and kept[0] is top[0]
+        decision = "match" if named and score is not None and score >= threshold.value else "unknown"
         matches.append(FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
-                                 face.quality.as_dict(), decision, candidates, score))
-    warnings = _gallery_warnings(dep, threshold)
+                                 face.quality.as_dict(), decision, candidates, score,
+                                 tuple((hit.person_id, hit.score) for hit in hits)))
+    warnings += _gallery_warnings(dep, threshold)
     search_id = _log(dep, found, options, threshold, matches)
     return SearchResult(search_id, found.path, found.sha256, dep.model.model_id, threshold, matches, warnings)
+
+
+def decision_threshold(dep: Deployment, override: float | None = None,
+                       allowed: list[uuid.UUID] | None = None) -> tuple[Threshold, list[str]]:
+    """The threshold and its rule; the normalized rule needs a cohort, so a small gallery falls back to raw."""
+    threshold = resolve_threshold(dep.model, dep.pipeline, override)
+    persons = dep.gallery_persons() if allowed is None else len(allowed)
+    if threshold.rule == RAW or cohort_large_enough(persons) or persons == 0:
+        return threshold, []
+    fallback = pack_threshold(dep.pipeline)
+    where = "the gallery" if allowed is None else "the persons the filters allow"
+    return fallback, [f"{where} holds {persons} persons, too few for the normalized decision (it needs "
+                      f"{MIN_COHORT + 1}): deciding on the raw similarity at the pack's threshold {fallback.value}"]
+
+
+def _best_faces(dep: Deployment, vector: Any, person_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[MatchedFace, ...]]:
+    """Each candidate's best-scoring faces (one grouped query over the candidates only)."""
+    if not person_ids:
+        return {}
+    groups = dep.index.search_persons(vector, len(person_ids), FACES_PER_PERSON, person_ids)
+    return {g.person_id: tuple(MatchedFace(str(h.face_id), round(h.score, 4)) for h in g.faces) for g in groups}
 
 
 def _gallery_warnings(dep: Deployment, threshold: Threshold) -> list[str]:
@@ -171,15 +221,17 @@ def _log(dep: Deployment, found: ImageFaces, options: SearchOptions, threshold: 
             actor=resolve_actor(options.actor), query_sha256=found.sha256, query_name=found.path,
             model_id=dep.model.id, threshold=threshold.value, top_k=options.top_k,
             parameters={"min_score": options.min_score, "filters": options.filters,
-                        "largest_face_only": options.largest_face_only, "threshold_source": threshold.source},
+                        "largest_face_only": options.largest_face_only, "threshold_source": threshold.source,
+                        "decision_rule": threshold.rule},
             face_count=len(matches),
         )
         session.add(event)
         session.flush()
         session.add_all(
+            # The face's decision names its first candidate; the others were only ranked.
             SearchHit(search_id=event.id, face_index=m.face_index, face_bbox=m.bbox, rank=c.rank,
                       person_id=uuid.UUID(c.person["id"]), score=c.score,
-                      decision="match" if c.score >= threshold.value else "unknown", matched_faces=c.matched_faces)
+                      decision=m.decision if c.rank == 1 else "unknown", matched_faces=c.matched_faces)
             for m in matches for c in m.candidates
         )
         return str(event.id)

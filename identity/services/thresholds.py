@@ -6,12 +6,19 @@ expected number of false matches per search grows with the gallery (about FAR x 
 number of persons searched); above EXPECTED_FALSE_MATCH_LIMIT the search says so.
 A threshold calibrated by FPIR (identity calibrate --fpir) holds for galleries near the
 size it was calibrated at; past GALLERY_GROWTH_LIMIT times that size the search says so.
+
+A threshold belongs to a decision rule (identity.evaluation.decision): one calibrated
+by FPIR to the normalized score, any other (a 1:1 FAR, the pack's default) to the raw
+top-1 similarity. A threshold given on the command line keeps the rule that would
+apply without it. 1:1 questions (are these two faces one person?) use
+pairwise_threshold, always a cosine.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from identity.evaluation.decision import NORMALIZED, RAW
 from identity.faces import FacePipeline
 from identity.store.sql.models import Model
 
@@ -26,6 +33,7 @@ class Threshold:
     far: float | None = None  # false-accept rate per comparison, when known
     fpir: float | None = None  # share of searches for unenrolled people that match, when calibrated so
     gallery_persons: int | None = None  # the gallery size the FPIR was calibrated at
+    rule: str = RAW  # the decision score it applies to: raw top-1 similarity, or normalized
 
     def warnings(self, persons: int) -> list[str]:
         """What the gallery size implies for this threshold (empty when nothing is known or it is harmless)."""
@@ -55,11 +63,24 @@ class Threshold:
 
 def resolve_threshold(model: Model | None, pipeline: FacePipeline, override: float | None = None) -> Threshold:
     """`model` None: a pack not recorded in the store yet (so never calibrated)."""
-    if override is not None:
-        return Threshold(override, "command line")
     if model is not None and model.threshold is not None:
-        return Threshold(model.threshold, model.threshold_source or "calibrated", model.threshold_far,
-                         model.threshold_fpir, model.threshold_gallery_persons)
+        rule = NORMALIZED if model.threshold_fpir is not None else RAW
+        chosen = Threshold(model.threshold, model.threshold_source or "calibrated", model.threshold_far,
+                           model.threshold_fpir, model.threshold_gallery_persons, rule)
+    else:
+        chosen = pack_threshold(pipeline)
+    return chosen if override is None else Threshold(override, "command line", rule=chosen.rule)
+
+
+def pack_threshold(pipeline: FacePipeline) -> Threshold:
+    """The pack's documented 1:1 threshold, for the raw rule."""
     default = pipeline.default_threshold
     return Threshold(default.value, f"pack default ({default.source})", default.far)
+
+
+def pairwise_threshold(model: Model | None, pipeline: FacePipeline) -> float:
+    """The cosine at which two faces count as one person: calibrated by FAR, else the pack's default."""
+    if model is not None and model.threshold is not None and model.threshold_fpir is None:
+        return model.threshold
+    return pipeline.default_threshold.value
 

@@ -138,6 +138,11 @@ def indexed_face_counts(session: Session, person_ids: Sequence[uuid.UUID], model
     return {pid: n for pid, n in rows}
 
 
+def person_ids_by_external_id(session: Session) -> dict[str, uuid.UUID]:
+    """Every person's uuid by external id (evaluation maps labels to the persons it enrolled)."""
+    return {external_id: person_id for external_id, person_id in session.execute(select(Person.external_id, Person.id))}
+
+
 def indexed_face_ids(session: Session, model_row_id: int, person_ids: Sequence[uuid.UUID] | None = None,
                      chunk: int = 500) -> dict[uuid.UUID, list[uuid.UUID]]:
     """Searchable face ids per person uuid under one model: of the given persons, or of everyone."""
