@@ -7,8 +7,8 @@ vectors whose payload names the old person (re-pointed), stale templates (rewrit
 Search joins hits to person rows, so an erased person is never shown even in that window.
 
 Deleting a face or a person is erasure: the vectors and templates are purged from the
-vector store's files (VectorIndex.purge), the rows as identity.store.sql.erasure says, and SQLite's
-log is checkpointed so the deleted bytes leave its files too.
+vector store's files (VectorIndex.purge), the rows as identity.store.sql.erasure says,
+and SQLite's log is checkpointed so the deleted bytes leave its files too.
 
 A photo of a person has one face row per model it was indexed with (a re-index keeps
 the old model's rows and collection for rollback). Every change here applies to all

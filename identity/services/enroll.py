@@ -9,7 +9,8 @@ A crash between 1 and 3 leaves pending rows and leased jobs: a re-run adopts the
 unfinished jobs, finds the pending faces of the same bytes and person, upserts their
 vectors again under the same ids and completes them, so nothing is enrolled twice and
 no vector lacks a row. A crash between 3 and 4 leaves stale or missing templates, which
-`identity doctor` finds and `--repair` rewrites. `identity reindex` writes by the same steps (face_row, index_pending).
+`identity doctor` finds and `--repair` rewrites. `identity reindex` writes faces by the
+same steps (face_row, index_pending) and builds the templates once at the end.
 
 One job cannot jam the queue: an error that is the job's own fault (_job_fault), at any
 step, undoes that job's rows and vectors and finishes it `failed` with the reason, while
