@@ -77,7 +77,7 @@ def version(as_json: bool = JSON) -> None:
 
 
 def doctor(
-    fix: bool = typer.Option(False, "--repair", help="Fix what is found (re-enrolls faces whose vector is missing)."),
+    fix: bool = typer.Option(False, "--repair", help="Fix what is found (re-enrolls faces whose vector is missing, rewrites person templates)."),
     as_json: bool = JSON,
 ) -> None:
     """Check that the database and the vector store agree; exit 1 when problems remain."""

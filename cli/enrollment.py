@@ -94,7 +94,7 @@ def enroll(
         summary = EnrollSummary(batch=batch, queued=queued)
         for row in inputs.unqueued:
             summary.add_unqueued(row)
-        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, subject)
+        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, subject, templates=dep.templates)
         with outcome_progress(queued, "enrolling") as advance:
             process_queue(dep.runtime, writer, batch, workers or settings.worker_count, advance, summary)
         flagged = inconsistent_persons(dep, [r.external_id for r in summary.results if r.job_id is not None])
@@ -142,7 +142,7 @@ def worker(
             with open_deployment(settings) as dep:  # reopened when `identity reindex` switches the model
                 if advance is None:  # the bar starts once the store opened, so a refusal stays one line
                     advance = stack.enter_context(outcome_progress(None, "worker"))
-                writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, subject)
+                writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, subject, templates=dep.templates)
                 while dep.follows_store():
                     before = summary.processed
                     process_queue(dep.runtime, writer, None, workers, advance, summary)

@@ -59,7 +59,8 @@ def settings(request, tmp_path: Path) -> Settings:
 def enroll(settings: Settings, specs) -> dict[str, str]:
     with open_deployment(settings) as dep:
         batch, _ = queue_jobs(dep.runtime, specs)
-        summary = process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id), batch, 1)
+        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
+        summary = process_queue(dep.runtime, writer, batch, 1)
     return {Path(r.source_path).parent.name + "/" + Path(r.source_path).name: r.outcome for r in summary.results}
 
 
@@ -114,7 +115,8 @@ def test_crash_between_vector_write_and_commit_is_completed_by_a_rerun(settings:
         dep.index.upsert = upsert_then_die
         batch, _ = queue_jobs(dep.runtime, specs)
         with pytest.raises(CrashAfterVectors):
-            process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id), batch, 1)
+            writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
+            process_queue(dep.runtime, writer, batch, 1)
         report = diagnose(dep)
         assert len(report.pending_with_vector) == 2 and not report.clean
     outcomes = enroll(settings, specs)

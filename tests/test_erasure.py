@@ -2,8 +2,9 @@
 
 A person is enrolled from three lfw-dev photos under a telltale file name, searched for
 once, then deleted through the CLI; every file under the data directory is scanned for
-their embeddings (as stored, and as written to the vector store's log), their ids, name
-and source paths, and on Postgres every row of every table is searched for them.
+their embeddings and person template (as stored, and as written to the vector store's
+log), their ids, name and source paths, and on Postgres every row of every table is
+searched for them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from identity.config import Settings
 from identity.services.active_model import resolve_model
 from identity.services.curation import delete_person
 from identity.services.deployment import open_deployment
+from identity.services.templates import template_of
 from identity.store.sql.db import make_engine, session_factory, transaction
 from identity.store.sql.erasure import erase_person_rows
 from identity.store.sql.migrate import upgrade
@@ -66,7 +68,7 @@ def test_person_delete_leaves_no_trace_in_any_file_or_row(
     for source in sorted((lfw_dir / OTHER).iterdir())[:2]:
         shutil.copy(source, kept / source.name)
 
-    sent: list = []  # the vectors as written to the vector store (its log holds these bytes)
+    sent: list = []  # the vectors and templates as written to the vector store (its log holds these bytes)
     real_upsert = EdgeIndex.upsert
 
     def upsert_and_keep(self, points):
@@ -79,8 +81,9 @@ def test_person_delete_leaves_no_trace_in_any_file_or_row(
     code, shown = cli(capsys, "person", "show", PERSON, "--json")
     assert code == 0 and shown["faces"] == 3
     person_id = uuid.UUID(shown["id"])
-    mine = [p for p in sent if p.person_id == person_id]
-    assert len(mine) == 3
+    mine = [p for p in sent if p.person_id == person_id and p.face_id != person_id]
+    templates_sent = [p.vector for p in sent if p.face_id == person_id]  # a template's point id is its person's
+    assert len(mine) == 3 and templates_sent
     code, found = cli(capsys, "search", str(probe), "--json")
     assert code == 0 and f"\"{PERSON}\"" in json.dumps(found)  # the search named them: its log entry gets redacted
     settings = Settings(data_dir=data_dir, database_url=database)
@@ -89,15 +92,22 @@ def test_person_delete_leaves_no_trace_in_any_file_or_row(
     assert len(stored) == 3
 
     with open_deployment(settings) as dep:  # as a server would: its connections stay open meanwhile
+        template = dep.templates.vectors([person_id])[person_id]
+        assert np.allclose(template, template_of(stored), atol=1e-5)
+        assert find_traces(data_dir, vectors=[template])  # the scan below sees a template where there is one
         erased = delete_person(dep, PERSON, actor="dpo")
         json.dumps(erased)  # what `person delete --json` prints
         sql = erased["removed"]["sql"]
         assert (sql["faces"], sql["images"], sql["jobs"]) == (3, 3, 3)
         assert sql["search_hits_redacted"] >= 1 and sql["search_events_redacted"] == 1
-        [vectors] = erased["removed"]["vectors"].values()
-        assert vectors["face_rows"] == 3 and vectors["points_kept"] == 2  # Al Gore's two faces stay
+        vectors = erased["removed"]["vectors"]
+        assert vectors[dep.index.collection]["face_rows"] == 3
+        assert vectors[dep.index.collection]["points_kept"] == 2  # Al Gore's two faces stay
+        assert vectors[dep.templates.collection]["points_kept"] == 1  # and his template
+        assert not dep.templates.vectors([person_id])
 
-        embeddings = stored + list(as_matrix(np.stack([p.vector for p in mine]), 128))
+        templates = [template, *as_matrix(np.stack(templates_sent), 128)]
+        embeddings = stored + list(as_matrix(np.stack([p.vector for p in mine]), 128)) + templates
         ids = [person_id, *(p.face_id for p in mine)]
         digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in [*paths, probe]]
         strings = [PERSON, NAME, str(photos), *map(str, paths), str(probe), *digests]
@@ -106,6 +116,7 @@ def test_person_delete_leaves_no_trace_in_any_file_or_row(
             assert rows_containing(database, [*strings, str(person_id), *(str(p.face_id) for p in mine)]) == []
         for vector in embeddings:  # neither the float vectors nor their int8 copies answer a search
             assert not {p.face_id for p in mine} & {h.face_id for h in dep.index.search(vector, k=5)}
+            assert person_id not in {h.person_id for h in dep.templates.search(vector, k=5)}
 
     code, found = cli(capsys, "search", str(probe), "--json")
     assert code == 0 and f"\"{PERSON}\"" not in json.dumps(found)

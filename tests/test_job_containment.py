@@ -51,7 +51,8 @@ def specs(root: Path) -> list[jobs.JobSpec]:
 def drain(settings: Settings) -> dict[str, tuple[str, str | None]]:
     """Process every queued job, as `identity worker --drain` does."""
     with open_deployment(settings) as dep:
-        summary = process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id), None, 1)
+        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
+        summary = process_queue(dep.runtime, writer, None, 1)
     return {r.external_id: (r.outcome, r.reason) for r in summary.results}
 
 
@@ -199,7 +200,8 @@ def test_a_fault_in_any_stage_fails_only_its_job(stage: str, db: str, request, t
     with open_deployment(settings) as dep:
         inject(monkeypatch, dep)
         batch, _ = queue_jobs(dep.runtime, specs(root))
-        summary = process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id), batch, 1)
+        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
+        summary = process_queue(dep.runtime, writer, batch, 1)
     monkeypatch.undo()
     outcomes = {r.external_id: (r.outcome, r.reason) for r in summary.results}
     assert outcomes == {"Aaron_Peirsol": ("enrolled", None), "Alejandro_Toledo": ("enrolled", None),
@@ -231,7 +233,8 @@ def test_a_fault_not_of_the_jobs_stops_the_run_and_hands_jobs_back(stage: str, t
             monkeypatch.setattr(dep.index, "upsert", lambda points: _raise(fault))
         batch, _ = queue_jobs(dep.runtime, specs(root))
         with pytest.raises(type(fault)):
-            process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id), batch, 1)
+            writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
+            process_queue(dep.runtime, writer, batch, 1)
     monkeypatch.undo()
     assert {(j.status, j.attempts) for j in job_rows(settings).values()} == {(JobStatus.queued, 0)}
     assert sorted(o for o, _ in drain(settings).values()) == ["enrolled"] * 3  # resumed once the fault is gone
@@ -255,7 +258,8 @@ def test_cancel_with_force_discards_what_the_worker_wrote(settings: Settings, tm
 
         monkeypatch.setattr(dep.index, "upsert", upsert_while_cancelled)
         batch, _ = queue_jobs(dep.runtime, specs(root))
-        summary = process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id), batch, 1)
+        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
+        summary = process_queue(dep.runtime, writer, batch, 1)
     monkeypatch.undo()
     assert {r.external_id: r.outcome for r in summary.results} == {
         "Aaron_Peirsol": "enrolled", "Alejandro_Toledo": "enrolled", TARGET: "cancelled"}

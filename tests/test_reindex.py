@@ -40,7 +40,8 @@ def gallery(request, tmp_path: Path, lfw_dir: Path, save_stand_in) -> tuple[Sett
             shutil.copy(image, root / person / image.name)
     with open_deployment(settings) as dep:
         batch, _ = queue_jobs(dep.runtime, from_directory(root))
-        summary = process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id), batch, 1)
+        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
+        summary = process_queue(dep.runtime, writer, batch, 1)
         assert summary.counts == {"enrolled": 6}, summary.counts
     save_stand_in(settings.data_dir)
     return settings, root

@@ -1,13 +1,14 @@
 """Curation: merge two records of one person, move or delete a face, erase a person.
 
-SQL changes first (in one transaction, with an audit event), then the vector store.
-A crash between the two leaves only what `identity doctor` repairs: orphan vectors
-(deleted) or vectors whose payload names the old person (re-pointed). Search joins
-hits to person rows, so an erased person is never shown even in that window.
+SQL changes first (in one transaction, with an audit event), then the vector store:
+the face vectors, then the templates of every person whose faces changed. A crash
+between them leaves only what `identity doctor` repairs: orphan vectors (deleted),
+vectors whose payload names the old person (re-pointed), stale templates (rewritten).
+Search joins hits to person rows, so an erased person is never shown even in that window.
 
-Deleting a face or a person is erasure: the vectors are purged from the vector store's
-files (VectorIndex.purge), the rows as identity.store.sql.erasure says, and SQLite's
-log is checkpointed so the deleted bytes leave its files too.
+Deleting a face or a person is erasure: the vectors and templates are purged from the
+vector store's files (VectorIndex.purge), the rows as identity.store.sql.erasure says,
+and SQLite's log is checkpointed so the deleted bytes leave its files too.
 
 A photo of a person has one face row per model it was indexed with (a re-index keeps
 the old model's rows and collection for rollback). Every change here applies to all
@@ -23,7 +24,8 @@ from sqlalchemy import Row, String, cast, or_, select, update
 
 from identity.errors import IdentityError, NotFound
 from identity.services.actor import resolve_actor
-from identity.services.deployment import Deployment, model_indexes
+from identity.services.deployment import Deployment, ModelCollections, model_collections
+from identity.services.templates import refresh_templates
 from identity.store.sql.db import flush_deleted, transaction
 from identity.store.sql.erasure import drop_unused_images, erase_person_rows, person_tokens
 from identity.store.sql.models import AuditEvent, Face, Job, Person, SearchHit
@@ -46,10 +48,8 @@ def merge_persons(dep: Deployment, keep_ref: str, absorb_ref: str, actor: str | 
         session.add(AuditEvent(actor=resolve_actor(actor), action="merge", person_id=keep.id,
                                subject=keep.external_id, details={**summary, "merged_id": str(absorb.id)}))
         session.delete(absorb)
-        keep_id = keep.id
-    with model_indexes(dep, _by_model(faces)) as indexes:
-        for model_id, face_ids in _by_model(faces).items():
-            indexes[model_id].set_person(face_ids, keep_id)
+        keep_id, absorb_id = keep.id, absorb.id
+    _relabel(dep, _by_model(faces), keep_id, [keep_id, absorb_id])
     return summary
 
 
@@ -57,16 +57,24 @@ def move_face(dep: Deployment, face_ref: str, target_ref: str, actor: str | None
     with transaction(dep.runtime.sessions) as session:
         face = _get_face(session, face_ref)
         target = get_person(session, target_ref)
-        source = session.get(Person, face.person_id)
+        source_id = face.person_id  # read before the update below re-points the loaded row
+        source = session.get(Person, source_id)
         siblings = _siblings(session, face)
         session.execute(update(Face).where(Face.id.in_([row.id for row in siblings])).values(person_id=target.id))
         summary = {"face_id": str(face.id), "from": source.external_id if source else None, "to": target.external_id}
         session.add(AuditEvent(actor=resolve_actor(actor), action="move_face", person_id=target.id,
                                subject=target.external_id, details=summary))
-    with model_indexes(dep, _by_model(siblings)) as indexes:
-        for model_id, face_ids in _by_model(siblings).items():
-            indexes[model_id].set_person(face_ids, target.id)
+    _relabel(dep, _by_model(siblings), target.id, [source_id, target.id])
     return summary
+
+
+def _relabel(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid.UUID,
+             persons: list[uuid.UUID]) -> None:
+    """Point each model's face vectors at `person_id`, then rewrite the templates of everyone they moved between."""
+    with model_collections(dep, faces) as stores:
+        for model_id, store in stores.items():
+            store.faces.set_person(faces[model_id], person_id)
+            _refresh(dep, model_id, store, persons)
 
 
 def delete_face(dep: Deployment, face_ref: str, actor: str | None = None) -> dict[str, Any]:
@@ -78,7 +86,8 @@ def delete_face(dep: Deployment, face_ref: str, actor: str | None = None) -> dic
             if gone is None:
                 raise NotFound(f"no face with id {face_ref!r}")
             return gone
-        person = session.get(Person, face.person_id)
+        person_id = face.person_id
+        person = session.get(Person, person_id)
         siblings = _siblings(session, face)
         summary: dict[str, Any] = {"face_id": str(face.id), "person": person.external_id if person else None}
         session.add(AuditEvent(actor=resolve_actor(actor), action="delete_face", person_id=face.person_id,
@@ -88,7 +97,7 @@ def delete_face(dep: Deployment, face_ref: str, actor: str | None = None) -> dic
             session.query(Job).filter(Job.image_id == face.image_id, Job.external_id == person.external_id) \
                 .delete(synchronize_session=False)
         sql = {"faces": len(siblings), **drop_unused_images(session, {face.image_id})}
-    vectors = _erase_vectors(dep, _by_model(siblings), lambda index, ids: index.delete(ids))
+    vectors = _erase_vectors(dep, _by_model(siblings), person_id, lambda index, ids: index.delete(ids))
     sql["database"] = flush_deleted(dep.runtime.engine)
     return {**summary, "removed": {"sql": sql, "vectors": vectors}}
 
@@ -112,7 +121,7 @@ def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[s
         session.flush()
         event_id = event.id
     # The active collection always, in case a vector outlived its row; every other model holding the person too.
-    vectors = _erase_vectors(dep, {dep.model.id: [], **_by_model(faces)},
+    vectors = _erase_vectors(dep, {dep.model.id: [], **_by_model(faces)}, person_id,
                              lambda index, _ids: index.delete_person(person_id))
     with transaction(dep.runtime.sessions) as session:  # the event says the vectors are gone too
         event = session.get(AuditEvent, event_id)
@@ -122,15 +131,23 @@ def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[s
             "removed": {"sql": sql, "vectors": vectors}}
 
 
-def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]],
+def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid.UUID,
                    erase: Callable[[VectorIndex, list[uuid.UUID]], None]) -> dict[str, Any]:
-    """Delete with `erase` in each model's collection, then purge it; what was done, per collection."""
+    """Delete with `erase` in each model's collection and rewrite the person's template there (gone with
+    their last face), then purge both: the old template is a mean of what was erased. Returns what was
+    done, per collection."""
     report: dict[str, Any] = {}
-    with model_indexes(dep, faces) as indexes:
-        for model_id, index in indexes.items():
-            erase(index, faces[model_id])
-            report[index.collection] = {"face_rows": len(faces[model_id]), **index.purge()}
+    with model_collections(dep, faces) as stores:
+        for model_id, store in stores.items():
+            erase(store.faces, faces[model_id])
+            _refresh(dep, model_id, store, [person_id])
+            report[store.faces.collection] = {"face_rows": len(faces[model_id]), **store.faces.purge()}
+            report[store.templates.collection] = store.templates.purge()
     return report
+
+
+def _refresh(dep: Deployment, model_row_id: int, store: ModelCollections, persons: list[uuid.UUID]) -> None:
+    refresh_templates(dep.runtime.sessions, store.faces, store.templates, model_row_id, persons)
 
 
 def _faces(session: Any, condition: Any) -> Sequence[Row[Any]]:

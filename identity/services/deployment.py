@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, cast
 
 from sqlalchemy import select
 
@@ -18,7 +18,7 @@ from identity.services.runtime import Runtime
 from identity.store.sql.migrate import upgrade
 from identity.store.sql.models import Model
 from identity.store.sql.queries import count_gallery_persons
-from identity.store.vectors import VectorIndex, open_vector_index
+from identity.store.vectors import GenerationalIndex, VectorIndex, open_vector_index
 from identity.store.vectors.store_ref import StoreRef
 
 
@@ -98,3 +98,25 @@ def model_indexes(dep: Deployment, model_row_ids: Iterable[int]) -> Iterator[dic
         for model in models:
             indexes[model.id] = stack.enter_context(open_vector_index(dep.settings, model.model_id, model.dim))
         yield indexes
+
+
+@dataclass(frozen=True)
+class ModelCollections:
+    """One model's face collection and the person templates of its generation."""
+
+    faces: VectorIndex
+    templates: VectorIndex
+
+
+@contextmanager
+def model_collections(dep: Deployment, model_row_ids: Iterable[int]) -> Iterator[dict[int, ModelCollections]]:
+    """model_indexes with each model's templates beside its faces: what changes a person's faces changes both."""
+    with model_indexes(dep, model_row_ids) as indexes, ExitStack() as stack:
+        collections: dict[int, ModelCollections] = {}
+        for model_id, index in indexes.items():
+            if index is dep.index:
+                collections[model_id] = ModelCollections(index, dep.templates)
+            else:  # another model's collection, opened by model_indexes: a generational one
+                templates = stack.enter_context(cast(GenerationalIndex, index).templates())
+                collections[model_id] = ModelCollections(index, templates)
+        yield collections

@@ -2,17 +2,19 @@
 
 Checks: vectors without a face row, pending faces (a run stopped between its writes),
 indexed faces whose vector is missing, abandoned job leases, jobs stuck in the queue
-(queued or running for more than STUCK_LEASES leases while the queue does not move), and
-a model whose recorded dimension differs from what its pack produces. Repair releases
+(queued or running for more than STUCK_LEASES leases while the queue does not move), a
+model whose recorded dimension differs from what its pack produces, and person templates
+that are missing, stale or orphaned (identity.services.templates). Repair releases
 abandoned leases but never drops a stuck job: whether to retry or cancel it is the
 operator's call (`identity jobs retry`, `identity jobs cancel`). It also lists persons whose
 faces disagree with each other (services/consistency.py): a warning for a person to review,
 not a disagreement between the stores, so it is neither a problem count nor repaired.
+Repair rewrites the templates found wrong, and those of persons whose faces it repaired.
 
-Every model holding faces is checked against its own collection: the active one, and
-those a re-index left behind for rollback. Faces of such an older model that lost
-their vector are dropped rather than re-embedded (this process runs the active
-model only); `identity reindex --model OLD` rebuilds them if it is ever needed.
+Every model holding faces is checked against its own collections (faces and templates):
+the active one, and those a re-index left behind for rollback. Faces of such an older
+model that lost their vector are dropped rather than re-embedded (this process runs the
+active model only); `identity reindex --model OLD` rebuilds them if it is ever needed.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from identity.services.consistency import inconsistent_persons
-from identity.services.deployment import Deployment, model_indexes
+from identity.services.deployment import Deployment, ModelCollections, model_collections
 from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
+from identity.services.templates import TemplateCheck, check_templates, refresh_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import transaction
 from identity.store.sql.models import Face, FaceStatus, Image, Job, JobStatus, Model, Person, naive_utc, utcnow
@@ -49,13 +52,17 @@ class DoctorReport:
     repaired: dict[str, int] = field(default_factory=dict)
     other_models: dict[str, "DoctorReport"] = field(default_factory=dict)  # inactive models with faces, by model id
     inconsistent_persons: list[dict[str, Any]] = field(default_factory=list)  # a warning, not a problem
+    templates: TemplateCheck = field(default_factory=TemplateCheck)
+    # persons of the pending and vector-less faces above: repairing those faces changes their templates
+    face_problem_persons: set[uuid.UUID] = field(default_factory=set)
 
     @property
     def problems(self) -> int:
         return (len(self.orphan_vectors) + len(self.pending_with_vector) + len(self.pending_without_vector)
                 + len(self.missing_vectors) + len(self.stale_leases) + len(self.wrong_person)
                 + len({i for ids in self.stuck_jobs.values() for i in ids} - set(self.stale_leases))
-                + bool(self.dimension_mismatch) + sum(other.problems for other in self.other_models.values()))
+                + bool(self.dimension_mismatch) + self.templates.problems
+                + sum(other.problems for other in self.other_models.values()))
 
     @property
     def clean(self) -> bool:
@@ -73,6 +80,9 @@ class DoctorReport:
             "stuck_jobs_by_state": {state: len(ids) for state, ids in self.stuck_jobs.items()},
             "wrong_person": len(self.wrong_person),
             "dimension_mismatch": self.dimension_mismatch,
+            "templates": self.templates.problems,
+            "templates_by_kind": {"missing": len(self.templates.missing), "stale": len(self.templates.stale),
+                                  "orphaned": len(self.templates.orphaned)},
             "repaired": self.repaired,
             **({"other_models": {k: v.as_dict() for k, v in self.other_models.items()}} if self.other_models else {}),
             "inconsistent_persons": self.inconsistent_persons,
@@ -80,7 +90,7 @@ class DoctorReport:
 
 
 def diagnose(dep: Deployment) -> DoctorReport:
-    report = _check(dep, dep.model.id, dep.index)
+    report = _check(dep, dep.model.id, ModelCollections(dep.index, dep.templates))
     if dep.model.dim != dep.pipeline.dim:
         report.dimension_mismatch = (
             f"model {dep.model.model_id} is recorded with {dep.model.dim} dimensions, its pack produces {dep.pipeline.dim}")
@@ -90,17 +100,17 @@ def diagnose(dep: Deployment) -> DoctorReport:
             report.stuck_jobs.setdefault(job.status.value, []).append(job.id)
         others = list(session.scalars(select(Model).where(
             Model.id.in_(select(Face.model_id).distinct()), Model.id != dep.model.id).order_by(Model.id)))
-    with model_indexes(dep, [m.id for m in others]) as indexes:
+    with model_collections(dep, [m.id for m in others]) as stores:
         for model in others:
-            report.other_models[model.model_id] = _check(dep, model.id, indexes[model.id])
+            report.other_models[model.model_id] = _check(dep, model.id, stores[model.id])
     report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(dep)]
     return report
 
 
-def _check(dep: Deployment, model_row_id: int, index: VectorIndex) -> DoctorReport:
-    """One model's face rows against its collection."""
+def _check(dep: Deployment, model_row_id: int, store: ModelCollections) -> DoctorReport:
+    """One model's face rows against its collection, and its templates against their faces."""
     report = DoctorReport()
-    vectors = dict(index.iter_ids())
+    vectors = dict(store.faces.iter_ids())
     # A pending row younger than a lease may belong to a live worker (server mode); the
     # embedded store is locked by this process, so there no writer can be mid-chunk.
     recent = utcnow() - timedelta(seconds=dep.settings.enroll.lease_seconds)
@@ -116,10 +126,20 @@ def _check(dep: Deployment, model_row_id: int, index: VectorIndex) -> DoctorRepo
             report.wrong_person[str(face_id)] = str(person_id)
         if status == FaceStatus.indexed and face_id not in vectors:
             report.missing_vectors.append(str(face_id))
+            report.face_problem_persons.add(person_id)
         elif status == FaceStatus.pending and (dep.settings.embedded or naive_utc(updated) < naive_utc(recent)):
             (report.pending_with_vector if face_id in vectors else report.pending_without_vector).append(str(face_id))
+            report.face_problem_persons.add(person_id)
     report.orphan_vectors = sorted(str(v) for v in vectors.keys() - live)
+    found = check_templates(dep.runtime.sessions, store.faces, store.templates, model_row_id)
+    report.templates = _apart_from(found, report.face_problem_persons)
     return report
+
+
+def _apart_from(check: TemplateCheck, persons: set[uuid.UUID]) -> TemplateCheck:
+    """The check without these persons: repairing their faces rewrites their templates (not a second problem)."""
+    kept = ([p for p in found if p not in persons] for found in (check.missing, check.stale, check.orphaned))
+    return TemplateCheck(*kept)
 
 
 def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorReport:
@@ -141,9 +161,10 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorRep
             session.query(Face).filter(Face.id.in_(redo)).delete(synchronize_session=False)
     if specs:
         batch, _ = queue_jobs(dep.runtime, specs)
-        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id)
+        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
         summary = process_queue(dep.runtime, writer, batch, workers)
         report.repaired["faces_reenrolled"] = summary.counts.get("enrolled", 0)
+    _repair_templates(dep, dep.model.id, ModelCollections(dep.index, dep.templates), report)
     _repair_others(dep, report)
     return report
 
@@ -151,16 +172,30 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorRep
 def _repair_others(dep: Deployment, report: DoctorReport) -> None:
     with dep.runtime.sessions() as session:
         by_id = {model.model_id: model.id for model in session.scalars(select(Model))}
-    with model_indexes(dep, [by_id[m] for m in report.other_models]) as indexes:
+    with model_collections(dep, [by_id[m] for m in report.other_models]) as stores:
         for model_id, other in report.other_models.items():
+            store = stores[by_id[model_id]]
             with transaction(dep.runtime.sessions) as session:
-                _repair_vectors(session, indexes[by_id[model_id]], other)
+                _repair_vectors(session, store.faces, other)
                 lost = [uuid.UUID(v) for v in other.missing_vectors + other.pending_without_vector]
                 if lost:
                     session.query(Face).filter(Face.id.in_(lost)).delete(synchronize_session=False)
                     other.repaired["faces_dropped"] = len(lost)
+            _repair_templates(dep, by_id[model_id], store, other)
             for key, count in other.repaired.items():
                 report.repaired[key] = report.repaired.get(key, 0) + count
+
+
+def _repair_templates(dep: Deployment, model_row_id: int, store: ModelCollections, report: DoctorReport) -> None:
+    """After the faces' repair is committed: rewrite the templates found wrong, and those of persons whose
+    faces were just marked indexed, re-enrolled or dropped."""
+    sessions = dep.runtime.sessions
+    if report.templates.problems:
+        report.repaired["templates_rewritten"] = repair_templates(sessions, store.faces, store.templates,
+                                                                  model_row_id, report.templates)
+    refresh_templates(sessions, store.faces, store.templates, model_row_id, report.face_problem_persons)
+    if report.templates.orphaned:  # an orphan may be an erased person's template (a crash mid-erasure): purge it
+        store.templates.purge()
 
 
 def _repair_vectors(session: Session, index: VectorIndex, report: DoctorReport) -> None:

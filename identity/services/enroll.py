@@ -3,11 +3,14 @@
 Storage protocol per chunk of images (ARCHITECTURE.md, "Consistency"):
   1. one transaction writes image rows and `pending` face rows;
   2. the vectors are upserted, waiting until they are durable;
-  3. one transaction marks the faces `indexed` and finishes the jobs.
+  3. one transaction marks the faces `indexed` and finishes the jobs;
+  4. the templates of the chunk's persons are rewritten (identity.services.templates).
 A crash between 1 and 3 leaves pending rows and leased jobs: a re-run adopts the
 unfinished jobs, finds the pending faces of the same bytes and person, upserts their
 vectors again under the same ids and completes them, so nothing is enrolled twice and
-no vector lacks a row. `identity reindex` writes by the same steps (face_row, index_pending).
+no vector lacks a row. A crash between 3 and 4 leaves stale or missing templates, which
+`identity doctor` finds and `--repair` rewrites. `identity reindex` writes faces by the
+same steps (face_row, index_pending) and builds the templates once at the end.
 
 One job cannot jam the queue: an error that is the job's own fault (_job_fault), at any
 step, undoes that job's rows and vectors and finishes it `failed` with the reason, while
@@ -38,6 +41,7 @@ from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
 from identity.faces.types import same_face
 from identity.services.enroll_inputs import InputRow
 from identity.services.runtime import Runtime
+from identity.services.templates import refresh_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import transaction
 from identity.store.sql.models import Face, FaceStatus, Image, Job, Person, naive_utc, utcnow
@@ -219,11 +223,15 @@ class EnrollmentWriter:
 
     An error that is a job's own fault (see _job_fault), at any step, fails that job only:
     its rows and vectors are undone and it is finished `failed` with the reason.
+    `templates`: the person templates of `index`'s generation (a Deployment's); without
+    them the chunk's templates are left for `identity doctor --repair` to write.
     """
 
-    def __init__(self, runtime: Runtime, index: VectorIndex, model_row_id: int, subject: str | None = None) -> None:
+    def __init__(self, runtime: Runtime, index: VectorIndex, model_row_id: int, subject: str | None = None,
+                 templates: VectorIndex | None = None) -> None:
         self.runtime = runtime
         self.index = index
+        self.templates = templates
         self.model_row_id = model_row_id
         self.dominance = runtime.settings.enroll.dominant_face_ratio
         self.subject = subject or runtime.settings.enroll.subject
@@ -246,7 +254,20 @@ class EnrollmentWriter:
         undone = [face.id for d, result in zip(decided, results) if _undone(result) for face, _ in d.faces]
         if undone:
             self.index.delete(undone)  # after their rows are gone: a crash in between leaves orphans doctor removes
+        self._refresh_templates([face.person_id for d, result in zip(decided, results) if not _undone(result)
+                                 for face, _ in d.faces])
         return results
+
+    def _refresh_templates(self, person_ids: Sequence[uuid.UUID]) -> None:
+        """Step 4: one rewrite for the chunk's persons, after step 3's commit made their new faces indexed."""
+        if self.templates is not None and person_ids:
+            refresh_templates(self.runtime.sessions, self.index, self.templates, self.model_row_id, person_ids)
+
+    def optimize(self) -> None:
+        """Build the search graphs of what the run wrote: faces and templates."""
+        self.index.optimize()
+        if self.templates is not None:
+            self.templates.optimize()
 
     def _decide_chunk(self, items: Sequence[tuple[Job, Outcome]], failures: dict[int, str],
                       retrying: bool) -> list[_Decided]:
@@ -473,7 +494,7 @@ def process_queue(
                 flush()
         if pending:
             flush()
-        writer.index.optimize()  # the embedded engine builds its search graph only when asked
+        writer.optimize()  # the embedded engine builds its search graphs only when asked
     except BaseException:
         # Ctrl-C, a store that is down, or a crash (a job's own errors never get here): hand
         # back what this run claimed but never wrote, so the next run takes it at once
@@ -501,7 +522,7 @@ def enroll_analysed(runtime: Runtime, writer: "EnrollmentWriter",
             break
         for result in writer.write([(job, outcomes[(job.source_path, job.external_id)]) for job in chunk]):
             summary.add(result)
-    writer.index.optimize()
+    writer.optimize()
     summary.seconds = time.perf_counter() - started
     return summary
 

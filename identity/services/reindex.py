@@ -5,8 +5,10 @@ must still have the enrolled sha256), the new pack's face overlapping the stored
 best (IoU >= 0.5) is embedded, and a row for the new model (same person and image) is
 written with its vector in the new model's collection, by enrollment's three-step
 protocol (identity.services.enroll: face_row, index_pending). Search keeps using the
-old model meanwhile. At the end, if every face was done (or `force`), one transaction
-makes the new model the active one and records an audit event.
+old model meanwhile. Then the new collection's person templates are brought in step
+with all its faces (so a resumed run ends with complete templates too), and if every
+face was done (or `force`), one transaction makes the new model the active one and
+records an audit event: the switch moves faces and templates together.
 
 The old model's rows and collection stay: re-indexing back to it is quick, since its
 faces are still there, and a re-run skips what the new model already holds for a
@@ -36,11 +38,12 @@ from identity.services.actor import resolve_actor
 from identity.services.binding import bind_vector_store
 from identity.services.enroll import face_row, index_pending
 from identity.services.runtime import Runtime
+from identity.services.templates import check_templates, repair_templates
 from identity.store.sql.db import transaction
 from identity.store.sql.migrate import upgrade
 from identity.store.sql.models import AuditEvent, Face, FaceStatus, Image, Model
 from identity.store.sql.queries import activate_model, ensure_model, find_model, indexed_faces_by_model
-from identity.store.vectors import VectorIndex, open_vector_index
+from identity.store.vectors import GenerationalIndex, VectorIndex, open_vector_index
 
 @dataclass(frozen=True)
 class FaceOutcome:
@@ -130,6 +133,7 @@ def reindex(settings: Settings, target: str, workers: int = 0, force: bool = Fal
             if source is not None:
                 _reindex_faces(runtime, index, target_settings, source.id, target_row, workers, summary, on_plan, on_face)
             index.optimize()  # the embedded engine builds its search graph only when asked
+            _build_templates(runtime, index, target_row)
         if force or not summary.failed:
             _switch(runtime, target_row, summary, actor)
         with runtime.sessions() as session:
@@ -138,6 +142,17 @@ def reindex(settings: Settings, target: str, workers: int = 0, force: bool = Fal
                                if names[k] in (summary.model_before, summary.model_after)}
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _build_templates(runtime: Runtime, index: GenerationalIndex, model_row_id: int) -> None:
+    """Every template of the target collection from its faces, before the switch makes it searched.
+
+    Checked and repaired rather than written whole: a re-run or a rollback finds most already current.
+    """
+    with index.templates() as templates:
+        check = check_templates(runtime.sessions, index, templates, model_row_id)
+        repair_templates(runtime.sessions, index, templates, model_row_id, check)
+        templates.optimize()
 
 
 def _reindex_faces(runtime: Runtime, index: VectorIndex, settings: Settings, source: int, target: int, workers: int,
