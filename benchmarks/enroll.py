@@ -39,7 +39,7 @@ def enroll(settings: Settings, specs: list, workers: int) -> EnrollSummary:
     with open_deployment(settings) as dep:
         batch, queued = queue_jobs(dep.runtime, specs)
         summary = EnrollSummary(batch=batch, queued=queued)
-        process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id), batch, workers,
+        process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates), batch, workers,
                       summary=summary)
     summary.seconds = time.perf_counter() - started  # wall time, start-up and model loading included
     return summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -118,42 +119,68 @@ def test_eval_gallery_images_reports_both_fnir_rules(capsys, clean_env, tmp_path
     assert (report["gallery_persons"], report["gallery_photos"], report["probes"]) == (4, 7, 3)
     assert report["gallery_images_per_person"] == 2
     assert report["rank1"] == 1.0
-    # Today the product's decision rule is the raw top-1 score: both tables agree.
+    # Four persons are too few for a cohort: the normalized rule falls back to raw, so both tables agree.
     assert report["fnir_at_fpir_raw"] == report["fnir_at_fpir"] and set(report["fnir_at_fpir"]) == {"0.01", "0.001"}
+
+
+def people_with(lfw_dir: Path, count: int, photos: int) -> list[str]:
+    """The first `count` lfw-dev persons (by name) with at least `photos` photos."""
+    found = [p.name for p in sorted(lfw_dir.iterdir()) if p.is_dir() and len(list(p.iterdir())) >= photos]
+    return found[:count]
 
 
 def test_calibrate_fpir_is_recorded_and_search_warns_when_the_gallery_outgrows_it(capsys, clean_env, tmp_path,
                                                                                    copy_labelled, lfw_dir) -> None:
-    labelled = copy_labelled(tmp_path / "labelled", PEOPLE[:3], 4)  # 9 non-mated searches
+    calibration = people_with(lfw_dir, 12, 2)  # the normalized decision needs a cohort: 11 persons at least
+    labelled = copy_labelled(tmp_path / "labelled", calibration, 2)  # 12 non-mated searches
     code, out, err = run(capsys, "calibrate", str(labelled), "--fpir", "0.2", "--workers", "1", "--json")
     assert code == 0, err
     calibrated = json.loads(out)
-    assert (calibrated["fpir"], calibrated["gallery_persons"], calibrated["non_mated_searches"]) == (0.2, 3, 9)
+    assert (calibrated["fpir"], calibrated["gallery_persons"], calibrated["non_mated_searches"]) == (0.2, 12, 12)
     code, out, _ = run(capsys, "models", "show", "--json")
     shown = json.loads(out)
     assert shown["threshold"] == pytest.approx(calibrated["threshold"])
-    assert (shown["threshold_fpir"], shown["threshold_gallery_persons"], shown["threshold_far"]) == (0.2, 3, None)
+    assert (shown["threshold_fpir"], shown["threshold_gallery_persons"], shown["threshold_far"]) == (0.2, 12, None)
 
-    gallery = copy_labelled(tmp_path / "gallery", PEOPLE[4:5], 1)
+    gallery = copy_labelled(tmp_path / "gallery", calibration, 1)
     assert run(capsys, "enroll", str(gallery), "--workers", "1")[0] == 0
-    probe = str(sorted((lfw_dir / PEOPLE[4]).iterdir())[1])
+    probe = str(sorted((lfw_dir / calibration[0]).iterdir())[1])
     code, out, _ = run(capsys, "search", probe, "--json")
     result = json.loads(out)["results"][0]
     assert result["threshold"] == pytest.approx(calibrated["threshold"])
-    assert (result["threshold_fpir"], result["threshold_gallery_persons"]) == (0.2, 3)
+    assert (result["threshold_fpir"], result["threshold_gallery_persons"]) == (0.2, 12)
     assert result["threshold_source"].startswith("calibrated at FPIR 0.2")
+    assert result["decision_rule"] == "normalized"
+    face = result["faces"][0]
+    assert face["candidates"][0]["person"]["external_id"] == calibration[0]
+    assert face["decision_score"] > face["candidates"][0]["score"]  # the top-1 stands out from its cohort
     assert not any("has grown" in w for w in result["warnings"])
 
-    more = copy_labelled(tmp_path / "more", PEOPLE[:3] + PEOPLE[5:], 1)  # 7 persons > 2 x 3
+    more = copy_labelled(tmp_path / "more", [p.name for p in sorted(lfw_dir.iterdir())][:25], 1)  # > 2 x 12
     assert run(capsys, "enroll", str(more), "--workers", "1")[0] == 0
     code, out, _ = run(capsys, "search", probe, "--json")
     [warning] = [w for w in json.loads(out)["results"][0]["warnings"] if "has grown" in w]
-    assert "from 3 persons" in warning and "to 7" in warning
+    assert "from 12 persons" in warning and int(re.search(r"to (\d+)", warning).group(1)) > 24
 
     code, out, err = run(capsys, "calibrate", str(labelled), "--far", "0.05", "--workers", "1", "--json")
-    assert code == 0, err  # a FAR calibration replaces the FPIR one
+    assert code == 0, err  # a FAR calibration replaces the FPIR one, and with it the rule
     shown = json.loads(run(capsys, "models", "show", "--json")[1])
     assert (shown["threshold_far"], shown["threshold_fpir"], shown["threshold_gallery_persons"]) == (0.05, None, None)
+    assert json.loads(run(capsys, "search", probe, "--json")[1])["results"][0]["decision_rule"] == "raw"
+
+
+def test_a_small_gallery_decides_on_the_raw_score_and_says_so(capsys, clean_env, tmp_path, copy_labelled,
+                                                             lfw_dir) -> None:
+    calibration = people_with(lfw_dir, 12, 2)
+    labelled = copy_labelled(tmp_path / "labelled", calibration, 2)
+    assert run(capsys, "calibrate", str(labelled), "--fpir", "0.2", "--workers", "1")[0] == 0
+    gallery = copy_labelled(tmp_path / "gallery", calibration[:3], 1)
+    assert run(capsys, "enroll", str(gallery), "--workers", "1")[0] == 0
+    probe = str(sorted((lfw_dir / calibration[0]).iterdir())[1])
+    result = json.loads(run(capsys, "search", probe, "--json")[1])["results"][0]
+    assert result["decision_rule"] == "raw" and result["threshold_source"].startswith("pack default")
+    assert any("too few for the normalized decision" in w for w in result["warnings"])
+    assert result["faces"][0]["decision"] == "match"  # the same person, as before templates
 
 
 @pytest.mark.parametrize("args, message", [
@@ -161,6 +188,7 @@ def test_calibrate_fpir_is_recorded_and_search_warns_when_the_gallery_outgrows_i
     (["calibrate", "{root}", "--fpir", "1"], "strictly between 0 and 1"),
     (["calibrate", "{root}", "--fpir", "nan"], "strictly between 0 and 1"),
     (["calibrate", "{root}", "--fpir", "0.01"], "2 non-mated searches cannot resolve FPIR 0.01; need at least 100"),
+    (["calibrate", "{root}", "--fpir", "0.5"], "2 persons are too few to calibrate the normalized decision"),
     (["calibrate", "{root}", "--fpir", "0.1", "--far", "0.1"], "not both"),
     (["eval", "{root}", "--gallery-images", "0"], "at least 1 (got 0)"),
     (["eval", "{root}", "--gallery-images", "2"], "leaves no probes"),

@@ -36,7 +36,7 @@ def gallery(request, tmp_path: Path, lfw_dir: Path) -> tuple[Settings, Path]:
             shutil.copy(image, root / person / image.name)
     with open_deployment(settings) as dep:
         batch, _ = queue_jobs(dep.runtime, from_directory(root))
-        summary = process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id), batch, 1)
+        summary = process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates), batch, 1)
         assert summary.counts.get("enrolled", 0) >= 8, summary.counts
         with transaction(dep.runtime.sessions) as s:
             update_person(s, "Al_Gore", "Al Gore", {"team": "blue"})

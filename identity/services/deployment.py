@@ -16,7 +16,9 @@ from identity.services.binding import bind_vector_store, still_bound
 from identity.services.init import record_model
 from identity.services.runtime import Runtime
 from identity.store.sql.migrate import upgrade
+from identity.services.templates import refresh_templates
 from identity.store.sql.models import Model
+from identity.store.sql.persons import indexed_face_ids
 from identity.store.sql.queries import count_gallery_persons
 from identity.store.vectors import GenerationalIndex, VectorIndex, open_vector_index
 from identity.store.vectors.store_ref import StoreRef
@@ -80,7 +82,21 @@ def open_deployment(
         model = record_model(runtime, pipeline.model_id, pipeline.dim)
         with open_vector_index(runtime.settings, pipeline.model_id, pipeline.dim) as index, \
                 index.templates() as templates:
+            _build_missing_templates(runtime, index, templates, model.id)
             yield Deployment(runtime, pipeline, model, index, templates, choice, store)
+
+
+def _build_missing_templates(runtime: Runtime, index: VectorIndex, templates: VectorIndex, model_row_id: int) -> None:
+    """A store from before templates (faces, no templates) gets them on its first open, once.
+
+    Without them search would find nobody; later gaps are doctor's to find.
+    """
+    if templates.count() > 0 or index.count() == 0:
+        return
+    with runtime.sessions() as session:
+        persons = list(indexed_face_ids(session, model_row_id))
+    refresh_templates(runtime.sessions, index, templates, model_row_id, persons)
+    templates.optimize()
 
 
 @contextmanager

@@ -223,12 +223,12 @@ class EnrollmentWriter:
 
     An error that is a job's own fault (see _job_fault), at any step, fails that job only:
     its rows and vectors are undone and it is finished `failed` with the reason.
-    `templates`: the person templates of `index`'s generation (a Deployment's); without
-    them the chunk's templates are left for `identity doctor --repair` to write.
+    `templates`: the person templates of `index`'s generation (a Deployment's), rewritten
+    for the chunk's persons after each commit.
     """
 
-    def __init__(self, runtime: Runtime, index: VectorIndex, model_row_id: int, subject: str | None = None,
-                 templates: VectorIndex | None = None) -> None:
+    def __init__(self, runtime: Runtime, index: VectorIndex, model_row_id: int, subject: str | None = None, *,
+                 templates: VectorIndex) -> None:
         self.runtime = runtime
         self.index = index
         self.templates = templates
@@ -260,14 +260,13 @@ class EnrollmentWriter:
 
     def _refresh_templates(self, person_ids: Sequence[uuid.UUID]) -> None:
         """Step 4: one rewrite for the chunk's persons, after step 3's commit made their new faces indexed."""
-        if self.templates is not None and person_ids:
+        if person_ids:
             refresh_templates(self.runtime.sessions, self.index, self.templates, self.model_row_id, person_ids)
 
     def optimize(self) -> None:
         """Build the search graphs of what the run wrote: faces and templates."""
         self.index.optimize()
-        if self.templates is not None:
-            self.templates.optimize()
+        self.templates.optimize()
 
     def _decide_chunk(self, items: Sequence[tuple[Job, Outcome]], failures: dict[int, str],
                       retrying: bool) -> list[_Decided]:

@@ -27,7 +27,14 @@ from identity.config import Settings
 from identity.errors import IdentityError, InvalidArgument
 from identity.evaluation import metrics
 from identity.evaluation.cache import Outcome, analyse_paths
-from identity.evaluation.decision import NO_CANDIDATE, NORMALIZED, decision_score, raw_score
+from identity.evaluation.decision import (
+    MIN_COHORT,
+    NO_CANDIDATE,
+    NORMALIZED,
+    cohort_large_enough,
+    decision_score,
+    raw_score,
+)
 from identity.evaluation.protocol import LabelledFolder, genuine_pairs, impostor_pairs, scan_labelled, subject_face
 from identity.faces import DEFAULT_MODEL, ImageFaces, build_pipeline
 from identity.services.active_model import resolve_model, with_model
@@ -181,7 +188,7 @@ def open_set_searches(settings: Settings, folder: LabelledFolder, analyses: dict
         target = settings if options.use_store else settings.replace(
             data_dir=Path(tmp), database_url=None, qdrant_url=None, qdrant_api_key=None)
         with open_deployment(target) as dep:
-            writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id)
+            writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
             items = [(JobSpec(path, person), _subject_only(analyses[path])) for person, path in gallery]
             advance = progress("enrolling gallery", None)
             enrolled = enroll_analysed(dep.runtime, writer, items)
@@ -292,6 +299,9 @@ def fpir_calibration(settings: Settings, folder: LabelledFolder, fpir: float, op
     if fpir * probes < 1:  # checked before the analyses: a cold folder takes minutes
         raise IdentityError(f"{folder.root}: {probes} non-mated searches cannot resolve FPIR {fpir:g}; need at "
                             f"least {int(np.ceil(1 / fpir))} (one per probe: each photo past a person's gallery ones)")
+    if not cohort_large_enough(len(folder.persons)):  # every person is in the gallery
+        raise IdentityError(f"{folder.root}: {len(folder.persons)} persons are too few to calibrate the normalized "
+                            f"decision by FPIR; it needs at least {MIN_COHORT + 1} (a cohort for each search)")
     model_id = build_pipeline(settings).model_id
     analyses = analyse_paths(settings, model_id, folder.all_paths, options.workers or settings.worker_count,
                              progress("analysing images", len(folder.all_paths)))
