@@ -45,6 +45,16 @@ class DefaultThreshold:
     source: str
 
 
+@dataclass(frozen=True)
+class DefaultDecision:
+    """A threshold on the normalized decision score (identity.evaluation.decision), measured by FPIR."""
+
+    value: float
+    fpir: float  # share of searches for people not enrolled that it calls a match
+    gallery_persons: int  # the gallery size it was measured at: it holds near that size
+    source: str
+
+
 @dataclass
 class ModelPack:
     name: str
@@ -55,6 +65,7 @@ class ModelPack:
     mirror: bool  # average each embedding with its mirrored crop's
     default_threshold: DefaultThreshold
     weights: Path | None = None  # user-supplied recognizer weights; their digest joins the id
+    default_decision: DefaultDecision | None = None  # None: the raw rule until calibrated by FPIR
 
     @functools.cached_property
     def model_id(self) -> str:
@@ -89,6 +100,7 @@ class PackSpec:
     threshold: DefaultThreshold
     info: PackInfo
     parts: Callable[[FaceSettings, int | None], Parts]
+    decision: DefaultDecision | None = None
 
 
 def _dlib_detector(faces: FaceSettings) -> DlibDetector:
@@ -130,6 +142,9 @@ def _torch_parts(faces: FaceSettings, threads: int | None) -> Parts:
 # exceeded by 1 in 1,000 of their 13.3 million different-person pairs.
 _LFW_FAR = 1e-3
 _LFW_SOURCE = "lfw-dev, 13.3M different-person pairs"
+# Measured with `identity eval` on lfw-dev: the normalized decision score exceeded by 1 in
+# 100 of its 3,426 non-mated searches (one photo per person in a 2,848-person gallery).
+_LFW_DECISION = DefaultDecision(1.010, 1e-2, 2848, "FPIR 0.01 on lfw-dev, 2,848 persons, 3,426 non-mated searches")
 # Unknown user weights cannot be measured here; this is a typical ArcFace/CosFace cut.
 _ARCFACE_GUESS = DefaultThreshold(0.35, None, "typical of ArcFace/CosFace models, not measured for these weights")
 # Fine-tuning trains with the large margin cosine loss, which spreads identities like ArcFace/CosFace.
@@ -150,6 +165,7 @@ _SPECS = (
             "dlib chip, mean of the chip and its mirror image (offline default)", "detector, upsample",
         ),
         _dlib_parts,
+        _LFW_DECISION,
     ),
     PackSpec(
         "insightface-onnx", 1, False, _ARCFACE_GUESS,
@@ -201,7 +217,8 @@ def build_pack(model: str | None, settings: Settings, threads: int | None = None
     ref = model or DEFAULT_MODEL
     spec = resolve(ref, settings.data_dir)
     detector, aligner, recognizer, weights = spec.parts(settings.faces, threads)
-    pack = ModelPack(spec.name, spec.version, detector, aligner, recognizer, spec.mirror, spec.threshold, weights)
+    pack = ModelPack(spec.name, spec.version, detector, aligner, recognizer, spec.mirror, spec.threshold, weights,
+                     spec.decision)
     digest = ref.partition("+")[2].strip()
     if digest and pack.model_id != f"{spec.name}@{spec.version}+{digest}":
         found = f"weights {weights} have digest {pack.model_id.partition('+')[2]}" if weights else "it has no weights file"

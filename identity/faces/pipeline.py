@@ -12,7 +12,7 @@ import numpy as np
 
 from identity.config import FaceSettings, Settings
 from identity.faces.align import ArcFaceAligner, align_face
-from identity.faces.packs import DefaultThreshold, ModelPack, build_pack
+from identity.faces.packs import DefaultDecision, DefaultThreshold, ModelPack, build_pack
 from identity.faces.quality import assess
 from identity.faces.types import DetectedFace, ImageFaces, LoadedImage, frozen_array
 
@@ -37,6 +37,11 @@ class FacePipeline:
     def default_threshold(self) -> DefaultThreshold:
         """The pack's cosine cut until one is calibrated on the deployment's own faces."""
         return self.pack.default_threshold
+
+    @property
+    def default_decision(self) -> DefaultDecision | None:
+        """The pack's threshold on the normalized decision score, where one was measured."""
+        return self.pack.default_decision
 
     def load(self) -> None:
         """Load every model now rather than on the first image (e.g. before timing)."""

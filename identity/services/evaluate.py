@@ -8,7 +8,8 @@ Open-set figures use every probe twice: as a mated search (its person is in the
 gallery) and as a non-mated one, scored on the candidates that are not its person —
 exactly what the search would return with that person held out of the gallery. Both
 are scored by the product's decision rule (identity.evaluation.decision), which
-`fnir_at_fpir` and `calibrate --fpir` use; `fnir_at_fpir_raw` keeps the raw top-1 score.
+`fnir_at_fpir` and `calibrate --fpir` use; `fnir_at_fpir_raw` keeps the rule before
+templates: persons ranked by their best face, decided on the raw top-1 score.
 """
 
 from __future__ import annotations
@@ -225,9 +226,11 @@ def open_set_searches(settings: Settings, folder: LabelledFolder, analyses: dict
                 everyone = [score for _, score in face.ranked]
                 others = [score for pid, score in face.ranked if pid != own]
                 mated.append((correct, decision_score(everyone, NORMALIZED)))
-                mated_raw.append((correct, raw_score(everyone)))
                 non_mated.append(decision_score(others, NORMALIZED))
-                non_mated_raw.append(raw_score(others))
+                # The rule before templates: persons by their best face, the raw top-1 score.
+                best = dep.index.search_persons(found.faces[0].embedding, 2, 1)
+                mated_raw.append((bool(best) and best[0].person_id == own, raw_score([h.score for h in best])))
+                non_mated_raw.append(raw_score([h.score for h in best if h.person_id != own]))
                 advance(1)
     return OpenSetSearches(len({person for person, _ in gallery}), len(gallery), failed_gallery, ranks, no_face,
                            mated, non_mated, mated_raw, non_mated_raw)

@@ -1,7 +1,8 @@
 """Which decision threshold a search uses, where it came from, and what it implies.
 
 Order: an explicit --threshold, else the model's calibrated threshold (identity
-calibrate), else the pack's documented default. With a known false-accept rate the
+calibrate), else the pack's documented default (for the offline pack, one measured by
+FPIR on lfw-dev for the normalized rule). With a known false-accept rate the
 expected number of false matches per search grows with the gallery (about FAR x the
 number of persons searched); above EXPECTED_FALSE_MATCH_LIMIT the search says so.
 A threshold calibrated by FPIR (identity calibrate --fpir) holds for galleries near the
@@ -68,8 +69,17 @@ def resolve_threshold(model: Model | None, pipeline: FacePipeline, override: flo
         chosen = Threshold(model.threshold, model.threshold_source or "calibrated", model.threshold_far,
                            model.threshold_fpir, model.threshold_gallery_persons, rule)
     else:
-        chosen = pack_threshold(pipeline)
+        chosen = pack_default(pipeline)
     return chosen if override is None else Threshold(override, "command line", rule=chosen.rule)
+
+
+def pack_default(pipeline: FacePipeline) -> Threshold:
+    """The pack's measured threshold on the normalized score where it has one, else its 1:1 threshold (raw)."""
+    decision = pipeline.default_decision
+    if decision is None:
+        return pack_threshold(pipeline)
+    return Threshold(decision.value, f"pack default ({decision.source})", None, decision.fpir,
+                     decision.gallery_persons, NORMALIZED)
 
 
 def pack_threshold(pipeline: FacePipeline) -> Threshold:
