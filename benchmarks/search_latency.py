@@ -125,7 +125,7 @@ def main() -> None:
                         help="server where a throwaway database is created")
     parser.add_argument("--dataset", type=Path, default=LFW)
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=140)
     queries = sorted(args.dataset.glob("*/*.jpg"))[:: max(1, 6000 // args.queries)][: args.queries]
     table = Table(title=f"search latency, {args.faces} faces in the store, {len(queries)} real queries")
     for column in ("backend", "detect+embed p50", "p95", "vector+SQL p50", "p95", "target p95 < 20 ms",

@@ -75,7 +75,7 @@ def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gall
     with open_deployment(settings) as dep:
         assert dep.model.model_id == new and dep.choice.source == "store"
         [face] = search_image(dep, str(photo(root, "Al_Gore", 1)), SearchOptions()).faces
-        assert face.best.person["external_id"] == "Al_Gore" and face.best.score > 0.999  # the same bytes as enrolled
+        assert face.best.person["external_id"] == "Al_Gore" and face.best.faces[0].score > 0.999  # the same bytes as enrolled
         assert before.search_id in [s["search_id"] for s in list_searches(dep.runtime, "Al_Gore")]
         report = audit_person(dep, "Al_Gore")
         assert len(report["faces"]) == 2  # the active model's rows, not both models'

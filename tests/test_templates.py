@@ -245,15 +245,32 @@ def test_cli_doctor_reports_templates_and_repairs_them(capsys: pytest.CaptureFix
                                                       lfw_dir: Path) -> None:
     from identity_cli.main import main
 
-    paths = [spec.source_path for spec in photos(lfw_dir, {"Aaron_Peirsol": 2})]
-    assert main(["enroll", "--person", "Aaron_Peirsol", *paths, "--workers", "1"]) == 0
+    for name in ("Aaron_Peirsol", "Al_Gore"):
+        paths = [spec.source_path for spec in photos(lfw_dir, {name: 2})]
+        assert main(["enroll", "--person", name, *paths, "--workers", "1"]) == 0
     capsys.readouterr()
     with open_vector_index(Settings.load(), OLD, 128) as index, index.templates() as templates:
-        [(person, _)] = templates.iter_ids()
-        templates.delete([person])
+        held = [person for person, _ in templates.iter_ids()]
+        assert len(held) == 2
+        templates.delete(held[:1])
     assert main(["doctor", "--json"]) == 1
     found = json.loads(capsys.readouterr().out)
     assert (found["templates"], found["templates_by_kind"]["missing"]) == (1, 1)
     assert main(["doctor", "--repair", "--json"]) == 0
     fixed = json.loads(capsys.readouterr().out)
     assert fixed["clean"] and fixed["templates"] == 0 and fixed["repaired"] == {"templates_rewritten": 1}
+
+
+def test_a_store_from_before_templates_gets_them_on_first_open(capsys: pytest.CaptureFixture[str], clean_env,
+                                                               lfw_dir: Path) -> None:
+    from identity_cli.main import main
+
+    paths = [spec.source_path for spec in photos(lfw_dir, {"Aaron_Peirsol": 2})]
+    assert main(["enroll", "--person", "Aaron_Peirsol", *paths, "--workers", "1"]) == 0
+    with open_vector_index(Settings.load(), OLD, 128) as index, index.templates() as templates:
+        templates.delete([person for person, _ in templates.iter_ids()])  # as a store written before templates
+    capsys.readouterr()
+    assert main(["doctor", "--json"]) == 0  # opening the deployment built them
+    assert json.loads(capsys.readouterr().out)["templates"] == 0
+    with open_vector_index(Settings.load(), OLD, 128) as index, index.templates() as templates:
+        assert templates.count() == 1

@@ -179,10 +179,12 @@ def decision_threshold(dep: Deployment, override: float | None = None,
     persons = dep.gallery_persons() if allowed is None else len(allowed)
     if threshold.rule == RAW or cohort_large_enough(persons) or persons == 0:
         return threshold, []
-    fallback = pack_threshold(dep.pipeline)
+    # A threshold given on the command line is kept, now read as a similarity.
+    fallback = pack_threshold(dep.pipeline) if override is None else Threshold(override, "command line")
     where = "the gallery" if allowed is None else "the persons the filters allow"
     return fallback, [f"{where} holds {persons} persons, too few for the normalized decision (it needs "
-                      f"{MIN_COHORT + 1}): deciding on the raw similarity at the pack's threshold {fallback.value}"]
+                      f"{MIN_COHORT + 1}): deciding on the raw similarity at threshold {fallback.value} "
+                      f"({fallback.source})"]
 
 
 def _best_faces(dep: Deployment, vector: Any, person_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[MatchedFace, ...]]:
