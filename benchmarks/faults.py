@@ -624,7 +624,7 @@ def short_place(place: str) -> str:
 
 
 def held_for(store: Store, external_id: str) -> dict[str, Any]:
-    """The person's uuid, face uuids, image digests and stored vectors, read before deletion."""
+    """The person's uuid, face uuids, image digests and stored vectors (faces and template), read before deletion."""
     from identity.store.vectors import open_vector_index
 
     engine = sql_engine(store.sql_url)
@@ -638,10 +638,12 @@ def held_for(store: Store, external_id: str) -> dict[str, Any]:
     by_model: dict[tuple[str, int], list[uuid.UUID]] = {}
     for face_id, _, model, version, dim in rows:
         by_model.setdefault((f"{model}@{version}", dim), []).append(uuid.UUID(str(face_id)))
+    person = uuid.UUID(str(person_id))
     for (model, dim), face_ids in by_model.items():
-        with open_vector_index(store.settings(), model, dim) as index:
+        with open_vector_index(store.settings(), model, dim) as index, index.templates() as templates:
             vectors.extend(index.vectors(face_ids).values())
-    return {"person_id": uuid.UUID(str(person_id)), "face_ids": [uuid.UUID(str(r[0])) for r in rows],
+            vectors.extend(templates.vectors([person]).values())  # the mean of the faces: biometric too
+    return {"person_id": person, "face_ids": [uuid.UUID(str(r[0])) for r in rows],
             "sha256": sorted({r[1] for r in rows}), "vectors": vectors}
 
 

@@ -188,3 +188,35 @@ def find_traces():
         return hits
 
     return find
+
+
+
+class UpsertStopper:
+    """Makes the embedded engine's upserts raise `Stop` after the first `allowed` calls (a crash mid-run)."""
+
+    class Stop(Exception):
+        pass
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from identity.store.vectors import EdgeIndex
+
+        self._monkeypatch, self._engine, self._real = monkeypatch, EdgeIndex, EdgeIndex.upsert
+
+    def arm(self, allowed: int = 1) -> None:
+        calls, real, stop = [], self._real, self.Stop
+
+        def upsert_then_stop(index, points):
+            calls.append(len(points))
+            if len(calls) > allowed:
+                raise stop()
+            real(index, points)
+
+        self._monkeypatch.setattr(self._engine, "upsert", upsert_then_stop)
+
+    def undo(self) -> None:
+        self._monkeypatch.setattr(self._engine, "upsert", self._real)
+
+
+@pytest.fixture
+def upsert_stopper(monkeypatch: pytest.MonkeyPatch) -> UpsertStopper:
+    return UpsertStopper(monkeypatch)

@@ -22,7 +22,7 @@ from identity.services.reindex import reindex
 from identity.services.search import SearchOptions, search_image
 from identity.services.search_log import list_searches
 from identity.store.sql.models import AuditEvent, Face, FaceStatus, Model
-from identity.store.vectors import EdgeIndex, open_vector_index
+from identity.store.vectors import open_vector_index
 
 PEOPLE = ["Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"]
 OLD = "dlib-resnet@2"
@@ -106,26 +106,15 @@ def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gall
 
 
 def test_failed_or_stopped_runs_leave_the_old_model_active_and_a_rerun_completes(
-        gallery, capsys, monkeypatch) -> None:
+        gallery, capsys, monkeypatch, upsert_stopper) -> None:
     from identity_cli.main import main
 
     settings, root = gallery
 
-    class Stop(Exception):
-        pass
-
-    real_upsert, calls = EdgeIndex.upsert, []
-
-    def upsert_then_stop(self, points):
-        calls.append(len(points))
-        if len(calls) > 1:
-            raise Stop()  # the second chunk's rows are pending, their vectors never written
-        real_upsert(self, points)
-
-    monkeypatch.setattr(EdgeIndex, "upsert", upsert_then_stop)
-    with pytest.raises(Stop):
+    upsert_stopper.arm(1)  # the second chunk's rows are pending, their vectors never written
+    with pytest.raises(upsert_stopper.Stop):
         reindex(settings, "dlib-resnet-ft")
-    monkeypatch.setattr(EdgeIndex, "upsert", real_upsert)
+    upsert_stopper.undo()
     with open_deployment(settings) as dep:
         assert dep.model.model_id == OLD
 

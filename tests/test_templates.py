@@ -25,7 +25,7 @@ from identity.store.sql.db import transaction
 from identity.store.sql.jobs import JobSpec
 from identity.store.sql.models import Face, Person
 from identity.store.sql.persons import add_person
-from identity.store.vectors import EdgeIndex, VectorPoint, open_vector_index
+from identity.store.vectors import VectorPoint, open_vector_index
 
 OLD = "dlib-resnet@2"
 
@@ -135,27 +135,16 @@ def test_moving_merging_and_deleting_faces_rewrite_every_affected_template(setti
 
 
 def test_reindex_builds_the_new_models_templates_even_when_resumed(tmp_path: Path, lfw_dir: Path, save_stand_in,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                    upsert_stopper) -> None:
     settings = Settings(data_dir=tmp_path / "data", workers=1, enroll=EnrollSettings(chunk_size=2))
     with open_deployment(settings) as dep:
         enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 2, "Alejandro_Toledo": 1}))
     save_stand_in(settings.data_dir)
 
-    class Stop(Exception):
-        pass
-
-    real_upsert, calls = EdgeIndex.upsert, []
-
-    def upsert_then_stop(self, points):
-        calls.append(len(points))
-        if len(calls) > 1:
-            raise Stop()  # the first chunk's faces are stored, the run dies before any template is
-        real_upsert(self, points)
-
-    monkeypatch.setattr(EdgeIndex, "upsert", upsert_then_stop)
-    with pytest.raises(Stop):
+    upsert_stopper.arm(1)  # the first chunk's faces are stored, the run dies before any template is
+    with pytest.raises(upsert_stopper.Stop):
         reindex(settings, "dlib-resnet-ft")
-    monkeypatch.setattr(EdgeIndex, "upsert", real_upsert)
+    upsert_stopper.undo()
     summary = reindex(settings, "dlib-resnet-ft")
     assert summary.switched and summary.skipped_already_done == 2
 
