@@ -44,7 +44,7 @@ def main() -> None:
             task = progress.add_task(name, total=total)
             return lambda n: progress.advance(task, n)
 
-        report = evaluate_folder(settings, args.dataset, EvalOptions(workers=args.workers), stage)
+        report = evaluate_folder(settings, args.dataset, EvalOptions(workers=args.workers), stage).figures
     table = Table(title=f"identification on {args.dataset.name}, {report['model']}")
     for column in ("rank-1", "rank-5", "rank-10", "probes", "gallery", "gallery not enrolled", "probes without face",
                    "wall s"):

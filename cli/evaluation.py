@@ -45,11 +45,10 @@ def evaluate(
     if out:
         for path in write_report(report, out):
             err_console.print(f"wrote {path}")
-    public = {k: v for k, v in report.items() if not k.startswith("_")}
     if as_json:
-        print_json(public)
+        print_json(report.as_dict())
     else:
-        render(public, False, title=f"evaluation of {report['model']} on {folder}")
+        render(report.as_dict(), False, title=f"evaluation of {report.figures['model']} on {folder}")
 
 
 def calibrate(
@@ -70,11 +69,11 @@ def calibrate(
         options = EvalOptions(workers=workers, gallery_images=gallery_images)
         with stage_progress() as stage:
             result = calibrate_fpir(get_settings(), folder, fpir, options, stage)
-        render(result, as_json, title="calibrated")
+        render(result.as_dict(), as_json, title="calibrated")
         return
     far = 1e-3 if far is None else far
     if not 0 < far < 1:
         raise typer.BadParameter("must be between 0 and 1", param_hint="--far")
     with stage_progress() as stage:
         result = by_far(get_settings(), folder, far, workers, stage)
-    render(result, as_json, title="calibrated")
+    render(result.as_dict(), as_json, title="calibrated")

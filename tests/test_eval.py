@@ -198,3 +198,17 @@ def test_open_set_bad_input_is_a_one_line_error(capsys, clean_env, tmp_path, cop
     code, _, err = run(capsys, *[a.format(root=root) for a in args], "--workers", "1")
     assert code == 1 and message in err and "Traceback" not in err
     assert len([line for line in err.strip().splitlines() if "━" not in line]) == 1  # progress bars aside
+
+
+def test_eval_and_calibrate_return_typed_results_python_callers_can_use(clean_env, labelled) -> None:
+    from identity.config import Settings
+    from identity.services.evaluate import EvalOptions, FarCalibration, ScoreCurves, calibrate, evaluate_folder
+
+    report = evaluate_folder(Settings.load(), labelled, EvalOptions(workers=1))
+    assert isinstance(report.curves, ScoreCurves)
+    assert len(report.curves.genuine) == report.figures["genuine_pairs"]  # the plots' data, apart from the figures
+    assert REQUIRED <= set(report.as_dict()) and not any(key.startswith("_") for key in report.as_dict())
+    result = calibrate(Settings.load(), labelled, 0.1, workers=1)
+    assert isinstance(result, FarCalibration) and result.far == 0.1
+    assert list(result.as_dict()) == ["model", "far", "threshold", "interval", "impostor_pairs",
+                                      "previous_threshold", "source"]  # the keys --json printed before

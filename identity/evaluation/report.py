@@ -5,16 +5,20 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from identity.services.evaluate import EvalReport
 
 
-def write_report(report: dict[str, Any], out: Path) -> list[Path]:
+def write_report(result: EvalReport, out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never a window
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
+    report, curves = result.figures, result.curves
     written = []
     if report.get("cmc"):
         fig, ax = plt.subplots(figsize=(5, 4))
@@ -23,19 +27,19 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
         ax.set(xlabel="rank", ylabel="identification rate (%)", title=f"CMC — {report['model']}", xticks=ranks)
         ax.grid(alpha=0.3)
         written.append(_save(fig, out / "cmc.png"))
-    if report.get("_roc"):
+    if curves is not None:
         fig, ax = plt.subplots(figsize=(5, 4))
-        far, tar = report["_roc"]["far"], report["_roc"]["tar"]
+        far, tar = curves.far, curves.tar
         points = [(f, t) for f, t in zip(far, tar) if f > 0]
         ax.plot([p[0] for p in points], [100 * p[1] for p in points])
         ax.set_xscale("log")
         ax.set(xlabel="false accept rate", ylabel="true accept rate (%)", title=f"ROC — {report['model']}")
         ax.grid(alpha=0.3, which="both")
         written.append(_save(fig, out / "roc.png"))
-    if report.get("_scores"):
+    if curves is not None:
         fig, ax = plt.subplots(figsize=(6, 4))
-        genuine = [s for s in report["_scores"]["genuine"] if s > -1]
-        impostor = [s for s in report["_scores"]["impostor"] if s > -1]
+        genuine = [s for s in curves.genuine if s > -1]
+        impostor = [s for s in curves.impostor if s > -1]
         ax.hist(impostor, bins=80, alpha=0.6, label="impostor pairs", density=True)
         ax.hist(genuine, bins=80, alpha=0.6, label="genuine pairs", density=True)
         chosen = (report.get("threshold_at_far") or {}).get("0.001")
@@ -45,16 +49,15 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
         ax.legend()
         written.append(_save(fig, out / "scores.png"))
     summary = out / "summary.html"
-    public = {k: v for k, v in report.items() if not k.startswith("_")}
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(json.dumps(v))}</code></td></tr>"
-                   for k, v in public.items())
+                   for k, v in report.items())
     images = "".join(f'<img src="{p.name}" alt="{p.stem}">' for p in written)
     summary.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>identity eval</title>"
                        f"<style>body{{font-family:system-ui;margin:2rem}}td,th{{text-align:left;padding:.2rem .6rem;"
                        f"border-bottom:1px solid #ddd}}img{{max-width:32%;margin:.5rem}}</style></head><body>"
                        f"<h1>Evaluation of {html.escape(str(report['model']))}</h1>{images}<table>{rows}</table>"
                        f"</body></html>", encoding="utf-8")
-    (out / "report.json").write_text(json.dumps(public, indent=2))
+    (out / "report.json").write_text(json.dumps(report, indent=2))
     return written + [summary, out / "report.json"]
 
 

@@ -72,12 +72,66 @@ class EvalOptions:
 Progress = Callable[[str, int | None], Callable[[int], None]]  # (stage, total) -> advance(n)
 
 
+@dataclass(frozen=True)
+class ScoreCurves:
+    """What eval's plots draw beyond the figures (not printed)."""
+
+    far: list[float]  # the ROC curve
+    tar: list[float]
+    genuine: list[float]  # every verification pair's score, by kind
+    impostor: list[float]
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    figures: dict[str, Any]  # every figure, keyed as `identity eval --json` prints them
+    curves: ScoreCurves | None  # None without genuine pairs
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.figures)
+
+
+@dataclass(frozen=True)
+class FarCalibration:
+    """`identity calibrate --far`: the threshold now recorded for the model (fields in output order)."""
+
+    model: str
+    far: float
+    threshold: float
+    interval: list[float]
+    impostor_pairs: int
+    previous_threshold: float | None
+    source: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FpirCalibrationResult:
+    """`identity calibrate --fpir`: the threshold now recorded for the model (fields in output order)."""
+
+    model: str
+    fpir: float
+    threshold: float
+    interval: list[float]
+    non_mated_searches: int
+    gallery_persons: int
+    gallery_images_per_person: int
+    fnir: float
+    previous_threshold: float | None
+    source: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 def _no_progress(stage: str, total: int | None) -> Callable[[int], None]:
     return lambda n: None
 
 
 def evaluate_folder(settings: Settings, root: Path, options: EvalOptions = EvalOptions(),
-                    progress: Progress = _no_progress) -> dict[str, Any]:
+                    progress: Progress = _no_progress) -> EvalReport:
     started = time.perf_counter()
     # Evaluation measures the configured pack (else the default), never silently the store's pointer.
     settings = settings.replace(model=settings.model or DEFAULT_MODEL)
@@ -94,12 +148,13 @@ def evaluate_folder(settings: Settings, root: Path, options: EvalOptions = EvalO
         "no_face_images": sum(1 for p in folder.all_paths if embeddings.get(p) is None),
         "unreadable_images": sum(1 for o in analyses.values() if not isinstance(o, ImageFaces)),
     }
-    report.update(verification(folder, embeddings, options))
+    figures, curves = verification(folder, embeddings, options)
+    report.update(figures)
     report["threshold_at_far"] = {f"{far:g}": _threshold_entry(t) for far, t in impostor_thresholds(folder, embeddings).items()}
     if options.identification:
         report.update(identification(settings, folder, analyses, options, progress))
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
-    return report
+    return EvalReport(report, curves)
 
 
 def subject_embeddings(analyses: dict[str, Outcome]) -> dict[str, np.ndarray | None]:
@@ -110,10 +165,11 @@ def subject_embeddings(analyses: dict[str, Outcome]) -> dict[str, np.ndarray | N
     return out
 
 
-def verification(folder: LabelledFolder, embeddings: dict[str, np.ndarray | None], options: EvalOptions) -> dict[str, Any]:
+def verification(folder: LabelledFolder, embeddings: dict[str, np.ndarray | None],
+                 options: EvalOptions) -> tuple[dict[str, Any], ScoreCurves | None]:
     genuine = genuine_pairs(folder, options.pair_cap, options.seed)
     if not genuine:
-        return {"verification": None, "note": "no person has two images: no genuine pairs"}
+        return {"verification": None, "note": "no person has two images: no genuine pairs"}, None
     impostor = impostor_pairs(folder, len(genuine), options.seed)
     scores = np.array([_pair_score(embeddings, a, b) for a, b in genuine + impostor])
     labels = np.array([True] * len(genuine) + [False] * len(impostor))
@@ -129,9 +185,7 @@ def verification(folder: LabelledFolder, embeddings: dict[str, np.ndarray | None
         "pairs_with_missing_face": int(np.sum(scores == MISSING)),
         "best_accuracy": round(accuracy, 4), "best_accuracy_std": round(std, 4), "best_accuracy_threshold": round(best, 4),
         "tar_at_far": tar, "eer": round(equal_error, 4), "eer_threshold": round(eer_threshold, 4),
-        "_roc": {"far": far_curve.tolist(), "tar": tar_curve.tolist()},
-        "_scores": {"genuine": scores[labels].tolist(), "impostor": scores[~labels].tolist()},
-    }
+    }, ScoreCurves(far_curve.tolist(), tar_curve.tolist(), scores[labels].tolist(), scores[~labels].tolist())
 
 
 def impostor_thresholds(folder: LabelledFolder, embeddings: dict[str, np.ndarray | None],
@@ -268,7 +322,7 @@ def _fnir_table(mated: list[tuple[bool, float]], non_mated: list[float]) -> dict
 
 
 def calibrate(settings: Settings, root: Path, far: float, workers: int = 0,
-              progress: Progress = _no_progress) -> dict[str, Any]:
+              progress: Progress = _no_progress) -> FarCalibration:
     """Set the active model's decision threshold to the one giving `far` on the folder's impostor pairs."""
     folder = scan_labelled(root)
     settings = with_model(settings, resolve_model(settings))
@@ -282,9 +336,8 @@ def calibrate(settings: Settings, root: Path, far: float, workers: int = 0,
     source = (f"calibrated at FAR {far:g} on {folder.root} ({result.impostors} impostor pairs, "
               f"95% interval {result.low:.4f}..{result.high:.4f})")
     previous = _record_threshold(settings, pipeline, result.threshold, source, far=far)
-    return {"model": pipeline.model_id, "far": far, "threshold": round(result.threshold, 6),
-            "interval": [round(result.low, 6), round(result.high, 6)], "impostor_pairs": result.impostors,
-            "previous_threshold": previous, "source": source}
+    return FarCalibration(pipeline.model_id, far, round(result.threshold, 6),
+                          [round(result.low, 6), round(result.high, 6)], result.impostors, previous, source)
 
 
 @dataclass(frozen=True)
@@ -313,7 +366,7 @@ def fpir_calibration(settings: Settings, folder: LabelledFolder, fpir: float, op
 
 
 def calibrate_fpir(settings: Settings, root: Path, fpir: float, options: EvalOptions = EvalOptions(),
-                   progress: Progress = _no_progress) -> dict[str, Any]:
+                   progress: Progress = _no_progress) -> FpirCalibrationResult:
     """Set the active model's decision threshold so that at most `fpir` of searches for unenrolled people match."""
     check_fpir(fpir)
     folder = scan_labelled(root)
@@ -325,11 +378,10 @@ def calibrate_fpir(settings: Settings, root: Path, fpir: float, options: EvalOpt
               f"{t.impostors} non-mated searches, 95% interval {t.low:.4f}..{t.high:.4f})")
     previous = _record_threshold(settings, pipeline, t.threshold, source, fpir=fpir,
                                  gallery_persons=searches.gallery_persons)
-    return {"model": pipeline.model_id, "fpir": fpir, "threshold": round(t.threshold, 6),
-            "interval": [round(t.low, 6), round(t.high, 6)], "non_mated_searches": t.impostors,
-            "gallery_persons": searches.gallery_persons, "gallery_images_per_person": options.gallery_images,
-            "fnir": round(metrics.fnir_at_fpir(searches.mated, searches.non_mated, fpir)[0], 4),
-            "previous_threshold": previous, "source": source}
+    return FpirCalibrationResult(
+        pipeline.model_id, fpir, round(t.threshold, 6), [round(t.low, 6), round(t.high, 6)], t.impostors,
+        searches.gallery_persons, options.gallery_images,
+        round(metrics.fnir_at_fpir(searches.mated, searches.non_mated, fpir)[0], 4), previous, source)
 
 
 def check_fpir(fpir: float) -> None:
