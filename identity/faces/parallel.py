@@ -1,18 +1,13 @@
-"""Bulk processing of image files across worker processes, one model load per worker.
+"""Bulk processing of image files in the worker pool (identity.faces.workers).
 
-Workers read the files themselves (pixels never cross process boundaries) and
-return results in chunks; at most a few chunks per worker are in flight, so a
-list of millions of paths does not become millions of pending futures.
+Workers read the files themselves (pixels never cross process boundaries) and return
+results a chunk at a time.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
-from itertools import islice
 from typing import Iterable, Iterator
 
 from identity.config import Settings
@@ -20,17 +15,15 @@ from identity.errors import ImageError, ModelError
 from identity.faces.images import load_image
 from identity.faces.pipeline import FacePipeline, build_pipeline
 from identity.faces.types import ImageFaces, LoadedImage
+from identity.faces.workers import run_in_workers
 
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8  # images per task: enough to batch the recognizer, small enough to keep workers busy
-IN_FLIGHT_PER_WORKER = 2
 
 Outcome = tuple[str, ImageFaces | ImageError]
 # ImageError does not survive pickling (its __init__ takes two arguments), so workers send (path, reason).
 _WireOutcome = tuple[str, ImageFaces | tuple[str, str]]
-
-_worker_pipeline: FacePipeline | None = None  # one per worker process, set by _start_worker
 
 
 def process_paths_parallel(
@@ -43,22 +36,9 @@ def process_paths_parallel(
     exception raised on one image (a decoder or detector choking on it) is that image's ImageError.
     """
     workers = workers or settings.worker_count
-    chunks = _chunks((os.fspath(p) for p in paths), chunk_size)
-    pipeline = build_pipeline(settings)  # cheap (nothing loads), and a bad setting fails here, not in a worker
-    if workers <= 1:
-        for chunk in chunks:
-            yield from _revive(_process_chunk(pipeline, chunk))
-        return
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    context = multiprocessing.get_context("spawn")  # fork would copy ONNX Runtime/torch thread pools mid-flight
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(settings, threads)) as pool:
-        pending: deque[Future[list[_WireOutcome]]] = deque()
-        for chunk in chunks:
-            pending.append(pool.submit(_work, chunk))
-            if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
-                yield from _revive(pending.popleft().result())
-        while pending:
-            yield from _revive(pending.popleft().result())
+    build_pipeline(settings)  # cheap (nothing loads), and a bad setting fails here, not in a worker
+    for _, outcomes in run_in_workers(settings, _process_chunk, (os.fspath(p) for p in paths), workers, chunk_size):
+        yield from _revive(outcomes)
 
 
 def _process_chunk(pipeline: FacePipeline, paths: list[str]) -> list[_WireOutcome]:
@@ -105,22 +85,7 @@ def _failure(exc: Exception) -> str:
     return f"processing failed: {type(exc).__name__}: {exc}"
 
 
-def _start_worker(settings: Settings, threads: int) -> None:
-    global _worker_pipeline
-    _worker_pipeline = build_pipeline(settings, threads=threads)
-    logger.debug("worker %d ready (%d threads)", os.getpid(), threads)
-
-
-def _work(paths: list[str]) -> list[_WireOutcome]:
-    assert _worker_pipeline is not None, "worker started without _start_worker"
-    return _process_chunk(_worker_pipeline, paths)
-
-
 def _revive(outcomes: list[_WireOutcome]) -> Iterator[Outcome]:
     for path, value in outcomes:
         yield path, (ImageError(*value) if isinstance(value, tuple) else value)
 
-
-def _chunks(items: Iterator[str], size: int) -> Iterator[list[str]]:
-    while chunk := list(islice(items, size)):
-        yield chunk

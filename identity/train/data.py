@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,7 +22,8 @@ from identity.errors import IdentityError, ImageError
 from identity.evaluation.protocol import scan_labelled
 from identity.faces.images import load_image
 from identity.faces.packs import ModelPack
-from identity.faces.pipeline import build_pipeline
+from identity.faces.pipeline import FacePipeline, build_pipeline
+from identity.faces.workers import run_in_workers
 from identity.faces.types import central_face, same_face
 
 Box = tuple[float, float, float, float]
@@ -90,50 +89,32 @@ def _cache_path(model_id: str, data_dir: Path, refs: Sequence[FaceRef]) -> Path:
 
 
 def _cut_all(settings: Settings, refs: list[FaceRef], workers: int, advance: Callable[[int], None]) -> list[np.ndarray | str]:
-    chunks = [refs[i : i + CHUNK] for i in range(0, len(refs), CHUNK)]
-    workers = workers or settings.worker_count
     results: list[np.ndarray | str] = []
-    if workers <= 1:
-        _start(settings)
-        for chunk in chunks:
-            results += _cut_chunk(chunk)
-            advance(len(chunk))
-        return results
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(settings,)) as pool:
-        for chunk, done in zip(chunks, pool.map(_cut_chunk, chunks)):
-            results += done
-            advance(len(chunk))
+    # One thread per worker: cutting is detection-bound and the workers already use every core.
+    for chunk, done in run_in_workers(settings, _cut_chunk, refs, workers or settings.worker_count, CHUNK, threads=1):
+        results += done
+        advance(len(chunk))
     return results
 
 
-_pack: ModelPack | None = None  # one per worker process
+def _cut_chunk(pipeline: FacePipeline, refs: list[FaceRef]) -> list[np.ndarray | str]:
+    return [_cut(pipeline.pack, path, box) for path, _, box in refs]
 
 
-def _start(settings: Settings) -> None:
-    global _pack
-    _pack = build_pipeline(settings, threads=1).pack
-
-
-def _cut_chunk(refs: list[FaceRef]) -> list[np.ndarray | str]:
-    return [_cut(path, box) for path, _, box in refs]
-
-
-def _cut(path: str, box: Box | None) -> np.ndarray | str:
+def _cut(pack: ModelPack, path: str, box: Box | None) -> np.ndarray | str:
     """The chip of the wanted face, or the reason there is none."""
-    assert _pack is not None, "chip worker started without _start"
     try:
         image = load_image(path)
     except ImageError as exc:
         return exc.reason
-    detections, _ = _pack.detector.detect(image.rgb)
+    detections, _ = pack.detector.detect(image.rgb)
     if not detections:
         return "no face found"
     boxes = [d.bbox for d in detections]
     index = central_face(boxes, image.width, image.height) if box is None else same_face(boxes, box)
     if index is None:
         return "the enrolled face is no longer found"
-    return np.ascontiguousarray(_pack.aligner(image.rgb, detections[index]))
+    return np.ascontiguousarray(pack.aligner(image.rgb, detections[index]))
 
 
 def require_enough(chips: ChipSet, source: str) -> None:
