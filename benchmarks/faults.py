@@ -614,7 +614,7 @@ def erasure_scan(store: Store, root: Path, spare: Spare, rng: random.Random) -> 
 
 
 def short_place(place: str) -> str:
-    """`vectors/faces_x_g1/segments/<uuid>/payload_storage/page_0.dat` -> `edge payload_storage/page_0.dat`."""
+    """`vectors/faces_x/segments/<uuid>/payload_storage/page_0.dat` -> `edge payload_storage/page_0.dat`."""
     parts = place.split("/")
     if parts[0] == "vectors" and "segments" in parts:
         return "edge " + "/".join(parts[parts.index("segments") + 2:])

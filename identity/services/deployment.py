@@ -20,7 +20,7 @@ from identity.services.templates import refresh_templates
 from identity.store.sql.models import Model
 from identity.store.sql.persons import indexed_face_ids
 from identity.store.sql.queries import count_gallery_persons
-from identity.store.vectors import GenerationalIndex, VectorIndex, open_vector_index
+from identity.store.vectors import FaceIndex, VectorIndex, open_vector_index
 from identity.store.vectors.store_ref import StoreRef
 
 
@@ -30,7 +30,7 @@ class Deployment:
     pipeline: FacePipeline  # built, not loaded: weights load on first use
     model: Model
     index: VectorIndex
-    templates: VectorIndex  # the person templates of index's generation (identity.services.templates)
+    templates: VectorIndex  # the model's person templates (identity.services.templates)
     choice: ModelChoice  # why this model: a setting, the store's pointer, or the default
     store: StoreRef  # the vector store the deployment is bound to
 
@@ -118,7 +118,7 @@ def model_indexes(dep: Deployment, model_row_ids: Iterable[int]) -> Iterator[dic
 
 @dataclass(frozen=True)
 class ModelCollections:
-    """One model's face collection and the person templates of its generation."""
+    """One model's face collection and its person templates."""
 
     faces: VectorIndex
     templates: VectorIndex
@@ -132,7 +132,7 @@ def model_collections(dep: Deployment, model_row_ids: Iterable[int]) -> Iterator
         for model_id, index in indexes.items():
             if index is dep.index:
                 collections[model_id] = ModelCollections(index, dep.templates)
-            else:  # another model's collection, opened by model_indexes: a generational one
-                templates = stack.enter_context(cast(GenerationalIndex, index).templates())
+            else:  # another model's collection, opened by model_indexes
+                templates = stack.enter_context(cast(FaceIndex, index).templates())
                 collections[model_id] = ModelCollections(index, templates)
         yield collections

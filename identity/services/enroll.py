@@ -223,7 +223,7 @@ class EnrollmentWriter:
 
     An error that is a job's own fault (see _job_fault), at any step, fails that job only:
     its rows and vectors are undone and it is finished `failed` with the reason.
-    `templates`: the person templates of `index`'s generation (a Deployment's), rewritten
+    `templates`: the person templates beside `index` (a Deployment's), rewritten
     for the chunk's persons after each commit.
     """
 

@@ -43,7 +43,7 @@ from identity.store.sql.db import transaction
 from identity.store.sql.migrate import upgrade
 from identity.store.sql.models import AuditEvent, Face, FaceStatus, Image, Model
 from identity.store.sql.queries import activate_model, ensure_model, find_model, indexed_faces_by_model
-from identity.store.vectors import GenerationalIndex, VectorIndex, open_vector_index
+from identity.store.vectors import FaceIndex, VectorIndex, open_vector_index
 
 @dataclass(frozen=True)
 class FaceOutcome:
@@ -144,7 +144,7 @@ def reindex(settings: Settings, target: str, workers: int = 0, force: bool = Fal
     return summary
 
 
-def _build_templates(runtime: Runtime, index: GenerationalIndex, model_row_id: int) -> None:
+def _build_templates(runtime: Runtime, index: FaceIndex, model_row_id: int) -> None:
     """Every template of the target collection from its faces, before the switch makes it searched.
 
     Checked and repaired rather than written whole: a re-run or a rollback finds most already current.

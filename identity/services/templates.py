@@ -1,7 +1,7 @@
 """Person templates: one vector per person and model, scored by search in place of single faces.
 
 A template is the normalized mean of the person's indexed face embeddings (unit
-vectors), kept in the model generation's template collection (point id = person id).
+vectors), kept in the model's template collection (point id = person id).
 It is derived data: SQL says which faces are indexed, the face collection holds their
 vectors, and the template is rewritten from both after the SQL commit, as face vectors
 are. A crash between the two leaves a stale template; `identity doctor` finds it by

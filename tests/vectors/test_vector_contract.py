@@ -17,16 +17,18 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient
+from qdrant_client import models as qmodels
 
 from identity.config import Settings
 from identity.errors import ConfigError, DimensionMismatch, InvalidVector, StoreUnavailable
 from identity.store.vectors import (
     EdgeIndex,
     ExactIndex,
-    GenerationalIndex,
+    FaceIndex,
     QdrantServerIndex,
     VectorIndex,
     VectorPoint,
+    collection_name,
     open_vector_index,
 )
 
@@ -37,7 +39,7 @@ MODEL = "test-model v1"
 @dataclass
 class Engine:
     name: str
-    open: Callable[..., Any]  # open(generation=None, dim=DIM) -> VectorIndex
+    open: Callable[..., Any]  # open(dim=DIM) -> VectorIndex
 
 
 @pytest.fixture(params=["edge", "server", "exact"])
@@ -45,21 +47,21 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "edge":
         settings = Settings(data_dir=tmp_path / "data")
 
-        def open_edge(generation: int | None = None, dim: int = DIM) -> VectorIndex:
-            return EdgeIndex.open(settings, MODEL, dim, generation)
+        def open_edge(dim: int = DIM) -> VectorIndex:
+            return EdgeIndex.open(settings, MODEL, dim)
 
         yield Engine("edge", open_edge)
     elif request.param == "server":
         settings = Settings(data_dir=tmp_path / "data", qdrant_url=":memory:")
         client = QdrantClient(location=":memory:")  # shared, so a re-open sees the same store
 
-        def open_server(generation: int | None = None, dim: int = DIM) -> VectorIndex:
-            return QdrantServerIndex.open(settings, MODEL, dim, generation, client=client)
+        def open_server(dim: int = DIM) -> VectorIndex:
+            return QdrantServerIndex.open(settings, MODEL, dim, client=client)
 
         yield Engine("server", open_server)
         client.close()
     else:
-        yield Engine("exact", lambda generation=None, dim=DIM: ExactIndex(dim))
+        yield Engine("exact", lambda dim=DIM: ExactIndex(dim))
 
 
 @pytest.fixture
@@ -313,48 +315,55 @@ def test_iter_ids_returns_every_pair(index: VectorIndex) -> None:
     assert sorted(index.iter_ids(batch_size=7)) == sorted((p.face_id, p.person_id) for p in data)
 
 
-def test_generation_switch(engine: Engine) -> None:
+def test_templates_are_a_collection_of_their_own(engine: Engine) -> None:
     if engine.name == "exact":
-        pytest.skip("the exact baseline has no generations")
-    a, b = gallery(seed=7)[:3], gallery(seed=8)[:5]
-    live = engine.open()
-    assert isinstance(live, GenerationalIndex)
-    assert live.generation == 1
-    live.upsert(a)
-    nxt = live.next_generation()
-    assert (nxt.generation, nxt.collection) == (2, live.collection[:-1] + "2")
-    nxt.upsert(b)
-    live.close()
-    with engine.open() as again:  # not switched yet: the alias still names generation 1
-        assert (again.generation, again.count()) == (1, 3)
-    nxt.activate()
-    nxt.close()
-    with engine.open() as again:
-        assert (again.generation, again.count()) == (2, 5)
-        assert again.search(b[0].vector, k=1)[0].face_id == b[0].face_id
-    with engine.open(generation=1) as old:  # the old generation is kept for rollback
-        assert old.count() == 3
-
-
-def test_templates_are_a_collection_of_their_own_per_generation(engine: Engine) -> None:
-    if engine.name == "exact":
-        pytest.skip("the exact baseline has no generations")
+        pytest.skip("the exact baseline keeps nothing between opens")
     faces = gallery(seed=9)[:4]
     person = faces[0].person_id
-    template = VectorPoint(person, person, faces[0].vector)
     with engine.open() as live:
+        assert isinstance(live, FaceIndex)
         live.upsert(faces)
         with live.templates() as templates:
-            assert templates.collection.startswith("templates_") and templates.collection.endswith("_g1")
-            templates.upsert([template])
+            assert templates.collection == "templates_" + live.collection.removeprefix("faces_")
+            templates.upsert([VectorPoint(person, person, faces[0].vector)])
             assert (templates.count(), live.count()) == (1, 4)  # neither sees the other's points
             [hit] = templates.search(faces[0].vector, k=5)
             assert hit.face_id == hit.person_id == person
-        nxt = live.next_generation()
-    with nxt, nxt.templates() as fresh:
-        assert fresh.count() == 0  # a re-index builds its generation's templates anew
     with engine.open() as again, again.templates() as templates:  # reopened: still there
-        assert templates.count() == 1
+        assert (again.count(), templates.count()) == (4, 1)
+
+
+def test_edge_data_dir_from_before_takes_the_plain_layout(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    faces, person = gallery(seed=3)[:3], uuid.uuid4()
+    with EdgeIndex.open(settings, MODEL, DIM) as index, index.templates() as templates:
+        index.upsert(faces)
+        templates.upsert([VectorPoint(person, person, faces[0].vector)])
+    root, plain = settings.edge_dir, collection_name(MODEL)
+    # The layout older versions wrote: generation-numbered shards and a pointer naming the live one.
+    (root / plain).rename(root / f"{plain}_g2")
+    (root / f"templates{plain[5:]}").rename(root / f"templates{plain[5:]}_g2")
+    (root / f"{plain}_g1").mkdir()  # an old generation: nothing reaches it any more, so it goes
+    (root / f"{plain}.active").write_text(f"{plain}_g2\n")
+    with EdgeIndex.open(settings, MODEL, DIM) as index, index.templates() as templates:
+        assert (index.count(), templates.count()) == (3, 1)
+        assert index.search(faces[1].vector, k=1)[0].face_id == faces[1].face_id
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [plain, f"templates{plain[5:]}"]
+
+
+def test_server_deployment_from_before_keeps_its_aliased_collection() -> None:
+    settings = Settings(qdrant_url=":memory:")
+    client = QdrantClient(location=":memory:")
+    old = collection_name(MODEL) + "_g1"  # older versions: a generation behind an alias
+    client.create_collection(old, vectors_config=qmodels.VectorParams(size=DIM, distance=qmodels.Distance.COSINE))
+    client.update_collection_aliases(change_aliases_operations=[qmodels.CreateAliasOperation(
+        create_alias=qmodels.CreateAlias(collection_name=old, alias_name=collection_name(MODEL)))])
+    faces = gallery(seed=4)[:2]
+    with QdrantServerIndex.open(settings, MODEL, DIM, client=client) as index, index.templates() as templates:
+        index.upsert(faces)
+        assert (index.collection, templates.collection) == (old, "templates" + old[5:])
+    assert client.count(old).count == 2
+    client.close()
 
 
 def test_reopen_with_another_dimension_raises(engine: Engine) -> None:

@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any
 from identity.config import Settings
 from identity.errors import ConfigError
 from identity.store.vectors.base import (
-    GenerationalIndex,
+    FaceIndex,
     PersonHit,
     VectorHit,
     VectorIndex,
     VectorPoint,
-    alias_name,
     collection_name,
 )
 
@@ -30,13 +29,12 @@ if TYPE_CHECKING:
 __all__ = [
     "EdgeIndex",
     "ExactIndex",
-    "GenerationalIndex",
+    "FaceIndex",
     "PersonHit",
     "QdrantServerIndex",
     "VectorHit",
     "VectorIndex",
     "VectorPoint",
-    "alias_name",
     "collection_name",
     "open_vector_index",
 ]
@@ -48,20 +46,18 @@ _LAZY = {
 }
 
 
-def open_vector_index(
-    settings: Settings, model_id: str, dim: int, generation: int | None = None
-) -> GenerationalIndex:
-    """Open one model's collection: the live generation (created if missing), or the given one."""
+def open_vector_index(settings: Settings, model_id: str, dim: int) -> FaceIndex:
+    """Open one model's face collection (created if missing); its templates come from `.templates()`."""
     check_vector_settings(settings)
     if dim < 1:
         raise ValueError(f"dim must be at least 1, got {dim}")
     if settings.embedded:
         from identity.store.vectors.edge import EdgeIndex
 
-        return EdgeIndex.open(settings, model_id, dim, generation)
+        return EdgeIndex.open(settings, model_id, dim)
     from identity.store.vectors.server import QdrantServerIndex
 
-    return QdrantServerIndex.open(settings, model_id, dim, generation)
+    return QdrantServerIndex.open(settings, model_id, dim)
 
 
 def check_vector_settings(settings: Settings) -> None:

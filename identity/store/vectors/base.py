@@ -1,7 +1,8 @@
 """The VectorIndex contract: what every vector engine behind the product must do.
 
 Vectors are face embeddings; the point id is the face's uuid and the payload holds
-``person_id`` (indexed, for filters and grouping) and ``face_id``. Scores are cosine
+``person_id`` (indexed, for filters and grouping) and ``face_id``. Person templates use
+the same contract, one point per person. Scores are cosine
 similarities (higher is closer). Implementations return fresh objects, never views
 of internal state, and raise the same error types for the same mistakes.
 """
@@ -111,27 +112,14 @@ class VectorIndex(Protocol):
 
 
 @runtime_checkable
-class GenerationalIndex(VectorIndex, Protocol):
-    """An index bound to one generation of a model's collection, behind a switchable alias.
-
-    An open index stays bound to its generation; re-open through the alias to follow a
-    switch. A re-index builds ``next_generation()``, fills it, then ``activate()``s it.
-    """
-
-    generation: int
-
-    def next_generation(self) -> "GenerationalIndex":
-        """Create and open the generation after the highest one that exists (alias untouched)."""
-
-    def activate(self) -> None:
-        """Point the model's alias at this generation, atomically."""
+class FaceIndex(VectorIndex, Protocol):
+    """A model's face collection, with its person templates beside it."""
 
     def templates(self) -> VectorIndex:
-        """This generation's person templates, created if missing; the caller closes it.
+        """The model's person templates, created if missing; the caller closes it.
 
         One point per person: its id and payload ``person_id`` are the person's uuid (so
-        ``VectorHit.face_id == person_id``). It follows the face collection's generation,
-        so a re-index builds both and one switch moves both.
+        ``VectorHit.face_id == person_id``).
         """
 
 
@@ -139,17 +127,18 @@ FACES = "faces"
 TEMPLATES = "templates"
 
 
-def collection_name(model_id: str, generation: int = 1, kind: str = FACES) -> str:
-    """Collection for one model version: ``faces_<model slug>_g<generation>`` (``templates_...`` for templates).
+def collection_name(model_id: str, kind: str = FACES) -> str:
+    """A model's collection: ``faces_<model slug>`` for face vectors, ``templates_<model slug>`` for templates.
 
-    The alias (server) or the active pointer (embedded) named ``alias_name(model_id)``
-    points at the live face generation, so a re-index can build the next one and switch.
+    Which model is current is SQL's to say (the active model); the vector store only holds
+    one collection of each kind per model.
     """
-    return f"{alias_name(model_id, kind)}_g{generation}"
-
-
-def alias_name(model_id: str, kind: str = FACES) -> str:
     return f"{kind}_" + re.sub(r"[^a-z0-9]+", "_", model_id.lower()).strip("_")
+
+
+def sibling_name(faces_collection: str, kind: str) -> str:
+    """The collection of `kind` that goes with a face collection (whatever its exact name)."""
+    return kind + faces_collection[len(FACES):]
 
 
 def as_matrix(vectors: np.ndarray | Sequence[np.ndarray], dim: int) -> np.ndarray:

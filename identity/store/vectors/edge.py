@@ -1,8 +1,10 @@
 """EdgeIndex: the embedded engine, Qdrant Edge shards under the data directory.
 
-Layout under ``settings.edge_dir``: one shard directory per collection
-(``faces_<model>_g<n>/``) and one pointer file per model (``faces_<model>.active``)
-naming the live collection. The pointer is replaced by rename, so a switch is atomic.
+Layout under ``settings.edge_dir``: one shard directory per collection, ``faces_<model>/``
+and ``templates_<model>/``. Data dirs from before held ``faces_<model>_g<n>/`` shards and a
+pointer file ``faces_<model>.active`` naming the live one; the first open renames the live
+shards to the plain names, removes any other generation and then the pointer (see
+_adopt_generations).
 
 One process at a time may hold a shard. The engine's own WAL lock only fails with an
 opaque "Can't init WAL: WouldBlock", so we take an exclusive ``flock`` on ``.lock`` in
@@ -26,6 +28,7 @@ import shutil
 import socket
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
@@ -65,7 +68,6 @@ from identity.store.vectors.base import (
     PersonHit,
     VectorHit,
     VectorPoint,
-    alias_name,
     as_matrix,
     collection_name,
 )
@@ -89,7 +91,7 @@ COPY_BATCH = 1000
 
 
 class EdgeIndex:
-    """One Qdrant Edge shard holding one generation of a model's face vectors."""
+    """One Qdrant Edge shard holding a model's face vectors (or its person templates)."""
 
     def __init__(
         self,
@@ -98,7 +100,6 @@ class EdgeIndex:
         settings: Settings,
         model_id: str,
         dim: int,
-        generation: int,
         kind: str = FACES,
     ) -> None:
         self._shard: EdgeShard | None = shard
@@ -109,25 +110,15 @@ class EdgeIndex:
         rescore = QuantizationSearchParams(ignore=vectors.exact, rescore=True, oversampling=OVERSAMPLING)
         self._params = SearchParams(hnsw_ef=vectors.search_ef, exact=vectors.exact, quantization=rescore)
         self.dim = dim
-        self.generation = generation
         self.kind = kind
-        self.collection = collection_name(model_id, generation, kind)
+        self.collection = collection_name(model_id, kind)
         self.path = settings.edge_dir / self.collection
 
     @classmethod
-    def open(cls, settings: Settings, model_id: str, dim: int, generation: int | None = None,
-             kind: str = FACES) -> "EdgeIndex":
-        """Open (creating if missing) the live generation, or the given one without switching.
-
-        Templates (``kind``) follow a face generation, so they are always opened by number.
-        """
-        if generation is not None and generation < 1:
-            raise ValueError(f"generation must be at least 1, got {generation}")
-        if kind != FACES and generation is None:
-            raise ValueError(f"{kind} collections are opened for a given generation")
-        active = _read_pointer(settings.edge_dir, alias_name(model_id)) if generation is None else None
-        chosen = generation or active or 1
-        path = settings.edge_dir / collection_name(model_id, chosen, kind)
+    def open(cls, settings: Settings, model_id: str, dim: int, kind: str = FACES) -> "EdgeIndex":
+        """Open the model's collection of this kind, creating it if missing."""
+        _adopt_generations(settings.edge_dir, model_id)
+        path = settings.edge_dir / collection_name(model_id, kind)
         lock = _acquire(path, settings)
         try:
             _drop_leftover_rebuild(path)
@@ -135,10 +126,7 @@ class EdgeIndex:
         except BaseException:
             lock.close()
             raise
-        index = cls(shard, lock, settings, model_id, dim, chosen, kind)
-        if generation is None and active is None:
-            index.activate()
-        return index
+        return cls(shard, lock, settings, model_id, dim, kind)
 
     @property
     def _engine(self) -> EdgeShard:
@@ -296,26 +284,7 @@ class EdgeIndex:
     def templates(self) -> "EdgeIndex":
         if self.kind != FACES:
             raise ValueError(f"{self.collection} is not a face collection")
-        return EdgeIndex.open(self._settings, self._model_id, self.dim, self.generation, TEMPLATES)
-
-    def next_generation(self) -> "EdgeIndex":
-        pattern = re.compile(re.escape(alias_name(self._model_id)) + r"_g(\d+)")
-        existing = [
-            int(m.group(1)) for d in self._settings.edge_dir.iterdir() if (m := pattern.fullmatch(d.name))
-        ]
-        return EdgeIndex.open(
-            self._settings, self._model_id, self.dim, max(existing, default=self.generation) + 1
-        )
-
-    def activate(self) -> None:
-        pointer = _pointer_path(self._settings.edge_dir, alias_name(self._model_id))
-        tmp = pointer.with_name(pointer.name + f".{os.getpid()}.tmp")
-        with open(tmp, "w") as handle:
-            handle.write(self.collection + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, pointer)  # atomic: readers see the old or the new name, never half
-        fsync_dir(pointer.parent)
+        return EdgeIndex.open(self._settings, self._model_id, self.dim, TEMPLATES)
 
     def close(self) -> None:
         if self._shard is None:
@@ -357,23 +326,40 @@ def _persons(person_ids: Sequence[uuid.UUID] | set[uuid.UUID]) -> FieldCondition
     return FieldCondition(key=PERSON_KEY, match=MatchAny(any=[str(p) for p in person_ids]))
 
 
-def _pointer_path(root: Path, alias: str) -> Path:
-    return root / f"{alias}.active"
+def _adopt_generations(root: Path, model_id: str) -> None:
+    """Give a data dir from before its plain layout: the live generation's shards (faces and templates,
+    named by the model's pointer file) take the plain names; other generations go, since no erasure
+    reaches them any more; the pointer goes last, so a crash part-way is finished by the next open."""
+    alias = collection_name(model_id)
+    pointer = root / f"{alias}.active"
+    if not pointer.exists():
+        return
+    with _directory_lock(root):
+        if not pointer.exists():  # another process adopted them first
+            return
+        live = pointer.read_text().strip()
+        match = re.fullmatch(re.escape(alias) + r"_g(\d+)", live)
+        if not match:
+            raise StoreUnavailable(f"{pointer} is corrupt ({live!r}); it should name a shard such as {alias}_g1")
+        for kind in (FACES, TEMPLATES):
+            old, new = root / f"{collection_name(model_id, kind)}_g{match.group(1)}", root / collection_name(model_id, kind)
+            if old.exists() and not new.exists():
+                os.rename(old, new)
+            generations = re.compile(re.escape(collection_name(model_id, kind)) + r"_g\d+(\..*)?")
+            for stale in [d for d in root.iterdir() if generations.fullmatch(d.name)]:
+                shutil.rmtree(stale)
+        fsync_dir(root)
+        pointer.unlink()
+        fsync_dir(root)
 
 
-def _read_pointer(root: Path, alias: str) -> int | None:
-    """The live generation named by the model's pointer file, or None if there is none yet."""
-    pointer = _pointer_path(root, alias)
-    try:
-        name = pointer.read_text().strip()
-    except FileNotFoundError:
-        return None
-    match = re.fullmatch(re.escape(alias) + r"_g(\d+)", name)
-    if not match:
-        raise StoreUnavailable(
-            f"{pointer} is corrupt ({name!r}); it should name a collection such as {alias}_g1"
-        )
-    return int(match.group(1))
+@contextmanager
+def _directory_lock(root: Path) -> Iterator[None]:
+    """An exclusive lock on the store directory itself, for layout changes."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".layout.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _acquire(path: Path, settings: Settings) -> IO[str]:

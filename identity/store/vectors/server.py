@@ -1,14 +1,14 @@
 """QdrantServerIndex: a Qdrant server (or qdrant-client's local mode for ``:memory:``).
 
-Each model version has collections ``faces_<model>_g<n>`` and an alias ``faces_<model>``
-naming the live one; a re-index fills the next generation and moves the alias in one
-request, so searchers never see a half-built collection. Calls are retried on transient
+Each model has a collection ``faces_<model>`` and one of person templates,
+``templates_<model>``. Deployments from before named ``faces_<model>_g<n>`` through an
+alias ``faces_<model>``; where that alias exists its collection is used (and
+``templates_<model>_g<n>`` beside it), so they keep working unmoved. Calls are retried on transient
 connection errors; a server that stays unreachable raises StoreUnavailable naming it.
 """
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 import warnings
@@ -26,9 +26,9 @@ from identity.store.vectors.base import (
     PersonHit,
     VectorHit,
     VectorPoint,
-    alias_name,
     as_matrix,
     collection_name,
+    sibling_name,
 )
 from identity.store.vectors.common import (
     INT8_QUANTILE,
@@ -59,7 +59,7 @@ T = TypeVar("T")
 
 
 class _Connection:
-    """A client shared by an index and the generations it opens; closed with the last user."""
+    """A client shared by a face collection and its templates; closed with the last user."""
 
     def __init__(self, client: QdrantClient, settings: Settings, owned: bool) -> None:
         self.client = client
@@ -97,10 +97,10 @@ class _Connection:
 
 
 class QdrantServerIndex:
-    """One generation of a model's face collection on a Qdrant server."""
+    """A model's face collection (or its person templates) on a Qdrant server."""
 
     def __init__(
-        self, conn: _Connection, settings: Settings, model_id: str, dim: int, generation: int, kind: str = FACES
+        self, conn: _Connection, settings: Settings, model_id: str, dim: int, collection: str, kind: str = FACES
     ) -> None:
         self._conn: _Connection | None = conn
         self._settings = settings
@@ -113,9 +113,8 @@ class QdrantServerIndex:
         # Local mode always searches exactly and warns when given search params.
         self._params = None if settings.qdrant_url == MEMORY else params
         self.dim = dim
-        self.generation = generation
         self.kind = kind
-        self.collection = collection_name(model_id, generation, kind)
+        self.collection = collection
 
     @classmethod
     def open(
@@ -123,30 +122,24 @@ class QdrantServerIndex:
         settings: Settings,
         model_id: str,
         dim: int,
-        generation: int | None = None,
         client: QdrantClient | None = None,
     ) -> "QdrantServerIndex":
-        """Ensure and open the live generation (creating gen 1 and the alias if missing), or the given one.
+        """Ensure and open the model's face collection (the one an older deployment's alias names, if any).
 
         ``client``: an already-open client to use and leave open (tests share one ``:memory:`` store).
         """
-        if generation is not None and generation < 1:
-            raise ValueError(f"generation must be at least 1, got {generation}")
         conn = _Connection(client or _connect(settings), settings, owned=client is None)
         try:
-            active = _alias_target(conn, alias_name(model_id)) if generation is None else None
-            chosen = generation or (_generation_of(active, model_id) if active else 1)
-            index = cls(conn, settings, model_id, dim, chosen)
+            name = collection_name(model_id)
+            index = cls(conn, settings, model_id, dim, _alias_target(conn, name) or name)
             index.ensure()
-            if generation is None and active is None:
-                index.activate()
             return index
         except BaseException:
             conn.release()
             raise
 
     def ensure(self) -> None:
-        """Create this generation's collection and its person_id index if missing (idempotent)."""
+        """Create the collection and its person_id index if missing (idempotent)."""
         conn = self._live
         if conn.call(conn.client.collection_exists, self.collection):
             info = conn.call(conn.client.get_collection, self.collection)
@@ -355,39 +348,16 @@ class QdrantServerIndex:
     def templates(self) -> "QdrantServerIndex":
         if self.kind != FACES:
             raise ValueError(f"{self.collection} is not a face collection")
-        return self._sibling(self.generation, TEMPLATES)
-
-    def next_generation(self) -> "QdrantServerIndex":
         conn = self._live
-        pattern = re.compile(re.escape(alias_name(self._model_id)) + r"_g(\d+)")
-        names = [c.name for c in conn.call(conn.client.get_collections).collections]
-        existing = [int(m.group(1)) for name in names if (m := pattern.fullmatch(name))]
-        return self._sibling(max(existing, default=0) + 1, FACES)
-
-    def _sibling(self, generation: int, kind: str) -> "QdrantServerIndex":
-        """Another collection of this model on the same client (a :memory: store lives in it)."""
-        conn = self._live
-        conn.users += 1
+        conn.users += 1  # the templates share this client (a :memory: store lives in it)
         try:
-            index = QdrantServerIndex(conn, self._settings, self._model_id, self.dim, generation, kind)
+            index = QdrantServerIndex(conn, self._settings, self._model_id, self.dim,
+                                      sibling_name(self.collection, TEMPLATES), TEMPLATES)
             index.ensure()
             return index
         except BaseException:
             conn.release()
             raise
-
-    def activate(self) -> None:
-        conn, alias = self._live, alias_name(self._model_id)
-        operations: list[Any] = []
-        if _alias_target(conn, alias) is not None:
-            operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
-        operations.append(
-            models.CreateAliasOperation(
-                create_alias=models.CreateAlias(collection_name=self.collection, alias_name=alias)
-            )
-        )
-        # One request: Qdrant applies the alias changes atomically.
-        conn.call(conn.client.update_collection_aliases, change_aliases_operations=operations)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -416,13 +386,6 @@ def _connect(settings: Settings) -> QdrantClient:
 def _alias_target(conn: _Connection, alias: str) -> str | None:
     aliases = conn.call(conn.client.get_aliases).aliases
     return next((a.collection_name for a in aliases if a.alias_name == alias), None)
-
-
-def _generation_of(collection: str, model_id: str) -> int:
-    match = re.fullmatch(re.escape(alias_name(model_id)) + r"_g(\d+)", collection)
-    if not match:
-        raise StoreUnavailable(f"alias {alias_name(model_id)} points at {collection}, not a generation of it")
-    return int(match.group(1))
 
 
 def _filter(person_ids: Sequence[uuid.UUID] | None) -> models.Filter | None:
