@@ -9,8 +9,13 @@ import pytest
 
 from identity.config import Settings
 from identity.errors import IdentityError, NoStore, NotFound
+from identity.services.jobs import (CANCELLABLE_STATES, CancelReport, cancel_jobs, list_jobs, queue_enrollment,
+                                    retry_jobs)
 from identity.services.persons import add_person, list_people, show_person, update_person
+from identity.services.runtime import Runtime
 from identity.services.schema import init_store, versions
+from identity.store.sql import jobs as job_rows
+from identity.store.sql.db import transaction
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -45,13 +50,51 @@ def test_person_services_add_list_show_update(settings: Settings) -> None:
 
 
 @pytest.mark.parametrize("read", [
-    lambda s: list_people(s), lambda s: show_person(s, "x"),
-], ids=["list_people", "show_person"])
+    lambda s: list_people(s), lambda s: show_person(s, "x"), lambda s: list_jobs(s), lambda s: retry_jobs(s),
+    lambda s: cancel_jobs(s, state="queued"),
+], ids=["list_people", "show_person", "list_jobs", "retry_jobs", "cancel_jobs"])
 def test_read_only_services_on_an_empty_data_dir_create_nothing(tmp_path: Path, read) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     with pytest.raises(NoStore, match=f"no identity store at {settings.data_dir}: run `identity init`"):
         read(settings)
     assert not settings.data_dir.exists()
+
+
+# --- jobs -------------------------------------------------------------------------------
+
+def test_job_services_list_retry_cancel(settings: Settings) -> None:
+    batch, queued = queue_enrollment(settings, [job_rows.JobSpec(f"/img/{i}.jpg", f"P{i}") for i in range(3)])
+    assert queued == 3
+    listed = list_jobs(settings)
+    assert [j.external_id for j in listed] == ["P2", "P1", "P0"]  # newest first
+    assert {(j.batch, j.status, j.attempts) for j in listed} == {(batch, "queued", 0)}
+    assert list(listed[0].as_dict()) == ["id", "batch", "status", "outcome", "reason", "source_path", "external_id",
+                                         "attempts", "lease_owner", "updated_at"]
+    ids = {j.external_id: j.id for j in listed}
+    assert [j.external_id for j in list_jobs(settings, batch=batch, limit=1)] == ["P2"]
+
+    _claim_one(settings, fail_with="empty file")  # P0: a worker fails it
+    [failed] = list_jobs(settings, state="failed")
+    assert (failed.external_id, failed.outcome, failed.reason) == ("P0", "failed", "empty file")
+    assert retry_jobs(settings) == 1 and len(list_jobs(settings, state="queued")) == 3
+
+    report = cancel_jobs(settings, [ids["P1"], 999])
+    assert report == CancelReport(cancelled=[ids["P1"]], running_left_alone=[], not_cancellable=[999])
+    assert report.as_dict() == {"cancelled": [ids["P1"]], "running_left_alone": [], "not_cancellable": [999]}
+    _claim_one(settings)  # P0 again: running under a live lease
+    assert cancel_jobs(settings, state="running").running_left_alone == [ids["P0"]]
+    assert cancel_jobs(settings, state="running", force=True).cancelled == [ids["P0"]]
+    assert retry_jobs(settings, failed_only=False) == 0  # cancelled jobs come back only when asked
+    assert retry_jobs(settings, cancelled=True, batch=batch) == 2
+    assert CANCELLABLE_STATES == ("queued", "running", "failed")
+
+
+def _claim_one(settings: Settings, fail_with: str | None = None) -> None:
+    """What a worker does to the oldest queued job: claim it, and fail it when `fail_with` is given."""
+    with Runtime.open(settings) as runtime, transaction(runtime.sessions) as session:
+        [job] = job_rows.claim(session, "w", 1, lease_seconds=600)
+        if fail_with:
+            job_rows.finish(session, job.id, "failed", fail_with)
 
 
 # --- schema and models ------------------------------------------------------------------
