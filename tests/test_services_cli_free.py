@@ -3,6 +3,7 @@ HTTP API will call them; and the rule that the CLI reaches the store only throug
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,14 @@ from identity.config import Settings
 from identity.errors import IdentityError, NoStore, NotFound
 from identity.services.jobs import (CANCELLABLE_STATES, CancelReport, cancel_jobs, list_jobs, queue_enrollment,
                                     retry_jobs)
+from identity.services.models import LocalPackInfo, show_model
 from identity.services.persons import add_person, list_people, show_person, update_person
 from identity.services.runtime import Runtime
 from identity.services.schema import init_store, versions
 from identity.store.sql import jobs as job_rows
 from identity.store.sql.db import transaction
+
+CLI_DIR = Path(__file__).resolve().parent.parent / "cli"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -121,3 +125,45 @@ def test_versions_of_an_unreachable_store_say_why() -> None:
     assert down.schema_database.startswith("unavailable: cannot reach database")
     assert down.model_source == "the default; the unreadable store may name another"
 
+
+def test_show_model_records_the_model_in_use_not_one_only_looked_at(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    looked = show_model(settings, "dlib-resnet@2")
+    assert (looked.in_store, looked.collection, looked.dim, looked.local_pack) == (False, None, 128, None)
+    in_use = show_model(settings)
+    assert in_use.in_store and in_use.model == looked.model and in_use.collection
+    assert show_model(settings).store_active
+    shown = in_use.as_dict()
+    assert shown["threshold"] == in_use.threshold and "local_pack" not in shown and "promoted" not in shown
+
+
+def test_show_model_of_a_local_pack_adds_its_manifest(tmp_path: Path, save_stand_in) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    ref = save_stand_in(settings.data_dir, "team-ft", training={"epochs": 2})
+    info = show_model(settings, ref)
+    assert info.local_pack == LocalPackInfo(promoted=True, base="dlib-resnet@2",
+                                            folder=str(settings.data_dir / "models" / ref),
+                                            created_at=info.local_pack.created_at, training={"epochs": 2})
+    shown = info.as_dict()
+    assert list(shown)[-5:] == ["promoted", "base", "folder", "created_at", "training"]  # flat, after the record
+
+
+# --- layering ---------------------------------------------------------------------------
+
+def test_no_cli_module_imports_identity_store() -> None:
+    files = sorted(CLI_DIR.rglob("*.py"))
+    assert files, CLI_DIR
+    offenders = [f"{path.name}:{line}: {name}" for path in files for line, name in _imports(path)
+                 if name == "identity.store" or name.startswith("identity.store.")]
+    assert offenders == []
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """Every module (and `from X import name` as X.name) a file imports, wherever the import sits."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
