@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-import identity
 from identity.errors import ExitCode
 from identity_cli.context import get_settings
 from identity_cli.options import JSON
@@ -27,17 +26,9 @@ def init(
     as_json: bool = JSON,
 ) -> None:
     """Create or upgrade the database schema and the active model's vector collection (safe to re-run)."""
-    from identity.faces import build_pipeline
-    from identity.services.active_model import choose_model, read_active, with_model
-    from identity.services.init import initialize
-    from identity.services.runtime import Runtime
-    from identity.store.sql.migrate import upgrade
+    from identity.services.schema import init_store
 
-    settings = get_settings()
-    with Runtime.open(settings) as runtime:
-        upgrade(runtime.engine)  # first, so a store from an older schema names its active model
-        pipeline = build_pipeline(with_model(settings, choose_model(settings, read_active(runtime))))
-        report = initialize(runtime, pipeline.model_id, pipeline.dim, rebind, actor)
+    report = init_store(get_settings(), rebind, actor)
     render(dataclasses.asdict(report), as_json, title="identity init")
     if report.rebound_from and not as_json:
         err_console.print(f"rebound from {report.rebound_from}: run `identity doctor --repair` to re-enroll faces "
@@ -46,34 +37,9 @@ def init(
 
 def version(as_json: bool = JSON) -> None:
     """Print the versions of the package, the schema (database and code) and the model pack in use, and why."""
-    from identity.errors import IdentityError, NoStore
-    from identity.services.active_model import choose_model, model_id_of, read_active
-    from identity.services.runtime import Runtime
-    from identity.store.sql.migrate import current_revision, head_revision
+    from identity.services.schema import versions
 
-    settings = get_settings()
-    try:
-        with Runtime.open(settings, must_exist=True) as runtime:
-            db_schema = current_revision(runtime.engine)
-            choice = choose_model(settings, read_active(runtime))
-            source = choice.describe()
-    except NoStore as exc:  # a version check creates no store
-        db_schema = exc.message
-        choice = choose_model(settings, None)
-        source = choice.describe()
-    except IdentityError as exc:
-        db_schema = f"unavailable: {exc}"
-        choice = choose_model(settings, None)
-        source = "the model setting" if settings.model else "the default; the unreadable store may name another"
-    info = {
-        "identity": identity.__version__,
-        "schema_code": head_revision(),
-        "schema_database": db_schema,
-        "model": model_id_of(choice, settings),
-        "model_source": source,
-        "store_active_model": choice.store_active,
-    }
-    render(info, as_json, title="identity version")
+    render(versions(get_settings()).as_dict(), as_json, title="identity version")
 
 
 def doctor(

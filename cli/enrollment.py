@@ -52,8 +52,7 @@ def enroll(
     from identity.services.consistency import inconsistent_persons
     from identity.services.deployment import open_deployment
     from identity.services.enroll import EnrollmentWriter, EnrollSummary, process_queue, queue_jobs
-    from identity.services.runtime import Runtime
-    from identity.store.sql.migrate import upgrade
+    from identity.services.jobs import queue_enrollment
 
     paths = paths or []
     if sum(bool(x) for x in (manifest, person, paths and not person)) != 1:
@@ -81,9 +80,7 @@ def enroll(
 
     settings = get_settings()
     if queue_only:
-        with Runtime.open(settings) as runtime:
-            upgrade(runtime.engine)
-            batch, queued = queue_jobs(runtime, inputs.specs)
+        batch, queued = queue_enrollment(settings, inputs.specs)
         summary = EnrollSummary(batch=batch, queued=queued)
         for row in inputs.unqueued:
             summary.add_unqueued(row)

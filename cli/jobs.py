@@ -22,11 +22,9 @@ def list_(
     as_json: bool = JSON,
 ) -> None:
     """List jobs, newest first."""
-    from identity.services.runtime import Runtime
-    from identity.store.sql import jobs
+    from identity.services.jobs import list_jobs
 
-    with Runtime.open(get_settings(), must_exist=True) as runtime, runtime.sessions() as session:
-        rows = [jobs.job_record(j) for j in jobs.list_jobs(session, state, batch, limit)]
+    rows = [job.as_dict() for job in list_jobs(get_settings(), state, batch, limit)]
     render(rows, as_json, ["id", "batch", "status", "outcome", "reason", "attempts", "external_id", "source_path"],
            title=f"{len(rows)} jobs")
 
@@ -38,12 +36,9 @@ def retry(
     batch: Optional[str] = typer.Option(None, "--batch", help="Only this batch."),
 ) -> None:
     """Queue failed jobs again (then run `identity worker --drain`)."""
-    from identity.services.runtime import Runtime
-    from identity.store.sql import jobs
-    from identity.store.sql.db import transaction
+    from identity.services.jobs import retry_jobs
 
-    with Runtime.open(get_settings(), must_exist=True) as runtime, transaction(runtime.sessions) as session:
-        count = jobs.retry(session, failed_only=failed, batch=batch, cancelled=cancelled)
+    count = retry_jobs(get_settings(), failed_only=failed, batch=batch, cancelled=cancelled)
     err_console.print(f"queued {count} jobs again; run `identity worker --drain` to process them")
 
 
@@ -60,30 +55,24 @@ def cancel(
 
     Give job ids, --state, --batch, or several (they narrow each other). Done jobs stay done.
     """
-    from identity.services.runtime import Runtime
-    from identity.store.sql import jobs
-    from identity.store.sql.db import transaction
-    from identity.store.sql.models import JobStatus
+    from identity.services.jobs import CANCELLABLE_STATES, cancel_jobs
 
     if not (job_ids or state or batch):
         raise typer.BadParameter("give job ids, --state or --batch (cancelling every job takes --state)")
-    if state is not None and state not in {s.value for s in jobs.CANCELLABLE}:
+    if state is not None and state not in CANCELLABLE_STATES:
         raise typer.BadParameter(f"{state!r}: only queued, running or failed jobs can be cancelled",
                                  param_hint="--state")
-    with Runtime.open(get_settings(), must_exist=True) as runtime, transaction(runtime.sessions) as session:
-        done = jobs.cancel(session, job_ids or (), JobStatus(state) if state else None, batch, force)
-    data = {"cancelled": done.cancelled, "running_left_alone": done.refused_live,
-            "not_cancellable": done.not_cancellable}
+    done = cancel_jobs(get_settings(), job_ids or (), state, batch, force)
     if as_json:
-        print_json(data)
+        print_json(done.as_dict())
     else:
         err_console.print(f"cancelled {len(done.cancelled)} jobs")
-    if done.refused_live:
-        err_console.print(f"{len(done.refused_live)} running jobs under a live lease left alone "
-                          f"({_ids(done.refused_live)}): add --force to cancel them too")
+    if done.running_left_alone:
+        err_console.print(f"{len(done.running_left_alone)} running jobs under a live lease left alone "
+                          f"({_ids(done.running_left_alone)}): add --force to cancel them too")
     if done.not_cancellable:
         err_console.print(f"not queued, running or failed, so not cancelled: {_ids(done.not_cancellable)}")
-    if done.refused_live or done.not_cancellable:
+    if done.running_left_alone or done.not_cancellable:
         raise typer.Exit(ExitCode.ERROR)
 
 

@@ -45,35 +45,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """A model's record: dimension, collection, decision threshold and where it came from (local packs: their manifest)."""
-    from identity.faces import build_pipeline, load_local_pack, resolve
-    from identity.services.active_model import choose_model, read_active, with_model
-    from identity.services.init import record_model
-    from identity.services.runtime import Runtime
-    from identity.services.thresholds import resolve_threshold
-    from identity.store.sql.migrate import upgrade
-    from identity.store.sql.queries import find_model
+    from identity.services.models import show_model
 
-    settings = get_settings()
-    with Runtime.open(settings) as runtime:
-        upgrade(runtime.engine)
-        choice = choose_model(settings.replace(model=model) if model else settings, read_active(runtime))
-        pipeline = build_pipeline(with_model(settings, choice))
-        if model:  # looking at a pack records nothing
-            with runtime.sessions() as session:
-                record = find_model(session, pipeline.model_id)
-        else:
-            record = record_model(runtime, pipeline.model_id, pipeline.dim)
-    threshold = resolve_threshold(record, pipeline)
-    info = {
-        "model": pipeline.model_id, "store_active": pipeline.model_id == choice.store_active,
-        "in_store": record is not None, "dim": record.dim if record else pipeline.dim,
-        "metric": record.metric if record else "cosine", "collection": record.collection if record else None,
-        "threshold": threshold.value, "threshold_far": threshold.far, "threshold_source": threshold.source,
-        "threshold_fpir": threshold.fpir, "threshold_gallery_persons": threshold.gallery_persons,
-        "calibrated_at": record.calibrated_at.isoformat() if record and record.calibrated_at else None,
-    }
-    if resolve(pipeline.model_id, settings.data_dir).info.promoted is not None:  # a local pack
-        pack = load_local_pack(settings.data_dir, pipeline.model_id.partition("+")[0])
-        info.update({"promoted": pack.promoted, "base": pack.manifest.get("base"), "folder": str(pack.path),
-                     "created_at": pack.manifest.get("created_at"), "training": pack.manifest.get("training")})
-    render(info, as_json, title=f"model {pipeline.model_id}")
+    info = show_model(get_settings(), model)
+    render(info.as_dict(), as_json, title=f"model {info.model}")

@@ -14,16 +14,6 @@ app = typer.Typer(no_args_is_help=True, help="Add, list, show, update, merge and
 COLUMNS = ["external_id", "display_name", "faces", "attributes", "id"]
 
 
-def _sessions(read_only: bool = False):
-    """The store at head; `read_only` commands refuse (NoStore) rather than create one."""
-    from identity.services.runtime import Runtime
-    from identity.store.sql.migrate import upgrade
-
-    runtime = Runtime.open(get_settings(), must_exist=read_only)
-    upgrade(runtime.engine)
-    return runtime
-
-
 @app.command("add")
 def add(
     external_id: str = typer.Option(..., "--external-id", help="The organization's key (employee number, badge id...)."),
@@ -32,12 +22,10 @@ def add(
     as_json: bool = JSON,
 ) -> None:
     """Add a person."""
-    from identity.store.sql.db import transaction
-    from identity.store.sql.persons import add_person, person_record
+    from identity.services.persons import add_person
 
-    with _sessions() as runtime, transaction(runtime.sessions) as session:
-        record = person_record(add_person(session, external_id, name, parse_attrs(attr)), faces=0)
-    render(record, as_json, title="person added")
+    record = add_person(get_settings(), external_id, name, parse_attrs(attr))
+    render(record.as_dict(), as_json, title="person added")
 
 
 @app.command("list")
@@ -47,28 +35,19 @@ def list_(
     as_json: bool = JSON,
 ) -> None:
     """List people (with their number of searchable faces under the active model)."""
-    from identity.services.active_model import chosen_model_row
-    from identity.store.sql.persons import indexed_face_counts, list_persons, person_record
+    from identity.services.persons import list_people
 
-    with _sessions(read_only=True) as runtime, runtime.sessions() as session:
-        model = chosen_model_row(runtime)
-        people = list_persons(session, query, limit)
-        counts = indexed_face_counts(session, [p.id for p in people], model.id if model else None)
-        rows = [person_record(p, counts.get(p.id, 0)) for p in people]
+    rows = [person.as_dict() for person in list_people(get_settings(), query, limit)]
     render(rows, as_json, COLUMNS, title=f"{len(rows)} people")
 
 
 @app.command("show")
 def show(person: str = typer.Argument(..., help="External id or uuid."), as_json: bool = JSON) -> None:
     """Show one person."""
-    from identity.services.active_model import chosen_model_row
-    from identity.store.sql.persons import get_person, indexed_face_counts, person_record
+    from identity.services.persons import show_person
 
-    with _sessions(read_only=True) as runtime, runtime.sessions() as session:
-        model = chosen_model_row(runtime)
-        found = get_person(session, person)
-        record = person_record(found, indexed_face_counts(session, [found.id], model.id if model else None).get(found.id, 0))
-    render(record, as_json, title=record["external_id"])
+    record = show_person(get_settings(), person)
+    render(record.as_dict(), as_json, title=record.external_id)
 
 
 @app.command("update")
@@ -80,12 +59,10 @@ def update(
     as_json: bool = JSON,
 ) -> None:
     """Change a person's name or attributes."""
-    from identity.store.sql.db import transaction
-    from identity.store.sql.persons import person_record, update_person
+    from identity.services.persons import update_person
 
-    with _sessions() as runtime, transaction(runtime.sessions) as session:
-        record = person_record(update_person(session, person, name, parse_attrs(attr), unset or []))
-    render(record, as_json, title=record["external_id"])
+    record = update_person(get_settings(), person, name, parse_attrs(attr), unset or [])
+    render(record.as_dict(), as_json, title=record.external_id)
 
 
 @app.command("merge")

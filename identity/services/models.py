@@ -1,0 +1,87 @@
+"""A model pack's record as `identity models show` reports it: dimension, collection, threshold, origin."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from identity.config import Settings
+from identity.faces import FacePipeline, build_pipeline, load_local_pack, resolve
+from identity.services.active_model import choose_model, read_active, with_model
+from identity.services.init import record_model
+from identity.services.runtime import Runtime
+from identity.services.schema import open_at_head
+from identity.services.thresholds import resolve_threshold
+from identity.store.sql.models import Model
+from identity.store.sql.queries import find_model
+
+
+@dataclass(frozen=True)
+class LocalPackInfo:
+    """Where a local (fine-tuned) pack came from, as its manifest says."""
+
+    promoted: bool
+    base: str | None
+    folder: str
+    created_at: str | None
+    training: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model: str
+    store_active: bool  # the store's active model (the one searches use unless a setting pins another)
+    in_store: bool  # recorded in the store; a pack only looked at is not
+    dim: int
+    metric: str
+    collection: str | None
+    threshold: float
+    threshold_far: float | None
+    threshold_source: str
+    threshold_fpir: float | None
+    threshold_gallery_persons: int | None
+    calibrated_at: str | None
+    local_pack: LocalPackInfo | None = None  # built-in packs: None
+
+    def as_dict(self) -> dict[str, Any]:
+        info = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "local_pack"}
+        if self.local_pack is not None:
+            info.update(dataclasses.asdict(self.local_pack))  # flat, as the command has always printed it
+        return info
+
+
+def show_model(settings: Settings, model: str | None = None) -> ModelInfo:
+    """`model` a pack reference, else the model in use (whose record is created on first use, as init does)."""
+    with open_at_head(settings) as runtime:
+        choice = choose_model(settings.replace(model=model) if model else settings, read_active(runtime))
+        pipeline = build_pipeline(with_model(settings, choice))
+        record = _find(runtime, pipeline.model_id) if model else record_model(runtime, pipeline.model_id, pipeline.dim)
+    return _info(settings, pipeline, record, choice.store_active)
+
+
+def _find(runtime: Runtime, model_id: str) -> Model | None:
+    """Looking at a pack records nothing."""
+    with runtime.sessions() as session:
+        return find_model(session, model_id)
+
+
+def _info(settings: Settings, pipeline: FacePipeline, record: Model | None, store_active: str | None) -> ModelInfo:
+    threshold = resolve_threshold(record, pipeline)
+    return ModelInfo(
+        model=pipeline.model_id, store_active=pipeline.model_id == store_active,
+        in_store=record is not None, dim=record.dim if record else pipeline.dim,
+        metric=record.metric if record else "cosine", collection=record.collection if record else None,
+        threshold=threshold.value, threshold_far=threshold.far, threshold_source=threshold.source,
+        threshold_fpir=threshold.fpir, threshold_gallery_persons=threshold.gallery_persons,
+        calibrated_at=record.calibrated_at.isoformat() if record and record.calibrated_at else None,
+        local_pack=_local_pack(settings, pipeline.model_id),
+    )
+
+
+def _local_pack(settings: Settings, model_id: str) -> LocalPackInfo | None:
+    if resolve(model_id, settings.data_dir).info.promoted is None:  # a built-in pack
+        return None
+    pack = load_local_pack(settings.data_dir, model_id.partition("+")[0])
+    return LocalPackInfo(promoted=pack.promoted, base=pack.manifest.get("base"), folder=str(pack.path),
+                         created_at=pack.manifest.get("created_at"), training=pack.manifest.get("training"))

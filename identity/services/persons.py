@@ -1,0 +1,78 @@
+"""Person records (`identity person add/list/show/update`), for the CLI and the HTTP API alike.
+
+Merging and erasing people live in services.curation: they touch vectors too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from identity.config import Settings
+from identity.services.active_model import chosen_model_row
+from identity.services.runtime import Runtime
+from identity.services.schema import open_at_head
+from identity.store.sql import persons as person_rows
+from identity.store.sql.db import transaction
+from identity.store.sql.models import Person
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    id: str
+    external_id: str
+    display_name: str | None
+    attributes: dict[str, Any]
+    created_at: str | None
+    faces: int | None = None  # searchable faces under the model in use; None where not counted (update)
+
+    def as_dict(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        if self.faces is None:
+            del record["faces"]
+        return record
+
+
+def add_person(settings: Settings, external_id: str, display_name: str | None = None,
+               attributes: dict[str, Any] | None = None) -> PersonRecord:
+    """A new person (creating the store if needed); a new person has no faces yet."""
+    with open_at_head(settings) as runtime, transaction(runtime.sessions) as session:
+        return _record(person_rows.add_person(session, external_id, display_name, attributes), faces=0)
+
+
+def list_people(settings: Settings, query: str | None = None, limit: int = 100) -> list[PersonRecord]:
+    """People by external id, matching `query` in id, name or attributes; raises NoStore rather than create a store."""
+    with open_at_head(settings, must_exist=True) as runtime:
+        model_row_id = _model_row_id(runtime)
+        with runtime.sessions() as session:
+            people = person_rows.list_persons(session, query, limit)
+            counts = person_rows.indexed_face_counts(session, [p.id for p in people], model_row_id)
+            return [_record(p, counts.get(p.id, 0)) for p in people]
+
+
+def show_person(settings: Settings, ref: str) -> PersonRecord:
+    """One person by external id or uuid (NotFound otherwise); raises NoStore rather than create a store."""
+    with open_at_head(settings, must_exist=True) as runtime:
+        model_row_id = _model_row_id(runtime)
+        with runtime.sessions() as session:
+            person = person_rows.get_person(session, ref)
+            counts = person_rows.indexed_face_counts(session, [person.id], model_row_id)
+            return _record(person, counts.get(person.id, 0))
+
+
+def update_person(settings: Settings, ref: str, display_name: str | None = None,
+                  attributes: dict[str, Any] | None = None, remove: Sequence[str] = ()) -> PersonRecord:
+    """Set the name and/or attributes, then drop the `remove` keys; the record comes back without a face count."""
+    with open_at_head(settings) as runtime, transaction(runtime.sessions) as session:
+        return _record(person_rows.update_person(session, ref, display_name, attributes, remove))
+
+
+def _model_row_id(runtime: Runtime) -> int | None:
+    """Face counts are per model: a photo has a face row for every model it was indexed with."""
+    model = chosen_model_row(runtime)
+    return model.id if model else None
+
+
+def _record(person: Person, faces: int | None = None) -> PersonRecord:
+    return PersonRecord(**person_rows.person_record(person, faces))

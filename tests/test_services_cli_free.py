@@ -1,0 +1,169 @@
+"""The services behind the CLI's person, jobs, schema and model commands, called from Python as the
+HTTP API will call them; and the rule that the CLI reaches the store only through services."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from identity.config import Settings
+from identity.errors import IdentityError, NoStore, NotFound
+from identity.services.jobs import (CANCELLABLE_STATES, CancelReport, cancel_jobs, list_jobs, queue_enrollment,
+                                    retry_jobs)
+from identity.services.models import LocalPackInfo, show_model
+from identity.services.persons import add_person, list_people, show_person, update_person
+from identity.services.runtime import Runtime
+from identity.services.schema import init_store, versions
+from identity.store.sql import jobs as job_rows
+from identity.store.sql.db import transaction
+
+CLI_DIR = Path(__file__).resolve().parent.parent / "cli"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    url = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    return Settings(data_dir=tmp_path / "data", database_url=url, workers=1)
+
+
+# --- persons ----------------------------------------------------------------------------
+
+def test_person_services_add_list_show_update(settings: Settings) -> None:
+    added = add_person(settings, "p1", "P One", {"team": "a"})
+    assert list(added.as_dict()) == ["id", "external_id", "display_name", "attributes", "created_at", "faces"]
+    assert (added.external_id, added.display_name, added.attributes, added.faces) == ("p1", "P One", {"team": "a"}, 0)
+    assert add_person(settings, "p2").display_name is None
+    with pytest.raises(IdentityError, match="person 'p1' already exists"):
+        add_person(settings, "p1")
+
+    assert [(p.external_id, p.faces) for p in list_people(settings)] == [("p1", 0), ("p2", 0)]
+    assert [p.external_id for p in list_people(settings, query="one")] == ["p1"]
+    assert [p.external_id for p in list_people(settings, limit=1)] == ["p1"]
+    shown = show_person(settings, added.id)
+    assert shown == show_person(settings, "p1")
+    assert (shown.id, shown.display_name, shown.attributes, shown.faces) == (added.id, "P One", {"team": "a"}, 0)
+    with pytest.raises(NotFound, match="no person with external id or uuid 'nobody'"):
+        show_person(settings, "nobody")
+
+    updated = update_person(settings, "p1", "Uno", {"room": "3"}, remove=["team"])
+    assert (updated.display_name, updated.attributes, updated.faces) == ("Uno", {"room": "3"}, None)
+    assert "faces" not in updated.as_dict()  # an update counts no faces, as `person update --json` prints
+    assert show_person(settings, "p1").attributes == {"room": "3"}
+
+
+@pytest.mark.parametrize("read", [
+    lambda s: list_people(s), lambda s: show_person(s, "x"), lambda s: list_jobs(s), lambda s: retry_jobs(s),
+    lambda s: cancel_jobs(s, state="queued"),
+], ids=["list_people", "show_person", "list_jobs", "retry_jobs", "cancel_jobs"])
+def test_read_only_services_on_an_empty_data_dir_create_nothing(tmp_path: Path, read) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    with pytest.raises(NoStore, match=f"no identity store at {settings.data_dir}: run `identity init`"):
+        read(settings)
+    assert not settings.data_dir.exists()
+
+
+# --- jobs -------------------------------------------------------------------------------
+
+def test_job_services_list_retry_cancel(settings: Settings) -> None:
+    batch, queued = queue_enrollment(settings, [job_rows.JobSpec(f"/img/{i}.jpg", f"P{i}") for i in range(3)])
+    assert queued == 3
+    listed = list_jobs(settings)
+    assert [j.external_id for j in listed] == ["P2", "P1", "P0"]  # newest first
+    assert {(j.batch, j.status, j.attempts) for j in listed} == {(batch, "queued", 0)}
+    assert list(listed[0].as_dict()) == ["id", "batch", "status", "outcome", "reason", "source_path", "external_id",
+                                         "attempts", "lease_owner", "updated_at"]
+    ids = {j.external_id: j.id for j in listed}
+    assert [j.external_id for j in list_jobs(settings, batch=batch, limit=1)] == ["P2"]
+
+    _claim_one(settings, fail_with="empty file")  # P0: a worker fails it
+    [failed] = list_jobs(settings, state="failed")
+    assert (failed.external_id, failed.outcome, failed.reason) == ("P0", "failed", "empty file")
+    assert retry_jobs(settings) == 1 and len(list_jobs(settings, state="queued")) == 3
+
+    report = cancel_jobs(settings, [ids["P1"], 999])
+    assert report == CancelReport(cancelled=[ids["P1"]], running_left_alone=[], not_cancellable=[999])
+    assert report.as_dict() == {"cancelled": [ids["P1"]], "running_left_alone": [], "not_cancellable": [999]}
+    _claim_one(settings)  # P0 again: running under a live lease
+    assert cancel_jobs(settings, state="running").running_left_alone == [ids["P0"]]
+    assert cancel_jobs(settings, state="running", force=True).cancelled == [ids["P0"]]
+    assert retry_jobs(settings, failed_only=False) == 0  # cancelled jobs come back only when asked
+    assert retry_jobs(settings, cancelled=True, batch=batch) == 2
+    assert CANCELLABLE_STATES == ("queued", "running", "failed")
+
+
+def _claim_one(settings: Settings, fail_with: str | None = None) -> None:
+    """What a worker does to the oldest queued job: claim it, and fail it when `fail_with` is given."""
+    with Runtime.open(settings) as runtime, transaction(runtime.sessions) as session:
+        [job] = job_rows.claim(session, "w", 1, lease_seconds=600)
+        if fail_with:
+            job_rows.finish(session, job.id, "failed", fail_with)
+
+
+# --- schema and models ------------------------------------------------------------------
+
+def test_versions_on_a_fresh_and_an_initialised_store(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    fresh = versions(settings)
+    assert fresh.schema_database == f"no identity store at {settings.data_dir}: run `identity init` (or enroll)"
+    assert (fresh.store_active_model, fresh.model_source) == (None, "the default: the store has no active model yet")
+    assert not settings.data_dir.exists()  # asking created nothing
+
+    report = init_store(settings)
+    assert report.schema_after == fresh.schema_code
+    after = versions(settings)
+    assert (after.schema_database, after.model, after.store_active_model) == (
+        fresh.schema_code, report.model_id, report.model_id)
+    assert after.model_source == "the store's active model"
+    assert list(after.as_dict()) == ["identity", "schema_code", "schema_database", "model", "model_source",
+                                     "store_active_model"]
+
+
+def test_versions_of_an_unreachable_store_say_why() -> None:
+    down = versions(Settings(database_url="postgresql://postgres@127.0.0.1:1/identity"))
+    assert down.schema_database.startswith("unavailable: cannot reach database")
+    assert down.model_source == "the default; the unreadable store may name another"
+
+
+def test_show_model_records_the_model_in_use_not_one_only_looked_at(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    looked = show_model(settings, "dlib-resnet@2")
+    assert (looked.in_store, looked.collection, looked.dim, looked.local_pack) == (False, None, 128, None)
+    in_use = show_model(settings)
+    assert in_use.in_store and in_use.model == looked.model and in_use.collection
+    assert show_model(settings).store_active
+    shown = in_use.as_dict()
+    assert shown["threshold"] == in_use.threshold and "local_pack" not in shown and "promoted" not in shown
+
+
+def test_show_model_of_a_local_pack_adds_its_manifest(tmp_path: Path, save_stand_in) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    ref = save_stand_in(settings.data_dir, "team-ft", training={"epochs": 2})
+    info = show_model(settings, ref)
+    assert info.local_pack == LocalPackInfo(promoted=True, base="dlib-resnet@2",
+                                            folder=str(settings.data_dir / "models" / ref),
+                                            created_at=info.local_pack.created_at, training={"epochs": 2})
+    shown = info.as_dict()
+    assert list(shown)[-5:] == ["promoted", "base", "folder", "created_at", "training"]  # flat, after the record
+
+
+# --- layering ---------------------------------------------------------------------------
+
+def test_no_cli_module_imports_identity_store() -> None:
+    files = sorted(CLI_DIR.rglob("*.py"))
+    assert files, CLI_DIR
+    offenders = [f"{path.name}:{line}: {name}" for path in files for line, name in _imports(path)
+                 if name == "identity.store" or name.startswith("identity.store.")]
+    assert offenders == []
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """Every module (and `from X import name` as X.name) a file imports, wherever the import sits."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
