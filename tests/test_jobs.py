@@ -134,3 +134,18 @@ def test_cancelled_jobs_are_never_claimed_finished_over_or_retried_unless_asked(
         assert jobs.retry(s, failed_only=False) == 0
         assert jobs.retry(s, batch="b1", cancelled=True) == 2
         assert jobs.outcome_counts(s, "b1") == {"queued": 4}
+
+
+def test_release_refunds_the_attempt_a_stale_lease_release_keeps_it_and_neither_touches_finished_jobs(sessions) -> None:
+    _queue(sessions, 3)
+    with transaction(sessions) as s:
+        stopping, vanished, done = (j.id for j in jobs.claim(s, "w", 3, lease_seconds=60))
+        jobs.finish(s, done, "enrolled")
+    with transaction(sessions) as s:
+        jobs.release(s, [stopping, done])  # a worker stopping before it did the job
+        jobs.release_stale_leases(s, [vanished, done])  # doctor --repair: the worker vanished mid-job
+    with transaction(sessions) as s:
+        state = {j.id: (j.status, j.attempts, j.lease_owner, j.lease_expires_at) for j in jobs.list_jobs(s)}
+    assert state[stopping] == (JobStatus.queued, 0, None, None)
+    assert state[vanished] == (JobStatus.queued, 1, None, None)  # MAX_ATTEMPTS still counts it
+    assert state[done][:2] == (JobStatus.done, 1)

@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import inspect
-
 from identity.config import Settings
 from identity.faces import DEFAULT_MODEL, build_pack
 from identity.services.runtime import Runtime
 from identity.store.sql.db import parse_database_url
+from identity.store.sql.model_rows import records_active_model
 from identity.store.sql.models import Model
 from identity.store.sql.queries import active_model, find_model
 
@@ -46,8 +45,7 @@ def choose_model(settings: Settings, store_active: str | None) -> ModelChoice:
 
 def read_active(runtime: Runtime) -> str | None:
     """The store's active model id; None before the schema records one (new store, older schema)."""
-    inspector = inspect(runtime.engine)
-    if not inspector.has_table("models") or "activated_at" not in {c["name"] for c in inspector.get_columns("models")}:
+    if not records_active_model(runtime.engine):
         return None
     with runtime.sessions() as session:
         model = active_model(session)

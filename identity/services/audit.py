@@ -16,7 +16,6 @@ import uuid
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
 from identity.services.deployment import Deployment
 from identity.services.actor import resolve_actor
@@ -24,8 +23,11 @@ from identity.evaluation.decision import PERSONS_NEEDED, decision_score
 from identity.services.search import decision_threshold
 from identity.services.templates import template_of
 from identity.store.sql.db import transaction
-from identity.store.sql.models import AuditEvent, Face, FaceStatus, Image, Person, SearchEvent, SearchHit
-from identity.store.sql.persons import get_person, person_record
+from identity.store.sql.audit_events import record_audit_event
+from identity.store.sql.faces import faces_with_images
+from identity.store.sql.models import Face, FaceStatus, Image
+from identity.store.sql.persons import get_person, person_record, persons_by_id
+from identity.store.sql.searches import hits_of_person
 
 LOOKALIKES = 5
 
@@ -36,14 +38,8 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[st
         person = get_person(session, ref)
         record = person_record(person)
         # The active model's rows only: the same photos under a model kept for rollback are not more data.
-        faces = session.execute(
-            select(Face, Image).join(Image, Face.image_id == Image.id)
-            .where(Face.person_id == person.id, Face.model_id == dep.model.id).order_by(Face.created_at)
-        ).all()
-        searches = session.execute(
-            select(SearchHit, SearchEvent).join(SearchEvent, SearchHit.search_id == SearchEvent.id)
-            .where(SearchHit.person_id == person.id).order_by(SearchEvent.created_at.desc())
-        ).all()
+        faces = faces_with_images(session, person.id, dep.model.id)
+        searches = hits_of_person(session, person.id)
     face_rows = [_face_row(face, image) for face, image in faces]
     indexed = [uuid.UUID(f["face_id"]) for f in face_rows if f["status"] == FaceStatus.indexed.value]
     vectors = dep.index.vectors(indexed)
@@ -66,9 +62,8 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[st
         "outliers": [f["face_id"] for f in face_rows if f.get("outlier")],
     }
     with transaction(dep.runtime.sessions) as session:
-        session.add(AuditEvent(actor=resolve_actor(actor), action="audit", person_id=person.id,
-                               subject=person.external_id, details={"faces": len(face_rows),
-                                                                    "searches": len(searches)}))
+        record_audit_event(session, resolve_actor(actor), "audit", person_id=person.id, subject=person.external_id,
+                           details={"faces": len(face_rows), "searches": len(searches)})
     return report
 
 
@@ -111,7 +106,7 @@ def _lookalikes(dep: Deployment, person_id: uuid.UUID, vectors: dict[uuid.UUID, 
         return [], None
     ranked = hits[:LOOKALIKES]
     with dep.runtime.sessions() as session:
-        people = {p.id: p for p in session.scalars(select(Person).where(Person.id.in_([h.person_id for h in ranked])))}
+        people = persons_by_id(session, [h.person_id for h in ranked])
     lookalikes = [{"person": person_record(people[h.person_id]), "score": round(h.score, 4)}
                   for h in ranked if h.person_id in people]
     return lookalikes, decision_score([h.score for h in hits], rule)

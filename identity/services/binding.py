@@ -11,16 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
 from identity.config import Settings
 from identity.errors import ConfigError, StoreMismatch
 from identity.services.actor import resolve_actor
 from identity.services.runtime import Runtime
-from identity.store.sql.db import transaction
+from identity.store.sql.audit_events import record_audit_event
+from identity.store.sql.db import Session, transaction
 from identity.store.sql.deployment import bound_vector_store, deployment_record
-from identity.store.sql.models import AuditEvent, utcnow
+from identity.store.sql.errors import IntegrityError
+from identity.store.sql.models import utcnow
 from identity.store.vectors.store_ref import StoreRef, create_store_id, read_store_id, vector_store_ref
 
 REPAIR = "if the vectors really moved, run `identity init --rebind`, then `identity doctor --repair`"
@@ -55,8 +54,8 @@ def rebind_vector_store(runtime: Runtime, actor: str | None = None) -> str | Non
         if before == here.uri:
             return None
         record.vector_store, record.bound_at = here.uri, utcnow()
-        session.add(AuditEvent(actor=resolve_actor(actor), action="rebind_vector_store",
-                               details={"from": before, "to": here.uri}))
+        record_audit_event(session, resolve_actor(actor), "rebind_vector_store",
+                           details={"from": before, "to": here.uri})
     return before
 
 

@@ -18,18 +18,28 @@ of them, so no model keeps a face the user moved or erased.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Iterable, Sequence
-
-from sqlalchemy import Row, String, cast, or_, select, update
+from typing import Any, Callable, Iterable
 
 from identity.errors import IdentityError, NotFound
 from identity.services.actor import resolve_actor
 from identity.services.deployment import Deployment, ModelCollections, model_collections
 from identity.services.templates import refresh_templates
-from identity.store.sql.db import flush_deleted, transaction
+from identity.store.sql.audit_events import add_audit_details, latest_audit_event, record_audit_event
+from identity.store.sql.db import Session, flush_deleted, transaction
 from identity.store.sql.erasure import drop_unused_images, erase_person_rows, person_tokens
-from identity.store.sql.models import AuditEvent, Face, Job, Person, SearchHit
-from identity.store.sql.persons import find_person, get_person
+from identity.store.sql.faces import (
+    FaceKey,
+    delete_faces,
+    face_keys_of_person,
+    face_keys_of_photo,
+    get_face,
+    reassign_faces,
+    reassign_person_faces,
+)
+from identity.store.sql.jobs import delete_enrollment_jobs
+from identity.store.sql.models import Face
+from identity.store.sql.persons import delete_person_row, find_person, get_person, person_with_id
+from identity.store.sql.searches import move_search_hits
 from identity.store.vectors import VectorIndex
 
 
@@ -39,15 +49,15 @@ def merge_persons(dep: Deployment, keep_ref: str, absorb_ref: str, actor: str | 
         keep, absorb = get_person(session, keep_ref), get_person(session, absorb_ref)
         if keep.id == absorb.id:
             raise IdentityError(f"{keep_ref} and {absorb_ref} are the same person")
-        faces = _faces(session, Face.person_id == absorb.id)
-        session.execute(update(Face).where(Face.person_id == absorb.id).values(person_id=keep.id))
-        session.execute(update(SearchHit).where(SearchHit.person_id == absorb.id).values(person_id=keep.id))
+        faces = face_keys_of_person(session, absorb.id)
+        reassign_person_faces(session, absorb.id, keep.id)
+        move_search_hits(session, absorb.id, keep.id)
         keep.attributes = {**absorb.attributes, **keep.attributes}
         keep.display_name = keep.display_name or absorb.display_name
         summary = {"kept": keep.external_id, "merged": absorb.external_id, "faces_moved": _photos(faces)}
-        session.add(AuditEvent(actor=resolve_actor(actor), action="merge", person_id=keep.id,
-                               subject=keep.external_id, details={**summary, "merged_id": str(absorb.id)}))
-        session.delete(absorb)
+        record_audit_event(session, resolve_actor(actor), "merge", person_id=keep.id, subject=keep.external_id,
+                           details={**summary, "merged_id": str(absorb.id)})
+        delete_person_row(session, absorb)
         keep_id, absorb_id = keep.id, absorb.id
     _relabel(dep, _by_model(faces), keep_id, [keep_id, absorb_id])
     return summary
@@ -58,12 +68,12 @@ def move_face(dep: Deployment, face_ref: str, target_ref: str, actor: str | None
         face = _get_face(session, face_ref)
         target = get_person(session, target_ref)
         source_id = face.person_id  # read before the update below re-points the loaded row
-        source = session.get(Person, source_id)
+        source = person_with_id(session, source_id)
         siblings = _siblings(session, face)
-        session.execute(update(Face).where(Face.id.in_([row.id for row in siblings])).values(person_id=target.id))
+        reassign_faces(session, [row.id for row in siblings], target.id)
         summary = {"face_id": str(face.id), "from": source.external_id if source else None, "to": target.external_id}
-        session.add(AuditEvent(actor=resolve_actor(actor), action="move_face", person_id=target.id,
-                               subject=target.external_id, details=summary))
+        record_audit_event(session, resolve_actor(actor), "move_face", person_id=target.id,
+                           subject=target.external_id, details=summary)
     _relabel(dep, _by_model(siblings), target.id, [source_id, target.id])
     return summary
 
@@ -80,22 +90,21 @@ def _relabel(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid
 def delete_face(dep: Deployment, face_ref: str, actor: str | None = None) -> dict[str, Any]:
     """Erase one photo of a person: its face rows, vectors (purged), and the image if no other face is on it."""
     with transaction(dep.runtime.sessions) as session:
-        face = session.get(Face, _face_uuid(face_ref))
+        face = get_face(session, _face_uuid(face_ref))
         if face is None:
             gone = _face_already_deleted(session, face_ref)
             if gone is None:
                 raise NotFound(f"no face with id {face_ref!r}")
             return gone
         person_id = face.person_id
-        person = session.get(Person, person_id)
+        person = person_with_id(session, person_id)
         siblings = _siblings(session, face)
         summary: dict[str, Any] = {"face_id": str(face.id), "person": person.external_id if person else None}
-        session.add(AuditEvent(actor=resolve_actor(actor), action="delete_face", person_id=face.person_id,
-                               subject=str(face.id), details=dict(summary)))
-        session.query(Face).filter(Face.id.in_([row.id for row in siblings])).delete(synchronize_session=False)
+        record_audit_event(session, resolve_actor(actor), "delete_face", person_id=face.person_id,
+                           subject=str(face.id), details=dict(summary))
+        delete_faces(session, [row.id for row in siblings])
         if person is not None:  # the enrollment of this photo for this person goes with it
-            session.query(Job).filter(Job.image_id == face.image_id, Job.external_id == person.external_id) \
-                .delete(synchronize_session=False)
+            delete_enrollment_jobs(session, face.image_id, person.external_id)
         sql = {"faces": len(siblings), **drop_unused_images(session, {face.image_id})}
     vectors = _erase_vectors(dep, _by_model(siblings), person_id, lambda index, ids: index.delete(ids))
     sql["database"] = flush_deleted(dep.runtime.engine)
@@ -111,21 +120,17 @@ def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[s
             if gone is None:
                 raise NotFound(f"no person with external id or uuid {ref!r}")
             return gone
-        faces = _faces(session, Face.person_id == person.id)
+        faces = face_keys_of_person(session, person.id)
         person_id, external_id = person.id, person.external_id
         subject, token = person_tokens(session, external_id, person_id)
         sql = erase_person_rows(session, person)
-        event = AuditEvent(actor=resolve_actor(actor), action="delete_person", subject=subject,
-                           details={"person": token, "faces_erased": _photos(faces), "sql": sql})
-        session.add(event)
-        session.flush()
-        event_id = event.id
+        event_id = record_audit_event(session, resolve_actor(actor), "delete_person", subject=subject,
+                                      details={"person": token, "faces_erased": _photos(faces), "sql": sql})
     # The active collection always, in case a vector outlived its row; every other model holding the person too.
     vectors = _erase_vectors(dep, {dep.model.id: [], **_by_model(faces)}, person_id,
                              lambda index, _ids: index.delete_person(person_id))
     with transaction(dep.runtime.sessions) as session:  # the event says the vectors are gone too
-        event = session.get(AuditEvent, event_id)
-        event.details = {**event.details, "vectors": vectors}
+        add_audit_details(session, event_id, {"vectors": vectors})
     sql["database"] = flush_deleted(dep.runtime.engine)
     return {"deleted": external_id, "person_id": str(person_id), "faces_erased": _photos(faces),
             "removed": {"sql": sql, "vectors": vectors}}
@@ -150,58 +155,44 @@ def _refresh(dep: Deployment, model_row_id: int, store: ModelCollections, person
     refresh_templates(dep.runtime.sessions, store.faces, store.templates, model_row_id, persons)
 
 
-def _faces(session: Any, condition: Any) -> Sequence[Row[Any]]:
-    return session.execute(select(Face.id, Face.model_id, Face.image_id).where(condition)).all()
-
-
-def _siblings(session: Any, face: Face) -> Sequence[Row[Any]]:
+def _siblings(session: Session, face: Face) -> list[FaceKey]:
     """The face and its rows under other models: the same photo of the same person."""
-    return _faces(session, (Face.image_id == face.image_id) & (Face.person_id == face.person_id))
+    return face_keys_of_photo(session, face.image_id, face.person_id)
 
 
-def _by_model(faces: Iterable[Row[Any]]) -> dict[int, list[uuid.UUID]]:
+def _by_model(faces: Iterable[FaceKey]) -> dict[int, list[uuid.UUID]]:
     grouped: dict[int, list[uuid.UUID]] = {}
     for row in faces:
         grouped.setdefault(row.model_id, []).append(row.id)
     return grouped
 
 
-def _photos(faces: Iterable[Row[Any]]) -> int:
+def _photos(faces: Iterable[FaceKey]) -> int:
     """How many photos the rows stand for (a photo has a row per model it was indexed with)."""
     return len({row.image_id for row in faces})
 
 
-def _person_already_erased(session: Any, ref: str) -> dict[str, Any] | None:
+def _person_already_erased(session: Session, ref: str) -> dict[str, Any] | None:
     """Erasing twice is harmless: the second call finds the first one's event by the keyed token of `ref`."""
-    by_external_id, _ = person_tokens(session, ref, None)
-    # subject == ref: events written before erasure kept tokens instead of ids
-    found = [AuditEvent.subject == by_external_id, AuditEvent.subject == ref]
     parsed = _maybe_uuid(ref)
-    if parsed is not None:
-        _, by_id = person_tokens(session, ref, parsed)
-        found += [cast(AuditEvent.details, String).contains(by_id), AuditEvent.person_id == parsed]
-    event = session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "delete_person", or_(*found))
-        .order_by(AuditEvent.created_at.desc()).limit(1)
-    ).first()
+    by_external_id, by_id = person_tokens(session, ref, parsed)  # by_id: None when ref is no uuid
+    # subject == ref: events written before erasure kept tokens instead of ids
+    event = latest_audit_event(session, "delete_person", [by_external_id, ref], person_id=parsed, mentioning=by_id)
     if event is None:
         return None
     return {"already_deleted": True, "deleted_at": event.created_at.isoformat(), "by": event.actor}
 
 
-def _face_already_deleted(session: Any, ref: str) -> dict[str, Any] | None:
+def _face_already_deleted(session: Session, ref: str) -> dict[str, Any] | None:
     """Deleting a face twice is harmless: the second call reports the first deletion."""
-    event = session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "delete_face", AuditEvent.subject == ref)
-        .order_by(AuditEvent.created_at.desc()).limit(1)
-    ).first()
+    event = latest_audit_event(session, "delete_face", [ref])
     if event is None:
         return None
     return {"already_deleted": True, "face_id": ref, "deleted_at": event.created_at.isoformat(), "by": event.actor}
 
 
-def _get_face(session: Any, ref: str) -> Face:
-    face = session.get(Face, _face_uuid(ref))
+def _get_face(session: Session, ref: str) -> Face:
+    face = get_face(session, _face_uuid(ref))
     if face is None:
         raise NotFound(f"no face with id {ref!r}")
     return face

@@ -7,8 +7,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator, cast
 
-from sqlalchemy import select
-
 from identity.config import Settings
 from identity.faces import FacePipeline, build_pipeline
 from identity.services.active_model import ModelChoice, choose_model, read_active, with_model
@@ -17,6 +15,7 @@ from identity.services.init import record_model
 from identity.services.runtime import Runtime
 from identity.store.sql.migrate import upgrade
 from identity.services.templates import refresh_templates
+from identity.store.sql.model_rows import models_with_row_ids
 from identity.store.sql.models import Model
 from identity.store.sql.persons import indexed_face_ids
 from identity.store.sql.queries import count_gallery_persons
@@ -108,7 +107,7 @@ def model_indexes(dep: Deployment, model_row_ids: Iterable[int]) -> Iterator[dic
     """
     wanted = set(model_row_ids)
     with dep.runtime.sessions() as session:
-        models = list(session.scalars(select(Model).where(Model.id.in_(wanted - {dep.model.id}))))
+        models = models_with_row_ids(session, wanted - {dep.model.id})
     with ExitStack() as stack:
         indexes: dict[int, VectorIndex] = {dep.model.id: dep.index} if dep.model.id in wanted else {}
         for model in models:

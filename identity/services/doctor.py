@@ -24,16 +24,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
-
 from identity.services.consistency import inconsistent_persons
 from identity.services.deployment import Deployment, ModelCollections, model_collections
 from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
 from identity.services.templates import TemplateCheck, check_templates, refresh_templates, repair_templates
 from identity.store.sql import jobs
-from identity.store.sql.db import transaction
-from identity.store.sql.models import Face, FaceStatus, Image, Job, JobStatus, Model, Person, naive_utc, utcnow
+from identity.store.sql.db import Session, transaction
+from identity.store.sql.faces import delete_faces, enrollment_sources, face_states, mark_faces_indexed
+from identity.store.sql.model_rows import list_models, other_models_with_faces
+from identity.store.sql.models import FaceStatus, naive_utc, utcnow
 from identity.store.vectors import VectorIndex
 
 STUCK_LEASES = 10  # a job queued or running this many lease periods, in a queue that does not move, is stuck
@@ -98,8 +97,7 @@ def diagnose(dep: Deployment) -> DoctorReport:
         report.stale_leases = [j.id for j in jobs.stale_leases(session)]
         for job in jobs.stuck(session, dep.settings.enroll.lease_seconds, STUCK_LEASES):
             report.stuck_jobs.setdefault(job.status.value, []).append(job.id)
-        others = list(session.scalars(select(Model).where(
-            Model.id.in_(select(Face.model_id).distinct()), Model.id != dep.model.id).order_by(Model.id)))
+        others = other_models_with_faces(session, dep.model.id)
     with model_collections(dep, [m.id for m in others]) as stores:
         for model in others:
             report.other_models[model.model_id] = _check(dep, model.id, stores[model.id])
@@ -115,8 +113,7 @@ def _check(dep: Deployment, model_row_id: int, store: ModelCollections) -> Docto
     # embedded store is locked by this process, so there no writer can be mid-chunk.
     recent = utcnow() - timedelta(seconds=dep.settings.enroll.lease_seconds)
     with dep.runtime.sessions() as session:
-        rows = session.execute(select(Face.id, Face.person_id, Face.status, Face.updated_at)
-                               .where(Face.model_id == model_row_id)).all()
+        rows = face_states(session, model_row_id)
     live = set()
     for face_id, person_id, status, updated in rows:
         if status == FaceStatus.rejected:
@@ -147,18 +144,13 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorRep
     with transaction(dep.runtime.sessions) as session:
         _repair_vectors(session, dep.index, report)
         if report.stale_leases:
-            session.execute(update(Job).where(Job.id.in_(report.stale_leases)).values(
-                status=JobStatus.queued, lease_owner=None, lease_expires_at=None, updated_at=utcnow()))
+            jobs.release_stale_leases(session, report.stale_leases)
             report.repaired["leases_released"] = len(report.stale_leases)
         redo = [uuid.UUID(v) for v in report.missing_vectors + report.pending_without_vector]
         specs = []
         if redo:
-            rows = session.execute(
-                select(Face.id, Image.source_path, Person.external_id)
-                .join(Image, Face.image_id == Image.id).join(Person, Face.person_id == Person.id)
-                .where(Face.id.in_(redo))).all()
-            specs = [jobs.JobSpec(path, external_id) for _, path, external_id in rows]
-            session.query(Face).filter(Face.id.in_(redo)).delete(synchronize_session=False)
+            specs = [jobs.JobSpec(path, external_id) for path, external_id in enrollment_sources(session, redo)]
+            delete_faces(session, redo)
     if specs:
         batch, _ = queue_jobs(dep.runtime, specs)
         writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
@@ -171,7 +163,7 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorRep
 
 def _repair_others(dep: Deployment, report: DoctorReport) -> None:
     with dep.runtime.sessions() as session:
-        by_id = {model.model_id: model.id for model in session.scalars(select(Model))}
+        by_id = {model.model_id: model.id for model in list_models(session)}
     with model_collections(dep, [by_id[m] for m in report.other_models]) as stores:
         for model_id, other in report.other_models.items():
             store = stores[by_id[model_id]]
@@ -179,7 +171,7 @@ def _repair_others(dep: Deployment, report: DoctorReport) -> None:
                 _repair_vectors(session, store.faces, other)
                 lost = [uuid.UUID(v) for v in other.missing_vectors + other.pending_without_vector]
                 if lost:
-                    session.query(Face).filter(Face.id.in_(lost)).delete(synchronize_session=False)
+                    delete_faces(session, lost)
                     other.repaired["faces_dropped"] = len(lost)
             _repair_templates(dep, by_id[model_id], store, other)
             for key, count in other.repaired.items():
@@ -214,5 +206,5 @@ def _repair_vectors(session: Session, index: VectorIndex, report: DoctorReport) 
         report.repaired["faces_relabelled"] = len(report.wrong_person)
     if report.pending_with_vector:
         ids = [uuid.UUID(v) for v in report.pending_with_vector]
-        session.execute(update(Face).where(Face.id.in_(ids)).values(status=FaceStatus.indexed, updated_at=utcnow()))
+        mark_faces_indexed(session, ids)
         report.repaired["pending_marked_indexed"] = len(ids)

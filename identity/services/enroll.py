@@ -31,9 +31,6 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
-from sqlalchemy.orm import Session
 
 from identity.errors import ConfigError, IdentityError, ImageError, ModelError, StoreUnavailable
 from identity.evaluation.protocol import subject_face
@@ -43,9 +40,12 @@ from identity.services.enroll_inputs import InputRow
 from identity.services.runtime import Runtime
 from identity.services.templates import refresh_templates
 from identity.store.sql import jobs
-from identity.store.sql.db import transaction
-from identity.store.sql.models import Face, FaceStatus, Image, Job, Person, naive_utc, utcnow
-from identity.store.sql.persons import get_or_create_person
+from identity.store.sql.db import Session, transaction
+from identity.store.sql.errors import DataError, IntegrityError, database_refusal
+from identity.store.sql.faces import add_faces, delete_faces, faces_of_images, mark_faces_indexed
+from identity.store.sql.images import add_image, image_with_sha256, images_with_sha256
+from identity.store.sql.models import Face, FaceStatus, Image, Job, naive_utc, utcnow
+from identity.store.sql.persons import get_or_create_person, person_by_external_id, person_with_id
 from identity.store.vectors import VectorIndex, VectorPoint
 
 Outcome = ImageFaces | ImageError
@@ -156,7 +156,7 @@ def index_pending(runtime: Runtime, index: VectorIndex, to_index: Sequence[tuple
     if to_index:
         index.upsert([_point(face, vector) for face, vector in to_index])
     with transaction(runtime.sessions) as session:
-        _mark_indexed(session, [face.id for face, _ in to_index])
+        mark_faces_indexed(session, [face.id for face, _ in to_index])
         then(session)
 
 
@@ -187,9 +187,8 @@ def _job_fault(exc: BaseException) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        return f"the database refused it: {str(exc.orig).strip().splitlines()[0]}"
-    return str(exc)
+    refused = database_refusal(exc)
+    return str(exc) if refused is None else f"the database refused it: {refused}"
 
 
 T = TypeVar("T")
@@ -321,14 +320,14 @@ class EnrollmentWriter:
                     jobs.finish(session, result.job_id, "failed", result.reason, result.image_id)
                 else:
                     try:
-                        _mark_indexed(session, face_ids)
+                        mark_faces_indexed(session, face_ids)
                         jobs.finish(session, result.job_id, result.outcome, result.reason, result.image_id)
                     except Exception as exc:
                         if _job_fault(exc):
                             raise _JobFailed(result.job_id, f"could not record the result: {_reason(exc)}") from exc
                         raise
                 if _undone(result) and face_ids:
-                    session.execute(delete(Face).where(Face.id.in_(face_ids)))
+                    delete_faces(session, face_ids)
                 results.append(result)
         return results
 
@@ -356,7 +355,7 @@ class EnrollmentWriter:
     def _settle(self, chunk: Sequence[Job], digests: dict[int, str], failures: dict[int, str]) -> list[JobResult]:
         results: list[JobResult] = []
         with transaction(self.runtime.sessions) as session:
-            images = {i.sha256: i for i in session.scalars(select(Image).where(Image.sha256.in_(set(digests.values()))))}
+            images = images_with_sha256(session, digests.values())
             for job in chunk:
                 if job.id in failures:
                     results.append(_failed(job, failures[job.id]))
@@ -365,7 +364,7 @@ class EnrollmentWriter:
                 if image is None:
                     continue
                 try:
-                    person = session.scalars(select(Person).where(Person.external_id == job.external_id)).one_or_none()
+                    person = person_by_external_id(session, job.external_id)
                     settled = self._settled(session, image, person.id if person else None, job.external_id, set())
                 except Exception as exc:
                     if _job_fault(exc):
@@ -379,7 +378,7 @@ class EnrollmentWriter:
         return results
 
     def _held(self, session: Session, image: Image) -> list[Face]:
-        return list(session.scalars(select(Face).where(Face.image_id == image.id, Face.model_id == self.model_row_id)))
+        return faces_of_images(session, self.model_row_id, [image.id])
 
     def _settled(self, session: Session, image: Image, person_id: uuid.UUID | None, external_id: str,
                  this_chunk: set[uuid.UUID]) -> tuple[str, str] | None:
@@ -393,7 +392,7 @@ class EnrollmentWriter:
             return "duplicate", f"same image already {state} for {external_id}"
         others = [f for f in held if f.status != FaceStatus.rejected]
         if others:
-            owner = session.get(Person, others[0].person_id)
+            owner = person_with_id(session, others[0].person_id)
             return "conflict", f"same image is enrolled for {owner.external_id if owner else 'another person'}"
         earlier = jobs.earlier_rejection(session, image.id, external_id)
         if earlier is not None:
@@ -411,7 +410,7 @@ class EnrollmentWriter:
         if isinstance(outcome, ImageError):
             return result("failed", outcome.reason)
         person, _ = get_or_create_person(session, job.external_id, job.display_name, job.attributes)
-        image = session.scalars(select(Image).where(Image.sha256 == outcome.sha256)).one_or_none()
+        image = image_with_sha256(session, outcome.sha256)
         if image is not None:
             this_chunk = {f.id for f, _ in to_index}
             settled = self._settled(session, image, person.id, job.external_id, this_chunk)
@@ -426,16 +425,13 @@ class EnrollmentWriter:
                 to_index.extend(redone)  # finish what a crashed run began
                 return result("enrolled", "completed an interrupted enrollment")
         else:
-            image = Image(sha256=outcome.sha256, source_path=job.source_path, size_bytes=_size(job.source_path),
-                          width=outcome.width, height=outcome.height)
-            session.add(image)
-            session.flush()
+            image = add_image(session, outcome.sha256, job.source_path, _size(job.source_path),
+                              outcome.width, outcome.height)
         faces, reason = choose_faces(outcome, self.subject, self.dominance)
         if not faces:
             return result("rejected", reason)
         rows = [face_row(face, person.id, image.id, self.model_row_id) for face in faces]
-        session.add_all(rows)
-        session.flush()
+        add_faces(session, rows)
         passed = [(row, face.embedding) for row, face in zip(rows, faces) if face.quality.ok]
         if not passed:
             return result("rejected", rows[0].rejection)
@@ -568,12 +564,6 @@ def file_digest(path: str) -> str:
 
 def _point(face: Face, vector: np.ndarray) -> VectorPoint:
     return VectorPoint(face.id, face.person_id, vector)
-
-
-def _mark_indexed(session: Session, face_ids: Sequence[uuid.UUID]) -> None:
-    if face_ids:
-        session.execute(update(Face).where(Face.id.in_(face_ids))
-                        .values(status=FaceStatus.indexed, updated_at=utcnow()))
 
 
 def _found(outcome: Outcome) -> int:

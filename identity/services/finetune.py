@@ -17,15 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from identity.config import Settings
 from identity.faces import build_pipeline
 from identity.faces.local_packs import save_local_pack
 from identity.faces.packs import ModelPack
 from identity.services.active_model import resolve_model, with_model
 from identity.services.deployment import open_deployment
-from identity.store.sql.models import Face, FaceStatus, Image, Person
+from identity.store.sql.faces import indexed_face_sources
 from identity.train.backbones import Backbone
 from identity.train.data import ChipSet, FaceRef, collect_chips, folder_faces, require_enough
 from identity.train.finetune import Stage, TrainOptions, TrainResult, train
@@ -100,12 +98,7 @@ def _chips(settings: Settings, request: FinetuneRequest, stage: Stage) -> ChipSe
 def enrolled_faces(settings: Settings) -> list[FaceRef]:
     """(source path, person external id, stored box) of every indexed face of the active model."""
     with open_deployment(settings) as dep, dep.runtime.sessions() as session:
-        rows = session.execute(
-            select(Image.source_path, Person.external_id, Face.bbox)
-            .join(Face, Face.image_id == Image.id).join(Person, Person.id == Face.person_id)
-            .where(Face.model_id == dep.model.id, Face.status == FaceStatus.indexed)
-            .order_by(Person.external_id, Image.source_path)
-        ).all()
+        rows = indexed_face_sources(session, dep.model.id)
     return [(path, person, tuple(float(v) for v in bbox)) for path, person, bbox in rows]
 
 

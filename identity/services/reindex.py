@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import select
 
 from identity.config import Settings
 from identity.errors import IdentityError, ImageError
@@ -39,9 +38,12 @@ from identity.services.binding import bind_vector_store
 from identity.services.enroll import face_row, index_pending
 from identity.services.runtime import Runtime
 from identity.services.templates import check_templates, repair_templates
+from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import transaction
+from identity.store.sql.faces import add_faces, faces_of_images, indexed_faces_with_photos, settled_photo_persons
 from identity.store.sql.migrate import upgrade
-from identity.store.sql.models import AuditEvent, Face, FaceStatus, Image, Model
+from identity.store.sql.model_rows import get_model, list_models
+from identity.store.sql.models import Face, FaceStatus
 from identity.store.sql.queries import activate_model, ensure_model, find_model, indexed_faces_by_model
 from identity.store.vectors import FaceIndex, VectorIndex, open_vector_index
 
@@ -137,7 +139,7 @@ def reindex(settings: Settings, target: str, workers: int = 0, force: bool = Fal
         if force or not summary.failed:
             _switch(runtime, target_row, summary, actor)
         with runtime.sessions() as session:
-            names = {m.id: m.model_id for m in session.scalars(select(Model))}
+            names = {m.id: m.model_id for m in list_models(session)}
             summary.indexed = {names[k]: n for k, n in indexed_faces_by_model(session).items()
                                if names[k] in (summary.model_before, summary.model_after)}
     summary.seconds = time.perf_counter() - started
@@ -183,13 +185,8 @@ def _plan(runtime: Runtime, source: int, target: int,
           attempted: set[tuple[uuid.UUID, uuid.UUID]]) -> tuple[list[_Photo], int]:
     """The photos whose faces the target model still lacks, and how many faces it already holds."""
     with runtime.sessions() as session:
-        rows = session.execute(
-            select(Face.id, Face.person_id, Face.bbox, Image.id, Image.source_path, Image.sha256)
-            .join(Image, Face.image_id == Image.id)
-            .where(Face.model_id == source, Face.status == FaceStatus.indexed).order_by(Image.source_path, Face.id)
-        ).all()
-        finished = {(image_id, person_id) for image_id, person_id in session.execute(
-            select(Face.image_id, Face.person_id).where(Face.model_id == target, Face.status != FaceStatus.pending))}
+        rows = indexed_faces_with_photos(session, source)
+        finished = settled_photo_persons(session, target)
     photos: dict[uuid.UUID, _Photo] = {}
     done = 0
     for face_id, person_id, bbox, image_id, path, sha256 in rows:
@@ -231,8 +228,7 @@ def _write(runtime: Runtime, index: VectorIndex, target: int, items: Sequence[tu
     to_index: list[tuple[Face, np.ndarray]] = []
     with transaction(runtime.sessions) as session:
         # Read again inside the write: another run may have stored some of these faces since the plan.
-        held = {(f.image_id, f.person_id): f for f in session.scalars(select(Face).where(
-            Face.model_id == target, Face.image_id.in_([photo.image_id for photo, _ in items])))}
+        held = {(f.image_id, f.person_id): f for f in faces_of_images(session, target, [p.image_id for p, _ in items])}
         for photo, found in items:
             for old in photo.faces:
                 existing = held.get((photo.image_id, old.person_id))
@@ -247,8 +243,7 @@ def _write(runtime: Runtime, index: VectorIndex, target: int, items: Sequence[tu
                 row = existing  # a stopped run's pending row is completed under its own id
                 if row is None:
                     row = face_row(face, old.person_id, photo.image_id, target)
-                    session.add(row)
-                    session.flush()
+                    add_faces(session, [row])
                 if row.status == FaceStatus.rejected:
                     outcomes.append(FaceOutcome(str(old.id), photo.path, "rejected", row.rejection))
                     continue
@@ -275,13 +270,13 @@ def _best_match(faces: Sequence[DetectedFace], bbox: Sequence[float]) -> Detecte
 def _switch(runtime: Runtime, target: int, summary: ReindexSummary, actor: str | None) -> None:
     """The atomic switch: the active pointer and its audit event in one transaction."""
     with transaction(runtime.sessions) as session:
-        model = session.get(Model, target)
+        model = get_model(session, target)
         previous = activate_model(session, model)
-        session.add(AuditEvent(
-            actor=resolve_actor(actor), action="switch_model", subject=model.model_id,
+        record_audit_event(
+            session, resolve_actor(actor), "switch_model", subject=model.model_id,
             details={"from": previous.model_id if previous else None, "to": model.model_id, "faces": summary.faces,
                      "reindexed": summary.reindexed, "rejected": summary.rejected,
                      "skipped_already_done": summary.skipped_already_done, "failed": len(summary.failed),
                      "forced": bool(summary.failed)},
-        ))
+        )
     summary.switched = True

@@ -9,12 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
 from identity.config import Settings, mask_url
 from identity.errors import ConfigError, NoStore
-from identity.store.sql.db import check_connection, make_engine, parse_database_url, session_factory
+from identity.store.sql.db import (
+    Engine,
+    SessionFactory,
+    check_connection,
+    make_engine,
+    parse_database_url,
+    session_factory,
+)
 from identity.store.sql.migrate import current_revision
 
 
@@ -22,7 +26,7 @@ from identity.store.sql.migrate import current_revision
 class Runtime:
     settings: Settings
     engine: Engine
-    sessions: sessionmaker[Session]
+    sessions: SessionFactory
 
     @classmethod
     def open(cls, settings: Settings, must_exist: bool = False) -> "Runtime":

@@ -14,8 +14,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from sqlalchemy import select
-
 from identity.errors import InvalidArgument, NoFaceFound
 from identity.evaluation.decision import (
     MIN_COHORT,
@@ -30,8 +28,9 @@ from identity.services.actor import resolve_actor
 from identity.services.deployment import Deployment
 from identity.services.thresholds import Threshold, pack_threshold, resolve_threshold
 from identity.store.sql.db import transaction
-from identity.store.sql.models import Person, SearchEvent, SearchHit
-from identity.store.sql.persons import person_record, persons_with_attributes
+from identity.store.sql.models import SearchEvent, SearchHit
+from identity.store.sql.persons import person_record, persons_by_id, persons_with_attributes
+from identity.store.sql.searches import record_search
 
 FACES_PER_PERSON = 5  # how many of a person's faces are counted among the hits
 
@@ -148,7 +147,7 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
     ranked = [dep.templates.search(face.embedding, wanted, allowed) if allowed != [] else [] for _, face in faces]
     shown = {hit.person_id for hits in ranked for hit in hits[:options.top_k]}
     with dep.runtime.sessions() as session:
-        people = {p.id: p for p in session.scalars(select(Person).where(Person.id.in_(shown)))} if shown else {}
+        people = persons_by_id(session, shown)
     matches = []
     for (index, face), hits in zip(faces, ranked):
         # A template whose person was erased a moment ago has no row: it is never shown.
@@ -227,14 +226,12 @@ def _log(dep: Deployment, found: ImageFaces, options: SearchOptions, threshold: 
                         "decision_rule": threshold.rule},
             face_count=len(matches),
         )
-        session.add(event)
-        session.flush()
-        session.add_all(
+        hits = (
             # The face's decision names its first candidate; the others were only ranked.
-            SearchHit(search_id=event.id, face_index=m.face_index, face_bbox=m.bbox, rank=c.rank,
+            SearchHit(face_index=m.face_index, face_bbox=m.bbox, rank=c.rank,
                       person_id=uuid.UUID(c.person["id"]), score=c.score,
                       decision=m.decision if c.rank == 1 else "unknown", matched_faces=c.matched_faces)
             for m in matches for c in m.candidates
         )
-        return str(event.id)
+        return str(record_search(session, event, hits))
 

@@ -5,27 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from identity.services.runtime import Runtime
-from identity.store.sql.models import SearchEvent, SearchHit
+from identity.store.sql.models import SearchHit
 from identity.store.sql.persons import get_person
+from identity.store.sql.searches import recent_searches, top_hits
 
 
 def list_searches(runtime: Runtime, person_ref: str | None = None, since: datetime | None = None,
                   limit: int = 100) -> list[dict[str, Any]]:
     with runtime.sessions() as session:
-        stmt = select(SearchEvent).order_by(SearchEvent.created_at.desc()).limit(limit)
-        if person_ref:
-            person = get_person(session, person_ref)
-            stmt = stmt.where(SearchEvent.id.in_(select(SearchHit.search_id).where(SearchHit.person_id == person.id)))
-        if since:
-            stmt = stmt.where(SearchEvent.created_at >= since)
-        events = list(session.scalars(stmt))
+        person_id = get_person(session, person_ref).id if person_ref else None
+        events = recent_searches(session, person_id, since, limit)
         best = {}
         if events:
-            for hit in session.scalars(select(SearchHit).where(
-                    SearchHit.search_id.in_([e.id for e in events]), SearchHit.rank == 1)):
+            for hit in top_hits(session, [e.id for e in events]):
                 if hit.search_id not in best or _score(hit) > _score(best[hit.search_id]):
                     best[hit.search_id] = hit
     return [

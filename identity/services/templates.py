@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy.orm import Session, sessionmaker
 
+from identity.store.sql.db import SessionFactory
 from identity.store.sql.persons import indexed_face_ids
 from identity.store.vectors import VectorIndex, VectorPoint
 
@@ -33,7 +33,7 @@ def template_of(vectors: Sequence[np.ndarray]) -> np.ndarray:
     return (mean / np.linalg.norm(mean)).astype(np.float32)
 
 
-def expected_templates(sessions: sessionmaker[Session], faces: VectorIndex, model_row_id: int,
+def expected_templates(sessions: SessionFactory, faces: VectorIndex, model_row_id: int,
                        person_ids: Sequence[uuid.UUID] | None) -> dict[uuid.UUID, np.ndarray]:
     """What the templates of these persons (None: everyone) should be, from SQL and the face vectors.
 
@@ -53,7 +53,7 @@ def expected_templates(sessions: sessionmaker[Session], faces: VectorIndex, mode
     return expected
 
 
-def refresh_templates(sessions: sessionmaker[Session], faces: VectorIndex, templates: VectorIndex,
+def refresh_templates(sessions: SessionFactory, faces: VectorIndex, templates: VectorIndex,
                       model_row_id: int, person_ids: Iterable[uuid.UUID]) -> int:
     """Rewrite the templates of these persons from their indexed faces (deleting those left with none).
 
@@ -84,7 +84,7 @@ class TemplateCheck:
         return self.missing + self.stale + self.orphaned
 
 
-def check_templates(sessions: sessionmaker[Session], faces: VectorIndex, templates: VectorIndex,
+def check_templates(sessions: SessionFactory, faces: VectorIndex, templates: VectorIndex,
                     model_row_id: int) -> TemplateCheck:
     """Every template against its recomputation from the person's indexed faces."""
     expected = expected_templates(sessions, faces, model_row_id, None)
@@ -99,7 +99,7 @@ def check_templates(sessions: sessionmaker[Session], faces: VectorIndex, templat
     return check
 
 
-def repair_templates(sessions: sessionmaker[Session], faces: VectorIndex, templates: VectorIndex,
+def repair_templates(sessions: SessionFactory, faces: VectorIndex, templates: VectorIndex,
                      model_row_id: int, check: TemplateCheck) -> int:
     """Rewrite what check_templates found; returns the persons fixed."""
     refresh_templates(sessions, faces, templates, model_row_id, check.persons())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TypeAlias
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
@@ -18,6 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from identity.config import mask_url
 from identity.errors import ConfigError, StoreUnavailable
+
+# Services type their hints with Engine, Session and SessionFactory from here: the services package
+# imports no sqlalchemy itself (tests/test_layers.py).
+SessionFactory: TypeAlias = sessionmaker[Session]
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 POSTGRES_ALIAS = "postgres"  # what Heroku, libpq docs and many tools write; SQLAlchemy 2 refuses it

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from identity.store.sql.models import Job, JobStatus, naive_utc, utcnow
@@ -122,9 +122,7 @@ def finish(session: Session, job_id: int, outcome: str, reason: str | None = Non
 
 def release(session: Session, job_ids: Sequence[int]) -> None:
     """Give claimed jobs back to the queue (their worker is stopping without doing them)."""
-    session.execute(update(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.running).values(
-        status=JobStatus.queued, lease_owner=None, lease_expires_at=None, attempts=Job.attempts - 1,
-        updated_at=utcnow()))
+    _requeue(session, job_ids, refund_attempt=True)
 
 
 def earlier_rejection(session: Session, image_id: uuid.UUID, external_id: str) -> str | None:
@@ -279,3 +277,24 @@ def job_record(job: Job) -> dict[str, Any]:
         "attempts": job.attempts, "lease_owner": job.lease_owner,
         "updated_at": job.updated_at.isoformat() if job.updated_at else None,
     }
+
+
+def release_stale_leases(session: Session, job_ids: Sequence[int]) -> None:
+    """Queue again jobs whose lease ran out (doctor --repair). The attempt their vanished worker made stays
+    counted, as in expire_dead_leases, so MAX_ATTEMPTS still fails a job that keeps killing its workers."""
+    _requeue(session, job_ids, refund_attempt=False)
+
+
+def _requeue(session: Session, job_ids: Sequence[int], refund_attempt: bool) -> None:
+    """Running jobs back to the queue with no lease; `refund_attempt`: their claim does not count as an attempt."""
+    values: dict[str, Any] = {"status": JobStatus.queued, "lease_owner": None, "lease_expires_at": None,
+                              "updated_at": utcnow()}
+    if refund_attempt:
+        values["attempts"] = Job.attempts - 1
+    session.execute(update(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.running).values(**values))
+
+
+def delete_enrollment_jobs(session: Session, image_id: uuid.UUID, external_id: str) -> None:
+    """Delete the jobs that enrolled this photo for this person (their face is being erased)."""
+    session.execute(delete(Job).where(Job.image_id == image_id, Job.external_id == external_id)
+                    .execution_options(synchronize_session=False))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import ColumnElement, String, cast, exists, func, or_, select
 from sqlalchemy.orm import Session
@@ -183,3 +183,25 @@ def indexed_faces_by_person(session: Session, model_row_id: int, external_ids: S
         for external_id, face_id in session.execute(stmt if group is None else stmt.where(Person.external_id.in_(group))):
             faces.setdefault(external_id, []).append(face_id)
     return faces
+
+
+def person_by_external_id(session: Session, external_id: str) -> Person | None:
+    """A person by external id only (find_person also takes a uuid)."""
+    return session.scalars(select(Person).where(Person.external_id == external_id)).one_or_none()
+
+
+def person_with_id(session: Session, person_id: uuid.UUID) -> Person | None:
+    return session.get(Person, person_id)
+
+
+def persons_by_id(session: Session, person_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Person]:
+    """The persons among these ids that exist (an erased one has no row), by id."""
+    ids = list(person_ids)
+    if not ids:
+        return {}
+    return {p.id: p for p in session.scalars(select(Person).where(Person.id.in_(ids)))}
+
+
+def delete_person_row(session: Session, person: Person) -> None:
+    """Delete a person's row; rows referring to it follow their foreign keys (faces go, search hits unlink)."""
+    session.delete(person)

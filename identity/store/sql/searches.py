@@ -1,0 +1,51 @@
+"""The search log: one append-only event per search, with its ranked hits per face."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Iterable, Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from identity.store.sql.models import SearchEvent, SearchHit
+
+
+def record_search(session: Session, event: SearchEvent, hits: Iterable[SearchHit]) -> uuid.UUID:
+    """Append a search and its hits (built without a search id: they get the event's); returns its id."""
+    session.add(event)
+    session.flush()  # the event's id, for its hits
+    for hit in hits:
+        hit.search_id = event.id
+        session.add(hit)
+    return event.id
+
+
+def recent_searches(session: Session, person_id: uuid.UUID | None = None, since: datetime | None = None,
+                    limit: int = 100) -> list[SearchEvent]:
+    """The newest searches first; only those that returned `person_id`, or made at or after `since`, when given."""
+    stmt = select(SearchEvent).order_by(SearchEvent.created_at.desc()).limit(limit)
+    if person_id is not None:
+        stmt = stmt.where(SearchEvent.id.in_(select(SearchHit.search_id).where(SearchHit.person_id == person_id)))
+    if since:
+        stmt = stmt.where(SearchEvent.created_at >= since)
+    return list(session.scalars(stmt))
+
+
+def top_hits(session: Session, search_ids: Sequence[uuid.UUID]) -> list[SearchHit]:
+    """The rank-1 hits of these searches (one per searched face)."""
+    return list(session.scalars(select(SearchHit).where(SearchHit.search_id.in_(search_ids), SearchHit.rank == 1)))
+
+
+def hits_of_person(session: Session, person_id: uuid.UUID) -> Sequence[tuple[SearchHit, SearchEvent]]:
+    """Every hit that returned the person, with its search, newest search first."""
+    return session.execute(
+        select(SearchHit, SearchEvent).join(SearchEvent, SearchHit.search_id == SearchEvent.id)
+        .where(SearchHit.person_id == person_id).order_by(SearchEvent.created_at.desc())
+    ).all()
+
+
+def move_search_hits(session: Session, from_person: uuid.UUID, to_person: uuid.UUID) -> None:
+    """Point the hits that returned one person at another (a merge of two records of one person)."""
+    session.execute(update(SearchHit).where(SearchHit.person_id == from_person).values(person_id=to_person))
