@@ -17,7 +17,6 @@ from typing import Any, Sequence
 from identity.errors import InvalidArgument, NoFaceFound
 from identity.evaluation.decision import (
     MIN_COHORT,
-    NORMALIZED,
     PERSONS_NEEDED,
     RAW,
     cohort_large_enough,
