@@ -14,7 +14,7 @@ app = typer.Typer(no_args_is_help=True, help="Inspect configuration.")
 def show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show every effective setting and where the config file is (secrets masked), and the model in use."""
     from identity.errors import IdentityError
-    from identity.services.active_model import model_id_of, resolve_model
+    from identity.app.registry import model_id_of, resolve_model
 
     settings = get_settings()
     described = settings.describe()

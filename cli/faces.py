@@ -30,7 +30,7 @@ def detect(
     """
     from identity.errors import ImageError, NoFaceFound
     from identity.faces import build_pipeline, load_image
-    from identity.services.active_model import resolve_model, with_model
+    from identity.app.registry import resolve_model, with_model
 
     settings = get_settings()
     pipeline = build_pipeline(with_model(settings, resolve_model(settings)))

@@ -18,7 +18,7 @@ app = typer.Typer(no_args_is_help=True, help="List the face model packs and conv
 def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Every model pack version, built-in and local (fine-tuned); `active` marks the one in use."""
     from identity.faces import list_packs
-    from identity.services.active_model import resolve_model
+    from identity.app.registry import resolve_model
 
     settings = get_settings()
     rows = [dataclasses.asdict(info) for info in list_packs(settings, active=resolve_model(settings).model)]

@@ -85,7 +85,7 @@ def list_searches(
     as_json: bool = JSON,
 ) -> None:
     """List logged searches, newest first."""
-    from identity.services.runtime import Runtime
+    from identity.app.runtime import Runtime
     from identity.services.search_log import list_searches as query
 
     with Runtime.open(get_settings(), must_exist=True) as runtime:

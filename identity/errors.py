@@ -63,6 +63,10 @@ class NoStore(StoreUnavailable):
     """A command that only reads found no identity store where the settings point (it creates none)."""
 
 
+class SchemaOutdated(StoreUnavailable):
+    """The store's schema is older than the code; only `identity init` upgrades it."""
+
+
 class InvalidVector(IdentityError):
     """A vector cannot be stored or searched: zero, not finite, or of the wrong length."""
 

@@ -210,7 +210,7 @@ def test_drain_takes_over_jobs_of_dead_and_vanished_workers(capsys, clean_env, t
     import socket
     from datetime import timedelta
 
-    from identity.services.runtime import Runtime
+    from identity.app.runtime import Runtime
     from identity.store.sql.db import transaction
     from identity.store.sql.models import Job, JobStatus, utcnow
     from identity_cli.main import main

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from identity.config import Settings
-from identity.services.active_model import resolve_model
+from identity.app.registry import resolve_model
 from identity.services.curation import delete_person
 from identity.services.deployment import open_deployment
 from identity.services.templates import template_of

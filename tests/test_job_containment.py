@@ -269,7 +269,7 @@ def test_cancel_with_force_discards_what_the_worker_wrote(settings: Settings, tm
 
 def test_jobs_cancel_command_by_id_state_and_batch(clean_env, capsys) -> None:
     from identity_cli.main import main
-    from identity.services.runtime import Runtime
+    from identity.app.runtime import Runtime
     from identity.store.sql.migrate import upgrade
 
     with Runtime.open(Settings.load()) as runtime:

@@ -14,7 +14,7 @@ from identity.services.jobs import (CANCELLABLE_STATES, CancelReport, cancel_job
                                     retry_jobs)
 from identity.services.models import LocalPackInfo, show_model
 from identity.services.persons import add_person, list_people, show_person, update_person
-from identity.services.runtime import Runtime
+from identity.app.runtime import Runtime
 from identity.services.schema import init_store, versions
 from identity.store.sql import jobs as job_rows
 from identity.store.sql.db import transaction

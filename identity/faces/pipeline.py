@@ -98,7 +98,7 @@ def build_pipeline(settings: Settings, threads: int | None = None) -> FacePipeli
     """The pipeline of the pack `settings.model` names (None: the default pack); nothing loads until first used.
 
     Services resolve a store's active model into `settings.model` before calling this
-    (identity.services.active_model); the face engine itself knows nothing of stores.
+    (identity.app.registry); the face engine itself knows nothing of stores.
 
     `threads` caps the recognizer's threads (ONNX Runtime, torch); leave it None in
     a single process, set it to cores / workers in worker processes.

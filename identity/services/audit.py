@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from identity.services.deployment import Deployment
-from identity.services.actor import resolve_actor
+from identity.app.actor import resolve_actor
 from identity.evaluation.decision import PERSONS_NEEDED, decision_score
 from identity.services.search import decision_threshold
 from identity.services.templates import template_of

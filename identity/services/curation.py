@@ -21,7 +21,7 @@ import uuid
 from typing import Any, Callable, Iterable
 
 from identity.errors import IdentityError, NotFound
-from identity.services.actor import resolve_actor
+from identity.app.actor import resolve_actor
 from identity.services.deployment import Deployment, ModelCollections, model_collections
 from identity.services.templates import refresh_templates
 from identity.store.sql.audit_events import add_audit_details, latest_audit_event, record_audit_event

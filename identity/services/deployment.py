@@ -9,11 +9,9 @@ from typing import Iterable, Iterator, cast
 
 from identity.config import Settings
 from identity.faces import FacePipeline, build_pipeline
-from identity.services.active_model import ModelChoice, choose_model, read_active, with_model
-from identity.services.binding import bind_vector_store, still_bound
-from identity.services.init import record_model
-from identity.services.runtime import Runtime
-from identity.store.sql.migrate import upgrade
+from identity.app.registry import ModelChoice, choose_model, read_active, record_model, with_model
+from identity.app.binding import bind_vector_store, still_bound
+from identity.app.runtime import Runtime
 from identity.services.templates import refresh_templates
 from identity.store.sql.model_rows import models_with_row_ids
 from identity.store.sql.models import Model
@@ -62,16 +60,16 @@ class Deployment:
 def open_deployment(
     settings: Settings, pipeline: FacePipeline | None = None, read_only: bool = False
 ) -> Iterator[Deployment]:
-    """Schema at head, the vector store checked against the deployment's binding, the model chosen and
-    recorded, its collection open (for the embedded engine: locked).
+    """The store open (its schema by identity.app.schema's policy), the vector store checked against the
+    deployment's binding, the model chosen and recorded, its collections open (for the embedded engine:
+    locked).
 
-    The model is `pipeline`'s when given, else the one active_model.choose_model picks;
+    The model is `pipeline`'s when given, else the one identity.app.registry.choose_model picks;
     `dep.settings.model` names it, so worker processes build the same pack.
     `read_only`: for commands that only ask; where no store exists they raise NoStore
     and create nothing.
     """
     with Runtime.open(settings, must_exist=read_only) as runtime:
-        upgrade(runtime.engine)
         store = bind_vector_store(runtime)  # before anything opens (or creates) a collection
         choice = choose_model(settings, read_active(runtime))
         if pipeline is not None:

@@ -37,7 +37,7 @@ from identity.evaluation.protocol import subject_face
 from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
 from identity.faces.types import same_face
 from identity.services.enroll_inputs import InputRow
-from identity.services.runtime import Runtime
+from identity.app.runtime import Runtime
 from identity.services.templates import refresh_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction

@@ -38,11 +38,11 @@ from identity.evaluation.decision import (
 )
 from identity.evaluation.protocol import LabelledFolder, genuine_pairs, impostor_pairs, scan_labelled, subject_face
 from identity.faces import DEFAULT_MODEL, ImageFaces, build_pipeline
-from identity.services.active_model import resolve_model, with_model
+from identity.app.registry import resolve_model, with_model
 from identity.services.deployment import open_deployment
 from identity.services.enroll import EnrollmentWriter, enroll_analysed
-from identity.services.init import prepare_model
-from identity.services.runtime import Runtime
+from identity.app.registry import record_model
+from identity.app.runtime import Runtime
 from identity.services.search import SearchOptions, search_faces
 from identity.store.sql.db import transaction
 from identity.store.sql.jobs import JobSpec
@@ -393,7 +393,7 @@ def _record_threshold(settings: Settings, pipeline: Any, threshold: float, sourc
                       fpir: float | None = None, gallery_persons: int | None = None) -> float | None:
     """Store the model's new threshold and what it was calibrated for; return the previous one."""
     with Runtime.open(settings) as runtime:
-        prepare_model(runtime, pipeline.model_id, pipeline.dim)
+        record_model(runtime, pipeline.model_id, pipeline.dim)
         with transaction(runtime.sessions) as session:
             model = find_model(session, pipeline.model_id)
             previous = model.threshold

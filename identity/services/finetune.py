@@ -21,7 +21,7 @@ from identity.config import Settings
 from identity.faces import build_pipeline
 from identity.faces.local_packs import save_local_pack
 from identity.faces.packs import ModelPack
-from identity.services.active_model import resolve_model, with_model
+from identity.app.registry import resolve_model, with_model
 from identity.services.deployment import open_deployment
 from identity.store.sql.faces import indexed_face_sources
 from identity.train.backbones import Backbone

@@ -2,19 +2,19 @@
 
 Safe to run any number of times: migrations are idempotent and the model record and
 collection are created only when missing. It binds a new deployment to its vector
-store, and with `rebind` moves that binding (see services.binding).
+store, and with `rebind` moves that binding (see identity.app.binding). The caller
+opens the Runtime with the upgrade policy (identity.app.schema), the only one that
+upgrades an older store.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from identity.services.binding import bind_vector_store, rebind_vector_store
-from identity.services.runtime import Runtime
-from identity.store.sql.migrate import current_revision, upgrade
-from identity.store.sql.models import Model
-from identity.store.sql.db import transaction
-from identity.store.sql.queries import activate_model, active_model, ensure_model
+from identity.app.binding import bind_vector_store, rebind_vector_store
+from identity.app.registry import record_model
+from identity.app.runtime import Runtime
+from identity.store.sql.migrate import current_revision
 from identity.store.vectors import open_vector_index
 
 
@@ -28,30 +28,13 @@ class InitReport:
     collection: str
     vectors: int
     vector_engine: str
-    vector_store: str  # the store this deployment is bound to (see services.binding)
+    vector_store: str  # the store this deployment is bound to (see identity.app.binding)
     rebound_from: str | None = None  # with --rebind: the store it was bound to before
-
-
-def prepare_model(runtime: Runtime, model_id: str, dim: int) -> Model:
-    """Bring the schema to head and return the model's record (see record_model)."""
-    upgrade(runtime.engine)
-    return record_model(runtime, model_id, dim)
-
-
-def record_model(runtime: Runtime, model_id: str, dim: int) -> Model:
-    """The model's record, created on first use; a store's first model becomes its active one."""
-    with transaction(runtime.sessions) as session:
-        model = ensure_model(session, model_id, dim)
-        if active_model(session) is None:
-            activate_model(session, model)
-        return model
 
 
 def initialize(runtime: Runtime, model_id: str, dim: int, rebind: bool = False,
                actor: str | None = None) -> InitReport:
     """`rebind`: bind the deployment to this process's vector store, whatever it was bound to (audited)."""
-    before = current_revision(runtime.engine)
-    upgrade(runtime.engine)
     rebound_from = rebind_vector_store(runtime, actor) if rebind else None
     store = bind_vector_store(runtime)
     model = record_model(runtime, model_id, dim)
@@ -59,7 +42,7 @@ def initialize(runtime: Runtime, model_id: str, dim: int, rebind: bool = False,
         count = index.count()
     return InitReport(
         database=runtime.engine.url.render_as_string(hide_password=True),
-        schema_before=before,
+        schema_before=runtime.schema_before,
         schema_after=current_revision(runtime.engine),
         model_id=model_id,
         dim=dim,

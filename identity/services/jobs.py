@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from identity.config import Settings
-from identity.services.runtime import Runtime
-from identity.services.schema import open_at_head
+from identity.app.runtime import Runtime
 from identity.store.sql import jobs as job_rows
 from identity.store.sql.db import transaction
 from identity.store.sql.jobs import JobSpec
@@ -51,7 +50,7 @@ def queue_enrollment(settings: Settings, specs: Iterable[JobSpec]) -> tuple[str,
     """Queue a batch without processing it (`enroll --queue-only`): its id and how many jobs it holds."""
     from identity.services.enroll import queue_jobs  # enroll loads the face pipeline; listing jobs needs none of it
 
-    with open_at_head(settings) as runtime:
+    with Runtime.open(settings) as runtime:
         return queue_jobs(runtime, specs)
 
 

@@ -8,10 +8,9 @@ from typing import Any
 
 from identity.config import Settings
 from identity.faces import FacePipeline, build_pipeline, load_local_pack, resolve
-from identity.services.active_model import choose_model, read_active, with_model
+from identity.app.registry import choose_model, read_active, with_model
 from identity.services.init import record_model
-from identity.services.runtime import Runtime
-from identity.services.schema import open_at_head
+from identity.app.runtime import Runtime
 from identity.services.thresholds import resolve_threshold
 from identity.store.sql.models import Model
 from identity.store.sql.queries import find_model
@@ -53,7 +52,7 @@ class ModelInfo:
 
 def show_model(settings: Settings, model: str | None = None) -> ModelInfo:
     """`model` a pack reference, else the model in use (whose record is created on first use, as init does)."""
-    with open_at_head(settings) as runtime:
+    with Runtime.open(settings) as runtime:
         choice = choose_model(settings.replace(model=model) if model else settings, read_active(runtime))
         pipeline = build_pipeline(with_model(settings, choice))
         record = _find(runtime, pipeline.model_id) if model else record_model(runtime, pipeline.model_id, pipeline.dim)

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from identity.config import Settings
-from identity.services.active_model import chosen_model_row
-from identity.services.runtime import Runtime
-from identity.services.schema import open_at_head
+from identity.app.registry import chosen_model_row
+from identity.app.runtime import Runtime
 from identity.store.sql import persons as person_rows
 from identity.store.sql.db import transaction
 from identity.store.sql.models import Person
@@ -37,13 +36,13 @@ class PersonRecord:
 def add_person(settings: Settings, external_id: str, display_name: str | None = None,
                attributes: dict[str, Any] | None = None) -> PersonRecord:
     """A new person (creating the store if needed); a new person has no faces yet."""
-    with open_at_head(settings) as runtime, transaction(runtime.sessions) as session:
+    with Runtime.open(settings) as runtime, transaction(runtime.sessions) as session:
         return _record(person_rows.add_person(session, external_id, display_name, attributes), faces=0)
 
 
 def list_people(settings: Settings, query: str | None = None, limit: int = 100) -> list[PersonRecord]:
     """People by external id, matching `query` in id, name or attributes; raises NoStore rather than create a store."""
-    with open_at_head(settings, must_exist=True) as runtime:
+    with Runtime.open(settings, must_exist=True) as runtime:
         model_row_id = _model_row_id(runtime)
         with runtime.sessions() as session:
             people = person_rows.list_persons(session, query, limit)
@@ -53,7 +52,7 @@ def list_people(settings: Settings, query: str | None = None, limit: int = 100) 
 
 def show_person(settings: Settings, ref: str) -> PersonRecord:
     """One person by external id or uuid (NotFound otherwise); raises NoStore rather than create a store."""
-    with open_at_head(settings, must_exist=True) as runtime:
+    with Runtime.open(settings, must_exist=True) as runtime:
         model_row_id = _model_row_id(runtime)
         with runtime.sessions() as session:
             person = person_rows.get_person(session, ref)
@@ -64,7 +63,7 @@ def show_person(settings: Settings, ref: str) -> PersonRecord:
 def update_person(settings: Settings, ref: str, display_name: str | None = None,
                   attributes: dict[str, Any] | None = None, remove: Sequence[str] = ()) -> PersonRecord:
     """Set the name and/or attributes, then drop the `remove` keys; the record comes back without a face count."""
-    with open_at_head(settings) as runtime, transaction(runtime.sessions) as session:
+    with Runtime.open(settings) as runtime, transaction(runtime.sessions) as session:
         return _record(person_rows.update_person(session, ref, display_name, attributes, remove))
 
 

@@ -32,16 +32,15 @@ from identity.config import Settings
 from identity.errors import IdentityError, ImageError
 from identity.faces import DetectedFace, ImageFaces, build_pipeline, process_paths_parallel, resolve
 from identity.faces.types import same_face
-from identity.services.active_model import read_active
-from identity.services.actor import resolve_actor
-from identity.services.binding import bind_vector_store
+from identity.app.registry import read_active
+from identity.app.actor import resolve_actor
+from identity.app.binding import bind_vector_store
 from identity.services.enroll import face_row, index_pending
-from identity.services.runtime import Runtime
+from identity.app.runtime import Runtime
 from identity.services.templates import check_templates, repair_templates
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import transaction
 from identity.store.sql.faces import add_faces, faces_of_images, indexed_faces_with_photos, settled_photo_persons
-from identity.store.sql.migrate import upgrade
 from identity.store.sql.model_rows import get_model, list_models
 from identity.store.sql.models import Face, FaceStatus
 from identity.store.sql.queries import activate_model, ensure_model, find_model, indexed_faces_by_model
@@ -119,7 +118,6 @@ def reindex(settings: Settings, target: str, workers: int = 0, force: bool = Fal
                             "pass --force to re-index with it anyway")
     pipeline = build_pipeline(target_settings)
     with Runtime.open(settings) as runtime:
-        upgrade(runtime.engine)
         bind_vector_store(runtime)
         summary = ReindexSummary(read_active(runtime), pipeline.model_id)
         if settings.model and build_pipeline(settings).model_id != pipeline.model_id:

@@ -1,36 +1,29 @@
-"""The store's schema: opening it at head, `identity init` and `identity version`.
+"""`identity init` and `identity version`: the store's schema as the user sees it.
 
-Migrations run here (and in services.init), never in the CLI or the HTTP API.
+Migrations run only under identity.app.schema's policy; `init` is the one command that
+upgrades an older store.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from identity import __version__
 from identity.config import Settings
 from identity.errors import IdentityError, NoStore
 from identity.faces import build_pipeline
-from identity.services.active_model import ModelChoice, choose_model, model_id_of, read_active, with_model
+from identity.app.registry import ModelChoice, choose_model, model_id_of, read_active, with_model
 from identity.services.init import InitReport, initialize
-from identity.services.runtime import Runtime
-from identity.store.sql.migrate import current_revision, head_revision, upgrade
-
-
-@contextmanager
-def open_at_head(settings: Settings, must_exist: bool = False) -> Iterator[Runtime]:
-    """The store with its schema at head; `must_exist` (read-only commands): NoStore rather than create one."""
-    with Runtime.open(settings, must_exist=must_exist) as runtime:
-        upgrade(runtime.engine)
-        yield runtime
+from identity.app.runtime import Runtime
+from identity.app.schema import AS_IS, UPGRADE
+from identity.store.sql.migrate import current_revision, head_revision
 
 
 def init_store(settings: Settings, rebind: bool = False, actor: str | None = None) -> InitReport:
     """Create or upgrade the schema and the active model's collection (see services.init.initialize)."""
-    with open_at_head(settings) as runtime:  # at head first, so a store from an older schema names its active model
+    with Runtime.open(settings, schema=UPGRADE) as runtime:  # at head first, so an older store names its active model
         pipeline = build_pipeline(with_model(settings, choose_model(settings, read_active(runtime))))
         return initialize(runtime, pipeline.model_id, pipeline.dim, rebind, actor)
 
@@ -59,8 +52,11 @@ def versions(settings: Settings) -> Versions:
 
 def _store_schema(settings: Settings) -> tuple[str | None, ModelChoice, str]:
     try:
-        with Runtime.open(settings, must_exist=True) as runtime:  # a version check creates no store
+        with Runtime.open(settings, must_exist=True, schema=AS_IS) as runtime:  # a version check changes nothing
             revision = current_revision(runtime.engine)
+            if revision != head_revision():  # the model rows have columns this store lacks: not read
+                choice = choose_model(settings, None)
+                return revision, choice, f"{choice.describe()}; the store's schema is older: run `identity init`"
             choice = choose_model(settings, read_active(runtime))
             return revision, choice, choice.describe()
     except NoStore as exc:

@@ -23,7 +23,7 @@ from identity.evaluation.decision import (
     decision_score,
 )
 from identity.faces import DetectedFace, ImageFaces, load_image
-from identity.services.actor import resolve_actor
+from identity.app.actor import resolve_actor
 from identity.services.deployment import Deployment
 from identity.services.thresholds import Threshold, pack_threshold, resolve_threshold
 from identity.store.sql.db import transaction

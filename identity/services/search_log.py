@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from identity.services.runtime import Runtime
+from identity.app.runtime import Runtime
 from identity.store.sql.models import SearchHit
 from identity.store.sql.persons import get_person
 from identity.store.sql.searches import recent_searches, top_hits

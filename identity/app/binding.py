@@ -13,8 +13,8 @@ from pathlib import Path
 
 from identity.config import Settings
 from identity.errors import ConfigError, StoreMismatch
-from identity.services.actor import resolve_actor
-from identity.services.runtime import Runtime
+from identity.app.actor import resolve_actor
+from identity.app.runtime import Runtime
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import Session, transaction
 from identity.store.sql.deployment import bound_vector_store, deployment_record

@@ -1,7 +1,9 @@
-"""The dependencies a service needs, built once per process from Settings.
+"""The SQL side of the application: one engine and session factory per process, from Settings.
 
-Services take a Runtime (or its parts) as an argument; nothing here is global, so
-tests build one against a real Postgres or a temporary SQLite file.
+Runtime.open is the only place an engine is made and the schema policy
+(identity.app.schema) applied. Services take a Runtime (or a Deployment built on it);
+nothing here is global, so tests build one against a real Postgres or a temporary
+SQLite file.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from identity.store.sql.db import (
     parse_database_url,
     session_factory,
 )
+from identity.app.schema import CREATE, prepare_schema
 from identity.store.sql.migrate import current_revision
 
 
@@ -27,10 +30,12 @@ class Runtime:
     settings: Settings
     engine: Engine
     sessions: SessionFactory
+    schema_before: str | None = None  # the store's revision when opened (None: it had no schema)
 
     @classmethod
-    def open(cls, settings: Settings, must_exist: bool = False) -> "Runtime":
-        """`must_exist`: for commands that only read; raise NoStore rather than create a store."""
+    def open(cls, settings: Settings, must_exist: bool = False, schema: str = CREATE) -> "Runtime":
+        """`must_exist`: for commands that only read; raise NoStore rather than create a store.
+        `schema`: identity.app.schema's policy (`identity init` upgrades, `identity version` reads as is)."""
         # Only the default data directory is created; a configured SQLite path must exist.
         default_dir = settings.database_url is None
         if must_exist and not _sqlite_file_exists(settings.sql_url):
@@ -39,10 +44,14 @@ class Runtime:
             raise _no_store(settings)
         engine = make_engine(settings.sql_url, create_folder=default_dir)
         check_connection(engine)
-        if must_exist and current_revision(engine) is None:
+        try:
+            if must_exist and current_revision(engine) is None:
+                raise _no_store(settings)
+            before = prepare_schema(engine, schema)
+        except BaseException:
             engine.dispose()
-            raise _no_store(settings)
-        return cls(settings=settings, engine=engine, sessions=session_factory(engine))
+            raise
+        return cls(settings=settings, engine=engine, sessions=session_factory(engine), schema_before=before)
 
     def close(self) -> None:
         self.engine.dispose()

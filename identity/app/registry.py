@@ -1,4 +1,6 @@
-"""Which model pack a command uses: a pinned setting, else the store's active model, else the default.
+"""The model registry: the only code that resolves, records and activates models.
+
+Which model pack a command uses: a pinned setting, else the store's active model, else the default.
 
 `Settings.model` None means "follow the store": `identity reindex` switches the active
 model in SQL and every later command picks it up without a configuration change. A
@@ -13,11 +15,12 @@ from pathlib import Path
 
 from identity.config import Settings
 from identity.faces import DEFAULT_MODEL, build_pack
-from identity.services.runtime import Runtime
-from identity.store.sql.db import parse_database_url
+from identity.app.runtime import Runtime
+from identity.app.schema import AS_IS
+from identity.store.sql.db import parse_database_url, transaction
 from identity.store.sql.model_rows import records_active_model
 from identity.store.sql.models import Model
-from identity.store.sql.queries import active_model, find_model
+from identity.store.sql.queries import activate_model, active_model, ensure_model, find_model
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def resolve_model(settings: Settings, ask_store: bool = False) -> ModelChoice:
     url = parse_database_url(settings.sql_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not Path(url.database).exists():
         return choose_model(settings, None)
-    with Runtime.open(settings) as runtime:
+    with Runtime.open(settings, schema=AS_IS) as runtime:  # a question, not a write: any schema will do
         return choose_model(settings, read_active(runtime))
 
 
@@ -81,3 +84,12 @@ def chosen_model_row(runtime: Runtime) -> Model | None:
     model_id = model_id_of(choose_model(runtime.settings, read_active(runtime)), runtime.settings)
     with runtime.sessions() as session:
         return find_model(session, model_id)
+
+
+def record_model(runtime: Runtime, model_id: str, dim: int) -> Model:
+    """The model's record, created on first use; a store's first model becomes its active one."""
+    with transaction(runtime.sessions) as session:
+        model = ensure_model(session, model_id, dim)
+        if active_model(session) is None:
+            activate_model(session, model)
+        return model
