@@ -55,21 +55,21 @@ def finetune(
     with stage_progress() as stage:
         report = run(get_settings(), request, stage)
     if as_json:
-        print_json(report)
+        print_json(report.as_dict())
         return
-    rows = [{"model": f"{report['base_model']} (before)", **_figures(report["before"])},
-            {"model": f"fine-tuned, {report['mode']}, epoch {report['best_epoch']}", **_figures(report["after"])}]
+    rows = [{"model": f"{report.base_model} (before)", **_figures(report.before)},
+            {"model": f"fine-tuned, {report.mode}, epoch {report.best_epoch}", **_figures(report.after)}]
     print_table(rows, ["model", "val rank-1", "val TAR@FAR=1e-3", "threshold"],
-                title=f"validation: {report['val_persons']} held-out persons, {report['val_faces']} faces "
-                      f"(trained on {report['train_persons']} persons, {report['train_faces']} faces, {report['train_seconds']:.0f}s)")
-    gain = report["rank1_gain_points"]
-    if report["saved"] and report["promoted"]:
-        note = "" if report["better"] else " (forced: not better on validation)"
-        console.print(f"saved and promoted {report['saved']}{note}; rank-1 {gain:+.2f} points. "
-                      f"Switch search to it with: identity reindex --model {report['saved']}", highlight=False)
-    elif report["saved"]:
-        console.print(f"saved {report['saved']} but did not promote it: rank-1 {gain:+.2f} points, TAR "
-                      f"{report['tar_gain_points']:+.2f} points (use --force to promote)", highlight=False)
+                title=f"validation: {report.val_persons} held-out persons, {report.val_faces} faces "
+                      f"(trained on {report.train_persons} persons, {report.train_faces} faces, {report.train_seconds:.0f}s)")
+    gain = report.rank1_gain_points
+    if report.saved and report.promoted:
+        note = "" if report.better else " (forced: not better on validation)"
+        console.print(f"saved and promoted {report.saved}{note}; rank-1 {gain:+.2f} points. "
+                      f"Switch search to it with: identity reindex --model {report.saved}", highlight=False)
+    elif report.saved:
+        console.print(f"saved {report.saved} but did not promote it: rank-1 {gain:+.2f} points, TAR "
+                      f"{report.tar_gain_points:+.2f} points (use --force to promote)", highlight=False)
     else:
         console.print(f"not saved: no epoch beat the starting model on validation (rank-1 {gain:+.2f} points); "
                       "use --force to keep it anyway", highlight=False)

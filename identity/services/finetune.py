@@ -21,8 +21,8 @@ from identity.config import Settings
 from identity.faces import build_pipeline
 from identity.faces.local_packs import save_local_pack
 from identity.faces.packs import ModelPack
-from identity.app.registry import resolve_model, with_model
-from identity.services.deployment import open_deployment
+from identity.app.registry import chosen_model_row, resolve_model, with_model
+from identity.app.runtime import Runtime
 from identity.store.sql.faces import indexed_face_sources
 from identity.train.backbones import Backbone
 from identity.train.data import ChipSet, FaceRef, collect_chips, folder_faces, require_enough
@@ -41,7 +41,38 @@ class FinetuneRequest:
     workers: int = 0
 
 
-def finetune(settings: Settings, request: FinetuneRequest, stage: Stage) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FinetuneReport:
+    """What `identity finetune` prints (fields in output order); the saved pack's manifest keeps it too."""
+
+    base_model: str
+    source: str
+    mode: str
+    options: dict[str, Any]
+    train_persons: int
+    train_faces: int
+    val_persons: int
+    val_faces: int
+    skipped_faces: int
+    before: dict[str, Any]  # validation figures of the base model: rank1, tar, threshold, ...
+    after: dict[str, Any]  # the same for the best epoch
+    rank1_gain_points: float
+    tar_gain_points: float
+    epochs: list[dict[str, Any]]
+    best_epoch: int
+    stopped_early: bool
+    better: bool
+    data_seconds: float
+    train_seconds: float
+    promoted: bool
+    saved: str | None  # the local pack's reference, None when nothing was worth keeping
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def finetune(settings: Settings, request: FinetuneRequest, stage: Stage) -> FinetuneReport:
     import torch
 
     from identity.train.backbones import load_backbone
@@ -85,9 +116,8 @@ def finetune(settings: Settings, request: FinetuneRequest, stage: Stage) -> dict
     }
     promoted = better or request.force
     report["promoted"] = promoted
-    report["saved"] = _save(settings, request, base, backbone, result, report, promoted)
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    return report
+    saved = _save(settings, request, base, backbone, result, report, promoted)
+    return FinetuneReport(**report, saved=saved, seconds=round(time.perf_counter() - started, 1))
 
 
 def _chips(settings: Settings, request: FinetuneRequest, stage: Stage) -> ChipSet:
@@ -97,8 +127,13 @@ def _chips(settings: Settings, request: FinetuneRequest, stage: Stage) -> ChipSe
 
 def enrolled_faces(settings: Settings) -> list[FaceRef]:
     """(source path, person external id, stored box) of every indexed face of the active model."""
-    with open_deployment(settings) as dep, dep.runtime.sessions() as session:
-        rows = indexed_face_sources(session, dep.model.id)
+    # SQL only: the vector store (and the embedded engine's lock) is not needed to list faces.
+    with Runtime.open(settings) as runtime:
+        model = chosen_model_row(runtime)
+        if model is None:
+            return []
+        with runtime.sessions() as session:
+            rows = indexed_face_sources(session, model.id)
     return [(path, person, tuple(float(v) for v in bbox)) for path, person, bbox in rows]
 
 
