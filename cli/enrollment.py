@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import signal
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
@@ -125,35 +123,13 @@ def worker(
     as_json: bool = JSON,
 ) -> None:
     """Process queued enrollment jobs: any number with a Qdrant server, one at a time with the embedded store."""
-    from identity.services.deployment import open_deployment
-    from identity.services.enroll import EnrollmentWriter, EnrollSummary, process_queue, seconds_until_others_done
+    from identity.services.worker import run_worker
 
     _check_subject(subject, queue_only=False)
-    settings = get_settings()
-    summary = EnrollSummary(batch="*")
     signal.signal(signal.SIGTERM, _stop)  # `docker stop`: hand claimed jobs back, as Ctrl-C does
-    advance = None
     with ExitStack() as stack:
-        idle = False
-        while not (drain and idle):
-            with open_deployment(settings) as dep:  # reopened when `identity reindex` switches the model
-                if advance is None:  # the bar starts once the store opened, so a refusal stays one line
-                    advance = stack.enter_context(outcome_progress(None, "worker"))
-                writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, subject, templates=dep.templates)
-                while dep.follows_store():
-                    before = summary.processed
-                    process_queue(dep.runtime, writer, None, workers, advance, summary)
-                    idle = summary.processed == before
-                    if drain and idle:
-                        # Draining means every job is done: jobs still leased to another worker come
-                        # back to the queue if it died, so wait for them rather than leave them behind.
-                        due = seconds_until_others_done(dep.runtime)
-                        if due is None:
-                            break
-                        idle = False
-                        time.sleep(min(poll, due + 0.5))
-                    elif idle:
-                        time.sleep(poll)
+        summary = run_worker(get_settings(), workers, drain, poll, subject,
+                             on_open=lambda: stack.enter_context(outcome_progress(None, "worker")))
     _finish(summary, None, as_json)
 
 
@@ -161,30 +137,15 @@ def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-REPORT_COLUMNS = ["job_id", "source_path", "external_id", "outcome", "reason", "faces_found", "named_by", "flags"]
-
-
 def _finish(summary: "EnrollSummary", report: Optional[Path], as_json: bool, queued_only: bool = False,
             named_by: Optional[dict[tuple[str, str], str]] = None,
             flagged: "Optional[list[InconsistentPerson]]" = None) -> None:
+    from identity.services.enroll_report import summary_record, write_report
+
     named_by, flagged = named_by or {}, flagged or []
     if report:
-        flags = {p.external_id: p.flag for p in flagged}
-        with report.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(REPORT_COLUMNS)
-            for r in summary.results:
-                queued = r.job_id is not None
-                writer.writerow([r.job_id if queued else "", r.source_path, r.external_id, r.outcome, r.reason or "",
-                                 r.faces_found if queued else "", named_by.get((r.source_path, r.external_id), ""),
-                                 flags.get(r.external_id, "")])
-    data = {
-        "batch": summary.batch, "queued": summary.queued, "processed": summary.processed,
-        "counts": summary.counts, "faces_enrolled": summary.faces_enrolled,
-        "seconds": round(summary.seconds, 2),
-        "images_per_second": round(summary.processed / summary.seconds, 2) if summary.seconds else None,
-        "inconsistent_persons": [p.as_dict() for p in flagged],
-    }
+        write_report(report, summary, named_by, flagged)
+    data = summary_record(summary, flagged)
     if as_json:
         print_json(data)
     elif queued_only:

@@ -28,50 +28,17 @@ def detect(
     Exits 1 if an image cannot be read and 3 if an image holds no face (after
     showing the results of all the others).
     """
-    from identity.errors import ImageError, NoFaceFound
-    from identity.faces import build_pipeline, load_image
-    from identity.app.registry import resolve_model, with_model
+    from identity.services.detect import detect_faces
 
-    settings = get_settings()
-    pipeline = build_pipeline(with_model(settings, resolve_model(settings)))
-    failures: list[Exception] = []
-    loaded, reports = [], {}
-    for path in images:
-        try:
-            loaded.append(load_image(path))
-        except ImageError as exc:
-            failures.append(exc)
-            reports[str(path)] = {"image": str(path), "error": exc.reason, "faces": []}
-    for result in pipeline.process(loaded):
-        if not result.faces:
-            failures.append(NoFaceFound(result.path))
-        written = _write_crops(crops, result) if crops else []
-        reports[result.path] = {
-            "image": result.path,
-            "sha256": result.sha256,
-            "width": result.width,
-            "height": result.height,
-            "model": pipeline.model_id,
-            "detector": result.detector,
-            "faces": [
-                {
-                    "bbox": [round(v, 1) for v in face.bbox],
-                    "landmarks": face.landmarks.astype(float).round(1).tolist(),
-                    **face.quality.as_dict(),
-                    "ok": face.quality.ok,
-                    **({"crop": str(written[i])} if written else {}),
-                }
-                for i, face in enumerate(result.faces)
-            ],
-        }
-    ordered = [reports[str(path)] for path in images]
+    report = detect_faces(get_settings(), images, crops)
+    ordered = report.as_list()
     if as_json:
         render(ordered, as_json=True)
     else:
-        render(_rows(ordered), as_json=False, columns=COLUMNS, title=f"faces ({pipeline.model_id})")
-    if failures:
-        # Image errors first: they are the more fundamental problem.
-        raise next((f for f in failures if isinstance(f, ImageError)), failures[0])
+        render(_rows(ordered), as_json=False, columns=COLUMNS, title=f"faces ({report.model})")
+    failure = report.first_failure()
+    if failure is not None:
+        raise failure
 
 
 def _rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -90,15 +57,3 @@ def _rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
     return rows
-
-
-def _write_crops(folder: Path, result: Any) -> list[Path]:
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, face in enumerate(result.faces):
-        path = folder / f"{Path(result.path).stem}-{result.sha256[:8]}-{index}.png"
-        Image.fromarray(face.crop).save(path)
-        paths.append(path)
-    return paths

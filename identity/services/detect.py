@@ -1,0 +1,76 @@
+"""`identity faces detect`: the faces in each image, with quality and rejection reasons, and their crops.
+
+A typed report per image (unreadable images and images without a face included, in
+input order), so the CLI, Python callers and the HTTP API get the same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from identity.app.registry import resolve_model, with_model
+from identity.config import Settings
+from identity.errors import ImageError, NoFaceFound
+from identity.faces import ImageFaces, build_pipeline, load_image
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    record: dict[str, Any]  # the image's entry, as `faces detect --json` prints it
+    failure: Exception | None = None  # ImageError (unreadable) or NoFaceFound
+
+
+@dataclass(frozen=True)
+class DetectReport:
+    model: str
+    images: list[ImageReport] = field(default_factory=list)
+
+    def as_list(self) -> list[dict[str, Any]]:
+        return [image.record for image in self.images]
+
+    def first_failure(self) -> Exception | None:
+        """Image errors first: they are the more fundamental problem."""
+        failures = [image.failure for image in self.images if image.failure is not None]
+        return next((f for f in failures if isinstance(f, ImageError)), failures[0] if failures else None)
+
+
+def detect_faces(settings: Settings, images: Sequence[Path], crops: Path | None = None) -> DetectReport:
+    pipeline = build_pipeline(with_model(settings, resolve_model(settings)))
+    loaded, reports = [], {}
+    for path in images:
+        try:
+            loaded.append(load_image(path))
+        except ImageError as exc:
+            reports[str(path)] = ImageReport({"image": str(path), "error": exc.reason, "faces": []}, exc)
+    for result in pipeline.process(loaded):
+        written = _write_crops(crops, result) if crops else []
+        record = {
+            "image": result.path, "sha256": result.sha256, "width": result.width, "height": result.height,
+            "model": pipeline.model_id, "detector": result.detector,
+            "faces": [
+                {
+                    "bbox": [round(v, 1) for v in face.bbox],
+                    "landmarks": face.landmarks.astype(float).round(1).tolist(),
+                    **face.quality.as_dict(),
+                    "ok": face.quality.ok,
+                    **({"crop": str(written[i])} if written else {}),
+                }
+                for i, face in enumerate(result.faces)
+            ],
+        }
+        reports[result.path] = ImageReport(record, None if result.faces else NoFaceFound(result.path))
+    return DetectReport(pipeline.model_id, [reports[str(path)] for path in images])
+
+
+def _write_crops(folder: Path, result: ImageFaces) -> list[Path]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, face in enumerate(result.faces):
+        path = folder / f"{Path(result.path).stem}-{result.sha256[:8]}-{index}.png"
+        Image.fromarray(face.crop).save(path)
+        paths.append(path)
+    return paths

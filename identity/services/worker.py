@@ -1,0 +1,52 @@
+"""`identity worker`: process queued enrollment jobs until stopped, or until the queue is drained.
+
+Callable from Python and from a long-running server as from the CLI. The deployment is
+reopened whenever `identity reindex` switches the model (or the store is rebound), so a
+worker never enrolls into a collection that is no longer searched.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from identity.config import Settings
+from identity.services.deployment import open_deployment
+from identity.services.enroll import (
+    EnrollmentWriter,
+    EnrollSummary,
+    JobResult,
+    process_queue,
+    seconds_until_others_done,
+)
+
+OnResult = Callable[[JobResult], None]
+
+
+def run_worker(settings: Settings, workers: int = 1, drain: bool = False, poll: float = 5.0,
+               subject: str | None = None, on_open: Callable[[], OnResult] = lambda: lambda result: None) -> EnrollSummary:
+    """Claim and process jobs; returns what was processed. `on_open` runs once the store first opened
+    (the CLI starts its progress bar there, so a refusal stays one line) and gives the per-job callback."""
+    summary = EnrollSummary(batch="*")
+    on_result: OnResult | None = None
+    idle = False
+    while not (drain and idle):
+        with open_deployment(settings) as dep:
+            if on_result is None:
+                on_result = on_open()
+            writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, subject, templates=dep.templates)
+            while dep.follows_store():
+                before = summary.processed
+                process_queue(dep.runtime, writer, None, workers, on_result, summary)
+                idle = summary.processed == before
+                if drain and idle:
+                    # Draining means every job is done: jobs still leased to another worker come
+                    # back to the queue if it died, so wait for them rather than leave them behind.
+                    due = seconds_until_others_done(dep.runtime)
+                    if due is None:
+                        break
+                    idle = False
+                    time.sleep(min(poll, due + 0.5))
+                elif idle:
+                    time.sleep(poll)
+    return summary
