@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, List, Optional
 import typer
 
 from identity.errors import ExitCode, IdentityError
-from identity_cli.context import get_settings
+from identity_cli.context import get_settings, open_store
 from identity_cli.options import JSON
 from identity_cli.output import err_console, print_json, print_table
 from identity_cli.progress import outcome_progress
@@ -78,7 +78,8 @@ def enroll(
 
     settings = get_settings()
     if queue_only:
-        batch, queued = queue_enrollment(settings, inputs.specs)
+        with open_store() as runtime:
+            batch, queued = queue_enrollment(runtime, inputs.specs)
         summary = EnrollSummary(batch=batch, queued=queued)
         for row in inputs.unqueued:
             summary.add_unqueued(row)

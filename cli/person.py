@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from identity_cli.context import get_settings
+from identity_cli.context import get_settings, open_store
 from identity_cli.options import JSON, parse_attrs
 from identity_cli.output import render
 
@@ -24,7 +24,8 @@ def add(
     """Add a person."""
     from identity.services.persons import add_person
 
-    record = add_person(get_settings(), external_id, name, parse_attrs(attr))
+    with open_store() as runtime:
+        record = add_person(runtime, external_id, name, parse_attrs(attr))
     render(record.as_dict(), as_json, title="person added")
 
 
@@ -37,7 +38,8 @@ def list_(
     """List people (with their number of searchable faces under the active model)."""
     from identity.services.persons import list_people
 
-    rows = [person.as_dict() for person in list_people(get_settings(), query, limit)]
+    with open_store(read_only=True) as runtime:
+        rows = [person.as_dict() for person in list_people(runtime, query, limit)]
     render(rows, as_json, COLUMNS, title=f"{len(rows)} people")
 
 
@@ -46,7 +48,8 @@ def show(person: str = typer.Argument(..., help="External id or uuid."), as_json
     """Show one person."""
     from identity.services.persons import show_person
 
-    record = show_person(get_settings(), person)
+    with open_store(read_only=True) as runtime:
+        record = show_person(runtime, person)
     render(record.as_dict(), as_json, title=record.external_id)
 
 
@@ -61,7 +64,8 @@ def update(
     """Change a person's name or attributes."""
     from identity.services.persons import update_person
 
-    record = update_person(get_settings(), person, name, parse_attrs(attr), unset or [])
+    with open_store() as runtime:
+        record = update_person(runtime, person, name, parse_attrs(attr), unset or [])
     render(record.as_dict(), as_json, title=record.external_id)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -28,74 +29,84 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=url, workers=1)
 
 
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    """The application core's SQL side, opened once as a long-running process would."""
+    with Runtime.open(settings) as opened:
+        yield opened
+
+
 # --- persons ----------------------------------------------------------------------------
 
-def test_person_services_add_list_show_update(settings: Settings) -> None:
-    added = add_person(settings, "p1", "P One", {"team": "a"})
+def test_person_services_add_list_show_update(runtime: Runtime) -> None:
+    added = add_person(runtime, "p1", "P One", {"team": "a"})
     assert list(added.as_dict()) == ["id", "external_id", "display_name", "attributes", "created_at", "faces"]
     assert (added.external_id, added.display_name, added.attributes, added.faces) == ("p1", "P One", {"team": "a"}, 0)
-    assert add_person(settings, "p2").display_name is None
+    assert add_person(runtime, "p2").display_name is None
     with pytest.raises(IdentityError, match="person 'p1' already exists"):
-        add_person(settings, "p1")
+        add_person(runtime, "p1")
 
-    assert [(p.external_id, p.faces) for p in list_people(settings)] == [("p1", 0), ("p2", 0)]
-    assert [p.external_id for p in list_people(settings, query="one")] == ["p1"]
-    assert [p.external_id for p in list_people(settings, limit=1)] == ["p1"]
-    shown = show_person(settings, added.id)
-    assert shown == show_person(settings, "p1")
+    assert [(p.external_id, p.faces) for p in list_people(runtime)] == [("p1", 0), ("p2", 0)]
+    assert [p.external_id for p in list_people(runtime, query="one")] == ["p1"]
+    assert [p.external_id for p in list_people(runtime, limit=1)] == ["p1"]
+    shown = show_person(runtime, added.id)
+    assert shown == show_person(runtime, "p1")
     assert (shown.id, shown.display_name, shown.attributes, shown.faces) == (added.id, "P One", {"team": "a"}, 0)
     with pytest.raises(NotFound, match="no person with external id or uuid 'nobody'"):
-        show_person(settings, "nobody")
+        show_person(runtime, "nobody")
 
-    updated = update_person(settings, "p1", "Uno", {"room": "3"}, remove=["team"])
+    updated = update_person(runtime, "p1", "Uno", {"room": "3"}, remove=["team"])
     assert (updated.display_name, updated.attributes, updated.faces) == ("Uno", {"room": "3"}, None)
     assert "faces" not in updated.as_dict()  # an update counts no faces, as `person update --json` prints
-    assert show_person(settings, "p1").attributes == {"room": "3"}
+    assert show_person(runtime, "p1").attributes == {"room": "3"}
 
 
-@pytest.mark.parametrize("read", [
-    lambda s: list_people(s), lambda s: show_person(s, "x"), lambda s: list_jobs(s), lambda s: retry_jobs(s),
-    lambda s: cancel_jobs(s, state="queued"),
-], ids=["list_people", "show_person", "list_jobs", "retry_jobs", "cancel_jobs"])
-def test_read_only_services_on_an_empty_data_dir_create_nothing(tmp_path: Path, read) -> None:
-    settings = Settings(data_dir=tmp_path / "data")
-    with pytest.raises(NoStore, match=f"no identity store at {settings.data_dir}: run `identity init`"):
-        read(settings)
+@pytest.mark.parametrize("command", [
+    ["person", "list"], ["person", "show", "x"], ["jobs", "list"], ["jobs", "retry"], ["jobs", "cancel", "--state", "queued"],
+], ids=["person list", "person show", "jobs list", "jobs retry", "jobs cancel"])
+def test_read_only_commands_on_an_empty_data_dir_create_nothing(capsys, clean_env, command) -> None:
+    from identity_cli.main import main
+
+    settings = Settings.load()
+    assert main([*command, "--json"] if command[-1] != "retry" else command) == 4
+    assert f"no identity store at {settings.data_dir}: run `identity init`" in capsys.readouterr().err
     assert not settings.data_dir.exists()
+    with pytest.raises(NoStore):  # what they open: the core's store, read-only
+        Runtime.open(settings, must_exist=True)
 
 
 # --- jobs -------------------------------------------------------------------------------
 
-def test_job_services_list_retry_cancel(settings: Settings) -> None:
-    batch, queued = queue_enrollment(settings, [job_rows.JobSpec(f"/img/{i}.jpg", f"P{i}") for i in range(3)])
+def test_job_services_list_retry_cancel(runtime: Runtime) -> None:
+    batch, queued = queue_enrollment(runtime, [job_rows.JobSpec(f"/img/{i}.jpg", f"P{i}") for i in range(3)])
     assert queued == 3
-    listed = list_jobs(settings)
+    listed = list_jobs(runtime)
     assert [j.external_id for j in listed] == ["P2", "P1", "P0"]  # newest first
     assert {(j.batch, j.status, j.attempts) for j in listed} == {(batch, "queued", 0)}
     assert list(listed[0].as_dict()) == ["id", "batch", "status", "outcome", "reason", "source_path", "external_id",
                                          "attempts", "lease_owner", "updated_at"]
     ids = {j.external_id: j.id for j in listed}
-    assert [j.external_id for j in list_jobs(settings, batch=batch, limit=1)] == ["P2"]
+    assert [j.external_id for j in list_jobs(runtime, batch=batch, limit=1)] == ["P2"]
 
-    _claim_one(settings, fail_with="empty file")  # P0: a worker fails it
-    [failed] = list_jobs(settings, state="failed")
+    _claim_one(runtime, fail_with="empty file")  # P0: a worker fails it
+    [failed] = list_jobs(runtime, state="failed")
     assert (failed.external_id, failed.outcome, failed.reason) == ("P0", "failed", "empty file")
-    assert retry_jobs(settings) == 1 and len(list_jobs(settings, state="queued")) == 3
+    assert retry_jobs(runtime) == 1 and len(list_jobs(runtime, state="queued")) == 3
 
-    report = cancel_jobs(settings, [ids["P1"], 999])
+    report = cancel_jobs(runtime, [ids["P1"], 999])
     assert report == CancelReport(cancelled=[ids["P1"]], running_left_alone=[], not_cancellable=[999])
     assert report.as_dict() == {"cancelled": [ids["P1"]], "running_left_alone": [], "not_cancellable": [999]}
-    _claim_one(settings)  # P0 again: running under a live lease
-    assert cancel_jobs(settings, state="running").running_left_alone == [ids["P0"]]
-    assert cancel_jobs(settings, state="running", force=True).cancelled == [ids["P0"]]
-    assert retry_jobs(settings, failed_only=False) == 0  # cancelled jobs come back only when asked
-    assert retry_jobs(settings, cancelled=True, batch=batch) == 2
+    _claim_one(runtime)  # P0 again: running under a live lease
+    assert cancel_jobs(runtime, state="running").running_left_alone == [ids["P0"]]
+    assert cancel_jobs(runtime, state="running", force=True).cancelled == [ids["P0"]]
+    assert retry_jobs(runtime, failed_only=False) == 0  # cancelled jobs come back only when asked
+    assert retry_jobs(runtime, cancelled=True, batch=batch) == 2
     assert CANCELLABLE_STATES == ("queued", "running", "failed")
 
 
-def _claim_one(settings: Settings, fail_with: str | None = None) -> None:
+def _claim_one(runtime: Runtime, fail_with: str | None = None) -> None:
     """What a worker does to the oldest queued job: claim it, and fail it when `fail_with` is given."""
-    with Runtime.open(settings) as runtime, transaction(runtime.sessions) as session:
+    with transaction(runtime.sessions) as session:
         [job] = job_rows.claim(session, "w", 1, lease_seconds=600)
         if fail_with:
             job_rows.finish(session, job.id, "failed", fail_with)

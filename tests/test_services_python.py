@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from identity.app.runtime import Runtime
 from identity.config import Settings
 from identity.errors import ImageError, NoFaceFound
 from identity.services.detect import detect_faces
@@ -16,7 +17,8 @@ from identity.store.sql.jobs import JobSpec
 def test_a_drained_worker_enrolls_the_queue_and_reports_each_job(tmp_path: Path, lfw_dir: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", workers=1)
     photos = sorted((lfw_dir / "Al_Gore").iterdir())[:2]
-    queue_enrollment(settings, [JobSpec(str(p), "Al_Gore") for p in photos] + [JobSpec(str(tmp_path / "gone.jpg"), "X")])
+    with Runtime.open(settings) as runtime:
+        queue_enrollment(runtime, [JobSpec(str(p), "Al_Gore") for p in photos] + [JobSpec(str(tmp_path / "gone.jpg"), "X")])
     opened, seen = [], []
     summary = run_worker(settings, drain=True, poll=0.1, on_open=lambda: opened.append(1) or seen.append)
     assert opened == [1] and len(seen) == 3  # the callback came once the store opened, then took every result

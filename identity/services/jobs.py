@@ -9,7 +9,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from identity.config import Settings
 from identity.app.runtime import Runtime
 from identity.store.sql import jobs as job_rows
 from identity.store.sql.db import transaction
@@ -46,31 +45,30 @@ class CancelReport:
         return dataclasses.asdict(self)
 
 
-def queue_enrollment(settings: Settings, specs: Iterable[JobSpec]) -> tuple[str, int]:
+def queue_enrollment(runtime: Runtime, specs: Iterable[JobSpec]) -> tuple[str, int]:
     """Queue a batch without processing it (`enroll --queue-only`): its id and how many jobs it holds."""
     from identity.services.enroll import queue_jobs  # enroll loads the face pipeline; listing jobs needs none of it
 
-    with Runtime.open(settings) as runtime:
-        return queue_jobs(runtime, specs)
+    return queue_jobs(runtime, specs)
 
 
-def list_jobs(settings: Settings, state: str | None = None, batch: str | None = None,
+def list_jobs(runtime: Runtime, state: str | None = None, batch: str | None = None,
               limit: int = 100) -> list[JobRecord]:
-    """Newest first; `state` is a status or an outcome (rejected, duplicate, ...). Raises NoStore rather than create one."""
-    with Runtime.open(settings, must_exist=True) as runtime, runtime.sessions() as session:
+    """Newest first; `state` is a status or an outcome (rejected, duplicate, ...)."""
+    with runtime.sessions() as session:
         return [JobRecord(**job_rows.job_record(j)) for j in job_rows.list_jobs(session, state, batch, limit)]
 
 
-def retry_jobs(settings: Settings, failed_only: bool = True, batch: str | None = None,
+def retry_jobs(runtime: Runtime, failed_only: bool = True, batch: str | None = None,
                cancelled: bool = False) -> int:
     """Queue failed jobs again (also rejected ones unless `failed_only`, cancelled ones if asked); how many."""
-    with Runtime.open(settings, must_exist=True) as runtime, transaction(runtime.sessions) as session:
+    with transaction(runtime.sessions) as session:
         return job_rows.retry(session, failed_only=failed_only, batch=batch, cancelled=cancelled)
 
 
-def cancel_jobs(settings: Settings, ids: Sequence[int] = (), state: str | None = None, batch: str | None = None,
+def cancel_jobs(runtime: Runtime, ids: Sequence[int] = (), state: str | None = None, batch: str | None = None,
                 force: bool = False) -> CancelReport:
     """Cancel the jobs selected by ids, `state` (one of CANCELLABLE_STATES) and batch, which narrow each other."""
-    with Runtime.open(settings, must_exist=True) as runtime, transaction(runtime.sessions) as session:
+    with transaction(runtime.sessions) as session:
         done = job_rows.cancel(session, ids, JobStatus(state) if state else None, batch, force)
     return CancelReport(done.cancelled, done.refused_live, done.not_cancellable)
