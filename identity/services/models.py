@@ -8,8 +8,7 @@ from typing import Any
 
 from identity.config import Settings
 from identity.faces import FacePipeline, build_pipeline, load_local_pack, resolve
-from identity.app.registry import choose_model, read_active, with_model
-from identity.app.registry import record_model
+from identity.app.registry import choose_model, read_active, record_model, with_model
 from identity.app.runtime import Runtime
 from identity.services.thresholds import resolve_threshold
 from identity.store.sql.models import Model
