@@ -28,10 +28,11 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 import numpy as np
 
+from identity.config import Settings
 from identity.errors import ConfigError, IdentityError, ImageError, ModelError, StoreUnavailable
 from identity.evaluation.protocol import subject_face
 from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
@@ -103,7 +104,7 @@ def queue_jobs(runtime: Runtime, specs: Iterable[jobs.JobSpec], batch: str | Non
     with transaction(runtime.sessions) as session:
         jobs.expire_dead_leases(session, _lease_owner_dead)  # a dead run's leases count as abandoned
         adopted = jobs.adopt_unfinished(session, batch, specs)
-        fresh = [s for s in specs if (s.source_path, s.external_id) not in adopted]
+        fresh = [s for s in specs if s.key not in adopted]
         queued = jobs.enqueue(session, batch, fresh) + len(adopted)
     return batch, queued
 
@@ -226,9 +227,13 @@ class EnrollmentWriter:
     for the chunk's persons after each commit.
     """
 
+    kind = jobs.ENROLL  # the jobs process_queue claims for this writer
+    target_model: int | None = None  # claim jobs of any target (enrollment jobs have none)
+
     def __init__(self, runtime: Runtime, index: VectorIndex, model_row_id: int, subject: str | None = None, *,
                  templates: VectorIndex) -> None:
         self.runtime = runtime
+        self.settings = runtime.settings  # the pack process_queue runs over the jobs' images
         self.index = index
         self.templates = templates
         self.model_row_id = model_row_id
@@ -439,15 +444,33 @@ class EnrollmentWriter:
         return result("enrolled")
 
 
+class JobWriter(Protocol):
+    """What process_queue needs of a writer: EnrollmentWriter, or services.reindex.ReindexWriter."""
+
+    kind: str  # the kind of job it writes (jobs.ENROLL, jobs.REINDEX)
+    target_model: int | None  # claim only jobs for this model (reindex), or any
+    settings: Settings  # whose pack runs over the jobs' images
+
+    def settle_known(self, chunk: Sequence[Job]) -> tuple[list[JobResult], list[Job]]: ...
+
+    def write(self, items: Sequence[tuple[Job, Outcome]]) -> list[JobResult]: ...
+
+    def optimize(self) -> None: ...
+
+
 def process_queue(
     runtime: Runtime,
-    writer: EnrollmentWriter,
+    writer: JobWriter,
     batch: str | None,
     workers: int,
     on_result: Callable[[JobResult], None] = lambda r: None,
     summary: EnrollSummary | None = None,
 ) -> EnrollSummary:
-    """Claim and process jobs (of one batch, or any) until none is left; returns what happened."""
+    """Claim the writer's kind of jobs (of one batch, or any) and process them until none is left; returns what happened.
+
+    The images run through the writer's pack (`writer.settings`), the queue's chunk and lease
+    settings are the runtime's.
+    """
     settings = runtime.settings
     summary = summary or EnrollSummary(batch=batch or "*")
     claimed: deque[Job] = deque()
@@ -460,7 +483,8 @@ def process_queue(
         while True:
             t0 = time.perf_counter()  # claiming and settling count as bookkeeping, like the writes
             with transaction(runtime.sessions) as session:
-                chunk = jobs.claim(session, owner, settings.enroll.chunk_size, settings.enroll.lease_seconds, batch)
+                chunk = jobs.claim(session, owner, settings.enroll.chunk_size, settings.enroll.lease_seconds, batch,
+                                   writer.kind, writer.target_model)
             if not chunk:
                 return
             known, todo = writer.settle_known(chunk)
@@ -483,7 +507,7 @@ def process_queue(
         pending.clear()
 
     try:
-        for _path, outcome in process_paths_parallel(settings, paths(), workers):
+        for _path, outcome in process_paths_parallel(writer.settings, paths(), workers):
             pending.append((claimed.popleft(), outcome))
             if len(pending) >= settings.enroll.chunk_size:
                 flush()

@@ -1,4 +1,6 @@
-"""The enrollment queue: one job per image, claimed under a lease that expires.
+"""The job queue: one job per image to enroll, or per (photo, person) to re-embed with a target model
+(kind "reindex", model_id the target), claimed under a lease that expires. A claim takes one kind
+(and target) only, so an enrollment loop never runs a reindex job, nor the reverse.
 
 On Postgres, claims use SELECT ... FOR UPDATE SKIP LOCKED so any number of workers
 share the queue without taking the same job; SQLite serialises writers anyway.
@@ -20,7 +22,8 @@ from sqlalchemy.orm import Session
 from identity.store.sql.models import Job, JobStatus, naive_utc, utcnow
 
 MAX_ATTEMPTS = 3
-OUTCOMES = ("enrolled", "rejected", "failed", "duplicate", "conflict")
+OUTCOMES = ("enrolled", "rejected", "failed", "duplicate", "conflict", "reindexed")
+ENROLL, REINDEX = "enroll", "reindex"
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,18 @@ class JobSpec:
     external_id: str
     display_name: str | None = None
     attributes: dict[str, Any] | None = None
+    kind: str = ENROLL
+    model_id: int | None = None  # a reindex job's target model (row id)
+    image_id: uuid.UUID | None = None  # a reindex job's photo
+
+    @property
+    def key(self) -> tuple[str, int | None, str, str]:
+        """What the job does: two unfinished jobs with one key would do the same work twice."""
+        return self.kind, self.model_id, self.source_path, self.external_id
+
+
+def _job_key(job: Job) -> tuple[str, int | None, str, str]:
+    return job.kind, job.model_id, job.source_path, job.external_id
 
 
 def new_batch_id() -> str:
@@ -45,6 +60,7 @@ def enqueue(session: Session, batch: str, specs: Iterable[JobSpec], chunk: int =
             "batch": batch, "status": JobStatus.queued, "source_path": spec.source_path,
             "external_id": spec.external_id, "display_name": spec.display_name,
             "attributes": spec.attributes or {}, "attempts": 0, "created_at": now, "updated_at": now,
+            "kind": spec.kind, "model_id": spec.model_id, "image_id": spec.image_id,
         })
         if len(rows) >= chunk:
             session.execute(insert(Job), rows)
@@ -56,18 +72,19 @@ def enqueue(session: Session, batch: str, specs: Iterable[JobSpec], chunk: int =
     return total
 
 
-def adopt_unfinished(session: Session, batch: str, specs: Sequence[JobSpec]) -> set[tuple[str, str]]:
-    """Move queued or abandoned jobs for the same (file, person) into `batch`; returns their keys.
+def adopt_unfinished(session: Session, batch: str, specs: Sequence[JobSpec]) -> set[tuple[str, int | None, str, str]]:
+    """Move queued or abandoned jobs doing the same (kind, target, file, person) into `batch`; returns their keys
+    (JobSpec.key).
 
     A re-run after a crash thus resumes the old jobs instead of queuing the files twice.
     Jobs under a live lease of another worker are left alone.
     """
-    wanted = {(s.source_path, s.external_id) for s in specs}
+    wanted = {s.key for s in specs}
     now = utcnow()
-    adopted: set[tuple[str, str]] = set()
+    adopted: set[tuple[str, int | None, str, str]] = set()
     unfinished = session.scalars(select(Job).where(Job.status.in_((JobStatus.queued, JobStatus.running))))
     for job in unfinished:
-        key = (job.source_path, job.external_id)
+        key = _job_key(job)
         if key not in wanted or key in adopted:
             continue
         abandoned = job.status == JobStatus.running and (
@@ -83,8 +100,10 @@ def _expired(now: datetime) -> Any:
     return and_(Job.status == JobStatus.running, Job.lease_expires_at < now)
 
 
-def claim(session: Session, owner: str, limit: int, lease_seconds: int, batch: str | None = None) -> list[Job]:
-    """Lease up to `limit` queued (or abandoned) jobs to `owner`; commit promptly after."""
+def claim(session: Session, owner: str, limit: int, lease_seconds: int, batch: str | None = None,
+          kind: str = ENROLL, model_id: int | None = None) -> list[Job]:
+    """Lease up to `limit` queued (or abandoned) jobs of one kind (reindex: of one target model, or any
+    if None) to `owner`; commit promptly after."""
     now = utcnow()
     give_up = update(Job).where(_expired(now), Job.attempts >= MAX_ATTEMPTS).values(
         status=JobStatus.failed, outcome="failed", lease_owner=None, lease_expires_at=None,
@@ -97,6 +116,9 @@ def claim(session: Session, owner: str, limit: int, lease_seconds: int, batch: s
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    stmt = stmt.where(Job.kind == kind)
+    if model_id is not None:
+        stmt = stmt.where(Job.model_id == model_id)
     if batch is not None:
         stmt = stmt.where(Job.batch == batch)
     jobs = list(session.scalars(stmt))
@@ -118,6 +140,15 @@ def finish(session: Session, job_id: int, outcome: str, reason: str | None = Non
         outcome=outcome, reason=reason, image_id=image_id,
         lease_owner=None, lease_expires_at=None, updated_at=utcnow(),
     ))
+
+
+def reindex_targets(session: Session) -> list[int]:
+    """The target models (row ids) of reindex jobs waiting to be claimed: queued, or running on an expired lease."""
+    now = utcnow()
+    return list(session.scalars(
+        select(Job.model_id).where(Job.kind == REINDEX, Job.model_id.is_not(None),
+                                   or_(Job.status == JobStatus.queued, _expired(now)))
+        .distinct().order_by(Job.model_id)))
 
 
 def release(session: Session, job_ids: Sequence[int]) -> None:

@@ -158,13 +158,16 @@ class Face(Base):
 
 
 class Job(Base):
-    """One image to enroll; workers claim jobs through a lease that expires."""
+    """One image to enroll, or one (photo, person) to re-embed with a model (kind reindex, model_id the
+    target); workers claim jobs through a lease that expires."""
 
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_claim", "status", "lease_expires_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     batch: Mapped[str | None] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="enroll", server_default="enroll")  # enroll / reindex
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))  # a reindex job's target model
     status: Mapped[JobStatus] = mapped_column(_str_enum(JobStatus, "job_status"), default=JobStatus.queued)
     source_path: Mapped[str] = mapped_column(Text)
     external_id: Mapped[str] = mapped_column(String(255))
