@@ -22,27 +22,29 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from identity.config import Settings
 from identity.errors import IdentityError, ImageError
-from identity.faces import DetectedFace, ImageFaces, build_pipeline, process_paths_parallel, resolve
+from identity.faces import DetectedFace, ImageFaces, build_pipeline, resolve
 from identity.faces.types import same_face
 from identity.app.registry import read_active
 from identity.app.actor import resolve_actor
 from identity.app.binding import bind_vector_store
-from identity.services.enroll import face_row, index_pending
+from identity.services.enroll import EnrollSummary, JobResult, face_row, index_pending, process_queue, queue_jobs
 from identity.app.runtime import Runtime
-from identity.services.templates import check_templates, repair_templates
+from identity.services.templates import check_templates, refresh_templates, repair_templates
+from identity.store.sql import jobs
 from identity.store.sql.audit_events import record_audit_event
-from identity.store.sql.db import transaction
+from identity.store.sql.db import Session, transaction
 from identity.store.sql.faces import add_faces, faces_of_images, indexed_faces_with_photos, settled_photo_persons
 from identity.store.sql.model_rows import get_model, list_models
-from identity.store.sql.models import Face, FaceStatus
+from identity.store.sql.jobs import JobSpec
+from identity.store.sql.models import Face, FaceStatus, Job
+from identity.store.sql.persons import persons_by_id
 from identity.store.sql.queries import activate_model, ensure_model, find_model, indexed_faces_by_model
 from identity.store.vectors import FaceIndex, VectorIndex, open_vector_index
 
@@ -90,16 +92,28 @@ class ReindexSummary:
 @dataclass(frozen=True)
 class _OldFace:
     id: uuid.UUID
-    person_id: uuid.UUID
     bbox: list[float]
 
 
 @dataclass
 class _Photo:
+    """One reindex job: a photo and the old model's faces of one person in it."""
+
     image_id: uuid.UUID
+    person_id: uuid.UUID
     path: str
     sha256: str
     faces: list[_OldFace]
+
+    def attributes(self) -> dict[str, Any]:
+        return {"person_id": str(self.person_id), "sha256": self.sha256,
+                "faces": [{"id": str(f.id), "bbox": list(f.bbox)} for f in self.faces]}
+
+    @classmethod
+    def of(cls, job: Job) -> "_Photo":
+        a = job.attributes
+        return cls(job.image_id, uuid.UUID(a["person_id"]), job.source_path, a["sha256"],
+                   [_OldFace(uuid.UUID(f["id"]), f["bbox"]) for f in a["faces"]])
 
 
 def reindex(settings: Settings, target: str, workers: int = 0, force: bool = False, actor: str | None = None,
@@ -158,10 +172,12 @@ def _build_templates(runtime: Runtime, index: FaceIndex, model_row_id: int) -> N
 def _reindex_faces(runtime: Runtime, index: VectorIndex, settings: Settings, source: int, target: int, workers: int,
                    summary: ReindexSummary, on_plan: Callable[[int], None],
                    on_face: Callable[[FaceOutcome], None]) -> None:
+    """Plan, queue the plan as reindex jobs (adopting those a stopped run left), run them through the queue loop."""
     def report(outcome: FaceOutcome) -> None:
         summary.add(outcome)
         on_face(outcome)
 
+    writer = ReindexWriter(runtime, index, target, settings, report)
     attempted: set[tuple[uuid.UUID, uuid.UUID]] = set()  # (image, person): each is tried once per run
     total = 0
     while True:
@@ -175,81 +191,157 @@ def _reindex_faces(runtime: Runtime, index: VectorIndex, settings: Settings, sou
         summary.faces += count
         total += count
         on_plan(total)
-        attempted |= {(p.image_id, f.person_id) for p in photos for f in p.faces}
-        _process(runtime, index, settings, target, photos, workers, report)
+        attempted |= {(p.image_id, p.person_id) for p in photos}
+        batch, _ = queue_jobs(runtime, _job_specs(runtime, photos, target))
+        process_queue(runtime, writer, batch, workers or settings.worker_count)
 
 
 def _plan(runtime: Runtime, source: int, target: int,
           attempted: set[tuple[uuid.UUID, uuid.UUID]]) -> tuple[list[_Photo], int]:
-    """The photos whose faces the target model still lacks, and how many faces it already holds."""
+    """The (photo, person) pairs whose faces the target model still lacks, and how many faces it already holds."""
     with runtime.sessions() as session:
         rows = indexed_faces_with_photos(session, source)
         finished = settled_photo_persons(session, target)
-    photos: dict[uuid.UUID, _Photo] = {}
+    photos: dict[tuple[uuid.UUID, uuid.UUID], _Photo] = {}
     done = 0
     for face_id, person_id, bbox, image_id, path, sha256 in rows:
         key = (image_id, person_id)
         if key in finished:
             done += 1
         elif key not in attempted:
-            photos.setdefault(image_id, _Photo(image_id, path, sha256, [])).faces.append(_OldFace(face_id, person_id, bbox))
+            photos.setdefault(key, _Photo(image_id, person_id, path, sha256, [])).faces.append(_OldFace(face_id, bbox))
     return list(photos.values()), done
 
 
-def _process(runtime: Runtime, index: VectorIndex, settings: Settings, target: int, photos: list[_Photo],
-             workers: int, report: Callable[[FaceOutcome], None]) -> None:
-    """Run the target pack over the photos and store their faces a chunk at a time."""
-    queued: deque[_Photo] = deque()
-
-    def paths() -> Iterator[str]:
-        for photo in photos:
-            if not os.path.isfile(photo.path):
-                for face in photo.faces:
-                    report(FaceOutcome(str(face.id), photo.path, "failed", f"{photo.path} is missing"))
-                continue
-            queued.append(photo)
-            yield photo.path
-
-    pending: list[tuple[_Photo, ImageFaces | ImageError]] = []
-    for _path, outcome in process_paths_parallel(settings, paths(), workers or settings.worker_count):
-        pending.append((queued.popleft(), outcome))
-        if len(pending) >= settings.enroll.chunk_size:
-            _write(runtime, index, target, pending, report)
-            pending.clear()
-    if pending:
-        _write(runtime, index, target, pending, report)
+def _job_specs(runtime: Runtime, photos: Sequence[_Photo], target: int) -> list[JobSpec]:
+    """One reindex job per photo and person, named by the person's external id as enrollment's are
+    (so `jobs list` reads alike and erasing the person deletes them too)."""
+    with runtime.sessions() as session:
+        persons = persons_by_id(session, {p.person_id for p in photos})
+    return [JobSpec(p.path, persons[p.person_id].external_id if p.person_id in persons else str(p.person_id),
+                    attributes=p.attributes(), kind=jobs.REINDEX, model_id=target, image_id=p.image_id)
+            for p in photos]
 
 
-def _write(runtime: Runtime, index: VectorIndex, target: int, items: Sequence[tuple[_Photo, ImageFaces | ImageError]],
-           report: Callable[[FaceOutcome], None]) -> None:
-    outcomes: list[FaceOutcome] = []
-    to_index: list[tuple[Face, np.ndarray]] = []
-    with transaction(runtime.sessions) as session:
-        # Read again inside the write: another run may have stored some of these faces since the plan.
-        held = {(f.image_id, f.person_id): f for f in faces_of_images(session, target, [p.image_id for p, _ in items])}
-        for photo, found in items:
-            for old in photo.faces:
-                existing = held.get((photo.image_id, old.person_id))
+class ReindexWriter:
+    """Writes processed reindex jobs a chunk at a time, for process_queue (EnrollmentWriter's contract).
+
+    One job is one photo and person of the old model; its faces are matched by box among the
+    target pack's detections and written by enrollment's three-step protocol. The jobs finish
+    (reindexed / rejected / failed, with the reason) in the transaction that marks the faces
+    indexed, so a stopped run leaves either both or neither. `report` gets each old face's outcome.
+    `templates`: the target's person templates, refreshed for each chunk's persons when given
+    (`identity worker`); `identity reindex` builds them all once at the end instead.
+    """
+
+    kind = jobs.REINDEX
+
+    def __init__(self, runtime: Runtime, index: VectorIndex, target_model: int, settings: Settings,
+                 report: Callable[[FaceOutcome], None] = lambda outcome: None,
+                 templates: VectorIndex | None = None) -> None:
+        self.runtime = runtime
+        self.index = index
+        self.templates = templates
+        self.target_model = target_model
+        self.settings = settings  # pinned to the target pack
+        self.report = report
+
+    def settle_known(self, chunk: Sequence[Job]) -> tuple[list[JobResult], list[Job]]:
+        """Finish without running the pack the jobs the target already holds (another run did them) and
+        those whose photo is missing."""
+        results: list[JobResult] = []
+        outcomes: list[FaceOutcome] = []
+        with transaction(self.runtime.sessions) as session:
+            held = {(f.image_id, f.person_id): f for f in
+                    faces_of_images(session, self.target_model, [job.image_id for job in chunk if job.image_id])}
+            for job in chunk:
+                photo = _Photo.of(job)
+                existing = held.get((photo.image_id, photo.person_id))
                 if existing is not None and existing.status != FaceStatus.pending:
+                    results.append(_job_result(job, "duplicate", "the target model already holds it"))
+                elif not os.path.isfile(photo.path):
+                    reason = f"{photo.path} is missing"
+                    outcomes += [FaceOutcome(str(face.id), photo.path, "failed", reason) for face in photo.faces]
+                    results.append(_job_result(job, "failed", reason))
+                else:
                     continue
-                problem = _problem(photo, found)
-                face = _best_match(found.faces, old.bbox) if isinstance(found, ImageFaces) and not problem else None
-                if face is None:
-                    outcomes.append(FaceOutcome(str(old.id), photo.path, "failed",
-                                                problem or f"face no longer found in {photo.path}"))
-                    continue
-                row = existing  # a stopped run's pending row is completed under its own id
-                if row is None:
-                    row = face_row(face, old.person_id, photo.image_id, target)
-                    add_faces(session, [row])
-                if row.status == FaceStatus.rejected:
-                    outcomes.append(FaceOutcome(str(old.id), photo.path, "rejected", row.rejection))
-                    continue
-                to_index.append((row, face.embedding))
-                outcomes.append(FaceOutcome(str(old.id), photo.path, "reindexed"))
-    index_pending(runtime, index, to_index)
-    for outcome in outcomes:
-        report(outcome)
+                jobs.finish(session, job.id, results[-1].outcome, results[-1].reason, job.image_id)
+        for outcome in outcomes:
+            self.report(outcome)
+        done = {r.job_id for r in results}
+        return results, [job for job in chunk if job.id not in done]
+
+    def write(self, items: Sequence[tuple[Job, ImageFaces | ImageError]]) -> list[JobResult]:
+        results: list[JobResult] = []
+        outcomes: list[FaceOutcome] = []
+        to_index: list[tuple[Face, np.ndarray]] = []
+        with transaction(self.runtime.sessions) as session:
+            # Read again inside the write: another run may have stored some of these faces since the plan.
+            held = {(f.image_id, f.person_id): f for f in
+                    faces_of_images(session, self.target_model, [job.image_id for job, _ in items if job.image_id])}
+            for job, found in items:
+                photo = _Photo.of(job)
+                mine = _decide(session, photo, found, held.get((photo.image_id, photo.person_id)),
+                               self.target_model, to_index)
+                outcomes += mine
+                results.append(_job_outcome(job, mine))
+
+        def finish(session: Session) -> None:
+            for result in results:
+                jobs.finish(session, result.job_id, result.outcome, result.reason, result.image_id)
+
+        index_pending(self.runtime, self.index, to_index, then=finish)
+        if self.templates is not None and to_index:
+            refresh_templates(self.runtime.sessions, self.index, self.templates, self.target_model,
+                              sorted({face.person_id for face, _ in to_index}))
+        for outcome in outcomes:
+            self.report(outcome)
+        return results
+
+    def optimize(self) -> None:
+        self.index.optimize()
+        if self.templates is not None:
+            self.templates.optimize()
+
+
+def _decide(session: Session, photo: _Photo, found: ImageFaces | ImageError, existing: Face | None, target: int,
+            to_index: list[tuple[Face, np.ndarray]]) -> list[FaceOutcome]:
+    """Step 1 for one photo and person: the target's face rows (pending) and each old face's outcome."""
+    if existing is not None and existing.status != FaceStatus.pending:
+        return []
+    outcomes: list[FaceOutcome] = []
+    problem = _problem(photo, found)
+    for old in photo.faces:
+        face = _best_match(found.faces, old.bbox) if isinstance(found, ImageFaces) and not problem else None
+        if face is None:
+            outcomes.append(FaceOutcome(str(old.id), photo.path, "failed",
+                                        problem or f"face no longer found in {photo.path}"))
+            continue
+        row = existing  # a stopped run's pending row is completed under its own id
+        if row is None:
+            row = face_row(face, photo.person_id, photo.image_id, target)
+            add_faces(session, [row])
+        if row.status == FaceStatus.rejected:
+            outcomes.append(FaceOutcome(str(old.id), photo.path, "rejected", row.rejection))
+            continue
+        to_index.append((row, face.embedding))
+        outcomes.append(FaceOutcome(str(old.id), photo.path, "reindexed"))
+    return outcomes
+
+
+def _job_outcome(job: Job, outcomes: Sequence[FaceOutcome]) -> JobResult:
+    """A job's outcome from its faces': failed if one failed, reindexed if one was, else rejected."""
+    if not outcomes:
+        return _job_result(job, "duplicate", "the target model already holds it")
+    for state in ("failed", "reindexed", "rejected"):
+        these = [o for o in outcomes if o.outcome == state]
+        if these:
+            return _job_result(job, state, these[0].reason, faces_found=len(outcomes))
+    raise AssertionError(outcomes)
+
+
+def _job_result(job: Job, outcome: str, reason: str | None, faces_found: int = 0) -> JobResult:
+    return JobResult(job.id, job.source_path, job.external_id, outcome, reason, faces_found, job.image_id)
 
 
 def _problem(photo: _Photo, found: ImageFaces | ImageError) -> str | None:
@@ -278,3 +370,24 @@ def _switch(runtime: Runtime, target: int, summary: ReindexSummary, actor: str |
                      "forced": bool(summary.failed)},
         )
     summary.switched = True
+
+
+def process_reindex_jobs(runtime: Runtime, workers: int, on_result: Callable[[JobResult], None],
+                         summary: EnrollSummary, active: tuple[int, VectorIndex, VectorIndex] | None = None) -> None:
+    """Run the queued reindex jobs of every target model (`identity worker`), each with its target's pack.
+
+    `active`: (row id, faces, templates) of the model the caller holds open, used as they are when a
+    job targets it (the embedded engine lets one opening hold a collection). Templates are kept in
+    step chunk by chunk; the switch stays `identity reindex`'s, which a re-run then does at once.
+    """
+    with runtime.sessions() as session:
+        targets = [get_model(session, row_id) for row_id in jobs.reindex_targets(session)]
+    for model in targets:
+        target_settings = runtime.settings.replace(model=model.model_id)
+        if active is not None and active[0] == model.id:
+            writer = ReindexWriter(runtime, active[1], model.id, target_settings, templates=active[2])
+            process_queue(runtime, writer, None, workers, on_result, summary)
+            continue
+        with open_vector_index(runtime.settings, model.model_id, model.dim) as index, index.templates() as templates:
+            writer = ReindexWriter(runtime, index, model.id, target_settings, templates=templates)
+            process_queue(runtime, writer, None, workers, on_result, summary)

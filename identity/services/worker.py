@@ -1,4 +1,5 @@
-"""`identity worker`: process queued enrollment jobs until stopped, or until the queue is drained.
+"""`identity worker`: process queued enrollment jobs, then queued reindex jobs (each with its target
+model's pack, into its collection), until stopped, or until the queue is drained.
 
 Callable from Python and from a long-running server as from the CLI. The deployment is
 reopened whenever `identity reindex` switches the model (or the store is rebound), so a
@@ -12,6 +13,7 @@ from typing import Callable
 
 from identity.config import Settings
 from identity.services.deployment import open_deployment
+from identity.services.reindex import process_reindex_jobs
 from identity.services.enroll import (
     EnrollmentWriter,
     EnrollSummary,
@@ -38,6 +40,8 @@ def run_worker(settings: Settings, workers: int = 1, drain: bool = False, poll: 
             while dep.follows_store():
                 before = summary.processed
                 process_queue(dep.runtime, writer, None, workers, on_result, summary)
+                process_reindex_jobs(dep.runtime, workers, on_result, summary,
+                                     active=(dep.model.id, dep.index, dep.templates))
                 idle = summary.processed == before
                 if drain and idle:
                     # Draining means every job is done: jobs still leased to another worker come
