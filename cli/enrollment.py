@@ -123,7 +123,7 @@ def worker(
         None, "--subject", help="A photo with several faces enrolls: dominant (default), central, all or reject."),
     as_json: bool = JSON,
 ) -> None:
-    """Process queued enrollment jobs: any number with a Qdrant server, one at a time with the embedded store."""
+    """Process queued enrollment jobs, then reindex jobs: any number with a Qdrant server, one at a time with the embedded store."""
     from identity.services.worker import run_worker
 
     _check_subject(subject, queue_only=False)

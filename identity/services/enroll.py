@@ -102,7 +102,7 @@ def queue_jobs(runtime: Runtime, specs: Iterable[jobs.JobSpec], batch: str | Non
     batch = batch or jobs.new_batch_id()
     specs = list(specs)
     with transaction(runtime.sessions) as session:
-        jobs.expire_dead_leases(session, _lease_owner_dead)  # a dead run's leases count as abandoned
+        jobs.expire_dead_leases(session, lease_owner_dead)  # a dead run's leases count as abandoned
         adopted = jobs.adopt_unfinished(session, batch, specs)
         fresh = [s for s in specs if s.key not in adopted]
         queued = jobs.enqueue(session, batch, fresh) + len(adopted)
@@ -477,7 +477,7 @@ def process_queue(
     owner = worker_name()
     started = time.perf_counter()
     with transaction(runtime.sessions) as session:  # a SIGKILLed worker on this host: take its jobs now
-        jobs.expire_dead_leases(session, _lease_owner_dead)
+        jobs.expire_dead_leases(session, lease_owner_dead)
 
     def paths() -> Iterator[str]:
         while True:
@@ -553,7 +553,7 @@ def seconds_until_others_done(runtime: Runtime) -> float | None:
     machine, where its death cannot be seen) hands them over only when their lease ends.
     """
     with transaction(runtime.sessions) as session:
-        jobs.expire_dead_leases(session, _lease_owner_dead)
+        jobs.expire_dead_leases(session, lease_owner_dead)
         due = jobs.leased_elsewhere(session, worker_name())
     if due is None:
         return None
@@ -567,7 +567,7 @@ def _release(runtime: Runtime, job_ids: list[int]) -> None:
         jobs.release(session, job_ids)
 
 
-def _lease_owner_dead(owner: str | None) -> bool:
+def lease_owner_dead(owner: str | None) -> bool:
     """True when a lease belongs to a process on this host that no longer runs."""
     host, _, pid = (owner or "").rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():

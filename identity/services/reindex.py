@@ -1,10 +1,14 @@
 """`identity reindex --model NEW`: re-embed every indexed face with another pack, then switch to it.
 
-For each indexed face of the active model, its source image is read again (its bytes
-must still have the enrolled sha256), the new pack's face overlapping the stored box
-best (IoU >= 0.5) is embedded, and a row for the new model (same person and image) is
-written with its vector in the new model's collection, by enrollment's three-step
-protocol (identity.services.enroll: face_row, index_pending). Search keeps using the
+The work is queued as jobs in enrollment's queue (kind "reindex", one per photo and person,
+model_id the target) and run by enrollment's claim -> process -> write loop
+(identity.services.enroll.process_queue) with a ReindexWriter: the same leases, `identity
+jobs list/retry`, and `identity worker` takes them too. For each job the photo is read
+again (its bytes must still have the enrolled sha256), the target pack's face overlapping
+each stored box best (IoU >= 0.5) is embedded, and a row for the new model (same person
+and image) is written with its vector in the new model's collection, by enrollment's
+three-step protocol (face_row, index_pending); the job finishes in the transaction that
+marks the faces indexed. A re-run adopts the unfinished jobs of a stopped one. Search keeps using the
 old model meanwhile. Then the new collection's person templates are brought in step
 with all its faces (so a resumed run ends with complete templates too), and if every
 face was done (or `force`), one transaction makes the new model the active one and
@@ -28,13 +32,22 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from identity.config import Settings
-from identity.errors import IdentityError, ImageError
+from identity.errors import IdentityError, ImageError, StoreLocked
 from identity.faces import DetectedFace, ImageFaces, build_pipeline, resolve
 from identity.faces.types import same_face
 from identity.app.registry import read_active
 from identity.app.actor import resolve_actor
 from identity.app.binding import bind_vector_store
-from identity.services.enroll import EnrollSummary, JobResult, face_row, index_pending, process_queue, queue_jobs
+from identity.services.enroll import (
+    EnrollSummary,
+    JobResult,
+    face_row,
+    index_pending,
+    lease_owner_dead,
+    process_queue,
+    queue_jobs,
+    worker_name,
+)
 from identity.app.runtime import Runtime
 from identity.services.templates import check_templates, refresh_templates, repair_templates
 from identity.store.sql import jobs
@@ -43,7 +56,7 @@ from identity.store.sql.db import Session, transaction
 from identity.store.sql.faces import add_faces, faces_of_images, indexed_faces_with_photos, settled_photo_persons
 from identity.store.sql.model_rows import get_model, list_models
 from identity.store.sql.jobs import JobSpec
-from identity.store.sql.models import Face, FaceStatus, Job
+from identity.store.sql.models import Face, FaceStatus, Job, JobStatus, naive_utc, utcnow
 from identity.store.sql.persons import persons_by_id
 from identity.store.sql.queries import activate_model, ensure_model, find_model, indexed_faces_by_model
 from identity.store.vectors import FaceIndex, VectorIndex, open_vector_index
@@ -193,7 +206,33 @@ def _reindex_faces(runtime: Runtime, index: VectorIndex, settings: Settings, sou
         on_plan(total)
         attempted |= {(p.image_id, p.person_id) for p in photos}
         batch, _ = queue_jobs(runtime, _job_specs(runtime, photos, target))
-        process_queue(runtime, writer, batch, workers or settings.worker_count)
+        _run_batch(runtime, writer, batch, workers or settings.worker_count, report)
+
+
+def _run_batch(runtime: Runtime, writer: "ReindexWriter", batch: str, workers: int,
+               report: Callable[[FaceOutcome], None]) -> None:
+    """Run the batch until each of its jobs is finished, by this run or by `identity worker`s sharing the
+    queue: their jobs' outcomes are reported too, so the switch never comes before their faces."""
+    owner = worker_name()
+    while True:
+        process_queue(runtime, writer, batch, workers)
+        with transaction(runtime.sessions) as session:
+            jobs.expire_dead_leases(session, lease_owner_dead)
+            due = jobs.leased_elsewhere(session, owner, batch)
+        if due is None:
+            break
+        time.sleep(min(1.0, max(0.05, (naive_utc(due) - naive_utc(utcnow())).total_seconds())))
+    with runtime.sessions() as session:
+        others = [job for job in jobs.batch_jobs(session, batch) if job.id not in writer.finished]
+    for job in others:
+        if job.status == JobStatus.cancelled:
+            outcome, reason = "failed", job.reason or "cancelled"
+        elif job.outcome in ("reindexed", "rejected", "failed"):
+            outcome, reason = job.outcome, None if job.outcome == "reindexed" else job.reason
+        else:
+            continue  # the target already held it
+        for face in _Photo.of(job).faces:
+            report(FaceOutcome(str(face.id), job.source_path, outcome, reason))
 
 
 def _plan(runtime: Runtime, source: int, target: int,
@@ -245,6 +284,7 @@ class ReindexWriter:
         self.target_model = target_model
         self.settings = settings  # pinned to the target pack
         self.report = report
+        self.finished: set[int] = set()  # the jobs this writer finished
 
     def settle_known(self, chunk: Sequence[Job]) -> tuple[list[JobResult], list[Job]]:
         """Finish without running the pack the jobs the target already holds (another run did them) and
@@ -269,6 +309,7 @@ class ReindexWriter:
         for outcome in outcomes:
             self.report(outcome)
         done = {r.job_id for r in results}
+        self.finished |= done
         return results, [job for job in chunk if job.id not in done]
 
     def write(self, items: Sequence[tuple[Job, ImageFaces | ImageError]]) -> list[JobResult]:
@@ -291,6 +332,7 @@ class ReindexWriter:
                 jobs.finish(session, result.job_id, result.outcome, result.reason, result.image_id)
 
         index_pending(self.runtime, self.index, to_index, then=finish)
+        self.finished |= {r.job_id for r in results if r.job_id is not None}
         if self.templates is not None and to_index:
             refresh_templates(self.runtime.sessions, self.index, self.templates, self.target_model,
                               sorted({face.person_id for face, _ in to_index}))
@@ -388,6 +430,10 @@ def process_reindex_jobs(runtime: Runtime, workers: int, on_result: Callable[[Jo
             writer = ReindexWriter(runtime, active[1], model.id, target_settings, templates=active[2])
             process_queue(runtime, writer, None, workers, on_result, summary)
             continue
-        with open_vector_index(runtime.settings, model.model_id, model.dim) as index, index.templates() as templates:
+        try:
+            opened = open_vector_index(runtime.settings, model.model_id, model.dim)
+        except StoreLocked:
+            continue  # the embedded engine: a running `identity reindex` holds the target and runs its jobs itself
+        with opened as index, index.templates() as templates:
             writer = ReindexWriter(runtime, index, model.id, target_settings, templates=templates)
             process_queue(runtime, writer, None, workers, on_result, summary)

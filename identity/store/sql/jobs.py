@@ -218,13 +218,19 @@ def expire_dead_leases(session: Session, is_dead: Callable[[str | None], bool]) 
     return len(dead)
 
 
-def leased_elsewhere(session: Session, owner: str) -> datetime | None:
-    """When the first live lease held by another worker ends, or None if no other worker holds a job."""
-    return session.scalars(
-        select(func.min(Job.lease_expires_at)).where(
-            Job.status == JobStatus.running, Job.lease_expires_at >= utcnow(),
-            or_(Job.lease_owner.is_(None), Job.lease_owner != owner))
-    ).first()
+def leased_elsewhere(session: Session, owner: str, batch: str | None = None) -> datetime | None:
+    """When the first live lease held by another worker (on a job of `batch`, or any) ends, or None if no
+    other worker holds one."""
+    stmt = select(func.min(Job.lease_expires_at)).where(
+        Job.status == JobStatus.running, Job.lease_expires_at >= utcnow(),
+        or_(Job.lease_owner.is_(None), Job.lease_owner != owner))
+    if batch is not None:
+        stmt = stmt.where(Job.batch == batch)
+    return session.scalars(stmt).first()
+
+
+def batch_jobs(session: Session, batch: str) -> list[Job]:
+    return list(session.scalars(select(Job).where(Job.batch == batch).order_by(Job.id)))
 
 
 def stale_leases(session: Session) -> Sequence[Job]:

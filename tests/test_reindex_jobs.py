@@ -1,0 +1,184 @@
+"""`identity reindex` as jobs in the enrollment queue: kind reindex, one per photo and person and target
+model, finished by the queue loop; a stopped or SIGKILLed run resumes without duplicates, and
+`identity worker --drain` takes the reindex jobs a stopped run left queued."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from identity.config import EnrollSettings, Settings
+from identity.services.deployment import open_deployment
+from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
+from identity.services.enroll_inputs import from_directory
+from identity.services.jobs import list_jobs
+from identity.services.reindex import reindex
+from identity.services.worker import run_worker
+from identity.store.sql.models import Face, FaceStatus, Job, JobStatus, Model
+from identity.store.vectors import open_vector_index
+
+OLD = "dlib-resnet@2"
+
+
+def enrolled_gallery(settings: Settings, root: Path, lfw_dir: Path, people: dict[str, int]) -> None:
+    for person, count in people.items():
+        (root / person).mkdir(parents=True)
+        for image in sorted((lfw_dir / person).iterdir())[:count]:
+            shutil.copy(image, root / person / image.name)
+    with open_deployment(settings) as dep:
+        batch, _ = queue_jobs(dep.runtime, from_directory(root))
+        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
+        summary = process_queue(dep.runtime, writer, batch, 1)
+        assert summary.counts == {"enrolled": sum(people.values())}, summary.counts
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def gallery(request, tmp_path: Path, lfw_dir: Path, save_stand_in) -> Settings:
+    """3 people x 2 lfw-dev photos enrolled with the default pack, and the stand-in pack saved."""
+    url = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, workers=1, enroll=EnrollSettings(chunk_size=2))
+    enrolled_gallery(settings, tmp_path / "photos", lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 2, "Alejandro_Toledo": 2})
+    save_stand_in(settings.data_dir)
+    return settings
+
+
+def target_state(settings: Settings, model_id: str | None = None) -> dict[str, object]:
+    """The target model's rows and vectors, and the reindex jobs."""
+    with open_deployment(settings) as dep, dep.runtime.sessions() as session:
+        model = session.scalars(select(Model).where(Model.name == "dlib-resnet-ft")).one()
+        faces = session.scalars(select(Face).where(Face.model_id == model.id)).all()
+        reindex_jobs = session.scalars(select(Job).where(Job.kind == "reindex")).all()
+        enroll_kinds = set(session.scalars(select(Job.kind).where(Job.model_id.is_(None))))
+        model_id, dim = model.model_id, model.dim
+        pending = session.scalar(select(func.count()).select_from(Face).where(Face.status == FaceStatus.pending))
+    with open_vector_index(settings, model_id, dim) as index:
+        vectors = sorted(str(face_id) for face_id, _ in index.iter_ids())
+    pairs = [(f.image_id, f.person_id) for f in faces]
+    return {
+        "model_id": model_id, "model_row": model.id, "faces": len(faces), "pending": pending,
+        "duplicates": len(pairs) - len(set(pairs)),
+        "vectors_match": vectors == sorted(str(f.id) for f in faces if f.status == FaceStatus.indexed),
+        "jobs": sorted((j.status.value, j.outcome) for j in reindex_jobs),
+        "job_targets": {j.model_id for j in reindex_jobs}, "enroll_kinds": enroll_kinds,
+    }
+
+
+def test_reindex_queues_reindex_jobs_and_the_queue_loop_finishes_them(gallery) -> None:
+    settings = gallery
+    summary = reindex(settings, "dlib-resnet-ft")
+    assert summary.switched and (summary.faces, summary.reindexed, summary.failed) == (6, 6, [])
+    state = target_state(settings)
+    assert state["jobs"] == [("done", "reindexed")] * 6 and state["job_targets"] == {state["model_row"]}
+    assert state["enroll_kinds"] == {"enroll"}  # the enrollment jobs are untouched
+    assert (state["faces"], state["pending"], state["duplicates"], state["vectors_match"]) == (6, 0, 0, True)
+    with open_deployment(settings) as dep:
+        listed = list_jobs(dep.runtime, state="reindexed")
+    assert len(listed) == 6 and all(Path(j.source_path).is_file() for j in listed)
+    assert {j.external_id for j in listed} == {"Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"}
+
+    again = reindex(settings, OLD)  # rollback: the old model holds every face, no job is queued
+    assert again.switched and (again.skipped_already_done, again.reindexed) == (6, 0)
+    assert len(target_state(settings)["jobs"]) == 6
+
+
+def test_worker_drain_takes_the_reindex_jobs_a_stopped_reindex_left(gallery, upsert_stopper) -> None:
+    settings = gallery
+    upsert_stopper.arm(1)  # the first chunk is stored, the second stops between its rows and vectors
+    with pytest.raises(upsert_stopper.Stop):
+        reindex(settings, "dlib-resnet-ft")
+    upsert_stopper.undo()
+    stopped = target_state(settings)
+    assert stopped["jobs"] == [("done", "reindexed")] * 2 + [("queued", None)] * 4
+    assert stopped["pending"] == 2  # the second chunk's rows wait for their vectors
+
+    summary = run_worker(settings, workers=1, drain=True, poll=0.5)
+    assert summary.counts == {"reindexed": 4}
+    state = target_state(settings)
+    assert state["jobs"] == [("done", "reindexed")] * 6
+    assert (state["faces"], state["pending"], state["duplicates"], state["vectors_match"]) == (6, 0, 0, True)
+    with open_deployment(settings) as dep:
+        assert dep.model.model_id == OLD  # the worker re-embeds; switching stays reindex's
+    done = reindex(settings, "dlib-resnet-ft")
+    assert done.switched and (done.skipped_already_done, done.reindexed, done.failed) == (6, 0, [])
+    assert len(target_state(settings)["jobs"]) == 6
+
+
+def test_reindex_sigkilled_midway_resumes_without_duplicates(tmp_path: Path, lfw_dir: Path, save_stand_in) -> None:
+    env = {**os.environ, "IDENTITY_DATA_DIR": str(tmp_path / "data"), "IDENTITY_WORKERS": "1",
+           "IDENTITY_ENROLL__CHUNK_SIZE": "1"}
+    for key in ("IDENTITY_DATABASE_URL", "IDENTITY_QDRANT_URL", "IDENTITY_MODEL"):
+        env.pop(key, None)
+    settings = Settings.load(env=env)
+    enrolled_gallery(settings, tmp_path / "photos", lfw_dir,
+                     {"Aaron_Peirsol": 4, "Al_Gore": 4, "Alejandro_Toledo": 4, "Amelie_Mauresmo": 4})
+    save_stand_in(settings.data_dir)
+    cmd = [sys.executable, "-m", "identity_cli.main", "reindex", "--model", "dlib-resnet-ft", "--json"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        try:
+            with sqlite3.connect(tmp_path / "data" / "identity.db") as conn:
+                done = conn.execute("select count(*) from jobs where kind = 'reindex' and status = 'done'").fetchone()[0]
+        except sqlite3.Error:
+            continue
+        if done >= 2:
+            break
+    assert proc.poll() is None, "reindex finished before it could be killed; make the set bigger"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed = target_state(settings)
+    assert 2 <= killed["jobs"].count(("done", "reindexed")) < 16
+    with open_deployment(settings) as dep:
+        assert dep.model.model_id == OLD
+
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    state = target_state(settings)
+    assert state["jobs"] == [("done", "reindexed")] * 16  # the killed run's jobs adopted, none queued twice
+    assert (state["faces"], state["pending"], state["duplicates"], state["vectors_match"]) == (16, 0, 0, True)
+    with open_deployment(settings) as dep:
+        assert dep.model.model_id == state["model_id"]
+        assert {j.status for j in list_jobs(dep.runtime)} == {JobStatus.done.value}
+
+
+def test_reindex_waits_for_jobs_another_worker_holds_and_counts_their_outcomes(gallery, monkeypatch) -> None:
+    """A worker elsewhere claims one job of the reindex's batch and fails it: the run waits for it and
+    does not switch."""
+    import threading
+
+    import identity.services.reindex as reindex_service
+    from identity.store.sql import jobs
+    from identity.store.sql.db import transaction
+
+    settings = gallery
+    real_queue_jobs, taken = reindex_service.queue_jobs, []
+
+    def queue_then_taken_elsewhere(runtime, specs, batch=None):
+        batch, queued = real_queue_jobs(runtime, specs, batch)
+        with transaction(runtime.sessions) as session:
+            [job] = jobs.claim(session, "elsewhere:1", 1, lease_seconds=30, batch=batch, kind="reindex")
+            taken.append((job.id, job.attributes["faces"][0]["id"], job.source_path))
+
+        def finish_later() -> None:
+            time.sleep(1.0)
+            with transaction(runtime.sessions) as session:
+                jobs.finish(session, taken[0][0], "failed", "the other worker's reason")
+
+        threading.Thread(target=finish_later, daemon=True).start()
+        return batch, queued
+
+    monkeypatch.setattr(reindex_service, "queue_jobs", queue_then_taken_elsewhere)
+    summary = reindex(settings, "dlib-resnet-ft")
+    [(job_id, face_id, path)] = taken
+    assert not summary.switched and (summary.faces, summary.reindexed) == (6, 5)
+    assert [(f.face_id, f.path, f.reason) for f in summary.failed] == [(face_id, path, "the other worker's reason")]
