@@ -297,7 +297,9 @@ class ReindexWriter:
             for job in chunk:
                 photo = _Photo.of(job)
                 existing = held.get((photo.image_id, photo.person_id))
-                if existing is not None and existing.status != FaceStatus.pending:
+                if photo.image_id is None:  # its image row was erased since it was queued
+                    results.append(_job_result(job, "failed", f"{photo.path} is no longer enrolled"))
+                elif existing is not None and existing.status != FaceStatus.pending:
                     results.append(_job_result(job, "duplicate", "the target model already holds it"))
                 elif not os.path.isfile(photo.path):
                     reason = f"{photo.path} is missing"

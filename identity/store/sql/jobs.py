@@ -159,7 +159,8 @@ def release(session: Session, job_ids: Sequence[int]) -> None:
 def earlier_rejection(session: Session, image_id: uuid.UUID, external_id: str) -> str | None:
     """The reason an earlier job rejected these image bytes for this person, if one did."""
     return session.scalars(
-        select(Job.reason).where(Job.image_id == image_id, Job.external_id == external_id, Job.outcome == "rejected")
+        select(Job.reason).where(Job.image_id == image_id, Job.external_id == external_id, Job.outcome == "rejected",
+                                 Job.kind == ENROLL)
         .limit(1)
     ).first()
 
