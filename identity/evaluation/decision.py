@@ -30,7 +30,6 @@ import numpy as np
 NO_CANDIDATE = -1.0  # the score of a search that returned nobody: below any threshold
 RAW = "raw"
 NORMALIZED = "normalized"
-RULES = (RAW, NORMALIZED)
 
 COHORT = 100  # persons after the first whose scores normalize it
 MIN_COHORT = 10  # below this the cohort's spread means little

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator, cast
+from typing import Iterable, Iterator
 
 from identity.config import Settings
 from identity.faces import FacePipeline, build_pipeline
@@ -17,7 +17,7 @@ from identity.store.sql.model_rows import models_with_row_ids
 from identity.store.sql.models import Model
 from identity.store.sql.persons import indexed_face_ids
 from identity.store.sql.queries import count_gallery_persons
-from identity.store.vectors import FaceIndex, VectorIndex, open_vector_index
+from identity.store.vectors import VectorIndex, open_vector_index
 from identity.store.vectors.store_ref import StoreRef
 
 
@@ -47,6 +47,10 @@ class Deployment:
         """
         same_model = self.choice.source == "setting" or read_active(self.runtime) in (None, self.model.model_id)
         return same_model and still_bound(self.runtime, self.store)
+
+    @property
+    def collections(self) -> "ModelCollections":
+        return ModelCollections(self.index, self.templates)
 
     def gallery_persons(self) -> int:
         """Persons with an indexed face, counted once per opening (searches ask on every call)."""
@@ -96,8 +100,16 @@ def _build_missing_templates(runtime: Runtime, index: VectorIndex, templates: Ve
     templates.optimize()
 
 
+@dataclass(frozen=True)
+class ModelCollections:
+    """One model's face collection and its person templates: what changes a person's faces changes both."""
+
+    faces: VectorIndex
+    templates: VectorIndex
+
+
 @contextmanager
-def model_indexes(dep: Deployment, model_row_ids: Iterable[int]) -> Iterator[dict[int, VectorIndex]]:
+def model_collections(dep: Deployment, model_row_ids: Iterable[int]) -> Iterator[dict[int, ModelCollections]]:
     """The collections of the given models by row id: the deployment's own, and any other opened here.
 
     Other models' collections are those kept after a re-index; erasure and curation
@@ -107,29 +119,8 @@ def model_indexes(dep: Deployment, model_row_ids: Iterable[int]) -> Iterator[dic
     with dep.runtime.sessions() as session:
         models = models_with_row_ids(session, wanted - {dep.model.id})
     with ExitStack() as stack:
-        indexes: dict[int, VectorIndex] = {dep.model.id: dep.index} if dep.model.id in wanted else {}
+        collections = {dep.model.id: dep.collections} if dep.model.id in wanted else {}
         for model in models:
-            indexes[model.id] = stack.enter_context(open_vector_index(dep.settings, model.model_id, model.dim))
-        yield indexes
-
-
-@dataclass(frozen=True)
-class ModelCollections:
-    """One model's face collection and its person templates."""
-
-    faces: VectorIndex
-    templates: VectorIndex
-
-
-@contextmanager
-def model_collections(dep: Deployment, model_row_ids: Iterable[int]) -> Iterator[dict[int, ModelCollections]]:
-    """model_indexes with each model's templates beside its faces: what changes a person's faces changes both."""
-    with model_indexes(dep, model_row_ids) as indexes, ExitStack() as stack:
-        collections: dict[int, ModelCollections] = {}
-        for model_id, index in indexes.items():
-            if index is dep.index:
-                collections[model_id] = ModelCollections(index, dep.templates)
-            else:  # another model's collection, opened by model_indexes
-                templates = stack.enter_context(cast(FaceIndex, index).templates())
-                collections[model_id] = ModelCollections(index, templates)
+            faces = stack.enter_context(open_vector_index(dep.settings, model.model_id, model.dim))
+            collections[model.id] = ModelCollections(faces, stack.enter_context(faces.templates()))
         yield collections

@@ -89,7 +89,7 @@ class DoctorReport:
 
 
 def diagnose(dep: Deployment) -> DoctorReport:
-    report = _check(dep, dep.model.id, ModelCollections(dep.index, dep.templates))
+    report = _check(dep, dep.model.id, dep.collections)
     if dep.model.dim != dep.pipeline.dim:
         report.dimension_mismatch = (
             f"model {dep.model.model_id} is recorded with {dep.model.dim} dimensions, its pack produces {dep.pipeline.dim}")
@@ -156,7 +156,7 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorRep
         writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
         summary = process_queue(dep.runtime, writer, batch, workers)
         report.repaired["faces_reenrolled"] = summary.counts.get("enrolled", 0)
-    _repair_templates(dep, dep.model.id, ModelCollections(dep.index, dep.templates), report)
+    _repair_templates(dep, dep.model.id, dep.collections, report)
     _repair_others(dep, report)
     return report
 

@@ -546,15 +546,16 @@ def enroll_analysed(runtime: Runtime, writer: "EnrollmentWriter",
     return summary
 
 
-def seconds_until_others_done(runtime: Runtime) -> float | None:
-    """How long until the first job leased to another live worker is done or due back; None if none is.
+def seconds_until_others_done(runtime: Runtime, batch: str | None = None) -> float | None:
+    """How long until the first job (of `batch`, or any) leased to another live worker is done or due
+    back; None if none is.
 
-    `identity worker --drain` waits on it: a worker that died holding jobs (on another
-    machine, where its death cannot be seen) hands them over only when their lease ends.
+    `identity worker --drain` and `identity reindex` wait on it: a worker that died holding jobs
+    (on another machine, where its death cannot be seen) hands them over only when their lease ends.
     """
     with transaction(runtime.sessions) as session:
         jobs.expire_dead_leases(session, lease_owner_dead)
-        due = jobs.leased_elsewhere(session, worker_name())
+        due = jobs.leased_elsewhere(session, worker_name(), batch)
     if due is None:
         return None
     return max(0.0, (naive_utc(due) - naive_utc(utcnow())).total_seconds())

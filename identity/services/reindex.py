@@ -24,6 +24,7 @@ its next pass; the run ends when a pass finds nothing new.
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -43,12 +44,12 @@ from identity.services.enroll import (
     JobResult,
     face_row,
     index_pending,
-    lease_owner_dead,
     process_queue,
     queue_jobs,
-    worker_name,
+    seconds_until_others_done,
 )
 from identity.app.runtime import Runtime
+from identity.services.deployment import ModelCollections
 from identity.services.templates import check_templates, refresh_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.audit_events import record_audit_event
@@ -56,7 +57,7 @@ from identity.store.sql.db import Session, transaction
 from identity.store.sql.faces import add_faces, faces_of_images, indexed_faces_with_photos, settled_photo_persons
 from identity.store.sql.model_rows import get_model, list_models
 from identity.store.sql.jobs import JobSpec
-from identity.store.sql.models import Face, FaceStatus, Job, JobStatus, naive_utc, utcnow
+from identity.store.sql.models import Face, FaceStatus, Job, JobStatus
 from identity.store.sql.persons import persons_by_id
 from identity.store.sql.queries import activate_model, ensure_model, find_model, indexed_faces_by_model
 from identity.store.vectors import FaceIndex, VectorIndex, open_vector_index
@@ -213,15 +214,12 @@ def _run_batch(runtime: Runtime, writer: "ReindexWriter", batch: str, workers: i
                report: Callable[[FaceOutcome], None]) -> None:
     """Run the batch until each of its jobs is finished, by this run or by `identity worker`s sharing the
     queue: their jobs' outcomes are reported too, so the switch never comes before their faces."""
-    owner = worker_name()
     while True:
         process_queue(runtime, writer, batch, workers)
-        with transaction(runtime.sessions) as session:
-            jobs.expire_dead_leases(session, lease_owner_dead)
-            due = jobs.leased_elsewhere(session, owner, batch)
+        due = seconds_until_others_done(runtime, batch)
         if due is None:
             break
-        time.sleep(min(1.0, max(0.05, (naive_utc(due) - naive_utc(utcnow())).total_seconds())))
+        time.sleep(min(1.0, max(0.05, due)))
     with runtime.sessions() as session:
         others = [job for job in jobs.batch_jobs(session, batch) if job.id not in writer.finished]
     for job in others:
@@ -417,25 +415,24 @@ def _switch(runtime: Runtime, target: int, summary: ReindexSummary, actor: str |
 
 
 def process_reindex_jobs(runtime: Runtime, workers: int, on_result: Callable[[JobResult], None],
-                         summary: EnrollSummary, active: tuple[int, VectorIndex, VectorIndex] | None = None) -> None:
+                         summary: EnrollSummary, held: dict[int, ModelCollections] | None = None) -> None:
     """Run the queued reindex jobs of every target model (`identity worker`), each with its target's pack.
 
-    `active`: (row id, faces, templates) of the model the caller holds open, used as they are when a
-    job targets it (the embedded engine lets one opening hold a collection). Templates are kept in
-    step chunk by chunk; the switch stays `identity reindex`'s, which a re-run then does at once.
+    `held`: the collections the caller holds open, by model row id, used as they are when a job
+    targets that model (the embedded engine lets one opening hold a collection). Templates are kept
+    in step chunk by chunk; the switch stays `identity reindex`'s, which a re-run then does at once.
     """
     with runtime.sessions() as session:
         targets = [get_model(session, row_id) for row_id in jobs.reindex_targets(session)]
     for model in targets:
-        target_settings = runtime.settings.replace(model=model.model_id)
-        if active is not None and active[0] == model.id:
-            writer = ReindexWriter(runtime, active[1], model.id, target_settings, templates=active[2])
-            process_queue(runtime, writer, None, workers, on_result, summary)
-            continue
-        try:
-            opened = open_vector_index(runtime.settings, model.model_id, model.dim)
-        except StoreLocked:
-            continue  # the embedded engine: a running `identity reindex` holds the target and runs its jobs itself
-        with opened as index, index.templates() as templates:
-            writer = ReindexWriter(runtime, index, model.id, target_settings, templates=templates)
+        with ExitStack() as stack:
+            store = (held or {}).get(model.id)
+            if store is None:
+                try:
+                    faces = stack.enter_context(open_vector_index(runtime.settings, model.model_id, model.dim))
+                except StoreLocked:
+                    continue  # the embedded engine: a running `identity reindex` holds the target and runs its jobs
+                store = ModelCollections(faces, stack.enter_context(faces.templates()))
+            writer = ReindexWriter(runtime, store.faces, model.id, runtime.settings.replace(model=model.model_id),
+                                   templates=store.templates)
             process_queue(runtime, writer, None, workers, on_result, summary)

@@ -40,8 +40,7 @@ def run_worker(settings: Settings, workers: int = 1, drain: bool = False, poll: 
             while dep.follows_store():
                 before = summary.processed
                 process_queue(dep.runtime, writer, None, workers, on_result, summary)
-                process_reindex_jobs(dep.runtime, workers, on_result, summary,
-                                     active=(dep.model.id, dep.index, dep.templates))
+                process_reindex_jobs(dep.runtime, workers, on_result, summary, {dep.model.id: dep.collections})
                 idle = summary.processed == before
                 if drain and idle:
                     # Draining means every job is done: jobs still leased to another worker come

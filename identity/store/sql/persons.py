@@ -146,14 +146,21 @@ def person_ids_by_external_id(session: Session) -> dict[str, uuid.UUID]:
 def indexed_face_ids(session: Session, model_row_id: int, person_ids: Sequence[uuid.UUID] | None = None,
                      chunk: int = 500) -> dict[uuid.UUID, list[uuid.UUID]]:
     """Searchable face ids per person uuid under one model: of the given persons, or of everyone."""
-    stmt = (select(Face.person_id, Face.id).where(Face.status == FaceStatus.indexed, Face.model_id == model_row_id)
-            .order_by(Face.person_id, Face.id))
-    ids = None if person_ids is None else list(person_ids)
-    groups = [None] if ids is None else [ids[i:i + chunk] for i in range(0, len(ids), chunk)]
-    faces: dict[uuid.UUID, list[uuid.UUID]] = {}
+    return _indexed_faces(session, model_row_id, Face.person_id, person_ids, chunk)
+
+
+def _indexed_faces(session: Session, model_row_id: int, key: Any, values: Sequence[Any] | None,
+                   chunk: int) -> dict[Any, list[uuid.UUID]]:
+    """Searchable face ids under one model, grouped by `key` (a person column, filtered to `values` if given)."""
+    stmt = (select(key, Face.id).select_from(Face).join(Person, Face.person_id == Person.id)
+            .where(Face.status == FaceStatus.indexed, Face.model_id == model_row_id)
+            .order_by(key, Face.created_at, Face.id))
+    wanted = None if values is None else list(values)
+    groups = [None] if wanted is None else [wanted[i:i + chunk] for i in range(0, len(wanted), chunk)]
+    faces: dict[Any, list[uuid.UUID]] = {}
     for group in groups:
-        for person_id, face_id in session.execute(stmt if group is None else stmt.where(Face.person_id.in_(group))):
-            faces.setdefault(person_id, []).append(face_id)
+        for value, face_id in session.execute(stmt if group is None else stmt.where(key.in_(group))):
+            faces.setdefault(value, []).append(face_id)
     return faces
 
 
@@ -174,15 +181,7 @@ def person_record(person: Person, faces: int | None = None) -> dict[str, Any]:
 def indexed_faces_by_person(session: Session, model_row_id: int, external_ids: Sequence[str] | None = None,
                             chunk: int = 500) -> dict[str, list[uuid.UUID]]:
     """Searchable face ids per external id under one model: of the given persons, or of everyone."""
-    stmt = (select(Person.external_id, Face.id).join(Face, Face.person_id == Person.id)
-            .where(Face.status == FaceStatus.indexed, Face.model_id == model_row_id)
-            .order_by(Person.external_id, Face.created_at, Face.id))
-    groups = [None] if external_ids is None else [list(external_ids)[i:i + chunk] for i in range(0, len(external_ids), chunk)]
-    faces: dict[str, list[uuid.UUID]] = {}
-    for group in groups:
-        for external_id, face_id in session.execute(stmt if group is None else stmt.where(Person.external_id.in_(group))):
-            faces.setdefault(external_id, []).append(face_id)
-    return faces
+    return _indexed_faces(session, model_row_id, Person.external_id, external_ids, chunk)
 
 
 def person_by_external_id(session: Session, external_id: str) -> Person | None:
