@@ -37,9 +37,9 @@ LFW = REPO.parent / "shared" / "datasets" / "lfw-dev"
 def enroll(settings: Settings, specs: list, workers: int) -> EnrollSummary:
     started = time.perf_counter()
     with open_deployment(settings) as dep:
-        batch, queued = queue_jobs(dep.runtime, specs)
+        batch, queued = queue_jobs(dep.app, specs)
         summary = EnrollSummary(batch=batch, queued=queued)
-        process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates), batch, workers,
+        process_queue(dep.app, EnrollmentWriter(dep), batch, workers,
                       summary=summary)
     summary.seconds = time.perf_counter() - started  # wall time, start-up and model loading included
     return summary

@@ -23,10 +23,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from identity.app.core import App
 from identity.config import Settings
 from identity.evaluation.cache import analyse_paths
 from identity.evaluation.protocol import LabelledFolder, scan_labelled
-from identity.faces import DEFAULT_MODEL, build_pipeline
+from identity.faces import DEFAULT_MODEL, FacePipeline
 from identity.services.evaluate import EvalOptions, OpenSetSearches, fpir_calibration, open_set_searches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,10 +42,10 @@ def split(folder: LabelledFolder, seed: int) -> tuple[list[str], list[str], list
     return a, b, sorted(random.Random(seed + 1).sample(b, len(b) // 4))
 
 
-def searches_on(settings: Settings, folder: LabelledFolder, options: EvalOptions) -> OpenSetSearches:
-    model_id = build_pipeline(settings).model_id
-    analyses = analyse_paths(settings, model_id, folder.all_paths, options.workers or settings.worker_count)
-    return open_set_searches(settings, folder, analyses, options)
+def searches_on(app: App, pipeline: FacePipeline, folder: LabelledFolder, options: EvalOptions) -> OpenSetSearches:
+    settings = app.settings
+    analyses = analyse_paths(settings, pipeline.model_id, folder.all_paths, options.workers or settings.worker_count)
+    return open_set_searches(app, pipeline, folder, analyses, options)
 
 
 def row(name: str, searches: OpenSetSearches, threshold: float, fpir: float) -> dict[str, object]:
@@ -71,11 +72,13 @@ def main() -> None:
     folder = scan_labelled(args.dataset)
     a, b, quarter = split(folder, args.seed)
     options = EvalOptions(workers=args.workers)
-    calibration = fpir_calibration(settings, folder.subset(a), args.fpir, options)
-    threshold = calibration.threshold.threshold
-    rows = [row("A (calibration)", calibration.searches, threshold, args.fpir)]
-    for name, persons in (("B", b), ("quarter of B", quarter)):
-        rows.append(row(name, searches_on(settings, folder.subset(persons), options), threshold, args.fpir))
+    with App.open(settings) as app:  # its store is never touched: each gallery goes into a scratch one
+        pipeline = app.pipeline()
+        calibration = fpir_calibration(app, pipeline, folder.subset(a), args.fpir, options)
+        threshold = calibration.threshold.threshold
+        rows = [row("A (calibration)", calibration.searches, threshold, args.fpir)]
+        for name, persons in (("B", b), ("quarter of B", quarter)):
+            rows.append(row(name, searches_on(app, pipeline, folder.subset(persons), options), threshold, args.fpir))
     if args.json:
         print(json.dumps({"fpir": args.fpir, "threshold": round(threshold, 6), "rows": rows}, indent=2))
         return

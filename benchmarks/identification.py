@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from identity.app.core import App
 from identity.config import Settings
 from identity.services.evaluate import EvalOptions, evaluate_folder
 
@@ -44,7 +45,8 @@ def main() -> None:
             task = progress.add_task(name, total=total)
             return lambda n: progress.advance(task, n)
 
-        report = evaluate_folder(settings, args.dataset, EvalOptions(workers=args.workers), stage).figures
+        with App.open(settings) as app:
+            report = evaluate_folder(app, args.dataset, EvalOptions(workers=args.workers), stage).figures
     table = Table(title=f"identification on {args.dataset.name}, {report['model']}")
     for column in ("rank-1", "rank-5", "rank-10", "probes", "gallery", "gallery not enrolled", "probes without face",
                    "wall s"):

@@ -65,7 +65,7 @@ def fill(dep, faces: int, seed: int, console: Console) -> None:
                 vector = centres[p] + rng.normal(scale=0.8, size=dep.pipeline.dim).astype(np.float32)
                 points.append(VectorPoint(face_id, pid, vector))
             templates.append(VectorPoint(pid, pid, template_of([q.vector for q in points[-PER_PERSON:]])))
-        with dep.runtime.sessions() as session, session.begin():
+        with dep.app.sessions() as session, session.begin():
             session.execute(insert(Person), person_rows)
             session.execute(insert(Image), image_rows)
             session.execute(insert(Face), face_rows)

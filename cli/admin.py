@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from identity.errors import ExitCode
-from identity_cli.context import get_settings
+from identity_cli.context import open_app, open_deployment
 from identity_cli.options import JSON
 from identity_cli.output import err_console, render
 
@@ -28,7 +28,10 @@ def init(
     """Create or upgrade the database schema and the active model's vector collection (safe to re-run)."""
     from identity.services.schema import init_store
 
-    report = init_store(get_settings(), rebind, actor)
+    from identity.app.schema import UPGRADE
+
+    with open_app(schema=UPGRADE) as core:  # the one command that upgrades an older store
+        report = init_store(core, rebind, actor)
     render(dataclasses.asdict(report), as_json, title="identity init")
     if report.rebound_from and not as_json:
         err_console.print(f"rebound from {report.rebound_from}: run `identity doctor --repair` to re-enroll faces "
@@ -39,7 +42,11 @@ def version(as_json: bool = JSON) -> None:
     """Print the versions of the package, the schema (database and code) and the model pack in use, and why."""
     from identity.services.schema import versions
 
-    render(versions(get_settings()).as_dict(), as_json, title="identity version")
+    from identity.app.schema import AS_IS
+
+    with open_app(read_only=True, schema=AS_IS) as core:  # a version check creates and changes nothing
+        report = versions(core)
+    render(report.as_dict(), as_json, title="identity version")
 
 
 def doctor(
@@ -47,10 +54,9 @@ def doctor(
     as_json: bool = JSON,
 ) -> None:
     """Check that the database and the vector store agree; exit 1 when problems remain."""
-    from identity.services.deployment import open_deployment
     from identity.services.doctor import diagnose, repair
 
-    with open_deployment(get_settings()) as dep:
+    with open_deployment() as dep:
         report = diagnose(dep)
         if fix and not report.clean:
             repair(dep, report, dep.settings.worker_count)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from identity_cli.context import get_settings
+from identity_cli.context import get_settings, open_app
 from identity_cli.output import print_json, print_table
 
 app = typer.Typer(no_args_is_help=True, help="Inspect configuration.")
@@ -14,12 +14,13 @@ app = typer.Typer(no_args_is_help=True, help="Inspect configuration.")
 def show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show every effective setting and where the config file is (secrets masked), and the model in use."""
     from identity.errors import IdentityError
-    from identity.app.registry import model_id_of, resolve_model
+    from identity.app.registry import model_id_of
 
     settings = get_settings()
     described = settings.describe()
     try:
-        choice = resolve_model(settings, ask_store=True)
+        with open_app() as core:
+            choice = core.model_choice(ask_store=True)
         described["effective_model"] = model_id_of(choice, settings)
         described["effective_model_source"] = choice.describe()
     except IdentityError as exc:  # the settings are still worth showing when the store is down

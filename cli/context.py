@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Iterator
 from identity.config import Settings
 
 if TYPE_CHECKING:
-    from identity.app.runtime import Runtime
+    from identity.app.core import App
+    from identity.services.deployment import Deployment
 
 
 @dataclass
@@ -33,9 +34,23 @@ def get_settings() -> Settings:
 
 
 @contextmanager
-def open_store(read_only: bool = False) -> Iterator["Runtime"]:
-    """The store for this command (the application core's SQL side); `read_only`: NoStore rather than create one."""
-    from identity.app.runtime import Runtime
+def open_app(read_only: bool = False, schema: str | None = None) -> Iterator["App"]:
+    """The application object for this command, closed when it ends.
 
-    with Runtime.open(get_settings(), must_exist=read_only) as runtime:
-        yield runtime
+    `read_only`: a missing store is NoStore rather than created; `schema`: the schema policy
+    (identity.app.schema; default: create a missing schema, refuse an older one).
+    """
+    from identity.app.core import App
+    from identity.app.schema import CREATE
+
+    with App.open(get_settings(), must_exist=read_only, schema=schema or CREATE) as core:
+        yield core
+
+
+@contextmanager
+def open_deployment(read_only: bool = False) -> Iterator["Deployment"]:
+    """The active model's view of this command's App (identity.services.deployment)."""
+    from identity.services.deployment import deployment
+
+    with open_app(read_only) as core:
+        yield deployment(core)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, List, Optional
 import typer
 
 from identity.errors import ExitCode, IdentityError
-from identity_cli.context import get_settings, open_store
+from identity_cli.context import open_app, open_deployment
 from identity_cli.options import JSON
 from identity_cli.output import err_console, print_json, print_table
 from identity_cli.progress import outcome_progress
@@ -18,7 +18,6 @@ from identity_cli.progress import outcome_progress
 if TYPE_CHECKING:
     from identity.services.consistency import InconsistentPerson
     from identity.services.enroll import EnrollSummary
-    from identity.services.enroll_inputs import EnrollInputs
 
 WORKERS = typer.Option(0, "--workers", "-w", help="Worker processes (0: one per core).")
 
@@ -47,9 +46,8 @@ def enroll(
     """Enroll photos: every entry ends enrolled, rejected, failed, duplicate, conflict or skipped."""
     from identity.fsutil import check_writable_file
     from identity.services import enroll_inputs
-    from identity.services.consistency import inconsistent_persons
-    from identity.services.deployment import open_deployment
-    from identity.services.enroll import EnrollmentWriter, EnrollSummary, process_queue, queue_jobs
+    from identity.services.enroll import EnrollSummary
+    from identity.services.enrollment import enroll as run, named_by
     from identity.services.jobs import queue_enrollment
 
     paths = paths or []
@@ -76,25 +74,17 @@ def enroll(
         raise IdentityError("nothing to enroll: no image files found"
                             + (f" ({len(inputs.unqueued)} entries, e.g. {first.source_path}: {first.reason})" if first else ""))
 
-    settings = get_settings()
     if queue_only:
-        with open_store() as runtime:
-            batch, queued = queue_enrollment(runtime, inputs.specs)
+        with open_app() as core:
+            batch, queued = queue_enrollment(core, inputs.specs)
         summary = EnrollSummary(batch=batch, queued=queued)
         for row in inputs.unqueued:
             summary.add_unqueued(row)
-        _finish(summary, report, as_json, queued_only=True, named_by=_named_by(inputs))
+        _finish(summary, report, as_json, queued_only=True, named_by=named_by(inputs))
         return
-    with open_deployment(settings) as dep:
-        batch, queued = queue_jobs(dep.runtime, inputs.specs)
-        summary = EnrollSummary(batch=batch, queued=queued)
-        for row in inputs.unqueued:
-            summary.add_unqueued(row)
-        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, subject, templates=dep.templates)
-        with outcome_progress(queued, "enrolling") as advance:
-            process_queue(dep.runtime, writer, batch, workers or settings.worker_count, advance, summary)
-        flagged = inconsistent_persons(dep, [r.external_id for r in summary.results if r.job_id is not None])
-    _finish(summary, report, as_json, named_by=_named_by(inputs), flagged=flagged)
+    with open_deployment() as dep, outcome_progress(None, "enrolling") as advance:
+        done = run(dep, inputs, workers, subject, on_queued=advance.set_total, on_result=advance)
+    _finish(done.summary, report, as_json, named_by=done.named_by, flagged=done.flagged)
 
 
 def _check_subject(subject: Optional[str], queue_only: bool) -> None:
@@ -107,12 +97,6 @@ def _check_subject(subject: Optional[str], queue_only: bool) -> None:
     if queue_only:
         raise typer.BadParameter("--subject applies where jobs are processed: give it to `identity worker` "
                                  "(or set IDENTITY_ENROLL__SUBJECT)")
-
-
-def _named_by(inputs: "EnrollInputs") -> dict[tuple[str, str], str]:
-    named = dict(inputs.named_by)
-    named.update({(row.source_path, row.external_id): row.named_by for row in inputs.unqueued})
-    return named
 
 
 def worker(
@@ -128,8 +112,8 @@ def worker(
 
     _check_subject(subject, queue_only=False)
     signal.signal(signal.SIGTERM, _stop)  # `docker stop`: hand claimed jobs back, as Ctrl-C does
-    with ExitStack() as stack:
-        summary = run_worker(get_settings(), workers, drain, poll, subject,
+    with open_app() as core, ExitStack() as stack:  # one App for the worker's lifetime
+        summary = run_worker(core, workers, drain, poll, subject,
                              on_open=lambda: stack.enter_context(outcome_progress(None, "worker")))
     _finish(summary, None, as_json)
 

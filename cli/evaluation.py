@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from identity_cli.context import get_settings
+from identity_cli.context import open_app
 from identity_cli.options import JSON
 from identity_cli.output import err_console, print_json, render
 from identity_cli.progress import stage_progress
@@ -40,8 +40,8 @@ def evaluate(
 
     options = EvalOptions(workers=workers, pair_cap=pair_cap, seed=seed, use_store=use_store,
                           gallery_images=gallery_images)
-    with stage_progress() as stage:
-        report = evaluate_folder(get_settings(), folder, options, stage)
+    with open_app() as core, stage_progress() as stage:
+        report = evaluate_folder(core, folder, options, stage)
     if out:
         for path in write_report(report, out):
             err_console.print(f"wrote {path}")
@@ -67,13 +67,13 @@ def calibrate(
         if far is not None:
             raise InvalidArgument("give --far (1:1 comparisons) or --fpir (searches), not both")
         options = EvalOptions(workers=workers, gallery_images=gallery_images)
-        with stage_progress() as stage:
-            result = calibrate_fpir(get_settings(), folder, fpir, options, stage)
+        with open_app() as core, stage_progress() as stage:
+            result = calibrate_fpir(core, folder, fpir, options, stage)
         render(result.as_dict(), as_json, title="calibrated")
         return
     far = 1e-3 if far is None else far
     if not 0 < far < 1:
         raise typer.BadParameter("must be between 0 and 1", param_hint="--far")
-    with stage_progress() as stage:
-        result = by_far(get_settings(), folder, far, workers, stage)
+    with open_app() as core, stage_progress() as stage:
+        result = by_far(core, folder, far, workers, stage)
     render(result.as_dict(), as_json, title="calibrated")

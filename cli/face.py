@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from identity_cli.context import get_settings
+from identity_cli.context import open_deployment
 from identity_cli.options import JSON
 from identity_cli.output import render
 
@@ -23,9 +23,8 @@ def move(
 ) -> None:
     """Re-label a face as another person's."""
     from identity.services.curation import move_face
-    from identity.services.deployment import open_deployment
 
-    with open_deployment(get_settings()) as dep:
+    with open_deployment() as dep:
         render(move_face(dep, face, to, actor), as_json, title="moved")
 
 
@@ -33,7 +32,6 @@ def move(
 def delete(face: str = typer.Argument(..., help="Face id."), actor: Optional[str] = ACTOR, as_json: bool = JSON) -> None:
     """Delete one face and its vector."""
     from identity.services.curation import delete_face
-    from identity.services.deployment import open_deployment
 
-    with open_deployment(get_settings()) as dep:
+    with open_deployment() as dep:
         render(delete_face(dep, face, actor), as_json, title="deleted")

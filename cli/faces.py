@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from identity_cli.context import get_settings
+from identity_cli.context import open_app
 from identity_cli.output import render
 
 app = typer.Typer(no_args_is_help=True, help="Detect faces in images and inspect their quality.")
@@ -30,7 +30,8 @@ def detect(
     """
     from identity.services.detect import detect_faces
 
-    report = detect_faces(get_settings(), images, crops)
+    with open_app() as core:
+        report = detect_faces(core, images, crops)
     ordered = report.as_list()
     if as_json:
         render(ordered, as_json=True)

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from identity.errors import ExitCode
-from identity_cli.context import open_store
+from identity_cli.context import open_app
 from identity_cli.options import JSON
 from identity_cli.output import err_console, print_json, render
 
@@ -24,8 +24,8 @@ def list_(
     """List jobs, newest first."""
     from identity.services.jobs import list_jobs
 
-    with open_store(read_only=True) as runtime:
-        rows = [job.as_dict() for job in list_jobs(runtime, state, batch, limit)]
+    with open_app(read_only=True) as core:
+        rows = [job.as_dict() for job in list_jobs(core, state, batch, limit)]
     render(rows, as_json, ["id", "batch", "status", "outcome", "reason", "attempts", "external_id", "source_path"],
            title=f"{len(rows)} jobs")
 
@@ -39,8 +39,8 @@ def retry(
     """Queue failed jobs again (then run `identity worker --drain`)."""
     from identity.services.jobs import retry_jobs
 
-    with open_store(read_only=True) as runtime:
-        count = retry_jobs(runtime, failed_only=failed, batch=batch, cancelled=cancelled)
+    with open_app(read_only=True) as core:
+        count = retry_jobs(core, failed_only=failed, batch=batch, cancelled=cancelled)
     err_console.print(f"queued {count} jobs again; run `identity worker --drain` to process them")
 
 
@@ -64,8 +64,8 @@ def cancel(
     if state is not None and state not in CANCELLABLE_STATES:
         raise typer.BadParameter(f"{state!r}: only queued, running or failed jobs can be cancelled",
                                  param_hint="--state")
-    with open_store(read_only=True) as runtime:
-        done = cancel_jobs(runtime, job_ids or (), state, batch, force)
+    with open_app(read_only=True) as core:
+        done = cancel_jobs(core, job_ids or (), state, batch, force)
     if as_json:
         print_json(done.as_dict())
     else:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from identity_cli.context import get_settings
+from identity_cli.context import get_settings, open_app
 from identity_cli.output import console, render
 
 app = typer.Typer(no_args_is_help=True, help="List the face model packs and convert their weights.")
@@ -18,10 +18,9 @@ app = typer.Typer(no_args_is_help=True, help="List the face model packs and conv
 def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Every model pack version, built-in and local (fine-tuned); `active` marks the one in use."""
     from identity.faces import list_packs
-    from identity.app.registry import resolve_model
-
-    settings = get_settings()
-    rows = [dataclasses.asdict(info) for info in list_packs(settings, active=resolve_model(settings).model)]
+    with open_app() as core:
+        active = core.model_choice().model
+    rows = [dataclasses.asdict(info) for info in list_packs(get_settings(), active=active)]
     render(rows, as_json, columns=("model_id", "active", "promoted", "dim", "detector", "recognizer", "recipe", "settings"),
            title="model packs")
 
@@ -47,5 +46,6 @@ def show(
     """A model's record: dimension, collection, decision threshold and where it came from (local packs: their manifest)."""
     from identity.services.models import show_model
 
-    info = show_model(get_settings(), model)
+    with open_app() as core:
+        info = show_model(core, model)
     render(info.as_dict(), as_json, title=f"model {info.model}")

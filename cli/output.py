@@ -30,7 +30,16 @@ written = _Written()
 def print_json(data: Any) -> None:
     # Strict JSON: a non-finite number (a degenerate measurement) is null, never NaN/Infinity.
     written.json = True
-    sys.stdout.write(json.dumps(_finite(data), indent=2, default=str, ensure_ascii=False, allow_nan=False) + "\n")
+    sys.stdout.write(json.dumps(_finite(plain(data)), indent=2, default=str, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def plain(data: Any) -> Any:
+    """A service's typed result (anything with as_dict(), or a list of them) as the plain data --json prints."""
+    if hasattr(data, "as_dict"):
+        return data.as_dict()
+    if isinstance(data, (list, tuple)):
+        return [plain(item) for item in data]
+    return data
 
 
 def _finite(value: Any) -> Any:
@@ -54,7 +63,11 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Iterable[str], title: s
 
 
 def render(data: Any, as_json: bool, columns: Iterable[str] | None = None, title: str | None = None) -> None:
-    """--json prints `data` as is; otherwise a table of `data` (a list of dicts) or key/value pairs."""
+    """--json prints `data` as is; otherwise a table of `data` (a list of dicts) or key/value pairs.
+
+    `data` may be a service's typed result, or a list of them: they render as their as_dict().
+    """
+    data = plain(data)
     if as_json:
         print_json(data)
     elif isinstance(data, dict):

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from identity_cli.context import get_settings, open_store
+from identity_cli.context import open_app, open_deployment
 from identity_cli.options import JSON, parse_attrs
 from identity_cli.output import render
 
@@ -24,8 +24,8 @@ def add(
     """Add a person."""
     from identity.services.persons import add_person
 
-    with open_store() as runtime:
-        record = add_person(runtime, external_id, name, parse_attrs(attr))
+    with open_app() as core:
+        record = add_person(core, external_id, name, parse_attrs(attr))
     render(record.as_dict(), as_json, title="person added")
 
 
@@ -38,8 +38,8 @@ def list_(
     """List people (with their number of searchable faces under the active model)."""
     from identity.services.persons import list_people
 
-    with open_store(read_only=True) as runtime:
-        rows = [person.as_dict() for person in list_people(runtime, query, limit)]
+    with open_app(read_only=True) as core:
+        rows = [person.as_dict() for person in list_people(core, query, limit)]
     render(rows, as_json, COLUMNS, title=f"{len(rows)} people")
 
 
@@ -48,8 +48,8 @@ def show(person: str = typer.Argument(..., help="External id or uuid."), as_json
     """Show one person."""
     from identity.services.persons import show_person
 
-    with open_store(read_only=True) as runtime:
-        record = show_person(runtime, person)
+    with open_app(read_only=True) as core:
+        record = show_person(core, person)
     render(record.as_dict(), as_json, title=record.external_id)
 
 
@@ -64,8 +64,8 @@ def update(
     """Change a person's name or attributes."""
     from identity.services.persons import update_person
 
-    with open_store() as runtime:
-        record = update_person(runtime, person, name, parse_attrs(attr), unset or [])
+    with open_app() as core:
+        record = update_person(core, person, name, parse_attrs(attr), unset or [])
     render(record.as_dict(), as_json, title=record.external_id)
 
 
@@ -78,9 +78,8 @@ def merge(
 ) -> None:
     """Merge two records of one person: ABSORB's faces and search history move to KEEP."""
     from identity.services.curation import merge_persons
-    from identity.services.deployment import open_deployment
 
-    with open_deployment(get_settings()) as dep:
+    with open_deployment() as dep:
         render(merge_persons(dep, keep, absorb, actor), as_json, title="merged")
 
 
@@ -96,15 +95,14 @@ def delete(
     "already erased". --json reports what was removed per store.
     """
     from identity.services.curation import delete_person
-    from identity.services.deployment import open_deployment
 
-    with open_deployment(get_settings()) as dep:
+    with open_deployment() as dep:
         result = delete_person(dep, person, actor)
-    if as_json or result.get("already_deleted"):
-        render(result, as_json, title="already erased" if result.get("already_deleted") else "erased")
+    if as_json or result.already_deleted:
+        render(result, as_json, title="already erased" if result.already_deleted else "erased")
         return
-    removed = result.pop("removed")
-    render(result, False, title="erased")
+    removed = result.removed
+    render(result.subject, False, title="erased")
     stores = [{"store": "sql", **removed["sql"]}] + [
         {"store": f"vectors {name}", **report} for name, report in removed["vectors"].items()]
     render([{"store": r.pop("store"), "removed": r} for r in stores], False, ["store", "removed"], title="removed")

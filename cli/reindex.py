@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from identity.errors import ExitCode
-from identity_cli.context import get_settings
+from identity_cli.context import open_app
 from identity_cli.options import JSON
 from identity_cli.output import console, err_console, print_json, print_table
 from identity_cli.progress import outcome_progress
@@ -32,8 +32,9 @@ def reindex(
     """
     from identity.services.reindex import reindex as run
 
-    with outcome_progress(None, "re-indexing", ("reindexed", "rejected", "failed"), unit="faces") as tracker:
-        summary = run(get_settings(), model, workers, force, actor, on_plan=tracker.set_total, on_face=tracker)
+    with open_app() as core, \
+            outcome_progress(None, "re-indexing", ("reindexed", "rejected", "failed"), unit="faces") as tracker:
+        summary = run(core, model, workers, force, actor, on_plan=tracker.set_total, on_face=tracker)
     if as_json:
         print_json(summary.as_dict())
     else:

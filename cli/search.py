@@ -10,9 +10,9 @@ import typer
 from rich.markup import escape
 
 from identity.errors import ExitCode, ImageError, NoFaceFound
-from identity_cli.context import get_settings
+from identity_cli.context import open_app, open_deployment
 from identity_cli.options import JSON, parse_filters
-from identity_cli.output import console, err_console, print_json, print_table, render
+from identity_cli.output import console, err_console, plain, print_json, print_table, render
 
 searches_app = typer.Typer(no_args_is_help=True, help="The append-only log of searches.")
 ACTOR = typer.Option(None, "--actor", help="Who is asking (recorded); default: the OS user.")
@@ -38,13 +38,12 @@ def search(
     as_json: bool = JSON,
 ) -> None:
     """Who is in these photos: top-k persons per face, and a match/unknown decision."""
-    from identity.services.deployment import open_deployment
     from identity.services.search import SearchOptions, search_image
 
     options = SearchOptions(top_k=top_k, threshold=threshold, min_score=min_score, filters=parse_filters(filters),
                             largest_face_only=not all_faces, actor=actor)
     results, errors, code = [], [], ExitCode.OK
-    with open_deployment(get_settings(), read_only=True) as dep:
+    with open_deployment(read_only=True) as dep:
         for image in images:
             try:
                 results.append(search_image(dep, str(image), options))
@@ -85,11 +84,10 @@ def list_searches(
     as_json: bool = JSON,
 ) -> None:
     """List logged searches, newest first."""
-    from identity.app.runtime import Runtime
     from identity.services.search_log import list_searches as query
 
-    with Runtime.open(get_settings(), must_exist=True) as runtime:
-        rows = query(runtime, person, since, limit)
+    with open_app(read_only=True) as core:
+        rows = query(core, person, since, limit)
     render(rows, as_json, ["when", "actor", "query_name", "faces", "best", "decision", "search_id"],
            title=f"{len(rows)} searches")
 
@@ -103,25 +101,24 @@ def audit(
     """What is held on a person, which searches matched them, look-alikes and outlier faces."""
     from identity.services.audit import audit_person
     from identity.services.audit_html import render_audit_html
-    from identity.services.deployment import open_deployment
 
-    with open_deployment(get_settings(), read_only=True) as dep:
+    with open_deployment(read_only=True) as dep:
         report = audit_person(dep, person, actor)
     if html:
         html.write_text(render_audit_html(report), encoding="utf-8")
     if as_json:
         print_json(report)
         return
-    p = report["person"]
+    p = report.person
     console.print(f"[bold]{p['display_name'] or p['external_id']}[/bold]  external id {p['external_id']}  "
                   f"uuid {p['id']}  attributes {p['attributes']}", highlight=False)
-    faces = [{**f, "image": Path(f["source_path"]).name, "similarity": f.get("similarity_to_own_template")}
-             for f in report["faces"]]
+    faces = [{**f.as_dict(), "image": Path(f.source_path).name, "similarity": f.similarity_to_own_template}
+             for f in report.faces]
     print_table(faces, ["face_id", "status", "image", "det_score", "blur", "similarity", "outlier"],
                 title=f"{len(faces)} faces")
-    print_table(report["searches"], ["when", "actor", "rank", "score", "decision", "search_id"],
-                title=f"{len(report['searches'])} searches returned this person")
-    print_table([{"external_id": l["person"]["external_id"], "score": l["score"]} for l in report["lookalikes"]],
-                ["external_id", "score"], title=f"look-alikes (margin to threshold {report['lookalike_margin']})")
+    print_table(plain(report.searches), ["when", "actor", "rank", "score", "decision", "search_id"],
+                title=f"{len(report.searches)} searches returned this person")
+    print_table([{"external_id": l.person["external_id"], "score": l.score} for l in report.lookalikes],
+                ["external_id", "score"], title=f"look-alikes (margin to threshold {report.lookalike_margin})")
     if html:
         err_console.print(f"wrote {html}")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from identity_cli.context import get_settings
+from identity_cli.context import open_app
 from identity_cli.options import JSON
 from identity_cli.output import console, print_json, print_table
 from identity_cli.progress import stage_progress
@@ -52,8 +52,8 @@ def finetune(
     options = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, scale=scale,
                            margin=margin, patience=patience, seed=seed)
     request = FinetuneRequest(folder, options, val_fraction, name, force, workers)
-    with stage_progress() as stage:
-        report = run(get_settings(), request, stage)
+    with open_app() as core, stage_progress() as stage:
+        report = run(core, request, stage)
     if as_json:
         print_json(report.as_dict())
         return

@@ -36,7 +36,7 @@ def callers_of(name: str) -> set[str]:
 
 
 def test_one_place_makes_engines_and_one_place_migrates() -> None:
-    assert callers_of("make_engine") == {"identity/app/runtime.py"}
+    assert callers_of("make_engine") == {"identity/app/core.py"}
     assert callers_of("upgrade") == {"identity/app/schema.py", "identity/store/sql/migrate.py"}  # alembic's own
 
 
@@ -76,3 +76,37 @@ def test_a_fresh_store_is_created_by_a_command_that_writes(capsys, clean_env) ->
     engine = make_engine(Settings.load().sql_url)
     assert current_revision(engine) == head_revision()
     engine.dispose()
+
+
+def test_the_app_holds_each_collection_once_and_lends_the_others_for_a_block(tmp_path: Path) -> None:
+    from identity.app.core import App
+    from identity.errors import StoreLocked
+    from identity.services.deployment import deployment
+
+    settings = Settings(data_dir=tmp_path / "data")
+    with App.open(settings) as app:
+        dep = deployment(app)
+        model, dim = dep.model.model_id, dep.model.dim
+        assert app.collections(model, dim).faces is dep.index  # opened once, held for the App's lifetime
+        assert deployment(app).index is dep.index
+        with App.open(settings) as other, pytest.raises(StoreLocked):
+            other.collections(model, dim)  # the embedded engine: one holder at a time
+        dep.release()
+        with App.open(settings) as other:
+            with other.borrow(model, dim) as lent:
+                assert lent.faces.count() == 0
+            with other.borrow(model, dim):  # lent for the block only: closed after it, so it opens again
+                pass
+        assert deployment(app).index is not dep.index  # asked again after release: a fresh opening
+
+
+def test_the_app_connects_on_first_use(tmp_path: Path) -> None:
+    """A command that needs no store (eval on a folder, detect with a pinned model) creates none."""
+    from identity.app.core import App
+
+    settings = Settings(data_dir=tmp_path / "data", model="dlib-resnet@2")
+    with App.open(settings) as app:
+        assert app.pipeline().model_id.startswith("dlib-resnet@2")
+        assert not settings.data_dir.exists()
+        assert app.schema_before is None  # first use: the store is created at head
+    assert (settings.data_dir / "identity.db").is_file()

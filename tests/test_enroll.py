@@ -58,15 +58,15 @@ def settings(request, tmp_path: Path) -> Settings:
 
 def enroll(settings: Settings, specs) -> dict[str, str]:
     with open_deployment(settings) as dep:
-        batch, _ = queue_jobs(dep.runtime, specs)
-        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
-        summary = process_queue(dep.runtime, writer, batch, 1)
+        batch, _ = queue_jobs(dep.app, specs)
+        writer = EnrollmentWriter(dep)
+        summary = process_queue(dep.app, writer, batch, 1)
     return {Path(r.source_path).parent.name + "/" + Path(r.source_path).name: r.outcome for r in summary.results}
 
 
 def store_state(settings: Settings) -> tuple[int, int, bool]:
     with open_deployment(settings) as dep:
-        with dep.runtime.sessions() as s:
+        with dep.app.sessions() as s:
             indexed = s.scalar(select(func.count()).select_from(Face).where(Face.status == FaceStatus.indexed))
         return indexed, dep.index.count(), diagnose(dep).clean
 
@@ -113,10 +113,10 @@ def test_crash_between_vector_write_and_commit_is_completed_by_a_rerun(settings:
             raise CrashAfterVectors()
 
         dep.index.upsert = upsert_then_die
-        batch, _ = queue_jobs(dep.runtime, specs)
+        batch, _ = queue_jobs(dep.app, specs)
         with pytest.raises(CrashAfterVectors):
-            writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
-            process_queue(dep.runtime, writer, batch, 1)
+            writer = EnrollmentWriter(dep)
+            process_queue(dep.app, writer, batch, 1)
         report = diagnose(dep)
         assert len(report.pending_with_vector) == 2 and not report.clean
     outcomes = enroll(settings, specs)
@@ -210,7 +210,7 @@ def test_drain_takes_over_jobs_of_dead_and_vanished_workers(capsys, clean_env, t
     import socket
     from datetime import timedelta
 
-    from identity.app.runtime import Runtime
+    from identity.app.core import App
     from identity.store.sql.db import transaction
     from identity.store.sql.models import Job, JobStatus, utcnow
     from identity_cli.main import main
@@ -223,7 +223,7 @@ def test_drain_takes_over_jobs_of_dead_and_vanished_workers(capsys, clean_env, t
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that no longer runs
     lease = 3
-    with Runtime.open(Settings.load()) as runtime, transaction(runtime.sessions) as session:
+    with App.open(Settings.load()) as app, transaction(app.sessions) as session:
         first, second = session.query(Job).order_by(Job.id).all()
         for job, owner, seconds in ((first, f"{socket.gethostname()}:{dead.pid}", 600),
                                     (second, "another-machine:4242", lease)):

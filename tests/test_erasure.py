@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from identity.config import Settings
-from identity.app.registry import resolve_model
+from identity.app.core import App
 from identity.services.curation import delete_person
 from identity.services.deployment import open_deployment
 from identity.services.templates import template_of
@@ -87,7 +87,9 @@ def test_person_delete_leaves_no_trace_in_any_file_or_row(
     code, found = cli(capsys, "search", str(probe), "--json")
     assert code == 0 and f"\"{PERSON}\"" in json.dumps(found)  # the search named them: its log entry gets redacted
     settings = Settings(data_dir=data_dir, database_url=database)
-    with open_vector_index(settings, resolve_model(settings).model, 128) as index:
+    with App.open(settings) as app:
+        active = app.model_choice().model
+    with open_vector_index(settings, active, 128) as index:
         stored = list(index.vectors([p.face_id for p in mine]).values())
     assert len(stored) == 3
 
@@ -96,11 +98,11 @@ def test_person_delete_leaves_no_trace_in_any_file_or_row(
         assert np.allclose(template, template_of(stored), atol=1e-5)
         assert find_traces(data_dir, vectors=[template])  # the scan below sees a template where there is one
         erased = delete_person(dep, PERSON, actor="dpo")
-        json.dumps(erased)  # what `person delete --json` prints
-        sql = erased["removed"]["sql"]
+        json.dumps(erased.as_dict())  # what `person delete --json` prints
+        sql = erased.removed["sql"]
         assert (sql["faces"], sql["images"], sql["jobs"]) == (3, 3, 3)
         assert sql["search_hits_redacted"] >= 1 and sql["search_events_redacted"] == 1
-        vectors = erased["removed"]["vectors"]
+        vectors = erased.removed["vectors"]
         assert vectors[dep.index.collection]["face_rows"] == 3
         assert vectors[dep.index.collection]["points_kept"] == 2  # Al Gore's two faces stay
         assert vectors[dep.templates.collection]["points_kept"] == 1  # and his template

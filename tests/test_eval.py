@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from identity.app.core import App
 from identity_cli.main import main
 
 PEOPLE = ["Al_Gore", "Aaron_Peirsol", "Alejandro_Toledo", "Andre_Agassi", "Hans_Blix", "Vicente_Fox",
@@ -204,11 +205,13 @@ def test_eval_and_calibrate_return_typed_results_python_callers_can_use(clean_en
     from identity.config import Settings
     from identity.services.evaluate import EvalOptions, FarCalibration, ScoreCurves, calibrate, evaluate_folder
 
-    report = evaluate_folder(Settings.load(), labelled, EvalOptions(workers=1))
+    with App.open(Settings.load()) as app:
+        report = evaluate_folder(app, labelled, EvalOptions(workers=1))
     assert isinstance(report.curves, ScoreCurves)
     assert len(report.curves.genuine) == report.figures["genuine_pairs"]  # the plots' data, apart from the figures
     assert REQUIRED <= set(report.as_dict()) and not any(key.startswith("_") for key in report.as_dict())
-    result = calibrate(Settings.load(), labelled, 0.1, workers=1)
+    with App.open(Settings.load()) as app:
+        result = calibrate(app, labelled, 0.1, workers=1)
     assert isinstance(result, FarCalibration) and result.far == 0.1
     assert list(result.as_dict()) == ["model", "far", "threshold", "interval", "impostor_pairs",
                                       "previous_threshold", "source"]  # the keys --json printed before

@@ -51,19 +51,19 @@ def specs(root: Path) -> list[jobs.JobSpec]:
 def drain(settings: Settings) -> dict[str, tuple[str, str | None]]:
     """Process every queued job, as `identity worker --drain` does."""
     with open_deployment(settings) as dep:
-        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
-        summary = process_queue(dep.runtime, writer, None, 1)
+        writer = EnrollmentWriter(dep)
+        summary = process_queue(dep.app, writer, None, 1)
     return {r.external_id: (r.outcome, r.reason) for r in summary.results}
 
 
 def job_rows(settings: Settings) -> dict[str, Job]:
-    with open_deployment(settings) as dep, dep.runtime.sessions() as s:
+    with open_deployment(settings) as dep, dep.app.sessions() as s:
         return {j.external_id: j for j in s.scalars(select(Job))}
 
 
 def store_state(settings: Settings) -> tuple[int, int, bool]:
     with open_deployment(settings) as dep:
-        with dep.runtime.sessions() as s:
+        with dep.app.sessions() as s:
             faces = s.scalar(select(func.count()).select_from(Face))
         return faces, dep.index.count(), diagnose(dep).clean
 
@@ -172,7 +172,7 @@ def _raise(exc: Exception):
 def _person_id(dep, external_id: str):
     from identity.store.sql.persons import get_or_create_person
 
-    with transaction(dep.runtime.sessions) as s:
+    with transaction(dep.app.sessions) as s:
         return get_or_create_person(s, external_id)[0].id
 
 
@@ -199,9 +199,9 @@ def test_a_fault_in_any_stage_fails_only_its_job(stage: str, db: str, request, t
     root = one_photo_each(tmp_path / "photos", lfw_dir, {p: p for p in PEOPLE})
     with open_deployment(settings) as dep:
         inject(monkeypatch, dep)
-        batch, _ = queue_jobs(dep.runtime, specs(root))
-        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
-        summary = process_queue(dep.runtime, writer, batch, 1)
+        batch, _ = queue_jobs(dep.app, specs(root))
+        writer = EnrollmentWriter(dep)
+        summary = process_queue(dep.app, writer, batch, 1)
     monkeypatch.undo()
     outcomes = {r.external_id: (r.outcome, r.reason) for r in summary.results}
     assert outcomes == {"Aaron_Peirsol": ("enrolled", None), "Alejandro_Toledo": ("enrolled", None),
@@ -210,7 +210,7 @@ def test_a_fault_in_any_stage_fails_only_its_job(stage: str, db: str, request, t
     assert (target.status, target.attempts, target.reason) == (JobStatus.failed, 1, reason)
     assert store_state(settings) == (2, 2, True)  # nothing of the failed job is left half-written
     if stage in ("upsert", "finish"):  # its vectors were written, then undone: retried, it goes through
-        with open_deployment(settings) as dep, transaction(dep.runtime.sessions) as s:
+        with open_deployment(settings) as dep, transaction(dep.app.sessions) as s:
             assert jobs.retry(s) == 1
         assert drain(settings)[TARGET][0] == "enrolled"
         assert store_state(settings) == (3, 3, True)
@@ -231,10 +231,10 @@ def test_a_fault_not_of_the_jobs_stops_the_run_and_hands_jobs_back(stage: str, t
             monkeypatch.setattr(FacePipeline, "process", lambda self, images: _raise(fault))
         else:
             monkeypatch.setattr(dep.index, "upsert", lambda points: _raise(fault))
-        batch, _ = queue_jobs(dep.runtime, specs(root))
+        batch, _ = queue_jobs(dep.app, specs(root))
         with pytest.raises(type(fault)):
-            writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
-            process_queue(dep.runtime, writer, batch, 1)
+            writer = EnrollmentWriter(dep)
+            process_queue(dep.app, writer, batch, 1)
     monkeypatch.undo()
     assert {(j.status, j.attempts) for j in job_rows(settings).values()} == {(JobStatus.queued, 0)}
     assert sorted(o for o, _ in drain(settings).values()) == ["enrolled"] * 3  # resumed once the fault is gone
@@ -251,15 +251,15 @@ def test_cancel_with_force_discards_what_the_worker_wrote(settings: Settings, tm
 
         def upsert_while_cancelled(points):  # `jobs cancel --force` lands between the writes
             real(points)
-            with transaction(dep.runtime.sessions) as s:
+            with transaction(dep.app.sessions) as s:
                 (target,) = s.scalars(select(Job.id).where(Job.external_id == TARGET))
                 assert jobs.cancel(s, [target]).refused_live == [target]  # its lease is live
                 assert jobs.cancel(s, [target], force=True).cancelled == [target]
 
         monkeypatch.setattr(dep.index, "upsert", upsert_while_cancelled)
-        batch, _ = queue_jobs(dep.runtime, specs(root))
-        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
-        summary = process_queue(dep.runtime, writer, batch, 1)
+        batch, _ = queue_jobs(dep.app, specs(root))
+        writer = EnrollmentWriter(dep)
+        summary = process_queue(dep.app, writer, batch, 1)
     monkeypatch.undo()
     assert {r.external_id: r.outcome for r in summary.results} == {
         "Aaron_Peirsol": "enrolled", "Alejandro_Toledo": "enrolled", TARGET: "cancelled"}
@@ -269,18 +269,18 @@ def test_cancel_with_force_discards_what_the_worker_wrote(settings: Settings, tm
 
 def test_jobs_cancel_command_by_id_state_and_batch(clean_env, capsys) -> None:
     from identity_cli.main import main
-    from identity.app.runtime import Runtime
+    from identity.app.core import App
     from identity.store.sql.migrate import upgrade
 
-    with Runtime.open(Settings.load()) as runtime:
-        upgrade(runtime.engine)
-        with transaction(runtime.sessions) as s:
+    with App.open(Settings.load()) as app:
+        upgrade(app.engine)
+        with transaction(app.sessions) as s:
             jobs.enqueue(s, "b1", [jobs.JobSpec(f"/img/{i}.jpg", f"P{i}") for i in range(4)])
             jobs.enqueue(s, "b2", [jobs.JobSpec(f"/img/{i}.jpg", f"Q{i}") for i in range(3)])
             first, second = jobs.claim(s, "w", 2, lease_seconds=600, batch="b1")  # running, live leases
             jobs.finish(s, first.id, "failed", "empty file")
             jobs.finish(s, second.id, "enrolled")
-        with runtime.sessions() as s:
+        with app.sessions() as s:
             ids = {j.external_id: j.id for j in s.scalars(select(Job))}
 
     def cancel(*args: str) -> tuple[int, dict]:
@@ -300,7 +300,7 @@ def test_jobs_cancel_command_by_id_state_and_batch(clean_env, capsys) -> None:
     listed = json.loads(capsys.readouterr().out)
     assert len(listed) == 6 and {j["status"] for j in listed} == {"cancelled"}
     assert "cancelled while failed (empty file)" in {j["reason"] for j in listed}
-    with Runtime.open(Settings.load()) as runtime, transaction(runtime.sessions) as s:
+    with App.open(Settings.load()) as app, transaction(app.sessions) as s:
         assert jobs.claim(s, "w", 100, lease_seconds=600) == []  # never claimed
     assert main(["jobs", "retry", "--cancelled", "--batch", "b2"]) == 0
     assert "queued 3 jobs again" in capsys.readouterr().err
@@ -312,10 +312,10 @@ def test_doctor_reports_stuck_jobs_and_repair_keeps_them(settings: Settings) -> 
     lease = settings.enroll.lease_seconds
     long_ago = utcnow() - timedelta(seconds=(STUCK_LEASES + 1) * lease)
     with open_deployment(settings) as dep:
-        with transaction(dep.runtime.sessions) as s:
+        with transaction(dep.app.sessions) as s:
             jobs.enqueue(s, "b", [jobs.JobSpec("/nowhere/a.jpg", "A"), jobs.JobSpec("/nowhere/b.jpg", "B")])
             (claimed,) = jobs.claim(s, "gone:1", 1, lease_seconds=lease)
-        with transaction(dep.runtime.sessions) as s:
+        with transaction(dep.app.sessions) as s:
             s.execute(update(Job).values(updated_at=long_ago, lease_expires_at=long_ago))
         report = diagnose(dep)
         assert not report.clean
@@ -324,9 +324,9 @@ def test_doctor_reports_stuck_jobs_and_repair_keeps_them(settings: Settings) -> 
         repair(dep, report)
         after = diagnose(dep)  # the stale lease is released, nothing is dropped: both wait in the queue
         assert after.stuck_jobs == {"queued": [claimed.id + 1]} and not after.clean
-        with dep.runtime.sessions() as s:
+        with dep.app.sessions() as s:
             assert s.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.queued)) == 2
-        with transaction(dep.runtime.sessions) as s:
+        with transaction(dep.app.sessions) as s:
             jobs.cancel(s, state=JobStatus.queued)
         assert diagnose(dep).clean
 
@@ -335,7 +335,7 @@ def test_a_long_queue_that_moves_is_not_stuck(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     long_ago = utcnow() - timedelta(seconds=(STUCK_LEASES + 1) * settings.enroll.lease_seconds)
     with open_deployment(settings) as dep:
-        with transaction(dep.runtime.sessions) as s:
+        with transaction(dep.app.sessions) as s:
             jobs.enqueue(s, "b", [jobs.JobSpec(f"/nowhere/{i}.jpg", "A") for i in range(2)])
             s.execute(update(Job).values(updated_at=long_ago))
             (first,) = jobs.claim(s, "w", 1, lease_seconds=60)

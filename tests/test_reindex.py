@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from identity.app.core import App
 from identity.config import EnrollSettings, Settings
 from identity.errors import IdentityError
 from identity.services.audit import audit_person
@@ -39,9 +40,9 @@ def gallery(request, tmp_path: Path, lfw_dir: Path, save_stand_in) -> tuple[Sett
         for image in sorted((lfw_dir / person).iterdir())[:2]:
             shutil.copy(image, root / person / image.name)
     with open_deployment(settings) as dep:
-        batch, _ = queue_jobs(dep.runtime, from_directory(root))
-        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
-        summary = process_queue(dep.runtime, writer, batch, 1)
+        batch, _ = queue_jobs(dep.app, from_directory(root))
+        writer = EnrollmentWriter(dep)
+        summary = process_queue(dep.app, writer, batch, 1)
         assert summary.counts == {"enrolled": 6}, summary.counts
     save_stand_in(settings.data_dir)
     return settings, root
@@ -52,7 +53,7 @@ def photo(root: Path, person: str, index: int = 0) -> Path:
 
 
 def faces_per_model(settings: Settings) -> dict[str, int]:
-    with open_deployment(settings) as dep, dep.runtime.sessions() as session:
+    with open_deployment(settings) as dep, dep.app.sessions() as session:
         rows = session.execute(select(Model, func.count()).join(Face, Face.model_id == Model.id)
                                .group_by(Model).order_by(Model.id)).all()
         assert session.scalar(select(func.count()).select_from(Face).where(Face.status == FaceStatus.pending)) == 0
@@ -66,7 +67,8 @@ def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gall
         assert dep.model.model_id == OLD and dep.choice.source == "store"
         audit_person(dep, "Al_Gore", actor="auditor")
 
-    summary = reindex(settings, "dlib-resnet-ft")
+    with App.open(settings) as app:
+        summary = reindex(app, "dlib-resnet-ft")
     assert (summary.model_before, summary.faces, summary.reindexed, summary.failed) == (OLD, 6, 6, [])
     assert summary.switched and summary.model_after.startswith("dlib-resnet-ft@1+")
     assert summary.indexed == {OLD: 6, summary.model_after: 6}
@@ -76,11 +78,11 @@ def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gall
         assert dep.model.model_id == new and dep.choice.source == "store"
         [face] = search_image(dep, str(photo(root, "Al_Gore", 1)), SearchOptions()).faces
         assert face.best.person["external_id"] == "Al_Gore" and face.best.faces[0].score > 0.999  # the same bytes as enrolled
-        assert before.search_id in [s["search_id"] for s in list_searches(dep.runtime, "Al_Gore")]
+        assert before.search_id in [s.search_id for s in list_searches(dep.app, "Al_Gore")]
         report = audit_person(dep, "Al_Gore")
-        assert len(report["faces"]) == 2  # the active model's rows, not both models'
-        assert before.search_id in [s["search_id"] for s in report["searches"]]
-        with dep.runtime.sessions() as session:
+        assert len(report.faces) == 2  # the active model's rows, not both models'
+        assert before.search_id in [s.search_id for s in report.searches]
+        with dep.app.sessions() as session:
             [switch] = session.scalars(select(AuditEvent).where(AuditEvent.action == "switch_model")).all()
             earlier = session.scalars(select(AuditEvent.actor).where(AuditEvent.action == "audit")).all()
         assert (switch.details["from"], switch.details["to"]) == (OLD, new)
@@ -88,17 +90,20 @@ def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gall
         doctor = diagnose(dep)
         assert doctor.clean and list(doctor.other_models) == [OLD]
 
-    assert reindex(settings, "dlib-resnet-ft").message == f"{new} is already the active model; nothing to do"
-    back = reindex(settings, OLD)  # rollback: the old rows are still there, nothing is re-embedded
+    with App.open(settings) as app:
+        assert reindex(app, "dlib-resnet-ft").message == f"{new} is already the active model; nothing to do"
+    with App.open(settings) as app:
+        back = reindex(app, OLD)  # rollback: the old rows are still there, nothing is re-embedded
     assert back.switched and (back.skipped_already_done, back.reindexed) == (6, 0)
-    again = reindex(settings, "dlib-resnet-ft")
+    with App.open(settings) as app:
+        again = reindex(app, "dlib-resnet-ft")
     assert again.switched and (again.skipped_already_done, again.reindexed) == (6, 0)
     assert faces_per_model(settings) == {OLD: 6, new: 6}
 
     with open_deployment(settings) as dep:
         erased = delete_person(dep, "Al_Gore")
-        assert erased["faces_erased"] == 2  # photos, not rows
-        gore = erased["person_id"]
+        assert erased.subject["faces_erased"] == 2  # photos, not rows
+        gore = erased.subject["person_id"]
     for model_id in (OLD, new):
         with open_vector_index(settings, model_id, 128) as index:
             held = [str(person) for _, person in index.iter_ids()]
@@ -113,7 +118,8 @@ def test_failed_or_stopped_runs_leave_the_old_model_active_and_a_rerun_completes
 
     upsert_stopper.arm(1)  # the second chunk's rows are pending, their vectors never written
     with pytest.raises(upsert_stopper.Stop):
-        reindex(settings, "dlib-resnet-ft")
+        with App.open(settings) as app:
+            reindex(app, "dlib-resnet-ft")
     upsert_stopper.undo()
     with open_deployment(settings) as dep:
         assert dep.model.model_id == OLD
@@ -160,7 +166,8 @@ def test_unpromoted_packs_need_force_and_the_cli_shows_local_packs(capsys, clean
     data_dir = Path(clean_env["IDENTITY_DATA_DIR"])
     draft = save_stand_in(data_dir, "team-ft", promoted=False)
     with pytest.raises(IdentityError, match="team-ft@1 is not promoted"):
-        reindex(Settings.load(), draft)
+        with App.open(Settings.load()) as app:
+            reindex(app, draft)
     assert main(["reindex", "--model", draft]) == 1
     assert "pass --force" in capsys.readouterr().err
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from identity.app.core import App
 from identity.config import EnrollSettings, Settings
 from identity.services.deployment import open_deployment
 from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
@@ -35,9 +36,9 @@ def enrolled_gallery(settings: Settings, root: Path, lfw_dir: Path, people: dict
         for image in sorted((lfw_dir / person).iterdir())[:count]:
             shutil.copy(image, root / person / image.name)
     with open_deployment(settings) as dep:
-        batch, _ = queue_jobs(dep.runtime, from_directory(root))
-        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
-        summary = process_queue(dep.runtime, writer, batch, 1)
+        batch, _ = queue_jobs(dep.app, from_directory(root))
+        writer = EnrollmentWriter(dep)
+        summary = process_queue(dep.app, writer, batch, 1)
         assert summary.counts == {"enrolled": sum(people.values())}, summary.counts
 
 
@@ -53,7 +54,7 @@ def gallery(request, tmp_path: Path, lfw_dir: Path, save_stand_in) -> Settings:
 
 def target_state(settings: Settings, model_id: str | None = None) -> dict[str, object]:
     """The target model's rows and vectors, and the reindex jobs."""
-    with open_deployment(settings) as dep, dep.runtime.sessions() as session:
+    with open_deployment(settings) as dep, dep.app.sessions() as session:
         model = session.scalars(select(Model).where(Model.name == "dlib-resnet-ft")).one()
         faces = session.scalars(select(Face).where(Face.model_id == model.id)).all()
         reindex_jobs = session.scalars(select(Job).where(Job.kind == "reindex")).all()
@@ -74,40 +75,75 @@ def target_state(settings: Settings, model_id: str | None = None) -> dict[str, o
 
 def test_reindex_queues_reindex_jobs_and_the_queue_loop_finishes_them(gallery) -> None:
     settings = gallery
-    summary = reindex(settings, "dlib-resnet-ft")
+    with App.open(settings) as app:
+        summary = reindex(app, "dlib-resnet-ft")
     assert summary.switched and (summary.faces, summary.reindexed, summary.failed) == (6, 6, [])
     state = target_state(settings)
     assert state["jobs"] == [("done", "reindexed")] * 6 and state["job_targets"] == {state["model_row"]}
     assert state["enroll_kinds"] == {"enroll"}  # the enrollment jobs are untouched
     assert (state["faces"], state["pending"], state["duplicates"], state["vectors_match"]) == (6, 0, 0, True)
     with open_deployment(settings) as dep:
-        listed = list_jobs(dep.runtime, state="reindexed")
+        listed = list_jobs(dep.app, state="reindexed")
     assert len(listed) == 6 and all(Path(j.source_path).is_file() for j in listed)
     assert {j.external_id for j in listed} == {"Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"}
 
-    again = reindex(settings, OLD)  # rollback: the old model holds every face, no job is queued
+    with App.open(settings) as app:
+        again = reindex(app, OLD)  # rollback: the old model holds every face, no job is queued
     assert again.switched and (again.skipped_already_done, again.reindexed) == (6, 0)
     assert len(target_state(settings)["jobs"]) == 6
+
+
+def test_a_reindex_job_the_database_refuses_fails_alone(gallery, monkeypatch: pytest.MonkeyPatch) -> None:
+    from identity.errors import IdentityError
+    from identity.services import reindex as reindex_service
+    from identity.store.sql.models import Person
+
+    settings = gallery
+    with open_deployment(settings) as dep, dep.app.sessions() as session:
+        gore = session.scalars(select(Person.id).where(Person.external_id == "Al_Gore")).one()
+    real = reindex_service.face_row
+
+    def face_row(face, person_id, image_id, model_row_id):  # one person's rows are refused
+        if person_id == gore:
+            raise IdentityError("injected: refused")
+        return real(face, person_id, image_id, model_row_id)
+
+    monkeypatch.setattr(reindex_service, "face_row", face_row)
+    with App.open(settings) as app:
+        summary = reindex(app, "dlib-resnet-ft")
+    assert (summary.reindexed, len(summary.failed), summary.switched) == (4, 2, False)  # no switch with faces missing
+    assert {f["reason"] for f in summary.as_dict()["failed"]} == {"injected: refused"}
+    state = target_state(settings)
+    assert state["jobs"] == [("done", "reindexed")] * 4 + [("failed", "failed")] * 2
+    assert (state["faces"], state["pending"], state["vectors_match"]) == (4, 0, True)  # the refused job left no row
+
+    monkeypatch.undo()
+    with App.open(settings) as app:
+        summary = reindex(app, "dlib-resnet-ft")  # a re-run retries the failed photos
+    assert summary.switched and (summary.reindexed, summary.failed) == (2, [])
 
 
 def test_worker_drain_takes_the_reindex_jobs_a_stopped_reindex_left(gallery, upsert_stopper) -> None:
     settings = gallery
     upsert_stopper.arm(1)  # the first chunk is stored, the second stops between its rows and vectors
     with pytest.raises(upsert_stopper.Stop):
-        reindex(settings, "dlib-resnet-ft")
+        with App.open(settings) as app:
+            reindex(app, "dlib-resnet-ft")
     upsert_stopper.undo()
     stopped = target_state(settings)
     assert stopped["jobs"] == [("done", "reindexed")] * 2 + [("queued", None)] * 4
     assert stopped["pending"] == 2  # the second chunk's rows wait for their vectors
 
-    summary = run_worker(settings, workers=1, drain=True, poll=0.5)
+    with App.open(settings) as app:
+        summary = run_worker(app, workers=1, drain=True, poll=0.5)
     assert summary.counts == {"reindexed": 4}
     state = target_state(settings)
     assert state["jobs"] == [("done", "reindexed")] * 6
     assert (state["faces"], state["pending"], state["duplicates"], state["vectors_match"]) == (6, 0, 0, True)
     with open_deployment(settings) as dep:
         assert dep.model.model_id == OLD  # the worker re-embeds; switching stays reindex's
-    done = reindex(settings, "dlib-resnet-ft")
+    with App.open(settings) as app:
+        done = reindex(app, "dlib-resnet-ft")
     assert done.switched and (done.skipped_already_done, done.reindexed, done.failed) == (6, 0, [])
     assert len(target_state(settings)["jobs"]) == 6
 
@@ -148,7 +184,7 @@ def test_reindex_sigkilled_midway_resumes_without_duplicates(tmp_path: Path, lfw
     assert (state["faces"], state["pending"], state["duplicates"], state["vectors_match"]) == (16, 0, 0, True)
     with open_deployment(settings) as dep:
         assert dep.model.model_id == state["model_id"]
-        assert {j.status for j in list_jobs(dep.runtime)} == {JobStatus.done.value}
+        assert {j.status for j in list_jobs(dep.app)} == {JobStatus.done.value}
 
 
 def test_reindex_waits_for_jobs_another_worker_holds_and_counts_their_outcomes(gallery, monkeypatch) -> None:
@@ -163,22 +199,23 @@ def test_reindex_waits_for_jobs_another_worker_holds_and_counts_their_outcomes(g
     settings = gallery
     real_queue_jobs, taken = reindex_service.queue_jobs, []
 
-    def queue_then_taken_elsewhere(runtime, specs, batch=None):
-        batch, queued = real_queue_jobs(runtime, specs, batch)
-        with transaction(runtime.sessions) as session:
+    def queue_then_taken_elsewhere(app, specs, batch=None):
+        batch, queued = real_queue_jobs(app, specs, batch)
+        with transaction(app.sessions) as session:
             [job] = jobs.claim(session, "elsewhere:1", 1, lease_seconds=30, batch=batch, kind="reindex")
             taken.append((job.id, job.attributes["faces"][0]["id"], job.source_path))
 
         def finish_later() -> None:
             time.sleep(1.0)
-            with transaction(runtime.sessions) as session:
+            with transaction(app.sessions) as session:
                 jobs.finish(session, taken[0][0], "failed", "the other worker's reason")
 
         threading.Thread(target=finish_later, daemon=True).start()
         return batch, queued
 
     monkeypatch.setattr(reindex_service, "queue_jobs", queue_then_taken_elsewhere)
-    summary = reindex(settings, "dlib-resnet-ft")
+    with App.open(settings) as app:
+        summary = reindex(app, "dlib-resnet-ft")
     [(job_id, face_id, path)] = taken
     assert not summary.switched and (summary.faces, summary.reindexed) == (6, 5)
     assert [(f.face_id, f.path, f.reason) for f in summary.failed] == [(face_id, path, "the other worker's reason")]

@@ -35,10 +35,10 @@ def gallery(request, tmp_path: Path, lfw_dir: Path) -> tuple[Settings, Path]:
         for image in sorted((lfw_dir / person).iterdir())[:count]:
             shutil.copy(image, root / person / image.name)
     with open_deployment(settings) as dep:
-        batch, _ = queue_jobs(dep.runtime, from_directory(root))
-        summary = process_queue(dep.runtime, EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates), batch, 1)
+        batch, _ = queue_jobs(dep.app, from_directory(root))
+        summary = process_queue(dep.app, EnrollmentWriter(dep), batch, 1)
         assert summary.counts.get("enrolled", 0) >= 8, summary.counts
-        with transaction(dep.runtime.sessions) as s:
+        with transaction(dep.app.sessions) as s:
             update_person(s, "Al_Gore", "Al Gore", {"team": "blue"})
     return settings, lfw_dir
 
@@ -79,7 +79,7 @@ def test_threshold_filter_and_min_score_change_the_answer(gallery) -> None:
         assert nobody.faces[0].decision_score is None and nobody.as_dict()["faces"][0]["decision_score"] is None
         high = search_image(dep, image, SearchOptions(min_score=0.99))
         assert all(c.score >= 0.99 for c in high.faces[0].candidates)
-        with transaction(dep.runtime.sessions) as s:  # a non-ASCII key; a repeated key means any of its values
+        with transaction(dep.app.sessions) as s:  # a non-ASCII key; a repeated key means any of its values
             update_person(s, "Aaron_Peirsol", attributes={"команда": "синяя"})
             update_person(s, "Al_Gore", attributes={"команда": "зелёная"})
         one = search_image(dep, image, SearchOptions(filters={"команда": "синяя"}))
@@ -102,21 +102,21 @@ def test_search_log_and_audit_show_who_was_searched(gallery, tmp_path: Path) -> 
     settings, lfw = gallery
     with open_deployment(settings) as dep:
         result = search_image(dep, probe(lfw, "Al_Gore", 6), SearchOptions(actor="inspector"))
-        logged = list_searches(dep.runtime, "Al_Gore")
-        assert [e["search_id"] for e in logged] == [result.search_id]
-        assert logged[0]["actor"] == "inspector" and logged[0]["query_sha256"] == result.sha256
+        logged = list_searches(dep.app, "Al_Gore")
+        assert [e.search_id for e in logged] == [result.search_id]
+        assert logged[0].actor == "inspector" and logged[0].query_sha256 == result.sha256
         report = audit_person(dep, "Al_Gore", actor="auditor")
-    assert len(report["faces"]) == 3 and all(f["status"] == "indexed" for f in report["faces"])
-    assert report["searches"][0]["search_id"] == result.search_id and report["searches"][0]["rank"] == 1
-    assert report["lookalikes"] and all(l["person"]["external_id"] != "Al_Gore" for l in report["lookalikes"])
-    assert report["lookalike_margin"] is not None
-    assert report["outliers"] == []
+    assert len(report.faces) == 3 and all(f.status == "indexed" for f in report.faces)
+    assert report.searches[0].search_id == result.search_id and report.searches[0].rank == 1
+    assert report.lookalikes and all(l.person["external_id"] != "Al_Gore" for l in report.lookalikes)
+    assert report.lookalike_margin is not None
+    assert report.outliers == []
     page = render_audit_html(report)
     assert page.count("data:image/jpeg;base64,") == 3 and "inspector" in page
     with open_deployment(settings) as dep:  # a mislabelled photo stands out among the person's faces
-        stranger = audit_person(dep, "Alejandro_Toledo")["faces"][0]["face_id"]
+        stranger = audit_person(dep, "Alejandro_Toledo").faces[0].face_id
         move_face(dep, stranger, "Al_Gore")
-        assert audit_person(dep, "Al_Gore")["outliers"] == [stranger]
+        assert audit_person(dep, "Al_Gore").outliers == [stranger]
 
 
 def test_merge_move_and_delete_keep_search_consistent(gallery) -> None:
@@ -126,22 +126,22 @@ def test_merge_move_and_delete_keep_search_consistent(gallery) -> None:
         before = search_image(dep, image, SearchOptions(actor="a"))
         assert before.faces[0].best.person["external_id"] == "Aaron_Peirsol"
         merged = merge_persons(dep, "Al_Gore", "Aaron_Peirsol")
-        assert merged["faces_moved"] == 2
+        assert merged.faces_moved == 2
         after = search_image(dep, image, SearchOptions())
         assert after.faces[0].best.person["external_id"] == "Al_Gore"  # the vectors now point at Al_Gore
-        assert list_searches(dep.runtime, "Al_Gore")[-1]["search_id"] == before.search_id  # history followed
+        assert list_searches(dep.app, "Al_Gore")[-1].search_id == before.search_id  # history followed
         with pytest.raises(NotFound):
             audit_person(dep, "Aaron_Peirsol")
 
-        face_id = audit_person(dep, "Aaron_Eckhart")["faces"][0]["face_id"]
+        face_id = audit_person(dep, "Aaron_Eckhart").faces[0].face_id
         move_face(dep, face_id, "Alejandro_Toledo")
-        assert audit_person(dep, "Aaron_Eckhart")["faces"] == []
-        assert delete_face(dep, face_id)["face_id"] == face_id
-        assert delete_face(dep, face_id)["already_deleted"] is True
+        assert audit_person(dep, "Aaron_Eckhart").faces == []
+        assert delete_face(dep, face_id).as_dict()["face_id"] == face_id
+        assert delete_face(dep, face_id).already_deleted is True
 
         erased = delete_person(dep, "Alejandro_Toledo", actor="dpo")
-        assert erased["faces_erased"] == 3
-        assert delete_person(dep, "Alejandro_Toledo")["already_deleted"] is True  # harmless twice
+        assert erased.subject["faces_erased"] == 3
+        assert delete_person(dep, "Alejandro_Toledo").already_deleted is True  # harmless twice
         with pytest.raises(NotFound):
             delete_person(dep, "Never_Existed")
         hits = search_image(dep, probe(lfw, "Alejandro_Toledo", 10), SearchOptions(top_k=10))

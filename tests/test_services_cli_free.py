@@ -15,7 +15,8 @@ from identity.services.jobs import (CANCELLABLE_STATES, CancelReport, cancel_job
                                     retry_jobs)
 from identity.services.models import LocalPackInfo, show_model
 from identity.services.persons import add_person, list_people, show_person, update_person
-from identity.app.runtime import Runtime
+from identity.app.core import App
+from identity.app.schema import AS_IS, UPGRADE
 from identity.services.schema import init_store, versions
 from identity.store.sql import jobs as job_rows
 from identity.store.sql.db import transaction
@@ -30,35 +31,35 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def runtime(settings: Settings) -> Iterator[Runtime]:
+def app(settings: Settings) -> Iterator[App]:
     """The application core's SQL side, opened once as a long-running process would."""
-    with Runtime.open(settings) as opened:
+    with App.open(settings) as opened:
         yield opened
 
 
 # --- persons ----------------------------------------------------------------------------
 
-def test_person_services_add_list_show_update(runtime: Runtime) -> None:
-    added = add_person(runtime, "p1", "P One", {"team": "a"})
+def test_person_services_add_list_show_update(app: App) -> None:
+    added = add_person(app, "p1", "P One", {"team": "a"})
     assert list(added.as_dict()) == ["id", "external_id", "display_name", "attributes", "created_at", "faces"]
     assert (added.external_id, added.display_name, added.attributes, added.faces) == ("p1", "P One", {"team": "a"}, 0)
-    assert add_person(runtime, "p2").display_name is None
+    assert add_person(app, "p2").display_name is None
     with pytest.raises(IdentityError, match="person 'p1' already exists"):
-        add_person(runtime, "p1")
+        add_person(app, "p1")
 
-    assert [(p.external_id, p.faces) for p in list_people(runtime)] == [("p1", 0), ("p2", 0)]
-    assert [p.external_id for p in list_people(runtime, query="one")] == ["p1"]
-    assert [p.external_id for p in list_people(runtime, limit=1)] == ["p1"]
-    shown = show_person(runtime, added.id)
-    assert shown == show_person(runtime, "p1")
+    assert [(p.external_id, p.faces) for p in list_people(app)] == [("p1", 0), ("p2", 0)]
+    assert [p.external_id for p in list_people(app, query="one")] == ["p1"]
+    assert [p.external_id for p in list_people(app, limit=1)] == ["p1"]
+    shown = show_person(app, added.id)
+    assert shown == show_person(app, "p1")
     assert (shown.id, shown.display_name, shown.attributes, shown.faces) == (added.id, "P One", {"team": "a"}, 0)
     with pytest.raises(NotFound, match="no person with external id or uuid 'nobody'"):
-        show_person(runtime, "nobody")
+        show_person(app, "nobody")
 
-    updated = update_person(runtime, "p1", "Uno", {"room": "3"}, remove=["team"])
+    updated = update_person(app, "p1", "Uno", {"room": "3"}, remove=["team"])
     assert (updated.display_name, updated.attributes, updated.faces) == ("Uno", {"room": "3"}, None)
     assert "faces" not in updated.as_dict()  # an update counts no faces, as `person update --json` prints
-    assert show_person(runtime, "p1").attributes == {"room": "3"}
+    assert show_person(app, "p1").attributes == {"room": "3"}
 
 
 @pytest.mark.parametrize("command", [
@@ -72,41 +73,41 @@ def test_read_only_commands_on_an_empty_data_dir_create_nothing(capsys, clean_en
     assert f"no identity store at {settings.data_dir}: run `identity init`" in capsys.readouterr().err
     assert not settings.data_dir.exists()
     with pytest.raises(NoStore):  # what they open: the core's store, read-only
-        Runtime.open(settings, must_exist=True)
+        App.open(settings, must_exist=True).sessions  # connecting is where it refuses
 
 
 # --- jobs -------------------------------------------------------------------------------
 
-def test_job_services_list_retry_cancel(runtime: Runtime) -> None:
-    batch, queued = queue_enrollment(runtime, [job_rows.JobSpec(f"/img/{i}.jpg", f"P{i}") for i in range(3)])
+def test_job_services_list_retry_cancel(app: App) -> None:
+    batch, queued = queue_enrollment(app, [job_rows.JobSpec(f"/img/{i}.jpg", f"P{i}") for i in range(3)])
     assert queued == 3
-    listed = list_jobs(runtime)
+    listed = list_jobs(app)
     assert [j.external_id for j in listed] == ["P2", "P1", "P0"]  # newest first
     assert {(j.batch, j.status, j.attempts) for j in listed} == {(batch, "queued", 0)}
     assert list(listed[0].as_dict()) == ["id", "batch", "status", "outcome", "reason", "source_path", "external_id",
                                          "attempts", "lease_owner", "updated_at"]
     ids = {j.external_id: j.id for j in listed}
-    assert [j.external_id for j in list_jobs(runtime, batch=batch, limit=1)] == ["P2"]
+    assert [j.external_id for j in list_jobs(app, batch=batch, limit=1)] == ["P2"]
 
-    _claim_one(runtime, fail_with="empty file")  # P0: a worker fails it
-    [failed] = list_jobs(runtime, state="failed")
+    _claim_one(app, fail_with="empty file")  # P0: a worker fails it
+    [failed] = list_jobs(app, state="failed")
     assert (failed.external_id, failed.outcome, failed.reason) == ("P0", "failed", "empty file")
-    assert retry_jobs(runtime) == 1 and len(list_jobs(runtime, state="queued")) == 3
+    assert retry_jobs(app) == 1 and len(list_jobs(app, state="queued")) == 3
 
-    report = cancel_jobs(runtime, [ids["P1"], 999])
+    report = cancel_jobs(app, [ids["P1"], 999])
     assert report == CancelReport(cancelled=[ids["P1"]], running_left_alone=[], not_cancellable=[999])
     assert report.as_dict() == {"cancelled": [ids["P1"]], "running_left_alone": [], "not_cancellable": [999]}
-    _claim_one(runtime)  # P0 again: running under a live lease
-    assert cancel_jobs(runtime, state="running").running_left_alone == [ids["P0"]]
-    assert cancel_jobs(runtime, state="running", force=True).cancelled == [ids["P0"]]
-    assert retry_jobs(runtime, failed_only=False) == 0  # cancelled jobs come back only when asked
-    assert retry_jobs(runtime, cancelled=True, batch=batch) == 2
+    _claim_one(app)  # P0 again: running under a live lease
+    assert cancel_jobs(app, state="running").running_left_alone == [ids["P0"]]
+    assert cancel_jobs(app, state="running", force=True).cancelled == [ids["P0"]]
+    assert retry_jobs(app, failed_only=False) == 0  # cancelled jobs come back only when asked
+    assert retry_jobs(app, cancelled=True, batch=batch) == 2
     assert CANCELLABLE_STATES == ("queued", "running", "failed")
 
 
-def _claim_one(runtime: Runtime, fail_with: str | None = None) -> None:
+def _claim_one(app: App, fail_with: str | None = None) -> None:
     """What a worker does to the oldest queued job: claim it, and fail it when `fail_with` is given."""
-    with transaction(runtime.sessions) as session:
+    with transaction(app.sessions) as session:
         [job] = job_rows.claim(session, "w", 1, lease_seconds=600)
         if fail_with:
             job_rows.finish(session, job.id, "failed", fail_with)
@@ -116,14 +117,17 @@ def _claim_one(runtime: Runtime, fail_with: str | None = None) -> None:
 
 def test_versions_on_a_fresh_and_an_initialised_store(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
-    fresh = versions(settings)
+    with App.open(settings, must_exist=True, schema=AS_IS) as app:
+        fresh = versions(app)
     assert fresh.schema_database == f"no identity store at {settings.data_dir}: run `identity init` (or enroll)"
     assert (fresh.store_active_model, fresh.model_source) == (None, "the default: the store has no active model yet")
     assert not settings.data_dir.exists()  # asking created nothing
 
-    report = init_store(settings)
+    with App.open(settings, schema=UPGRADE) as app:
+        report = init_store(app)
     assert report.schema_after == fresh.schema_code
-    after = versions(settings)
+    with App.open(settings, must_exist=True, schema=AS_IS) as app:
+        after = versions(app)
     assert (after.schema_database, after.model, after.store_active_model) == (
         fresh.schema_code, report.model_id, report.model_id)
     assert after.model_source == "the store's active model"
@@ -132,18 +136,22 @@ def test_versions_on_a_fresh_and_an_initialised_store(tmp_path: Path) -> None:
 
 
 def test_versions_of_an_unreachable_store_say_why() -> None:
-    down = versions(Settings(database_url="postgresql://postgres@127.0.0.1:1/identity"))
+    with App.open(Settings(database_url="postgresql://postgres@127.0.0.1:1/identity"), must_exist=True, schema=AS_IS) as app:
+        down = versions(app)
     assert down.schema_database.startswith("unavailable: cannot reach database")
     assert down.model_source == "the default; the unreadable store may name another"
 
 
 def test_show_model_records_the_model_in_use_not_one_only_looked_at(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
-    looked = show_model(settings, "dlib-resnet@2")
+    with App.open(settings) as app:
+        looked = show_model(app, "dlib-resnet@2")
     assert (looked.in_store, looked.collection, looked.dim, looked.local_pack) == (False, None, 128, None)
-    in_use = show_model(settings)
+    with App.open(settings) as app:
+        in_use = show_model(app)
     assert in_use.in_store and in_use.model == looked.model and in_use.collection
-    assert show_model(settings).store_active
+    with App.open(settings) as app:
+        assert show_model(app).store_active
     shown = in_use.as_dict()
     assert shown["threshold"] == in_use.threshold and "local_pack" not in shown and "promoted" not in shown
 
@@ -151,7 +159,8 @@ def test_show_model_records_the_model_in_use_not_one_only_looked_at(tmp_path: Pa
 def test_show_model_of_a_local_pack_adds_its_manifest(tmp_path: Path, save_stand_in) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     ref = save_stand_in(settings.data_dir, "team-ft", training={"epochs": 2})
-    info = show_model(settings, ref)
+    with App.open(settings) as app:
+        info = show_model(app, ref)
     assert info.local_pack == LocalPackInfo(promoted=True, base="dlib-resnet@2",
                                             folder=str(settings.data_dir / "models" / ref),
                                             created_at=info.local_pack.created_at, training={"epochs": 2})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from identity.app.runtime import Runtime
+from identity.app.core import App
 from identity.config import Settings
 from identity.errors import ImageError, NoFaceFound
 from identity.services.detect import detect_faces
@@ -17,10 +17,11 @@ from identity.store.sql.jobs import JobSpec
 def test_a_drained_worker_enrolls_the_queue_and_reports_each_job(tmp_path: Path, lfw_dir: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", workers=1)
     photos = sorted((lfw_dir / "Al_Gore").iterdir())[:2]
-    with Runtime.open(settings) as runtime:
-        queue_enrollment(runtime, [JobSpec(str(p), "Al_Gore") for p in photos] + [JobSpec(str(tmp_path / "gone.jpg"), "X")])
+    with App.open(settings) as app:
+        queue_enrollment(app, [JobSpec(str(p), "Al_Gore") for p in photos] + [JobSpec(str(tmp_path / "gone.jpg"), "X")])
     opened, seen = [], []
-    summary = run_worker(settings, drain=True, poll=0.1, on_open=lambda: opened.append(1) or seen.append)
+    with App.open(settings) as app:
+        summary = run_worker(app, drain=True, poll=0.1, on_open=lambda: opened.append(1) or seen.append)
     assert opened == [1] and len(seen) == 3  # the callback came once the store opened, then took every result
     assert summary.counts == {"enrolled": 2, "failed": 1}
     rows = report_rows(summary, {}, [])
@@ -35,7 +36,8 @@ def test_detection_reports_every_image_in_order_with_its_failure(tmp_path: Path,
     blank = tmp_path / "blank.png"
     Image.new("RGB", (120, 120), "white").save(blank)
     photo = sorted((lfw_dir / "Al_Gore").iterdir())[0]
-    report = detect_faces(Settings(data_dir=tmp_path / "data"), [blank, tmp_path / "missing.jpg", photo],
+    with App.open(Settings(data_dir=tmp_path / "data")) as app:
+        report = detect_faces(app, [blank, tmp_path / "missing.jpg", photo],
                           crops=tmp_path / "crops")
     records = report.as_list()
     assert [Path(r["image"]).name for r in records] == ["blank.png", "missing.jpg", photo.name]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from identity.app.core import App
 from identity.config import EnrollSettings, Settings
 from identity.services.curation import delete_face, delete_person, merge_persons, move_face
 from identity.services.deployment import Deployment, open_deployment
@@ -48,20 +49,20 @@ def photos(lfw_dir: Path, counts: dict[str, int]) -> list[JobSpec]:
 
 
 def enroll(dep: Deployment, specs: list[JobSpec]) -> None:
-    batch, _ = queue_jobs(dep.runtime, specs)
-    writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
-    summary = process_queue(dep.runtime, writer, batch, 1)
+    batch, _ = queue_jobs(dep.app, specs)
+    writer = EnrollmentWriter(dep)
+    summary = process_queue(dep.app, writer, batch, 1)
     assert summary.counts == {"enrolled": len(specs)}, summary.results
 
 
 def person_id(dep: Deployment, external_id: str) -> uuid.UUID:
-    with dep.runtime.sessions() as session:
+    with dep.app.sessions() as session:
         return session.scalars(select(Person.id).where(Person.external_id == external_id)).one()
 
 
 def face_ids(dep: Deployment, external_id: str) -> list[uuid.UUID]:
     """The person's face rows under the deployment's model, oldest photo first."""
-    with dep.runtime.sessions() as session:
+    with dep.app.sessions() as session:
         return list(session.scalars(select(Face.id).join(Person, Face.person_id == Person.id).where(
             Person.external_id == external_id, Face.model_id == dep.model.id).order_by(Face.created_at, Face.id)))
 
@@ -143,9 +144,11 @@ def test_reindex_builds_the_new_models_templates_even_when_resumed(tmp_path: Pat
 
     upsert_stopper.arm(1)  # the first chunk's faces are stored, the run dies before any template is
     with pytest.raises(upsert_stopper.Stop):
-        reindex(settings, "dlib-resnet-ft")
+        with App.open(settings) as app:
+            reindex(app, "dlib-resnet-ft")
     upsert_stopper.undo()
-    summary = reindex(settings, "dlib-resnet-ft")
+    with App.open(settings) as app:
+        summary = reindex(app, "dlib-resnet-ft")
     assert summary.switched and summary.skipped_already_done == 2
 
     with open_deployment(settings) as dep:
@@ -165,7 +168,7 @@ def test_doctor_finds_stale_missing_and_orphaned_templates_and_repair_rewrites_t
                                                                                     lfw_dir: Path) -> None:
     with open_deployment(settings) as dep:
         enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 1, "Alejandro_Toledo": 1}))
-        with transaction(dep.runtime.sessions) as session:
+        with transaction(dep.app.sessions) as session:
             nobody = add_person(session, "No_Faces").id
             add_person(session, "Quiet")  # no face and no template: nothing to say about them
         aaron, gore = person_id(dep, "Aaron_Peirsol"), person_id(dep, "Al_Gore")

@@ -14,7 +14,7 @@ from pathlib import Path
 from identity.config import Settings
 from identity.errors import ConfigError, StoreMismatch
 from identity.app.actor import resolve_actor
-from identity.app.runtime import Runtime
+from identity.app.core import App
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import Session, transaction
 from identity.store.sql.deployment import bound_vector_store, deployment_record
@@ -25,30 +25,30 @@ from identity.store.vectors.store_ref import StoreRef, create_store_id, read_sto
 REPAIR = "if the vectors really moved, run `identity init --rebind`, then `identity doctor --repair`"
 
 
-def bind_vector_store(runtime: Runtime) -> StoreRef:
+def bind_vector_store(app: App) -> StoreRef:
     """The store this process uses, checked against (or recorded as) the deployment's binding.
 
     Raises StoreMismatch (exit 4) when the database is bound to another store. Call it
     before opening any collection, so a refused process creates nothing.
     """
-    here = vector_store_ref(runtime.settings)
+    here = vector_store_ref(app.settings)
     if here.kind == "memory":
         return here
     try:
-        return _bind_once(runtime, here)
+        return _bind_once(app, here)
     except IntegrityError:  # another process created the record at the same moment: compare with theirs
-        return _bind_once(runtime, here)
+        return _bind_once(app, here)
 
 
-def rebind_vector_store(runtime: Runtime, actor: str | None = None) -> str | None:
+def rebind_vector_store(app: App, actor: str | None = None) -> str | None:
     """Bind the deployment to this process's store whatever it was bound to (audited); the store it left.
 
     None when it was bound to no store yet, or to this one already (then nothing changes).
     """
-    here = create_store_id(runtime.settings)
+    here = create_store_id(app.settings)
     if here.kind == "memory":
         raise ConfigError("qdrant_url ':memory:' is a store of one process: there is nothing to bind to")
-    with transaction(runtime.sessions) as session:
+    with transaction(app.sessions) as session:
         record = deployment_record(session, for_update=True)
         before = record.vector_store
         if before == here.uri:
@@ -59,18 +59,18 @@ def rebind_vector_store(runtime: Runtime, actor: str | None = None) -> str | Non
     return before
 
 
-def still_bound(runtime: Runtime, store: StoreRef) -> bool:
+def still_bound(app: App, store: StoreRef) -> bool:
     """False once `identity init --rebind` moved the deployment away from `store` (a process-local one stays)."""
     if store.kind == "memory":
         return True
-    with runtime.sessions() as session:
+    with app.sessions() as session:
         bound = bound_vector_store(session)
     return bound is not None and StoreRef.parse(bound).same_store(store)
 
 
-def _bind_once(runtime: Runtime, here: StoreRef) -> StoreRef:
-    with transaction(runtime.sessions) as session:
-        return _bind(session, runtime.settings, here)
+def _bind_once(app: App, here: StoreRef) -> StoreRef:
+    with transaction(app.sessions) as session:
+        return _bind(session, app.settings, here)
 
 
 def _bind(session: Session, settings: Settings, here: StoreRef) -> StoreRef:

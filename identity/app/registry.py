@@ -11,16 +11,17 @@ store's pointer is left alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from identity.config import Settings
 from identity.faces import DEFAULT_MODEL, build_pack
-from identity.app.runtime import Runtime
-from identity.app.schema import AS_IS
-from identity.store.sql.db import parse_database_url, transaction
+from identity.store.sql.db import transaction
 from identity.store.sql.model_rows import records_active_model
 from identity.store.sql.models import Model
 from identity.store.sql.queries import activate_model, active_model, ensure_model, find_model
+
+if TYPE_CHECKING:
+    from identity.app.core import App
 
 
 @dataclass(frozen=True)
@@ -46,32 +47,24 @@ def choose_model(settings: Settings, store_active: str | None) -> ModelChoice:
     return ModelChoice(DEFAULT_MODEL, "default", None)
 
 
-def read_active(runtime: Runtime) -> str | None:
-    """The store's active model id; None before the schema records one (new store, older schema)."""
-    if not records_active_model(runtime.engine):
+def read_active(app: App) -> str | None:
+    """The store's active model id; None before the schema records one (new store, older schema read as is)."""
+    if not records_active_model(app.engine):
         return None
-    with runtime.sessions() as session:
+    with app.sessions() as session:
         model = active_model(session)
         return model.model_id if model else None
 
 
-def resolve_model(settings: Settings, ask_store: bool = False) -> ModelChoice:
-    """The model for this process; opens the store only when no setting pins one (or `ask_store`).
+def resolve_model(app: App, ask_store: bool = False) -> ModelChoice:
+    """The model for this process; asks the store only when no setting pins one (or `ask_store`).
 
-    An embedded store that does not exist yet is not created just to be asked.
+    A store that does not exist yet is not created just to be asked.
     """
+    settings = app.settings
     if settings.model and not ask_store:
         return choose_model(settings, None)
-    url = parse_database_url(settings.sql_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not Path(url.database).exists():
-        return choose_model(settings, None)
-    with Runtime.open(settings, schema=AS_IS) as runtime:  # a question, not a write: any schema will do
-        return choose_model(settings, read_active(runtime))
-
-
-def with_model(settings: Settings, choice: ModelChoice) -> Settings:
-    """Settings whose `model` is the chosen one, for everything built from them (worker processes too)."""
-    return settings.replace(model=choice.model)
+    return choose_model(settings, read_active(app) if app.store_exists() else None)
 
 
 def model_id_of(choice: ModelChoice, settings: Settings) -> str:
@@ -79,16 +72,16 @@ def model_id_of(choice: ModelChoice, settings: Settings) -> str:
     return choice.model if choice.source == "store" else build_pack(choice.model, settings).model_id
 
 
-def chosen_model_row(runtime: Runtime) -> Model | None:
+def chosen_model_row(app: App) -> Model | None:
     """The record of the model this process uses (None while it has none)."""
-    model_id = model_id_of(choose_model(runtime.settings, read_active(runtime)), runtime.settings)
-    with runtime.sessions() as session:
+    model_id = model_id_of(resolve_model(app), app.settings)
+    with app.sessions() as session:
         return find_model(session, model_id)
 
 
-def record_model(runtime: Runtime, model_id: str, dim: int) -> Model:
+def record_model(app: App, model_id: str, dim: int) -> Model:
     """The model's record, created on first use; a store's first model becomes its active one."""
-    with transaction(runtime.sessions) as session:
+    with transaction(app.sessions) as session:
         model = ensure_model(session, model_id, dim)
         if active_model(session) is None:
             activate_model(session, model)

@@ -13,6 +13,7 @@ Each audit is itself recorded as an audit event.
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,52 +33,121 @@ from identity.store.sql.searches import hits_of_person
 LOOKALIKES = 5
 
 
-def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[str, Any]:
+@dataclass
+class AuditFace:
+    face_id: str
+    status: str
+    rejection: str | None
+    source_path: str
+    image_sha256: str
+    bbox: list[float]
+    det_score: float
+    iod_px: float | None
+    blur: float | None
+    yaw_deg: float | None
+    roll_deg: float | None
+    enrolled_at: str | None
+    # Set for indexed faces of a person with three or more of them (see _mark_outliers).
+    similarity_to_own_template: float | None = None
+    outlier: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        if self.outlier is None:
+            del row["similarity_to_own_template"], row["outlier"]
+        return row
+
+
+@dataclass(frozen=True)
+class AuditSearch:
+    """A search that returned the person: when, by whom, at which rank and with which decision."""
+
+    search_id: str
+    when: str
+    actor: str
+    query_sha256: str | None
+    face_index: int
+    rank: int
+    score: float | None
+    decision: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Lookalike:
+    person: dict[str, Any]  # the other person's record
+    score: float  # their template's similarity to this person's
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    person: dict[str, Any]  # the person's record, as `person show` prints it
+    threshold: float
+    faces: list[AuditFace]
+    searches: list[AuditSearch]
+    lookalikes: list[Lookalike]
+    decision_rule: str
+    lookalike_margin: float | None  # the threshold minus the decision score of this person's template among everyone else
+    outliers: list[str] = field(default_factory=list)  # face ids
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "person": self.person, "threshold": self.threshold, "faces": [f.as_dict() for f in self.faces],
+            "searches": [s.as_dict() for s in self.searches], "lookalikes": [l.as_dict() for l in self.lookalikes],
+            "decision_rule": self.decision_rule, "lookalike_margin": self.lookalike_margin, "outliers": self.outliers,
+        }
+
+
+def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> AuditReport:
     threshold, _ = decision_threshold(dep)
-    with dep.runtime.sessions() as session:
+    with dep.app.sessions() as session:
         person = get_person(session, ref)
         record = person_record(person)
         # The active model's rows only: the same photos under a model kept for rollback are not more data.
         faces = faces_with_images(session, person.id, dep.model.id)
         searches = hits_of_person(session, person.id)
     face_rows = [_face_row(face, image) for face, image in faces]
-    indexed = [uuid.UUID(f["face_id"]) for f in face_rows if f["status"] == FaceStatus.indexed.value]
+    indexed = [uuid.UUID(f.face_id) for f in face_rows if f.status == FaceStatus.indexed.value]
     vectors = dep.index.vectors(indexed)
     _mark_outliers(dep, person.id, face_rows, vectors)
     lookalikes, others_score = _lookalikes(dep, person.id, vectors, threshold.rule)
-    report = {
-        "person": record,
-        "threshold": threshold.value,
-        "faces": face_rows,
-        "searches": [
-            {"search_id": str(event.id), "when": event.created_at.isoformat(), "actor": event.actor,
-             "query_sha256": event.query_sha256, "face_index": hit.face_index, "rank": hit.rank,
-             "score": hit.score, "decision": hit.decision}
+    report = AuditReport(
+        person=record,
+        threshold=threshold.value,
+        faces=face_rows,
+        searches=[
+            AuditSearch(search_id=str(event.id), when=event.created_at.isoformat(), actor=event.actor,
+                        query_sha256=event.query_sha256, face_index=hit.face_index, rank=hit.rank,
+                        score=hit.score, decision=hit.decision)
             for hit, event in searches
         ],
-        "lookalikes": lookalikes,
-        "decision_rule": threshold.rule,
-        # The threshold minus the decision score of this person's template searched among everyone else.
-        "lookalike_margin": None if others_score is None else round(threshold.value - others_score, 4),
-        "outliers": [f["face_id"] for f in face_rows if f.get("outlier")],
-    }
-    with transaction(dep.runtime.sessions) as session:
+        lookalikes=lookalikes,
+        decision_rule=threshold.rule,
+        lookalike_margin=None if others_score is None else round(threshold.value - others_score, 4),
+        outliers=[f.face_id for f in face_rows if f.outlier],
+    )
+    with transaction(dep.app.sessions) as session:
         record_audit_event(session, resolve_actor(actor), "audit", person_id=person.id, subject=person.external_id,
                            details={"faces": len(face_rows), "searches": len(searches)})
     return report
 
 
-def _face_row(face: Face, image: Image) -> dict[str, Any]:
-    return {
-        "face_id": str(face.id), "status": face.status.value, "rejection": face.rejection,
-        "source_path": image.source_path, "image_sha256": image.sha256, "bbox": face.bbox,
-        "det_score": face.det_score, "iod_px": face.iod_px, "blur": face.blur,
-        "yaw_deg": face.yaw_deg, "roll_deg": face.roll_deg,
-        "enrolled_at": face.created_at.isoformat() if face.created_at else None,
-    }
+def _face_row(face: Face, image: Image) -> AuditFace:
+    return AuditFace(
+        face_id=str(face.id), status=face.status.value, rejection=face.rejection,
+        source_path=image.source_path, image_sha256=image.sha256, bbox=face.bbox,
+        det_score=face.det_score, iod_px=face.iod_px, blur=face.blur,
+        yaw_deg=face.yaw_deg, roll_deg=face.roll_deg,
+        enrolled_at=face.created_at.isoformat() if face.created_at else None,
+    )
 
 
-def _mark_outliers(dep: Deployment, person_id: uuid.UUID, rows: list[dict[str, Any]],
+def _mark_outliers(dep: Deployment, person_id: uuid.UUID, rows: list[AuditFace],
                    vectors: dict[uuid.UUID, np.ndarray]) -> None:
     """Flag a face that another person's template is closer to than its own person's other faces.
 
@@ -86,16 +156,16 @@ def _mark_outliers(dep: Deployment, person_id: uuid.UUID, rows: list[dict[str, A
     """
     if len(vectors) < 3:
         return
-    by_id = {uuid.UUID(r["face_id"]): r for r in rows}
+    by_id = {uuid.UUID(r.face_id): r for r in rows}
     for face_id, vector in vectors.items():
         own = float(template_of([v for f, v in vectors.items() if f != face_id]) @ vector)
         closest = next((h for h in dep.templates.search(vector, 2) if h.person_id != person_id), None)
-        by_id[face_id]["similarity_to_own_template"] = round(own, 4)
-        by_id[face_id]["outlier"] = closest is not None and closest.score > own
+        by_id[face_id].similarity_to_own_template = round(own, 4)
+        by_id[face_id].outlier = closest is not None and closest.score > own
 
 
 def _lookalikes(dep: Deployment, person_id: uuid.UUID, vectors: dict[uuid.UUID, np.ndarray],
-                rule: str) -> tuple[list[dict[str, Any]], float | None]:
+                rule: str) -> tuple[list[Lookalike], float | None]:
     """The persons whose templates are closest to this person's, best first, and the decision score of
     this person's template searched among everyone else (None: no template or nobody else)."""
     if not vectors:
@@ -105,8 +175,8 @@ def _lookalikes(dep: Deployment, person_id: uuid.UUID, vectors: dict[uuid.UUID, 
     if not hits:
         return [], None
     ranked = hits[:LOOKALIKES]
-    with dep.runtime.sessions() as session:
+    with dep.app.sessions() as session:
         people = persons_by_id(session, [h.person_id for h in ranked])
-    lookalikes = [{"person": person_record(people[h.person_id]), "score": round(h.score, 4)}
+    lookalikes = [Lookalike(person_record(people[h.person_id]), round(h.score, 4))
                   for h in ranked if h.person_id in people]
     return lookalikes, decision_score([h.score for h in hits], rule)

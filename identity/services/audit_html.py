@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import Any
 
 from PIL import Image as PILImage
 
 from identity.errors import ImageError
 from identity.faces import load_image
+from identity.services.audit import AuditReport
 
 THUMB_PX = 128
 MARGIN = 0.25  # context around the face box, as a share of its size
@@ -36,7 +36,8 @@ def thumbnail_data_uri(source_path: str, bbox: list[float]) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def render_audit_html(report: dict[str, Any]) -> str:
+def render_audit_html(audit: AuditReport) -> str:
+    report = audit.as_dict()  # the page shows what `identity audit --json` prints
     person = report["person"]
     e = html.escape
     cards = []

@@ -18,6 +18,7 @@ of them, so no model keeps a face the user moved or erased.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from identity.errors import IdentityError, NotFound
@@ -43,9 +44,45 @@ from identity.store.sql.searches import move_search_hits
 from identity.store.vectors import VectorIndex
 
 
-def merge_persons(dep: Deployment, keep_ref: str, absorb_ref: str, actor: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MergeResult:
+    kept: str  # external ids
+    merged: str
+    faces_moved: int  # photos
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kept": self.kept, "merged": self.merged, "faces_moved": self.faces_moved}
+
+
+@dataclass(frozen=True)
+class FaceMove:
+    face_id: str
+    source: str | None  # the external id it was filed under (None: a person since erased)
+    target: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"face_id": self.face_id, "from": self.source, "to": self.target}
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What a face or person deletion removed; or, for one already done, when and by whom."""
+
+    subject: dict[str, Any]  # face: face_id, person; person: deleted, person_id, faces_erased
+    removed: dict[str, Any] | None = None  # {"sql": ..., "vectors": ...}
+    already_deleted: bool = False
+    deleted_at: str | None = None
+    by: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.already_deleted:
+            return {"already_deleted": True, **self.subject, "deleted_at": self.deleted_at, "by": self.by}
+        return {**self.subject, "removed": self.removed}
+
+
+def merge_persons(dep: Deployment, keep_ref: str, absorb_ref: str, actor: str | None = None) -> MergeResult:
     """Move every face and search hit of `absorb` to `keep`, then remove `absorb`."""
-    with transaction(dep.runtime.sessions) as session:
+    with transaction(dep.app.sessions) as session:
         keep, absorb = get_person(session, keep_ref), get_person(session, absorb_ref)
         if keep.id == absorb.id:
             raise IdentityError(f"{keep_ref} and {absorb_ref} are the same person")
@@ -54,26 +91,26 @@ def merge_persons(dep: Deployment, keep_ref: str, absorb_ref: str, actor: str | 
         move_search_hits(session, absorb.id, keep.id)
         keep.attributes = {**absorb.attributes, **keep.attributes}
         keep.display_name = keep.display_name or absorb.display_name
-        summary = {"kept": keep.external_id, "merged": absorb.external_id, "faces_moved": _photos(faces)}
+        summary = MergeResult(keep.external_id, absorb.external_id, _photos(faces))
         record_audit_event(session, resolve_actor(actor), "merge", person_id=keep.id, subject=keep.external_id,
-                           details={**summary, "merged_id": str(absorb.id)})
+                           details={**summary.as_dict(), "merged_id": str(absorb.id)})
         delete_person_row(session, absorb)
         keep_id, absorb_id = keep.id, absorb.id
     _relabel(dep, _by_model(faces), keep_id, [keep_id, absorb_id])
     return summary
 
 
-def move_face(dep: Deployment, face_ref: str, target_ref: str, actor: str | None = None) -> dict[str, Any]:
-    with transaction(dep.runtime.sessions) as session:
+def move_face(dep: Deployment, face_ref: str, target_ref: str, actor: str | None = None) -> FaceMove:
+    with transaction(dep.app.sessions) as session:
         face = _get_face(session, face_ref)
         target = get_person(session, target_ref)
         source_id = face.person_id  # read before the update below re-points the loaded row
         source = person_with_id(session, source_id)
         siblings = _siblings(session, face)
         reassign_faces(session, [row.id for row in siblings], target.id)
-        summary = {"face_id": str(face.id), "from": source.external_id if source else None, "to": target.external_id}
+        summary = FaceMove(str(face.id), source.external_id if source else None, target.external_id)
         record_audit_event(session, resolve_actor(actor), "move_face", person_id=target.id,
-                           subject=target.external_id, details=summary)
+                           subject=target.external_id, details=summary.as_dict())
     _relabel(dep, _by_model(siblings), target.id, [source_id, target.id])
     return summary
 
@@ -87,9 +124,9 @@ def _relabel(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid
             _refresh(dep, model_id, store, persons)
 
 
-def delete_face(dep: Deployment, face_ref: str, actor: str | None = None) -> dict[str, Any]:
+def delete_face(dep: Deployment, face_ref: str, actor: str | None = None) -> Erasure:
     """Erase one photo of a person: its face rows, vectors (purged), and the image if no other face is on it."""
-    with transaction(dep.runtime.sessions) as session:
+    with transaction(dep.app.sessions) as session:
         face = get_face(session, _face_uuid(face_ref))
         if face is None:
             gone = _face_already_deleted(session, face_ref)
@@ -107,13 +144,13 @@ def delete_face(dep: Deployment, face_ref: str, actor: str | None = None) -> dic
             delete_enrollment_jobs(session, face.image_id, person.external_id)
         sql = {"faces": len(siblings), **drop_unused_images(session, {face.image_id})}
     vectors = _erase_vectors(dep, _by_model(siblings), person_id, lambda index, ids: index.delete(ids))
-    sql["database"] = flush_deleted(dep.runtime.engine)
-    return {**summary, "removed": {"sql": sql, "vectors": vectors}}
+    sql["database"] = flush_deleted(dep.app.engine)
+    return Erasure(summary, {"sql": sql, "vectors": vectors})
 
 
-def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[str, Any]:
+def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> Erasure:
     """Erase a person from every store; an audit event remains, with keyed tokens instead of their ids."""
-    with transaction(dep.runtime.sessions) as session:
+    with transaction(dep.app.sessions) as session:
         person = find_person(session, ref)
         if person is None:
             gone = _person_already_erased(session, ref)
@@ -129,11 +166,11 @@ def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> dict[s
     # The active collection always, in case a vector outlived its row; every other model holding the person too.
     vectors = _erase_vectors(dep, {dep.model.id: [], **_by_model(faces)}, person_id,
                              lambda index, _ids: index.delete_person(person_id))
-    with transaction(dep.runtime.sessions) as session:  # the event says the vectors are gone too
+    with transaction(dep.app.sessions) as session:  # the event says the vectors are gone too
         add_audit_details(session, event_id, {"vectors": vectors})
-    sql["database"] = flush_deleted(dep.runtime.engine)
-    return {"deleted": external_id, "person_id": str(person_id), "faces_erased": _photos(faces),
-            "removed": {"sql": sql, "vectors": vectors}}
+    sql["database"] = flush_deleted(dep.app.engine)
+    return Erasure({"deleted": external_id, "person_id": str(person_id), "faces_erased": _photos(faces)},
+                   {"sql": sql, "vectors": vectors})
 
 
 def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid.UUID,
@@ -152,7 +189,7 @@ def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id
 
 
 def _refresh(dep: Deployment, model_row_id: int, store: ModelCollections, persons: list[uuid.UUID]) -> None:
-    refresh_templates(dep.runtime.sessions, store.faces, store.templates, model_row_id, persons)
+    refresh_templates(dep.app.sessions, store.faces, store.templates, model_row_id, persons)
 
 
 def _siblings(session: Session, face: Face) -> list[FaceKey]:
@@ -172,7 +209,7 @@ def _photos(faces: Iterable[FaceKey]) -> int:
     return len({row.image_id for row in faces})
 
 
-def _person_already_erased(session: Session, ref: str) -> dict[str, Any] | None:
+def _person_already_erased(session: Session, ref: str) -> Erasure | None:
     """Erasing twice is harmless: the second call finds the first one's event by the keyed token of `ref`."""
     parsed = _maybe_uuid(ref)
     by_external_id, by_id = person_tokens(session, ref, parsed)  # by_id: None when ref is no uuid
@@ -180,15 +217,15 @@ def _person_already_erased(session: Session, ref: str) -> dict[str, Any] | None:
     event = latest_audit_event(session, "delete_person", [by_external_id, ref], person_id=parsed, mentioning=by_id)
     if event is None:
         return None
-    return {"already_deleted": True, "deleted_at": event.created_at.isoformat(), "by": event.actor}
+    return Erasure({}, already_deleted=True, deleted_at=event.created_at.isoformat(), by=event.actor)
 
 
-def _face_already_deleted(session: Session, ref: str) -> dict[str, Any] | None:
+def _face_already_deleted(session: Session, ref: str) -> Erasure | None:
     """Deleting a face twice is harmless: the second call reports the first deletion."""
     event = latest_audit_event(session, "delete_face", [ref])
     if event is None:
         return None
-    return {"already_deleted": True, "face_id": ref, "deleted_at": event.created_at.isoformat(), "by": event.actor}
+    return Erasure({"face_id": ref}, already_deleted=True, deleted_at=event.created_at.isoformat(), by=event.actor)
 
 
 def _get_face(session: Session, ref: str) -> Face:

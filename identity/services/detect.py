@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from identity.app.registry import resolve_model, with_model
-from identity.config import Settings
+from identity.app.core import App
 from identity.errors import ImageError, NoFaceFound
-from identity.faces import ImageFaces, build_pipeline, load_image
+from identity.faces import ImageFaces, load_image
 
 
 @dataclass(frozen=True)
@@ -36,8 +35,8 @@ class DetectReport:
         return next((f for f in failures if isinstance(f, ImageError)), failures[0] if failures else None)
 
 
-def detect_faces(settings: Settings, images: Sequence[Path], crops: Path | None = None) -> DetectReport:
-    pipeline = build_pipeline(with_model(settings, resolve_model(settings)))
+def detect_faces(app: App, images: Sequence[Path], crops: Path | None = None) -> DetectReport:
+    pipeline = app.pipeline()
     loaded, reports = [], {}
     for path in images:
         try:

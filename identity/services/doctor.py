@@ -93,7 +93,7 @@ def diagnose(dep: Deployment) -> DoctorReport:
     if dep.model.dim != dep.pipeline.dim:
         report.dimension_mismatch = (
             f"model {dep.model.model_id} is recorded with {dep.model.dim} dimensions, its pack produces {dep.pipeline.dim}")
-    with dep.runtime.sessions() as session:
+    with dep.app.sessions() as session:
         report.stale_leases = [j.id for j in jobs.stale_leases(session)]
         for job in jobs.stuck(session, dep.settings.enroll.lease_seconds, STUCK_LEASES):
             report.stuck_jobs.setdefault(job.status.value, []).append(job.id)
@@ -112,7 +112,7 @@ def _check(dep: Deployment, model_row_id: int, store: ModelCollections) -> Docto
     # A pending row younger than a lease may belong to a live worker (server mode); the
     # embedded store is locked by this process, so there no writer can be mid-chunk.
     recent = utcnow() - timedelta(seconds=dep.settings.enroll.lease_seconds)
-    with dep.runtime.sessions() as session:
+    with dep.app.sessions() as session:
         rows = face_states(session, model_row_id)
     live = set()
     for face_id, person_id, status, updated in rows:
@@ -128,7 +128,7 @@ def _check(dep: Deployment, model_row_id: int, store: ModelCollections) -> Docto
             (report.pending_with_vector if face_id in vectors else report.pending_without_vector).append(str(face_id))
             report.face_problem_persons.add(person_id)
     report.orphan_vectors = sorted(str(v) for v in vectors.keys() - live)
-    found = check_templates(dep.runtime.sessions, store.faces, store.templates, model_row_id)
+    found = check_templates(dep.app.sessions, store.faces, store.templates, model_row_id)
     report.templates = _apart_from(found, report.face_problem_persons)
     return report
 
@@ -141,7 +141,7 @@ def _apart_from(check: TemplateCheck, persons: set[uuid.UUID]) -> TemplateCheck:
 
 def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorReport:
     """Fix what diagnose found; faces that lost their vector are enrolled again from their source image."""
-    with transaction(dep.runtime.sessions) as session:
+    with transaction(dep.app.sessions) as session:
         _repair_vectors(session, dep.index, report)
         if report.stale_leases:
             jobs.release_stale_leases(session, report.stale_leases)
@@ -152,9 +152,9 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorRep
             specs = [jobs.JobSpec(path, external_id) for path, external_id in enrollment_sources(session, redo)]
             delete_faces(session, redo)
     if specs:
-        batch, _ = queue_jobs(dep.runtime, specs)
-        writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
-        summary = process_queue(dep.runtime, writer, batch, workers)
+        batch, _ = queue_jobs(dep.app, specs)
+        writer = EnrollmentWriter(dep)
+        summary = process_queue(dep.app, writer, batch, workers)
         report.repaired["faces_reenrolled"] = summary.counts.get("enrolled", 0)
     _repair_templates(dep, dep.model.id, dep.collections, report)
     _repair_others(dep, report)
@@ -162,12 +162,12 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorRep
 
 
 def _repair_others(dep: Deployment, report: DoctorReport) -> None:
-    with dep.runtime.sessions() as session:
+    with dep.app.sessions() as session:
         by_id = {model.model_id: model.id for model in list_models(session)}
     with model_collections(dep, [by_id[m] for m in report.other_models]) as stores:
         for model_id, other in report.other_models.items():
             store = stores[by_id[model_id]]
-            with transaction(dep.runtime.sessions) as session:
+            with transaction(dep.app.sessions) as session:
                 _repair_vectors(session, store.faces, other)
                 lost = [uuid.UUID(v) for v in other.missing_vectors + other.pending_without_vector]
                 if lost:
@@ -181,7 +181,7 @@ def _repair_others(dep: Deployment, report: DoctorReport) -> None:
 def _repair_templates(dep: Deployment, model_row_id: int, store: ModelCollections, report: DoctorReport) -> None:
     """After the faces' repair is committed: rewrite the templates found wrong, and those of persons whose
     faces were just marked indexed, re-enrolled or dropped."""
-    sessions = dep.runtime.sessions
+    sessions = dep.app.sessions
     if report.templates.problems:
         report.repaired["templates_rewritten"] = repair_templates(sessions, store.faces, store.templates,
                                                                   model_row_id, report.templates)

@@ -12,7 +12,7 @@ no vector lacks a row. A crash between 3 and 4 leaves stale or missing templates
 `identity doctor` finds and `--repair` rewrites. `identity reindex` writes faces by the
 same steps (face_row, index_pending) and builds the templates once at the end.
 
-One job cannot jam the queue: an error that is the job's own fault (_job_fault), at any
+One job cannot jam the queue: an error that is the job's own fault (job_fault), at any
 step, undoes that job's rows and vectors and finishes it `failed` with the reason, while
 the rest of its chunk goes on. An error that is not (a store down, a model that cannot
 load) stops the run and hands the claimed jobs back, as Ctrl-C does.
@@ -28,7 +28,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from identity.evaluation.protocol import subject_face
 from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
 from identity.faces.types import same_face
 from identity.services.enroll_inputs import InputRow
-from identity.app.runtime import Runtime
+from identity.app.core import App
 from identity.services.templates import refresh_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
@@ -48,6 +48,9 @@ from identity.store.sql.images import add_image, image_with_sha256, images_with_
 from identity.store.sql.models import Face, FaceStatus, Image, Job, naive_utc, utcnow
 from identity.store.sql.persons import get_or_create_person, person_by_external_id, person_with_id
 from identity.store.vectors import VectorIndex, VectorPoint
+
+if TYPE_CHECKING:
+    from identity.services.deployment import Deployment
 
 Outcome = ImageFaces | ImageError
 SUBJECT_RULES = ("dominant", "central", "all", "reject")
@@ -97,11 +100,11 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def queue_jobs(runtime: Runtime, specs: Iterable[jobs.JobSpec], batch: str | None = None) -> tuple[str, int]:
+def queue_jobs(app: App, specs: Iterable[jobs.JobSpec], batch: str | None = None) -> tuple[str, int]:
     """Queue a batch; jobs left unfinished by a dead run for the same file and person are adopted, not doubled."""
     batch = batch or jobs.new_batch_id()
     specs = list(specs)
-    with transaction(runtime.sessions) as session:
+    with transaction(app.sessions) as session:
         jobs.expire_dead_leases(session, lease_owner_dead)  # a dead run's leases count as abandoned
         adopted = jobs.adopt_unfinished(session, batch, specs)
         fresh = [s for s in specs if s.key not in adopted]
@@ -150,18 +153,18 @@ def face_row(face: DetectedFace, person_id: uuid.UUID, image_id: uuid.UUID, mode
     )
 
 
-def index_pending(runtime: Runtime, index: VectorIndex, to_index: Sequence[tuple[Face, np.ndarray]],
+def index_pending(app: App, index: VectorIndex, to_index: Sequence[tuple[Face, np.ndarray]],
                   then: Callable[[Session], None] = lambda session: None) -> None:
     """Steps 2 and 3 for rows step 1 committed as pending: upsert their vectors (durable), then mark
     them indexed, with `then`'s bookkeeping in that same transaction."""
     if to_index:
         index.upsert([_point(face, vector) for face, vector in to_index])
-    with transaction(runtime.sessions) as session:
+    with transaction(app.sessions) as session:
         mark_faces_indexed(session, [face.id for face, _ in to_index])
         then(session)
 
 
-class _JobFailed(Exception):
+class JobFailed(Exception):
     """Raised out of a chunk's transaction, rolling it back, to name the job at fault."""
 
     def __init__(self, job_id: int, reason: str) -> None:
@@ -170,7 +173,7 @@ class _JobFailed(Exception):
         self.reason = reason
 
 
-def _job_fault(exc: BaseException) -> bool:
+def job_fault(exc: BaseException) -> bool:
     """Whether an error is the job's own fault, to fail that job alone.
 
     Two classes of error reach the queue loop:
@@ -187,7 +190,7 @@ def _job_fault(exc: BaseException) -> bool:
     return isinstance(exc, (IdentityError, DataError)) and not isinstance(exc, (StoreUnavailable, ModelError))
 
 
-def _reason(exc: BaseException) -> str:
+def fault_reason(exc: BaseException) -> str:
     refused = database_refusal(exc)
     return str(exc) if refused is None else f"the database refused it: {refused}"
 
@@ -195,17 +198,17 @@ def _reason(exc: BaseException) -> str:
 T = TypeVar("T")
 
 
-def _contained(failures: dict[int, str], attempt: Callable[[], T]) -> T:
+def contained(failures: dict[int, str], attempt: Callable[[], T]) -> T:
     """Run `attempt` (one transaction over a chunk) again without each job found at fault.
 
-    `attempt` skips the jobs in `failures` and raises _JobFailed for a new one, which rolls
+    `attempt` skips the jobs in `failures` and raises JobFailed for a new one, which rolls
     its transaction back; so one job's error undoes only its own rows, on SQLite as on
     Postgres (pysqlite's savepoints commit on release, so nested transactions cannot do it).
     """
     while True:
         try:
             return attempt()
-        except _JobFailed as fault:
+        except JobFailed as fault:
             assert fault.job_id not in failures, "a failed job was not skipped"
             failures[fault.job_id] = fault.reason
 
@@ -221,24 +224,22 @@ class _Decided:
 class EnrollmentWriter:
     """Writes the outcomes of processed jobs, a chunk at a time, by the protocol above.
 
-    An error that is a job's own fault (see _job_fault), at any step, fails that job only:
+    An error that is a job's own fault (see job_fault), at any step, fails that job only:
     its rows and vectors are undone and it is finished `failed` with the reason.
-    `templates`: the person templates beside `index` (a Deployment's), rewritten
-    for the chunk's persons after each commit.
+    The deployment's person templates are rewritten for the chunk's persons after each commit.
     """
 
     kind = jobs.ENROLL  # the jobs process_queue claims for this writer
     target_model: int | None = None  # claim jobs of any target (enrollment jobs have none)
 
-    def __init__(self, runtime: Runtime, index: VectorIndex, model_row_id: int, subject: str | None = None, *,
-                 templates: VectorIndex) -> None:
-        self.runtime = runtime
-        self.settings = runtime.settings  # the pack process_queue runs over the jobs' images
-        self.index = index
-        self.templates = templates
-        self.model_row_id = model_row_id
-        self.dominance = runtime.settings.enroll.dominant_face_ratio
-        self.subject = subject or runtime.settings.enroll.subject
+    def __init__(self, dep: "Deployment", subject: str | None = None) -> None:
+        self.app = dep.app
+        self.settings = dep.settings  # the pack process_queue runs over the jobs' images
+        self.index = dep.index
+        self.templates = dep.templates
+        self.model_row_id = dep.model.id
+        self.dominance = dep.app.settings.enroll.dominant_face_ratio
+        self.subject = subject or dep.app.settings.enroll.subject
         if self.subject not in SUBJECT_RULES:
             raise ConfigError(f"subject rule {self.subject!r}: expected one of {', '.join(SUBJECT_RULES)}")
 
@@ -252,9 +253,9 @@ class EnrollmentWriter:
 
     def _write(self, items: Sequence[tuple[Job, Outcome]], retrying: bool) -> list[JobResult]:
         failures: dict[int, str] = {}
-        decided = _contained(failures, lambda: self._decide_chunk(items, failures, retrying))
+        decided = contained(failures, lambda: self._decide_chunk(items, failures, retrying))
         self._upsert(decided, failures)
-        results = _contained(failures, lambda: self._finish(decided, failures))
+        results = contained(failures, lambda: self._finish(decided, failures))
         undone = [face.id for d, result in zip(decided, results) if _undone(result) for face, _ in d.faces]
         if undone:
             self.index.delete(undone)  # after their rows are gone: a crash in between leaves orphans doctor removes
@@ -265,7 +266,7 @@ class EnrollmentWriter:
     def _refresh_templates(self, person_ids: Sequence[uuid.UUID]) -> None:
         """Step 4: one rewrite for the chunk's persons, after step 3's commit made their new faces indexed."""
         if person_ids:
-            refresh_templates(self.runtime.sessions, self.index, self.templates, self.model_row_id, person_ids)
+            refresh_templates(self.app.sessions, self.index, self.templates, self.model_row_id, person_ids)
 
     def optimize(self) -> None:
         """Build the search graphs of what the run wrote: faces and templates."""
@@ -277,7 +278,7 @@ class EnrollmentWriter:
         """Step 1: image rows and `pending` face rows for the chunk, in one transaction."""
         decided: list[_Decided] = []
         to_index: list[tuple[Face, np.ndarray]] = []
-        with transaction(self.runtime.sessions) as session:
+        with transaction(self.app.sessions) as session:
             for job, outcome in items:
                 if job.id in failures:
                     decided.append(_Decided(_failed(job, failures[job.id], _found(outcome)), []))
@@ -286,8 +287,8 @@ class EnrollmentWriter:
                 try:
                     result = self._decide(session, job, outcome, to_index)
                 except Exception as exc:
-                    if _job_fault(exc) or (retrying and isinstance(exc, IntegrityError)):
-                        raise _JobFailed(job.id, _reason(exc)) from exc
+                    if job_fault(exc) or (retrying and isinstance(exc, IntegrityError)):
+                        raise JobFailed(job.id, fault_reason(exc)) from exc
                     raise
                 decided.append(_Decided(result, to_index[mark:]))
         return decided
@@ -300,21 +301,21 @@ class EnrollmentWriter:
             self.index.upsert([_point(face, vector) for d in decided for face, vector in d.faces])
             return
         except Exception as exc:
-            if not _job_fault(exc):
+            if not job_fault(exc):
                 raise
         for d in decided:
             if d.faces:
                 try:
                     self.index.upsert([_point(face, vector) for face, vector in d.faces])
                 except Exception as exc:
-                    if not _job_fault(exc):
+                    if not job_fault(exc):
                         raise
-                    failures[d.result.job_id] = f"the vector store refused it: {_reason(exc)}"
+                    failures[d.result.job_id] = f"the vector store refused it: {fault_reason(exc)}"
 
     def _finish(self, decided: list[_Decided], failures: dict[int, str]) -> list[JobResult]:
         """Step 3: mark the faces indexed and finish the jobs; a failed or cancelled job's face rows are removed."""
         results: list[JobResult] = []
-        with transaction(self.runtime.sessions) as session:
+        with transaction(self.app.sessions) as session:
             cancelled = jobs.cancelled_among(session, [d.result.job_id for d in decided])
             for d in decided:
                 result, face_ids = d.result, [face.id for face, _ in d.faces]
@@ -328,8 +329,8 @@ class EnrollmentWriter:
                         mark_faces_indexed(session, face_ids)
                         jobs.finish(session, result.job_id, result.outcome, result.reason, result.image_id)
                     except Exception as exc:
-                        if _job_fault(exc):
-                            raise _JobFailed(result.job_id, f"could not record the result: {_reason(exc)}") from exc
+                        if job_fault(exc):
+                            raise JobFailed(result.job_id, f"could not record the result: {fault_reason(exc)}") from exc
                         raise
                 if _undone(result) and face_ids:
                     delete_faces(session, face_ids)
@@ -350,16 +351,16 @@ class EnrollmentWriter:
             except (OSError, ValueError):
                 pass  # the pipeline reports why the file cannot be read
             except Exception as exc:
-                if not _job_fault(exc):
+                if not job_fault(exc):
                     raise
-                failures[job.id] = _reason(exc)
-        results = _contained(failures, lambda: self._settle(chunk, digests, failures))
+                failures[job.id] = fault_reason(exc)
+        results = contained(failures, lambda: self._settle(chunk, digests, failures))
         done = {r.job_id for r in results}
         return results, [job for job in chunk if job.id not in done]
 
     def _settle(self, chunk: Sequence[Job], digests: dict[int, str], failures: dict[int, str]) -> list[JobResult]:
         results: list[JobResult] = []
-        with transaction(self.runtime.sessions) as session:
+        with transaction(self.app.sessions) as session:
             images = images_with_sha256(session, digests.values())
             for job in chunk:
                 if job.id in failures:
@@ -372,8 +373,8 @@ class EnrollmentWriter:
                     person = person_by_external_id(session, job.external_id)
                     settled = self._settled(session, image, person.id if person else None, job.external_id, set())
                 except Exception as exc:
-                    if _job_fault(exc):
-                        raise _JobFailed(job.id, _reason(exc)) from exc
+                    if job_fault(exc):
+                        raise JobFailed(job.id, fault_reason(exc)) from exc
                     raise
                 if settled is not None:
                     results.append(JobResult(job.id, job.source_path, job.external_id, *settled, faces_found=0,
@@ -459,30 +460,32 @@ class JobWriter(Protocol):
 
 
 def process_queue(
-    runtime: Runtime,
+    app: App,
     writer: JobWriter,
     batch: str | None,
     workers: int,
     on_result: Callable[[JobResult], None] = lambda r: None,
     summary: EnrollSummary | None = None,
+    analyse: Callable[[Iterator[str]], Iterator[tuple[str, Outcome]]] | None = None,
 ) -> EnrollSummary:
     """Claim the writer's kind of jobs (of one batch, or any) and process them until none is left; returns what happened.
 
-    The images run through the writer's pack (`writer.settings`), the queue's chunk and lease
-    settings are the runtime's.
+    The images run through the writer's pack (`writer.settings`) in `workers` processes, unless
+    `analyse` gives their outcomes (in input order) another way; the queue's chunk and lease
+    settings are the app's.
     """
-    settings = runtime.settings
+    settings = app.settings
     summary = summary or EnrollSummary(batch=batch or "*")
     claimed: deque[Job] = deque()
     owner = worker_name()
     started = time.perf_counter()
-    with transaction(runtime.sessions) as session:  # a SIGKILLed worker on this host: take its jobs now
+    with transaction(app.sessions) as session:  # a SIGKILLed worker on this host: take its jobs now
         jobs.expire_dead_leases(session, lease_owner_dead)
 
     def paths() -> Iterator[str]:
         while True:
             t0 = time.perf_counter()  # claiming and settling count as bookkeeping, like the writes
-            with transaction(runtime.sessions) as session:
+            with transaction(app.sessions) as session:
                 chunk = jobs.claim(session, owner, settings.enroll.chunk_size, settings.enroll.lease_seconds, batch,
                                    writer.kind, writer.target_model)
             if not chunk:
@@ -507,7 +510,8 @@ def process_queue(
         pending.clear()
 
     try:
-        for _path, outcome in process_paths_parallel(writer.settings, paths(), workers):
+        analysed = analyse(paths()) if analyse else process_paths_parallel(writer.settings, paths(), workers)
+        for _path, outcome in analysed:
             pending.append((claimed.popleft(), outcome))
             if len(pending) >= settings.enroll.chunk_size:
                 flush()
@@ -518,42 +522,30 @@ def process_queue(
         # Ctrl-C, a store that is down, or a crash (a job's own errors never get here): hand
         # back what this run claimed but never wrote, so the next run takes it at once
         # instead of waiting for the leases to expire.
-        _release(runtime, [job.id for job, _ in pending] + [job.id for job in claimed])
+        _release(app, [job.id for job, _ in pending] + [job.id for job in claimed])
         raise
     finally:
         summary.seconds += time.perf_counter() - started
     return summary
 
 
-def enroll_analysed(runtime: Runtime, writer: "EnrollmentWriter",
-                    analysed: Sequence[tuple[jobs.JobSpec, Outcome]]) -> EnrollSummary:
-    """Enroll images already analysed (e.g. from the evaluation cache) through the same queue and writer."""
-    batch, queued = queue_jobs(runtime, [spec for spec, _ in analysed])
+def enroll_analysed(writer: "EnrollmentWriter", analysed: Sequence[tuple[jobs.JobSpec, Outcome]]) -> EnrollSummary:
+    """Enroll images already analysed (e.g. from the evaluation cache) through the same queue, loop and writer."""
+    batch, queued = queue_jobs(writer.app, [spec for spec, _ in analysed])
+    outcomes = {spec.source_path: outcome for spec, outcome in analysed}
     summary = EnrollSummary(batch=batch, queued=queued)
-    outcomes = {(spec.source_path, spec.external_id): outcome for spec, outcome in analysed}
-    owner = worker_name()
-    started = time.perf_counter()
-    while True:
-        with transaction(runtime.sessions) as session:
-            chunk = jobs.claim(session, owner, runtime.settings.enroll.chunk_size,
-                               runtime.settings.enroll.lease_seconds, batch)
-        if not chunk:
-            break
-        for result in writer.write([(job, outcomes[(job.source_path, job.external_id)]) for job in chunk]):
-            summary.add(result)
-    writer.optimize()
-    summary.seconds = time.perf_counter() - started
-    return summary
+    return process_queue(writer.app, writer, batch, 1, summary=summary,
+                         analyse=lambda paths: ((path, outcomes[path]) for path in paths))
 
 
-def seconds_until_others_done(runtime: Runtime, batch: str | None = None) -> float | None:
+def seconds_until_others_done(app: App, batch: str | None = None) -> float | None:
     """How long until the first job (of `batch`, or any) leased to another live worker is done or due
     back; None if none is.
 
     `identity worker --drain` and `identity reindex` wait on it: a worker that died holding jobs
     (on another machine, where its death cannot be seen) hands them over only when their lease ends.
     """
-    with transaction(runtime.sessions) as session:
+    with transaction(app.sessions) as session:
         jobs.expire_dead_leases(session, lease_owner_dead)
         due = jobs.leased_elsewhere(session, worker_name(), batch)
     if due is None:
@@ -561,10 +553,10 @@ def seconds_until_others_done(runtime: Runtime, batch: str | None = None) -> flo
     return max(0.0, (naive_utc(due) - naive_utc(utcnow())).total_seconds())
 
 
-def _release(runtime: Runtime, job_ids: list[int]) -> None:
+def _release(app: App, job_ids: list[int]) -> None:
     if not job_ids:
         return
-    with transaction(runtime.sessions) as session:
+    with transaction(app.sessions) as session:
         jobs.release(session, job_ids)
 
 

@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from identity.config import Settings
 from identity.errors import IdentityError, InvalidArgument
 from identity.evaluation import metrics
 from identity.evaluation.cache import Outcome, analyse_paths
@@ -37,12 +37,11 @@ from identity.evaluation.decision import (
     raw_score,
 )
 from identity.evaluation.protocol import LabelledFolder, genuine_pairs, impostor_pairs, scan_labelled, subject_face
-from identity.faces import DEFAULT_MODEL, ImageFaces, build_pipeline
-from identity.app.registry import resolve_model, with_model
-from identity.services.deployment import open_deployment
-from identity.services.enroll import EnrollmentWriter, enroll_analysed
+from identity.faces import DEFAULT_MODEL, FacePipeline, ImageFaces
 from identity.app.registry import record_model
-from identity.app.runtime import Runtime
+from identity.app.core import App
+from identity.services.deployment import deployment
+from identity.services.enroll import EnrollmentWriter, enroll_analysed
 from identity.services.search import SearchOptions, search_faces
 from identity.store.sql.db import transaction
 from identity.store.sql.jobs import JobSpec
@@ -130,17 +129,16 @@ def _no_progress(stage: str, total: int | None) -> Callable[[int], None]:
     return lambda n: None
 
 
-def evaluate_folder(settings: Settings, root: Path, options: EvalOptions = EvalOptions(),
+def evaluate_folder(app: App, root: Path, options: EvalOptions = EvalOptions(),
                     progress: Progress = _no_progress) -> EvalReport:
     started = time.perf_counter()
     # Evaluation measures the configured pack (else the default), never silently the store's pointer.
-    settings = settings.replace(model=settings.model or DEFAULT_MODEL)
+    pipeline = app.pipeline(app.settings.model or DEFAULT_MODEL)
     folder = scan_labelled(root)
     if options.identification:
         _split(folder, options.gallery_images)  # a protocol without probes fails before the analyses
-    model_id = build_pipeline(settings).model_id
-    analyses = analyse_paths(settings, model_id, folder.all_paths, options.workers or settings.worker_count,
-                             progress("analysing images", len(folder.all_paths)))
+    model_id = pipeline.model_id
+    analyses = _analyse(app, pipeline, folder, options.workers, progress)
     embeddings = subject_embeddings(analyses)
     report: dict[str, Any] = {
         "model": model_id, "dataset": str(folder.root), "persons": len(folder.persons),
@@ -152,7 +150,7 @@ def evaluate_folder(settings: Settings, root: Path, options: EvalOptions = EvalO
     report.update(figures)
     report["threshold_at_far"] = {f"{far:g}": _threshold_entry(t) for far, t in impostor_thresholds(folder, embeddings).items()}
     if options.identification:
-        report.update(identification(settings, folder, analyses, options, progress))
+        report.update(identification(app, pipeline, folder, analyses, options, progress))
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     return EvalReport(report, curves)
 
@@ -235,57 +233,57 @@ class OpenSetSearches:
         return sum(1 for correct, score in self.mated if not correct or score < threshold) / max(len(self.mated), 1)
 
 
-def open_set_searches(settings: Settings, folder: LabelledFolder, analyses: dict[str, Outcome],
+def open_set_searches(app: App, pipeline: FacePipeline, folder: LabelledFolder, analyses: dict[str, Outcome],
                       options: EvalOptions, progress: Progress = _no_progress) -> OpenSetSearches:
-    """Enroll the protocol's gallery (in a temporary store unless use_store) and search every probe."""
+    """Enroll the protocol's gallery with `pipeline`'s model (into a scratch embedded store of its own
+    unless use_store) and search every probe."""
     gallery, probes = _split(folder, options.gallery_images)
-    with tempfile.TemporaryDirectory(prefix="identity-eval-") as tmp:
-        target = settings if options.use_store else settings.replace(
-            data_dir=Path(tmp), database_url=None, qdrant_url=None, qdrant_api_key=None)
-        with open_deployment(target) as dep:
-            writer = EnrollmentWriter(dep.runtime, dep.index, dep.model.id, templates=dep.templates)
-            items = [(JobSpec(path, person), _subject_only(analyses[path])) for person, path in gallery]
-            advance = progress("enrolling gallery", None)
-            enrolled = enroll_analysed(dep.runtime, writer, items)
-            advance(len(items))
-            failed_gallery = len(items) - enrolled.counts.get("enrolled", 0)
-            with dep.runtime.sessions() as session:
-                person_ids = person_ids_by_external_id(session)
-            ranks: list[int | None] = []
-            mated: list[tuple[bool, float]] = []
-            non_mated: list[float] = []
-            mated_raw: list[tuple[bool, float]] = []
-            non_mated_raw: list[float] = []
-            no_face = 0
-            # Searched with the product's rule whatever the store's threshold, which only affects the decision.
-            search = SearchOptions(top_k=options.top_k, actor="identity eval")
-            advance = progress("searching probes", len(probes))
-            for person, path in probes:
-                found = _subject_only(analyses[path])
-                if not isinstance(found, ImageFaces) or not found.faces:
-                    no_face += 1
-                    ranks.append(None)
-                    for scores in (mated, mated_raw):
-                        scores.append((False, MISSING))
-                    non_mated.append(MISSING)
-                    non_mated_raw.append(MISSING)
-                    advance(1)
-                    continue
-                [face] = search_faces(dep, found, search).faces
-                names = [c.person["external_id"] for c in face.candidates]
-                ranks.append(names.index(person) + 1 if person in names else None)
-                correct = bool(names) and names[0] == person
-                # The held-out search is this one with the probe's own person taken out of the ranking.
-                own = person_ids.get(person)
-                everyone = [score for _, score in face.ranked]
-                others = [score for pid, score in face.ranked if pid != own]
-                mated.append((correct, decision_score(everyone, NORMALIZED)))
-                non_mated.append(decision_score(others, NORMALIZED))
-                # The rule before templates: persons by their best face, the raw top-1 score.
-                best = dep.index.search_persons(found.faces[0].embedding, 2, 1)
-                mated_raw.append((bool(best) and best[0].person_id == own, raw_score([h.score for h in best])))
-                non_mated_raw.append(raw_score([h.score for h in best if h.person_id != own]))
+    with tempfile.TemporaryDirectory(prefix="identity-eval-") as tmp, \
+            _gallery_app(app, Path(tmp), options.use_store) as target:
+        dep = deployment(target, pipeline)
+        writer = EnrollmentWriter(dep)
+        items = [(JobSpec(path, person), _subject_only(analyses[path])) for person, path in gallery]
+        advance = progress("enrolling gallery", None)
+        enrolled = enroll_analysed(writer, items)
+        advance(len(items))
+        failed_gallery = len(items) - enrolled.counts.get("enrolled", 0)
+        with dep.app.sessions() as session:
+            person_ids = person_ids_by_external_id(session)
+        ranks: list[int | None] = []
+        mated: list[tuple[bool, float]] = []
+        non_mated: list[float] = []
+        mated_raw: list[tuple[bool, float]] = []
+        non_mated_raw: list[float] = []
+        no_face = 0
+        # Searched with the product's rule whatever the store's threshold, which only affects the decision.
+        search = SearchOptions(top_k=options.top_k, actor="identity eval")
+        advance = progress("searching probes", len(probes))
+        for person, path in probes:
+            found = _subject_only(analyses[path])
+            if not isinstance(found, ImageFaces) or not found.faces:
+                no_face += 1
+                ranks.append(None)
+                for scores in (mated, mated_raw):
+                    scores.append((False, MISSING))
+                non_mated.append(MISSING)
+                non_mated_raw.append(MISSING)
                 advance(1)
+                continue
+            [face] = search_faces(dep, found, search).faces
+            names = [c.person["external_id"] for c in face.candidates]
+            ranks.append(names.index(person) + 1 if person in names else None)
+            correct = bool(names) and names[0] == person
+            # The held-out search is this one with the probe's own person taken out of the ranking.
+            own = person_ids.get(person)
+            everyone = [score for _, score in face.ranked]
+            others = [score for pid, score in face.ranked if pid != own]
+            mated.append((correct, decision_score(everyone, NORMALIZED)))
+            non_mated.append(decision_score(others, NORMALIZED))
+            # The rule before templates: persons by their best face, the raw top-1 score.
+            best = dep.index.search_persons(found.faces[0].embedding, 2, 1)
+            mated_raw.append((bool(best) and best[0].person_id == own, raw_score([h.score for h in best])))
+            non_mated_raw.append(raw_score([h.score for h in best if h.person_id != own]))
+            advance(1)
     return OpenSetSearches(len({person for person, _ in gallery}), len(gallery), failed_gallery, ranks, no_face,
                            mated, non_mated, mated_raw, non_mated_raw)
 
@@ -298,9 +296,9 @@ def _split(folder: LabelledFolder, gallery_images: int) -> tuple[list[tuple[str,
     return gallery, probes
 
 
-def identification(settings: Settings, folder: LabelledFolder, analyses: dict[str, Outcome],
+def identification(app: App, pipeline: FacePipeline, folder: LabelledFolder, analyses: dict[str, Outcome],
                    options: EvalOptions, progress: Progress) -> dict[str, Any]:
-    searches = open_set_searches(settings, folder, analyses, options, progress)
+    searches = open_set_searches(app, pipeline, folder, analyses, options, progress)
     curve = metrics.cmc(searches.ranks, options.top_k)
     return {
         "rank1": round(curve[0], 4), "rank5": round(curve[min(4, len(curve) - 1)], 4),
@@ -321,21 +319,19 @@ def _fnir_table(mated: list[tuple[bool, float]], non_mated: list[float]) -> dict
     return table
 
 
-def calibrate(settings: Settings, root: Path, far: float, workers: int = 0,
+def calibrate(app: App, root: Path, far: float, workers: int = 0,
               progress: Progress = _no_progress) -> FarCalibration:
     """Set the active model's decision threshold to the one giving `far` on the folder's impostor pairs."""
     folder = scan_labelled(root)
-    settings = with_model(settings, resolve_model(settings))
-    pipeline = build_pipeline(settings)
-    analyses = analyse_paths(settings, pipeline.model_id, folder.all_paths, workers or settings.worker_count,
-                             progress("analysing images", len(folder.all_paths)))
+    pipeline = app.pipeline()
+    analyses = _analyse(app, pipeline, folder, workers, progress)
     result = impostor_thresholds(folder, subject_embeddings(analyses), (far,))[far]
     if not result.resolvable:
         raise IdentityError(f"{folder.root}: {result.impostors} impostor pairs cannot resolve FAR {far:g}; "
                             f"need at least {int(np.ceil(1 / far))}")
     source = (f"calibrated at FAR {far:g} on {folder.root} ({result.impostors} impostor pairs, "
               f"95% interval {result.low:.4f}..{result.high:.4f})")
-    previous = _record_threshold(settings, pipeline, result.threshold, source, far=far)
+    previous = _record_threshold(app, pipeline, result.threshold, source, far=far)
     return FarCalibration(pipeline.model_id, far, round(result.threshold, 6),
                           [round(result.low, 6), round(result.high, 6)], result.impostors, previous, source)
 
@@ -347,8 +343,8 @@ class FpirCalibration:
     searches: OpenSetSearches
 
 
-def fpir_calibration(settings: Settings, folder: LabelledFolder, fpir: float, options: EvalOptions = EvalOptions(),
-                     progress: Progress = _no_progress) -> FpirCalibration:
+def fpir_calibration(app: App, pipeline: FacePipeline, folder: LabelledFolder, fpir: float,
+                     options: EvalOptions = EvalOptions(), progress: Progress = _no_progress) -> FpirCalibration:
     """The threshold at which at most `fpir` of the folder's non-mated searches (eval's protocol) return a match."""
     check_fpir(fpir)
     probes = len(_split(folder, options.gallery_images)[1])  # each probe is one non-mated search
@@ -358,25 +354,22 @@ def fpir_calibration(settings: Settings, folder: LabelledFolder, fpir: float, op
     if not cohort_large_enough(len(folder.persons)):  # every person is in the gallery
         raise IdentityError(f"{folder.root}: {len(folder.persons)} persons are too few to calibrate the normalized "
                             f"decision by FPIR; it needs at least {MIN_COHORT + 1} (a cohort for each search)")
-    model_id = build_pipeline(settings).model_id
-    analyses = analyse_paths(settings, model_id, folder.all_paths, options.workers or settings.worker_count,
-                             progress("analysing images", len(folder.all_paths)))
-    searches = open_set_searches(settings, folder, analyses, options, progress)
+    analyses = _analyse(app, pipeline, folder, options.workers, progress)
+    searches = open_set_searches(app, pipeline, folder, analyses, options, progress)
     return FpirCalibration(fpir, searches.fpir_threshold(fpir), searches)
 
 
-def calibrate_fpir(settings: Settings, root: Path, fpir: float, options: EvalOptions = EvalOptions(),
+def calibrate_fpir(app: App, root: Path, fpir: float, options: EvalOptions = EvalOptions(),
                    progress: Progress = _no_progress) -> FpirCalibrationResult:
     """Set the active model's decision threshold so that at most `fpir` of searches for unenrolled people match."""
     check_fpir(fpir)
     folder = scan_labelled(root)
-    settings = with_model(settings, resolve_model(settings))
-    pipeline = build_pipeline(settings)
-    found = fpir_calibration(settings, folder, fpir, options, progress)
+    pipeline = app.pipeline()
+    found = fpir_calibration(app, pipeline, folder, fpir, options, progress)
     t, searches = found.threshold, found.searches
     source = (f"calibrated at FPIR {fpir:g} on {folder.root} (gallery of {searches.gallery_persons} persons, "
               f"{t.impostors} non-mated searches, 95% interval {t.low:.4f}..{t.high:.4f})")
-    previous = _record_threshold(settings, pipeline, t.threshold, source, fpir=fpir,
+    previous = _record_threshold(app, pipeline, t.threshold, source, fpir=fpir,
                                  gallery_persons=searches.gallery_persons)
     return FpirCalibrationResult(
         pipeline.model_id, fpir, round(t.threshold, 6), [round(t.low, 6), round(t.high, 6)], t.impostors,
@@ -389,18 +382,35 @@ def check_fpir(fpir: float) -> None:
         raise InvalidArgument(f"FPIR {fpir} is out of range: it is a share of searches, strictly between 0 and 1")
 
 
-def _record_threshold(settings: Settings, pipeline: Any, threshold: float, source: str, far: float | None = None,
+def _record_threshold(app: App, pipeline: FacePipeline, threshold: float, source: str, far: float | None = None,
                       fpir: float | None = None, gallery_persons: int | None = None) -> float | None:
     """Store the model's new threshold and what it was calibrated for; return the previous one."""
-    with Runtime.open(settings) as runtime:
-        record_model(runtime, pipeline.model_id, pipeline.dim)
-        with transaction(runtime.sessions) as session:
-            model = find_model(session, pipeline.model_id)
-            previous = model.threshold
-            model.threshold, model.threshold_far, model.threshold_source = round(threshold, 6), far, source
-            model.threshold_fpir, model.threshold_gallery_persons = fpir, gallery_persons
-            model.calibrated_at = datetime.now(timezone.utc)
+    record_model(app, pipeline.model_id, pipeline.dim)
+    with transaction(app.sessions) as session:
+        model = find_model(session, pipeline.model_id)
+        previous = model.threshold
+        model.threshold, model.threshold_far, model.threshold_source = round(threshold, 6), far, source
+        model.threshold_fpir, model.threshold_gallery_persons = fpir, gallery_persons
+        model.calibrated_at = datetime.now(timezone.utc)
     return previous
+
+
+def _analyse(app: App, pipeline: FacePipeline, folder: LabelledFolder, workers: int, progress: Progress) -> dict[str, Outcome]:
+    """Every image of the folder through `pipeline`'s model, from the evaluation cache where it has them."""
+    settings = app.settings.replace(model=pipeline.model_id)
+    return analyse_paths(settings, pipeline.model_id, folder.all_paths, workers or settings.worker_count,
+                         progress("analysing images", len(folder.all_paths)))
+
+
+@contextmanager
+def _gallery_app(app: App, scratch: Path, use_store: bool) -> Iterator[App]:
+    """Where eval enrolls its gallery: the App's own store (use_store), else a scratch embedded one."""
+    if use_store:
+        yield app
+        return
+    with App.open(app.settings.replace(data_dir=scratch, database_url=None, qdrant_url=None,
+                                       qdrant_api_key=None)) as scratch_app:
+        yield scratch_app
 
 
 def _threshold_entry(t: metrics.FarThreshold) -> dict[str, Any] | None:

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from identity.config import Settings
-from identity.faces import build_pipeline
 from identity.faces.local_packs import save_local_pack
 from identity.faces.packs import ModelPack
-from identity.app.registry import chosen_model_row, resolve_model, with_model
-from identity.app.runtime import Runtime
+from identity.app.registry import chosen_model_row
+from identity.app.core import App
 from identity.store.sql.faces import indexed_face_sources
 from identity.train.backbones import Backbone
 from identity.train.data import ChipSet, FaceRef, collect_chips, folder_faces, require_enough
@@ -72,17 +71,17 @@ class FinetuneReport:
         return asdict(self)
 
 
-def finetune(settings: Settings, request: FinetuneRequest, stage: Stage) -> FinetuneReport:
+def finetune(app: App, request: FinetuneRequest, stage: Stage) -> FinetuneReport:
     import torch
 
     from identity.train.backbones import load_backbone
 
     started = time.perf_counter()
-    settings = with_model(settings, resolve_model(settings))
-    base = build_pipeline(settings).pack
+    settings = app.model_settings()  # pinned, for the chip cutter's worker processes
+    base = app.pipeline().pack
     backbone = load_backbone(base, settings)  # before the data: an unusable base fails at once
     torch.set_num_threads(os.cpu_count() or 1)
-    chips = _chips(settings, request, stage)
+    chips = _chips(app, settings, request, stage)
     source = str(request.folder) if request.folder else f"enrolled faces ({base.model_id})"
     require_enough(chips, source)
     split = split_by_person(chips.labels, request.val_fraction, request.options.seed)
@@ -120,20 +119,19 @@ def finetune(settings: Settings, request: FinetuneRequest, stage: Stage) -> Fine
     return FinetuneReport(**report, saved=saved, seconds=round(time.perf_counter() - started, 1))
 
 
-def _chips(settings: Settings, request: FinetuneRequest, stage: Stage) -> ChipSet:
-    refs = folder_faces(request.folder) if request.folder is not None else enrolled_faces(settings)
+def _chips(app: App, settings: Settings, request: FinetuneRequest, stage: Stage) -> ChipSet:
+    refs = folder_faces(request.folder) if request.folder is not None else enrolled_faces(app)
     return collect_chips(settings, refs, request.workers, stage("cutting face chips", len(refs)))
 
 
-def enrolled_faces(settings: Settings) -> list[FaceRef]:
+def enrolled_faces(app: App) -> list[FaceRef]:
     """(source path, person external id, stored box) of every indexed face of the active model."""
     # SQL only: the vector store (and the embedded engine's lock) is not needed to list faces.
-    with Runtime.open(settings) as runtime:
-        model = chosen_model_row(runtime)
-        if model is None:
-            return []
-        with runtime.sessions() as session:
-            rows = indexed_face_sources(session, model.id)
+    model = chosen_model_row(app)
+    if model is None:
+        return []
+    with app.sessions() as session:
+        rows = indexed_face_sources(session, model.id)
     return [(path, person, tuple(float(v) for v in bbox)) for path, person, bbox in rows]
 
 

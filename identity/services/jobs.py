@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from identity.app.runtime import Runtime
+from identity.app.core import App
 from identity.store.sql import jobs as job_rows
 from identity.store.sql.db import transaction
 from identity.store.sql.jobs import JobSpec
@@ -45,30 +45,30 @@ class CancelReport:
         return dataclasses.asdict(self)
 
 
-def queue_enrollment(runtime: Runtime, specs: Iterable[JobSpec]) -> tuple[str, int]:
+def queue_enrollment(app: App, specs: Iterable[JobSpec]) -> tuple[str, int]:
     """Queue a batch without processing it (`enroll --queue-only`): its id and how many jobs it holds."""
     from identity.services.enroll import queue_jobs  # enroll loads the face pipeline; listing jobs needs none of it
 
-    return queue_jobs(runtime, specs)
+    return queue_jobs(app, specs)
 
 
-def list_jobs(runtime: Runtime, state: str | None = None, batch: str | None = None,
+def list_jobs(app: App, state: str | None = None, batch: str | None = None,
               limit: int = 100) -> list[JobRecord]:
     """Newest first; `state` is a status or an outcome (rejected, duplicate, ...)."""
-    with runtime.sessions() as session:
+    with app.sessions() as session:
         return [JobRecord(**job_rows.job_record(j)) for j in job_rows.list_jobs(session, state, batch, limit)]
 
 
-def retry_jobs(runtime: Runtime, failed_only: bool = True, batch: str | None = None,
+def retry_jobs(app: App, failed_only: bool = True, batch: str | None = None,
                cancelled: bool = False) -> int:
     """Queue failed jobs again (also rejected ones unless `failed_only`, cancelled ones if asked); how many."""
-    with transaction(runtime.sessions) as session:
+    with transaction(app.sessions) as session:
         return job_rows.retry(session, failed_only=failed_only, batch=batch, cancelled=cancelled)
 
 
-def cancel_jobs(runtime: Runtime, ids: Sequence[int] = (), state: str | None = None, batch: str | None = None,
+def cancel_jobs(app: App, ids: Sequence[int] = (), state: str | None = None, batch: str | None = None,
                 force: bool = False) -> CancelReport:
     """Cancel the jobs selected by ids, `state` (one of CANCELLABLE_STATES) and batch, which narrow each other."""
-    with transaction(runtime.sessions) as session:
+    with transaction(app.sessions) as session:
         done = job_rows.cancel(session, ids, JobStatus(state) if state else None, batch, force)
     return CancelReport(done.cancelled, done.refused_live, done.not_cancellable)

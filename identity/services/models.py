@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from identity.config import Settings
-from identity.faces import FacePipeline, build_pipeline, load_local_pack, resolve
-from identity.app.registry import choose_model, read_active, record_model, with_model
-from identity.app.runtime import Runtime
+from identity.faces import FacePipeline, load_local_pack, resolve
+from identity.app.registry import record_model
+from identity.app.core import App
 from identity.services.thresholds import resolve_threshold
 from identity.store.sql.models import Model
 from identity.store.sql.queries import find_model
@@ -49,18 +49,17 @@ class ModelInfo:
         return info
 
 
-def show_model(settings: Settings, model: str | None = None) -> ModelInfo:
+def show_model(app: App, model: str | None = None) -> ModelInfo:
     """`model` a pack reference, else the model in use (whose record is created on first use, as init does)."""
-    with Runtime.open(settings) as runtime:
-        choice = choose_model(settings.replace(model=model) if model else settings, read_active(runtime))
-        pipeline = build_pipeline(with_model(settings, choice))
-        record = _find(runtime, pipeline.model_id) if model else record_model(runtime, pipeline.model_id, pipeline.dim)
-    return _info(settings, pipeline, record, choice.store_active)
+    choice = app.model_choice(ask_store=True)
+    pipeline = app.pipeline(model or choice.model)
+    record = _find(app, pipeline.model_id) if model else record_model(app, pipeline.model_id, pipeline.dim)
+    return _info(app.settings, pipeline, record, choice.store_active)
 
 
-def _find(runtime: Runtime, model_id: str) -> Model | None:
+def _find(app: App, model_id: str) -> Model | None:
     """Looking at a pack records nothing."""
-    with runtime.sessions() as session:
+    with app.sessions() as session:
         return find_model(session, model_id)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from identity.app.registry import chosen_model_row
-from identity.app.runtime import Runtime
+from identity.app.core import App
 from identity.store.sql import persons as person_rows
 from identity.store.sql.db import transaction
 from identity.store.sql.models import Person
@@ -32,41 +32,41 @@ class PersonRecord:
         return record
 
 
-def add_person(runtime: Runtime, external_id: str, display_name: str | None = None,
+def add_person(app: App, external_id: str, display_name: str | None = None,
                attributes: dict[str, Any] | None = None) -> PersonRecord:
     """A new person; a new person has no faces yet."""
-    with transaction(runtime.sessions) as session:
+    with transaction(app.sessions) as session:
         return _record(person_rows.add_person(session, external_id, display_name, attributes), faces=0)
 
 
-def list_people(runtime: Runtime, query: str | None = None, limit: int = 100) -> list[PersonRecord]:
+def list_people(app: App, query: str | None = None, limit: int = 100) -> list[PersonRecord]:
     """People by external id, matching `query` in id, name or attributes."""
-    model_row_id = _model_row_id(runtime)
-    with runtime.sessions() as session:
+    model_row_id = _model_row_id(app)
+    with app.sessions() as session:
         people = person_rows.list_persons(session, query, limit)
         counts = person_rows.indexed_face_counts(session, [p.id for p in people], model_row_id)
         return [_record(p, counts.get(p.id, 0)) for p in people]
 
 
-def show_person(runtime: Runtime, ref: str) -> PersonRecord:
+def show_person(app: App, ref: str) -> PersonRecord:
     """One person by external id or uuid (NotFound otherwise)."""
-    model_row_id = _model_row_id(runtime)
-    with runtime.sessions() as session:
+    model_row_id = _model_row_id(app)
+    with app.sessions() as session:
         person = person_rows.get_person(session, ref)
         counts = person_rows.indexed_face_counts(session, [person.id], model_row_id)
         return _record(person, counts.get(person.id, 0))
 
 
-def update_person(runtime: Runtime, ref: str, display_name: str | None = None,
+def update_person(app: App, ref: str, display_name: str | None = None,
                   attributes: dict[str, Any] | None = None, remove: Sequence[str] = ()) -> PersonRecord:
     """Set the name and/or attributes, then drop the `remove` keys; the record comes back without a face count."""
-    with transaction(runtime.sessions) as session:
+    with transaction(app.sessions) as session:
         return _record(person_rows.update_person(session, ref, display_name, attributes, remove))
 
 
-def _model_row_id(runtime: Runtime) -> int | None:
+def _model_row_id(app: App) -> int | None:
     """Face counts are per model: a photo has a face row for every model it was indexed with."""
-    model = chosen_model_row(runtime)
+    model = chosen_model_row(app)
     return model.id if model else None
 
 

@@ -34,22 +34,25 @@ import numpy as np
 
 from identity.config import Settings
 from identity.errors import IdentityError, ImageError, StoreLocked
-from identity.faces import DetectedFace, ImageFaces, build_pipeline, resolve
+from identity.faces import DetectedFace, ImageFaces, resolve
 from identity.faces.types import same_face
 from identity.app.registry import read_active
 from identity.app.actor import resolve_actor
 from identity.app.binding import bind_vector_store
 from identity.services.enroll import (
     EnrollSummary,
+    JobFailed,
     JobResult,
+    contained,
+    fault_reason,
+    job_fault,
     face_row,
     index_pending,
     process_queue,
     queue_jobs,
     seconds_until_others_done,
 )
-from identity.app.runtime import Runtime
-from identity.services.deployment import ModelCollections
+from identity.app.core import App, ModelCollections
 from identity.services.templates import check_templates, refresh_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.audit_events import record_audit_event
@@ -60,7 +63,7 @@ from identity.store.sql.jobs import JobSpec
 from identity.store.sql.models import Face, FaceStatus, Job, JobStatus
 from identity.store.sql.persons import persons_by_id
 from identity.store.sql.queries import activate_model, ensure_model, find_model, indexed_faces_by_model
-from identity.store.vectors import FaceIndex, VectorIndex, open_vector_index
+from identity.store.vectors import VectorIndex
 
 @dataclass(frozen=True)
 class FaceOutcome:
@@ -130,7 +133,7 @@ class _Photo:
                    [_OldFace(uuid.UUID(f["id"]), f["bbox"]) for f in a["faces"]])
 
 
-def reindex(settings: Settings, target: str, workers: int = 0, force: bool = False, actor: str | None = None,
+def reindex(app: App, target: str, workers: int = 0, force: bool = False, actor: str | None = None,
             on_plan: Callable[[int], None] = lambda total: None,
             on_face: Callable[[FaceOutcome], None] = lambda outcome: None) -> ReindexSummary:
     """Re-embed the active model's faces with `target` (a pack reference) and switch when all are done.
@@ -139,51 +142,50 @@ def reindex(settings: Settings, target: str, workers: int = 0, force: bool = Fal
     faces meanwhile); `on_face` gets each face's outcome once it is stored.
     """
     started = time.perf_counter()
-    target_settings = settings.replace(model=target)
+    settings = app.settings
     spec = resolve(target, settings.data_dir)
     if spec.info.promoted is False and not force:
         raise IdentityError(f"model pack {spec.info.model_id} is not promoted (its training run did not clear it); "
                             "pass --force to re-index with it anyway")
-    pipeline = build_pipeline(target_settings)
-    with Runtime.open(settings) as runtime:
-        bind_vector_store(runtime)
-        summary = ReindexSummary(read_active(runtime), pipeline.model_id)
-        if settings.model and build_pipeline(settings).model_id != pipeline.model_id:
-            summary.warnings.append(f"the model setting (IDENTITY_MODEL or the config file) pins {settings.model}: "
-                                    "commands keep using it until it is unset")
-        if summary.model_before == summary.model_after:
-            summary.message = f"{summary.model_after} is already the active model; nothing to do"
-            return summary
-        with transaction(runtime.sessions) as session:
-            target_row = ensure_model(session, pipeline.model_id, pipeline.dim).id
-            source = find_model(session, summary.model_before) if summary.model_before else None
-        with open_vector_index(settings, pipeline.model_id, pipeline.dim) as index:
-            if source is not None:
-                _reindex_faces(runtime, index, target_settings, source.id, target_row, workers, summary, on_plan, on_face)
-            index.optimize()  # the embedded engine builds its search graph only when asked
-            _build_templates(runtime, index, target_row)
-        if force or not summary.failed:
-            _switch(runtime, target_row, summary, actor)
-        with runtime.sessions() as session:
-            names = {m.id: m.model_id for m in list_models(session)}
-            summary.indexed = {names[k]: n for k, n in indexed_faces_by_model(session).items()
-                               if names[k] in (summary.model_before, summary.model_after)}
+    pipeline = app.pipeline(target)
+    bind_vector_store(app)
+    summary = ReindexSummary(read_active(app), pipeline.model_id)
+    if settings.model and app.pipeline(settings.model).model_id != pipeline.model_id:
+        summary.warnings.append(f"the model setting (IDENTITY_MODEL or the config file) pins {settings.model}: "
+                                "commands keep using it until it is unset")
+    if summary.model_before == summary.model_after:
+        summary.message = f"{summary.model_after} is already the active model; nothing to do"
+        return summary
+    with transaction(app.sessions) as session:
+        target_row = ensure_model(session, pipeline.model_id, pipeline.dim).id
+        source = find_model(session, summary.model_before) if summary.model_before else None
+    with app.borrow(pipeline.model_id, pipeline.dim) as store:
+        if source is not None:
+            _reindex_faces(app, store.faces, settings.replace(model=target), source.id, target_row, workers, summary,
+                           on_plan, on_face)
+        store.faces.optimize()  # the embedded engine builds its search graph only when asked
+        _build_templates(app, store, target_row)
+    if force or not summary.failed:
+        _switch(app, target_row, summary, actor)
+    with app.sessions() as session:
+        names = {m.id: m.model_id for m in list_models(session)}
+        summary.indexed = {names[k]: n for k, n in indexed_faces_by_model(session).items()
+                           if names[k] in (summary.model_before, summary.model_after)}
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _build_templates(runtime: Runtime, index: FaceIndex, model_row_id: int) -> None:
+def _build_templates(app: App, store: ModelCollections, model_row_id: int) -> None:
     """Every template of the target collection from its faces, before the switch makes it searched.
 
     Checked and repaired rather than written whole: a re-run or a rollback finds most already current.
     """
-    with index.templates() as templates:
-        check = check_templates(runtime.sessions, index, templates, model_row_id)
-        repair_templates(runtime.sessions, index, templates, model_row_id, check)
-        templates.optimize()
+    check = check_templates(app.sessions, store.faces, store.templates, model_row_id)
+    repair_templates(app.sessions, store.faces, store.templates, model_row_id, check)
+    store.templates.optimize()
 
 
-def _reindex_faces(runtime: Runtime, index: VectorIndex, settings: Settings, source: int, target: int, workers: int,
+def _reindex_faces(app: App, index: VectorIndex, settings: Settings, source: int, target: int, workers: int,
                    summary: ReindexSummary, on_plan: Callable[[int], None],
                    on_face: Callable[[FaceOutcome], None]) -> None:
     """Plan, queue the plan as reindex jobs (adopting those a stopped run left), run them through the queue loop."""
@@ -191,11 +193,11 @@ def _reindex_faces(runtime: Runtime, index: VectorIndex, settings: Settings, sou
         summary.add(outcome)
         on_face(outcome)
 
-    writer = ReindexWriter(runtime, index, target, settings, report)
+    writer = ReindexWriter(app, index, target, settings, report)
     attempted: set[tuple[uuid.UUID, uuid.UUID]] = set()  # (image, person): each is tried once per run
     total = 0
     while True:
-        photos, done = _plan(runtime, source, target, attempted)
+        photos, done = _plan(app, source, target, attempted)
         if not attempted:  # the first pass: what earlier runs (or a rollback's old rows) already hold
             summary.skipped_already_done = summary.faces = done
         if not photos:
@@ -206,21 +208,21 @@ def _reindex_faces(runtime: Runtime, index: VectorIndex, settings: Settings, sou
         total += count
         on_plan(total)
         attempted |= {(p.image_id, p.person_id) for p in photos}
-        batch, _ = queue_jobs(runtime, _job_specs(runtime, photos, target))
-        _run_batch(runtime, writer, batch, workers or settings.worker_count, report)
+        batch, _ = queue_jobs(app, _job_specs(app, photos, target))
+        _run_batch(app, writer, batch, workers or settings.worker_count, report)
 
 
-def _run_batch(runtime: Runtime, writer: "ReindexWriter", batch: str, workers: int,
+def _run_batch(app: App, writer: "ReindexWriter", batch: str, workers: int,
                report: Callable[[FaceOutcome], None]) -> None:
     """Run the batch until each of its jobs is finished, by this run or by `identity worker`s sharing the
     queue: their jobs' outcomes are reported too, so the switch never comes before their faces."""
     while True:
-        process_queue(runtime, writer, batch, workers)
-        due = seconds_until_others_done(runtime, batch)
+        process_queue(app, writer, batch, workers)
+        due = seconds_until_others_done(app, batch)
         if due is None:
             break
         time.sleep(min(1.0, max(0.05, due)))
-    with runtime.sessions() as session:
+    with app.sessions() as session:
         others = [job for job in jobs.batch_jobs(session, batch) if job.id not in writer.finished]
     for job in others:
         if job.status == JobStatus.cancelled:
@@ -233,10 +235,10 @@ def _run_batch(runtime: Runtime, writer: "ReindexWriter", batch: str, workers: i
             report(FaceOutcome(str(face.id), job.source_path, outcome, reason))
 
 
-def _plan(runtime: Runtime, source: int, target: int,
+def _plan(app: App, source: int, target: int,
           attempted: set[tuple[uuid.UUID, uuid.UUID]]) -> tuple[list[_Photo], int]:
     """The (photo, person) pairs whose faces the target model still lacks, and how many faces it already holds."""
-    with runtime.sessions() as session:
+    with app.sessions() as session:
         rows = indexed_faces_with_photos(session, source)
         finished = settled_photo_persons(session, target)
     photos: dict[tuple[uuid.UUID, uuid.UUID], _Photo] = {}
@@ -250,10 +252,10 @@ def _plan(runtime: Runtime, source: int, target: int,
     return list(photos.values()), done
 
 
-def _job_specs(runtime: Runtime, photos: Sequence[_Photo], target: int) -> list[JobSpec]:
+def _job_specs(app: App, photos: Sequence[_Photo], target: int) -> list[JobSpec]:
     """One reindex job per photo and person, named by the person's external id as enrollment's are
     (so `jobs list` reads alike and erasing the person deletes them too)."""
-    with runtime.sessions() as session:
+    with app.sessions() as session:
         persons = persons_by_id(session, {p.person_id for p in photos})
     return [JobSpec(p.path, persons[p.person_id].external_id if p.person_id in persons else str(p.person_id),
                     attributes=p.attributes(), kind=jobs.REINDEX, model_id=target, image_id=p.image_id)
@@ -273,10 +275,10 @@ class ReindexWriter:
 
     kind = jobs.REINDEX
 
-    def __init__(self, runtime: Runtime, index: VectorIndex, target_model: int, settings: Settings,
+    def __init__(self, app: App, index: VectorIndex, target_model: int, settings: Settings,
                  report: Callable[[FaceOutcome], None] = lambda outcome: None,
                  templates: VectorIndex | None = None) -> None:
-        self.runtime = runtime
+        self.app = app
         self.index = index
         self.templates = templates
         self.target_model = target_model
@@ -289,7 +291,7 @@ class ReindexWriter:
         those whose photo is missing."""
         results: list[JobResult] = []
         outcomes: list[FaceOutcome] = []
-        with transaction(self.runtime.sessions) as session:
+        with transaction(self.app.sessions) as session:
             held = {(f.image_id, f.person_id): f for f in
                     faces_of_images(session, self.target_model, [job.image_id for job in chunk if job.image_id])}
             for job in chunk:
@@ -313,32 +315,47 @@ class ReindexWriter:
         return results, [job for job in chunk if job.id not in done]
 
     def write(self, items: Sequence[tuple[Job, ImageFaces | ImageError]]) -> list[JobResult]:
-        results: list[JobResult] = []
-        outcomes: list[FaceOutcome] = []
-        to_index: list[tuple[Face, np.ndarray]] = []
-        with transaction(self.runtime.sessions) as session:
-            # Read again inside the write: another run may have stored some of these faces since the plan.
-            held = {(f.image_id, f.person_id): f for f in
-                    faces_of_images(session, self.target_model, [job.image_id for job, _ in items if job.image_id])}
-            for job, found in items:
-                photo = _Photo.of(job)
-                mine = _decide(session, photo, found, held.get((photo.image_id, photo.person_id)),
-                               self.target_model, to_index)
-                outcomes += mine
-                results.append(_job_outcome(job, mine))
+        failures: dict[int, str] = {}  # a job whose rows the database refuses fails alone, as in enrollment
+        results, outcomes, to_index = contained(failures, lambda: self._decide_chunk(items, failures))
 
         def finish(session: Session) -> None:
             for result in results:
                 jobs.finish(session, result.job_id, result.outcome, result.reason, result.image_id)
 
-        index_pending(self.runtime, self.index, to_index, then=finish)
+        index_pending(self.app, self.index, to_index, then=finish)
         self.finished |= {r.job_id for r in results if r.job_id is not None}
         if self.templates is not None and to_index:
-            refresh_templates(self.runtime.sessions, self.index, self.templates, self.target_model,
+            refresh_templates(self.app.sessions, self.index, self.templates, self.target_model,
                               sorted({face.person_id for face, _ in to_index}))
         for outcome in outcomes:
             self.report(outcome)
         return results
+
+    def _decide_chunk(self, items: Sequence[tuple[Job, ImageFaces | ImageError]], failures: dict[int, str]
+                      ) -> tuple[list[JobResult], list[FaceOutcome], list[tuple[Face, np.ndarray]]]:
+        """Step 1 for the chunk, in one transaction: the target's pending face rows and each job's outcome."""
+        results: list[JobResult] = []
+        outcomes: list[FaceOutcome] = []
+        to_index: list[tuple[Face, np.ndarray]] = []
+        with transaction(self.app.sessions) as session:
+            # Read again inside the write: another run may have stored some of these faces since the plan.
+            held = {(f.image_id, f.person_id): f for f in
+                    faces_of_images(session, self.target_model, [job.image_id for job, _ in items if job.image_id])}
+            for job, found in items:
+                photo = _Photo.of(job)
+                if job.id in failures:
+                    mine = [FaceOutcome(str(face.id), photo.path, "failed", failures[job.id]) for face in photo.faces]
+                else:
+                    try:
+                        mine = _decide(session, photo, found, held.get((photo.image_id, photo.person_id)),
+                                       self.target_model, to_index)
+                    except Exception as exc:
+                        if job_fault(exc):
+                            raise JobFailed(job.id, fault_reason(exc)) from exc
+                        raise
+                outcomes += mine
+                results.append(_job_outcome(job, mine))
+        return results, outcomes, to_index
 
     def optimize(self) -> None:
         self.index.optimize()
@@ -399,9 +416,9 @@ def _best_match(faces: Sequence[DetectedFace], bbox: Sequence[float]) -> Detecte
     return None if index is None else faces[index]
 
 
-def _switch(runtime: Runtime, target: int, summary: ReindexSummary, actor: str | None) -> None:
+def _switch(app: App, target: int, summary: ReindexSummary, actor: str | None) -> None:
     """The atomic switch: the active pointer and its audit event in one transaction."""
-    with transaction(runtime.sessions) as session:
+    with transaction(app.sessions) as session:
         model = get_model(session, target)
         previous = activate_model(session, model)
         record_audit_event(
@@ -414,25 +431,21 @@ def _switch(runtime: Runtime, target: int, summary: ReindexSummary, actor: str |
     summary.switched = True
 
 
-def process_reindex_jobs(runtime: Runtime, workers: int, on_result: Callable[[JobResult], None],
-                         summary: EnrollSummary, held: dict[int, ModelCollections] | None = None) -> None:
+def process_reindex_jobs(app: App, workers: int, on_result: Callable[[JobResult], None],
+                         summary: EnrollSummary) -> None:
     """Run the queued reindex jobs of every target model (`identity worker`), each with its target's pack.
 
-    `held`: the collections the caller holds open, by model row id, used as they are when a job
-    targets that model (the embedded engine lets one opening hold a collection). Templates are kept
+    A target's collections are those the App holds, else borrowed for the run. Templates are kept
     in step chunk by chunk; the switch stays `identity reindex`'s, which a re-run then does at once.
     """
-    with runtime.sessions() as session:
+    with app.sessions() as session:
         targets = [get_model(session, row_id) for row_id in jobs.reindex_targets(session)]
     for model in targets:
         with ExitStack() as stack:
-            store = (held or {}).get(model.id)
-            if store is None:
-                try:
-                    faces = stack.enter_context(open_vector_index(runtime.settings, model.model_id, model.dim))
-                except StoreLocked:
-                    continue  # the embedded engine: a running `identity reindex` holds the target and runs its jobs
-                store = ModelCollections(faces, stack.enter_context(faces.templates()))
-            writer = ReindexWriter(runtime, store.faces, model.id, runtime.settings.replace(model=model.model_id),
+            try:
+                store = stack.enter_context(app.borrow(model.model_id, model.dim))
+            except StoreLocked:
+                continue  # the embedded engine: a running `identity reindex` holds the target and runs its jobs
+            writer = ReindexWriter(app, store.faces, model.id, app.settings.replace(model=model.model_id),
                                    templates=store.templates)
-            process_queue(runtime, writer, None, workers, on_result, summary)
+            process_queue(app, writer, None, workers, on_result, summary)

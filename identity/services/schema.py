@@ -1,7 +1,10 @@
-"""`identity init` and `identity version`: the store's schema as the user sees it.
+"""`identity init` and `identity version`: the store's schema and the active model's collection as the user sees them.
 
-Migrations run only under identity.app.schema's policy; `init` is the one command that
-upgrades an older store.
+Migrations run only under identity.app.schema's policy, applied by the App: `init` opens it
+with the upgrade policy (the one command that upgrades an older store), `version` as it is.
+`init` is safe to run any number of times: migrations are idempotent and the model record
+and collection are created only when missing. It binds a new deployment to its vector
+store, and with `rebind` moves that binding (see identity.app.binding).
 """
 
 from __future__ import annotations
@@ -11,21 +14,51 @@ from dataclasses import dataclass
 from typing import Any
 
 from identity import __version__
-from identity.config import Settings
+from identity.app.binding import bind_vector_store, rebind_vector_store
+from identity.app.core import App
+from identity.app.registry import ModelChoice, choose_model, model_id_of, read_active, record_model
 from identity.errors import IdentityError, NoStore
-from identity.faces import build_pipeline
-from identity.app.registry import ModelChoice, choose_model, model_id_of, read_active, with_model
-from identity.services.init import InitReport, initialize
-from identity.app.runtime import Runtime
-from identity.app.schema import AS_IS, UPGRADE
 from identity.store.sql.migrate import current_revision, head_revision
 
 
-def init_store(settings: Settings, rebind: bool = False, actor: str | None = None) -> InitReport:
-    """Create or upgrade the schema and the active model's collection (see services.init.initialize)."""
-    with Runtime.open(settings, schema=UPGRADE) as runtime:  # at head first, so an older store names its active model
-        pipeline = build_pipeline(with_model(settings, choose_model(settings, read_active(runtime))))
-        return initialize(runtime, pipeline.model_id, pipeline.dim, rebind, actor)
+@dataclass(frozen=True)
+class InitReport:
+    database: str
+    schema_before: str | None
+    schema_after: str | None
+    model_id: str
+    dim: int
+    collection: str
+    vectors: int
+    vector_engine: str
+    vector_store: str  # the store this deployment is bound to (see identity.app.binding)
+    rebound_from: str | None = None  # with --rebind: the store it was bound to before
+
+
+def init_store(app: App, rebind: bool = False, actor: str | None = None) -> InitReport:
+    """Create or upgrade the schema (by the App's policy) and the active model's record and collection.
+
+    `rebind`: bind the deployment to this process's vector store, whatever it was bound to (audited).
+    """
+    schema_before = app.schema_before  # the policy first, so an older store names its active model
+    pipeline = app.pipeline()
+    rebound_from = rebind_vector_store(app, actor) if rebind else None
+    store = bind_vector_store(app)
+    model = record_model(app, pipeline.model_id, pipeline.dim)
+    with app.borrow(pipeline.model_id, pipeline.dim) as held:
+        count = held.faces.count()
+    return InitReport(
+        database=app.engine.url.render_as_string(hide_password=True),
+        schema_before=schema_before,
+        schema_after=current_revision(app.engine),
+        model_id=pipeline.model_id,
+        dim=pipeline.dim,
+        collection=model.collection,
+        vectors=count,
+        vector_engine="qdrant-edge" if app.settings.embedded else "qdrant-server",
+        vector_store=store.uri,
+        rebound_from=rebound_from,
+    )
 
 
 @dataclass(frozen=True)
@@ -43,22 +76,26 @@ class Versions:
         return dataclasses.asdict(self)
 
 
-def versions(settings: Settings) -> Versions:
-    """Never raises for the store: a missing or unreadable one is reported in `schema_database` (none is created)."""
-    db_schema, choice, source = _store_schema(settings)
+def versions(app: App) -> Versions:
+    """Never raises for the store: a missing or unreadable one is reported in `schema_database` (none is created).
+
+    Open the App with must_exist and the as-is schema policy: a version check changes nothing.
+    """
+    db_schema, choice, source = _store_schema(app)
     return Versions(identity=__version__, schema_code=head_revision(), schema_database=db_schema,
-                    model=model_id_of(choice, settings), model_source=source, store_active_model=choice.store_active)
+                    model=model_id_of(choice, app.settings), model_source=source,
+                    store_active_model=choice.store_active)
 
 
-def _store_schema(settings: Settings) -> tuple[str | None, ModelChoice, str]:
+def _store_schema(app: App) -> tuple[str | None, ModelChoice, str]:
+    settings = app.settings
     try:
-        with Runtime.open(settings, must_exist=True, schema=AS_IS) as runtime:  # a version check changes nothing
-            revision = current_revision(runtime.engine)
-            if revision != head_revision():  # the model rows have columns this store lacks: not read
-                choice = choose_model(settings, None)
-                return revision, choice, f"{choice.describe()}; the store's schema is older: run `identity init`"
-            choice = choose_model(settings, read_active(runtime))
-            return revision, choice, choice.describe()
+        revision = current_revision(app.engine)
+        if revision != head_revision():  # the model rows have columns this store lacks: not read
+            choice = choose_model(settings, None)
+            return revision, choice, f"{choice.describe()}; the store's schema is older: run `identity init`"
+        choice = choose_model(settings, read_active(app))
+        return revision, choice, choice.describe()
     except NoStore as exc:
         choice = choose_model(settings, None)
         return exc.message, choice, choice.describe()

@@ -145,7 +145,7 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
     wanted = max(options.top_k, PERSONS_NEEDED)  # the cohort even under the raw rule: eval scores both
     ranked = [dep.templates.search(face.embedding, wanted, allowed) if allowed != [] else [] for _, face in faces]
     shown = {hit.person_id for hits in ranked for hit in hits[:options.top_k]}
-    with dep.runtime.sessions() as session:
+    with dep.app.sessions() as session:
         people = persons_by_id(session, shown)
     matches = []
     for (index, face), hits in zip(faces, ranked):
@@ -210,13 +210,13 @@ def _faces_to_search(faces: Sequence[DetectedFace], largest_only: bool) -> list[
 
 def _persons_matching(dep: Deployment, filters: dict[str, str | list[str]]) -> list[uuid.UUID]:
     wanted = {key: [values] if isinstance(values, str) else list(values) for key, values in filters.items()}
-    with dep.runtime.sessions() as session:
+    with dep.app.sessions() as session:
         return persons_with_attributes(session, wanted)
 
 
 def _log(dep: Deployment, found: ImageFaces, options: SearchOptions, threshold: Threshold,
          matches: list[FaceMatch]) -> str:
-    with transaction(dep.runtime.sessions) as session:
+    with transaction(dep.app.sessions) as session:
         event = SearchEvent(
             actor=resolve_actor(options.actor), query_sha256=found.sha256, query_name=found.path,
             model_id=dep.model.id, threshold=threshold.value, top_k=options.top_k,

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from identity.app.runtime import Runtime
+from identity.app.core import App
 from identity.store.sql.models import SearchHit
 from identity.store.sql.persons import get_person
 from identity.store.sql.searches import recent_searches, top_hits
 
 
-def list_searches(runtime: Runtime, person_ref: str | None = None, since: datetime | None = None,
-                  limit: int = 100) -> list[dict[str, Any]]:
-    with runtime.sessions() as session:
+@dataclass(frozen=True)
+class LoggedSearch:
+    """One search as the log holds it, with the best score and decision among its faces' top hits."""
+
+    search_id: str
+    when: str  # ISO 8601, UTC
+    actor: str
+    query_name: str | None
+    query_sha256: str | None  # None once redacted by an erasure
+    faces: int
+    threshold: float | None
+    best: float | None
+    decision: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_searches(app: App, person_ref: str | None = None, since: datetime | None = None,
+                  limit: int = 100) -> list[LoggedSearch]:
+    with app.sessions() as session:
         person_id = get_person(session, person_ref).id if person_ref else None
         events = recent_searches(session, person_id, since, limit)
         best = {}
@@ -22,10 +41,10 @@ def list_searches(runtime: Runtime, person_ref: str | None = None, since: dateti
                 if hit.search_id not in best or _score(hit) > _score(best[hit.search_id]):
                     best[hit.search_id] = hit
     return [
-        {"search_id": str(e.id), "when": e.created_at.isoformat(), "actor": e.actor, "query_name": e.query_name,
-         "query_sha256": e.query_sha256, "faces": e.face_count, "threshold": e.threshold,
-         "best": round(best[e.id].score, 4) if e.id in best and best[e.id].score is not None else None,
-         "decision": best[e.id].decision if e.id in best else "unknown"}
+        LoggedSearch(search_id=str(e.id), when=e.created_at.isoformat(), actor=e.actor, query_name=e.query_name,
+                     query_sha256=e.query_sha256, faces=e.face_count, threshold=e.threshold,
+                     best=round(best[e.id].score, 4) if e.id in best and best[e.id].score is not None else None,
+                     decision=best[e.id].decision if e.id in best else "unknown")
         for e in events
     ]
 
