@@ -8,5 +8,6 @@ COPY migrations migrations
 # Point PIP_EXTRA_INDEX_URL at an index of CPU torch wheels to avoid the multi-GB CUDA build.
 ARG PIP_EXTRA_INDEX_URL=""
 RUN pip install --no-cache-dir .
+EXPOSE 8000
 ENTRYPOINT []
 CMD ["identity", "--help"]

@@ -38,7 +38,8 @@ def _root(
 
 def _register() -> None:
     # Sub-apps are imported here, not at the top, so each module's imports stay light.
-    from identity_cli import admin, config_cmd, enrollment, evaluation, face, faces, jobs, models, person, reindex, search, train
+    from identity_cli import (admin, config_cmd, enrollment, evaluation, face, faces, jobs, keys, models, person, reindex,
+                              search, serve, train)
 
     admin.register(app)
     enrollment.register(app)
@@ -52,6 +53,8 @@ def _register() -> None:
     app.add_typer(jobs.app, name="jobs")
     app.add_typer(faces.app, name="faces")
     app.add_typer(models.app, name="models")
+    app.add_typer(keys.app, name="keys")
+    serve.register(app)
 
 
 _register()

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
+ACTOR = typer.Option(None, "--actor", help="Who does this (recorded); default: the OS user.")
 
 
 def parse_attrs(pairs: list[str] | None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 from identity.errors import ConfigError
 
 ENV_PREFIX = "IDENTITY_"
-SECRET_FIELDS = {"qdrant_api_key"}
+SECRET_FIELDS = {"qdrant_api_key", "session_secret"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,20 @@ class EnrollSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """`identity serve`: the HTTP API."""
+
+    import_roots: str | None = None  # folders (joined by os.pathsep) whose files POST /v1/enrollments may name
+    max_upload_mb: float = 20.0  # a request body above this is refused (413) before it is read in full
+    inference_workers: int = 0  # threads running detection+embedding; 0: one per core
+    queue_limit: int = 16  # requests waiting for inference beyond those running; more get 503 + Retry-After
+    metrics_bind: str | None = None  # "host:port" serving /metrics without a key (e.g. for Prometheus on a private net)
+    # Signs the review UI's session cookies. Required when several servers share a deployment;
+    # unset, a single server generates one and keeps it in <data dir>/session_secret.
+    session_secret: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=lambda: default_data_dir())
     database_url: str | None = None  # None: SQLite file under data_dir
@@ -85,6 +99,7 @@ class Settings:
     faces: FaceSettings = field(default_factory=FaceSettings)
     vectors: VectorSettings = field(default_factory=VectorSettings)
     enroll: EnrollSettings = field(default_factory=EnrollSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     config_file: Path | None = None
 
     @property
@@ -124,15 +139,19 @@ class Settings:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if dataclasses.is_dataclass(value):
-                out[f.name] = {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
-            elif f.name in SECRET_FIELDS and value:
-                out[f.name] = "****" + str(value)[-2:] if len(str(value)) > 8 else "****"
+                out[f.name] = {k: _masked(k, v) for k, v in dataclasses.asdict(value).items()}
             else:
-                out[f.name] = _plain(value)
+                out[f.name] = _masked(f.name, value)
         out["effective_database_url"] = mask_url(self.sql_url)
         out["database_url"] = mask_url(self.database_url) if self.database_url else None
         out["vector_engine"] = "qdrant-edge (embedded)" if self.embedded else "qdrant server"
         return out
+
+
+def _masked(name: str, value: Any) -> Any:
+    if name in SECRET_FIELDS and value:
+        return "****" + str(value)[-2:] if len(str(value)) > 8 else "****"
+    return _plain(value)
 
 
 def default_data_dir() -> Path:

@@ -50,3 +50,13 @@ def test_env_example_covers_every_required_variable() -> None:
                    if line and not line.startswith("#"))
     assert required and required <= set(example)
 
+
+
+def test_api_is_served_health_checked_on_readyz_and_shares_uploads_with_workers() -> None:
+    api = COMPOSE["services"]["api"]
+    assert api["command"][:2] == ["identity", "serve"] and "0.0.0.0" in api["command"]
+    assert "/readyz" in " ".join(api["healthcheck"]["test"])
+    env = {k: re.sub(r"\$\{([A-Z_]+)[^}]*\}", "x", str(v)) for k, v in api["environment"].items()}
+    assert Settings.load(env=env).api.import_roots == "/photos"
+    uploads = {m for m in api["volumes"] if m.endswith(":/data")}
+    assert uploads and uploads <= set(COMPOSE["services"]["worker"]["volumes"])

@@ -9,12 +9,16 @@ from __future__ import annotations
 import base64
 import html
 import io
+import uuid
+from typing import Iterable
 
 from PIL import Image as PILImage
 
+from identity.app.core import App
 from identity.errors import ImageError
 from identity.faces import load_image
 from identity.services.audit import AuditReport
+from identity.store.sql.faces import face_boxes
 
 THUMB_PX = 128
 MARGIN = 0.25  # context around the face box, as a share of its size
@@ -34,6 +38,15 @@ def thumbnail_data_uri(source_path: str, bbox: list[float]) -> str | None:
     buffer = io.BytesIO()
     crop.save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def face_thumbnails(app: App, face_ids: Iterable[str]) -> dict[str, str]:
+    """Data URIs of the given faces (ids as strings), for pages; faces whose source is gone are left out."""
+    wanted = {uuid.UUID(f) for f in face_ids}
+    with app.sessions() as session:
+        boxes = face_boxes(session, list(wanted))
+    found = {str(face_id): thumbnail_data_uri(path, bbox) for face_id, (path, bbox) in boxes.items()}
+    return {face_id: uri for face_id, uri in found.items() if uri}
 
 
 def render_audit_html(audit: AuditReport) -> str:

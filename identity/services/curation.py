@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from identity.errors import IdentityError, NotFound
 from identity.app.actor import resolve_actor
 from identity.services.deployment import Deployment, ModelCollections, model_collections
 from identity.services.templates import refresh_templates
+from identity.services.uploads import uploads_dir
 from identity.store.sql.audit_events import add_audit_details, latest_audit_event, record_audit_event
 from identity.store.sql.db import Session, flush_deleted, transaction
 from identity.store.sql.erasure import drop_unused_images, erase_person_rows, person_tokens
@@ -142,10 +144,11 @@ def delete_face(dep: Deployment, face_ref: str, actor: str | None = None) -> Era
         delete_faces(session, [row.id for row in siblings])
         if person is not None:  # the enrollment of this photo for this person goes with it
             delete_enrollment_jobs(session, face.image_id, person.external_id)
-        sql = {"faces": len(siblings), **drop_unused_images(session, {face.image_id})}
+        paths: list[str] = []
+        sql = {"faces": len(siblings), **drop_unused_images(session, {face.image_id}, paths)}
     vectors = _erase_vectors(dep, _by_model(siblings), person_id, lambda index, ids: index.delete(ids))
     sql["database"] = flush_deleted(dep.app.engine)
-    return Erasure(summary, {"sql": sql, "vectors": vectors})
+    return Erasure(summary, {"sql": sql, "vectors": vectors, **_erase_uploads(dep, paths)})
 
 
 def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> Erasure:
@@ -160,7 +163,8 @@ def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> Erasur
         faces = face_keys_of_person(session, person.id)
         person_id, external_id = person.id, person.external_id
         subject, token = person_tokens(session, external_id, person_id)
-        sql = erase_person_rows(session, person)
+        paths: list[str] = []
+        sql = erase_person_rows(session, person, paths)
         event_id = record_audit_event(session, resolve_actor(actor), "delete_person", subject=subject,
                                       details={"person": token, "faces_erased": _photos(faces), "sql": sql})
     # The active collection always, in case a vector outlived its row; every other model holding the person too.
@@ -170,7 +174,19 @@ def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> Erasur
         add_audit_details(session, event_id, {"vectors": vectors})
     sql["database"] = flush_deleted(dep.app.engine)
     return Erasure({"deleted": external_id, "person_id": str(person_id), "faces_erased": _photos(faces)},
-                   {"sql": sql, "vectors": vectors})
+                   {"sql": sql, "vectors": vectors, **_erase_uploads(dep, paths)})
+
+
+def _erase_uploads(dep: Deployment, paths: list[str]) -> dict[str, int]:
+    """Delete the copies of erased photos that the HTTP API stored (uploads/ under the data directory);
+    files elsewhere are the organization's own and stay. Reported only where there were some."""
+    root = uploads_dir(dep.app.settings).resolve()
+    erased = 0
+    for path in map(Path, paths):
+        if path.resolve().is_relative_to(root) and path.is_file():
+            path.unlink()
+            erased += 1
+    return {"uploaded_files": erased} if erased else {}
 
 
 def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid.UUID,

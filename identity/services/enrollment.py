@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from identity.services.consistency import InconsistentPerson, inconsistent_persons
 from identity.services.deployment import Deployment
-from identity.services.enroll import EnrollmentWriter, EnrollSummary, JobResult, process_queue, queue_jobs
+from identity.services.enroll import EnrollmentWriter, EnrollSummary, JobResult, Outcome, process_queue, queue_jobs
 from identity.services.enroll_inputs import EnrollInputs
 from identity.services.enroll_report import summary_record, write_report
 
@@ -35,15 +35,18 @@ class EnrollmentRun:
 
 def enroll(dep: Deployment, inputs: EnrollInputs, workers: int = 0, subject: str | None = None,
            on_queued: Callable[[int], None] = lambda queued: None,
-           on_result: Callable[[JobResult], None] = lambda result: None) -> EnrollmentRun:
-    """Enroll every input; `on_queued` gets the number of jobs queued, `on_result` each job's outcome."""
+           on_result: Callable[[JobResult], None] = lambda result: None,
+           analyse: Callable[[Iterator[str]], Iterator[tuple[str, Outcome]]] | None = None) -> EnrollmentRun:
+    """Enroll every input; `on_queued` gets the number of jobs queued, `on_result` each job's outcome.
+
+    `analyse`: how the images are detected and embedded (process_queue's; default: `workers` processes)."""
     writer = EnrollmentWriter(dep, subject)  # a bad subject rule fails before anything is queued
     batch, queued = queue_jobs(dep.app, inputs.specs)
     run = EnrollmentRun(EnrollSummary(batch=batch, queued=queued), named_by(inputs))
     for row in inputs.unqueued:
         run.summary.add_unqueued(row)
     on_queued(queued)
-    process_queue(dep.app, writer, batch, workers or dep.settings.worker_count, on_result, run.summary)
+    process_queue(dep.app, writer, batch, workers or dep.settings.worker_count, on_result, run.summary, analyse)
     run.flagged = inconsistent_persons(dep, [r.external_id for r in run.summary.results if r.job_id is not None])
     return run
 

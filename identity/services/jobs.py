@@ -72,3 +72,10 @@ def cancel_jobs(app: App, ids: Sequence[int] = (), state: str | None = None, bat
     with transaction(app.sessions) as session:
         done = job_rows.cancel(session, ids, JobStatus(state) if state else None, batch, force)
     return CancelReport(done.cancelled, done.refused_live, done.not_cancellable)
+
+
+def queue_depth(app: App) -> dict[str, int]:
+    """How many jobs wait and run now (the HTTP API's /metrics)."""
+    with app.sessions() as session:
+        counts = job_rows.outcome_counts(session)
+    return {state: counts.get(state, 0) for state in ("queued", "running")}

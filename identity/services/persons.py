@@ -39,11 +39,12 @@ def add_person(app: App, external_id: str, display_name: str | None = None,
         return _record(person_rows.add_person(session, external_id, display_name, attributes), faces=0)
 
 
-def list_people(app: App, query: str | None = None, limit: int = 100) -> list[PersonRecord]:
-    """People by external id, matching `query` in id, name or attributes."""
+def list_people(app: App, query: str | None = None, limit: int = 100, offset: int = 0,
+                attributes: dict[str, list[str]] | None = None) -> list[PersonRecord]:
+    """People by external id, matching `query` in id, name or attributes, and `attributes` (key: any of values)."""
     model_row_id = _model_row_id(app)
     with app.sessions() as session:
-        people = person_rows.list_persons(session, query, limit)
+        people = person_rows.list_persons(session, query, limit, offset, attributes)
         counts = person_rows.indexed_face_counts(session, [p.id for p in people], model_row_id)
         return [_record(p, counts.get(p.id, 0)) for p in people]
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from identity.app.core import App
+from identity.errors import InvalidArgument
 from identity.store.sql.models import SearchHit
 from identity.store.sql.persons import get_person
 from identity.store.sql.searches import recent_searches, top_hits
@@ -31,10 +32,15 @@ class LoggedSearch:
 
 
 def list_searches(app: App, person_ref: str | None = None, since: datetime | None = None,
-                  limit: int = 100) -> list[LoggedSearch]:
+                  limit: int = 100, actor: str | None = None, decision: str | None = None) -> list[LoggedSearch]:
+    """Newest first, filtered by person, time, actor, and decision (`match`: some face matched;
+    `unknown`: none did)."""
+    if decision not in (None, "match", "unknown"):
+        raise InvalidArgument(f"decision {decision!r}: expected match or unknown")
     with app.sessions() as session:
         person_id = get_person(session, person_ref).id if person_ref else None
-        events = recent_searches(session, person_id, since, limit)
+        matched = None if decision is None else decision == "match"
+        events = recent_searches(session, person_id, since, limit, actor, matched)
         best = {}
         if events:
             for hit in top_hits(session, [e.id for e in events]):

@@ -35,8 +35,10 @@ def person_tokens(session: Session, external_id: str, person_id: uuid.UUID | Non
         erasure_token(key, "person_id", str(person_id)) if person_id is not None else None)
 
 
-def erase_person_rows(session: Session, person: Person) -> dict[str, int]:
-    """Delete and redact every row about `person` (see the module doc); returns counts per kind."""
+def erase_person_rows(session: Session, person: Person, removed_paths: list[str] | None = None) -> dict[str, int]:
+    """Delete and redact every row about `person` (see the module doc); returns counts per kind.
+
+    `removed_paths` receives the source paths of the image rows deleted."""
     subject, _ = person_tokens(session, person.external_id, person.id)
     images = set(session.scalars(select(Face.image_id).where(Face.person_id == person.id)))
     jobs = session.execute(select(Job.id, Job.image_id).where(Job.external_id == person.external_id)).all()
@@ -47,18 +49,23 @@ def erase_person_rows(session: Session, person: Person) -> dict[str, int]:
         **_redact_searches(session, person.id),
         "audit_events_redacted": _redact_audit(session, person, subject),
     }
-    counts.update(drop_unused_images(session, images))
+    counts.update(drop_unused_images(session, images, removed_paths))
     session.delete(person)
     return counts
 
 
-def drop_unused_images(session: Session, image_ids: Iterable[uuid.UUID]) -> dict[str, int]:
+def drop_unused_images(session: Session, image_ids: Iterable[uuid.UUID],
+                       removed_paths: list[str] | None = None) -> dict[str, int]:
     """Delete the images no face refers to any more; a photo still holding another person's face stays,
-    its source path taken from that person's own enrollment job where there is one."""
+    its source path taken from that person's own enrollment job where there is one.
+
+    `removed_paths` receives the source paths of the rows deleted (uploaded copies are erased with them)."""
     wanted = set(image_ids)
     if not wanted:
         return {"images": 0, "images_kept_shared": 0}
     used = set(session.scalars(select(Face.image_id).where(Face.image_id.in_(wanted)).distinct()))
+    if removed_paths is not None:
+        removed_paths += session.scalars(select(Image.source_path).where(Image.id.in_(wanted - used)))
     removed = session.execute(delete(Image).where(Image.id.in_(wanted - used))).rowcount
     for image_id in used:
         path = session.scalars(select(Job.source_path).where(

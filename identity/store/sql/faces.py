@@ -119,3 +119,10 @@ def indexed_face_sources(session: Session, model_row_id: int) -> Sequence[tuple[
         .where(Face.model_id == model_row_id, Face.status == FaceStatus.indexed)
         .order_by(Person.external_id, Image.source_path)
     ).all()
+
+
+def face_boxes(session: Session, face_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[str, list[Any]]]:
+    """(source path, box) of each face, for thumbnails; unknown ids are left out."""
+    rows = session.execute(select(Face.id, Image.source_path, Face.bbox).join(Image, Image.id == Face.image_id)
+                           .where(Face.id.in_(list(face_ids))))
+    return {face_id: (path, bbox) for face_id, path, bbox in rows}

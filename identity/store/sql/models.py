@@ -253,3 +253,24 @@ class DeploymentRecord(Base):
     bound_at: Mapped[datetime | None]
     erasure_key: Mapped[str] = mapped_column(String(64))  # hex, secrets.token_hex(32)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """A key for the HTTP API: a name (the actor in logs), a role, and only a salted hash of the secret.
+
+    The key's `key_id` is its public half, printed in the key itself, so a request's key is
+    found without scanning every hash.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    key_id: Mapped[str] = mapped_column(String(16), unique=True)
+    salt: Mapped[str] = mapped_column(String(32))  # hex
+    key_hash: Mapped[str] = mapped_column(String(64))  # hex HMAC-SHA256 of the secret, keyed by the salt
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]

@@ -96,8 +96,12 @@ def update_person(session: Session, ref: str, display_name: str | None = None,
     return person
 
 
-def list_persons(session: Session, query: str | None = None, limit: int = 100, offset: int = 0) -> list[Person]:
+def list_persons(session: Session, query: str | None = None, limit: int = 100, offset: int = 0,
+                 attributes: dict[str, list[str]] | None = None) -> list[Person]:
+    """Persons by external id; `query` matches id, name or attributes as text, `attributes` like search filters."""
     stmt = select(Person).order_by(Person.external_id).limit(limit).offset(offset)
+    for key, values in (attributes or {}).items():
+        stmt = stmt.where(_attribute_in(session.get_bind().dialect.name, key, values))
     if query:
         pattern = f"%{query.lower()}%"
         stmt = stmt.where(or_(

@@ -23,13 +23,19 @@ def record_search(session: Session, event: SearchEvent, hits: Iterable[SearchHit
 
 
 def recent_searches(session: Session, person_id: uuid.UUID | None = None, since: datetime | None = None,
-                    limit: int = 100) -> list[SearchEvent]:
-    """The newest searches first; only those that returned `person_id`, or made at or after `since`, when given."""
+                    limit: int = 100, actor: str | None = None, matched: bool | None = None) -> list[SearchEvent]:
+    """The newest searches first; when given, only those that returned `person_id`, made at or after
+    `since`, by `actor`, and in which some face was (`matched`) or no face was (not `matched`) a match."""
     stmt = select(SearchEvent).order_by(SearchEvent.created_at.desc()).limit(limit)
     if person_id is not None:
         stmt = stmt.where(SearchEvent.id.in_(select(SearchHit.search_id).where(SearchHit.person_id == person_id)))
     if since:
         stmt = stmt.where(SearchEvent.created_at >= since)
+    if actor is not None:
+        stmt = stmt.where(SearchEvent.actor == actor)
+    if matched is not None:
+        any_match = SearchEvent.id.in_(select(SearchHit.search_id).where(SearchHit.decision == "match"))
+        stmt = stmt.where(any_match if matched else ~any_match)
     return list(session.scalars(stmt))
 
 

@@ -1,0 +1,51 @@
+"""`identity keys ...`: API keys for `identity serve`, each with a role."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from identity_cli.context import open_app
+from identity_cli.options import ACTOR, JSON
+from identity_cli.output import err_console, render
+
+app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys for the HTTP API.")
+
+
+@app.command("create")
+def create(
+    name: str = typer.Argument(..., help="The key's name: the actor in the search log and audit events."),
+    role: str = typer.Option(..., "--role", help="search, enroll, audit or admin."),
+    actor: Optional[str] = ACTOR,
+    as_json: bool = JSON,
+) -> None:
+    """Create a key and print it once (only a salted hash of it is stored)."""
+    from identity.services.keys import create_key
+
+    with open_app() as core:
+        created = create_key(core, name, role, actor)
+    render(created, as_json, title=f"API key {name!r} ({role})")
+    if not as_json:
+        err_console.print("the key is shown this once: store it now", highlight=False)
+
+
+@app.command("list")
+def list_(as_json: bool = JSON) -> None:
+    """Every key: name, role, when created, last used and revoked (never the key)."""
+    from identity.services.keys import list_keys
+
+    with open_app(read_only=True) as core:
+        keys = list_keys(core)
+    render(keys, as_json, ["name", "role", "key_id", "created_at", "last_used_at", "revoked_at"],
+           title=f"{len(keys)} API keys")
+
+
+@app.command("revoke")
+def revoke(name: str = typer.Argument(..., help="The key's name."), actor: Optional[str] = ACTOR,
+           as_json: bool = JSON) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    from identity.services.keys import revoke_key
+
+    with open_app(read_only=True) as core:
+        render(revoke_key(core, name, actor), as_json, title="revoked")

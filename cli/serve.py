@@ -1,0 +1,41 @@
+"""`identity serve`: the HTTP API (and, with the embedded store, the background enrollment) in one process."""
+
+from __future__ import annotations
+
+import threading
+
+import typer
+
+from identity.errors import ConfigError
+from identity_cli.context import open_app
+from identity_cli.output import err_console
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+) -> None:
+    """Serve the HTTP API under /v1 (API keys: `identity keys create`), /healthz, /readyz and /metrics."""
+    import uvicorn
+
+    from identity.api.server import create_api, create_metrics_api
+    from identity.services.deployment import deployment
+
+    with open_app() as core:
+        deployment(core)  # the store checked and (embedded) held before the port opens: a refusal is one line
+        api = create_api(core)
+        bind = core.settings.api.metrics_bind
+        if bind:
+            metrics_host, _, metrics_port = bind.rpartition(":")
+            if not metrics_port.isdigit():
+                raise ConfigError(f"api.metrics_bind {bind!r} is not host:port (IDENTITY_API__METRICS_BIND)")
+            config = uvicorn.Config(create_metrics_api(api.state.ctx), host=metrics_host or "127.0.0.1",
+                                    port=int(metrics_port), log_level="warning")
+            threading.Thread(target=uvicorn.Server(config).run, name="identity-metrics", daemon=True).start()
+            err_console.print(f"metrics without a key on http://{bind}/metrics", highlight=False)
+        err_console.print(f"serving on http://{host}:{port} (OpenAPI: /docs, /openapi.json)", highlight=False)
+        uvicorn.run(api, host=host, port=port, log_level="info")

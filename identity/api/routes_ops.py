@@ -1,0 +1,131 @@
+"""Health, readiness, metrics, the job queue (read, and bulk enrollment queued), and API keys."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+
+from identity.api import schemas
+from identity.api.errors import ApiError
+from identity.api.routes_search import ERRORS
+from identity.api.server import ApiContext, Ctx, caller
+from identity.api.uploads import save_uploads
+from identity.errors import IdentityError
+from identity.services import enroll_inputs
+from identity.services.enrollment import named_by
+from identity.services.jobs import list_jobs, queue_depth, queue_enrollment
+from identity.services.keys import ADMIN, ENROLL, JOBS, KeyRecord, create_key, list_keys, revoke_key
+from identity.services.schema import versions
+from identity.services.uploads import new_upload_folder
+
+router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    return RedirectResponse("/ui", status_code=303)
+
+
+@router.get("/healthz", response_model=schemas.Health, tags=["ops"])
+def healthz() -> dict[str, str]:
+    """The process is alive (no key needed)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=schemas.Ready, responses={503: {"model": schemas.Ready}}, tags=["ops"])
+def readyz(ctx: ApiContext = Ctx) -> Any:
+    """The database and vector store are reachable, the schema is current and the model loaded (no key needed)."""
+    checks: dict[str, str] = {}
+    try:
+        found = versions(ctx.core)
+        checks["schema"] = "ok" if found.schema_database == found.schema_code else f"not current: {found.schema_database}"
+        dep = ctx.deployment()
+        dep.index.count()
+        checks["vector_store"] = "ok"
+        ctx.deployment().pipeline.load()
+        checks["model"] = f"ok: {dep.model.model_id}"
+    except IdentityError as exc:
+        checks["error"] = exc.message
+    ready = bool(checks) and all(v.startswith("ok") for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", response_class=PlainTextResponse, tags=["ops"], responses=ERRORS)
+def metrics(ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> str:
+    """Prometheus text: requests and latencies per route, faces searched by decision, queue depth."""
+    return ctx.metrics.render(queue_depth(ctx.core))
+
+
+@router.get("/v1/jobs", response_model=list[schemas.Job], tags=["jobs"], responses=ERRORS)
+def jobs(state: str | None = None, batch: str | None = None, limit: int = Query(100, ge=1, le=1000),
+         ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(JOBS))) -> list[dict[str, Any]]:
+    """The queue, newest first (as `identity jobs list`)."""
+    return [job.as_dict() for job in list_jobs(ctx.core, state, batch, limit)]
+
+
+@router.post("/v1/enrollments", response_model=schemas.EnrollmentQueued, status_code=202, tags=["jobs"],
+             responses=ERRORS)
+def enroll_paths(request: schemas.EnrollmentRequest, ctx: ApiContext = Ctx,
+                 key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
+    """Queue folders or files the server can read, under the import roots the operator allowed."""
+    paths = [_allowed(ctx, p) for p in request.paths]
+    if request.person:
+        inputs = enroll_inputs.from_files(request.person, paths)
+    elif len(paths) == 1 and paths[0].is_dir():
+        inputs = enroll_inputs.from_directory(paths[0])
+    else:
+        raise ApiError(422, "give one folder (one sub-folder per person), or files with `person`")
+    return _queue(ctx, inputs)
+
+
+@router.post("/v1/enrollments/uploads", response_model=schemas.EnrollmentQueued, status_code=202, tags=["jobs"],
+             responses=ERRORS)
+async def enroll_uploads(person: Annotated[str, Form(description="external id the photos are of")],
+                         image: Annotated[list[UploadFile], File()], ctx: ApiContext = Ctx,
+                         key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
+    """Queue uploaded photos of one person; the server's background runner (or `identity worker`s) enrolls them."""
+    folder = new_upload_folder(ctx.settings)  # kept: they are the enrolled photos (erasure deletes them)
+    saved = await save_uploads(image, folder, ctx.max_upload_bytes)
+    return _queue(ctx, enroll_inputs.from_files(person, [path for _, path in saved]))
+
+
+def _queue(ctx: ApiContext, inputs: enroll_inputs.EnrollInputs) -> dict[str, Any]:
+    batch, queued = queue_enrollment(ctx.core, inputs.specs)
+    ctx.wake_jobs()
+    named = named_by(inputs)
+    skipped = [{"source_path": r.source_path, "external_id": r.external_id, "reason": r.reason,
+                "named_by": named.get((r.source_path, r.external_id))} for r in inputs.unqueued]
+    return {"batch": batch, "queued": queued, "skipped": skipped}
+
+
+def _allowed(ctx: ApiContext, raw: str) -> Path:
+    """A path under one of the import roots (after resolving links and `..`); 403 for any other."""
+    roots = [Path(r).expanduser().resolve() for r in (ctx.settings.api.import_roots or "").split(os.pathsep) if r]
+    path = Path(raw).expanduser().resolve()
+    if not any(path == root or path.is_relative_to(root) for root in roots):
+        raise ApiError(403, f"{raw} is not under an import root (IDENTITY_API__IMPORT_ROOTS)",
+                       {"import_roots": [str(r) for r in roots]})
+    if not path.exists():
+        raise ApiError(422, f"{raw}: no such file or folder")
+    return path
+
+
+@router.get("/v1/keys", response_model=list[schemas.ApiKey], tags=["keys"], responses=ERRORS)
+def keys(ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> list[dict[str, Any]]:
+    return [k.as_dict() for k in list_keys(ctx.core)]
+
+
+@router.post("/v1/keys", response_model=schemas.CreatedApiKey, status_code=201, tags=["keys"], responses=ERRORS)
+def new_key(request: schemas.ApiKeyCreate, ctx: ApiContext = Ctx,
+            key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
+    """A new key, shown once in the answer."""
+    return create_key(ctx.core, request.name, request.role, key.name).as_dict()
+
+
+@router.delete("/v1/keys/{name}", response_model=schemas.ApiKey, tags=["keys"], responses=ERRORS)
+def revoke(name: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
+    return revoke_key(ctx.core, name, key.name).as_dict()

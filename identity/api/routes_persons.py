@@ -1,0 +1,121 @@
+"""Persons (list, create, read, update, erase, merge), their faces (move, delete) and synchronous enrollment."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Query, UploadFile
+
+from identity.api import schemas
+from identity.api.routes_search import ERRORS, _filters, _in_thread
+from identity.api.server import ApiContext, Ctx, caller
+from identity.api.uploads import save_uploads
+from identity.errors import NotFound
+from identity.services.curation import delete_face, delete_person, merge_persons, move_face
+from identity.services.enroll_inputs import from_files
+from identity.services.enrollment import enroll
+from identity.services.keys import ADMIN, ENROLL, READ, KeyRecord
+from identity.services.persons import add_person, list_people, show_person, update_person
+from identity.services.uploads import new_upload_folder
+
+router = APIRouter(prefix="/v1", tags=["persons"])
+MAX_SYNC_IMAGES = 10  # more belong in POST /v1/enrollments
+
+
+@router.get("/persons", response_model=list[schemas.Person], responses=ERRORS)
+def persons(
+    q: str | None = Query(None, description="text in the external id, name or attributes"),
+    attribute: list[str] | None = Query(None, description="key=value; a key given twice matches either value"),
+    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+    ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ)),
+) -> list[dict[str, Any]]:
+    """People by external id, a page at a time."""
+    wanted = {k: v if isinstance(v, list) else [v] for k, v in _filters(attribute).items()}
+    return [p.as_dict() for p in list_people(ctx.core, q, limit, offset, wanted or None)]
+
+
+@router.post("/persons", response_model=schemas.Person, status_code=201, responses=ERRORS)
+def create(person: schemas.PersonCreate, ctx: ApiContext = Ctx,
+           key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
+    return add_person(ctx.core, person.external_id, person.display_name, person.attributes).as_dict()
+
+
+@router.get("/persons/{person}", response_model=schemas.Person, responses=ERRORS)
+def read(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> dict[str, Any]:
+    """One person by external id or uuid."""
+    return show_person(ctx.core, person).as_dict()
+
+
+@router.patch("/persons/{person}", response_model=schemas.Person, responses=ERRORS)
+def update(person: str, change: schemas.PersonUpdate, ctx: ApiContext = Ctx,
+           key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
+    return update_person(ctx.core, person, change.display_name, change.attributes, change.remove).as_dict()
+
+
+@router.delete("/persons/{person}", response_model=schemas.Erasure, response_model_exclude_unset=True,
+                responses=ERRORS)
+def erase(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
+    """Erase a person from every store (as `identity person delete`); a repeat reports the first erasure."""
+    with ctx.store() as dep:
+        return delete_person(dep, person, key.name).as_dict()
+
+
+@router.post("/persons/{person}/merge", response_model=schemas.MergeResult, responses=ERRORS)
+def merge(person: str, merge: schemas.Merge, ctx: ApiContext = Ctx,
+          key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
+    """Move every face and search hit of `absorb` to this person, then remove `absorb`."""
+    with ctx.store() as dep:
+        return merge_persons(dep, person, merge.absorb, key.name).as_dict()
+
+
+@router.post("/faces/{face}/move", response_model=schemas.FaceMoveResult, responses=ERRORS)
+def move(face: str, move: schemas.FaceMove, ctx: ApiContext = Ctx,
+         key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
+    with ctx.store() as dep:
+        return move_face(dep, face, move.to, key.name).as_dict()
+
+
+@router.delete("/faces/{face}", response_model=schemas.Erasure, response_model_exclude_unset=True,
+                responses=ERRORS)
+def remove_face(face: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
+    with ctx.store() as dep:
+        return delete_face(dep, face, key.name).as_dict()
+
+
+@router.post("/persons/{person}/faces", response_model=schemas.EnrollmentSummary, responses=ERRORS)
+async def enroll_photos(
+    person: str, image: Annotated[list[UploadFile], File(description=f"up to {MAX_SYNC_IMAGES} photos")],
+    ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ENROLL)),
+) -> dict[str, Any]:
+    """Enroll a few photos of one person now, each ending enrolled, rejected, failed, duplicate or conflict."""
+    from identity.api.errors import ApiError
+
+    if len(image) > MAX_SYNC_IMAGES:
+        raise ApiError(422, f"{len(image)} photos: at most {MAX_SYNC_IMAGES} here; queue more with POST /v1/enrollments")
+    folder = new_upload_folder(ctx.settings)  # kept: they are the enrolled photos (erasure deletes them)
+    try:
+        saved = await save_uploads(image, folder, ctx.max_upload_bytes)
+        names = {str(path.resolve()): name for name, path in saved}
+        run = await _in_thread(_enroll, ctx, person, [path for _, path in saved])
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    for result in run.summary.results:  # a copy no image row points at (unreadable, a duplicate) goes
+        if result.outcome not in ("enrolled", "rejected"):
+            Path(result.source_path).unlink(missing_ok=True)
+    record = run.as_dict()
+    record["images"] = [{"image": names.get(r.source_path, Path(r.source_path).name), "external_id": r.external_id,
+                         "outcome": r.outcome, "reason": r.reason, "faces_found": r.faces_found}
+                        for r in run.summary.results]
+    return record
+
+
+def _enroll(ctx: ApiContext, person: str, paths: list[Path]) -> Any:
+    try:
+        external_id = show_person(ctx.core, person).external_id  # a uuid names an existing person
+    except NotFound:
+        external_id = person  # a new person, created by the enrollment
+    with ctx.store() as dep:
+        return enroll(dep, from_files(external_id, paths), analyse=ctx.analyse_stream)

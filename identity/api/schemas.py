@@ -1,0 +1,197 @@
+"""The JSON of every request and response, as pydantic models, so `/openapi.json` states the exact schemas.
+
+They mirror the CLI's `--json` output: a response is a service result's as_dict(); where that is
+the dataclass's plain fields, the dataclass itself is the schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from identity.services import audit, jobs, keys, search_log
+
+# The services' own dataclasses where a route answers them as they are.
+Job = jobs.JobRecord
+LoggedSearch = search_log.LoggedSearch
+ApiKey = keys.KeyRecord
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: Any = None
+
+
+class Person(BaseModel):
+    id: str
+    external_id: str
+    display_name: str | None
+    attributes: dict[str, Any]
+    created_at: str | None
+    faces: int | None = None
+
+
+class PersonCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    external_id: str = Field(min_length=1, max_length=255)
+    display_name: str | None = Field(default=None, max_length=255)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class PersonUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    display_name: str | None = Field(default=None, max_length=255)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list, description="attribute keys to remove")
+
+
+class MatchedFace(BaseModel):
+    face_id: str
+    score: float
+
+
+class Candidate(BaseModel):
+    rank: int
+    score: float
+    matched_faces: int
+    person: Person
+    faces: list[MatchedFace]
+
+
+class FaceMatch(BaseModel):
+    face_index: int
+    bbox: list[float]
+    det_score: float
+    quality: dict[str, Any]
+    decision: str = Field(description="match or unknown")
+    decision_score: float | None
+    candidates: list[Candidate]
+
+
+class SearchResult(BaseModel):
+    search_id: str
+    image: str
+    sha256: str
+    model: str
+    threshold: float
+    threshold_source: str
+    decision_rule: str
+    threshold_fpir: float | None = None
+    threshold_gallery_persons: int | None = None
+    warnings: list[str]
+    faces: list[FaceMatch]
+
+
+class ImageFailure(BaseModel):
+    image: str
+    error: str
+    exit_code: int
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]
+    errors: list[ImageFailure]
+
+
+class Merge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    absorb: str = Field(description="external id or uuid of the person merged into this one (then removed)")
+
+
+class MergeResult(BaseModel):
+    kept: str
+    merged: str
+    faces_moved: int
+
+
+class FaceMove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(description="external id or uuid of the person the face belongs to")
+
+
+class FaceMoveResult(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    face_id: str
+    from_: str | None = Field(alias="from")
+    to: str
+
+
+class Erasure(BaseModel):
+    """What was removed, per store; or, when it was already done, when and by whom."""
+
+    model_config = ConfigDict(extra="allow")
+    already_deleted: bool | None = None
+    removed: dict[str, Any] | None = None
+
+
+class Lookalike(BaseModel):
+    person: Person
+    score: float
+
+
+class Audit(BaseModel):
+    person: Person
+    threshold: float
+    faces: list[dict[str, Any]]
+    searches: list[audit.AuditSearch]
+    lookalikes: list[Lookalike]
+    decision_rule: str
+    lookalike_margin: float | None
+    outliers: list[str]
+
+
+class EnrolledImage(BaseModel):
+    image: str
+    external_id: str
+    outcome: str = Field(description="enrolled, rejected, failed, duplicate, conflict or skipped")
+    reason: str | None
+    faces_found: int | None
+
+
+class EnrollmentSummary(BaseModel):
+    """What `identity enroll --json` prints, and each image's final state."""
+
+    batch: str
+    queued: int
+    processed: int
+    counts: dict[str, int]
+    faces_enrolled: int
+    seconds: float
+    images_per_second: float | None
+    inconsistent_persons: list[dict[str, Any]]
+    images: list[EnrolledImage]
+
+
+class EnrollmentQueued(BaseModel):
+    batch: str
+    queued: int
+    skipped: list[dict[str, Any]] = Field(description="inputs that did not become jobs, with the reason")
+
+
+class EnrollmentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    paths: list[str] = Field(min_length=1, description="folders (one sub-folder per person) or files, under an "
+                                                       "import root (IDENTITY_API__IMPORT_ROOTS)")
+    person: str | None = Field(default=None, description="enroll the files for this external id")
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    role: str = Field(description="search, enroll, audit or admin")
+
+
+@dataclass(frozen=True)
+class CreatedApiKey(keys.KeyRecord):
+    key: str  # shown once; only a salted hash is stored
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    checks: dict[str, str]

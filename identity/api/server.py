@@ -1,0 +1,297 @@
+"""The FastAPI app over one App: state, keys and roles, errors as JSON, bounded inference, metrics.
+
+Concurrency: detection and embedding run in a pool of threads sized to the cores, each
+with its own pipeline; a request that finds the pool and its queue (setting
+api.queue_limit) full gets 503 with Retry-After. SQL sessions are per request. Each
+vector collection is used by one thread at a time (the embedded engine's shard is not
+shared between threads), which costs little: a search's vector work takes milliseconds,
+its inference tens. Enrollment jobs queued through the API run in a background thread
+of the server, which with the embedded store is the one process holding the shard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from identity.api.errors import ApiError, body, status_of
+from identity.api.metrics import Metrics
+from identity.api.session import Sessions
+from identity.app.core import App
+from identity.errors import IdentityError, ImageError
+from identity.faces import FacePipeline, ImageFaces, build_pipeline, load_image
+from identity.services.deployment import Deployment, deployment
+from identity.services.enroll import EnrollmentWriter, process_queue
+from identity.services.keys import Forbidden, KeyRecord, authenticate
+
+log = logging.getLogger("identity.api")
+
+Analysed = ImageFaces | ImageError
+JOB_POLL_S = 5.0  # how often the background runner looks at the queue when nobody wakes it
+
+
+class _Stopping(Exception):
+    """The server is stopping: the background runner's current run hands its jobs back."""
+
+
+class ApiContext:
+    """What every request shares: the App, the active deployment, the inference pool and the metrics."""
+
+    def __init__(self, core: App) -> None:
+        self.core = core
+        self.settings = core.settings
+        self.metrics = Metrics()
+        self.sessions = Sessions(self.settings)  # the review UI's
+        self.max_upload_bytes = int(self.settings.api.max_upload_mb * 1_000_000)
+        workers = self.settings.api.inference_workers or os.cpu_count() or 1
+        self._workers = workers
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="identity-inference")
+        self._slots = threading.BoundedSemaphore(workers + max(self.settings.api.queue_limit, 0))
+        self._local = threading.local()
+        self._store_lock = threading.RLock()
+        self._dep: Deployment | None = None
+        self._wake, self._stopping = threading.Event(), threading.Event()
+        self._runner = threading.Thread(target=self._run_jobs, name="identity-jobs", daemon=True)
+
+    def deployment(self) -> Deployment:
+        """The active model's deployment, its collections shared by the request threads one call at a time."""
+        with self._store_lock:
+            if self._dep is None:
+                dep = deployment(self.core)
+                self._dep = dataclasses.replace(dep, index=Serialized(dep.index), templates=Serialized(dep.templates))
+            return self._dep
+
+    @contextmanager
+    def store(self) -> Iterator[Deployment]:
+        yield self.deployment()
+
+    def analyse_stream(self, paths: Iterator[str]) -> Iterator[tuple[str, Analysed]]:
+        """process_queue's `analyse`: the queue's images through the inference pool, a few at a time."""
+        while chunk := list(itertools.islice(paths, 4)):
+            if self._stopping.is_set():
+                raise _Stopping()  # process_queue hands the claimed jobs back
+            yield from zip(chunk, self.analyse([Path(p) for p in chunk], wait=True))
+
+    def wake_jobs(self) -> None:
+        """Jobs were queued: the background runner takes them now rather than at its next look."""
+        self._wake.set()
+
+    def _run_jobs(self) -> None:
+        """The server's background enrollment: queued jobs through the queue loop, until the server stops."""
+        while not self._stopping.is_set():
+            self._wake.wait(JOB_POLL_S)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                dep = self.deployment()
+                process_queue(self.core, EnrollmentWriter(dep), None, 1, analyse=self.analyse_stream)
+            except _Stopping:
+                return
+            except Exception:  # a store that is down: the next look tries again, the jobs wait queued
+                log.exception("background enrollment stopped; it tries again in %s s", JOB_POLL_S)
+
+    def analyse(self, paths: Sequence[Path], wait: bool = False) -> list[Analysed]:
+        """Detect and embed the images in the inference pool; 503 when it and its queue are full (unless `wait`)."""
+        if not self._slots.acquire(blocking=wait):
+            raise ApiError(503, "the server is busy: too many images wait for the face models",
+                           {"retry_after_s": 1}, headers={"Retry-After": "1"})
+        try:
+            return self._pool.submit(self._analyse, list(paths)).result()
+        finally:
+            self._slots.release()
+
+    def _analyse(self, paths: list[Path]) -> list[Analysed]:
+        pipeline = self._pipeline()
+        found: list[Analysed] = []
+        for path in paths:
+            try:
+                [result] = pipeline.process([load_image(path)])
+                found.append(result)
+            except ImageError as exc:
+                found.append(exc)
+        return found
+
+    def _pipeline(self) -> FacePipeline:
+        """Each inference thread's own pipeline (of the deployment's model): models are not shared between threads."""
+        if getattr(self._local, "pipeline", None) is None:
+            self._local.pipeline = build_pipeline(self.deployment().settings)
+        return self._local.pipeline
+
+    def warm(self) -> None:
+        """Start every inference thread and load its models, so the first requests do not pay for it."""
+        ready = threading.Barrier(self._workers)
+
+        def load() -> None:
+            self._pipeline().load()
+            ready.wait(timeout=300)  # holds this thread until all are started, so each gets one task
+
+        for future in [self._pool.submit(load) for _ in range(self._workers)]:
+            future.result()
+
+    def start(self) -> None:
+        self.warm()
+        self._runner.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._runner.is_alive():
+            self._runner.join()
+        self._pool.shutdown(wait=True)
+
+
+class Serialized:
+    """A vector collection whose calls from several threads run one at a time."""
+
+    def __init__(self, index: Any) -> None:
+        self._index = index
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._index, name)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return value(*args, **kwargs)
+
+        return call
+
+
+def caller(permission: str) -> Callable[..., KeyRecord]:
+    """A route's dependency: the request's key, which must allow `permission` (401/403 otherwise, logged)."""
+
+    def check(request: Request) -> KeyRecord:
+        ctx: ApiContext = request.app.state.ctx
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" else None
+        try:
+            record = authenticate(ctx.core, key)
+        except IdentityError as exc:
+            log.warning("401 %s %s: %s", request.method, request.url.path, exc.message)
+            raise
+        if not record.allows(permission):
+            log.warning("403 %s %s: key %r (role %s) lacks %s", request.method, request.url.path, record.name,
+                        record.role, permission)
+            raise Forbidden(f"the key {record.name!r} (role {record.role}) may not do this ({permission} needed)")
+        return record
+
+    return check
+
+
+def create_api(core: App) -> FastAPI:
+    """The HTTP API over `core` (which the caller opened, and closes after the server stops)."""
+    from identity.api import routes_ops, routes_persons, routes_search, ui
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        api.state.ctx.start()
+        yield
+        api.state.ctx.close()
+
+    api = FastAPI(title="identity", version="1", lifespan=lifespan,
+                  description="Face identity search: enroll people from photos, ask who is in a photo, audit what is held.")
+    api.state.ctx = ApiContext(core)
+    _handle_errors(api)
+    _measure(api)
+    for module in (routes_search, routes_persons, routes_ops, ui):
+        api.include_router(module.router)
+    return api
+
+
+def create_metrics_api(ctx: ApiContext) -> FastAPI:
+    """/metrics alone, without a key: for a separate bind address (setting api.metrics_bind) that only
+    the monitoring network reaches."""
+    from fastapi.responses import PlainTextResponse
+
+    from identity.services.jobs import queue_depth
+
+    metrics = FastAPI(title="identity metrics", openapi_url=None, docs_url=None, redoc_url=None)
+
+    @metrics.get("/metrics", response_class=PlainTextResponse)
+    def scrape() -> str:
+        return ctx.metrics.render(queue_depth(ctx.core))
+
+    return metrics
+
+
+def _handle_errors(api: FastAPI) -> None:
+    from identity.api.ui import SignIn, ui_error
+
+    def on_page(request: Request) -> bool:
+        return request.url.path.startswith("/ui")
+
+    @api.exception_handler(SignIn)
+    async def sign_in(request: Request, exc: SignIn) -> Response:
+        return RedirectResponse("/ui/login", status_code=303)
+
+    @api.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        if on_page(request):
+            return ui_error(request, exc.status, exc.error)
+        return JSONResponse(body(exc.error, exc.detail), status_code=exc.status, headers=exc.headers)
+
+    @api.exception_handler(IdentityError)
+    async def identity_error(request: Request, exc: IdentityError) -> Response:
+        status = status_of(exc)
+        if on_page(request):
+            return ui_error(request, status, exc.message)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+        detail = {k: v for k, v in exc.as_dict().items() if k not in ("error", "exit_code")}
+        return JSONResponse(body(exc.message, detail), status_code=status, headers=headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = [{"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg")} for e in exc.errors()]
+        if on_page(request):
+            return ui_error(request, 422, "; ".join(f"{p['where']}: {p['problem']}" for p in problems))
+        return JSONResponse(body("the request is not valid", problems), status_code=422)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(body(str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @api.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(body("internal error: see the server's log", type(exc).__name__), status_code=500)
+
+
+def _measure(api: FastAPI) -> None:
+    @api.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        ctx: ApiContext = request.app.state.ctx
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > ctx.max_upload_bytes:  # before the body is read
+            response = JSONResponse(body(f"the request is larger than the limit of {ctx.max_upload_bytes / 1e6:g} MB",
+                                         {"limit_bytes": ctx.max_upload_bytes}), status_code=413)
+        else:
+            started = time.perf_counter()
+            response = await call_next(request)
+            route = request.scope.get("route")
+            ctx.metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
+                                time.perf_counter() - started)
+        return response
+
+
+def ctx_of(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+Ctx = Depends(ctx_of)

@@ -1,0 +1,240 @@
+"""The review web UI: server-rendered pages (Jinja2, autoescaped, no JavaScript) over the same services.
+
+Sign in with an API key; the session is a signed, HttpOnly, SameSite cookie (identity.api.session),
+and every form that changes data carries the session's CSRF token. What a page offers
+follows the key's role, and every action is checked again on the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import tempfile
+from pathlib import Path
+from urllib.parse import quote
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+from PIL import Image as PILImage
+
+from identity.api.errors import ApiError
+from identity.api.server import ApiContext, Ctx
+from identity.api.session import COOKIE, MAX_AGE_S, UiSession
+from identity.api.uploads import save_uploads
+from identity.errors import IdentityError, ImageError
+from identity.services.audit import audit_person
+from identity.services.audit_html import face_thumbnails
+from identity.services.curation import delete_face, delete_person, merge_persons, move_face
+from identity.services.keys import ADMIN, READ, SEARCH, Forbidden, KeyRecord, authenticate, key_in_session
+from identity.services.persons import list_people, show_person
+from identity.services.search import SearchOptions, search_faces
+from identity.services.search_log import list_searches
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                                            autoescape=True))
+PHOTO_PX = 800  # the searched photo is shown at most this wide or high
+
+
+class SignIn(Exception):
+    """No valid session: the browser goes to the sign-in page."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Visitor:
+    key: KeyRecord
+    session: UiSession
+
+    def page(self, **values: Any) -> dict[str, Any]:
+        return {"user": self.key, "csrf": self.session.csrf, **values}
+
+
+def visitor(request: Request) -> Visitor:
+    session = request.app.state.ctx.sessions.read(request.cookies.get(COOKIE))
+    if session is None:
+        raise SignIn()
+    try:
+        key = key_in_session(request.app.state.ctx.core, session.key_id)
+    except IdentityError:
+        raise SignIn() from None
+    return Visitor(key, session)
+
+
+def allowed(who: Visitor, permission: str) -> Visitor:
+    if not who.key.allows(permission):
+        raise Forbidden(f"the key {who.key.name!r} (role {who.key.role}) may not do this ({permission} needed)")
+    return who
+
+
+def checked(who: Visitor, csrf: str) -> None:
+    """A form that changes data must send back the session's token (a page of another site cannot)."""
+    if csrf != who.session.csrf:
+        raise ApiError(403, "the form's CSRF token does not match this session: reload the page and try again")
+
+
+def render(request: Request, name: str, values: dict[str, Any], status: int = 200) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, values, status_code=status)
+
+
+@router.get("", response_class=HTMLResponse)
+def home() -> Response:
+    return RedirectResponse("/ui/search", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request) -> HTMLResponse:
+    return render(request, "login.html", {})
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, key: Annotated[str, Form()], ctx: ApiContext = Ctx) -> Response:
+    try:
+        record = authenticate(ctx.core, key.strip())
+    except IdentityError as exc:
+        return render(request, "login.html", {"error": exc.message}, status=401)
+    _, cookie = ctx.sessions.issue(record.key_id)
+    response = RedirectResponse("/ui/search" if record.allows(SEARCH) else "/ui/persons", status_code=303)
+    response.set_cookie(COOKIE, cookie, max_age=MAX_AGE_S, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/ui")
+    return response
+
+
+@router.post("/logout")
+def logout(csrf: Annotated[str, Form()], who: Visitor = Depends(visitor)) -> Response:
+    checked(who, csrf)
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/ui")
+    return response
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_page(request: Request, who: Visitor = Depends(visitor)) -> HTMLResponse:
+    return render(request, "search.html", allowed(who, SEARCH).page(top_k=5))
+
+
+@router.post("/search", response_class=HTMLResponse)
+async def search(request: Request, image: Annotated[UploadFile, File()], csrf: Annotated[str, Form()],
+                 top_k: Annotated[int, Form(ge=1, le=20)] = 5, ctx: ApiContext = Ctx,
+                 who: Visitor = Depends(visitor)) -> HTMLResponse:
+    from starlette.concurrency import run_in_threadpool
+
+    allowed(who, SEARCH)
+    checked(who, csrf)
+    values = who.page(top_k=top_k)
+    with tempfile.TemporaryDirectory(prefix="identity-ui-") as tmp:
+        [(name, path)] = await save_uploads([image], Path(tmp), ctx.max_upload_bytes)
+        [found] = await run_in_threadpool(ctx.analyse, [path])
+        if isinstance(found, ImageError):
+            return render(request, "search.html", {**values, "error": f"{name}: {found.reason}"}, status=422)
+        if not found.faces:
+            return render(request, "search.html", {**values, "error": f"no face found in {name}"}, status=422)
+        options = SearchOptions(top_k=top_k, actor=who.key.name)
+        result = await run_in_threadpool(_search, ctx, dataclasses.replace(found, path=name), options)
+        photo, width, height, scale = _photo(path)
+    best = [c["faces"][0]["face_id"] for f in result["faces"] for c in f["candidates"] if c["faces"]]
+    thumbs = await run_in_threadpool(face_thumbnails, ctx.core, best)
+    return render(request, "search.html", {**values, "result": result, "photo": photo, "width": width,
+                                           "height": height, "scale": scale, "thumbs": thumbs})
+
+
+def _search(ctx: ApiContext, found: Any, options: SearchOptions) -> dict[str, Any]:
+    result = search_faces(ctx.deployment(), found, options)
+    for face in result.faces:
+        ctx.metrics.decision(face.decision)
+    return result.as_dict()
+
+
+def _photo(path: Path) -> tuple[str, int, int, float]:
+    """The searched photo as a JPEG data URI at most PHOTO_PX, its size, and the scale of its boxes."""
+    with PILImage.open(path) as opened:
+        picture = opened.convert("RGB")
+    scale = min(1.0, PHOTO_PX / max(picture.size))
+    if scale < 1.0:
+        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=85)
+    uri = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return uri, picture.width, picture.height, scale
+
+
+@router.get("/persons", response_class=HTMLResponse)
+def persons(request: Request, q: str | None = None, offset: int = 0, flash: str | None = None,
+            ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> HTMLResponse:
+    allowed(who, READ)
+    limit = 50
+    people = [p.as_dict() for p in list_people(ctx.core, q, limit, max(offset, 0))]
+    return render(request, "persons.html", who.page(persons=people, q=q, offset=max(offset, 0), limit=limit,
+                                                    flash=flash))
+
+
+@router.get("/persons/{person}", response_class=HTMLResponse)
+def person(request: Request, person: str, flash: str | None = None, ctx: ApiContext = Ctx,
+           who: Visitor = Depends(visitor)) -> HTMLResponse:
+    allowed(who, READ)
+    report = audit_person(ctx.deployment(), person, who.key.name).as_dict()
+    thumbs = face_thumbnails(ctx.core, [f["face_id"] for f in report["faces"]])
+    return render(request, "person.html", who.page(report=report, thumbs=thumbs, admin=who.key.allows(ADMIN),
+                                                   flash=flash))
+
+
+@router.post("/persons/{person}/merge")
+def merge(person: str, absorb: Annotated[str, Form()], csrf: Annotated[str, Form()], ctx: ApiContext = Ctx,
+          who: Visitor = Depends(visitor)) -> Response:
+    checked(allowed(who, ADMIN), csrf)
+    done = merge_persons(ctx.deployment(), person, absorb, who.key.name)
+    return _back(done.kept, f"merged {done.merged} into {done.kept} ({done.faces_moved} photos moved)")
+
+
+@router.post("/faces/{face}/move")
+def move(face: str, to: Annotated[str, Form()], back: Annotated[str, Form()], csrf: Annotated[str, Form()],
+         ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> Response:
+    checked(allowed(who, ADMIN), csrf)
+    done = move_face(ctx.deployment(), face, to, who.key.name)
+    return _back(back, f"face moved to {done.target}")
+
+
+@router.post("/faces/{face}/delete")
+def remove_face(face: str, back: Annotated[str, Form()], csrf: Annotated[str, Form()], ctx: ApiContext = Ctx,
+                who: Visitor = Depends(visitor)) -> Response:
+    checked(allowed(who, ADMIN), csrf)
+    delete_face(ctx.deployment(), face, who.key.name)
+    return _back(back, "face deleted")
+
+
+@router.get("/persons/{person}/erase", response_class=HTMLResponse)
+def erase_page(request: Request, person: str, ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> HTMLResponse:
+    allowed(who, ADMIN)
+    return render(request, "erase.html", who.page(person=show_person(ctx.core, person).as_dict()))
+
+
+@router.post("/persons/{person}/erase")
+def erase(request: Request, person: str, confirm: Annotated[str, Form()], csrf: Annotated[str, Form()],
+          ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> Response:
+    checked(allowed(who, ADMIN), csrf)
+    record = show_person(ctx.core, person).as_dict()
+    if confirm.strip() != record["external_id"]:
+        return render(request, "erase.html", who.page(person=record, flash="the confirmation did not match: "
+                                                      "type the external id exactly"), status=422)
+    delete_person(ctx.deployment(), person, who.key.name)
+    return RedirectResponse(f"/ui/persons?flash={quote(record['external_id'] + ' erased')}", status_code=303)
+
+
+@router.get("/searches", response_class=HTMLResponse)
+def searches(request: Request, person: str | None = None, actor: str | None = None, decision: str | None = None,
+             ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> HTMLResponse:
+    allowed(who, READ)
+    rows = [s.as_dict() for s in list_searches(ctx.core, person or None, None, 200, actor or None, decision or None)]
+    return render(request, "searches.html", who.page(searches=rows, person=person, actor=actor, decision=decision))
+
+
+def _back(person: str, message: str) -> Response:
+    return RedirectResponse(f"/ui/persons/{quote(person, safe='')}?flash={quote(message)}", status_code=303)
+
+
+def ui_error(request: Request, status: int, error: str) -> Response:
+    """Errors on UI pages as a page (the API's are JSON); no session: to the sign-in page."""
+    return render(request, "error.html", {"status": status, "error": error}, status=status)

@@ -1,0 +1,147 @@
+"""API keys with roles: `identity keys create|list|revoke`, and who a request's key belongs to.
+
+A key reads `idk_<key id>_<secret>`: the key id finds its row, the secret is checked
+against a salted HMAC-SHA256 of it (the secret is 256 random bits, so a slow hash adds
+nothing); the key itself is printed once, at creation, and never stored. The key's name
+is the actor in the search log and in audit events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from identity.app.actor import resolve_actor
+from identity.app.core import App
+from identity.errors import IdentityError, InvalidArgument, NotFound
+from identity.store.sql.api_keys import add_key, all_keys, key_named, key_with_id, mark_used
+from identity.store.sql.audit_events import record_audit_event
+from identity.store.sql.db import transaction
+from identity.store.sql.models import ApiKey, naive_utc, utcnow
+
+PREFIX = "idk"
+USE_RESOLUTION_S = 60  # last_used_at is kept to the minute
+
+# What each role may do; a route names the permission it needs.
+SEARCH, ENROLL, READ, JOBS, ADMIN = "search", "enroll", "read", "jobs", "admin"
+ROLES: dict[str, frozenset[str]] = {
+    "search": frozenset({SEARCH}),
+    "enroll": frozenset({ENROLL, JOBS}),
+    "audit": frozenset({READ, JOBS}),
+    "admin": frozenset({SEARCH, ENROLL, READ, JOBS, ADMIN}),
+}
+
+
+class Unauthorized(IdentityError):
+    """No key, a malformed or unknown one, or a revoked one (HTTP 401)."""
+
+
+class Forbidden(IdentityError):
+    """A valid key whose role does not allow the request (HTTP 403)."""
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    name: str
+    role: str
+    key_id: str
+    created_at: str
+    created_by: str
+    revoked_at: str | None
+    last_used_at: str | None
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return ROLES.get(self.role, frozenset())
+
+    def allows(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "key_id": self.key_id, "created_at": self.created_at,
+                "created_by": self.created_by, "revoked_at": self.revoked_at, "last_used_at": self.last_used_at}
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    record: KeyRecord
+    key: str  # shown once
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.record.as_dict(), "key": self.key}
+
+
+def create_key(app: App, name: str, role: str, actor: str | None = None) -> CreatedKey:
+    if role not in ROLES:
+        raise InvalidArgument(f"role {role!r}: expected one of {', '.join(ROLES)}")
+    if not name.strip() or len(name) > 100:
+        raise InvalidArgument("a key's name is 1 to 100 characters (it is the actor in logs)")
+    key_id, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32), secrets.token_hex(16)
+    with transaction(app.sessions) as session:
+        if key_named(session, name) is not None:
+            raise IdentityError(f"a key named {name!r} already exists (revoke it, or choose another name)")
+        creator = resolve_actor(actor)
+        row = add_key(session, ApiKey(name=name, role=role, key_id=key_id, salt=salt, key_hash=_digest(salt, secret),
+                                      created_by=creator))
+        record_audit_event(session, creator, "create_api_key", subject=name, details={"role": role, "key_id": key_id})
+        return CreatedKey(_record(row), f"{PREFIX}_{key_id}_{secret}")
+
+
+def list_keys(app: App) -> list[KeyRecord]:
+    with app.sessions() as session:
+        return [_record(row) for row in all_keys(session)]
+
+
+def revoke_key(app: App, name: str, actor: str | None = None) -> KeyRecord:
+    """Revoke the key named `name`; revoking twice is harmless (the first revocation is reported)."""
+    with transaction(app.sessions) as session:
+        row = key_named(session, name)
+        if row is None:
+            raise NotFound(f"no API key named {name!r}")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            record_audit_event(session, resolve_actor(actor), "revoke_api_key", subject=name,
+                               details={"key_id": row.key_id})
+        return _record(row)
+
+
+def authenticate(app: App, key: str | None) -> KeyRecord:
+    """The record of the key a request presents; Unauthorized (naming no key material) otherwise."""
+    if not key:
+        raise Unauthorized("an API key is required: send `Authorization: Bearer <key>`")
+    prefix, _, rest = key.partition("_")
+    key_id, _, secret = rest.partition("_")
+    if prefix != PREFIX or not key_id or not secret:
+        raise Unauthorized("the API key is malformed")
+    with transaction(app.sessions) as session:
+        row = key_with_id(session, key_id)
+        if row is None or not hmac.compare_digest(row.key_hash, _digest(row.salt, secret)):
+            raise Unauthorized("the API key is not valid")
+        if row.revoked_at is not None:
+            raise Unauthorized(f"the API key {row.name!r} was revoked")
+        now = utcnow()
+        if row.last_used_at is None or (naive_utc(now) - naive_utc(row.last_used_at)).total_seconds() > USE_RESOLUTION_S:
+            mark_used(session, row, now)  # not on every request: a write per search would serialize them
+        return _record(row)
+
+
+def key_in_session(app: App, key_id: str) -> KeyRecord:
+    """The key a UI session was opened with, if it is still valid (a revoked key ends its sessions)."""
+    with app.sessions() as session:
+        row = key_with_id(session, key_id)
+        if row is None or row.revoked_at is not None:
+            raise Unauthorized("the session's API key is no longer valid: sign in again")
+        return _record(row)
+
+
+def _digest(salt: str, secret: str) -> str:
+    return hmac.new(bytes.fromhex(salt), secret.encode(), hashlib.sha256).hexdigest()
+
+
+def _record(row: ApiKey) -> KeyRecord:
+    return KeyRecord(name=row.name, role=row.role, key_id=row.key_id, created_at=row.created_at.isoformat(),
+                     created_by=row.created_by, revoked_at=row.revoked_at.isoformat() if row.revoked_at else None,
+                     last_used_at=row.last_used_at.isoformat() if row.last_used_at else None)

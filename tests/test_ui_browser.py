@@ -1,0 +1,133 @@
+"""The review UI in a real Chromium (Debian's package, driven by Playwright's Python API) over a real server.
+
+Screenshots go to test-artifacts/ (not committed): look at them after a run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from identity.app.core import App
+from identity.config import EnrollSettings, Settings
+from identity.services.deployment import open_deployment
+from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
+from identity.services.enroll_inputs import from_directory
+from identity.services.keys import create_key
+from identity.services.persons import add_person
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+SCRIPT = "<script>alert(1)</script>"
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is needed for the browser tests")
+uvicorn = pytest.importorskip("uvicorn")
+if not CHROMIUM.is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)", allow_module_level=True)
+
+from identity.api.server import create_api  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def site(tmp_path: Path, lfw_dir: Path):
+    """A served store with three people enrolled, one more whose name is markup, and an admin key."""
+    settings = Settings(data_dir=tmp_path / "data", workers=1, enroll=EnrollSettings(chunk_size=4))
+    root = tmp_path / "photos"
+    for person in ("Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"):
+        (root / person).mkdir(parents=True)
+        for n in (1, 2):
+            shutil.copy(lfw_dir / person / f"{person}_{n:04d}.jpg", root / person)
+    with open_deployment(settings) as dep:
+        batch, _ = queue_jobs(dep.app, from_directory(root))
+        process_queue(dep.app, EnrollmentWriter(dep), batch, 1)
+    with App.open(settings) as core:
+        key = create_key(core, "reviewer", "admin").key
+        add_person(core, "markup-test", SCRIPT, {"note": SCRIPT})
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_api(core), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}", key, lfw_dir
+        finally:
+            server.should_exit = True
+            thread.join(timeout=30)
+
+
+@pytest.fixture
+def page():
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        opened = browser.new_page(viewport={"width": 1200, "height": 900})
+        dialogs: list[str] = []
+        opened.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        opened.dialogs = dialogs  # type: ignore[attr-defined]
+        yield opened
+        browser.close()
+
+
+def sign_in(page, base: str, key: str) -> None:
+    page.goto(f"{base}/ui/search")
+    assert page.url.endswith("/ui/login")  # no session: to the sign-in page
+    page.fill("input[name=key]", key)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/ui/search")
+
+
+def test_sign_in_search_open_the_person_and_erase_them(site, page) -> None:
+    base, key, lfw = site
+    sign_in(page, base, key)
+    page.set_input_files("input[type=file]", str(lfw / "Al_Gore" / "Al_Gore_0003.jpg"))
+    page.click("button[type=submit]")
+    page.wait_for_selector("h3.face-result")
+    assert "match" in page.inner_text("h3.face-result")
+    assert page.locator("#photo rect").count() == 1  # the face boxed on the photo
+    assert page.locator("img.thumb").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "ui-search.png"), full_page=True)
+
+    page.click("a[href='/ui/persons/Al_Gore'] >> nth=0")
+    page.wait_for_selector("#person-name")
+    assert page.locator("figure.face").count() == 2
+    page.screenshot(path=str(ARTIFACTS / "ui-person.png"), full_page=True)
+
+    page.click("#erase-link")
+    page.fill("#confirm", "not-him")
+    page.click("#erase-button")
+    assert "did not match" in page.content()  # the confirmation step guards it
+    page.fill("#confirm", "Al_Gore")
+    page.click("#erase-button")
+    page.wait_for_url(f"{base}/ui/persons?*")
+    assert "Al_Gore erased" in page.inner_text("p.flash")
+    page.screenshot(path=str(ARTIFACTS / "ui-erased.png"), full_page=True)
+
+    page.goto(f"{base}/ui/search")
+    page.set_input_files("input[type=file]", str(lfw / "Al_Gore" / "Al_Gore_0003.jpg"))
+    page.click("button[type=submit]")
+    page.wait_for_selector("h3.face-result")
+    assert "Al_Gore" not in page.inner_text("table")
+
+
+def test_markup_in_a_name_is_shown_as_text(site, page) -> None:
+    base, key, _ = site
+    sign_in(page, base, key)
+    page.goto(f"{base}/ui/persons/markup-test")
+    assert page.inner_text("#person-name") == SCRIPT
+    page.goto(f"{base}/ui/persons?q=markup")
+    assert SCRIPT in page.inner_text("table")
+    page.screenshot(path=str(ARTIFACTS / "ui-markup.png"), full_page=True)
+    assert page.dialogs == []  # no script ran
