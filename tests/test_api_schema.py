@@ -19,10 +19,11 @@ from identity.services.persons import add_person  # noqa: E402
 EXAMPLES = 15  # per operation: enough to reach every parameter's edge, quick enough for every run
 
 
-def test_no_5xx_and_every_response_conforms(tmp_path: Path) -> None:
+def test_no_5xx_and_every_response_conforms(tmp_path: Path, database_url: str) -> None:
     from identity.api.server import create_api
 
-    settings = Settings(data_dir=tmp_path / "data", workers=1, api=ApiSettings(import_roots=str(tmp_path / "imports")))
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, workers=1,
+                        api=ApiSettings(import_roots=str(tmp_path / "imports")))
     with App.open(settings) as core:
         headers = {"Authorization": f"Bearer {create_key(core, 'fuzzer', 'admin').key}"}
         add_person(core, "P-1", "Person One", {"team": "a"})

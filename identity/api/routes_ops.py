@@ -46,7 +46,7 @@ def readyz(ctx: ApiContext = Ctx) -> Any:
         dep = ctx.deployment()
         dep.index.count()
         checks["vector_store"] = "ok"
-        ctx.deployment().pipeline.load()
+        dep.pipeline.load()
         checks["model"] = f"ok: {dep.model.model_id}"
     except IdentityError as exc:
         checks["error"] = exc.message
@@ -105,7 +105,10 @@ def _queue(ctx: ApiContext, inputs: enroll_inputs.EnrollInputs) -> dict[str, Any
 def _allowed(ctx: ApiContext, raw: str) -> Path:
     """A path under one of the import roots (after resolving links and `..`); 403 for any other."""
     roots = [Path(r).expanduser().resolve() for r in (ctx.settings.api.import_roots or "").split(os.pathsep) if r]
-    path = Path(raw).expanduser().resolve()
+    try:
+        path = Path(raw).expanduser().resolve()
+    except (ValueError, OSError) as exc:  # a NUL byte, a name the file system cannot hold
+        raise ApiError(422, f"{raw!r} is not a usable path: {exc}") from None
     if not any(path == root or path.is_relative_to(root) for root in roots):
         raise ApiError(403, f"{raw} is not under an import root (IDENTITY_API__IMPORT_ROOTS)",
                        {"import_roots": [str(r) for r in roots]})

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 
 from identity.api import schemas
-from identity.api.routes_search import ERRORS, _filters, _in_thread
+from identity.api.params import filters, in_thread
+from identity.api.routes_search import ERRORS
 from identity.api.server import ApiContext, Ctx, caller
 from identity.api.uploads import save_uploads
 from identity.errors import NotFound
@@ -28,11 +29,11 @@ MAX_SYNC_IMAGES = 10  # more belong in POST /v1/enrollments
 def persons(
     q: str | None = Query(None, description="text in the external id, name or attributes"),
     attribute: list[str] | None = Query(None, description="key=value; a key given twice matches either value"),
-    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2**31 - 1),
     ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ)),
 ) -> list[dict[str, Any]]:
     """People by external id, a page at a time."""
-    wanted = {k: v if isinstance(v, list) else [v] for k, v in _filters(attribute).items()}
+    wanted = {k: v if isinstance(v, list) else [v] for k, v in filters(attribute).items()}
     return [p.as_dict() for p in list_people(ctx.core, q, limit, offset, wanted or None)]
 
 
@@ -58,30 +59,26 @@ def update(person: str, change: schemas.PersonUpdate, ctx: ApiContext = Ctx,
                 responses=ERRORS)
 def erase(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """Erase a person from every store (as `identity person delete`); a repeat reports the first erasure."""
-    with ctx.store() as dep:
-        return delete_person(dep, person, key.name).as_dict()
+    return delete_person(ctx.deployment(), person, key.name).as_dict()
 
 
 @router.post("/persons/{person}/merge", response_model=schemas.MergeResult, responses=ERRORS)
 def merge(person: str, merge: schemas.Merge, ctx: ApiContext = Ctx,
           key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """Move every face and search hit of `absorb` to this person, then remove `absorb`."""
-    with ctx.store() as dep:
-        return merge_persons(dep, person, merge.absorb, key.name).as_dict()
+    return merge_persons(ctx.deployment(), person, merge.absorb, key.name).as_dict()
 
 
 @router.post("/faces/{face}/move", response_model=schemas.FaceMoveResult, responses=ERRORS)
 def move(face: str, move: schemas.FaceMove, ctx: ApiContext = Ctx,
          key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
-    with ctx.store() as dep:
-        return move_face(dep, face, move.to, key.name).as_dict()
+    return move_face(ctx.deployment(), face, move.to, key.name).as_dict()
 
 
 @router.delete("/faces/{face}", response_model=schemas.Erasure, response_model_exclude_unset=True,
                 responses=ERRORS)
 def remove_face(face: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
-    with ctx.store() as dep:
-        return delete_face(dep, face, key.name).as_dict()
+    return delete_face(ctx.deployment(), face, key.name).as_dict()
 
 
 @router.post("/persons/{person}/faces", response_model=schemas.EnrollmentSummary, responses=ERRORS)
@@ -98,7 +95,7 @@ async def enroll_photos(
     try:
         saved = await save_uploads(image, folder, ctx.max_upload_bytes)
         names = {str(path.resolve()): name for name, path in saved}
-        run = await _in_thread(_enroll, ctx, person, [path for _, path in saved])
+        run = await in_thread(_enroll, ctx, person, [path for _, path in saved])
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -117,5 +114,4 @@ def _enroll(ctx: ApiContext, person: str, paths: list[Path]) -> Any:
         external_id = show_person(ctx.core, person).external_id  # a uuid names an existing person
     except NotFound:
         external_id = person  # a new person, created by the enrollment
-    with ctx.store() as dep:
-        return enroll(dep, from_files(external_id, paths), analyse=ctx.analyse_stream)
+    return enroll(ctx.deployment(), from_files(external_id, paths), analyse=ctx.analyse_stream)

@@ -13,11 +13,12 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from identity.api import schemas
 from identity.api.errors import ApiError
 from identity.api.server import ApiContext, Ctx, caller
+from identity.api.params import filters, in_thread
 from identity.api.uploads import save_uploads
 from identity.errors import ExitCode, ImageError, NoFaceFound
 from identity.services.audit import audit_person
 from identity.services.keys import READ, SEARCH, KeyRecord
-from identity.services.search import SearchOptions, search_faces
+from identity.services.search import SearchOptions
 from identity.services.search_log import list_searches
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -37,11 +38,11 @@ async def search(
     key: KeyRecord = Depends(caller(SEARCH)),
 ) -> dict[str, Any]:
     """Who is in these photos: as `identity search --json`; unusable images go into `errors`."""
-    options = SearchOptions(top_k=top_k, threshold=threshold, filters=_filters(filter),
+    options = SearchOptions(top_k=top_k, threshold=threshold, filters=filters(filter),
                             largest_face_only=largest_face, actor=key.name)
     with tempfile.TemporaryDirectory(prefix="identity-api-") as tmp:
         saved = await save_uploads(image, Path(tmp), ctx.max_upload_bytes)
-        found = await _in_thread(ctx.analyse, [path for _, path in saved])
+        found = await in_thread(ctx.analyse, [path for _, path in saved])
         results, errors = [], []
         for (name, _), outcome in zip(saved, found):
             if isinstance(outcome, ImageError):
@@ -49,18 +50,11 @@ async def search(
             elif not outcome.faces:
                 errors.append({"image": name, "error": NoFaceFound(name).message, "exit_code": ExitCode.NO_FACE})
             else:
-                results.append(await _in_thread(_search, ctx, outcome, options, name))
+                named = dataclasses.replace(outcome, path=name)  # the upload's name, not the scratch file's
+                results.append((await in_thread(ctx.search, named, options)).as_dict())
     if not results:
         raise ApiError(422, errors[0]["error"] if len(errors) == 1 else "no image could be searched", errors)
     return {"results": results, "errors": errors}
-
-
-def _search(ctx: ApiContext, found: Any, options: SearchOptions, name: str) -> dict[str, Any]:
-    with ctx.store() as dep:
-        result = search_faces(dep, dataclasses.replace(found, path=name), options)
-    for face in result.faces:
-        ctx.metrics.decision(face.decision)
-    return result.as_dict()
 
 
 @router.get("/searches", response_model=list[schemas.LoggedSearch], responses=ERRORS)
@@ -77,21 +71,4 @@ def searches(
 @router.get("/persons/{person}/audit", response_model=schemas.Audit, responses=ERRORS)
 def audit(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> dict[str, Any]:
     """What is held on a person, which searches returned them, look-alikes and outliers (`identity audit --json`)."""
-    with ctx.store() as dep:
-        return audit_person(dep, person, key.name).as_dict()
-
-
-def _filters(pairs: list[str] | None) -> dict[str, str | list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for pair in pairs or []:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise ApiError(422, f"filter {pair!r} is not key=value")
-        grouped.setdefault(name.strip(), []).append(value)
-    return {k: v[0] if len(v) == 1 else v for k, v in grouped.items()}
-
-
-async def _in_thread(fn: Any, *args: Any) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args)
+    return audit_person(ctx.deployment(), person, key.name).as_dict()

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
@@ -36,10 +36,13 @@ from identity.faces import FacePipeline, ImageFaces, build_pipeline, load_image
 from identity.services.deployment import Deployment, deployment
 from identity.services.enroll import EnrollmentWriter, process_queue
 from identity.services.keys import Forbidden, KeyRecord, authenticate
+from identity.services.refusals import CONFLICT, INVALID, REFUSALS, UNAVAILABLE, refusal_kind
+from identity.services.search import SearchOptions, SearchResult, search_faces
 
 log = logging.getLogger("identity.api")
 
 Analysed = ImageFaces | ImageError
+REFUSAL_STATUS = {INVALID: 422, CONFLICT: 409, UNAVAILABLE: 503}
 JOB_POLL_S = 5.0  # how often the background runner looks at the queue when nobody wakes it
 
 
@@ -74,9 +77,12 @@ class ApiContext:
                 self._dep = dataclasses.replace(dep, index=Serialized(dep.index), templates=Serialized(dep.templates))
             return self._dep
 
-    @contextmanager
-    def store(self) -> Iterator[Deployment]:
-        yield self.deployment()
+    def search(self, found: ImageFaces, options: SearchOptions) -> SearchResult:
+        """The search service on analysed faces, counted in the metrics by decision."""
+        result = search_faces(self.deployment(), found, options)
+        for face in result.faces:
+            self.metrics.decision(face.decision)
+        return result
 
     def analyse_stream(self, paths: Iterator[str]) -> Iterator[tuple[str, Analysed]]:
         """process_queue's `analyse`: the queue's images through the inference pool, a few at a time."""
@@ -267,8 +273,22 @@ def _handle_errors(api: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(body(str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
+    async def refused(request: Request, exc: Exception) -> Response:
+        """Input the database cannot hold is the client's to fix (or, a lost connection, a 503), not a 500."""
+        found = refusal_kind(exc)
+        if found is None:
+            return await unexpected(request, exc)
+        kind, reason = found
+        status = REFUSAL_STATUS[kind]
+        if on_page(request):
+            return ui_error(request, status, f"the database refused it: {reason}")
+        return JSONResponse(body(f"the database refused it: {reason}"), status_code=status)
+
+    for kind in REFUSALS:  # handled here, in the app: a handler of Exception itself runs after the server logs a crash
+        api.add_exception_handler(kind, refused)
+
     @api.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse(body("internal error: see the server's log", type(exc).__name__), status_code=500)
 

@@ -31,7 +31,7 @@ from identity.services.audit_html import face_thumbnails
 from identity.services.curation import delete_face, delete_person, merge_persons, move_face
 from identity.services.keys import ADMIN, READ, SEARCH, Forbidden, KeyRecord, authenticate, key_in_session
 from identity.services.persons import list_people, show_person
-from identity.services.search import SearchOptions, search_faces
+from identity.services.search import SearchOptions
 from identity.services.search_log import list_searches
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -133,19 +133,12 @@ async def search(request: Request, image: Annotated[UploadFile, File()], csrf: A
         if not found.faces:
             return render(request, "search.html", {**values, "error": f"no face found in {name}"}, status=422)
         options = SearchOptions(top_k=top_k, actor=who.key.name)
-        result = await run_in_threadpool(_search, ctx, dataclasses.replace(found, path=name), options)
+        result = (await run_in_threadpool(ctx.search, dataclasses.replace(found, path=name), options)).as_dict()
         photo, width, height, scale = _photo(path)
     best = [c["faces"][0]["face_id"] for f in result["faces"] for c in f["candidates"] if c["faces"]]
     thumbs = await run_in_threadpool(face_thumbnails, ctx.core, best)
     return render(request, "search.html", {**values, "result": result, "photo": photo, "width": width,
                                            "height": height, "scale": scale, "thumbs": thumbs})
-
-
-def _search(ctx: ApiContext, found: Any, options: SearchOptions) -> dict[str, Any]:
-    result = search_faces(ctx.deployment(), found, options)
-    for face in result.faces:
-        ctx.metrics.decision(face.decision)
-    return result.as_dict()
 
 
 def _photo(path: Path) -> tuple[str, int, int, float]:

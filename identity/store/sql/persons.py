@@ -8,7 +8,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import ColumnElement, String, cast, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from identity.errors import IdentityError, NotFound
+from identity.errors import IdentityError, InvalidArgument, NotFound
 from identity.store.sql.models import Face, FaceStatus, Person
 
 MAX_EXTERNAL_ID = Person.__table__.c.external_id.type.length  # 255: the column on every database
@@ -23,17 +23,17 @@ def check_external_id(external_id: str) -> str:
     """
     external_id = external_id.strip()
     if not external_id:
-        raise IdentityError("external id must not be empty")
+        raise InvalidArgument("external id must not be empty")
     if len(external_id) > MAX_EXTERNAL_ID:
-        raise IdentityError(f"external id is {len(external_id)} characters, more than the {MAX_EXTERNAL_ID} allowed")
+        raise InvalidArgument(f"external id is {len(external_id)} characters, more than the {MAX_EXTERNAL_ID} allowed")
     if any(ord(c) < 32 or ord(c) == 127 for c in external_id):
-        raise IdentityError(f"external id {external_id!r} contains a control character")
+        raise InvalidArgument(f"external id {external_id!r} contains a control character")
     return external_id
 
 
 def check_display_name(display_name: str | None) -> str | None:
     if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
-        raise IdentityError(f"display name is {len(display_name)} characters, more than the {MAX_DISPLAY_NAME} allowed")
+        raise InvalidArgument(f"display name is {len(display_name)} characters, more than the {MAX_DISPLAY_NAME} allowed")
     return display_name
 
 
