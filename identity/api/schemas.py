@@ -119,11 +119,18 @@ class FaceMoveResult(BaseModel):
 
 
 class Erasure(BaseModel):
-    """What was removed, per store; or, when it was already done, when and by whom."""
+    """What a deletion removed, per store; or, when it was already done, when and by whom
+    (the fields of `identity person delete --json` / `face delete --json`, in their order)."""
 
-    model_config = ConfigDict(extra="allow")
     already_deleted: bool | None = None
+    face_id: str | None = None
+    person: str | None = None
+    deleted: str | None = None
+    person_id: str | None = None
+    faces_erased: int | None = None
     removed: dict[str, Any] | None = None
+    deleted_at: str | None = None
+    by: str | None = None
 
 
 class Lookalike(BaseModel):
