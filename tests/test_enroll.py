@@ -236,3 +236,13 @@ def test_drain_takes_over_jobs_of_dead_and_vanished_workers(capsys, clean_env, t
     assert time.monotonic() - started >= lease - 1  # it waited for the other machine's lease instead of leaving
     assert main(["jobs", "list", "--json"]) == 0
     assert {(j["status"], j["attempts"]) for j in json.loads(capsys.readouterr().out)} == {("done", 2)}
+
+
+def test_a_rerun_repairs_the_templates_a_kill_between_steps_3_and_4_left(settings: Settings, photos: Path) -> None:
+    enroll(settings, from_directory(photos))
+    with open_deployment(settings) as dep:
+        [(person_id, _), *_] = list(dep.templates.iter_ids())
+        dep.templates.delete([person_id])  # as a run killed after its commit, before its template write
+        assert not diagnose(dep).clean
+    enroll(settings, from_directory(photos))  # every photo a duplicate now: no model runs, the template is rewritten
+    assert store_state(settings) == (6, 6, True)

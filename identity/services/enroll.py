@@ -8,8 +8,9 @@ Storage protocol per chunk of images (ARCHITECTURE.md, "Consistency"):
 A crash between 1 and 3 leaves pending rows and leased jobs: a re-run adopts the
 unfinished jobs, finds the pending faces of the same bytes and person, upserts their
 vectors again under the same ids and completes them, so nothing is enrolled twice and
-no vector lacks a row. A crash between 3 and 4 leaves stale or missing templates, which
-`identity doctor` finds and `--repair` rewrites. `identity reindex` writes faces by the
+no vector lacks a row. A crash between 3 and 4 leaves stale or missing templates: a re-run
+rewrites those of the persons whose photos it finds stored, and `identity doctor` finds
+them and `--repair` rewrites them. `identity reindex` writes faces by the
 same steps (face_row, index_pending) and builds the templates once at the end.
 
 One job cannot jam the queue: an error that is the job's own fault (job_fault), at any
@@ -354,11 +355,18 @@ class EnrollmentWriter:
                 if not job_fault(exc):
                     raise
                 failures[job.id] = fault_reason(exc)
-        results = contained(failures, lambda: self._settle(chunk, digests, failures))
+        held: list[uuid.UUID] = []
+        results = contained(failures, lambda: self._settle(chunk, digests, failures, held))
+        # Step 4 again for the persons whose photos a run already stored: a run killed between
+        # steps 3 and 4 left their templates stale, and this re-run is what repairs them.
+        self._refresh_templates(sorted(set(held)))
         done = {r.job_id for r in results}
         return results, [job for job in chunk if job.id not in done]
 
-    def _settle(self, chunk: Sequence[Job], digests: dict[int, str], failures: dict[int, str]) -> list[JobResult]:
+    def _settle(self, chunk: Sequence[Job], digests: dict[int, str], failures: dict[int, str],
+                held: list[uuid.UUID]) -> list[JobResult]:
+        """The chunk's jobs whose bytes need no work; `held` gets the persons already holding them."""
+        held.clear()  # contained() may run this again
         results: list[JobResult] = []
         with transaction(self.app.sessions) as session:
             images = images_with_sha256(session, digests.values())
@@ -379,6 +387,8 @@ class EnrollmentWriter:
                 if settled is not None:
                     results.append(JobResult(job.id, job.source_path, job.external_id, *settled, faces_found=0,
                                              image_id=image.id))
+                    if settled[0] == "duplicate" and person is not None:
+                        held.append(person.id)
             for result in results:
                 jobs.finish(session, result.job_id, result.outcome, result.reason, result.image_id)
         return results
