@@ -7,11 +7,10 @@ from typing import Optional
 import typer
 
 from identity_cli.context import open_deployment
-from identity_cli.options import JSON
+from identity_cli.options import ACTOR, JSON
 from identity_cli.output import render
 
 app = typer.Typer(no_args_is_help=True, help="Move or delete single enrolled faces.")
-ACTOR = typer.Option(None, "--actor", help="Who does this (recorded).")
 
 
 @app.command("move")
