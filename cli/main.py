@@ -39,11 +39,12 @@ def _root(
 def _register() -> None:
     # Sub-apps are imported here, not at the top, so each module's imports stay light.
     from identity_cli import (admin, config_cmd, enrollment, evaluation, face, faces, jobs, keys, models, person, reindex,
-                              search, serve, train)
+                              review, search, serve, train)
 
     admin.register(app)
     enrollment.register(app)
     search.register(app)
+    review.register(app)
     evaluation.register(app)
     reindex.register(app)
     train.register(app)

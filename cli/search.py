@@ -12,7 +12,7 @@ from rich.markup import escape
 from identity.errors import ExitCode, ImageError, NoFaceFound
 from identity_cli.context import open_app, open_deployment
 from identity_cli.options import JSON, parse_filters
-from identity_cli.output import console, err_console, plain, print_json, print_table, render
+from identity_cli.output import console, err_console, print_json, print_table, render
 
 searches_app = typer.Typer(no_args_is_help=True, help="The append-only log of searches.")
 ACTOR = typer.Option(None, "--actor", help="Who is asking (recorded); default: the OS user.")
@@ -81,14 +81,18 @@ def list_searches(
     person: Optional[str] = typer.Option(None, "--person", help="Only searches that returned this person."),
     since: Optional[datetime] = typer.Option(None, "--since", help="Only searches at or after this time (UTC)."),
     limit: int = typer.Option(100, "--limit", help="At most this many, newest first."),
+    decision: Optional[str] = typer.Option(None, "--decision", help="Only searches where some face matched (match), "
+                                           "or none did (unknown)."),
+    review: Optional[str] = typer.Option(None, "--review", help="Only searches with a match that is confirmed, "
+                                         "rejected, or unreviewed."),
     as_json: bool = JSON,
 ) -> None:
     """List logged searches, newest first."""
     from identity.services.search_log import list_searches as query
 
     with open_app(read_only=True) as core:
-        rows = query(core, person, since, limit)
-    render(rows, as_json, ["when", "actor", "query_name", "faces", "best", "decision", "search_id"],
+        rows = query(core, person, since, limit, decision=decision, review=review)
+    render(rows, as_json, ["when", "actor", "query_name", "faces", "best", "decision", "review", "search_id"],
            title=f"{len(rows)} searches")
 
 
@@ -116,7 +120,8 @@ def audit(
              for f in report.faces]
     print_table(faces, ["face_id", "status", "image", "det_score", "blur", "similarity", "outlier"],
                 title=f"{len(faces)} faces")
-    print_table(plain(report.searches), ["when", "actor", "rank", "score", "decision", "search_id"],
+    searches = [{**s.as_dict(), "review": s.review.verdict if s.review else None} for s in report.searches]
+    print_table(searches, ["when", "actor", "rank", "score", "decision", "review", "search_id"],
                 title=f"{len(report.searches)} searches returned this person")
     print_table([{"external_id": l.person["external_id"], "score": l.score} for l in report.lookalikes],
                 ["external_id", "score"], title=f"look-alikes (margin to threshold {report.lookalike_margin})")

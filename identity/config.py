@@ -86,6 +86,18 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class ReviewSettings:
+    """The review loop: match reviews and the faces searches returned as unknown."""
+
+    # `identity report reviews` warns when the share of reviewed matches that were confirmed falls below this.
+    precision_warning: float = 0.95
+    # Keep the faces searches return as unknown (vector + small thumbnail) so `identity cluster
+    # --from-searches` can group them. Off: they are biometric data of people who are not enrolled.
+    keep_unknown_faces: bool = False
+    unknown_retention_days: float = 30.0  # kept unknown faces are erased from the data files after this long
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=lambda: default_data_dir())
     database_url: str | None = None  # None: SQLite file under data_dir
@@ -100,6 +112,7 @@ class Settings:
     vectors: VectorSettings = field(default_factory=VectorSettings)
     enroll: EnrollSettings = field(default_factory=EnrollSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
     config_file: Path | None = None
 
     @property

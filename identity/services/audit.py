@@ -21,6 +21,7 @@ import numpy as np
 from identity.services.deployment import Deployment
 from identity.app.actor import resolve_actor
 from identity.evaluation.decision import PERSONS_NEEDED, decision_score
+from identity.services.reviews import ReviewState
 from identity.services.search import decision_threshold
 from identity.services.templates import template_of
 from identity.store.sql.db import transaction
@@ -28,6 +29,7 @@ from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.faces import faces_with_images
 from identity.store.sql.models import Face, FaceStatus, Image
 from identity.store.sql.persons import get_person, person_record, persons_by_id
+from identity.store.sql.reviews import latest_reviews
 from identity.store.sql.searches import hits_of_person
 
 LOOKALIKES = 5
@@ -70,9 +72,10 @@ class AuditSearch:
     rank: int
     score: float | None
     decision: str
+    review: ReviewState | None = None  # the review in force on this hit, if any
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "review": self.review.as_dict() if self.review else None}
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> AuditRe
         # The active model's rows only: the same photos under a model kept for rollback are not more data.
         faces = faces_with_images(session, person.id, dep.model.id)
         searches = hits_of_person(session, person.id)
+        reviews = latest_reviews(session, {event.id for _, event in searches})
     face_rows = [_face_row(face, image) for face, image in faces]
     indexed = [uuid.UUID(f.face_id) for f in face_rows if f.status == FaceStatus.indexed.value]
     vectors = dep.index.vectors(indexed)
@@ -123,7 +127,8 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> AuditRe
         searches=[
             AuditSearch(search_id=str(event.id), when=event.created_at.isoformat(), actor=event.actor,
                         query_sha256=event.query_sha256, face_index=hit.face_index, rank=hit.rank,
-                        score=hit.score, decision=hit.decision)
+                        score=hit.score, decision=hit.decision,
+                        review=ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))))
             for hit, event in searches
         ],
         lookalikes=lookalikes,

@@ -42,6 +42,7 @@ from identity.store.sql.faces import (
 from identity.store.sql.jobs import delete_enrollment_jobs
 from identity.store.sql.models import Face
 from identity.store.sql.persons import delete_person_row, find_person, get_person, person_with_id
+from identity.store.sql.reviews import move_reviews
 from identity.store.sql.searches import move_search_hits
 from identity.store.vectors import VectorIndex
 
@@ -91,6 +92,7 @@ def merge_persons(dep: Deployment, keep_ref: str, absorb_ref: str, actor: str | 
         faces = face_keys_of_person(session, absorb.id)
         reassign_person_faces(session, absorb.id, keep.id)
         move_search_hits(session, absorb.id, keep.id)
+        move_reviews(session, absorb.id, keep.id)
         keep.attributes = {**absorb.attributes, **keep.attributes}
         keep.display_name = keep.display_name or absorb.display_name
         summary = MergeResult(keep.external_id, absorb.external_id, _photos(faces))

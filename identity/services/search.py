@@ -29,6 +29,7 @@ from identity.services.thresholds import Threshold, pack_threshold, resolve_thre
 from identity.store.sql.db import transaction
 from identity.store.sql.models import SearchEvent, SearchHit
 from identity.store.sql.persons import person_record, persons_by_id, persons_with_attributes
+from identity.store.sql.reviews import rejected_for_image
 from identity.store.sql.searches import record_search
 
 FACES_PER_PERSON = 5  # how many of a person's faces are counted among the hits
@@ -144,9 +145,14 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
     threshold, warnings = decision_threshold(dep, options.threshold, allowed)
     wanted = max(options.top_k, PERSONS_NEEDED)  # the cohort even under the raw rule: eval scores both
     ranked = [dep.templates.search(face.embedding, wanted, allowed) if allowed != [] else [] for _, face in faces]
-    shown = {hit.person_id for hits in ranked for hit in hits[:options.top_k]}
     with dep.app.sessions() as session:
-        people = persons_by_id(session, shown)
+        rejected = rejected_for_image(session, found.sha256, dep.model.id)
+        ranked, left_out = _without_rejected(faces, ranked, rejected)
+        people = persons_by_id(session, {hit.person_id for hits in ranked for hit in hits[:options.top_k]}
+                               | {person_id for _, person_id in left_out})
+    warnings = warnings + [f"face {index}: {people[person_id].external_id} is left out: a reviewer rejected that "
+                           "match for this image (identity review list)" for index, person_id in left_out
+                           if person_id in people]
     matches = []
     for (index, face), hits in zip(faces, ranked):
         # A template whose person was erased a moment ago has no row: it is never shown.
@@ -183,6 +189,20 @@ def decision_threshold(dep: Deployment, override: float | None = None,
     return fallback, [f"{where} holds {persons} persons, too few for the normalized decision (it needs "
                       f"{MIN_COHORT + 1}): deciding on the raw similarity at threshold {fallback.value} "
                       f"({fallback.source})"]
+
+
+def _without_rejected(faces: list[tuple[int, DetectedFace]], ranked: list[list[Any]],
+                      rejected: dict[int, set[uuid.UUID]]) -> tuple[list[list[Any]], list[tuple[int, uuid.UUID]]]:
+    """Each face's ranking without the persons a review rejected for this face of this image: a rejected
+    match is never made again for the same photo, and the decision is taken among the others."""
+    if not rejected:
+        return ranked, []
+    kept, left_out = [], []
+    for (index, _), hits in zip(faces, ranked):
+        refused = rejected.get(index, set())
+        kept.append([hit for hit in hits if hit.person_id not in refused])
+        left_out += [(index, hit.person_id) for hit in hits if hit.person_id in refused]
+    return kept, left_out
 
 
 def _best_faces(dep: Deployment, vector: Any, person_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[MatchedFace, ...]]:

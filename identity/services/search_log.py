@@ -10,6 +10,7 @@ from identity.app.core import App
 from identity.errors import InvalidArgument
 from identity.store.sql.models import SearchHit
 from identity.store.sql.persons import get_person
+from identity.store.sql.reviews import REVIEW_STATES, searches_by_review
 from identity.store.sql.searches import recent_searches, top_hits
 
 
@@ -26,21 +27,26 @@ class LoggedSearch:
     threshold: float | None
     best: float | None
     decision: str
+    review: str | None  # of its matched faces: confirmed, rejected, unreviewed, or mixed; None without a match
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def list_searches(app: App, person_ref: str | None = None, since: datetime | None = None,
-                  limit: int = 100, actor: str | None = None, decision: str | None = None) -> list[LoggedSearch]:
-    """Newest first, filtered by person, time, actor, and decision (`match`: some face matched;
-    `unknown`: none did)."""
+                  limit: int = 100, actor: str | None = None, decision: str | None = None,
+                  review: str | None = None) -> list[LoggedSearch]:
+    """Newest first, filtered by person, time, actor, decision (`match`: some face matched; `unknown`:
+    none did) and review (some matched face's review is `confirmed`, `rejected`, or `unreviewed`)."""
     if decision not in (None, "match", "unknown"):
         raise InvalidArgument(f"decision {decision!r}: expected match or unknown")
+    if review not in (None, *REVIEW_STATES):
+        raise InvalidArgument(f"review {review!r}: expected one of {', '.join(REVIEW_STATES)}")
     with app.sessions() as session:
         person_id = get_person(session, person_ref).id if person_ref else None
         matched = None if decision is None else decision == "match"
-        events = recent_searches(session, person_id, since, limit, actor, matched)
+        events = recent_searches(session, person_id, since, limit, actor, matched, review)
+        reviews = searches_by_review(session, [e.id for e in events]) if events else {}
         best = {}
         if events:
             for hit in top_hits(session, [e.id for e in events]):
@@ -50,9 +56,16 @@ def list_searches(app: App, person_ref: str | None = None, since: datetime | Non
         LoggedSearch(search_id=str(e.id), when=e.created_at.isoformat(), actor=e.actor, query_name=e.query_name,
                      query_sha256=e.query_sha256, faces=e.face_count, threshold=e.threshold,
                      best=round(best[e.id].score, 4) if e.id in best and best[e.id].score is not None else None,
-                     decision=best[e.id].decision if e.id in best else "unknown")
+                     decision=best[e.id].decision if e.id in best else "unknown",
+                     review=_summary(reviews.get(e.id)))
         for e in events
     ]
+
+
+def _summary(states: set[str] | None) -> str | None:
+    if not states:
+        return None
+    return next(iter(states)) if len(states) == 1 else "mixed"
 
 
 def _score(hit: SearchHit) -> float:

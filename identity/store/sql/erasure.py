@@ -3,7 +3,8 @@
 An erased person leaves no row naming them: their faces, images (unless another person's
 face is on the same photo), enrollment jobs and person row are deleted; search hits that
 returned them keep rank and decision but lose the link and the score, and the searches
-those hits belong to lose the query's name and digest; earlier audit events about them
+those hits belong to lose the query's name and digest; reviews of those hits keep verdict,
+reviewer and time but lose the link and the reviewer's note; earlier audit events about them
 keep what was done and by whom, with the ids replaced by keyed tokens (HMAC-SHA256 under
 the deployment's erasure key), so "was X erased?" stays answerable without keeping X.
 """
@@ -19,7 +20,8 @@ from sqlalchemy import String, cast, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from identity.store.sql.deployment import deployment_record
-from identity.store.sql.models import AuditEvent, Face, Image, Job, Person, SearchEvent, SearchHit
+from identity.store.sql.models import AuditEvent, Face, FaceCluster, Image, Job, Person, SearchEvent, SearchHit
+from identity.store.sql.reviews import unlink_reviews
 
 REDACTED = "[erased]"
 
@@ -47,6 +49,9 @@ def erase_person_rows(session: Session, person: Person, removed_paths: list[str]
         "faces": session.execute(delete(Face).where(Face.person_id == person.id)).rowcount,
         "jobs": session.execute(delete(Job).where(Job.id.in_([row.id for row in jobs]))).rowcount,
         **_redact_searches(session, person.id),
+        "reviews_unlinked": unlink_reviews(session, person.id),
+        # A cluster named for them lists their photos: it goes (its members with it).
+        "clusters": session.execute(delete(FaceCluster).where(FaceCluster.person_id == person.id)).rowcount,
         "audit_events_redacted": _redact_audit(session, person, subject),
     }
     counts.update(drop_unused_images(session, images, removed_paths))

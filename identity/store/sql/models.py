@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    LargeBinary,
     DateTime,
     Enum,
     Float,
@@ -192,7 +193,7 @@ class SearchEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(200))
     # Both None once a person this search returned was erased: the search happened, not what was asked.
-    query_sha256: Mapped[str | None] = mapped_column(String(64))
+    query_sha256: Mapped[str | None] = mapped_column(String(64), index=True)  # indexed: a new search finds its image's reviews
     query_name: Mapped[str | None] = mapped_column(Text)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     threshold: Mapped[float] = mapped_column(Float)
@@ -274,3 +275,80 @@ class ApiKey(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class MatchReview(Base):
+    """A reviewer's verdict on one search hit: the face at `face_index` of a search is (confirmed) or is
+    not (rejected) `person_id`. Append-only: a later review of the same face and person supersedes.
+
+    Erasing the person keeps the review (who decided what, when) without the link or the note.
+    """
+
+    __tablename__ = "match_reviews"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    search_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("search_events.id", ondelete="CASCADE"), index=True)
+    face_index: Mapped[int]
+    person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"), index=True)
+    verdict: Mapped[str] = mapped_column(String(16))  # confirmed / rejected
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class UnknownFace(Base):
+    """A face a search returned as unknown, kept (only when settings.unknown_faces.keep is on) so that
+    clustering can group them: its vector lives in the model's `unknown_` collection under this id,
+    and a small thumbnail here for review. Erased, vector and row, when `expires_at` passes."""
+
+    __tablename__ = "unknown_faces"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)  # = vector point id
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    search_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("search_events.id", ondelete="SET NULL"))
+    face_index: Mapped[int]
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    source_path: Mapped[str | None] = mapped_column(Text)  # the searched file, when it had a path
+    bbox: Mapped[list[Any]]
+    quality: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)  # JPEG of the aligned crop
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class FaceCluster(Base):
+    """A group of unlabelled faces that are probably one person, kept until named or discarded.
+
+    The id is a digest of the members, so a re-run on the same input gives the same ids.
+    """
+
+    __tablename__ = "face_clusters"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    scope: Mapped[str] = mapped_column(Text, index=True)  # "folder:<abs path>" or "searches": what a re-run replaces
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open / named / discarded
+    person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    members: Mapped[list["ClusterMember"]] = relationship(back_populates="cluster", lazy="raise", passive_deletes=True,
+                                                          order_by="ClusterMember.id")
+
+
+class ClusterMember(Base):
+    """One face of a cluster: where it came from (a photo's face, or a kept unknown face)."""
+
+    __tablename__ = "cluster_members"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("face_clusters.id", ondelete="CASCADE"), index=True)
+    face_key: Mapped[str] = mapped_column(String(100))  # "<image sha256>:<face index>", or the unknown face's id
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    source_path: Mapped[str | None] = mapped_column(Text)
+    face_index: Mapped[int]
+    bbox: Mapped[list[Any]]
+    unknown_face_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("unknown_faces.id", ondelete="CASCADE"))
+
+    cluster: Mapped[FaceCluster] = relationship(back_populates="members", lazy="raise")

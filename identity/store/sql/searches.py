@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from identity.store.sql.models import SearchEvent, SearchHit
+from identity.store.sql.reviews import searches_with_review_state
 
 
 def record_search(session: Session, event: SearchEvent, hits: Iterable[SearchHit]) -> uuid.UUID:
@@ -23,9 +24,11 @@ def record_search(session: Session, event: SearchEvent, hits: Iterable[SearchHit
 
 
 def recent_searches(session: Session, person_id: uuid.UUID | None = None, since: datetime | None = None,
-                    limit: int = 100, actor: str | None = None, matched: bool | None = None) -> list[SearchEvent]:
+                    limit: int = 100, actor: str | None = None, matched: bool | None = None,
+                    review_state: str | None = None) -> list[SearchEvent]:
     """The newest searches first; when given, only those that returned `person_id`, made at or after
-    `since`, by `actor`, and in which some face was (`matched`) or no face was (not `matched`) a match."""
+    `since`, by `actor`, in which some face was (`matched`) or no face was (not `matched`) a match, and
+    with a match in `review_state` (identity.store.sql.reviews)."""
     stmt = select(SearchEvent).order_by(SearchEvent.created_at.desc()).limit(limit)
     if person_id is not None:
         stmt = stmt.where(SearchEvent.id.in_(select(SearchHit.search_id).where(SearchHit.person_id == person_id)))
@@ -36,6 +39,8 @@ def recent_searches(session: Session, person_id: uuid.UUID | None = None, since:
     if matched is not None:
         any_match = SearchEvent.id.in_(select(SearchHit.search_id).where(SearchHit.decision == "match"))
         stmt = stmt.where(any_match if matched else ~any_match)
+    if review_state is not None:
+        stmt = stmt.where(searches_with_review_state(review_state))
     return list(session.scalars(stmt))
 
 

@@ -1,0 +1,127 @@
+"""Match reviews: append-only verdicts on search hits, and what they say about an image searched again."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Iterable, Sequence
+
+from sqlalchemy import ColumnElement, ScalarSelect, select, update
+from sqlalchemy.orm import Session
+
+from identity.store.sql.models import MatchReview, SearchEvent, SearchHit
+
+CONFIRMED = "confirmed"
+REJECTED = "rejected"
+UNREVIEWED = "unreviewed"
+VERDICTS = (CONFIRMED, REJECTED)
+REVIEW_STATES = (CONFIRMED, REJECTED, UNREVIEWED)
+
+ReviewKey = tuple[uuid.UUID, int, uuid.UUID | None]  # search, face index, person
+
+
+def add_review(session: Session, review: MatchReview) -> MatchReview:
+    session.add(review)
+    session.flush()
+    return review
+
+
+def latest_reviews(session: Session, search_ids: Iterable[uuid.UUID]) -> dict[ReviewKey, MatchReview]:
+    """The review in force for each (search, face, person) of these searches: the latest one."""
+    wanted = list(set(search_ids))
+    latest: dict[ReviewKey, MatchReview] = {}
+    for start in range(0, len(wanted), 500):  # bounded IN lists
+        rows = session.scalars(select(MatchReview).where(MatchReview.search_id.in_(wanted[start:start + 500]))
+                               .order_by(MatchReview.created_at, MatchReview.id))
+        for review in rows:
+            latest[(review.search_id, review.face_index, review.person_id)] = review
+    return latest
+
+
+def rejected_for_image(session: Session, sha256: str, model_id: int) -> dict[int, set[uuid.UUID]]:
+    """Per face index of this image (as this model detects it), the persons whose latest review, over every
+    earlier search of the same bytes, rejected them."""
+    rows = session.execute(
+        select(MatchReview.face_index, MatchReview.person_id, MatchReview.verdict)
+        .join(SearchEvent, MatchReview.search_id == SearchEvent.id)
+        .where(SearchEvent.query_sha256 == sha256, SearchEvent.model_id == model_id,
+               MatchReview.person_id.is_not(None))
+        .order_by(MatchReview.created_at, MatchReview.id)
+    ).all()
+    verdicts = {(row.face_index, row.person_id): row.verdict for row in rows}
+    rejected: dict[int, set[uuid.UUID]] = {}
+    for (face_index, person_id), verdict in verdicts.items():
+        if verdict == REJECTED:
+            rejected.setdefault(face_index, set()).add(person_id)
+    return rejected
+
+
+def face_hits(session: Session, search_id: uuid.UUID, face_index: int) -> list[SearchHit]:
+    """The ranked hits of one face of a search, best first."""
+    return list(session.scalars(select(SearchHit).where(SearchHit.search_id == search_id,
+                                                        SearchHit.face_index == face_index)
+                                .order_by(SearchHit.rank)))
+
+
+def latest_verdict() -> ScalarSelect[str]:
+    """The verdict in force on the SearchHit of the enclosing query (NULL: never reviewed)."""
+    return (select(MatchReview.verdict)
+            .where(MatchReview.search_id == SearchHit.search_id, MatchReview.face_index == SearchHit.face_index,
+                   MatchReview.person_id == SearchHit.person_id)
+            .order_by(MatchReview.created_at.desc(), MatchReview.id.desc()).limit(1)
+            .correlate(SearchHit).scalar_subquery())
+
+
+def in_review_state(state: str) -> ColumnElement[bool]:
+    """On a SearchHit: its latest review is `state` ("confirmed", "rejected"), or it has none ("unreviewed")."""
+    verdict = latest_verdict()
+    return verdict.is_(None) if state == UNREVIEWED else verdict == state
+
+
+def searches_with_review_state(state: str) -> ColumnElement[bool]:
+    """On a SearchEvent: some face of it was a match whose review state is `state`."""
+    return SearchEvent.id.in_(select(SearchHit.search_id).where(SearchHit.rank == 1, SearchHit.decision == "match",
+                                                                in_review_state(state)))
+
+
+def first_hits(session: Session, person_id: uuid.UUID | None = None, since: datetime | None = None,
+               decision: str | None = None, review_state: str | None = None,
+               limit: int | None = None) -> Sequence[tuple[SearchHit, SearchEvent]]:
+    """The rank-1 hit of every searched face (what its decision was about), with its search, newest first."""
+    stmt = (select(SearchHit, SearchEvent).join(SearchEvent, SearchHit.search_id == SearchEvent.id)
+            .where(SearchHit.rank == 1).order_by(SearchEvent.created_at.desc(), SearchHit.face_index))
+    if review_state is not None:
+        stmt = stmt.where(in_review_state(review_state))
+    if person_id is not None:
+        stmt = stmt.where(SearchHit.person_id == person_id)
+    if since is not None:
+        stmt = stmt.where(SearchEvent.created_at >= since)
+    if decision is not None:
+        stmt = stmt.where(SearchHit.decision == decision)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return session.execute(stmt).all()
+
+
+def unlink_reviews(session: Session, person_id: uuid.UUID) -> int:
+    """Erasure: the reviews stay (who decided what, when) without the person or the reviewer's note."""
+    return session.execute(update(MatchReview).where(MatchReview.person_id == person_id)
+                           .values(person_id=None, note=None)).rowcount
+
+
+def move_reviews(session: Session, from_person: uuid.UUID, to_person: uuid.UUID) -> None:
+    """A merge of two records of one person takes the reviews along with the search hits."""
+    session.execute(update(MatchReview).where(MatchReview.person_id == from_person).values(person_id=to_person))
+
+
+def searches_by_review(session: Session, search_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, set[str]]:
+    """Per search, the review states of its matched faces ("confirmed", "rejected", "unreviewed")."""
+    matched = session.execute(select(SearchHit.search_id, SearchHit.face_index, SearchHit.person_id)
+                              .where(SearchHit.search_id.in_(search_ids), SearchHit.rank == 1,
+                                     SearchHit.decision == "match")).all()
+    reviews = latest_reviews(session, search_ids)
+    states: dict[uuid.UUID, set[str]] = {}
+    for row in matched:
+        review = reviews.get((row.search_id, row.face_index, row.person_id))
+        states.setdefault(row.search_id, set()).add(review.verdict if review else UNREVIEWED)
+    return states
