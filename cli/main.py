@@ -38,13 +38,14 @@ def _root(
 
 def _register() -> None:
     # Sub-apps are imported here, not at the top, so each module's imports stay light.
-    from identity_cli import (admin, config_cmd, enrollment, evaluation, face, faces, jobs, keys, models, person, reindex,
+    from identity_cli import (admin, cluster, config_cmd, enrollment, evaluation, face, faces, jobs, keys, models, person, reindex,
                               review, search, serve, train)
 
     admin.register(app)
     enrollment.register(app)
     search.register(app)
     review.register(app)
+    cluster.register(app)
     evaluation.register(app)
     reindex.register(app)
     train.register(app)

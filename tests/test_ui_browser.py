@@ -15,6 +15,7 @@ import pytest
 
 from identity.app.core import App
 from identity.config import EnrollSettings, Settings
+from identity.services.clusters import cluster_folder
 from identity.services.deployment import open_deployment
 from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
 from identity.services.enroll_inputs import from_directory
@@ -41,16 +42,23 @@ def free_port() -> int:
 
 @pytest.fixture
 def site(tmp_path: Path, lfw_dir: Path):
-    """A served store with three people enrolled, one more whose name is markup, and an admin key."""
+    """A served store with three people enrolled, one more whose name is markup, clusters of two people's
+    unlabelled photos, and an admin key."""
     settings = Settings(data_dir=tmp_path / "data", workers=1, enroll=EnrollSettings(chunk_size=4))
     root = tmp_path / "photos"
     for person in ("Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"):
         (root / person).mkdir(parents=True)
         for n in (1, 2):
             shutil.copy(lfw_dir / person / f"{person}_{n:04d}.jpg", root / person)
+    archive = tmp_path / "archive"  # unlabelled photos of two people nobody enrolled, clustered for review
+    archive.mkdir()
+    for person in ("Tony_Blair", "Donald_Rumsfeld"):
+        for n in (1, 2, 3):
+            shutil.copy(lfw_dir / person / f"{person}_{n:04d}.jpg", archive)
     with open_deployment(settings) as dep:
         batch, _ = queue_jobs(dep.app, from_directory(root))
         process_queue(dep.app, EnrollmentWriter(dep), batch, 1)
+        cluster_folder(dep, archive, workers=1)
     with App.open(settings) as core:
         key = create_key(core, "reviewer", "admin").key
         add_person(core, "markup-test", SCRIPT, {"note": SCRIPT})
@@ -131,3 +139,40 @@ def test_markup_in_a_name_is_shown_as_text(site, page) -> None:
     assert SCRIPT in page.inner_text("table")
     page.screenshot(path=str(ARTIFACTS / "ui-markup.png"), full_page=True)
     assert page.dialogs == []  # no script ran
+
+
+def test_review_a_match_then_name_a_cluster_and_find_them(site, page) -> None:
+    base, key, lfw = site
+    sign_in(page, base, key)
+    page.set_input_files("input[type=file]", str(lfw / "Al_Gore" / "Al_Gore_0003.jpg"))
+    page.click("button[type=submit]")
+    page.wait_for_selector("h3.face-result")
+
+    page.goto(f"{base}/ui/reviews")
+    row = page.locator("tr", has_text="Al_Gore")
+    assert "not reviewed" in row.inner_text()
+    row.locator("button", has_text="Confirm").click()
+    page.wait_for_url(f"{base}/ui/reviews?*")
+    assert "Al_Gore confirmed" in page.inner_text("p.flash")
+    assert page.locator("tr", has_text="Al_Gore").count() == 0  # reviewed: off the to-do list
+    page.goto(f"{base}/ui/reviews?unreviewed=false")
+    assert "confirmed by reviewer" in page.locator("tr", has_text="Al_Gore").inner_text()
+
+    page.goto(f"{base}/ui/clusters")
+    first = page.locator("section.face").first
+    assert first.locator("img.thumb").count() == 3  # three photos of one of the two people
+    page.screenshot(path=str(ARTIFACTS / "ui-clusters.png"), full_page=True)
+    first.locator("input[name=external_id]").fill("archive-1")
+    first.locator("button", has_text="Name and enroll").click()
+    page.wait_for_url(f"{base}/ui/clusters?*")
+    assert "named archive-1: 3 enrolled" in page.inner_text("p.flash")
+    page.goto(f"{base}/ui/search")
+    for person in ("Tony_Blair", "Donald_Rumsfeld"):
+        page.set_input_files("input[type=file]", str(lfw / person / f"{person}_0005.jpg"))
+        page.click("button[type=submit]")
+        page.wait_for_selector("h3.face-result")
+        if "match" in page.inner_text("h3.face-result"):
+            assert "archive-1" in page.inner_text("table")
+            break
+    else:
+        pytest.fail("neither person of the named cluster is found")

@@ -74,7 +74,8 @@ class ApiContext:
         with self._store_lock:
             if self._dep is None:
                 dep = deployment(self.core)
-                self._dep = dataclasses.replace(dep, index=Serialized(dep.index), templates=Serialized(dep.templates))
+                self._dep = dataclasses.replace(dep, index=Serialized(dep.index), templates=Serialized(dep.templates),
+                                                unknown=Serialized(dep.unknown) if dep.unknown else None)
             return self._dep
 
     def search(self, found: ImageFaces, options: SearchOptions) -> SearchResult:
@@ -203,7 +204,7 @@ def caller(permission: str) -> Callable[..., KeyRecord]:
 
 def create_api(core: App) -> FastAPI:
     """The HTTP API over `core` (which the caller opened, and closes after the server stops)."""
-    from identity.api import routes_ops, routes_persons, routes_search, ui
+    from identity.api import routes_ops, routes_persons, routes_search, ui, ui_review
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -216,7 +217,7 @@ def create_api(core: App) -> FastAPI:
     api.state.ctx = ApiContext(core)
     _handle_errors(api)
     _measure(api)
-    for module in (routes_search, routes_persons, routes_ops, ui):
+    for module in (routes_search, routes_persons, routes_ops, ui, ui_review):
         api.include_router(module.router)
     return api
 

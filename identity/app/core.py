@@ -32,6 +32,7 @@ from identity.store.sql.db import (
 )
 from identity.store.sql.migrate import current_revision
 from identity.store.vectors import FaceIndex, VectorIndex, open_vector_index
+from identity.store.vectors.base import UNKNOWN
 
 if TYPE_CHECKING:
     from identity.app.registry import ModelChoice
@@ -59,6 +60,7 @@ class App:
         self._prepared = False
         self._pipelines: dict[str, FacePipeline] = {}
         self._collections: dict[str, ModelCollections] = {}
+        self._unknown: dict[str, VectorIndex] = {}
 
     @classmethod
     def open(cls, settings: Settings, must_exist: bool = False, schema: str = CREATE) -> "App":
@@ -161,8 +163,18 @@ class App:
             if not held:
                 self.release(model_id)
 
+    def unknown_faces(self, model_id: str, dim: int) -> VectorIndex:
+        """The model's collection of faces searches returned as unknown (kept only where settings say so),
+        opened on first use and held like the others."""
+        if model_id not in self._unknown:
+            self._unknown[model_id] = self.collections(model_id, dim).faces.sibling(UNKNOWN)
+        return self._unknown[model_id]
+
     def release(self, model_id: str) -> None:
         """Close the model's collections (the embedded engine's lock with them); unknown models are ignored."""
+        unknown = self._unknown.pop(model_id, None)
+        if unknown is not None:
+            unknown.close()
         store = self._collections.pop(model_id, None)
         if store is not None:
             try:

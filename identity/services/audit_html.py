@@ -49,6 +49,10 @@ def face_thumbnails(app: App, face_ids: Iterable[str]) -> dict[str, str]:
     return {face_id: uri for face_id, uri in found.items() if uri}
 
 
+def _review_text(review: dict | None) -> str:
+    return "not reviewed" if review is None else f"{review['verdict']} by {review['by']}"
+
+
 def render_audit_html(audit: AuditReport) -> str:
     report = audit.as_dict()  # the page shows what `identity audit --json` prints
     person = report["person"]
@@ -71,9 +75,10 @@ def render_audit_html(audit: AuditReport) -> str:
         )
     searches = "".join(
         f'<tr><td>{e(s["when"])}</td><td>{e(s["actor"])}</td><td>{s["rank"]}</td><td>{s["score"]:.3f}</td>'
-        f'<td>{e(s["decision"])}</td><td><code>{e((s["query_sha256"] or "redacted")[:16])}…</code></td></tr>'
+        f'<td>{e(s["decision"])}</td><td>{e(_review_text(s["review"]))}</td>'
+        f'<td><code>{e((s["query_sha256"] or "redacted")[:16])}…</code></td></tr>'
         for s in report["searches"]
-    ) or '<tr><td colspan="6">no search has returned this person</td></tr>'
+    ) or '<tr><td colspan="7">no search has returned this person</td></tr>'
     lookalikes = "".join(
         f'<tr><td>{e(l["person"]["external_id"])}</td><td>{e(l["person"]["display_name"] or "")}</td>'
         f'<td>{l["score"]:.3f}</td></tr>'
@@ -96,7 +101,7 @@ table{{border-collapse:collapse;margin:1rem 0}} td,th{{border:1px solid #ddd;pad
 <h2>Attributes</h2><ul>{attrs}</ul>
 <h2>Enrolled faces ({len(report["faces"])})</h2><div class="faces">{''.join(cards)}</div>
 <h2>Searches that returned this person ({len(report["searches"])})</h2>
-<table><tr><th>when</th><th>actor</th><th>rank</th><th>score</th><th>decision</th><th>query image sha256</th></tr>{searches}</table>
+<table><tr><th>when</th><th>actor</th><th>rank</th><th>score</th><th>decision</th><th>review</th><th>query image sha256</th></tr>{searches}</table>
 <h2>Look-alike risk</h2><p>decision threshold {report["threshold"]:.3f} ({e(report["decision_rule"])} rule); margin of this person's template searched among everyone else: {margin_text}</p>
 <table><tr><th>external id</th><th>name</th><th>template similarity</th></tr>{lookalikes}</table>
 </body></html>

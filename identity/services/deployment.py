@@ -32,6 +32,7 @@ class Deployment:
     templates: VectorIndex  # the model's person templates (identity.services.templates)
     choice: ModelChoice  # why this model: a setting, the store's pointer, or the default
     store: StoreRef  # the vector store the deployment is bound to
+    unknown: VectorIndex | None = None  # faces searches returned as unknown; open only when settings keep them
 
     _gallery_persons: int | None = None
 
@@ -54,6 +55,12 @@ class Deployment:
     def release(self) -> None:
         """Close this model's collections in the App (the embedded engine's lock with them)."""
         self.app.release(self.model.model_id)
+
+    def unknown_faces(self) -> VectorIndex:
+        """The kept unknown faces' collection, opened now if settings did not keep it open (clustering, expiry)."""
+        if self.unknown is None:
+            self.unknown = self.app.unknown_faces(self.model.model_id, self.model.dim)
+        return self.unknown
 
     @property
     def collections(self) -> ModelCollections:
@@ -82,7 +89,8 @@ def deployment(app: App, pipeline: FacePipeline | None = None) -> Deployment:
     model = record_model(app, pipeline.model_id, pipeline.dim)
     held = app.collections(pipeline.model_id, pipeline.dim)
     _build_missing_templates(app, held, model.id)
-    return Deployment(app, pipeline, model, held.faces, held.templates, choice, store)
+    unknown = app.unknown_faces(pipeline.model_id, pipeline.dim) if app.settings.review.keep_unknown_faces else None
+    return Deployment(app, pipeline, model, held.faces, held.templates, choice, store, unknown)
 
 
 def _build_missing_templates(app: App, store: ModelCollections, model_row_id: int) -> None:

@@ -129,6 +129,19 @@ def from_directory(root: Path, person_from: PersonFrom | None = None) -> EnrollI
     return inputs
 
 
+def image_files(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Every image under `root` at any depth, in name order (no person folders needed), and the
+    (path, reason) of entries that could not be read."""
+    root = root.expanduser().resolve()
+    if not root.is_dir():
+        raise IdentityError(f"{root}: not a directory")
+    root_stat = root.stat()
+    entries: list[_Entry] = []
+    _scan(root, (), frozenset({(root_stat.st_dev, root_stat.st_ino)}), entries)
+    return ([e.path for e in entries if e.state == "image"],
+            [(str(e.path), e.reason or e.state) for e in entries if e.state == "failed"])
+
+
 def _scan(folder: Path, parts: tuple[str, ...], above: frozenset[tuple[int, int]], out: list[_Entry]) -> None:
     """Every entry under `folder`, depth first in name order; folder links are followed unless they loop."""
     try:

@@ -25,6 +25,7 @@ from identity.evaluation.decision import (
 from identity.faces import DetectedFace, ImageFaces, load_image
 from identity.app.actor import resolve_actor
 from identity.services.deployment import Deployment
+from identity.services.unknown_faces import expire_unknown, keep_unknown
 from identity.services.thresholds import Threshold, pack_threshold, resolve_threshold
 from identity.store.sql.db import transaction
 from identity.store.sql.models import SearchEvent, SearchHit
@@ -173,6 +174,9 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
                                  tuple((hit.person_id, hit.score) for hit in hits)))
     warnings += _gallery_warnings(dep, threshold)
     search_id = _log(dep, found, options, threshold, matches)
+    if dep.unknown is not None:  # settings keep them, for clustering (identity.services.unknown_faces)
+        keep_unknown(dep, found, search_id, [face for face, m in zip(faces, matches) if m.decision == "unknown"])
+        expire_unknown(dep)
     return SearchResult(search_id, found.path, found.sha256, dep.model.model_id, threshold, matches, warnings)
 
 

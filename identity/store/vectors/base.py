@@ -122,9 +122,13 @@ class FaceIndex(VectorIndex, Protocol):
         ``VectorHit.face_id == person_id``).
         """
 
+    def sibling(self, kind: str) -> VectorIndex:
+        """The model's collection of another kind (TEMPLATES, UNKNOWN), created if missing; the caller closes it."""
+
 
 FACES = "faces"
 TEMPLATES = "templates"
+UNKNOWN = "unknown"  # faces searches returned as unknown, kept only where a setting says so
 
 
 def collection_name(model_id: str, kind: str = FACES) -> str:

@@ -282,9 +282,12 @@ class EdgeIndex:
                 "points_kept": kept, "seconds": round(time.monotonic() - started, 3)}
 
     def templates(self) -> "EdgeIndex":
+        return self.sibling(TEMPLATES)
+
+    def sibling(self, kind: str) -> "EdgeIndex":
         if self.kind != FACES:
             raise ValueError(f"{self.collection} is not a face collection")
-        return EdgeIndex.open(self._settings, self._model_id, self.dim, TEMPLATES)
+        return EdgeIndex.open(self._settings, self._model_id, self.dim, kind)
 
     def close(self) -> None:
         if self._shard is None:

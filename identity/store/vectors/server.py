@@ -346,13 +346,16 @@ class QdrantServerIndex:
         return False
 
     def templates(self) -> "QdrantServerIndex":
+        return self.sibling(TEMPLATES)
+
+    def sibling(self, kind: str) -> "QdrantServerIndex":
         if self.kind != FACES:
             raise ValueError(f"{self.collection} is not a face collection")
         conn = self._live
-        conn.users += 1  # the templates share this client (a :memory: store lives in it)
+        conn.users += 1  # the sibling shares this client (a :memory: store lives in it)
         try:
             index = QdrantServerIndex(conn, self._settings, self._model_id, self.dim,
-                                      sibling_name(self.collection, TEMPLATES), TEMPLATES)
+                                      sibling_name(self.collection, kind), kind)
             index.ensure()
             return index
         except BaseException:
