@@ -47,40 +47,30 @@ def list_(
                 title=f"{len(rows)} searched faces")
 
 
-def _review(verdict: str, search_id: str, face_index: int, person: Optional[str], note: Optional[str],
-            actor: Optional[str], as_json: bool) -> None:
-    from identity.services.reviews import review_match
+def _verdict_command(verdict: str, doc: str) -> None:
+    """`identity review confirm` and `identity review reject`: one shape, one verdict each."""
 
-    with open_app() as core:
-        review = review_match(core, search_id, face_index, verdict, person, note, actor)
-    render(review, as_json, title=f"{verdict}: face {face_index} of search {search_id} is "
-                                  f"{'' if verdict == 'confirmed' else 'not '}{review.person}")
+    def command(
+        search_id: str = typer.Argument(..., help="The search (identity searches list)."),
+        face_index: int = typer.Argument(..., help="Which face of it (0 = the first)."),
+        person: Optional[str] = PERSON,
+        note: Optional[str] = NOTE,
+        actor: Optional[str] = ACTOR,
+        as_json: bool = JSON,
+    ) -> None:
+        from identity.services.reviews import review_match
+
+        with open_app() as core:
+            review = review_match(core, search_id, face_index, verdict, person, note, actor)
+        render(review, as_json, title=f"{verdict}: face {face_index} of search {search_id} is "
+                                      f"{'' if verdict == 'confirmed' else 'not '}{review.person}")
+
+    command.__doc__ = doc
+    app.command("confirm" if verdict == "confirmed" else "reject")(command)
 
 
-@app.command("confirm")
-def confirm(
-    search_id: str = typer.Argument(..., help="The search (identity searches list)."),
-    face_index: int = typer.Argument(..., help="Which face of it (0 = the first)."),
-    person: Optional[str] = PERSON,
-    note: Optional[str] = NOTE,
-    actor: Optional[str] = ACTOR,
-    as_json: bool = JSON,
-) -> None:
-    """The face is that person: the match was right."""
-    _review("confirmed", search_id, face_index, person, note, actor, as_json)
-
-
-@app.command("reject")
-def reject(
-    search_id: str = typer.Argument(..., help="The search (identity searches list)."),
-    face_index: int = typer.Argument(..., help="Which face of it (0 = the first)."),
-    person: Optional[str] = PERSON,
-    note: Optional[str] = NOTE,
-    actor: Optional[str] = ACTOR,
-    as_json: bool = JSON,
-) -> None:
-    """The face is not that person; searching the same photo again never matches them."""
-    _review("rejected", search_id, face_index, person, note, actor, as_json)
+_verdict_command("confirmed", "The face is that person: the match was right.")
+_verdict_command("rejected", "The face is not that person; searching the same photo again never matches them.")
 
 
 @report_app.command("reviews")

@@ -97,13 +97,18 @@ def sign_in(page, base: str, key: str) -> None:
     page.wait_for_url(f"{base}/ui/search")
 
 
+def search_photo(page, photo: Path) -> str:
+    """Search one photo on the search page; returns the first face's heading."""
+    page.set_input_files("input[type=file]", str(photo))
+    page.click("button[type=submit]")
+    page.wait_for_selector("h3.face-result")
+    return page.inner_text("h3.face-result")
+
+
 def test_sign_in_search_open_the_person_and_erase_them(site, page) -> None:
     base, key, lfw = site
     sign_in(page, base, key)
-    page.set_input_files("input[type=file]", str(lfw / "Al_Gore" / "Al_Gore_0003.jpg"))
-    page.click("button[type=submit]")
-    page.wait_for_selector("h3.face-result")
-    assert "match" in page.inner_text("h3.face-result")
+    assert "match" in search_photo(page, lfw / "Al_Gore" / "Al_Gore_0003.jpg")
     assert page.locator("#photo rect").count() == 1  # the face boxed on the photo
     assert page.locator("img.thumb").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "ui-search.png"), full_page=True)
@@ -124,9 +129,7 @@ def test_sign_in_search_open_the_person_and_erase_them(site, page) -> None:
     page.screenshot(path=str(ARTIFACTS / "ui-erased.png"), full_page=True)
 
     page.goto(f"{base}/ui/search")
-    page.set_input_files("input[type=file]", str(lfw / "Al_Gore" / "Al_Gore_0003.jpg"))
-    page.click("button[type=submit]")
-    page.wait_for_selector("h3.face-result")
+    search_photo(page, lfw / "Al_Gore" / "Al_Gore_0003.jpg")
     assert "Al_Gore" not in page.inner_text("table")
 
 
@@ -144,9 +147,7 @@ def test_markup_in_a_name_is_shown_as_text(site, page) -> None:
 def test_review_a_match_then_name_a_cluster_and_find_them(site, page) -> None:
     base, key, lfw = site
     sign_in(page, base, key)
-    page.set_input_files("input[type=file]", str(lfw / "Al_Gore" / "Al_Gore_0003.jpg"))
-    page.click("button[type=submit]")
-    page.wait_for_selector("h3.face-result")
+    search_photo(page, lfw / "Al_Gore" / "Al_Gore_0003.jpg")
 
     page.goto(f"{base}/ui/reviews")
     row = page.locator("tr", has_text="Al_Gore")
@@ -168,10 +169,7 @@ def test_review_a_match_then_name_a_cluster_and_find_them(site, page) -> None:
     assert "named archive-1: 3 enrolled" in page.inner_text("p.flash")
     page.goto(f"{base}/ui/search")
     for person in ("Tony_Blair", "Donald_Rumsfeld"):
-        page.set_input_files("input[type=file]", str(lfw / person / f"{person}_0005.jpg"))
-        page.click("button[type=submit]")
-        page.wait_for_selector("h3.face-result")
-        if "match" in page.inner_text("h3.face-result"):
+        if "match" in search_photo(page, lfw / person / f"{person}_0005.jpg"):
             assert "archive-1" in page.inner_text("table")
             break
     else:
