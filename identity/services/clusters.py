@@ -55,7 +55,7 @@ from identity.store.sql.db import transaction
 from identity.store.sql.jobs import JobSpec
 from identity.store.sql.model_rows import get_model
 from identity.store.sql.models import ClusterMember, FaceCluster
-from identity.store.sql.persons import find_person, get_person, person_with_id
+from identity.store.sql.persons import find_person, get_person, persons_by_id
 from identity.store.sql.unknown_faces import unknown_faces_by_id, unknown_faces_since
 
 SEARCHES = "searches"
@@ -244,11 +244,9 @@ def show_cluster(app: App, ref: str) -> ClusterView:
 
 
 def _named_persons(session: Any, rows: Sequence[FaceCluster]) -> dict[str, str]:
-    named = {}
-    for row in rows:
-        if row.person_id is not None and (person := person_with_id(session, row.person_id)) is not None:
-            named[row.id] = person.external_id
-    return named
+    """The external id each named cluster was named for (one query for all of them)."""
+    people = persons_by_id(session, {row.person_id for row in rows if row.person_id is not None})
+    return {row.id: people[row.person_id].external_id for row in rows if row.person_id in people}
 
 
 def split_cluster(app: App, ref: str, face_keys: Sequence[str], actor: str | None = None) -> list[ClusterView]:
@@ -261,7 +259,7 @@ def split_cluster(app: App, ref: str, face_keys: Sequence[str], actor: str | Non
             raise InvalidArgument(f"cluster {ref} holds no face {sorted(unknown)[0]!r} (identity cluster show {ref})")
         if not moving or len(moving) == len(cluster.members):
             raise InvalidArgument(f"split {ref}: name some but not all of its {len(cluster.members)} faces")
-        model_id = _model_id(session, cluster)
+        model_id = get_model(session, cluster.model_id).model_id
         new = FaceCluster(id=cluster_id(model_id, [m.face_key for m in moving]), scope=cluster.scope,
                           model_id=cluster.model_id, status=EDITED, decided_by=resolve_actor(actor))
         if session.get(FaceCluster, new.id) is not None:
@@ -317,10 +315,6 @@ def _nameable(session: Any, ref: str) -> FaceCluster:
     if cluster.status not in NAMEABLE:
         raise InvalidArgument(f"cluster {ref} is {cluster.status} already")
     return cluster
-
-
-def _model_id(session: Any, cluster: FaceCluster) -> str:
-    return get_model(session, cluster.model_id).model_id
 
 
 # -- naming ----------------------------------------------------------------------------------------
