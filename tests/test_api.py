@@ -150,6 +150,9 @@ def test_enrolling_photos_now_and_queued_and_erasure_removes_the_uploads(served)
 
     outside = client.post("/v1/enrollments", json={"paths": [str(lfw / "George_W_Bush")]}, headers=auth(keys, "enroll"))
     assert outside.status_code == 403 and "import root" in outside.json()["error"]
+    for not_a_path in ("~0", "~no-such-user/x", "a\x00b"):  # "~0": the case the fuzz test once found as a 500
+        odd = client.post("/v1/enrollments", json={"paths": [not_a_path]}, headers=auth(keys, "enroll"))
+        assert odd.status_code == 422 and "not a usable path" in odd.json()["error"], (not_a_path, odd.text)
     (imports / "Adam_Sandler").mkdir(parents=True)
     for n in (2, 3):
         shutil.copy(photo(lfw, "Adam_Sandler", n), imports / "Adam_Sandler")

@@ -34,7 +34,9 @@ def test_no_5xx_and_every_response_conforms(tmp_path: Path, database_url: str) -
             assert len(operations) >= 15
             for operation in operations:
                 @given(case=operation.as_strategy())
-                @hypothesis_settings(max_examples=EXAMPLES, deadline=None, database=None,
+                # derandomize: the same cases on every run, so CI never fails by chance; the
+                # cases that found bugs are kept as explicit tests (tests/test_api.py)
+                @hypothesis_settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                                      suppress_health_check=list(HealthCheck))
                 def run(case) -> None:
                     # Generated multipart bodies leave out the file parts the schema requires, so a

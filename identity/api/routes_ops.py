@@ -107,7 +107,8 @@ def _allowed(ctx: ApiContext, raw: str) -> Path:
     roots = [Path(r).expanduser().resolve() for r in (ctx.settings.api.import_roots or "").split(os.pathsep) if r]
     try:
         path = Path(raw).expanduser().resolve()
-    except (ValueError, OSError) as exc:  # a NUL byte, a name the file system cannot hold
+    # a NUL byte, a name the file system cannot hold, `~name` of no user (RuntimeError from expanduser)
+    except (ValueError, OSError, RuntimeError) as exc:
         raise ApiError(422, f"{raw!r} is not a usable path: {exc}") from None
     if not any(path == root or path.is_relative_to(root) for root in roots):
         raise ApiError(403, f"{raw} is not under an import root (IDENTITY_API__IMPORT_ROOTS)",
