@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequen
 
 import numpy as np
 
-from identity.config import Settings
+from identity.config import SUBJECT_RULES, Settings
 from identity.errors import ConfigError, IdentityError, ImageError, ModelError, StoreUnavailable
 from identity.evaluation.protocol import subject_face
 from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from identity.services.deployment import Deployment
 
 Outcome = ImageFaces | ImageError
-SUBJECT_RULES = ("dominant", "central", "all", "reject")
 
 
 @dataclass(frozen=True)
