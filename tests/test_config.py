@@ -122,8 +122,11 @@ def test_every_range_admits_its_default() -> None:
     """A declared range that refused the shipped default would break every install."""
     import dataclasses
 
-    for section in (Settings(), *[getattr(Settings(), f.name) for f in dataclasses.fields(Settings)
-                                  if dataclasses.is_dataclass(getattr(Settings(), f.name))]):
+    defaults = Settings()
+    sections = [defaults] + [getattr(defaults, f.name) for f in dataclasses.fields(defaults)
+                             if dataclasses.is_dataclass(getattr(defaults, f.name))]
+    assert len(sections) == 6
+    for section in sections:
         for f in dataclasses.fields(section):
             allowed = f.metadata.get("allowed")
             assert allowed is None or allowed.admits(getattr(section, f.name)), f.name
