@@ -43,6 +43,7 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 _worker_pipeline: FacePipeline | None = None  # one per worker process, set by _start_worker
 _open_pools = 0  # pools of this process still running: the resource tracker is stopped when none is
+_owns_tracker = False  # the first of them started the tracker (none was running): it is ours to stop
 _open_pools_lock = threading.Lock()
 
 
@@ -79,12 +80,16 @@ def _worker_pool(settings: Settings, workers: int, threads: int) -> Iterator[Pro
     On an exception (Ctrl-C included) the watchdog is closed first, so busy workers exit at
     once instead of finishing chunks nobody will read.
     """
-    global _open_pools
+    global _open_pools, _owns_tracker
+    # Read before the pool's queues start the resource tracker.
+    tracker_was_running = getattr(resource_tracker._resource_tracker, "_fd", 0) is not None
     watch_read, watch_write = multiprocessing.Pipe(duplex=False)  # non-inheritable: only the workers get the read end
     context = multiprocessing.get_context("spawn")  # fork would copy ONNX Runtime/torch thread pools mid-flight
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                initargs=(settings, threads, watch_read, os.getpid()))
     with _open_pools_lock:
+        if not _open_pools:
+            _owns_tracker = not tracker_was_running
         _open_pools += 1
     try:
         yield pool
@@ -104,14 +109,15 @@ def _stop_resource_tracker() -> None:
 
     The spawn context starts the tracker (a child process) for the pool's semaphores and never
     waits for it: it would end only with this process and then linger as a zombie under an
-    init that does not reap. Stopping it is safe only when no pool (and no semaphore of ours,
-    hence the collection) is left; a later pool starts a new one. `_stop` is CPython's own
-    (3.8+), used by its test suite; without it the tracker is left as before.
+    init that does not reap. It is stopped only if our pools started it (another user of
+    multiprocessing here may still need it) and when none of them (nor a semaphore of theirs,
+    hence the collection) is left; a later pool starts a new one. `_stop` and `_fd` are
+    CPython's own (3.8+), used by its test suite; without them the tracker is left as before.
     """
     global _open_pools
     with _open_pools_lock:
         _open_pools -= 1
-        if _open_pools:
+        if _open_pools or not _owns_tracker:
             return
         gc.collect()  # the pool's queues finalize their semaphores, telling the tracker, before it stops
         stop = getattr(resource_tracker._resource_tracker, "_stop", None)
