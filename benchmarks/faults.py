@@ -1,7 +1,7 @@
-"""Reliability trials (issue 11): crashes, worker takeover, erasure and bad input, against the real CLI.
+"""Reliability trials (issues 11, 21): crashes, worker takeover, erasure, bad input and settings, worker processes.
 
     .venv/bin/python benchmarks/faults.py [--images 600] [--kills 10] [--backends sqlite,postgres]
-                                          [--seed 7] [--sections clean,crash,worker,erasure,bad] [--json]
+                                          [--seed 7] [--sections crash,worker,erasure,bad,settings,processes] [--json]
 
 Per backend (SQLite+Edge, Postgres+Edge), each in fresh stores (temporary data dirs,
 throwaway Postgres databases), driving `identity` in subprocesses:
@@ -19,6 +19,14 @@ throwaway Postgres databases), driving `identity` in subprocesses:
   rows) for their vectors (float32 and the WAL's CBOR encoding), uuids, ids, name and paths.
 - bad: each bad input of issue 11 as one case: exit code, a one-line message naming the
   file or setting, and the good inputs beside it processed.
+- settings: each bad setting of issue 21 (environment or TOML) as one case: `enroll`
+  exits 1 with one line naming the setting, a ConfigError on stdout, nothing queued.
+- processes: `identity enroll --workers 2` with its main process alone SIGKILLed while the
+  workers run (twice): no worker or resource tracker may run a few seconds later; and
+  after a normal exit none of its children may be left (running or unreaped).
+
+Each section is a function registered with @trial, each bad input or setting a case
+registered with @bad_case: a new fault class is one more small registered function.
 
 Prints one table (trials run, lost, duplicated, left inconsistent: all must be 0) and
 the bad-input cases that failed, with reasons; exit 0 only if every count is 0.
@@ -100,6 +108,48 @@ class Case:
         if not condition:
             self.passed = False
             self.reasons.append(reason)
+
+
+# ---------------------------------------------------------------- the trial registry
+#
+# A trial is a function (Context) -> Row registered with @trial(section, backends); a bad
+# input or a bad setting is a method of BadInputs (or a function of it) registered with
+# @bad_case(backends): each becomes one Case of its row. Rows for new fault classes are new
+# small registered functions; nothing else needs to change.
+
+
+@dataclass
+class Context:
+    """What a trial gets for one backend: the store holding the clean run, its truth, and inputs."""
+
+    backend: str
+    args: argparse.Namespace
+    root: Path  # temporary folder for the trial's own stores and files
+    dataset: Path  # the --images photos, as person/photo folders
+    clean: "Store"
+    truth: "Truth"
+    spare: "Spare"  # lfw-dev photos outside the dataset, each handed out once
+    rng: random.Random
+    cases: list[Case] = field(default_factory=list)  # the cases of the case rows run so far
+
+
+@dataclass(frozen=True)
+class Trial:
+    section: str  # --sections name
+    backends: tuple[str, ...]
+    run: Callable[[Context], Row]
+
+
+TRIALS: list[Trial] = []
+BOTH = ("sqlite", "postgres")
+
+
+def trial(section: str, backends: tuple[str, ...] = BOTH) -> Callable[[Callable[[Context], Row]], Callable[[Context], Row]]:
+    """Register a trial: run for `section` on `backends`, after the clean run, in registration order."""
+    def register(run: Callable[[Context], Row]) -> Callable[[Context], Row]:
+        TRIALS.append(Trial(section, backends, run))
+        return run
+    return register
 
 
 # ---------------------------------------------------------------- stores and the CLI
@@ -475,6 +525,14 @@ def clean_run(store: Store, dataset: Path, workers: int) -> tuple[Row, Truth | N
     return row, Truth(snap, sorted(enrolled))
 
 
+@trial("crash")
+def crash(ctx: Context) -> Row:
+    if not ctx.args.kills:
+        return Row("SIGKILL enroll x N, resume", ctx.backend, notes=["--kills 0"])
+    with fresh_store(ctx.backend, ctx.root, "crash") as store:
+        return crash_trials(store, ctx.dataset, ctx.truth, ctx.args.kills, ctx.rng)
+
+
 def crash_trials(store: Store, dataset: Path, truth: Truth, kills: int, rng: random.Random) -> Row:
     row = Row("SIGKILL enroll x N, resume", store.backend)
     args = ["enroll", str(dataset), "--workers", "1"]
@@ -502,6 +560,12 @@ def crash_trials(store: Store, dataset: Path, truth: Truth, kills: int, rng: ran
     compare(truth.snap, snapshot(store), row)
     row.notes.insert(0, f"{landed} of {kills} kills landed mid-run ({early} aimed at start-up)")
     return row
+
+
+@trial("worker", backends=("postgres",))
+def worker(ctx: Context) -> Row:
+    with fresh_store(ctx.backend, ctx.root, "worker") as store:
+        return worker_takeover(store, ctx.dataset, ctx.truth, ctx.rng)
 
 
 def worker_takeover(store: Store, dataset: Path, truth: Truth, rng: random.Random) -> Row:
@@ -569,6 +633,11 @@ class Telltale:
     value: bytes  # how it would be written in a file or a row
 
 
+@trial("erasure")
+def erasure(ctx: Context) -> Row:
+    return erasure_scan(ctx.clean, ctx.root, ctx.spare, ctx.rng)
+
+
 def erasure_scan(store: Store, root: Path, spare: Spare, rng: random.Random) -> Row:
     row = Row("erasure scan", store.backend, trials=1)
     token = f"tt{rng.getrandbits(40):010x}"
@@ -602,9 +671,9 @@ def erasure_scan(store: Store, root: Path, spare: Spare, rng: random.Random) -> 
         for kind, place in sorted(after):
             places.setdefault(kind, []).append(short_place(place))
         row.notes.append("left: " + "; ".join(f"{kind} ({', '.join(sorted(set(where)))})" for kind, where in places.items()))
-    snap = snapshot(store)
-    if snap.vectors != vectors_before - len(held["vectors"]):
-        row.fail(f"vectors {vectors_before} -> {snap.vectors}, expected -{len(held['vectors'])}")
+    snap = snapshot(store)  # counts the face collections only: the template is scanned for, not counted
+    if snap.vectors != vectors_before - held["face_vectors"]:
+        row.fail(f"face vectors {vectors_before} -> {snap.vectors}, expected -{held['face_vectors']}")
     ok, why = doctor_clean(store)
     if not ok:
         row.fail(why)
@@ -624,7 +693,8 @@ def short_place(place: str) -> str:
 
 
 def held_for(store: Store, external_id: str) -> dict[str, Any]:
-    """The person's uuid, face uuids, image digests and stored vectors (faces and template), read before deletion."""
+    """The person's uuid, face uuids, image digests and stored vectors (faces and template, and how many
+    are faces), read before deletion."""
     from identity.store.vectors import open_vector_index
 
     engine = sql_engine(store.sql_url)
@@ -635,16 +705,19 @@ def held_for(store: Store, external_id: str) -> dict[str, Any]:
             "JOIN models m ON m.id = f.model_id WHERE f.person_id = :p"), {"p": person_id}).all()
     engine.dispose()
     vectors: list[np.ndarray] = []
+    face_vectors = 0
     by_model: dict[tuple[str, int], list[uuid.UUID]] = {}
     for face_id, _, model, version, dim in rows:
         by_model.setdefault((f"{model}@{version}", dim), []).append(uuid.UUID(str(face_id)))
     person = uuid.UUID(str(person_id))
     for (model, dim), face_ids in by_model.items():
         with open_vector_index(store.settings(), model, dim) as index, index.templates() as templates:
-            vectors.extend(index.vectors(face_ids).values())
+            faces = list(index.vectors(face_ids).values())
+            face_vectors += len(faces)
+            vectors.extend(faces)
             vectors.extend(templates.vectors([person]).values())  # the mean of the faces: biometric too
     return {"person_id": person, "face_ids": [uuid.UUID(str(r[0])) for r in rows],
-            "sha256": sorted({r[1] for r in rows}), "vectors": vectors}
+            "sha256": sorted({r[1] for r in rows}), "vectors": vectors, "face_vectors": face_vectors}
 
 
 def telltales(held: dict[str, Any], external_id: str, name: str, folder: str) -> list[Telltale]:
@@ -698,6 +771,24 @@ def table_texts(store: Store) -> dict[str, bytes]:
 # ---------------------------------------------------------------- bad input
 
 
+@dataclass(frozen=True)
+class BadCase:
+    row: str  # the row it counts in: "bad input", "bad settings", ...
+    backends: tuple[str, ...]
+    run: Callable[["BadInputs"], Case]
+
+
+BAD_CASES: list[BadCase] = []
+
+
+def bad_case(row: str = "bad input", backends: tuple[str, ...] = BOTH) -> Callable[[Callable[["BadInputs"], Case]], Callable[["BadInputs"], Case]]:
+    """Register a bad-input case (a BadInputs method or a function of one) for `row` on `backends`."""
+    def register(run: Callable[["BadInputs"], Case]) -> Callable[["BadInputs"], Case]:
+        BAD_CASES.append(BadCase(row, backends, run))
+        return run
+    return register
+
+
 class BadInputs:
     """Issue 11's bad-input list, one Case each, run against a store that holds the clean run."""
 
@@ -705,14 +796,6 @@ class BadInputs:
         self.store, self.spare, self.truth = store, spare, truth
         self.root = Path(tempfile.mkdtemp(prefix=f"bad-{store.backend}-", dir=root))
         self.junk = self._junk()
-
-    def cases(self) -> list[Callable[[], Case]]:
-        common = [self.search_files, self.detect_files, self.enroll_person_files, self.enroll_dir_entries,
-                  self.manifest_long_id, self.report_missing_folder, self.threshold_values, self.read_only_empty,
-                  self.other_vector_store, self.jobs_cancel]
-        if self.store.database_url:
-            return common + [self.postgres_scheme, self.bad_ports]
-        return common + [self.sqlite_missing_folder]
 
     def _junk(self) -> dict[str, Path]:
         folder = self.root / "junk"
@@ -753,6 +836,7 @@ class BadInputs:
         with path.open(newline="") as handle:
             return {Path(r["source_path"]).name: (r["outcome"], r["reason"]) for r in csv.DictReader(handle)}
 
+    @bad_case()
     def search_files(self) -> Case:
         case = self._case("search: unreadable images beside a good one")
         good = self.truth.enrolled_paths[0]
@@ -766,6 +850,7 @@ class BadInputs:
         case.check(not result.crashed, f"an unexpected exception: {result.describe()}")
         return case
 
+    @bad_case()
     def detect_files(self) -> Case:
         case = self._case("faces detect: unreadable images beside a good one")
         good = self.truth.enrolled_paths[1]
@@ -778,6 +863,7 @@ class BadInputs:
         case.check(not result.crashed, f"an unexpected exception: {result.describe()}")
         return case
 
+    @bad_case()
     def enroll_person_files(self) -> Case:
         case = self._case("enroll --person: unreadable images beside good ones")
         good = self._copies("person", self.spare.take(2))
@@ -792,6 +878,7 @@ class BadInputs:
             case.check(rows.get(bad.name, ("?",))[0] == "failed", f"{bad.name} has no failed row")
         return case
 
+    @bad_case()
     def enroll_dir_entries(self) -> Case:
         case = self._case("enroll DIR: every entry reported (symlink, FIFO, junk)")
         folder = self.root / "entries"
@@ -810,6 +897,7 @@ class BadInputs:
             case.check(rows.get(bad, ("?",))[0] in ("failed", "skipped"), f"{bad} has no failed/skipped row")
         return case
 
+    @bad_case()
     def manifest_long_id(self) -> Case:
         case = self._case("manifest: a 500-char id fails only its row")
         photos = self._copies("manifest", self.spare.take(3))
@@ -830,6 +918,7 @@ class BadInputs:
                    "a person with a 500-char id was stored")
         return case
 
+    @bad_case()
     def report_missing_folder(self) -> Case:
         case = self._case("--report /no/such/dir/r.csv refused before work")
         folder = self.root / "report"
@@ -844,11 +933,13 @@ class BadInputs:
     def _jobs_for(self, photos: list[Path]) -> int:
         return sum(self._count("SELECT count(*) FROM jobs WHERE source_path = :p", p=str(p.resolve())) for p in photos)
 
+    @bad_case()
     def threshold_values(self) -> Case:
-        case = self._case("search --threshold nan/inf/2 refused")
+        # Decision scores run from -1 to a little over 2 (a cosine plus a margin); 2 and 3 are accepted.
+        case = self._case("search --threshold nan/inf/-2/4 refused")
         good = self.truth.enrolled_paths[0]
         before = self._count("SELECT count(*) FROM search_events")
-        for value in ("nan", "inf", "2"):
+        for value in ("nan", "inf", "-2", "4"):
             result = cli(self.store, "search", good, "--threshold", value)
             case.check(result.rc in (1, 2), f"--threshold {value}: exit {result.rc}, expected 1 or 2")
             lines = result.error_lines
@@ -857,6 +948,7 @@ class BadInputs:
         case.check(self._count("SELECT count(*) FROM search_events") == before, "a refused search was logged")
         return case
 
+    @bad_case()
     def read_only_empty(self) -> Case:
         case = self._case("read-only commands on an empty store create nothing")
         empty = self.root / "empty-data"
@@ -878,6 +970,7 @@ class BadInputs:
                 case.check(not tables, f"tables created in the empty database: {tables[:4]}")
         return case
 
+    @bad_case()
     def other_vector_store(self) -> Case:
         case = self._case("same database, another vector store: refused")
         other = self.root / "other-data"
@@ -889,6 +982,7 @@ class BadInputs:
         case.check(not vectors.exists() or not any(vectors.iterdir()), "a vector store was created in the other dir")
         return case
 
+    @bad_case()
     def jobs_cancel(self) -> Case:
         case = self._case("jobs cancel: a cancelled batch is never processed")
         folder = self.root / "cancel"
@@ -906,6 +1000,7 @@ class BadInputs:
         case.check(done == 0, f"{done} cancelled jobs were processed")
         return case
 
+    @bad_case(backends=("postgres",))
     def postgres_scheme(self) -> Case:
         case = self._case("postgres:// URL accepted")
         url = "postgres://" + self.store.sql_url.split("://", 1)[1]
@@ -914,6 +1009,7 @@ class BadInputs:
                    f"person list: {result.describe()}")
         return case
 
+    @bad_case(backends=("postgres",))
     def bad_ports(self) -> Case:
         case = self._case("bad port in the database URL refused with one line")
         for port in ("99999", "abc"):
@@ -925,6 +1021,7 @@ class BadInputs:
                        f"port {port}: not a one-line refusal naming the port: {result.describe()}")
         return case
 
+    @bad_case(backends=("sqlite",))
     def sqlite_missing_folder(self) -> Case:
         case = self._case("sqlite path in a missing folder refused with one line")
         missing = self.root / "no" / "such" / "dir"
@@ -933,6 +1030,25 @@ class BadInputs:
         case.check(result.rc in (1, 4), f"exit {result.rc}, expected 1 or 4")
         self._one_line(case, result, str(missing))
         case.check(not missing.exists(), "the missing folder was created")
+        return case
+
+    def bad_setting(self, name: str, env: dict[str, str], toml: str | None) -> Case:
+        given = " ".join(f"{k}={v}" for k, v in env.items()) or (toml or "").strip().replace("\n", " ")
+        case = self._case(f"bad setting {given}")
+        folder = self.root / "settings"
+        photos = list(folder.rglob("*.jpg")) or self._copies("settings/S", self.spare.take(2))
+        if toml is not None:
+            config = self.root / f"config-{len(list(self.root.glob('config-*')))}.toml"
+            config.write_text(toml)
+            env = {**env, "IDENTITY_CONFIG": str(config)}
+        result = cli(self.store, "enroll", str(folder), "--json", env=self.store.env(**env))
+        case.check(result.rc == 1, f"exit {result.rc}, expected 1")
+        self._one_line(case, result, name)
+        error = result.json()
+        case.check(isinstance(error, dict) and error.get("error_type") == "ConfigError",
+                   f"no ConfigError JSON on stdout: {result.out[:120]!r}")
+        queued = self._jobs_for(photos)
+        case.check(queued == 0, f"{queued} jobs were queued or run before the refusal")
         return case
 
     def _copies(self, sub: str, photos: list[Path]) -> list[Path]:
@@ -945,26 +1061,152 @@ class BadInputs:
         return out
 
 
+# ---------------------------------------------------------------- bad settings (issue 21 item 9)
+
+# (the setting as the error line must name it, environment, TOML file text or None)
+BAD_SETTINGS: list[tuple[str, dict[str, str], str | None]] = [
+    ("IDENTITY_ENROLL__CHUNK_SIZE", {"IDENTITY_ENROLL__CHUNK_SIZE": "0"}, None),  # queued nothing, exit 0
+    ("IDENTITY_FACES__UPSAMPLE", {"IDENTITY_FACES__UPSAMPLE": "-1"}, None),  # TypeError
+    ("IDENTITY_VECTORS__SEARCH_EF", {"IDENTITY_VECTORS__SEARCH_EF": "-1"}, None),  # OverflowError
+    ("IDENTITY_VECTORS__HNSW_M", {"IDENTITY_VECTORS__HNSW_M": "-1"}, None),  # OverflowError
+    ("IDENTITY_REVIEW__UNKNOWN_RETENTION_DAYS", {"IDENTITY_REVIEW__UNKNOWN_RETENTION_DAYS": "nan"}, None),
+    ("IDENTITY_REVIEW__UNKNOWN_RETENTION_DAYS", {"IDENTITY_REVIEW__UNKNOWN_RETENTION_DAYS": "1e12"}, None),
+    ("IDENTITY_FACES__MIN_BLUR", {"IDENTITY_FACES__MIN_BLUR": "inf"}, None),  # rejected every photo
+    ("faces.upsample", {}, "[faces]\nupsample = 1.7\n"),  # became 1
+]
+
+
+def _setting_case(name: str, env: dict[str, str], toml: str | None) -> Callable[["BadInputs"], Case]:
+    def run(suite: BadInputs) -> Case:
+        return suite.bad_setting(name, env, toml)
+    run.__name__ = f"bad_setting {name}"
+    return run
+
+
+for _name, _env, _toml in BAD_SETTINGS:
+    bad_case("bad settings")(_setting_case(_name, _env, _toml))
+
+
+@trial("settings")
+def bad_settings(ctx: Context) -> Row:
+    return case_row(ctx, "bad settings")
+
+
+# ---------------------------------------------------------------- worker processes (issue 21 item 8)
+
+WORKER_GRACE = 5.0  # seconds the pool's processes get to notice their parent died
+
+
+@trial("processes")
+def worker_processes(ctx: Context) -> Row:
+    """`identity enroll --workers 2`: SIGKILL of the main process alone (not its group) while the
+    workers run, twice, then a run to its end: no worker or resource tracker may be left."""
+    row = Row("enroll's worker processes", ctx.backend)
+    with fresh_store(ctx.backend, ctx.root, "processes") as store:
+        for _ in range(2):
+            landed, left = kill_parent_only(store, ctx.dataset)
+            row.trials += landed
+            if left:
+                row.fail(f"{len(left)} processes alive {WORKER_GRACE:.0f} s after the parent's SIGKILL: "
+                         + ", ".join(sorted(set(left.values()))), len(left))
+        folder = copy_dataset(ctx.spare.take(4), ctx.root / f"processes-{ctx.backend}")
+        left = normal_run_leftovers(store, folder)
+        row.trials += 1
+        if left:
+            row.fail(f"{len(left)} processes left after a normal exit: {', '.join(sorted(set(left.values())))}", len(left))
+    row.notes.insert(0, f"parent SIGKILLed while its workers ran: {row.trials - 1} of 2 landed; 1 normal exit")
+    return row
+
+
+def kill_parent_only(store: Store, dataset: Path) -> tuple[bool, dict[int, str]]:
+    """SIGKILL `identity enroll` itself once its workers are busy; what of its children is alive WORKER_GRACE s later."""
+    proc = start(store, "enroll", str(dataset), "--workers", "2")
+    engine = sql_engine(store.sql_url)
+    try:
+        done = wait_for_done(engine, 0, proc)
+        wait_for_done(engine, done + 2, proc)  # the workers have loaded their models and are at work
+    finally:
+        engine.dispose()
+    below = process_children(proc.pid)
+    if proc.poll() is not None or not below:
+        return False, {}
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.perf_counter() + WORKER_GRACE
+    while (left := running(below)) and time.perf_counter() < deadline:
+        time.sleep(0.1)
+    sigkill(proc)  # the harness cleans up what the CLI left (same process group)
+    return True, left
+
+
+def normal_run_leftovers(store: Store, folder: Path) -> dict[int, str]:
+    """Children seen during a run to completion that still exist (running or unreaped) after it."""
+    proc = start(store, "enroll", str(folder), "--workers", "2")
+    seen: dict[int, tuple[str, str]] = {}
+    while proc.poll() is None:
+        seen.update(process_children(proc.pid))
+        time.sleep(0.05)
+    time.sleep(1.0)
+    return {pid: what for pid, (start_time, what) in seen.items() if proc_state(pid, start_time) is not None}
+
+
+def process_children(pid: int) -> dict[int, tuple[str, str]]:
+    """{pid: (start time, what)} of the processes whose parent is `pid`, from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                what = "resource tracker" if b"resource_tracker" in cmdline else "worker" if b"spawn_main" in cmdline else "other"
+                found[int(entry.name)] = (fields[19], what)
+    return found
+
+
+def proc_state(pid: int, start_time: str) -> str | None:
+    """The state letter of process `pid` if it is still the one that started at `start_time` (Z: unreaped)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return fields[0] if fields[19] == start_time else None
+
+
+def running(processes: dict[int, tuple[str, str]]) -> dict[int, str]:
+    """Those of `processes` still running (a zombie has ended: reaping it is its new parent's job)."""
+    return {pid: what for pid, (start_time, what) in processes.items() if proc_state(pid, start_time) not in (None, "Z")}
+
+
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield None
 
 
-def bad_input(store: Store, root: Path, spare: Spare, truth: Truth) -> tuple[Row, list[Case]]:
-    row = Row("bad input", store.backend)
-    suite = BadInputs(store, root, spare, truth)
-    cases = []
-    for make in suite.cases():
+@trial("bad")
+def bad_input(ctx: Context) -> Row:
+    return case_row(ctx, "bad input")
+
+
+def case_row(ctx: Context, name: str) -> Row:
+    """One row for the registered cases of row `name`: each a trial, each failure counted inconsistent."""
+    row = Row(name, ctx.backend)
+    suite = BadInputs(ctx.clean, ctx.root, ctx.spare, ctx.truth)
+    for registered in BAD_CASES:
+        if registered.row != name or ctx.backend not in registered.backends:
+            continue
         try:
-            case = make()
+            case = registered.run(suite)
         except Exception as exc:  # noqa: BLE001 - a harness failure is reported as that case failing
-            case = Case(store.backend, make.__name__, False, [f"harness: {type(exc).__name__}: {exc}"])
-        cases.append(case)
+            case = Case(ctx.backend, registered.run.__name__, False, [f"harness: {type(exc).__name__}: {exc}"])
+        ctx.cases.append(case)
         row.trials += 1
         if not case.passed:
             row.fail(case.name)
     row.notes = [f"{row.trials - row.inconsistent} of {row.trials} cases pass"]
-    return row, cases
+    return row
 
 
 # ---------------------------------------------------------------- driver
@@ -984,9 +1226,8 @@ def timed_row(fn: Callable[[], Row]) -> Row:
 
 def run_backend(backend: str, args: argparse.Namespace, root: Path, dataset: Path, spare_photos: list[Path],
                 rng: random.Random) -> tuple[list[Row], list[Case]]:
+    """The clean run, then every registered trial of the chosen sections, in registration order."""
     rows: list[Row] = []
-    cases: list[Case] = []
-    spare = Spare(spare_photos)
     sections = set(args.sections.split(","))
     with fresh_store(backend, root, "clean") as clean:
         console.print(f"[bold]{backend}[/bold]: clean run of {args.images} images")
@@ -994,24 +1235,13 @@ def run_backend(backend: str, args: argparse.Namespace, root: Path, dataset: Pat
         row.seconds = seconds
         rows.append(row)
         if truth is None:
-            return rows, cases
-        if "crash" in sections and args.kills:
-            console.print(f"{backend}: {args.kills} SIGKILLs of enroll, then completion")
-            with fresh_store(backend, root, "crash") as store:
-                rows.append(timed_row(lambda: crash_trials(store, dataset, truth, args.kills, rng)))
-        if "worker" in sections and backend == "postgres":
-            console.print(f"{backend}: worker SIGKILLed mid-batch, a second one drains")
-            with fresh_store(backend, root, "worker") as store:
-                rows.append(timed_row(lambda: worker_takeover(store, dataset, truth, rng)))
-        if "erasure" in sections:
-            console.print(f"{backend}: erasure scan")
-            rows.append(timed_row(lambda: erasure_scan(clean, root, spare, rng)))
-        if "bad" in sections:
-            console.print(f"{backend}: bad input")
-            (row, cases), seconds = timed(lambda: bad_input(clean, root, spare, truth))
-            row.seconds = seconds
-            rows.append(row)
-    return rows, cases
+            return rows, []
+        ctx = Context(backend, args, root, dataset, clean, truth, Spare(spare_photos), rng)
+        for t in TRIALS:
+            if t.section in sections and backend in t.backends:
+                console.print(f"{backend}: {t.section}: {t.run.__name__}")
+                rows.append(timed_row(lambda: t.run(ctx)))
+    return rows, ctx.cases
 
 
 def render(rows: list[Row], cases: list[Case], seconds: float, title: str) -> None:
@@ -1026,7 +1256,7 @@ def render(rows: list[Row], cases: list[Case], seconds: float, title: str) -> No
     out.print(table)
     for case in cases:
         status = "[green]pass[/green]" if case.passed else "[red]FAIL[/red]"
-        out.print(f"{status} bad input, {case.backend}: {case.name}" + ("" if case.passed else ": " + "; ".join(case.reasons)),
+        out.print(f"{status} {case.backend}: {case.name}" + ("" if case.passed else ": " + "; ".join(case.reasons)),
                   highlight=False)
     out.print(f"total {seconds:.0f} s; " + ("all counts 0" if all(r.ok for r in rows) else "[red]some counts are not 0[/red]"))
 
@@ -1038,7 +1268,8 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workers", type=int, default=1, help="processes for the clean run and the bad-input runs")
-    parser.add_argument("--sections", default="crash,worker,erasure,bad", help="which trials besides the clean run")
+    parser.add_argument("--sections", default=",".join(dict.fromkeys(t.section for t in TRIALS)),
+                        help="which trials besides the clean run (default: all)")
     parser.add_argument("--dataset", type=Path, default=LFW)
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args()

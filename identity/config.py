@@ -6,6 +6,10 @@ Precedence: environment > config file > defaults. Top-level fields read
 ``[section]`` in the file. The file is ``IDENTITY_CONFIG`` if set, else
 ``<data dir>/config.toml`` if it exists.
 
+Every value is checked at load by type and by the range (or choices) its field declares
+with `setting(...)`, so a bad value stops the command with one line naming it, instead of
+doing nothing (a chunk size of 0), overflowing deep in a vector engine, or rejecting every photo.
+
 Nothing here is a module-level singleton: callers build Settings once and pass it
 down, so tests can point every part at temporary stores.
 """
@@ -13,6 +17,7 @@ down, so tests can point every part at temporary stores.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -25,26 +30,54 @@ from identity.errors import ConfigError
 
 ENV_PREFIX = "IDENTITY_"
 SECRET_FIELDS = {"qdrant_api_key", "session_secret"}
+SUBJECT_RULES = ("dominant", "central", "all", "reject")  # enroll.subject, and `identity enroll --subject`
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """What a setting accepts beyond its type: a closed range [low, high] or a set of choices."""
+
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def admits(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.high is None:
+            return f"at least {self.low:g}"
+        return f"{self.low:g} to {self.high:g}"
+
+
+def setting(default: Any, low: float | None = None, high: float | None = None, choices: tuple[str, ...] = ()) -> Any:
+    """A field whose value must lie in [low, high] (either end open when None) or among `choices`."""
+    return field(default=default, metadata={"allowed": Allowed(low, high, choices)})
 
 
 @dataclass(frozen=True)
 class FaceSettings:
     """Detection, alignment, recognition and the quality gate."""
 
-    detector: str = "hog"  # dlib-resnet pack: "hog" (fast) or "cnn" (MMOD, slower, finds harder faces)
-    upsample: int = 1  # dlib detector upsampling: 1 finds faces down to ~40 px wide
+    detector: str = setting("hog", choices=("hog", "cnn"))  # dlib-resnet pack: "hog" (fast) or "cnn" (MMOD, slower, finds harder faces)
+    # dlib detector upsampling: 1 finds faces down to ~40 px wide; each step quadruples the pixels
+    upsample: int = setting(1, 0, 4)
     onnx_detector: str | None = None  # insightface-onnx pack: SCRFD/RetinaFace .onnx
     onnx_recognizer: str | None = None  # insightface-onnx pack: ArcFace/CosFace .onnx
     torch_checkpoint: str | None = None  # torch-iresnet pack: .pth state dict
-    torch_arch: str = "r50"  # torch-iresnet pack: r18/r34/r50/r100
+    torch_arch: str = setting("r50", choices=("r18", "r34", "r50", "r100"))  # torch-iresnet pack
     allow_download: bool = False  # insightface-onnx: fetch buffalo_l when no paths are set
-    min_det_score: float = 0.0
-    min_iod_px: float = 20.0  # inter-ocular distance below which a face is too small
+    min_det_score: float = 0.0  # any finite number: each detector has its own scale
+    min_iod_px: float = setting(20.0, 0)  # inter-ocular distance below which a face is too small
     # On lfw-dev a 50 degree yaw gate (landmark estimate) refused 15 of 2,848 gallery faces
     # in three-quarter view that the recognizer still matches; 65 keeps out true profiles.
-    min_blur: float = 10.0  # variance of the Laplacian below which a crop is blurry
-    max_yaw_deg: float = 65.0
-    max_roll_deg: float = 45.0
+    min_blur: float = setting(10.0, 0)  # variance of the Laplacian below which a crop is blurry
+    max_yaw_deg: float = setting(65.0, 0, 180)
+    max_roll_deg: float = setting(45.0, 0, 180)
 
 
 @dataclass(frozen=True)
@@ -53,9 +86,9 @@ class VectorSettings:
 
     # Measured on 100k x 512-d (benchmarks/vector_index.py): recall@10 0.975 at ~2.7 ms with
     # int8 candidates rescored in float; m=16 needed ef=1024 for the same recall.
-    hnsw_m: int = 32
-    hnsw_ef_construct: int = 128
-    search_ef: int = 512
+    hnsw_m: int = setting(32, 4, 128)
+    hnsw_ef_construct: int = setting(128, 4, 4096)
+    search_ef: int = setting(512, 1, 32768)
     exact: bool = False  # brute-force search (small galleries, evaluation)
 
 
@@ -63,12 +96,12 @@ class VectorSettings:
 class EnrollSettings:
     """Bulk enrollment and the job queue."""
 
-    dominant_face_ratio: float = 2.0  # a photo with several faces enrolls the largest only if its area is this many times the next
+    dominant_face_ratio: float = setting(2.0, 1)  # a photo with several faces enrolls the largest only if its area is this many times the next
     # Which face(s) of a photo with several enroll for its person: dominant (the largest, by the
     # ratio above), central (nearest the centre, as `identity eval` picks), all, or reject.
-    subject: str = "dominant"
-    lease_seconds: int = 600  # a claimed job whose worker vanished is claimed again after this long
-    chunk_size: int = 16  # images claimed and written per transaction
+    subject: str = setting("dominant", choices=SUBJECT_RULES)
+    lease_seconds: int = setting(600, 1, 30 * 86400)  # a claimed job whose worker vanished is claimed again after this long
+    chunk_size: int = setting(16, 1, 10_000)  # images claimed and written per transaction
 
 
 @dataclass(frozen=True)
@@ -76,9 +109,9 @@ class ApiSettings:
     """`identity serve`: the HTTP API."""
 
     import_roots: str | None = None  # folders (joined by os.pathsep) whose files POST /v1/enrollments may name
-    max_upload_mb: float = 20.0  # a request body above this is refused (413) before it is read in full
-    inference_workers: int = 0  # threads running detection+embedding; 0: one per core
-    queue_limit: int = 16  # requests waiting for inference beyond those running; more get 503 + Retry-After
+    max_upload_mb: float = setting(20.0, 0.001, 100_000)  # a request body above this is refused (413) before it is read in full
+    inference_workers: int = setting(0, 0, 1024)  # threads running detection+embedding; 0: one per core
+    queue_limit: int = setting(16, 0, 1_000_000)  # requests waiting for inference beyond those running; more get 503 + Retry-After
     metrics_bind: str | None = None  # "host:port" serving /metrics without a key (e.g. for Prometheus on a private net)
     # Signs the review UI's session cookies. Required when several servers share a deployment;
     # unset, a single server generates one and keeps it in <data dir>/session_secret.
@@ -90,11 +123,11 @@ class ReviewSettings:
     """The review loop: match reviews and the faces searches returned as unknown."""
 
     # `identity report reviews` warns when the share of reviewed matches that were confirmed falls below this.
-    precision_warning: float = 0.95
+    precision_warning: float = setting(0.95, 0, 1)
     # Keep the faces searches return as unknown (vector + small thumbnail) so `identity cluster
     # --from-searches` can group them. Off: they are biometric data of people who are not enrolled.
     keep_unknown_faces: bool = False
-    unknown_retention_days: float = 30.0  # kept unknown faces are erased from the data files after this long
+    unknown_retention_days: float = setting(30.0, 0, 36_500)  # kept unknown faces are erased from the data files after this long
 
 
 @dataclass(frozen=True)
@@ -103,11 +136,11 @@ class Settings:
     database_url: str | None = None  # None: SQLite file under data_dir
     qdrant_url: str | None = None  # None: embedded Qdrant Edge under data_dir; ":memory:" for local mode
     qdrant_api_key: str | None = None
-    qdrant_timeout: float = 10.0
-    qdrant_retries: int = 3
+    qdrant_timeout: float = setting(10.0, 0.001, 86_400)  # seconds
+    qdrant_retries: int = setting(3, 0, 100)
     # None: the store's active model (set by `identity reindex`), else dlib-resnet; a value pins it.
     model: str | None = None
-    workers: int = 0  # 0: one per CPU core
+    workers: int = setting(0, 0, 1024)  # 0: one per CPU core
     faces: FaceSettings = field(default_factory=FaceSettings)
     vectors: VectorSettings = field(default_factory=VectorSettings)
     enroll: EnrollSettings = field(default_factory=EnrollSettings)
@@ -139,7 +172,7 @@ class Settings:
         data_dir = Path(env.get(ENV_PREFIX + "DATA_DIR") or default_data_dir()).expanduser()
         path = config_file or _config_path(env, data_dir)
         file_values = _read_toml(path) if path else {}
-        values = _merge(cls, file_values, env, prefix=ENV_PREFIX)
+        values = _merge(cls, file_values, env, ENV_PREFIX)
         values["config_file"] = path
         return cls(**values)
 
@@ -200,7 +233,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc}") from None
 
 
-def _merge(cls: type, file_values: Mapping[str, Any], env: Mapping[str, str], prefix: str) -> dict[str, Any]:
+def _merge(cls: type, file_values: Mapping[str, Any], env: Mapping[str, str], prefix: str,
+           file_prefix: str = "") -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(file_values) - known
     if unknown:
@@ -215,14 +249,23 @@ def _merge(cls: type, file_values: Mapping[str, Any], env: Mapping[str, str], pr
             section = file_values.get(f.name, {})
             if not isinstance(section, dict):
                 raise ConfigError(f"config file: [{f.name}] must be a table")
-            values[f.name] = kind(**_merge(kind, section, env, prefix=f"{prefix}{f.name.upper()}__"))
+            values[f.name] = kind(**_merge(kind, section, env, f"{prefix}{f.name.upper()}__", f"{f.name}."))
             continue
         env_name = prefix + f.name.upper()
         if env_name in env and env[env_name] != "":
-            values[f.name] = _coerce(env[env_name], kind, env_name)
+            values[f.name] = _checked(env[env_name], kind, f, env_name)
         elif f.name in file_values:
-            values[f.name] = _coerce(file_values[f.name], kind, f"config file: {f.name}")
+            values[f.name] = _checked(file_values[f.name], kind, f, f"config file: {file_prefix}{f.name}")
     return values
+
+
+def _checked(raw: Any, kind: Any, f: dataclasses.Field[Any], where: str) -> Any:
+    """The value of `raw` for field `f`, or a ConfigError naming `where` and what is allowed."""
+    value = _coerce(raw, kind, where)
+    allowed = f.metadata.get("allowed")
+    if allowed is not None and value is not None and not allowed.admits(value):
+        raise ConfigError(f"{where}: {raw!r} is not allowed (expected {allowed})")
+    return value
 
 
 def _coerce(raw: Any, kind: Any, where: str) -> Any:
@@ -241,9 +284,25 @@ def _coerce(raw: Any, kind: Any, where: str) -> Any:
             raise ValueError(raw)
         if kind is Path:
             return Path(str(raw)).expanduser()
+        if kind in (int, float):
+            return _number(raw, kind, where)
         return kind(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: {raw!r} is not a valid {getattr(kind, '__name__', kind)}") from None
+
+
+def _number(raw: Any, kind: type, where: str) -> int | float:
+    """An int or a finite float. TOML gives numbers typed: 1.7 for an int is refused, not cut to 1."""
+    if isinstance(raw, bool):  # TOML true is not 1
+        raise ValueError(raw)
+    if kind is int and isinstance(raw, float):
+        if not raw.is_integer():
+            raise ConfigError(f"{where}: {raw!r} is not a whole number")
+        raw = int(raw)
+    value = kind(raw)
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: {raw!r} is not a finite number")
+    return value
 
 
 def _plain(value: Any) -> Any:

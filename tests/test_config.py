@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,59 @@ def test_describe_masks_secrets(tmp_path: Path) -> None:
 def test_mask_url_leaves_passwordless_urls_alone() -> None:
     assert mask_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
     assert mask_url("postgresql://postgres@127.0.0.1/db") == "postgresql://postgres@127.0.0.1/db"
+
+
+BAD_SETTINGS = [  # (environment, or TOML under [section], the setting's name as the line must give it)
+    ({"IDENTITY_ENROLL__CHUNK_SIZE": "0"}, "IDENTITY_ENROLL__CHUNK_SIZE"),  # queued and processed nothing
+    ({"IDENTITY_FACES__UPSAMPLE": "-1"}, "IDENTITY_FACES__UPSAMPLE"),  # TypeError in dlib
+    ({"IDENTITY_VECTORS__SEARCH_EF": "-1"}, "IDENTITY_VECTORS__SEARCH_EF"),  # OverflowError in Qdrant
+    ({"IDENTITY_VECTORS__HNSW_M": "-1"}, "IDENTITY_VECTORS__HNSW_M"),
+    ({"IDENTITY_REVIEW__UNKNOWN_RETENTION_DAYS": "nan"}, "IDENTITY_REVIEW__UNKNOWN_RETENTION_DAYS"),  # ValueError
+    ({"IDENTITY_REVIEW__UNKNOWN_RETENTION_DAYS": "1e12"}, "IDENTITY_REVIEW__UNKNOWN_RETENTION_DAYS"),  # Overflow
+    ({"IDENTITY_FACES__MIN_BLUR": "inf"}, "IDENTITY_FACES__MIN_BLUR"),  # rejected every photo
+    ({"IDENTITY_FACES__DETECTOR": "hgo"}, "IDENTITY_FACES__DETECTOR"),
+    ({"IDENTITY_QDRANT_TIMEOUT": "-inf"}, "IDENTITY_QDRANT_TIMEOUT"),
+    ("[faces]\nupsample = 1.7\n", "faces.upsample"),  # became 1
+    ("workers = true\n", "workers"),  # became 1
+    ("[review]\nprecision_warning = 1.5\n", "review.precision_warning"),
+]
+
+
+@pytest.mark.parametrize("bad, name", BAD_SETTINGS, ids=[name for _, name in BAD_SETTINGS])
+def test_every_bad_setting_stops_the_command_with_one_line_naming_it(
+        capsys, clean_env, monkeypatch, tmp_path: Path, bad: dict[str, str] | str, name: str) -> None:
+    from identity_cli.main import main
+
+    if isinstance(bad, str):
+        (tmp_path / "config.toml").write_text(bad)
+        monkeypatch.setenv("IDENTITY_CONFIG", str(tmp_path / "config.toml"))
+    else:
+        for key, value in bad.items():
+            monkeypatch.setenv(key, value)
+    code = main(["config", "show", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and name in err, err
+    assert "allowed" in err or "whole number" in err or "finite" in err or "not a valid" in err, err
+    assert json.loads(out)["error_type"] == "ConfigError"
+
+
+def test_values_at_the_ends_of_a_range_and_whole_floats_are_accepted(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("[faces]\nupsample = 2.0\nmin_blur = 0\n[enroll]\nchunk_size = 1\n")
+    s = Settings.load(env={"IDENTITY_DATA_DIR": str(tmp_path), "IDENTITY_VECTORS__HNSW_M": "4"})
+    assert s.faces.upsample == 2 and isinstance(s.faces.upsample, int)
+    assert s.faces.min_blur == 0.0 and s.enroll.chunk_size == 1 and s.vectors.hnsw_m == 4
+
+
+def test_every_range_admits_its_default() -> None:
+    """A declared range that refused the shipped default would break every install."""
+    import dataclasses
+
+    defaults = Settings()
+    sections = [defaults] + [getattr(defaults, f.name) for f in dataclasses.fields(defaults)
+                             if dataclasses.is_dataclass(getattr(defaults, f.name))]
+    assert len(sections) == 6
+    for section in sections:
+        for f in dataclasses.fields(section):
+            allowed = f.metadata.get("allowed")
+            assert allowed is None or allowed.admits(getattr(section, f.name)), f.name

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequen
 
 import numpy as np
 
-from identity.config import Settings
+from identity.config import SUBJECT_RULES, Settings
 from identity.errors import ConfigError, IdentityError, ImageError, ModelError, StoreUnavailable
 from identity.evaluation.protocol import subject_face
 from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from identity.services.deployment import Deployment
 
 Outcome = ImageFaces | ImageError
-SUBJECT_RULES = ("dominant", "central", "all", "reject")
 
 
 @dataclass(frozen=True)
@@ -519,8 +518,8 @@ def process_queue(
         summary.storage_seconds += time.perf_counter() - t0
         pending.clear()
 
+    analysed = analyse(paths()) if analyse else process_paths_parallel(writer.settings, paths(), workers)
     try:
-        analysed = analyse(paths()) if analyse else process_paths_parallel(writer.settings, paths(), workers)
         for _path, outcome in analysed:
             pending.append((claimed.popleft(), outcome))
             if len(pending) >= settings.enroll.chunk_size:
@@ -529,9 +528,11 @@ def process_queue(
             flush()
         writer.optimize()  # the embedded engine builds its search graphs only when asked
     except BaseException:
-        # Ctrl-C, a store that is down, or a crash (a job's own errors never get here): hand
-        # back what this run claimed but never wrote, so the next run takes it at once
+        # Ctrl-C, a store that is down, or a crash (a job's own errors never get here): end the
+        # worker pool now (not when the traceback is dropped, maybe at interpreter exit), and
+        # hand back what this run claimed but never wrote, so the next run takes it at once
         # instead of waiting for the leases to expire.
+        getattr(analysed, "close", lambda: None)()
         _release(app, [job.id for job, _ in pending] + [job.id for job in claimed])
         raise
     finally:
