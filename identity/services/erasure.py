@@ -127,18 +127,20 @@ def _record(dep: Deployment, session: Session, person: Person, actor: str | None
     for row in keys:
         faces.setdefault(str(row.model_id), []).append(str(row.id))
     images = person_images(session, person)
-    digests = sorted({sha for sha, _ in images})
+    unknown, searched = _unknown_of(dep, session, person.id, {sha for sha, _ in images})
     plan = {"external_id": person.external_id, "person_id": str(person.id),
-            "photos": len({row.image_id for row in keys}),
-            "faces": faces, "uploads": sorted({path for _, path in images if path}), "image_sha256": digests,
-            "unknown": _unknown_of(dep, session, person.id, set(digests))}
+            "photos": len({row.image_id for row in keys}), "faces": faces,
+            "uploads": sorted({path for _, path in images if path}),
+            "image_sha256": sorted({sha for sha, _ in images} | searched), "unknown": unknown}
     subject, by_id = person_tokens(session, person.external_id, person.id)
     return record_pending(session, subject, by_id or "", plan, resolve_actor(actor))
 
 
-def _unknown_of(dep: Deployment, session: Session, person_id: uuid.UUID, digests: set[str]) -> dict[str, list[str]]:
+def _unknown_of(dep: Deployment, session: Session, person_id: uuid.UUID,
+                digests: set[str]) -> tuple[dict[str, list[str]], set[str]]:
     """The kept unknown faces that are the person's, by model row id: same photo, or close to their template
-    (the active model's; another model's kept faces are matched by photo only, its pack not loaded here)."""
+    (the active model's; another model's kept faces are matched by photo only, its pack not loaded here);
+    and the digests of their photos (searched photos of the person: their log entries are redacted too)."""
     kept = unknown_face_keys(session)
     found = {face_id: model for face_id, model, sha in kept if sha in digests}
     active = [face_id for face_id, model, _ in kept if model == dep.model.id]
@@ -152,7 +154,7 @@ def _unknown_of(dep: Deployment, session: Session, person_id: uuid.UUID, digests
     grouped: dict[str, list[str]] = {}
     for face_id, model in found.items():
         grouped.setdefault(str(model), []).append(str(face_id))
-    return grouped
+    return grouped, {sha for face_id, _, sha in kept if face_id in found}
 
 
 def _finish(dep: Deployment, erasure_id: int, ref: str | None, resumed: bool) -> Erasure:
