@@ -257,3 +257,16 @@ def assert_no_trace(live: Prepared, capsys, find_traces) -> None:
     code, report = cli(capsys, "doctor", "--json")
     assert report["pending_erasures"] == 0 and report["clean"] is True, report
     assert find_traces(live.data, vectors=live.vectors, ids=live.ids, strings=live.strings()) == {}
+
+
+def test_a_worker_round_finishes_a_pending_erasure(live: Prepared, capsys, monkeypatch, find_traces) -> None:
+    from identity.app.core import App
+    from identity.services.worker import run_worker
+
+    with monkeypatch.context() as patch:
+        patch.setattr(erasure, "_apply_uploads", fail)
+        stopped(capsys, "uploads")
+    with App.open(settings_for(live.data)) as app:
+        run_worker(app, drain=True, poll=0.1)
+    assert cli(capsys, "person", "delete", PERSON, "--json")[1]["already_deleted"] is True
+    assert_no_trace(live, capsys, find_traces)
