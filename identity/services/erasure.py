@@ -26,6 +26,7 @@ returned them as unknown kept their face.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ from identity.store.vectors import FaceIndex
 from identity.store.vectors.base import UNKNOWN
 
 Plan = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,17 @@ def finish_pending(dep: Deployment) -> dict[str, int]:
     for erasure_id in pending:
         _finish(dep, erasure_id, None, True)
     return {"erasures_completed": len(pending)} if pending else {}
+
+
+def retry_pending(dep: Deployment) -> None:
+    """Finish erasures left pending, for loops that come round again (worker rounds, the server's background
+    work): one that fails again stays pending for the next round (doctor reports it), and the loop goes on."""
+    if not count_pending(dep):
+        return
+    try:
+        finish_pending(dep)
+    except ErasurePending as exc:
+        log.warning("%s", exc.message)
 
 
 def erase_uploads(dep: Deployment, paths: list[str]) -> dict[str, int]:

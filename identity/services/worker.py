@@ -14,9 +14,8 @@ import time
 from typing import Callable
 
 from identity.app.core import App
-from identity.errors import ErasurePending
-from identity.services.deployment import Deployment, deployment
-from identity.services.erasure import finish_pending
+from identity.services.deployment import deployment
+from identity.services.erasure import retry_pending
 from identity.services.reindex import process_reindex_jobs
 from identity.services.enroll import (
     EnrollmentWriter,
@@ -42,7 +41,7 @@ def run_worker(app: App, workers: int = 1, drain: bool = False, poll: float = 5.
             on_result = on_open()
         writer = EnrollmentWriter(dep, subject)
         while dep.follows_store():
-            _retry_erasures(dep)
+            retry_pending(dep)
             before = summary.processed
             process_queue(app, writer, None, workers, on_result, summary)
             process_reindex_jobs(app, workers, on_result, summary)
@@ -60,11 +59,3 @@ def run_worker(app: App, workers: int = 1, drain: bool = False, poll: float = 5.
         dep.release()  # the old model's collections (and, embedded, their lock) go; the next round opens the new
     return summary
 
-
-def _retry_erasures(dep: Deployment) -> None:
-    """Finish erasures left pending; one that fails again stays pending for the next round (and doctor
-    reports it): the worker goes on with its jobs."""
-    try:
-        finish_pending(dep)
-    except ErasurePending:
-        pass
