@@ -182,12 +182,14 @@ def test_a_purge_refused_by_the_filesystem_leaves_the_erasure_pending_until_dele
     assert_no_trace(live, capsys, find_traces)
 
 
-def test_enrolling_an_external_id_whose_erasure_is_pending_is_refused(live: Prepared, capsys, monkeypatch) -> None:
+def test_enrolling_or_adding_an_external_id_whose_erasure_is_pending_is_refused(live: Prepared, capsys, monkeypatch) -> None:
     with monkeypatch.context() as patch:
         patch.setattr(erasure, "_apply_vectors", fail)
         stopped(capsys, "vectors")
     code, refused = cli(capsys, "enroll", "--person", PERSON, str(live.probe), "--json")
     assert code == 4 and "pending" in refused["error"] and f"identity person delete {PERSON}" in refused["error"]
+    code, refused = cli(capsys, "person", "add", "--external-id", PERSON, "--json")
+    assert code == 4 and refused["error_type"] == "ErasurePending"
     assert cli(capsys, "person", "delete", PERSON, "--json")[1]["completed_pending"] is True
     code, enrolled = cli(capsys, "enroll", "--person", PERSON, str(live.probe), "--json")
     assert code == 0, enrolled

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequen
 import numpy as np
 
 from identity.config import Settings
-from identity.errors import ConfigError, ErasurePending, IdentityError, ImageError, ModelError, StoreUnavailable
+from identity.errors import ConfigError, IdentityError, ImageError, ModelError, StoreUnavailable
 from identity.evaluation.protocol import subject_face
 from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
 from identity.faces.types import same_face
@@ -47,7 +47,7 @@ from identity.store.sql.errors import DataError, IntegrityError, database_refusa
 from identity.store.sql.faces import add_faces, delete_faces, faces_of_images, mark_faces_indexed
 from identity.store.sql.images import add_image, image_with_sha256, images_with_sha256
 from identity.store.sql.models import Face, FaceStatus, Image, Job, naive_utc, utcnow
-from identity.store.sql.pending_erasures import erasing_external_ids
+from identity.store.sql.pending_erasures import refuse_while_erasing
 from identity.store.sql.persons import get_or_create_person, person_by_external_id, person_with_id
 from identity.store.vectors import VectorIndex, VectorPoint
 
@@ -107,21 +107,12 @@ def queue_jobs(app: App, specs: Iterable[jobs.JobSpec], batch: str | None = None
     batch = batch or jobs.new_batch_id()
     specs = list(specs)
     with transaction(app.sessions) as session:
-        _refuse_erasing(session, specs)
+        refuse_while_erasing(session, {s.external_id for s in specs if s.kind == jobs.ENROLL})
         jobs.expire_dead_leases(session, lease_owner_dead)  # a dead run's leases count as abandoned
         adopted = jobs.adopt_unfinished(session, batch, specs)
         fresh = [s for s in specs if s.key not in adopted]
         queued = jobs.enqueue(session, batch, fresh) + len(adopted)
     return batch, queued
-
-
-def _refuse_erasing(session: Session, specs: Sequence[jobs.JobSpec]) -> None:
-    """A person whose erasure is pending is not enrolled again until it completes: their new photos would
-    be erased by its next step, or the old ones kept with the new."""
-    erasing = erasing_external_ids(session, {s.external_id for s in specs if s.kind == jobs.ENROLL})
-    if erasing:
-        raise ErasurePending(f"the erasure of {erasing[0]} is pending: run `identity person delete {erasing[0]}` "
-                             f"or `identity doctor --repair` to finish it, then enroll again", external_ids=erasing)
 
 
 def choose_faces(found: ImageFaces, subject: str, dominance: float) -> tuple[list[DetectedFace], str | None]:

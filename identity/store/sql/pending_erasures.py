@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from identity.errors import ErasurePending
 from identity.store.sql.erasure import person_tokens
 from identity.store.sql.models import PendingErasure
 
@@ -60,6 +61,15 @@ def erasing_external_ids(session: Session, external_ids: Iterable[str]) -> list[
     found = session.scalars(select(PendingErasure.subject_token).where(
         PendingErasure.completed_at.is_(None), PendingErasure.subject_token.in_(list(tokens))))
     return sorted(tokens[token] for token in set(found))
+
+
+def refuse_while_erasing(session: Session, external_ids: Iterable[str]) -> None:
+    """A person whose erasure is pending is not enrolled or added again until it completes: the next step
+    would erase their new photos, or `person delete` would finish the old erasure instead of the new person."""
+    erasing = erasing_external_ids(session, external_ids)
+    if erasing:
+        raise ErasurePending(f"the erasure of {erasing[0]} is pending: run `identity person delete {erasing[0]}` "
+                             f"or `identity doctor --repair` to finish it first", external_ids=erasing)
 
 
 def set_step(session: Session, erasure_id: int, step: str, forget_plan: bool = False) -> None:
