@@ -92,7 +92,8 @@ def delete(
     """Erase a person from every store (vectors purged from the files, rows deleted, search log redacted).
 
     An audit event remains without biometric or identifying data; a second delete answers
-    "already erased". --json reports what was removed per store.
+    "already erased", or finishes an erasure a failure left pending ("completed_pending": true).
+    --json reports what was removed per store.
     """
     from identity.services.curation import delete_person
 
@@ -102,7 +103,7 @@ def delete(
         render(result, as_json, title="already erased" if result.already_deleted else "erased")
         return
     removed = result.removed
-    render(result.subject, False, title="erased")
+    render(result.subject, False, title="erased (finished its pending erasure)" if result.completed_pending else "erased")
     stores = [{"store": "sql", **removed["sql"]}] + [
         {"store": f"vectors {name}", **report} for name, report in removed["vectors"].items()]
     render([{"store": r.pop("store"), "removed": r} for r in stores], False, ["store", "removed"], title="removed")

@@ -59,6 +59,10 @@ class StoreMismatch(StoreUnavailable):
     """The database is bound to another vector store than the one this process would use."""
 
 
+class ErasurePending(StoreUnavailable):
+    """An erasure was recorded but not finished (a store failed part-way); the message says how to finish it."""
+
+
 class NoStore(StoreUnavailable):
     """A command that only reads found no identity store where the settings point (it creates none)."""
 

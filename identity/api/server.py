@@ -35,6 +35,7 @@ from identity.errors import IdentityError, ImageError
 from identity.faces import FacePipeline, ImageFaces, build_pipeline, load_image
 from identity.services.deployment import Deployment, deployment
 from identity.services.enroll import EnrollmentWriter, process_queue
+from identity.services.erasure import retry_pending
 from identity.services.keys import Forbidden, KeyRecord, authenticate
 from identity.services.refusals import CONFLICT, INVALID, REFUSALS, UNAVAILABLE, refusal_kind
 from identity.services.search import SearchOptions, SearchResult, search_faces
@@ -105,6 +106,7 @@ class ApiContext:
                 return
             try:
                 dep = self.deployment()
+                retry_pending(dep)  # erasures a failure left pending, as `identity worker` rounds do
                 process_queue(self.core, EnrollmentWriter(dep), None, 1, analyse=self.analyse_stream)
             except _Stopping:
                 return

@@ -8,7 +8,8 @@ Search joins hits to person rows, so an erased person is never shown even in tha
 
 Deleting a face or a person is erasure: the vectors and templates are purged from the
 vector store's files (VectorIndex.purge), the rows as identity.store.sql.erasure says,
-and SQLite's log is checkpointed so the deleted bytes leave its files too.
+and SQLite's log is checkpointed so the deleted bytes leave its files too. Erasing a
+person is recorded first and finished even after a failure (identity.services.erasure).
 
 A photo of a person has one face row per model it was indexed with (a re-index keeps
 the old model's rows and collection for rollback). Every change here applies to all
@@ -19,17 +20,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from identity.errors import IdentityError, NotFound
 from identity.app.actor import resolve_actor
 from identity.services.deployment import Deployment, ModelCollections, model_collections
 from identity.services.templates import refresh_templates
-from identity.services.uploads import uploads_dir
-from identity.store.sql.audit_events import add_audit_details, latest_audit_event, record_audit_event
+from identity.services.erasure import Erasure, erase_person, erase_uploads
+from identity.store.sql.audit_events import latest_audit_event, record_audit_event
 from identity.store.sql.db import Session, flush_deleted, transaction
-from identity.store.sql.erasure import drop_unused_images, erase_person_rows, person_tokens
+from identity.store.sql.erasure import drop_unused_images
 from identity.store.sql.faces import (
     FaceKey,
     delete_faces,
@@ -41,7 +41,7 @@ from identity.store.sql.faces import (
 )
 from identity.store.sql.jobs import delete_enrollment_jobs
 from identity.store.sql.models import Face
-from identity.store.sql.persons import delete_person_row, find_person, get_person, person_with_id
+from identity.store.sql.persons import delete_person_row, get_person, person_with_id
 from identity.store.sql.reviews import move_reviews
 from identity.store.sql.searches import move_search_hits
 from identity.store.vectors import VectorIndex
@@ -65,22 +65,6 @@ class FaceMove:
 
     def as_dict(self) -> dict[str, Any]:
         return {"face_id": self.face_id, "from": self.source, "to": self.target}
-
-
-@dataclass(frozen=True)
-class Erasure:
-    """What a face or person deletion removed; or, for one already done, when and by whom."""
-
-    subject: dict[str, Any]  # face: face_id, person; person: deleted, person_id, faces_erased
-    removed: dict[str, Any] | None = None  # {"sql": ..., "vectors": ...}
-    already_deleted: bool = False
-    deleted_at: str | None = None
-    by: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        if self.already_deleted:
-            return {"already_deleted": True, **self.subject, "deleted_at": self.deleted_at, "by": self.by}
-        return {**self.subject, "removed": self.removed}
 
 
 def merge_persons(dep: Deployment, keep_ref: str, absorb_ref: str, actor: str | None = None) -> MergeResult:
@@ -150,45 +134,12 @@ def delete_face(dep: Deployment, face_ref: str, actor: str | None = None) -> Era
         sql = {"faces": len(siblings), **drop_unused_images(session, {face.image_id}, paths)}
     vectors = _erase_vectors(dep, _by_model(siblings), person_id, lambda index, ids: index.delete(ids))
     sql["database"] = flush_deleted(dep.app.engine)
-    return Erasure(summary, {"sql": sql, "vectors": vectors, **_erase_uploads(dep, paths)})
+    return Erasure(summary, {"sql": sql, "vectors": vectors, **erase_uploads(dep, paths)})
 
 
 def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> Erasure:
-    """Erase a person from every store; an audit event remains, with keyed tokens instead of their ids."""
-    with transaction(dep.app.sessions) as session:
-        person = find_person(session, ref)
-        if person is None:
-            gone = _person_already_erased(session, ref)
-            if gone is None:
-                raise NotFound(f"no person with external id or uuid {ref!r}")
-            return gone
-        faces = face_keys_of_person(session, person.id)
-        person_id, external_id = person.id, person.external_id
-        subject, token = person_tokens(session, external_id, person_id)
-        paths: list[str] = []
-        sql = erase_person_rows(session, person, paths)
-        event_id = record_audit_event(session, resolve_actor(actor), "delete_person", subject=subject,
-                                      details={"person": token, "faces_erased": _photos(faces), "sql": sql})
-    # The active collection always, in case a vector outlived its row; every other model holding the person too.
-    vectors = _erase_vectors(dep, {dep.model.id: [], **_by_model(faces)}, person_id,
-                             lambda index, _ids: index.delete_person(person_id))
-    with transaction(dep.app.sessions) as session:  # the event says the vectors are gone too
-        add_audit_details(session, event_id, {"vectors": vectors})
-    sql["database"] = flush_deleted(dep.app.engine)
-    return Erasure({"deleted": external_id, "person_id": str(person_id), "faces_erased": _photos(faces)},
-                   {"sql": sql, "vectors": vectors, **_erase_uploads(dep, paths)})
-
-
-def _erase_uploads(dep: Deployment, paths: list[str]) -> dict[str, int]:
-    """Delete the copies of erased photos that the HTTP API stored (uploads/ under the data directory);
-    files elsewhere are the organization's own and stay. Reported only where there were some."""
-    root = uploads_dir(dep.app.settings).resolve()
-    erased = 0
-    for path in map(Path, paths):
-        if path.resolve().is_relative_to(root) and path.is_file():
-            path.unlink()
-            erased += 1
-    return {"uploaded_files": erased} if erased else {}
+    """Erase a person from every store, or finish their erasure left pending (identity.services.erasure)."""
+    return erase_person(dep, ref, actor)
 
 
 def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid.UUID,
@@ -225,17 +176,6 @@ def _by_model(faces: Iterable[FaceKey]) -> dict[int, list[uuid.UUID]]:
 def _photos(faces: Iterable[FaceKey]) -> int:
     """How many photos the rows stand for (a photo has a row per model it was indexed with)."""
     return len({row.image_id for row in faces})
-
-
-def _person_already_erased(session: Session, ref: str) -> Erasure | None:
-    """Erasing twice is harmless: the second call finds the first one's event by the keyed token of `ref`."""
-    parsed = _maybe_uuid(ref)
-    by_external_id, by_id = person_tokens(session, ref, parsed)  # by_id: None when ref is no uuid
-    # subject == ref: events written before erasure kept tokens instead of ids
-    event = latest_audit_event(session, "delete_person", [by_external_id, ref], person_id=parsed, mentioning=by_id)
-    if event is None:
-        return None
-    return Erasure({}, already_deleted=True, deleted_at=event.created_at.isoformat(), by=event.actor)
 
 
 def _face_already_deleted(session: Session, ref: str) -> Erasure | None:

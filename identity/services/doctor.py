@@ -10,6 +10,7 @@ operator's call (`identity jobs retry`, `identity jobs cancel`). It also lists p
 faces disagree with each other (services/consistency.py): a warning for a person to review,
 not a disagreement between the stores, so it is neither a problem count nor repaired.
 Repair rewrites the templates found wrong, and those of persons whose faces it repaired.
+Erasures left pending (identity.services.erasure) are reported, and finished first by repair.
 
 Every model holding faces is checked against its own collections (faces and templates):
 the active one, and those a re-index left behind for rollback. Faces of such an older
@@ -26,6 +27,7 @@ from typing import Any
 
 from identity.services.consistency import inconsistent_persons
 from identity.services.deployment import Deployment, ModelCollections, model_collections
+from identity.services.erasure import count_pending, finish_pending
 from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
 from identity.services.templates import TemplateCheck, check_templates, refresh_templates, repair_templates
 from identity.store.sql import jobs
@@ -54,13 +56,14 @@ class DoctorReport:
     templates: TemplateCheck = field(default_factory=TemplateCheck)
     # persons of the pending and vector-less faces above: repairing those faces changes their templates
     face_problem_persons: set[uuid.UUID] = field(default_factory=set)
+    pending_erasures: int = 0  # erasures recorded and not finished: repair finishes them
 
     @property
     def problems(self) -> int:
         return (len(self.orphan_vectors) + len(self.pending_with_vector) + len(self.pending_without_vector)
                 + len(self.missing_vectors) + len(self.stale_leases) + len(self.wrong_person)
                 + len({i for ids in self.stuck_jobs.values() for i in ids} - set(self.stale_leases))
-                + bool(self.dimension_mismatch) + self.templates.problems
+                + bool(self.dimension_mismatch) + self.templates.problems + self.pending_erasures
                 + sum(other.problems for other in self.other_models.values()))
 
     @property
@@ -79,6 +82,7 @@ class DoctorReport:
             "stuck_jobs_by_state": {state: len(ids) for state, ids in self.stuck_jobs.items()},
             "wrong_person": len(self.wrong_person),
             "dimension_mismatch": self.dimension_mismatch,
+            "pending_erasures": self.pending_erasures,
             "templates": self.templates.problems,
             "templates_by_kind": {"missing": len(self.templates.missing), "stale": len(self.templates.stale),
                                   "orphaned": len(self.templates.orphaned)},
@@ -102,6 +106,7 @@ def diagnose(dep: Deployment) -> DoctorReport:
         for model in others:
             report.other_models[model.model_id] = _check(dep, model.id, stores[model.id])
     report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(dep)]
+    report.pending_erasures = count_pending(dep)
     return report
 
 
@@ -141,6 +146,8 @@ def _apart_from(check: TemplateCheck, persons: set[uuid.UUID]) -> TemplateCheck:
 
 def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorReport:
     """Fix what diagnose found; faces that lost their vector are enrolled again from their source image."""
+    if report.pending_erasures:  # first: what an erasure deletes is no problem to repair
+        report.repaired.update(finish_pending(dep))
     with transaction(dep.app.sessions) as session:
         _repair_vectors(session, dep.index, report)
         if report.stale_leases:

@@ -47,6 +47,7 @@ from identity.store.sql.errors import DataError, IntegrityError, database_refusa
 from identity.store.sql.faces import add_faces, delete_faces, faces_of_images, mark_faces_indexed
 from identity.store.sql.images import add_image, image_with_sha256, images_with_sha256
 from identity.store.sql.models import Face, FaceStatus, Image, Job, naive_utc, utcnow
+from identity.store.sql.pending_erasures import refuse_while_erasing
 from identity.store.sql.persons import get_or_create_person, person_by_external_id, person_with_id
 from identity.store.vectors import VectorIndex, VectorPoint
 
@@ -105,6 +106,7 @@ def queue_jobs(app: App, specs: Iterable[jobs.JobSpec], batch: str | None = None
     batch = batch or jobs.new_batch_id()
     specs = list(specs)
     with transaction(app.sessions) as session:
+        refuse_while_erasing(session, {s.external_id for s in specs if s.kind == jobs.ENROLL})
         jobs.expire_dead_leases(session, lease_owner_dead)  # a dead run's leases count as abandoned
         adopted = jobs.adopt_unfinished(session, batch, specs)
         fresh = [s for s in specs if s.key not in adopted]

@@ -14,6 +14,7 @@ from identity.app.core import App
 from identity.store.sql import persons as person_rows
 from identity.store.sql.db import transaction
 from identity.store.sql.models import Person
+from identity.store.sql.pending_erasures import refuse_while_erasing
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ def add_person(app: App, external_id: str, display_name: str | None = None,
                attributes: dict[str, Any] | None = None) -> PersonRecord:
     """A new person; a new person has no faces yet."""
     with transaction(app.sessions) as session:
+        refuse_while_erasing(session, [external_id])
         return _record(person_rows.add_person(session, external_id, display_name, attributes), faces=0)
 
 

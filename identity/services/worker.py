@@ -1,6 +1,8 @@
 """`identity worker`: process queued enrollment jobs, then queued reindex jobs (each with its target
 model's pack, into its collection), until stopped, or until the queue is drained.
 
+Each round first retries the erasures left pending (identity.services.erasure).
+
 Callable from Python and from a long-running server as from the CLI, on the process's one App. The
 deployment is released and asked for again whenever `identity reindex` switches the model (or the store is rebound), so a
 worker never enrolls into a collection that is no longer searched.
@@ -13,6 +15,7 @@ from typing import Callable
 
 from identity.app.core import App
 from identity.services.deployment import deployment
+from identity.services.erasure import retry_pending
 from identity.services.reindex import process_reindex_jobs
 from identity.services.enroll import (
     EnrollmentWriter,
@@ -38,6 +41,7 @@ def run_worker(app: App, workers: int = 1, drain: bool = False, poll: float = 5.
             on_result = on_open()
         writer = EnrollmentWriter(dep, subject)
         while dep.follows_store():
+            retry_pending(dep)
             before = summary.processed
             process_queue(app, writer, None, workers, on_result, summary)
             process_reindex_jobs(app, workers, on_result, summary)
@@ -54,3 +58,4 @@ def run_worker(app: App, workers: int = 1, drain: bool = False, poll: float = 5.
                 time.sleep(poll)
         dep.release()  # the old model's collections (and, embedded, their lock) go; the next round opens the new
     return summary
+

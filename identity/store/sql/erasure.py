@@ -20,7 +20,18 @@ from sqlalchemy import String, cast, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from identity.store.sql.deployment import deployment_record
-from identity.store.sql.models import AuditEvent, Face, FaceCluster, Image, Job, Person, SearchEvent, SearchHit
+from identity.store.sql.models import (
+    AuditEvent,
+    ClusterMember,
+    Face,
+    FaceCluster,
+    Image,
+    Job,
+    Person,
+    SearchEvent,
+    SearchHit,
+    UnknownFace,
+)
 from identity.store.sql.reviews import unlink_reviews
 
 REDACTED = "[erased]"
@@ -56,6 +67,35 @@ def erase_person_rows(session: Session, person: Person, removed_paths: list[str]
     }
     counts.update(drop_unused_images(session, images, removed_paths))
     session.delete(person)
+    return counts
+
+
+def person_images(session: Session, person: Person) -> list[tuple[str, str | None]]:
+    """(sha256, source path) of each photo of `person` (their faces' and enrollment jobs'); the path is None
+    where another person's face is on the photo too (it stays, under their path)."""
+    images = set(session.scalars(select(Face.image_id).where(Face.person_id == person.id)))
+    images |= set(session.scalars(select(Job.image_id).where(Job.external_id == person.external_id,
+                                                              Job.image_id.is_not(None))))
+    shared = set(session.scalars(select(Face.image_id).where(Face.image_id.in_(images), Face.person_id != person.id)))
+    rows = session.execute(select(Image.id, Image.sha256, Image.source_path).where(Image.id.in_(images)))
+    return [(row.sha256, None if row.id in shared else row.source_path) for row in rows]
+
+
+def erase_image_traces(session: Session, unknown_ids: Iterable[uuid.UUID], digests: Iterable[str]) -> dict[str, int]:
+    """Delete the kept unknown faces `unknown_ids` and the cluster members that are them or show a photo with
+    one of `digests`, clusters left empty, and redact the searches whose query was one of those photos."""
+    unknown, shas = list(unknown_ids), list(digests)
+    members = or_(ClusterMember.image_sha256.in_(shas), ClusterMember.unknown_face_id.in_(unknown))
+    clusters = set(session.scalars(select(ClusterMember.cluster_id).where(members)))
+    counts = {
+        "cluster_members": session.execute(delete(ClusterMember).where(members)).rowcount,
+        "unknown_faces": session.execute(delete(UnknownFace).where(UnknownFace.id.in_(unknown))).rowcount,
+        "search_events_redacted_by_photo": session.execute(
+            update(SearchEvent).where(SearchEvent.query_sha256.in_(shas))
+            .values(query_name=None, query_sha256=None)).rowcount,
+    }
+    empty = [c for c in clusters if not session.scalar(select(exists().where(ClusterMember.cluster_id == c)))]
+    counts["clusters_emptied"] = session.execute(delete(FaceCluster).where(FaceCluster.id.in_(empty))).rowcount
     return counts
 
 

@@ -352,3 +352,24 @@ class ClusterMember(Base):
     unknown_face_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("unknown_faces.id", ondelete="CASCADE"))
 
     cluster: Mapped[FaceCluster] = relationship(back_populates="members", lazy="raise")
+
+
+class PendingErasure(Base):
+    """An erasure recorded before any store changes (identity.services.erasure).
+
+    While open (`completed_at` None) `plan` holds what finishing needs: the person's ids, face
+    ids per model, upload paths, image digests, matched unknown faces. `step` is the last step
+    applied. On completion `plan` is emptied first and `completed_at` set last: what stays is the
+    keyed tokens (HMAC under the erasure key) of the external id and the uuid, never the ids.
+    """
+
+    __tablename__ = "pending_erasures"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subject_token: Mapped[str] = mapped_column(String(64), index=True)  # token of the external id
+    person_token: Mapped[str] = mapped_column(String(64), index=True)  # token of the person uuid
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    step: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(index=True)

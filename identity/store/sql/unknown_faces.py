@@ -32,5 +32,11 @@ def unknown_faces_by_id(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid
         if wanted else {}
 
 
+def unknown_face_keys(session: Session) -> list[tuple[uuid.UUID, int, str]]:
+    """(id, model row id, image sha256) of every kept face (few: they expire)."""
+    rows = session.execute(select(UnknownFace.id, UnknownFace.model_id, UnknownFace.image_sha256))
+    return [(row.id, row.model_id, row.image_sha256) for row in rows]
+
+
 def delete_unknown_faces(session: Session, ids: Sequence[uuid.UUID]) -> int:
     return session.execute(delete(UnknownFace).where(UnknownFace.id.in_(list(ids)))).rowcount if ids else 0
