@@ -23,6 +23,7 @@ from identity.app.store_owner import check_store_owner
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import Session, transaction
 from identity.store.sql.deployment import bound_vector_store, database_id, deployment_record, existing_record
+from identity.store.sql.errors import IntegrityError
 from identity.store.sql.first_use import first_use_lock
 from identity.store.sql.models import utcnow
 from identity.store.sql.queries import holds_faces
@@ -55,14 +56,15 @@ def rebind_vector_store(app: App, actor: str | None = None) -> str | None:
         raise ConfigError("qdrant_url ':memory:' is a store of one process: there is nothing to bind to")
     with transaction(app.sessions) as session:
         record = deployment_record(session, for_update=True)
-        write_database_id(app.settings, database_id(record))  # the store changes hands (this is the override)
-        before = record.vector_store
-        if before == here.uri:
-            return None
-        record.vector_store, record.bound_at = here.uri, utcnow()
-        record_audit_event(session, resolve_actor(actor), "rebind_vector_store",
-                           details={"from": before, "to": here.uri})
-    return before
+        ours, before = database_id(record), record.vector_store
+        if before != here.uri:
+            record.vector_store, record.bound_at = here.uri, utcnow()
+            record_audit_event(session, resolve_actor(actor), "rebind_vector_store",
+                               details={"from": before, "to": here.uri})
+    # After the commit: the store changes hands (this is the override); a crash before this line leaves a
+    # store bound to this database that records no database, which the next binding completes.
+    write_database_id(app.settings, ours)
+    return None if before == here.uri else before
 
 
 def still_bound(app: App, store: StoreRef) -> bool:
@@ -82,8 +84,11 @@ def _check_owner(app: App) -> str | None:
         recorded = check_store_owner(app.settings, database_id(record) if record else None,
                                      bound=bool(record and record.vector_store), holds_faces=holds_faces(session))
     if record is None:
-        with transaction(app.sessions) as session:
-            deployment_record(session)
+        try:
+            with transaction(app.sessions) as session:
+                deployment_record(session)
+        except IntegrityError:  # created at this moment by a command that does not bind (an erasure): the same
+            pass
     return recorded
 
 
