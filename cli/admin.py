@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from identity.errors import ExitCode
+
+if TYPE_CHECKING:
+    from identity.services.doctor import DoctorReport
 from identity_cli.context import open_app, open_deployment
 from identity_cli.options import JSON
 from identity_cli.output import err_console, render
@@ -51,19 +54,21 @@ def version(as_json: bool = JSON) -> None:
 
 def doctor(
     fix: bool = typer.Option(False, "--repair", help="Fix what is found (re-enrolls faces whose vector is missing, rewrites person templates)."),
+    force: bool = typer.Option(False, "--force", help="With --repair: delete orphan vectors even beyond the limit "
+                               "of max(1% of the vectors, 10)."),
     as_json: bool = JSON,
 ) -> None:
-    """Check that the database and the vector store agree; exit 1 when problems remain."""
+    """Check that the database and the vector store agree; exit 1 when problems remain (or a repair is refused)."""
     from identity.services.doctor import diagnose, repair
 
     with open_deployment() as dep:
         report = diagnose(dep)
         if fix and not report.clean:
-            repair(dep, report, dep.settings.worker_count)
+            repair(dep, report, dep.settings.worker_count, force)
             after = diagnose(dep)
             after.repaired = report.repaired
             report = after
-    render(report.as_dict(), as_json, title="identity doctor: " + ("clean" if report.clean else "problems found"))
+    render(report.as_dict(), as_json, title="identity doctor: " + _verdict(report))
     if not as_json:
         for person in report.inconsistent_persons:
             err_console.print(f"inconsistent_person: {person['external_id']}: only {person['agreeing_pairs_share']:.0%} "
@@ -73,5 +78,11 @@ def doctor(
         shown = ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
         err_console.print(f"{len(ids)} jobs {state} far longer than their lease ({shown}): run `identity worker "
                           f"--drain`, or `identity jobs cancel ID...` / `identity jobs retry`", highlight=False)
-    if not report.clean:
+    if report.problems:  # all repaired: exit 0, though `clean` is false (the report says what was repaired)
         raise typer.Exit(ExitCode.ERROR)
+
+
+def _verdict(report: "DoctorReport") -> str:
+    if report.clean:
+        return "clean"
+    return "problems found" if report.problems else "repaired"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from identity_cli.context import get_settings, open_app
 from identity_cli.output import print_json, print_table
+
+if TYPE_CHECKING:
+    from identity.config import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Inspect configuration.")
 
@@ -13,19 +18,9 @@ app = typer.Typer(no_args_is_help=True, help="Inspect configuration.")
 @app.command("show")
 def show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show every effective setting and where the config file is (secrets masked), and the model in use."""
-    from identity.errors import IdentityError
-    from identity.app.registry import model_id_of
-
     settings = get_settings()
     described = settings.describe()
-    try:
-        with open_app() as core:
-            choice = core.model_choice(ask_store=True)
-        described["effective_model"] = model_id_of(choice, settings)
-        described["effective_model_source"] = choice.describe()
-    except IdentityError as exc:  # the settings are still worth showing when the store is down
-        described["effective_model"] = settings.model
-        described["effective_model_source"] = f"unknown: {exc}"
+    described["effective_model"], described["effective_model_source"] = _effective_model(settings)
     if as_json:
         print_json(described)
         return
@@ -36,3 +31,19 @@ def show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
         else:
             rows.append({"setting": key, "value": value})
     print_table(rows, ["setting", "value"], title="identity configuration")
+
+
+def _effective_model(settings: "Settings") -> tuple[str | None, str]:
+    """The model in use and why; the store is read as it is (showing settings creates no store and no table)."""
+    from identity.app.registry import choose_model, model_id_of
+    from identity.app.schema import AS_IS
+    from identity.errors import IdentityError, NoStore
+
+    try:
+        with open_app(read_only=True, schema=AS_IS) as core:
+            choice = core.model_choice(ask_store=True)
+    except NoStore:  # no store yet: the setting's model or the default
+        choice = choose_model(settings, None)
+    except IdentityError as exc:  # the settings are still worth showing when the store is down
+        return settings.model, f"unknown: {exc}"
+    return model_id_of(choice, settings), choice.describe()

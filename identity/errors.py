@@ -71,6 +71,10 @@ class SchemaOutdated(StoreUnavailable):
     """The store's schema is older than the code; only `identity init` upgrades it."""
 
 
+class RepairRefused(IdentityError):
+    """`doctor --repair` would delete more vectors than its limit allows without --force (exit 1)."""
+
+
 class InvalidVector(IdentityError):
     """A vector cannot be stored or searched: zero, not finite, or of the wrong length."""
 

@@ -5,6 +5,10 @@ directory writes vectors into a second embedded store while SQL marks them index
 each store then misses the other's faces and searches answer `unknown`. The first
 process that opens a database with vectors binds it (a database from an older version
 too); `identity init --rebind` moves the binding when the vectors really moved.
+
+The binding works both ways: the store records the database's id (identity.app.store_owner),
+so a populated store is never taken by another or an empty database. Binding runs under
+the first-use lock, so two processes binding a fresh deployment at once agree on one store.
 """
 
 from __future__ import annotations
@@ -15,11 +19,15 @@ from identity.config import Settings
 from identity.errors import ConfigError, StoreMismatch
 from identity.app.actor import resolve_actor
 from identity.app.core import App
+from identity.app.store_owner import check_store_owner
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import Session, transaction
-from identity.store.sql.deployment import bound_vector_store, deployment_record
+from identity.store.sql.deployment import bound_vector_store, database_id, deployment_record, existing_record
 from identity.store.sql.errors import IntegrityError
+from identity.store.sql.first_use import first_use_lock
 from identity.store.sql.models import utcnow
+from identity.store.sql.queries import holds_faces
+from identity.store.vectors.database_id import write_database_id
 from identity.store.vectors.store_ref import StoreRef, create_store_id, read_store_id, vector_store_ref
 
 REPAIR = "if the vectors really moved, run `identity init --rebind`, then `identity doctor --repair`"
@@ -31,13 +39,11 @@ def bind_vector_store(app: App) -> StoreRef:
     Raises StoreMismatch (exit 4) when the database is bound to another store. Call it
     before opening any collection, so a refused process creates nothing.
     """
-    here = vector_store_ref(app.settings)
-    if here.kind == "memory":
-        return here
-    try:
-        return _bind_once(app, here)
-    except IntegrityError:  # another process created the record at the same moment: compare with theirs
-        return _bind_once(app, here)
+    if vector_store_ref(app.settings).kind == "memory":
+        return vector_store_ref(app.settings)
+    with first_use_lock(app.engine):  # read the store's id inside: another process may be giving it one
+        recorded = _check_owner(app)
+        return _bind_once(app, vector_store_ref(app.settings), recorded)
 
 
 def rebind_vector_store(app: App, actor: str | None = None) -> str | None:
@@ -50,13 +56,15 @@ def rebind_vector_store(app: App, actor: str | None = None) -> str | None:
         raise ConfigError("qdrant_url ':memory:' is a store of one process: there is nothing to bind to")
     with transaction(app.sessions) as session:
         record = deployment_record(session, for_update=True)
-        before = record.vector_store
-        if before == here.uri:
-            return None
-        record.vector_store, record.bound_at = here.uri, utcnow()
-        record_audit_event(session, resolve_actor(actor), "rebind_vector_store",
-                           details={"from": before, "to": here.uri})
-    return before
+        ours, before = database_id(record), record.vector_store
+        if before != here.uri:
+            record.vector_store, record.bound_at = here.uri, utcnow()
+            record_audit_event(session, resolve_actor(actor), "rebind_vector_store",
+                               details={"from": before, "to": here.uri})
+    # After the commit: the store changes hands (this is the override); a crash before this line leaves a
+    # store bound to this database that records no database, which the next binding completes.
+    write_database_id(app.settings, ours)
+    return None if before == here.uri else before
 
 
 def still_bound(app: App, store: StoreRef) -> bool:
@@ -68,15 +76,33 @@ def still_bound(app: App, store: StoreRef) -> bool:
     return bound is not None and StoreRef.parse(bound).same_store(store)
 
 
-def _bind_once(app: App, here: StoreRef) -> StoreRef:
+def _check_owner(app: App) -> str | None:
+    """Refuse a store of another (or an empty) database; else commit the deployment record before the store
+    records its id, so a crash between the two leaves a store that names a database which exists."""
+    with app.sessions() as session:
+        record = existing_record(session)
+        recorded = check_store_owner(app.settings, database_id(record) if record else None,
+                                     bound=bool(record and record.vector_store), holds_faces=holds_faces(session))
+    if record is None:
+        try:
+            with transaction(app.sessions) as session:
+                deployment_record(session)
+        except IntegrityError:  # created at this moment by a command that does not bind (an erasure): the same
+            pass
+    return recorded
+
+
+def _bind_once(app: App, here: StoreRef, recorded: str | None) -> StoreRef:
     with transaction(app.sessions) as session:
-        return _bind(session, app.settings, here)
+        return _bind(session, app.settings, here, recorded)
 
 
-def _bind(session: Session, settings: Settings, here: StoreRef) -> StoreRef:
+def _bind(session: Session, settings: Settings, here: StoreRef, recorded: str | None) -> StoreRef:
+    """`recorded`: the database id the store records (checked to be this database's, or None)."""
     record = deployment_record(session, for_update=True)
     if record.vector_store is None:
         here = create_store_id(settings)
+        write_database_id(settings, database_id(record))
         record.vector_store, record.bound_at = here.uri, utcnow()
         return here
     bound = StoreRef.parse(record.vector_store)
@@ -89,6 +115,8 @@ def _bind(session: Session, settings: Settings, here: StoreRef) -> StoreRef:
                 f"a copy would split the deployment's vectors; use the bound one, or {REPAIR}",
                 bound=bound.uri, this_process=here.uri)
         record.vector_store = here.uri  # the data directory moved (or is mounted elsewhere): follow it
+    if recorded is None:  # a store from before the binding both ways, bound to this database: record it
+        write_database_id(settings, database_id(record))
     return here
 
 

@@ -9,17 +9,21 @@ SQLite file, and a long-running process keeps one for its lifetime.
 The store is connected on first use: a command that turns out not to need it (an
 evaluation on a folder, `faces detect` with a pinned model) never creates one. The
 schema policy (identity.app.schema) is applied at that first use; `must_exist` makes a
-missing store a NoStore error rather than a new store.
+missing store a NoStore error rather than a new store. A fresh database is refused
+(StoreMismatch) before anything is created when its vector store already belongs to a
+deployment (identity.app.store_owner).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from identity.app.schema import CREATE, prepare_schema
+from identity.app.schema import AS_IS, CREATE, prepare_schema
+from identity.app.store_owner import refuse_if_store_in_use
 from identity.config import Settings, mask_url
 from identity.errors import ConfigError, NoStore
 from identity.store.sql.db import (
@@ -99,6 +103,8 @@ class App:
             if not default_dir:
                 make_engine(settings.sql_url).dispose()  # a configured folder that is missing is the clearer error
             raise _no_store(settings)
+        if self._policy != AS_IS and not self.store_exists():
+            refuse_if_store_in_use(settings)  # before connecting creates the SQLite file
         engine = make_engine(settings.sql_url, create_folder=default_dir)
         try:
             check_connection(engine)
@@ -114,7 +120,8 @@ class App:
             return
         self._connect()
         assert self._engine is not None
-        self._schema_before = prepare_schema(self._engine, self._policy)
+        guard = partial(refuse_if_store_in_use, self.settings)  # a fresh database takes no store in use
+        self._schema_before = prepare_schema(self._engine, self._policy, before_create=guard)
         self._prepared = True
 
     # -- models ------------------------------------------------------------------------------------

@@ -16,15 +16,22 @@ Every model holding faces is checked against its own collections (faces and temp
 the active one, and those a re-index left behind for rollback. Faces of such an older
 model that lost their vector are dropped rather than re-embedded (this process runs the
 active model only); `identity reindex --model OLD` rebuilds them if it is ever needed.
+
+Repair never deletes more than max(1% of the vectors, 10) vectors unless forced: so many
+orphans mean the database is not the one these vectors belong to (or lost rows), and
+deleting them would lose what only the photos could bring back. A report is `clean` only
+when nothing was found and nothing repaired.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any
 
+from identity.errors import RepairRefused
 from identity.services.consistency import inconsistent_persons
 from identity.services.deployment import Deployment, ModelCollections, model_collections
 from identity.services.erasure import count_pending, finish_pending
@@ -38,6 +45,8 @@ from identity.store.sql.models import FaceStatus, naive_utc, utcnow
 from identity.store.vectors import VectorIndex
 
 STUCK_LEASES = 10  # a job queued or running this many lease periods, in a queue that does not move, is stuck
+DELETE_LIMIT_SHARE = 0.01  # repair deletes at most this share of the vectors without --force...
+DELETE_LIMIT_MIN = 10  # ...or this many, whichever is more
 
 
 @dataclass
@@ -57,6 +66,7 @@ class DoctorReport:
     # persons of the pending and vector-less faces above: repairing those faces changes their templates
     face_problem_persons: set[uuid.UUID] = field(default_factory=set)
     pending_erasures: int = 0  # erasures recorded and not finished: repair finishes them
+    vectors: int = 0  # face and template vectors checked (this model's collections; others' in other_models)
 
     @property
     def problems(self) -> int:
@@ -68,7 +78,18 @@ class DoctorReport:
 
     @property
     def clean(self) -> bool:
-        return self.problems == 0
+        """Nothing found and nothing repaired (a repaired store was not clean: the report says what was done)."""
+        return self.problems == 0 and not any(self.repaired.values())
+
+    @property
+    def vectors_to_delete(self) -> int:
+        """Vectors repair would delete: orphan face vectors and orphaned templates, of every model."""
+        return (len(self.orphan_vectors) + len(self.templates.orphaned)
+                + sum(other.vectors_to_delete for other in self.other_models.values()))
+
+    @property
+    def vectors_checked(self) -> int:
+        return self.vectors + sum(other.vectors_checked for other in self.other_models.values())
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -133,6 +154,7 @@ def _check(dep: Deployment, model_row_id: int, store: ModelCollections) -> Docto
             (report.pending_with_vector if face_id in vectors else report.pending_without_vector).append(str(face_id))
             report.face_problem_persons.add(person_id)
     report.orphan_vectors = sorted(str(v) for v in vectors.keys() - live)
+    report.vectors = len(vectors) + store.templates.count()
     found = check_templates(dep.app.sessions, store.faces, store.templates, model_row_id)
     report.templates = _apart_from(found, report.face_problem_persons)
     return report
@@ -144,10 +166,17 @@ def _apart_from(check: TemplateCheck, persons: set[uuid.UUID]) -> TemplateCheck:
     return TemplateCheck(*kept)
 
 
-def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorReport:
-    """Fix what diagnose found; faces that lost their vector are enrolled again from their source image."""
-    if report.pending_erasures:  # first: what an erasure deletes is no problem to repair
+def repair(dep: Deployment, report: DoctorReport, workers: int = 1, force: bool = False) -> DoctorReport:
+    """Fix what diagnose found; faces that lost their vector are enrolled again from their source image.
+
+    Pending erasures are finished first: they are recorded intents, and the vectors they delete
+    are then no orphans to count. Raises RepairRefused, before changing anything else, when it
+    would delete more vectors than the limit (see the module doc) and `force` is not given.
+    """
+    if report.pending_erasures:
         report.repaired.update(finish_pending(dep))
+        _diagnose_again(dep, report)
+    check_delete_limit(report, force)
     with transaction(dep.app.sessions) as session:
         _repair_vectors(session, dep.index, report)
         if report.stale_leases:
@@ -166,6 +195,25 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorRep
     _repair_templates(dep, dep.model.id, dep.collections, report)
     _repair_others(dep, report)
     return report
+
+
+def _diagnose_again(dep: Deployment, report: DoctorReport) -> None:
+    """Refresh `report`'s findings in place, keeping what was repaired so far."""
+    fresh = diagnose(dep)
+    for name in (f.name for f in fields(DoctorReport) if f.name != "repaired"):
+        setattr(report, name, getattr(fresh, name))
+
+
+def check_delete_limit(report: DoctorReport, force: bool = False) -> None:
+    """Refuse a repair that would delete more than max(1% of the vectors, 10) of them, unless forced."""
+    count, total = report.vectors_to_delete, report.vectors_checked
+    limit = max(math.floor(total * DELETE_LIMIT_SHARE), DELETE_LIMIT_MIN)
+    if count > limit and not force:
+        raise RepairRefused(
+            f"doctor --repair would delete {count} of {total} vectors (orphans without a row in the database), more "
+            f"than its limit of {limit}: check that IDENTITY_DATABASE_URL is this store's database; to delete them "
+            "anyway, run `identity doctor --repair --force`. Nothing was changed",
+            vectors_to_delete=count, vectors=total, limit=limit)
 
 
 def _repair_others(dep: Deployment, report: DoctorReport) -> None:

@@ -12,6 +12,11 @@ from identity.store.sql.models import Face, FaceStatus, Model, naive_utc, utcnow
 from identity.store.vectors.base import collection_name
 
 
+def holds_faces(session: Session) -> bool:
+    """Whether any face row exists (of any model or state)."""
+    return session.scalar(select(Face.id).limit(1)) is not None
+
+
 def split_model_id(model_id: str) -> tuple[str, str]:
     name, _, version = model_id.partition("@")
     return name, version or "1"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 import warnings
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
@@ -372,6 +373,16 @@ class QdrantServerIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def server_connection(settings: Settings, client: QdrantClient | None = None) -> Iterator[_Connection]:
+    """A connection for one block of calls outside a collection (the store's metadata), with the same retries."""
+    conn = _Connection(client or _connect(settings), settings, owned=client is None)
+    try:
+        yield conn
+    finally:
+        conn.release()
 
 
 def _connect(settings: Settings) -> QdrantClient:
