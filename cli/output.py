@@ -14,6 +14,8 @@ from typing import Any, Iterable, Sequence
 from rich.console import Console
 from rich.table import Table
 
+from identity.pathnames import shown, utf8_safe
+
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
 
@@ -45,6 +47,8 @@ def plain(data: Any) -> Any:
 def _finite(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return utf8_safe(value)  # a file name that is not UTF-8 must not stop the document
     if isinstance(value, dict):
         return {key: _finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -83,5 +87,5 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str, ensure_ascii=False)
-    return str(value)
+        return shown(json.dumps(value, default=str, ensure_ascii=False))
+    return shown(value)  # names and paths come from users' folders: no control character reaches the terminal

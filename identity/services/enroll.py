@@ -40,6 +40,7 @@ from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
 from identity.faces.types import same_face
 from identity.services.enroll_inputs import InputRow
 from identity.app.core import App
+from identity.pathnames import fs_path
 from identity.services.templates import refresh_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
@@ -68,6 +69,7 @@ class JobResult:
     reason: str | None = None
     faces_found: int = 0
     image_id: uuid.UUID | None = None
+    duplicate_of: str | None = None  # the first path of this run holding the same bytes (never processed twice)
 
 
 @dataclass
@@ -241,6 +243,7 @@ class EnrollmentWriter:
         self.model_row_id = dep.model.id
         self.dominance = dep.app.settings.enroll.dominant_face_ratio
         self.subject = subject or dep.app.settings.enroll.subject
+        self.first_paths: dict[str, tuple[str, str]] = {}  # sha256 -> (first source path, its external id) this run
         if self.subject not in SUBJECT_RULES:
             raise ConfigError(f"subject rule {self.subject!r}: expected one of {', '.join(SUBJECT_RULES)}")
 
@@ -355,16 +358,35 @@ class EnrollmentWriter:
                 if not job_fault(exc):
                     raise
                 failures[job.id] = fault_reason(exc)
+        copies = self._copies(chunk, digests)
         held: list[uuid.UUID] = []
-        results = contained(failures, lambda: self._settle(chunk, digests, failures, held))
+        results = contained(failures, lambda: self._settle(chunk, digests, failures, held, copies))
         # Step 4 again for the persons whose photos a run already stored: a run killed between
         # steps 3 and 4 left their templates stale, and this re-run is what repairs them.
         self._refresh_templates(sorted(set(held)))
         done = {r.job_id for r in results}
         return results, [job for job in chunk if job.id not in done]
 
+    def _copies(self, chunk: Sequence[Job], digests: dict[int, str]) -> dict[int, JobResult]:
+        """The chunk's jobs whose bytes an earlier job of this run holds (copies in an archive): each is
+        settled as a duplicate of that first path (a conflict when another person claims it), unprocessed."""
+        copies: dict[int, JobResult] = {}
+        for job in chunk:
+            digest = digests.get(job.id)
+            if digest is None:
+                continue
+            first, owner = self.first_paths.setdefault(digest, (job.source_path, job.external_id))
+            if first == job.source_path:
+                continue
+            if owner == job.external_id:
+                outcome, reason = "duplicate", f"same file as {first}"
+            else:
+                outcome, reason = "conflict", f"same file as {first}, which is {owner}'s"
+            copies[job.id] = JobResult(job.id, job.source_path, job.external_id, outcome, reason, duplicate_of=first)
+        return copies
+
     def _settle(self, chunk: Sequence[Job], digests: dict[int, str], failures: dict[int, str],
-                held: list[uuid.UUID]) -> list[JobResult]:
+                held: list[uuid.UUID], copies: dict[int, JobResult]) -> list[JobResult]:
         """The chunk's jobs whose bytes need no work; `held` gets the persons already holding them."""
         held.clear()  # contained() may run this again
         results: list[JobResult] = []
@@ -373,6 +395,9 @@ class EnrollmentWriter:
             for job in chunk:
                 if job.id in failures:
                     results.append(_failed(job, failures[job.id]))
+                    continue
+                if job.id in copies:
+                    results.append(copies[job.id])
                     continue
                 image = images.get(digests.get(job.id, ""))
                 if image is None:
@@ -507,7 +532,7 @@ def process_queue(
                 on_result(result)
             for job in todo:
                 claimed.append(job)
-                yield job.source_path
+                yield fs_path(job.source_path)  # stored as path_text: the name on disk may not be UTF-8
 
     pending: list[tuple[Job, Outcome]] = []
 
@@ -586,7 +611,7 @@ def lease_owner_dead(owner: str | None) -> bool:
 
 def file_digest(path: str) -> str:
     """The sha256 of a file's bytes, as Image.sha256 holds it."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return hashlib.sha256(Path(fs_path(path)).read_bytes()).hexdigest()
 
 
 def _point(face: Face, vector: np.ndarray) -> VectorPoint:
@@ -608,7 +633,7 @@ def _failed(job: Job, reason: str, faces_found: int = 0) -> JobResult:
 
 def _size(path: str) -> int:
     try:
-        return os.path.getsize(path)
+        return os.path.getsize(fs_path(path))
     except OSError:
         return 0
 

@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 
 from identity.errors import IdentityError
 from identity.faces.images import looks_like_image
+from identity.pathnames import path_text
 from identity.store.sql.jobs import JobSpec
 from identity.store.sql.persons import check_display_name, check_external_id
 
@@ -113,19 +114,21 @@ def from_directory(root: Path, person_from: PersonFrom | None = None) -> EnrollI
         person_from = PersonFrom()
     inputs = EnrollInputs()
     for entry in entries:
-        folders = entry.parts if entry.folder else entry.parts[:-1]
+        # Names that are not UTF-8 go on as path_text (escaped), which every store takes.
+        folders = tuple(map(path_text, entry.parts if entry.folder else entry.parts[:-1]))
         depth = person_from.person_folder(folders)
         person, named_by = (folders[depth - 1], "/".join(folders[:depth])) if depth else ("", "")
+        source = path_text(entry.path)
         if entry.state != "image":
-            inputs.unqueued.append(InputRow(str(entry.path), person, entry.state, entry.reason, named_by))
+            inputs.unqueued.append(InputRow(source, person, entry.state, entry.reason, named_by))
         elif not depth:
-            inputs.unqueued.append(InputRow(str(entry.path), "", "skipped",
+            inputs.unqueued.append(InputRow(source, "", "skipped",
                                             f"not inside a person folder (--person-from {person_from.describe()})"))
         else:
             try:
-                inputs.add(JobSpec(str(entry.path), check_external_id(person)), named_by)
+                inputs.add(JobSpec(source, check_external_id(person)), named_by)
             except IdentityError as exc:
-                inputs.unqueued.append(InputRow(str(entry.path), person, "failed", f"folder {named_by}: {exc}", named_by))
+                inputs.unqueued.append(InputRow(source, person, "failed", f"folder {named_by}: {exc}", named_by))
     return inputs
 
 

@@ -10,6 +10,7 @@ sha256 (never the image), the model and threshold, and the ranked hits per face.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -24,6 +25,7 @@ from identity.evaluation.decision import (
 )
 from identity.faces import DetectedFace, ImageFaces, load_image
 from identity.app.actor import resolve_actor
+from identity.pathnames import path_text
 from identity.services.deployment import Deployment
 from identity.services.unknown_faces import expire_unknown, keep_unknown
 from identity.services.thresholds import Threshold, pack_threshold, resolve_threshold
@@ -133,10 +135,11 @@ class SearchResult:
 
 def search_image(dep: Deployment, path: str, options: SearchOptions) -> SearchResult:
     """Search one image file; raises ImageError for an unusable file and NoFaceFound when no face is seen."""
-    image = load_image(path)
+    # Named by its path_text: the search log and the output take a name that is not UTF-8 escaped.
+    image = dataclasses.replace(load_image(path), path=path_text(path))
     [found] = dep.pipeline.process([image])
     if not found.faces:
-        raise NoFaceFound(path)
+        raise NoFaceFound(image.path)
     return search_faces(dep, found, options)
 
 
