@@ -70,6 +70,8 @@ def enroll(
     else:
         layout = enroll_inputs.PersonFrom.parse(person_from) if person_from else None
         inputs = enroll_inputs.from_directory(paths[0], layout)
+    for warning in inputs.warnings:
+        err_console.print(shown(f"warning: {warning}"), highlight=False, markup=False)
     if not inputs.specs:
         first = inputs.unqueued[0] if inputs.unqueued else None
         raise IdentityError("nothing to enroll: no image files found"

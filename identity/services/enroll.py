@@ -450,14 +450,15 @@ class EnrollmentWriter:
 
         if isinstance(outcome, ImageError):
             return result("failed", outcome.reason)
-        person, _ = get_or_create_person(session, job.external_id, job.display_name, job.attributes)
+        # A new person is created only with a face: a photo that conflicts or shows none leaves no empty person.
+        person = person_by_external_id(session, job.external_id)
         image = image_with_sha256(session, outcome.sha256)
         if image is not None:
             this_chunk = {f.id for f, _ in to_index}
-            settled = self._settled(session, image, person.id, job.external_id, this_chunk)
+            settled = self._settled(session, image, person.id if person else None, job.external_id, this_chunk)
             if settled is not None:
                 return result(*settled)
-            pending = [f for f in self._held(session, image) if f.person_id == person.id
+            pending = [f for f in self._held(session, image) if person is not None and f.person_id == person.id
                        and f.status == FaceStatus.pending and f.id not in this_chunk]
             if pending:
                 redone = _redetected(outcome, pending)
@@ -471,6 +472,8 @@ class EnrollmentWriter:
         faces, reason = choose_faces(outcome, self.subject, self.dominance)
         if not faces:
             return result("rejected", reason)
+        if person is None:
+            person, _ = get_or_create_person(session, job.external_id, job.display_name, job.attributes)
         rows = [face_row(face, person.id, image.id, self.model_row_id) for face in faces]
         add_faces(session, rows)
         passed = [(row, face.embedding) for row, face in zip(rows, faces) if face.quality.ok]

@@ -52,7 +52,8 @@ class SearchOptions:
         # Scores are cosine similarities; nan or inf would also land in the search log.
         # The threshold applies to a decision score: a cosine, or a cosine plus a few hundredths.
         if self.threshold is not None and not -1.0 <= self.threshold <= 3.0:  # a nan fails both, so it is caught too
-            raise InvalidArgument(f"threshold {self.threshold} is out of range: decision scores run from -1 to about 2")
+            raise InvalidArgument(f"threshold {self.threshold} is out of range: give -1 to 3 (decision scores "
+                                  "run from -1 to about 2)")
         if self.min_score is not None and not -1.0 <= self.min_score <= 1.0:
             raise InvalidArgument(f"minimum score {self.min_score} is out of range: scores are cosine similarities "
                                   "from -1 to 1")
