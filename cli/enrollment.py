@@ -152,8 +152,8 @@ def _finish(summary: "EnrollSummary", report: Optional[Path], as_json: bool, que
         if len(copies) > 10:
             err_console.print(f"... {len(copies) - 10} more copies (--json or --report lists them)", highlight=False)
         for p in flagged:
-            err_console.print(f"inconsistent_person: {p.external_id}: only {p.agreeing_pairs_share:.0%} of the pairs of "
-                              f"its {p.faces} faces match; one folder may hold several people (see --person-from)",
+            err_console.print(shown(f"inconsistent_person: {p.external_id}: only {p.agreeing_pairs_share:.0%} of the pairs of "
+                              f"its {p.faces} faces match; one folder may hold several people (see --person-from)"),
                               highlight=False, markup=False)
     if summary.counts.get("failed") or summary.counts.get("conflict"):
         raise typer.Exit(ExitCode.PARTIAL)

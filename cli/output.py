@@ -13,6 +13,7 @@ from typing import Any, Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from identity.pathnames import shown, utf8_safe
 
@@ -62,7 +63,8 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Iterable[str], title: s
     for col in cols:
         table.add_column(col.replace("_", " "))
     for row in rows:
-        table.add_row(*(_cell(row.get(col)) for col in cols))
+        # Text, not markup: a name like "[/red]" or "[link=...]" from a user's folder is shown as it is.
+        table.add_row(*(Text(_cell(row.get(col))) for col in cols))
     console.print(table)
 
 

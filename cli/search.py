@@ -54,7 +54,7 @@ def search(
                 errors.append({"image": path_text(path), "error": exc.message, "exit_code": exc.exit_code})
                 code = ExitCode.ERROR if code == ExitCode.ERROR or isinstance(exc, ImageError) else exc.exit_code
     for warning in dict.fromkeys(w for result in results for w in result.warnings):  # once, not per image
-        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        err_console.print(f"[yellow]warning:[/yellow] {escape(shown(warning))}", highlight=False)
     if as_json:
         print_json({"results": [r.as_dict() for r in results], "errors": errors,
                     "duplicates": [d.as_dict() for d in duplicates]})
@@ -121,8 +121,9 @@ def audit(
         print_json(report)
         return
     p = report.person
-    console.print(f"[bold]{p['display_name'] or p['external_id']}[/bold]  external id {p['external_id']}  "
-                  f"uuid {p['id']}  attributes {p['attributes']}", highlight=False)
+    console.print(f"[bold]{escape(shown(p['display_name'] or p['external_id']))}[/bold]  external id "
+                  f"{escape(shown(p['external_id']))}  "
+                  f"uuid {p['id']}  attributes {escape(shown(p['attributes']))}", highlight=False)
     faces = [{**f.as_dict(), "image": Path(f.source_path).name, "similarity": f.similarity_to_own_template}
              for f in report.faces]
     print_table(faces, ["face_id", "status", "image", "det_score", "blur", "similarity", "outlier"],

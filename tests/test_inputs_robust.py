@@ -67,9 +67,12 @@ def test_control_characters_in_names_never_reach_the_terminal(capsys, clean_env,
     evil = root / "E\x1b[2J"
     evil.mkdir()
     (evil / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")  # a failed entry: its path is printed
+    (root / "Al_Gore").rename(root / "[red]Boss")  # rich markup in a name is text, not a style (or an error)
     code, out, err = run_cli(capsys, "enroll", str(root), "-w", "1")
     assert code == 5
     assert "\x1b" not in out + err and "E\\x1b[2J" in err
+    code, out, err = run_cli(capsys, "person", "list")
+    assert code == 0 and "[red]Boss" in out, err
     code, out, err = run_cli(capsys, "search", str(evil / "gone.jpg"))
     assert "\x1b" not in out + err and "E\\x1b[2J" in err
 

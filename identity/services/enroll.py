@@ -40,7 +40,7 @@ from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
 from identity.faces.types import same_face
 from identity.services.enroll_inputs import InputRow
 from identity.app.core import App
-from identity.pathnames import fs_path
+from identity.pathnames import fs_path, path_text
 from identity.services.templates import refresh_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
@@ -573,7 +573,7 @@ def enroll_analysed(writer: "EnrollmentWriter", analysed: Sequence[tuple[jobs.Jo
     outcomes = {spec.source_path: outcome for spec, outcome in analysed}
     summary = EnrollSummary(batch=batch, queued=queued)
     return process_queue(writer.app, writer, batch, 1, summary=summary,
-                         analyse=lambda paths: ((path, outcomes[path]) for path in paths))
+                         analyse=lambda paths: ((path, outcomes[path_text(path)]) for path in paths))
 
 
 def seconds_until_others_done(app: App, batch: str | None = None) -> float | None:

@@ -24,7 +24,7 @@ from typing import Iterator, Sequence
 
 from identity.errors import IdentityError
 from identity.faces.images import looks_like_image
-from identity.pathnames import path_text
+from identity.pathnames import fs_path, path_text
 from identity.store.sql.jobs import JobSpec
 from identity.store.sql.persons import check_display_name, check_external_id
 
@@ -225,7 +225,7 @@ def from_manifest(manifest: Path) -> EnrollInputs:
         extra = [c for c in header if c not in MANIFEST_KNOWN]
         line = reader.line_num + 1  # where the next row starts: a quoted field may span lines
         for values in reader:
-            named_by, line = f"{manifest.name}:{line}", reader.line_num + 1
+            named_by, line = f"{path_text(manifest.name)}:{line}", reader.line_num + 1
             if values:  # a blank line
                 _add_manifest_row(inputs, manifest, dict(zip(header, values)), extra, named_by)
     except csv.Error as exc:
@@ -255,7 +255,8 @@ def _add_manifest_row(inputs: EnrollInputs, manifest: Path, row: dict[str, str],
                       named_by: str) -> None:
     """Queue one manifest row, or record it failed with the reason (every error is the row's own)."""
     path, external_id = (row.get("path") or "").strip(), (row.get("external_id") or "").strip()
-    resolved = manifest.parent / Path(path).expanduser()  # an absolute path stays as it is
+    # An absolute path stays as it is; `\xNN` escapes (as reports write names that are not UTF-8) are read back.
+    resolved = manifest.parent / Path(fs_path(path)).expanduser()
     try:
         nul = next((column for column, value in row.items() if "\0" in value), None)
         if nul is not None:
@@ -264,8 +265,10 @@ def _add_manifest_row(inputs: EnrollInputs, manifest: Path, row: dict[str, str],
             raise IdentityError("path is empty")
         try:
             resolved = resolved.resolve()
-        except (OSError, RuntimeError):  # Python raises RuntimeError for a symbolic link loop
+        except RuntimeError:  # what Python raises for a symbolic link loop
             raise IdentityError(f"{path_text(resolved)}: symbolic link loop") from None
+        except OSError as exc:
+            raise IdentityError(f"{path_text(resolved)}: cannot resolve the path ({exc.strerror or exc})") from None
         spec = JobSpec(path_text(resolved), check_external_id(external_id),
                        check_display_name(row.get("display_name") or None),
                        {c: row[c] for c in extra if row.get(c) not in (None, "")} or None)
