@@ -117,3 +117,16 @@ def test_a_latin1_manifest_is_read_with_a_warning(capsys, clean_env, tmp_path, c
     assert f"warning: {manifest}: not UTF-8 (line 2: byte 0xe9); read as Windows-1252" in err
     code, out, _ = run_cli(capsys, "person", "show", "E-1", "--json")
     assert json.loads(out)["display_name"] == "José"
+
+
+def test_person_images_with_a_loop_and_a_name_that_is_not_utf8(capsys, clean_env, odd_names, tmp_path) -> None:
+    _, odd = odd_names
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to(loop)
+    report = tmp_path / "report.csv"
+    code, out, err = run_cli(capsys, "enroll", "--person", "E-1", str(loop), str(odd), "-w", "1", "--json",
+                             "--report", str(report))
+    assert code == 5, err  # was: RuntimeError (the loop), UnicodeEncodeError (the name); nothing queued
+    assert json.loads(out)["counts"] == {"enrolled": 1, "failed": 1}
+    rows = {r["source_path"]: r for r in csv.DictReader(report.open())}
+    assert rows[str(loop)]["reason"] == "symbolic link loop" and rows[path_text(odd)]["outcome"] == "enrolled"

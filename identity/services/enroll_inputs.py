@@ -284,5 +284,10 @@ def from_files(external_id: str, paths: Sequence[Path], display_name: str | None
     external_id, display_name = check_external_id(external_id), check_display_name(display_name)
     inputs = EnrollInputs()
     for path in paths:
-        inputs.add(JobSpec(str(path.expanduser().resolve()), external_id, display_name), "--person")
+        try:
+            source = path_text(path.expanduser().resolve())
+        except RuntimeError:  # what Python raises for a symbolic link loop
+            inputs.unqueued.append(InputRow(path_text(path), external_id, "failed", "symbolic link loop", "--person"))
+            continue
+        inputs.add(JobSpec(source, external_id, display_name), "--person")
     return inputs
