@@ -243,7 +243,8 @@ class EnrollmentWriter:
         self.model_row_id = dep.model.id
         self.dominance = dep.app.settings.enroll.dominant_face_ratio
         self.subject = subject or dep.app.settings.enroll.subject
-        self.first_paths: dict[str, tuple[str, str]] = {}  # sha256 -> (first source path, its external id) this run
+        # batch -> sha256 -> (first source path, its external id): copies within one batch (one enroll command)
+        self.first_paths: dict[str | None, dict[str, tuple[str, str]]] = {}
         if self.subject not in SUBJECT_RULES:
             raise ConfigError(f"subject rule {self.subject!r}: expected one of {', '.join(SUBJECT_RULES)}")
 
@@ -371,11 +372,14 @@ class EnrollmentWriter:
         """The chunk's jobs whose bytes an earlier job of this run holds (copies in an archive): each is
         settled as a duplicate of that first path (a conflict when another person claims it), unprocessed."""
         copies: dict[int, JobResult] = {}
+        # Only the batches in hand are remembered, so a long-running worker's memory stays bounded; a copy
+        # seen later is still settled by the database (duplicate or conflict), only without duplicate_of.
+        self.first_paths = {batch: self.first_paths.get(batch, {}) for batch in {job.batch for job in chunk}}
         for job in chunk:
             digest = digests.get(job.id)
             if digest is None:
                 continue
-            first, owner = self.first_paths.setdefault(digest, (job.source_path, job.external_id))
+            first, owner = self.first_paths[job.batch].setdefault(digest, (job.source_path, job.external_id))
             if first == job.source_path:
                 continue
             if owner == job.external_id:
