@@ -8,9 +8,11 @@ from typing import Any, List, Optional
 
 import click
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from identity.errors import ExitCode, InvalidArgument
+from identity.pathnames import shown
 from identity_cli.context import open_app, open_deployment
 from identity_cli.options import ACTOR, JSON
 from identity_cli.output import console, err_console, print_json, print_table, render
@@ -62,7 +64,10 @@ def run(
             html.write_text(render_clusters_html(dep.app, f"clusters of {result.scope}", result.clusters,
                                                  result.singletons), encoding="utf-8")
     for error in result.errors:
-        err_console.print(f"[red]error:[/red] {error['image']}: {error['error']}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(shown(error['error']))}", highlight=False)
+    for copy in result.duplicates:
+        err_console.print(shown(f"duplicate: {copy.path}: same file as {copy.duplicate_of} (clustered once)"),
+                          highlight=False, markup=False)
     if as_json:
         print_json(result)
     else:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, List, Optional
 import typer
 
 from identity.errors import ExitCode, IdentityError
+from identity.pathnames import shown
 from identity_cli.context import open_app, open_deployment
 from identity_cli.options import JSON
 from identity_cli.output import err_console, print_json, print_table
@@ -69,6 +70,8 @@ def enroll(
     else:
         layout = enroll_inputs.PersonFrom.parse(person_from) if person_from else None
         inputs = enroll_inputs.from_directory(paths[0], layout)
+    for warning in inputs.warnings:
+        err_console.print(shown(f"warning: {warning}"), highlight=False, markup=False)
     if not inputs.specs:
         first = inputs.unqueued[0] if inputs.unqueued else None
         raise IdentityError("nothing to enroll: no image files found"
@@ -141,10 +144,16 @@ def _finish(summary: "EnrollSummary", report: Optional[Path], as_json: bool, que
                     f"in {summary.seconds:.1f}s")
         problems = [r for r in summary.results if r.outcome in ("failed", "conflict")][:10]
         for r in problems:
-            err_console.print(f"{r.outcome}: {r.source_path}: {r.reason}", highlight=False, markup=False)
+            err_console.print(shown(f"{r.outcome}: {r.source_path}: {r.reason}"), highlight=False, markup=False)
+        copies = data["duplicates"]
+        for copy in copies[:10]:
+            err_console.print(shown(f"duplicate: {copy['path']}: same file as {copy['duplicate_of']} (enrolled once)"),
+                              highlight=False, markup=False)
+        if len(copies) > 10:
+            err_console.print(f"... {len(copies) - 10} more copies (--json or --report lists them)", highlight=False)
         for p in flagged:
-            err_console.print(f"inconsistent_person: {p.external_id}: only {p.agreeing_pairs_share:.0%} of the pairs of "
-                              f"its {p.faces} faces match; one folder may hold several people (see --person-from)",
+            err_console.print(shown(f"inconsistent_person: {p.external_id}: only {p.agreeing_pairs_share:.0%} of the pairs of "
+                              f"its {p.faces} faces match; one folder may hold several people (see --person-from)"),
                               highlight=False, markup=False)
     if summary.counts.get("failed") or summary.counts.get("conflict"):
         raise typer.Exit(ExitCode.PARTIAL)

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from identity import process
 from identity.errors import ExitCode, IdentityError
+from identity.pathnames import shown
 from identity_cli import context, output
 from identity_cli.output import err_console, print_json
 
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IdentityError as exc:
         if context.state.debug:
             raise
-        err_console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(shown(exc.message))}", highlight=False)
         if "--json" in rest and not output.written.json:  # scripts read the error where they read results;
             # a command that printed its results already (with per-file errors in them) prints no second document
             print_json(exc.as_dict())
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if context.state.debug:
             raise
         first_line = (str(exc).strip().splitlines() or [""])[0]
-        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(first_line)} (run with --debug for details)",
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(shown(first_line))} (run with --debug for details)",
                           highlight=False)
         return ExitCode.ERROR
     return ExitCode.OK

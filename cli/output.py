@@ -13,6 +13,9 @@ from typing import Any, Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from identity.pathnames import shown, utf8_safe
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
@@ -45,6 +48,8 @@ def plain(data: Any) -> Any:
 def _finite(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return utf8_safe(value)  # a file name that is not UTF-8 must not stop the document
     if isinstance(value, dict):
         return {key: _finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -58,7 +63,8 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Iterable[str], title: s
     for col in cols:
         table.add_column(col.replace("_", " "))
     for row in rows:
-        table.add_row(*(_cell(row.get(col)) for col in cols))
+        # Text, not markup: a name like "[/red]" or "[link=...]" from a user's folder is shown as it is.
+        table.add_row(*(Text(_cell(row.get(col))) for col in cols))
     console.print(table)
 
 
@@ -83,5 +89,5 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str, ensure_ascii=False)
-    return str(value)
+        return shown(json.dumps(value, default=str, ensure_ascii=False))
+    return shown(value)  # names and paths come from users' folders: no control character reaches the terminal

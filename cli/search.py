@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from identity.errors import ExitCode, ImageError, NoFaceFound
+from identity.pathnames import path_text, shown
 from identity_cli.context import open_app, open_deployment
 from identity_cli.options import JSON, parse_filters
 from identity_cli.output import console, err_console, print_json, print_table, render
@@ -38,33 +39,39 @@ def search(
     as_json: bool = JSON,
 ) -> None:
     """Who is in these photos: top-k persons per face, and a match/unknown decision."""
+    from identity.services.duplicates import unique_files
     from identity.services.search import SearchOptions, search_image
 
     options = SearchOptions(top_k=top_k, threshold=threshold, min_score=min_score, filters=parse_filters(filters),
                             largest_face_only=not all_faces, actor=actor)
     results, errors, code = [], [], ExitCode.OK
+    paths, duplicates = unique_files([str(image) for image in images])  # a copy is searched (and logged) once
     with open_deployment(read_only=True) as dep:
-        for image in images:
+        for path in paths:
             try:
-                results.append(search_image(dep, str(image), options))
+                results.append(search_image(dep, path, options))
             except (ImageError, NoFaceFound) as exc:
-                errors.append({"image": str(image), "error": exc.message, "exit_code": exc.exit_code})
+                errors.append({"image": path_text(path), "error": exc.message, "exit_code": exc.exit_code})
                 code = ExitCode.ERROR if code == ExitCode.ERROR or isinstance(exc, ImageError) else exc.exit_code
     for warning in dict.fromkeys(w for result in results for w in result.warnings):  # once, not per image
-        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        err_console.print(f"[yellow]warning:[/yellow] {escape(shown(warning))}", highlight=False)
     if as_json:
-        print_json({"results": [r.as_dict() for r in results], "errors": errors})
+        print_json({"results": [r.as_dict() for r in results], "errors": errors,
+                    "duplicates": [d.as_dict() for d in duplicates]})
     else:
         for result in results:
             _show(result)
         for error in errors:
-            err_console.print(f"[red]error:[/red] {escape(error['error'])}", highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(shown(error['error']))}", highlight=False)
+        for copy in duplicates:
+            err_console.print(shown(f"duplicate: {copy.path}: same file as {copy.duplicate_of} (searched once)"),
+                              highlight=False, markup=False)
     if code:
         raise typer.Exit(code)
 
 
 def _show(result) -> None:
-    console.print(f"[bold]{result.path}[/bold]  model {result.model}, threshold {result.threshold.value:.3f} "
+    console.print(f"[bold]{escape(shown(result.path))}[/bold]  model {result.model}, threshold {result.threshold.value:.3f} "
                   f"on the {result.threshold.rule} score ({result.threshold.source})", highlight=False)
     for face in result.faces:
         colour = "green" if face.decision == "match" else "yellow"
@@ -114,8 +121,9 @@ def audit(
         print_json(report)
         return
     p = report.person
-    console.print(f"[bold]{p['display_name'] or p['external_id']}[/bold]  external id {p['external_id']}  "
-                  f"uuid {p['id']}  attributes {p['attributes']}", highlight=False)
+    console.print(f"[bold]{escape(shown(p['display_name'] or p['external_id']))}[/bold]  external id "
+                  f"{escape(shown(p['external_id']))}  "
+                  f"uuid {p['id']}  attributes {escape(shown(p['attributes']))}", highlight=False)
     faces = [{**f.as_dict(), "image": Path(f.source_path).name, "similarity": f.similarity_to_own_template}
              for f in report.faces]
     print_table(faces, ["face_id", "status", "image", "det_score", "blur", "similarity", "outlier"],

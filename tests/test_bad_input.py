@@ -87,8 +87,8 @@ def test_a_file_the_parser_would_call_unreadable_is_still_processed(capsys, clea
 
 
 @pytest.mark.parametrize("flag, value, told", [
-    ("--threshold", "4", "from -1 to about 2"), ("--threshold", "-1.5", "from -1 to about 2"),
-    ("--threshold", "nan", "from -1 to about 2"), ("--threshold", "inf", "from -1 to about 2"),
+    ("--threshold", "4", "give -1 to 3"), ("--threshold", "-1.5", "give -1 to 3"),
+    ("--threshold", "nan", "give -1 to 3"), ("--threshold", "inf", "give -1 to 3"),
     ("--min-score", "-inf", "from -1 to 1"), ("--min-score", "nan", "from -1 to 1"), ("--min-score", "1.5", "from -1 to 1"),
 ])
 def test_out_of_range_scores_are_refused_and_nothing_is_logged(capsys, clean_env, tmp_path, flag, value, told) -> None:

@@ -168,6 +168,8 @@ class EnrollmentSummary(BaseModel):
     seconds: float
     images_per_second: float | None
     inconsistent_persons: list[dict[str, Any]]
+    duplicates: list[dict[str, str]] = Field(default_factory=list, description="inputs with the bytes of an earlier "
+                                             "one, enrolled once: path, duplicate_of")
     images: list[EnrolledImage]
 
 

@@ -15,6 +15,7 @@ from typing import Iterable
 from PIL import Image as PILImage
 
 from identity.app.core import App
+from identity.pathnames import fs_path
 from identity.errors import ImageError
 from identity.faces import load_image
 from identity.services.audit import AuditReport
@@ -27,7 +28,7 @@ MARGIN = 0.25  # context around the face box, as a share of its size
 def thumbnail_data_uri(source_path: str, bbox: list[float]) -> str | None:
     """A JPEG data URI of the face box (with some margin), or None when the source is gone."""
     try:
-        image = load_image(source_path)
+        image = load_image(fs_path(source_path))
     except ImageError:
         return None
     x1, y1, x2, y2 = bbox

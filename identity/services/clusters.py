@@ -33,7 +33,9 @@ from identity.errors import IdentityError, ImageError, InvalidArgument, NotFound
 from identity.faces import DetectedFace, ImageFaces, Quality, load_image, process_paths_parallel
 from identity.faces.types import same_face
 from identity.services.clustering_algorithms import DEFAULT_METHOD, ClusterThreshold, cluster_faces
+from identity.pathnames import fs_path, path_text
 from identity.services.deployment import Deployment
+from identity.services.duplicates import Duplicate, unique_files
 from identity.services.enroll import EnrollmentWriter, JobResult, Outcome, file_digest, process_queue, queue_jobs
 from identity.services.enroll_inputs import image_files
 from identity.services.thresholds import pairwise_threshold, resolve_threshold
@@ -114,12 +116,14 @@ class ClusterRun:
     errors: list[dict[str, str]] = field(default_factory=list)  # unreadable photos, one line each
     no_face: int = 0  # photos in which no face was found
     seconds: float = 0.0  # clustering alone, after detection and embedding
+    duplicates: list[Duplicate] = field(default_factory=list)  # copies of a photo, clustered once as the first
 
     def as_dict(self) -> dict[str, Any]:
         return {"scope": self.scope, "method": self.method, "threshold": self.threshold, "faces": self.faces,
                 "photos": self.photos, "left_alone": self.left_alone, "no_face": self.no_face,
                 "clustering_seconds": round(self.seconds, 3), "clusters": [c.as_dict() for c in self.clusters],
-                "singletons": [c.as_dict() for c in self.singletons], "errors": self.errors}
+                "singletons": [c.as_dict() for c in self.singletons], "errors": self.errors,
+                "duplicates": [d.as_dict() for d in self.duplicates]}
 
 
 @dataclass(frozen=True)
@@ -143,19 +147,20 @@ def cluster_folder(dep: Deployment, folder: Path, workers: int = 0,
                    on_total: Callable[[int], None] = lambda n: None) -> ClusterRun:
     """Detect and embed every photo under `folder` (no labels needed), then cluster their faces."""
     images, unreadable = image_files(folder)
-    paths = [str(p) for p in images]
+    paths, duplicates = unique_files([str(p) for p in images])
     on_total(len(paths))
-    run = _new_run(dep, f"folder:{folder.expanduser().resolve()}")
-    run.errors += [{"image": path, "error": reason} for path, reason in unreadable]
+    run = _new_run(dep, f"folder:{path_text(folder.expanduser().resolve())}")
+    run.duplicates = duplicates
+    run.errors += [{"image": path_text(path), "error": f"{path_text(path)}: {reason}"} for path, reason in unreadable]
     faces: list[_Face] = []
     for path, outcome in process_paths_parallel(dep.settings, paths, workers or dep.settings.worker_count):
         advance(1)
         if isinstance(outcome, ImageError):
-            run.errors.append({"image": path, "error": outcome.message})
+            run.errors.append({"image": path_text(path), "error": f"{path_text(path)}: {outcome.reason}"})
             continue
         run.photos += 1
         run.no_face += not outcome.faces
-        faces += [_Face(f"{outcome.sha256}:{i}", outcome.sha256, path, i, _box(face), face.embedding)
+        faces += [_Face(f"{outcome.sha256}:{i}", outcome.sha256, path_text(path), i, _box(face), face.embedding)
                   for i, face in enumerate(outcome.faces)]
     return _cluster_and_store(dep, run, faces)
 
@@ -187,7 +192,9 @@ def cluster_threshold(dep: Deployment) -> ClusterThreshold:
 def _cluster_and_store(dep: Deployment, run: ClusterRun, faces: list[_Face]) -> ClusterRun:
     with dep.app.sessions() as session:
         settled = settled_face_keys(session, run.scope)
-    todo = sorted((f for f in faces if f.key not in settled), key=lambda f: f.key)  # input order fixed: stable ids
+    # Input order fixed: stable ids. One face per key: a copy that escaped unique_files (changed
+    # between hashing and reading) would give two clusters one id.
+    todo = sorted({f.key: f for f in reversed(faces) if f.key not in settled}.values(), key=lambda f: f.key)
     run.left_alone, run.faces = len(faces) - len(todo), len(todo)
     started = time.perf_counter()
     labels = (cluster_faces(np.stack([f.vector for f in todo]), [f.sha256 for f in todo],
@@ -356,7 +363,7 @@ def name_cluster(dep: Deployment, ref: str, person_ref: str | None = None, new_e
 
     def analyse(paths: Iterator[str]) -> Iterator[tuple[str, Outcome]]:
         for path in paths:
-            yield path, outcomes[path].analyse(dep)
+            yield path, outcomes[path_text(path)].analyse(dep)  # process_queue gives the name on disk
 
     def collect(result: JobResult) -> None:
         results[result.source_path] = result
@@ -396,7 +403,7 @@ class _FaceSource:
         if self.kept is not None:
             return self.kept
         try:
-            [found] = dep.pipeline.process([load_image(self.path)])
+            [found] = dep.pipeline.process([load_image(fs_path(self.path))])
         except ImageError as exc:
             return exc
         picked = same_face([face.bbox for face in found.faces], self.bbox)
@@ -425,6 +432,6 @@ def _face_source(dep: Deployment, member: ClusterMember, kept: Any) -> _FaceSour
 
 def _same_bytes(path: str, sha256: str) -> bool:
     try:
-        return Path(path).is_file() and file_digest(path) == sha256
+        return Path(fs_path(path)).is_file() and file_digest(path) == sha256
     except OSError:
         return False

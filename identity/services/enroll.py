@@ -40,6 +40,7 @@ from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
 from identity.faces.types import same_face
 from identity.services.enroll_inputs import InputRow
 from identity.app.core import App
+from identity.pathnames import fs_path, path_text
 from identity.services.templates import refresh_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
@@ -68,6 +69,7 @@ class JobResult:
     reason: str | None = None
     faces_found: int = 0
     image_id: uuid.UUID | None = None
+    duplicate_of: str | None = None  # the first path of this run holding the same bytes (never processed twice)
 
 
 @dataclass
@@ -242,6 +244,8 @@ class EnrollmentWriter:
         self.model_row_id = dep.model.id
         self.dominance = dep.app.settings.enroll.dominant_face_ratio
         self.subject = subject or dep.app.settings.enroll.subject
+        # batch -> sha256 -> (first source path, its external id): copies within one batch (one enroll command)
+        self.first_paths: dict[str | None, dict[str, tuple[str, str]]] = {}
         if self.subject not in SUBJECT_RULES:
             raise ConfigError(f"subject rule {self.subject!r}: expected one of {', '.join(SUBJECT_RULES)}")
 
@@ -356,16 +360,38 @@ class EnrollmentWriter:
                 if not job_fault(exc):
                     raise
                 failures[job.id] = fault_reason(exc)
+        copies = self._copies(chunk, digests)
         held: list[uuid.UUID] = []
-        results = contained(failures, lambda: self._settle(chunk, digests, failures, held))
+        results = contained(failures, lambda: self._settle(chunk, digests, failures, held, copies))
         # Step 4 again for the persons whose photos a run already stored: a run killed between
         # steps 3 and 4 left their templates stale, and this re-run is what repairs them.
         self._refresh_templates(sorted(set(held)))
         done = {r.job_id for r in results}
         return results, [job for job in chunk if job.id not in done]
 
+    def _copies(self, chunk: Sequence[Job], digests: dict[int, str]) -> dict[int, JobResult]:
+        """The chunk's jobs whose bytes an earlier job of this run holds (copies in an archive): each is
+        settled as a duplicate of that first path (a conflict when another person claims it), unprocessed."""
+        copies: dict[int, JobResult] = {}
+        # Only the batches in hand are remembered, so a long-running worker's memory stays bounded; a copy
+        # seen later is still settled by the database (duplicate or conflict), only without duplicate_of.
+        self.first_paths = {batch: self.first_paths.get(batch, {}) for batch in {job.batch for job in chunk}}
+        for job in chunk:
+            digest = digests.get(job.id)
+            if digest is None:
+                continue
+            first, owner = self.first_paths[job.batch].setdefault(digest, (job.source_path, job.external_id))
+            if first == job.source_path:
+                continue
+            if owner == job.external_id:
+                outcome, reason = "duplicate", f"same file as {first}"
+            else:
+                outcome, reason = "conflict", f"same file as {first}, which is {owner}'s"
+            copies[job.id] = JobResult(job.id, job.source_path, job.external_id, outcome, reason, duplicate_of=first)
+        return copies
+
     def _settle(self, chunk: Sequence[Job], digests: dict[int, str], failures: dict[int, str],
-                held: list[uuid.UUID]) -> list[JobResult]:
+                held: list[uuid.UUID], copies: dict[int, JobResult]) -> list[JobResult]:
         """The chunk's jobs whose bytes need no work; `held` gets the persons already holding them."""
         held.clear()  # contained() may run this again
         results: list[JobResult] = []
@@ -374,6 +400,9 @@ class EnrollmentWriter:
             for job in chunk:
                 if job.id in failures:
                     results.append(_failed(job, failures[job.id]))
+                    continue
+                if job.id in copies:
+                    results.append(copies[job.id])
                     continue
                 image = images.get(digests.get(job.id, ""))
                 if image is None:
@@ -426,14 +455,15 @@ class EnrollmentWriter:
 
         if isinstance(outcome, ImageError):
             return result("failed", outcome.reason)
-        person, _ = get_or_create_person(session, job.external_id, job.display_name, job.attributes)
+        # A new person is created only with a face: a photo that conflicts or shows none leaves no empty person.
+        person = person_by_external_id(session, job.external_id)
         image = image_with_sha256(session, outcome.sha256)
         if image is not None:
             this_chunk = {f.id for f, _ in to_index}
-            settled = self._settled(session, image, person.id, job.external_id, this_chunk)
+            settled = self._settled(session, image, person.id if person else None, job.external_id, this_chunk)
             if settled is not None:
                 return result(*settled)
-            pending = [f for f in self._held(session, image) if f.person_id == person.id
+            pending = [f for f in self._held(session, image) if person is not None and f.person_id == person.id
                        and f.status == FaceStatus.pending and f.id not in this_chunk]
             if pending:
                 redone = _redetected(outcome, pending)
@@ -447,6 +477,8 @@ class EnrollmentWriter:
         faces, reason = choose_faces(outcome, self.subject, self.dominance)
         if not faces:
             return result("rejected", reason)
+        if person is None:
+            person, _ = get_or_create_person(session, job.external_id, job.display_name, job.attributes)
         rows = [face_row(face, person.id, image.id, self.model_row_id) for face in faces]
         add_faces(session, rows)
         passed = [(row, face.embedding) for row, face in zip(rows, faces) if face.quality.ok]
@@ -508,7 +540,7 @@ def process_queue(
                 on_result(result)
             for job in todo:
                 claimed.append(job)
-                yield job.source_path
+                yield fs_path(job.source_path)  # stored as path_text: the name on disk may not be UTF-8
 
     pending: list[tuple[Job, Outcome]] = []
 
@@ -548,7 +580,7 @@ def enroll_analysed(writer: "EnrollmentWriter", analysed: Sequence[tuple[jobs.Jo
     outcomes = {spec.source_path: outcome for spec, outcome in analysed}
     summary = EnrollSummary(batch=batch, queued=queued)
     return process_queue(writer.app, writer, batch, 1, summary=summary,
-                         analyse=lambda paths: ((path, outcomes[path]) for path in paths))
+                         analyse=lambda paths: ((path, outcomes[path_text(path)]) for path in paths))
 
 
 def seconds_until_others_done(app: App, batch: str | None = None) -> float | None:
@@ -589,7 +621,7 @@ def lease_owner_dead(owner: str | None) -> bool:
 
 def file_digest(path: str) -> str:
     """The sha256 of a file's bytes, as Image.sha256 holds it."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return hashlib.sha256(Path(fs_path(path)).read_bytes()).hexdigest()
 
 
 def _point(face: Face, vector: np.ndarray) -> VectorPoint:
@@ -611,7 +643,7 @@ def _failed(job: Job, reason: str, faces_found: int = 0) -> JobResult:
 
 def _size(path: str) -> int:
     try:
-        return os.path.getsize(path)
+        return os.path.getsize(fs_path(path))
     except OSError:
         return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import os
 import stat
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Iterator, Sequence
 
 from identity.errors import IdentityError
 from identity.faces.images import looks_like_image
+from identity.pathnames import fs_path, path_text
 from identity.store.sql.jobs import JobSpec
 from identity.store.sql.persons import check_display_name, check_external_id
 
@@ -77,6 +79,7 @@ class EnrollInputs:
     specs: list[JobSpec] = field(default_factory=list)
     unqueued: list[InputRow] = field(default_factory=list)
     named_by: dict[tuple[str, str], str] = field(default_factory=dict)  # (source_path, external_id) -> what named it
+    warnings: list[str] = field(default_factory=list)  # about the input as a whole (a manifest not in UTF-8)
 
     def __iter__(self) -> Iterator[JobSpec]:
         """The specs to queue, for callers that only queue (tests, benchmarks)."""
@@ -113,19 +116,21 @@ def from_directory(root: Path, person_from: PersonFrom | None = None) -> EnrollI
         person_from = PersonFrom()
     inputs = EnrollInputs()
     for entry in entries:
-        folders = entry.parts if entry.folder else entry.parts[:-1]
+        # Names that are not UTF-8 go on as path_text (escaped), which every store takes.
+        folders = tuple(map(path_text, entry.parts if entry.folder else entry.parts[:-1]))
         depth = person_from.person_folder(folders)
         person, named_by = (folders[depth - 1], "/".join(folders[:depth])) if depth else ("", "")
+        source = path_text(entry.path)
         if entry.state != "image":
-            inputs.unqueued.append(InputRow(str(entry.path), person, entry.state, entry.reason, named_by))
+            inputs.unqueued.append(InputRow(source, person, entry.state, entry.reason, named_by))
         elif not depth:
-            inputs.unqueued.append(InputRow(str(entry.path), "", "skipped",
+            inputs.unqueued.append(InputRow(source, "", "skipped",
                                             f"not inside a person folder (--person-from {person_from.describe()})"))
         else:
             try:
-                inputs.add(JobSpec(str(entry.path), check_external_id(person)), named_by)
+                inputs.add(JobSpec(source, check_external_id(person)), named_by)
             except IdentityError as exc:
-                inputs.unqueued.append(InputRow(str(entry.path), person, "failed", f"folder {named_by}: {exc}", named_by))
+                inputs.unqueued.append(InputRow(source, person, "failed", f"folder {named_by}: {exc}", named_by))
     return inputs
 
 
@@ -205,39 +210,73 @@ def _refuse_nested(root: Path, entries: Sequence[_Entry]) -> None:
 def from_manifest(manifest: Path) -> EnrollInputs:
     """CSV with columns path, external_id, optional display_name; other columns become attributes.
 
-    A row that cannot be enrolled (empty path, an id no database takes) becomes a failed
-    row naming its line; the other rows are queued.
+    A row that cannot be enrolled (empty path, an id no database takes, a NUL character, a
+    path that loops) becomes a failed row naming the line it starts on; the other rows are queued.
     """
     manifest = manifest.expanduser().resolve()
-    try:
-        handle = manifest.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise IdentityError(f"{manifest}: cannot read manifest ({exc.strerror})") from None
     inputs = EnrollInputs()
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in MANIFEST_REQUIRED if c not in (reader.fieldnames or [])]
+    text = _manifest_text(manifest, inputs.warnings)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [name.strip() for name in next(reader, [])]
+        missing = [c for c in MANIFEST_REQUIRED if c not in header]
         if missing:
-            raise IdentityError(f"{manifest}: manifest lacks column(s) {', '.join(missing)}")
-        extra = [c for c in reader.fieldnames or [] if c not in MANIFEST_KNOWN]
-        for line, row in enumerate(reader, start=2):
-            path, external_id = (row.get("path") or "").strip(), (row.get("external_id") or "").strip()
-            named_by = f"{manifest.name}:{line}"
-            resolved = Path(path).expanduser()
-            if not resolved.is_absolute():
-                resolved = manifest.parent / resolved
-            try:
-                if not path:
-                    raise IdentityError("path is empty")
-                spec = JobSpec(str(resolved.resolve()), check_external_id(external_id),
-                               check_display_name(row.get("display_name") or None),
-                               {c: row[c] for c in extra if row.get(c) not in (None, "")} or None)
-            except IdentityError as exc:
-                inputs.unqueued.append(InputRow(str(resolved) if path else "", external_id, "failed",
-                                                f"{named_by}: {exc}", named_by))
-                continue
-            inputs.add(spec, named_by)
+            raise IdentityError(f"{path_text(manifest)}: manifest lacks column(s) {', '.join(missing)}")
+        extra = [c for c in header if c not in MANIFEST_KNOWN]
+        line = reader.line_num + 1  # where the next row starts: a quoted field may span lines
+        for values in reader:
+            named_by, line = f"{path_text(manifest.name)}:{line}", reader.line_num + 1
+            if values:  # a blank line
+                _add_manifest_row(inputs, manifest, dict(zip(header, values)), extra, named_by)
+    except csv.Error as exc:
+        raise IdentityError(f"{path_text(manifest)}:{reader.line_num}: not a readable CSV manifest ({exc})") from None
     return inputs
+
+
+def _manifest_text(manifest: Path, warnings: list[str]) -> str:
+    """The manifest's text: UTF-8 (a BOM allowed), else read as Windows-1252 (Latin-1) with a warning."""
+    try:
+        data = manifest.read_bytes()
+    except OSError as exc:
+        raise IdentityError(f"{path_text(manifest)}: cannot read manifest ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        warnings.append(f"{path_text(manifest)}: not UTF-8 (line {line}: byte 0x{data[exc.start]:02x}); read as "
+                        "Windows-1252 (Latin-1): save it as UTF-8 if names look wrong")
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:  # the five bytes cp1252 leaves undefined
+        return data.decode("latin-1")
+
+
+def _add_manifest_row(inputs: EnrollInputs, manifest: Path, row: dict[str, str], extra: Sequence[str],
+                      named_by: str) -> None:
+    """Queue one manifest row, or record it failed with the reason (every error is the row's own)."""
+    path, external_id = (row.get("path") or "").strip(), (row.get("external_id") or "").strip()
+    # An absolute path stays as it is; `\xNN` escapes (as reports write names that are not UTF-8) are read back.
+    resolved = manifest.parent / Path(fs_path(path)).expanduser()
+    try:
+        nul = next((column for column, value in row.items() if "\0" in value), None)
+        if nul is not None:
+            raise IdentityError(f"column {nul} contains a NUL character")
+        if not path:
+            raise IdentityError("path is empty")
+        try:
+            resolved = resolved.resolve()
+        except RuntimeError:  # what Python raises for a symbolic link loop
+            raise IdentityError(f"{path_text(resolved)}: symbolic link loop") from None
+        except OSError as exc:
+            raise IdentityError(f"{path_text(resolved)}: cannot resolve the path ({exc.strerror or exc})") from None
+        spec = JobSpec(path_text(resolved), check_external_id(external_id),
+                       check_display_name(row.get("display_name") or None),
+                       {c: row[c] for c in extra if row.get(c) not in (None, "")} or None)
+    except IdentityError as exc:
+        inputs.unqueued.append(InputRow(path_text(resolved) if path else "", external_id.replace("\0", "\\0"),
+                                        "failed", f"{named_by}: {exc}", named_by))
+        return
+    inputs.add(spec, named_by)
 
 
 def from_files(external_id: str, paths: Sequence[Path], display_name: str | None = None) -> EnrollInputs:
@@ -245,5 +284,10 @@ def from_files(external_id: str, paths: Sequence[Path], display_name: str | None
     external_id, display_name = check_external_id(external_id), check_display_name(display_name)
     inputs = EnrollInputs()
     for path in paths:
-        inputs.add(JobSpec(str(path.expanduser().resolve()), external_id, display_name), "--person")
+        try:
+            source = path_text(path.expanduser().resolve())
+        except RuntimeError:  # what Python raises for a symbolic link loop
+            inputs.unqueued.append(InputRow(path_text(path), external_id, "failed", "symbolic link loop", "--person"))
+            continue
+        inputs.add(JobSpec(source, external_id, display_name), "--person")
     return inputs

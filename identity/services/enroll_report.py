@@ -44,4 +44,10 @@ def summary_record(summary: EnrollSummary, flagged: Sequence[InconsistentPerson]
         "seconds": round(summary.seconds, 2),
         "images_per_second": round(summary.processed / summary.seconds, 2) if summary.seconds else None,
         "inconsistent_persons": [p.as_dict() for p in flagged],
+        "duplicates": duplicates(summary),
     }
+
+
+def duplicates(summary: EnrollSummary) -> list[dict[str, str]]:
+    """The inputs left unprocessed because an earlier path of the run holds the same bytes."""
+    return [{"path": r.source_path, "duplicate_of": r.duplicate_of} for r in summary.results if r.duplicate_of]

@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from identity.config import Settings
+from identity.pathnames import fs_path
 from identity.errors import IdentityError, ImageError, StoreLocked
 from identity.faces import DetectedFace, ImageFaces, resolve
 from identity.faces.types import same_face
@@ -301,7 +302,7 @@ class ReindexWriter:
                     results.append(_job_result(job, "failed", f"{photo.path} is no longer enrolled"))
                 elif existing is not None and existing.status != FaceStatus.pending:
                     results.append(_job_result(job, "duplicate", "the target model already holds it"))
-                elif not os.path.isfile(photo.path):
+                elif not os.path.isfile(fs_path(photo.path)):  # stored as path_text (identity.pathnames)
                     reason = f"{photo.path} is missing"
                     outcomes += [FaceOutcome(str(face.id), photo.path, "failed", reason) for face in photo.faces]
                     results.append(_job_result(job, "failed", reason))

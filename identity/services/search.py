@@ -10,6 +10,7 @@ sha256 (never the image), the model and threshold, and the ranked hits per face.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -24,6 +25,7 @@ from identity.evaluation.decision import (
 )
 from identity.faces import DetectedFace, ImageFaces, load_image
 from identity.app.actor import resolve_actor
+from identity.pathnames import path_text
 from identity.services.deployment import Deployment
 from identity.services.unknown_faces import expire_unknown, keep_unknown
 from identity.services.thresholds import Threshold, pack_threshold, resolve_threshold
@@ -50,7 +52,8 @@ class SearchOptions:
         # Scores are cosine similarities; nan or inf would also land in the search log.
         # The threshold applies to a decision score: a cosine, or a cosine plus a few hundredths.
         if self.threshold is not None and not -1.0 <= self.threshold <= 3.0:  # a nan fails both, so it is caught too
-            raise InvalidArgument(f"threshold {self.threshold} is out of range: decision scores run from -1 to about 2")
+            raise InvalidArgument(f"threshold {self.threshold} is out of range: give -1 to 3 (decision scores "
+                                  "run from -1 to about 2)")
         if self.min_score is not None and not -1.0 <= self.min_score <= 1.0:
             raise InvalidArgument(f"minimum score {self.min_score} is out of range: scores are cosine similarities "
                                   "from -1 to 1")
@@ -133,10 +136,11 @@ class SearchResult:
 
 def search_image(dep: Deployment, path: str, options: SearchOptions) -> SearchResult:
     """Search one image file; raises ImageError for an unusable file and NoFaceFound when no face is seen."""
-    image = load_image(path)
+    # Named by its path_text: the search log and the output take a name that is not UTF-8 escaped.
+    image = dataclasses.replace(load_image(path), path=path_text(path))
     [found] = dep.pipeline.process([image])
     if not found.faces:
-        raise NoFaceFound(path)
+        raise NoFaceFound(image.path)
     return search_faces(dep, found, options)
 
 

@@ -34,6 +34,8 @@ def check_external_id(external_id: str) -> str:
 def check_display_name(display_name: str | None) -> str | None:
     if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
         raise InvalidArgument(f"display name is {len(display_name)} characters, more than the {MAX_DISPLAY_NAME} allowed")
+    if display_name is not None and "\0" in display_name:  # Postgres refuses NUL in text; SQLite would keep it
+        raise InvalidArgument("display name contains a NUL character")
     return display_name
 
 
