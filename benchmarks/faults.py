@@ -16,7 +16,9 @@ throwaway Postgres databases), driving `identity` in subprocesses:
   then a second `identity worker --drain` must finish every job, the dead one's included.
 - erasure: enroll a person from photos under telltale paths, search once, `person
   delete`, then scan every file under the data dir (and, on Postgres, every table's
-  rows) for their vectors (float32 and the WAL's CBOR encoding), uuids, ids, name and paths.
+  rows) for their vectors (float32 and the WAL's CBOR encoding), uuids, ids, name and paths;
+  then the same with the purge refused (`chattr +i` on the vectors directory): exit 4, the
+  erasure pending in doctor, finished by a second `person delete`, and the same scan.
 - bad: each bad input of issue 11 as one case: exit code, a one-line message naming the
   file or setting, and the good inputs beside it processed.
 - settings: each bad setting of issue 21 (environment or TOML) as one case: `enroll`
@@ -640,6 +642,60 @@ def erasure(ctx: Context) -> Row:
 
 def erasure_scan(store: Store, root: Path, spare: Spare, rng: random.Random) -> Row:
     row = Row("erasure scan", store.backend, trials=1)
+    enrolled = enroll_telltale(store, root, spare, rng, row)
+    if enrolled is None:
+        return row
+    deleted = cli(store, "person", "delete", enrolled.external_id, "--json")
+    if deleted.rc != 0:
+        row.fail(f"person delete: {deleted.describe()}")
+    check_erased(store, row, enrolled)
+    return row
+
+
+@trial("erasure")
+def interrupted_erasure(ctx: Context) -> Row:
+    return erasure_interrupted(ctx.clean, ctx.root, ctx.spare, ctx.rng)
+
+
+def erasure_interrupted(store: Store, root: Path, spare: Spare, rng: random.Random) -> Row:
+    """Issue 21's repro: a purge the file system refuses (`chattr +i` on the vectors directory) exits 4 with a
+    JSON error and leaves the erasure pending in doctor; the next `person delete` finishes it, leaving nothing."""
+    row = Row("erasure interrupted", store.backend, trials=1)
+    enrolled = enroll_telltale(store, root, spare, rng, row)
+    if enrolled is None:
+        return row
+    vectors = store.data_dir / "vectors"
+    if subprocess.run(["chattr", "+i", str(vectors)], capture_output=True).returncode != 0:
+        row.notes.append("not run: chattr +i is not permitted here")
+        row.trials = 0
+        return row
+    try:
+        stopped = cli(store, "person", "delete", enrolled.external_id, "--json")
+        doctor = cli(store, "doctor", "--json").json()
+    finally:
+        subprocess.run(["chattr", "-i", str(vectors)], check=True)
+    error = stopped.json()
+    if stopped.rc != 4 or not isinstance(error, dict) or error.get("error_type") != "ErasurePending":
+        row.fail(f"stopped delete: {stopped.describe()}")
+    if not isinstance(doctor, dict) or doctor.get("pending_erasures") != 1 or doctor.get("clean") is not False:
+        row.fail(f"doctor did not report the pending erasure: {doctor}")
+    finished = cli(store, "person", "delete", enrolled.external_id, "--json")
+    if finished.rc != 0 or (finished.json() or {}).get("completed_pending") is not True:
+        row.fail(f"second delete did not finish it: {finished.describe()}")
+    check_erased(store, row, enrolled)
+    return row
+
+
+@dataclass(frozen=True)
+class Telltaled:
+    external_id: str
+    tokens: list[Telltale]
+    held: dict[str, Any]
+    vectors_before: int
+
+
+def enroll_telltale(store: Store, root: Path, spare: Spare, rng: random.Random, row: Row) -> Telltaled | None:
+    """A person enrolled from photos under telltale paths and searched once; the scan proven to see them."""
     token = f"tt{rng.getrandbits(40):010x}"
     folder = root / f"telltale-{token}-{store.backend}"
     folder.mkdir()
@@ -652,34 +708,34 @@ def erasure_scan(store: Store, root: Path, spare: Spare, rng: random.Random) -> 
     searched = cli(store, "search", str(photos[3]), "--json")
     if enrolled.rc != 0 or searched.rc not in (0, 3):
         row.fail(f"set-up: enroll {enrolled.describe()}, search {searched.describe()}")
-        return row
+        return None
     held = held_for(store, external_id)
     tokens = telltales(held, external_id, name, str(folder))
-    before = scan(store, tokens)
-    vectors_before = snapshot(store).vectors
-    control = sorted({kind for kind, _ in before})
+    control = sorted({kind for kind, _ in scan(store, tokens)})
     row.notes.append(f"before delete found: {', '.join(control)}")
     if "vector f32" not in control:
         row.fail("control: the stored vectors were not found in any file before deletion (scan blind)")
-    deleted = cli(store, "person", "delete", external_id, "--json")
-    if deleted.rc != 0:
-        row.fail(f"person delete: {deleted.describe()}")
-    after = scan(store, tokens)
+    return Telltaled(external_id, tokens, held, snapshot(store).vectors)
+
+
+def check_erased(store: Store, row: Row, enrolled: Telltaled) -> None:
+    """After the erasure: no telltale in any file or row, the person's vectors gone, doctor clean."""
+    after = scan(store, enrolled.tokens)
     row.inconsistent += len(after)
     if after:
         places: dict[str, list[str]] = {}
         for kind, place in sorted(after):
             places.setdefault(kind, []).append(short_place(place))
         row.notes.append("left: " + "; ".join(f"{kind} ({', '.join(sorted(set(where)))})" for kind, where in places.items()))
-    snap = snapshot(store)  # counts the face collections only: the template is scanned for, not counted
-    if snap.vectors != vectors_before - held["face_vectors"]:
-        row.fail(f"face vectors {vectors_before} -> {snap.vectors}, expected -{held['face_vectors']}")
+    snap = snapshot(store)
+    face_vectors = len(enrolled.held["face_ids"])  # the template lives in its own collection, not counted here
+    if snap.vectors != enrolled.vectors_before - face_vectors:
+        row.fail(f"vectors {enrolled.vectors_before} -> {snap.vectors}, expected -{face_vectors}")
     ok, why = doctor_clean(store)
     if not ok:
         row.fail(why)
     row.notes.append("not scanned: int8 quantized copies (their scale is the engine's)"
                      + ("; Postgres heap files (server-side)" if store.database_url else ""))
-    return row
 
 
 def short_place(place: str) -> str:

@@ -83,13 +83,15 @@ def erase_person(dep: Deployment, ref: str, actor: str | None = None) -> Erasure
     """Erase a person from every store, or finish their pending erasure; an audit event remains, with keyed
     tokens instead of their ids."""
     with transaction(dep.app.sessions) as session:
+        person = find_person(session, ref)
+        if person is not None:  # two deletes at once (Postgres): the second waits here, then finds the first's record
+            session.refresh(person, with_for_update=True)
         pending = open_erasure(session, ref)
         if pending is not None:
             erasure_id, resumed = pending.id, True
+        elif person is None:
+            return _already_erased(session, ref)
         else:
-            person = find_person(session, ref)
-            if person is None:
-                return _already_erased(session, ref)
             erasure_id, resumed = _record(dep, session, person, actor).id, False
     return _finish(dep, erasure_id, ref, resumed)
 
