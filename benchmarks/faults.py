@@ -57,6 +57,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
@@ -1308,11 +1309,12 @@ def render(rows: list[Row], cases: list[Case], seconds: float, title: str) -> No
     for r in rows:
         mark = "" if r.ok else "[red]"
         table.add_row(r.kind, r.backend, str(r.trials), f"{mark}{r.lost}", f"{mark}{r.duplicated}",
-                      f"{mark}{r.inconsistent}", f"{r.seconds:.0f}", "; ".join(r.notes))
+                      f"{mark}{r.inconsistent}", f"{r.seconds:.0f}", escape("; ".join(r.notes)))
     out.print(table)
     for case in cases:
         status = "[green]pass[/green]" if case.passed else "[red]FAIL[/red]"
-        out.print(f"{status} {case.backend}: {case.name}" + ("" if case.passed else ": " + "; ".join(case.reasons)),
+        # Names and reasons quote user input ("[faces]" in a TOML case): not rich markup.
+        out.print(f"{status} {case.backend}: {escape(case.name)}" + ("" if case.passed else ": " + escape("; ".join(case.reasons))),
                   highlight=False)
     out.print(f"total {seconds:.0f} s; " + ("all counts 0" if all(r.ok for r in rows) else "[red]some counts are not 0[/red]"))
 
