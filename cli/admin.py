@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from identity.errors import ExitCode
-
-if TYPE_CHECKING:
-    from identity.services.doctor import DoctorReport
 from identity_cli.context import open_app, open_deployment
 from identity_cli.options import JSON
 from identity_cli.output import err_console, render
+
+if TYPE_CHECKING:
+    from identity.services.doctor import DoctorReport
 
 
 def register(app: typer.Typer) -> None:

@@ -194,8 +194,10 @@ def test_sqlite_urls_relative_home_and_default(capsys, clean_env, monkeypatch, t
     for url, where in (("sqlite:///relative.db", tmp_path / "relative.db"),
                        ("sqlite:///~/identity.db", tmp_path / "home" / "identity.db")):
         monkeypatch.setenv("IDENTITY_DATABASE_URL", url)
+        monkeypatch.setenv("IDENTITY_DATA_DIR", str(where.with_suffix(".data")))  # each database its own store
         code, _, err = run_cli(capsys, "init")
         assert code == 0 and where.is_file(), err
     monkeypatch.delenv("IDENTITY_DATABASE_URL")
+    monkeypatch.setenv("IDENTITY_DATA_DIR", clean_env["IDENTITY_DATA_DIR"])
     code, _, err = run_cli(capsys, "init")  # the default data directory is made, as before
     assert code == 0 and (Path(clean_env["IDENTITY_DATA_DIR"]) / "identity.db").is_file(), err

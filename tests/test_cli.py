@@ -89,10 +89,11 @@ def test_console_script_runs(clean_env) -> None:
     assert "no active model" in shown["effective_model_source"]
 
 
-def test_init_is_idempotent_embedded_and_on_postgres(capsys, clean_env, monkeypatch, postgres_url) -> None:
+def test_init_is_idempotent_embedded_and_on_postgres(capsys, clean_env, monkeypatch, postgres_url, tmp_path) -> None:
     for url in (None, postgres_url):
-        if url:
+        if url:  # a data dir of its own: the first one's vector store belongs to the SQLite database
             monkeypatch.setenv("IDENTITY_DATABASE_URL", url)
+            monkeypatch.setenv("IDENTITY_DATA_DIR", str(tmp_path / "pg-data"))
         first = run_cli(capsys, "init", "--json")
         second = run_cli(capsys, "init", "--json")
         assert first[0] == second[0] == 0, first[2] + second[2]
