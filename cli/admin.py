@@ -50,19 +50,27 @@ def version(as_json: bool = JSON) -> None:
 
 
 def doctor(
-    fix: bool = typer.Option(False, "--repair", help="Fix what is found (re-enrolls faces whose vector is missing, rewrites person templates)."),
+    fix: bool = typer.Option(False, "--repair", help="Fix what is found (re-enrolls faces whose vector is missing "
+                             "or damaged, rewrites person templates, rebuilds an unreadable vector shard)."),
+    deep: bool = typer.Option(False, "--deep", help="Read back every stored vector, not a sample of them."),
     as_json: bool = JSON,
 ) -> None:
     """Check that the database and the vector store agree; exit 1 when problems remain."""
     from identity.services.doctor import diagnose, repair
+    from identity.services.integrity import set_aside_damaged
 
     with open_deployment() as dep:
-        report = diagnose(dep)
+        set_aside = set_aside_damaged(dep) if fix else []  # before diagnose, which cannot read such a shard
+        report = diagnose(dep, deep)
         if fix and not report.clean:
             repair(dep, report, dep.settings.worker_count)
-            after = diagnose(dep)
+            after = diagnose(dep, deep)
             after.repaired = report.repaired
             report = after
+        report.integrity.set_aside = set_aside
+    for path in set_aside:
+        err_console.print(f"set aside the unreadable vector shard as {path}; its faces were enrolled again from "
+                          "their photos: remove it once doctor is clean", highlight=False, markup=False)
     render(report.as_dict(), as_json, title="identity doctor: " + ("clean" if report.clean else "problems found"))
     if not as_json:
         for person in report.inconsistent_persons:

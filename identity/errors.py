@@ -59,6 +59,10 @@ class StoreMismatch(StoreUnavailable):
     """The database is bound to another vector store than the one this process would use."""
 
 
+class StoreDamaged(StoreUnavailable):
+    """A store's files are damaged (unreadable, truncated, corrupt values); the message says what to run."""
+
+
 class NoStore(StoreUnavailable):
     """A command that only reads found no identity store where the settings point (it creates none)."""
 
