@@ -48,7 +48,7 @@ from identity.store.sql.faces import add_faces, delete_faces, faces_of_images, m
 from identity.store.sql.images import add_image, image_with_sha256, images_with_sha256
 from identity.store.sql.models import Face, FaceStatus, Image, Job, naive_utc, utcnow
 from identity.store.sql.persons import get_or_create_person, person_by_external_id, person_with_id
-from identity.store.vectors import VectorIndex, VectorPoint
+from identity.store.vectors import VectorIndex, VectorPoint, check_free_space
 
 if TYPE_CHECKING:
     from identity.services.deployment import Deployment
@@ -245,6 +245,7 @@ class EnrollmentWriter:
             raise ConfigError(f"subject rule {self.subject!r}: expected one of {', '.join(SUBJECT_RULES)}")
 
     def write(self, items: Sequence[tuple[Job, Outcome]]) -> list[JobResult]:
+        check_free_space(self.app.settings)  # NoSpace stops the run before the chunk writes anything, not SIGBUS
         try:
             return self._write(items, retrying=False)
         except IntegrityError:

@@ -35,6 +35,7 @@ __all__ = [
     "VectorHit",
     "VectorIndex",
     "VectorPoint",
+    "check_free_space",
     "collection_name",
     "open_vector_index",
 ]
@@ -58,6 +59,15 @@ def open_vector_index(settings: Settings, model_id: str, dim: int) -> FaceIndex:
     from identity.store.vectors.server import QdrantServerIndex
 
     return QdrantServerIndex.open(settings, model_id, dim)
+
+
+def check_free_space(settings: Settings) -> None:
+    """Before a chunk of writes: NoSpace when the embedded store's disk could not back its growth
+    (identity.store.vectors.space); a Qdrant server manages its own disk."""
+    if settings.embedded:
+        from identity.store.vectors.space import check_space
+
+        check_space(settings.edge_dir)
 
 
 def check_vector_settings(settings: Settings) -> None:
