@@ -16,6 +16,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from identity_cli.main import main
 
 MODEL = "dlib-resnet@2"
 MB = 1024 * 1024
+LFW_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "lfw-dev"  # conftest's, for a module fixture
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -40,14 +42,34 @@ def photo(lfw_dir: Path, person: str, index: int = 0) -> str:
     return str(sorted((lfw_dir / person).iterdir())[index])
 
 
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two persons, two photos each, enrolled once for the module into a SQLite + Edge data dir."""
+    if not LFW_DIR.is_dir():
+        pytest.skip(f"lfw-dev not found at {LFW_DIR}")
+    data = tmp_path_factory.mktemp("prepared") / "data"
+    with pytest.MonkeyPatch.context() as patch:
+        for key in [k for k in os.environ if k.startswith("IDENTITY_")]:
+            patch.delenv(key)
+        patch.setenv("IDENTITY_DATA_DIR", str(data))
+        for name in ("Al_Gore", "Aaron_Peirsol"):
+            assert main(["enroll", "--person", name, photo(LFW_DIR, name, 0), photo(LFW_DIR, name, 1),
+                         "--workers", "1"]) == 0
+    return data
+
+
 @pytest.fixture
-def enrolled(capsys: pytest.CaptureFixture[str], clean_env: dict[str, str], lfw_dir: Path) -> Path:
-    """Two persons, two photos each, in a fresh SQLite + Edge data dir; returns the data dir."""
-    for name in ("Al_Gore", "Aaron_Peirsol"):
-        code, _, err = run_cli(capsys, "enroll", "--person", name, photo(lfw_dir, name, 0), photo(lfw_dir, name, 1),
-                               "--workers", "1")
-        assert code == 0, err
-    return Path(clean_env["IDENTITY_DATA_DIR"])
+def enrolled(prepared: Path, clean_env: dict[str, str]) -> Iterator[Path]:
+    """The prepared store, moved to this test's data dir (a moved data dir keeps its binding; a copy beside
+    the original would be refused), and a pristine copy put back in its place afterwards."""
+    data = Path(clean_env["IDENTITY_DATA_DIR"])
+    pristine = prepared.with_name("pristine")
+    subprocess.run(["cp", "-a", "--sparse=always", str(prepared), str(pristine)], check=True)
+    shutil.move(prepared, data)
+    try:
+        yield data
+    finally:
+        os.rename(pristine, prepared)
 
 
 def faces_shard(data: Path) -> Path:

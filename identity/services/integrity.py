@@ -25,7 +25,8 @@ from typing import Any, Iterable
 
 from identity.errors import StoreDamaged
 from identity.services.deployment import Deployment
-from identity.services.templates import BATCH, is_unit
+from identity.services.templates import BATCH
+from identity.services.unit_vectors import is_unit
 from identity.store.sql.queries import count_indexed_faces
 from identity.store.vectors import VectorHit, VectorIndex
 
@@ -76,7 +77,16 @@ def check_scores(index: VectorIndex, hits: Iterable[VectorHit]) -> None:
 
 def missing_vectors_warning(dep: Deployment) -> list[str]:
     """A warning when SQL lists more indexed faces of the active model than its collection holds
-    (a deleted or emptied shard): search would answer from what is left without a word."""
+    (a deleted or emptied shard): search would answer from what is left without a word.
+
+    Counted once per deployment, as its gallery size is: a search pays two counts only once.
+    """
+    if dep._missing_vectors is None:
+        dep._missing_vectors = _compare_counts(dep)
+    return dep._missing_vectors
+
+
+def _compare_counts(dep: Deployment) -> list[str]:
     with dep.app.sessions() as session:
         indexed = count_indexed_faces(session, dep.model.id)
     held = dep.index.count()

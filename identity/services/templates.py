@@ -17,20 +17,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from identity.errors import StoreDamaged
+from identity.services.unit_vectors import intact_vectors, is_unit
 from identity.store.sql.db import SessionFactory
 from identity.store.sql.persons import indexed_face_ids
 from identity.store.vectors import VectorIndex, VectorPoint
 
 BATCH = 500  # persons per round trip
 SAME = 1e-4  # a stored template within this cosine distance of its recomputation is current
-UNIT = 1e-3  # a stored vector (the engines store them normalized) further than this from norm 1 is damaged
-
-
-def is_unit(vector: np.ndarray) -> bool:
-    """Whether a stored vector is finite with unit norm; anything else is damaged bytes, not a face."""
-    norm = float(np.linalg.norm(vector))
-    return bool(np.isfinite(vector).all()) and abs(norm - 1.0) <= UNIT
 
 
 def template_of(vectors: Sequence[np.ndarray]) -> np.ndarray:
@@ -56,24 +49,12 @@ def expected_templates(sessions: SessionFactory, faces: VectorIndex, model_row_i
     people = list(by_person.items())
     for start in range(0, len(people), BATCH):
         chunk = people[start:start + BATCH]
-        vectors = faces.vectors([f for _, ids in chunk for f in ids])
+        vectors = intact_vectors(faces, [f for _, ids in chunk for f in ids], damaged)
         for person_id, ids in chunk:
-            bad = {f for f in ids if f in vectors and not is_unit(vectors[f])}
-            if bad and damaged is None:
-                raise _damaged_faces(faces, bad)
-            if damaged is not None:
-                damaged |= bad
-            found = [vectors[f] for f in ids if f in vectors and f not in bad]
+            found = [vectors[f] for f in ids if f in vectors]
             if found:
                 expected[person_id] = template_of(found)
     return expected
-
-
-def _damaged_faces(faces: VectorIndex, bad: set[uuid.UUID]) -> StoreDamaged:
-    collection = getattr(faces, "collection", "the face collection")
-    return StoreDamaged(f"{len(bad)} stored vectors of {collection} are damaged (not of unit norm), e.g. face "
-                        f"{min(bad)}: run `identity doctor --deep --repair` to re-embed them from their photos",
-                        faces=sorted(str(f) for f in bad))
 
 
 def refresh_templates(sessions: SessionFactory, faces: VectorIndex, templates: VectorIndex,
