@@ -219,25 +219,34 @@ def test_space_arithmetic_counts_what_sparse_files_may_still_claim(tmp_path: Pat
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path: Path):
-    """A 48 MB tmpfs, where mounting one is permitted (root); skipped elsewhere."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def tmpfs(tmp_path: Path):
+    """tmpfs(size): a tmpfs of that size (e.g. "48m"), where mounting one is permitted (root); skipped elsewhere."""
+    mounts: list[Path] = []
+
+    def mount(size: str) -> Path:
+        point = tmp_path / f"tmpfs{len(mounts)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounts.append(point)
+        return point
+
+    yield mount
+    for point in mounts:
+        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
-def test_almost_full_disk_is_one_line_exit_4_not_sigbus(capsys, enrolled: Path, lfw_dir: Path,
-                                                        small_tmpfs: Path) -> None:
-    moved = small_tmpfs / "data"  # a moved data dir keeps its binding; cp keeps the files sparse
-    subprocess.run(["cp", "-a", "--sparse=always", str(enrolled), str(moved)], check=True)
-    shutil.rmtree(enrolled)
-    env = {**os.environ, "IDENTITY_DATA_DIR": str(moved)}
+def move_store(data: Path, target: Path) -> dict[str, str]:
+    """Move the data dir to `target` keeping its files sparse (a moved data dir keeps its binding)."""
+    subprocess.run(["cp", "-a", "--sparse=always", str(data), str(target)], check=True)
+    shutil.rmtree(data)
+    return {**os.environ, "IDENTITY_DATA_DIR": str(target)}
+
+
+def test_almost_full_disk_is_one_line_exit_4_not_sigbus(enrolled: Path, lfw_dir: Path, tmpfs) -> None:
+    moved = tmpfs("48m") / "data"
+    env = move_store(enrolled, moved)
     exe = Path(sys.executable).with_name("identity")
     for args in (["search", photo(lfw_dir, "Al_Gore")], ["enroll", "--person", "Al_Gore", photo(lfw_dir, "Al_Gore", 2)]):
         done = subprocess.run([str(exe), *args, "--json"], env=env, capture_output=True, text=True, timeout=120)
@@ -245,3 +254,33 @@ def test_almost_full_disk_is_one_line_exit_4_not_sigbus(capsys, enrolled: Path, 
         error = assert_one_line_error(done.returncode, done.stdout, done.stderr, str(moved / "vectors"), "MB free",
                                       "MB needed")
         assert error["error_type"] == "NoSpace" and error["free_bytes"] < error["needed_bytes"]
+
+
+FILL_THEN_ENROLL = """
+import shutil, subprocess, sys
+from identity.config import Settings
+from identity.services.deployment import open_deployment
+from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
+from identity.store.sql.jobs import JobSpec
+
+data, filler, photos = sys.argv[1], sys.argv[2], sys.argv[3:]
+with open_deployment(Settings.load()) as dep:  # opened with room to spare; then the disk fills up
+    free = shutil.disk_usage(data).free
+    subprocess.run(["fallocate", "-l", str(free - 8 * 1024 * 1024), filler], check=True)
+    batch, _ = queue_jobs(dep.app, [JobSpec(p, "Zoe") for p in photos])
+    process_queue(dep.app, EnrollmentWriter(dep), batch, 1)
+"""
+
+
+def test_disk_filling_during_a_run_stops_the_chunk_with_no_space(enrolled: Path, lfw_dir: Path, tmpfs) -> None:
+    mount = tmpfs("512m")
+    env = move_store(enrolled, mount / "data")
+    photos = [photo(lfw_dir, "Al_Gore", 2), photo(lfw_dir, "Aaron_Peirsol", 2)]
+    done = subprocess.run([sys.executable, "-c", FILL_THEN_ENROLL, str(mount / "data"), str(mount / "filler"), *photos],
+                          env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 1 and "NoSpace: not enough free disk space" in done.stderr, (done.returncode,
+                                                                                        done.stderr[-800:])
+    os.remove(mount / "filler")
+    exe = Path(sys.executable).with_name("identity")
+    doctor = subprocess.run([str(exe), "doctor", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert doctor.returncode == 0 and json.loads(doctor.stdout)["clean"], doctor.stdout  # nothing half-written
