@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from identity.errors import ExitCode
-from identity_cli.context import open_app, open_deployment
+from identity_cli.context import open_app
 from identity_cli.options import JSON
 from identity_cli.output import err_console, render
 
@@ -56,11 +56,13 @@ def doctor(
     as_json: bool = JSON,
 ) -> None:
     """Check that the database and the vector store agree; exit 1 when problems remain."""
+    from identity.services.deployment import deployment
     from identity.services.doctor import diagnose, repair
-    from identity.services.integrity import set_aside_damaged
+    from identity.services.integrity import deployment_for_repair
 
-    with open_deployment() as dep:
-        set_aside = set_aside_damaged(dep) if fix else []  # before diagnose, which cannot read such a shard
+    with open_app() as core:
+        # --repair first sets aside a shard the engine cannot open or read: diagnose could not read it
+        dep, set_aside = deployment_for_repair(core) if fix else (deployment(core), [])
         report = diagnose(dep, deep)
         if fix and not report.clean:
             repair(dep, report, dep.settings.worker_count)
@@ -69,8 +71,8 @@ def doctor(
             report = after
         report.integrity.set_aside = set_aside
     for path in set_aside:
-        err_console.print(f"set aside the unreadable vector shard as {path}; its faces were enrolled again from "
-                          "their photos: remove it once doctor is clean", highlight=False, markup=False)
+        err_console.print(f"set aside the unreadable vector shard as {path} and rebuilt it from the database and the "
+                          "photos: remove it once doctor is clean", highlight=False, markup=False)
     render(report.as_dict(), as_json, title="identity doctor: " + ("clean" if report.clean else "problems found"))
     if not as_json:
         for person in report.inconsistent_persons:

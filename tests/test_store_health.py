@@ -139,12 +139,16 @@ def test_damaged_vector_bytes_are_refused_found_by_doctor_and_re_embedded(capsys
 
 # --- item 10: damaged stores --------------------------------------------------------------------
 
-def test_missing_vector_chunk_is_exit_4_and_doctor_repair_rebuilds_the_shard(capsys, enrolled: Path,
-                                                                            lfw_dir: Path) -> None:
-    for chunk in glob.glob(str(faces_shard(enrolled) / "segments/*/vector_storage/vectors/chunk_0.mmap")):
-        os.remove(chunk)
+@pytest.mark.parametrize("damage", ["chunk removed", "config unreadable"])
+def test_unreadable_shard_is_exit_4_and_doctor_repair_rebuilds_it(capsys, enrolled: Path, lfw_dir: Path,
+                                                                 damage: str) -> None:
+    if damage == "chunk removed":  # the engine opens the shard, then cannot read a vector
+        for chunk in glob.glob(str(faces_shard(enrolled) / "segments/*/vector_storage/vectors/chunk_0.mmap")):
+            os.remove(chunk)
+    else:  # the engine cannot open the shard at all
+        (faces_shard(enrolled) / "edge_config.json").write_text("junk")
     code, out, err = run_cli(capsys, "search", photo(lfw_dir, "Al_Gore"), "--json")
-    assert_one_line_error(code, out, err, "is damaged", "identity doctor --repair")
+    assert_one_line_error(code, out, err, str(faces_shard(enrolled)), "identity doctor --repair", "sets it aside")
 
     code, out, err = run_cli(capsys, "doctor", "--repair", "--json")
     assert code == 0, err

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from identity.errors import StoreDamaged
-from identity.services.deployment import Deployment
+from identity.app.core import App
+from identity.services.deployment import Deployment, deployment
 from identity.services.templates import BATCH
 from identity.services.unit_vectors import is_unit
 from identity.store.sql.queries import count_indexed_faces
-from identity.store.vectors import VectorHit, VectorIndex
+from identity.store.vectors import VectorHit, VectorIndex, set_aside_shard
 
 SAMPLE = 1000  # stored face vectors doctor reads back without --deep
 SCORE_SLACK = 1e-3  # float error of a cosine of unit vectors stays far below this
@@ -95,6 +96,23 @@ def _compare_counts(dep: Deployment) -> list[str]:
     return [f"the database lists {indexed} indexed faces of model {dep.model.model_id} but the vector store holds "
             f"{held}: {indexed - held} cannot be found by search; run `identity doctor --repair` to re-enroll them "
             "from their photos"]
+
+
+def deployment_for_repair(app: App) -> tuple[Deployment, list[str]]:
+    """The deployment `doctor --repair` works on, with every shard of the active model the engine cannot open
+    or read set aside (and an empty one in its place); returns it and where the damaged shards went."""
+    moved: list[str] = []
+    for _ in range(3):  # the faces shard, the templates shard, then an open that succeeds
+        try:
+            dep = deployment(app)
+            break
+        except StoreDamaged as exc:
+            if not exc.details.get("unopenable") or not app.settings.embedded:
+                raise
+            moved.append(set_aside_shard(app.settings, exc.details["path"]))
+    else:
+        dep = deployment(app)
+    return dep, moved + set_aside_damaged(dep)
 
 
 def set_aside_damaged(dep: Deployment) -> list[str]:

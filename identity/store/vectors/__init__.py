@@ -38,6 +38,7 @@ __all__ = [
     "check_free_space",
     "collection_name",
     "open_vector_index",
+    "set_aside_shard",
 ]
 
 _LAZY = {
@@ -68,6 +69,15 @@ def check_free_space(settings: Settings) -> None:
         from identity.store.vectors.space import check_space
 
         check_space(settings.edge_dir)
+
+
+def set_aside_shard(settings: Settings, path: str) -> str:
+    """Move an embedded shard the engine cannot open aside (doctor --repair rebuilds it); returns where it went."""
+    from pathlib import Path
+
+    from identity.store.vectors.edge import set_aside_shard as move
+
+    return str(move(settings, Path(path)))
 
 
 def check_vector_settings(settings: Settings) -> None:

@@ -295,8 +295,7 @@ class EdgeIndex:
                 shard.close()
             except Exception:  # noqa: BLE001 - a damaged shard may fail to flush; it is being replaced
                 pass
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        aside = _aside_path(self.path)
         os.rename(self.path, aside)
         fresh_lock = _acquire(self.path, self._settings)
         self._lock.close()
@@ -470,6 +469,24 @@ def _locked(path: Path, holder: dict[str, Any], settings: Settings) -> StoreLock
     )
 
 
+def set_aside_shard(settings: Settings, path: Path) -> Path:
+    """Move a shard the engine cannot open aside (held under its lock while it moves); returns where it went.
+    The next open creates an empty one in its place (see EdgeIndex.set_aside)."""
+    lock = _acquire(path, settings)
+    try:
+        aside = _aside_path(path)
+        os.rename(path, aside)
+        fsync_dir(path.parent)
+    finally:
+        lock.close()
+    return aside
+
+
+def _aside_path(path: Path) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return path.with_name(f"{path.name}.damaged-{stamp}")
+
+
 def _rebuild_path(path: Path) -> Path:
     return path.with_name(path.name + REBUILD_SUFFIX)
 
@@ -559,7 +576,7 @@ def _open_shard(path: Path, dim: int, params: VectorSettings) -> EdgeShard:
             raise DimensionMismatch(f"vector store {path} holds vectors of another size than {dim}") from None
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise StoreDamaged(
-            f"cannot open vector store {path} ({reason}): if it is damaged, move it aside (mv {path} "
-            f"{path}.damaged) and run `identity doctor --repair`, which rebuilds it from the database and the photos",
-            path=str(path), reason=reason) from None
+            f"cannot open vector store {path} ({reason}): if it is damaged, run `identity doctor --repair`, which "
+            "sets it aside and rebuilds it from the database and the photos",
+            path=str(path), reason=reason, unopenable=True) from None
     return shard
