@@ -58,7 +58,7 @@ def doctor(
     """Check that the database and the vector store agree; exit 1 when problems remain."""
     from identity.services.deployment import deployment
     from identity.services.doctor import diagnose, repair
-    from identity.services.integrity import deployment_for_repair
+    from identity.services.integrity import deployment_for_repair, remove_set_aside
 
     with open_app() as core:
         # --repair first sets aside a shard the engine cannot open or read: diagnose could not read it
@@ -69,10 +69,12 @@ def doctor(
             after = diagnose(dep, deep)
             after.repaired = report.repaired
             report = after
-        report.integrity.set_aside = set_aside
-    for path in set_aside:
-        err_console.print(f"set aside the unreadable vector shard as {path} and rebuilt it from the database and the "
-                          "photos: remove it once doctor is clean", highlight=False, markup=False)
+        if fix:
+            remove_set_aside(dep)
+        report.integrity.rebuilt = set_aside
+    for path in report.integrity.rebuilt:
+        err_console.print(f"rebuilt the unreadable vector shard {path} from the database and the photos (its damaged "
+                          "files are removed)", highlight=False, markup=False)
     render(report.as_dict(), as_json, title="identity doctor: " + ("clean" if report.clean else "problems found"))
     if not as_json:
         for person in report.inconsistent_persons:

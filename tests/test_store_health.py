@@ -153,8 +153,8 @@ def test_unreadable_shard_is_exit_4_and_doctor_repair_rebuilds_it(capsys, enroll
     code, out, err = run_cli(capsys, "doctor", "--repair", "--json")
     assert code == 0, err
     report = json.loads(out)
-    [aside] = report["integrity"]["set_aside"]
-    assert Path(aside).is_dir() and ".damaged-" in aside
+    assert report["integrity"]["rebuilt_shards"] == [str(faces_shard(enrolled))]
+    assert not glob.glob(str(enrolled / "vectors" / "*.damaged-*"))  # the damaged bytes are gone with the repair
     assert report["repaired"]["faces_reenrolled"] == 4 and report["missing_vectors"] == 0
 
     code, out, err = run_cli(capsys, "search", photo(lfw_dir, "Al_Gore"), "--json")

@@ -29,7 +29,7 @@ from identity.services.deployment import Deployment, deployment
 from identity.services.templates import BATCH
 from identity.services.unit_vectors import is_unit
 from identity.store.sql.queries import count_indexed_faces
-from identity.store.vectors import VectorHit, VectorIndex, set_aside_shard
+from identity.store.vectors import VectorHit, VectorIndex, remove_set_aside_shards, set_aside_shard
 
 SAMPLE = 1000  # stored face vectors doctor reads back without --deep
 SCORE_SLACK = 1e-3  # float error of a cosine of unit vectors stays far below this
@@ -40,7 +40,7 @@ class IntegrityCheck:
     deep: bool = False
     checked: int = 0  # vectors read back by the sample (or all, with --deep)
     damaged: list[str] = field(default_factory=list)  # face ids whose stored vector is not finite unit norm
-    set_aside: list[str] = field(default_factory=list)  # damaged shards moved aside by --repair
+    rebuilt: list[str] = field(default_factory=list)  # unreadable shards --repair set aside, rebuilt and removed
 
     @property
     def problems(self) -> int:
@@ -51,7 +51,7 @@ class IntegrityCheck:
 
     def as_dict(self) -> dict[str, Any]:
         return {"deep": self.deep, "vectors_checked": self.checked, "damaged_vectors": len(self.damaged),
-                **({"set_aside": self.set_aside} if self.set_aside else {})}
+                **({"rebuilt_shards": self.rebuilt} if self.rebuilt else {})}
 
 
 def check_vectors(faces: VectorIndex, face_ids: Iterable[uuid.UUID], deep: bool) -> IntegrityCheck:
@@ -100,24 +100,30 @@ def _compare_counts(dep: Deployment) -> list[str]:
 
 def deployment_for_repair(app: App) -> tuple[Deployment, list[str]]:
     """The deployment `doctor --repair` works on, with every shard of the active model the engine cannot open
-    or read set aside (and an empty one in its place); returns it and where the damaged shards went."""
+    or read set aside (and an empty one in its place); returns it and the shards set aside."""
     moved: list[str] = []
-    for _ in range(3):  # the faces shard, the templates shard, then an open that succeeds
+    while True:
         try:
             dep = deployment(app)
             break
         except StoreDamaged as exc:
-            if not exc.details.get("unopenable") or not app.settings.embedded:
+            # each round sets one shard aside (faces, templates, kept unknown faces); never the same one twice
+            if not exc.details.get("unopenable") or not app.settings.embedded or len(moved) > 2:
                 raise
-            moved.append(set_aside_shard(app.settings, exc.details["path"]))
-    else:
-        dep = deployment(app)
+            set_aside_shard(app.settings, exc.details["path"])
+            moved.append(exc.details["path"])
     return dep, moved + set_aside_damaged(dep)
+
+
+def remove_set_aside(dep: Deployment) -> list[str]:
+    """After a repair that finished: remove the damaged shards set aside (this run's or a stopped run's).
+    Their faces were enrolled again; their bytes are biometric data no later erasure would reach."""
+    return remove_set_aside_shards(dep.app.settings)
 
 
 def set_aside_damaged(dep: Deployment) -> list[str]:
     """Read every vector of the active model's collections; set aside a shard the engine cannot read, and
-    return where each went. Only the embedded engine's shards are files this process can set aside."""
+    return which. Only the embedded engine's shards are files this process can set aside."""
     moved = []
     for index in (dep.index, dep.templates):
         try:
@@ -126,7 +132,8 @@ def set_aside_damaged(dep: Deployment) -> list[str]:
             set_aside = getattr(index, "set_aside", None)
             if set_aside is None:  # a Qdrant server's storage is the server's to repair
                 raise
-            moved.append(str(set_aside()))
+            set_aside()
+            moved.append(str(getattr(index, "path", index)))
     return moved
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "check_free_space",
     "collection_name",
     "open_vector_index",
+    "remove_set_aside_shards",
     "set_aside_shard",
 ]
 
@@ -78,6 +79,15 @@ def set_aside_shard(settings: Settings, path: str) -> str:
     from identity.store.vectors.edge import set_aside_shard as move
 
     return str(move(settings, Path(path)))
+
+
+def remove_set_aside_shards(settings: Settings) -> list[str]:
+    """Remove the damaged shards doctor set aside (they hold biometric bytes no erasure would reach)."""
+    if not settings.embedded:
+        return []
+    from identity.store.vectors.edge import remove_set_aside
+
+    return [str(path) for path in remove_set_aside(settings.edge_dir)]
 
 
 def check_vector_settings(settings: Settings) -> None:

@@ -71,7 +71,7 @@ from identity.store.vectors.base import (
     as_matrix,
     collection_name,
 )
-from identity.store.vectors.space import check_space
+from identity.store.vectors.space import SET_ASIDE, check_space
 from identity.store.vectors.common import (
     INT8_QUANTILE,
     OVERSAMPLING,
@@ -287,7 +287,7 @@ class EdgeIndex:
         """Move this shard aside (its files unreadable) and open an empty one in its place; returns where it went.
 
         `identity doctor --repair` then finds every indexed face's vector missing and enrolls it again
-        from its photo. The old directory is kept for inspection: remove it once doctor is clean.
+        from its photo, and removes the old directory when done (remove_set_aside).
         """
         shard, self._shard = self._shard, None
         if shard is not None:
@@ -484,7 +484,17 @@ def set_aside_shard(settings: Settings, path: Path) -> Path:
 
 def _aside_path(path: Path) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return path.with_name(f"{path.name}.damaged-{stamp}")
+    return path.with_name(f"{path.name}{SET_ASIDE}{stamp}")
+
+
+def remove_set_aside(root: Path) -> list[Path]:
+    """Remove every shard set aside as damaged under the store directory; returns what was removed."""
+    removed = sorted(path for path in root.glob(f"*{SET_ASIDE}*") if path.is_dir()) if root.is_dir() else []
+    for path in removed:
+        shutil.rmtree(path)
+    if removed:
+        fsync_dir(root)
+    return removed
 
 
 def _rebuild_path(path: Path) -> Path:
