@@ -58,7 +58,7 @@ def doctor(
     """Check that the database and the vector store agree; exit 1 when problems remain."""
     from identity.services.deployment import deployment
     from identity.services.doctor import diagnose, repair
-    from identity.services.integrity import deployment_for_repair, remove_set_aside
+    from identity.services.integrity import deployment_for_repair, finish_rebuild
 
     with open_app() as core:
         # --repair first sets aside a shard the engine cannot open or read: diagnose could not read it
@@ -69,12 +69,12 @@ def doctor(
             after = diagnose(dep, deep)
             after.repaired = report.repaired
             report = after
-        if fix:
-            remove_set_aside(dep)
+        removed = fix and finish_rebuild(dep, report.problems, report.repaired.get("faces_not_reenrolled", 0))
         report.integrity.rebuilt = set_aside
-    for path in report.integrity.rebuilt:
+    for path in set_aside:
+        kept = "removed" if removed else f"kept as {path}.damaged-*: some faces could not be enrolled again"
         err_console.print(f"rebuilt the unreadable vector shard {path} from the database and the photos (its damaged "
-                          "files are removed)", highlight=False, markup=False)
+                          f"files are {kept})", highlight=False, markup=False)
     render(report.as_dict(), as_json, title="identity doctor: " + ("clean" if report.clean else "problems found"))
     if not as_json:
         for person in report.inconsistent_persons:

@@ -47,14 +47,16 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two persons, two photos each, enrolled once for the module into a SQLite + Edge data dir."""
     if not LFW_DIR.is_dir():
         pytest.skip(f"lfw-dev not found at {LFW_DIR}")
-    data = tmp_path_factory.mktemp("prepared") / "data"
+    root = tmp_path_factory.mktemp("prepared")
+    data = root / "data"
     with pytest.MonkeyPatch.context() as patch:
         for key in [k for k in os.environ if k.startswith("IDENTITY_")]:
             patch.delenv(key)
         patch.setenv("IDENTITY_DATA_DIR", str(data))
         for name in ("Al_Gore", "Aaron_Peirsol"):
-            assert main(["enroll", "--person", name, photo(LFW_DIR, name, 0), photo(LFW_DIR, name, 1),
-                         "--workers", "1"]) == 0
+            (root / "photos" / name).mkdir(parents=True)
+            copies = [shutil.copy(photo(LFW_DIR, name, i), root / "photos" / name) for i in (0, 1)]
+            assert main(["enroll", "--person", name, *map(str, copies), "--workers", "1"]) == 0
     return data
 
 
@@ -162,6 +164,23 @@ def test_unreadable_shard_is_exit_4_and_doctor_repair_rebuilds_it(capsys, enroll
     result = json.loads(out)["results"][0]
     assert result["faces"][0]["candidates"][0]["person"]["external_id"] == "Al_Gore"
     assert not [w for w in result["warnings"] if "vector store holds" in w]
+
+
+def test_a_rebuild_that_cannot_enroll_every_face_keeps_the_damaged_shard(capsys, prepared: Path,
+                                                                         enrolled: Path) -> None:
+    for chunk in glob.glob(str(faces_shard(enrolled) / "segments/*/vector_storage/vectors/chunk_0.mmap")):
+        os.remove(chunk)
+    source = sorted((prepared.parent / "photos" / "Al_Gore").glob("*.jpg"))[0]
+    parked = source.with_suffix(".parked")
+    source.rename(parked)  # the photo of one face is gone: that face cannot come back
+    try:
+        code, out, err = run_cli(capsys, "doctor", "--repair", "--json")
+    finally:
+        parked.rename(source)
+    report = json.loads(out)
+    assert report["repaired"]["faces_not_reenrolled"] == 1 and report["repaired"]["faces_reenrolled"] == 3
+    [kept] = glob.glob(str(enrolled / "vectors" / "faces_*.damaged-*"))
+    assert f"kept as {faces_shard(enrolled)}.damaged-*" in " ".join(err.split())
 
 
 def test_deleted_faces_shard_makes_search_warn_and_doctor_repair_rebuilds_it(capsys, enrolled: Path,

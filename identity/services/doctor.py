@@ -167,6 +167,8 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1) -> DoctorRep
         writer = EnrollmentWriter(dep)
         summary = process_queue(dep.app, writer, batch, workers)
         report.repaired["faces_reenrolled"] = summary.counts.get("enrolled", 0)
+        if summary.counts.get("failed"):  # e.g. a photo that is gone: its face cannot come back
+            report.repaired["faces_not_reenrolled"] = summary.counts["failed"]
     _repair_templates(dep, dep.model.id, dep.collections, report)
     _repair_others(dep, report)
     return report

@@ -115,10 +115,14 @@ def deployment_for_repair(app: App) -> tuple[Deployment, list[str]]:
     return dep, moved + set_aside_damaged(dep)
 
 
-def remove_set_aside(dep: Deployment) -> list[str]:
-    """After a repair that finished: remove the damaged shards set aside (this run's or a stopped run's).
-    Their faces were enrolled again; their bytes are biometric data no later erasure would reach."""
-    return remove_set_aside_shards(dep.app.settings)
+def finish_rebuild(dep: Deployment, problems_left: int, not_reenrolled: int) -> bool:
+    """After a repair that left no problem and enrolled every face again: remove the damaged shards set aside
+    (this run's or a stopped run's), whose bytes are biometric data no later erasure would reach. Otherwise
+    they are kept, for whoever tries to recover the vectors of faces that could not come back. True: removed."""
+    if problems_left or not_reenrolled:
+        return False
+    remove_set_aside_shards(dep.app.settings)
+    return True
 
 
 def set_aside_damaged(dep: Deployment) -> list[str]:
