@@ -241,6 +241,15 @@ def test_space_arithmetic_counts_what_sparse_files_may_still_claim(tmp_path: Pat
     assert caught.value.details["needed_bytes"] > caught.value.details["free_bytes"]
 
 
+def test_preallocation_gives_the_sparse_files_their_blocks(capsys, enrolled: Path, lfw_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    assert unallocated_bytes(enrolled / "vectors") > 100 * MB  # sparse, as the engine leaves them
+    monkeypatch.setenv("IDENTITY_VECTORS__PREALLOCATE", "true")
+    code, _, err = run_cli(capsys, "search", photo(lfw_dir, "Al_Gore"), "--json")
+    assert code == 0, err
+    assert unallocated_bytes(enrolled / "vectors") == 0  # a later write within them cannot fault
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path):
     """tmpfs(size): a tmpfs of that size (e.g. "48m"), where mounting one is permitted (root); skipped elsewhere."""

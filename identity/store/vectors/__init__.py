@@ -67,9 +67,9 @@ def check_free_space(settings: Settings) -> None:
     """Before a chunk of writes: NoSpace when the embedded store's disk could not back its growth
     (identity.store.vectors.space); a Qdrant server manages its own disk."""
     if settings.embedded:
-        from identity.store.vectors.space import check_space
+        from identity.store.vectors.space import ensure_space
 
-        check_space(settings.edge_dir)
+        ensure_space(settings.edge_dir, settings.vectors.preallocate)
 
 
 def set_aside_shard(settings: Settings, path: str) -> str:

@@ -71,7 +71,7 @@ from identity.store.vectors.base import (
     as_matrix,
     collection_name,
 )
-from identity.store.vectors.space import SET_ASIDE, check_space
+from identity.store.vectors.space import SET_ASIDE, ensure_space
 from identity.store.vectors.common import (
     INT8_QUANTILE,
     OVERSAMPLING,
@@ -118,7 +118,8 @@ class EdgeIndex:
     @classmethod
     def open(cls, settings: Settings, model_id: str, dim: int, kind: str = FACES) -> "EdgeIndex":
         """Open the model's collection of this kind, creating it if missing (NoSpace when the disk is too full)."""
-        check_space(settings.edge_dir)  # before the engine maps a page the disk cannot back (SIGBUS)
+        # Before the engine maps a page the disk cannot back, which would be SIGBUS (store/vectors/space.py).
+        ensure_space(settings.edge_dir, settings.vectors.preallocate)
         _adopt_generations(settings.edge_dir, model_id)
         path = settings.edge_dir / collection_name(model_id, kind)
         lock = _acquire(path, settings)

@@ -6,11 +6,13 @@ segments, the vector chunks, the payload pages): a 4-face store is ~275 MB appar
 return: the process dies of SIGBUS (exit 135), with nothing said. So before opening the store
 and before each chunk of writes we ask for every byte its files may still claim (apparent size
 minus allocated blocks) plus one growth step per kind of file and a margin, and refuse in one
-line (NoSpace, exit 4) below that.
+line (NoSpace, exit 4) below that. With `vectors.preallocate` on, the files' blocks are
+allocated first (posix_fallocate), so the need shrinks to the growth steps and the margin.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -48,6 +50,36 @@ def free_bytes(path: Path) -> int:
         path = path.parent
     stats = os.statvfs(path)
     return stats.f_bavail * stats.f_frsize
+
+
+def preallocate(root: Path) -> None:
+    """Give every sparse file of the store its disk blocks now (posix_fallocate), so later writes within the
+    files' current size cannot fault; NoSpace when the disk cannot hold them."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if SET_ASIDE not in d]
+        for name in files:
+            path = os.path.join(folder, name)
+            try:
+                st = os.lstat(path)
+                if st.st_size > st.st_blocks * 512:
+                    with open(path, "r+b") as handle:
+                        os.posix_fallocate(handle.fileno(), 0, st.st_size)
+            except FileNotFoundError:  # a file the engine removed while we walked
+                continue
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                raise NoSpace(f"not enough free disk space to preallocate the vector store {root} "
+                              f"(IDENTITY_VECTORS__PREALLOCATE): {free_bytes(root) / MB:.0f} MB free, "
+                              f"{unallocated_bytes(root) / MB:.0f} MB still to allocate: free some space or move the "
+                              "data directory (IDENTITY_DATA_DIR) to a larger disk", path=str(root)) from None
+
+
+def ensure_space(root: Path, allocate: bool) -> None:
+    """Before opening or writing the store: allocate its files first where settings ask, then check_space."""
+    if allocate and root.exists():
+        preallocate(root)
+    check_space(root)
 
 
 def check_space(root: Path) -> None:
