@@ -79,6 +79,16 @@ def faces_shard(data: Path) -> Path:
     return shard
 
 
+def repair(capsys: pytest.CaptureFixture[str]) -> dict:
+    """`doctor --repair --json`'s report, after which a plain `doctor` must find nothing (whatever exit code
+    the repair itself gives for what it found)."""
+    code, out, err = run_cli(capsys, "doctor", "--repair", "--json")
+    assert code in (0, 1) and "Traceback" not in err, err
+    code, after, err = run_cli(capsys, "doctor", "--json")
+    assert code == 0 and json.loads(after)["clean"], (err, after)
+    return json.loads(out)
+
+
 def assert_one_line_error(code: int, out: str, err: str, *needles: str) -> dict:
     assert code == 4, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
@@ -126,9 +136,7 @@ def test_damaged_vector_bytes_are_refused_found_by_doctor_and_re_embedded(capsys
     assert code == 1 and not found["clean"]
     assert found["integrity"]["damaged_vectors"] == 1 and found["integrity"]["deep"]
 
-    code, out, err = run_cli(capsys, "doctor", "--repair", "--json")
-    assert code == 0, err
-    fixed = json.loads(out)
+    fixed = repair(capsys)
     assert fixed["integrity"]["damaged_vectors"] == 0 and fixed["templates"] == 0
     assert fixed["repaired"]["faces_reenrolled"] >= 1
 
@@ -152,9 +160,7 @@ def test_unreadable_shard_is_exit_4_and_doctor_repair_rebuilds_it(capsys, enroll
     code, out, err = run_cli(capsys, "search", photo(lfw_dir, "Al_Gore"), "--json")
     assert_one_line_error(code, out, err, str(faces_shard(enrolled)), "identity doctor --repair", "sets it aside")
 
-    code, out, err = run_cli(capsys, "doctor", "--repair", "--json")
-    assert code == 0, err
-    report = json.loads(out)
+    report = repair(capsys)
     assert report["integrity"]["rebuilt_shards"] == [str(faces_shard(enrolled))]
     assert not glob.glob(str(enrolled / "vectors" / "*.damaged-*"))  # the damaged bytes are gone with the repair
     assert report["repaired"]["faces_reenrolled"] == 4 and report["missing_vectors"] == 0
@@ -192,9 +198,7 @@ def test_deleted_faces_shard_makes_search_warn_and_doctor_repair_rebuilds_it(cap
     assert "4 indexed faces" in warning and "identity doctor --repair" in warning
     assert f"warning: {warning}" in " ".join(err.split())
 
-    code, out, err = run_cli(capsys, "doctor", "--repair", "--json")
-    assert code == 0, err
-    assert json.loads(out)["repaired"]["faces_reenrolled"] == 4
+    assert repair(capsys)["repaired"]["faces_reenrolled"] == 4
     code, out, err = run_cli(capsys, "search", photo(lfw_dir, "Al_Gore"), "--json")
     assert code == 0 and "vector store holds" not in out
 
