@@ -11,9 +11,10 @@ or as an engine that cannot read its files. Where each is caught:
   finite unit norm (check_vectors); the template check flags the faces it reads too. The
   face rows behind them are checked by doctor's own pass (orphans, wrong person). Repair
   deletes a damaged vector and re-enrolls its face from the photo;
-- doctor --repair: a shard the engine cannot read at all is set aside (kept, renamed
+- doctor --repair: a shard the engine cannot open or read is set aside (renamed
   `<shard>.damaged-<time>`) and an empty one opened in its place, so that the missing-vectors
-  repair re-enrolls every face from its photo (set_aside_damaged).
+  repair re-enrolls every face from its photo (deployment_for_repair); the set-aside shard is
+  removed once every face came back (finish_rebuild).
 """
 
 from __future__ import annotations
