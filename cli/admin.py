@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from identity.errors import ExitCode
-from identity_cli.context import open_app, open_deployment
+from identity_cli.context import open_app
 from identity_cli.options import JSON
 from identity_cli.output import err_console, render
 
@@ -53,21 +53,33 @@ def version(as_json: bool = JSON) -> None:
 
 
 def doctor(
-    fix: bool = typer.Option(False, "--repair", help="Fix what is found (re-enrolls faces whose vector is missing, rewrites person templates)."),
+    fix: bool = typer.Option(False, "--repair", help="Fix what is found (re-enrolls faces whose vector is missing "
+                             "or damaged, rewrites person templates, rebuilds an unreadable vector shard)."),
     force: bool = typer.Option(False, "--force", help="With --repair: delete orphan vectors even beyond the limit "
                                "of max(1% of the vectors, 10)."),
+    deep: bool = typer.Option(False, "--deep", help="Read back every stored vector, not a sample of them."),
     as_json: bool = JSON,
 ) -> None:
     """Check that the database and the vector store agree; exit 1 when problems remain (or a repair is refused)."""
+    from identity.services.deployment import deployment
     from identity.services.doctor import diagnose, repair
+    from identity.services.integrity import deployment_for_repair, finish_rebuild
 
-    with open_deployment() as dep:
-        report = diagnose(dep)
+    with open_app() as core:
+        # --repair first sets aside a shard the engine cannot open or read: diagnose could not read it
+        dep, set_aside = deployment_for_repair(core) if fix else (deployment(core), [])
+        report = diagnose(dep, deep)
         if fix and not report.clean:
             repair(dep, report, dep.settings.worker_count, force)
-            after = diagnose(dep)
+            after = diagnose(dep, deep)
             after.repaired = report.repaired
             report = after
+        removed = fix and finish_rebuild(dep, report.problems, report.repaired.get("faces_not_reenrolled", 0))
+        report.integrity.rebuilt = set_aside
+    for path in set_aside:
+        kept = "removed" if removed else f"kept as {path}.damaged-*: some faces could not be enrolled again"
+        err_console.print(f"rebuilt the unreadable vector shard {path} from the database and the photos (its damaged "
+                          f"files are {kept})", highlight=False, markup=False)
     render(report.as_dict(), as_json, title="identity doctor: " + _verdict(report))
     if not as_json:
         for person in report.inconsistent_persons:

@@ -90,6 +90,9 @@ class VectorSettings:
     hnsw_ef_construct: int = setting(128, 4, 4096)
     search_ef: int = setting(512, 1, 32768)
     exact: bool = False  # brute-force search (small galleries, evaluation)
+    # Embedded store: allocate the disk blocks of its sparse files up front (on open and before each
+    # write chunk), so another program filling the disk later cannot make a write fault (SIGBUS).
+    preallocate: bool = False
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,15 @@ class ErasurePending(StoreUnavailable):
     """An erasure was recorded but not finished (a store failed part-way); the message says how to finish it."""
 
 
+class StoreDamaged(StoreUnavailable):
+    """A store's files are damaged (unreadable, truncated, corrupt values); the message says what to run."""
+
+
+class NoSpace(StoreUnavailable):
+    """Too little free disk space for the embedded vector store to grow (its files are sparse: a write into
+    a page the disk cannot supply would kill the process with SIGBUS)."""
+
+
 class NoStore(StoreUnavailable):
     """A command that only reads found no identity store where the settings point (it creates none)."""
 

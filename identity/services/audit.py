@@ -24,6 +24,7 @@ from identity.evaluation.decision import PERSONS_NEEDED, decision_score
 from identity.services.reviews import ReviewState
 from identity.services.search import decision_threshold
 from identity.services.templates import template_of
+from identity.services.unit_vectors import intact_vectors
 from identity.store.sql.db import transaction
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.faces import faces_with_images
@@ -117,7 +118,7 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> AuditRe
         reviews = latest_reviews(session, {event.id for _, event in searches})
     face_rows = [_face_row(face, image) for face, image in faces]
     indexed = [uuid.UUID(f.face_id) for f in face_rows if f.status == FaceStatus.indexed.value]
-    vectors = dep.index.vectors(indexed)
+    vectors = intact_vectors(dep.index, indexed)
     _mark_outliers(dep, person.id, face_rows, vectors)
     lookalikes, others_score = _lookalikes(dep, person.id, vectors, threshold.rule)
     report = AuditReport(

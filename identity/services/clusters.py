@@ -39,6 +39,7 @@ from identity.services.duplicates import Duplicate, unique_files
 from identity.services.enroll import EnrollmentWriter, JobResult, Outcome, file_digest, process_queue, queue_jobs
 from identity.services.enroll_inputs import image_files
 from identity.services.thresholds import pairwise_threshold, resolve_threshold
+from identity.services.unit_vectors import intact_vectors
 from identity.services.unknown_faces import erase_unknown, expire_unknown
 from identity.services.uploads import new_upload_folder
 from identity.store.sql.audit_events import record_audit_event
@@ -170,7 +171,7 @@ def cluster_searches(dep: Deployment, since: datetime | None = None) -> ClusterR
     expire_unknown(dep)
     with dep.app.sessions() as session:
         rows = unknown_faces_since(session, dep.model.id, since)
-    vectors = dep.unknown_faces().vectors([row.id for row in rows]) if rows else {}
+    vectors = intact_vectors(dep.unknown_faces(), [row.id for row in rows]) if rows else {}
     run = _new_run(dep, SEARCHES)
     run.photos = len({row.image_sha256 for row in rows})
     faces = [_Face(str(row.id), row.image_sha256, row.source_path, row.face_index, row.bbox, vectors[row.id], row.id)
@@ -417,7 +418,7 @@ def _face_source(dep: Deployment, member: ClusterMember, kept: Any) -> _FaceSour
     if kept is None or kept.thumbnail is None:
         raise IdentityError(f"face {member.face_key}: its photo {path or '(no path)'} is gone or changed, and no "
                             "embedding was kept: split it out of the cluster, or discard it")
-    vector = dep.unknown_faces().vectors([kept.id]).get(kept.id)
+    vector = intact_vectors(dep.unknown_faces(), [kept.id]).get(kept.id)
     if vector is None:
         raise NotFound(f"face {member.face_key}: its kept embedding is gone (expired); split it out of the cluster")
     target = new_upload_folder(dep.settings) / f"{kept.id}.jpg"  # erased with the person, like uploaded photos

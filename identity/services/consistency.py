@@ -16,6 +16,7 @@ import numpy as np
 
 from identity.services.deployment import Deployment
 from identity.services.thresholds import pairwise_threshold
+from identity.services.unit_vectors import intact_vectors
 from identity.store.sql.persons import indexed_faces_by_person
 
 MIN_FACES = 3  # 2 faces make a single pair: one poor photo would flag a real person
@@ -78,7 +79,8 @@ def _vector_groups(dep: Deployment, faces: dict[str, list]) -> Iterator[tuple[st
 def _fetch(dep: Deployment, faces: dict[str, list], persons: list[str]) -> Iterator[tuple[str, np.ndarray]]:
     if not persons:
         return
-    stored = dep.index.vectors([f for p in persons for f in faces[p][:MAX_FACES]])
+    # A damaged vector is doctor's to report (integrity), not a reason to call a person inconsistent.
+    stored = intact_vectors(dep.index, [f for p in persons for f in faces[p][:MAX_FACES]], set())
     for person in persons:
         held = [stored[f] for f in faces[person][:MAX_FACES] if f in stored]
         if held:

@@ -35,6 +35,7 @@ class Deployment:
     unknown: VectorIndex | None = None  # faces searches returned as unknown; open only when settings keep them
 
     _gallery_persons: int | None = None
+    _missing_vectors: list[str] | None = None  # search's warning when faces lack vectors (services/integrity.py)
 
     @property
     def settings(self) -> Settings:

@@ -36,6 +36,7 @@ from identity.services.consistency import inconsistent_persons
 from identity.services.deployment import Deployment, ModelCollections, model_collections
 from identity.services.erasure import count_pending, finish_pending
 from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
+from identity.services.integrity import IntegrityCheck, check_vectors
 from identity.services.templates import TemplateCheck, check_templates, refresh_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
@@ -63,6 +64,7 @@ class DoctorReport:
     other_models: dict[str, "DoctorReport"] = field(default_factory=dict)  # inactive models with faces, by model id
     inconsistent_persons: list[dict[str, Any]] = field(default_factory=list)  # a warning, not a problem
     templates: TemplateCheck = field(default_factory=TemplateCheck)
+    integrity: IntegrityCheck = field(default_factory=IntegrityCheck)  # damaged stored vectors (services/integrity.py)
     # persons of the pending and vector-less faces above: repairing those faces changes their templates
     face_problem_persons: set[uuid.UUID] = field(default_factory=set)
     pending_erasures: int = 0  # erasures recorded and not finished: repair finishes them
@@ -74,6 +76,7 @@ class DoctorReport:
                 + len(self.missing_vectors) + len(self.stale_leases) + len(self.wrong_person)
                 + len({i for ids in self.stuck_jobs.values() for i in ids} - set(self.stale_leases))
                 + bool(self.dimension_mismatch) + self.templates.problems + self.pending_erasures
+                + self.integrity.problems
                 + sum(other.problems for other in self.other_models.values()))
 
     @property
@@ -107,14 +110,16 @@ class DoctorReport:
             "templates": self.templates.problems,
             "templates_by_kind": {"missing": len(self.templates.missing), "stale": len(self.templates.stale),
                                   "orphaned": len(self.templates.orphaned)},
+            "integrity": self.integrity.as_dict(),
             "repaired": self.repaired,
             **({"other_models": {k: v.as_dict() for k, v in self.other_models.items()}} if self.other_models else {}),
             "inconsistent_persons": self.inconsistent_persons,
         }
 
 
-def diagnose(dep: Deployment) -> DoctorReport:
-    report = _check(dep, dep.model.id, dep.collections)
+def diagnose(dep: Deployment, deep: bool = False) -> DoctorReport:
+    """deep: read back every stored face vector, not a sample (services/integrity.py)."""
+    report = _check(dep, dep.model.id, dep.collections, deep)
     if dep.model.dim != dep.pipeline.dim:
         report.dimension_mismatch = (
             f"model {dep.model.model_id} is recorded with {dep.model.dim} dimensions, its pack produces {dep.pipeline.dim}")
@@ -125,13 +130,13 @@ def diagnose(dep: Deployment) -> DoctorReport:
         others = other_models_with_faces(session, dep.model.id)
     with model_collections(dep, [m.id for m in others]) as stores:
         for model in others:
-            report.other_models[model.model_id] = _check(dep, model.id, stores[model.id])
+            report.other_models[model.model_id] = _check(dep, model.id, stores[model.id], deep)
     report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(dep)]
     report.pending_erasures = count_pending(dep)
     return report
 
 
-def _check(dep: Deployment, model_row_id: int, store: ModelCollections) -> DoctorReport:
+def _check(dep: Deployment, model_row_id: int, store: ModelCollections, deep: bool = False) -> DoctorReport:
     """One model's face rows against its collection, and its templates against their faces."""
     report = DoctorReport()
     vectors = dict(store.faces.iter_ids())
@@ -155,7 +160,12 @@ def _check(dep: Deployment, model_row_id: int, store: ModelCollections) -> Docto
             report.face_problem_persons.add(person_id)
     report.orphan_vectors = sorted(str(v) for v in vectors.keys() - live)
     report.vectors = len(vectors) + store.templates.count()
-    found = check_templates(dep.app.sessions, store.faces, store.templates, model_row_id)
+    damaged: set[uuid.UUID] = set()
+    found = check_templates(dep.app.sessions, store.faces, store.templates, model_row_id, damaged)
+    report.integrity = check_vectors(store.faces, vectors.keys() - damaged, deep)
+    report.integrity.add(damaged)
+    bad = set(report.integrity.damaged)
+    report.face_problem_persons |= {person for face, person, *_ in rows if str(face) in bad}
     report.templates = _apart_from(found, report.face_problem_persons)
     return report
 
@@ -182,7 +192,9 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1, force: bool 
         if report.stale_leases:
             jobs.release_stale_leases(session, report.stale_leases)
             report.repaired["leases_released"] = len(report.stale_leases)
-        redo = [uuid.UUID(v) for v in report.missing_vectors + report.pending_without_vector]
+        damaged = [uuid.UUID(v) for v in report.integrity.damaged]
+        dep.index.delete(damaged)  # their bytes are no face: the photo gives the vector again
+        redo = [uuid.UUID(v) for v in report.missing_vectors + report.pending_without_vector] + damaged
         specs = []
         if redo:
             specs = [jobs.JobSpec(path, external_id) for path, external_id in enrollment_sources(session, redo)]
@@ -192,6 +204,8 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1, force: bool 
         writer = EnrollmentWriter(dep)
         summary = process_queue(dep.app, writer, batch, workers)
         report.repaired["faces_reenrolled"] = summary.counts.get("enrolled", 0)
+        if summary.counts.get("failed"):  # e.g. a photo that is gone: its face cannot come back
+            report.repaired["faces_not_reenrolled"] = summary.counts["failed"]
     _repair_templates(dep, dep.model.id, dep.collections, report)
     _repair_others(dep, report)
     return report
@@ -224,7 +238,9 @@ def _repair_others(dep: Deployment, report: DoctorReport) -> None:
             store = stores[by_id[model_id]]
             with transaction(dep.app.sessions) as session:
                 _repair_vectors(session, store.faces, other)
-                lost = [uuid.UUID(v) for v in other.missing_vectors + other.pending_without_vector]
+                damaged = [uuid.UUID(v) for v in other.integrity.damaged]
+                store.faces.delete(damaged)
+                lost = [uuid.UUID(v) for v in other.missing_vectors + other.pending_without_vector] + damaged
                 if lost:
                     delete_faces(session, lost)
                     other.repaired["faces_dropped"] = len(lost)

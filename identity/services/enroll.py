@@ -50,7 +50,7 @@ from identity.store.sql.images import add_image, image_with_sha256, images_with_
 from identity.store.sql.models import Face, FaceStatus, Image, Job, naive_utc, utcnow
 from identity.store.sql.pending_erasures import refuse_while_erasing
 from identity.store.sql.persons import get_or_create_person, person_by_external_id, person_with_id
-from identity.store.vectors import VectorIndex, VectorPoint
+from identity.store.vectors import VectorIndex, VectorPoint, check_free_space
 
 if TYPE_CHECKING:
     from identity.services.deployment import Deployment
@@ -250,6 +250,7 @@ class EnrollmentWriter:
             raise ConfigError(f"subject rule {self.subject!r}: expected one of {', '.join(SUBJECT_RULES)}")
 
     def write(self, items: Sequence[tuple[Job, Outcome]]) -> list[JobResult]:
+        check_free_space(self.app.settings)  # NoSpace stops the run before the chunk writes anything, not SIGBUS
         try:
             return self._write(items, retrying=False)
         except IntegrityError:

@@ -27,6 +27,7 @@ from identity.faces import DetectedFace, ImageFaces, load_image
 from identity.app.actor import resolve_actor
 from identity.pathnames import path_text
 from identity.services.deployment import Deployment
+from identity.services.integrity import check_scores, missing_vectors_warning
 from identity.services.unknown_faces import expire_unknown, keep_unknown
 from identity.services.thresholds import Threshold, pack_threshold, resolve_threshold
 from identity.store.sql.db import transaction
@@ -150,6 +151,7 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
     threshold, warnings = decision_threshold(dep, options.threshold, allowed)
     wanted = max(options.top_k, PERSONS_NEEDED)  # the cohort even under the raw rule: eval scores both
     ranked = [dep.templates.search(face.embedding, wanted, allowed) if allowed != [] else [] for _, face in faces]
+    check_scores(dep.templates, (hit for hits in ranked for hit in hits))
     with dep.app.sessions() as session:
         rejected = rejected_for_image(session, found.sha256, dep.model.id)
         ranked, left_out = _without_rejected(faces, ranked, rejected)
@@ -176,7 +178,7 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
         matches.append(FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
                                  face.quality.as_dict(), decision, candidates, score,
                                  tuple((hit.person_id, hit.score) for hit in hits)))
-    warnings += _gallery_warnings(dep, threshold)
+    warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(dep)
     search_id = _log(dep, found, options, threshold, matches)
     if dep.unknown is not None:  # settings keep them, for clustering (identity.services.unknown_faces)
         keep_unknown(dep, found, search_id, [face for face, m in zip(faces, matches) if m.decision == "unknown"])
@@ -218,6 +220,7 @@ def _best_faces(dep: Deployment, vector: Any, person_ids: list[uuid.UUID]) -> di
     if not person_ids:
         return {}
     groups = dep.index.search_persons(vector, len(person_ids), FACES_PER_PERSON, person_ids)
+    check_scores(dep.index, (hit for group in groups for hit in group.faces))
     return {g.person_id: tuple(MatchedFace(str(h.face_id), round(h.score, 4)) for h in g.faces) for g in groups}
 
 

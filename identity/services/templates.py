@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from identity.services.unit_vectors import intact_vectors, is_unit
 from identity.store.sql.db import SessionFactory
 from identity.store.sql.persons import indexed_face_ids
 from identity.store.vectors import VectorIndex, VectorPoint
@@ -34,10 +35,13 @@ def template_of(vectors: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def expected_templates(sessions: SessionFactory, faces: VectorIndex, model_row_id: int,
-                       person_ids: Sequence[uuid.UUID] | None) -> dict[uuid.UUID, np.ndarray]:
+                       person_ids: Sequence[uuid.UUID] | None,
+                       damaged: set[uuid.UUID] | None = None) -> dict[uuid.UUID, np.ndarray]:
     """What the templates of these persons (None: everyone) should be, from SQL and the face vectors.
 
-    A face indexed in SQL whose vector is missing (doctor's own finding) is left out.
+    A face indexed in SQL whose vector is missing (doctor's own finding) is left out, and so is
+    one whose stored vector is damaged (not finite unit norm): added to `damaged` when given,
+    else StoreDamaged, so a damaged vector never becomes a silently wrong template.
     """
     with sessions() as session:
         by_person = indexed_face_ids(session, model_row_id, person_ids)
@@ -45,7 +49,7 @@ def expected_templates(sessions: SessionFactory, faces: VectorIndex, model_row_i
     people = list(by_person.items())
     for start in range(0, len(people), BATCH):
         chunk = people[start:start + BATCH]
-        vectors = faces.vectors([f for _, ids in chunk for f in ids])
+        vectors = intact_vectors(faces, [f for _, ids in chunk for f in ids], damaged)
         for person_id, ids in chunk:
             found = [vectors[f] for f in ids if f in vectors]
             if found:
@@ -85,16 +89,18 @@ class TemplateCheck:
 
 
 def check_templates(sessions: SessionFactory, faces: VectorIndex, templates: VectorIndex,
-                    model_row_id: int) -> TemplateCheck:
-    """Every template against its recomputation from the person's indexed faces."""
-    expected = expected_templates(sessions, faces, model_row_id, None)
+                    model_row_id: int, damaged: set[uuid.UUID] | None = None) -> TemplateCheck:
+    """Every template against its recomputation from the person's indexed faces; a damaged stored template
+    is stale. Damaged face vectors go into `damaged` (given: the caller repairs them), else raise."""
+    expected = expected_templates(sessions, faces, model_row_id, None, damaged)
     held = {person_id for person_id, _ in templates.iter_ids()}
     check = TemplateCheck(orphaned=sorted(held - set(expected)))
     present = sorted(set(expected) & held)
     for start in range(0, len(present), BATCH):
         chunk = present[start:start + BATCH]
         stored = templates.vectors(chunk)
-        check.stale += [p for p in chunk if p not in stored or float(stored[p] @ expected[p]) < 1 - SAME]
+        check.stale += [p for p in chunk if p not in stored or not is_unit(stored[p])
+                        or float(stored[p] @ expected[p]) < 1 - SAME]
     check.missing = sorted(set(expected) - held)
     return check
 

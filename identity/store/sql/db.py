@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Iterator, TypeAlias
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from identity.config import mask_url
-from identity.errors import ConfigError, StoreUnavailable
+from identity.errors import ConfigError, StoreDamaged, StoreUnavailable
 
 # Services type their hints with Engine, Session and SessionFactory from here: the services package
 # imports no sqlalchemy itself (tests/test_layers.py).
@@ -65,6 +65,7 @@ def make_engine(url: str, connect_timeout: int = 5, create_folder: bool = False)
             _sqlite_folder(Path(parsed.database).parent, url, create_folder)
         engine = _create(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "handle_error", _sqlite_damage)
         return engine
     return _create(parsed, pool_pre_ping=True, connect_args={"connect_timeout": connect_timeout})
 
@@ -101,6 +102,23 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+SQLITE_DAMAGE = ("malformed", "not a database", "disk i/o error")  # sqlite3 says the file itself is bad
+
+
+def _sqlite_damage(context: ExceptionContext) -> None:
+    """A damaged SQLite file (truncated, overwritten) as one StoreDamaged line with what to do, not a driver
+    error: without the database (the truth) the vectors cannot be rebuilt, so the only fix is a backup."""
+    original = context.original_exception
+    reason = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    if not any(marker in reason.lower() for marker in SQLITE_DAMAGE):
+        return
+    database = context.engine.url.database if context.engine is not None else "the SQLite database"
+    raise StoreDamaged(
+        f"database {database} is damaged ({reason}): stop every process using it and restore it from a backup "
+        f"(`sqlite3 {database} .recover` may save its rows), then run `identity doctor`",
+        path=str(database), reason=reason) from None
 
 
 def flush_deleted(engine: Engine) -> dict[str, object]:

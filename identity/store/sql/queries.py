@@ -48,6 +48,13 @@ def count_gallery_persons(session: Session, model_row_id: int) -> int:
     ) or 0
 
 
+def count_indexed_faces(session: Session, model_row_id: int) -> int:
+    """Faces of this model SQL says the vector store holds (search compares it with the collection's count)."""
+    return session.scalar(
+        select(func.count()).select_from(Face).where(Face.model_id == model_row_id, Face.status == FaceStatus.indexed)
+    ) or 0
+
+
 def active_model(session: Session, lock: bool = False) -> Model | None:
     """The store's active model: the one activated last (None in a store that never recorded one)."""
     stmt = (select(Model).where(Model.activated_at.is_not(None))

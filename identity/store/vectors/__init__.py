@@ -35,8 +35,11 @@ __all__ = [
     "VectorHit",
     "VectorIndex",
     "VectorPoint",
+    "check_free_space",
     "collection_name",
     "open_vector_index",
+    "remove_set_aside_shards",
+    "set_aside_shard",
 ]
 
 _LAZY = {
@@ -58,6 +61,33 @@ def open_vector_index(settings: Settings, model_id: str, dim: int) -> FaceIndex:
     from identity.store.vectors.server import QdrantServerIndex
 
     return QdrantServerIndex.open(settings, model_id, dim)
+
+
+def check_free_space(settings: Settings) -> None:
+    """Before a chunk of writes: NoSpace when the embedded store's disk could not back its growth
+    (identity.store.vectors.space); a Qdrant server manages its own disk."""
+    if settings.embedded:
+        from identity.store.vectors.space import ensure_space
+
+        ensure_space(settings.edge_dir, settings.vectors.preallocate)
+
+
+def set_aside_shard(settings: Settings, path: str) -> str:
+    """Move an embedded shard the engine cannot open aside (doctor --repair rebuilds it); returns where it went."""
+    from pathlib import Path
+
+    from identity.store.vectors.edge import set_aside_shard as move
+
+    return str(move(settings, Path(path)))
+
+
+def remove_set_aside_shards(settings: Settings) -> list[str]:
+    """Remove the damaged shards doctor set aside (they hold biometric bytes no erasure would reach)."""
+    if not settings.embedded:
+        return []
+    from identity.store.vectors.edge import remove_set_aside
+
+    return [str(path) for path in remove_set_aside(settings.edge_dir)]
 
 
 def check_vector_settings(settings: Settings) -> None:

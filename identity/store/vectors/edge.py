@@ -60,7 +60,7 @@ from qdrant_edge import (
 
 from identity import process
 from identity.config import Settings, VectorSettings
-from identity.errors import DimensionMismatch, StoreLocked, StoreUnavailable
+from identity.errors import DimensionMismatch, IdentityError, StoreDamaged, StoreLocked, StoreUnavailable
 from identity.fsutil import fsync_dir
 from identity.store.vectors.base import (
     FACES,
@@ -71,6 +71,7 @@ from identity.store.vectors.base import (
     as_matrix,
     collection_name,
 )
+from identity.store.vectors.space import SET_ASIDE, ensure_space
 from identity.store.vectors.common import (
     INT8_QUANTILE,
     OVERSAMPLING,
@@ -116,7 +117,9 @@ class EdgeIndex:
 
     @classmethod
     def open(cls, settings: Settings, model_id: str, dim: int, kind: str = FACES) -> "EdgeIndex":
-        """Open the model's collection of this kind, creating it if missing."""
+        """Open the model's collection of this kind, creating it if missing (NoSpace when the disk is too full)."""
+        # Before the engine maps a page the disk cannot back, which would be SIGBUS (store/vectors/space.py).
+        ensure_space(settings.edge_dir, settings.vectors.preallocate)
         _adopt_generations(settings.edge_dir, model_id)
         path = settings.edge_dir / collection_name(model_id, kind)
         lock = _acquire(path, settings)
@@ -132,7 +135,7 @@ class EdgeIndex:
     def _engine(self) -> EdgeShard:
         if self._shard is None:
             raise StoreUnavailable(f"vector store {self.path} is closed")
-        return self._shard
+        return _Guarded(self._shard, self.path)  # type: ignore[return-value]
 
     def upsert(self, points: Sequence[VectorPoint]) -> None:
         if not points:
@@ -281,6 +284,27 @@ class EdgeIndex:
         return {"engine": "qdrant-edge", "method": "shard rebuilt from its live points",
                 "points_kept": kept, "seconds": round(time.monotonic() - started, 3)}
 
+    def set_aside(self) -> Path:
+        """Move this shard aside (its files unreadable) and open an empty one in its place; returns where it went.
+
+        `identity doctor --repair` then finds every indexed face's vector missing and enrolls it again
+        from its photo, and removes the old directory when done (remove_set_aside).
+        """
+        shard, self._shard = self._shard, None
+        if shard is not None:
+            try:
+                shard.close()
+            except Exception:  # noqa: BLE001 - a damaged shard may fail to flush; it is being replaced
+                pass
+        aside = _aside_path(self.path)
+        os.rename(self.path, aside)
+        fresh_lock = _acquire(self.path, self._settings)
+        self._lock.close()
+        self._lock = fresh_lock
+        fsync_dir(self.path.parent)
+        self._shard = _open_shard(self.path, self.dim, self._settings.vectors)
+        return aside
+
     def templates(self) -> "EdgeIndex":
         return self.sibling(TEMPLATES)
 
@@ -317,6 +341,35 @@ class EdgeIndex:
     def _query(self, query: np.ndarray, limit: int, flt: Filter | None) -> list[VectorHit]:
         points = self._engine.query(self._request(query, limit, flt))
         return [to_hit(p.id, p.payload, p.score) for p in points]
+
+
+class _Guarded:
+    """The shard, with the engine's bare exceptions (a missing or truncated file, an offset out of
+    bounds) raised as StoreDamaged naming the shard and the repair, instead of an internal error."""
+
+    def __init__(self, shard: EdgeShard, path: Path) -> None:
+        self._shard = shard
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._shard, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except IdentityError:
+                raise
+            except Exception as exc:  # the engine raises bare Exception with a message
+                raise damaged(self._path, exc) from None
+
+        return call
+
+
+def damaged(path: Path, exc: BaseException) -> StoreDamaged:
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return StoreDamaged(
+        f"vector store {path} is damaged ({reason}): run `identity doctor --repair`, which sets it aside and "
+        "rebuilds it from the database and the photos", path=str(path), reason=reason)
 
 
 def _filter(person_ids: Sequence[uuid.UUID] | None, exclude: set[uuid.UUID] | None = None) -> Filter | None:
@@ -417,6 +470,34 @@ def _locked(path: Path, holder: dict[str, Any], settings: Settings) -> StoreLock
     )
 
 
+def set_aside_shard(settings: Settings, path: Path) -> Path:
+    """Move a shard the engine cannot open aside (held under its lock while it moves); returns where it went.
+    The next open creates an empty one in its place (see EdgeIndex.set_aside)."""
+    lock = _acquire(path, settings)
+    try:
+        aside = _aside_path(path)
+        os.rename(path, aside)
+        fsync_dir(path.parent)
+    finally:
+        lock.close()
+    return aside
+
+
+def _aside_path(path: Path) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return path.with_name(f"{path.name}{SET_ASIDE}{stamp}")
+
+
+def remove_set_aside(root: Path) -> list[Path]:
+    """Remove every shard set aside as damaged under the store directory; returns what was removed."""
+    removed = sorted(path for path in root.glob(f"*{SET_ASIDE}*") if path.is_dir()) if root.is_dir() else []
+    for path in removed:
+        shutil.rmtree(path)
+    if removed:
+        fsync_dir(root)
+    return removed
+
+
 def _rebuild_path(path: Path) -> Path:
     return path.with_name(path.name + REBUILD_SUFFIX)
 
@@ -499,10 +580,14 @@ def _open_shard(path: Path, dim: int, params: VectorSettings) -> EdgeShard:
             shard = EdgeShard.load(str(path), config)  # also applies changed HNSW settings
         else:
             shard = EdgeShard.create(str(path), config)
+        if PERSON_KEY not in shard.info().payload_schema:
+            shard.update(UpdateOperation.create_field_index(PERSON_KEY, PayloadSchemaType.Keyword))
     except Exception as exc:  # the engine raises bare Exception with a message
         if "vector size" in str(exc):
             raise DimensionMismatch(f"vector store {path} holds vectors of another size than {dim}") from None
-        raise StoreUnavailable(f"cannot open vector store {path}: {exc}") from None
-    if PERSON_KEY not in shard.info().payload_schema:
-        shard.update(UpdateOperation.create_field_index(PERSON_KEY, PayloadSchemaType.Keyword))
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StoreDamaged(
+            f"cannot open vector store {path} ({reason}): if it is damaged, run `identity doctor --repair`, which "
+            "sets it aside and rebuilds it from the database and the photos",
+            path=str(path), reason=reason, unopenable=True) from None
     return shard
