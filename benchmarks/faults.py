@@ -1287,7 +1287,9 @@ class BadInputs:
                    f"duplicates {run.get('duplicates')}")
         groups = run.get("clusters", []) + run.get("singletons", [])
         ids = [c.get("cluster_id") for c in groups]
-        case.check(len(ids) == len(set(ids)) == run.get("faces") == 2, f"cluster ids {ids}, faces {run.get('faces')}")
+        faces = [f.get("source_path") for c in groups for f in c.get("faces", [])]
+        case.check(len(ids) == len(set(ids)) and run.get("faces") == 2 and str(copy) not in faces,
+                   f"cluster ids {ids}, faces {faces}")
         return case
 
     @bad_case()
