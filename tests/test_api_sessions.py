@@ -310,3 +310,47 @@ def _release(handler: logging.Handler) -> None:
     root = logging.getLogger()
     root.removeHandler(handler)
     root.setLevel(handler.restore)  # type: ignore[attr-defined]
+
+
+# the real server: --proxy-headers, uvicorn's access log replaced -------------------------------------------
+
+def test_identity_serve_behind_a_proxy_sets_secure_cookies_and_logs_templates_with_request_ids(clean_env) -> None:
+    import socket
+
+    import httpx
+
+    exe = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "identity"
+    made = subprocess.run([str(exe), "keys", "create", "ops", "--role", "admin", "--json"], capture_output=True,
+                          text=True, timeout=120)
+    key = json.loads(made.stdout)["key"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(exe), "serve", "--port", str(port), "--proxy-headers", "--forwarded-allow-ips",
+                               "127.0.0.1"], stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(base, server)
+        login = httpx.post(f"{base}/ui/login", data={"key": key}, headers={"X-Forwarded-Proto": "https"})
+        assert login.status_code == 303 and "secure" in login.headers["set-cookie"].lower()
+        missing = httpx.get(f"{base}/v1/persons/Secret-Person-1?q=Hidden-Name", headers={
+            "Authorization": f"Bearer {key}", "X-Request-ID": "req-777"})
+        assert missing.status_code == 404 and missing.headers["x-request-id"] == "req-777"
+    finally:
+        server.terminate()
+        log = server.communicate(timeout=60)[1]
+    assert "Secret-Person" not in log and "Hidden-Name" not in log, log
+    assert re.search(r"\[req-777\] .*GET /v1/persons/\{person\} 404", log), log
+
+
+def _wait_until_up(base: str, server: subprocess.Popen) -> None:
+    import httpx
+
+    for _ in range(240):
+        assert server.poll() is None, server.communicate()[1]
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.25)
+    raise AssertionError("the server did not start")
