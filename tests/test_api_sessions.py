@@ -28,30 +28,44 @@ from identity.api.session import COOKIE  # noqa: E402
 ROLES = ("search", "enroll", "audit", "admin")
 
 
-@pytest.fixture
-def serve(tmp_path: Path, database_url: str):
-    """Open the API over one store with one key per role; `serve(**api_settings)` -> (client, keys, core).
-    A second call closes the first server and opens another over the same store and keys."""
+def _server(tmp_path: Path, database_url: str | None):
+    """Open the API over one store with one key per role; `start(**api_settings)` -> (client, keys, core).
+    A second start closes the first server and opens another over the same store and keys. The app's
+    lifespan is not run, so the face models load only in the tests that search or enroll."""
     opened: list = []
     keys: dict[str, str] = {}
 
     def close() -> None:
         while opened:
-            client, core = opened.pop()
-            client.__exit__(None, None, None)
+            api, core = opened.pop()
+            api.state.ctx.close()
             core.__exit__(None, None, None)
 
-    def start(**api: object):
+    def start(**api_settings: object):
         close()
-        url = None if database_url.startswith("sqlite") else database_url
-        settings = Settings(data_dir=tmp_path / "data", database_url=url, workers=1,
-                            api=ApiSettings(inference_workers=1, **api))
+        settings = Settings(data_dir=tmp_path / "data", database_url=database_url, workers=1,
+                            api=ApiSettings(inference_workers=1, **api_settings))
         core = App.open(settings).__enter__()
         keys.update({role: create_key(core, f"{role}-key", role).key for role in ROLES if role not in keys})
-        client = TestClient(create_api(core)).__enter__()
-        opened.append((client, core))
-        return client, dict(keys), core
+        api = create_api(core)
+        opened.append((api, core))
+        return TestClient(api), dict(keys), core
 
+    return start, close
+
+
+@pytest.fixture
+def serve(tmp_path: Path, database_url: str):
+    """The server over SQLite and over Postgres: for what the session and key rows decide."""
+    start, close = _server(tmp_path, None if database_url.startswith("sqlite") else database_url)
+    yield start
+    close()
+
+
+@pytest.fixture
+def serve_sqlite(tmp_path: Path):
+    """The server over SQLite only: for what is decided in the process (throttle, headers, logs)."""
+    start, close = _server(tmp_path, None)
     yield start
     close()
 
@@ -119,11 +133,11 @@ def test_an_expired_key_is_refused_like_a_revoked_one_and_ends_its_sessions(serv
     assert sign_in(client, short).status_code == 401
 
 
-def test_the_cookie_is_secure_when_the_server_runs_behind_tls(serve) -> None:
-    client, keys, _ = serve(behind_tls=True)
+def test_the_cookie_is_secure_when_the_server_runs_behind_tls(serve_sqlite) -> None:
+    client, keys, _ = serve_sqlite(behind_tls=True)
     signed = sign_in(client, keys["audit"])
     assert "secure" in signed.headers["set-cookie"].lower()
-    plain, keys2, _ = serve()
+    plain, keys2, _ = serve_sqlite()
     assert "secure" not in sign_in(plain, keys2["audit"]).headers["set-cookie"].lower()
 
 
@@ -174,8 +188,8 @@ def test_keys_create_expires_in_is_shown_by_keys_list(clean_env: dict[str, str])
 
 # item 10: throttling ----------------------------------------------------------------------------------
 
-def test_wrong_secrets_for_a_key_id_get_429_with_retry_after_and_no_key_material_logged(serve, caplog) -> None:
-    client, keys, _ = serve(auth_failures=5, auth_window_s=60)
+def test_wrong_secrets_for_a_key_id_get_429_with_retry_after_and_no_key_material_logged(serve_sqlite, caplog) -> None:
+    client, keys, _ = serve_sqlite(auth_failures=5, auth_window_s=60)
     key_id = keys["admin"].split("_")[1]
     caplog.set_level(logging.DEBUG)
     codes = [client.get("/v1/keys", headers=bearer(f"idk_{key_id}_wrongsecret{n}")).status_code for n in range(7)]
@@ -188,17 +202,21 @@ def test_wrong_secrets_for_a_key_id_get_429_with_retry_after_and_no_key_material
     assert any("429" in r.getMessage() for r in caplog.records)
 
 
-def test_failures_from_one_address_are_throttled_across_keys_and_on_the_login_page(serve) -> None:
-    client, keys, _ = serve(auth_failures=3, auth_window_s=60)
+def test_failures_from_one_address_are_throttled_across_keys_and_on_the_login_page(serve_sqlite, caplog) -> None:
+    client, keys, _ = serve_sqlite(auth_failures=3, auth_window_s=60)
+    caplog.set_level(logging.DEBUG)
     for n in range(3):
-        assert sign_in(client, f"idk_nokey{n}_x").status_code == 401
+        assert sign_in(client, f"idk_nokey{n}_s3cret").status_code == 401
     page = sign_in(client, keys["audit"])  # another key, same address: refused too
     assert page.status_code == 429 and "Retry-After" in page.headers
     assert client.get("/v1/keys", headers=bearer(keys["admin"])).status_code == 429
+    logged = [r.getMessage() for r in caplog.records if not r.name.startswith("httpx")]
+    assert any("401 POST /ui/login" in m for m in logged) and any("429" in m for m in logged)
+    assert not any("s3cret" in m or keys["audit"] in m for m in logged)
 
 
-def test_the_throttle_forgets_failures_after_the_window(serve) -> None:
-    client, keys, _ = serve(auth_failures=2, auth_window_s=1)
+def test_the_throttle_forgets_failures_after_the_window(serve_sqlite) -> None:
+    client, keys, _ = serve_sqlite(auth_failures=2, auth_window_s=1)
     for _ in range(2):
         client.get("/v1/keys", headers=bearer("idk_abc_def"))
     assert client.get("/v1/keys", headers=bearer(keys["admin"])).status_code == 429
@@ -208,21 +226,21 @@ def test_the_throttle_forgets_failures_after_the_window(serve) -> None:
 
 # item 15: login CSRF, CORS, request id -------------------------------------------------------------------
 
-def test_a_cross_site_login_post_is_refused(serve) -> None:
-    client, keys, _ = serve()
+def test_a_cross_site_login_post_is_refused(serve_sqlite) -> None:
+    client, keys, _ = serve_sqlite()
     assert sign_in(client, keys["audit"], origin="https://evil.example").status_code == 403
     assert sign_in(client, keys["audit"], **{"sec-fetch-site": "cross-site"}).status_code == 403
     assert COOKIE not in client.cookies
     assert sign_in(client, keys["audit"], origin="http://testserver", **{"sec-fetch-site": "same-origin"}).status_code == 303
 
 
-def test_cors_is_off_by_default_and_allows_only_the_listed_origins(serve) -> None:
+def test_cors_is_off_by_default_and_allows_only_the_listed_origins(serve_sqlite) -> None:
     preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
                  "Access-Control-Request-Headers": "authorization"}
-    closed, *_ = serve()
+    closed, *_ = serve_sqlite()
     answer = closed.options("/v1/search", headers=preflight)
     assert "access-control-allow-origin" not in answer.headers
-    opened, keys, _ = serve(cors_origins="https://app.example, https://other.example")
+    opened, keys, _ = serve_sqlite(cors_origins="https://app.example, https://other.example")
     answer = opened.options("/v1/search", headers=preflight)
     assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "https://app.example"
     listed = opened.get("/v1/keys", headers={"Origin": "https://app.example", **bearer(keys["admin"])})
@@ -231,8 +249,8 @@ def test_cors_is_off_by_default_and_allows_only_the_listed_origins(serve) -> Non
     assert other.headers.get("access-control-allow-origin") != "https://evil.example"
 
 
-def test_every_response_and_log_line_of_a_request_carries_its_request_id(serve) -> None:
-    client, keys, _ = serve()
+def test_every_response_and_log_line_of_a_request_carries_its_request_id(serve_sqlite) -> None:
+    client, keys, _ = serve_sqlite()
     lines: list[str] = []
     handler = _capture(lines)
     try:
@@ -250,8 +268,8 @@ def test_every_response_and_log_line_of_a_request_carries_its_request_id(serve) 
 
 # item 9: logs name no person --------------------------------------------------------------------------
 
-def test_no_log_line_names_an_erased_person(serve, lfw_dir: Path) -> None:
-    client, keys, core = serve()
+def test_no_log_line_names_an_erased_person(serve_sqlite, lfw_dir: Path) -> None:
+    client, keys, core = serve_sqlite()
     lines: list[str] = []
     handler = _capture(lines)
     try:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from identity.errors import IdentityError
-from identity.services.keys import PREFIX, KeyRecord, authenticate
+from identity.services.keys import PREFIX, KeyRecord, Unauthorized, authenticate
 
 if TYPE_CHECKING:
     from identity.api.server import ApiContext
@@ -35,6 +34,6 @@ def identify(ctx: "ApiContext", key: str | None, client: str | None) -> KeyRecor
     ctx.throttle.check(*subjects)
     try:
         return authenticate(ctx.core, key)
-    except IdentityError:
+    except Unauthorized:  # only a refused key counts: a store that is down is no caller's failure
         ctx.throttle.failed(*subjects)
         raise

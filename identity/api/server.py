@@ -297,7 +297,8 @@ def _handle_errors(api: FastAPI) -> None:
 
     @api.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: a path can name a person
+        log.exception("unexpected error on %s %s", request.method, route)
         return JSONResponse(body("internal error: see the server's log", type(exc).__name__), status_code=500)
 
 

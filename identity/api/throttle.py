@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from typing import Callable
 
 from identity.api.errors import ApiError
 
@@ -20,7 +21,7 @@ MAX_TRACKED = 100_000  # keys and addresses remembered at most: a flood of fresh
 
 
 class Throttle:
-    def __init__(self, limit: int, window_s: float, clock=time.monotonic) -> None:
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit, self.window_s, self._clock = limit, window_s, clock
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()

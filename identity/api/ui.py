@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import logging
 import tempfile
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -40,6 +41,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                                             autoescape=True))
 PHOTO_PX = 800  # the searched photo is shown at most this wide or high
+log = logging.getLogger("identity.api.ui")
 
 
 class SignIn(Exception):
@@ -99,6 +101,7 @@ def login(request: Request, key: Annotated[str, Form()], ctx: ApiContext = Ctx) 
         return templates.TemplateResponse(request, "login.html", {"error": exc.error}, status_code=exc.status,
                                           headers=exc.headers)
     except IdentityError as exc:
+        log.warning("401 POST /ui/login: %s", exc.message)  # the reason, never the key
         return render(request, "login.html", {"error": exc.message}, status=401)
     ctx.sessions.end(ctx.core, request.cookies.get(COOKIE))  # a session held before sign-in is not reused
     _, cookie = ctx.sessions.issue(ctx.core, record.key_id)

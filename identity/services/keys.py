@@ -92,12 +92,12 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
         try:
             parsed = datetime.fromisoformat(value) if "T" in value or " " in value else None
             moment = parsed or datetime.combine(date.fromisoformat(value), datetime.min.time())
-        except ValueError:
+            moment = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+        except (ValueError, OverflowError):
             raise InvalidArgument(f"expiry {text!r}: expected {EXPIRY_FORMAT}") from None
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
     if moment <= now:
         raise InvalidArgument(f"expiry {text!r} is not in the future")
-    return moment.astimezone(timezone.utc)
+    return moment
 
 
 def create_key(app: App, name: str, role: str, actor: str | None = None,

@@ -18,7 +18,7 @@ from identity.services.keys import KeyRecord, Unauthorized, check_usable, record
 from identity.store.sql.api_keys import key_with_id
 from identity.store.sql.db import transaction
 from identity.store.sql.models import UiSession, naive_utc, utcnow
-from identity.store.sql.ui_sessions import add_session, session_with_hash
+from identity.store.sql.ui_sessions import add_session, purge_ended, session_with_hash
 
 SEEN_RESOLUTION_S = 60  # last_seen_at is kept to the minute: not a write per page
 
@@ -38,6 +38,7 @@ def open_session(app: App, key_id: str, lifetime_s: float) -> OpenSession:
         if row is None:
             raise Unauthorized("the API key is not valid")
         check_usable(row, now)
+        purge_ended(session, now)  # at sign-in, so the table holds open sessions only (and a few just ended)
         ends = now + timedelta(seconds=lifetime_s)
         if row.expires_at is not None and naive_utc(row.expires_at) < naive_utc(ends):
             ends = row.expires_at

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 
 from identity.store.sql.db import Session
 from identity.store.sql.models import UiSession
@@ -25,3 +25,8 @@ def revoke_sessions_of_key(session: Session, key_id: str, when: datetime) -> int
     done = session.execute(update(UiSession).where(UiSession.key_id == key_id, UiSession.revoked_at.is_(None))
                            .values(revoked_at=when))
     return int(done.rowcount or 0)
+
+
+def purge_ended(session: Session, now: datetime) -> None:
+    """Forget sessions that ended (expired or revoked): their cookies are refused alike without a row."""
+    session.execute(delete(UiSession).where(or_(UiSession.expires_at <= now, UiSession.revoked_at.is_not(None))))
