@@ -25,7 +25,8 @@ def throttle_subjects(key: str | None, client: str | None) -> tuple[str, str]:
     """What failures are counted against: the key's public id (never its secret) and the address."""
     prefix, _, rest = (key or "").partition("_")
     key_id = rest.partition("_")[0] if prefix == PREFIX else ""
-    return (f"key:{key_id[:16]}" if key_id else "", f"addr:{client}" if client else "")
+    sane = key_id.isascii() and key_id.isalnum() and len(key_id) <= 16  # it is logged: no odd text from a caller
+    return (f"key:{key_id}" if key_id and sane else "", f"addr:{client}" if client else "")
 
 
 def identify(ctx: "ApiContext", key: str | None, client: str | None) -> KeyRecord:
