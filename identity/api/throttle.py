@@ -24,6 +24,7 @@ class Throttle:
     def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit, self.window_s, self._clock = limit, window_s, clock
         self._failures: dict[str, deque[float]] = {}
+        self._announced: dict[tuple[str, ...], float] = {}  # when each throttled caller was last logged
         self._lock = threading.Lock()
 
     def check(self, *subjects: str) -> None:
@@ -31,9 +32,14 @@ class Throttle:
         now = self._clock()
         with self._lock:
             wait = max((self._wait(s, now) for s in subjects if s), default=0.0)
+            announce = wait > 0 and self._announced.get(subjects, -self.window_s) <= now - self.window_s
+            if announce:  # one line per subject and window: a flood of refused attempts does not flood the log
+                self._announced[subjects] = now
         if wait > 0:
             retry = max(1, int(wait + 0.999))
-            log.warning("429 authentication throttled for %s (retry in %d s)", ", ".join(s for s in subjects if s), retry)
+            if announce:
+                log.warning("429 authentication throttled for %s (retry in %d s)", ", ".join(filter(None, subjects)),
+                            retry)
             raise ApiError(429, "too many failed authentications: wait and try again", {"retry_after_s": retry},
                            headers={"Retry-After": str(retry)})
 
@@ -59,5 +65,7 @@ class Throttle:
     def _forget_old(self, now: float) -> None:
         for subject in [s for s, t in self._failures.items() if not t or t[-1] <= now - self.window_s]:
             del self._failures[subject]
+        self._announced = {s: t for s, t in self._announced.items() if t > now - self.window_s}
         if len(self._failures) > MAX_TRACKED:  # all recent: forget them all rather than grow
             self._failures.clear()
+            self._announced.clear()
