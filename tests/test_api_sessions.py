@@ -268,17 +268,19 @@ def test_every_response_and_log_line_of_a_request_carries_its_request_id(serve_s
 
 # item 9: logs name no person --------------------------------------------------------------------------
 
-def test_no_log_line_names_an_erased_person(serve_sqlite, lfw_dir: Path) -> None:
+def test_no_log_line_names_an_erased_person(serve_sqlite, lfw_dir: Path, monkeypatch) -> None:
     client, keys, core = serve_sqlite()
     lines: list[str] = []
     handler = _capture(lines)
     try:
         names = _enroll_and_erase(client, keys, lfw_dir)
+        names += _erase_with_a_retry(client, keys, lfw_dir, monkeypatch)
     finally:
         _release(handler)
     assert any("identity.api.access" in line for line in lines)
     for needle in names:
         assert not [line for line in lines if needle in line], needle
+    assert any("pending erasure failed again at its uploads step" in line for line in lines), lines
 
 
 def _enroll_and_erase(client: TestClient, keys: dict[str, str], lfw: Path) -> list[str]:
@@ -304,6 +306,29 @@ def _enroll_and_erase(client: TestClient, keys: dict[str, str], lfw: Path) -> li
     assert erased.status_code == 303 and "Ext-Beta" not in erased.headers["location"]
     assert client.get(erased.headers["location"]).status_code == 200
     return names
+
+
+def _erase_with_a_retry(client: TestClient, keys: dict[str, str], lfw: Path, monkeypatch) -> list[str]:
+    """A person whose erasure stops at its uploads step, retried by the server's background round (which logs
+    that it failed again), then finished."""
+    from identity.services import erasure
+
+    made = client.post("/v1/persons", json={"external_id": "Ext-Gamma-3", "display_name": "Name Gamma"},
+                       headers=bearer(keys["admin"])).json()
+    photo = lfw / "Alejandro_Toledo" / "Alejandro_Toledo_0001.jpg"
+    client.post("/v1/persons/Ext-Gamma-3/faces", files=[("image", (photo.name, photo.read_bytes(), "image/jpeg"))],
+                headers=bearer(keys["admin"]))
+
+    def disk_full(*_: object) -> None:
+        raise OSError(28, "No space left on device: '/data/uploads/Ext-Gamma-3.jpg'")
+
+    dep = client.app.state.ctx.deployment()
+    with monkeypatch.context() as patch:
+        patch.setattr(erasure, "_apply_uploads", disk_full)
+        assert client.delete("/v1/persons/Ext-Gamma-3", headers=bearer(keys["admin"])).status_code >= 400
+        erasure.retry_pending(dep)  # what the server's background runner does each round
+    erasure.retry_pending(dep)
+    return ["Ext-Gamma-3", "Name Gamma", made["id"]]
 
 
 def _capture(lines: list[str]) -> logging.Handler:
