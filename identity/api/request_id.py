@@ -51,7 +51,10 @@ class RequestIds:
             return
         given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         rid = given if SANE.fullmatch(given) else uuid.uuid4().hex
-        token, started, status = REQUEST_ID.set(rid), time.perf_counter(), [500]
+        # Not reset at the end: the server runs each request in its own task (its own context), and the
+        # line Starlette's outermost error middleware logs for a 500 comes after this middleware returns.
+        REQUEST_ID.set(rid)
+        started, status = time.perf_counter(), [500]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -66,7 +69,6 @@ class RequestIds:
             route = getattr(scope.get("route"), "path", "unmatched")  # the template, filled in by the router
             access.info("%s %s %s %d %.1f ms", client[0] if client else "-", scope.get("method"), route, status[0],
                         (time.perf_counter() - started) * 1000)
-            REQUEST_ID.reset(token)
 
 
 class WithRequestId(logging.Filter):
