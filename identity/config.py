@@ -119,6 +119,12 @@ class ApiSettings:
     # Signs the review UI's session cookies. Required when several servers share a deployment;
     # unset, a single server generates one and keeps it in <data dir>/session_secret.
     session_secret: str | None = None
+    # The server runs behind a TLS-terminating proxy: the UI's session cookie is `Secure` even though
+    # the server itself sees plain http (with --proxy-headers, an https X-Forwarded-Proto does it too).
+    behind_tls: bool = False
+    cors_origins: str | None = None  # comma-separated origins allowed cross-origin calls (CORS); unset: none
+    auth_failures: int = setting(10, 1, 1_000_000)  # failed authentications per key id or client address ...
+    auth_window_s: float = setting(60.0, 1, 86_400)  # ... within this window, before 429 + Retry-After
 
 
 @dataclass(frozen=True)

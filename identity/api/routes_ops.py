@@ -18,7 +18,7 @@ from identity.errors import IdentityError
 from identity.services import enroll_inputs
 from identity.services.enrollment import named_by
 from identity.services.jobs import list_jobs, queue_depth, queue_enrollment
-from identity.services.keys import ADMIN, ENROLL, JOBS, KeyRecord, create_key, list_keys, revoke_key
+from identity.services.keys import ADMIN, ENROLL, JOBS, KeyRecord, create_key, list_keys, parse_expiry, revoke_key
 from identity.services.schema import versions
 from identity.services.uploads import new_upload_folder
 
@@ -127,7 +127,8 @@ def keys(ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> list
 def new_key(request: schemas.ApiKeyCreate, ctx: ApiContext = Ctx,
             key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """A new key, shown once in the answer."""
-    return create_key(ctx.core, request.name, request.role, key.name).as_dict()
+    expires_at = parse_expiry(request.expires_in) if request.expires_in is not None else None
+    return create_key(ctx.core, request.name, request.role, key.name, expires_at).as_dict()
 
 
 @router.delete("/v1/keys/{name}", response_model=schemas.ApiKey, tags=["keys"], responses=ERRORS)

@@ -190,6 +190,8 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
     role: str = Field(description="search, enroll, audit or admin")
+    expires_in: str | None = Field(default=None, description="when the key stops working: Nd, Nh or Nm from now "
+                                                             "(90d, 12h, 30m) or an ISO date/time; absent: never")
 
 
 @dataclass(frozen=True)

@@ -27,16 +27,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from identity.api.auth import bearer_key, identify
+from identity.api.cors import allow_cross_origin
 from identity.api.errors import ApiError, body, status_of
 from identity.api.metrics import Metrics
+from identity.api.request_id import RequestIds
 from identity.api.session import Sessions
+from identity.api.throttle import Throttle
 from identity.app.core import App
 from identity.errors import IdentityError, ImageError
 from identity.faces import FacePipeline, ImageFaces, build_pipeline, load_image
 from identity.services.deployment import Deployment, deployment
 from identity.services.enroll import EnrollmentWriter, process_queue
 from identity.services.erasure import retry_pending
-from identity.services.keys import Forbidden, KeyRecord, authenticate
+from identity.services.keys import Forbidden, KeyRecord
 from identity.services.refusals import CONFLICT, INVALID, REFUSALS, UNAVAILABLE, refusal_kind
 from identity.services.search import SearchOptions, SearchResult, search_faces
 
@@ -59,6 +63,7 @@ class ApiContext:
         self.settings = core.settings
         self.metrics = Metrics()
         self.sessions = Sessions(self.settings)  # the review UI's
+        self.throttle = Throttle(self.settings.api.auth_failures, self.settings.api.auth_window_s)
         self.max_upload_bytes = int(self.settings.api.max_upload_mb * 1_000_000)
         workers = self.settings.api.inference_workers or os.cpu_count() or 1
         self._workers = workers
@@ -186,17 +191,15 @@ def caller(permission: str) -> Callable[..., KeyRecord]:
     """A route's dependency: the request's key, which must allow `permission` (401/403 otherwise, logged)."""
 
     def check(request: Request) -> KeyRecord:
-        ctx: ApiContext = request.app.state.ctx
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        key = token.strip() if scheme.lower() == "bearer" else None
+        route = getattr(request.scope.get("route"), "path", "?")  # the template: a path can name a person
+        client = request.client.host if request.client else None
         try:
-            record = authenticate(ctx.core, key)
+            record = identify(request.app.state.ctx, bearer_key(request.headers.get("authorization")), client)
         except IdentityError as exc:
-            log.warning("401 %s %s: %s", request.method, request.url.path, exc.message)
+            log.warning("401 %s %s: %s", request.method, route, exc.message)
             raise
         if not record.allows(permission):
-            log.warning("403 %s %s: key %r (role %s) lacks %s", request.method, request.url.path, record.name,
+            log.warning("403 %s %s: key %r (role %s) lacks %s", request.method, route, record.name,
                         record.role, permission)
             raise Forbidden(f"the key {record.name!r} (role {record.role}) may not do this ({permission} needed)")
         return record
@@ -221,6 +224,8 @@ def create_api(core: App) -> FastAPI:
     _measure(api)
     for module in (routes_search, routes_persons, routes_ops, ui, ui_review):
         api.include_router(module.router)
+    allow_cross_origin(api, core.settings.api.cors_origins)
+    api.add_middleware(RequestIds)  # outermost: every response and log line of a request has its id
     return api
 
 
@@ -292,7 +297,8 @@ def _handle_errors(api: FastAPI) -> None:
 
     @api.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: a path can name a person
+        log.exception("unexpected error on %s %s", request.method, route)
         return JSONResponse(body("internal error: see the server's log", type(exc).__name__), status_code=500)
 
 

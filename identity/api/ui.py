@@ -1,7 +1,7 @@
 """The review web UI: server-rendered pages (Jinja2, autoescaped, no JavaScript) over the same services.
 
-Sign in with an API key; the session is a signed, HttpOnly, SameSite cookie (identity.api.session),
-and every form that changes data carries the session's CSRF token. What a page offers
+Sign in with an API key; the session is a row in SQL named by a signed, HttpOnly, SameSite cookie
+(identity.api.session), and every form that changes data carries the session's CSRF token. What a page offers
 follows the key's role, and every action is checked again on the server.
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import logging
 import tempfile
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -23,21 +24,24 @@ from PIL import Image as PILImage
 
 from identity.api.errors import ApiError
 from identity.api.server import ApiContext, Ctx
-from identity.api.session import COOKIE, MAX_AGE_S, UiSession
+from identity.api.auth import identify
+from identity.api.session import COOKIE, MAX_AGE_S
 from identity.api.uploads import save_uploads
 from identity.errors import IdentityError, ImageError
 from identity.services.audit import audit_person
 from identity.services.audit_html import face_thumbnails
 from identity.services.curation import delete_face, delete_person, merge_persons, move_face
-from identity.services.keys import ADMIN, READ, SEARCH, Forbidden, KeyRecord, authenticate, key_in_session
+from identity.services.keys import ADMIN, READ, SEARCH, Forbidden, KeyRecord
 from identity.services.persons import list_people, show_person
 from identity.services.search import SearchOptions
 from identity.services.search_log import list_searches
+from identity.services.ui_sessions import OpenSession
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                                             autoescape=True))
 PHOTO_PX = 800  # the searched photo is shown at most this wide or high
+log = logging.getLogger("identity.api.ui")
 
 
 class SignIn(Exception):
@@ -47,21 +51,18 @@ class SignIn(Exception):
 @dataclasses.dataclass(frozen=True)
 class Visitor:
     key: KeyRecord
-    session: UiSession
+    session: OpenSession
 
     def page(self, **values: Any) -> dict[str, Any]:
         return {"user": self.key, "csrf": self.session.csrf, **values}
 
 
 def visitor(request: Request) -> Visitor:
-    session = request.app.state.ctx.sessions.read(request.cookies.get(COOKIE))
-    if session is None:
+    ctx: ApiContext = request.app.state.ctx
+    session = ctx.sessions.read(ctx.core, request.cookies.get(COOKIE))
+    if session is None:  # none, signed out, expired, or its key revoked or expired
         raise SignIn()
-    try:
-        key = key_in_session(request.app.state.ctx.core, session.key_id)
-    except IdentityError:
-        raise SignIn() from None
-    return Visitor(key, session)
+    return Visitor(session.key, session)
 
 
 def allowed(who: Visitor, permission: str) -> Visitor:
@@ -92,20 +93,38 @@ def login_page(request: Request) -> HTMLResponse:
 
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, key: Annotated[str, Form()], ctx: ApiContext = Ctx) -> Response:
+    if not same_origin(request):  # login CSRF: another site must not sign a browser in with its own key
+        return render(request, "login.html", {"error": "sign in from this server's own page"}, status=403)
     try:
-        record = authenticate(ctx.core, key.strip())
+        record = identify(ctx, key.strip(), request.client.host if request.client else None)
+    except ApiError as exc:  # throttled
+        return templates.TemplateResponse(request, "login.html", {"error": exc.error}, status_code=exc.status,
+                                          headers=exc.headers)
     except IdentityError as exc:
+        log.warning("401 POST /ui/login: %s", exc.message)  # the reason, never the key
         return render(request, "login.html", {"error": exc.message}, status=401)
-    _, cookie = ctx.sessions.issue(record.key_id)
+    ctx.sessions.end(ctx.core, request.cookies.get(COOKIE))  # a session held before sign-in is not reused
+    _, cookie = ctx.sessions.issue(ctx.core, record.key_id)
     response = RedirectResponse("/ui/search" if record.allows(SEARCH) else "/ui/persons", status_code=303)
     response.set_cookie(COOKIE, cookie, max_age=MAX_AGE_S, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path="/ui")
+                        secure=ctx.sessions.secure(request), path="/ui")
     return response
 
 
+def same_origin(request: Request) -> bool:
+    """A form POST from a page of this server: refused when the browser says it came from another site."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host", "")
+
+
 @router.post("/logout")
-def logout(csrf: Annotated[str, Form()], who: Visitor = Depends(visitor)) -> Response:
+def logout(request: Request, csrf: Annotated[str, Form()], ctx: ApiContext = Ctx,
+           who: Visitor = Depends(visitor)) -> Response:
     checked(who, csrf)
+    ctx.sessions.end(ctx.core, request.cookies.get(COOKIE))  # a copy of the cookie is refused from now on
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path="/ui")
     return response
@@ -213,7 +232,7 @@ def erase(request: Request, person: str, confirm: Annotated[str, Form()], csrf: 
         return render(request, "erase.html", who.page(person=record, flash="the confirmation did not match: "
                                                       "type the external id exactly"), status=422)
     delete_person(ctx.deployment(), person, who.key.name)
-    return RedirectResponse(f"/ui/persons?flash={quote(record['external_id'] + ' erased')}", status_code=303)
+    return RedirectResponse("/ui/persons?flash=erased", status_code=303)  # no id in a URL: it ends up in logs
 
 
 @router.get("/searches", response_class=HTMLResponse)

@@ -275,6 +275,26 @@ class ApiKey(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]  # None: the key does not expire
+
+
+class UiSession(Base):
+    """A review UI session: the cookie carries a random token, this row only its SHA-256.
+
+    Rows live in SQL so that several servers share them and sign-out, key revocation and
+    key expiry end a session at once (a copied cookie finds a revoked row).
+    """
+
+    __tablename__ = "ui_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256 of the cookie's token
+    key_id: Mapped[str] = mapped_column(String(16), index=True)  # the API key it was opened with
+    csrf: Mapped[str] = mapped_column(String(64))  # the token every form that changes data sends back
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
 
 
 class MatchReview(Base):
