@@ -28,8 +28,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from identity.api.errors import ApiError, body, status_of
+from identity.api.headers import secure
 from identity.api.metrics import Metrics
 from identity.api.session import Sessions
+from identity.api.wording import for_api
 from identity.app.core import App
 from identity.errors import IdentityError, ImageError
 from identity.faces import FacePipeline, ImageFaces, build_pipeline, load_image
@@ -219,6 +221,7 @@ def create_api(core: App) -> FastAPI:
     api.state.ctx = ApiContext(core)
     _handle_errors(api)
     _measure(api)
+    secure(api)  # identity.api.headers: CSP, no framing, no-store, the UI's stylesheet
     for module in (routes_search, routes_persons, routes_ops, ui, ui_review):
         api.include_router(module.router)
     return api
@@ -263,7 +266,7 @@ def _handle_errors(api: FastAPI) -> None:
             return ui_error(request, status, exc.message)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
         detail = {k: v for k, v in exc.as_dict().items() if k not in ("error", "exit_code")}
-        return JSONResponse(body(exc.message, detail), status_code=status, headers=headers)
+        return JSONResponse(body(for_api(exc.message), detail), status_code=status, headers=headers)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
