@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from identity.api.errors import ApiError, body, status_of
-from identity.api.headers import secure
+from identity.api.headers import headers_for, secure
 from identity.api.metrics import Metrics
 from identity.api.session import Sessions
 from identity.api.wording import for_api
@@ -296,7 +296,8 @@ def _handle_errors(api: FastAPI) -> None:
     @api.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(body("internal error: see the server's log", type(exc).__name__), status_code=500)
+        return JSONResponse(body("internal error: see the server's log", type(exc).__name__), status_code=500,
+                            headers=headers_for(request.url.path))  # answered outside every middleware
 
 
 def _measure(api: FastAPI) -> None:
