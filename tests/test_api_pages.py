@@ -132,6 +132,9 @@ def test_an_external_id_with_a_slash_is_found_and_its_pages_and_forms_work(site)
     merged = client.post(f"/ui/persons/{alice}/merge", data={"absorb": "dept/bob", "csrf": csrf_of(page)})
     assert merged.status_code == 303 and merged.headers["location"] == f"/ui/persons/{alice}?flash=merged"
     assert client.get(f"/v1/persons/{bob}", headers=auth).status_code == 404
+    client.post("/v1/persons", json={"external_id": "dept/carol"}, headers=auth)
+    api_merge = client.post(f"/v1/persons/{alice}/merge", json={"absorb": "dept/carol"}, headers=auth).json()
+    assert (api_merge["kept"], api_merge["kept_id"]) == ("dept/alice", alice)  # the answer names it by uuid too
 
     erase_page = client.get(f"/ui/persons/{alice}/erase").text
     assert f'action="/ui/persons/{alice}/erase"' in erase_page

@@ -109,6 +109,7 @@ class MergeResult(BaseModel):
     kept: str
     merged: str
     faces_moved: int
+    kept_id: str = Field(description="the kept person's uuid, for the routes that take a person")
 
 
 class FaceMove(BaseModel):

@@ -179,7 +179,7 @@ def merge(person: str, absorb: Annotated[str, Form()], csrf: Annotated[str, Form
           who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ADMIN), csrf)
     done = merge_persons(ctx.deployment(), person, absorb, who.key.name)
-    return _back(done.kept, "merged", ctx)
+    return _back(done.kept_id or done.kept, "merged", ctx)
 
 
 @router.post("/faces/{face}/move")
