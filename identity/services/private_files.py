@@ -18,6 +18,7 @@ from identity.config import Settings
 
 PRIVATE_UMASK = 0o077  # no bit for the group or others, on every file and folder this process creates
 WIDER = 0o077  # a mode with any of these bits lets another local user read (or enter) the path
+PATHS_SHOWN = 50  # paths listed in the report; all of them are counted and repaired
 
 
 def private_umask() -> None:
@@ -36,7 +37,8 @@ class FileModeCheck:
         return len(self.wider)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"count": len(self.wider), "paths": self.wider}
+        """The count, and the first PATHS_SHOWN paths with their modes (a data dir may hold thousands of uploads)."""
+        return {"count": len(self.wider), "paths": dict(list(self.wider.items())[:PATHS_SHOWN])}
 
 
 def check_private_files(settings: Settings) -> FileModeCheck:
