@@ -27,14 +27,15 @@ MAX_SYNC_IMAGES = 10  # more belong in POST /v1/enrollments
 
 @router.get("/persons", response_model=list[schemas.Person], responses=ERRORS)
 def persons(
-    q: str | None = Query(None, description="text in the external id, name or attributes"),
+    q: str | None = Query(None, description="text in the external id, name or attributes, matched literally"),
+    external_id: str | None = Query(None, description="exactly this external id (`/` included: a path takes the uuid)"),
     attribute: list[str] | None = Query(None, description="key=value; a key given twice matches either value"),
     limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2**31 - 1),
     ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ)),
 ) -> list[dict[str, Any]]:
     """People by external id, a page at a time."""
     wanted = {k: v if isinstance(v, list) else [v] for k, v in filters(attribute).items()}
-    return [p.as_dict() for p in list_people(ctx.core, q, limit, offset, wanted or None)]
+    return [p.as_dict() for p in list_people(ctx.core, q, limit, offset, wanted or None, external_id)]
 
 
 @router.post("/persons", response_model=schemas.Person, status_code=201, responses=ERRORS)
@@ -45,7 +46,8 @@ def create(person: schemas.PersonCreate, ctx: ApiContext = Ctx,
 
 @router.get("/persons/{person}", response_model=schemas.Person, responses=ERRORS)
 def read(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> dict[str, Any]:
-    """One person by external id or uuid."""
+    """One person by uuid or external id (an external id holding `/` is found by its uuid, or by
+    GET /v1/persons?external_id=)."""
     return show_person(ctx.core, person).as_dict()
 
 

@@ -7,11 +7,11 @@ the dataclass's plain fields, the dataclass itself is the schema.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from identity.services import audit, jobs, keys, search_log
+from identity.services import jobs, keys, search_log
 
 # The services' own dataclasses where a route answers them as they are.
 Job = jobs.JobRecord
@@ -24,13 +24,18 @@ class ErrorBody(BaseModel):
     detail: Any = None
 
 
-class Person(BaseModel):
+class PersonRef(BaseModel):
+    """A person named inside another answer (a search candidate, an audit, a look-alike): no face count."""
+
     id: str
     external_id: str
     display_name: str | None
     attributes: dict[str, Any]
-    created_at: str | None
-    faces: int | None = None
+    created_at: str | None = Field(description="ISO 8601 UTC with its offset")
+
+
+class Person(PersonRef):
+    faces: int  # searchable faces under the model in use, on every answer (create, read, list, update)
 
 
 class PersonCreate(BaseModel):
@@ -56,7 +61,7 @@ class Candidate(BaseModel):
     rank: int
     score: float
     matched_faces: int
-    person: Person
+    person: PersonRef
     faces: list[MatchedFace]
 
 
@@ -104,6 +109,7 @@ class MergeResult(BaseModel):
     kept: str
     merged: str
     faces_moved: int
+    kept_id: str = Field(description="the kept person's uuid, for the routes that take a person")
 
 
 class FaceMove(BaseModel):
@@ -134,15 +140,32 @@ class Erasure(BaseModel):
 
 
 class Lookalike(BaseModel):
-    person: Person
+    person: PersonRef
     score: float
 
 
+class AuditSearch(BaseModel):
+    """A search that returned the person, and the review in force on that hit (the search log's words)."""
+
+    search_id: str
+    when: str
+    actor: str
+    query_sha256: str | None
+    face_index: int
+    rank: int
+    score: float | None
+    decision: str
+    review: Literal["unreviewed", "confirmed", "rejected"]
+    reviewed_by: str | None
+    reviewed_at: str | None
+    review_note: str | None
+
+
 class Audit(BaseModel):
-    person: Person
+    person: PersonRef
     threshold: float
     faces: list[dict[str, Any]]
-    searches: list[audit.AuditSearch]
+    searches: list[AuditSearch]
     lookalikes: list[Lookalike]
     decision_rule: str
     lookalike_margin: float | None

@@ -30,10 +30,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from identity.api.auth import bearer_key, identify
 from identity.api.cors import allow_cross_origin
 from identity.api.errors import ApiError, body, status_of
+from identity.api.headers import headers_for, secure
 from identity.api.metrics import Metrics
 from identity.api.request_id import RequestIds
 from identity.api.session import Sessions
 from identity.api.throttle import Throttle
+from identity.api.wording import for_api
 from identity.app.core import App
 from identity.errors import IdentityError, ImageError
 from identity.faces import FacePipeline, ImageFaces, build_pipeline, load_image
@@ -222,6 +224,7 @@ def create_api(core: App) -> FastAPI:
     api.state.ctx = ApiContext(core)
     _handle_errors(api)
     _measure(api)
+    secure(api)  # identity.api.headers: CSP, no framing, no-store, the UI's stylesheet
     for module in (routes_search, routes_persons, routes_ops, ui, ui_review):
         api.include_router(module.router)
     allow_cross_origin(api, core.settings.api.cors_origins)
@@ -268,7 +271,7 @@ def _handle_errors(api: FastAPI) -> None:
             return ui_error(request, status, exc.message)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
         detail = {k: v for k, v in exc.as_dict().items() if k not in ("error", "exit_code")}
-        return JSONResponse(body(exc.message, detail), status_code=status, headers=headers)
+        return JSONResponse(body(for_api(exc.message), detail), status_code=status, headers=headers)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -299,7 +302,8 @@ def _handle_errors(api: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: a path can name a person
         log.exception("unexpected error on %s %s", request.method, route)
-        return JSONResponse(body("internal error: see the server's log", type(exc).__name__), status_code=500)
+        return JSONResponse(body("internal error: see the server's log", type(exc).__name__), status_code=500,
+                            headers=headers_for(request.url.path))  # answered outside every middleware
 
 
 def _measure(api: FastAPI) -> None:

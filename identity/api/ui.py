@@ -13,7 +13,7 @@ import io
 import logging
 import tempfile
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader
 from PIL import Image as PILImage
 
 from identity.api.errors import ApiError
+from identity.api.flash import flash_message, flashed
 from identity.api.server import ApiContext, Ctx
 from identity.api.auth import identify
 from identity.api.session import COOKIE, MAX_AGE_S
@@ -180,7 +181,7 @@ def persons(request: Request, q: str | None = None, offset: int = 0, flash: str 
     limit = 50
     people = [p.as_dict() for p in list_people(ctx.core, q, limit, max(offset, 0))]
     return render(request, "persons.html", who.page(persons=people, q=q, offset=max(offset, 0), limit=limit,
-                                                    flash=flash))
+                                                    flash=flash_message(flash)))
 
 
 @router.get("/persons/{person}", response_class=HTMLResponse)
@@ -190,7 +191,7 @@ def person(request: Request, person: str, flash: str | None = None, ctx: ApiCont
     report = audit_person(ctx.deployment(), person, who.key.name).as_dict()
     thumbs = face_thumbnails(ctx.core, [f["face_id"] for f in report["faces"]])
     return render(request, "person.html", who.page(report=report, thumbs=thumbs, admin=who.key.allows(ADMIN),
-                                                   flash=flash))
+                                                   flash=flash_message(flash)))
 
 
 @router.post("/persons/{person}/merge")
@@ -198,15 +199,15 @@ def merge(person: str, absorb: Annotated[str, Form()], csrf: Annotated[str, Form
           who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ADMIN), csrf)
     done = merge_persons(ctx.deployment(), person, absorb, who.key.name)
-    return _back(done.kept, f"merged {done.merged} into {done.kept} ({done.faces_moved} photos moved)")
+    return _back(done.kept_id or done.kept, "merged", ctx)
 
 
 @router.post("/faces/{face}/move")
 def move(face: str, to: Annotated[str, Form()], back: Annotated[str, Form()], csrf: Annotated[str, Form()],
          ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ADMIN), csrf)
-    done = move_face(ctx.deployment(), face, to, who.key.name)
-    return _back(back, f"face moved to {done.target}")
+    move_face(ctx.deployment(), face, to, who.key.name)
+    return _back(back, "face-moved", ctx)
 
 
 @router.post("/faces/{face}/delete")
@@ -214,7 +215,7 @@ def remove_face(face: str, back: Annotated[str, Form()], csrf: Annotated[str, Fo
                 who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ADMIN), csrf)
     delete_face(ctx.deployment(), face, who.key.name)
-    return _back(back, "face deleted")
+    return _back(back, "face-deleted", ctx)
 
 
 @router.get("/persons/{person}/erase", response_class=HTMLResponse)
@@ -232,7 +233,7 @@ def erase(request: Request, person: str, confirm: Annotated[str, Form()], csrf: 
         return render(request, "erase.html", who.page(person=record, flash="the confirmation did not match: "
                                                       "type the external id exactly"), status=422)
     delete_person(ctx.deployment(), person, who.key.name)
-    return RedirectResponse("/ui/persons?flash=erased", status_code=303)  # no id in a URL: it ends up in logs
+    return RedirectResponse(flashed("/ui/persons", "erased"), status_code=303)
 
 
 @router.get("/searches", response_class=HTMLResponse)
@@ -243,8 +244,10 @@ def searches(request: Request, person: str | None = None, actor: str | None = No
     return render(request, "searches.html", who.page(searches=rows, person=person, actor=actor, decision=decision))
 
 
-def _back(person: str, message: str) -> Response:
-    return RedirectResponse(f"/ui/persons/{quote(person, safe='')}?flash={quote(message)}", status_code=303)
+def _back(person: str, code: str, ctx: ApiContext) -> Response:
+    """To the person's page by uuid (an external id may hold `/`), with the banner `code`."""
+    person_id = show_person(ctx.core, person).id
+    return RedirectResponse(flashed(f"/ui/persons/{person_id}", code), status_code=303)
 
 
 def ui_error(request: Request, status: int, error: str) -> Response:

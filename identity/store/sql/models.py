@@ -25,6 +25,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     Uuid,
 )
@@ -43,6 +44,29 @@ def naive_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is None else moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back timezone-aware in UTC, on every database.
+
+    SQLite keeps no zone (its values came back naive) and Postgres answers in the session's
+    zone, so a row read back printed differently from the object just created: every API,
+    CLI --json and audit timestamp is ISO 8601 UTC with its offset through this one type.
+    The column is still DateTime(timezone=True): the schema does not change.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)  # SQLite drops the zone: store UTC wall-clock time
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
@@ -55,7 +79,7 @@ class Base(DeclarativeBase):
     )
     type_annotation_map = {
         uuid.UUID: Uuid(),
-        datetime: DateTime(timezone=True),
+        datetime: UtcDateTime(),
         dict[str, Any]: JSON(),
         list[Any]: JSON(),
     }
