@@ -110,6 +110,15 @@ def test_closed_sets_are_enums(schema: dict[str, Any]) -> None:
     assert {s.get("$ref") for s in params["decision"]["schema"]["anyOf"]} >= {"#/components/schemas/Decision"}
 
 
+def test_uploads_are_files_to_a_generator(schema: dict[str, Any]) -> None:
+    """openapi-python-client makes a file parameter only of `format: binary` (FastAPI states none)."""
+    bodies = [name for name in schema["components"]["schemas"] if name.startswith("Body_")]
+    assert sorted(bodies) == ["Body_enrollPhotos", "Body_queueEnrollmentUploads", "Body_searchFaces"]
+    for name in bodies:
+        image = schema["components"]["schemas"][name]["properties"]["image"]["items"]
+        assert image["format"] == "binary", name
+
+
 def test_an_unknown_query_value_is_422_not_an_empty_list(client) -> None:
     http, headers = client
     bogus = http.get("/v1/jobs", params={"state": "bogus"}, headers=headers)

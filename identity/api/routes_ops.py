@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from identity.api import schemas
-from identity.api.contract import keyed, public
+from identity.api.contract import Upload, keyed, public
 from identity.api.errors import ApiError
 from identity.api.server import ApiContext, Ctx, caller
 from identity.api.uploads import save_uploads
@@ -88,7 +88,7 @@ def enroll_paths(request: schemas.EnrollmentRequest, ctx: ApiContext = Ctx,
 @router.post("/v1/enrollments/uploads", response_model=schemas.EnrollmentQueued, status_code=202, tags=["jobs"],
              **keyed("queueEnrollmentUploads", body="multipart"))
 async def enroll_uploads(person: Annotated[str, Form(description="external id the photos are of")],
-                         image: Annotated[list[UploadFile], File()], ctx: ApiContext = Ctx,
+                         image: Annotated[list[Upload], File()], ctx: ApiContext = Ctx,
                          key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
     """Queue uploaded photos of one person; the server's background runner (or `identity worker`s) enrolls them."""
     folder = new_upload_folder(ctx.settings)  # kept: they are the enrolled photos (erasure deletes them)

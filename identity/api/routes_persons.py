@@ -6,11 +6,11 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Query
 
 from identity.api import schemas
 from identity.api.params import filters, in_thread
-from identity.api.contract import keyed
+from identity.api.contract import Upload, keyed
 from identity.api.server import ApiContext, Ctx, caller
 from identity.api.uploads import save_uploads
 from identity.errors import NotFound
@@ -85,7 +85,7 @@ def remove_face(face: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(calle
 @router.post("/persons/{person}/faces", response_model=schemas.EnrollmentSummary,
              **keyed("enrollPhotos", 409, body="multipart"))
 async def enroll_photos(
-    person: str, image: Annotated[list[UploadFile], File(description=f"up to {MAX_SYNC_IMAGES} photos")],
+    person: str, image: Annotated[list[Upload], File(description=f"up to {MAX_SYNC_IMAGES} photos")],
     ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ENROLL)),
 ) -> dict[str, Any]:
     """Enroll a few photos of one person now, each ending enrolled, rejected, failed, duplicate or conflict."""

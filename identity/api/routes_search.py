@@ -8,10 +8,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query
 
 from identity.api import schemas
-from identity.api.contract import keyed
+from identity.api.contract import Upload, keyed
 from identity.api.errors import ApiError
 from identity.api.server import ApiContext, Ctx, caller
 from identity.api.params import filters, in_thread
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1", tags=["search"])
 
 @router.post("/search", response_model=schemas.SearchResponse, **keyed("searchFaces", body="multipart"))
 async def search(
-    image: Annotated[list[UploadFile], File(description="one or more photos")],
+    image: Annotated[list[Upload], File(description="one or more photos")],
     top_k: Annotated[int, Form(ge=1, le=100)] = 5,
     threshold: Annotated[float | None, Form()] = None,
     filter: Annotated[list[str] | None, Form(description="key=value; a key given twice matches either value")] = None,
