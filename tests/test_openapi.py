@@ -150,3 +150,17 @@ def test_docs_work_offline_with_no_inline_script(client) -> None:
     assert '"/openapi.json"' in start and "validatorUrl: null" in start and "//" not in start
     assert http.get("/docs/assets/index.html").status_code == 404  # only the files the page uses
     assert http.get("/redoc").status_code == 404  # FastAPI's ReDoc page loads from a CDN
+
+
+def test_an_image_a_few_pixels_a_side_is_no_face_not_a_500(client) -> None:
+    """Found by the fuzz test once uploads were binary: dlib's detectors crash on a 1x1 PNG."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    http, headers = client
+    for size in ((1, 1), (200, 1)):
+        png = BytesIO()
+        Image.new("L", size).save(png, "PNG")
+        answer = http.post("/v1/search", files={"image": ("tiny.png", png.getvalue(), "image/png")}, headers=headers)
+        assert answer.status_code == 422 and "no face" in answer.json()["error"], (size, answer.text)
