@@ -1,7 +1,8 @@
 """The JSON of every request and response, as pydantic models, so `/openapi.json` states the exact schemas.
 
 They mirror the CLI's `--json` output: a response is a service result's as_dict(); where that is
-the dataclass's plain fields, the dataclass itself is the schema.
+the dataclass's plain fields, the schema is made from the dataclass (`narrowed`), its closed sets
+stated as enums.
 """
 
 from __future__ import annotations
