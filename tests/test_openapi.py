@@ -148,7 +148,7 @@ def test_docs_work_offline_with_no_inline_script(client) -> None:
         assert http.get(url).status_code == 200, url
     start = http.get("/docs/start.js").text
     assert '"/openapi.json"' in start and "validatorUrl: null" in start and "//" not in start
-    assert http.get("/docs/assets/index.html").status_code == 404  # only the files the page uses
+    assert http.get("/docs/assets/redoc.standalone.js").status_code == 404  # only the files the page uses
     assert http.get("/redoc").status_code == 404  # FastAPI's ReDoc page loads from a CDN
 
 
