@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -55,6 +57,14 @@ def test_the_schema_is_the_committed_snapshot(schema: dict[str, Any]) -> None:
     assert render(schema) == committed, (
         f"/openapi.json differs from {SNAPSHOT}: if the API change is deliberate, run `{REGENERATE}` "
         "and commit the new snapshot (its diff is what generated clients will see change)")
+
+
+def test_the_regeneration_command_writes_the_snapshot(tmp_path: Path) -> None:
+    written = tmp_path / "openapi.json"
+    done = subprocess.run([sys.executable, "-m", "identity.api.openapi_snapshot", str(written)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert written.read_text(encoding="utf-8") == SNAPSHOT.read_text(encoding="utf-8")
 
 
 def test_every_operation_has_a_stable_camel_case_id(schema: dict[str, Any]) -> None:
