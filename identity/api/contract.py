@@ -19,8 +19,8 @@ from pydantic import WithJsonSchema
 from identity.api.errors import ApiError
 from identity.api.schemas import ErrorBody
 
-# Parses nothing the route's own key check (server.caller) does not: it is here so the schema
-# names the scheme; auto_error=False leaves a missing key to that check (401 as JSON).
+# Here so the schema names the scheme: the route's own key check (server.caller) still decides;
+# auto_error=False leaves a missing or malformed key to that check (a 401 in the error body).
 BEARER = HTTPBearer(scheme_name="bearerAuth", bearerFormat="idk_<key id>_<secret>", auto_error=False,
                     description="An API key from `identity keys create` or POST /v1/keys, "
                                 "sent as `Authorization: Bearer ...`")
