@@ -6,11 +6,11 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Query
 
 from identity.api import schemas
 from identity.api.params import filters, in_thread
-from identity.api.routes_search import ERRORS
+from identity.api.contract import Upload, keyed
 from identity.api.server import ApiContext, Ctx, caller
 from identity.api.uploads import save_uploads
 from identity.errors import NotFound
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v1", tags=["persons"])
 MAX_SYNC_IMAGES = 10  # more belong in POST /v1/enrollments
 
 
-@router.get("/persons", response_model=list[schemas.Person], responses=ERRORS)
+@router.get("/persons", response_model=list[schemas.Person], **keyed("listPersons", 422))
 def persons(
     q: str | None = Query(None, description="text in the external id, name or attributes, matched literally"),
     external_id: str | None = Query(None, description="exactly this external id (`/` included: a path takes the uuid)"),
@@ -38,54 +38,56 @@ def persons(
     return [p.as_dict() for p in list_people(ctx.core, q, limit, offset, wanted or None, external_id)]
 
 
-@router.post("/persons", response_model=schemas.Person, status_code=201, responses=ERRORS)
+@router.post("/persons", response_model=schemas.Person, status_code=201, **keyed("createPerson", 409, body="json"))
 def create(person: schemas.PersonCreate, ctx: ApiContext = Ctx,
            key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
     return add_person(ctx.core, person.external_id, person.display_name, person.attributes).as_dict()
 
 
-@router.get("/persons/{person}", response_model=schemas.Person, responses=ERRORS)
+@router.get("/persons/{person}", response_model=schemas.Person, **keyed("getPerson", 404, 422))
 def read(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> dict[str, Any]:
     """One person by uuid or external id (an external id holding `/` is found by its uuid, or by
     GET /v1/persons?external_id=)."""
     return show_person(ctx.core, person).as_dict()
 
 
-@router.patch("/persons/{person}", response_model=schemas.Person, responses=ERRORS)
+@router.patch("/persons/{person}", response_model=schemas.Person, **keyed("updatePerson", 404, 409, body="json"))
 def update(person: str, change: schemas.PersonUpdate, ctx: ApiContext = Ctx,
            key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
     return update_person(ctx.core, person, change.display_name, change.attributes, change.remove).as_dict()
 
 
 @router.delete("/persons/{person}", response_model=schemas.Erasure, response_model_exclude_unset=True,
-                responses=ERRORS)
+                **keyed("erasePerson", 404, 422))
 def erase(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """Erase a person from every store (as `identity person delete`); a repeat reports the first erasure."""
     return delete_person(ctx.deployment(), person, key.name).as_dict()
 
 
-@router.post("/persons/{person}/merge", response_model=schemas.MergeResult, responses=ERRORS)
+@router.post("/persons/{person}/merge", response_model=schemas.MergeResult,
+             **keyed("mergePersons", 404, 409, body="json"))
 def merge(person: str, merge: schemas.Merge, ctx: ApiContext = Ctx,
           key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """Move every face and search hit of `absorb` to this person, then remove `absorb`."""
     return merge_persons(ctx.deployment(), person, merge.absorb, key.name).as_dict()
 
 
-@router.post("/faces/{face}/move", response_model=schemas.FaceMoveResult, responses=ERRORS)
+@router.post("/faces/{face}/move", response_model=schemas.FaceMoveResult, **keyed("moveFace", 404, 409, body="json"))
 def move(face: str, move: schemas.FaceMove, ctx: ApiContext = Ctx,
          key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     return move_face(ctx.deployment(), face, move.to, key.name).as_dict()
 
 
 @router.delete("/faces/{face}", response_model=schemas.Erasure, response_model_exclude_unset=True,
-                responses=ERRORS)
+                **keyed("deleteFace", 404, 422))
 def remove_face(face: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     return delete_face(ctx.deployment(), face, key.name).as_dict()
 
 
-@router.post("/persons/{person}/faces", response_model=schemas.EnrollmentSummary, responses=ERRORS)
+@router.post("/persons/{person}/faces", response_model=schemas.EnrollmentSummary,
+             **keyed("enrollPhotos", 409, body="multipart"))
 async def enroll_photos(
-    person: str, image: Annotated[list[UploadFile], File(description=f"up to {MAX_SYNC_IMAGES} photos")],
+    person: str, image: Annotated[list[Upload], File(description=f"up to {MAX_SYNC_IMAGES} photos")],
     ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ENROLL)),
 ) -> dict[str, Any]:
     """Enroll a few photos of one person now, each ending enrolled, rejected, failed, duplicate or conflict."""

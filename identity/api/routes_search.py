@@ -8,9 +8,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query
 
 from identity.api import schemas
+from identity.api.contract import Upload, keyed
 from identity.api.errors import ApiError
 from identity.api.server import ApiContext, Ctx, caller
 from identity.api.params import filters, in_thread
@@ -22,14 +23,11 @@ from identity.services.search import SearchOptions
 from identity.services.search_log import list_searches
 
 router = APIRouter(prefix="/v1", tags=["search"])
-# Every route may answer these (JSON {"error", "detail"}); /openapi.json says so.
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": schemas.ErrorBody}
-                                           for code in (401, 403, 404, 409, 413, 422, 503)}
 
 
-@router.post("/search", response_model=schemas.SearchResponse, responses=ERRORS)
+@router.post("/search", response_model=schemas.SearchResponse, **keyed("searchFaces", body="multipart"))
 async def search(
-    image: Annotated[list[UploadFile], File(description="one or more photos")],
+    image: Annotated[list[Upload], File(description="one or more photos")],
     top_k: Annotated[int, Form(ge=1, le=100)] = 5,
     threshold: Annotated[float | None, Form()] = None,
     filter: Annotated[list[str] | None, Form(description="key=value; a key given twice matches either value")] = None,
@@ -57,18 +55,19 @@ async def search(
     return {"results": results, "errors": errors}
 
 
-@router.get("/searches", response_model=list[schemas.LoggedSearch], responses=ERRORS)
+@router.get("/searches", response_model=list[schemas.LoggedSearch], **keyed("listSearches", 404, 422))
 def searches(
     person: str | None = None, since: datetime | None = None,
-    actor: str | None = None, decision: str | None = Query(None, pattern="^(match|unknown)$"),
+    actor: str | None = None, decision: schemas.Decision | None = None,
     limit: int = Query(100, ge=1, le=1000),
     ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ)),
 ) -> list[dict[str, Any]]:
     """The search log, newest first, filtered by person, actor, time and decision."""
-    return [r.as_dict() for r in list_searches(ctx.core, person, since, limit, actor, decision)]
+    wanted = decision.value if decision else None
+    return [r.as_dict() for r in list_searches(ctx.core, person, since, limit, actor, wanted)]
 
 
-@router.get("/persons/{person}/audit", response_model=schemas.Audit, responses=ERRORS)
+@router.get("/persons/{person}/audit", response_model=schemas.Audit, **keyed("getPersonAudit", 404, 422))
 def audit(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> dict[str, Any]:
     """What is held on a person, which searches returned them, look-alikes and outliers (`identity audit --json`)."""
     return audit_person(ctx.deployment(), person, key.name).as_dict()

@@ -211,7 +211,7 @@ def caller(permission: str) -> Callable[..., KeyRecord]:
 
 def create_api(core: App) -> FastAPI:
     """The HTTP API over `core` (which the caller opened, and closes after the server stops)."""
-    from identity.api import routes_ops, routes_persons, routes_search, ui, ui_review
+    from identity.api import docs, routes_ops, routes_persons, routes_search, ui, ui_review
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -219,13 +219,13 @@ def create_api(core: App) -> FastAPI:
         yield
         api.state.ctx.close()
 
-    api = FastAPI(title="identity", version="1", lifespan=lifespan,
+    api = FastAPI(title="identity", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,  # docs.py's /docs
                   description="Face identity search: enroll people from photos, ask who is in a photo, audit what is held.")
     api.state.ctx = ApiContext(core)
     _handle_errors(api)
     _measure(api)
     secure(api)  # identity.api.headers: CSP, no framing, no-store, the UI's stylesheet
-    for module in (routes_search, routes_persons, routes_ops, ui, ui_review):
+    for module in (routes_search, routes_persons, routes_ops, ui, ui_review, docs):
         api.include_router(module.router)
     allow_cross_origin(api, core.settings.api.cors_origins)
     api.add_middleware(RequestIds)  # outermost: every response and log line of a request has its id
