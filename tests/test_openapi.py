@@ -113,7 +113,8 @@ def test_closed_sets_are_enums(schema: dict[str, Any]) -> None:
     assert ref("FaceMatch", "decision") == ref("LoggedSearch", "decision") == ref("AuditSearch", "decision") == "Decision"
     assert set(components["JobStatus"]["enum"]) == {"queued", "running", "done", "failed", "cancelled"}
     assert (ref("Job", "status"), ref("Job", "outcome")) == ("JobStatus", "JobOutcome")
-    assert ref("LoggedSearch", "review") == "ReviewSummary" and ref("Review", "verdict") == "Verdict"
+    assert ref("LoggedSearch", "review") == "ReviewSummary" and ref("AuditSearch", "review") == "HitReview"
+    assert set(components["HitReview"]["enum"]) == {"unreviewed", "confirmed", "rejected"}
     params = {p["name"]: p for _, _, op in operations(schema) for p in op.get("parameters", [])
               if op["operationId"] in ("listJobs", "listSearches")}
     assert {s.get("$ref") for s in params["state"]["schema"]["anyOf"]} >= {"#/components/schemas/JobState"}

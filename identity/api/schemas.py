@@ -22,9 +22,8 @@ JobStatus = StrEnum("JobStatus", {s: s for s in jobs.STATUSES})
 JobOutcome = StrEnum("JobOutcome", {s: s for s in jobs.OUTCOMES})
 JobState = StrEnum("JobState", {s: s for s in (*jobs.STATUSES, *jobs.OUTCOMES)})  # the jobs list's filter
 Decision = StrEnum("Decision", {"match": "match", "unknown": "unknown"})
-Verdict = StrEnum("Verdict", {v: v for v in reviews.VERDICTS})
 ReviewSummary = StrEnum("ReviewSummary", {s: s for s in ("unreviewed", *reviews.VERDICTS, "mixed")})
-HitReview = StrEnum("HitReview", {s: s for s in (reviews.UNREVIEWED, *reviews.VERDICTS)})  # one searched face's
+HitReview = StrEnum("HitReview", {s: s for s in (reviews.UNREVIEWED, *reviews.VERDICTS)})  # one searched face's review
 
 
 def narrowed(name: str, source: type, **types: Any) -> type[BaseModel]:
