@@ -36,6 +36,7 @@ from identity.services.consistency import inconsistent_persons
 from identity.services.deployment import Deployment, ModelCollections, model_collections
 from identity.services.erasure import count_pending, finish_pending
 from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
+from identity.services.upload_orphans import find_orphan_uploads, remove_orphan_uploads
 from identity.services.templates import TemplateCheck, check_templates, refresh_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
@@ -66,6 +67,7 @@ class DoctorReport:
     # persons of the pending and vector-less faces above: repairing those faces changes their templates
     face_problem_persons: set[uuid.UUID] = field(default_factory=set)
     pending_erasures: int = 0  # erasures recorded and not finished: repair finishes them
+    orphan_uploads: list[str] = field(default_factory=list)  # files in uploads/ that are nobody's photo
     vectors: int = 0  # face and template vectors checked (this model's collections; others' in other_models)
 
     @property
@@ -74,6 +76,7 @@ class DoctorReport:
                 + len(self.missing_vectors) + len(self.stale_leases) + len(self.wrong_person)
                 + len({i for ids in self.stuck_jobs.values() for i in ids} - set(self.stale_leases))
                 + bool(self.dimension_mismatch) + self.templates.problems + self.pending_erasures
+                + len(self.orphan_uploads)
                 + sum(other.problems for other in self.other_models.values()))
 
     @property
@@ -104,6 +107,7 @@ class DoctorReport:
             "wrong_person": len(self.wrong_person),
             "dimension_mismatch": self.dimension_mismatch,
             "pending_erasures": self.pending_erasures,
+            "orphan_uploads": len(self.orphan_uploads),
             "templates": self.templates.problems,
             "templates_by_kind": {"missing": len(self.templates.missing), "stale": len(self.templates.stale),
                                   "orphaned": len(self.templates.orphaned)},
@@ -128,6 +132,7 @@ def diagnose(dep: Deployment) -> DoctorReport:
             report.other_models[model.model_id] = _check(dep, model.id, stores[model.id])
     report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(dep)]
     report.pending_erasures = count_pending(dep)
+    report.orphan_uploads = find_orphan_uploads(dep.app)
     return report
 
 
@@ -194,6 +199,7 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1, force: bool 
         report.repaired["faces_reenrolled"] = summary.counts.get("enrolled", 0)
     _repair_templates(dep, dep.model.id, dep.collections, report)
     _repair_others(dep, report)
+    report.repaired.update(remove_orphan_uploads(dep.app, report.orphan_uploads))
     return report
 
 
