@@ -74,13 +74,22 @@ class Run:
     spooled: list[int] = field(default_factory=lambda: [0])
 
 
-CASES: list[tuple[str, str, dict[str, str], Callable[[Run], str]]] = []
+@dataclass(frozen=True)
+class Case:
+    item: str
+    name: str
+    env: dict[str, str]  # settings (environment variables) its server runs with
+    slow: bool
+    fn: Callable[[Run], str]
 
 
-def case(item: str, name: str, **env: str) -> Callable[[Callable[[Run], str]], Callable[[Run], str]]:
-    """Register a case: the issue item, the row's name, and settings (env vars) its server runs with."""
+CASES: list[Case] = []
+
+
+def case(item: str, name: str, slow: bool = False, **env: str) -> Callable[[Callable[[Run], str]], Callable[[Run], str]]:
+    """Register a case: the issue item, the row's name, whether --skip-slow leaves it out, its server's env."""
     def register(fn: Callable[[Run], str]) -> Callable[[Run], str]:
-        CASES.append((item, name, env, fn))
+        CASES.append(Case(item, name, env, slow, fn))
         return fn
     return register
 
@@ -232,7 +241,7 @@ def huge_in_one(run: Run) -> str:
     return answered(run, status, content) + f" ({len(png) // 1000} KB each)"
 
 
-@case("2", "four 8000x7000 PNGs in parallel searches", slow="1")
+@case("2", "four 8000x7000 PNGs in parallel searches", slow=True)
 def huge_in_parallel(run: Run) -> str:
     png = huge_png()
     with ThreadPoolExecutor(4) as pool:
@@ -358,11 +367,9 @@ def serve(data: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int
     raise SystemExit("identity serve did not become ready in 120 s")
 
 
-def run_case(data: Path, keys: dict[str, str], item: str, name: str, env: dict[str, str],
-             fn: Callable[[Run], str]) -> Row:
-    env = {k.upper(): v for k, v in env.items() if k != "slow"}
-    server, port = serve(data, env)
-    run = Run(port, server.pid, data, keys, Row(item, name))
+def run_case(data: Path, keys: dict[str, str], one: Case) -> Row:
+    server, port = serve(data, {k.upper(): v for k, v in one.env.items()})
+    run = Run(port, server.pid, data, keys, Row(one.item, one.name))
     ready_kb, stop = memory_kb(server.pid, "VmRSS"), threading.Event()
 
     def sample() -> None:
@@ -374,7 +381,7 @@ def run_case(data: Path, keys: dict[str, str], item: str, name: str, env: dict[s
     sampler.start()
     started = time.perf_counter()
     try:
-        run.row.note = fn(run)
+        run.row.note = one.fn(run)
     finally:
         run.row.seconds = time.perf_counter() - started
         stop.set()
@@ -398,11 +405,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="identity-abuse-") as tmp:
         data = Path(tmp) / "data"
         keys = prepare(data)
-        for item, name, env, fn in CASES:
-            if (args.only and args.only not in name) or (args.skip_slow and "slow" in env):
+        for one in CASES:
+            if (args.only and args.only not in one.name) or (args.skip_slow and one.slow):
                 continue
-            console.print(f"item {item}: {name} ...", highlight=False)
-            rows.append(run_case(data, keys, item, name, env, fn))
+            console.print(f"item {one.item}: {one.name} ...", highlight=False)
+            rows.append(run_case(data, keys, one))
         shutil.rmtree(data, ignore_errors=True)
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))

@@ -238,7 +238,13 @@ def test_a_keyed_chunked_body_is_refused_at_the_full_limit_and_an_aborted_one_le
 def test_content_length_over_the_anonymous_allowance_is_refused_unread_but_a_key_or_session_gets_the_full_limit(
         keyed: Gallery) -> None:
     big = [("image", ("big.jpg", bytes(100_000), "image/jpeg"))]
+    left = keyed.settings.data_dir / "tmp" / "identity-api-killed" / "000" / "photo.jpg"  # a killed server's
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"x")
+    for path in (left, left.parent, left.parent.parent):
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
     with client_for(keyed.settings) as client:
+        assert not left.parent.parent.exists()  # removed when the server started
         anonymous = client.post("/v1/search", files=big)
         assert anonymous.status_code == 413 and anonymous.json()["detail"]["limit_bytes"] == 64_000
         with_key = client.post("/v1/search", files=big, headers=auth(keyed.keys["search"]))

@@ -10,6 +10,7 @@ passes it is refused as soon as it does, and nothing more of it is read.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -28,6 +29,7 @@ from identity.api.callers import identify
 from identity.api.errors import ApiError, body
 
 DEADLINE = "identity.deadline"  # the scope key of the request's Deadline
+STALE_SPOOL_S = 3600  # a scratch entry this old belongs to no live request
 
 
 class BodyTooLarge(HTTPException):
@@ -133,15 +135,19 @@ def deadline_of(request: Request) -> Deadline:
 
 
 def use_spool_dir(data_dir: Path) -> str | None:
-    """Make `<data dir>/tmp` (0700, emptied of what a killed server left) the process's temp folder,
-    where multipart bodies spool and routes keep their scratch files. Returns the folder it replaces."""
+    """Make `<data dir>/tmp` (0700) the process's temp folder, where multipart bodies spool and routes keep
+    their scratch files; what a killed server left there is removed. Returns the folder it replaces."""
     spool = data_dir / "tmp"
     spool.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(spool, 0o700)
+    stale = time.time() - STALE_SPOOL_S  # younger: maybe another server's request, on a shared data dir
     for entry in spool.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if entry.lstat().st_mtime >= stale:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
     previous, tempfile.tempdir = tempfile.tempdir, str(spool)
     return previous
