@@ -277,6 +277,8 @@ def test_pixels_summed_from_the_headers_are_limited_on_the_api_and_the_ui(keyed:
     with client_for(settings) as client:
         answer = client.post("/v1/search", files=two, headers=auth(keyed.keys["search"]))
         assert answer.status_code == 413 and answer.json()["detail"] == {"pixels": 1_280_000, "limit": 1_000_000}
+        enroll_now = client.post("/v1/persons/Someone/faces", files=two, headers=auth(keyed.keys["enroll"]))
+        assert enroll_now.status_code == 413 and not list((keyed.settings.data_dir / "uploads").rglob("*.png"))
         one = client.post("/v1/search", files=two[:1], headers=auth(keyed.keys["search"]))
         assert one.status_code == 422  # within the limit: analysed (no face in a grey square)
         client.post("/ui/login", data={"key": keyed.keys["search"]})
