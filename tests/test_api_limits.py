@@ -298,7 +298,7 @@ def test_a_search_past_its_deadline_is_a_503_with_retry_after(keyed: Gallery) ->
         client.post("/ui/login", data={"key": keyed.keys["search"]})
         csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/search").text).group(1)
         page = client.post("/ui/search", files=files[:1], data={"csrf": csrf})
-        assert page.status_code == 503 and "deadline" in page.text
+        assert page.status_code == 503 and "deadline" in page.text and page.headers["Retry-After"] == "1"
 
 
 # Item 8: an uploaded copy that becomes nobody's photo does not stay.

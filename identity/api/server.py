@@ -262,7 +262,9 @@ def _handle_errors(api: FastAPI) -> None:
     @api.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
         if on_page(request):
-            return ui_error(request, exc.status, exc.error)
+            page = ui_error(request, exc.status, exc.error)
+            page.headers.update(exc.headers)  # Retry-After on a page too
+            return page
         return JSONResponse(body(exc.error, exc.detail), status_code=exc.status, headers=exc.headers)
 
     @api.exception_handler(IdentityError)
