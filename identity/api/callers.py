@@ -17,7 +17,7 @@ from identity.services.keys import KeyRecord, authenticate, key_in_session
 def bearer(authorization: str | None) -> str | None:
     """The key of an `Authorization: Bearer <key>` header, else None."""
     scheme, _, token = (authorization or "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
 def identify(ctx: Any, authorization: str | None, cookies: dict[str, str]) -> KeyRecord | None:
