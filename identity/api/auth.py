@@ -1,14 +1,19 @@
 """Who is calling: the one check of a request's API key, shared by route dependencies and middleware.
 
 It works from plain header values (not a Request), so an ASGI middleware that must know the
-caller before the body is read can use it as the routes do. Failed attempts are counted per
-key id and per client address (identity.api.throttle) and refused with 429 past the limit.
+caller before the body is read (identity.api.limits) can use it as the routes do. Failed
+attempts are counted per key id and per client address (identity.api.throttle) and refused
+with 429 past the limit; the body limit's early look counts nothing, so a request with a
+wrong key counts once, at its route.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
+from identity.api.errors import ApiError
+from identity.api.session import COOKIE
+from identity.errors import IdentityError
 from identity.services.keys import PREFIX, KeyRecord, Unauthorized, authenticate
 
 if TYPE_CHECKING:
@@ -38,3 +43,18 @@ def identify(ctx: "ApiContext", key: str | None, client: str | None) -> KeyRecor
     except Unauthorized:  # only a refused key counts: a store that is down is no caller's failure
         ctx.throttle.failed(*subjects)
         raise
+
+
+def known_caller(ctx: "ApiContext", authorization: str | None, cookies: Mapping[str, str],
+                 client: str | None) -> KeyRecord | None:
+    """The valid key behind the bearer header or the UI session cookie; None for an anonymous, refused or
+    throttled caller (then the route says why). Counts no failure. Blocking (SQL): call it off the event loop."""
+    key = bearer_key(authorization)
+    try:
+        if key is not None:
+            ctx.throttle.check(*throttle_subjects(key, client))
+            return authenticate(ctx.core, key)
+        session = ctx.sessions.read(ctx.core, cookies.get(COOKIE))
+        return session.key if session is not None else None
+    except (IdentityError, ApiError):
+        return None

@@ -20,7 +20,7 @@ from identity.services.enrollment import named_by
 from identity.services.jobs import list_jobs, queue_depth, queue_enrollment
 from identity.services.keys import ADMIN, ENROLL, JOBS, KeyRecord, create_key, list_keys, parse_expiry, revoke_key
 from identity.services.schema import versions
-from identity.services.uploads import new_upload_folder
+from identity.services.uploads import remove_uploads, upload_folder
 
 router = APIRouter()
 PROMETHEUS_TEXT = {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}
@@ -91,9 +91,14 @@ async def enroll_uploads(person: Annotated[str, Form(description="external id th
                          image: Annotated[list[Upload], File()], ctx: ApiContext = Ctx,
                          key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
     """Queue uploaded photos of one person; the server's background runner (or `identity worker`s) enrolls them."""
-    folder = new_upload_folder(ctx.settings)  # kept: they are the enrolled photos (erasure deletes them)
-    saved = await save_uploads(image, folder, ctx.max_upload_bytes)
-    return _queue(ctx, enroll_inputs.from_files(person, [path for _, path in saved]))
+    # Kept while they are a person's photos (erasure deletes them); removed if the request fails, and by
+    # the job loop once a job's copy becomes no person's photo (services.uploads).
+    with upload_folder(ctx.settings) as folder:
+        saved = await save_uploads(image, folder, ctx.max_upload_bytes)
+        inputs = enroll_inputs.from_files(person, [path for _, path in saved])
+        queued = _queue(ctx, inputs)
+    remove_uploads(ctx.settings, [row.source_path for row in inputs.unqueued])
+    return queued
 
 
 def _queue(ctx: ApiContext, inputs: enroll_inputs.EnrollInputs) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Query
 
 from identity.api import schemas
+from identity.api.budget import check_pixels
 from identity.api.params import filters, in_thread
 from identity.api.contract import Upload, keyed
 from identity.api.server import ApiContext, Ctx, caller
@@ -90,7 +91,10 @@ async def enroll_photos(
     person: str, image: Annotated[list[Upload], File(description=f"up to {MAX_SYNC_IMAGES} photos")],
     ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ENROLL)),
 ) -> dict[str, Any]:
-    """Enroll a few photos of one person now, each ending enrolled, rejected, failed, duplicate or conflict."""
+    """Enroll a few photos of one person now, each ending enrolled, rejected, failed, duplicate or conflict.
+
+    A copy that becomes no person's photo is deleted by the job loop (services.uploads); the photos'
+    pixels count against IDENTITY_API__MAX_PIXELS_PER_REQUEST as a search's do."""
     from identity.api.errors import ApiError
 
     if len(image) > MAX_SYNC_IMAGES:
@@ -98,14 +102,12 @@ async def enroll_photos(
     folder = new_upload_folder(ctx.settings)  # kept: they are the enrolled photos (erasure deletes them)
     try:
         saved = await save_uploads(image, folder, ctx.max_upload_bytes)
+        await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
         names = {str(path.resolve()): name for name, path in saved}
         run = await in_thread(_enroll, ctx, person, [path for _, path in saved])
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    for result in run.summary.results:  # a copy no image row points at (unreadable, a duplicate) goes
-        if result.outcome not in ("enrolled", "rejected"):
-            Path(result.source_path).unlink(missing_ok=True)
     record = run.as_dict()
     record["images"] = [{"image": names.get(r.source_path, Path(r.source_path).name), "external_id": r.external_id,
                          "outcome": r.outcome, "reason": r.reason, "faces_found": r.faces_found}

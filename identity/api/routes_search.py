@@ -11,8 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Query
 
 from identity.api import schemas
+from identity.api.budget import check_count, check_pixels
 from identity.api.contract import Upload, keyed
 from identity.api.errors import ApiError
+from identity.api.limits import Deadline, deadline_of
 from identity.api.server import ApiContext, Ctx, caller
 from identity.api.params import filters, in_thread
 from identity.api.uploads import save_uploads
@@ -34,15 +36,22 @@ async def search(
     largest_face: Annotated[bool, Form()] = False,
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(SEARCH)),
+    deadline: Deadline = Depends(deadline_of),
 ) -> dict[str, Any]:
-    """Who is in these photos: as `identity search --json`; unusable images go into `errors`."""
+    """Who is in these photos: as `identity search --json`; unusable images go into `errors`.
+
+    At most IDENTITY_API__MAX_IMAGES_PER_REQUEST photos and IDENTITY_API__MAX_PIXELS_PER_REQUEST
+    pixels in all (413 beyond); past IDENTITY_API__REQUEST_DEADLINE_SECONDS, 503 with Retry-After."""
     options = SearchOptions(top_k=top_k, threshold=threshold, filters=filters(filter),
                             largest_face_only=largest_face, actor=key.name)
+    check_count(len(image), ctx.settings.api)
     with tempfile.TemporaryDirectory(prefix="identity-api-") as tmp:
         saved = await save_uploads(image, Path(tmp), ctx.max_upload_bytes)
-        found = await in_thread(ctx.analyse, [path for _, path in saved])
+        await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
+        found = await in_thread(ctx.analyse, [path for _, path in saved], False, deadline)
         results, errors = [], []
         for (name, _), outcome in zip(saved, found):
+            deadline.check("searching the faces")
             if isinstance(outcome, ImageError):
                 errors.append({"image": name, "error": f"{name}: {outcome.reason}", "exit_code": ExitCode.ERROR})
             elif not outcome.faces:

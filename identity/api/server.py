@@ -15,6 +15,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from identity.api.auth import bearer_key, identify
 from identity.api.cors import allow_cross_origin
 from identity.api.errors import ApiError, body, status_of
 from identity.api.headers import headers_for, secure
+from identity.api.limits import Deadline, RequestLimits, use_spool_dir
 from identity.api.metrics import Metrics
 from identity.api.request_id import RequestIds
 from identity.api.session import Sessions
@@ -76,6 +78,7 @@ class ApiContext:
         self._dep: Deployment | None = None
         self._wake, self._stopping = threading.Event(), threading.Event()
         self._runner = threading.Thread(target=self._run_jobs, name="identity-jobs", daemon=True)
+        self._temp_before = tempfile.tempdir  # restored at close: multipart spools under the data dir meanwhile
 
     def deployment(self) -> Deployment:
         """The active model's deployment, its collections shared by the request threads one call at a time."""
@@ -120,20 +123,23 @@ class ApiContext:
             except Exception:  # a store that is down: the next look tries again, the jobs wait queued
                 log.exception("background enrollment stopped; it tries again in %s s", JOB_POLL_S)
 
-    def analyse(self, paths: Sequence[Path], wait: bool = False) -> list[Analysed]:
-        """Detect and embed the images in the inference pool; 503 when it and its queue are full (unless `wait`)."""
+    def analyse(self, paths: Sequence[Path], wait: bool = False, deadline: Deadline | None = None) -> list[Analysed]:
+        """Detect and embed the images in the inference pool; 503 when it and its queue are full (unless `wait`),
+        or when `deadline` passes before an image is started."""
         if not self._slots.acquire(blocking=wait):
             raise ApiError(503, "the server is busy: too many images wait for the face models",
                            {"retry_after_s": 1}, headers={"Retry-After": "1"})
         try:
-            return self._pool.submit(self._analyse, list(paths)).result()
+            return self._pool.submit(self._analyse, list(paths), deadline).result()
         finally:
             self._slots.release()
 
-    def _analyse(self, paths: list[Path]) -> list[Analysed]:
+    def _analyse(self, paths: list[Path], deadline: Deadline | None) -> list[Analysed]:
         pipeline = self._pipeline()
         found: list[Analysed] = []
         for path in paths:
+            if deadline is not None:
+                deadline.check("analysing the images")  # frees this thread for the next request
             try:
                 [result] = pipeline.process([load_image(path)])
                 found.append(result)
@@ -159,6 +165,7 @@ class ApiContext:
             future.result()
 
     def start(self) -> None:
+        self._temp_before = use_spool_dir(self.settings.data_dir)
         self.warm()
         self._runner.start()
 
@@ -168,6 +175,7 @@ class ApiContext:
         if self._runner.is_alive():
             self._runner.join()
         self._pool.shutdown(wait=True)
+        tempfile.tempdir = self._temp_before
 
 
 class Serialized:
@@ -225,6 +233,7 @@ def create_api(core: App) -> FastAPI:
     _handle_errors(api)
     _measure(api)
     secure(api)  # identity.api.headers: CSP, no framing, no-store, the UI's stylesheet
+    api.add_middleware(RequestLimits, ctx=api.state.ctx)  # before any route reads the body
     for module in (routes_search, routes_persons, routes_ops, ui, ui_review, docs):
         api.include_router(module.router)
     allow_cross_origin(api, core.settings.api.cors_origins)
@@ -261,7 +270,9 @@ def _handle_errors(api: FastAPI) -> None:
     @api.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
         if on_page(request):
-            return ui_error(request, exc.status, exc.error)
+            page = ui_error(request, exc.status, exc.error)
+            page.headers.update(exc.headers)  # Retry-After on a page too
+            return page
         return JSONResponse(body(exc.error, exc.detail), status_code=exc.status, headers=exc.headers)
 
     @api.exception_handler(IdentityError)
@@ -309,17 +320,12 @@ def _handle_errors(api: FastAPI) -> None:
 def _measure(api: FastAPI) -> None:
     @api.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        ctx: ApiContext = request.app.state.ctx
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > ctx.max_upload_bytes:  # before the body is read
-            response = JSONResponse(body(f"the request is larger than the limit of {ctx.max_upload_bytes / 1e6:g} MB",
-                                         {"limit_bytes": ctx.max_upload_bytes}), status_code=413)
-        else:
-            started = time.perf_counter()
-            response = await call_next(request)
-            route = request.scope.get("route")
-            ctx.metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
-                                time.perf_counter() - started)
+        ctx: ApiContext = request.app.state.ctx  # bodies over their limit were refused before (api.limits)
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        ctx.metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
+                            time.perf_counter() - started)
         return response
 
 

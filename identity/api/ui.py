@@ -22,8 +22,10 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from PIL import Image as PILImage
 
+from identity.api.budget import check_pixels
 from identity.api.errors import ApiError
 from identity.api.flash import flash_message, flashed
+from identity.api.limits import Deadline, deadline_of
 from identity.api.server import ApiContext, Ctx
 from identity.api.auth import identify
 from identity.api.session import COOKIE, MAX_AGE_S
@@ -139,7 +141,7 @@ def search_page(request: Request, who: Visitor = Depends(visitor)) -> HTMLRespon
 @router.post("/search", response_class=HTMLResponse)
 async def search(request: Request, image: Annotated[UploadFile, File()], csrf: Annotated[str, Form()],
                  top_k: Annotated[int, Form(ge=1, le=20)] = 5, ctx: ApiContext = Ctx,
-                 who: Visitor = Depends(visitor)) -> HTMLResponse:
+                 who: Visitor = Depends(visitor), deadline: Deadline = Depends(deadline_of)) -> HTMLResponse:
     from starlette.concurrency import run_in_threadpool
 
     allowed(who, SEARCH)
@@ -147,12 +149,14 @@ async def search(request: Request, image: Annotated[UploadFile, File()], csrf: A
     values = who.page(top_k=top_k)
     with tempfile.TemporaryDirectory(prefix="identity-ui-") as tmp:
         [(name, path)] = await save_uploads([image], Path(tmp), ctx.max_upload_bytes)
-        [found] = await run_in_threadpool(ctx.analyse, [path])
+        await run_in_threadpool(check_pixels, [path], ctx.settings.api)  # the API's limits (one image here)
+        [found] = await run_in_threadpool(ctx.analyse, [path], False, deadline)
         if isinstance(found, ImageError):
             return render(request, "search.html", {**values, "error": f"{name}: {found.reason}"}, status=422)
         if not found.faces:
             return render(request, "search.html", {**values, "error": f"no face found in {name}"}, status=422)
         options = SearchOptions(top_k=top_k, actor=who.key.name)
+        deadline.check("searching the faces")
         result = (await run_in_threadpool(ctx.search, dataclasses.replace(found, path=name), options)).as_dict()
         photo, width, height, scale = _photo(path)
     best = [c["faces"][0]["face_id"] for f in result["faces"] for c in f["candidates"] if c["faces"]]

@@ -40,6 +40,7 @@ from identity.services.erasure import count_pending, finish_pending
 from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
 from identity.services.integrity import IntegrityCheck, check_vectors
 from identity.services.private_files import FileModeCheck, check_private_files, repair_private_files
+from identity.services.upload_orphans import find_orphan_uploads, remove_orphan_uploads
 from identity.services.templates import TemplateCheck, check_templates, refresh_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
@@ -71,6 +72,7 @@ class DoctorReport:
     # persons of the pending and vector-less faces above: repairing those faces changes their templates
     face_problem_persons: set[uuid.UUID] = field(default_factory=set)
     pending_erasures: int = 0  # erasures recorded and not finished: repair finishes them
+    orphan_uploads: list[str] = field(default_factory=list)  # files in uploads/ that are nobody's photo
     vectors: int = 0  # face and template vectors checked (this model's collections; others' in other_models)
     file_modes: FileModeCheck = field(default_factory=FileModeCheck)  # data-dir paths others may read
 
@@ -80,7 +82,7 @@ class DoctorReport:
                 + len(self.missing_vectors) + len(self.stale_leases) + len(self.wrong_person)
                 + len({i for ids in self.stuck_jobs.values() for i in ids} - set(self.stale_leases))
                 + bool(self.dimension_mismatch) + self.templates.problems + self.pending_erasures
-                + self.integrity.problems + self.file_modes.problems
+                + self.integrity.problems + self.file_modes.problems + len(self.orphan_uploads)
                 + sum(other.problems for other in self.other_models.values()))
 
     @property
@@ -111,6 +113,7 @@ class DoctorReport:
             "wrong_person": len(self.wrong_person),
             "dimension_mismatch": self.dimension_mismatch,
             "pending_erasures": self.pending_erasures,
+            "orphan_uploads": len(self.orphan_uploads),
             "templates": self.templates.problems,
             "templates_by_kind": {"missing": len(self.templates.missing), "stale": len(self.templates.stale),
                                   "orphaned": len(self.templates.orphaned)},
@@ -139,6 +142,7 @@ def diagnose(dep: Deployment, deep: bool = False) -> DoctorReport:
     report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(dep)]
     report.pending_erasures = count_pending(dep)
     report.file_modes = check_private_files(dep.settings)
+    report.orphan_uploads = find_orphan_uploads(dep.app)
     return report
 
 
@@ -215,7 +219,7 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1, force: bool 
     _repair_templates(dep, dep.model.id, dep.collections, report)
     _repair_others(dep, report)
     if report.file_modes.problems:
-        report.repaired["file_modes_narrowed"] = repair_private_files(report.file_modes)
+        report.repaired["file_modes_narrowed"] = repair_private_files(report.file_modes) + len(self.orphan_uploads)
     return report
 
 
