@@ -74,7 +74,7 @@ def test_every_response_carries_the_security_headers_and_faces_are_never_cached(
         assert "img-src 'self' data:" in csp and "style-src 'self'" in csp, where
         assert answer.headers.get("x-frame-options") == "DENY", where
         assert answer.headers.get("x-content-type-options") == "nosniff", where
-        assert answer.headers.get("referrer-policy") == "no-referrer", where
+        assert answer.headers.get("referrer-policy") == "same-origin", where
         assert answer.headers.get("cache-control") == "no-store", where
     style = client.get("/static/identity.css")
     assert style.status_code == 200 and "text/css" in style.headers["content-type"]

@@ -6,7 +6,8 @@ A plain ASGI middleware (outside the router, so errors, redirects and 404s get t
   /static/identity.css, images are the app's own or data: URIs (thumbnails, the searched
   photo); `frame-ancestors 'none'` and X-Frame-Options DENY, so the erase and merge forms
   cannot be framed (clickjacking);
-- X-Content-Type-Options nosniff and Referrer-Policy no-referrer (a URL holds a person's id);
+- X-Content-Type-Options nosniff and Referrer-Policy same-origin (a URL holds a person's id: no other
+  site sees it; same-origin keeps the Origin header on the UI's own form posts, which sign-in checks);
 - Cache-Control no-store on everything but the stylesheet: pages, thumbnails and /v1
   answers carry faces and names, which no browser or proxy cache should keep.
 
@@ -38,7 +39,7 @@ DOCS_PATHS = ("/docs", "/redoc")
 COMMON = {
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
 }
 
 

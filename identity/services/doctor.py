@@ -219,7 +219,8 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1, force: bool 
     _repair_templates(dep, dep.model.id, dep.collections, report)
     _repair_others(dep, report)
     if report.file_modes.problems:
-        report.repaired["file_modes_narrowed"] = repair_private_files(report.file_modes) + len(self.orphan_uploads)
+        report.repaired["file_modes_narrowed"] = repair_private_files(report.file_modes)
+    report.repaired.update(remove_orphan_uploads(dep.app, report.orphan_uploads))
     return report
 
 
