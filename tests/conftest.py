@@ -65,7 +65,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # session: module-scoped fixtures that prepare a store use it too
 def lfw_dir() -> Path:
     if not LFW_DIR.is_dir():
         pytest.skip(f"lfw-dev not found at {LFW_DIR}")

@@ -112,13 +112,10 @@ def _noted(dep: Any, root: Path, photos: list[Path], probe: Path) -> Prepared:
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
-    from conftest import LFW_DIR
-
-    if not LFW_DIR.is_dir():
-        pytest.skip(f"lfw-dev not found at {LFW_DIR}")
+def prepared(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path) -> Prepared:
+    # `from conftest import ...` would find tests/faces/conftest.py in a whole-suite run: the fixture instead
     root = tmp_path_factory.mktemp("durable")
-    ready = prepare(root, LFW_DIR)
+    ready = prepare(root, lfw_dir)
     _copy(ready.data, root / "master")
     return ready
 
