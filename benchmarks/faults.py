@@ -1,7 +1,8 @@
 """Reliability trials (issues 11, 21): crashes, worker takeover, erasure, bad input and settings, worker processes.
 
     .venv/bin/python benchmarks/faults.py [--images 600] [--kills 10] [--backends sqlite,postgres]
-                                          [--seed 7] [--sections crash,worker,erasure,bad,settings,processes] [--json]
+                                          [--seed 7] [--json]
+                                          [--sections crash,worker,erasure,settings,processes,binding,health,bad]
 
 Per backend (SQLite+Edge, Postgres+Edge), each in fresh stores (temporary data dirs,
 throwaway Postgres databases), driving `identity` in subprocesses:
@@ -18,14 +19,26 @@ throwaway Postgres databases), driving `identity` in subprocesses:
   delete`, then scan every file under the data dir (and, on Postgres, every table's
   rows) for their vectors (float32 and the WAL's CBOR encoding), uuids, ids, name and paths;
   then the same with the purge refused (`chattr +i` on the vectors directory): exit 4, the
-  erasure pending in doctor, finished by a second `person delete`, and the same scan.
-- bad: each bad input of issue 11 as one case: exit code, a one-line message naming the
-  file or setting, and the good inputs beside it processed.
+  erasure pending in doctor, finished by a second `person delete`, and the same scan;
+  then `person delete` SIGKILLed once its recorded erasure reaches each step in turn (a search
+  having kept the person's photo as an unknown face), finished by `person delete` or `doctor
+  --repair`, and the same scan (the unknown face gone too).
+- bad: each bad input of issues 11 and 21 as one case: exit code, a one-line message naming
+  the file or setting (or its report row), and the good inputs beside it processed.
 - settings: each bad setting of issue 21 (environment or TOML) as one case: `enroll`
   exits 1 with one line naming the setting, a ConfigError on stdout, nothing queued.
 - processes: `identity enroll --workers 2` with its main process alone SIGKILLed while the
   workers run (twice): no worker or resource tracker may run a few seconds later; and
   after a normal exit none of its children may be left (running or unreaped).
+- binding: a populated data dir with an empty and with another deployment's database
+  (`doctor --repair` refused, exit 4, vectors kept); orphan vectors beyond doctor's deletion
+  limit (refused without --force, exit 1, nothing deleted); two first commands at once on a
+  fresh store, several rounds (both succeed).
+- health: a stored vector's bytes overwritten (search exit 4, `doctor --deep` finds it,
+  `--repair` re-embeds it); the store on an almost full 48 MB tmpfs (exit 4 NoSpace, not
+  SIGBUS; "not run" where no tmpfs can be mounted); a deleted faces shard, a missing
+  chunk_0.mmap and, on SQLite, a truncated database file (exit 4 with what to run, or a
+  warning; `doctor --repair` rebuilds the shard). These share one small store per backend.
 
 Each section is a function registered with @trial, each bad input or setting a case
 registered with @bad_case: a new fault class is one more small registered function.
@@ -50,7 +63,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -133,7 +146,9 @@ class Context:
     truth: "Truth"
     spare: "Spare"  # lfw-dev photos outside the dataset, each handed out once
     rng: random.Random
+    stack: ExitStack  # closed after the backend's last trial: stores shared by several trials
     cases: list[Case] = field(default_factory=list)  # the cases of the case rows run so far
+    shared: dict[str, Any] = field(default_factory=dict)  # what trials share, e.g. the small store
 
 
 @dataclass(frozen=True)
@@ -163,6 +178,7 @@ class Store:
     backend: str
     data_dir: Path
     database_url: str | None  # None: SQLite under data_dir
+    settings_env: dict[str, str] = field(default_factory=dict)  # the deployment's own settings, for every command
 
     @property
     def sql_url(self) -> str:
@@ -173,6 +189,7 @@ class Store:
         env["IDENTITY_DATA_DIR"] = str(self.data_dir)
         if self.database_url:
             env["IDENTITY_DATABASE_URL"] = self.database_url
+        env.update(self.settings_env)
         env.update(extra)
         return env
 
@@ -687,12 +704,94 @@ def erasure_interrupted(store: Store, root: Path, spare: Spare, rng: random.Rand
     return row
 
 
+ERASURE_STEPS = ("recorded", "sql", "vectors", "uploads", "forgotten", "complete")  # pending_erasures.step, in order
+
+
+@trial("erasure")
+def killed_erasure(ctx: Context) -> Row:
+    """`person delete` SIGKILLed once its recorded erasure reaches each step in turn (a person kept as an
+    unknown face by a search too), finished by `person delete` or `doctor --repair`, then the full scan."""
+    row = Row("erasure SIGKILLed at a step", ctx.backend)
+    reached: Counter = Counter()
+    with fresh_store(ctx.backend, ctx.root, "erasure-kill") as store:
+        store.settings_env["IDENTITY_REVIEW__KEEP_UNKNOWN_FACES"] = "true"
+        for i, target in enumerate(ERASURE_STEPS[:-1]):
+            enrolled = enroll_telltale(store, ctx.root, ctx.spare, ctx.rng, row)
+            if enrolled is None or not keep_unknown_face(store, enrolled, row):
+                return row
+            step = kill_delete_at(store, enrolled.external_id, target)
+            reached[step] += 1
+            row.trials += 1
+            by_doctor = step not in ("none", "complete") and i % 2 == 1  # a pending erasure: the other way too
+            finish = cli(store, "doctor", "--repair", "--json") if by_doctor else \
+                cli(store, "person", "delete", enrolled.external_id, "--json")
+            if finish.rc not in (0, 1) or finish.crashed:  # doctor --repair exits 1 for what it found
+                row.fail(f"finishing after a kill at {step}: {finish.describe()}")
+            kept = count_rows(store, "SELECT count(*) FROM unknown_faces")
+            if kept:
+                row.fail(f"{kept} kept unknown faces left after the erasure")
+            check_erased(store, row, enrolled)
+    row.notes = [n for n in row.notes if not n.startswith(("before delete", "not scanned"))]
+    row.notes.insert(0, "killed at step: " + ", ".join(f"{s} {reached[s]}" for s in ("none", *ERASURE_STEPS) if reached[s])
+                     + "; finished by person delete / doctor --repair in turn; kept unknown face erased; byte scan")
+    return row
+
+
+def keep_unknown_face(store: Store, enrolled: Telltaled, row: Row) -> bool:
+    """Issue 21's repro: search the person's unenrolled photo with --threshold 3 (the store keeps unknown faces), so it is
+    kept as an unknown face (its row names the telltale folder: the scan sees it if the erasure leaves it)."""
+    searched = cli(store, "search", str(enrolled.photos[3]), "--threshold", "3", "--json")
+    kept = count_rows(store, "SELECT count(*) FROM unknown_faces")
+    if searched.rc not in (0, 3) or kept != 1:
+        row.fail(f"set-up: search keeping an unknown face: {searched.describe()}, {kept} kept")
+        return False
+    return True
+
+
+def kill_delete_at(store: Store, external_id: str, target: str) -> str:
+    """Start `person delete`, SIGKILL it as soon as its pending erasure has reached `target` (polled); the step
+    the erasure was left at ("none": not recorded yet; "complete": the kill came too late)."""
+    before = count_rows(store, "SELECT max(id) FROM pending_erasures")
+    proc = start(store, "person", "delete", external_id)
+    engine = sql_engine(store.sql_url)
+    try:
+        step = "none"
+        while proc.poll() is None and (step == "none" or ERASURE_STEPS.index(step) < ERASURE_STEPS.index(target)):
+            step = erasure_step(engine, before)
+            time.sleep(0.005)
+        sigkill(proc)
+        return erasure_step(engine, before)
+    finally:
+        engine.dispose()
+
+
+def erasure_step(engine: Engine, after_id: int) -> str:
+    """The step of the erasure recorded after row `after_id` ("none": not recorded yet)."""
+    try:
+        with engine.connect() as conn:
+            step = conn.execute(text("SELECT step FROM pending_erasures WHERE id > :i ORDER BY id DESC LIMIT 1"),
+                                {"i": after_id}).scalar()
+    except Exception:  # noqa: BLE001 - SQLite busy under the writer: read again
+        return "none"
+    return step or "none"
+
+
+def count_rows(store: Store, sql: str, **params: Any) -> int:
+    engine = sql_engine(store.sql_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar() or 0
+    finally:
+        engine.dispose()
+
+
 @dataclass(frozen=True)
 class Telltaled:
     external_id: str
     tokens: list[Telltale]
     held: dict[str, Any]
     vectors_before: int
+    photos: list[Path] = field(default_factory=list)  # the first three enrolled, the fourth searched
 
 
 def enroll_telltale(store: Store, root: Path, spare: Spare, rng: random.Random, row: Row) -> Telltaled | None:
@@ -716,7 +815,7 @@ def enroll_telltale(store: Store, root: Path, spare: Spare, rng: random.Random, 
     row.notes.append(f"before delete found: {', '.join(control)}")
     if "vector f32" not in control:
         row.fail("control: the stored vectors were not found in any file before deletion (scan blind)")
-    return Telltaled(external_id, tokens, held, snapshot(store).vectors)
+    return Telltaled(external_id, tokens, held, snapshot(store).vectors, photos)
 
 
 def check_erased(store: Store, row: Row, enrolled: Telltaled) -> None:
@@ -1089,6 +1188,135 @@ class BadInputs:
         case.check(not missing.exists(), "the missing folder was created")
         return case
 
+    # ---- issue 21 item 6: inputs that stopped whole runs
+
+    def _rows_by(self, report: Path, key: str) -> dict[str, dict[str, str]]:
+        if not report.is_file():
+            return {}
+        with report.open(newline="") as handle:
+            return {r[key]: r for r in csv.DictReader(handle)}
+
+    @bad_case()
+    def names_not_utf8(self) -> Case:
+        from identity.pathnames import path_text
+
+        case = self._case("enroll DIR and search: file and folder names that are not UTF-8")
+        folder = self.root / "odd"
+        [good] = self._copies(f"odd/BAD-{self.store.backend}-V", self.spare.take(1))
+        odd_dir = os.fsdecode(os.fsencode(folder) + f"/BAD-{self.store.backend}-U".encode() + b"\xff")
+        os.makedirs(odd_dir)
+        odd = Path(odd_dir) / os.fsdecode(b"x\xff.jpg")
+        shutil.copy(self.spare.take(1)[0], odd)
+        report = self.root / "odd.csv"
+        result = cli(self.store, "enroll", str(folder), "--report", str(report), "--json")
+        case.check(result.rc == 0 and not result.crashed, f"enroll: {result.describe()}, expected exit 0")
+        rows = self._rows_by(report, "source_path")
+        for path in (good, odd):
+            outcome = rows.get(path_text(path), {}).get("outcome")
+            case.check(outcome in ("enrolled", "rejected"), f"{path_text(path)}: {outcome or 'no report row'}")
+        searched = cli(self.store, "search", str(odd), "--json")
+        images = [r.get("image") for r in (searched.json() or {}).get("results", [])]
+        case.check(searched.rc in (0, 3) and images == [path_text(odd)], f"search: {searched.describe()}, images {images}")
+        return case
+
+    def _manifest_case(self, name: str, middle: str, reason: str, encoding: str = "utf-8") -> Case:
+        """A three-row manifest whose middle row (line 3) is bad: that row fails with `reason`, the others run."""
+        case = self._case(name)
+        slug = name.split(":")[1].strip().split()[0]
+        photos = self._copies(f"manifest-{slug}", self.spare.take(2))
+        manifest = self.root / f"manifest-{slug}" / "people.csv"
+        prefix = f"BAD-{self.store.backend}-{slug}"
+        manifest.write_bytes((f"path,external_id,display_name\n{photos[0]},{prefix}-1,\n{middle}\n"
+                              f"{photos[1]},{prefix}-3,\n").encode(encoding))
+        report = self.root / f"manifest-{slug}.csv"
+        result = cli(self.store, "enroll", "--manifest", str(manifest), "--report", str(report), "--json")
+        case.check(result.rc == 5 and not result.crashed, f"{result.describe()}, expected exit 5")
+        rows = self._rows_by(report, "named_by")
+        case.check(rows.get("people.csv:3", {}).get("reason") == f"people.csv:3: {reason}",
+                   f"line 3: {rows.get('people.csv:3', {}).get('reason')!r}, expected 'people.csv:3: {reason}'")
+        for line in ("people.csv:2", "people.csv:4"):
+            case.check(rows.get(line, {}).get("outcome") in ("enrolled", "rejected"), f"{line} not processed")
+        return case
+
+    @bad_case()
+    def manifest_symlink_loop(self) -> Case:
+        loop = self.root / "loop.jpg"
+        loop.symlink_to(loop)
+        return self._manifest_case("manifest: loop row (a symbolic link loop) fails only its row",
+                                   f"{loop},BAD-{self.store.backend}-loop-2,", f"{loop}: symbolic link loop")
+
+    @bad_case()
+    def manifest_nul(self) -> Case:
+        return self._manifest_case("manifest: nul in a display_name fails only its row",
+                                   f"{self.spare.take(1)[0]},BAD-{self.store.backend}-nul-2,Nul\0name",
+                                   "column display_name contains a NUL character")
+
+    @bad_case()
+    def manifest_latin1(self) -> Case:
+        case = self._case("manifest in Latin-1: read with a warning naming the file")
+        [photo] = self._copies("latin", self.spare.take(1))
+        manifest = self.root / "latin" / "latin.csv"
+        external_id = f"BAD-{self.store.backend}-latin"
+        manifest.write_bytes(f"path,external_id,display_name\n{photo},{external_id},José\n".encode("latin-1"))
+        result = cli(self.store, "enroll", "--manifest", str(manifest), "--json")
+        case.check(result.rc == 0 and not result.crashed, f"{result.describe()}, expected exit 0")
+        case.check(f"warning: {manifest}: not UTF-8" in " ".join(result.err.split()),  # a long line may wrap
+                   f"no warning naming {manifest.name}: {result.describe()}")
+        shown = cli(self.store, "person", "show", external_id, "--json").json() or {}
+        case.check(shown.get("display_name") == "José", f"display_name {shown.get('display_name')!r}")
+        return case
+
+    def _copies_folder(self) -> tuple[Path, Path, Path]:
+        """Two persons' photos, one of them twice in its folder: (folder, first, copy)."""
+        folder = self.root / "copies"
+        if not folder.exists():
+            [first] = self._copies(f"copies/BAD-{self.store.backend}-D1", self.spare.take(1))
+            self._copies(f"copies/BAD-{self.store.backend}-D2", self.spare.take(1))
+            shutil.copy(first, first.with_name("zz_copy.jpg"))  # sorts after the first
+        first = next(p for p in (folder / f"BAD-{self.store.backend}-D1").iterdir() if p.name != "zz_copy.jpg")
+        return folder, first, first.with_name("zz_copy.jpg")
+
+    @bad_case()
+    def cluster_copies(self) -> Case:
+        case = self._case("cluster DIR: a folder with two copies of one photo")
+        folder, first, copy = self._copies_folder()
+        result = cli(self.store, "cluster", str(folder), "--workers", "1", "--json")
+        run = result.json() or {}
+        case.check(result.rc == 0 and not result.crashed, f"{result.describe()}, expected exit 0")
+        case.check(run.get("duplicates") == [{"path": str(copy), "duplicate_of": str(first)}],
+                   f"duplicates {run.get('duplicates')}")
+        groups = run.get("clusters", []) + run.get("singletons", [])
+        ids = [c.get("cluster_id") for c in groups]
+        faces = [f.get("source_path") for c in groups for f in c.get("faces", [])]
+        case.check(len(ids) == len(set(ids)) and run.get("faces") == 2 and str(copy) not in faces,
+                   f"cluster ids {ids}, faces {faces}")
+        return case
+
+    @bad_case()
+    def enroll_copies(self) -> Case:
+        case = self._case("enroll DIR: a folder with two copies of one photo")
+        folder, first, copy = self._copies_folder()
+        result = cli(self.store, "enroll", str(folder), "--json")
+        run = result.json() or {}
+        case.check(result.rc == 0 and not result.crashed, f"{result.describe()}, expected exit 0")
+        case.check((run.get("counts") or {}).get("duplicate") == 1 and
+                   run.get("duplicates") == [{"path": str(copy), "duplicate_of": str(first)}],
+                   f"counts {run.get('counts')}, duplicates {run.get('duplicates')}")
+        faces = self._count("SELECT count(*) FROM faces f JOIN persons p ON p.id = f.person_id WHERE p.external_id = :e",
+                            e=f"BAD-{self.store.backend}-D1")
+        case.check(faces == 1, f"{faces} faces for the photo and its copy")
+        return case
+
+    @bad_case()
+    def search_copies(self) -> Case:
+        case = self._case("search: a photo and its copy searched once")
+        _, first, copy = self._copies_folder()
+        result = cli(self.store, "search", str(first), str(copy), "--json")
+        images = [r.get("image") for r in (result.json() or {}).get("results", [])]
+        case.check(result.rc in (0, 3) and not result.crashed, f"{result.describe()}, expected exit 0")
+        case.check(images == [str(first)], f"results for {images}, expected the first path only")
+        return case
+
     def bad_setting(self, name: str, env: dict[str, str], toml: str | None) -> Case:
         given = " ".join(f"{k}={v}" for k, v in env.items()) or (toml or "").strip().replace("\n", " ")
         case = self._case(f"bad setting {given}")
@@ -1237,6 +1465,372 @@ def running(processes: dict[int, tuple[str, str]]) -> dict[int, str]:
     return {pid: what for pid, (start_time, what) in processes.items() if proc_state(pid, start_time) not in (None, "Z")}
 
 
+# ---------------------------------------------------------------- binding, first use, damaged stores (issue 21 items 3-5, 7, 10)
+#
+# These rows damage a store on purpose, so they share a small one per backend (two persons, two photos each),
+# not the clean run's: each row leaves it repaired (doctor clean) for the next, and the damaged-stores row,
+# whose truncated SQLite file cannot be repaired, comes last.
+
+
+@dataclass
+class Small:
+    store: Store
+    people: dict[str, list[Path]]  # external id -> enrolled photos
+
+
+def small_store(ctx: Context) -> Small | None:
+    """The backend's small store, enrolled on first use (None, with the reason in ctx.shared, if that failed)."""
+    if "small" not in ctx.shared:
+        store = ctx.stack.enter_context(fresh_store(ctx.backend, ctx.root, "small"))
+        folder = ctx.root / f"small-{ctx.backend}"
+        people = {}
+        for _ in range(2):
+            photos = ctx.spare.person_with(2)
+            copy_dataset(photos, folder)
+            people[photos[0].parent.name] = [folder / p.parent.name / p.name for p in photos]
+        enrolled = cli(store, "enroll", str(folder), "--workers", "1", "--json")
+        ok = enrolled.rc == 0 and snapshot(store).indexed == 4
+        ctx.shared["small"] = Small(store, people) if ok else f"small store: enroll {enrolled.describe()}"
+    small = ctx.shared["small"]
+    return small if isinstance(small, Small) else None
+
+
+def small_row(ctx: Context, kind: str) -> tuple[Row, Small | None]:
+    row = Row(kind, ctx.backend)
+    small = small_store(ctx)
+    if small is None:
+        row.fail(ctx.shared["small"])
+    return row, small
+
+
+def refused(row: Row, what: str, result: Result, code: int, error_type: str, *needles: str) -> dict[str, Any]:
+    """Check a refusal: exit `code`, one stderr line, the `error_type` JSON object on stdout whose message
+    names each needle; returns that object ({} if none)."""
+    error = result.json() if isinstance(result.json(), dict) else {}
+    if result.rc != code:
+        row.fail(f"{what}: {result.describe()}, expected exit {code}")
+    if len(result.error_lines) != 1 or result.crashed:
+        row.fail(f"{what}: not one stderr line: {result.describe()}")
+    if error.get("error_type") != error_type:
+        row.fail(f"{what}: no {error_type} JSON on stdout: {result.out[:160]!r}")
+    for needle in needles:
+        if needle not in str(error.get("error", "")):
+            row.fail(f"{what}: the error does not name {needle!r}")
+    return error
+
+
+def repaired_clean(store: Store, row: Row, what: str, *args: str) -> dict[str, Any]:
+    """`doctor --repair ARGS --json` (exit 0 or 1: it found something), then a plain doctor must be clean."""
+    result = cli(store, "doctor", "--repair", *args, "--json")
+    report = result.json() if isinstance(result.json(), dict) else {}
+    if result.rc not in (0, 1) or not report:
+        row.fail(f"{what}: doctor --repair: {result.describe()}")
+    ok, why = doctor_clean(store)
+    if not ok:
+        row.fail(f"{what}: after the repair, {why}")
+    return report
+
+
+def expect_vectors(store: Store, row: Row, what: str, expected: int) -> None:
+    snap = snapshot(store)
+    for problem in invariant_problems(snap):
+        row.fail(f"{what}: {problem}")
+    if snap.vectors != expected:
+        row.fail(f"{what}: {snap.vectors} face vectors, expected {expected}")
+
+
+@trial("binding")
+def wrong_database(ctx: Context) -> Row:
+    """A populated data dir with an empty database, then with another deployment's: `doctor --repair` refused
+    (exit 4, StoreMismatch) before it creates anything; the vectors stay and the right database finds it clean."""
+    row, small = small_row(ctx, "wrong/empty database + data dir")
+    if small is None:
+        return row
+    store, before = small.store, snapshot(small.store).vectors
+    for name in ("empty", "other"):
+        with fresh_store(ctx.backend, ctx.root, f"{name}-db") as other:
+            if name == "other" and cli(other, "init", "--json").rc != 0:
+                row.fail("set-up: init of the other deployment failed")
+            paired = Store(ctx.backend, store.data_dir, other.sql_url)
+            result = cli(paired, "doctor", "--repair", "--json")
+            refused(row, f"{name} database", result, 4, "StoreMismatch", "IDENTITY_DATABASE_URL")
+            if name == "empty" and created_anything(other):
+                row.fail("the empty database got a file or tables before the refusal")
+        row.trials += 1
+        expect_vectors(store, row, f"after the {name} database", before)
+    ok, why = doctor_clean(store)
+    if not ok:
+        row.fail(why)
+    row.notes.insert(0, f"doctor --repair with an empty and with another deployment's database: exit 4, {before} vectors kept")
+    return row
+
+
+@trial("binding")
+def repair_limit(ctx: Context) -> Row:
+    """Orphan vectors beyond doctor's limit (max(1%, 10)): `--repair` refused (exit 1, RepairRefused naming
+    --force), nothing deleted; `--repair --force` deletes exactly them; doctor clean after."""
+    row, small = small_row(ctx, "doctor --repair deletion limit")
+    if small is None:
+        return row
+    store, before = small.store, snapshot(small.store).vectors
+    orphans = max(10, before // 100) + 1
+    add_orphans(store, orphans)
+    refusal = refused(row, "--repair", cli(store, "doctor", "--repair", "--json"), 1, "RepairRefused", "--force")
+    if refusal.get("vectors_to_delete") != orphans:
+        row.fail(f"vectors_to_delete {refusal.get('vectors_to_delete')}, expected {orphans}")
+    if snapshot(store).vectors != before + orphans:
+        row.fail("the refused repair deleted vectors")
+    row.trials += 1
+    report = repaired_clean(store, row, "--force", "--force")
+    if (report.get("repaired") or {}).get("orphan_vectors_deleted") != orphans or report.get("clean") is not False:
+        row.fail(f"--force: {report.get('repaired')}, clean {report.get('clean')}")
+    expect_vectors(store, row, "after --force", before)
+    row.trials += 1
+    row.notes.insert(0, f"{orphans} orphans among {before} vectors (limit {refusal.get('limit')}): refused, "
+                        "then deleted with --force")
+    return row
+
+
+def created_anything(store: Store) -> bool:
+    """Whether an empty store's database now exists (SQLite) or holds tables (Postgres)."""
+    if store.database_url is None:
+        return (store.data_dir / "identity.db").exists()
+    engine = sql_engine(store.sql_url)
+    try:
+        return bool(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def add_orphans(store: Store, count: int) -> None:
+    """Random unit vectors with no face row, written straight into the faces collection."""
+    from identity.store.vectors import VectorPoint, open_vector_index
+
+    [(name, version, dim)] = sql_rows(store, "SELECT name, version, dim FROM models")
+    rng = np.random.default_rng(0)
+    points = []
+    for _ in range(count):
+        vector = rng.normal(size=dim).astype(np.float32)
+        points.append(VectorPoint(uuid.uuid4(), uuid.uuid4(), vector / np.linalg.norm(vector)))
+    with open_vector_index(store.settings(), f"{name}@{version}", dim) as index:
+        index.upsert(points)
+
+
+def sql_rows(store: Store, sql: str, **params: Any) -> list[tuple]:
+    engine = sql_engine(store.sql_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+FIRST_USE_ROUNDS = 3
+
+
+@trial("binding")
+def first_use_race(ctx: Context) -> Row:
+    """Two first commands at once on a fresh store (`init` and `person add`), several rounds: both succeed."""
+    row = Row("first-use race", ctx.backend)
+    for round_ in range(FIRST_USE_ROUNDS):
+        with fresh_store(ctx.backend, ctx.root, f"race{round_}") as store:
+            commands = [["init", "--json"], ["person", "add", "--external-id", f"R{round_}", "--json"]]
+            procs = [subprocess.Popen([IDENTITY, *args], env=store.env(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True) for args in commands]
+            for args, proc in zip(commands, procs):
+                _, err = proc.communicate(timeout=TIMEOUT)
+                if proc.returncode != 0:
+                    row.fail(f"round {round_}: {args[0]} exit {proc.returncode}: {err.strip().splitlines()[-1:]}")
+            if count_rows(store, "SELECT count(*) FROM persons") != 1:
+                row.fail(f"round {round_}: the person added at once is not stored")
+            ok, why = doctor_clean(store)
+            if not ok:
+                row.fail(f"round {round_}: {why}")
+        row.trials += 1
+    row.notes.insert(0, "init and person add started together on a fresh store: both exit 0, doctor clean")
+    return row
+
+
+def faces_shard(store: Store) -> Path | None:
+    found = [p for p in (store.data_dir / "vectors").glob("faces_*") if ".damaged-" not in p.name and p.is_dir()]
+    return found[0] if len(found) == 1 else None
+
+
+def vector_chunks(store: Store) -> list[Path]:
+    shard = faces_shard(store)
+    return sorted(shard.glob("segments/*/vector_storage/vectors/chunk_0.mmap")) if shard else []
+
+
+@trial("health")
+def corrupted_vector(ctx: Context) -> Row:
+    """One stored face vector's bytes overwritten in the shard's chunk file: search exit 4 (StoreDamaged naming
+    doctor), `doctor --deep` finds it, `doctor --deep --repair` re-embeds it from the photo, search right after."""
+    row, small = small_row(ctx, "corrupted vector bytes")
+    if small is None:
+        return row
+    store = small.store
+    person, photos = next(iter(small.people.items()))
+    before = snapshot(store).vectors
+    if not overwrite_face_vector(store, person):
+        row.fail("set-up: the vector's bytes were not found in any chunk file")
+        return row
+    row.trials += 1
+    refused(row, "search", cli(store, "search", str(photos[0]), "--json"), 4, "StoreDamaged", "identity doctor")
+    found = cli(store, "doctor", "--deep", "--json").json() or {}
+    if (found.get("integrity") or {}).get("damaged_vectors") != 1 or found.get("clean") is not False:
+        row.fail(f"doctor --deep did not find it: {found.get('integrity')}")
+    report = repaired_clean(store, row, "repair", "--deep")
+    if not (report.get("repaired") or {}).get("faces_reenrolled"):
+        row.fail(f"doctor --deep --repair re-enrolled nothing: {report.get('repaired')}")
+    expect_vectors(store, row, "after the repair", before)
+    searched = cli(store, "search", str(photos[0]), "--json")
+    scores = [c["score"] for r in (searched.json() or {}).get("results", []) for f in r.get("faces", [])
+              for c in f.get("candidates", [])]
+    top = top_candidate(searched)
+    if searched.rc != 0 or top != person or not all(-1.001 <= s <= 1.001 for s in scores):
+        row.fail(f"search after the repair: {searched.describe()}, top {top}, scores {scores[:3]}")
+    row.notes.insert(0, "search exit 4, doctor --deep found 1, --repair re-embedded it, search finds the person")
+    return row
+
+
+def top_candidate(result: Result) -> str | None:
+    try:
+        return result.json()["results"][0]["faces"][0]["candidates"][0]["person"]["external_id"]
+    except (TypeError, KeyError, IndexError):
+        return None
+
+
+def overwrite_face_vector(store: Store, external_id: str) -> bool:
+    """Overwrite the first values of one of the person's stored face vectors where its float32 bytes lie."""
+    from identity.store.vectors import open_vector_index
+
+    [(name, version, dim)] = sql_rows(store, "SELECT name, version, dim FROM models")
+    face_ids = [uuid.UUID(str(r[0])) for r in sql_rows(
+        store, "SELECT f.id FROM faces f JOIN persons p ON p.id = f.person_id WHERE p.external_id = :e "
+               "AND f.status = 'indexed'", e=external_id)]
+    with open_vector_index(store.settings(), f"{name}@{version}", dim) as index:
+        vector = next(iter(index.vectors(face_ids[:1]).values()))
+    needle = np.asarray(vector, dtype=np.float32).tobytes()
+    for chunk in vector_chunks(store):
+        content = bytearray(chunk.read_bytes())
+        at = content.find(needle)
+        if at >= 0:
+            content[at:at + 16] = np.full(4, 3e18, dtype=np.float32).tobytes()
+            chunk.write_bytes(bytes(content))
+            return True
+    return False
+
+
+@trial("health")
+def disk_almost_full(ctx: Context) -> Row:
+    """The store moved to a 48 MB tmpfs (less than one growth step per file kind left): search and enroll end in
+    one line and exit 4 (NoSpace), not SIGBUS; moved back, nothing was written and doctor is clean."""
+    row, small = small_row(ctx, "disk almost full")
+    if small is None:
+        return row
+    store = small.store
+    person, photos = next(iter(small.people.items()))
+    before = snapshot(store)
+    mount = ctx.root / f"tmpfs-{ctx.backend}"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        row.notes.append(f"not run: cannot mount a tmpfs here ({mounted.stderr.strip()[:80]})")
+        return row
+    try:
+        moved = Store(store.backend, mount / "data", store.database_url)
+        move_tree(store.data_dir, moved.data_dir)
+        try:
+            for args in (["search", str(photos[0])], ["enroll", "--person", person, str(ctx.spare.take(1)[0])]):
+                error = refused(row, args[0], cli(moved, *args, "--json"), 4, "NoSpace", "MB free")
+                if not error.get("free_bytes", 1) < error.get("needed_bytes", 0):
+                    row.fail(f"{args[0]}: free_bytes {error.get('free_bytes')} not below needed_bytes")
+                row.trials += 1
+        finally:
+            move_tree(moved.data_dir, store.data_dir)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+    after = snapshot(store)
+    if after.indexed != before.indexed or after.vectors != before.vectors:
+        row.fail(f"faces/vectors {before.indexed}/{before.vectors} -> {after.indexed}/{after.vectors}")
+    ok, why = doctor_clean(store)
+    if not ok:
+        row.fail(why)
+    row.notes.insert(0, "48 MB tmpfs: search and enroll exit 4 (NoSpace, free < needed); moved back, doctor clean")
+    return row
+
+
+def move_tree(source: Path, target: Path) -> None:
+    """Move a data dir keeping its sparse files sparse (a moved data dir keeps its binding)."""
+    subprocess.run(["cp", "-a", "--sparse=always", str(source), str(target)], check=True)
+    shutil.rmtree(source)
+
+
+@trial("health")
+def damaged_stores(ctx: Context) -> Row:
+    """A deleted faces shard (search warns; doctor --repair rebuilds), a missing chunk_0.mmap (exit 4 naming the
+    shard and doctor --repair, which rebuilds it), and last, on SQLite, a truncated database file (exit 4,
+    StoreDamaged naming it and a backup; it cannot be repaired, so this row ends the small store)."""
+    row, small = small_row(ctx, "damaged stores")
+    if small is None:
+        return row
+    store = small.store
+    person, photos = next(iter(small.people.items()))
+    before = snapshot(store).vectors
+    deleted_shard(store, row, str(photos[0]), before)
+    missing_chunk(store, row, str(photos[0]), before)
+    if store.database_url is None:
+        truncated_sqlite(store, row, str(photos[0]))
+    row.notes.insert(0, "deleted faces shard, missing chunk_0.mmap" + (", truncated SQLite" if store.database_url is None else ""))
+    return row
+
+
+def deleted_shard(store: Store, row: Row, photo: str, before: int) -> None:
+    shard = faces_shard(store)
+    if shard is None:
+        row.fail("set-up: no faces shard")
+        return
+    shutil.rmtree(shard)
+    row.trials += 1
+    searched = cli(store, "search", photo, "--json")
+    warnings = [w for r in (searched.json() or {}).get("results", []) for w in r.get("warnings", [])]
+    if searched.rc != 0 or not any("vector store holds 0" in w and "doctor --repair" in w for w in warnings):
+        row.fail(f"deleted shard: search did not warn: {searched.describe()}, warnings {warnings}")
+    report = repaired_clean(store, row, "deleted shard")
+    if (report.get("repaired") or {}).get("faces_reenrolled") != before:
+        row.fail(f"deleted shard: repaired {report.get('repaired')}, expected {before} faces re-enrolled")
+    expect_vectors(store, row, "deleted shard", before)
+
+
+def missing_chunk(store: Store, row: Row, photo: str, before: int) -> None:
+    shard, chunks = faces_shard(store), vector_chunks(store)
+    if shard is None or not chunks:
+        row.fail("set-up: no chunk_0.mmap in the faces shard")
+        return
+    for chunk in chunks:
+        chunk.unlink()
+    row.trials += 1
+    refused(row, "missing chunk: search", cli(store, "search", photo, "--json"), 4, "StoreDamaged", str(shard),
+            "identity doctor --repair")
+    report = repaired_clean(store, row, "missing chunk")
+    if (report.get("integrity") or {}).get("rebuilt_shards") != [str(shard)]:
+        row.fail(f"missing chunk: rebuilt_shards {(report.get('integrity') or {}).get('rebuilt_shards')}")
+    if list((store.data_dir / "vectors").glob("*.damaged-*")):
+        row.fail("missing chunk: the set-aside shard was left after a full rebuild")
+    expect_vectors(store, row, "missing chunk", before)
+    if cli(store, "search", photo, "--json").rc != 0:
+        row.fail("missing chunk: search after the rebuild failed")
+
+
+def truncated_sqlite(store: Store, row: Row, photo: str) -> None:
+    database = store.data_dir / "identity.db"
+    os.truncate(database, database.stat().st_size // 4)
+    for args in (["search", photo], ["doctor", "--repair"], ["person", "list"]):
+        refused(row, f"truncated SQLite: {args[0]}", cli(store, *args, "--json"), 4, "StoreDamaged", str(database),
+                "restore it from a backup")
+        row.trials += 1
+
+
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield None
@@ -1286,14 +1880,14 @@ def run_backend(backend: str, args: argparse.Namespace, root: Path, dataset: Pat
     """The clean run, then every registered trial of the chosen sections, in registration order."""
     rows: list[Row] = []
     sections = set(args.sections.split(","))
-    with fresh_store(backend, root, "clean") as clean:
+    with fresh_store(backend, root, "clean") as clean, ExitStack() as stack:
         console.print(f"[bold]{backend}[/bold]: clean run of {args.images} images")
         (row, truth), seconds = timed(lambda: clean_run(clean, dataset, args.workers))
         row.seconds = seconds
         rows.append(row)
         if truth is None:
             return rows, []
-        ctx = Context(backend, args, root, dataset, clean, truth, Spare(spare_photos), rng)
+        ctx = Context(backend, args, root, dataset, clean, truth, Spare(spare_photos), rng, stack)
         for t in TRIALS:
             if t.section in sections and backend in t.backends:
                 console.print(f"{backend}: {t.section}: {t.run.__name__}")

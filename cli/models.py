@@ -17,8 +17,10 @@ app = typer.Typer(no_args_is_help=True, help="List the face model packs and conv
 @app.command("list")
 def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Every model pack version, built-in and local (fine-tuned); `active` marks the one in use."""
+    from identity.app.schema import AS_IS
     from identity.faces import list_packs
-    with open_app() as core:
+
+    with open_app(schema=AS_IS) as core:  # a listing creates no schema (Postgres connects to an empty database)
         active = core.model_choice().model
     rows = [dataclasses.asdict(info) for info in list_packs(get_settings(), active=active)]
     render(rows, as_json, columns=("model_id", "active", "promoted", "dim", "detector", "recognizer", "recipe", "settings"),

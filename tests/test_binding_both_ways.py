@@ -305,7 +305,7 @@ def _fresh_postgres(request: pytest.FixtureRequest) -> str:
 
 @pytest.mark.parametrize("args", [
     ["config", "show"], ["config", "show", "--json"], ["version"], ["search", "PHOTO"], ["audit", "x"],
-    ["person", "list"], ["person", "show", "x"], ["searches", "list"],
+    ["person", "list"], ["person", "show", "x"], ["searches", "list"], ["models", "list"], ["models", "list", "--json"],
 ])
 def test_read_only_commands_on_an_empty_postgres_create_no_table(capsys, clean_env, lfw_dir, monkeypatch,
                                                                  postgres_url, args) -> None:
