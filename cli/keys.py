@@ -17,14 +17,17 @@ app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys f
 def create(
     name: str = typer.Argument(..., help="The key's name: the actor in the search log and audit events."),
     role: str = typer.Option(..., "--role", help="search, enroll, audit or admin."),
+    expires_in: Optional[str] = typer.Option(None, "--expires-in", help="When the key stops working: Nd, Nh or Nm "
+                                             "from now (90d, 12h, 30m) or an ISO date/time (UTC unless zoned)."),
     actor: Optional[str] = ACTOR,
     as_json: bool = JSON,
 ) -> None:
     """Create a key and print it once (only a salted hash of it is stored)."""
-    from identity.services.keys import create_key
+    from identity.services.keys import create_key, parse_expiry
 
+    expires_at = parse_expiry(expires_in) if expires_in is not None else None  # a bad format fails before any write
     with open_app() as core:
-        created = create_key(core, name, role, actor)
+        created = create_key(core, name, role, actor, expires_at)
     render(created, as_json, title=f"API key {name!r} ({role})")
     if not as_json:
         err_console.print("the key is shown this once: store it now", highlight=False)
@@ -32,19 +35,19 @@ def create(
 
 @app.command("list")
 def list_(as_json: bool = JSON) -> None:
-    """Every key: name, role, when created, last used and revoked (never the key)."""
+    """Every key: name, role, when created, last used, when it expires and revoked (never the key)."""
     from identity.services.keys import list_keys
 
     with open_app(read_only=True) as core:
         keys = list_keys(core)
-    render(keys, as_json, ["name", "role", "key_id", "created_at", "last_used_at", "revoked_at"],
+    render(keys, as_json, ["name", "role", "key_id", "created_at", "last_used_at", "expires_at", "revoked_at"],
            title=f"{len(keys)} API keys")
 
 
 @app.command("revoke")
 def revoke(name: str = typer.Argument(..., help="The key's name."), actor: Optional[str] = ACTOR,
            as_json: bool = JSON) -> None:
-    """Revoke a key: requests with it get 401 from then on."""
+    """Revoke a key: requests with it get 401 from then on, and its review UI sessions end."""
     from identity.services.keys import revoke_key
 
     with open_app(read_only=True) as core:

@@ -15,6 +15,7 @@ from rich.markup import escape
 from identity import process
 from identity.errors import ExitCode, IdentityError
 from identity.pathnames import shown
+from identity.services.private_files import private_umask
 from identity_cli import context, output
 from identity_cli.output import err_console, print_json
 
@@ -112,6 +113,7 @@ def _command_words(args: list[str]) -> tuple[list[str], list[str]]:
 
 
 def run() -> None:
+    private_umask()  # every file the command writes (database, shards, uploads) is its owner's only
     sys.exit(main())
 
 

@@ -41,9 +41,7 @@ def list_(
     if as_json:
         print_json(rows)
         return
-    table = [{**row.as_dict(), "review": row.review.verdict if row.review else None,
-              "reviewed_by": row.review.by if row.review else None} for row in rows]
-    print_table(table, ["when", "search_id", "face_index", "person", "score", "decision", "review", "reviewed_by"],
+    print_table([row.as_dict() for row in rows], ["when", "search_id", "face_index", "person", "score", "decision", "review", "reviewed_by"],
                 title=f"{len(rows)} searched faces")
 
 

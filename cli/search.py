@@ -128,7 +128,7 @@ def audit(
              for f in report.faces]
     print_table(faces, ["face_id", "status", "image", "det_score", "blur", "similarity", "outlier"],
                 title=f"{len(faces)} faces")
-    searches = [{**s.as_dict(), "review": s.review.verdict if s.review else None} for s in report.searches]
+    searches = [s.as_dict() for s in report.searches]
     print_table(searches, ["when", "actor", "rank", "score", "decision", "review", "search_id"],
                 title=f"{len(report.searches)} searches returned this person")
     print_table([{"external_id": l.person["external_id"], "score": l.score} for l in report.lookalikes],

@@ -115,10 +115,22 @@ class ApiSettings:
     max_upload_mb: float = setting(20.0, 0.001, 100_000)  # a request body above this is refused (413) before it is read in full
     inference_workers: int = setting(0, 0, 1024)  # threads running detection+embedding; 0: one per core
     queue_limit: int = setting(16, 0, 1_000_000)  # requests waiting for inference beyond those running; more get 503 + Retry-After
+    # A request without a valid key (header or session cookie) may send at most this much body (413 beyond):
+    # only a caller who signed in gets max_upload_mb. Counted as it arrives, chunked bodies included.
+    anonymous_body_kb: float = setting(64.0, 1, 1_000_000)
+    max_images_per_request: int = setting(10, 1, 10_000)  # photos in one search; more get 413
+    max_pixels_per_request: int = setting(100_000_000, 1, 10_000_000_000)  # summed over a search's photos, read from their headers before decoding; more get 413
+    request_deadline_seconds: float = setting(30.0, 0.01, 86_400)  # a search still running after this gets 503 + Retry-After (checked between images and stages)
     metrics_bind: str | None = None  # "host:port" serving /metrics without a key (e.g. for Prometheus on a private net)
     # Signs the review UI's session cookies. Required when several servers share a deployment;
     # unset, a single server generates one and keeps it in <data dir>/session_secret.
     session_secret: str | None = None
+    # The server runs behind a TLS-terminating proxy: the UI's session cookie is `Secure` even though
+    # the server itself sees plain http (with --proxy-headers, an https X-Forwarded-Proto does it too).
+    behind_tls: bool = False
+    cors_origins: str | None = None  # comma-separated origins allowed cross-origin calls (CORS); unset: none
+    auth_failures: int = setting(10, 1, 1_000_000)  # failed authentications per key id or client address ...
+    auth_window_s: float = setting(60.0, 1, 86_400)  # ... within this window, before 429 + Retry-After
 
 
 @dataclass(frozen=True)

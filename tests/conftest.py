@@ -16,6 +16,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+# As the `identity` and `identity serve` entry points do (identity.services.private_files): files the tests
+# create are private, so `doctor` finds no wider modes in a data dir made in-process.
+os.umask(0o077)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LFW_DIR = REPO_ROOT.parent / "shared" / "datasets" / "lfw-dev"
 DEFAULT_POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"

@@ -133,7 +133,8 @@ def test_persons_crud_merge_and_a_revoked_key(served) -> None:
     page = client.get("/v1/persons", params={"limit": 2, "offset": 1}, headers=auth(keys, "audit")).json()
     assert [p["external_id"] for p in page] == ["Al_Gore", "Alejandro_Toledo"]
     merged = client.post("/v1/persons/Al_Gore/merge", json={"absorb": "Aaron_Peirsol"}, headers=auth(keys, "admin"))
-    assert merged.json() == {"kept": "Al_Gore", "merged": "Aaron_Peirsol", "faces_moved": 2}
+    assert merged.json() == {"kept": "Al_Gore", "merged": "Aaron_Peirsol", "faces_moved": 2,
+                             "kept_id": client.get("/v1/persons/Al_Gore", headers=auth(keys, "audit")).json()["id"]}
     revoked = client.delete("/v1/keys/enroll-key", headers=auth(keys, "admin"))
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     assert client.get("/v1/jobs", headers=auth(keys, "enroll")).status_code == 401

@@ -6,23 +6,24 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi import APIRouter, Depends, File, Form, Query
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from identity.api import schemas
+from identity.api.contract import Upload, keyed, public
 from identity.api.errors import ApiError
-from identity.api.routes_search import ERRORS
 from identity.api.server import ApiContext, Ctx, caller
 from identity.api.uploads import save_uploads
 from identity.errors import IdentityError
 from identity.services import enroll_inputs
 from identity.services.enrollment import named_by
 from identity.services.jobs import list_jobs, queue_depth, queue_enrollment
-from identity.services.keys import ADMIN, ENROLL, JOBS, KeyRecord, create_key, list_keys, revoke_key
+from identity.services.keys import ADMIN, ENROLL, JOBS, KeyRecord, create_key, list_keys, parse_expiry, revoke_key
 from identity.services.schema import versions
-from identity.services.uploads import new_upload_folder
+from identity.services.uploads import remove_uploads, upload_folder
 
 router = APIRouter()
+PROMETHEUS_TEXT = {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
 @router.get("/", include_in_schema=False)
@@ -30,13 +31,14 @@ def root() -> RedirectResponse:
     return RedirectResponse("/ui", status_code=303)
 
 
-@router.get("/healthz", response_model=schemas.Health, tags=["ops"])
+@router.get("/healthz", response_model=schemas.Health, tags=["ops"], **public("getHealth"))
 def healthz() -> dict[str, str]:
     """The process is alive (no key needed)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=schemas.Ready, responses={503: {"model": schemas.Ready}}, tags=["ops"])
+@router.get("/readyz", response_model=schemas.Ready, responses={503: {"model": schemas.Ready}}, tags=["ops"],
+            operation_id="getReadiness")
 def readyz(ctx: ApiContext = Ctx) -> Any:
     """The database and vector store are reachable, the schema is current and the model loaded (no key needed)."""
     checks: dict[str, str] = {}
@@ -54,21 +56,22 @@ def readyz(ctx: ApiContext = Ctx) -> Any:
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", response_class=PlainTextResponse, tags=["ops"], responses=ERRORS)
-def metrics(ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> str:
+# response_class Response: with PlainTextResponse the schema would state the JSON errors as text too
+@router.get("/metrics", response_class=Response, tags=["ops"], **keyed("getMetrics", ok=PROMETHEUS_TEXT))
+def metrics(ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> Response:
     """Prometheus text: requests and latencies per route, faces searched by decision, queue depth."""
-    return ctx.metrics.render(queue_depth(ctx.core))
+    return PlainTextResponse(ctx.metrics.render(queue_depth(ctx.core)))
 
 
-@router.get("/v1/jobs", response_model=list[schemas.Job], tags=["jobs"], responses=ERRORS)
-def jobs(state: str | None = None, batch: str | None = None, limit: int = Query(100, ge=1, le=1000),
+@router.get("/v1/jobs", response_model=list[schemas.Job], tags=["jobs"], **keyed("listJobs", 422))
+def jobs(state: schemas.JobState | None = None, batch: str | None = None, limit: int = Query(100, ge=1, le=1000),
          ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(JOBS))) -> list[dict[str, Any]]:
     """The queue, newest first (as `identity jobs list`)."""
-    return [job.as_dict() for job in list_jobs(ctx.core, state, batch, limit)]
+    return [job.as_dict() for job in list_jobs(ctx.core, state.value if state else None, batch, limit)]
 
 
 @router.post("/v1/enrollments", response_model=schemas.EnrollmentQueued, status_code=202, tags=["jobs"],
-             responses=ERRORS)
+             **keyed("queueEnrollment", body="json"))
 def enroll_paths(request: schemas.EnrollmentRequest, ctx: ApiContext = Ctx,
                  key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
     """Queue folders or files the server can read, under the import roots the operator allowed."""
@@ -83,14 +86,19 @@ def enroll_paths(request: schemas.EnrollmentRequest, ctx: ApiContext = Ctx,
 
 
 @router.post("/v1/enrollments/uploads", response_model=schemas.EnrollmentQueued, status_code=202, tags=["jobs"],
-             responses=ERRORS)
+             **keyed("queueEnrollmentUploads", body="multipart"))
 async def enroll_uploads(person: Annotated[str, Form(description="external id the photos are of")],
-                         image: Annotated[list[UploadFile], File()], ctx: ApiContext = Ctx,
+                         image: Annotated[list[Upload], File()], ctx: ApiContext = Ctx,
                          key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
     """Queue uploaded photos of one person; the server's background runner (or `identity worker`s) enrolls them."""
-    folder = new_upload_folder(ctx.settings)  # kept: they are the enrolled photos (erasure deletes them)
-    saved = await save_uploads(image, folder, ctx.max_upload_bytes)
-    return _queue(ctx, enroll_inputs.from_files(person, [path for _, path in saved]))
+    # Kept while they are a person's photos (erasure deletes them); removed if the request fails, and by
+    # the job loop once a job's copy becomes no person's photo (services.uploads).
+    with upload_folder(ctx.settings) as folder:
+        saved = await save_uploads(image, folder, ctx.max_upload_bytes)
+        inputs = enroll_inputs.from_files(person, [path for _, path in saved])
+        queued = _queue(ctx, inputs)
+    remove_uploads(ctx.settings, [row.source_path for row in inputs.unqueued])
+    return queued
 
 
 def _queue(ctx: ApiContext, inputs: enroll_inputs.EnrollInputs) -> dict[str, Any]:
@@ -118,18 +126,20 @@ def _allowed(ctx: ApiContext, raw: str) -> Path:
     return path
 
 
-@router.get("/v1/keys", response_model=list[schemas.ApiKey], tags=["keys"], responses=ERRORS)
+@router.get("/v1/keys", response_model=list[schemas.ApiKey], tags=["keys"], **keyed("listKeys"))
 def keys(ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> list[dict[str, Any]]:
     return [k.as_dict() for k in list_keys(ctx.core)]
 
 
-@router.post("/v1/keys", response_model=schemas.CreatedApiKey, status_code=201, tags=["keys"], responses=ERRORS)
+@router.post("/v1/keys", response_model=schemas.CreatedApiKey, status_code=201, tags=["keys"],
+             **keyed("createKey", 409, body="json"))
 def new_key(request: schemas.ApiKeyCreate, ctx: ApiContext = Ctx,
             key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """A new key, shown once in the answer."""
-    return create_key(ctx.core, request.name, request.role, key.name).as_dict()
+    expires_at = parse_expiry(request.expires_in) if request.expires_in is not None else None
+    return create_key(ctx.core, request.name, request.role.value, key.name, expires_at).as_dict()
 
 
-@router.delete("/v1/keys/{name}", response_model=schemas.ApiKey, tags=["keys"], responses=ERRORS)
+@router.delete("/v1/keys/{name}", response_model=schemas.ApiKey, tags=["keys"], **keyed("revokeKey", 404, 422))
 def revoke(name: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     return revoke_key(ctx.core, name, key.name).as_dict()

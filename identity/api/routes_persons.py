@@ -6,11 +6,12 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Query
 
 from identity.api import schemas
+from identity.api.budget import check_pixels
 from identity.api.params import filters, in_thread
-from identity.api.routes_search import ERRORS
+from identity.api.contract import Upload, keyed
 from identity.api.server import ApiContext, Ctx, caller
 from identity.api.uploads import save_uploads
 from identity.errors import NotFound
@@ -25,68 +26,75 @@ router = APIRouter(prefix="/v1", tags=["persons"])
 MAX_SYNC_IMAGES = 10  # more belong in POST /v1/enrollments
 
 
-@router.get("/persons", response_model=list[schemas.Person], responses=ERRORS)
+@router.get("/persons", response_model=list[schemas.Person], **keyed("listPersons", 422))
 def persons(
-    q: str | None = Query(None, description="text in the external id, name or attributes"),
+    q: str | None = Query(None, description="text in the external id, name or attributes, matched literally"),
+    external_id: str | None = Query(None, description="exactly this external id (`/` included: a path takes the uuid)"),
     attribute: list[str] | None = Query(None, description="key=value; a key given twice matches either value"),
     limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2**31 - 1),
     ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ)),
 ) -> list[dict[str, Any]]:
     """People by external id, a page at a time."""
     wanted = {k: v if isinstance(v, list) else [v] for k, v in filters(attribute).items()}
-    return [p.as_dict() for p in list_people(ctx.core, q, limit, offset, wanted or None)]
+    return [p.as_dict() for p in list_people(ctx.core, q, limit, offset, wanted or None, external_id)]
 
 
-@router.post("/persons", response_model=schemas.Person, status_code=201, responses=ERRORS)
+@router.post("/persons", response_model=schemas.Person, status_code=201, **keyed("createPerson", 409, body="json"))
 def create(person: schemas.PersonCreate, ctx: ApiContext = Ctx,
            key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
     return add_person(ctx.core, person.external_id, person.display_name, person.attributes).as_dict()
 
 
-@router.get("/persons/{person}", response_model=schemas.Person, responses=ERRORS)
+@router.get("/persons/{person}", response_model=schemas.Person, **keyed("getPerson", 404, 422))
 def read(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> dict[str, Any]:
-    """One person by external id or uuid."""
+    """One person by uuid or external id (an external id holding `/` is found by its uuid, or by
+    GET /v1/persons?external_id=)."""
     return show_person(ctx.core, person).as_dict()
 
 
-@router.patch("/persons/{person}", response_model=schemas.Person, responses=ERRORS)
+@router.patch("/persons/{person}", response_model=schemas.Person, **keyed("updatePerson", 404, 409, body="json"))
 def update(person: str, change: schemas.PersonUpdate, ctx: ApiContext = Ctx,
            key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
     return update_person(ctx.core, person, change.display_name, change.attributes, change.remove).as_dict()
 
 
 @router.delete("/persons/{person}", response_model=schemas.Erasure, response_model_exclude_unset=True,
-                responses=ERRORS)
+                **keyed("erasePerson", 404, 422))
 def erase(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """Erase a person from every store (as `identity person delete`); a repeat reports the first erasure."""
     return delete_person(ctx.deployment(), person, key.name).as_dict()
 
 
-@router.post("/persons/{person}/merge", response_model=schemas.MergeResult, responses=ERRORS)
+@router.post("/persons/{person}/merge", response_model=schemas.MergeResult,
+             **keyed("mergePersons", 404, 409, body="json"))
 def merge(person: str, merge: schemas.Merge, ctx: ApiContext = Ctx,
           key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """Move every face and search hit of `absorb` to this person, then remove `absorb`."""
     return merge_persons(ctx.deployment(), person, merge.absorb, key.name).as_dict()
 
 
-@router.post("/faces/{face}/move", response_model=schemas.FaceMoveResult, responses=ERRORS)
+@router.post("/faces/{face}/move", response_model=schemas.FaceMoveResult, **keyed("moveFace", 404, 409, body="json"))
 def move(face: str, move: schemas.FaceMove, ctx: ApiContext = Ctx,
          key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     return move_face(ctx.deployment(), face, move.to, key.name).as_dict()
 
 
 @router.delete("/faces/{face}", response_model=schemas.Erasure, response_model_exclude_unset=True,
-                responses=ERRORS)
+                **keyed("deleteFace", 404, 422))
 def remove_face(face: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     return delete_face(ctx.deployment(), face, key.name).as_dict()
 
 
-@router.post("/persons/{person}/faces", response_model=schemas.EnrollmentSummary, responses=ERRORS)
+@router.post("/persons/{person}/faces", response_model=schemas.EnrollmentSummary,
+             **keyed("enrollPhotos", 409, body="multipart"))
 async def enroll_photos(
-    person: str, image: Annotated[list[UploadFile], File(description=f"up to {MAX_SYNC_IMAGES} photos")],
+    person: str, image: Annotated[list[Upload], File(description=f"up to {MAX_SYNC_IMAGES} photos")],
     ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ENROLL)),
 ) -> dict[str, Any]:
-    """Enroll a few photos of one person now, each ending enrolled, rejected, failed, duplicate or conflict."""
+    """Enroll a few photos of one person now, each ending enrolled, rejected, failed, duplicate or conflict.
+
+    A copy that becomes no person's photo is deleted by the job loop (services.uploads); the photos'
+    pixels count against IDENTITY_API__MAX_PIXELS_PER_REQUEST as a search's do."""
     from identity.api.errors import ApiError
 
     if len(image) > MAX_SYNC_IMAGES:
@@ -94,14 +102,12 @@ async def enroll_photos(
     folder = new_upload_folder(ctx.settings)  # kept: they are the enrolled photos (erasure deletes them)
     try:
         saved = await save_uploads(image, folder, ctx.max_upload_bytes)
+        await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
         names = {str(path.resolve()): name for name, path in saved}
         run = await in_thread(_enroll, ctx, person, [path for _, path in saved])
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    for result in run.summary.results:  # a copy no image row points at (unreadable, a duplicate) goes
-        if result.outcome not in ("enrolled", "rejected"):
-            Path(result.source_path).unlink(missing_ok=True)
     record = run.as_dict()
     record["images"] = [{"image": names.get(r.source_path, Path(r.source_path).name), "external_id": r.external_id,
                          "outcome": r.outcome, "reason": r.reason, "faces_found": r.faces_found}

@@ -8,10 +8,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query
 
 from identity.api import schemas
+from identity.api.budget import check_count, check_pixels
+from identity.api.contract import Upload, keyed
 from identity.api.errors import ApiError
+from identity.api.limits import Deadline, deadline_of
 from identity.api.server import ApiContext, Ctx, caller
 from identity.api.params import filters, in_thread
 from identity.api.uploads import save_uploads
@@ -22,29 +25,33 @@ from identity.services.search import SearchOptions
 from identity.services.search_log import list_searches
 
 router = APIRouter(prefix="/v1", tags=["search"])
-# Every route may answer these (JSON {"error", "detail"}); /openapi.json says so.
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": schemas.ErrorBody}
-                                           for code in (401, 403, 404, 409, 413, 422, 503)}
 
 
-@router.post("/search", response_model=schemas.SearchResponse, responses=ERRORS)
+@router.post("/search", response_model=schemas.SearchResponse, **keyed("searchFaces", body="multipart"))
 async def search(
-    image: Annotated[list[UploadFile], File(description="one or more photos")],
+    image: Annotated[list[Upload], File(description="one or more photos")],
     top_k: Annotated[int, Form(ge=1, le=100)] = 5,
     threshold: Annotated[float | None, Form()] = None,
     filter: Annotated[list[str] | None, Form(description="key=value; a key given twice matches either value")] = None,
     largest_face: Annotated[bool, Form()] = False,
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(SEARCH)),
+    deadline: Deadline = Depends(deadline_of),
 ) -> dict[str, Any]:
-    """Who is in these photos: as `identity search --json`; unusable images go into `errors`."""
+    """Who is in these photos: as `identity search --json`; unusable images go into `errors`.
+
+    At most IDENTITY_API__MAX_IMAGES_PER_REQUEST photos and IDENTITY_API__MAX_PIXELS_PER_REQUEST
+    pixels in all (413 beyond); past IDENTITY_API__REQUEST_DEADLINE_SECONDS, 503 with Retry-After."""
     options = SearchOptions(top_k=top_k, threshold=threshold, filters=filters(filter),
                             largest_face_only=largest_face, actor=key.name)
+    check_count(len(image), ctx.settings.api)
     with tempfile.TemporaryDirectory(prefix="identity-api-") as tmp:
         saved = await save_uploads(image, Path(tmp), ctx.max_upload_bytes)
-        found = await in_thread(ctx.analyse, [path for _, path in saved])
+        await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
+        found = await in_thread(ctx.analyse, [path for _, path in saved], False, deadline)
         results, errors = [], []
         for (name, _), outcome in zip(saved, found):
+            deadline.check("searching the faces")
             if isinstance(outcome, ImageError):
                 errors.append({"image": name, "error": f"{name}: {outcome.reason}", "exit_code": ExitCode.ERROR})
             elif not outcome.faces:
@@ -57,18 +64,19 @@ async def search(
     return {"results": results, "errors": errors}
 
 
-@router.get("/searches", response_model=list[schemas.LoggedSearch], responses=ERRORS)
+@router.get("/searches", response_model=list[schemas.LoggedSearch], **keyed("listSearches", 404, 422))
 def searches(
     person: str | None = None, since: datetime | None = None,
-    actor: str | None = None, decision: str | None = Query(None, pattern="^(match|unknown)$"),
+    actor: str | None = None, decision: schemas.Decision | None = None,
     limit: int = Query(100, ge=1, le=1000),
     ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ)),
 ) -> list[dict[str, Any]]:
     """The search log, newest first, filtered by person, actor, time and decision."""
-    return [r.as_dict() for r in list_searches(ctx.core, person, since, limit, actor, decision)]
+    wanted = decision.value if decision else None
+    return [r.as_dict() for r in list_searches(ctx.core, person, since, limit, actor, wanted)]
 
 
-@router.get("/persons/{person}/audit", response_model=schemas.Audit, responses=ERRORS)
+@router.get("/persons/{person}/audit", response_model=schemas.Audit, **keyed("getPersonAudit", 404, 422))
 def audit(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> dict[str, Any]:
     """What is held on a person, which searches returned them, look-alikes and outliers (`identity audit --json`)."""
     return audit_person(ctx.deployment(), person, key.name).as_dict()

@@ -1,22 +1,52 @@
 """The JSON of every request and response, as pydantic models, so `/openapi.json` states the exact schemas.
 
 They mirror the CLI's `--json` output: a response is a service result's as_dict(); where that is
-the dataclass's plain fields, the dataclass itself is the schema.
+the dataclass's plain fields, the schema is made from the dataclass (`narrowed`), its closed sets
+stated as enums.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import dataclasses
+from enum import StrEnum
+from typing import Any, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from identity.services import audit, jobs, keys, search_log
+from identity.services import jobs, keys, reviews, search_log
 
-# The services' own dataclasses where a route answers them as they are.
-Job = jobs.JobRecord
-LoggedSearch = search_log.LoggedSearch
-ApiKey = keys.KeyRecord
+# Every closed set as an enum, so a generated client gets one type per set (values from the
+# services' own lists where they keep one, so the two cannot drift apart).
+Role = StrEnum("Role", {role: role for role in keys.ROLES})
+JobStatus = StrEnum("JobStatus", {s: s for s in jobs.STATUSES})
+JobOutcome = StrEnum("JobOutcome", {s: s for s in jobs.OUTCOMES})
+JobState = StrEnum("JobState", {s: s for s in (*jobs.STATUSES, *jobs.OUTCOMES)})  # the jobs list's filter
+Decision = StrEnum("Decision", {"match": "match", "unknown": "unknown"})
+ReviewSummary = StrEnum("ReviewSummary", {s: s for s in ("unreviewed", *reviews.VERDICTS, "mixed")})
+HitReview = StrEnum("HitReview", {s: s for s in (reviews.UNREVIEWED, *reviews.VERDICTS)})  # one searched face's review
+
+
+def narrowed(name: str, source: type, **types: Any) -> type[BaseModel]:
+    """The fields of the services' dataclass `source` as a model, the closed sets among them as enums.
+
+    The dataclass stays the one list of fields (a field added there appears here); only
+    the types named in `types` differ.
+    """
+    hints = get_type_hints(source)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(source):
+        default = field.default if field.default is not dataclasses.MISSING else ...
+        fields[field.name] = (types.get(field.name, hints[field.name]), default)
+    generated = (source.__doc__ or "").startswith(f"{source.__name__}(")  # the dataclass's own: a field list
+    doc = None if generated else source.__doc__
+    return create_model(name, __doc__=doc, **fields)
+
+
+Job = narrowed("Job", jobs.JobRecord, status=JobStatus, outcome=JobOutcome | None)
+LoggedSearch = narrowed("LoggedSearch", search_log.LoggedSearch, decision=Decision, review=ReviewSummary | None)
+ApiKey = narrowed("ApiKey", keys.KeyRecord, role=Role)
+CreatedApiKey = create_model("CreatedApiKey", __base__=ApiKey,
+                             key=(str, Field(description="shown once; only a salted hash is stored")))
 
 
 class ErrorBody(BaseModel):
@@ -24,13 +54,18 @@ class ErrorBody(BaseModel):
     detail: Any = None
 
 
-class Person(BaseModel):
+class PersonRef(BaseModel):
+    """A person named inside another answer (a search candidate, an audit, a look-alike): no face count."""
+
     id: str
     external_id: str
     display_name: str | None
     attributes: dict[str, Any]
-    created_at: str | None
-    faces: int | None = None
+    created_at: str | None = Field(description="ISO 8601 UTC with its offset")
+
+
+class Person(PersonRef):
+    faces: int  # searchable faces under the model in use, on every answer (create, read, list, update)
 
 
 class PersonCreate(BaseModel):
@@ -56,7 +91,7 @@ class Candidate(BaseModel):
     rank: int
     score: float
     matched_faces: int
-    person: Person
+    person: PersonRef
     faces: list[MatchedFace]
 
 
@@ -65,7 +100,7 @@ class FaceMatch(BaseModel):
     bbox: list[float]
     det_score: float
     quality: dict[str, Any]
-    decision: str = Field(description="match or unknown")
+    decision: Decision
     decision_score: float | None
     candidates: list[Candidate]
 
@@ -104,6 +139,7 @@ class MergeResult(BaseModel):
     kept: str
     merged: str
     faces_moved: int
+    kept_id: str = Field(description="the kept person's uuid, for the routes that take a person")
 
 
 class FaceMove(BaseModel):
@@ -134,15 +170,32 @@ class Erasure(BaseModel):
 
 
 class Lookalike(BaseModel):
-    person: Person
+    person: PersonRef
     score: float
 
 
+class AuditSearch(BaseModel):
+    """A search that returned the person, and the review in force on that hit (the search log's words)."""
+
+    search_id: str
+    when: str
+    actor: str
+    query_sha256: str | None
+    face_index: int
+    rank: int
+    score: float | None
+    decision: Decision
+    review: HitReview
+    reviewed_by: str | None
+    reviewed_at: str | None
+    review_note: str | None
+
+
 class Audit(BaseModel):
-    person: Person
+    person: PersonRef
     threshold: float
     faces: list[dict[str, Any]]
-    searches: list[audit.AuditSearch]
+    searches: list[AuditSearch]
     lookalikes: list[Lookalike]
     decision_rule: str
     lookalike_margin: float | None
@@ -189,12 +242,9 @@ class EnrollmentRequest(BaseModel):
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
-    role: str = Field(description="search, enroll, audit or admin")
-
-
-@dataclass(frozen=True)
-class CreatedApiKey(keys.KeyRecord):
-    key: str  # shown once; only a salted hash is stored
+    role: Role
+    expires_in: str | None = Field(default=None, description="when the key stops working: Nd, Nh or Nm from now "
+                                                             "(90d, 12h, 30m) or an ISO date/time; absent: never")
 
 
 class Health(BaseModel):

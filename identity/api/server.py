@@ -15,6 +15,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,16 +28,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from identity.api.auth import bearer_key, identify
+from identity.api.cors import allow_cross_origin
 from identity.api.errors import ApiError, body, status_of
+from identity.api.headers import headers_for, secure
+from identity.api.limits import Deadline, RequestLimits, use_spool_dir
 from identity.api.metrics import Metrics
+from identity.api.request_id import RequestIds
 from identity.api.session import Sessions
+from identity.api.throttle import Throttle
+from identity.api.wording import for_api
 from identity.app.core import App
 from identity.errors import IdentityError, ImageError
 from identity.faces import FacePipeline, ImageFaces, build_pipeline, load_image
 from identity.services.deployment import Deployment, deployment
 from identity.services.enroll import EnrollmentWriter, process_queue
 from identity.services.erasure import retry_pending
-from identity.services.keys import Forbidden, KeyRecord, authenticate
+from identity.services.keys import Forbidden, KeyRecord
 from identity.services.refusals import CONFLICT, INVALID, REFUSALS, UNAVAILABLE, refusal_kind
 from identity.services.search import SearchOptions, SearchResult, search_faces
 
@@ -59,6 +67,7 @@ class ApiContext:
         self.settings = core.settings
         self.metrics = Metrics()
         self.sessions = Sessions(self.settings)  # the review UI's
+        self.throttle = Throttle(self.settings.api.auth_failures, self.settings.api.auth_window_s)
         self.max_upload_bytes = int(self.settings.api.max_upload_mb * 1_000_000)
         workers = self.settings.api.inference_workers or os.cpu_count() or 1
         self._workers = workers
@@ -69,6 +78,7 @@ class ApiContext:
         self._dep: Deployment | None = None
         self._wake, self._stopping = threading.Event(), threading.Event()
         self._runner = threading.Thread(target=self._run_jobs, name="identity-jobs", daemon=True)
+        self._temp_before = tempfile.tempdir  # restored at close: multipart spools under the data dir meanwhile
 
     def deployment(self) -> Deployment:
         """The active model's deployment, its collections shared by the request threads one call at a time."""
@@ -113,20 +123,23 @@ class ApiContext:
             except Exception:  # a store that is down: the next look tries again, the jobs wait queued
                 log.exception("background enrollment stopped; it tries again in %s s", JOB_POLL_S)
 
-    def analyse(self, paths: Sequence[Path], wait: bool = False) -> list[Analysed]:
-        """Detect and embed the images in the inference pool; 503 when it and its queue are full (unless `wait`)."""
+    def analyse(self, paths: Sequence[Path], wait: bool = False, deadline: Deadline | None = None) -> list[Analysed]:
+        """Detect and embed the images in the inference pool; 503 when it and its queue are full (unless `wait`),
+        or when `deadline` passes before an image is started."""
         if not self._slots.acquire(blocking=wait):
             raise ApiError(503, "the server is busy: too many images wait for the face models",
                            {"retry_after_s": 1}, headers={"Retry-After": "1"})
         try:
-            return self._pool.submit(self._analyse, list(paths)).result()
+            return self._pool.submit(self._analyse, list(paths), deadline).result()
         finally:
             self._slots.release()
 
-    def _analyse(self, paths: list[Path]) -> list[Analysed]:
+    def _analyse(self, paths: list[Path], deadline: Deadline | None) -> list[Analysed]:
         pipeline = self._pipeline()
         found: list[Analysed] = []
         for path in paths:
+            if deadline is not None:
+                deadline.check("analysing the images")  # frees this thread for the next request
             try:
                 [result] = pipeline.process([load_image(path)])
                 found.append(result)
@@ -152,6 +165,7 @@ class ApiContext:
             future.result()
 
     def start(self) -> None:
+        self._temp_before = use_spool_dir(self.settings.data_dir)
         self.warm()
         self._runner.start()
 
@@ -161,6 +175,7 @@ class ApiContext:
         if self._runner.is_alive():
             self._runner.join()
         self._pool.shutdown(wait=True)
+        tempfile.tempdir = self._temp_before
 
 
 class Serialized:
@@ -186,17 +201,15 @@ def caller(permission: str) -> Callable[..., KeyRecord]:
     """A route's dependency: the request's key, which must allow `permission` (401/403 otherwise, logged)."""
 
     def check(request: Request) -> KeyRecord:
-        ctx: ApiContext = request.app.state.ctx
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        key = token.strip() if scheme.lower() == "bearer" else None
+        route = getattr(request.scope.get("route"), "path", "?")  # the template: a path can name a person
+        client = request.client.host if request.client else None
         try:
-            record = authenticate(ctx.core, key)
+            record = identify(request.app.state.ctx, bearer_key(request.headers.get("authorization")), client)
         except IdentityError as exc:
-            log.warning("401 %s %s: %s", request.method, request.url.path, exc.message)
+            log.warning("401 %s %s: %s", request.method, route, exc.message)
             raise
         if not record.allows(permission):
-            log.warning("403 %s %s: key %r (role %s) lacks %s", request.method, request.url.path, record.name,
+            log.warning("403 %s %s: key %r (role %s) lacks %s", request.method, route, record.name,
                         record.role, permission)
             raise Forbidden(f"the key {record.name!r} (role {record.role}) may not do this ({permission} needed)")
         return record
@@ -206,7 +219,7 @@ def caller(permission: str) -> Callable[..., KeyRecord]:
 
 def create_api(core: App) -> FastAPI:
     """The HTTP API over `core` (which the caller opened, and closes after the server stops)."""
-    from identity.api import routes_ops, routes_persons, routes_search, ui, ui_review
+    from identity.api import docs, routes_ops, routes_persons, routes_search, ui, ui_review
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -214,13 +227,17 @@ def create_api(core: App) -> FastAPI:
         yield
         api.state.ctx.close()
 
-    api = FastAPI(title="identity", version="1", lifespan=lifespan,
+    api = FastAPI(title="identity", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,  # docs.py's /docs
                   description="Face identity search: enroll people from photos, ask who is in a photo, audit what is held.")
     api.state.ctx = ApiContext(core)
     _handle_errors(api)
     _measure(api)
-    for module in (routes_search, routes_persons, routes_ops, ui, ui_review):
+    secure(api)  # identity.api.headers: CSP, no framing, no-store, the UI's stylesheet
+    api.add_middleware(RequestLimits, ctx=api.state.ctx)  # before any route reads the body
+    for module in (routes_search, routes_persons, routes_ops, ui, ui_review, docs):
         api.include_router(module.router)
+    allow_cross_origin(api, core.settings.api.cors_origins)
+    api.add_middleware(RequestIds)  # outermost: every response and log line of a request has its id
     return api
 
 
@@ -253,7 +270,9 @@ def _handle_errors(api: FastAPI) -> None:
     @api.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
         if on_page(request):
-            return ui_error(request, exc.status, exc.error)
+            page = ui_error(request, exc.status, exc.error)
+            page.headers.update(exc.headers)  # Retry-After on a page too
+            return page
         return JSONResponse(body(exc.error, exc.detail), status_code=exc.status, headers=exc.headers)
 
     @api.exception_handler(IdentityError)
@@ -263,7 +282,7 @@ def _handle_errors(api: FastAPI) -> None:
             return ui_error(request, status, exc.message)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
         detail = {k: v for k, v in exc.as_dict().items() if k not in ("error", "exit_code")}
-        return JSONResponse(body(exc.message, detail), status_code=status, headers=headers)
+        return JSONResponse(body(for_api(exc.message), detail), status_code=status, headers=headers)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -292,24 +311,21 @@ def _handle_errors(api: FastAPI) -> None:
 
     @api.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(body("internal error: see the server's log", type(exc).__name__), status_code=500)
+        route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: a path can name a person
+        log.exception("unexpected error on %s %s", request.method, route)
+        return JSONResponse(body("internal error: see the server's log", type(exc).__name__), status_code=500,
+                            headers=headers_for(request.url.path))  # answered outside every middleware
 
 
 def _measure(api: FastAPI) -> None:
     @api.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        ctx: ApiContext = request.app.state.ctx
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > ctx.max_upload_bytes:  # before the body is read
-            response = JSONResponse(body(f"the request is larger than the limit of {ctx.max_upload_bytes / 1e6:g} MB",
-                                         {"limit_bytes": ctx.max_upload_bytes}), status_code=413)
-        else:
-            started = time.perf_counter()
-            response = await call_next(request)
-            route = request.scope.get("route")
-            ctx.metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
-                                time.perf_counter() - started)
+        ctx: ApiContext = request.app.state.ctx  # bodies over their limit were refused before (api.limits)
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        ctx.metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
+                            time.perf_counter() - started)
         return response
 
 

@@ -1,47 +1,64 @@
-"""The review UI's sessions: a signed cookie naming the API key it was opened with, and a CSRF token.
+"""The review UI's session cookie: a signed random token naming a session row in SQL.
 
-The cookie holds no key material: the key's public id, re-checked on every request (a
-revoked key ends its sessions), and the token that every form changing data must send back.
+The cookie holds no key material. The row (identity.services.ui_sessions) is re-read on
+every request, so sign-out, key revocation and key expiry end the session at once. The
+signature lets a forged or stale cookie be refused without a database query.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.requests import Request
 
+from identity.app.core import App
 from identity.config import Settings
+from identity.errors import IdentityError
+from identity.services.ui_sessions import OpenSession, end_session, open_session, session_for
 
 COOKIE = "identity_session"
 MAX_AGE_S = 12 * 3600
 
 
-@dataclass(frozen=True)
-class UiSession:
-    key_id: str
-    csrf: str
-
-
 class Sessions:
     def __init__(self, settings: Settings) -> None:
         self._signer = URLSafeTimedSerializer(session_secret(settings), salt="identity-ui")
+        self._behind_tls = settings.api.behind_tls
 
-    def issue(self, key_id: str) -> tuple[UiSession, str]:
-        """A new session and its cookie value."""
-        session = UiSession(key_id, secrets.token_urlsafe(24))
-        return session, self._signer.dumps({"k": session.key_id, "c": session.csrf})
+    def issue(self, core: App, key_id: str) -> tuple[OpenSession, str]:
+        """A new session (a new id at every sign-in) and its cookie value."""
+        opened = open_session(core, key_id, MAX_AGE_S)
+        return opened, self._signer.dumps(opened.token)
 
-    def read(self, cookie: str | None) -> UiSession | None:
+    def read(self, core: App, cookie: str | None) -> OpenSession | None:
+        """The cookie's session if it is still open, else None."""
+        token = self._token(cookie)
+        if token is None:
+            return None
+        try:
+            return session_for(core, token)
+        except IdentityError:  # ended, expired, or its key revoked or expired
+            return None
+
+    def end(self, core: App, cookie: str | None) -> None:
+        token = self._token(cookie)
+        if token is not None:
+            end_session(core, token)
+
+    def secure(self, request: Request) -> bool:
+        """`Secure` when told the server runs behind TLS, or when the scheme seen (with proxy headers) is https."""
+        return self._behind_tls or request.url.scheme == "https"
+
+    def _token(self, cookie: str | None) -> str | None:
         if not cookie:
             return None
         try:
-            data = self._signer.loads(cookie, max_age=MAX_AGE_S)
-        except BadSignature:  # tampered, from another secret, or expired
+            return str(self._signer.loads(cookie, max_age=MAX_AGE_S))
+        except BadSignature:  # tampered, from another secret, or older than any session
             return None
-        return UiSession(str(data["k"]), str(data["c"]))
 
 
 def session_secret(settings: Settings) -> str:

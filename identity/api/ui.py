@@ -1,7 +1,7 @@
 """The review web UI: server-rendered pages (Jinja2, autoescaped, no JavaScript) over the same services.
 
-Sign in with an API key; the session is a signed, HttpOnly, SameSite cookie (identity.api.session),
-and every form that changes data carries the session's CSRF token. What a page offers
+Sign in with an API key; the session is a row in SQL named by a signed, HttpOnly, SameSite cookie
+(identity.api.session), and every form that changes data carries the session's CSRF token. What a page offers
 follows the key's role, and every action is checked again on the server.
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import logging
 import tempfile
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import urlsplit
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -21,23 +22,29 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from PIL import Image as PILImage
 
+from identity.api.budget import check_pixels
 from identity.api.errors import ApiError
+from identity.api.flash import flash_message, flashed
+from identity.api.limits import Deadline, deadline_of
 from identity.api.server import ApiContext, Ctx
-from identity.api.session import COOKIE, MAX_AGE_S, UiSession
+from identity.api.auth import identify
+from identity.api.session import COOKIE, MAX_AGE_S
 from identity.api.uploads import save_uploads
 from identity.errors import IdentityError, ImageError
 from identity.services.audit import audit_person
 from identity.services.audit_html import face_thumbnails
 from identity.services.curation import delete_face, delete_person, merge_persons, move_face
-from identity.services.keys import ADMIN, READ, SEARCH, Forbidden, KeyRecord, authenticate, key_in_session
+from identity.services.keys import ADMIN, READ, SEARCH, Forbidden, KeyRecord
 from identity.services.persons import list_people, show_person
 from identity.services.search import SearchOptions
 from identity.services.search_log import list_searches
+from identity.services.ui_sessions import OpenSession
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                                             autoescape=True))
 PHOTO_PX = 800  # the searched photo is shown at most this wide or high
+log = logging.getLogger("identity.api.ui")
 
 
 class SignIn(Exception):
@@ -47,21 +54,18 @@ class SignIn(Exception):
 @dataclasses.dataclass(frozen=True)
 class Visitor:
     key: KeyRecord
-    session: UiSession
+    session: OpenSession
 
     def page(self, **values: Any) -> dict[str, Any]:
         return {"user": self.key, "csrf": self.session.csrf, **values}
 
 
 def visitor(request: Request) -> Visitor:
-    session = request.app.state.ctx.sessions.read(request.cookies.get(COOKIE))
-    if session is None:
+    ctx: ApiContext = request.app.state.ctx
+    session = ctx.sessions.read(ctx.core, request.cookies.get(COOKIE))
+    if session is None:  # none, signed out, expired, or its key revoked or expired
         raise SignIn()
-    try:
-        key = key_in_session(request.app.state.ctx.core, session.key_id)
-    except IdentityError:
-        raise SignIn() from None
-    return Visitor(key, session)
+    return Visitor(session.key, session)
 
 
 def allowed(who: Visitor, permission: str) -> Visitor:
@@ -92,20 +96,38 @@ def login_page(request: Request) -> HTMLResponse:
 
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, key: Annotated[str, Form()], ctx: ApiContext = Ctx) -> Response:
+    if not same_origin(request):  # login CSRF: another site must not sign a browser in with its own key
+        return render(request, "login.html", {"error": "sign in from this server's own page"}, status=403)
     try:
-        record = authenticate(ctx.core, key.strip())
+        record = identify(ctx, key.strip(), request.client.host if request.client else None)
+    except ApiError as exc:  # throttled
+        return templates.TemplateResponse(request, "login.html", {"error": exc.error}, status_code=exc.status,
+                                          headers=exc.headers)
     except IdentityError as exc:
+        log.warning("401 POST /ui/login: %s", exc.message)  # the reason, never the key
         return render(request, "login.html", {"error": exc.message}, status=401)
-    _, cookie = ctx.sessions.issue(record.key_id)
+    ctx.sessions.end(ctx.core, request.cookies.get(COOKIE))  # a session held before sign-in is not reused
+    _, cookie = ctx.sessions.issue(ctx.core, record.key_id)
     response = RedirectResponse("/ui/search" if record.allows(SEARCH) else "/ui/persons", status_code=303)
     response.set_cookie(COOKIE, cookie, max_age=MAX_AGE_S, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path="/ui")
+                        secure=ctx.sessions.secure(request), path="/ui")
     return response
 
 
+def same_origin(request: Request) -> bool:
+    """A form POST from a page of this server: refused when the browser says it came from another site."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:  # a browser's own word, when it gives one
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host", "")
+
+
 @router.post("/logout")
-def logout(csrf: Annotated[str, Form()], who: Visitor = Depends(visitor)) -> Response:
+def logout(request: Request, csrf: Annotated[str, Form()], ctx: ApiContext = Ctx,
+           who: Visitor = Depends(visitor)) -> Response:
     checked(who, csrf)
+    ctx.sessions.end(ctx.core, request.cookies.get(COOKIE))  # a copy of the cookie is refused from now on
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path="/ui")
     return response
@@ -119,7 +141,7 @@ def search_page(request: Request, who: Visitor = Depends(visitor)) -> HTMLRespon
 @router.post("/search", response_class=HTMLResponse)
 async def search(request: Request, image: Annotated[UploadFile, File()], csrf: Annotated[str, Form()],
                  top_k: Annotated[int, Form(ge=1, le=20)] = 5, ctx: ApiContext = Ctx,
-                 who: Visitor = Depends(visitor)) -> HTMLResponse:
+                 who: Visitor = Depends(visitor), deadline: Deadline = Depends(deadline_of)) -> HTMLResponse:
     from starlette.concurrency import run_in_threadpool
 
     allowed(who, SEARCH)
@@ -127,12 +149,14 @@ async def search(request: Request, image: Annotated[UploadFile, File()], csrf: A
     values = who.page(top_k=top_k)
     with tempfile.TemporaryDirectory(prefix="identity-ui-") as tmp:
         [(name, path)] = await save_uploads([image], Path(tmp), ctx.max_upload_bytes)
-        [found] = await run_in_threadpool(ctx.analyse, [path])
+        await run_in_threadpool(check_pixels, [path], ctx.settings.api)  # the API's limits (one image here)
+        [found] = await run_in_threadpool(ctx.analyse, [path], False, deadline)
         if isinstance(found, ImageError):
             return render(request, "search.html", {**values, "error": f"{name}: {found.reason}"}, status=422)
         if not found.faces:
             return render(request, "search.html", {**values, "error": f"no face found in {name}"}, status=422)
         options = SearchOptions(top_k=top_k, actor=who.key.name)
+        deadline.check("searching the faces")
         result = (await run_in_threadpool(ctx.search, dataclasses.replace(found, path=name), options)).as_dict()
         photo, width, height, scale = _photo(path)
     best = [c["faces"][0]["face_id"] for f in result["faces"] for c in f["candidates"] if c["faces"]]
@@ -161,7 +185,7 @@ def persons(request: Request, q: str | None = None, offset: int = 0, flash: str 
     limit = 50
     people = [p.as_dict() for p in list_people(ctx.core, q, limit, max(offset, 0))]
     return render(request, "persons.html", who.page(persons=people, q=q, offset=max(offset, 0), limit=limit,
-                                                    flash=flash))
+                                                    flash=flash_message(flash)))
 
 
 @router.get("/persons/{person}", response_class=HTMLResponse)
@@ -171,7 +195,7 @@ def person(request: Request, person: str, flash: str | None = None, ctx: ApiCont
     report = audit_person(ctx.deployment(), person, who.key.name).as_dict()
     thumbs = face_thumbnails(ctx.core, [f["face_id"] for f in report["faces"]])
     return render(request, "person.html", who.page(report=report, thumbs=thumbs, admin=who.key.allows(ADMIN),
-                                                   flash=flash))
+                                                   flash=flash_message(flash)))
 
 
 @router.post("/persons/{person}/merge")
@@ -179,15 +203,15 @@ def merge(person: str, absorb: Annotated[str, Form()], csrf: Annotated[str, Form
           who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ADMIN), csrf)
     done = merge_persons(ctx.deployment(), person, absorb, who.key.name)
-    return _back(done.kept, f"merged {done.merged} into {done.kept} ({done.faces_moved} photos moved)")
+    return _back(done.kept_id or done.kept, "merged", ctx)
 
 
 @router.post("/faces/{face}/move")
 def move(face: str, to: Annotated[str, Form()], back: Annotated[str, Form()], csrf: Annotated[str, Form()],
          ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ADMIN), csrf)
-    done = move_face(ctx.deployment(), face, to, who.key.name)
-    return _back(back, f"face moved to {done.target}")
+    move_face(ctx.deployment(), face, to, who.key.name)
+    return _back(back, "face-moved", ctx)
 
 
 @router.post("/faces/{face}/delete")
@@ -195,7 +219,7 @@ def remove_face(face: str, back: Annotated[str, Form()], csrf: Annotated[str, Fo
                 who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ADMIN), csrf)
     delete_face(ctx.deployment(), face, who.key.name)
-    return _back(back, "face deleted")
+    return _back(back, "face-deleted", ctx)
 
 
 @router.get("/persons/{person}/erase", response_class=HTMLResponse)
@@ -213,7 +237,7 @@ def erase(request: Request, person: str, confirm: Annotated[str, Form()], csrf: 
         return render(request, "erase.html", who.page(person=record, flash="the confirmation did not match: "
                                                       "type the external id exactly"), status=422)
     delete_person(ctx.deployment(), person, who.key.name)
-    return RedirectResponse(f"/ui/persons?flash={quote(record['external_id'] + ' erased')}", status_code=303)
+    return RedirectResponse(flashed("/ui/persons", "erased"), status_code=303)
 
 
 @router.get("/searches", response_class=HTMLResponse)
@@ -224,8 +248,10 @@ def searches(request: Request, person: str | None = None, actor: str | None = No
     return render(request, "searches.html", who.page(searches=rows, person=person, actor=actor, decision=decision))
 
 
-def _back(person: str, message: str) -> Response:
-    return RedirectResponse(f"/ui/persons/{quote(person, safe='')}?flash={quote(message)}", status_code=303)
+def _back(person: str, code: str, ctx: ApiContext) -> Response:
+    """To the person's page by uuid (an external id may hold `/`), with the banner `code`."""
+    person_id = show_person(ctx.core, person).id
+    return RedirectResponse(flashed(f"/ui/persons/{person_id}", code), status_code=303)
 
 
 def ui_error(request: Request, status: int, error: str) -> Response:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from identity.api.flash import flash_message, flashed
 from identity.api.server import ApiContext, Ctx
 from identity.api.ui import Visitor, allowed, checked, render, visitor
 from identity.services.cluster_html import cluster_thumbnails
@@ -24,7 +24,8 @@ def reviews(request: Request, unreviewed: bool = True, decision: str | None = "m
             ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> HTMLResponse:
     allowed(who, READ)
     rows = [r.as_dict() for r in list_reviews(ctx.core, unreviewed=unreviewed, decision=decision or None, limit=200)]
-    return render(request, "reviews.html", who.page(rows=rows, unreviewed=unreviewed, decision=decision, flash=flash))
+    return render(request, "reviews.html", who.page(rows=rows, unreviewed=unreviewed, decision=decision,
+                                                    flash=flash_message(flash)))
 
 
 @router.post("/reviews")
@@ -33,8 +34,7 @@ def review(search_id: Annotated[str, Form()], face_index: Annotated[int, Form()]
            who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, READ), csrf)
     done = review_match(ctx.core, search_id, face_index, verdict, note=note.strip() or None, actor=who.key.name)
-    message = f"face {done.face_index} of search {done.search_id[:8]}: {done.person} {done.verdict}"
-    return RedirectResponse(f"/ui/reviews?flash={quote(message)}", status_code=303)
+    return RedirectResponse(flashed("/ui/reviews", done.verdict), status_code=303)
 
 
 @router.get("/clusters", response_class=HTMLResponse)
@@ -44,7 +44,7 @@ def clusters(request: Request, flash: str | None = None, ctx: ApiContext = Ctx,
     views = [c for c in list_clusters(ctx.core) if c.status in ("open", "edited")]
     thumbs = cluster_thumbnails(ctx.core, [f for c in views for f in c.faces[:FACES_SHOWN]])
     return render(request, "clusters.html", who.page(clusters=views, thumbs=thumbs, shown=FACES_SHOWN,
-                                                     enroll=who.key.allows(ENROLL), flash=flash))
+                                                     enroll=who.key.allows(ENROLL), flash=flash_message(flash)))
 
 
 @router.post("/clusters/{cluster}/name")
@@ -53,9 +53,8 @@ def name(cluster: str, external_id: Annotated[str, Form()], csrf: Annotated[str,
          ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ENROLL), csrf)
     person, new = (external_id.strip(), None) if existing else (None, external_id.strip())
-    done = name_cluster(ctx.deployment(), cluster, person, new, display_name.strip() or None, who.key.name)
-    message = f"cluster {cluster} named {done.person}: " + ", ".join(f"{n} {s}" for s, n in done.states.items())
-    return RedirectResponse(f"/ui/clusters?flash={quote(message)}", status_code=303)
+    name_cluster(ctx.deployment(), cluster, person, new, display_name.strip() or None, who.key.name)
+    return RedirectResponse(flashed("/ui/clusters", "cluster-named"), status_code=303)
 
 
 @router.post("/clusters/{cluster}/discard")
@@ -63,4 +62,4 @@ def discard(cluster: str, csrf: Annotated[str, Form()], ctx: ApiContext = Ctx,
             who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ENROLL), csrf)
     discard_cluster(ctx.deployment(), cluster, who.key.name)
-    return RedirectResponse(f"/ui/clusters?flash={quote('cluster ' + cluster + ' discarded')}", status_code=303)
+    return RedirectResponse(flashed("/ui/clusters", "cluster-discarded"), status_code=303)

@@ -31,6 +31,9 @@ DETECT_MAX_SIDE = 1280  # larger images are shrunk for detection only; landmarks
 # without faces cannot cost minutes.
 FALLBACK_BUDGET_S = 1.0
 _NS_PER_PIXEL = {HOG: 80, CNN: 8000}
+# dlib's detectors fail on an image a few pixels a side: a RuntimeError (1x1), or heap
+# corruption that aborts the process (8x8, 8x200). Nothing that small holds a face they find.
+MIN_DETECT_SIDE = 16
 
 # 68-point indices that make the 5 ArcFace-order landmarks.
 _LEFT_EYE, _RIGHT_EYE, _NOSE_TIP, _MOUTH_LEFT, _MOUTH_RIGHT = slice(36, 42), slice(42, 48), 30, 48, 54
@@ -76,6 +79,8 @@ class DlibDetector(Detector):
 
     def _detect(self, rgb: np.ndarray) -> tuple[list[Detection], str]:
         small, scale = _shrink(rgb, DETECT_MAX_SIDE)
+        if min(small.shape[:2]) < MIN_DETECT_SIDE:
+            return [], "none"
         pixels = small.shape[0] * small.shape[1]
         for index, stage in enumerate(self.stages):
             if index > 0 and pixels * 4 ** stage[1] * _NS_PER_PIXEL[stage[0]] > FALLBACK_BUDGET_S * 1e9:

@@ -21,7 +21,7 @@ import numpy as np
 from identity.services.deployment import Deployment
 from identity.app.actor import resolve_actor
 from identity.evaluation.decision import PERSONS_NEEDED, decision_score
-from identity.services.reviews import ReviewState
+from identity.services.reviews import ReviewState, review_fields
 from identity.services.search import decision_threshold
 from identity.services.templates import template_of
 from identity.services.unit_vectors import intact_vectors
@@ -76,7 +76,7 @@ class AuditSearch:
     review: ReviewState | None = None  # the review in force on this hit, if any
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "review": self.review.as_dict() if self.review else None}
+        return {**asdict(self), **review_fields(self.review)}
 
 
 @dataclass(frozen=True)

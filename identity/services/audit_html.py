@@ -50,8 +50,8 @@ def face_thumbnails(app: App, face_ids: Iterable[str]) -> dict[str, str]:
     return {face_id: uri for face_id, uri in found.items() if uri}
 
 
-def _review_text(review: dict | None) -> str:
-    return "not reviewed" if review is None else f"{review['verdict']} by {review['by']}"
+def _review_text(search: dict) -> str:
+    return "not reviewed" if search["reviewed_by"] is None else f"{search['review']} by {search['reviewed_by']}"
 
 
 def render_audit_html(audit: AuditReport) -> str:
@@ -76,7 +76,7 @@ def render_audit_html(audit: AuditReport) -> str:
         )
     searches = "".join(
         f'<tr><td>{e(s["when"])}</td><td>{e(s["actor"])}</td><td>{s["rank"]}</td><td>{s["score"]:.3f}</td>'
-        f'<td>{e(s["decision"])}</td><td>{e(_review_text(s["review"]))}</td>'
+        f'<td>{e(s["decision"])}</td><td>{e(_review_text(s))}</td>'
         f'<td><code>{e((s["query_sha256"] or "redacted")[:16])}…</code></td></tr>'
         for s in report["searches"]
     ) or '<tr><td colspan="7">no search has returned this person</td></tr>'

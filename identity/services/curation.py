@@ -52,9 +52,10 @@ class MergeResult:
     kept: str  # external ids
     merged: str
     faces_moved: int  # photos
+    kept_id: str | None = None  # the kept person's uuid: what names them in a URL (an external id may hold `/`)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kept": self.kept, "merged": self.merged, "faces_moved": self.faces_moved}
+        return {"kept": self.kept, "merged": self.merged, "faces_moved": self.faces_moved, "kept_id": self.kept_id}
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def merge_persons(dep: Deployment, keep_ref: str, absorb_ref: str, actor: str | 
         move_reviews(session, absorb.id, keep.id)
         keep.attributes = {**absorb.attributes, **keep.attributes}
         keep.display_name = keep.display_name or absorb.display_name
-        summary = MergeResult(keep.external_id, absorb.external_id, _photos(faces))
+        summary = MergeResult(keep.external_id, absorb.external_id, _photos(faces), str(keep.id))
         record_audit_event(session, resolve_actor(actor), "merge", person_id=keep.id, subject=keep.external_id,
                            details={**summary.as_dict(), "merged_id": str(absorb.id)})
         delete_person_row(session, absorb)

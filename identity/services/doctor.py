@@ -11,6 +11,8 @@ faces disagree with each other (services/consistency.py): a warning for a person
 not a disagreement between the stores, so it is neither a problem count nor repaired.
 Repair rewrites the templates found wrong, and those of persons whose faces it repaired.
 Erasures left pending (identity.services.erasure) are reported, and finished first by repair.
+Data-dir files and folders that other local users may read are reported, and narrowed by
+repair to 0600/0700 (identity.services.private_files).
 
 Every model holding faces is checked against its own collections (faces and templates):
 the active one, and those a re-index left behind for rollback. Faces of such an older
@@ -37,6 +39,8 @@ from identity.services.deployment import Deployment, ModelCollections, model_col
 from identity.services.erasure import count_pending, finish_pending
 from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
 from identity.services.integrity import IntegrityCheck, check_vectors
+from identity.services.private_files import FileModeCheck, check_private_files, repair_private_files
+from identity.services.upload_orphans import find_orphan_uploads, remove_orphan_uploads
 from identity.services.templates import TemplateCheck, check_templates, refresh_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
@@ -68,7 +72,9 @@ class DoctorReport:
     # persons of the pending and vector-less faces above: repairing those faces changes their templates
     face_problem_persons: set[uuid.UUID] = field(default_factory=set)
     pending_erasures: int = 0  # erasures recorded and not finished: repair finishes them
+    orphan_uploads: list[str] = field(default_factory=list)  # files in uploads/ that are nobody's photo
     vectors: int = 0  # face and template vectors checked (this model's collections; others' in other_models)
+    file_modes: FileModeCheck = field(default_factory=FileModeCheck)  # data-dir paths others may read
 
     @property
     def problems(self) -> int:
@@ -76,7 +82,7 @@ class DoctorReport:
                 + len(self.missing_vectors) + len(self.stale_leases) + len(self.wrong_person)
                 + len({i for ids in self.stuck_jobs.values() for i in ids} - set(self.stale_leases))
                 + bool(self.dimension_mismatch) + self.templates.problems + self.pending_erasures
-                + self.integrity.problems
+                + self.integrity.problems + self.file_modes.problems + len(self.orphan_uploads)
                 + sum(other.problems for other in self.other_models.values()))
 
     @property
@@ -107,10 +113,12 @@ class DoctorReport:
             "wrong_person": len(self.wrong_person),
             "dimension_mismatch": self.dimension_mismatch,
             "pending_erasures": self.pending_erasures,
+            "orphan_uploads": len(self.orphan_uploads),
             "templates": self.templates.problems,
             "templates_by_kind": {"missing": len(self.templates.missing), "stale": len(self.templates.stale),
                                   "orphaned": len(self.templates.orphaned)},
             "integrity": self.integrity.as_dict(),
+            "file_modes": self.file_modes.as_dict(),
             "repaired": self.repaired,
             **({"other_models": {k: v.as_dict() for k, v in self.other_models.items()}} if self.other_models else {}),
             "inconsistent_persons": self.inconsistent_persons,
@@ -133,6 +141,8 @@ def diagnose(dep: Deployment, deep: bool = False) -> DoctorReport:
             report.other_models[model.model_id] = _check(dep, model.id, stores[model.id], deep)
     report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(dep)]
     report.pending_erasures = count_pending(dep)
+    report.file_modes = check_private_files(dep.settings)
+    report.orphan_uploads = find_orphan_uploads(dep.app)
     return report
 
 
@@ -208,6 +218,9 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1, force: bool 
             report.repaired["faces_not_reenrolled"] = summary.counts["failed"]
     _repair_templates(dep, dep.model.id, dep.collections, report)
     _repair_others(dep, report)
+    if report.file_modes.problems:
+        report.repaired["file_modes_narrowed"] = repair_private_files(report.file_modes)
+    report.repaired.update(remove_orphan_uploads(dep.app, report.orphan_uploads))
     return report
 
 

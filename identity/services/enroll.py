@@ -42,6 +42,7 @@ from identity.services.enroll_inputs import InputRow
 from identity.app.core import App
 from identity.pathnames import fs_path, path_text
 from identity.services.templates import refresh_templates
+from identity.services.uploads import discard_unheld
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
 from identity.store.sql.errors import DataError, IntegrityError, database_refusal
@@ -539,6 +540,7 @@ def process_queue(
             for result in known:
                 summary.add(result)
                 on_result(result)
+            discard_unheld(app, [r.source_path for r in known])  # uploaded copies that became nobody's photo
             for job in todo:
                 claimed.append(job)
                 yield fs_path(job.source_path)  # stored as path_text: the name on disk may not be UTF-8
@@ -547,9 +549,11 @@ def process_queue(
 
     def flush() -> None:
         t0 = time.perf_counter()
-        for result in writer.write(pending):
+        results = writer.write(pending)
+        for result in results:
             summary.add(result)
             on_result(result)
+        discard_unheld(app, [r.source_path for r in results])
         summary.storage_seconds += time.perf_counter() - t0
         pending.clear()
 

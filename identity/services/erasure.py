@@ -118,8 +118,10 @@ def retry_pending(dep: Deployment) -> None:
         return
     try:
         finish_pending(dep)
-    except ErasurePending as exc:
-        log.warning("%s", exc.message)
+    except ErasurePending as exc:  # logged without the message: it names the person and file paths
+        kind = str(exc.details.get("reason", "")).partition(":")[0]
+        log.warning("a pending erasure failed again at its %s step (%s): it stays pending for the next round "
+                    "(identity doctor lists it)", exc.details.get("step"), kind)
 
 
 def erase_uploads(dep: Deployment, paths: list[str]) -> dict[str, int]:

@@ -16,6 +16,8 @@ from identity.store.sql.jobs import JobSpec
 from identity.store.sql.models import JobStatus
 
 CANCELLABLE_STATES: tuple[str, ...] = tuple(s.value for s in job_rows.CANCELLABLE)
+STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus)  # where a job is in the queue
+OUTCOMES: tuple[str, ...] = job_rows.OUTCOMES  # how a finished job ended; `state` filters take either
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ class PersonRecord:
     display_name: str | None
     attributes: dict[str, Any]
     created_at: str | None
-    faces: int | None = None  # searchable faces under the model in use; None where not counted (update)
+    faces: int | None = None  # searchable faces under the model in use; every service call counts them
 
     def as_dict(self) -> dict[str, Any]:
         record = dataclasses.asdict(self)
@@ -42,11 +42,12 @@ def add_person(app: App, external_id: str, display_name: str | None = None,
 
 
 def list_people(app: App, query: str | None = None, limit: int = 100, offset: int = 0,
-                attributes: dict[str, list[str]] | None = None) -> list[PersonRecord]:
-    """People by external id, matching `query` in id, name or attributes, and `attributes` (key: any of values)."""
+                attributes: dict[str, list[str]] | None = None, external_id: str | None = None) -> list[PersonRecord]:
+    """People by external id, matching `query` literally in id, name or attributes, `attributes` (key: any of
+    values) and `external_id` exactly."""
     model_row_id = _model_row_id(app)
     with app.sessions() as session:
-        people = person_rows.list_persons(session, query, limit, offset, attributes)
+        people = person_rows.list_persons(session, query, limit, offset, attributes, external_id)
         counts = person_rows.indexed_face_counts(session, [p.id for p in people], model_row_id)
         return [_record(p, counts.get(p.id, 0)) for p in people]
 
@@ -62,9 +63,13 @@ def show_person(app: App, ref: str) -> PersonRecord:
 
 def update_person(app: App, ref: str, display_name: str | None = None,
                   attributes: dict[str, Any] | None = None, remove: Sequence[str] = ()) -> PersonRecord:
-    """Set the name and/or attributes, then drop the `remove` keys; the record comes back without a face count."""
+    """Set the name and/or attributes, then drop the `remove` keys; the record is the one `show_person` gives
+    (its face count included: one shape for a person, whichever call returns it)."""
+    model_row_id = _model_row_id(app)
     with transaction(app.sessions) as session:
-        return _record(person_rows.update_person(session, ref, display_name, attributes, remove))
+        person = person_rows.update_person(session, ref, display_name, attributes, remove)
+        counts = person_rows.indexed_face_counts(session, [person.id], model_row_id)
+        return _record(person, counts.get(person.id, 0))
 
 
 def _model_row_id(app: App) -> int | None:

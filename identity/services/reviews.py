@@ -54,6 +54,13 @@ class ReviewState:
         return asdict(self)
 
 
+def review_fields(state: ReviewState | None) -> dict[str, Any]:
+    """A hit's review as every answer words it (API, CLI --json, audit, search log): `review` is always one of
+    unreviewed|confirmed|rejected, never null; who reviewed it, when and why beside it."""
+    return {"review": state.verdict if state else UNREVIEWED, "reviewed_by": state.by if state else None,
+            "reviewed_at": state.at if state else None, "review_note": state.note if state else None}
+
+
 @dataclass(frozen=True)
 class ReviewRow:
     """One searched face's decision (its first candidate), and the review in force on it."""
@@ -67,9 +74,10 @@ class ReviewRow:
     score: float | None
     decision: str
     review: ReviewState | None
+    person_id: str | None = None  # the person's uuid, which names them in a URL whatever their external id holds
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "review": self.review.as_dict() if self.review else None}
+        return {**asdict(self), **review_fields(self.review)}
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,8 @@ def list_reviews(app: App, person_ref: str | None = None, unreviewed: bool = Fal
     return [
         ReviewRow(str(event.id), event.created_at.isoformat(), event.actor, event.query_name, hit.face_index,
                   people[hit.person_id].external_id if hit.person_id in people else None, hit.score, hit.decision,
-                  ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))))
+                  ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))),
+                  str(hit.person_id) if hit.person_id in people else None)
         for hit, event in rows
     ]
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from identity.store.sql.models import Image
+from identity.store.sql.models import Face, Image
 
 
 def image_with_sha256(session: Session, sha256: str) -> Image | None:
@@ -26,3 +26,17 @@ def add_image(session: Session, sha256: str, source_path: str, size_bytes: int, 
     session.add(image)
     session.flush()
     return image
+
+
+IN_CHUNK = 500  # paths per IN (...) list
+
+
+def paths_held(session: Session, paths: Sequence[str]) -> set[str]:
+    """Those of `paths` that an image row holding at least one face names: a person's photo (erased with them)."""
+    held: set[str] = set()
+    for start in range(0, len(paths), IN_CHUNK):
+        chunk = set(paths[start:start + IN_CHUNK])
+        query = (select(Image.source_path).where(Image.source_path.in_(chunk))
+                 .where(select(Face.id).where(Face.image_id == Image.id).exists()))
+        held.update(session.scalars(query))
+    return held

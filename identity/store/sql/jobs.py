@@ -336,3 +336,13 @@ def delete_enrollment_jobs(session: Session, image_id: uuid.UUID, external_id: s
     """Delete the jobs that enrolled this photo for this person (their face is being erased)."""
     session.execute(delete(Job).where(Job.image_id == image_id, Job.external_id == external_id)
                     .execution_options(synchronize_session=False))
+
+
+def paths_waiting(session: Session, paths: Sequence[str]) -> set[str]:
+    """Those of `paths` that a queued or running job has still to read."""
+    waiting: set[str] = set()
+    for start in range(0, len(paths), 500):
+        query = select(Job.source_path).where(Job.source_path.in_(set(paths[start:start + 500])),
+                                              Job.status.in_([JobStatus.queued, JobStatus.running]))
+        waiting.update(session.scalars(query))
+    return waiting

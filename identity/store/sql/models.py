@@ -25,6 +25,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     Uuid,
 )
@@ -43,6 +44,29 @@ def naive_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is None else moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back timezone-aware in UTC, on every database.
+
+    SQLite keeps no zone (its values came back naive) and Postgres answers in the session's
+    zone, so a row read back printed differently from the object just created: every API,
+    CLI --json and audit timestamp is ISO 8601 UTC with its offset through this one type.
+    The column is still DateTime(timezone=True): the schema does not change.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)  # SQLite drops the zone: store UTC wall-clock time
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
@@ -55,7 +79,7 @@ class Base(DeclarativeBase):
     )
     type_annotation_map = {
         uuid.UUID: Uuid(),
-        datetime: DateTime(timezone=True),
+        datetime: UtcDateTime(),
         dict[str, Any]: JSON(),
         list[Any]: JSON(),
     }
@@ -275,6 +299,26 @@ class ApiKey(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]  # None: the key does not expire
+
+
+class UiSession(Base):
+    """A review UI session: the cookie carries a random token, this row only its SHA-256.
+
+    Rows live in SQL so that several servers share them and sign-out, key revocation and
+    key expiry end a session at once (a copied cookie finds a revoked row).
+    """
+
+    __tablename__ = "ui_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256 of the cookie's token
+    key_id: Mapped[str] = mapped_column(String(16), index=True)  # the API key it was opened with
+    csrf: Mapped[str] = mapped_column(String(64))  # the token every form that changes data sends back
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
 
 
 class MatchReview(Base):

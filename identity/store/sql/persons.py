@@ -99,17 +99,21 @@ def update_person(session: Session, ref: str, display_name: str | None = None,
 
 
 def list_persons(session: Session, query: str | None = None, limit: int = 100, offset: int = 0,
-                 attributes: dict[str, list[str]] | None = None) -> list[Person]:
-    """Persons by external id; `query` matches id, name or attributes as text, `attributes` like search filters."""
+                 attributes: dict[str, list[str]] | None = None, external_id: str | None = None) -> list[Person]:
+    """Persons by external id; `query` matches id, name or attributes as text, `attributes` like search filters,
+    `external_id` exactly (any character, `/` included: such an id cannot be a URL path segment)."""
     stmt = select(Person).order_by(Person.external_id).limit(limit).offset(offset)
+    if external_id is not None:
+        stmt = stmt.where(Person.external_id == external_id)
     for key, values in (attributes or {}).items():
         stmt = stmt.where(_attribute_in(session.get_bind().dialect.name, key, values))
     if query:
-        pattern = f"%{query.lower()}%"
+        # Literal text, not a LIKE pattern: `_`, `%` and backslash are escaped (autoescape), so `q=_` finds an underscore.
+        text = query.lower()
         stmt = stmt.where(or_(
-            func.lower(Person.external_id).like(pattern),
-            func.lower(func.coalesce(Person.display_name, "")).like(pattern),
-            func.lower(cast(Person.attributes, String)).like(pattern),
+            func.lower(Person.external_id).contains(text, autoescape=True),
+            func.lower(func.coalesce(Person.display_name, "")).contains(text, autoescape=True),
+            func.lower(cast(Person.attributes, String)).contains(text, autoescape=True),
         ))
     return list(session.scalars(stmt))
 
