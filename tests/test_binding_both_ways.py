@@ -314,3 +314,18 @@ def test_read_only_commands_on_an_empty_postgres_create_no_table(capsys, clean_e
     code, _, err = run_cli(capsys, *[photo if a == "PHOTO" else a for a in args])
     assert code in (0, 4), err
     assert table_names(postgres_url) == []
+
+
+OPEN = ("from identity.store.sql.db import check_connection, make_engine",
+        "check_connection(make_engine(sys.argv[1]))")
+
+
+def test_two_processes_opening_a_fresh_sqlite_file_at_once_both_connect(tmp_path) -> None:
+    """The switch to WAL needs the file to itself and SQLite refuses it at once ("database is locked", no
+    busy wait) while the other process holds it: 3 of 30 pairs failed before the switch was retried."""
+    for round_ in range(8):
+        url = f"sqlite:///{tmp_path / f'fresh{round_}.db'}"
+        root = tmp_path / f"open{round_}"
+        root.mkdir()
+        for result in start_together([(OPEN, [url]), (OPEN, [url])], cli_env(IDENTITY_DATA_DIR=str(root / "data"))):
+            assert result.returncode == 0, (round_, result.stderr)

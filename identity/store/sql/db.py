@@ -7,9 +7,11 @@ name the (password-masked) URL, so the CLI never shows a driver traceback.
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, TypeAlias
+from typing import Any, Iterator, TypeAlias
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, ExceptionContext, make_url
@@ -98,10 +100,29 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     # secure_delete zeroes deleted rows, so an erased person's bytes do not linger in free space.
     cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+WAL_SWITCH_TRIES = 600  # x 0.05 s: as long as the connection's busy timeout (30 s)
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch a database to WAL once (the mode is stored in the file). The switch needs the file to itself
+    and SQLite answers "database is locked" at once, without its busy handler, while another connection
+    holds it: two commands opening a fresh database together hit that (3 of 30 tries), so retry."""
+    for _ in range(WAL_SWITCH_TRIES):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05)
+    cursor.execute("PRAGMA journal_mode=WAL")  # the last try's error is the one to show
 
 
 SQLITE_DAMAGE = ("malformed", "not a database", "disk i/o error")  # sqlite3 says the file itself is bad
