@@ -186,6 +186,14 @@ _SPECS = (
 )
 
 
+def default_model(settings: Settings) -> tuple[str, str]:
+    """The pack a new store (or `identity eval`) uses when no model is pinned, and why.
+
+    Resolved when a store is created or re-indexed; an existing store keeps its pack.
+    """
+    return DEFAULT_MODEL, "the bundled dlib models"
+
+
 def builtin_names() -> set[str]:
     return {s.name for s in _SPECS}
 
