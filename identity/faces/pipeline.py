@@ -73,6 +73,7 @@ class FacePipeline:
                         quality=qualities[index],
                         embedding=frozen_array(embeddings[index], np.float32),
                         crop=frozen_array(crops[index], np.uint8),
+                        detector=detection.stage or stage,
                     )
                 )
                 index += 1

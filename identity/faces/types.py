@@ -79,6 +79,7 @@ class Detection:
     landmarks: np.ndarray  # (5, 2) float32, the order documented above
     score: float
     native: Any = field(default=None, compare=False)  # the detector's own landmark object, for its aligner
+    stage: str | None = None  # the detection stage that found this face, when it differs from the image's
 
 
 SAME_FACE_IOU = 0.5  # a re-detected face stands for a stored one when their boxes overlap at least this much
@@ -117,6 +118,7 @@ class DetectedFace:
     quality: Quality
     embedding: np.ndarray  # float32 unit vector of the pack's dimension
     crop: np.ndarray  # the aligned RGB uint8 crop the recognizer saw
+    detector: str = ""  # the detection stage that found this face, e.g. "hog/up1"; recorded with it
 
     @property
     def area(self) -> float:

@@ -426,7 +426,7 @@ def _face_source(dep: Deployment, member: ClusterMember, kept: Any) -> _FaceSour
     height, width = load_image(str(target)).rgb.shape[:2]
     quality = Quality(**{**kept.quality, "rejections": tuple(kept.quality.get("rejections", ()))})
     face = DetectedFace((0.0, 0.0, float(width), float(height)), np.zeros((5, 2), np.float32), quality.det_score,
-                        quality, vector, np.zeros((0, 0, 3), np.uint8))
+                        quality, vector, np.zeros((0, 0, 3), np.uint8), "kept unknown face")
     found = ImageFaces(str(target), file_digest(str(target)), width, height, (face,), "kept unknown face")
     return _FaceSource(str(target), member.bbox, member.unknown_face_id, found)
 
