@@ -21,7 +21,7 @@ from identity.store.sql.models import utcnow
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from identity.api.request_id import LOG_CONFIG, WithRequestId  # noqa: E402
+from identity.api.request_id import LOG_CONFIG, RedactingFormatter, WithRequestId  # noqa: E402
 from identity.api.server import create_api  # noqa: E402
 from identity.api.session import COOKIE  # noqa: E402
 
@@ -266,6 +266,46 @@ def test_every_response_and_log_line_of_a_request_carries_its_request_id(serve_s
     assert any(f"[{made.headers['X-Request-ID']}]" in line and "/healthz 200" in line for line in lines)
 
 
+def test_an_unexpected_error_answers_500_with_the_request_id_and_its_log_names_no_person(serve_sqlite,
+                                                                                      monkeypatch) -> None:
+    from identity.api import routes_persons
+
+    client, keys, _ = serve_sqlite()
+    made = client.post("/v1/persons", json={"external_id": "Ext-Delta-5", "display_name": "Dora Delta"},
+                       headers=bearer(keys["admin"])).json()
+
+    def broken(_core: object, person: str) -> None:  # a bug whose message repeats what the caller sent
+        raise RuntimeError(f"cannot read {person} (asked as {made['id']})")
+
+    monkeypatch.setattr(routes_persons, "show_person", broken)
+    lines: list[str] = []
+    handler = _capture(lines)
+    try:
+        answer = TestClient(client.app, raise_server_exceptions=False).get(
+            "/v1/persons/Ext-Delta-5?note=Dora+Delta", headers={"X-Request-ID": "boom-1", **bearer(keys["admin"])})
+    finally:
+        _release(handler)
+    assert answer.status_code == 500 and answer.json()["error"].startswith("internal error")
+    assert answer.headers["X-Request-ID"] == "boom-1" and answer.headers["Cache-Control"] == "no-store"
+    crash = [line for line in lines if "[boom-1]" in line and "unexpected error" in line]
+    assert crash and "RuntimeError: cannot read {person} (asked as" in crash[0], lines
+    for needle in ("Ext-Delta-5", "Dora Delta", "Dora+Delta"):
+        assert not [line for line in lines if needle in line], needle
+
+
+def test_the_log_format_takes_out_only_the_current_requests_values() -> None:
+    from identity.api.request_id import REQUEST_SCOPE
+
+    formatter = RedactingFormatter("%(message)s")
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "person %s, cost 42.1 ms, Ext-1x", ("Ext-1",), None)
+    token = REQUEST_SCOPE.set({"path_params": {"person": "Ext-1"}, "query_string": b"q=a"})
+    try:
+        assert formatter.format(record) == "person {person}, cost 42.1 ms, Ext-1x"  # whole words; one-letter q kept
+    finally:
+        REQUEST_SCOPE.reset(token)
+    assert formatter.format(record) == "person Ext-1, cost 42.1 ms, Ext-1x"  # outside a request: as written
+
+
 # item 9: logs name no person --------------------------------------------------------------------------
 
 def test_no_log_line_names_an_erased_person(serve_sqlite, lfw_dir: Path, monkeypatch) -> None:
@@ -341,7 +381,7 @@ def _capture(lines: list[str]) -> logging.Handler:
 
     handler = Lines(logging.DEBUG)
     handler.addFilter(WithRequestId())
-    handler.setFormatter(logging.Formatter(LOG_CONFIG["formatters"]["plain"]["format"]))
+    handler.setFormatter(RedactingFormatter(LOG_CONFIG["formatters"]["plain"]["format"]))
     root = logging.getLogger()
     root.addHandler(handler)
     handler.restore = root.level  # type: ignore[attr-defined]

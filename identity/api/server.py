@@ -34,7 +34,7 @@ from identity.api.errors import ApiError, body, status_of
 from identity.api.headers import headers_for, secure
 from identity.api.limits import Deadline, RequestLimits, use_spool_dir
 from identity.api.metrics import Metrics
-from identity.api.request_id import RequestIds
+from identity.api.request_id import HEADER as REQUEST_ID_HEADER, REQUEST_ID, RequestIds
 from identity.api.session import Sessions
 from identity.api.throttle import Throttle
 from identity.api.wording import for_api
@@ -313,8 +313,10 @@ def _handle_errors(api: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: a path can name a person
         log.exception("unexpected error on %s %s", request.method, route)
+        # Answered outside every middleware, so this adds what they add to every other response.
+        headers = {**headers_for(request.url.path), REQUEST_ID_HEADER: REQUEST_ID.get()}
         return JSONResponse(body("internal error: see the server's log", type(exc).__name__), status_code=500,
-                            headers=headers_for(request.url.path))  # answered outside every middleware
+                            headers=headers)
 
 
 def _measure(api: FastAPI) -> None:

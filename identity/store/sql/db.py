@@ -84,7 +84,8 @@ def _sqlite_folder(folder: Path, url: str, create: bool) -> None:
 
 def _create(url: str | URL, **kwargs: object) -> Engine:
     try:
-        return create_engine(url, json_serializer=_json_text, **kwargs)
+        # A failed statement's text (logged, or shown in an error) never carries the names and ids it wrote.
+        return create_engine(url, json_serializer=_json_text, hide_parameters=True, **kwargs)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise ConfigError(f"database URL {mask_url(str(url))}: {exc}") from None
 
