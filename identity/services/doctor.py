@@ -226,7 +226,7 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1, force: bool 
 
 def _diagnose_again(dep: Deployment, report: DoctorReport) -> None:
     """Refresh `report`'s findings in place, keeping what was repaired so far."""
-    fresh = diagnose(dep)
+    fresh = diagnose(dep, report.integrity.deep)  # as deep as the first look
     for name in (f.name for f in fields(DoctorReport) if f.name != "repaired"):
         setattr(report, name, getattr(fresh, name))
 
