@@ -117,6 +117,15 @@ def test_list_shows_packs_and_detectors_not_installed(capsys, clean_env) -> None
     assert run(capsys, "models", "install", "nope", "--from", "x")[0] == 1
 
 
+def test_a_new_store_says_why_it_gets_the_default_model(capsys, clean_env) -> None:
+    from identity.faces.packs import default_model, resolve
+
+    model, reason = default_model(Settings.load())
+    version = json.loads(run(capsys, "version", "--json")[1])
+    assert version["model"].startswith(model) and version["detector"] == resolve(model).info.detector
+    assert version["model_source"] == f"the default: the store has no active model yet ({reason})"
+
+
 @needs_yunet
 def test_remove_refuses_while_the_store_detects_with_it(capsys, clean_env) -> None:
     assert run(capsys, "models", "install", "yunet", "--from", str(YUNET_FILE))[0] == 0
@@ -135,3 +144,24 @@ def test_remove_deletes_a_detector_no_store_uses(capsys, clean_env) -> None:
     code, out, _ = run(capsys, "models", "remove", "yunet", "--json")
     assert code == 0 and json.loads(out)["removed"].endswith(YUNET.filename)
     assert not (detectors_folder(clean_env) / YUNET.filename).exists()
+
+
+@needs_yunet
+def test_an_existing_store_keeps_its_model_after_yunet_is_installed(capsys, clean_env, lfw_dir) -> None:
+    from identity.store.sql.model_rows import list_models
+
+    first, second = (str(p) for p in sorted((lfw_dir / "Al_Gore").iterdir())[:2])
+    assert run(capsys, "enroll", "--person", "Al_Gore", first)[0] == 0
+    before = json.loads(run(capsys, "models", "show", "--json")[1])
+    assert before["model"] == "dlib-resnet@2" and before["model_source"] == "the store's active model"
+
+    assert run(capsys, "models", "install", "yunet", "--from", str(YUNET_FILE))[0] == 0
+    assert run(capsys, "enroll", "--person", "Al_Gore", second)[0] == 0
+    code, out, _ = run(capsys, "search", first, "--json")
+    assert code == 0 and json.loads(out)["results"][0]["model"] == "dlib-resnet@2"
+    after = json.loads(run(capsys, "models", "show", "--json")[1])
+    assert (after["model"], after["collection"]) == (before["model"], before["collection"])
+    version = json.loads(run(capsys, "version", "--json")[1])
+    assert (version["model"], version["model_source"]) == ("dlib-resnet@2", "the store's active model")
+    with App.open(Settings.load()) as app, app.sessions() as session:
+        assert [m.model_id for m in list_models(session)] == ["dlib-resnet@2"]  # no second model, no new collection
