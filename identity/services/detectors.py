@@ -8,8 +8,8 @@ so a crash or a refusal never leaves a partial file under the detector's name.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -19,8 +19,8 @@ from typing import IO, Any, Callable
 
 from identity.app.core import App
 from identity.errors import ModelError
-from identity.faces.packs import file_digest
 from identity.faces.installed import INSTALLABLE, InstallableDetector, detectors_dir, installed_path
+from identity.faces.packs import file_digest
 from identity.fsutil import fsync_dir
 from identity.store.sql.model_rows import list_models, records_active_model
 from identity.store.sql.queries import active_model, indexed_faces_by_model
@@ -165,7 +165,7 @@ def _download(url: str, spec: InstallableDetector, out: IO[bytes], progress: Pro
                     progress(done, total)
                 if done > 2 * spec.size:
                     break
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:  # HTTPException: a cut-off body
         reason = getattr(exc, "reason", None) or exc
         raise ModelError(f"cannot download {spec.name} from {url} ({reason}): fetch {spec.url} where there is a "
                          f"network, then run `identity models install {spec.name} --from FILE`", url=url) from None
