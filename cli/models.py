@@ -1,4 +1,4 @@
-"""`identity models ...`: the face model packs and their weights."""
+"""`identity models ...`: the face model packs, their weights and the detector files they need."""
 
 from __future__ import annotations
 
@@ -48,8 +48,11 @@ def install(
     """Install a detector file that no package ships into <data dir>/detectors/: downloaded from its official URL,
     or --from a local file; refused unless its sha256 is the pinned one. Installing never changes an existing store's
     model (identity reindex --model PACK does)."""
+    from identity.errors import InvalidArgument
     from identity.services.detectors import install_detector
 
+    if source is not None and url is not None:
+        raise InvalidArgument("give --from FILE or --url URL, not both")
     with download_progress(enabled=not as_json and source is None) as progress:
         report = install_detector(get_settings().data_dir, name, source, url, progress)
     if as_json:

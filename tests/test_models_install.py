@@ -115,6 +115,7 @@ def test_list_shows_packs_and_detectors_not_installed(capsys, clean_env) -> None
     assert [(d["name"], d["installed"]) for d in listing["detectors"]] == [("yunet", False)]
     assert run(capsys, "models", "remove", "yunet")[0] == 1
     assert run(capsys, "models", "install", "nope", "--from", "x")[0] == 1
+    assert run(capsys, "models", "install", "yunet", "--from", "x", "--url", "http://127.0.0.1:1/x")[0] == 1
 
 
 def test_a_new_store_says_why_it_gets_the_default_model(capsys, clean_env) -> None:
