@@ -12,7 +12,7 @@ from identity_cli.output import render
 
 app = typer.Typer(no_args_is_help=True, help="Detect faces in images and inspect their quality.")
 
-COLUMNS = ("image", "face", "bbox", "det_score", "iod_px", "blur", "yaw_deg", "roll_deg", "quality")
+COLUMNS = ("image", "face", "bbox", "detector", "det_score", "iod_px", "blur", "yaw_deg", "roll_deg", "quality")
 DIGITS = {"det_score": 2, "iod_px": 1, "blur": 0, "yaw_deg": 1, "roll_deg": 1}  # table precision
 
 
@@ -53,6 +53,7 @@ def _rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "image": report["image"],
                     "face": index,
                     "bbox": " ".join(f"{v:.0f}" for v in face["bbox"]),
+                    "detector": face["detector"],
                     **{key: f"{face[key]:.{digits}f}" for key, digits in DIGITS.items()},
                     "quality": "ok" if face["ok"] else ", ".join(face["rejections"]),
                 }

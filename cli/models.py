@@ -1,4 +1,4 @@
-"""`identity models ...`: the face model packs and their weights."""
+"""`identity models ...`: the face model packs, their weights and the detector files they need."""
 
 from __future__ import annotations
 
@@ -9,22 +9,76 @@ from typing import Optional
 import typer
 
 from identity_cli.context import get_settings, open_app
-from identity_cli.output import console, render
+from identity_cli.output import console, print_json, render
+from identity_cli.progress import download_progress
 
-app = typer.Typer(no_args_is_help=True, help="List the face model packs and convert their weights.")
+app = typer.Typer(no_args_is_help=True, help="List the face model packs, install detector files, convert weights.")
 
 
 @app.command("list")
-def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """Every model pack version, built-in and local (fine-tuned); `active` marks the one in use."""
+def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")) -> None:
+    """Every model pack version, built-in and local (fine-tuned), `active` marking the one in use; and the
+    detectors that `identity models install` adds, installed or not."""
     from identity.app.schema import AS_IS
     from identity.faces import list_packs
+    from identity.services.detectors import detector_statuses
 
+    settings = get_settings()
     with open_app(schema=AS_IS) as core:  # a listing creates no schema (Postgres connects to an empty database)
         active = core.model_choice().model
-    rows = [dataclasses.asdict(info) for info in list_packs(get_settings(), active=active)]
-    render(rows, as_json, columns=("model_id", "active", "promoted", "dim", "detector", "recognizer", "recipe", "settings"),
+    packs = [dataclasses.asdict(info) for info in list_packs(settings, active=active)]
+    detectors = [status.as_dict() for status in detector_statuses(settings.data_dir)]
+    if as_json:
+        print_json({"packs": packs, "detectors": detectors})
+        return
+    render(packs, False, columns=("model_id", "active", "promoted", "dim", "detector", "recognizer", "recipe", "settings"),
            title="model packs")
+    render(detectors, False, columns=("name", "installed", "path", "sha256", "packs"),
+           title="detectors (identity models install NAME)")
+
+
+@app.command("install")
+def install(
+    name: str = typer.Argument(..., help="The detector to install: yunet."),
+    source: Optional[Path] = typer.Option(None, "--from", help="A local copy of the file (checked like a download)."),
+    url: Optional[str] = typer.Option(None, "--url", help="A mirror to download from instead of the official URL "
+                                      "(the pinned sha256 is still checked)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a line."),
+) -> None:
+    """Install a detector file that no package ships into <data dir>/detectors/: downloaded from its official URL,
+    or --from a local file; refused unless its sha256 is the pinned one. Installing never changes an existing store's
+    model (identity reindex --model PACK does)."""
+    from identity.errors import InvalidArgument
+    from identity.services.detectors import install_detector
+
+    if source is not None and url is not None:
+        raise InvalidArgument("give --from FILE or --url URL, not both")
+    with download_progress(enabled=not as_json and source is None) as progress:
+        report = install_detector(get_settings().data_dir, name, source, url, progress)
+    if as_json:
+        print_json(report)
+    elif report.already_installed:
+        console.print(f"{name} is already installed at {report.path} (sha256 {report.sha256})", highlight=False, markup=False)
+    else:
+        console.print(f"installed {name} at {report.path} (sha256 {report.sha256}, from {report.source})",
+                      highlight=False, markup=False)
+
+
+@app.command("remove")
+def remove(
+    name: str = typer.Argument(..., help="The detector to remove: yunet."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a line."),
+) -> None:
+    """Delete an installed detector file; refused (exit 1) while a model of the store detects with it."""
+    from identity.app.schema import AS_IS
+    from identity.services.detectors import remove_detector
+
+    with open_app(schema=AS_IS) as core:  # a missing store is not created just to be asked
+        removed = remove_detector(core, name)
+    if as_json:
+        print_json({"name": name, "removed": removed})
+    else:
+        console.print(f"removed {name} ({removed})", highlight=False, markup=False)
 
 
 @app.command("export-onnx")

@@ -6,7 +6,16 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional, Sequence
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from identity_cli.output import err_console
 
@@ -66,3 +75,20 @@ def stage_progress() -> Iterator[Callable[[str, Optional[int]], Callable[..., No
             return advance
 
         yield stage
+
+
+@contextmanager
+def download_progress(enabled: bool = True) -> Iterator[Optional[Callable[[int, Optional[int]], None]]]:
+    """Yields progress(bytes so far, total bytes or None) drawing a transient bar on stderr; None when not `enabled`."""
+    if not enabled:
+        yield None
+        return
+    progress = Progress(TextColumn("[bold]downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                        TimeRemainingColumn(), console=err_console, transient=True)
+    with progress:
+        task = progress.add_task("download", total=None)
+
+        def advance(done: int, total: Optional[int]) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield advance

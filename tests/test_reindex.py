@@ -172,7 +172,7 @@ def test_unpromoted_packs_need_force_and_the_cli_shows_local_packs(capsys, clean
     assert "pass --force" in capsys.readouterr().err
 
     assert main(["models", "list", "--json"]) == 0
-    rows = {r["model_id"]: r for r in json.loads(capsys.readouterr().out)}
+    rows = {r["model_id"]: r for r in json.loads(capsys.readouterr().out)["packs"]}
     assert rows["team-ft@1"]["promoted"] is False and rows["dlib-resnet@2"]["active"] is True
 
     assert main(["reindex", "--model", draft, "--force", "--json"]) == 0  # an empty store: nothing to re-embed

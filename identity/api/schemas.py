@@ -99,6 +99,7 @@ class FaceMatch(BaseModel):
     face_index: int
     bbox: list[float]
     det_score: float
+    detector: str = Field(description="the detection stage that found the face, e.g. hog/up1")
     quality: dict[str, Any]
     decision: Decision
     decision_score: float | None
@@ -182,6 +183,8 @@ class AuditSearch(BaseModel):
     actor: str
     query_sha256: str | None
     face_index: int
+    face_detector: str = Field(description="the detection stage that found the searched face; unknown: logged before "
+                               "faces kept it")
     rank: int
     score: float | None
     decision: Decision

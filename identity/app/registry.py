@@ -1,6 +1,9 @@
 """The model registry: the only code that resolves, records and activates models.
 
-Which model pack a command uses: a pinned setting, else the store's active model, else the default.
+Which model pack a command uses: a pinned setting, else the store's active model, else the default
+(`default_model`: the best pack installed now, e.g. YuNet's once its file is installed). The default
+is resolved once: the first command that writes records it as the store's active model, so
+installing a detector later never changes an existing store (`identity reindex --model` does).
 
 `Settings.model` None means "follow the store": `identity reindex` switches the active
 model in SQL and every later command picks it up without a configuration change. A
@@ -14,7 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from identity.config import Settings
-from identity.faces import DEFAULT_MODEL, build_pack
+from identity.faces import build_pack, resolve
+from identity.faces.packs import default_model
 from identity.store.sql.db import transaction
 from identity.store.sql.model_rows import records_active_model
 from identity.store.sql.models import Model
@@ -29,6 +33,7 @@ class ModelChoice:
     model: str  # a reference build_pack accepts
     source: str  # "setting", "store" or "default"
     store_active: str | None  # the store's active model id, whether or not it is used
+    default_reason: str | None = None  # source "default": why default_model picked this pack
 
     def describe(self) -> str:
         if self.source == "setting":
@@ -36,7 +41,7 @@ class ModelChoice:
             return f"pinned by the model setting (IDENTITY_MODEL or the config file){note}"
         if self.source == "store":
             return "the store's active model"
-        return "the default: the store has no active model yet"
+        return f"the default: the store has no active model yet ({self.default_reason})"
 
 
 def choose_model(settings: Settings, store_active: str | None) -> ModelChoice:
@@ -44,7 +49,8 @@ def choose_model(settings: Settings, store_active: str | None) -> ModelChoice:
         return ModelChoice(settings.model, "setting", store_active)
     if store_active:
         return ModelChoice(store_active, "store", store_active)
-    return ModelChoice(DEFAULT_MODEL, "default", None)
+    model, reason = default_model(settings)
+    return ModelChoice(model, "default", None, reason)
 
 
 def read_active(app: App) -> str | None:
@@ -70,6 +76,11 @@ def resolve_model(app: App, ask_store: bool = False) -> ModelChoice:
 def model_id_of(choice: ModelChoice, settings: Settings) -> str:
     """The chosen model's id (with its weights digest), loading no weights."""
     return choice.model if choice.source == "store" else build_pack(choice.model, settings).model_id
+
+
+def detector_of(choice: ModelChoice, settings: Settings) -> str:
+    """The detector the chosen pack runs, as `identity models list` names it (why: choice.describe())."""
+    return resolve(choice.model, settings.data_dir).info.detector
 
 
 def chosen_model_row(app: App) -> Model | None:

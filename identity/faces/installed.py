@@ -22,6 +22,7 @@ class InstallableDetector:
     url: str  # the one official place it is downloaded from
     license: str
     description: str
+    packs: tuple[str, ...]  # the model packs that detect with it: a store using one keeps it installed
 
 
 YUNET = InstallableDetector(
@@ -32,6 +33,7 @@ YUNET = InstallableDetector(
     url="https://raw.githubusercontent.com/ShiqiYu/libfacedetection.train/master/onnx/yunet_n_dynamic.onnx",
     license="Apache-2.0 (ShiqiYu/libfacedetection.train)",
     description="YuNet: a small CNN face detector with 5 landmarks (OpenCV's cv2.FaceDetectorYN)",
+    packs=("yunet-dlib-resnet",),
 )
 
 INSTALLABLE: dict[str, InstallableDetector] = {YUNET.name: YUNET}

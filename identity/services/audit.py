@@ -28,7 +28,7 @@ from identity.services.unit_vectors import intact_vectors
 from identity.store.sql.db import transaction
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.faces import faces_with_images
-from identity.store.sql.models import Face, FaceStatus, Image
+from identity.store.sql.models import UNKNOWN_DETECTOR, Face, FaceStatus, Image
 from identity.store.sql.persons import get_person, person_record, persons_by_id
 from identity.store.sql.reviews import latest_reviews
 from identity.store.sql.searches import hits_of_person
@@ -49,6 +49,7 @@ class AuditFace:
     blur: float | None
     yaw_deg: float | None
     roll_deg: float | None
+    detector: str  # the detection stage that found it ("unknown": recorded before faces kept it)
     enrolled_at: str | None
     # Set for indexed faces of a person with three or more of them (see _mark_outliers).
     similarity_to_own_template: float | None = None
@@ -74,6 +75,7 @@ class AuditSearch:
     score: float | None
     decision: str
     review: ReviewState | None = None  # the review in force on this hit, if any
+    face_detector: str = UNKNOWN_DETECTOR  # the stage that found the searched face; unknown: logged before 0011
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), **review_fields(self.review)}
@@ -127,7 +129,8 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> AuditRe
         faces=face_rows,
         searches=[
             AuditSearch(search_id=str(event.id), when=event.created_at.isoformat(), actor=event.actor,
-                        query_sha256=event.query_sha256, face_index=hit.face_index, rank=hit.rank,
+                        query_sha256=event.query_sha256, face_index=hit.face_index,
+                        face_detector=hit.face_detector or UNKNOWN_DETECTOR, rank=hit.rank,
                         score=hit.score, decision=hit.decision,
                         review=ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))))
             for hit, event in searches
@@ -148,7 +151,7 @@ def _face_row(face: Face, image: Image) -> AuditFace:
         face_id=str(face.id), status=face.status.value, rejection=face.rejection,
         source_path=image.source_path, image_sha256=image.sha256, bbox=face.bbox,
         det_score=face.det_score, iod_px=face.iod_px, blur=face.blur,
-        yaw_deg=face.yaw_deg, roll_deg=face.roll_deg,
+        yaw_deg=face.yaw_deg, roll_deg=face.roll_deg, detector=face.detector or UNKNOWN_DETECTOR,
         enrolled_at=face.created_at.isoformat() if face.created_at else None,
     )
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from identity.app.core import App
+from identity.app.registry import detector_of
 from identity.errors import ImageError, NoFaceFound
 from identity.faces import ImageFaces, load_image
 
@@ -36,7 +37,10 @@ class DetectReport:
 
 
 def detect_faces(app: App, images: Sequence[Path], crops: Path | None = None) -> DetectReport:
-    pipeline = app.pipeline()
+    choice = app.model_choice()
+    pipeline = app.pipeline(choice.model)
+    # Which detector runs and why: the pack's detector, chosen with its model.
+    chosen = {"model_source": choice.describe(), "pack_detector": detector_of(choice, app.settings)}
     loaded, reports = [], {}
     for path in images:
         try:
@@ -47,11 +51,12 @@ def detect_faces(app: App, images: Sequence[Path], crops: Path | None = None) ->
         written = _write_crops(crops, result) if crops else []
         record = {
             "image": result.path, "sha256": result.sha256, "width": result.width, "height": result.height,
-            "model": pipeline.model_id, "detector": result.detector,
+            "model": pipeline.model_id, **chosen, "detector": result.detector,
             "faces": [
                 {
                     "bbox": [round(v, 1) for v in face.bbox],
                     "landmarks": face.landmarks.astype(float).round(1).tolist(),
+                    "detector": face.detector,
                     **face.quality.as_dict(),
                     "ok": face.quality.ok,
                     **({"crop": str(written[i])} if written else {}),

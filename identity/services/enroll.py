@@ -154,7 +154,7 @@ def face_row(face: DetectedFace, person_id: uuid.UUID, image_id: uuid.UUID, mode
         det_score=float(face.det_score), iod_px=face.quality.iod_px, blur=face.quality.blur,
         yaw_deg=face.quality.yaw_deg, roll_deg=face.quality.roll_deg,
         status=FaceStatus.pending if face.quality.ok else FaceStatus.rejected,
-        rejection=",".join(face.quality.rejections) or None,
+        rejection=",".join(face.quality.rejections) or None, detector=face.detector or None,
     )
 
 

@@ -40,6 +40,8 @@ class ModelInfo:
     threshold_fpir: float | None
     threshold_gallery_persons: int | None
     calibrated_at: str | None
+    detector: str  # what the pack detects faces with
+    model_source: str  # why this model (and so this detector) is the one shown
     local_pack: LocalPackInfo | None = None  # built-in packs: None
 
     def as_dict(self) -> dict[str, Any]:
@@ -54,7 +56,8 @@ def show_model(app: App, model: str | None = None) -> ModelInfo:
     choice = app.model_choice(ask_store=True)
     pipeline = app.pipeline(model or choice.model)
     record = _find(app, pipeline.model_id) if model else record_model(app, pipeline.model_id, pipeline.dim)
-    return _info(app.settings, pipeline, record, choice.store_active)
+    source = "named on the command line" if model else choice.describe()
+    return _info(app.settings, pipeline, record, choice.store_active, source)
 
 
 def _find(app: App, model_id: str) -> Model | None:
@@ -63,7 +66,8 @@ def _find(app: App, model_id: str) -> Model | None:
         return find_model(session, model_id)
 
 
-def _info(settings: Settings, pipeline: FacePipeline, record: Model | None, store_active: str | None) -> ModelInfo:
+def _info(settings: Settings, pipeline: FacePipeline, record: Model | None, store_active: str | None,
+          source: str) -> ModelInfo:
     threshold = resolve_threshold(record, pipeline)
     return ModelInfo(
         model=pipeline.model_id, store_active=pipeline.model_id == store_active,
@@ -72,6 +76,7 @@ def _info(settings: Settings, pipeline: FacePipeline, record: Model | None, stor
         threshold=threshold.value, threshold_far=threshold.far, threshold_source=threshold.source,
         threshold_fpir=threshold.fpir, threshold_gallery_persons=threshold.gallery_persons,
         calibrated_at=record.calibrated_at.isoformat() if record and record.calibrated_at else None,
+        detector=resolve(pipeline.model_id, settings.data_dir).info.detector, model_source=source,
         local_pack=_local_pack(settings, pipeline.model_id),
     )
 

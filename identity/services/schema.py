@@ -16,7 +16,7 @@ from typing import Any
 from identity import __version__
 from identity.app.binding import bind_vector_store, rebind_vector_store
 from identity.app.core import App
-from identity.app.registry import ModelChoice, choose_model, model_id_of, read_active, record_model
+from identity.app.registry import ModelChoice, choose_model, detector_of, model_id_of, read_active, record_model
 from identity.errors import IdentityError, NoStore
 from identity.store.sql.migrate import current_revision, head_revision
 
@@ -71,6 +71,7 @@ class Versions:
     model: str
     model_source: str
     store_active_model: str | None
+    detector: str  # what the model's pack detects faces with; why it runs: model_source
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -84,7 +85,7 @@ def versions(app: App) -> Versions:
     db_schema, choice, source = _store_schema(app)
     return Versions(identity=__version__, schema_code=head_revision(), schema_database=db_schema,
                     model=model_id_of(choice, app.settings), model_source=source,
-                    store_active_model=choice.store_active)
+                    store_active_model=choice.store_active, detector=detector_of(choice, app.settings))
 
 
 def _store_schema(app: App) -> tuple[str | None, ModelChoice, str]:

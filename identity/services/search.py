@@ -31,7 +31,7 @@ from identity.services.integrity import check_scores, missing_vectors_warning
 from identity.services.unknown_faces import expire_unknown, keep_unknown
 from identity.services.thresholds import Threshold, pack_threshold, resolve_threshold
 from identity.store.sql.db import transaction
-from identity.store.sql.models import SearchEvent, SearchHit
+from identity.store.sql.models import UNKNOWN_DETECTOR, SearchEvent, SearchHit
 from identity.store.sql.persons import person_record, persons_by_id, persons_with_attributes
 from identity.store.sql.reviews import rejected_for_image
 from identity.store.sql.searches import record_search
@@ -82,6 +82,7 @@ class FaceMatch:
     det_score: float
     quality: dict[str, Any]
     decision: str  # match / unknown
+    detector: str  # the detection stage that found the face, e.g. "hog/up1"
     candidates: list[Candidate]
     decision_score: float | None = None  # what the decision compared with the threshold; None: no candidate
     # The persons the decision saw, best first (person id, template score): the candidates and the
@@ -121,6 +122,7 @@ class SearchResult:
                     "face_index": f.face_index,
                     "bbox": f.bbox,
                     "det_score": f.det_score,
+                    "detector": f.detector,
                     "quality": f.quality,
                     "decision": f.decision,
                     "decision_score": f.decision_score,
@@ -176,7 +178,7 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
         named = bool(kept) and kept[0] is top[0]
         decision = "match" if named and score is not None and score >= threshold.value else "unknown"
         matches.append(FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
-                                 face.quality.as_dict(), decision, candidates, score,
+                                 face.quality.as_dict(), decision, face.detector or UNKNOWN_DETECTOR, candidates, score,
                                  tuple((hit.person_id, hit.score) for hit in hits)))
     warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(dep)
     search_id = _log(dep, found, options, threshold, matches)
@@ -258,7 +260,7 @@ def _log(dep: Deployment, found: ImageFaces, options: SearchOptions, threshold: 
         )
         hits = (
             # The face's decision names its first candidate; the others were only ranked.
-            SearchHit(face_index=m.face_index, face_bbox=m.bbox, rank=c.rank,
+            SearchHit(face_index=m.face_index, face_bbox=m.bbox, face_detector=m.detector, rank=c.rank,
                       person_id=uuid.UUID(c.person["id"]), score=c.score,
                       decision=m.decision if c.rank == 1 else "unknown", matched_faces=c.matched_faces)
             for m in matches for c in m.candidates

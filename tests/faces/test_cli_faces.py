@@ -66,7 +66,7 @@ def test_models_list_marks_the_configured_model(capsys, clean_env, monkeypatch) 
     monkeypatch.setenv("IDENTITY_MODEL", "dlib-resnet@1")
     code, out, _ = run(capsys, "models", "list", "--json")
     assert code == ExitCode.OK
-    assert [r["model_id"] for r in json.loads(out) if r["active"]] == ["dlib-resnet@1"]
+    assert [r["model_id"] for r in json.loads(out)["packs"] if r["active"]] == ["dlib-resnet@1"]
 
 
 def test_export_onnx_reports_a_missing_checkpoint(capsys, clean_env, tmp_path: Path) -> None:

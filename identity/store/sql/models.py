@@ -158,6 +158,9 @@ class Model(Base):
         return f"{self.name}@{self.version}"
 
 
+UNKNOWN_DETECTOR = "unknown"  # how a face recorded before its detector was (revision 0011) reads
+
+
 class Face(Base):
     __tablename__ = "faces"
     __table_args__ = (Index("ix_faces_status", "status"),)
@@ -175,6 +178,7 @@ class Face(Base):
     roll_deg: Mapped[float | None] = mapped_column(Float)
     status: Mapped[FaceStatus] = mapped_column(_str_enum(FaceStatus, "face_status"), default=FaceStatus.pending)
     rejection: Mapped[str | None] = mapped_column(String(100))
+    detector: Mapped[str | None] = mapped_column(String(50))  # the stage that found it, e.g. "hog/up1"; None: before 0011
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -235,6 +239,7 @@ class SearchHit(Base):
     search_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("search_events.id", ondelete="CASCADE"), index=True)
     face_index: Mapped[int]  # which face of the query image
     face_bbox: Mapped[list[Any]]
+    face_detector: Mapped[str | None] = mapped_column(String(50))  # the stage that found the face; None: before 0011
     rank: Mapped[int]  # 1 = best
     # Erasing a person leaves the search record but no link to them (SET NULL is the backstop).
     person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"), index=True)
