@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Sequence
 
 import cv2
@@ -25,7 +26,14 @@ from identity.faces.types import Detection, frozen_array
 logger = logging.getLogger(__name__)
 
 HOG, CNN = "hog", "cnn"
-DETECT_MAX_SIDE = 1280  # larger images are shrunk for detection only; landmarks use full resolution
+# The scale a photo is detected at (landmarks always use full resolution). dlib's HOG and MMOD
+# windows are 80 px, so at upsample u they find faces down to ~80 / 2**u px in the image they
+# scan. A photo is scaled so that a face of `min_face_px` original pixels reaches that size
+# (never enlarged: upsample does that), within a budget of upsampled pixels; photos up to
+# FULL_SIZE_SIDE are always scanned whole, as before the scale was chosen.
+WINDOW_PX = 80
+FULL_SIZE_SIDE = 1280
+MAX_SCAN_PIXELS = 24_000_000  # HOG at ~80 ns per scanned pixel: ~2 s of one core for the first stage
 # Fallback stages run only when their estimated time fits this budget (measured on one
 # 2020s x86 core: HOG ~80 ns, MMOD ~8 us per upsampled pixel), so a large image
 # without faces cannot cost minutes.
@@ -60,12 +68,21 @@ def stage_label(stage: Stage) -> str:
     return f"{'mmod' if kind == CNN else kind}/up{upsample}"
 
 
+def detection_scale(height: int, width: int, min_face_px: int, upsample: int) -> float:
+    """The factor a height x width photo is resized by before the first stage scans it at `upsample`."""
+    whole = min(1.0, FULL_SIZE_SIDE / max(height, width))
+    wanted = min(1.0, WINDOW_PX / 2**upsample / min_face_px)
+    affordable = math.sqrt(MAX_SCAN_PIXELS / (height * width * 4**upsample))
+    return max(whole, min(wanted, affordable))
+
+
 class DlibDetector(Detector):
-    def __init__(self, stages: Sequence[Stage]) -> None:
+    def __init__(self, stages: Sequence[Stage], min_face_px: int) -> None:
         super().__init__()
         if not stages:
             raise ModelError("a dlib detector needs at least one stage")
         self.stages = list(stages)
+        self.min_face_px = min_face_px
 
     def _load(self) -> None:
         import dlib
@@ -78,7 +95,7 @@ class DlibDetector(Detector):
         logger.info("dlib detector loaded: stages %s", [stage_label(s) for s in self.stages])
 
     def _detect(self, rgb: np.ndarray) -> tuple[list[Detection], str]:
-        small, scale = _shrink(rgb, DETECT_MAX_SIDE)
+        small, scale = _resized(rgb, detection_scale(*rgb.shape[:2], self.min_face_px, self.stages[0][1]))
         if min(small.shape[:2]) < MIN_DETECT_SIDE:
             return [], "none"
         pixels = small.shape[0] * small.shape[1]
@@ -165,12 +182,10 @@ class DlibResnetRecognizer(Recognizer):
             return self._model(chips_to_tensor(crops)).numpy()
 
 
-def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """The image scaled so its longer side is at most max_side, and the factor back to full size."""
-    height, width = rgb.shape[:2]
-    longest = max(height, width)
-    if longest <= max_side:
+def _resized(rgb: np.ndarray, factor: float) -> tuple[np.ndarray, float]:
+    """The image resized by factor (at most 1), and the factor back to full size."""
+    if factor >= 1.0:
         return rgb, 1.0
-    factor = max_side / longest
+    height, width = rgb.shape[:2]
     small = cv2.resize(rgb, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
-    return small, longest / max_side
+    return small, width / small.shape[1]

@@ -104,7 +104,7 @@ class PackSpec:
 
 
 def _dlib_detector(faces: FaceSettings) -> DlibDetector:
-    return DlibDetector(default_stages(faces.detector, faces.upsample, DETECTOR_FALLBACK))
+    return DlibDetector(default_stages(faces.detector, faces.upsample, DETECTOR_FALLBACK), faces.min_face_px)
 
 
 def _dlib_parts(faces: FaceSettings, threads: int | None) -> Parts:
