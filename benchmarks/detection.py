@@ -200,7 +200,7 @@ def make_detector(name: str, yunet: Path) -> Callable[[np.ndarray], list[Box]]:
         from identity.config import Settings
         from identity.faces import build_pack
 
-        detector = build_pack(name[5:], Settings()).detector
+        detector = build_pack(name[5:], Settings.load()).detector
         detector.load()
         return lambda rgb: [d.bbox for d in detector.detect(rgb)[0]]
     if name.startswith("hog"):
