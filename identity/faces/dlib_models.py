@@ -38,12 +38,13 @@ MAX_SCAN_PIXELS = 24_000_000  # HOG at ~80 ns per scanned pixel: ~2 s of one cor
 # 2020s x86 core: HOG ~80 ns, MMOD ~8 us per upsampled pixel), so a large image
 # without faces cannot cost minutes.
 FALLBACK_BUDGET_S = 1.0
-# The fallback stages also run when the first stage found a face under this many times its smallest
-# findable size (WINDOW_PX / 2**upsample): small faces come in crowds, and the next smaller ones are
-# out of its reach. On det-dev's group photos this took recall from 66.7% to 81.0% (false detections
-# 0.03 -> 0.05 per photo, CPU 192 -> 415 ms per photo); lfw-dev portraits, faces ~110 px, almost
-# never trigger it (CPU 28 -> 30 ms per photo). Before, fallbacks ran only on photos with no face.
-CROWD_FACE_RATIO = 1.5
+# The HOG fallback stage also runs when the first stage found a face under this many times its
+# smallest findable size (WINDOW_PX / 2**upsample): small faces come in crowds, and the next smaller
+# ones are out of its reach. Measured with benchmarks/detection.py (README "Detection"): on det-dev's
+# group photos recall went from 66.2% to 79.3%, and 1 of 150 lfw-dev portraits (faces ~110 px)
+# triggers it; at 1.5x, 81.0% but 3 of 150. MMOD (~8 us per pixel) still runs only when no face
+# is found: in the crowd pass it added nothing on det-dev and cost 0.5 s per lfw-dev photo it ran on.
+CROWD_FACE_RATIO = 1.25
 SAME_FACE_IOU = 0.3  # a later stage's box overlapping an earlier stage's this much is the same face
 _NS_PER_PIXEL = {HOG: 80, CNN: 8000}
 # dlib's detectors fail on an image a few pixels a side: a RuntimeError (1x1), or heap
@@ -111,8 +112,8 @@ class DlibDetector(Detector):
         found: list[tuple[Any, float, str]] = []  # (box in the scanned image, score, stage label)
         for index, stage in enumerate(self.stages):
             if index > 0:
-                if found and min(box.height() for box, _, _ in found) >= crowd_px:
-                    break  # no face near the first stage's reach: none smaller is likely missed
+                if found and (stage[0] != HOG or min(box.height() for box, _, _ in found) >= crowd_px):
+                    continue  # MMOD only for photos with no face; HOG again only near the first stage's reach
                 if pixels * 4 ** stage[1] * _NS_PER_PIXEL[stage[0]] > FALLBACK_BUDGET_S * 1e9:
                     continue  # too slow on an image this large; the primary stage already had its chance
             label = stage_label(stage)
