@@ -41,8 +41,8 @@ FALLBACK_BUDGET_S = 1.0
 # The HOG fallback stage also runs when the first stage found a face under this many times its
 # smallest findable size (WINDOW_PX / 2**upsample): small faces come in crowds, and the next smaller
 # ones are out of its reach. Measured with benchmarks/detection.py (README "Detection"): on det-dev's
-# group photos recall went from 66.2% to 79.3%, and 1 of 150 lfw-dev portraits (faces ~110 px)
-# triggers it; at 1.5x, 81.0% but 3 of 150. MMOD (~8 us per pixel) still runs only when no face
+# group photos recall went from 66.2% to 78.9% (0.05 -> 0.06 false detections per photo), and 1 of
+# 150 lfw-dev portraits (faces ~110 px) triggers it; at 1.5x, 81% but 3 of 150. MMOD (~8 us per pixel) still runs only when no face
 # is found: in the crowd pass it added nothing on det-dev and cost 0.5 s per lfw-dev photo it ran on.
 CROWD_FACE_RATIO = 1.25
 SAME_FACE_IOU = 0.3  # a later stage's box overlapping an earlier stage's this much is the same face
