@@ -66,6 +66,9 @@ class FaceSettings:
     detector: str = setting("hog", choices=("hog", "cnn"))  # dlib-resnet pack: "hog" (fast) or "cnn" (MMOD, slower, finds harder faces)
     # dlib detector upsampling: 1 finds faces down to ~40 px wide; each step quadruples the pixels
     upsample: int = setting(1, 0, 4)
+    # Smallest face height wanted, in original pixels: large photos are detected at the scale that
+    # keeps such a face findable (bundled HOG pack: see README "Detection").
+    min_face_px: int = setting(64, 8, 4096)
     onnx_detector: str | None = None  # insightface-onnx pack: SCRFD/RetinaFace .onnx
     onnx_recognizer: str | None = None  # insightface-onnx pack: ArcFace/CosFace .onnx
     torch_checkpoint: str | None = None  # torch-iresnet pack: .pth state dict

@@ -31,6 +31,7 @@ from identity.api.auth import identify
 from identity.api.session import COOKIE, MAX_AGE_S
 from identity.api.uploads import save_uploads
 from identity.errors import IdentityError, ImageError
+from identity.faces import load_image
 from identity.services.audit import audit_person
 from identity.services.audit_html import face_thumbnails
 from identity.services.curation import delete_face, delete_person, merge_persons, move_face
@@ -166,9 +167,12 @@ async def search(request: Request, image: Annotated[UploadFile, File()], csrf: A
 
 
 def _photo(path: Path) -> tuple[str, int, int, float]:
-    """The searched photo as a JPEG data URI at most PHOTO_PX, its size, and the scale of its boxes."""
-    with PILImage.open(path) as opened:
-        picture = opened.convert("RGB")
+    """The searched photo as a JPEG data URI at most PHOTO_PX, its size, and the scale of its boxes.
+
+    Decoded as the pipeline decodes it: upright, as the boxes are, and as a JPEG even when the upload
+    was a HEIC or AVIF, which browsers cannot all show.
+    """
+    picture = PILImage.fromarray(load_image(path).rgb)
     scale = min(1.0, PHOTO_PX / max(picture.size))
     if scale < 1.0:
         picture = picture.resize((round(picture.width * scale), round(picture.height * scale)))

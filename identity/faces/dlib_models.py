@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Sequence
 
 import cv2
@@ -25,11 +26,26 @@ from identity.faces.types import Detection, frozen_array
 logger = logging.getLogger(__name__)
 
 HOG, CNN = "hog", "cnn"
-DETECT_MAX_SIDE = 1280  # larger images are shrunk for detection only; landmarks use full resolution
+# The scale a photo is detected at (landmarks always use full resolution). dlib's HOG and MMOD
+# windows are 80 px, so at upsample u they find faces down to ~80 / 2**u px in the image they
+# scan. A photo is scaled so that a face of `min_face_px` original pixels reaches that size
+# (never enlarged: upsample does that), within a budget of upsampled pixels; photos up to
+# FULL_SIZE_SIDE are always scanned whole, as before the scale was chosen.
+WINDOW_PX = 80
+FULL_SIZE_SIDE = 1280
+MAX_SCAN_PIXELS = 24_000_000  # HOG at ~80 ns per scanned pixel: ~2 s of one core for the first stage
 # Fallback stages run only when their estimated time fits this budget (measured on one
 # 2020s x86 core: HOG ~80 ns, MMOD ~8 us per upsampled pixel), so a large image
 # without faces cannot cost minutes.
 FALLBACK_BUDGET_S = 1.0
+# The HOG fallback stage also runs when the first stage found a face under this many times its
+# smallest findable size (WINDOW_PX / 2**upsample): small faces come in crowds, and the next smaller
+# ones are out of its reach. Measured with benchmarks/detection.py (README "Detection"): on det-dev's
+# group photos recall went from 66.2% to 78.9% (0.05 -> 0.06 false detections per photo), and 1 of
+# 150 lfw-dev portraits (faces ~110 px) triggers it; at 1.5x, 81% but 3 of 150. MMOD (~8 us per pixel) still runs only when no face
+# is found: in the crowd pass it added nothing on det-dev and cost 0.5 s per lfw-dev photo it ran on.
+CROWD_FACE_RATIO = 1.25
+SAME_FACE_IOU = 0.3  # a later stage's box overlapping an earlier stage's this much is the same face
 _NS_PER_PIXEL = {HOG: 80, CNN: 8000}
 # dlib's detectors fail on an image a few pixels a side: a RuntimeError (1x1), or heap
 # corruption that aborts the process (8x8, 8x200). Nothing that small holds a face they find.
@@ -60,12 +76,21 @@ def stage_label(stage: Stage) -> str:
     return f"{'mmod' if kind == CNN else kind}/up{upsample}"
 
 
+def detection_scale(height: int, width: int, min_face_px: int, upsample: int) -> float:
+    """The factor a height x width photo is resized by before the first stage scans it at `upsample`."""
+    whole = min(1.0, FULL_SIZE_SIDE / max(height, width))
+    wanted = min(1.0, WINDOW_PX / 2**upsample / min_face_px)
+    affordable = math.sqrt(MAX_SCAN_PIXELS / (height * width * 4**upsample))
+    return max(whole, min(wanted, affordable))
+
+
 class DlibDetector(Detector):
-    def __init__(self, stages: Sequence[Stage]) -> None:
+    def __init__(self, stages: Sequence[Stage], min_face_px: int) -> None:
         super().__init__()
         if not stages:
             raise ModelError("a dlib detector needs at least one stage")
         self.stages = list(stages)
+        self.min_face_px = min_face_px
 
     def _load(self) -> None:
         import dlib
@@ -78,18 +103,28 @@ class DlibDetector(Detector):
         logger.info("dlib detector loaded: stages %s", [stage_label(s) for s in self.stages])
 
     def _detect(self, rgb: np.ndarray) -> tuple[list[Detection], str]:
-        small, scale = _shrink(rgb, DETECT_MAX_SIDE)
+        first_upsample = self.stages[0][1]
+        small, scale = _resized(rgb, detection_scale(*rgb.shape[:2], self.min_face_px, first_upsample))
         if min(small.shape[:2]) < MIN_DETECT_SIDE:
             return [], "none"
         pixels = small.shape[0] * small.shape[1]
+        crowd_px = CROWD_FACE_RATIO * WINDOW_PX / 2**first_upsample
+        found: list[tuple[Any, float, str]] = []  # (box in the scanned image, score, stage label)
         for index, stage in enumerate(self.stages):
-            if index > 0 and pixels * 4 ** stage[1] * _NS_PER_PIXEL[stage[0]] > FALLBACK_BUDGET_S * 1e9:
-                continue  # too slow on an image this large; the primary stage already had its chance
-            boxes = self._boxes(small, stage)
-            if boxes:
-                height, width = rgb.shape[:2]
-                return [self._describe(rgb, box, score, scale, width, height) for box, score in boxes], stage_label(stage)
-        return [], "none"
+            if index > 0:
+                if found and (stage[0] != HOG or min(box.height() for box, _, _ in found) >= crowd_px):
+                    continue  # MMOD only for photos with no face; HOG again only near the first stage's reach
+                if pixels * 4 ** stage[1] * _NS_PER_PIXEL[stage[0]] > FALLBACK_BUDGET_S * 1e9:
+                    continue  # too slow on an image this large; the primary stage already had its chance
+            label = stage_label(stage)
+            found += [(box, score, label) for box, score in self._boxes(small, stage)
+                      if all(_iou(box, seen) < SAME_FACE_IOU for seen, _, _ in found)]
+        if not found:
+            return [], "none"
+        height, width = rgb.shape[:2]
+        image_stage = found[0][2]
+        return [self._describe(rgb, box, score, scale, width, height, None if label == image_stage else label)
+                for box, score, label in found], image_stage
 
     def _boxes(self, image: np.ndarray, stage: Stage) -> list[tuple[Any, float]]:
         kind, upsample = stage
@@ -98,7 +133,8 @@ class DlibDetector(Detector):
             return list(zip(rects, scores))
         return [(found.rect, float(found.confidence)) for found in self._mmod(image, upsample)]
 
-    def _describe(self, rgb: np.ndarray, box: Any, score: float, scale: float, width: int, height: int) -> Detection:
+    def _describe(self, rgb: np.ndarray, box: Any, score: float, scale: float, width: int, height: int,
+                  stage: str | None) -> Detection:
         rect = self._dlib.rectangle(
             round(box.left() * scale), round(box.top() * scale), round(box.right() * scale), round(box.bottom() * scale)
         )
@@ -113,7 +149,8 @@ class DlibDetector(Detector):
             float(min(rect.right() + 1, width)),
             float(min(rect.bottom() + 1, height)),
         )
-        return Detection(bbox=bbox, landmarks=frozen_array(landmarks, np.float32), score=float(score), native=shape)
+        return Detection(bbox=bbox, landmarks=frozen_array(landmarks, np.float32), score=float(score), native=shape,
+                         stage=stage)
 
 
 class DlibChipAligner:
@@ -165,12 +202,17 @@ class DlibResnetRecognizer(Recognizer):
             return self._model(chips_to_tensor(crops)).numpy()
 
 
-def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """The image scaled so its longer side is at most max_side, and the factor back to full size."""
-    height, width = rgb.shape[:2]
-    longest = max(height, width)
-    if longest <= max_side:
+def _iou(a: Any, b: Any) -> float:
+    """Intersection over union of two dlib rectangles (inclusive pixel bounds)."""
+    inter = a.intersect(b)
+    shared = inter.area() if not inter.is_empty() else 0
+    return shared / (a.area() + b.area() - shared)
+
+
+def _resized(rgb: np.ndarray, factor: float) -> tuple[np.ndarray, float]:
+    """The image resized by factor (at most 1), and the factor back to full size."""
+    if factor >= 1.0:
         return rgb, 1.0
-    factor = max_side / longest
+    height, width = rgb.shape[:2]
     small = cv2.resize(rgb, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
-    return small, longest / max_side
+    return small, width / small.shape[1]

@@ -104,7 +104,7 @@ class PackSpec:
 
 
 def _dlib_detector(faces: FaceSettings) -> DlibDetector:
-    return DlibDetector(default_stages(faces.detector, faces.upsample, DETECTOR_FALLBACK))
+    return DlibDetector(default_stages(faces.detector, faces.upsample, DETECTOR_FALLBACK), faces.min_face_px)
 
 
 def _dlib_parts(faces: FaceSettings, threads: int | None) -> Parts:
@@ -150,7 +150,7 @@ _ARCFACE_GUESS = DefaultThreshold(0.35, None, "typical of ArcFace/CosFace models
 # Fine-tuning trains with the large margin cosine loss, which spreads identities like ArcFace/CosFace.
 _FINE_TUNED_GUESS = DefaultThreshold(0.35, None, "typical of CosFace fine-tuning, not measured for this pack")
 
-_DLIB_DETECTOR = "dlib HOG (or MMOD CNN), 68-point landmarks, retries when nothing is found"
+_DLIB_DETECTOR = "dlib HOG (or MMOD CNN), 68-point landmarks, retries harder when nothing or only small faces are found"
 _ARCFACE_DETECTOR = "faces.onnx_detector (SCRFD/RetinaFace), else dlib"
 _SPECS = (
     PackSpec(

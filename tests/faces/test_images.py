@@ -16,6 +16,10 @@ from PIL import Image
 
 from identity.errors import ImageError
 from identity.faces import decode_image, load_image
+from identity.faces.images import looks_like_image
+
+ORIENTATION = 0x0112
+LOSSY = ("JPEG", "WEBP", "GIF", "HEIF", "AVIF")  # GIF: its 256-colour palette
 
 
 def gradient(width: int = 64, height: int = 48) -> np.ndarray:
@@ -44,11 +48,11 @@ def test_digest_is_of_the_file_bytes_and_pixels_are_rgb(tmp_path: Path) -> None:
     assert np.array_equal(loaded.rgb, gradient())
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF", "AVIF"])
 def test_supported_formats_decode(fmt: str) -> None:
     loaded = decode_image(encode(Image.fromarray(gradient()), fmt), f"g.{fmt.lower()}")
     assert loaded.rgb.shape == (48, 64, 3)
-    tolerance = 40 if fmt in ("JPEG", "WEBP", "GIF") else 0  # lossy encoders, GIF's 256-colour palette
+    tolerance = 40 if fmt in LOSSY else 0
     assert np.abs(loaded.rgb.astype(int) - gradient()).mean() <= tolerance
 
 
@@ -177,7 +181,7 @@ def test_unsupported_format_is_refused() -> None:
         decode_image(data, "g.ppm")
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF", "AVIF"])
 def test_damaged_files_load_or_raise_image_error_only(fmt: str) -> None:
     """Cut short or with bytes overwritten, every format either decodes or raises ImageError."""
     data = encode(Image.fromarray(gradient()), fmt)
@@ -195,3 +199,79 @@ def test_damaged_files_load_or_raise_image_error_only(fmt: str) -> None:
             assert exc.reason and "\n" not in exc.reason
         else:
             assert loaded.rgb.shape == (48, 64, 3) and loaded.rgb.dtype == np.uint8
+
+
+# Phone formats: iPhones write HEIC, newer cameras and browsers AVIF.
+
+def marked_corner(width: int = 60, height: int = 40) -> np.ndarray:
+    """Wider than tall, with a red top-left corner: any turn or mirror moves the corner or swaps the sides."""
+    pixels = np.full((height, width, 3), 40, dtype=np.uint8)
+    pixels[:10, :10] = (250, 0, 0)
+    return pixels
+
+
+def assert_upright(loaded_rgb: np.ndarray) -> None:
+    assert loaded_rgb.shape == (40, 60, 3)
+    assert loaded_rgb[:10, :10, 0].mean() > 200 and loaded_rgb[-10:, -10:, 0].mean() < 90
+    assert loaded_rgb[:10, -10:, 0].mean() < 90 and loaded_rgb[-10:, :10, 0].mean() < 90
+
+
+def sideways(fmt: str, orientation_tag: Image.Exif | bytes) -> bytes:
+    """Pixels stored turned, as a phone held upright writes them, with EXIF 'rotate 90 clockwise to display'."""
+    return encode(Image.fromarray(marked_corner()).transpose(Image.Transpose.ROTATE_90), fmt,
+                  exif=orientation_tag, quality=95)
+
+
+def turned_by_exif() -> Image.Exif:
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    return exif
+
+
+def test_a_heic_with_the_heif_rotation_and_the_orientation_tag_is_turned_once() -> None:
+    """As an iPhone writes it: the HEIF rotation (irot) and the EXIF tag both say 'turn 90 degrees'."""
+    data = sideways("HEIF", turned_by_exif().tobytes())  # pillow-heif writes the tag's turn as irot too
+    assert b"irot" in data and b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06" in data  # EXIF tag kept
+    assert_upright(decode_image(data, "phone.heic").rgb)
+
+
+def test_a_heic_with_only_the_orientation_tag_comes_out_upright() -> None:
+    data = sideways("HEIF", turned_by_exif())  # given an Exif object, pillow-heif writes the tag alone
+    assert b"irot" not in data
+    assert_upright(decode_image(data, "tagged.heic").rgb)
+
+
+def test_a_heic_with_only_the_heif_rotation_comes_out_upright() -> None:
+    data = bytearray(sideways("HEIF", turned_by_exif().tobytes()))
+    tag = data.find(b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06")  # big-endian EXIF entry: orientation = 6
+    data[tag + 9] = 1  # the EXIF tag now says upright; only the HEIF irot box turns the pixels
+    assert b"irot" in data
+    assert_upright(decode_image(bytes(data), "irot-only.heic").rgb)
+
+
+@pytest.mark.parametrize("tag", [turned_by_exif(), turned_by_exif().tobytes()])
+def test_an_avif_with_its_rotation_is_turned_once(tag: Image.Exif | bytes) -> None:
+    data = sideways("AVIF", tag)
+    assert b"irot" in data
+    assert_upright(decode_image(data, "phone.avif").rgb)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_phone_formats_keep_the_pixel_limit(fmt: str) -> None:
+    with pytest.raises(ImageError, match="more than the 1000 allowed"):
+        decode_image(encode(Image.fromarray(gradient()), fmt), f"g.{fmt.lower()}", max_pixels=1000)
+
+
+def test_a_corrupt_heic_is_one_line_saying_so() -> None:
+    data = sideways("HEIF", turned_by_exif().tobytes())
+    with pytest.raises(ImageError) as caught:
+        decode_image(data[: len(data) // 2], "cut.heic")
+    assert "corrupt or truncated HEIF/AVIF" in caught.value.reason and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("HEIF", "IMG_0001"), ("AVIF", "export")])
+def test_a_phone_photo_without_a_suffix_is_taken_by_a_folder_scan(tmp_path: Path, fmt: str, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(encode(Image.fromarray(gradient()), fmt))
+    assert looks_like_image(path)
+    assert looks_like_image(tmp_path / "IMG_0002.HEIC")  # by its suffix, unopened
