@@ -118,3 +118,13 @@ def test_the_search_minimum_is_validated(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match="IDENTITY_FACES__MIN_SEARCH_IOD_PX"):
         Settings.load(env={"IDENTITY_DATA_DIR": str(tmp_path), "IDENTITY_FACES__MIN_SEARCH_IOD_PX": value})
     assert Settings.load(env={"IDENTITY_DATA_DIR": str(tmp_path)}).faces.min_search_iod_px == FaceSettings().min_search_iod_px
+
+
+def test_eval_counts_a_probe_too_small_to_search_as_a_failure_to_acquire(capsys, clean_env, copy_labelled,
+                                                                         tmp_path: Path, monkeypatch) -> None:
+    labelled = copy_labelled(tmp_path / "labelled", ["Al_Gore", "Aaron_Peirsol", "Alejandro_Toledo", "Hans_Blix"], 3)
+    monkeypatch.setenv("IDENTITY_FACES__MIN_SEARCH_IOD_PX", "1000")  # no lfw-dev face is that large
+    code, out, err = run_cli(capsys, "eval", str(labelled), "--json", "--workers", "1")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["failed_to_acquire"] == report["probes"] > 0 and report["rank1"] == 0
