@@ -104,6 +104,11 @@ def test_api_answers_not_searched_and_metrics_never_count_it_unknown(group) -> N
                                  files=[("image", (photo.name, photo.read_bytes(), "image/jpeg"))])
             metrics = client.get("/metrics", headers={"Authorization": f"Bearer {keys['admin']}"}).text
             logged = client.get("/v1/searches", headers={"Authorization": f"Bearer {keys['admin']}"}).json()
+            client.post("/ui/login", data={"key": keys["search"]})
+            form = client.get("/ui/search").text
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+            page = client.post("/ui/search", data={"csrf": csrf},
+                               files=[("image", (photo.name, photo.read_bytes(), "image/jpeg"))]).text
     assert answer.status_code == 200, answer.text
     faces = answer.json()["results"][0]["faces"]
     assert sorted((f["decision"], f["reason"] is None) for f in faces) == [("match", True), ("not_searched", False)]
@@ -111,6 +116,8 @@ def test_api_answers_not_searched_and_metrics_never_count_it_unknown(group) -> N
     assert 'identity_search_faces_total{decision="unknown"} 0' in metrics
     assert 'identity_search_faces_total{decision="match"} 1' in metrics
     assert [(s["faces"], s["not_searched"], s["decision"]) for s in logged] == [(2, 1, "match")]
+    assert re.search(r'<span class="not_searched">not_searched</span>', page)
+    assert re.search(r'<p class="not-searched">\d+\.\d px between the eyes, below the 60 px search minimum', page)
 
 
 @pytest.mark.parametrize("value", ["-1", "many"])
