@@ -1,7 +1,7 @@
 """Are tiny faces matched on noise? FPIR and hit rate of probes shrunk to a few pixels between the eyes.
 
     nice -n 10 .venv/bin/python benchmarks/tiny_faces.py [--dataset DIR] [--gallery-persons 1200]
-        [--probes 1000] [--seed 20250] [--workers 2] [--json]
+        [--probes 1000] [--mated 200] [--seed 20250] [--workers 2] [--json]
 
 lfw-dev's persons are split by a fixed seed: a gallery (each person's template, the
 normalized mean of their photos, as search ranks them), and other persons whose first
@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,10 @@ from rich.table import Table
 from identity.config import Settings
 from identity.evaluation.decision import NORMALIZED, PERSONS_NEEDED, decision_score
 from identity.evaluation.protocol import scan_labelled, subject_face
-from identity.faces import DEFAULT_MODEL, ImageFaces, load_image, process_paths_parallel
+from identity.evaluation.cache import analyse_paths
+from identity.faces import DEFAULT_MODEL, ImageFaces, load_image
 from identity.faces.pipeline import FacePipeline, build_pipeline
+from identity.faces.workers import run_in_workers
 from identity.faces.quality import inter_ocular_px
 from identity.faces.types import central_face
 from identity.services.templates import template_of
@@ -43,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "lfw-dev"
 SIZES = (8, 10, 12, 14, 16, 20, 24)
 NATIVE = 0  # the size key of the unshrunk probe
+CHUNK_SIZE = 10  # probes per worker task
 
 
 @dataclass
@@ -60,6 +64,7 @@ def degraded(rgb: np.ndarray, scale: float) -> np.ndarray:
 
 
 def probe_embeddings(pipeline: FacePipeline, person: str, path: str) -> Probe | None:
+    """The probe's subject face at native size and at each smaller size; None without a face."""
     image = load_image(path)
     detections, _ = pipeline.pack.detector.detect(image.rgb)
     index = central_face([d.bbox for d in detections], image.width, image.height)
@@ -74,11 +79,17 @@ def probe_embeddings(pipeline: FacePipeline, person: str, path: str) -> Probe | 
     return Probe(person, dict(zip([NATIVE, *sizes], vectors)), iod)
 
 
-def gallery_templates(settings: Settings, folder_images: dict[str, list[str]], workers: int) -> dict[str, np.ndarray]:
-    """Each gallery person's template from the subject faces of their gallery photos."""
+def probe_chunk(pipeline: FacePipeline, items: list[tuple[str, str, str]]) -> list[tuple[str, Probe | None]]:
+    """run_in_workers' task: (kind, person, path) -> (kind, probe)."""
+    return [(kind, probe_embeddings(pipeline, person, path)) for kind, person, path in items]
+
+
+def gallery_templates(settings: Settings, model: str, folder_images: dict[str, list[str]],
+                      workers: int) -> dict[str, np.ndarray]:
+    """Each gallery person's template from the subject faces of their gallery photos (eval's cache keeps them)."""
     paths = [path for paths in folder_images.values() for path in paths]
     vectors: dict[str, np.ndarray] = {}
-    for path, found in process_paths_parallel(settings, paths, workers):
+    for path, found in analyse_paths(settings, model, paths, workers).items():
         face = subject_face(found) if isinstance(found, ImageFaces) else None
         if face is not None:
             vectors[path] = face.embedding
@@ -91,6 +102,23 @@ def decide(matrix: np.ndarray, names: list[str], vector: np.ndarray, threshold: 
     scores = matrix @ vector
     order = np.argsort(-scores)[:PERSONS_NEEDED]
     return names[order[0]], decision_score(scores[order].tolist(), NORMALIZED) >= threshold
+
+
+def count(rows: dict[int, dict[str, int]], kind: str, probe: Probe, matrix: np.ndarray, names: list[str],
+          threshold: float) -> None:
+    for size, vector in probe.embeddings.items():
+        first, matched = decide(matrix, names, vector, threshold)
+        row = rows[size]
+        row[kind] += 1
+        if kind == "non_mated":
+            row["false_matches"] += matched
+        else:
+            row["hits"] += matched and first == probe.person
+
+
+def summary_line(rows: dict[int, dict[str, int]]) -> str:
+    """Progress: false matches / non-mated probes per size."""
+    return ", ".join(f"{size or 'native'}: {row['false_matches']}/{row['non_mated']}" for size, row in rows.items())
 
 
 def interval(hits: int, n: int) -> tuple[float, float]:
@@ -108,6 +136,7 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--gallery-persons", type=int, default=1200)
     parser.add_argument("--probes", type=int, default=1000, help="non-mated probes (one photo per other person)")
+    parser.add_argument("--mated", type=int, default=200, help="mated probes at most")
     parser.add_argument("--seed", type=int, default=20250)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -124,25 +153,20 @@ def main() -> None:
     mated = [p for p in gallery if len(folder.images[p]) > 1]
     # A mated probe's own photo stays out of its person's template.
     gallery_images = {p: folder.images[p][1:] if p in mated else folder.images[p] for p in gallery}
-    templates = gallery_templates(settings, gallery_images, args.workers)
+    templates = gallery_templates(settings, pipeline.model_id, gallery_images, args.workers)
     names = sorted(templates)
     matrix = np.stack([templates[name] for name in names])
     rows: dict[int, dict[str, int]] = {size: {"non_mated": 0, "false_matches": 0, "mated": 0, "hits": 0}
                                        for size in (NATIVE, *SIZES)}
     iods = []
-    for kind, person in [("non_mated", p) for p in others] + [("mated", p) for p in mated if p in templates]:
-        probe = probe_embeddings(pipeline, person, folder.images[person][0])
-        if probe is None:
-            continue
-        iods.append(probe.native_iod)
-        for size, vector in probe.embeddings.items():
-            first, matched = decide(matrix, names, vector, decision.value)
-            row = rows[size]
-            row[kind] += 1
-            if kind == "non_mated":
-                row["false_matches"] += matched
-            else:
-                row["hits"] += matched and first == person
+    items = [("non_mated", p, folder.images[p][0]) for p in others]
+    items += [("mated", p, folder.images[p][0]) for p in mated if p in templates][:args.mated]
+    for _, results in run_in_workers(settings, probe_chunk, items, args.workers, CHUNK_SIZE):
+        for kind, probe in results:
+            if probe is not None:
+                iods.append(probe.native_iod)
+                count(rows, kind, probe, matrix, names, decision.value)
+        print(f"{len(iods)} of {len(items)} probes: {summary_line(rows)}", file=sys.stderr, flush=True)
     table = []
     for size, row in rows.items():
         n, m = row["non_mated"], row["mated"]
