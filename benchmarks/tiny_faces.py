@@ -12,8 +12,9 @@ has N px between the eyes and scaled back up (bilinear), so the recognizer's chi
 only what a face of N px holds, while the landmarks stay the native ones: a best case
 for alignment (a real tiny face's landmarks are noisier). Every probe is decided as
 search decides (identity.evaluation.decision, the pack's calibrated default threshold).
-Prints per size: FPIR (non-mated probes decided `match`) with a 95% interval, and the
-mated hit rate (the right person ranked first and decided `match`).
+Prints per size: FPIR (non-mated probes decided `match`) with a Wilson 95% interval, the
+mated hit rate (the right person ranked first and decided `match`) and the mated probes
+decided `match` on the wrong person.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ def count(rows: dict[int, dict[str, int]], kind: str, probe: Probe, matrix: np.n
             row["false_matches"] += matched
         else:
             row["hits"] += matched and first == probe.person
+            row["wrong_matches"] += matched and first != probe.person
 
 
 def summary_line(rows: dict[int, dict[str, int]]) -> str:
@@ -156,7 +158,8 @@ def main() -> None:
     templates = gallery_templates(settings, pipeline.model_id, gallery_images, args.workers)
     names = sorted(templates)
     matrix = np.stack([templates[name] for name in names])
-    rows: dict[int, dict[str, int]] = {size: {"non_mated": 0, "false_matches": 0, "mated": 0, "hits": 0}
+    rows: dict[int, dict[str, int]] = {size: {"non_mated": 0, "false_matches": 0, "mated": 0, "hits": 0,
+                                                "wrong_matches": 0}
                                        for size in (NATIVE, *SIZES)}
     iods = []
     items = [("non_mated", p, folder.images[p][0]) for p in others]
@@ -174,7 +177,8 @@ def main() -> None:
         table.append({"iod_px": "native" if size == NATIVE else size, "non_mated": n,
                       "false_matches": row["false_matches"], "fpir": round(row["false_matches"] / max(n, 1), 4),
                       "fpir_95": [round(low, 4), round(high, 4)], "mated": m,
-                      "hit_rate": round(row["hits"] / max(m, 1), 4)})
+                      "hit_rate": round(row["hits"] / max(m, 1), 4),
+                      "wrong_match_rate": round(row["wrong_matches"] / max(m, 1), 4)})
     summary = {"model": pipeline.model_id, "threshold": decision.value, "calibrated_fpir": decision.fpir,
                "gallery_persons": len(names), "native_iod_median": round(float(np.median(iods)), 1), "rows": table}
     if args.json:
@@ -182,11 +186,13 @@ def main() -> None:
         return
     out = Table(title=f"{summary['model']} at threshold {decision.value} (calibrated FPIR {decision.fpir}), "
                       f"gallery {len(names)} persons, native eye distance median {summary['native_iod_median']} px")
-    for column in ("px between the eyes", "non-mated", "false matches", "FPIR", "FPIR 95%", "mated", "hit rate"):
+    for column in ("px between the eyes", "non-mated", "false matches", "FPIR", "FPIR 95%", "mated", "hit rate",
+                   "wrong person"):
         out.add_column(column, justify="right")
     for row in table:
         out.add_row(str(row["iod_px"]), str(row["non_mated"]), str(row["false_matches"]), f"{row['fpir']:.4f}",
-                    f"{row['fpir_95'][0]:.4f}-{row['fpir_95'][1]:.4f}", str(row["mated"]), f"{row['hit_rate']:.3f}")
+                    f"{row['fpir_95'][0]:.4f}-{row['fpir_95'][1]:.4f}", str(row["mated"]), f"{row['hit_rate']:.3f}",
+                    f"{row['wrong_match_rate']:.3f}")
     Console().print(out)
 
 

@@ -38,7 +38,7 @@ def search(
     actor: Optional[str] = ACTOR,
     as_json: bool = JSON,
 ) -> None:
-    """Who is in these photos: top-k persons per face, and a match/unknown decision."""
+    """Who is in these photos: top-k persons per face, and a match/unknown decision (not_searched: too small)."""
     from identity.services.duplicates import unique_files
     from identity.services.search import SearchOptions, search_image
 
