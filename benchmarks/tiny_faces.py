@@ -1,7 +1,7 @@
 """Are tiny faces matched on noise? FPIR and hit rate of probes shrunk to a few pixels between the eyes.
 
     nice -n 10 .venv/bin/python benchmarks/tiny_faces.py [--dataset DIR] [--gallery-persons 1200]
-        [--probes 1000] [--mated 200] [--seed 20250] [--workers 2] [--json]
+        [--probes 1000] [--mated 200] [--seed 20250] [--workers 2] [--redetect] [--json]
 
 lfw-dev's persons are split by a fixed seed: a gallery (each person's template, the
 normalized mean of their photos, as search ranks them), and other persons whose first
@@ -10,7 +10,9 @@ mated probe (their template is built from the others). Each probe's subject face
 found once at native size; the photo is then shrunk (area interpolation) so that face
 has N px between the eyes and scaled back up (bilinear), so the recognizer's chip holds
 only what a face of N px holds, while the landmarks stay the native ones: a best case
-for alignment (a real tiny face's landmarks are noisier). Every probe is decided as
+for alignment (a real tiny face's landmarks are noisier). With --redetect the photo is
+shrunk into a grey frame of its own size and the detector finds the face again, with
+its own landmarks, as search would (a size where it finds none is left out). Every probe is decided as
 search decides (identity.evaluation.decision, the pack's calibrated default threshold).
 Prints per size: FPIR (non-mated probes decided `match`) with a Wilson 95% interval, the
 mated hit rate (the right person ranked first and decided `match`) and the mated probes
@@ -40,7 +42,7 @@ from identity.faces import DEFAULT_MODEL, ImageFaces, load_image
 from identity.faces.pipeline import FacePipeline, build_pipeline
 from identity.faces.workers import run_in_workers
 from identity.faces.quality import inter_ocular_px
-from identity.faces.types import central_face
+from identity.faces.types import Detection, central_face
 from identity.services.templates import template_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,25 +66,46 @@ def degraded(rgb: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def probe_embeddings(pipeline: FacePipeline, person: str, path: str) -> Probe | None:
-    """The probe's subject face at native size and at each smaller size; None without a face."""
+def shrunk_in_frame(rgb: np.ndarray, scale: float) -> np.ndarray:
+    """The photo `scale` times smaller, in the middle of a grey frame of its own size (a face in a wider shot)."""
+    height, width = rgb.shape[:2]
+    small = cv2.resize(rgb, (max(round(width * scale), 1), max(round(height * scale), 1)), interpolation=cv2.INTER_AREA)
+    frame = np.full_like(rgb, 128)
+    top, left = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
+    frame[top:top + small.shape[0], left:left + small.shape[1]] = small
+    return frame
+
+
+def subject(pipeline: FacePipeline, rgb: np.ndarray) -> Detection | None:
+    detections, _ = pipeline.pack.detector.detect(rgb)
+    index = central_face([d.bbox for d in detections], rgb.shape[1], rgb.shape[0])
+    return None if index is None else detections[index]
+
+
+def probe_embeddings(pipeline: FacePipeline, person: str, path: str, redetect: bool) -> Probe | None:
+    """The probe's subject face at native size and at each smaller size; None without a face at native size.
+
+    redetect: the detector finds the face again at each size (its landmarks, as search would see them; a
+    size where it finds none is left out), else the native landmarks on the degraded photo.
+    """
     image = load_image(path)
-    detections, _ = pipeline.pack.detector.detect(image.rgb)
-    index = central_face([d.bbox for d in detections], image.width, image.height)
-    if index is None:
+    detection = subject(pipeline, image.rgb)
+    if detection is None:
         return None
-    detection = detections[index]
     iod = inter_ocular_px(detection.landmarks)
-    sizes = [size for size in SIZES if size < iod]
-    crops = [pipeline.pack.aligner(image.rgb, detection)]
-    crops += [pipeline.pack.aligner(degraded(image.rgb, size / iod), detection) for size in sizes]
-    vectors = pipeline.embed_crops(crops)
-    return Probe(person, dict(zip([NATIVE, *sizes], vectors)), iod)
+    crops = {NATIVE: pipeline.pack.aligner(image.rgb, detection)}
+    for size in (size for size in SIZES if size < iod):
+        if not redetect:
+            crops[size] = pipeline.pack.aligner(degraded(image.rgb, size / iod), detection)
+        elif (small := subject(pipeline, shrunk := shrunk_in_frame(image.rgb, size / iod))) is not None:
+            crops[size] = pipeline.pack.aligner(shrunk, small)
+    vectors = pipeline.embed_crops(list(crops.values()))
+    return Probe(person, dict(zip(crops, vectors)), iod)
 
 
-def probe_chunk(pipeline: FacePipeline, items: list[tuple[str, str, str]]) -> list[tuple[str, Probe | None]]:
-    """run_in_workers' task: (kind, person, path) -> (kind, probe)."""
-    return [(kind, probe_embeddings(pipeline, person, path)) for kind, person, path in items]
+def probe_chunk(pipeline: FacePipeline, items: list[tuple[str, str, str, bool]]) -> list[tuple[str, Probe | None]]:
+    """run_in_workers' task: (kind, person, path, redetect) -> (kind, probe)."""
+    return [(kind, probe_embeddings(pipeline, person, path, redetect)) for kind, person, path, redetect in items]
 
 
 def gallery_templates(settings: Settings, model: str, folder_images: dict[str, list[str]],
@@ -141,6 +164,8 @@ def main() -> None:
     parser.add_argument("--mated", type=int, default=200, help="mated probes at most")
     parser.add_argument("--seed", type=int, default=20250)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--redetect", action="store_true", help="detect each shrunk face again (its own landmarks) "
+                        "instead of aligning it with the native landmarks")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args()
     settings = Settings.load()
@@ -162,8 +187,8 @@ def main() -> None:
                                                 "wrong_matches": 0}
                                        for size in (NATIVE, *SIZES)}
     iods = []
-    items = [("non_mated", p, folder.images[p][0]) for p in others]
-    items += [("mated", p, folder.images[p][0]) for p in mated if p in templates][:args.mated]
+    items = [("non_mated", p, folder.images[p][0], args.redetect) for p in others]
+    items += [("mated", p, folder.images[p][0], args.redetect) for p in mated if p in templates][:args.mated]
     for _, results in run_in_workers(settings, probe_chunk, items, args.workers, CHUNK_SIZE):
         for kind, probe in results:
             if probe is not None:
@@ -180,6 +205,7 @@ def main() -> None:
                       "hit_rate": round(row["hits"] / max(m, 1), 4),
                       "wrong_match_rate": round(row["wrong_matches"] / max(m, 1), 4)})
     summary = {"model": pipeline.model_id, "threshold": decision.value, "calibrated_fpir": decision.fpir,
+               "landmarks": "redetected at each size" if args.redetect else "native",
                "gallery_persons": len(names), "native_iod_median": round(float(np.median(iods)), 1), "rows": table}
     if args.json:
         print(json.dumps(summary, indent=2))
