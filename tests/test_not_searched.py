@@ -124,7 +124,7 @@ def test_api_answers_not_searched_and_metrics_never_count_it_unknown(group) -> N
 def test_the_search_minimum_is_validated(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match="IDENTITY_FACES__MIN_SEARCH_IOD_PX"):
         Settings.load(env={"IDENTITY_DATA_DIR": str(tmp_path), "IDENTITY_FACES__MIN_SEARCH_IOD_PX": value})
-    assert Settings.load(env={"IDENTITY_DATA_DIR": str(tmp_path)}).faces.min_search_iod_px == FaceSettings().min_search_iod_px
+    assert Settings.load(env={"IDENTITY_DATA_DIR": str(tmp_path)}).faces.min_search_iod_px == 12.0
 
 
 def test_eval_counts_a_probe_too_small_to_search_as_a_failure_to_acquire(capsys, clean_env, copy_labelled,

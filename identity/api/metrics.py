@@ -46,7 +46,8 @@ class Metrics:
                 lines.append(f'identity_http_request_seconds_bucket{{{labels},le="+Inf"}} {int(row[-1])}')
                 lines.append(f"identity_http_request_seconds_sum{{{labels}}} {row[-2]:.6f}")
                 lines.append(f"identity_http_request_seconds_count{{{labels}}} {int(row[-1])}")
-            lines += ["# HELP identity_search_faces_total Faces of searched photos, by decision (not_searched: too small).",
+            lines += ["# HELP identity_search_faces_total Faces of searched photos, by decision "
+                      "(not_searched: too small).",
                       "# TYPE identity_search_faces_total counter"]
             for decision in sorted(set(self._decisions) | set(DECISIONS)):
                 lines.append(f'identity_search_faces_total{{decision="{decision}"}} {self._decisions[decision]}')

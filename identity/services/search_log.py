@@ -42,7 +42,8 @@ def list_searches(app: App, person_ref: str | None = None, since: datetime | Non
                   limit: int = 100, actor: str | None = None, decision: str | None = None,
                   review: str | None = None) -> list[LoggedSearch]:
     """Newest first, filtered by person, time, actor, decision (`match`: some face matched; `unknown`:
-    none did, including searches whose faces were all too small to search) and review (some matched face's review is `confirmed`, `rejected`, or `unreviewed`)."""
+    none did, including searches whose faces were all too small to search) and review (some matched face's
+    review is `confirmed`, `rejected`, or `unreviewed`)."""
     if decision not in (None, *DECISION_FILTERS):
         raise InvalidArgument(f"decision {decision!r}: expected {' or '.join(DECISION_FILTERS)}")
     if review not in (None, *REVIEW_STATES):
