@@ -38,7 +38,7 @@ def search(
     actor: Optional[str] = ACTOR,
     as_json: bool = JSON,
 ) -> None:
-    """Who is in these photos: top-k persons per face, and a match/unknown decision."""
+    """Who is in these photos: top-k persons per face, and a match/unknown decision (not_searched: too small)."""
     from identity.services.duplicates import unique_files
     from identity.services.search import SearchOptions, search_image
 
@@ -74,6 +74,10 @@ def _show(result) -> None:
     console.print(f"[bold]{escape(shown(result.path))}[/bold]  model {result.model}, threshold {result.threshold.value:.3f} "
                   f"on the {result.threshold.rule} score ({result.threshold.source})", highlight=False)
     for face in result.faces:
+        if face.reason is not None:  # not searched: no candidates to list, the reason instead
+            console.print(f"face {face.face_index} at {[int(v) for v in face.bbox]}: [dim]{face.decision}[/dim]: "
+                          f"{escape(face.reason)}", highlight=False)
+            continue
         colour = "green" if face.decision == "match" else "yellow"
         rows = [{"rank": c.rank, "score": c.score, "faces": c.matched_faces, "external_id": c.person["external_id"],
                  "name": c.person["display_name"], "attributes": c.person["attributes"]} for c in face.candidates]
@@ -89,7 +93,7 @@ def list_searches(
     since: Optional[datetime] = typer.Option(None, "--since", help="Only searches at or after this time (UTC)."),
     limit: int = typer.Option(100, "--limit", help="At most this many, newest first."),
     decision: Optional[str] = typer.Option(None, "--decision", help="Only searches where some face matched (match), "
-                                           "or none did (unknown)."),
+                                           "or none did (unknown; faces not searched included)."),
     review: Optional[str] = typer.Option(None, "--review", help="Only searches with a match that is confirmed, "
                                          "rejected, or unreviewed."),
     as_json: bool = JSON,
@@ -99,7 +103,8 @@ def list_searches(
 
     with open_app(read_only=True) as core:
         rows = query(core, person, since, limit, decision=decision, review=review)
-    render(rows, as_json, ["when", "actor", "query_name", "faces", "best", "decision", "review", "search_id"],
+    render(rows, as_json, ["when", "actor", "query_name", "faces", "not_searched", "best", "decision", "review",
+                           "search_id"],
            title=f"{len(rows)} searches")
 
 

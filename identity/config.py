@@ -76,6 +76,10 @@ class FaceSettings:
     allow_download: bool = False  # insightface-onnx: fetch buffalo_l when no paths are set
     min_det_score: float = 0.0  # any finite number: each detector has its own scale
     min_iod_px: float = setting(20.0, 0)  # inter-ocular distance below which a face is too small
+    # Search's own minimum (enrollment keeps min_iod_px): a smaller probe face is not searched. On lfw-dev
+    # probes shrunk to 8-24 px (benchmarks/tiny_faces.py) FPIR stayed within 2x of the calibrated one down
+    # to 8 px; 12 is that with a 1.5x margin for real small faces' compression, blur and noise.
+    min_search_iod_px: float = setting(12.0, 0)
     # On lfw-dev a 50 degree yaw gate (landmark estimate) refused 15 of 2,848 gallery faces
     # in three-quarter view that the recognizer still matches; 65 keeps out true profiles.
     min_blur: float = setting(10.0, 0)  # variance of the Laplacian below which a crop is blurry

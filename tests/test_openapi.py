@@ -109,7 +109,8 @@ def test_closed_sets_are_enums(schema: dict[str, Any]) -> None:
 
     assert set(components["Role"]["enum"]) == {"search", "enroll", "audit", "admin"}
     assert ref("ApiKey", "role") == ref("ApiKeyCreate", "role") == ref("CreatedApiKey", "role") == "Role"
-    assert components["Decision"]["enum"] == ["match", "unknown"]
+    assert components["Decision"]["enum"] == ["match", "unknown", "not_searched"]
+    assert components["DecisionFilter"]["enum"] == ["match", "unknown"]  # the log's: some face matched, or none
     assert ref("FaceMatch", "decision") == ref("LoggedSearch", "decision") == ref("AuditSearch", "decision") == "Decision"
     assert set(components["JobStatus"]["enum"]) == {"queued", "running", "done", "failed", "cancelled"}
     assert (ref("Job", "status"), ref("Job", "outcome")) == ("JobStatus", "JobOutcome")
@@ -118,7 +119,7 @@ def test_closed_sets_are_enums(schema: dict[str, Any]) -> None:
     params = {p["name"]: p for _, _, op in operations(schema) for p in op.get("parameters", [])
               if op["operationId"] in ("listJobs", "listSearches")}
     assert {s.get("$ref") for s in params["state"]["schema"]["anyOf"]} >= {"#/components/schemas/JobState"}
-    assert {s.get("$ref") for s in params["decision"]["schema"]["anyOf"]} >= {"#/components/schemas/Decision"}
+    assert {s.get("$ref") for s in params["decision"]["schema"]["anyOf"]} >= {"#/components/schemas/DecisionFilter"}
 
 
 def test_uploads_are_files_to_a_generator(schema: dict[str, Any]) -> None:

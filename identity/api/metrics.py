@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 
+from identity.services.search_log import DECISIONS
+
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -44,9 +46,10 @@ class Metrics:
                 lines.append(f'identity_http_request_seconds_bucket{{{labels},le="+Inf"}} {int(row[-1])}')
                 lines.append(f"identity_http_request_seconds_sum{{{labels}}} {row[-2]:.6f}")
                 lines.append(f"identity_http_request_seconds_count{{{labels}}} {int(row[-1])}")
-            lines += ["# HELP identity_search_faces_total Faces searched, by decision.",
+            lines += ["# HELP identity_search_faces_total Faces of searched photos, by decision "
+                      "(not_searched: too small).",
                       "# TYPE identity_search_faces_total counter"]
-            for decision in sorted(set(self._decisions) | {"match", "unknown"}):
+            for decision in sorted(set(self._decisions) | set(DECISIONS)):
                 lines.append(f'identity_search_faces_total{{decision="{decision}"}} {self._decisions[decision]}')
         lines += ["# HELP identity_jobs Jobs in the queue, by status.", "# TYPE identity_jobs gauge"]
         for status, n in sorted(queue_depth.items()):

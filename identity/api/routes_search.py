@@ -67,7 +67,7 @@ async def search(
 @router.get("/searches", response_model=list[schemas.LoggedSearch], **keyed("listSearches", 404, 422))
 def searches(
     person: str | None = None, since: datetime | None = None,
-    actor: str | None = None, decision: schemas.Decision | None = None,
+    actor: str | None = None, decision: schemas.DecisionFilter | None = None,
     limit: int = Query(100, ge=1, le=1000),
     ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ)),
 ) -> list[dict[str, Any]]:

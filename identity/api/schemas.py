@@ -21,7 +21,8 @@ Role = StrEnum("Role", {role: role for role in keys.ROLES})
 JobStatus = StrEnum("JobStatus", {s: s for s in jobs.STATUSES})
 JobOutcome = StrEnum("JobOutcome", {s: s for s in jobs.OUTCOMES})
 JobState = StrEnum("JobState", {s: s for s in (*jobs.STATUSES, *jobs.OUTCOMES)})  # the jobs list's filter
-Decision = StrEnum("Decision", {"match": "match", "unknown": "unknown"})
+Decision = StrEnum("Decision", {d: d for d in search_log.DECISIONS})  # a face's outcome
+DecisionFilter = StrEnum("DecisionFilter", {d: d for d in search_log.DECISION_FILTERS})  # the search log's filter
 ReviewSummary = StrEnum("ReviewSummary", {s: s for s in ("unreviewed", *reviews.VERDICTS, "mixed")})
 HitReview = StrEnum("HitReview", {s: s for s in (reviews.UNREVIEWED, *reviews.VERDICTS)})  # one searched face's review
 
@@ -103,6 +104,7 @@ class FaceMatch(BaseModel):
     quality: dict[str, Any]
     decision: Decision
     decision_score: float | None
+    reason: str | None = Field(description="why the face was not searched (decision not_searched); null when it was")
     candidates: list[Candidate]
 
 

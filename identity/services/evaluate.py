@@ -42,7 +42,7 @@ from identity.app.registry import record_model
 from identity.app.core import App
 from identity.services.deployment import deployment
 from identity.services.enroll import EnrollmentWriter, enroll_analysed
-from identity.services.search import SearchOptions, search_faces
+from identity.services.search import NOT_SEARCHED, SearchOptions, search_faces
 from identity.store.sql.db import transaction
 from identity.store.sql.jobs import JobSpec
 from identity.store.sql.persons import person_ids_by_external_id
@@ -260,7 +260,9 @@ def open_set_searches(app: App, pipeline: FacePipeline, folder: LabelledFolder, 
         advance = progress("searching probes", len(probes))
         for person, path in probes:
             found = _subject_only(analyses[path])
-            if not isinstance(found, ImageFaces) or not found.faces:
+            # A face too small to search is not searched by search either: a failure to acquire, as no face is.
+            face = search_faces(dep, found, search).faces[0] if isinstance(found, ImageFaces) and found.faces else None
+            if face is None or face.decision == NOT_SEARCHED:
                 no_face += 1
                 ranks.append(None)
                 for scores in (mated, mated_raw):
@@ -269,7 +271,6 @@ def open_set_searches(app: App, pipeline: FacePipeline, folder: LabelledFolder, 
                 non_mated_raw.append(MISSING)
                 advance(1)
                 continue
-            [face] = search_faces(dep, found, search).faces
             names = [c.person["external_id"] for c in face.candidates]
             ranks.append(names.index(person) + 1 if person in names else None)
             correct = bool(names) and names[0] == person

@@ -6,6 +6,11 @@ their photos. Two vector queries per face: the templates (the candidates and the
 decision's cohort, identity.evaluation.decision), then the candidates' own best faces,
 shown as `faces`. Every search is recorded (append-only): when, who asked, the image's
 sha256 (never the image), the model and threshold, and the ranked hits per face.
+
+A face with fewer pixels between the eyes than faces.min_search_iod_px is not searched:
+at that size a stranger's best score is noise that crosses the calibrated threshold
+(benchmarks/tiny_faces.py), so its outcome is `not_searched`, with the reason, never
+`unknown`, and the log records it among the search's parameters.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from identity.store.sql.db import transaction
 from identity.store.sql.models import UNKNOWN_DETECTOR, SearchEvent, SearchHit
 from identity.store.sql.persons import person_record, persons_by_id, persons_with_attributes
 from identity.store.sql.reviews import rejected_for_image
-from identity.store.sql.searches import record_search
+from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, record_search
 
 FACES_PER_PERSON = 5  # how many of a person's faces are counted among the hits
 
@@ -81,10 +86,11 @@ class FaceMatch:
     bbox: list[float]
     det_score: float
     quality: dict[str, Any]
-    decision: str  # match / unknown
+    decision: str  # match / unknown / not_searched
     detector: str  # the detection stage that found the face, e.g. "hog/up1"
     candidates: list[Candidate]
     decision_score: float | None = None  # what the decision compared with the threshold; None: no candidate
+    reason: str | None = None  # why the face was not searched; None when it was
     # The persons the decision saw, best first (person id, template score): the candidates and the
     # cohort after them. Not shown; eval scores its held-out searches from it.
     ranked: tuple[tuple[uuid.UUID, float], ...] = ()
@@ -126,6 +132,7 @@ class SearchResult:
                     "quality": f.quality,
                     "decision": f.decision,
                     "decision_score": f.decision_score,
+                    "reason": f.reason,
                     "candidates": [
                         {"rank": c.rank, "score": c.score, "matched_faces": c.matched_faces, "person": c.person,
                          "faces": [{"face_id": m.face_id, "score": m.score} for m in c.faces]}
@@ -148,7 +155,10 @@ def search_image(dep: Deployment, path: str, options: SearchOptions) -> SearchRe
 
 
 def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> SearchResult:
-    faces = _faces_to_search(found.faces, options.largest_face_only)
+    chosen = _faces_to_search(found.faces, options.largest_face_only)
+    minimum = dep.pipeline.faces.min_search_iod_px
+    faces = [(index, face) for index, face in chosen if face.quality.iod_px >= minimum]
+    too_small = [_not_searched(index, face, minimum) for index, face in chosen if face.quality.iod_px < minimum]
     allowed = _persons_matching(dep, options.filters) if options.filters else None
     threshold, warnings = decision_threshold(dep, options.threshold, allowed)
     wanted = max(options.top_k, PERSONS_NEEDED)  # the cohort even under the raw rule: eval scores both
@@ -176,14 +186,16 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
         score = round(decision_score([hit.score for hit in hits], threshold.rule), 4) if hits else None
         # A match names someone: not when min_score hid the best person.
         named = bool(kept) and kept[0] is top[0]
-        decision = "match" if named and score is not None and score >= threshold.value else "unknown"
+        decision = MATCH if named and score is not None and score >= threshold.value else UNKNOWN
         matches.append(FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
-                                 face.quality.as_dict(), decision, face.detector or UNKNOWN_DETECTOR, candidates, score,
-                                 tuple((hit.person_id, hit.score) for hit in hits)))
+                                 face.quality.as_dict(), decision, _detector_of(face), candidates, score,
+                                 ranked=tuple((hit.person_id, hit.score) for hit in hits)))
     warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(dep)
-    search_id = _log(dep, found, options, threshold, matches)
+    unknown = [face for face, m in zip(faces, matches) if m.decision == UNKNOWN]
+    matches = sorted(matches + too_small, key=lambda m: m.face_index)
+    search_id = _log(dep, found, options, threshold, matches, minimum)
     if dep.unknown is not None:  # settings keep them, for clustering (identity.services.unknown_faces)
-        keep_unknown(dep, found, search_id, [face for face, m in zip(faces, matches) if m.decision == "unknown"])
+        keep_unknown(dep, found, search_id, unknown)
         expire_unknown(dep)
     return SearchResult(search_id, found.path, found.sha256, dep.model.model_id, threshold, matches, warnings)
 
@@ -234,6 +246,17 @@ def _gallery_warnings(dep: Deployment, threshold: Threshold) -> list[str]:
     return threshold.warnings(persons)
 
 
+def _not_searched(index: int, face: DetectedFace, minimum: float) -> FaceMatch:
+    return FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
+                     face.quality.as_dict(), NOT_SEARCHED, _detector_of(face), [],
+                     reason=f"{face.quality.iod_px:.1f} px between the eyes, below the {minimum:g} px search minimum "
+                            "(faces.min_search_iod_px)")
+
+
+def _detector_of(face: DetectedFace) -> str:
+    return face.detector or UNKNOWN_DETECTOR
+
+
 def _faces_to_search(faces: Sequence[DetectedFace], largest_only: bool) -> list[tuple[int, DetectedFace]]:
     indexed = list(enumerate(faces))
     if largest_only:
@@ -248,21 +271,23 @@ def _persons_matching(dep: Deployment, filters: dict[str, str | list[str]]) -> l
 
 
 def _log(dep: Deployment, found: ImageFaces, options: SearchOptions, threshold: Threshold,
-         matches: list[FaceMatch]) -> str:
+         matches: list[FaceMatch], min_search_iod_px: float) -> str:
     with transaction(dep.app.sessions) as session:
         event = SearchEvent(
             actor=resolve_actor(options.actor), query_sha256=found.sha256, query_name=found.path,
             model_id=dep.model.id, threshold=threshold.value, top_k=options.top_k,
             parameters={"min_score": options.min_score, "filters": options.filters,
                         "largest_face_only": options.largest_face_only, "threshold_source": threshold.source,
-                        "decision_rule": threshold.rule},
+                        "decision_rule": threshold.rule, "min_search_iod_px": min_search_iod_px,
+                        NOT_SEARCHED: [{"face_index": m.face_index, "bbox": m.bbox, "reason": m.reason}
+                                       for m in matches if m.decision == NOT_SEARCHED]},
             face_count=len(matches),
         )
         hits = (
             # The face's decision names its first candidate; the others were only ranked.
             SearchHit(face_index=m.face_index, face_bbox=m.bbox, face_detector=m.detector, rank=c.rank,
                       person_id=uuid.UUID(c.person["id"]), score=c.score,
-                      decision=m.decision if c.rank == 1 else "unknown", matched_faces=c.matched_faces)
+                      decision=m.decision if c.rank == 1 else UNKNOWN, matched_faces=c.matched_faces)
             for m in matches for c in m.candidates
         )
         return str(record_search(session, event, hits))

@@ -8,15 +8,19 @@ from typing import Any
 
 from identity.app.core import App
 from identity.errors import InvalidArgument
-from identity.store.sql.models import SearchHit
+from identity.store.sql.models import SearchEvent, SearchHit
 from identity.store.sql.persons import get_person
 from identity.store.sql.reviews import REVIEW_STATES, searches_by_review
-from identity.store.sql.searches import recent_searches, top_hits
+from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, recent_searches, top_hits
+
+DECISIONS = (MATCH, UNKNOWN, NOT_SEARCHED)  # a face's outcome (identity.services.search)
+DECISION_FILTERS = (MATCH, UNKNOWN)  # the log's filter: some face matched, or none did
 
 
 @dataclass(frozen=True)
 class LoggedSearch:
-    """One search as the log holds it, with the best score and decision among its faces' top hits."""
+    """One search as the log holds it, with the best score and decision among its faces' top hits
+    (`not_searched` when no face was searched: all were below the search minimum)."""
 
     search_id: str
     when: str  # ISO 8601, UTC
@@ -24,6 +28,7 @@ class LoggedSearch:
     query_name: str | None
     query_sha256: str | None  # None once redacted by an erasure
     faces: int
+    not_searched: int  # faces too small to be searched (identity.services.search)
     threshold: float | None
     best: float | None
     decision: str
@@ -37,14 +42,15 @@ def list_searches(app: App, person_ref: str | None = None, since: datetime | Non
                   limit: int = 100, actor: str | None = None, decision: str | None = None,
                   review: str | None = None) -> list[LoggedSearch]:
     """Newest first, filtered by person, time, actor, decision (`match`: some face matched; `unknown`:
-    none did) and review (some matched face's review is `confirmed`, `rejected`, or `unreviewed`)."""
-    if decision not in (None, "match", "unknown"):
-        raise InvalidArgument(f"decision {decision!r}: expected match or unknown")
+    none did, including searches whose faces were all too small to search) and review (some matched face's
+    review is `confirmed`, `rejected`, or `unreviewed`)."""
+    if decision not in (None, *DECISION_FILTERS):
+        raise InvalidArgument(f"decision {decision!r}: expected {' or '.join(DECISION_FILTERS)}")
     if review not in (None, *REVIEW_STATES):
         raise InvalidArgument(f"review {review!r}: expected one of {', '.join(REVIEW_STATES)}")
     with app.sessions() as session:
         person_id = get_person(session, person_ref).id if person_ref else None
-        matched = None if decision is None else decision == "match"
+        matched = None if decision is None else decision == MATCH
         events = recent_searches(session, person_id, since, limit, actor, matched, review)
         reviews = searches_by_review(session, [e.id for e in events]) if events else {}
         best = {}
@@ -54,12 +60,22 @@ def list_searches(app: App, person_ref: str | None = None, since: datetime | Non
                     best[hit.search_id] = hit
     return [
         LoggedSearch(search_id=str(e.id), when=e.created_at.isoformat(), actor=e.actor, query_name=e.query_name,
-                     query_sha256=e.query_sha256, faces=e.face_count, threshold=e.threshold,
+                     query_sha256=e.query_sha256, faces=e.face_count, not_searched=_not_searched(e),
+                     threshold=e.threshold,
                      best=round(best[e.id].score, 4) if e.id in best and best[e.id].score is not None else None,
-                     decision=best[e.id].decision if e.id in best else "unknown",
+                     decision=best[e.id].decision if e.id in best else _outcome_without_hits(e),
                      review=_summary(reviews.get(e.id)))
         for e in events
     ]
+
+
+def _not_searched(event: SearchEvent) -> int:
+    return len(event.parameters.get(NOT_SEARCHED, []))
+
+
+def _outcome_without_hits(event: SearchEvent) -> str:
+    """A search no face of which was ranked: nothing searched, or no one in the gallery to rank."""
+    return NOT_SEARCHED if event.face_count and _not_searched(event) == event.face_count else UNKNOWN
 
 
 def _summary(states: set[str] | None) -> str | None:

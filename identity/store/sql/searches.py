@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session
 from identity.store.sql.models import SearchEvent, SearchHit
 from identity.store.sql.reviews import searches_with_review_state
 
+# A face's outcome. A face not searched has no hits: the event's parameters list it under NOT_SEARCHED.
+MATCH, UNKNOWN, NOT_SEARCHED = "match", "unknown", "not_searched"
+
 
 def record_search(session: Session, event: SearchEvent, hits: Iterable[SearchHit]) -> uuid.UUID:
     """Append a search and its hits (built without a search id: they get the event's); returns its id."""
