@@ -63,7 +63,9 @@ def setting(default: Any, low: float | None = None, high: float | None = None, c
 class FaceSettings:
     """Detection, alignment, recognition and the quality gate."""
 
-    detector: str = setting("hog", choices=("hog", "cnn"))  # dlib-resnet pack: "hog" (fast) or "cnn" (MMOD, slower, finds harder faces)
+    # auto: the YuNet pack for a new store when YuNet is installed, else dlib-resnet; yunet: the YuNet pack;
+    # hog (fast) / cnn (MMOD, slower, finds harder faces): dlib-resnet with that dlib detector (auto/yunet mean hog there)
+    detector: str = setting("auto", choices=("auto", "hog", "cnn", "yunet"))
     # dlib detector upsampling: 1 finds faces down to ~40 px wide; each step quadruples the pixels
     upsample: int = setting(1, 0, 4)
     onnx_detector: str | None = None  # insightface-onnx pack: SCRFD/RetinaFace .onnx
@@ -71,6 +73,11 @@ class FaceSettings:
     torch_checkpoint: str | None = None  # torch-iresnet pack: .pth state dict
     torch_arch: str = setting("r50", choices=("r18", "r34", "r50", "r100"))  # torch-iresnet pack
     allow_download: bool = False  # insightface-onnx: fetch buffalo_l when no paths are set
+    # YuNet pack: its score cut. On det-dev (66 photos, 237 faces): see README "Detectors".
+    yunet_min_score: float = setting(0.75, 0, 1)
+    # YuNet pack: the smallest face height (original pixels) a photo is shrunk no further than to keep findable.
+    min_face_px: float = setting(40.0, 1, 100_000)
+    max_faces: int = setting(200, 1, 100_000)  # faces kept per photo (highest scores); the rest are dropped and counted
     min_det_score: float = 0.0  # any finite number: each detector has its own scale
     min_iod_px: float = setting(20.0, 0)  # inter-ocular distance below which a face is too small
     # On lfw-dev a 50 degree yaw gate (landmark estimate) refused 15 of 2,848 gallery faces

@@ -103,10 +103,7 @@ class DlibDetector(Detector):
             round(box.left() * scale), round(box.top() * scale), round(box.right() * scale), round(box.bottom() * scale)
         )
         shape = self._shape68(rgb, rect)
-        points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-        landmarks = np.stack(
-            [points[_LEFT_EYE].mean(axis=0), points[_RIGHT_EYE].mean(axis=0), points[_NOSE_TIP], points[_MOUTH_LEFT], points[_MOUTH_RIGHT]]
-        )
+        landmarks = landmarks_from_shape(shape)
         bbox = (
             float(max(rect.left(), 0)),
             float(max(rect.top(), 0)),
@@ -114,6 +111,14 @@ class DlibDetector(Detector):
             float(min(rect.bottom() + 1, height)),
         )
         return Detection(bbox=bbox, landmarks=frozen_array(landmarks, np.float32), score=float(score), native=shape)
+
+
+def landmarks_from_shape(shape: Any) -> np.ndarray:
+    """The 5 landmarks, in our order, of dlib's 68-point shape: eye centres, nose tip, mouth corners."""
+    points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+    return np.stack(
+        [points[_LEFT_EYE].mean(axis=0), points[_RIGHT_EYE].mean(axis=0), points[_NOSE_TIP], points[_MOUTH_LEFT], points[_MOUTH_RIGHT]]
+    )
 
 
 class DlibChipAligner:

@@ -179,6 +179,8 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
                                  face.quality.as_dict(), decision, candidates, score,
                                  tuple((hit.person_id, hit.score) for hit in hits)))
     warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(dep)
+    if found.capped:
+        warnings.append(f"{found.path}: {found.capped} more faces found than faces.max_faces; the lowest-scored were not searched")
     search_id = _log(dep, found, options, threshold, matches)
     if dep.unknown is not None:  # settings keep them, for clustering (identity.services.unknown_faces)
         keep_unknown(dep, found, search_id, [face for face, m in zip(faces, matches) if m.decision == "unknown"])
