@@ -53,10 +53,15 @@ class YunetDetector(Detector):
         self._net_lock = threading.Lock()  # one cv2.FaceDetectorYN holds one input size at a time
 
     def _load(self) -> None:
+        log = cv2.utils.logging
+        level = log.getLogLevel()
+        log.setLogLevel(log.LOG_LEVEL_ERROR)  # OpenCV 5 warns on every load that its new engine ignores targets
         try:
             self._net = cv2.FaceDetectorYN.create(str(self.model_path), "", (320, 320), self.min_score, NMS_IOU, TOP_K)
         except cv2.error as exc:
-            raise ModelError(f"cannot load YuNet from {self.model_path}: {str(exc).strip().splitlines()[-1]}") from None
+            raise ModelError(f"cannot load YuNet from {self.model_path}: {str(exc).strip().split('error: ')[-1]}") from None
+        finally:
+            log.setLogLevel(level)
         if self.shape68:
             import dlib
             import face_recognition_models as weights

@@ -7,6 +7,7 @@ dir as `identity models install yunet` would, by copying it under its pinned nam
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -24,11 +25,11 @@ from identity.faces.yunet import YunetDetector
 SHARED_YUNET = Path(__file__).resolve().parents[3] / "shared" / "models" / YUNET.filename
 PHONE_SIZE = (4032, 3024)  # a 12 MP phone photo
 
+pytestmark = pytest.mark.skipif(not SHARED_YUNET.is_file(), reason=f"YuNet model not found at {SHARED_YUNET}")
+
 
 @pytest.fixture(scope="module")
 def yunet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not SHARED_YUNET.is_file():
-        pytest.skip(f"YuNet model not found at {SHARED_YUNET}")
     data_dir = tmp_path_factory.mktemp("data")
     detectors_dir(data_dir).mkdir()
     shutil.copyfile(SHARED_YUNET, detectors_dir(data_dir) / YUNET.filename)
@@ -98,3 +99,20 @@ def test_the_face_cap_keeps_the_best_scored_and_counts_the_rest(yunet_pipeline: 
     best = sorted((f.det_score for f in every.faces), reverse=True)[:4]
     assert sorted((f.det_score for f in kept.faces), reverse=True) == best
     assert kept.capped == 2
+
+
+def test_faces_detect_says_when_the_cap_dropped_faces(
+    capsys: pytest.CaptureFixture[str], clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, t1_path: Path
+) -> None:
+    from identity_cli.main import main
+
+    install = detectors_dir(Path(clean_env["IDENTITY_DATA_DIR"]))
+    install.mkdir(parents=True)
+    shutil.copyfile(SHARED_YUNET, install / YUNET.filename)
+    monkeypatch.setenv("IDENTITY_MODEL", "yunet-dlib-resnet")
+    monkeypatch.setenv("IDENTITY_FACES__MAX_FACES", "4")
+    assert main(["faces", "detect", str(t1_path), "--json"]) == 0
+    out, err = capsys.readouterr()
+    [report] = json.loads(out)
+    assert (report["model"], report["detector"], report["capped"], len(report["faces"])) == ("yunet-dlib-resnet@1", "yunet", 2, 4)
+    assert "2 more faces found than faces.max_faces" in " ".join(err.split())
