@@ -101,7 +101,7 @@ def test_the_face_cap_keeps_the_best_scored_and_counts_the_rest(yunet_pipeline: 
     assert kept.capped == 2
 
 
-def test_faces_detect_says_when_the_cap_dropped_faces(
+def test_faces_detect_and_search_say_when_the_cap_dropped_faces(
     capsys: pytest.CaptureFixture[str], clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, t1_path: Path
 ) -> None:
     from identity_cli.main import main
@@ -116,3 +116,9 @@ def test_faces_detect_says_when_the_cap_dropped_faces(
     [report] = json.loads(out)
     assert (report["model"], report["detector"], report["capped"], len(report["faces"])) == ("yunet-dlib-resnet@1", "yunet", 2, 4)
     assert "2 more faces found than faces.max_faces" in " ".join(err.split())
+    assert main(["init"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(t1_path), "--json"]) == 0
+    [result] = json.loads(capsys.readouterr().out)["results"]
+    assert len(result["faces"]) == 4
+    assert any("2 more faces found than faces.max_faces" in warning for warning in result["warnings"])
