@@ -42,14 +42,13 @@ _HOG_DX, _HOG_DY, _HOG_SIZE = -0.083, -0.070, 2.324
 
 
 class YunetDetector(Detector):
-    """YuNet boxes and landmarks, tiled; with `shape68`, the dlib 68-point shape of each face too."""
+    """YuNet boxes, tiled, each with dlib's 68-point shape (for dlib's chip) and the 5 landmarks made from it."""
 
-    def __init__(self, model_path: Path, min_score: float, min_face_px: float, shape68: bool = True) -> None:
+    def __init__(self, model_path: Path, min_score: float, min_face_px: float) -> None:
         super().__init__()
         self.model_path = Path(model_path)
         self.min_score = min_score
         self.min_face_px = min_face_px
-        self.shape68 = shape68
         self._net_lock = threading.Lock()  # one cv2.FaceDetectorYN holds one input size at a time
 
     def _load(self) -> None:
@@ -62,18 +61,16 @@ class YunetDetector(Detector):
             raise ModelError(f"cannot load YuNet from {self.model_path}: {str(exc).strip().split('error: ')[-1]}") from None
         finally:
             log.setLogLevel(level)
-        if self.shape68:
-            import dlib
-            import face_recognition_models as weights
+        import dlib
+        import face_recognition_models as weights
 
-            self._dlib = dlib
-            self._predictor = dlib.shape_predictor(weights.pose_predictor_model_location())
+        self._dlib = dlib
+        self._predictor = dlib.shape_predictor(weights.pose_predictor_model_location())
         logger.info("YuNet detector loaded from %s (min score %.2f)", self.model_path, self.min_score)
 
     def _detect(self, rgb: np.ndarray) -> tuple[list[Detection], str]:
         found = detect_tiled(rgb, self._detect_array, self.min_face_px, NATIVE_MIN_FACE_PX, MAX_TILE_PIXELS)
-        if self.shape68:
-            found = [self._with_shape(rgb, d) for d in found]
+        found = [self._with_shape(rgb, d) for d in found]
         return found, STAGE if found else "none"
 
     def _detect_array(self, rgb: np.ndarray) -> list[Detection]:
