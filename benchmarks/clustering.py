@@ -44,7 +44,7 @@ from identity.evaluation.cache import analyse_paths
 from identity.evaluation.clustering_metrics import clustering_scores
 from identity.evaluation.decision import RAW
 from identity.evaluation.protocol import scan_labelled
-from identity.faces import DEFAULT_MODEL, ImageFaces
+from identity.faces import ImageFaces, default_model
 from identity.services.clustering_algorithms import DEFAULT_METHOD, METHODS, ClusterThreshold, cluster_faces
 from identity.services.thresholds import pairwise_threshold, resolve_threshold
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit:
         folder = folder.subset(folder.persons[:args.limit])
     with App.open(settings) as app:
-        pipeline = app.pipeline(settings.model or DEFAULT_MODEL)
+        pipeline = app.pipeline(settings.model or default_model(settings)[0])
         decision = resolve_threshold(None, pipeline)
         threshold = ClusterThreshold(decision.value, decision.rule, pairwise_threshold(None, pipeline))
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

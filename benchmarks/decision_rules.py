@@ -33,7 +33,7 @@ from identity.evaluation.cache import analyse_paths
 from identity.evaluation.decision import COHORT, MARGIN_WEIGHT, TNORM_WEIGHT
 from identity.evaluation.metrics import fnir_at_fpir
 from identity.evaluation.protocol import LabelledFolder, scan_labelled
-from identity.faces import DEFAULT_MODEL, build_pipeline
+from identity.faces import build_pipeline, default_model
 from identity.services.evaluate import subject_embeddings
 from identity.services.templates import template_of
 
@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     settings = Settings.load()
-    settings = settings.replace(model=settings.model or DEFAULT_MODEL)
+    settings = settings.replace(model=settings.model or default_model(settings)[0])
     folder = scan_labelled(args.dataset)
     analyses = analyse_paths(settings, build_pipeline(settings).model_id, folder.all_paths, settings.worker_count)
     vectors = subject_embeddings(analyses)

@@ -27,7 +27,7 @@ from identity.app.core import App
 from identity.config import Settings
 from identity.evaluation.cache import analyse_paths
 from identity.evaluation.protocol import LabelledFolder, scan_labelled
-from identity.faces import DEFAULT_MODEL, FacePipeline
+from identity.faces import FacePipeline, default_model
 from identity.services.evaluate import EvalOptions, OpenSetSearches, fpir_calibration, open_set_searches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args()
     settings = Settings.load()
-    settings = settings.replace(model=settings.model or DEFAULT_MODEL)  # as eval: the configured pack
+    settings = settings.replace(model=settings.model or default_model(settings)[0])  # as eval: the configured pack
     folder = scan_labelled(args.dataset)
     a, b, quarter = split(folder, args.seed)
     options = EvalOptions(workers=args.workers)

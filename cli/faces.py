@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 import typer
 
 from identity_cli.context import open_app
-from identity_cli.output import render
+from identity_cli.output import render, warn_capped
 
 app = typer.Typer(no_args_is_help=True, help="Detect faces in images and inspect their quality.")
 
@@ -37,6 +37,9 @@ def detect(
         render(ordered, as_json=True)
     else:
         render(_rows(ordered), as_json=False, columns=COLUMNS, title=f"faces ({report.model})")
+    for record in ordered:
+        if record.get("capped"):
+            warn_capped(record["image"], record["capped"])
     failure = report.first_failure()
     if failure is not None:
         raise failure

@@ -91,3 +91,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return shown(json.dumps(value, default=str, ensure_ascii=False))
     return shown(value)  # names and paths come from users' folders: no control character reaches the terminal
+
+
+def warn_capped(image: str, dropped: int) -> None:
+    """One line on stderr (so --json stays clean) when a photo held more faces than faces.max_faces."""
+    err_console.print(f"warning: {shown(image)}: {dropped} more faces found than faces.max_faces; the lowest-scored were dropped", markup=False, highlight=False)

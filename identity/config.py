@@ -63,17 +63,23 @@ def setting(default: Any, low: float | None = None, high: float | None = None, c
 class FaceSettings:
     """Detection, alignment, recognition and the quality gate."""
 
-    detector: str = setting("hog", choices=("hog", "cnn"))  # dlib-resnet pack: "hog" (fast) or "cnn" (MMOD, slower, finds harder faces)
+    # auto: the YuNet pack for a new store when YuNet is installed, else dlib-resnet; yunet: the YuNet pack;
+    # hog (fast) / cnn (MMOD, slower, finds harder faces): dlib-resnet with that dlib detector (auto/yunet mean hog there)
+    detector: str = setting("auto", choices=("auto", "hog", "cnn", "yunet"))
     # dlib detector upsampling: 1 finds faces down to ~40 px wide; each step quadruples the pixels
     upsample: int = setting(1, 0, 4)
-    # Smallest face height wanted, in original pixels: large photos are detected at the scale that
-    # keeps such a face findable (bundled HOG pack: see README "Detection").
-    min_face_px: int = setting(64, 8, 4096)
+    # Smallest face height wanted, in original pixels: large photos are detected at the scale that keeps such
+    # a face findable. None: each detector's measured default (HOG 64, YuNet 48; README "Detection", "Detectors").
+    min_face_px: int | None = setting(None, 8, 4096)
     onnx_detector: str | None = None  # insightface-onnx pack: SCRFD/RetinaFace .onnx
     onnx_recognizer: str | None = None  # insightface-onnx pack: ArcFace/CosFace .onnx
     torch_checkpoint: str | None = None  # torch-iresnet pack: .pth state dict
     torch_arch: str = setting("r50", choices=("r18", "r34", "r50", "r100"))  # torch-iresnet pack
     allow_download: bool = False  # insightface-onnx: fetch buffalo_l when no paths are set
+    # YuNet pack: its score cut. On det-dev: 0.75 -> 88.6% of faces, 0.11 false per photo; 0.7 -> 89.9%, 0.18
+    # (0.8 finds fewer with as many false): see README "Detectors".
+    yunet_min_score: float = setting(0.75, 0, 1)
+    max_faces: int = setting(200, 1, 100_000)  # faces kept per photo (highest scores); the rest are dropped and counted
     min_det_score: float = 0.0  # any finite number: each detector has its own scale
     min_iod_px: float = setting(20.0, 0)  # inter-ocular distance below which a face is too small
     # Search's own minimum (enrollment keeps min_iod_px): a smaller probe face is not searched. On lfw-dev

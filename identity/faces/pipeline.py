@@ -14,7 +14,7 @@ from identity.config import FaceSettings, Settings
 from identity.faces.align import ArcFaceAligner, align_face
 from identity.faces.packs import DefaultDecision, DefaultThreshold, ModelPack, build_pack
 from identity.faces.quality import assess
-from identity.faces.types import DetectedFace, ImageFaces, LoadedImage, frozen_array
+from identity.faces.types import DetectedFace, Detection, ImageFaces, LoadedImage, frozen_array
 
 BATCH_SIZE = 32  # crops per recognizer call
 
@@ -51,6 +51,8 @@ class FacePipeline:
     def process(self, images: Sequence[LoadedImage]) -> list[ImageFaces]:
         """Every face of every image, in input order; an image without faces gets an empty tuple."""
         found = [self.pack.detector.detect(image.rgb) for image in images]
+        capped = [max(0, len(detections) - self.faces.max_faces) for detections, _ in found]
+        found = [(_best(detections, self.faces.max_faces), stage) for detections, stage in found]
         crops: list[np.ndarray] = []
         qualities = []
         for image, (detections, _) in zip(images, found):
@@ -62,7 +64,7 @@ class FacePipeline:
                 qualities.append(assess(detection.landmarks, detection.score, arcface, self.faces))
         embeddings = self.embed_crops(crops)
         results, index = [], 0
-        for image, (detections, stage) in zip(images, found):
+        for image, (detections, stage), dropped in zip(images, found, capped):
             faces = []
             for detection in detections:
                 faces.append(
@@ -77,7 +79,7 @@ class FacePipeline:
                     )
                 )
                 index += 1
-            results.append(ImageFaces(image.path, image.sha256, image.width, image.height, tuple(faces), stage))
+            results.append(ImageFaces(image.path, image.sha256, image.width, image.height, tuple(faces), stage, dropped))
         return results
 
     def embed_crops(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -105,6 +107,14 @@ def build_pipeline(settings: Settings, threads: int | None = None) -> FacePipeli
     a single process, set it to cores / workers in worker processes.
     """
     return FacePipeline(build_pack(settings.model, settings, threads), settings.faces)
+
+
+def _best(detections: list[Detection], limit: int) -> list[Detection]:
+    """The `limit` best-scored detections, in the detector's order (a cap bounds the cost of a crowd)."""
+    if len(detections) <= limit:
+        return detections
+    keep = set(sorted(range(len(detections)), key=lambda i: detections[i].score, reverse=True)[:limit])
+    return [d for i, d in enumerate(detections) if i in keep]
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

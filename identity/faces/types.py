@@ -137,3 +137,4 @@ class ImageFaces:
     height: int
     faces: tuple[DetectedFace, ...]
     detector: str  # the detection stage that found the faces, e.g. "hog/up1", "mmod/up0", "scrfd"
+    capped: int = 0  # faces found beyond faces.max_faces and dropped (the lowest scores)

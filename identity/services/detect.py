@@ -51,7 +51,7 @@ def detect_faces(app: App, images: Sequence[Path], crops: Path | None = None) ->
         written = _write_crops(crops, result) if crops else []
         record = {
             "image": result.path, "sha256": result.sha256, "width": result.width, "height": result.height,
-            "model": pipeline.model_id, **chosen, "detector": result.detector,
+            "model": pipeline.model_id, **chosen, "detector": result.detector, "capped": result.capped,
             "faces": [
                 {
                     "bbox": [round(v, 1) for v in face.bbox],

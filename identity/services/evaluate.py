@@ -37,7 +37,7 @@ from identity.evaluation.decision import (
     raw_score,
 )
 from identity.evaluation.protocol import LabelledFolder, genuine_pairs, impostor_pairs, scan_labelled, subject_face
-from identity.faces import DEFAULT_MODEL, FacePipeline, ImageFaces
+from identity.faces import FacePipeline, ImageFaces, default_model
 from identity.app.registry import record_model
 from identity.app.core import App
 from identity.services.deployment import deployment
@@ -133,7 +133,7 @@ def evaluate_folder(app: App, root: Path, options: EvalOptions = EvalOptions(),
                     progress: Progress = _no_progress) -> EvalReport:
     started = time.perf_counter()
     # Evaluation measures the configured pack (else the default), never silently the store's pointer.
-    pipeline = app.pipeline(app.settings.model or DEFAULT_MODEL)
+    pipeline = app.pipeline(app.settings.model or default_model(app.settings)[0])
     folder = scan_labelled(root)
     if options.identification:
         _split(folder, options.gallery_images)  # a protocol without probes fails before the analyses

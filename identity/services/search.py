@@ -191,6 +191,8 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
                                  face.quality.as_dict(), decision, _detector_of(face), candidates, score,
                                  ranked=tuple((hit.person_id, hit.score) for hit in hits)))
     warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(dep)
+    if found.capped:
+        warnings.append(f"{found.path}: {found.capped} more faces found than faces.max_faces; the lowest-scored were not searched")
     unknown = [face for face, m in zip(faces, matches) if m.decision == UNKNOWN]
     matches = sorted(matches + too_small, key=lambda m: m.face_index)
     search_id = _log(dep, found, options, threshold, matches, minimum)
