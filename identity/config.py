@@ -42,6 +42,8 @@ class Allowed:
     choices: tuple[str, ...] = ()
 
     def admits(self, value: Any) -> bool:
+        if value is None:  # an optional setting left unset: its user picks the default
+            return True
         if self.choices:
             return value in self.choices
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
@@ -291,7 +293,7 @@ def _checked(raw: Any, kind: Any, f: dataclasses.Field[Any], where: str) -> Any:
     """The value of `raw` for field `f`, or a ConfigError naming `where` and what is allowed."""
     value = _coerce(raw, kind, where)
     allowed = f.metadata.get("allowed")
-    if allowed is not None and value is not None and not allowed.admits(value):
+    if allowed is not None and not allowed.admits(value):
         raise ConfigError(f"{where}: {raw!r} is not allowed (expected {allowed})")
     return value
 
