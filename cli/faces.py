@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 import typer
 
 from identity_cli.context import open_app
-from identity_cli.output import render, warn_capped
+from identity_cli.output import render, warn_capped, warn_scan_limited
 
 app = typer.Typer(no_args_is_help=True, help="Detect faces in images and inspect their quality.")
 
@@ -40,6 +40,8 @@ def detect(
     for record in ordered:
         if record.get("capped"):
             warn_capped(record["image"], record["capped"])
+        if record.get("scan_limited_px"):
+            warn_scan_limited(record["image"], record["width"], record["height"], record["scan_limited_px"])
     failure = report.first_failure()
     if failure is not None:
         raise failure

@@ -93,6 +93,14 @@ def _cell(value: Any) -> str:
     return shown(value)  # names and paths come from users' folders: no control character reaches the terminal
 
 
+def warn_scan_limited(image: str, width: int, height: int, limit_px: float) -> None:
+    """One line on stderr when the detector's time budget kept it from looking for faces as small as wanted."""
+    from identity.faces import scan_limit_warning
+
+    err_console.print(f"warning: {scan_limit_warning(shown(image), width, height, limit_px)}", markup=False,
+                      highlight=False)
+
+
 def warn_capped(image: str, dropped: int) -> None:
     """One line on stderr (so --json stays clean) when a photo held more faces than faces.max_faces."""
     err_console.print(f"warning: {shown(image)}: {dropped} more faces found than faces.max_faces; the lowest-scored were dropped", markup=False, highlight=False)

@@ -18,7 +18,7 @@ from identity.faces.parallel import process_paths_parallel
 from identity.faces.pipeline import FacePipeline, build_pipeline
 from identity.faces.quality import BLURRY, LOW_SCORE, PROFILE, TILTED, TOO_SMALL
 from identity.faces.torch_models import export_onnx
-from identity.faces.types import DetectedFace, ImageFaces, LoadedImage, Quality
+from identity.faces.types import DetectedFace, ImageFaces, LoadedImage, Quality, scan_limit_warning
 
 __all__ = [
     "BLURRY",
@@ -48,4 +48,5 @@ __all__ = [
     "process_paths_parallel",
     "resolve",
     "save_local_pack",
+    "scan_limit_warning",
 ]

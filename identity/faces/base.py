@@ -44,6 +44,11 @@ class Detector(LazyModel):
     def _detect(self, rgb: np.ndarray) -> tuple[list[Detection], str]:
         raise NotImplementedError
 
+    def scan_limit_px(self, height: int, width: int) -> float | None:
+        """The smallest face height it can look for in a photo this size when its time budget raises that
+        above the wanted minimum (faces.min_face_px); None: not limited (or the detector has no budget)."""
+        return None
+
 
 class Recognizer(LazyModel):
     """Turns aligned square RGB crops into raw (not yet normalised) embeddings."""

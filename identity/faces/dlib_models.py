@@ -104,6 +104,11 @@ class DlibDetector(Detector):
         self._shape68 = dlib.shape_predictor(weights.pose_predictor_model_location())
         logger.info("dlib detector loaded: stages %s", [stage_label(s) for s in self.stages])
 
+    def scan_limit_px(self, height: int, width: int) -> float | None:
+        upsample = self.stages[0][1]
+        reach = WINDOW_PX / 2**upsample / detection_scale(height, width, self.min_face_px, upsample)
+        return round(reach) if reach > self.min_face_px + 0.5 else None
+
     def _detect(self, rgb: np.ndarray) -> tuple[list[Detection], str]:
         first_upsample = self.stages[0][1]
         small, scale = _resized(rgb, detection_scale(*rgb.shape[:2], self.min_face_px, first_upsample))

@@ -79,7 +79,9 @@ class FacePipeline:
                     )
                 )
                 index += 1
-            results.append(ImageFaces(image.path, image.sha256, image.width, image.height, tuple(faces), stage, dropped))
+            limited = self.pack.detector.scan_limit_px(image.height, image.width)
+            results.append(ImageFaces(image.path, image.sha256, image.width, image.height, tuple(faces), stage, dropped,
+                                      limited))
         return results
 
     def embed_crops(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:

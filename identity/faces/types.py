@@ -138,3 +138,13 @@ class ImageFaces:
     faces: tuple[DetectedFace, ...]
     detector: str  # the detection stage that found the faces, e.g. "hog/up1", "mmod/up0", "scrfd"
     capped: int = 0  # faces found beyond faces.max_faces and dropped (the lowest scores)
+    # The photo was too large to look for faces as small as wanted within the detector's time budget:
+    # faces shorter than this (original pixels) may be missed. None: not limited.
+    scan_limited_px: float | None = None
+
+
+def scan_limit_warning(image: str, width: int, height: int, limit_px: float) -> str:
+    """What a user is told when a photo was too large to look for faces as small as wanted."""
+    return (f"{image}: at {width * height / 1e6:.0f} MP only faces from {limit_px:.0f} px tall were looked for (the "
+            "detector's time budget); smaller ones may be missed: crop the photo, or use the yunet-dlib-resnet pack, "
+            "whose tiles have no such limit")

@@ -52,6 +52,7 @@ def detect_faces(app: App, images: Sequence[Path], crops: Path | None = None) ->
         record = {
             "image": result.path, "sha256": result.sha256, "width": result.width, "height": result.height,
             "model": pipeline.model_id, **chosen, "detector": result.detector, "capped": result.capped,
+            "scan_limited_px": result.scan_limited_px,
             "faces": [
                 {
                     "bbox": [round(v, 1) for v in face.bbox],

@@ -28,7 +28,7 @@ from identity.evaluation.decision import (
     cohort_large_enough,
     decision_score,
 )
-from identity.faces import DetectedFace, ImageFaces, load_image
+from identity.faces import DetectedFace, ImageFaces, load_image, scan_limit_warning
 from identity.app.actor import resolve_actor
 from identity.pathnames import path_text
 from identity.services.deployment import Deployment
@@ -193,6 +193,8 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
     warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(dep)
     if found.capped:
         warnings.append(f"{found.path}: {found.capped} more faces found than faces.max_faces; the lowest-scored were not searched")
+    if found.scan_limited_px:
+        warnings.append(scan_limit_warning(found.path, found.width, found.height, found.scan_limited_px))
     unknown = [face for face, m in zip(faces, matches) if m.decision == UNKNOWN]
     matches = sorted(matches + too_small, key=lambda m: m.face_index)
     search_id = _log(dep, found, options, threshold, matches, minimum)

@@ -82,3 +82,22 @@ def test_detection_scale_keeps_small_photos_whole_and_large_ones_within_the_scan
     else:
         assert shape[0] * shape[1] * (scale * 2**upsample) ** 2 <= MAX_SCAN_PIXELS * 1.0001
         assert scale >= 1280 / max(shape)
+
+
+def test_a_photo_too_large_for_the_scan_budget_says_which_faces_were_looked_for(
+        tmp_path: Path, clean_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Above ~15 MP the budget raises the smallest face HOG looks for; the user is told, per photo."""
+    import json
+
+    from identity_cli.main import main
+
+    detector = build_pack(None, Settings(faces=FaceSettings())).detector
+    assert detector.scan_limit_px(250, 250) is None and detector.scan_limit_px(*PHONE) is None
+    assert 120 < detector.scan_limit_px(6708, 8944) < 130  # 60 MP: faces from ~126 px
+    photo = tmp_path / "wide.png"
+    cv2.imwrite(str(photo), np.full((3872, 5164, 3), 128, np.uint8))  # 20 MP, no face
+    main(["faces", "detect", str(photo), "--json"])
+    out, err = capsys.readouterr()
+    [report] = json.loads(out)
+    assert 70 < report["scan_limited_px"] < 76 and report["faces"] == []
+    assert "only faces from 73 px tall were looked for" in " ".join(err.split())
