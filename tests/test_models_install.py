@@ -166,3 +166,12 @@ def test_an_existing_store_keeps_its_model_after_yunet_is_installed(capsys, clea
     assert (version["model"], version["model_source"]) == ("dlib-resnet@2", "the store's active model")
     with App.open(Settings.load()) as app, app.sessions() as session:
         assert [m.model_id for m in list_models(session)] == ["dlib-resnet@2"]  # no second model, no new collection
+
+    # Moving the store is a reindex, as for any model switch; a new store would have got YuNet by itself.
+    code, out, _ = run(capsys, "reindex", "--model", "yunet-dlib-resnet", "--json")
+    moved = json.loads(out)
+    assert code == 0 and (moved["model_after"], moved["reindexed"], moved["switched"]) == ("yunet-dlib-resnet@1", 2, True)
+    code, out, _ = run(capsys, "search", first, "--json")
+    [face] = json.loads(out)["results"][0]["faces"]
+    assert (face["detector"], face["candidates"][0]["person"]["external_id"]) == ("yunet", "Al_Gore")
+    assert run(capsys, "models", "remove", "yunet")[0] == 1  # the store detects with it now
