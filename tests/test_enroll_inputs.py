@@ -204,6 +204,25 @@ def test_subject_rules_on_a_photo_with_six_faces(six_faces) -> None:
     assert choose_faces(one, "reject", 2.0) == ([six_faces.faces[0]], None)
 
 
+def test_dominant_leaves_out_faces_the_frame_cuts_unless_the_largest_is_cut_too(six_faces) -> None:
+    """A portrait with a bystander's half face at its edge (what YuNet finds and HOG did not) enrolls its subject."""
+    import dataclasses
+
+    from identity.services.enroll import choose_faces
+
+    subject = six_faces.faces[0]
+    x1, y1, x2, y2 = subject.bbox
+    side = x2 - x1
+    bystander = dataclasses.replace(subject, bbox=(-6.0, y1, side * 0.9 - 6, y2))  # about as large, run off the left
+    photo = dataclasses.replace(six_faces, faces=(subject, bystander))
+    assert choose_faces(photo, "dominant", 2.0) == ([subject], None)
+    whole = dataclasses.replace(bystander, bbox=(10.0, y1, 10 + side * 0.9, y2))
+    assert choose_faces(dataclasses.replace(photo, faces=(subject, whole)), "dominant", 2.0) == ([], "multiple_faces")
+    cut_subject = dataclasses.replace(subject, bbox=(x1, -3.0, x2, y2 - y1 - 3))  # as large, run off the top
+    assert choose_faces(dataclasses.replace(photo, faces=(cut_subject, bystander)), "dominant", 2.0) == (
+        [], "multiple_faces")  # both cut: nothing tells the subject apart
+
+
 def test_cli_subject_central_enrolls_the_photo_default_rejects_it(capsys, clean_env, tmp_path) -> None:
     root = tmp_path / "group"
     (root / "Team").mkdir(parents=True)
