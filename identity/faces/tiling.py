@@ -25,12 +25,11 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from identity.faces.types import Detection, box_iou, frozen_array
+from identity.faces.types import Detection, box_iou, cut_by_edge, frozen_array
 
 DetectFn = Callable[[np.ndarray], list[Detection]]
 
 MERGE_IOU = 0.3  # two boxes overlapping this much are one face; the higher score stands
-EDGE_MARGIN_PX = 2  # a box this close to an inner tile edge was cut by it
 
 
 @dataclass(frozen=True)
@@ -100,18 +99,7 @@ def _detect_region(
         size = (max(1, round((x2 - x1) * scale)), max(1, round((y2 - y1) * scale)))
         region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)  # area averaging: no aliasing
     scale_x, scale_y = region.shape[1] / (x2 - x1), region.shape[0] / (y2 - y1)
-    return [_to_original(d, scale_x, scale_y, x1, y1) for d in detect(region) if not _cut_by_edge(d.bbox, region.shape, inner)]
-
-
-def _cut_by_edge(bbox: tuple[float, float, float, float], shape: tuple[int, ...], inner: tuple[bool, bool, bool, bool]) -> bool:
-    height, width = shape[:2]
-    x1, y1, x2, y2 = bbox
-    return (
-        (inner[0] and x1 <= EDGE_MARGIN_PX)
-        or (inner[1] and y1 <= EDGE_MARGIN_PX)
-        or (inner[2] and x2 >= width - EDGE_MARGIN_PX)
-        or (inner[3] and y2 >= height - EDGE_MARGIN_PX)
-    )
+    return [_to_original(d, scale_x, scale_y, x1, y1) for d in detect(region) if not cut_by_edge(d.bbox, region.shape[1], region.shape[0], inner)]
 
 
 def _to_original(detection: Detection, scale_x: float, scale_y: float, x_offset: int, y_offset: int) -> Detection:

@@ -82,6 +82,21 @@ class Detection:
     stage: str | None = None  # the detection stage that found this face, when it differs from the image's
 
 
+EDGE_MARGIN_PX = 2  # a box this close to a frame's edge (or past it) was cut by that edge
+ALL_EDGES = (True, True, True, True)
+
+
+def cut_by_edge(bbox: Sequence[float], width: int, height: int, edges: tuple[bool, bool, bool, bool] = ALL_EDGES) -> bool:
+    """Whether a box runs off a width x height frame at one of `edges` (left, top, right, bottom)."""
+    x1, y1, x2, y2 = bbox
+    return (
+        (edges[0] and x1 <= EDGE_MARGIN_PX)
+        or (edges[1] and y1 <= EDGE_MARGIN_PX)
+        or (edges[2] and x2 >= width - EDGE_MARGIN_PX)
+        or (edges[3] and y2 >= height - EDGE_MARGIN_PX)
+    )
+
+
 SAME_FACE_IOU = 0.5  # a re-detected face stands for a stored one when their boxes overlap at least this much
 
 

@@ -37,7 +37,7 @@ from identity.config import SUBJECT_RULES, Settings
 from identity.errors import ConfigError, IdentityError, ImageError, ModelError, StoreUnavailable
 from identity.evaluation.protocol import subject_face
 from identity.faces import DetectedFace, ImageFaces, process_paths_parallel
-from identity.faces.types import same_face
+from identity.faces.types import cut_by_edge, same_face
 from identity.services.enroll_inputs import InputRow
 from identity.app.core import App
 from identity.pathnames import fs_path, path_text
@@ -136,20 +136,11 @@ def choose_faces(found: ImageFaces, subject: str, dominance: float) -> tuple[lis
     # A face the frame cuts is a bystander's, not the subject's, unless the largest is cut too: with
     # YuNet, which finds such half faces where HOG does not, they made 30 of 400 lfw-dev photos
     # multiple_faces (HOG: 13); not counting them, 15.
-    if not _cut_by_frame(ranked[0], found):
-        ranked = [ranked[0]] + [face for face in ranked[1:] if not _cut_by_frame(face, found)]
+    if not cut_by_edge(ranked[0].bbox, found.width, found.height):
+        ranked = [ranked[0]] + [face for face in ranked[1:] if not cut_by_edge(face.bbox, found.width, found.height)]
     if len(ranked) > 1 and ranked[0].area < dominance * ranked[1].area:
         return [], "multiple_faces"
     return [ranked[0]], None
-
-
-FRAME_MARGIN_PX = 2  # a box this close to an edge (or past it) runs off the photo
-
-
-def _cut_by_frame(face: DetectedFace, found: ImageFaces) -> bool:
-    x1, y1, x2, y2 = face.bbox
-    return (min(x1, y1) < FRAME_MARGIN_PX or x2 > found.width - FRAME_MARGIN_PX
-            or y2 > found.height - FRAME_MARGIN_PX)
 
 
 def _redetected(found: ImageFaces, rows: Sequence[Face]) -> list[tuple[Face, np.ndarray]] | None:
