@@ -1,4 +1,4 @@
-"""Face clustering on lfw-dev: every method of identity.services.clustering_algorithms, on one table.
+"""Face clustering on lfw-dev: every method of identity.services.clustering.algorithms, on one table.
 
     IDENTITY_DATA_DIR=/work/benchdata .venv/bin/python benchmarks/clustering.py [--dataset DIR] [--workers 2]
         [--limit N] [--scale N] [--json]
@@ -10,7 +10,7 @@ collection has). Scoring uses the largest face of each image, labelled with its 
 the other faces (LFW's background people) are clustered but not scored. Embeddings come
 from the product's analysis cache (identity.evaluation.cache; the first run embeds
 every image, later runs read the cache), and the thresholds from the product
-(identity.services.thresholds: the decision threshold in force and its rule, and the
+(identity.services.search.thresholds: the decision threshold in force and its rule, and the
 1:1 pairwise threshold), never from this file. Besides every method, the table has the
 default method with the raw rule at the pairwise threshold (what the normalized
 decision adds), and the default's figures on two disjoint halves of the persons (by
@@ -45,8 +45,8 @@ from identity.evaluation.clustering_metrics import clustering_scores
 from identity.evaluation.decision import RAW
 from identity.evaluation.protocol import scan_labelled
 from identity.faces import ImageFaces, default_model
-from identity.services.clustering_algorithms import DEFAULT_METHOD, METHODS, ClusterThreshold, cluster_faces
-from identity.services.thresholds import pairwise_threshold, resolve_threshold
+from identity.services.clustering.algorithms import DEFAULT_METHOD, METHODS, ClusterThreshold, cluster_faces
+from identity.services.search.thresholds import pairwise_threshold, resolve_threshold
 
 REPO = Path(__file__).resolve().parents[1]
 LFW = REPO.parent / "shared" / "datasets" / "lfw-dev"

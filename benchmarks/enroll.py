@@ -35,10 +35,11 @@ from identity.config import Settings
 from identity.faces import build_pipeline, load_image
 from identity.faces.installed import YUNET
 from identity.faces.packs import YUNET_MODEL, resolve
-from identity.services.detectors import install_detector
+from identity.services.models.detectors import install_detector
 from identity.services.deployment import open_deployment
-from identity.services.enroll import EnrollmentWriter, EnrollSummary, process_queue, queue_jobs
-from identity.services.enroll_inputs import from_directory
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import EnrollSummary, process_queue, queue_jobs
+from identity.services.enrollment.inputs import from_directory
 from identity.store.sql.db import make_engine
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,7 +28,7 @@ from identity.config import Settings
 from identity.evaluation.cache import analyse_paths
 from identity.evaluation.protocol import LabelledFolder, scan_labelled
 from identity.faces import FacePipeline, default_model
-from identity.services.evaluate import EvalOptions, OpenSetSearches, fpir_calibration, open_set_searches
+from identity.services.accuracy.evaluate import EvalOptions, OpenSetSearches, fpir_calibration, open_set_searches
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "lfw-dev"

@@ -40,9 +40,10 @@ from rich.table import Table
 from identity.app.core import App
 from identity.config import Settings
 from identity.services.deployment import open_deployment
-from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
-from identity.services.enroll_inputs import from_files
-from identity.services.keys import create_key
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.enrollment.inputs import from_files
+from identity.services.access.keys import create_key
 
 LFW = Path(os.environ.get("IDENTITY_LFW", "/work/shared/datasets/lfw-dev"))
 MB = 1_000_000

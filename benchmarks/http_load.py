@@ -36,8 +36,8 @@ from identity.api.server import ApiContext  # noqa: E402
 from identity.app.core import App  # noqa: E402
 from identity.config import Settings  # noqa: E402
 from identity.services.deployment import open_deployment  # noqa: E402
-from identity.services.keys import create_key  # noqa: E402
-from identity.services.search import SearchOptions, search_faces  # noqa: E402
+from identity.services.access.keys import create_key  # noqa: E402
+from identity.services.search.identify import SearchOptions, search_faces  # noqa: E402
 
 
 def run_clients(clients: int, searches: int, photos: list[Path], one: Callable[[Path], None]) -> dict[str, float]:

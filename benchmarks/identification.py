@@ -20,7 +20,7 @@ from rich.table import Table
 
 from identity.app.core import App
 from identity.config import Settings
-from identity.services.evaluate import EvalOptions, evaluate_folder
+from identity.services.accuracy.evaluate import EvalOptions, evaluate_folder
 
 REPO = Path(__file__).resolve().parents[1]
 LFW = REPO.parent / "shared" / "datasets" / "lfw-dev"

@@ -23,7 +23,7 @@ from detection import YUNET_FILE, made_photos  # noqa: E402
 
 from identity.config import ApiSettings, Settings  # noqa: E402
 from identity.faces import build_pipeline, load_image  # noqa: E402
-from identity.services.detectors import install_detector  # noqa: E402
+from identity.services.models.detectors import install_detector  # noqa: E402
 
 
 def main() -> None:

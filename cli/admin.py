@@ -13,7 +13,7 @@ from identity_cli.options import JSON
 from identity_cli.output import err_console, render
 
 if TYPE_CHECKING:
-    from identity.services.doctor import DoctorReport
+    from identity.services.maintenance.doctor import DoctorReport
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +29,7 @@ def init(
     as_json: bool = JSON,
 ) -> None:
     """Create or upgrade the database schema and the active model's vector collection (safe to re-run)."""
-    from identity.services.schema import init_store
+    from identity.services.maintenance.store_info import init_store
 
     from identity.app.schema import UPGRADE
 
@@ -43,7 +43,7 @@ def init(
 
 def version(as_json: bool = JSON) -> None:
     """Print the versions of the package, the schema (database and code) and the model pack in use, and why."""
-    from identity.services.schema import versions
+    from identity.services.maintenance.store_info import versions
 
     from identity.app.schema import AS_IS
 
@@ -62,8 +62,8 @@ def doctor(
 ) -> None:
     """Check that the database and the vector store agree; exit 1 when problems remain (or a repair is refused)."""
     from identity.services.deployment import deployment
-    from identity.services.doctor import diagnose, repair
-    from identity.services.integrity import deployment_for_repair, finish_rebuild
+    from identity.services.maintenance.doctor import diagnose, repair
+    from identity.services.maintenance.integrity import deployment_for_repair, finish_rebuild
 
     with open_app() as core:
         # --repair first sets aside a shard the engine cannot open or read: diagnose could not read it

@@ -47,7 +47,7 @@ def run(
     as_json: bool = JSON,
 ) -> None:
     """Cluster faces by identity and store the clusters (biggest first; faces alone listed apart)."""
-    from identity.services.clusters import cluster_folder, cluster_searches
+    from identity.services.clustering.clusters import cluster_folder, cluster_searches
 
     if (folder is None) == (not from_searches):
         raise InvalidArgument("give a folder of photos, or --from-searches (one of them)")
@@ -59,7 +59,7 @@ def run(
         else:
             result = _with_progress(lambda advance, total: cluster_folder(dep, folder, workers, advance, total))
         if html:
-            from identity.services.cluster_html import render_clusters_html
+            from identity.render.cluster_html import render_clusters_html
 
             html.write_text(render_clusters_html(dep.app, f"clusters of {result.scope}", result.clusters,
                                                  result.singletons), encoding="utf-8")
@@ -105,7 +105,7 @@ def list_(
     as_json: bool = JSON,
 ) -> None:
     """Stored clusters, biggest first."""
-    from identity.services.clusters import list_clusters
+    from identity.services.clustering.clusters import list_clusters
 
     with open_app(read_only=True) as core:
         views = list_clusters(core, status, min_size=min_size)
@@ -119,7 +119,7 @@ def list_(
 @app.command("show")
 def show(cluster: str = CLUSTER, as_json: bool = JSON) -> None:
     """A cluster's faces and their photos."""
-    from identity.services.clusters import show_cluster
+    from identity.services.clustering.clusters import show_cluster
 
     with open_app(read_only=True) as core:
         view = show_cluster(core, cluster)
@@ -141,7 +141,7 @@ def name(
     as_json: bool = JSON,
 ) -> None:
     """Enroll the cluster's faces for a person, through the normal enrollment (same states, same idempotence)."""
-    from identity.services.clusters import name_cluster
+    from identity.services.clustering.clusters import name_cluster
 
     with open_deployment() as dep:
         named = name_cluster(dep, cluster, person, new, display_name, actor)
@@ -162,7 +162,7 @@ def split(
     as_json: bool = JSON,
 ) -> None:
     """Move some faces of a cluster into a new one."""
-    from identity.services.clusters import split_cluster
+    from identity.services.clustering.clusters import split_cluster
 
     with open_app() as core:
         views = split_cluster(core, cluster, faces, actor)
@@ -176,7 +176,7 @@ def merge(
     as_json: bool = JSON,
 ) -> None:
     """Merge clusters that are one person."""
-    from identity.services.clusters import merge_clusters
+    from identity.services.clustering.clusters import merge_clusters
 
     with open_app() as core:
         view = merge_clusters(core, clusters, actor)
@@ -186,7 +186,7 @@ def merge(
 @app.command("discard")
 def discard(cluster: str = CLUSTER, actor: Optional[str] = ACTOR, as_json: bool = JSON) -> None:
     """Not a person to enroll: kept as discarded, its kept unknown faces erased now."""
-    from identity.services.clusters import discard_cluster
+    from identity.services.clustering.clusters import discard_cluster
 
     with open_deployment() as dep:
         done = discard_cluster(dep, cluster, actor)

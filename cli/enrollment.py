@@ -17,8 +17,8 @@ from identity_cli.output import err_console, print_json, print_table
 from identity_cli.progress import outcome_progress
 
 if TYPE_CHECKING:
-    from identity.services.consistency import InconsistentPerson
-    from identity.services.enroll import EnrollSummary
+    from identity.services.curation.consistency import InconsistentPerson
+    from identity.services.queue.loop import EnrollSummary
 
 WORKERS = typer.Option(0, "--workers", "-w", help="Worker processes (0: one per core).")
 
@@ -46,10 +46,10 @@ def enroll(
 ) -> None:
     """Enroll photos: every entry ends enrolled, rejected, failed, duplicate, conflict or skipped."""
     from identity.fsutil import check_writable_file
-    from identity.services import enroll_inputs
-    from identity.services.enroll import EnrollSummary
-    from identity.services.enrollment import enroll as run, named_by
-    from identity.services.jobs import queue_enrollment
+    from identity.services.enrollment import inputs as enroll_inputs
+    from identity.services.queue.loop import EnrollSummary
+    from identity.services.enrollment.run import enroll as run, named_by
+    from identity.services.queue.jobs import queue_enrollment
 
     paths = paths or []
     if sum(bool(x) for x in (manifest, person, paths and not person)) != 1:
@@ -91,7 +91,7 @@ def enroll(
 
 
 def _check_subject(subject: Optional[str], queue_only: bool) -> None:
-    from identity.services.enroll import SUBJECT_RULES
+    from identity.services.enrollment.writer import SUBJECT_RULES
 
     if subject is None:
         return
@@ -111,7 +111,7 @@ def worker(
     as_json: bool = JSON,
 ) -> None:
     """Process queued enrollment jobs, then reindex jobs: any number with a Qdrant server, one at a time with the embedded store."""
-    from identity.services.worker import run_worker
+    from identity.services.queue.worker import run_worker
 
     _check_subject(subject, queue_only=False)
     signal.signal(signal.SIGTERM, _stop)  # `docker stop`: hand claimed jobs back, as Ctrl-C does
@@ -128,7 +128,7 @@ def _stop(signum: int, frame: object) -> None:
 def _finish(summary: "EnrollSummary", report: Optional[Path], as_json: bool, queued_only: bool = False,
             named_by: Optional[dict[tuple[str, str], str]] = None,
             flagged: "Optional[list[InconsistentPerson]]" = None) -> None:
-    from identity.services.enroll_report import summary_record, write_report
+    from identity.services.enrollment.report import summary_record, write_report
 
     named_by, flagged = named_by or {}, flagged or []
     if report:

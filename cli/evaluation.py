@@ -35,8 +35,8 @@ def evaluate(
     as_json: bool = JSON,
 ) -> None:
     """Measure accuracy on labelled photos: identification (CMC), verification (ROC) and open-set."""
-    from identity.evaluation.report import write_report
-    from identity.services.evaluate import EvalOptions, evaluate_folder
+    from identity.render.eval_report import write_report
+    from identity.services.accuracy.evaluate import EvalOptions, evaluate_folder
 
     options = EvalOptions(workers=workers, pair_cap=pair_cap, seed=seed, use_store=use_store,
                           gallery_images=gallery_images)
@@ -61,7 +61,7 @@ def calibrate(
 ) -> None:
     """Set the active model's decision threshold from a target FAR (1:1) or FPIR (search) on labelled photos."""
     from identity.errors import InvalidArgument
-    from identity.services.evaluate import EvalOptions, calibrate as by_far, calibrate_fpir
+    from identity.services.accuracy.evaluate import EvalOptions, calibrate as by_far, calibrate_fpir
 
     if fpir is not None:
         if far is not None:

@@ -28,7 +28,7 @@ def detect(
     Exits 1 if an image cannot be read and 3 if an image holds no face (after
     showing the results of all the others).
     """
-    from identity.services.detect import detect_faces
+    from identity.services.search.detect import detect_faces
 
     with open_app() as core:
         report = detect_faces(core, images, crops)

@@ -22,7 +22,7 @@ def list_(
     as_json: bool = JSON,
 ) -> None:
     """List jobs, newest first."""
-    from identity.services.jobs import list_jobs
+    from identity.services.queue.jobs import list_jobs
 
     with open_app(read_only=True) as core:
         rows = [job.as_dict() for job in list_jobs(core, state, batch, limit)]
@@ -37,7 +37,7 @@ def retry(
     batch: Optional[str] = typer.Option(None, "--batch", help="Only this batch."),
 ) -> None:
     """Queue failed jobs again (then run `identity worker --drain`)."""
-    from identity.services.jobs import retry_jobs
+    from identity.services.queue.jobs import retry_jobs
 
     with open_app(read_only=True) as core:
         count = retry_jobs(core, failed_only=failed, batch=batch, cancelled=cancelled)
@@ -57,7 +57,7 @@ def cancel(
 
     Give job ids, --state, --batch, or several (they narrow each other). Done jobs stay done.
     """
-    from identity.services.jobs import CANCELLABLE_STATES, cancel_jobs
+    from identity.services.queue.jobs import CANCELLABLE_STATES, cancel_jobs
 
     if not (job_ids or state or batch):
         raise typer.BadParameter("give job ids, --state or --batch (cancelling every job takes --state)")

@@ -23,7 +23,7 @@ def create(
     as_json: bool = JSON,
 ) -> None:
     """Create a key and print it once (only a salted hash of it is stored)."""
-    from identity.services.keys import create_key, parse_expiry
+    from identity.services.access.keys import create_key, parse_expiry
 
     expires_at = parse_expiry(expires_in) if expires_in is not None else None  # a bad format fails before any write
     with open_app() as core:
@@ -36,7 +36,7 @@ def create(
 @app.command("list")
 def list_(as_json: bool = JSON) -> None:
     """Every key: name, role, when created, last used, when it expires and revoked (never the key)."""
-    from identity.services.keys import list_keys
+    from identity.services.access.keys import list_keys
 
     with open_app(read_only=True) as core:
         keys = list_keys(core)
@@ -48,7 +48,7 @@ def list_(as_json: bool = JSON) -> None:
 def revoke(name: str = typer.Argument(..., help="The key's name."), actor: Optional[str] = ACTOR,
            as_json: bool = JSON) -> None:
     """Revoke a key: requests with it get 401 from then on, and its review UI sessions end."""
-    from identity.services.keys import revoke_key
+    from identity.services.access.keys import revoke_key
 
     with open_app(read_only=True) as core:
         render(revoke_key(core, name, actor), as_json, title="revoked")

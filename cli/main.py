@@ -40,8 +40,22 @@ def _root(
 
 def _register() -> None:
     # Sub-apps are imported here, not at the top, so each module's imports stay light.
-    from identity_cli import (admin, cluster, config_cmd, enrollment, evaluation, face, faces, jobs, keys, models, person, reindex,
-                              review, search, serve, train)
+    from identity_cli import admin
+    from identity_cli import cluster
+    from identity_cli import config_cmd
+    from identity_cli import enrollment
+    from identity_cli import evaluation
+    from identity_cli import face_edit as face
+    from identity_cli import faces
+    from identity_cli import jobs
+    from identity_cli import keys
+    from identity_cli import models
+    from identity_cli import person
+    from identity_cli import reindex
+    from identity_cli import review
+    from identity_cli import search
+    from identity_cli import serve
+    from identity_cli import train
 
     admin.register(app)
     enrollment.register(app)

@@ -21,7 +21,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON i
     detectors that `identity models install` adds, installed or not."""
     from identity.app.schema import AS_IS
     from identity.faces import list_packs
-    from identity.services.detectors import detector_statuses
+    from identity.services.models.detectors import detector_statuses
 
     settings = get_settings()
     with open_app(schema=AS_IS) as core:  # a listing creates no schema (Postgres connects to an empty database)
@@ -49,7 +49,7 @@ def install(
     or --from a local file; refused unless its sha256 is the pinned one. Installing never changes an existing store's
     model (identity reindex --model PACK does)."""
     from identity.errors import InvalidArgument
-    from identity.services.detectors import install_detector
+    from identity.services.models.detectors import install_detector
 
     if source is not None and url is not None:
         raise InvalidArgument("give --from FILE or --url URL, not both")
@@ -71,7 +71,7 @@ def remove(
 ) -> None:
     """Delete an installed detector file; refused (exit 1) while a model of the store detects with it."""
     from identity.app.schema import AS_IS
-    from identity.services.detectors import remove_detector
+    from identity.services.models.detectors import remove_detector
 
     with open_app(schema=AS_IS) as core:  # a missing store is not created just to be asked
         removed = remove_detector(core, name)
@@ -100,7 +100,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """A model's record: dimension, collection, decision threshold and where it came from (local packs: their manifest)."""
-    from identity.services.models import show_model
+    from identity.services.models.records import show_model
 
     with open_app() as core:
         info = show_model(core, model)

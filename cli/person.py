@@ -22,7 +22,7 @@ def add(
     as_json: bool = JSON,
 ) -> None:
     """Add a person."""
-    from identity.services.persons import add_person
+    from identity.services.records.persons import add_person
 
     with open_app() as core:
         record = add_person(core, external_id, name, parse_attrs(attr))
@@ -36,7 +36,7 @@ def list_(
     as_json: bool = JSON,
 ) -> None:
     """List people (with their number of searchable faces under the active model)."""
-    from identity.services.persons import list_people
+    from identity.services.records.persons import list_people
 
     with open_app(read_only=True) as core:
         rows = [person.as_dict() for person in list_people(core, query, limit)]
@@ -46,7 +46,7 @@ def list_(
 @app.command("show")
 def show(person: str = typer.Argument(..., help="External id or uuid."), as_json: bool = JSON) -> None:
     """Show one person."""
-    from identity.services.persons import show_person
+    from identity.services.records.persons import show_person
 
     with open_app(read_only=True) as core:
         record = show_person(core, person)
@@ -62,7 +62,7 @@ def update(
     as_json: bool = JSON,
 ) -> None:
     """Change a person's name or attributes."""
-    from identity.services.persons import update_person
+    from identity.services.records.persons import update_person
 
     with open_app() as core:
         record = update_person(core, person, name, parse_attrs(attr), unset or [])
@@ -77,7 +77,7 @@ def merge(
     as_json: bool = JSON,
 ) -> None:
     """Merge two records of one person: ABSORB's faces and search history move to KEEP."""
-    from identity.services.curation import merge_persons
+    from identity.services.curation.edits import merge_persons
 
     with open_deployment() as dep:
         render(merge_persons(dep, keep, absorb, actor), as_json, title="merged")
@@ -95,7 +95,7 @@ def delete(
     "already erased", or finishes an erasure a failure left pending ("completed_pending": true).
     --json reports what was removed per store.
     """
-    from identity.services.curation import delete_person
+    from identity.services.curation.edits import delete_person
 
     with open_deployment() as dep:
         result = delete_person(dep, person, actor)

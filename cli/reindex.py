@@ -30,7 +30,7 @@ def reindex(
     left off; the old model's vectors are kept, so `identity reindex --model OLD` rolls back.
     Exits 5 if some faces failed (the switch then waits for a re-run, or --force).
     """
-    from identity.services.reindex import reindex as run
+    from identity.services.models.reindex import reindex as run
 
     with open_app() as core, \
             outcome_progress(None, "re-indexing", ("reindexed", "rejected", "failed"), unit="faces") as tracker:

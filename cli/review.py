@@ -34,7 +34,7 @@ def list_(
     as_json: bool = JSON,
 ) -> None:
     """Searched faces, newest first: the person each decision named and the review in force on it."""
-    from identity.services.reviews import list_reviews
+    from identity.services.review.matches import list_reviews
 
     with open_app(read_only=True) as core:
         rows = list_reviews(core, person, unreviewed, decision, since, limit)
@@ -56,7 +56,7 @@ def _verdict_command(verdict: str, doc: str) -> None:
         actor: Optional[str] = ACTOR,
         as_json: bool = JSON,
     ) -> None:
-        from identity.services.reviews import review_match
+        from identity.services.review.matches import review_match
 
         with open_app() as core:
             review = review_match(core, search_id, face_index, verdict, person, note, actor)
@@ -79,7 +79,7 @@ def reviews(
     as_json: bool = JSON,
 ) -> None:
     """How often reviewers confirmed the `match` decisions: the deployment's precision, with a 95% interval."""
-    from identity.services.reviews import report_reviews
+    from identity.services.review.matches import report_reviews
 
     with open_app(read_only=True) as core:
         report = report_reviews(core, since, warn_below)

@@ -39,8 +39,8 @@ def search(
     as_json: bool = JSON,
 ) -> None:
     """Who is in these photos: top-k persons per face, and a match/unknown decision (not_searched: too small)."""
-    from identity.services.duplicates import unique_files
-    from identity.services.search import SearchOptions, search_image
+    from identity.services.enrollment.duplicates import unique_files
+    from identity.services.search.identify import SearchOptions, search_image
 
     options = SearchOptions(top_k=top_k, threshold=threshold, min_score=min_score, filters=parse_filters(filters),
                             largest_face_only=not all_faces, actor=actor)
@@ -99,7 +99,7 @@ def list_searches(
     as_json: bool = JSON,
 ) -> None:
     """List logged searches, newest first."""
-    from identity.services.search_log import list_searches as query
+    from identity.services.search.log import list_searches as query
 
     with open_app(read_only=True) as core:
         rows = query(core, person, since, limit, decision=decision, review=review)
@@ -115,8 +115,8 @@ def audit(
     as_json: bool = JSON,
 ) -> None:
     """What is held on a person, which searches matched them, look-alikes and outlier faces."""
-    from identity.services.audit import audit_person
-    from identity.services.audit_html import render_audit_html
+    from identity.services.records.audit import audit_person
+    from identity.render.audit_html import render_audit_html
 
     with open_deployment(read_only=True) as dep:
         report = audit_person(dep, person, actor)

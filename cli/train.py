@@ -40,7 +40,7 @@ def finetune(
     A model that is not better on validation is not promoted unless --force. Switch search to a
     promoted model with `identity reindex --model NAME`.
     """
-    from identity.services.finetune import FinetuneRequest, finetune as run
+    from identity.services.models.finetune import FinetuneRequest, finetune as run
     from identity.train.finetune import FULL, HEAD, TrainOptions
 
     if mode not in (HEAD, FULL):

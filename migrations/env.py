@@ -9,7 +9,7 @@ from alembic import context
 
 from identity.config import Settings
 from identity.store.sql.db import make_engine
-from identity.store.sql.models import Base
+from identity.store.sql.tables import Base
 
 
 def _engine_from_settings():

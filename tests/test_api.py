@@ -12,9 +12,10 @@ from PIL import Image
 from identity.app.core import App
 from identity.config import ApiSettings, EnrollSettings, Settings
 from identity.services.deployment import open_deployment
-from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
-from identity.services.enroll_inputs import from_directory
-from identity.services.keys import create_key
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.enrollment.inputs import from_directory
+from identity.services.access.keys import create_key
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402

@@ -28,9 +28,10 @@ from identity.api.server import create_api
 from identity.app.core import App
 from identity.config import ApiSettings, EnrollSettings, Settings
 from identity.services.deployment import open_deployment
-from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
-from identity.services.enroll_inputs import from_directory, from_files
-from identity.services.keys import create_key
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.enrollment.inputs import from_directory, from_files
+from identity.services.access.keys import create_key
 from identity_cli.main import main
 
 PEOPLE = {"Aaron_Peirsol": 2, "Al_Gore": 2}

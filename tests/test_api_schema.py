@@ -13,8 +13,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: 
 
 from identity.app.core import App  # noqa: E402
 from identity.config import ApiSettings, Settings  # noqa: E402
-from identity.services.keys import create_key  # noqa: E402
-from identity.services.persons import add_person  # noqa: E402
+from identity.services.access.keys import create_key  # noqa: E402
+from identity.services.records.persons import add_person  # noqa: E402
 
 EXAMPLES = 15  # per operation: enough to reach every parameter's edge, quick enough for every run
 

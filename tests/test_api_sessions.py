@@ -15,8 +15,8 @@ import pytest
 
 from identity.app.core import App
 from identity.config import ApiSettings, Settings
-from identity.services.keys import create_key, parse_expiry
-from identity.store.sql.models import utcnow
+from identity.services.access.keys import create_key, parse_expiry
+from identity.store.sql.tables import utcnow
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -351,7 +351,7 @@ def _enroll_and_erase(client: TestClient, keys: dict[str, str], lfw: Path) -> li
 def _erase_with_a_retry(client: TestClient, keys: dict[str, str], lfw: Path, monkeypatch) -> list[str]:
     """A person whose erasure stops at its uploads step, retried by the server's background round (which logs
     that it failed again), then finished."""
-    from identity.services import erasure
+    from identity.services.curation import erasure
 
     made = client.post("/v1/persons", json={"external_id": "Ext-Gamma-3", "display_name": "Name Gamma"},
                        headers=bearer(keys["admin"])).json()

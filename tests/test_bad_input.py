@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from identity.store.sql.db import make_engine, session_factory, transaction
 from identity.store.sql.migrate import upgrade
-from identity.store.sql.models import Person
+from identity.store.sql.tables import Person
 from identity.store.sql.persons import persons_with_attributes
 from identity_cli.main import main
 from identity_cli.output import print_json

@@ -7,8 +7,8 @@ import pytest
 
 from identity.evaluation.clustering_metrics import bcubed, clustering_scores, pairwise
 from identity.evaluation.decision import NORMALIZED, RAW
-from identity.services import clustering_algorithms
-from identity.services.clustering_algorithms import (
+from identity.services.clustering import algorithms as clustering_algorithms
+from identity.services.clustering.algorithms import (
     DEFAULT_METHOD,
     METHODS,
     ClusterThreshold,

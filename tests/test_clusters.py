@@ -11,7 +11,7 @@ from test_cli import run_cli
 
 from identity.config import ReviewSettings, Settings
 from identity.errors import InvalidArgument
-from identity.services.clusters import (
+from identity.services.clustering.clusters import (
     cluster_folder,
     cluster_searches,
     list_clusters,
@@ -19,13 +19,14 @@ from identity.services.clusters import (
     name_cluster,
     split_cluster,
 )
-from identity.services.curation import delete_person
+from identity.services.curation.edits import delete_person
 from identity.services.deployment import open_deployment
-from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
-from identity.services.enroll_inputs import from_directory
-from identity.services.search import SearchOptions, search_image
-from identity.services.unknown_faces import expire_unknown
-from identity.store.sql.models import UnknownFace
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.enrollment.inputs import from_directory
+from identity.services.search.identify import SearchOptions, search_image
+from identity.services.search.unknown_faces import expire_unknown
+from identity.store.sql.tables import UnknownFace
 
 PEOPLE = {"Tony_Blair": 4, "Donald_Rumsfeld": 4, "Jean_Chretien": 3, "Hans_Blix": 3}
 

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from identity.app.core import App
 from identity.config import Settings
 from identity.store.sql.db import transaction
-from identity.store.sql.models import Face, SearchHit
+from identity.store.sql.tables import Face, SearchHit
 from identity_cli.main import main
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from identity.app.core import App
 from identity.config import ApiSettings, Settings
-from identity.services.keys import create_key
+from identity.services.access.keys import create_key
 
 CHROMIUM = Path("/usr/bin/chromium")
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"

@@ -19,10 +19,11 @@ from sqlalchemy import func, select
 
 from identity.config import Settings
 from identity.services.deployment import open_deployment
-from identity.services.doctor import diagnose, repair
-from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
-from identity.services.enroll_inputs import from_directory, from_manifest
-from identity.store.sql.models import Face, FaceStatus
+from identity.services.maintenance.doctor import diagnose, repair
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.enrollment.inputs import from_directory, from_manifest
+from identity.store.sql.tables import Face, FaceStatus
 from identity.store.vectors import VectorPoint
 
 PEOPLE = ["Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"]
@@ -212,7 +213,7 @@ def test_drain_takes_over_jobs_of_dead_and_vanished_workers(capsys, clean_env, t
 
     from identity.app.core import App
     from identity.store.sql.db import transaction
-    from identity.store.sql.models import Job, JobStatus, utcnow
+    from identity.store.sql.tables import Job, JobStatus, utcnow
     from identity_cli.main import main
 
     root = tmp_path / "small"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from identity.errors import IdentityError
-from identity.services.enroll_inputs import PersonFrom, from_directory
+from identity.services.enrollment.inputs import PersonFrom, from_directory
 
 LONG_ID = "x" * 500
 
@@ -193,7 +193,7 @@ def six_faces():
 
 def test_subject_rules_on_a_photo_with_six_faces(six_faces) -> None:
     from identity.evaluation.protocol import subject_face
-    from identity.services.enroll import choose_faces
+    from identity.services.enrollment.writer import choose_faces
 
     assert len(six_faces.faces) == 6
     assert choose_faces(six_faces, "dominant", 2.0) == ([], "multiple_faces")  # today's rule, the default
@@ -208,7 +208,7 @@ def test_dominant_leaves_out_faces_the_frame_cuts_unless_the_largest_is_cut_too(
     """A portrait with a bystander's half face at its edge (what YuNet finds and HOG did not) enrolls its subject."""
     import dataclasses
 
-    from identity.services.enroll import choose_faces
+    from identity.services.enrollment.writer import choose_faces
 
     subject = six_faces.faces[0]
     x1, y1, x2, y2 = subject.bbox

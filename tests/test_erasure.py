@@ -21,14 +21,14 @@ from sqlalchemy import create_engine, select, text
 
 from identity.config import Settings
 from identity.app.core import App
-from identity.services.curation import delete_person
+from identity.services.curation.edits import delete_person
 from identity.services.deployment import open_deployment
-from identity.services.templates import template_of
+from identity.services.search.templates import template_of
 from identity.store.sql.db import make_engine, session_factory, transaction
 from identity.store.sql.erasure import erase_person_rows
 from identity.store.sql.migrate import upgrade
-from identity.store.sql.models import AuditEvent, Base, Face, Image, Job, Person
-from identity.store.sql.queries import ensure_model
+from identity.store.sql.tables import AuditEvent, Base, Face, Image, Job, Person
+from identity.store.sql.model_rows import ensure_model
 from identity.store.vectors import EdgeIndex, open_vector_index
 from identity.store.vectors.base import as_matrix
 from identity_cli.main import main

@@ -27,14 +27,15 @@ import pytest
 from test_erasure import rows_containing
 
 from identity.config import ReviewSettings, Settings
-from identity.services import erasure
-from identity.services.clusters import cluster_searches
+from identity.services.curation import erasure
+from identity.services.clustering.clusters import cluster_searches
 from identity.services.deployment import open_deployment
-from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
-from identity.services.search import SearchOptions, search_image
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.search.identify import SearchOptions, search_image
 from identity.store.sql import jobs
 from identity.store.sql.faces import face_keys_of_person
-from identity.store.sql.models import ClusterMember, SearchEvent, UnknownFace
+from identity.store.sql.tables import ClusterMember, SearchEvent, UnknownFace
 from identity.store.sql.persons import person_by_external_id
 from identity_cli.main import main
 
@@ -247,7 +248,7 @@ def finish_with_delete(capsys, step: str) -> None:
 
 
 def finish_with_doctor(capsys, settings: Settings) -> None:
-    from identity.services.doctor import diagnose, repair
+    from identity.services.maintenance.doctor import diagnose, repair
 
     with open_deployment(settings) as dep:
         report = diagnose(dep, deep=True)
@@ -269,7 +270,7 @@ def assert_no_trace(live: Prepared, capsys, find_traces) -> None:
 
 def test_a_worker_round_finishes_a_pending_erasure(live: Prepared, capsys, monkeypatch, find_traces) -> None:
     from identity.app.core import App
-    from identity.services.worker import run_worker
+    from identity.services.queue.worker import run_worker
 
     with monkeypatch.context() as patch:
         patch.setattr(erasure, "_apply_uploads", fail)
@@ -282,7 +283,7 @@ def test_a_worker_round_finishes_a_pending_erasure(live: Prepared, capsys, monke
 
 KILLED_AT_VECTORS = """
 import os, signal, sys
-from identity.services import erasure
+from identity.services.curation import erasure
 erasure._apply_vectors = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
 from identity_cli.main import main
 sys.exit(main(["person", "delete", sys.argv[1], "--json"]))

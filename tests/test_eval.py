@@ -203,7 +203,7 @@ def test_open_set_bad_input_is_a_one_line_error(capsys, clean_env, tmp_path, cop
 
 def test_eval_and_calibrate_return_typed_results_python_callers_can_use(clean_env, labelled) -> None:
     from identity.config import Settings
-    from identity.services.evaluate import EvalOptions, FarCalibration, ScoreCurves, calibrate, evaluate_folder
+    from identity.services.accuracy.evaluate import EvalOptions, FarCalibration, ScoreCurves, calibrate, evaluate_folder
 
     with App.open(Settings.load()) as app:
         report = evaluate_folder(app, labelled, EvalOptions(workers=1))

@@ -14,13 +14,14 @@ from sqlalchemy import func, select, update
 
 from identity.config import Settings
 from identity.errors import IdentityError, InvalidVector, ModelError, StoreUnavailable
-from identity.services import enroll as enroll_service
+from identity.services.enrollment import writer as enroll_service
 from identity.services.deployment import open_deployment
-from identity.services.doctor import STUCK_LEASES, diagnose, repair
-from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
+from identity.services.maintenance.doctor import STUCK_LEASES, diagnose, repair
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue, queue_jobs
 from identity.store.sql import jobs
 from identity.store.sql.db import transaction
-from identity.store.sql.models import Face, Job, JobStatus, utcnow
+from identity.store.sql.tables import Face, Job, JobStatus, utcnow
 
 PEOPLE = ["Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"]
 TARGET = "Al_Gore"  # the job each injected fault hits

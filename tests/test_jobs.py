@@ -11,7 +11,7 @@ from sqlalchemy import update
 from identity.store.sql import jobs
 from identity.store.sql.db import make_engine, session_factory, transaction
 from identity.store.sql.migrate import upgrade
-from identity.store.sql.models import Job, JobStatus, utcnow
+from identity.store.sql.tables import Job, JobStatus, utcnow
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from identity.app.core import App
 from identity.config import FaceSettings, ReviewSettings, Settings
 from identity.errors import ConfigError
 from identity.services.deployment import open_deployment
-from identity.services.keys import create_key
-from identity.services.reviews import list_reviews
-from identity.services.search import SearchOptions, search_image
-from identity.services.search_log import list_searches
+from identity.services.access.keys import create_key
+from identity.services.review.matches import list_reviews
+from identity.services.search.identify import SearchOptions, search_image
+from identity.services.search.log import list_searches
 
 # Above an lfw-dev face's ~40 px between the eyes, below the same face enlarged twice (~80 px).
 MINIMUM = 60.0

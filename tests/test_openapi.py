@@ -22,7 +22,7 @@ from identity.api.openapi_snapshot import current_schema, render  # noqa: E402
 from identity.api.server import create_api  # noqa: E402
 from identity.app.core import App  # noqa: E402
 from identity.config import Settings  # noqa: E402
-from identity.services.keys import create_key  # noqa: E402
+from identity.services.access.keys import create_key  # noqa: E402
 
 SNAPSHOT = Path(__file__).with_name("openapi.json")
 REGENERATE = ".venv/bin/python -m identity.api.openapi_snapshot tests/openapi.json"

@@ -13,16 +13,17 @@ from sqlalchemy import func, select
 from identity.app.core import App
 from identity.config import EnrollSettings, Settings
 from identity.errors import IdentityError
-from identity.services.audit import audit_person
-from identity.services.curation import delete_person
+from identity.services.records.audit import audit_person
+from identity.services.curation.edits import delete_person
 from identity.services.deployment import open_deployment
-from identity.services.doctor import diagnose, repair
-from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
-from identity.services.enroll_inputs import from_directory
-from identity.services.reindex import reindex
-from identity.services.search import SearchOptions, search_image
-from identity.services.search_log import list_searches
-from identity.store.sql.models import AuditEvent, Face, FaceStatus, Model
+from identity.services.maintenance.doctor import diagnose, repair
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.enrollment.inputs import from_directory
+from identity.services.models.reindex import reindex
+from identity.services.search.identify import SearchOptions, search_image
+from identity.services.search.log import list_searches
+from identity.store.sql.tables import AuditEvent, Face, FaceStatus, Model
 from identity.store.vectors import open_vector_index
 
 PEOPLE = ["Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"]

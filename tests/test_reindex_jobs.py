@@ -19,12 +19,13 @@ from sqlalchemy import func, select
 from identity.app.core import App
 from identity.config import EnrollSettings, Settings
 from identity.services.deployment import open_deployment
-from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
-from identity.services.enroll_inputs import from_directory
-from identity.services.jobs import list_jobs
-from identity.services.reindex import reindex
-from identity.services.worker import run_worker
-from identity.store.sql.models import Face, FaceStatus, Job, JobStatus, Model
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.enrollment.inputs import from_directory
+from identity.services.queue.jobs import list_jobs
+from identity.services.models.reindex import reindex
+from identity.services.queue.worker import run_worker
+from identity.store.sql.tables import Face, FaceStatus, Job, JobStatus, Model
 from identity.store.vectors import open_vector_index
 
 OLD = "dlib-resnet@2"
@@ -95,8 +96,8 @@ def test_reindex_queues_reindex_jobs_and_the_queue_loop_finishes_them(gallery) -
 
 def test_a_reindex_job_the_database_refuses_fails_alone(gallery, monkeypatch: pytest.MonkeyPatch) -> None:
     from identity.errors import IdentityError
-    from identity.services import reindex as reindex_service
-    from identity.store.sql.models import Person
+    from identity.services.models import reindex as reindex_service
+    from identity.store.sql.tables import Person
 
     settings = gallery
     with open_deployment(settings) as dep, dep.app.sessions() as session:
@@ -192,7 +193,7 @@ def test_reindex_waits_for_jobs_another_worker_holds_and_counts_their_outcomes(g
     does not switch."""
     import threading
 
-    import identity.services.reindex as reindex_service
+    import identity.services.models.reindex as reindex_service
     from identity.store.sql import jobs
     from identity.store.sql.db import transaction
 

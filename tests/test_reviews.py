@@ -10,12 +10,12 @@ from test_search_audit import gallery, probe  # noqa: F401 (gallery is a fixture
 
 from identity.app.core import App
 from identity.errors import InvalidArgument, NotFound
-from identity.services.audit import audit_person
-from identity.services.curation import delete_person
+from identity.services.records.audit import audit_person
+from identity.services.curation.edits import delete_person
 from identity.services.deployment import open_deployment
-from identity.services.reviews import list_reviews, report_reviews, review_match, wilson_interval
-from identity.services.search import SearchOptions, search_image
-from identity.services.search_log import list_searches
+from identity.services.review.matches import list_reviews, report_reviews, review_match, wilson_interval
+from identity.services.search.identify import SearchOptions, search_image
+from identity.services.search.log import list_searches
 
 
 def test_a_rejected_match_is_never_made_again_for_that_image_and_a_confirmation_restores_it(gallery) -> None:

@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from identity.errors import ConfigError, DimensionMismatch, StoreUnavailable
 from identity.store.sql.db import check_connection, make_engine, session_factory, transaction
 from identity.store.sql.migrate import current_revision, head_revision, upgrade
-from identity.store.sql.models import Base, Face, Image, Person, SearchEvent, SearchHit
-from identity.store.sql.queries import ensure_model
+from identity.store.sql.tables import Base, Face, Image, Person, SearchEvent, SearchHit
+from identity.store.sql.model_rows import ensure_model
 
 
 @pytest.fixture
@@ -100,8 +100,8 @@ def test_unreachable_postgres_is_one_clear_line() -> None:
 def test_upgrading_an_older_store_activates_the_model_holding_its_faces(database_url: str) -> None:
     from sqlalchemy import insert
 
-    from identity.store.sql.models import Model
-    from identity.store.sql.queries import active_model
+    from identity.store.sql.tables import Model
+    from identity.store.sql.model_rows import active_model
 
     engine = make_engine(database_url)
     upgrade(engine, "0001")

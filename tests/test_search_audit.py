@@ -10,14 +10,15 @@ import pytest
 
 from identity.config import Settings
 from identity.errors import NoFaceFound, NotFound
-from identity.services.audit import audit_person
-from identity.services.audit_html import render_audit_html
-from identity.services.curation import delete_face, delete_person, merge_persons, move_face
+from identity.services.records.audit import audit_person
+from identity.render.audit_html import render_audit_html
+from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
 from identity.services.deployment import open_deployment
-from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
-from identity.services.enroll_inputs import from_directory
-from identity.services.search import SearchOptions, search_image
-from identity.services.search_log import list_searches
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.enrollment.inputs import from_directory
+from identity.services.search.identify import SearchOptions, search_image
+from identity.services.search.log import list_searches
 from identity.store.sql.db import transaction
 from identity.store.sql.persons import update_person
 

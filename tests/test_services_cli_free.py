@@ -11,13 +11,13 @@ import pytest
 
 from identity.config import Settings
 from identity.errors import IdentityError, NoStore, NotFound
-from identity.services.jobs import (CANCELLABLE_STATES, CancelReport, cancel_jobs, list_jobs, queue_enrollment,
+from identity.services.queue.jobs import (CANCELLABLE_STATES, CancelReport, cancel_jobs, list_jobs, queue_enrollment,
                                     retry_jobs)
-from identity.services.models import LocalPackInfo, show_model
-from identity.services.persons import add_person, list_people, show_person, update_person
+from identity.services.models.records import LocalPackInfo, show_model
+from identity.services.records.persons import add_person, list_people, show_person, update_person
 from identity.app.core import App
 from identity.app.schema import AS_IS, UPGRADE
-from identity.services.schema import init_store, versions
+from identity.services.maintenance.store_info import init_store, versions
 from identity.store.sql import jobs as job_rows
 from identity.store.sql.db import transaction
 

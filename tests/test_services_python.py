@@ -7,10 +7,10 @@ from pathlib import Path
 from identity.app.core import App
 from identity.config import Settings
 from identity.errors import ImageError, NoFaceFound
-from identity.services.detect import detect_faces
-from identity.services.enroll_report import REPORT_COLUMNS, report_rows, summary_record
-from identity.services.jobs import queue_enrollment
-from identity.services.worker import run_worker
+from identity.services.search.detect import detect_faces
+from identity.services.enrollment.report import REPORT_COLUMNS, report_rows, summary_record
+from identity.services.queue.jobs import queue_enrollment
+from identity.services.queue.worker import run_worker
 from identity.store.sql.jobs import JobSpec
 
 

@@ -296,7 +296,8 @@ FILL_THEN_ENROLL = """
 import shutil, subprocess, sys
 from identity.config import Settings
 from identity.services.deployment import open_deployment
-from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue, queue_jobs
 from identity.store.sql.jobs import JobSpec
 
 data, filler, photos = sys.argv[1], sys.argv[2], sys.argv[3:]

@@ -21,9 +21,9 @@ from identity.store.sql.faces import (
 from identity.store.sql.images import add_image
 from identity.store.sql.migrate import upgrade
 from identity.store.sql.model_rows import other_models_with_faces, records_active_model
-from identity.store.sql.models import AuditEvent, Face, FaceStatus, SearchEvent, SearchHit, utcnow
+from identity.store.sql.tables import AuditEvent, Face, FaceStatus, SearchEvent, SearchHit, utcnow
 from identity.store.sql.persons import add_person, persons_by_id
-from identity.store.sql.queries import ensure_model
+from identity.store.sql.model_rows import ensure_model
 from identity.store.sql.searches import hits_of_person, recent_searches, record_search, top_hits
 
 

@@ -17,14 +17,15 @@ from sqlalchemy import select
 
 from identity.app.core import App
 from identity.config import EnrollSettings, Settings
-from identity.services.curation import delete_face, delete_person, merge_persons, move_face
+from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
 from identity.services.deployment import Deployment, open_deployment
-from identity.services.doctor import diagnose, repair
-from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
-from identity.services.reindex import reindex
+from identity.services.maintenance.doctor import diagnose, repair
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.models.reindex import reindex
 from identity.store.sql.db import transaction
 from identity.store.sql.jobs import JobSpec
-from identity.store.sql.models import Face, Person
+from identity.store.sql.tables import Face, Person
 from identity.store.sql.persons import add_person
 from identity.store.vectors import VectorPoint, open_vector_index
 

@@ -15,12 +15,13 @@ import pytest
 
 from identity.app.core import App
 from identity.config import EnrollSettings, Settings
-from identity.services.clusters import cluster_folder
+from identity.services.clustering.clusters import cluster_folder
 from identity.services.deployment import open_deployment
-from identity.services.enroll import EnrollmentWriter, process_queue, queue_jobs
-from identity.services.enroll_inputs import from_directory
-from identity.services.keys import create_key
-from identity.services.persons import add_person
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.enrollment.inputs import from_directory
+from identity.services.access.keys import create_key
+from identity.services.records.persons import add_person
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Mapping
 from identity.api.errors import ApiError
 from identity.api.session import COOKIE
 from identity.errors import IdentityError
-from identity.services.keys import PREFIX, KeyRecord, Unauthorized, authenticate
+from identity.services.access.keys import PREFIX, KeyRecord, Unauthorized, authenticate
 
 if TYPE_CHECKING:
     from identity.api.server import ApiContext

@@ -14,7 +14,7 @@ from identity.errors import (
     SchemaOutdated,
     StoreUnavailable,
 )
-from identity.services.keys import Forbidden, Unauthorized
+from identity.services.access.keys import Forbidden, Unauthorized
 
 
 class ApiError(Exception):

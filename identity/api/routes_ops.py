@@ -15,12 +15,12 @@ from identity.api.errors import ApiError
 from identity.api.server import ApiContext, Ctx, caller
 from identity.api.uploads import save_uploads
 from identity.errors import IdentityError
-from identity.services import enroll_inputs
-from identity.services.enrollment import named_by
-from identity.services.jobs import list_jobs, queue_depth, queue_enrollment
-from identity.services.keys import ADMIN, ENROLL, JOBS, KeyRecord, create_key, list_keys, parse_expiry, revoke_key
-from identity.services.schema import versions
-from identity.services.uploads import remove_uploads, upload_folder
+from identity.services.enrollment import inputs as enroll_inputs
+from identity.services.enrollment.run import named_by
+from identity.services.queue.jobs import list_jobs, queue_depth, queue_enrollment
+from identity.services.access.keys import ADMIN, ENROLL, JOBS, KeyRecord, create_key, list_keys, parse_expiry, revoke_key
+from identity.services.maintenance.store_info import versions
+from identity.services.enrollment.uploads import remove_uploads, upload_folder
 
 router = APIRouter()
 PROMETHEUS_TEXT = {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}

@@ -15,12 +15,12 @@ from identity.api.contract import Upload, keyed
 from identity.api.server import ApiContext, Ctx, caller
 from identity.api.uploads import save_uploads
 from identity.errors import NotFound
-from identity.services.curation import delete_face, delete_person, merge_persons, move_face
-from identity.services.enroll_inputs import from_files
-from identity.services.enrollment import enroll
-from identity.services.keys import ADMIN, ENROLL, READ, KeyRecord
-from identity.services.persons import add_person, list_people, show_person, update_person
-from identity.services.uploads import new_upload_folder
+from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
+from identity.services.enrollment.inputs import from_files
+from identity.services.enrollment.run import enroll
+from identity.services.access.keys import ADMIN, ENROLL, READ, KeyRecord
+from identity.services.records.persons import add_person, list_people, show_person, update_person
+from identity.services.enrollment.uploads import new_upload_folder
 
 router = APIRouter(prefix="/v1", tags=["persons"])
 MAX_SYNC_IMAGES = 10  # more belong in POST /v1/enrollments

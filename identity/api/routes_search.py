@@ -19,10 +19,10 @@ from identity.api.server import ApiContext, Ctx, caller
 from identity.api.params import filters, in_thread
 from identity.api.uploads import save_uploads
 from identity.errors import ExitCode, ImageError, NoFaceFound
-from identity.services.audit import audit_person
-from identity.services.keys import READ, SEARCH, KeyRecord
-from identity.services.search import SearchOptions
-from identity.services.search_log import list_searches
+from identity.services.records.audit import audit_person
+from identity.services.access.keys import READ, SEARCH, KeyRecord
+from identity.services.search.identify import SearchOptions
+from identity.services.search.log import list_searches
 
 router = APIRouter(prefix="/v1", tags=["search"])
 

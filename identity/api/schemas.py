@@ -13,7 +13,10 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from identity.services import jobs, keys, reviews, search_log
+from identity.services.queue import jobs
+from identity.services.access import keys
+from identity.services.review import matches as reviews
+from identity.services.search import log as search_log
 
 # Every closed set as an enum, so a generated client gets one type per set (values from the
 # services' own lists where they keep one, so the two cannot drift apart).

@@ -42,11 +42,12 @@ from identity.app.core import App
 from identity.errors import IdentityError, ImageError
 from identity.faces import FacePipeline, ImageFaces, build_pipeline, load_image
 from identity.services.deployment import Deployment, deployment
-from identity.services.enroll import EnrollmentWriter, process_queue
-from identity.services.erasure import retry_pending
-from identity.services.keys import Forbidden, KeyRecord
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.queue.loop import process_queue
+from identity.services.curation.erasure import retry_pending
+from identity.services.access.keys import Forbidden, KeyRecord
 from identity.services.refusals import CONFLICT, INVALID, REFUSALS, UNAVAILABLE, refusal_kind
-from identity.services.search import SearchOptions, SearchResult, search_faces
+from identity.services.search.identify import SearchOptions, SearchResult, search_faces
 
 log = logging.getLogger("identity.api")
 
@@ -246,7 +247,7 @@ def create_metrics_api(ctx: ApiContext) -> FastAPI:
     the monitoring network reaches."""
     from fastapi.responses import PlainTextResponse
 
-    from identity.services.jobs import queue_depth
+    from identity.services.queue.jobs import queue_depth
 
     metrics = FastAPI(title="identity metrics", openapi_url=None, docs_url=None, redoc_url=None)
 

@@ -1,6 +1,6 @@
 """The review UI's session cookie: a signed random token naming a session row in SQL.
 
-The cookie holds no key material. The row (identity.services.ui_sessions) is re-read on
+The cookie holds no key material. The row (identity.services.access.sessions) is re-read on
 every request, so sign-out, key revocation and key expiry end the session at once. The
 signature lets a forged or stale cookie be refused without a database query.
 """
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from identity.app.core import App
 from identity.config import Settings
 from identity.errors import IdentityError
-from identity.services.ui_sessions import OpenSession, end_session, open_session, session_for
+from identity.services.access.sessions import OpenSession, end_session, open_session, session_for
 
 COOKIE = "identity_session"
 MAX_AGE_S = 12 * 3600

@@ -32,14 +32,14 @@ from identity.api.session import COOKIE, MAX_AGE_S
 from identity.api.uploads import save_uploads
 from identity.errors import IdentityError, ImageError
 from identity.faces import load_image
-from identity.services.audit import audit_person
-from identity.services.audit_html import face_thumbnails
-from identity.services.curation import delete_face, delete_person, merge_persons, move_face
-from identity.services.keys import ADMIN, READ, SEARCH, Forbidden, KeyRecord
-from identity.services.persons import list_people, show_person
-from identity.services.search import SearchOptions
-from identity.services.search_log import list_searches
-from identity.services.ui_sessions import OpenSession
+from identity.services.records.audit import audit_person
+from identity.render.audit_html import face_thumbnails
+from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
+from identity.services.access.keys import ADMIN, READ, SEARCH, Forbidden, KeyRecord
+from identity.services.records.persons import list_people, show_person
+from identity.services.search.identify import SearchOptions
+from identity.services.search.log import list_searches
+from identity.services.access.sessions import OpenSession
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),

@@ -10,10 +10,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from identity.api.flash import flash_message, flashed
 from identity.api.server import ApiContext, Ctx
 from identity.api.ui import Visitor, allowed, checked, render, visitor
-from identity.services.cluster_html import cluster_thumbnails
-from identity.services.clusters import discard_cluster, list_clusters, name_cluster
-from identity.services.keys import ENROLL, READ
-from identity.services.reviews import list_reviews, review_match
+from identity.render.cluster_html import cluster_thumbnails
+from identity.services.clustering.clusters import discard_cluster, list_clusters, name_cluster
+from identity.services.access.keys import ENROLL, READ
+from identity.services.review.matches import list_reviews, review_match
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 FACES_SHOWN = 12  # per cluster on the page

@@ -25,8 +25,8 @@ from identity.store.sql.db import Session, transaction
 from identity.store.sql.deployment import bound_vector_store, database_id, deployment_record, existing_record
 from identity.store.sql.errors import IntegrityError
 from identity.store.sql.first_use import first_use_lock
-from identity.store.sql.models import utcnow
-from identity.store.sql.queries import holds_faces
+from identity.store.sql.tables import utcnow
+from identity.store.sql.faces import holds_faces
 from identity.store.vectors.database_id import write_database_id
 from identity.store.vectors.store_ref import StoreRef, create_store_id, read_store_id, vector_store_ref
 

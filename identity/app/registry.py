@@ -21,8 +21,8 @@ from identity.faces import build_pack, resolve
 from identity.faces.packs import default_model
 from identity.store.sql.db import transaction
 from identity.store.sql.model_rows import records_active_model
-from identity.store.sql.models import Model
-from identity.store.sql.queries import activate_model, active_model, ensure_model, find_model
+from identity.store.sql.tables import Model
+from identity.store.sql.model_rows import activate_model, active_model, ensure_model, find_model
 
 if TYPE_CHECKING:
     from identity.app.core import App

@@ -12,11 +12,11 @@ from identity.app.core import App, ModelCollections
 from identity.app.registry import ModelChoice, read_active, record_model
 from identity.config import Settings
 from identity.faces import FacePipeline
-from identity.services.templates import refresh_templates
+from identity.services.search.templates import refresh_templates
 from identity.store.sql.model_rows import models_with_row_ids
-from identity.store.sql.models import Model
+from identity.store.sql.tables import Model
 from identity.store.sql.persons import indexed_face_ids
-from identity.store.sql.queries import count_gallery_persons
+from identity.store.sql.faces import count_gallery_persons
 from identity.store.vectors import FaceIndex, VectorIndex
 from identity.store.vectors.store_ref import StoreRef
 
@@ -29,7 +29,7 @@ class Deployment:
     pipeline: FacePipeline  # built, not loaded: weights load on first use
     model: Model
     index: FaceIndex
-    templates: VectorIndex  # the model's person templates (identity.services.templates)
+    templates: VectorIndex  # the model's person templates (identity.services.search.templates)
     choice: ModelChoice  # why this model: a setting, the store's pointer, or the default
     store: StoreRef  # the vector store the deployment is bound to
     unknown: VectorIndex | None = None  # faces searches returned as unknown; open only when settings keep them

@@ -1,4 +1,4 @@
-"""Rows of API keys (identity.services.keys decides what they mean)."""
+"""Rows of API keys (identity.services.access.keys decides what they mean)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from identity.store.sql.db import Session
-from identity.store.sql.models import ApiKey
+from identity.store.sql.tables import ApiKey
 
 
 def add_key(session: Session, key: ApiKey) -> ApiKey:

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from sqlalchemy import String, cast, or_, select
 from sqlalchemy.orm import Session
 
-from identity.store.sql.models import AuditEvent
+from identity.store.sql.tables import AuditEvent
 
 
 def record_audit_event(session: Session, actor: str, action: str, *, person_id: uuid.UUID | None = None,

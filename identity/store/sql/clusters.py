@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from identity.errors import NotFound
-from identity.store.sql.models import ClusterMember, FaceCluster
+from identity.store.sql.tables import ClusterMember, FaceCluster
 
 OPEN = "open"
 EDITED = "edited"  # open, corrected by hand (split or merged): a re-run leaves it as it is

@@ -14,7 +14,7 @@ import secrets
 
 from sqlalchemy.orm import Session
 
-from identity.store.sql.models import DeploymentRecord
+from identity.store.sql.tables import DeploymentRecord
 
 RECORD_ID = 1
 # The erasure tokens hash "kind:value" (store/sql/erasure.py); this label has no colon, so no token equals the id.

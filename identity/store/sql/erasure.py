@@ -20,7 +20,7 @@ from sqlalchemy import String, cast, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from identity.store.sql.deployment import deployment_record
-from identity.store.sql.models import (
+from identity.store.sql.tables import (
     AuditEvent,
     ClusterMember,
     Face,

@@ -13,7 +13,10 @@ from typing import Any, NamedTuple, Sequence
 from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session
 
-from identity.store.sql.models import Face, FaceStatus, Image, Person, utcnow
+from identity.store.sql.tables import Face, FaceStatus, Image, Person, utcnow
+from sqlalchemy import distinct, func, select
+from sqlalchemy.orm import Session
+from identity.store.sql.tables import Face, FaceStatus, utcnow
 
 
 class FaceKey(NamedTuple):
@@ -126,3 +129,30 @@ def face_boxes(session: Session, face_ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
     rows = session.execute(select(Face.id, Image.source_path, Face.bbox).join(Image, Image.id == Face.image_id)
                            .where(Face.id.in_(list(face_ids))))
     return {face_id: (path, bbox) for face_id, path, bbox in rows}
+
+
+def holds_faces(session: Session) -> bool:
+    """Whether any face row exists (of any model or state)."""
+    return session.scalar(select(Face.id).limit(1)) is not None
+
+
+def count_gallery_persons(session: Session, model_row_id: int) -> int:
+    """Persons with at least one indexed face of this model."""
+    return session.scalar(
+        select(func.count(distinct(Face.person_id))).where(Face.model_id == model_row_id,
+                                                            Face.status == FaceStatus.indexed)
+    ) or 0
+
+
+def count_indexed_faces(session: Session, model_row_id: int) -> int:
+    """Faces of this model SQL says the vector store holds (search compares it with the collection's count)."""
+    return session.scalar(
+        select(func.count()).select_from(Face).where(Face.model_id == model_row_id, Face.status == FaceStatus.indexed)
+    ) or 0
+
+
+def indexed_faces_by_model(session: Session) -> dict[int, int]:
+    """Indexed faces per model row id."""
+    rows = session.execute(select(Face.model_id, func.count()).where(Face.status == FaceStatus.indexed)
+                           .group_by(Face.model_id))
+    return {model_id: count for model_id, count in rows}

@@ -7,7 +7,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from identity.store.sql.models import Face, Image
+from identity.store.sql.tables import Face, Image
 
 
 def image_with_sha256(session: Session, sha256: str) -> Image | None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from identity.store.sql.models import Job, JobStatus, naive_utc, utcnow
+from identity.store.sql.tables import Job, JobStatus, naive_utc, utcnow
 
 MAX_ATTEMPTS = 3
 OUTCOMES = ("enrolled", "rejected", "failed", "duplicate", "conflict", "reindexed")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from identity.errors import ErasurePending
 from identity.store.sql.erasure import person_tokens
-from identity.store.sql.models import PendingErasure
+from identity.store.sql.tables import PendingErasure
 
 RECORDED, COMPLETE = "recorded", "complete"
 

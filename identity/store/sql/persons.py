@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, String, cast, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from identity.errors import IdentityError, InvalidArgument, NotFound
-from identity.store.sql.models import Face, FaceStatus, Person
+from identity.store.sql.tables import Face, FaceStatus, Person
 
 MAX_EXTERNAL_ID = Person.__table__.c.external_id.type.length  # 255: the column on every database
 MAX_DISPLAY_NAME = Person.__table__.c.display_name.type.length

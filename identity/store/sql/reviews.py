@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import ColumnElement, ScalarSelect, select, update
 from sqlalchemy.orm import Session
 
-from identity.store.sql.models import MatchReview, SearchEvent, SearchHit
+from identity.store.sql.tables import MatchReview, SearchEvent, SearchHit
 
 CONFIRMED = "confirmed"
 REJECTED = "rejected"

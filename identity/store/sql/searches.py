@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from identity.store.sql.models import SearchEvent, SearchHit
+from identity.store.sql.tables import SearchEvent, SearchHit
 from identity.store.sql.reviews import searches_with_review_state
 
 # A face's outcome. A face not searched has no hits: the event's parameters list it under NOT_SEARCHED.

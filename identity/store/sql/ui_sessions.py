@@ -1,4 +1,4 @@
-"""Rows of review UI sessions (identity.services.ui_sessions decides what they mean)."""
+"""Rows of review UI sessions (identity.services.access.sessions decides what they mean)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete, or_, select, update
 
 from identity.store.sql.db import Session
-from identity.store.sql.models import UiSession
+from identity.store.sql.tables import UiSession
 
 
 def add_session(session: Session, row: UiSession) -> UiSession:

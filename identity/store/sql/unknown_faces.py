@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from identity.store.sql.models import UnknownFace
+from identity.store.sql.tables import UnknownFace
 
 
 def expired_unknown_faces(session: Session, now: datetime) -> list[tuple[uuid.UUID, int]]:

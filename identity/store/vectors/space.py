@@ -22,7 +22,7 @@ MB = 1024 * 1024
 GROWTH_STEP = 32 * MB  # the engine grows its WAL, vector and payload files by this much at a time
 FILE_KINDS = ("wal", "vectors", "payload")  # the files that grow as points are written
 MARGIN = 16 * MB  # indexes, the lock and config files, SQLite beside them
-SET_ASIDE = ".damaged-"  # shards doctor set aside (identity.services.integrity): never written again
+SET_ASIDE = ".damaged-"  # shards doctor set aside (identity.services.maintenance.integrity): never written again
 
 
 def unallocated_bytes(root: Path) -> int:

@@ -1,0 +1,36 @@
+"""`identity face ...`: move or delete one enrolled face."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from identity_cli.context import open_deployment
+from identity_cli.options import ACTOR, JSON
+from identity_cli.output import render
+
+app = typer.Typer(no_args_is_help=True, help="Move or delete single enrolled faces.")
+
+
+@app.command("move")
+def move(
+    face: str = typer.Argument(..., help="Face id (from `identity audit`)."),
+    to: str = typer.Option(..., "--to", help="The person the face belongs to (external id or uuid)."),
+    actor: Optional[str] = ACTOR,
+    as_json: bool = JSON,
+) -> None:
+    """Re-label a face as another person's."""
+    from identity.services.curation.edits import move_face
+
+    with open_deployment() as dep:
+        render(move_face(dep, face, to, actor), as_json, title="moved")
+
+
+@app.command("delete")
+def delete(face: str = typer.Argument(..., help="Face id."), actor: Optional[str] = ACTOR, as_json: bool = JSON) -> None:
+    """Delete one face and its vector."""
+    from identity.services.curation.edits import delete_face
+
+    with open_deployment() as dep:
+        render(delete_face(dep, face, actor), as_json, title="deleted")

@@ -1,0 +1,61 @@
+"""One self-contained HTML page of clusters: each cluster's faces as inline thumbnails, biggest first."""
+
+from __future__ import annotations
+
+import base64
+import html
+import uuid
+from typing import Sequence
+
+from identity.app.core import App
+from identity.render.audit_html import thumbnail_data_uri
+from identity.services.clustering.clusters import ClusterFace, ClusterView
+from identity.store.sql.unknown_faces import unknown_faces_by_id
+
+
+def cluster_thumbnails(app: App, faces: Sequence[ClusterFace]) -> dict[str, str]:
+    """Data URIs by face key: cut from the photo where it is still there, else the kept thumbnail."""
+    with app.sessions() as session:
+        kept = unknown_faces_by_id(session, [uuid.UUID(f.unknown_face_id) for f in faces if f.unknown_face_id])
+    uris = {}
+    for face in faces:
+        uri = thumbnail_data_uri(face.source_path, face.bbox) if face.source_path else None
+        row = kept.get(uuid.UUID(face.unknown_face_id)) if face.unknown_face_id else None
+        if uri is None and row is not None and row.thumbnail:
+            uri = "data:image/jpeg;base64," + base64.b64encode(row.thumbnail).decode("ascii")
+        if uri:
+            uris[face.face_key] = uri
+    return uris
+
+
+def render_clusters_html(app: App, title: str, clusters: Sequence[ClusterView], singletons: Sequence[ClusterView]) -> str:
+    e = html.escape
+    thumbs = cluster_thumbnails(app, [f for c in [*clusters, *singletons] for f in c.faces])
+
+    def card(face: ClusterFace) -> str:
+        uri = thumbs.get(face.face_key)
+        picture = f'<img src="{uri}" alt="">' if uri else '<div class="missing">photo gone</div>'
+        name = (face.source_path or face.image_sha256[:12]).rsplit("/", 1)[-1]
+        return f'<figure>{picture}<figcaption>{e(name)}<br><code>{e(face.face_key[:24])}</code></figcaption></figure>'
+
+    def section(cluster: ClusterView) -> str:
+        named = f" · named {e(cluster.person)}" if cluster.person else ""
+        return (f'<section><h2>{e(cluster.cluster_id)} · {cluster.size} faces · {e(cluster.status)}{named}</h2>'
+                f'<div class="faces">{"".join(card(f) for f in cluster.faces)}</div></section>')
+
+    alone = "".join(card(f) for c in singletons for f in c.faces)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}} section{{margin-bottom:1.5rem}}
+h2{{font-size:1rem;margin:.3rem 0}} .faces{{display:flex;flex-wrap:wrap;gap:.6rem}}
+figure{{margin:0;width:110px;font-size:.7rem;overflow-wrap:anywhere}} img{{width:100px;border-radius:4px;border:1px solid #ccc}}
+.missing{{width:100px;height:100px;background:#eee;display:flex;align-items:center;justify-content:center}}
+</style></head><body>
+<h1>{e(title)}</h1>
+<p>{len(clusters)} clusters of two faces or more, biggest first; {len(singletons)} faces alone.
+Name one with <code>identity cluster name CLUSTER_ID --new EXTERNAL_ID</code>.</p>
+{"".join(section(c) for c in clusters)}
+<h2>Faces alone ({len(singletons)})</h2><div class="faces">{alone}</div>
+</body></html>
+"""

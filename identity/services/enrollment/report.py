@@ -1,0 +1,53 @@
+"""What an enrollment run reports: the per-input CSV (`identity enroll --report`) and the summary record.
+
+The CLI prints them; a Python caller or the HTTP API gets the same rows and figures.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Sequence
+
+from identity.services.curation.consistency import InconsistentPerson
+from identity.services.queue.loop import EnrollSummary
+
+REPORT_COLUMNS = ["job_id", "source_path", "external_id", "outcome", "reason", "faces_found", "named_by", "flags"]
+
+
+def report_rows(summary: EnrollSummary, named_by: dict[tuple[str, str], str],
+                flagged: Sequence[InconsistentPerson]) -> list[list[Any]]:
+    """One row per input, in REPORT_COLUMNS order; inputs that never became jobs leave the job fields empty."""
+    flags = {p.external_id: p.flag for p in flagged}
+    rows = []
+    for r in summary.results:
+        queued = r.job_id is not None
+        rows.append([r.job_id if queued else "", r.source_path, r.external_id, r.outcome, r.reason or "",
+                     r.faces_found if queued else "", named_by.get((r.source_path, r.external_id), ""),
+                     flags.get(r.external_id, "")])
+    return rows
+
+
+def write_report(path: Path, summary: EnrollSummary, named_by: dict[tuple[str, str], str],
+                 flagged: Sequence[InconsistentPerson]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(REPORT_COLUMNS)
+        writer.writerows(report_rows(summary, named_by, flagged))
+
+
+def summary_record(summary: EnrollSummary, flagged: Sequence[InconsistentPerson]) -> dict[str, Any]:
+    """The run's figures as `identity enroll --json` prints them."""
+    return {
+        "batch": summary.batch, "queued": summary.queued, "processed": summary.processed,
+        "counts": summary.counts, "faces_enrolled": summary.faces_enrolled,
+        "seconds": round(summary.seconds, 2),
+        "images_per_second": round(summary.processed / summary.seconds, 2) if summary.seconds else None,
+        "inconsistent_persons": [p.as_dict() for p in flagged],
+        "duplicates": duplicates(summary),
+    }
+
+
+def duplicates(summary: EnrollSummary) -> list[dict[str, str]]:
+    """The inputs left unprocessed because an earlier path of the run holds the same bytes."""
+    return [{"path": r.source_path, "duplicate_of": r.duplicate_of} for r in summary.results if r.duplicate_of]

@@ -1,0 +1,85 @@
+"""The enrollment queue as commands see it: queue a batch, list, retry and cancel jobs.
+
+Processing the queue is services.enroll's; these only read and move job rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from identity.app.core import App
+from identity.store.sql import jobs as job_rows
+from identity.store.sql.db import transaction
+from identity.store.sql.jobs import JobSpec
+from identity.store.sql.tables import JobStatus
+
+CANCELLABLE_STATES: tuple[str, ...] = tuple(s.value for s in job_rows.CANCELLABLE)
+STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus)  # where a job is in the queue
+OUTCOMES: tuple[str, ...] = job_rows.OUTCOMES  # how a finished job ended; `state` filters take either
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    batch: str
+    status: str
+    outcome: str | None
+    reason: str | None
+    source_path: str
+    external_id: str
+    attempts: int
+    lease_owner: str | None
+    updated_at: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class CancelReport:
+    cancelled: list[int]  # ids now cancelled
+    running_left_alone: list[int]  # running under a live lease, left alone (no force)
+    not_cancellable: list[int]  # named by id but done or already cancelled
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def queue_enrollment(app: App, specs: Iterable[JobSpec]) -> tuple[str, int]:
+    """Queue a batch without processing it (`enroll --queue-only`): its id and how many jobs it holds."""
+    from identity.services.queue.loop import (
+        queue_jobs,  # enroll loads the face pipeline; listing jobs needs none of it
+    )
+
+    return queue_jobs(app, specs)
+
+
+def list_jobs(app: App, state: str | None = None, batch: str | None = None,
+              limit: int = 100) -> list[JobRecord]:
+    """Newest first; `state` is a status or an outcome (rejected, duplicate, ...)."""
+    with app.sessions() as session:
+        return [JobRecord(**job_rows.job_record(j)) for j in job_rows.list_jobs(session, state, batch, limit)]
+
+
+def retry_jobs(app: App, failed_only: bool = True, batch: str | None = None,
+               cancelled: bool = False) -> int:
+    """Queue failed jobs again (also rejected ones unless `failed_only`, cancelled ones if asked); how many."""
+    with transaction(app.sessions) as session:
+        return job_rows.retry(session, failed_only=failed_only, batch=batch, cancelled=cancelled)
+
+
+def cancel_jobs(app: App, ids: Sequence[int] = (), state: str | None = None, batch: str | None = None,
+                force: bool = False) -> CancelReport:
+    """Cancel the jobs selected by ids, `state` (one of CANCELLABLE_STATES) and batch, which narrow each other."""
+    with transaction(app.sessions) as session:
+        done = job_rows.cancel(session, ids, JobStatus(state) if state else None, batch, force)
+    return CancelReport(done.cancelled, done.refused_live, done.not_cancellable)
+
+
+def queue_depth(app: App) -> dict[str, int]:
+    """How many jobs wait and run now (the HTTP API's /metrics)."""
+    with app.sessions() as session:
+        counts = job_rows.outcome_counts(session)
+    return {state: counts.get(state, 0) for state in ("queued", "running")}

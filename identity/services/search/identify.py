@@ -1,0 +1,298 @@
+"""`identity search`: who is in this photo — ranked persons per face, a decision, a log entry.
+
+Persons are ranked by their template (identity.services.search.templates): a candidate's
+`score` is the raw cosine of the face to the person's template, the normalized mean of
+their photos. Two vector queries per face: the templates (the candidates and the
+decision's cohort, identity.evaluation.decision), then the candidates' own best faces,
+shown as `faces`. Every search is recorded (append-only): when, who asked, the image's
+sha256 (never the image), the model and threshold, and the ranked hits per face.
+
+A face with fewer pixels between the eyes than faces.min_search_iod_px is not searched:
+at that size a stranger's best score is noise that crosses the calibrated threshold
+(benchmarks/tiny_faces.py), so its outcome is `not_searched`, with the reason, never
+`unknown`, and the log records it among the search's parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from identity.errors import InvalidArgument, NoFaceFound
+from identity.evaluation.decision import (
+    MIN_COHORT,
+    PERSONS_NEEDED,
+    RAW,
+    cohort_large_enough,
+    decision_score,
+)
+from identity.faces import DetectedFace, ImageFaces, load_image, scan_limit_warning
+from identity.app.actor import resolve_actor
+from identity.pathnames import path_text
+from identity.services.deployment import Deployment
+from identity.services.maintenance.integrity import check_scores, missing_vectors_warning
+from identity.services.search.unknown_faces import expire_unknown, keep_unknown
+from identity.services.search.thresholds import Threshold, pack_threshold, resolve_threshold
+from identity.store.sql.db import transaction
+from identity.store.sql.tables import UNKNOWN_DETECTOR, SearchEvent, SearchHit
+from identity.store.sql.persons import person_record, persons_by_id, persons_with_attributes
+from identity.store.sql.reviews import rejected_for_image
+from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, record_search
+
+FACES_PER_PERSON = 5  # how many of a person's faces are counted among the hits
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    top_k: int = 5
+    threshold: float | None = None  # None: calibrated, else the pack's default
+    min_score: float | None = None  # hide candidates below this score
+    # Person attributes that must match: every key (AND); a list of values matches any of them (OR).
+    filters: dict[str, str | list[str]] = field(default_factory=dict)
+    largest_face_only: bool = False
+    actor: str | None = None  # None: the OS user
+
+    def __post_init__(self) -> None:
+        # Scores are cosine similarities; nan or inf would also land in the search log.
+        # The threshold applies to a decision score: a cosine, or a cosine plus a few hundredths.
+        if self.threshold is not None and not -1.0 <= self.threshold <= 3.0:  # a nan fails both, so it is caught too
+            raise InvalidArgument(f"threshold {self.threshold} is out of range: give -1 to 3 (decision scores "
+                                  "run from -1 to about 2)")
+        if self.min_score is not None and not -1.0 <= self.min_score <= 1.0:
+            raise InvalidArgument(f"minimum score {self.min_score} is out of range: scores are cosine similarities "
+                                  "from -1 to 1")
+
+
+@dataclass(frozen=True)
+class MatchedFace:
+    face_id: str
+    score: float  # cosine of the searched face to this enrolled face
+
+
+@dataclass(frozen=True)
+class Candidate:
+    rank: int
+    score: float  # cosine to the person's template
+    matched_faces: int
+    person: dict[str, Any]
+    faces: tuple[MatchedFace, ...] = ()  # the person's best faces for this search, best first
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    face_index: int
+    bbox: list[float]
+    det_score: float
+    quality: dict[str, Any]
+    decision: str  # match / unknown / not_searched
+    detector: str  # the detection stage that found the face, e.g. "hog/up1"
+    candidates: list[Candidate]
+    decision_score: float | None = None  # what the decision compared with the threshold; None: no candidate
+    reason: str | None = None  # why the face was not searched; None when it was
+    # The persons the decision saw, best first (person id, template score): the candidates and the
+    # cohort after them. Not shown; eval scores its held-out searches from it.
+    ranked: tuple[tuple[uuid.UUID, float], ...] = ()
+
+    @property
+    def best(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    search_id: str
+    path: str
+    sha256: str
+    model: str
+    threshold: Threshold
+    faces: list[FaceMatch]
+    warnings: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "search_id": self.search_id,
+            "image": self.path,
+            "sha256": self.sha256,
+            "model": self.model,
+            "threshold": self.threshold.value,
+            "threshold_source": self.threshold.source,
+            "decision_rule": self.threshold.rule,
+            **({"threshold_fpir": self.threshold.fpir} if self.threshold.fpir is not None else {}),
+            **({"threshold_gallery_persons": self.threshold.gallery_persons}
+               if self.threshold.gallery_persons is not None else {}),
+            "warnings": self.warnings,
+            "faces": [
+                {
+                    "face_index": f.face_index,
+                    "bbox": f.bbox,
+                    "det_score": f.det_score,
+                    "detector": f.detector,
+                    "quality": f.quality,
+                    "decision": f.decision,
+                    "decision_score": f.decision_score,
+                    "reason": f.reason,
+                    "candidates": [
+                        {"rank": c.rank, "score": c.score, "matched_faces": c.matched_faces, "person": c.person,
+                         "faces": [{"face_id": m.face_id, "score": m.score} for m in c.faces]}
+                        for c in f.candidates
+                    ],
+                }
+                for f in self.faces
+            ],
+        }
+
+
+def search_image(dep: Deployment, path: str, options: SearchOptions) -> SearchResult:
+    """Search one image file; raises ImageError for an unusable file and NoFaceFound when no face is seen."""
+    # Named by its path_text: the search log and the output take a name that is not UTF-8 escaped.
+    image = dataclasses.replace(load_image(path), path=path_text(path))
+    [found] = dep.pipeline.process([image])
+    if not found.faces:
+        raise NoFaceFound(image.path)
+    return search_faces(dep, found, options)
+
+
+def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> SearchResult:
+    chosen = _faces_to_search(found.faces, options.largest_face_only)
+    minimum = dep.pipeline.faces.min_search_iod_px
+    faces = [(index, face) for index, face in chosen if face.quality.iod_px >= minimum]
+    too_small = [_not_searched(index, face, minimum) for index, face in chosen if face.quality.iod_px < minimum]
+    allowed = _persons_matching(dep, options.filters) if options.filters else None
+    threshold, warnings = decision_threshold(dep, options.threshold, allowed)
+    wanted = max(options.top_k, PERSONS_NEEDED)  # the cohort even under the raw rule: eval scores both
+    ranked = [dep.templates.search(face.embedding, wanted, allowed) if allowed != [] else [] for _, face in faces]
+    check_scores(dep.templates, (hit for hits in ranked for hit in hits))
+    with dep.app.sessions() as session:
+        rejected = rejected_for_image(session, found.sha256, dep.model.id)
+        ranked, left_out = _without_rejected(faces, ranked, rejected)
+        people = persons_by_id(session, {hit.person_id for hits in ranked for hit in hits[:options.top_k]}
+                               | {person_id for _, person_id in left_out})
+    warnings = warnings + [f"face {index}: {people[person_id].external_id} is left out: a reviewer rejected that "
+                           "match for this image (identity review list)" for index, person_id in left_out
+                           if person_id in people]
+    matches = []
+    for (index, face), hits in zip(faces, ranked):
+        # A template whose person was erased a moment ago has no row: it is never shown.
+        top = [hit for hit in hits[:options.top_k] if hit.person_id in people]
+        kept = [hit for hit in top if options.min_score is None or hit.score >= options.min_score]
+        best_faces = _best_faces(dep, face.embedding, [hit.person_id for hit in kept])
+        candidates = [
+            Candidate(rank, round(hit.score, 4), len(best_faces.get(hit.person_id, ())),
+                      person_record(people[hit.person_id]), best_faces.get(hit.person_id, ()))
+            for rank, hit in enumerate(kept, start=1)
+        ]
+        score = round(decision_score([hit.score for hit in hits], threshold.rule), 4) if hits else None
+        # A match names someone: not when min_score hid the best person.
+        named = bool(kept) and kept[0] is top[0]
+        decision = MATCH if named and score is not None and score >= threshold.value else UNKNOWN
+        matches.append(FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
+                                 face.quality.as_dict(), decision, _detector_of(face), candidates, score,
+                                 ranked=tuple((hit.person_id, hit.score) for hit in hits)))
+    warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(dep)
+    if found.capped:
+        warnings.append(f"{found.path}: {found.capped} more faces found than faces.max_faces; the lowest-scored were not searched")
+    if found.scan_limited_px:
+        warnings.append(scan_limit_warning(found.path, found.width, found.height, found.scan_limited_px))
+    unknown = [face for face, m in zip(faces, matches) if m.decision == UNKNOWN]
+    matches = sorted(matches + too_small, key=lambda m: m.face_index)
+    search_id = _log(dep, found, options, threshold, matches, minimum)
+    if dep.unknown is not None:  # settings keep them, for clustering (identity.services.search.unknown_faces)
+        keep_unknown(dep, found, search_id, unknown)
+        expire_unknown(dep)
+    return SearchResult(search_id, found.path, found.sha256, dep.model.model_id, threshold, matches, warnings)
+
+
+def decision_threshold(dep: Deployment, override: float | None = None,
+                       allowed: list[uuid.UUID] | None = None) -> tuple[Threshold, list[str]]:
+    """The threshold and its rule; the normalized rule needs a cohort, so a small gallery falls back to raw."""
+    threshold = resolve_threshold(dep.model, dep.pipeline, override)
+    persons = dep.gallery_persons() if allowed is None else len(allowed)
+    if threshold.rule == RAW or cohort_large_enough(persons) or persons == 0:
+        return threshold, []
+    # A threshold given on the command line is kept, now read as a similarity.
+    fallback = pack_threshold(dep.pipeline) if override is None else Threshold(override, "command line")
+    where = "the gallery" if allowed is None else "the persons the filters allow"
+    return fallback, [f"{where} holds {persons} persons, too few for the normalized decision (it needs "
+                      f"{MIN_COHORT + 1}): deciding on the raw similarity at threshold {fallback.value} "
+                      f"({fallback.source})"]
+
+
+def _without_rejected(faces: list[tuple[int, DetectedFace]], ranked: list[list[Any]],
+                      rejected: dict[int, set[uuid.UUID]]) -> tuple[list[list[Any]], list[tuple[int, uuid.UUID]]]:
+    """Each face's ranking without the persons a review rejected for this face of this image: a rejected
+    match is never made again for the same photo, and the decision is taken among the others."""
+    if not rejected:
+        return ranked, []
+    kept, left_out = [], []
+    for (index, _), hits in zip(faces, ranked):
+        refused = rejected.get(index, set())
+        kept.append([hit for hit in hits if hit.person_id not in refused])
+        left_out += [(index, hit.person_id) for hit in hits if hit.person_id in refused]
+    return kept, left_out
+
+
+def _best_faces(dep: Deployment, vector: Any, person_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[MatchedFace, ...]]:
+    """Each candidate's best-scoring faces (one grouped query over the candidates only)."""
+    if not person_ids:
+        return {}
+    groups = dep.index.search_persons(vector, len(person_ids), FACES_PER_PERSON, person_ids)
+    check_scores(dep.index, (hit for group in groups for hit in group.faces))
+    return {g.person_id: tuple(MatchedFace(str(h.face_id), round(h.score, 4)) for h in g.faces) for g in groups}
+
+
+def _gallery_warnings(dep: Deployment, threshold: Threshold) -> list[str]:
+    persons = dep.gallery_persons()
+    if persons == 0:  # an "unknown" from an empty gallery says nothing about the face
+        return [f"the gallery is empty: no person has a searchable face under model {dep.model.model_id}, "
+                "so every face is unknown; enroll photos first (identity enroll)"]
+    return threshold.warnings(persons)
+
+
+def _not_searched(index: int, face: DetectedFace, minimum: float) -> FaceMatch:
+    return FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
+                     face.quality.as_dict(), NOT_SEARCHED, _detector_of(face), [],
+                     reason=f"{face.quality.iod_px:.1f} px between the eyes, below the {minimum:g} px search minimum "
+                            "(faces.min_search_iod_px)")
+
+
+def _detector_of(face: DetectedFace) -> str:
+    return face.detector or UNKNOWN_DETECTOR
+
+
+def _faces_to_search(faces: Sequence[DetectedFace], largest_only: bool) -> list[tuple[int, DetectedFace]]:
+    indexed = list(enumerate(faces))
+    if largest_only:
+        return [max(indexed, key=lambda item: item[1].area)]
+    return indexed
+
+
+def _persons_matching(dep: Deployment, filters: dict[str, str | list[str]]) -> list[uuid.UUID]:
+    wanted = {key: [values] if isinstance(values, str) else list(values) for key, values in filters.items()}
+    with dep.app.sessions() as session:
+        return persons_with_attributes(session, wanted)
+
+
+def _log(dep: Deployment, found: ImageFaces, options: SearchOptions, threshold: Threshold,
+         matches: list[FaceMatch], min_search_iod_px: float) -> str:
+    with transaction(dep.app.sessions) as session:
+        event = SearchEvent(
+            actor=resolve_actor(options.actor), query_sha256=found.sha256, query_name=found.path,
+            model_id=dep.model.id, threshold=threshold.value, top_k=options.top_k,
+            parameters={"min_score": options.min_score, "filters": options.filters,
+                        "largest_face_only": options.largest_face_only, "threshold_source": threshold.source,
+                        "decision_rule": threshold.rule, "min_search_iod_px": min_search_iod_px,
+                        NOT_SEARCHED: [{"face_index": m.face_index, "bbox": m.bbox, "reason": m.reason}
+                                       for m in matches if m.decision == NOT_SEARCHED]},
+            face_count=len(matches),
+        )
+        hits = (
+            # The face's decision names its first candidate; the others were only ranked.
+            SearchHit(face_index=m.face_index, face_bbox=m.bbox, face_detector=m.detector, rank=c.rank,
+                      person_id=uuid.UUID(c.person["id"]), score=c.score,
+                      decision=m.decision if c.rank == 1 else UNKNOWN, matched_faces=c.matched_faces)
+            for m in matches for c in m.candidates
+        )
+        return str(record_search(session, event, hits))
+

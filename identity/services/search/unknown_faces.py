@@ -1,0 +1,77 @@
+"""Faces that searches returned as unknown, kept for clustering only where a setting says so.
+
+They are biometric data of people who are not enrolled, so keeping them is off by
+default (settings `review.keep_unknown_faces`), and each is kept for
+`review.unknown_retention_days` at most: then its row and vector are erased, and the
+collection's files purged as erasure does. The row is written before the vector, so a
+crash between the two leaves a row that expires, never a vector nobody knows of.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image as PILImage
+
+from identity.faces import DetectedFace, ImageFaces
+from identity.services.deployment import Deployment
+from identity.store.sql.db import transaction
+from identity.store.sql.tables import UnknownFace
+from identity.store.sql.unknown_faces import delete_unknown_faces, expired_unknown_faces
+from identity.store.vectors import VectorPoint
+
+THUMB_QUALITY = 85
+NO_PERSON = uuid.UUID(int=0)  # the collection's person_id payload: these faces belong to nobody yet
+
+
+def keep_unknown(dep: Deployment, found: ImageFaces, search_id: str,
+                 faces: Sequence[tuple[int, DetectedFace]]) -> list[uuid.UUID]:
+    """Keep these faces of a search (index, face) for clustering; returns their ids."""
+    if dep.unknown is None or not faces:
+        return []
+    now = datetime.now(timezone.utc)
+    expires = now + timedelta(days=dep.settings.review.unknown_retention_days)
+    rows = [UnknownFace(id=uuid.uuid4(), model_id=dep.model.id, search_id=uuid.UUID(search_id), face_index=index,
+                        image_sha256=found.sha256, source_path=found.path, bbox=[round(float(v), 1) for v in face.bbox],
+                        quality=face.quality.as_dict(), thumbnail=face_thumbnail(face), created_at=now,
+                        expires_at=expires)
+            for index, face in faces]
+    with transaction(dep.app.sessions) as session:
+        session.add_all(rows)
+    dep.unknown.upsert([VectorPoint(row.id, NO_PERSON, face.embedding) for row, (_, face) in zip(rows, faces)])
+    return [row.id for row in rows]
+
+
+def face_thumbnail(face: DetectedFace) -> bytes | None:
+    """The aligned crop the recognizer saw, as a small JPEG (what a reviewer looks at)."""
+    if face.crop.size == 0:
+        return None
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.ascontiguousarray(face.crop)).save(buffer, format="JPEG", quality=THUMB_QUALITY)
+    return buffer.getvalue()
+
+
+def expire_unknown(dep: Deployment, now: datetime | None = None) -> dict[str, Any]:
+    """Erase the kept faces whose retention ran out, this model's and others' rows alike (another
+    model's vectors went with its collection's purge when it was active)."""
+    moment = now or datetime.now(timezone.utc)
+    with dep.app.sessions() as session:
+        expired = expired_unknown_faces(session, moment)
+    if not expired:
+        return {"expired": 0}
+    return {"expired": len(expired), **erase_unknown(dep, [face_id for face_id, _ in expired])}
+
+
+def erase_unknown(dep: Deployment, ids: Sequence[uuid.UUID]) -> dict[str, Any]:
+    """Erase kept faces: rows, vectors, and the collection's files rebuilt without them."""
+    if not ids:
+        return {"rows": 0}
+    with transaction(dep.app.sessions) as session:
+        rows = delete_unknown_faces(session, ids)
+    index = dep.unknown_faces()
+    index.delete(list(ids))
+    return {"rows": rows, "vectors": index.purge()}
