@@ -87,14 +87,16 @@ def entries(section: type, path: tuple[str, ...] = ()) -> list[Entry]:
         description = sentence(description)
         if f.name in SECRET_FIELDS:
             description += " Secret: masked in `identity config show`."
-        out.append(Entry(
-            env=prefix + f.name.upper(),
-            toml=(f"[{'.'.join(path)}] " if path else "") + f.name,
-            kind=type_name(hints[f.name]),
-            default=default_text(f),
-            accepts=accepts_text(f.metadata.get("allowed")),
-            description=description,
-        ))
+        out.append(
+            Entry(
+                env=prefix + f.name.upper(),
+                toml=(f"[{'.'.join(path)}] " if path else "") + f.name,
+                kind=type_name(hints[f.name]),
+                default=default_text(f),
+                accepts=accepts_text(f.metadata.get("allowed")),
+                description=description,
+            )
+        )
     return out
 
 

@@ -79,8 +79,10 @@ def test_the_readme_reads_in_five_minutes() -> None:
 def test_the_readme_keeps_the_two_set_up_commands() -> None:
     """.ci/run runs the line after the test-command marker; the main command is the first thing a user runs."""
     lines = (ROOT / "README.md").read_text().splitlines()
-    for marker, words in (("<!-- main-command -->", ("identity enroll", "identity search")),
-                          ("<!-- test-command -->", ("pytest",))):
+    for marker, words in (
+        ("<!-- main-command -->", ("identity enroll", "identity search")),
+        ("<!-- test-command -->", ("pytest",)),
+    ):
         command = lines[lines.index(marker) + 1]
         assert command.startswith("    python3 -m venv .venv") and all(w in command for w in words), marker
 
@@ -94,7 +96,8 @@ def test_the_docs_index_lists_every_page() -> None:
 def test_the_configuration_page_is_generated_from_settings() -> None:
     committed = (ROOT / "docs" / "configuration.md").read_text()
     assert committed == config_reference.render(), (
-        f"docs/configuration.md is out of date with identity/config.py: run `{config_reference.COMMAND}`")
+        f"docs/configuration.md is out of date with identity/config.py: run `{config_reference.COMMAND}`"
+    )
 
 
 def test_every_setting_has_its_variable_and_description_on_the_page() -> None:
