@@ -17,7 +17,7 @@ probe is decided as search decides (identity.evaluation.decision, the pack's cal
 default threshold). Prints per size: FPIR (non-mated probes decided `match`) with a
 Wilson 95% interval, the mated hit rate (the right person ranked first and decided
 `match`) and the mated probes decided `match` on the wrong person. The figures and the
-choice of faces.min_search_iod_px are in the README (search output). On 2 busy cores
+choice of faces.min_search_iod_px are in docs/accuracy.md. On 2 busy cores
 the defaults took ~15 min; --redetect with --probes 300 --mated 100 about as long.
 """
 

@@ -71,7 +71,7 @@ class FaceSettings:
     # dlib detector upsampling: 1 finds faces down to ~40 px wide; each step quadruples the pixels
     upsample: int = setting(1, 0, 4)
     # Smallest face height wanted, in original pixels: large photos are detected at the scale that keeps such
-    # a face findable. None: each detector's measured default (HOG 64, YuNet 48; README "Detection", "Detectors").
+    # a face findable. None: each detector's measured default (HOG 64, YuNet 48; docs/accuracy.md, docs/models.md).
     min_face_px: int | None = setting(None, 8, 4096)
     onnx_detector: str | None = None  # insightface-onnx pack: SCRFD/RetinaFace .onnx
     onnx_recognizer: str | None = None  # insightface-onnx pack: ArcFace/CosFace .onnx
@@ -79,7 +79,7 @@ class FaceSettings:
     torch_arch: str = setting("r50", choices=("r18", "r34", "r50", "r100"))  # torch-iresnet pack
     allow_download: bool = False  # insightface-onnx: fetch buffalo_l when no paths are set
     # YuNet pack: its score cut. On det-dev: 0.75 -> 88.6% of faces, 0.11 false per photo; 0.7 -> 89.9%, 0.18
-    # (0.8 finds fewer with as many false): see README "Detectors".
+    # (0.8 finds fewer with as many false): see docs/models.md.
     yunet_min_score: float = setting(0.75, 0, 1)
     max_faces: int = setting(200, 1, 100_000)  # faces kept per photo (highest scores); the rest are dropped and counted
     min_det_score: float = 0.0  # any finite number: each detector has its own scale
@@ -88,10 +88,11 @@ class FaceSettings:
     # probes shrunk to 8-24 px (benchmarks/tiny_faces.py) FPIR stayed within 2x of the calibrated one down
     # to 8 px; 12 is that with a 1.5x margin for real small faces' compression, blur and noise.
     min_search_iod_px: float = setting(12.0, 0)
+    min_blur: float = setting(10.0, 0)  # variance of the Laplacian below which a crop is blurry
     # On lfw-dev a 50 degree yaw gate (landmark estimate) refused 15 of 2,848 gallery faces
     # in three-quarter view that the recognizer still matches; 65 keeps out true profiles.
-    min_blur: float = setting(10.0, 0)  # variance of the Laplacian below which a crop is blurry
     max_yaw_deg: float = setting(65.0, 0, 180)
+    # Head roll (towards a shoulder) above which a face is rejected as `tilted`; yaw above its gate is `profile`.
     max_roll_deg: float = setting(45.0, 0, 180)
 
 
@@ -102,8 +103,8 @@ class VectorSettings:
     # Measured on 100k x 512-d (benchmarks/vector_index.py): recall@10 0.975 at ~2.7 ms with
     # int8 candidates rescored in float; m=16 needed ef=1024 for the same recall.
     hnsw_m: int = setting(32, 4, 128)
-    hnsw_ef_construct: int = setting(128, 4, 4096)
-    search_ef: int = setting(512, 1, 32768)
+    hnsw_ef_construct: int = setting(128, 4, 4096)  # HNSW candidate list while building the graph
+    search_ef: int = setting(512, 1, 32768)  # HNSW candidate list per search (int8 candidates, rescored in float)
     exact: bool = False  # brute-force search (small galleries, evaluation)
     # Embedded store: allocate the disk blocks of its sparse files up front (on open and before each
     # write chunk), so another program filling the disk later cannot make a write fault (SIGBUS).
@@ -165,12 +166,13 @@ class ReviewSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    # The embedded stores (SQLite file, Qdrant Edge shards), uploads, installed detectors, local model packs.
     data_dir: Path = field(default_factory=lambda: default_data_dir())
     database_url: str | None = None  # None: SQLite file under data_dir
     qdrant_url: str | None = None  # None: embedded Qdrant Edge under data_dir; ":memory:" for local mode
-    qdrant_api_key: str | None = None
+    qdrant_api_key: str | None = None  # API key of the Qdrant server
     qdrant_timeout: float = setting(10.0, 0.001, 86_400)  # seconds
-    qdrant_retries: int = setting(3, 0, 100)
+    qdrant_retries: int = setting(3, 0, 100)  # retries of a Qdrant request on connection errors
     # None: the store's active model (set by `identity reindex`), else dlib-resnet; a value pins it.
     model: str | None = None
     workers: int = setting(0, 0, 1024)  # 0: one per CPU core

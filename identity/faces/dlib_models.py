@@ -32,7 +32,7 @@ HOG, CNN = "hog", "cnn"
 # (never enlarged: upsample does that), within a budget of upsampled pixels; photos up to
 # FULL_SIZE_SIDE are always scanned whole, as before the scale was chosen.
 WINDOW_PX = 80
-# faces.min_face_px unset: 90% of 40-80 px faces found in 12 MP photos, 1.9 s of CPU per such photo (README "Detection").
+# faces.min_face_px unset: 90% of 40-80 px faces found in 12 MP photos, 1.9 s of CPU per such photo (docs/accuracy.md).
 DEFAULT_MIN_FACE_PX = 64
 FULL_SIZE_SIDE = 1280
 MAX_SCAN_PIXELS = 24_000_000  # HOG at ~80 ns per scanned pixel: ~2 s of one core for the first stage
@@ -42,7 +42,7 @@ MAX_SCAN_PIXELS = 24_000_000  # HOG at ~80 ns per scanned pixel: ~2 s of one cor
 FALLBACK_BUDGET_S = 1.0
 # The HOG fallback stage also runs when the first stage found a face under this many times its
 # smallest findable size (WINDOW_PX / 2**upsample): small faces come in crowds, and the next smaller
-# ones are out of its reach. Measured with benchmarks/detection.py (README "Detection"): on det-dev's
+# ones are out of its reach. Measured with benchmarks/detection.py (docs/accuracy.md): on det-dev's
 # group photos recall went from 66.2% to 78.9% (0.05 -> 0.06 false detections per photo), and 1 of
 # 150 lfw-dev portraits (faces ~110 px) triggers it; at 1.5x, 81% but 3 of 150. MMOD (~8 us per pixel) still runs only when no face
 # is found: in the crowd pass it added nothing on det-dev and cost 0.5 s per lfw-dev photo it ran on.

@@ -32,7 +32,8 @@ TOP_K = 5000  # candidates kept before YuNet's suppression
 MAX_TILE_PIXELS = 4_000_000  # one tile's working size: YuNet needs ~0.1 GB per megapixel
 # faces.min_face_px unset: a 12 MP photo is then one 4 MP pass (faces from 42 px found); 40 needed 3 passes, 3x the time.
 DEFAULT_MIN_FACE_PX = 48
-NATIVE_MIN_FACE_PX = 24.0  # face height found reliably at scale 1: 97% of 24 px lfw-dev faces, 78% of 20 px (README "Detectors")
+# face height found reliably at scale 1: 97% of 24 px lfw-dev faces, 78% of 20 px (docs/models.md "Detectors")
+NATIVE_MIN_FACE_PX = 24.0
 
 # dlib's HOG box from YuNet's 5 landmarks: centre = landmark mean + (dx, dy) * eye-to-mouth
 # distance, square side = size * that distance. Medians over 399 lfw-dev faces (400 random
