@@ -1,4 +1,4 @@
-"""Face clustering on lfw-dev: every method of identity.services.clustering.algorithms, on one table.
+"""Face clustering on lfw-dev: the product's method and the baselines of benchmarks/clustering_methods.py, on one table.
 
     IDENTITY_DATA_DIR=/work/benchdata .venv/bin/python benchmarks/clustering.py [--dataset DIR] [--workers 2]
         [--limit N] [--scale N] [--json]
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +42,15 @@ from rich.table import Table
 from identity.app.core import App
 from identity.config import Settings
 from identity.evaluation.cache import analyse_paths
-from identity.evaluation.clustering_metrics import clustering_scores
 from identity.evaluation.decision import RAW
 from identity.evaluation.protocol import scan_labelled
 from identity.faces import ImageFaces, default_model
-from identity.services.clustering.algorithms import DEFAULT_METHOD, METHODS, ClusterThreshold, cluster_faces
+from identity.services.clustering.algorithms import DEFAULT_METHOD, ClusterThreshold
 from identity.services.search.thresholds import pairwise_threshold, resolve_threshold
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clustering_methods import METHODS, cluster  # noqa: E402 (a sibling script's module)
+from clustering_metrics import clustering_scores  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LFW = REPO.parent / "shared" / "datasets" / "lfw-dev"
@@ -155,7 +159,7 @@ def score(faces: Faces, threshold: ClusterThreshold, method: str, name: str | No
                            "persons": len({p for p, s in zip(faces.persons, faces.scored) if s})}
     started = time.perf_counter()
     try:
-        labels = cluster_faces(faces.vectors, faces.photos, threshold, method)
+        labels = cluster(faces.vectors, faces.photos, threshold, method)
     except ImportError as exc:
         return row | {"not_run": f"needs {exc.name or 'an optional package'} (pip install scikit-learn)"}
     row["seconds"] = round(time.perf_counter() - started, 2)
@@ -191,7 +195,7 @@ def scale(faces: Faces, threshold: ClusterThreshold, count: int) -> dict[str, An
     photos = [str(i) for i in range(count)]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    labels = cluster_faces(vectors, photos, threshold)
+    labels = cluster(vectors, photos, threshold)
     seconds = time.perf_counter() - started
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     return {"faces": count, "seconds": round(seconds, 1), "peak_memory_growth_mib": round(grown / 1024),

@@ -1,20 +1,23 @@
-"""Face clustering algorithms and clustering metrics, on synthetic embeddings (fast, no models, no store)."""
+"""Face clustering (the product's method and the benchmark's baselines) and clustering metrics, on synthetic
+embeddings (fast, no models, no store). The baselines and metrics live in benchmarks/ (put on sys.path
+here, as benchmarks/clustering.py finds them)."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from identity.evaluation.clustering_metrics import bcubed, clustering_scores, pairwise
-from identity.evaluation.decision import NORMALIZED, RAW
-from identity.services.clustering import algorithms as clustering_algorithms
-from identity.services.clustering.algorithms import (
-    DEFAULT_METHOD,
-    METHODS,
-    ClusterThreshold,
-    cluster_faces,
-    nearest_neighbours,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import clustering_methods  # noqa: E402
+from clustering_methods import METHODS, cluster, nearest_neighbours  # noqa: E402
+from clustering_metrics import bcubed, clustering_scores, pairwise  # noqa: E402
+
+from identity.evaluation.decision import NORMALIZED, RAW  # noqa: E402
+from identity.services.clustering import algorithms as clustering_algorithms  # noqa: E402
+from identity.services.clustering.algorithms import DEFAULT_METHOD, ClusterThreshold, cluster_faces  # noqa: E402
 
 DIM = 128
 # Synthetic identities: random unit centres (strangers near cosine 0), faces at cosine ~0.85 to their centre.
@@ -77,7 +80,7 @@ def test_two_faces_of_one_photo_are_never_one_person(method: str) -> None:
     twin = vectors[first] + np.float32(1e-4)  # nearly the same vector, in the same photo as `first`
     vectors = np.vstack([vectors, twin / np.linalg.norm(twin)]).astype(np.float32)
     photos = own_photos(len(persons)) + [f"photo-{first}"]
-    labels = cluster_faces(vectors, photos, THRESHOLD, method)
+    labels = cluster(vectors, photos, THRESHOLD, method)
     assert labels[first] != labels[-1]
     for photo in set(photos):
         faces = [i for i, p in enumerate(photos) if p == photo]
@@ -89,9 +92,9 @@ def test_labels_are_canonical_and_deterministic(method: str) -> None:
     needs(method)
     vectors, persons = identities([7, 3, 3, 5] + [1] * 10)
     photos = own_photos(len(persons))
-    labels = cluster_faces(vectors, photos, THRESHOLD, method)
+    labels = cluster(vectors, photos, THRESHOLD, method)
     assert labels.dtype == np.int64 and labels.shape == (len(persons),)
-    assert np.array_equal(labels, cluster_faces(vectors.copy(), list(photos), THRESHOLD, method))
+    assert np.array_equal(labels, cluster(vectors.copy(), list(photos), THRESHOLD, method))
     sizes = np.bincount(labels)
     assert sizes.min() >= 1  # labels 0..k-1, none skipped
     assert np.all(np.diff(sizes) <= 0)  # 0 is the largest
@@ -117,7 +120,7 @@ def test_blockwise_search_matches_one_face_at_a_time(monkeypatch: pytest.MonkeyP
 
 
 def test_nearest_neighbours_match_a_full_sort(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(clustering_algorithms, "BLOCK", 16)
+    monkeypatch.setattr(clustering_methods, "BLOCK", 16)
     vectors, _ = identities([10, 10, 10, 5])
     index, sims = nearest_neighbours(vectors, 4)
     full = vectors @ vectors.T
@@ -132,7 +135,7 @@ def test_nearest_neighbours_match_a_full_sort(monkeypatch: pytest.MonkeyPatch) -
 def test_dbscan_baselines_find_the_persons_and_keep_noise_alone(method: str) -> None:
     pytest.importorskip("sklearn")
     vectors, persons = identities([8, 6, 5] + [1] * 6)
-    labels = cluster_faces(vectors, own_photos(len(persons)), THRESHOLD, method)
+    labels = cluster(vectors, own_photos(len(persons)), THRESHOLD, method)
     assert same_partition(labels, persons)  # strangers are noise, and noise faces are singletons, never -1
 
 
@@ -144,15 +147,15 @@ def test_a_baseline_cluster_with_two_faces_of_one_photo_keeps_the_one_nearer_its
     stray = centre / np.linalg.norm(centre) + np.random.default_rng(3).normal(size=DIM) / np.sqrt(DIM)
     vectors = np.vstack([vectors, stray / np.linalg.norm(stray)]).astype(np.float32)  # cosine ~0.6 to the person
     photos = own_photos(len(persons)) + [f"photo-{person[0]}"]
-    assert cluster_faces(vectors, own_photos(len(photos)), THRESHOLD, "dbscan-immich")[-1] == 0  # joins them alone
-    labels = cluster_faces(vectors, photos, THRESHOLD, "dbscan-immich")
+    assert cluster(vectors, own_photos(len(photos)), THRESHOLD, "dbscan-immich")[-1] == 0  # joins them alone
+    labels = cluster(vectors, photos, THRESHOLD, "dbscan-immich")
     assert np.all(labels[person] == 0) and np.sum(labels == labels[-1]) == 1
 
 
 def test_hdbscan_baseline_runs() -> None:
     pytest.importorskip("sklearn")
     vectors, persons = identities([8, 6, 5] + [1] * 6)
-    labels = cluster_faces(vectors, own_photos(len(persons)), THRESHOLD, "hdbscan")
+    labels = cluster(vectors, own_photos(len(persons)), THRESHOLD, "hdbscan")
     assert labels.shape == (len(persons),) and labels.min() == 0
     assert clustering_scores(labels, persons).bcubed_recall == 1.0
 
@@ -160,7 +163,7 @@ def test_hdbscan_baseline_runs() -> None:
 def test_bad_input_is_refused_and_empty_input_is_empty() -> None:
     vectors, persons = identities([2, 2])
     with pytest.raises(ValueError, match="unknown clustering method"):
-        cluster_faces(vectors, own_photos(4), THRESHOLD, "k-means")
+        cluster(vectors, own_photos(4), THRESHOLD, "k-means")
     with pytest.raises(ValueError, match="photo keys"):
         cluster_faces(vectors, own_photos(3), THRESHOLD)
     with pytest.raises(ValueError, match="rule"):

@@ -1,52 +1,35 @@
-"""Group face embeddings into persons without labels: the algorithms, free of SQL and I/O.
+"""Group face embeddings into persons without labels: the product's algorithm, free of SQL and I/O.
 
 `cluster_faces` takes L2-normalised vectors, the photo each face came from and the
-thresholds in force, and gives every face a cluster label. benchmarks/clustering.py
-measures every method on lfw-dev (6,677 faces of 2,848 persons, the dlib pack's
-thresholds) and chose the default there: search-enroll reached BCubed precision 0.990
-and F 0.971 in about 3 s on 2 cores (F 0.971 and 0.972 on two disjoint halves of the
-persons); the best baseline, HDBSCAN, 0.917 and 0.925; Immich's DBSCAN 0.041 and 0.079.
-Methods:
+thresholds in force, and gives every face a cluster label, by search-enroll: the product's
+own search, run as if enrolling faces one by one. Each face, in input order, is searched
+against the clusters so far, each represented by its template (the normalised mean of its
+faces, as a person's template is), and decided by the search's decision rule and threshold
+(identity.evaluation.decision): a match joins the best cluster, anything else starts a new
+one. Then up to ROUNDS rounds of refinement, while something merges: every face is taken
+out and searched again against the settled templates, then clusters merge where the
+majority of a cluster's faces, searched with their own cluster held out, match one other
+cluster (a person split in two stops each half's faces from matching either, because the
+rule rewards the margin over the second-best person). With the normalized rule, while too
+few clusters exist for a cohort the raw rule decides at the pairwise threshold, as search
+does with a small gallery.
 
-- search-enroll (the default): the product's own search, run as if enrolling faces one
-  by one. Each face, in input order, is searched against the clusters so far, each
-  represented by its template (the normalised mean of its faces, as a person's template
-  is), and decided by the search's decision rule and threshold
-  (identity.evaluation.decision): a match joins the best cluster, anything else starts a
-  new one. Then up to ROUNDS rounds of refinement, while something merges: every face
-  is taken out and searched again against the settled templates, then clusters merge
-  where the majority of a cluster's faces, searched with their own cluster held out,
-  match one other cluster (a person split in two stops each half's faces from matching
-  either, because the rule rewards the margin over the second-best person). With the
-  normalized rule, while too few clusters exist for a cohort the raw rule decides at the pairwise
-  threshold, as search does with a small gallery.
-- search-enroll-single-pass: the first pass alone (what refinement adds).
-- graph: Chinese Whispers (Biemann 2006) on the graph joining faces whose cosine passes
-  the pairwise (1:1) threshold, weighted by the cosine.
-- graph-tnorm: Chinese Whispers on edges whose T-normed pair score, the decision rule
-  without its margin term (s + TNORM_WEIGHT * T-norm of s against either face's cohort
-  of nearest faces), passes the decision threshold.
-- dbscan-immich: Immich's baseline, scikit-learn DBSCAN on cosine distance, eps 0.5,
-  min_samples 3 (Immich's "maximum distance" and "minimum faces"); set for ArcFace-style
-  models, whose strangers sit near cosine 0.
-- dbscan-pairwise, dbscan-pairwise-1: DBSCAN with eps = 1 - pairwise threshold,
-  min_samples 3 and 1 (1 is single linkage: connected components of the pairwise graph).
-- hdbscan: scikit-learn HDBSCAN, min_cluster_size 2, on euclidean distance between the
-  unit vectors (monotone in cosine).
+benchmarks/clustering.py measured it against graph and DBSCAN/HDBSCAN baselines
+(benchmarks/clustering_methods.py) on lfw-dev (6,677 faces of 2,848 persons, the dlib
+pack's thresholds): search-enroll reached BCubed precision 0.990 and F 0.971 in about 3 s
+on 2 cores (F 0.971 and 0.972 on two disjoint halves of the persons); the best baseline,
+HDBSCAN, 0.917 and 0.925; Immich's DBSCAN 0.041 and 0.079.
 
-The DBSCAN and HDBSCAN baselines need scikit-learn (the test extra), imported only when
-they run; their noise faces become singletons. Every method keeps the hard constraint
-that two faces of one photo are never one person: the graph and search methods never
-put them together, and any cluster that still holds two faces of a photo keeps the one
-closest to its mean and makes the others singletons.
+Two faces of one photo are never one person: search-enroll never puts them together, and
+any cluster that still holds two faces of a photo (a method passed in by a benchmark) keeps
+the one closest to its mean and makes the others singletons.
 
 Labels are canonical: 0 is the largest cluster, then by size, ties broken by the
 cluster's first face in input order; every face has a label (a singleton has its own).
 The same input in the same order always gives the same labels.
 
-Scale: neighbours and search scores are computed a block of faces at a time, so memory
-stays O(n * (k + d) + BLOCK * clusters), never n x n (except in the DBSCAN baselines,
-whose neighbourhoods scikit-learn holds whole).
+Scale: search scores are computed a block of faces at a time, so memory stays
+O(n * d + BLOCK * clusters), never n x n.
 """
 
 from __future__ import annotations
@@ -57,21 +40,15 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from identity.evaluation.decision import (
-    COHORT,
-    MIN_COHORT,
     NORMALIZED,
     PERSONS_NEEDED,
     RAW,
-    TNORM_WEIGHT,
     cohort_large_enough,
     decision_score,
 )
 
 ROUNDS = 3  # lfw-dev: a fourth round, or more reassignment passes per round, changed BCubed F by < 0.001
-GRAPH_NEIGHBOURS = 64  # edges considered per face; a person with more faces still connects through them
-CW_ITERATIONS = 30
 BLOCK = 512  # faces scored per matrix product
-IMMICH_EPS, IMMICH_MIN_FACES = 0.5, 3
 DEFAULT_METHOD = "search-enroll"
 
 
@@ -90,12 +67,12 @@ Method = Callable[[np.ndarray, Sequence[str], ClusterThreshold], np.ndarray]
 
 
 def cluster_faces(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold,
-                  method: str = DEFAULT_METHOD) -> np.ndarray:
+                  method: str | Method = DEFAULT_METHOD) -> np.ndarray:
     """Labels (n,) int64, one per face, canonical (see the module docstring).
 
     Faces sharing a photo key never share a label. Raises ValueError on an unknown method or mismatched input.
     """
-    chosen = _METHODS.get(method)
+    chosen = method if callable(method) else METHODS.get(method)
     if chosen is None:
         raise ValueError(f"unknown clustering method {method!r} (known: {', '.join(METHODS)})")
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -108,19 +85,15 @@ def cluster_faces(vectors: np.ndarray, photos: Sequence[str], threshold: Cluster
 
 
 # -- search-enroll ------------------------------------------------------------------------------------
-def _search_enroll(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold) -> np.ndarray:
+def search_enroll(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold,
+                  rounds: int = ROUNDS) -> np.ndarray:
+    """The first pass, then up to `rounds` rounds of refinement (0: the first pass alone)."""
     gallery = _Gallery(vectors, photos, threshold)
     gallery.enroll_each()
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         gallery.reassign_each()
         if not gallery.merge_clusters():
             break
-    return gallery.labels
-
-
-def _search_enroll_single_pass(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold) -> np.ndarray:
-    gallery = _Gallery(vectors, photos, threshold)
-    gallery.enroll_each()
     return gallery.labels
 
 
@@ -270,114 +243,6 @@ def _decide(scores: np.ndarray, threshold: ClusterThreshold) -> int:
     return int(candidates[top[0]]) if match else -1
 
 
-# -- graphs -------------------------------------------------------------------------------------------
-def _graph(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold) -> np.ndarray:
-    index, sims = nearest_neighbours(vectors, GRAPH_NEIGHBOURS)
-    return _chinese_whispers(_edges(index, sims, sims >= threshold.pairwise, photos), photos)
-
-
-def _graph_tnorm(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold) -> np.ndarray:
-    index, sims = nearest_neighbours(vectors, COHORT + 1)
-    cohort = sims[:, 1:]  # a face's cohort: its nearest faces after the first, as a search's after the best person
-    if cohort.shape[1] < MIN_COHORT:  # too few faces for a cohort: the 1:1 threshold, as search does
-        return _chinese_whispers(_edges(index, sims, sims >= threshold.pairwise, photos), photos)
-    mean, spread = cohort.mean(axis=1), np.maximum(cohort.std(axis=1), 1e-6)
-    own = sims + TNORM_WEIGHT * (sims - mean[:, None]) / spread[:, None]
-    other = sims + TNORM_WEIGHT * (sims - mean[index]) / spread[index]
-    keep = np.minimum(own, other) >= threshold.decision  # both faces' cohorts must agree
-    return _chinese_whispers(_edges(index, sims, keep, photos), photos)
-
-
-def _edges(index: np.ndarray, sims: np.ndarray, keep: np.ndarray,
-           photos: Sequence[str]) -> list[list[tuple[int, float]]]:
-    """Symmetric weighted adjacency lists (neighbour, cosine), sorted by neighbour; no edge within a photo."""
-    adjacency: list[dict[int, float]] = [{} for _ in range(len(index))]
-    for a, b in zip(*np.nonzero(keep)):
-        j = int(index[a, b])
-        if photos[a] != photos[j]:
-            weight = float(sims[a, b])
-            adjacency[a][j] = adjacency[j][int(a)] = weight
-    return [sorted(neighbours.items()) for neighbours in adjacency]
-
-
-def _chinese_whispers(edges: list[list[tuple[int, float]]], photos: Sequence[str]) -> np.ndarray:
-    """Each face in turn takes the label its neighbours weigh most (ties: the lowest), never one that
-    another face of its photo holds; in input order, until nothing changes (deterministic)."""
-    labels = list(range(len(edges)))
-    holders: dict[tuple[int, str], int] = {(face, photo): 1 for face, photo in enumerate(photos)}
-    for _ in range(CW_ITERATIONS):
-        changed = False
-        for face, neighbours in enumerate(edges):
-            weights: dict[int, float] = {}
-            for other, weight in neighbours:
-                weights[labels[other]] = weights.get(labels[other], 0.0) + weight
-            current, photo = labels[face], photos[face]
-            allowed = [(-w, label) for label, w in weights.items()
-                       if label == current or not holders.get((label, photo))]
-            if not allowed:
-                continue
-            best = min(allowed)[1]
-            if best != current:
-                holders[(current, photo)] -= 1
-                holders[(best, photo)] = holders.get((best, photo), 0) + 1
-                labels[face] = best
-                changed = True
-        if not changed:
-            break
-    return np.array(labels, dtype=np.int64)
-
-
-def nearest_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each face's k most similar other faces (indices, cosines), best first; a block of rows at a time."""
-    n = len(vectors)
-    k = max(0, min(k, n - 1))
-    index = np.zeros((n, k), dtype=np.int64)
-    sims = np.zeros((n, k), dtype=np.float32)
-    if k == 0:
-        return index, sims
-    for start in range(0, n, BLOCK):
-        block = vectors[start:start + BLOCK] @ vectors.T
-        rows = np.arange(len(block))
-        block[rows, rows + start] = -np.inf
-        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        top_sims = np.take_along_axis(block, top, axis=1)
-        order = np.lexsort((top, -top_sims), axis=1)  # best first, ties by index: deterministic
-        index[start:start + BLOCK] = np.take_along_axis(top, order, axis=1)
-        sims[start:start + BLOCK] = np.take_along_axis(top_sims, order, axis=1)
-    return index, sims
-
-
-# -- scikit-learn baselines -----------------------------------------------------------------------------
-def _dbscan(eps: float, min_samples: int) -> Method:
-    def run(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold) -> np.ndarray:
-        from sklearn.cluster import DBSCAN
-
-        return _noise_alone(DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit(vectors).labels_)
-    return run
-
-
-def _dbscan_pairwise(min_samples: int) -> Method:
-    def run(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold) -> np.ndarray:
-        return _dbscan(1.0 - threshold.pairwise, min_samples)(vectors, photos, threshold)
-    return run
-
-
-def _hdbscan(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold) -> np.ndarray:
-    from sklearn.cluster import HDBSCAN
-
-    if len(vectors) < 2:
-        return np.zeros(len(vectors), dtype=np.int64)
-    return _noise_alone(HDBSCAN(min_cluster_size=2, metric="euclidean", copy=True).fit(vectors).labels_)
-
-
-def _noise_alone(labels: np.ndarray) -> np.ndarray:
-    """Noise (-1) faces each become a cluster of their own."""
-    labels = np.asarray(labels, dtype=np.int64).copy()
-    noise = labels < 0
-    labels[noise] = labels.max(initial=-1) + 1 + np.arange(int(noise.sum()))
-    return labels
-
-
 # -- constraints and numbering --------------------------------------------------------------------------
 def _photo_mates(photos: Sequence[str]) -> list[list[int]]:
     """For each face, the other faces of its photo."""
@@ -417,14 +282,4 @@ def _canonical(labels: np.ndarray) -> np.ndarray:
     return rank[dense.reshape(-1)]
 
 
-_METHODS: dict[str, Method] = {
-    "search-enroll": _search_enroll,
-    "search-enroll-single-pass": _search_enroll_single_pass,
-    "graph": _graph,
-    "graph-tnorm": _graph_tnorm,
-    "dbscan-immich": _dbscan(IMMICH_EPS, IMMICH_MIN_FACES),
-    "dbscan-pairwise": _dbscan_pairwise(3),
-    "dbscan-pairwise-1": _dbscan_pairwise(1),
-    "hdbscan": _hdbscan,
-}
-METHODS: tuple[str, ...] = tuple(_METHODS)
+METHODS: dict[str, Method] = {DEFAULT_METHOD: search_enroll}  # benchmarks pass other methods as functions
