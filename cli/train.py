@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-
 from identity_cli.context import open_app
 from identity_cli.options import JSON
 from identity_cli.output import console, print_json, print_table
@@ -40,8 +39,13 @@ def finetune(
     A model that is not better on validation is not promoted unless --force. Switch search to a
     promoted model with `identity reindex --model NAME`.
     """
-    from identity.services.models.finetune import FinetuneRequest, finetune as run
-    from identity.train.finetune import FULL, HEAD, TrainOptions
+    from identity.services.models.finetune import (
+        FULL,
+        HEAD,
+        FinetuneRequest,
+        TrainOptions,
+    )
+    from identity.services.models.finetune import finetune as run
 
     if mode not in (HEAD, FULL):
         raise typer.BadParameter("use 'head' or 'full'", param_hint="--mode")

@@ -57,15 +57,14 @@ def models_dir(data_dir: Path) -> Path:
     return Path(data_dir) / MODELS_DIR
 
 
-def save_local_pack(data_dir: Path, name: str, onnx_file: str | Path, checkpoint_file: str | Path,
-                    manifest: dict[str, Any]) -> str:
-    """Copy a trained recognizer into the next free version of `name`; returns "name@version"."""
-    from identity.faces.packs import builtin_names  # packs imports this module, so not at the top
+def write_local_pack(data_dir: Path, name: str, onnx_file: str | Path, checkpoint_file: str | Path,
+                     manifest: dict[str, Any]) -> str:
+    """Copy a trained recognizer into the next free version of `name`; returns "name@version".
 
+    identity.faces.packs.save_local_pack, which knows the built-in names, is the way in.
+    """
     if not _NAME.match(name):
         raise ModelError(f"{name!r} is not a model pack name: use lower-case letters, digits, '.', '_' and '-'")
-    if name in builtin_names():
-        raise ModelError(f"{name!r} is a built-in model pack; give the fine-tuned pack its own name (e.g. {name}-ft)")
     for source in (onnx_file, checkpoint_file):
         if not Path(source).is_file():
             raise ModelError(f"cannot save model pack {name}: {source} is not a file")

@@ -19,7 +19,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from identity.config import FaceSettings, Settings
 from identity.errors import ModelError
@@ -27,6 +27,8 @@ from identity.faces.align import ArcFaceAligner
 from identity.faces.base import Aligner, Detector, Recognizer
 from identity.faces.dlib_models import (
     DEFAULT_MIN_FACE_PX as DLIB_MIN_FACE_PX,
+)
+from identity.faces.dlib_models import (
     HOG,
     DlibChipAligner,
     DlibDetector,
@@ -34,8 +36,17 @@ from identity.faces.dlib_models import (
     default_stages,
 )
 from identity.faces.installed import YUNET, installed_path
-from identity.faces.local_packs import LocalPack, list_local_packs, load_local_pack
-from identity.faces.onnx_models import OnnxArcFaceRecognizer, OnnxPixelRecognizer, ScrfdDetector
+from identity.faces.local_packs import (
+    LocalPack,
+    list_local_packs,
+    load_local_pack,
+    write_local_pack,
+)
+from identity.faces.onnx_models import (
+    OnnxArcFaceRecognizer,
+    OnnxPixelRecognizer,
+    ScrfdDetector,
+)
 from identity.faces.torch_models import TorchIResNetRecognizer
 from identity.faces.yunet import DEFAULT_MIN_FACE_PX as YUNET_MIN_FACE_PX
 from identity.faces.yunet import YunetDetector
@@ -247,6 +258,14 @@ def default_model(settings: Settings) -> tuple[str, str]:
 
 def builtin_names() -> set[str]:
     return {s.name for s in _SPECS}
+
+
+def save_local_pack(data_dir: Path, name: str, onnx_file: str | Path, checkpoint_file: str | Path,
+                    manifest: dict[str, Any]) -> str:
+    """Copy a trained recognizer into the next free version of `name` (not a built-in pack's); returns "name@version"."""
+    if name in builtin_names():
+        raise ModelError(f"{name!r} is a built-in model pack; give the fine-tuned pack its own name (e.g. {name}-ft)")
+    return write_local_pack(data_dir, name, onnx_file, checkpoint_file, manifest)
 
 
 def resolve(model: str, data_dir: Path | None = None) -> PackSpec:

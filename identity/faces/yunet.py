@@ -121,3 +121,13 @@ def hog_box(landmarks: np.ndarray) -> tuple[int, int, int, int]:
     cx, cy = points.mean(axis=0) + (_HOG_DX * unit, _HOG_DY * unit)
     half = _HOG_SIZE * unit / 2
     return round(cx - half), round(cy - half), round(cx + half), round(cy + half)
+
+
+def yunet_load_error(path: Path) -> str | None:
+    """Why OpenCV cannot load `path` as its ONNX face detector (None: it loads)."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # its backend notes are not the user's concern
+    try:
+        cv2.FaceDetectorYN.create(str(path), "", (320, 320))
+    except cv2.error as exc:
+        return f"OpenCV {cv2.__version__} cannot load it as an ONNX face detector ({' '.join(str(exc).split())[:160]})"
+    return None

@@ -19,12 +19,21 @@ from typing import IO, Any, Callable
 
 from identity.app.core import App
 from identity.errors import ModelError
-from identity.faces.installed import INSTALLABLE, InstallableDetector, detectors_dir, installed_path
+from identity.faces.installed import (
+    INSTALLABLE,
+    InstallableDetector,
+    detectors_dir,
+    installed_path,
+)
 from identity.faces.packs import file_digest
+from identity.faces.yunet import yunet_load_error
 from identity.fsutil import fsync_dir
-from identity.store.sql.model_rows import list_models, records_active_model
-from identity.store.sql.model_rows import active_model
 from identity.store.sql.faces import indexed_faces_by_model
+from identity.store.sql.model_rows import (
+    active_model,
+    list_models,
+    records_active_model,
+)
 
 DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation: a stalled mirror fails instead of hanging
 _CHUNK = 1 << 16
@@ -179,12 +188,7 @@ def _verify(spec: InstallableDetector, source: str, path: Path, digest: str) -> 
         raise ModelError(f"{source} is not the {spec.name} model file: its sha256 is {digest} ({size} bytes), expected "
                          f"{spec.sha256} ({spec.size} bytes); nothing installed",
                          expected_sha256=spec.sha256, actual_sha256=digest, size=size)
-    import cv2
-
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # its backend notes are not the user's concern
-    try:
-        cv2.FaceDetectorYN.create(str(path), "", (320, 320))
-    except cv2.error as exc:
-        raise ModelError(f"{source}: OpenCV {cv2.__version__} cannot load it as an ONNX face detector "
-                         f"({' '.join(str(exc).split())[:160]}); nothing installed") from None
+    problem = yunet_load_error(path)
+    if problem:
+        raise ModelError(f"{source}: {problem}; nothing installed")
 

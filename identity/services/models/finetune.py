@@ -17,17 +17,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from identity.config import Settings
-from identity.faces.local_packs import save_local_pack
-from identity.faces.packs import ModelPack
-from identity.app.registry import chosen_model_row
 from identity.app.core import App
+from identity.app.registry import chosen_model_row
+from identity.config import Settings
+from identity.faces.packs import ModelPack, save_local_pack
 from identity.store.sql.faces import indexed_face_sources
 from identity.train.backbones import Backbone
-from identity.train.data import ChipSet, FaceRef, collect_chips, folder_faces, require_enough
-from identity.train.finetune import Stage, TrainOptions, TrainResult, train
-from identity.train.validation import FAR, TAR_TOLERANCE, split_by_person
+from identity.train.data import (
+    ChipSet,
+    FaceRef,
+    collect_chips,
+    folder_faces,
+    require_enough,
+)
+from identity.train.finetune import FULL, HEAD, Stage, TrainOptions, TrainResult, train
 
+__all__ = ["FULL", "HEAD", "FinetuneReport", "FinetuneRequest", "TrainOptions", "finetune"]  # the CLI's whole vocabulary
+from identity.train.validation import FAR, TAR_TOLERANCE, split_by_person
 
 
 @dataclass(frozen=True)
