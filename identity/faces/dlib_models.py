@@ -21,6 +21,7 @@ import numpy as np
 
 from identity.errors import ModelError
 from identity.faces.base import Detector, Recognizer
+from identity.faces.device import AUTO_DEVICE, Device, torch_runs_on
 from identity.faces.types import Detection, frozen_array
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,15 @@ class DlibDetector(Detector):
         self._mmod = dlib.cnn_face_detection_model_v1(weights.cnn_face_detector_model_location())
         self._shape68 = dlib.shape_predictor(weights.pose_predictor_model_location())
         logger.info("dlib detector loaded: stages %s", [stage_label(s) for s in self.stages])
+
+    def runs_on(self) -> str:
+        import dlib
+
+        # No faces.device here: HOG is CPU code in every dlib build; MMOD runs where this dlib build runs it.
+        if not any(kind == CNN for kind, _ in self.stages):
+            return "cpu (dlib HOG runs on the CPU only)"
+        mmod = "dlib's CUDA build" if dlib.DLIB_USE_CUDA else "the CPU too: this dlib is built without CUDA"
+        return f"cpu (dlib HOG runs on the CPU only; its MMOD stage on {mmod})"
 
     def scan_limit_px(self, height: int, width: int) -> float | None:
         upsample = self.stages[0][1]
@@ -189,9 +199,13 @@ class DlibResnetRecognizer(Recognizer):
 
     input_size = 150
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, device: Device = AUTO_DEVICE) -> None:
         super().__init__()
         self.threads = threads
+        self.device = device
+
+    def runs_on(self) -> str:
+        return torch_runs_on(self.device)
 
     def _load(self) -> None:
         import torch
@@ -201,8 +215,9 @@ class DlibResnetRecognizer(Recognizer):
         if self.threads:
             torch.set_num_threads(self.threads)  # per process; workers set it to cores / workers
         self._torch = torch
-        self._model = load_dlib_resnet()
-        logger.info("dlib ResNet face descriptor loaded (torch, %d threads)", torch.get_num_threads())
+        self._device = self.device.torch_device()  # before the weights: a GPU that is not there fails at once
+        self._model = load_dlib_resnet().to(self._device)
+        logger.info("dlib ResNet face descriptor loaded (torch on %s, %d threads)", self._device, torch.get_num_threads())
 
     def _dim(self) -> int:
         return self._model.dim
@@ -211,7 +226,7 @@ class DlibResnetRecognizer(Recognizer):
         from identity.faces.dlib_torch import chips_to_tensor
 
         with self._torch.inference_mode():
-            return self._model(chips_to_tensor(crops)).numpy()
+            return self._model(chips_to_tensor(crops, self._device)).cpu().numpy()
 
 
 def _iou(a: Any, b: Any) -> float:

@@ -146,6 +146,7 @@ def load_dlib_resnet(path: str | Path | None = None) -> DlibResNet:
     return DlibResNet(read_dlib_network(path or dlib_model_path())).eval()
 
 
-def chips_to_tensor(chips: np.ndarray) -> torch.Tensor:
-    """(n, 150, 150, 3) uint8 RGB chips as the (n, 3, 150, 150) float tensor the network takes."""
-    return torch.from_numpy(np.ascontiguousarray(chips, dtype=np.float32)).permute(0, 3, 1, 2).contiguous()
+def chips_to_tensor(chips: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
+    """(n, 150, 150, 3) uint8 RGB chips as the (n, 3, 150, 150) float tensor the network takes, on `device`."""
+    pixels = torch.from_numpy(np.ascontiguousarray(chips, dtype=np.float32)).to(device)  # copied once, then reordered there
+    return pixels.permute(0, 3, 1, 2).contiguous()
