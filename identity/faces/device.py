@@ -60,8 +60,10 @@ class Device:
             return torch.device(CUDA, 0) if available else torch.device(CPU)
         if not available:
             built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-            raise ModelError(f"{SETTING} is {self} but torch sees no CUDA device (torch {torch.__version__}, {built}); "
-                             "use cpu or auto")
+            raise ModelError(
+                f"{SETTING} is {self} but torch sees no CUDA device (torch {torch.__version__}, {built}); "
+                "use cpu or auto"
+            )
         count = torch.cuda.device_count()
         if self.ordinal >= count:
             raise ModelError(f"{SETTING} is {self} but torch sees {count} CUDA device(s) (0 to {count - 1})")
@@ -73,8 +75,9 @@ class Device:
         if self.kind == CPU or (self.kind == AUTO and not has_cuda):
             return [CPU_PROVIDER]
         if not has_cuda:
-            raise ModelError(f"{SETTING} is {self} but onnxruntime has no {CUDA_PROVIDER} "
-                             "(install onnxruntime-gpu); use cpu or auto")
+            raise ModelError(
+                f"{SETTING} is {self} but onnxruntime has no {CUDA_PROVIDER} (install onnxruntime-gpu); use cpu or auto"
+            )
         # The CPU provider stays last: ONNX Runtime runs there only the operators CUDA lacks.
         return [(CUDA_PROVIDER, {"device_id": self.ordinal}), CPU_PROVIDER]
 

@@ -24,13 +24,16 @@ HAS_CUDA = torch.cuda.is_available()
 NO_CUDA_REASON = f"torch {torch.__version__} sees no CUDA device on this machine"
 
 
-@pytest.mark.parametrize(("text", "kind", "index", "shown"), [
-    ("auto", "auto", None, "auto"),
-    ("cpu", "cpu", None, "cpu"),
-    ("cuda", "cuda", None, "cuda"),
-    ("cuda:1", "cuda", 1, "cuda:1"),
-    (" CUDA:0 ", "cuda", 0, "cuda:0"),
-])
+@pytest.mark.parametrize(
+    ("text", "kind", "index", "shown"),
+    [
+        ("auto", "auto", None, "auto"),
+        ("cpu", "cpu", None, "cpu"),
+        ("cuda", "cuda", None, "cuda"),
+        ("cuda:1", "cuda", 1, "cuda:1"),
+        (" CUDA:0 ", "cuda", 0, "cuda:0"),
+    ],
+)
 def test_each_setting_parses(text: str, kind: str, index: int | None, shown: str) -> None:
     device = Device.parse(text)
     assert (device.kind, device.index, str(device)) == (kind, index, shown)
@@ -71,20 +74,25 @@ def test_a_gpu_past_the_last_one_is_a_clear_error() -> None:
         Device(kind="cuda", index=missing + 7).torch_device()
 
 
-@pytest.mark.parametrize(("text", "available", "expected"), [
-    ("cpu", [CUDA_PROVIDER, CPU_PROVIDER], [CPU_PROVIDER]),
-    ("auto", [CPU_PROVIDER], [CPU_PROVIDER]),
-    ("auto", ["AzureExecutionProvider", CPU_PROVIDER], [CPU_PROVIDER]),
-    ("auto", [CUDA_PROVIDER, CPU_PROVIDER], [(CUDA_PROVIDER, {"device_id": 0}), CPU_PROVIDER]),
-    ("cuda", [CUDA_PROVIDER, CPU_PROVIDER], [(CUDA_PROVIDER, {"device_id": 0}), CPU_PROVIDER]),
-    ("cuda:2", [CUDA_PROVIDER, CPU_PROVIDER], [(CUDA_PROVIDER, {"device_id": 2}), CPU_PROVIDER]),
-])
+@pytest.mark.parametrize(
+    ("text", "available", "expected"),
+    [
+        ("cpu", [CUDA_PROVIDER, CPU_PROVIDER], [CPU_PROVIDER]),
+        ("auto", [CPU_PROVIDER], [CPU_PROVIDER]),
+        ("auto", ["AzureExecutionProvider", CPU_PROVIDER], [CPU_PROVIDER]),
+        ("auto", [CUDA_PROVIDER, CPU_PROVIDER], [(CUDA_PROVIDER, {"device_id": 0}), CPU_PROVIDER]),
+        ("cuda", [CUDA_PROVIDER, CPU_PROVIDER], [(CUDA_PROVIDER, {"device_id": 0}), CPU_PROVIDER]),
+        ("cuda:2", [CUDA_PROVIDER, CPU_PROVIDER], [(CUDA_PROVIDER, {"device_id": 2}), CPU_PROVIDER]),
+    ],
+)
 def test_onnx_providers(text: str, available: list[str], expected: list[object]) -> None:
     assert Device.parse(text).onnx_providers(available) == expected
 
 
 def test_onnx_cuda_without_its_provider_is_a_clear_error() -> None:
-    with pytest.raises(ModelError, match="IDENTITY_FACES__DEVICE is cuda:1 but onnxruntime has no CUDAExecutionProvider"):
+    with pytest.raises(
+        ModelError, match="IDENTITY_FACES__DEVICE is cuda:1 but onnxruntime has no CUDAExecutionProvider"
+    ):
         Device.parse("cuda:1").onnx_providers([CPU_PROVIDER])
 
 
@@ -152,7 +160,9 @@ def test_version_says_what_runs_where(capsys: pytest.CaptureFixture[str], clean_
     assert report["detector_runs_on"].startswith("cpu (dlib HOG runs on the CPU only")
     assert report["recognizer_runs_on"] == "cpu (torch, faces.device cpu)"
     assert report["model"].startswith("dlib-resnet@")  # the keys it had before are all still there
-    assert {"identity", "schema_code", "schema_database", "model_source", "store_active_model", "detector"} < set(report)
+    assert {"identity", "schema_code", "schema_database", "model_source", "store_active_model", "detector"} < set(
+        report
+    )
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason=NO_CUDA_REASON)
