@@ -82,7 +82,7 @@ def stage_label(stage: Stage) -> str:
 def detection_scale(height: int, width: int, min_face_px: int, upsample: int) -> float:
     """The factor a height x width photo is resized by before the first stage scans it at `upsample`."""
     whole = min(1.0, FULL_SIZE_SIDE / max(height, width))
-    wanted = min(1.0, WINDOW_PX / 2**upsample / min_face_px)
+    wanted: float = min(1.0, WINDOW_PX / 2**upsample / min_face_px)
     affordable = math.sqrt(MAX_SCAN_PIXELS / (height * width * 4**upsample))
     return max(whole, min(wanted, affordable))
 
@@ -121,7 +121,7 @@ class DlibDetector(Detector):
 
     def _detect(self, rgb: np.ndarray) -> tuple[list[Detection], str]:
         first_upsample = self.stages[0][1]
-        small, scale = _resized(rgb, detection_scale(*rgb.shape[:2], self.min_face_px, first_upsample))
+        small, scale = _resized(rgb, detection_scale(rgb.shape[0], rgb.shape[1], self.min_face_px, first_upsample))
         if min(small.shape[:2]) < MIN_DETECT_SIDE:
             return [], "none"
         pixels = small.shape[0] * small.shape[1]
@@ -187,7 +187,8 @@ class DlibChipAligner:
 
         if detection.native is None:
             raise ModelError("dlib's chip alignment needs dlib landmarks; pair it with the dlib detector")
-        return dlib.get_face_chip(rgb, detection.native, size=self.size, padding=self.padding)
+        chip: np.ndarray = dlib.get_face_chip(rgb, detection.native, size=self.size, padding=self.padding)
+        return chip
 
 
 class DlibResnetRecognizer(Recognizer):
@@ -226,14 +227,16 @@ class DlibResnetRecognizer(Recognizer):
         from identity.faces.dlib_torch import chips_to_tensor
 
         with self._torch.inference_mode():
-            return self._model(chips_to_tensor(crops, self._device)).cpu().numpy()
+            embeddings: np.ndarray = self._model(chips_to_tensor(crops, self._device)).cpu().numpy()
+        return embeddings
 
 
 def _iou(a: Any, b: Any) -> float:
     """Intersection over union of two dlib rectangles (inclusive pixel bounds)."""
     inter = a.intersect(b)
     shared = inter.area() if not inter.is_empty() else 0
-    return shared / (a.area() + b.area() - shared)
+    iou: float = shared / (a.area() + b.area() - shared)
+    return iou
 
 
 def _resized(rgb: np.ndarray, factor: float) -> tuple[np.ndarray, float]:

@@ -158,4 +158,5 @@ class OnnxPixelRecognizer(Recognizer):
 
     def _embed(self, crops: np.ndarray) -> np.ndarray:
         blob = np.ascontiguousarray(np.asarray(crops, dtype=np.float32).transpose(0, 3, 1, 2))
-        return self._session.run(None, {self._input: blob})[0].reshape(len(blob), -1)
+        embeddings: np.ndarray = self._session.run(None, {self._input: blob})[0].reshape(len(blob), -1)
+        return embeddings

@@ -143,7 +143,8 @@ def _arcface_detector(faces: FaceSettings, threads: int | None, onnx_path: str |
 
 def _insightface_parts(settings: Settings, threads: int | None) -> Parts:
     faces = settings.faces
-    detector_path, recognizer_path = faces.onnx_detector, faces.onnx_recognizer
+    detector_path: str | Path | None = faces.onnx_detector
+    recognizer_path: str | Path | None = faces.onnx_recognizer
     if not recognizer_path:
         if not faces.allow_download:
             raise ModelError(

@@ -47,7 +47,8 @@ class TorchIResNetRecognizer(Recognizer):
         torch = self._torch
         batch = torch.from_numpy(np.array(crops, dtype=np.float32)).to(self._device)  # a copy: inputs may be read-only
         with torch.inference_mode():
-            return self._model((batch.permute(0, 3, 1, 2) - 127.5) / 127.5).cpu().numpy()
+            embeddings: np.ndarray = self._model((batch.permute(0, 3, 1, 2) - 127.5) / 127.5).cpu().numpy()
+        return embeddings
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, arch: str = "r50") -> Path:
