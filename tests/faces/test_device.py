@@ -178,3 +178,15 @@ def test_the_torch_recognizer_and_training_run_on_cuda(t1_faces) -> None:
     straight, mirrored = embed_passes(on_gpu._model, chips)  # fine-tuning's embedding pass follows the net's device
     assert straight.shape == mirrored.shape == (len(chips), 128)
     assert np.abs(straight - from_gpu / np.linalg.norm(from_gpu, axis=1, keepdims=True)).max() < 1e-4
+
+
+def test_fine_tuning_puts_the_backbone_where_the_setting_says() -> None:
+    from identity.train.backbones import load_backbone
+
+    settings = Settings(faces=FaceSettings(device="cpu"))
+    backbone = load_backbone(build_pack(None, settings), settings)
+    assert {p.device.type for p in backbone.network.parameters()} == {"cpu"}
+    if not HAS_CUDA:  # asked for a GPU that is not there: refused before any weights load
+        cuda = Settings(faces=FaceSettings(device="cuda"))
+        with pytest.raises(ModelError, match="torch sees no CUDA device"):
+            load_backbone(build_pack(None, cuda), cuda)
