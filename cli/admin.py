@@ -42,7 +42,8 @@ def init(
 
 
 def version(as_json: bool = JSON) -> None:
-    """Print the versions of the package, the schema (database and code) and the model pack in use, and why."""
+    """Print the versions of the package, the schema (database and code), the model pack in use and why, and
+    what runs where (the detector's and the recognizer's device)."""
     from identity.services.maintenance.store_info import versions
 
     from identity.app.schema import AS_IS

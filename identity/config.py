@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -35,15 +36,22 @@ SUBJECT_RULES = ("dominant", "central", "all", "reject")  # enroll.subject, and 
 
 @dataclass(frozen=True)
 class Allowed:
-    """What a setting accepts beyond its type: a closed range [low, high] or a set of choices."""
+    """What a setting accepts beyond its type: a closed range [low, high] or a set of choices.
+
+    `pattern` (a regular expression the whole value must match) admits instead of `choices`
+    when some choice stands for many values (cuda:N); `choices` then only shows them.
+    """
 
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] = ()
+    pattern: str = ""
 
     def admits(self, value: Any) -> bool:
         if value is None:  # an optional setting left unset: its user picks the default
             return True
+        if self.pattern:
+            return re.fullmatch(self.pattern, str(value)) is not None
         if self.choices:
             return value in self.choices
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
@@ -56,9 +64,10 @@ class Allowed:
         return f"{self.low:g} to {self.high:g}"
 
 
-def setting(default: Any, low: float | None = None, high: float | None = None, choices: tuple[str, ...] = ()) -> Any:
-    """A field whose value must lie in [low, high] (either end open when None) or among `choices`."""
-    return field(default=default, metadata={"allowed": Allowed(low, high, choices)})
+def setting(default: Any, low: float | None = None, high: float | None = None, choices: tuple[str, ...] = (),
+            pattern: str = "") -> Any:
+    """A field whose value must lie in [low, high] (either end open when None), among `choices` or match `pattern`."""
+    return field(default=default, metadata={"allowed": Allowed(low, high, choices, pattern)})
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,9 @@ class FaceSettings:
     max_yaw_deg: float = setting(65.0, 0, 180)
     # Head roll (towards a shoulder) above which a face is rejected as `tilted`; yaw above its gate is `profile`.
     max_roll_deg: float = setting(45.0, 0, 180)
+    # Where torch recognizers and ONNX models run (identity.faces.device): auto is CUDA when there is one, else
+    # the CPU; cuda[:N] refuses to start without that GPU. dlib's HOG and OpenCV's YuNet run on the CPU regardless.
+    device: str = setting("auto", choices=("auto", "cpu", "cuda", "cuda:N"), pattern=r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)

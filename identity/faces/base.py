@@ -44,6 +44,10 @@ class Detector(LazyModel):
     def _detect(self, rgb: np.ndarray) -> tuple[list[Detection], str]:
         raise NotImplementedError
 
+    def runs_on(self) -> str:
+        """Where it runs, for `identity version`, loading nothing. In-process CPU code unless a subclass says otherwise."""
+        return "cpu"
+
     def scan_limit_px(self, height: int, width: int) -> float | None:
         """The smallest face height it can look for in a photo this size when its time budget raises that
         above the wanted minimum (faces.min_face_px); None: not limited (or the detector has no budget)."""
@@ -59,6 +63,10 @@ class Recognizer(LazyModel):
     def dim(self) -> int:
         self.load()
         return self._dim()
+
+    def runs_on(self) -> str:
+        """Where it runs (a torch device or ONNX Runtime providers), for `identity version`, loading nothing."""
+        return "cpu"
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """(n, size, size, 3) uint8 RGB crops -> (n, dim) float32."""

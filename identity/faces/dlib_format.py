@@ -15,6 +15,7 @@ little-endian float32s.
 
 from __future__ import annotations
 
+import builtins
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +75,7 @@ class _Reader:
         count = int(np.prod(shape))
         return np.frombuffer(self.take(4 * count), dtype="<f4").astype(np.float32)
 
-    def alias(self) -> tuple[int, ...]:
+    def alias(self) -> tuple[builtins.int, ...]:  # builtins: this class's own int() shadows the type here
         if self.int() != 1:
             raise self.fail("unknown alias tensor version")
         return tuple(self.int() for _ in range(4))

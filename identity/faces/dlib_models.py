@@ -21,6 +21,7 @@ import numpy as np
 
 from identity.errors import ModelError
 from identity.faces.base import Detector, Recognizer
+from identity.faces.device import AUTO_DEVICE, Device, torch_runs_on
 from identity.faces.types import Detection, frozen_array
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def stage_label(stage: Stage) -> str:
 def detection_scale(height: int, width: int, min_face_px: int, upsample: int) -> float:
     """The factor a height x width photo is resized by before the first stage scans it at `upsample`."""
     whole = min(1.0, FULL_SIZE_SIDE / max(height, width))
-    wanted = min(1.0, WINDOW_PX / 2**upsample / min_face_px)
+    wanted: float = min(1.0, WINDOW_PX / 2**upsample / min_face_px)
     affordable = math.sqrt(MAX_SCAN_PIXELS / (height * width * 4**upsample))
     return max(whole, min(wanted, affordable))
 
@@ -104,6 +105,15 @@ class DlibDetector(Detector):
         self._shape68 = dlib.shape_predictor(weights.pose_predictor_model_location())
         logger.info("dlib detector loaded: stages %s", [stage_label(s) for s in self.stages])
 
+    def runs_on(self) -> str:
+        import dlib
+
+        # No faces.device here: HOG is CPU code in every dlib build; MMOD runs where this dlib build runs it.
+        if not any(kind == CNN for kind, _ in self.stages):
+            return "cpu (dlib HOG runs on the CPU only)"
+        mmod = "dlib's CUDA build" if dlib.DLIB_USE_CUDA else "the CPU too: this dlib is built without CUDA"
+        return f"cpu (dlib HOG runs on the CPU only; its MMOD stage on {mmod})"
+
     def scan_limit_px(self, height: int, width: int) -> float | None:
         upsample = self.stages[0][1]
         reach = WINDOW_PX / 2**upsample / detection_scale(height, width, self.min_face_px, upsample)
@@ -111,7 +121,7 @@ class DlibDetector(Detector):
 
     def _detect(self, rgb: np.ndarray) -> tuple[list[Detection], str]:
         first_upsample = self.stages[0][1]
-        small, scale = _resized(rgb, detection_scale(*rgb.shape[:2], self.min_face_px, first_upsample))
+        small, scale = _resized(rgb, detection_scale(rgb.shape[0], rgb.shape[1], self.min_face_px, first_upsample))
         if min(small.shape[:2]) < MIN_DETECT_SIDE:
             return [], "none"
         pixels = small.shape[0] * small.shape[1]
@@ -177,7 +187,8 @@ class DlibChipAligner:
 
         if detection.native is None:
             raise ModelError("dlib's chip alignment needs dlib landmarks; pair it with the dlib detector")
-        return dlib.get_face_chip(rgb, detection.native, size=self.size, padding=self.padding)
+        chip: np.ndarray = dlib.get_face_chip(rgb, detection.native, size=self.size, padding=self.padding)
+        return chip
 
 
 class DlibResnetRecognizer(Recognizer):
@@ -189,9 +200,13 @@ class DlibResnetRecognizer(Recognizer):
 
     input_size = 150
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, device: Device = AUTO_DEVICE) -> None:
         super().__init__()
         self.threads = threads
+        self.device = device
+
+    def runs_on(self) -> str:
+        return torch_runs_on(self.device)
 
     def _load(self) -> None:
         import torch
@@ -201,8 +216,9 @@ class DlibResnetRecognizer(Recognizer):
         if self.threads:
             torch.set_num_threads(self.threads)  # per process; workers set it to cores / workers
         self._torch = torch
-        self._model = load_dlib_resnet()
-        logger.info("dlib ResNet face descriptor loaded (torch, %d threads)", torch.get_num_threads())
+        self._device = self.device.torch_device()  # before the weights: a GPU that is not there fails at once
+        self._model = load_dlib_resnet().to(self._device)
+        logger.info("dlib ResNet face descriptor loaded (torch on %s, %d threads)", self._device, torch.get_num_threads())
 
     def _dim(self) -> int:
         return self._model.dim
@@ -211,14 +227,16 @@ class DlibResnetRecognizer(Recognizer):
         from identity.faces.dlib_torch import chips_to_tensor
 
         with self._torch.inference_mode():
-            return self._model(chips_to_tensor(crops)).numpy()
+            embeddings: np.ndarray = self._model(chips_to_tensor(crops, self._device)).cpu().numpy()
+        return embeddings
 
 
 def _iou(a: Any, b: Any) -> float:
     """Intersection over union of two dlib rectangles (inclusive pixel bounds)."""
     inter = a.intersect(b)
     shared = inter.area() if not inter.is_empty() else 0
-    return shared / (a.area() + b.area() - shared)
+    iou: float = shared / (a.area() + b.area() - shared)
+    return iou
 
 
 def _resized(rgb: np.ndarray, factor: float) -> tuple[np.ndarray, float]:

@@ -48,6 +48,7 @@ def _conv(layer: DlibLayer, in_channels: int) -> nn.Conv2d:
     weights = layer.params[: filters * in_channels * rows * cols]
     if weights.size + filters != layer.params.size:
         raise ModelError(f"convolution weights do not fit {filters}x{in_channels}x{rows}x{cols}")
+    assert conv.bias is not None  # Conv2d has one by default
     with torch.no_grad():
         conv.weight.copy_(torch.from_numpy(weights.reshape(filters, in_channels, rows, cols)))
         conv.bias.copy_(torch.from_numpy(layer.params[weights.size :]))
@@ -87,6 +88,7 @@ class DlibResNet(nn.Module):
     """uint8-range RGB (n, 3, 150, 150) float chips in, 128-d descriptors out (not unit length)."""
 
     input_size = INPUT_SIZE
+    mean: torch.Tensor  # a buffer: the per-channel input means
 
     def __init__(self, layers: list[DlibLayer]) -> None:
         super().__init__()
@@ -132,7 +134,8 @@ class DlibResNet(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.trunk(x).mean(dim=(2, 3)))
+        descriptors: torch.Tensor = self.fc(self.trunk(x).mean(dim=(2, 3)))
+        return descriptors
 
 
 def dlib_model_path() -> Path:
@@ -146,6 +149,7 @@ def load_dlib_resnet(path: str | Path | None = None) -> DlibResNet:
     return DlibResNet(read_dlib_network(path or dlib_model_path())).eval()
 
 
-def chips_to_tensor(chips: np.ndarray) -> torch.Tensor:
-    """(n, 150, 150, 3) uint8 RGB chips as the (n, 3, 150, 150) float tensor the network takes."""
-    return torch.from_numpy(np.ascontiguousarray(chips, dtype=np.float32)).permute(0, 3, 1, 2).contiguous()
+def chips_to_tensor(chips: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
+    """(n, 150, 150, 3) uint8 RGB chips as the (n, 3, 150, 150) float tensor the network takes, on `device`."""
+    pixels = torch.from_numpy(np.ascontiguousarray(chips, dtype=np.float32)).to(device)  # copied once, then reordered there
+    return pixels.permute(0, 3, 1, 2).contiguous()

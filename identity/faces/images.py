@@ -94,7 +94,7 @@ def decode_image(
         raise ImageError(name, f"file is {len(data)} bytes, more than the {max_bytes} allowed")
     digest = hashlib.sha256(data).hexdigest()
     try:
-        image = Image.open(io.BytesIO(data), formats=FORMATS)
+        image: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
         if _is_isobmff_image(data[:12]):  # a HEIC/AVIF whose boxes libheif or libavif could not parse
             raise ImageError(name, "corrupt or truncated HEIF/AVIF image: its container cannot be parsed") from None

@@ -46,7 +46,8 @@ class LocalPack:
 
     @property
     def recognizer_path(self) -> Path:
-        return self.path / self.manifest.get("recognizer", RECOGNIZER)
+        name: str = self.manifest.get("recognizer", RECOGNIZER)
+        return self.path / name
 
     @property
     def promoted(self) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 
 from identity.errors import ModelError
 from identity.faces.base import Detector, Recognizer
+from identity.faces.device import AUTO_DEVICE, Device, onnx_runs_on
 from identity.faces.onnx_session import open_session
 from identity.faces.types import Detection, frozen_array
 
@@ -26,14 +27,19 @@ NMS_THRESHOLD = 0.4
 class ScrfdDetector(Detector):
     """SCRFD or RetinaFace with 5 key points (9 or 15 outputs), as insightface exports them."""
 
-    def __init__(self, path: str | Path, threads: int | None = None, input_size: tuple[int, int] = DET_INPUT_SIZE) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, input_size: tuple[int, int] = DET_INPUT_SIZE,
+                 device: Device = AUTO_DEVICE) -> None:
         super().__init__()
         self.path = Path(path)
         self.threads = threads
         self.input_size = input_size
+        self.device = device
+
+    def runs_on(self) -> str:
+        return onnx_runs_on(self.device)
 
     def _load(self) -> None:
-        session = open_session(self.path, self.threads)
+        session = open_session(self.path, self.threads, self.device)
         if len(session.get_outputs()) not in (9, 15):
             raise ModelError(
                 f"{self.path} has {len(session.get_outputs())} outputs; an SCRFD/RetinaFace detector "
@@ -70,15 +76,19 @@ class OnnxArcFaceRecognizer(Recognizer):
 
     input_size = 112  # the ArcFace template's crop; other sizes are refused, not silently resized
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, device: Device = AUTO_DEVICE) -> None:
         super().__init__()
         self.path = Path(path)
         self.threads = threads
+        self.device = device
+
+    def runs_on(self) -> str:
+        return onnx_runs_on(self.device)
 
     def _load(self) -> None:
         import onnx
 
-        session = open_session(self.path, self.threads)
+        session = open_session(self.path, self.threads, self.device)
         inputs, outputs = session.get_inputs(), session.get_outputs()
         shape = inputs[0].shape
         if len(inputs) != 1 or len(outputs) != 1 or len(shape) != 4:
@@ -116,15 +126,20 @@ class OnnxPixelRecognizer(Recognizer):
     crops go in as plain float pixels.
     """
 
-    def __init__(self, path: str | Path, input_size: int, dim: int, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, input_size: int, dim: int, threads: int | None = None,
+                 device: Device = AUTO_DEVICE) -> None:
         super().__init__()
         self.path = Path(path)
         self.input_size = input_size
         self.expected_dim = dim
         self.threads = threads
+        self.device = device
+
+    def runs_on(self) -> str:
+        return onnx_runs_on(self.device)
 
     def _load(self) -> None:
-        session = open_session(self.path, self.threads)
+        session = open_session(self.path, self.threads, self.device)
         inputs, outputs = session.get_inputs(), session.get_outputs()
         shape, width = inputs[0].shape, outputs[0].shape[-1]
         if len(inputs) != 1 or len(outputs) != 1 or len(shape) != 4:
@@ -143,4 +158,5 @@ class OnnxPixelRecognizer(Recognizer):
 
     def _embed(self, crops: np.ndarray) -> np.ndarray:
         blob = np.ascontiguousarray(np.asarray(crops, dtype=np.float32).transpose(0, 3, 1, 2))
-        return self._session.run(None, {self._input: blob})[0].reshape(len(blob), -1)
+        embeddings: np.ndarray = self._session.run(None, {self._input: blob})[0].reshape(len(blob), -1)
+        return embeddings

@@ -25,6 +25,7 @@ from identity.config import FaceSettings, Settings
 from identity.errors import ModelError
 from identity.faces.align import ArcFaceAligner
 from identity.faces.base import Aligner, Detector, Recognizer
+from identity.faces.device import Device
 from identity.faces.dlib_models import (
     DEFAULT_MIN_FACE_PX as DLIB_MIN_FACE_PX,
 )
@@ -131,7 +132,8 @@ def _dlib_detector(faces: FaceSettings) -> DlibDetector:
 
 
 def _dlib_parts(settings: Settings, threads: int | None) -> Parts:
-    return _dlib_detector(settings.faces), DlibChipAligner(), DlibResnetRecognizer(threads), None
+    recognizer = DlibResnetRecognizer(threads, Device.parse(settings.faces.device))
+    return _dlib_detector(settings.faces), DlibChipAligner(), recognizer, None
 
 
 def _yunet_parts(settings: Settings, threads: int | None) -> Parts:
@@ -140,19 +142,20 @@ def _yunet_parts(settings: Settings, threads: int | None) -> Parts:
         raise ModelError(f"the {YUNET_MODEL} pack needs the YuNet detector: run `identity models install {YUNET.name}`")
     faces = settings.faces
     detector = YunetDetector(path, faces.yunet_min_score, faces.min_face_px or YUNET_MIN_FACE_PX)
-    return detector, DlibChipAligner(), DlibResnetRecognizer(threads), None
+    return detector, DlibChipAligner(), DlibResnetRecognizer(threads, Device.parse(faces.device)), None
 
 
 def _arcface_detector(faces: FaceSettings, threads: int | None, onnx_path: str | Path | None) -> Detector:
     if onnx_path:
-        return ScrfdDetector(onnx_path, threads)
+        return ScrfdDetector(onnx_path, threads, device=Device.parse(faces.device))
     logger.info("no faces.onnx_detector set: detecting with dlib (%s, upsample %d)", faces.detector, faces.upsample)
     return _dlib_detector(faces)
 
 
 def _insightface_parts(settings: Settings, threads: int | None) -> Parts:
     faces = settings.faces
-    detector_path, recognizer_path = faces.onnx_detector, faces.onnx_recognizer
+    detector_path: str | Path | None = faces.onnx_detector
+    recognizer_path: str | Path | None = faces.onnx_recognizer
     if not recognizer_path:
         if not faces.allow_download:
             raise ModelError(
@@ -160,7 +163,7 @@ def _insightface_parts(settings: Settings, threads: int | None) -> Parts:
                 "set to local .onnx files, or faces.allow_download to fetch buffalo_l"
             )
         detector_path, recognizer_path = _download_buffalo_l()
-    recognizer = OnnxArcFaceRecognizer(recognizer_path, threads)
+    recognizer = OnnxArcFaceRecognizer(recognizer_path, threads, Device.parse(faces.device))
     return _arcface_detector(faces, threads, detector_path), ArcFaceAligner(), recognizer, Path(recognizer_path)
 
 
@@ -168,7 +171,7 @@ def _torch_parts(settings: Settings, threads: int | None) -> Parts:
     faces = settings.faces
     if not faces.torch_checkpoint:
         raise ModelError("the torch-iresnet pack needs faces.torch_checkpoint set to a .pth state dict")
-    recognizer = TorchIResNetRecognizer(faces.torch_checkpoint, faces.torch_arch, threads)
+    recognizer = TorchIResNetRecognizer(faces.torch_checkpoint, faces.torch_arch, threads, Device.parse(faces.device))
     return _arcface_detector(faces, threads, faces.onnx_detector), ArcFaceAligner(), recognizer, Path(faces.torch_checkpoint)
 
 
@@ -331,7 +334,8 @@ def _local_spec(pack: LocalPack) -> PackSpec:
     def parts(settings: Settings, threads: int | None) -> Parts:
         detector = _dlib_detector(settings.faces)
         aligner: Aligner = DlibChipAligner(size) if aligner_name == "dlib-chip" else ArcFaceAligner()
-        recognizer = OnnxPixelRecognizer(pack.recognizer_path, size, manifest["dim"], threads)
+        recognizer = OnnxPixelRecognizer(pack.recognizer_path, size, manifest["dim"], threads,
+                                         Device.parse(settings.faces.device))
         return detector, aligner, recognizer, pack.recognizer_path
 
     return PackSpec(pack.name, pack.version, manifest["mirror"], threshold, info, parts)

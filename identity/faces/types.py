@@ -23,7 +23,7 @@ BBox = tuple[float, float, float, float]  # x1, y1, x2, y2 in image pixels
 
 def frozen_array(values: Any, dtype: type) -> np.ndarray:
     """A read-only copy, so results cannot be edited behind their owner's back."""
-    array = np.array(values, dtype=dtype, copy=True)
+    array: np.ndarray = np.array(values, dtype=dtype, copy=True)
     array.flags.writeable = False
     return array
 

@@ -54,6 +54,9 @@ class YunetDetector(Detector):
         self.min_face_px = min_face_px
         self._net_lock = threading.Lock()  # one cv2.FaceDetectorYN holds one input size at a time
 
+    def runs_on(self) -> str:
+        return "cpu (OpenCV's YuNet runs on the CPU only here; dlib's 68-point landmarks too)"
+
     def _load(self) -> None:
         log = cv2.utils.logging
         level = log.getLogLevel()

@@ -4,7 +4,7 @@
 - torch-iresnet packs: the arcface_torch iresnet of faces.torch_checkpoint (112x112 ArcFace crops),
   with the recognizer's (x - 127.5) / 127.5 moved inside, so its ONNX export takes pixels as every
   local pack does.
-Every backbone exposes `dim` and `input_size`.
+Every backbone exposes `dim` and `input_size`, and sits on the device faces.device names (training follows it).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from torch import nn
 
 from identity.config import Settings
 from identity.errors import ModelError
+from identity.faces.device import Device
 from identity.faces.packs import ModelPack
 
 DLIB_CHIP, ARCFACE_112 = "dlib-chip", "arcface-112"  # local pack aligner names
@@ -39,13 +40,15 @@ class Backbone:
 
 
 def load_backbone(pack: ModelPack, settings: Settings) -> Backbone:
+    device = Device.parse(settings.faces.device).torch_device()  # before the weights: a missing GPU fails at once
     if pack.name.startswith("dlib-resnet") and pack.weights is None:
         from identity.faces.dlib_torch import load_dlib_resnet
 
-        return Backbone(load_dlib_resnet(), DLIB_CHIP)
+        return Backbone(load_dlib_resnet().to(device), DLIB_CHIP)
     if pack.name == "torch-iresnet":
         from identity.faces.iresnet import load_iresnet
 
-        return Backbone(PixelIResNet(load_iresnet(settings.faces.torch_checkpoint, settings.faces.torch_arch)), ARCFACE_112)
+        network = PixelIResNet(load_iresnet(settings.faces.torch_checkpoint, settings.faces.torch_arch))
+        return Backbone(network.to(device), ARCFACE_112)
     raise ModelError(f"{pack.model_id} cannot be fine-tuned: start from dlib-resnet (offline, the default) or torch-iresnet "
                      "(a .pth checkpoint); pin it with IDENTITY_MODEL")

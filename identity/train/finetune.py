@@ -12,7 +12,8 @@ are measured with the pack's own recipe (for packs that mirror: the mean of the
 chip's and its mirror's unit embeddings); the best trained epoch is kept, and
 training stops after `patience` epochs that beat neither the model before training
 nor any earlier epoch. Whether the result is better than before is the caller's
-call (Figures.better_than).
+call (Figures.better_than). Training runs on the backbone's device (identity.train.backbones
+puts it where faces.device says); the trained model comes back on the CPU, ready to export.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class EpochFigures:
 
 @dataclass
 class TrainResult:
-    model: nn.Module  # chips (n, 3, h, w) 0..255 -> embeddings: the best trained epoch's weights
+    model: nn.Module  # chips (n, 3, h, w) 0..255 -> embeddings: the best trained epoch's weights, on the CPU
     before: Figures
     after: Figures  # of that epoch; may be worse than before when no epoch helped
     best_epoch: int
@@ -95,16 +96,22 @@ class EmbeddingNet(nn.Module):
 
 
 def embed_passes(net: nn.Module, chips: np.ndarray, advance: Callable[..., None] = lambda n, **f: None) -> tuple[np.ndarray, np.ndarray]:
-    """Unit embeddings of each chip and of its mirror image."""
+    """Unit embeddings of each chip and of its mirror image (computed on the net's device)."""
     net.eval()
+    device = device_of(net)
     outputs: list[list[np.ndarray]] = [[], []]
     with torch.inference_mode():
         for start in range(0, len(chips), EMBED_BATCH):
             batch = chips[start : start + EMBED_BATCH]
             for side, images in enumerate((batch, batch[:, :, ::-1])):
-                outputs[side].append(F.normalize(net(chips_to_tensor(images))).numpy())
+                outputs[side].append(F.normalize(net(chips_to_tensor(images, device))).cpu().numpy())
             advance(len(batch))
     return np.concatenate(outputs[0]), np.concatenate(outputs[1])
+
+
+def device_of(net: nn.Module) -> torch.device:
+    """Where the network's weights are: the device its inputs go to."""
+    return next(net.parameters()).device
 
 
 def combine(a: np.ndarray, b: np.ndarray, mirror: bool = True) -> np.ndarray:
@@ -131,13 +138,14 @@ def train(backbone: nn.Module, chips: np.ndarray, labels: np.ndarray, split: Spl
     epochs_done(0, val_rank1=before.rank1, val_tar=before.tar)
     class_init = _class_means(combine(*passes, mirror)[split.train], train_labels)
     dim = backbone.dim
-    projection = nn.Linear(dim, dim, bias=False) if options.mode == HEAD else None
+    device = device_of(backbone)
+    projection = nn.Linear(dim, dim, bias=False, device=device) if options.mode == HEAD else None
     if projection is not None:
         nn.init.eye_(projection.weight)
     # Eval mode throughout: BatchNorm (iresnet) keeps its running statistics, which batches of 32 would
     # only make noisier; gradients flow all the same. dlib's ResNet has neither BatchNorm nor dropout.
     net = EmbeddingNet(backbone, projection).eval()
-    head = MarginHead(dim, len(class_init), options.scale, options.margin, options.loss)
+    head = MarginHead(dim, len(class_init), options.scale, options.margin, options.loss).to(device)
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(class_init))
     trained = projection if projection is not None else backbone
@@ -167,7 +175,7 @@ def train(backbone: nn.Module, chips: np.ndarray, labels: np.ndarray, split: Spl
             break
     assert best is not None and best_state is not None, "at least one epoch runs"
     net.load_state_dict(best_state)
-    net.eval()
+    net.eval().cpu()  # the checkpoint and the ONNX export are written from here: files that load on any machine
     return TrainResult(net, before, best, best_epoch, history, stopped_early)
 
 
@@ -179,7 +187,7 @@ def _class_means(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def _project(projection: nn.Linear, embeddings: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
-        return F.normalize(projection(torch.from_numpy(embeddings))).numpy()
+        return F.normalize(projection(torch.from_numpy(embeddings).to(projection.weight.device))).cpu().numpy()
 
 
 def _batches(count: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -190,9 +198,10 @@ def _batches(count: int, size: int, rng: np.random.Generator) -> list[np.ndarray
 def _head_epoch(projection: nn.Linear, head: MarginHead, optimizer: torch.optim.Optimizer, passes: tuple[np.ndarray, np.ndarray],
                 train: np.ndarray, labels: np.ndarray, options: TrainOptions, rng: np.random.Generator, stage: Stage, epoch: int) -> float:
     # Both passes of every training face are samples: the mirror is free augmentation.
-    features = torch.from_numpy(np.concatenate([passes[0][train], passes[1][train]]))
-    targets = torch.from_numpy(np.concatenate([labels, labels]))
-    identity = torch.eye(projection.in_features)
+    device = projection.weight.device
+    features = torch.from_numpy(np.concatenate([passes[0][train], passes[1][train]])).to(device)
+    targets = torch.from_numpy(np.concatenate([labels, labels])).to(device)
+    identity = torch.eye(projection.in_features, device=device)
     batches = _batches(len(targets), options.batch_size, rng)
     advance = stage(f"epoch {epoch}/{options.epochs} (head)", len(batches))
     losses: list[float] = []
@@ -207,12 +216,13 @@ def _full_epoch(net: EmbeddingNet, head: MarginHead, optimizer: torch.optim.Opti
     batches = _batches(len(labels), options.batch_size, rng)
     advance = stage(f"epoch {epoch}/{options.epochs} (full)", len(batches))
     losses: list[float] = []
-    targets = torch.from_numpy(labels)
+    device = device_of(net)
+    targets = torch.from_numpy(labels).to(device)
     for batch in batches:
         images = chips[batch]
         flip = rng.random(len(batch)) < 0.5
         images = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
-        loss, _ = head(net(chips_to_tensor(images)), targets[batch])
+        loss, _ = head(net(chips_to_tensor(images, device)), targets[batch])
         _step(optimizer, loss, losses, advance)
     return float(np.mean(losses))
 

@@ -17,7 +17,9 @@ from identity import __version__
 from identity.app.binding import bind_vector_store, rebind_vector_store
 from identity.app.core import App
 from identity.app.registry import ModelChoice, choose_model, detector_of, model_id_of, read_active, record_model
+from identity.config import Settings
 from identity.errors import IdentityError, NoStore
+from identity.faces import build_pack
 from identity.store.sql.migrate import current_revision, head_revision
 
 
@@ -63,7 +65,7 @@ def init_store(app: App, rebind: bool = False, actor: str | None = None) -> Init
 
 @dataclass(frozen=True)
 class Versions:
-    """What `identity version` prints: the package, the schema (code and database) and the model in use."""
+    """What `identity version` prints: the package, the schema (code and database), the model in use and where it runs."""
 
     identity: str
     schema_code: str
@@ -72,6 +74,9 @@ class Versions:
     model_source: str
     store_active_model: str | None
     detector: str  # what the model's pack detects faces with; why it runs: model_source
+    faces_device: str  # the faces.device setting (IDENTITY_FACES__DEVICE)
+    detector_runs_on: str  # e.g. "cpu (dlib HOG runs on the CPU only)"; ONNX detectors: their providers
+    recognizer_runs_on: str  # the torch device or the ONNX Runtime providers the setting gives on this machine
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -83,9 +88,21 @@ def versions(app: App) -> Versions:
     Open the App with must_exist and the as-is schema policy: a version check changes nothing.
     """
     db_schema, choice, source = _store_schema(app)
+    detector_runs_on, recognizer_runs_on = _runs_on(choice.model, app.settings)
     return Versions(identity=__version__, schema_code=head_revision(), schema_database=db_schema,
                     model=model_id_of(choice, app.settings), model_source=source,
-                    store_active_model=choice.store_active, detector=detector_of(choice, app.settings))
+                    store_active_model=choice.store_active, detector=detector_of(choice, app.settings),
+                    faces_device=app.settings.faces.device, detector_runs_on=detector_runs_on,
+                    recognizer_runs_on=recognizer_runs_on)
+
+
+def _runs_on(model: str, settings: Settings) -> tuple[str, str]:
+    """Where the pack's detector and recognizer run: the pack is built, not loaded (no weights are read)."""
+    try:
+        pack = build_pack(model, settings)
+    except IdentityError as exc:  # e.g. a pinned pack whose weights file is gone: the version still prints
+        return f"unavailable: {exc}", f"unavailable: {exc}"
+    return pack.detector.runs_on(), pack.recognizer.runs_on()
 
 
 def _store_schema(app: App) -> tuple[str | None, ModelChoice, str]:
