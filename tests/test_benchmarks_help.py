@@ -48,9 +48,8 @@ def results() -> dict[Path, subprocess.CompletedProcess[str]]:
         return dict(zip(FILES, pool.map(run, FILES)))
 
 
-def test_there_are_benchmarks_and_most_are_scripts() -> None:
-    assert len(FILES) > 10, BENCHMARKS
-    assert sum(map(is_script, FILES)) >= len(FILES) - 2
+def test_there_are_benchmarks() -> None:
+    assert sum(map(is_script, FILES)) > 10, BENCHMARKS
 
 
 @pytest.mark.parametrize("path", FILES, ids=[path.name for path in FILES])
