@@ -22,7 +22,7 @@ def record_audit_event(session: Session, actor: str, action: str, *, person_id: 
 
 def add_audit_details(session: Session, event_id: int, details: dict[str, Any]) -> None:
     """Merge `details` into an event's own, e.g. what a step after its transaction did."""
-    event = session.get(AuditEvent, event_id)
+    event = session.get_one(AuditEvent, event_id)
     event.details = {**event.details, **details}  # a new dict, so the JSON column sees the change
 
 

@@ -11,12 +11,14 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, TypeAlias
+from typing import Any, Iterator, TypeAlias, cast
 
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy import Engine as Engine  # re-exported: see SessionFactory below
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, CursorResult, ExceptionContext, Result, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session as Session  # re-exported: see SessionFactory below
+from sqlalchemy.orm import sessionmaker
 
 from identity.config import mask_url
 from identity.errors import ConfigError, StoreDamaged, StoreUnavailable
@@ -27,6 +29,12 @@ SessionFactory: TypeAlias = sessionmaker[Session]
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 POSTGRES_ALIAS = "postgres"  # what Heroku, libpq docs and many tools write; SQLAlchemy 2 refuses it
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched. `Session.execute` is typed as returning a Result; for DML it runs a
+    CursorResult, which is what carries the count."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def parse_database_url(url: str) -> URL:

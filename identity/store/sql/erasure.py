@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from sqlalchemy import String, cast, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from identity.store.sql.db import rowcount
 from identity.store.sql.deployment import deployment_record
 from identity.store.sql.tables import (
     AuditEvent,
@@ -57,12 +58,12 @@ def erase_person_rows(session: Session, person: Person, removed_paths: list[str]
     jobs = session.execute(select(Job.id, Job.image_id).where(Job.external_id == person.external_id)).all()
     images |= {row.image_id for row in jobs if row.image_id is not None}
     counts = {
-        "faces": session.execute(delete(Face).where(Face.person_id == person.id)).rowcount,
-        "jobs": session.execute(delete(Job).where(Job.id.in_([row.id for row in jobs]))).rowcount,
+        "faces": rowcount(session.execute(delete(Face).where(Face.person_id == person.id))),
+        "jobs": rowcount(session.execute(delete(Job).where(Job.id.in_([row.id for row in jobs])))),
         **_redact_searches(session, person.id),
         "reviews_unlinked": unlink_reviews(session, person.id),
         # A cluster named for them lists their photos: it goes (its members with it).
-        "clusters": session.execute(delete(FaceCluster).where(FaceCluster.person_id == person.id)).rowcount,
+        "clusters": rowcount(session.execute(delete(FaceCluster).where(FaceCluster.person_id == person.id))),
         "audit_events_redacted": _redact_audit(session, person, subject),
     }
     counts.update(drop_unused_images(session, images, removed_paths))
@@ -88,14 +89,14 @@ def erase_image_traces(session: Session, unknown_ids: Iterable[uuid.UUID], diges
     members = or_(ClusterMember.image_sha256.in_(shas), ClusterMember.unknown_face_id.in_(unknown))
     clusters = set(session.scalars(select(ClusterMember.cluster_id).where(members)))
     counts = {
-        "cluster_members": session.execute(delete(ClusterMember).where(members)).rowcount,
-        "unknown_faces": session.execute(delete(UnknownFace).where(UnknownFace.id.in_(unknown))).rowcount,
-        "search_events_redacted_by_photo": session.execute(
+        "cluster_members": rowcount(session.execute(delete(ClusterMember).where(members))),
+        "unknown_faces": rowcount(session.execute(delete(UnknownFace).where(UnknownFace.id.in_(unknown)))),
+        "search_events_redacted_by_photo": rowcount(session.execute(
             update(SearchEvent).where(SearchEvent.query_sha256.in_(shas))
-            .values(query_name=None, query_sha256=None)).rowcount,
+            .values(query_name=None, query_sha256=None))),
     }
     empty = [c for c in clusters if not session.scalar(select(exists().where(ClusterMember.cluster_id == c)))]
-    counts["clusters_emptied"] = session.execute(delete(FaceCluster).where(FaceCluster.id.in_(empty))).rowcount
+    counts["clusters_emptied"] = rowcount(session.execute(delete(FaceCluster).where(FaceCluster.id.in_(empty))))
     return counts
 
 
@@ -111,7 +112,7 @@ def drop_unused_images(session: Session, image_ids: Iterable[uuid.UUID],
     used = set(session.scalars(select(Face.image_id).where(Face.image_id.in_(wanted)).distinct()))
     if removed_paths is not None:
         removed_paths += session.scalars(select(Image.source_path).where(Image.id.in_(wanted - used)))
-    removed = session.execute(delete(Image).where(Image.id.in_(wanted - used))).rowcount
+    removed = rowcount(session.execute(delete(Image).where(Image.id.in_(wanted - used))))
     for image_id in used:
         path = session.scalars(select(Job.source_path).where(
             Job.image_id == image_id,
@@ -124,10 +125,10 @@ def drop_unused_images(session: Session, image_ids: Iterable[uuid.UUID],
 
 def _redact_searches(session: Session, person_id: uuid.UUID) -> dict[str, int]:
     searches = set(session.scalars(select(SearchHit.search_id).where(SearchHit.person_id == person_id)))
-    hits = session.execute(update(SearchHit).where(SearchHit.person_id == person_id)
-                           .values(person_id=None, score=None)).rowcount
-    events = session.execute(update(SearchEvent).where(SearchEvent.id.in_(searches))
-                             .values(query_name=None, query_sha256=None)).rowcount if searches else 0
+    hits = rowcount(session.execute(update(SearchHit).where(SearchHit.person_id == person_id)
+                                    .values(person_id=None, score=None)))
+    events = rowcount(session.execute(update(SearchEvent).where(SearchEvent.id.in_(searches))
+                                      .values(query_name=None, query_sha256=None))) if searches else 0
     return {"search_hits_redacted": hits, "search_events_redacted": events}
 
 

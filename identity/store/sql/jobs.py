@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from identity.store.sql.db import rowcount
 from identity.store.sql.tables import Job, JobStatus, naive_utc, utcnow
 
 MAX_ATTEMPTS = 3
@@ -192,7 +193,7 @@ def retry(session: Session, failed_only: bool = True, batch: str | None = None,
     result = session.execute(stmt.values(status=JobStatus.queued, outcome=None, reason=None, attempts=0,
                                          lease_owner=None, lease_expires_at=None, updated_at=utcnow())
                               .execution_options(synchronize_session=False))
-    return result.rowcount or 0
+    return rowcount(result) or 0
 
 
 def outcome_counts(session: Session, batch: str | None = None) -> dict[str, int]:

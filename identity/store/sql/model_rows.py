@@ -74,8 +74,9 @@ def activate_model(session: Session, model: Model) -> Model | None:
     """Make `model` the active one and return the one it replaces; the caller's transaction makes it atomic."""
     previous = active_model(session, lock=True)  # concurrent switches on Postgres queue here
     now = utcnow()
-    if previous is not None and naive_utc(previous.activated_at) >= naive_utc(now):
-        now = previous.activated_at + timedelta(microseconds=1)  # a clock step back must not undo a switch
+    before = previous.activated_at if previous is not None else None  # set on every model active_model() returns
+    if before is not None and naive_utc(before) >= naive_utc(now):
+        now = before + timedelta(microseconds=1)  # a clock step back must not undo a switch
     model.activated_at = now
     session.flush()
     return previous

@@ -11,8 +11,16 @@ from sqlalchemy.orm import Session
 from identity.errors import IdentityError, InvalidArgument, NotFound
 from identity.store.sql.tables import Face, FaceStatus, Person
 
-MAX_EXTERNAL_ID = Person.__table__.c.external_id.type.length  # 255: the column on every database
-MAX_DISPLAY_NAME = Person.__table__.c.display_name.type.length
+
+def _column_length(name: str) -> int:
+    """The declared length of one of the persons table's String columns."""
+    kind = Person.__table__.c[name].type
+    assert isinstance(kind, String) and kind.length is not None, name
+    return kind.length
+
+
+MAX_EXTERNAL_ID = _column_length("external_id")  # 255: the column on every database
+MAX_DISPLAY_NAME = _column_length("display_name")
 
 
 def check_external_id(external_id: str) -> str:
@@ -128,7 +136,8 @@ def persons_with_attributes(session: Session, filters: dict[str, list[str]]) -> 
 
 def _attribute_in(dialect: str, key: str, values: list[str]) -> ColumnElement[bool]:
     if dialect != "sqlite":
-        return Person.attributes[key].as_string().in_(values)
+        matches: ColumnElement[bool] = Person.attributes[key].as_string().in_(values)
+        return matches
     # SQLite's JSON paths ($."key") compare a member's name as written in the stored text, so
     # a key stored escaped (\u0433..., older rows) or holding a quote never matches; json_each
     # yields the decoded names, as Postgres' ->> compares them.

@@ -9,6 +9,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import ColumnElement, ScalarSelect, select, update
 from sqlalchemy.orm import Session
 
+from identity.store.sql.db import rowcount
 from identity.store.sql.tables import MatchReview, SearchEvent, SearchHit
 
 CONFIRMED = "confirmed"
@@ -105,8 +106,8 @@ def first_hits(session: Session, person_id: uuid.UUID | None = None, since: date
 
 def unlink_reviews(session: Session, person_id: uuid.UUID) -> int:
     """Erasure: the reviews stay (who decided what, when) without the person or the reviewer's note."""
-    return session.execute(update(MatchReview).where(MatchReview.person_id == person_id)
-                           .values(person_id=None, note=None)).rowcount
+    return rowcount(session.execute(update(MatchReview).where(MatchReview.person_id == person_id)
+                                    .values(person_id=None, note=None)))
 
 
 def move_reviews(session: Session, from_person: uuid.UUID, to_person: uuid.UUID) -> None:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, or_, select, update
 
-from identity.store.sql.db import Session
+from identity.store.sql.db import Session, rowcount
 from identity.store.sql.tables import UiSession
 
 
@@ -24,7 +24,7 @@ def revoke_sessions_of_key(session: Session, key_id: str, when: datetime) -> int
     """End every open session opened with the key; how many were open."""
     done = session.execute(update(UiSession).where(UiSession.key_id == key_id, UiSession.revoked_at.is_(None))
                            .values(revoked_at=when))
-    return int(done.rowcount or 0)
+    return int(rowcount(done) or 0)
 
 
 def purge_ended(session: Session, now: datetime) -> None:

@@ -9,6 +9,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from identity.store.sql.db import rowcount
 from identity.store.sql.tables import UnknownFace
 
 
@@ -39,4 +40,4 @@ def unknown_face_keys(session: Session) -> list[tuple[uuid.UUID, int, str]]:
 
 
 def delete_unknown_faces(session: Session, ids: Sequence[uuid.UUID]) -> int:
-    return session.execute(delete(UnknownFace).where(UnknownFace.id.in_(list(ids)))).rowcount if ids else 0
+    return rowcount(session.execute(delete(UnknownFace).where(UnknownFace.id.in_(list(ids))))) if ids else 0

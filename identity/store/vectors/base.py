@@ -156,4 +156,5 @@ def as_matrix(vectors: np.ndarray | Sequence[np.ndarray], dim: int) -> np.ndarra
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     if not np.all(np.isfinite(matrix)) or np.any(norms == 0):
         raise InvalidVector("vector is zero or not finite; cannot use it for cosine search")
-    return matrix / norms
+    unit: np.ndarray = matrix / norms
+    return unit

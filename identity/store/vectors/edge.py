@@ -530,7 +530,8 @@ def _copy_live(source: EdgeShard, target: Path, dim: int, params: VectorSettings
             )
             if records:
                 shard.update(UpdateOperation.upsert_points(
-                    [Point(id=r.id, vector=r.vector, payload=r.payload) for r in records]
+                    # with_vector=True: every record carries its vector, though the type allows None
+                    [Point(id=r.id, vector=r.vector, payload=r.payload) for r in records]  # type: ignore[arg-type]
                 ))
                 kept += len(records)
             if offset is None:

@@ -331,7 +331,7 @@ class QdrantServerIndex:
                 "vacuum_finished": vacuumed, "seconds": round(time.monotonic() - started, 3),
                 "not_forced": list(NOT_FORCED)}
 
-    def _set_vacuum(self, deleted_threshold: float, min_vectors: int) -> None:
+    def _set_vacuum(self, deleted_threshold: float | None, min_vectors: int | None) -> None:
         conn = self._live
         diff = models.OptimizersConfigDiff(deleted_threshold=deleted_threshold, vacuum_min_vector_number=min_vectors)
         conn.call(conn.client.update_collection, self.collection, optimizers_config=diff)
