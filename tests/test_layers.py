@@ -175,9 +175,6 @@ KNOWN_UPWARD = {
     # (records.audit, clustering.clusters) should hand them over
     ("identity.render.audit_html", "identity.store.sql.faces"),
     ("identity.render.cluster_html", "identity.store.sql.unknown_faces"),
-    # `identity train` builds TrainOptions (and reads FULL/HEAD) from identity.train: services.models.finetune
-    # should take its own options
-    ("identity_cli.train", "identity.train.finetune"),
 }
 
 
@@ -345,8 +342,6 @@ KNOWN_CIRCLES = {
             "identity.api.ui_review",
         }
     ),
-    # packs imports local_packs at the top; local_packs imports packs.builtin_names inside a function
-    frozenset({"identity.faces.local_packs", "identity.faces.packs"}),
 }
 
 
@@ -397,12 +392,7 @@ LIBRARY_HOMES = {
         {"identity_cli", "identity.api", "identity.render"},
     ),
 }
-KNOWN_AWAY_FROM_HOME = {
-    # checks that an installed detector file loads with cv2: a job for identity.faces.installed
-    ("identity.services.models.detectors", "cv2"),
-    # picks the training device with torch: the device adapter in faces (issue 24 part 5)
-    ("identity.services.models.finetune", "torch"),
-}
+KNOWN_AWAY_FROM_HOME: set[tuple[str, str]] = set()
 
 
 def libraries_away_from_home(found: Iterable[Import], kind: str) -> set[tuple[str, str]]:

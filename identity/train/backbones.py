@@ -9,6 +9,7 @@ Every backbone exposes `dim` and `input_size`, and sits on the device faces.devi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +38,11 @@ class PixelIResNet(nn.Module):
 class Backbone:
     network: nn.Module
     aligner: str  # how the pack cuts crops, as a local pack's manifest names it
+
+
+def use_all_cores() -> None:
+    """Training in this process uses every core (torch's default may be fewer)."""
+    torch.set_num_threads(os.cpu_count() or 1)
 
 
 def load_backbone(pack: ModelPack, settings: Settings) -> Backbone:

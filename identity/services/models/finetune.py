@@ -10,7 +10,6 @@ with --force). Search is not switched here: that is reindex's job.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -78,15 +77,13 @@ class FinetuneReport:
 
 
 def finetune(app: App, request: FinetuneRequest, stage: Stage) -> FinetuneReport:
-    import torch
-
-    from identity.train.backbones import load_backbone
+    from identity.train.backbones import load_backbone, use_all_cores
 
     started = time.perf_counter()
     settings = app.model_settings()  # pinned, for the chip cutter's worker processes
     base = app.pipeline().pack
     backbone = load_backbone(base, settings)  # before the data: an unusable base fails at once
-    torch.set_num_threads(os.cpu_count() or 1)
+    use_all_cores()
     chips = _chips(app, settings, request, stage)
     source = str(request.folder) if request.folder else f"enrolled faces ({base.model_id})"
     require_enough(chips, source)
