@@ -411,7 +411,8 @@ def run_case(case: Case, trees: tuple[Tree, Tree], pristine: Path, data: Path,
             yield 124, f"timed out after {CASE_TIMEOUT_S}s"
 
 
-def run_all(old: Tree, new: Tree, work: Path, out: Path | None, say: Callable[[str], None]) -> Report:
+def run_all(old: Tree, new: Tree, work: Path, out: Path | None, say: Callable[[str], None],
+            only: str | None = None) -> Report:
     report = Report(str(old.path), str(new.path))
     data, pristine, scratch = work / "data", work / "pristine", work / "scratch"
     paths = {str(old.path): "<tree>", str(new.path): "<tree>", str(old.shim): "<shim>", str(new.shim): "<shim>",
@@ -429,13 +430,9 @@ def run_all(old: Tree, new: Tree, work: Path, out: Path | None, say: Callable[[s
     shutil.copytree(data, pristine, symlinks=True)
     say(f"store built with old in {time.monotonic() - started:.0f}s")
     all_cases = cases(ids, inputs, scratch)
-    covered = {c.command for c in all_cases}
-    for command in sorted(with_json["old"] | with_json["new"]):
-        if command not in covered:
-            report.not_run[command] = NOT_RUN.get(command, "no case written for it")
-    for command, why in NOT_RUN.items():
-        report.not_run.setdefault(command, why)
-    for case in all_cases:
+    chosen = [c for c in all_cases if only is None or only in c.name]
+    report.not_run = not_run(with_json["old"] | with_json["new"], all_cases, chosen)
+    for case in chosen:
         t0 = time.monotonic()
         old_out, new_out = run_case(case, (old, new), pristine, data, scratch)
         result, old_text, new_text = compare(case.name, case.command, old_out, new_out, case.expect_rc, paths)
@@ -443,9 +440,18 @@ def run_all(old: Tree, new: Tree, work: Path, out: Path | None, say: Callable[[s
         report.results.append(result)
         _keep(out, case.name, old_text, new_text)
         say(_line(result))
-    report.results.append(_openapi(old, new, work, paths, out))
-    say(_line(report.results[-1]))
+    if only is None or only in "/openapi.json":
+        report.results.append(_openapi(old, new, work, paths, out))
+        say(_line(report.results[-1]))
     return report
+
+
+def not_run(with_json: set[str], all_cases: list[Case], chosen: list[Case]) -> dict[str, str]:
+    """Each command with --json that no chosen case runs, and why."""
+    written, ran = {c.command for c in all_cases}, {c.command for c in chosen}
+    reasons = {command: "left out by --only" if command in written else NOT_RUN.get(command, "no case written for it")
+               for command in sorted(with_json) if command not in ran}
+    return {**{c: why for c, why in NOT_RUN.items() if c not in ran}, **reasons}
 
 
 def _openapi(old: Tree, new: Tree, work: Path, paths: dict[str, str], out: Path | None) -> Result:
@@ -484,6 +490,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="Write each case's normalised old/new output and summary.json here.")
     parser.add_argument("--python", default=sys.executable,
                         help="Interpreter with the dependencies (default: this one).")
+    parser.add_argument("--only", help="Run only the cases whose name contains this (e.g. 'cluster').")
     parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
     return parser.parse_args(argv)
 
@@ -507,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, path in (("old", checkouts[0]), ("new", new_path.resolve())):
                 make_shim(path, work / f"shim-{label}")
                 trees.append(Tree(label, path, work / f"shim-{label}", args.python))
-            report = run_all(trees[0], trees[1], work, args.out, say)
+            report = run_all(trees[0], trees[1], work, args.out, say, args.only)
         finally:
             for where in checkouts:
                 remove_checkout(where)

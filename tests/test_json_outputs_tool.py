@@ -80,3 +80,11 @@ def test_help_runs() -> None:
                           check=False)
     assert done.returncode == 0, done.stderr
     assert "--old" in done.stdout and "--new" in done.stdout and "--json" in done.stdout
+
+
+def test_every_json_command_without_a_case_is_listed_with_why() -> None:
+    search, audit = tool.Case("search", "search", ["search"]), tool.Case("audit", "audit", ["audit"])
+    missing = tool.not_run({"search", "audit", "person list"}, [search, audit], [search])
+    assert missing == {"serve": tool.NOT_RUN["serve"], "audit": "left out by --only",
+                       "person list": "no case written for it"}
+    assert tool.not_run({"search"}, [search], [search]) == {"serve": tool.NOT_RUN["serve"]}
