@@ -25,7 +25,7 @@ def export_checked(model: Any, sample: Any, out: Path) -> float:
         # The newer dynamo exporter needs onnxscript, which we do not ship; the TorchScript one is fine here.
         warnings.simplefilter("ignore", DeprecationWarning)
         # Shapes are fixed per input size: constants are right. (TracerWarning is public but not in torch.jit's __all__.)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             model, (sample,), str(out), dynamo=False, input_names=["input"], output_names=["embedding"],
             dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}}, opset_version=EXPORT_OPSET,
