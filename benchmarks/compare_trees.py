@@ -165,10 +165,15 @@ def table_rows(text: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the last rich table in `text` (cells stripped; a wrapped row's continuation dropped)."""
     header: list[str] = []
     rows: list[list[str]] = []
+    heading = False  # a heading rich wrapped spans several lines: their cells join per column
     for line in text.splitlines():
         if line.count("┃") >= 2:
-            header, rows = [c.strip() for c in line.strip().strip("┃").split("┃")], []
-        elif line.count("│") >= 2 and header:
+            cells = [c.strip() for c in line.strip().strip("┃").split("┃")]
+            header = [f"{h} {c}".strip() for h, c in zip(header, cells)] if heading else cells
+            heading, rows = True, []
+            continue
+        heading = False
+        if line.count("│") >= 2 and header:
             cells = [c.strip() for c in line.strip().strip("│").split("│")]
             if cells[0]:
                 rows.append(cells)
