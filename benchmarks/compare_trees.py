@@ -169,7 +169,7 @@ def table_rows(text: str) -> tuple[list[str], list[list[str]]]:
     for line in text.splitlines():
         if line.count("┃") >= 2:
             cells = [c.strip() for c in line.strip().strip("┃").split("┃")]
-            header = [f"{h} {c}".strip() for h, c in zip(header, cells)] if heading else cells
+            header = [f"{h} {c}".strip() for h, c in zip(header, cells, strict=True)] if heading else cells
             heading, rows = True, []
             continue
         heading = False
@@ -212,14 +212,16 @@ def http_figures(out: str) -> dict[str, float]:
 
 
 def one_round(tree: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """One tree's three benchmarks, each on its own fresh store; `seconds` is each script's wall time."""
     dataset = ["--dataset", str(args.dataset)]
-    enroll, _ = run_script(tree, env, "enroll.py", [*dataset, "--limit", str(args.limit), "--backends", "sqlite",
-                                                    "--baseline", "0", "--sample", "1"])
-    search, seconds = run_script(tree, env, "search_latency.py", [*dataset, "--faces", str(args.faces), "--queries",
-                                                                  str(args.queries), "--backends", "sqlite"])
-    http, _ = run_script(tree, env, "http_load.py", [*dataset, "--faces", str(args.http_faces), "--clients",
-                                                     str(args.clients), "--searches", str(args.searches)])
-    return {"enroll": enroll_figures(enroll), "search": search_figures(search, seconds), "http": http_figures(http)}
+    enroll_args = ["--limit", str(args.limit), "--backends", "sqlite", "--baseline", "0", "--sample", "1"]
+    search_args = ["--faces", str(args.faces), "--queries", str(args.queries), "--backends", "sqlite"]
+    http_args = ["--faces", str(args.http_faces), "--clients", str(args.clients), "--searches", str(args.searches)]
+    enroll, enroll_s = run_script(tree, env, "enroll.py", [*dataset, *enroll_args])
+    search, search_s = run_script(tree, env, "search_latency.py", [*dataset, *search_args])
+    http, http_s = run_script(tree, env, "http_load.py", [*dataset, *http_args])
+    return {"enroll": enroll_figures(enroll), "search": search_figures(search, search_s), "http": http_figures(http),
+            "seconds": {"enroll": enroll_s, "search": search_s, "http": http_s}}
 
 
 def verdict(old: list[float], new: list[float], higher_is_better: bool) -> dict[str, object]:
@@ -232,6 +234,10 @@ def verdict(old: list[float], new: list[float], higher_is_better: bool) -> dict[
 
 
 # --- report ----------------------------------------------------------------------------------------------------
+
+
+def short(x: float) -> str:
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
 def print_report(result: dict) -> None:
@@ -270,9 +276,17 @@ def print_report(result: dict) -> None:
     print(f"\nspeed, {speed['rounds']} rounds in turns (old, new), median per tree; {speed['settings']}")
     print(f"{'figure':<28}{'old':>10}{'new':>10}{'new/old':>9}  verdict (rounds old | new)")
     for key, v in speed["figures"].items():
-        rounds = " ".join(f"{x:.1f}" for x in v["old"]) + " | " + " ".join(f"{x:.1f}" for x in v["new"])
+        rounds = " ".join(map(short, v["old"])) + " | " + " ".join(map(short, v["new"]))
         print(f"{key:<28}{v['median_old']:>10.2f}{v['median_new']:>10.2f}{v['ratio']:>8.2f}x  "
               f"{v['verdict']} ({rounds})")
+    for label in ("old", "new"):
+        fills = [r["search"]["fill_s"] for r in speed["per_round"][label] if "fill_s" in r["search"]]
+        if fills:  # only a search_latency.py that takes --json reports it; search.script_s includes it
+            print(f"search store build ({label}), median: {statistics.median(fills):.0f} s")
+        walls = [r["seconds"] for r in speed["per_round"][label] if "seconds" in r]
+        if walls:
+            print(f"script wall s per round ({label}): " + "; ".join(
+                ", ".join(f"{k} {v:.0f}" for k, v in w.items()) for w in walls))
 
 
 def main() -> None:

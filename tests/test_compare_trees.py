@@ -18,8 +18,8 @@ TREE = {
     "identity/__init__.py": "",
     "identity/config.py": "",
     "identity/faces/__init__.py": "from identity.faces.detect import find\n",
-    "identity/faces/detect.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from identity.services import x\n"
-                                "def find():\n    from . import util\n",
+    "identity/faces/detect.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                "    from identity.services import x\ndef find():\n    from . import util\n",
     "identity/faces/util.py": "import identity.faces.detect\n",
     "identity/store/__init__.py": "def f():\n    from identity.app.core import App\n",
     "identity/app/__init__.py": "",
