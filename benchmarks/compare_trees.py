@@ -12,7 +12,8 @@ dropped from the scripts' environment, so both trees run on defaults.
 Structure (benchmarks/tree_structure.py): lines per layer, the largest modules, import circles and upward
 imports; `duplicates` over the whole tree and over identity/; `ruff check --statistics` (the tree's [tool.ruff]
 if its pyproject has one, else line length 120 and E,F,W,I,B,UP; the fixed rules are also counted for both, so
-the two trees are comparable whatever their config) and `mypy identity cli` (the tree's config if any).
+the two trees are comparable whatever their config) and `mypy identity cli` (the tree's config if any; again with
+mypy's defaults where it has one, for the same reason).
 
 Speed, in rounds: each round runs enroll.py (--limit images), search_latency.py (--faces) and http_load.py for
 the old tree, then the new one (A B A B ...), each script on its own fresh temporary store, embedded backend.
@@ -119,17 +120,29 @@ def ruff_counts(tree: Path, rules: list[str]) -> dict[str, int]:
     return {row["code"] or row["name"]: row["count"] for row in json.loads(out or "[]")}
 
 
-def mypy_counts(tree: Path) -> dict[str, object]:
-    configured = has_section(tree, "mypy") or (tree / "mypy.ini").exists() or (tree / ".mypy.ini").exists()
-    with tempfile.TemporaryDirectory() as cache:
-        run = subprocess.run([str(BIN / "mypy"), "--cache-dir", cache, "identity", "cli"], cwd=tree,
-                             capture_output=True, text=True)
+def mypy_errors(tree: Path, defaults: bool) -> tuple[int, dict[str, int]]:
+    """`mypy identity cli` in `tree`: the error count and the errors per code; `defaults` ignores the tree's config."""
+    with tempfile.TemporaryDirectory() as scratch:
+        config = Path(scratch) / "mypy.ini"
+        config.write_text("[mypy]\n")
+        flags = ["--cache-dir", str(Path(scratch) / "cache")] + (["--config-file", str(config)] if defaults else [])
+        run = subprocess.run([str(BIN / "mypy"), *flags, "identity", "cli"], cwd=tree, capture_output=True, text=True)
     codes: dict[str, int] = {}
     for code in re.findall(r": error: .*\[([a-z-]+)\]$", run.stdout, flags=re.M):
         codes[code] = codes.get(code, 0) + 1
     total = re.search(r"Found (\d+) errors?", run.stdout)
-    return {"config": "repo" if configured else "defaults", "errors": int(total.group(1)) if total else 0,
-            "by_code": dict(sorted(codes.items(), key=lambda kv: -kv[1]))}
+    if total is None and "Success" not in run.stdout:
+        raise RuntimeError(f"mypy in {tree} said: {(run.stdout + run.stderr)[-2000:]}")
+    return (int(total.group(1)) if total else 0), dict(sorted(codes.items(), key=lambda kv: -kv[1]))
+
+
+def mypy_counts(tree: Path) -> dict[str, object]:
+    """With the tree's config where it has one (as its CI runs it), and with mypy's defaults (comparable)."""
+    configured = has_section(tree, "mypy") or (tree / "mypy.ini").exists() or (tree / ".mypy.ini").exists()
+    errors, codes = mypy_errors(tree, defaults=not configured)
+    defaults = mypy_errors(tree, defaults=True)[0] if configured else errors
+    return {"config": "repo" if configured else "defaults", "errors": errors, "by_code": codes,
+            "defaults_errors": defaults}
 
 
 def static_figures(tree: Path) -> dict[str, object]:
@@ -261,7 +274,8 @@ def print_report(result: dict) -> None:
               sn["ruff"]["errors"]),
              ("ruff, fixed rules E,F,W,I,B,UP 120", so["ruff"]["fixed_rules_errors"], sn["ruff"]["fixed_rules_errors"]),
              (f"mypy ({so['mypy']['config']} / {sn['mypy']['config']} config)", so["mypy"]["errors"],
-              sn["mypy"]["errors"])]
+              sn["mypy"]["errors"]),
+             ("mypy, defaults", so["mypy"]["defaults_errors"], sn["mypy"]["defaults_errors"])]
     for name, a, b in rows:
         print(f"{name:<34}{a:>12}{b:>12}")
     for label, s in (("old", so), ("new", sn)):
