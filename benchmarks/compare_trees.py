@@ -1,7 +1,8 @@
 """Before/after figures of two source trees in one run: structure, lint and type counts, then speed in turns.
 
     .venv/bin/python benchmarks/compare_trees.py --old REV [--new REV|PATH] [--rounds 3] [--skip-perf] [--json]
-        [--limit 600] [--faces 100000] [--queries 200] [--http-faces 10000] [--clients 4] [--searches 50]
+        [--save figures.json] [--limit 600] [--faces 100000] [--queries 200] [--http-faces 10000] [--clients 4]
+        [--searches 50]
 
 A REV is materialised with `git worktree add --detach` into a temporary folder (removed after); --new defaults
 to this working tree. Each tree runs ITS OWN benchmarks/ scripts with the same Python, under a PYTHONPATH shim
@@ -283,7 +284,8 @@ def print_report(result: dict) -> None:
         for circle in s["circles"]:
             print(f"circle ({label}): {' '.join(circle)}")
         if s["upward"]:
-            print(f"upward imports ({label}): {', '.join(s['upward'])}")
+            layers = ", ".join(f"{pair} {n}" for pair, n in s["upward_by_layers"].items())
+            print(f"upward imports ({label}): {layers}: {', '.join(s['upward'])}")
     if "speed" not in result:
         return
     speed = result["speed"]
@@ -309,7 +311,8 @@ def main() -> None:
     parser.add_argument("--new", default=str(REPO), help="revision or folder of the tree after (default: this one)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-perf", action="store_true", help="structure, lint and type figures only")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of the report")
+    parser.add_argument("--save", type=Path, help="also write the figures as JSON to this file")
     parser.add_argument("--dataset", type=Path, default=LFW)
     parser.add_argument("--limit", type=int, default=600, help="images enroll.py enrolls per round")
     parser.add_argument("--faces", type=int, default=100_000, help="faces in search_latency.py's store")
@@ -344,6 +347,8 @@ def main() -> None:
                             for bench, key, higher in FIGURES},
             }
     result["seconds"] = time.perf_counter() - started
+    if args.save:
+        args.save.write_text(json.dumps(result, indent=2))
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Layers of ../shared/ARCHITECTURE.md, top first; a higher rank may import a lower one, never the reverse.
+# "base": the top-level modules of identity/ other than config (errors, fsutil, config_reference...), shared
+# helpers at the bottom, as tests/test_layers.py places them.
 RANK = {"cli": 4, "api": 4, "render": 4, "services": 3, "app": 2, "faces": 1, "store": 1,
         "evaluation": 0, "train": 0, "config": 0, "base": 0}
 LAYERS = ("faces", "store", "app", "services", "api", "render", "evaluation", "train", "config", "cli", "base")
-# Top-level modules of identity/ that belong to no named layer: shared helpers below everything.
-CONFIG_MODULES = {"identity.config", "identity.config_reference"}
 
 
 @dataclass
@@ -53,7 +53,7 @@ def layer_of(name: str) -> str:
     parts = name.split(".")
     if parts[0] == "identity_cli":
         return "cli"
-    if name in CONFIG_MODULES:
+    if name == "identity.config":
         return "config"
     if len(parts) > 1 and parts[1] in RANK:
         return parts[1]
@@ -151,6 +151,10 @@ def structure(tree: Path, largest: int = 10) -> dict:
     mutual = sorted({tuple(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph[b]})
     upward = sorted((a, b) for a, m in modules.items() for b in m.imports
                     if RANK[modules[b].layer] > RANK[m.layer])
+    pairs: dict[str, int] = {}
+    for a, b in upward:  # per pair of layers, so a rule read differently (train beside faces?) can be set apart
+        pair = f"{modules[a].layer} -> {modules[b].layer}"
+        pairs[pair] = pairs.get(pair, 0) + 1
     biggest = sorted(modules.values(), key=lambda m: -m.lines)[:largest]
     return {
         "modules": len(modules), "lines": sum(lines.values()), "lines_per_layer": lines,
@@ -158,5 +162,5 @@ def structure(tree: Path, largest: int = 10) -> dict:
         "import_edges": sum(len(t) for t in graph.values()),
         "import_circles": len(circles), "modules_in_circles": sum(len(c) for c in circles),
         "circles": circles, "mutual_imports": [list(p) for p in mutual],
-        "upward_imports": len(upward), "upward": [f"{a} -> {b}" for a, b in upward],
+        "upward_imports": len(upward), "upward_by_layers": pairs, "upward": [f"{a} -> {b}" for a, b in upward],
     }

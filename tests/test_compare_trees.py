@@ -45,7 +45,7 @@ def test_circles_and_upward_imports_count_function_level_and_relative_imports_bu
                                     ["identity_cli.main", "identity_cli.serve"]]
     assert s["import_circles"] == 2 and s["modules_in_circles"] == 4
     # store -> app is upward (inside a function); faces -> services sits under TYPE_CHECKING and does not count
-    assert s["upward"] == ["identity.store -> identity.app.core"]
+    assert s["upward"] == ["identity.store -> identity.app.core"] and s["upward_by_layers"] == {"store -> app": 1}
     assert s["lines_per_layer"]["faces"] == 7 and s["lines_per_layer"]["cli"] == 3
     assert s["largest_modules"][0] == {"module": "identity/faces/detect.py", "lines": 5}
 
