@@ -1,7 +1,7 @@
 """Bulk enrollment of lfw-dev from scratch: throughput, where the time goes, scaling.
 
     .venv/bin/python benchmarks/enroll.py [--limit N] [--workers 2] [--backends sqlite,postgres] [--baseline 600]
-        [--models dlib-resnet,yunet-dlib-resnet] [--rounds 4] [--yunet ../shared/models/yunet_n_dynamic.onnx]
+        [--models dlib-resnet,yunet-dlib-resnet] [--rounds 4] [--yunet ../shared/models/yunet_n_dynamic.onnx] [--json]
 
 For each backend: a fresh store, `identity enroll`'s own code path (queue, process
 pool, writer) over the dataset; prints images/s, faces/s and the share of wall time
@@ -16,12 +16,15 @@ in turns: the images are cut into --rounds chunks and pack A enrolls chunk 1, th
 chunk 1, then A chunk 2... so a load that comes and goes on a shared machine falls on every
 pack alike; the table then has one row per pack and each pack's images/s is compared to the
 first's. A pack needing YuNet gets --yunet installed into its store's data directory.
+
+With --json the tables go to stderr and stdout gets the same figures as one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import tempfile
 import time
 import uuid
@@ -131,12 +134,14 @@ def main() -> None:
     parser.add_argument("--models", default="", help="packs to compare, comma-separated (default: the default pack)")
     parser.add_argument("--rounds", type=int, default=4, help="chunks the packs enroll in turn when --models names several")
     parser.add_argument("--yunet", type=Path, default=YUNET_FILE, help="YuNet's model file, for a pack that needs it")
+    parser.add_argument("--json", action="store_true", help="figures as JSON on stdout (the tables on stderr)")
     args = parser.parse_args()
-    console = Console(width=200)
+    console = Console(width=200, stderr=args.json)
     specs = list(from_directory(args.dataset))
     if args.limit:
         specs = specs[: args.limit]
     paths = [s.source_path for s in specs]
+    figures: dict = {"images": len(specs), "workers": args.workers, "split": {}, "backends": {}}
 
     packs: list[str | None] = [p for p in args.models.split(",") if p] or [None]
     rounds = args.rounds if len(packs) > 1 else 1
@@ -145,6 +150,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             split = stage_split(with_pack(Settings(data_dir=Path(tmp)), pack, args.yunet), sample)
         compute = sum(split.values())
+        figures["split"][pack or "default"] = split
         console.print(f"compute per image, one process ({pack or 'default pack'}): " + ", ".join(
             f"{k} {1000 * v:.0f} ms ({v / compute:.0%})" for k, v in split.items()))
 
@@ -163,6 +169,10 @@ def main() -> None:
                 stores[pack or "default"] = with_pack(settings, pack, args.yunet)
             totals = enroll_in_turns(stores, specs, rounds, args.workers)
         for label, s in totals.items():
+            figures["backends"].setdefault(backend, {})[label] = {
+                "seconds": s.seconds, "images": s.processed, "images_per_s": s.processed / s.seconds,
+                "faces_per_s": s.faces_enrolled / s.seconds, "storage_share": s.storage_seconds / s.seconds,
+                "outcomes": dict(s.counts)}
             table.add_row(backend, label, f"{s.seconds:.0f}", f"{s.processed / s.seconds:.2f}",
                           f"{s.faces_enrolled / s.seconds:.2f}", f"{s.storage_seconds / s.seconds:.1%}",
                           ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items())))
@@ -173,17 +183,23 @@ def main() -> None:
     for line in ratios:
         console.print(line)
 
-    if not args.baseline:
-        return
-    base = specs[: args.baseline]
+    if args.baseline:
+        figures["scaling"] = scaling(specs[: args.baseline], args.workers, console)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+
+
+def scaling(base: list, workers: int, console: Console) -> dict[str, float]:
     rates = {}
-    for workers in (1, args.workers):
+    for n in (1, workers):
         with tempfile.TemporaryDirectory() as tmp:
-            s = enroll(Settings(data_dir=Path(tmp)), base, workers)
-        rates[workers] = s.processed / s.seconds
+            s = enroll(Settings(data_dir=Path(tmp)), base, n)
+        rates[n] = s.processed / s.seconds
     console.print(f"scaling on the first {len(base)} images (embedded store): 1 process {rates[1]:.2f} images/s, "
-                  f"{args.workers} processes {rates[args.workers]:.2f} images/s, "
-                  f"ratio {rates[args.workers] / rates[1]:.2f}x (target >= 1.8x)")
+                  f"{workers} processes {rates[workers]:.2f} images/s, "
+                  f"ratio {rates[workers] / rates[1]:.2f}x (target >= 1.8x)")
+    return {"images": len(base), "one_process_images_per_s": rates[1], "images_per_s": rates[workers],
+            "ratio": rates[workers] / rates[1]}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Search latency with a large store: detection+embedding vs vector+SQL, per backend.
 
-    .venv/bin/python benchmarks/search_latency.py [--faces 100000] [--queries 200] [--backends sqlite,postgres]
+    .venv/bin/python benchmarks/search_latency.py [--faces 100000] [--queries 200] [--backends sqlite,postgres] [--json]
 
 The store holds N synthetic faces (5 per person, unit vectors in clusters) with their
 person, image and face rows and person templates; queries are real lfw-dev photos
@@ -9,12 +9,14 @@ and cohort, the candidates' best faces, person join, search log). Prints median 
 of both parts; the target is vector+SQL p95 < 20 ms. The cost templates add is measured
 in the same run: the vector queries of today's path (template search of the cohort, then
 the candidates' faces) against the single grouped face query that ranked persons before.
+With --json the table goes to stderr and stdout gets each backend's figures (fill_s: building the store).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import tempfile
 import time
 import uuid
@@ -89,7 +91,9 @@ def vector_ms(dep, vector: np.ndarray) -> tuple[float, float]:
 def measure(settings: Settings, faces: int, queries: list[Path], console: Console) -> dict[str, float]:
     pipeline = build_pipeline(settings)
     with open_deployment(settings, pipeline) as dep:
+        filling = time.perf_counter()
         fill(dep, faces, 7, console)
+        fill_s = time.perf_counter() - filling
         found = []
         embed_ms = []
         for path in queries:
@@ -112,7 +116,7 @@ def measure(settings: Settings, faces: int, queries: list[Path], console: Consol
         "vector_before_p95": float(np.percentile(before_ms, 95)), "vector_now_p95": float(np.percentile(now_ms, 95)),
         "embed_p50": float(np.percentile(embed_ms, 50)), "embed_p95": float(np.percentile(embed_ms, 95)),
         "store_p50": float(np.percentile(store_ms, 50)), "store_p95": float(np.percentile(store_ms, 95)),
-        "queries": len(store_ms),
+        "queries": len(store_ms), "fill_s": fill_s,
     }
 
 
@@ -124,8 +128,10 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="server where a throwaway database is created")
     parser.add_argument("--dataset", type=Path, default=LFW)
+    parser.add_argument("--json", action="store_true", help="figures as JSON on stdout (the table on stderr)")
     args = parser.parse_args()
-    console = Console(width=140)
+    console = Console(width=140, stderr=args.json)
+    figures = {}
     queries = sorted(args.dataset.glob("*/*.jpg"))[:: max(1, 6000 // args.queries)][: args.queries]
     table = Table(title=f"search latency, {args.faces} faces in the store, {len(queries)} real queries")
     for column in ("backend", "detect+embed p50", "p95", "vector+SQL p50", "p95", "target p95 < 20 ms",
@@ -142,7 +148,7 @@ def main() -> None:
                     conn.execute(text(f'CREATE DATABASE "{name}"'))
                 settings = settings.replace(database_url=args.postgres.rsplit("/", 1)[0] + "/" + name)
             try:
-                r = measure(settings, args.faces, queries, console)
+                r = figures[backend] = measure(settings, args.faces, queries, console)
             finally:
                 if admin is not None:
                     with admin.connect() as conn:
@@ -152,6 +158,8 @@ def main() -> None:
                       f"{r['vector_before_p95']:.1f} ms", f"{r['vector_now_p95']:.1f} ms",
                       f"{r['vector_now_p95'] / r['vector_before_p95']:.2f}x")
     console.print(table)
+    if args.json:
+        print(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
