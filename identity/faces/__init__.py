@@ -14,13 +14,22 @@ Landmark order and the meaning of each field: identity.faces.types.
 from identity.faces.images import decode_image, load_image
 from identity.faces.local_packs import LocalPack, list_local_packs, load_local_pack, save_local_pack
 from identity.faces.packs import DEFAULT_MODEL, DefaultThreshold, ModelPack, PackInfo, build_pack, default_model, list_packs, resolve
-from identity.faces.executor import process_paths_parallel
+from identity.faces.executor import (
+    Analysed,
+    ExecutorBusy,
+    ExecutorClosed,
+    InferenceExecutor,
+    ProcessExecutor,
+    ThreadExecutor,
+    process_paths_parallel,
+)
 from identity.faces.pipeline import FacePipeline, build_pipeline
 from identity.faces.quality import BLURRY, LOW_SCORE, PROFILE, TILTED, TOO_SMALL
 from identity.faces.torch_models import export_onnx
 from identity.faces.types import DetectedFace, ImageFaces, LoadedImage, Quality, scan_limit_warning
 
 __all__ = [
+    "Analysed",
     "BLURRY",
     "DEFAULT_MODEL",
     "LOW_SCORE",
@@ -29,13 +38,18 @@ __all__ = [
     "TOO_SMALL",
     "DefaultThreshold",
     "DetectedFace",
+    "ExecutorBusy",
+    "ExecutorClosed",
     "FacePipeline",
     "ImageFaces",
+    "InferenceExecutor",
     "LoadedImage",
     "LocalPack",
     "ModelPack",
     "PackInfo",
+    "ProcessExecutor",
     "Quality",
+    "ThreadExecutor",
     "build_pack",
     "build_pipeline",
     "decode_image",

@@ -24,12 +24,16 @@ from typing import Callable, Generator, Iterable, Iterator, Protocol
 from weakref import WeakSet
 
 from identity.config import Settings
-from identity.faces.parallel import CHUNK_SIZE, Outcome, analyse_chunk, revive
+from identity.faces.parallel import CHUNK_SIZE, Analysed, analyse_chunk, revive
 from identity.faces.pipeline import FacePipeline, build_pipeline
 from identity.faces.workers import run_in_workers
 
 PathLike = str | os.PathLike[str]
 STREAM_CHUNK = 4  # a thread task's images: small, so a long job's chunks interleave with requests
+
+
+__all__ = ["Analysed", "ExecutorBusy", "ExecutorClosed", "InferenceExecutor", "ProcessExecutor", "ThreadExecutor",
+           "process_paths_parallel"]
 
 
 class ExecutorBusy(Exception):
@@ -43,7 +47,7 @@ class ExecutorClosed(Exception):
 class InferenceExecutor(Protocol):
     """Detection and embedding of image files, outcomes in input order."""
 
-    def analyse(self, paths: Iterable[PathLike]) -> Iterator[Outcome]:
+    def analyse(self, paths: Iterable[PathLike]) -> Iterator[Analysed]:
         """(path, ImageFaces | ImageError) per path, in input order, lazily: a stream of millions stays bounded."""
         ...
 
@@ -67,10 +71,10 @@ class ProcessExecutor:
         self.settings = settings
         self.workers = workers or settings.worker_count
         self.chunk_size = chunk_size
-        self._streams: WeakSet[Generator[Outcome, None, None]] = WeakSet()  # a finished stream is dropped
+        self._streams: WeakSet[Generator[Analysed, None, None]] = WeakSet()  # a finished stream is dropped
         self._closed = False
 
-    def analyse(self, paths: Iterable[PathLike]) -> Iterator[Outcome]:
+    def analyse(self, paths: Iterable[PathLike]) -> Iterator[Analysed]:
         if self._closed:
             raise ExecutorClosed("the process executor is closed")
         self.warm()  # a bad setting fails here, before any worker starts, not in each worker
@@ -78,7 +82,7 @@ class ProcessExecutor:
         self._streams.add(stream)
         return stream
 
-    def _stream(self, paths: Iterable[PathLike]) -> Generator[Outcome, None, None]:
+    def _stream(self, paths: Iterable[PathLike]) -> Generator[Analysed, None, None]:
         chunks = run_in_workers(self.settings, analyse_chunk, (os.fspath(p) for p in paths), self.workers,
                                 self.chunk_size)
         for _, outcomes in chunks:
@@ -96,7 +100,7 @@ class ProcessExecutor:
 
 
 def process_paths_parallel(settings: Settings, paths: Iterable[PathLike], workers: int | None = None,
-                           chunk_size: int = CHUNK_SIZE) -> Iterator[Outcome]:
+                           chunk_size: int = CHUNK_SIZE) -> Iterator[Analysed]:
     """(path, ImageFaces) for each readable image and (path, ImageError) for each other one, in input order:
     one bulk stream of a ProcessExecutor. `workers` defaults to settings.worker_count; 1 runs in this process.
     """
@@ -119,7 +123,7 @@ class ThreadExecutor:
         self._closed = False
 
     def analyse(self, paths: Iterable[PathLike], wait: bool = True, chunk: int = STREAM_CHUNK,
-                before_each: Callable[[], None] | None = None) -> Iterator[Outcome]:
+                before_each: Callable[[], None] | None = None) -> Iterator[Analysed]:
         """Outcomes in order, `chunk` images per thread task; `before_each` runs before each image is started
         (a request's deadline: raising there frees the thread for the next caller).
 
@@ -138,9 +142,9 @@ class ThreadExecutor:
         finally:
             self._slots.release()
 
-    def _analyse(self, paths: list[str], before_each: Callable[[], None] | None) -> list[Outcome]:
+    def _analyse(self, paths: list[str], before_each: Callable[[], None] | None) -> list[Analysed]:
         pipeline = self._pipeline()
-        found: list[Outcome] = []
+        found: list[Analysed] = []
         for path in paths:
             if before_each is not None:
                 before_each()

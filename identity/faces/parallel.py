@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8  # images per task: enough to batch the recognizer, small enough to keep workers busy
 
-Outcome = tuple[str, ImageFaces | ImageError]
+Analysed = tuple[str, ImageFaces | ImageError]
 # ImageError does not survive pickling (its __init__ takes two arguments), so workers send (path, reason).
 _WireOutcome = tuple[str, ImageFaces | tuple[str, str]]
 
@@ -67,7 +67,7 @@ def _failure(exc: Exception) -> str:
     return f"processing failed: {type(exc).__name__}: {exc}"
 
 
-def revive(outcomes: list[_WireOutcome]) -> Iterator[Outcome]:
+def revive(outcomes: list[_WireOutcome]) -> Iterator[Analysed]:
     for path, value in outcomes:
         yield path, (ImageError(*value) if isinstance(value, tuple) else value)
 
