@@ -50,7 +50,8 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
 def create_api(core: App) -> FastAPI:
     """The HTTP API over `core` (which the caller opened, and closes after the server stops)."""
     api = FastAPI(title="identity", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,  # docs.py's /docs
-                  description="Face identity search: enroll people from photos, ask who is in a photo, audit what is held.")
+                  description="Face identity search: enroll people from photos, ask who is in a photo, "
+                              "audit what is held.")
     api.state.ctx = ApiContext(core)
     _handle_errors(api)
     _measure(api)
@@ -102,7 +103,8 @@ def _handle_errors(api: FastAPI) -> None:
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        problems = [{"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg")} for e in exc.errors()]
+        problems = [{"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg")}
+                    for e in exc.errors()]
         if on_page(request):
             return ui_error(request, 422, "; ".join(f"{p['where']}: {p['problem']}" for p in problems))
         return JSONResponse(body("the request is not valid", problems), status_code=422)

@@ -52,7 +52,8 @@ async def search(
         results, errors = [], []
         for (name, path), outcome in zip(saved, analysed):
             deadline.check("searching the faces")
-            found = await in_thread(ctx.search, path, outcome, name, options)  # named by the upload, not the scratch file
+            # Named by the upload, not the scratch file.
+            found = await in_thread(ctx.search, path, outcome, name, options)
             if isinstance(found, SearchFailure):
                 errors.append(found.as_dict())
             else:

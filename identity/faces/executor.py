@@ -152,9 +152,10 @@ class ThreadExecutor:
         return found
 
     def _pipeline(self) -> FacePipeline:
-        if getattr(self._local, "pipeline", None) is None:
-            self._local.pipeline = self._new_pipeline()
-        return self._local.pipeline
+        pipeline: FacePipeline | None = getattr(self._local, "pipeline", None)
+        if pipeline is None:
+            pipeline = self._local.pipeline = self._new_pipeline()
+        return pipeline
 
     def warm(self) -> None:
         """Start every inference thread and load its models, so the first requests do not pay for it."""

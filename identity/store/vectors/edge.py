@@ -105,9 +105,9 @@ def _one_at_a_time(method: Callable[Concatenate["EdgeIndex", P], R]) -> Callable
     its inference tens, so the wait is short; uncontended, the lock costs well under a microsecond."""
 
     @functools.wraps(method)
-    def locked(self: "EdgeIndex", *args: P.args, **kwargs: P.kwargs) -> R:
-        with self._mutex:
-            return method(self, *args, **kwargs)
+    def locked(index: "EdgeIndex", /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with index._mutex:
+            return method(index, *args, **kwargs)
 
     return locked
 
