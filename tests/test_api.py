@@ -185,16 +185,22 @@ def test_metrics_need_an_admin_key_and_count_requests(served) -> None:
 
 
 def test_a_full_inference_queue_answers_503_with_retry_after(served, monkeypatch) -> None:
+    import threading
+
     from identity.faces import ThreadExecutor, build_pipeline
 
     client, keys, settings, lfw, _ = served
     probe = photo(lfw, "Al_Gore", 3)
     one_slot = ThreadExecutor(lambda: build_pipeline(settings), threads=1, queue_limit=0)
     monkeypatch.setattr(client.app.state.ctx, "inference", one_slot)
-    held = one_slot.analyse([probe])
-    next(held)  # the one slot is taken until this stream ends
+    started, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=lambda: list(one_slot.analyse([probe], before_each=lambda: (
+        started.set(), release.wait(30)))))  # a task holding the one slot until released
+    holder.start()
+    assert started.wait(30)
     busy = client.post("/v1/search", files=upload(probe), headers=auth(keys, "search"))
-    held.close()
+    release.set()
+    holder.join(30)
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
     assert client.post("/v1/search", files=upload(probe), headers=auth(keys, "search")).status_code == 200
     one_slot.close()

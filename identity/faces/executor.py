@@ -127,20 +127,20 @@ class ThreadExecutor:
         """Outcomes in order, `chunk` images per thread task; `before_each` runs before each image is started
         (a request's deadline: raising there frees the thread for the next caller).
 
-        Admission is taken when the first outcome is asked for and held until the stream ends:
-        ExecutorBusy then, if `wait` is false and every slot is taken."""
-        if self._closed:
-            raise ExecutorClosed("the inference threads are closed")
-        if not self._slots.acquire(blocking=wait):
-            raise ExecutorBusy("every inference thread and queue slot is taken")
-        try:
-            items = iter(paths)
-            while batch := [os.fspath(p) for p in islice(items, chunk)]:
-                if self._closed:
-                    raise ExecutorClosed("the inference threads are closed")
-                yield from self._pool.submit(self._analyse, batch, before_each).result()
-        finally:
-            self._slots.release()
+        Each task is admitted on its own, when its outcomes are asked for, and leaves its slot when done
+        (a long job's stream holds none between its chunks): ExecutorBusy if `wait` is false and every
+        slot is taken."""
+        items = iter(paths)
+        while batch := [os.fspath(p) for p in islice(items, chunk)]:
+            if self._closed:
+                raise ExecutorClosed("the inference threads are closed")
+            if not self._slots.acquire(blocking=wait):
+                raise ExecutorBusy("every inference thread and queue slot is taken")
+            try:
+                outcomes = self._pool.submit(self._analyse, batch, before_each).result()
+            finally:
+                self._slots.release()
+            yield from outcomes
 
     def _analyse(self, paths: list[str], before_each: Callable[[], None] | None) -> list[Analysed]:
         pipeline = self._pipeline()

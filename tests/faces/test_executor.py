@@ -79,14 +79,23 @@ def test_close_ends_the_inference_threads(settings: Settings, photos: list[Path]
 def test_a_full_thread_executor_refuses_a_caller_that_will_not_wait(settings: Settings,
                                                                     photos: list[Path]) -> None:
     executor = ThreadExecutor(lambda: build_pipeline(settings), threads=1, queue_limit=0)
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # a task that keeps the one slot until released
+        started.set()
+        release.wait(30)
+
+    holder = threading.Thread(target=lambda: list(executor.analyse(photos[:1], before_each=hold)))
     try:
-        held = executor.analyse(photos)
-        next(held)  # holds the one slot until the stream ends
+        holder.start()
+        assert started.wait(30)
         with pytest.raises(ExecutorBusy):
             list(executor.analyse(photos, wait=False))
-        held.close()
+        release.set()
+        holder.join(30)
         assert len(list(executor.analyse(photos[:1], wait=False))) == 1  # the slot came back
     finally:
+        release.set()
         executor.close()
 
 
