@@ -32,12 +32,12 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_latency import LFW, fill  # noqa: E402
 
-from identity.api.server import ApiContext  # noqa: E402
+from identity.api.context import ApiContext  # noqa: E402
 from identity.app.core import App  # noqa: E402
 from identity.config import Settings  # noqa: E402
 from identity.services.deployment import open_deployment  # noqa: E402
 from identity.services.access.keys import create_key  # noqa: E402
-from identity.services.search.identify import SearchOptions, search_faces  # noqa: E402
+from identity.services.search.identify import SearchOptions  # noqa: E402
 
 
 def run_clients(clients: int, searches: int, photos: list[Path], one: Callable[[Path], None]) -> dict[str, float]:
@@ -72,10 +72,10 @@ def in_process(settings: Settings, clients: int, searches: int, photos: list[Pat
         options = SearchOptions(top_k=5, actor="benchmark")
 
         def one(photo: Path) -> None:
-            [found] = ctx.analyse([photo], wait=True)
-            search_faces(ctx.deployment(), found, options)
+            [analysed] = ctx.analyse([photo], wait=True)
+            ctx.search(photo, analysed, str(photo), options)  # the route's path: the search service, counted
 
-        ctx.warm()  # every inference thread's models loaded, as `identity serve` does at start
+        ctx.inference.warm()  # every inference thread's models loaded, as `identity serve` does at start
         try:
             return run_clients(clients, searches, photos, one)
         finally:

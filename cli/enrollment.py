@@ -46,30 +46,18 @@ def enroll(
 ) -> None:
     """Enroll photos: every entry ends enrolled, rejected, failed, duplicate, conflict or skipped."""
     from identity.fsutil import check_writable_file
-    from identity.services.enrollment import inputs as enroll_inputs
+    from identity.services.enrollment.inputs import UnclearInputs, choose_inputs
     from identity.services.queue.loop import EnrollSummary
     from identity.services.enrollment.run import enroll as run, named_by
     from identity.services.queue.jobs import queue_enrollment
 
-    paths = paths or []
-    if sum(bool(x) for x in (manifest, person, paths and not person)) != 1:
-        raise typer.BadParameter("give one of: DIR, --manifest FILE, or --person ID IMG...")
-    if person and not paths:
-        raise typer.BadParameter("--person needs at least one image")
-    if not person and len(paths) > 1:
-        raise typer.BadParameter("give one DIR (or use --person ID IMG...)")
-    if person_from and (manifest or person):
-        raise typer.BadParameter("--person-from applies to a DIR (a manifest or --person names persons itself)")
     _check_subject(subject, queue_only)
     if report:
         check_writable_file(report, "report")  # before any work, not after hours of it
-    if manifest:
-        inputs = enroll_inputs.from_manifest(manifest)
-    elif person:
-        inputs = enroll_inputs.from_files(person, paths, name)
-    else:
-        layout = enroll_inputs.PersonFrom.parse(person_from) if person_from else None
-        inputs = enroll_inputs.from_directory(paths[0], layout)
+    try:
+        inputs = choose_inputs(paths or [], person, name, manifest, person_from)
+    except UnclearInputs as exc:
+        raise typer.BadParameter(exc.message) from None
     for warning in inputs.warnings:
         err_console.print(shown(f"warning: {warning}"), highlight=False, markup=False)
     if not inputs.specs:

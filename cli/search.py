@@ -9,8 +9,8 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from identity.errors import ExitCode, ImageError, NoFaceFound
-from identity.pathnames import path_text, shown
+from identity.errors import ExitCode
+from identity.pathnames import shown
 from identity_cli.context import open_app, open_deployment
 from identity_cli.options import JSON, parse_filters
 from identity_cli.output import console, err_console, print_json, print_table, render
@@ -40,7 +40,7 @@ def search(
 ) -> None:
     """Who is in these photos: top-k persons per face, and a match/unknown decision (not_searched: too small)."""
     from identity.services.enrollment.duplicates import unique_files
-    from identity.services.search.identify import SearchOptions, search_image
+    from identity.services.search.identify import SearchFailure, SearchOptions, search_one
 
     options = SearchOptions(top_k=top_k, threshold=threshold, min_score=min_score, filters=parse_filters(filters),
                             largest_face_only=not all_faces, actor=actor)
@@ -48,11 +48,12 @@ def search(
     paths, duplicates = unique_files([str(image) for image in images])  # a copy is searched (and logged) once
     with open_deployment(read_only=True) as dep:
         for path in paths:
-            try:
-                results.append(search_image(dep, path, options))
-            except (ImageError, NoFaceFound) as exc:
-                errors.append({"image": path_text(path), "error": exc.message, "exit_code": exc.exit_code})
-                code = ExitCode.ERROR if code == ExitCode.ERROR or isinstance(exc, ImageError) else exc.exit_code
+            outcome = search_one(dep, path, options)
+            if isinstance(outcome, SearchFailure):
+                errors.append(outcome.as_dict())
+                code = ExitCode.ERROR if ExitCode.ERROR in (code, outcome.exit_code) else outcome.exit_code
+            else:
+                results.append(outcome)
     for warning in dict.fromkeys(w for result in results for w in result.warnings):  # once, not per image
         err_console.print(f"[yellow]warning:[/yellow] {escape(shown(warning))}", highlight=False)
     if as_json:

@@ -20,7 +20,7 @@ from identity.services.access.keys import create_key
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from identity.api.server import create_api  # noqa: E402
+from identity.api.app import create_api  # noqa: E402
 
 PEOPLE = {"Aaron_Peirsol": 2, "Al_Gore": 2, "Alejandro_Toledo": 2}
 
@@ -185,13 +185,25 @@ def test_metrics_need_an_admin_key_and_count_requests(served) -> None:
 
 
 def test_a_full_inference_queue_answers_503_with_retry_after(served, monkeypatch) -> None:
-    client, keys, _, lfw, _ = served
-    ctx = client.app.state.ctx
-    monkeypatch.setattr(ctx, "_slots", type(ctx._slots)(1))
-    assert ctx._slots.acquire()  # the one slot is taken
-    busy = client.post("/v1/search", files=upload(photo(lfw, "Al_Gore", 3)), headers=auth(keys, "search"))
-    ctx._slots.release()
+    import threading
+
+    from identity.faces import ThreadExecutor, build_pipeline
+
+    client, keys, settings, lfw, _ = served
+    probe = photo(lfw, "Al_Gore", 3)
+    one_slot = ThreadExecutor(lambda: build_pipeline(settings), threads=1, queue_limit=0)
+    monkeypatch.setattr(client.app.state.ctx, "inference", one_slot)
+    started, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=lambda: list(one_slot.analyse([probe], before_each=lambda: (
+        started.set(), release.wait(30)))))  # a task holding the one slot until released
+    holder.start()
+    assert started.wait(30)
+    busy = client.post("/v1/search", files=upload(probe), headers=auth(keys, "search"))
+    release.set()
+    holder.join(30)
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+    assert client.post("/v1/search", files=upload(probe), headers=auth(keys, "search")).status_code == 200
+    one_slot.close()
 
 
 def test_keys_made_over_http_work_at_once_and_are_listed_without_their_secret(served) -> None:
@@ -226,7 +238,7 @@ def test_keys_commands_print_the_key_once_and_revoke(clean_env, capsys) -> None:
 
 
 def test_metrics_on_their_own_bind_address_need_no_key(served) -> None:
-    from identity.api.server import create_metrics_api
+    from identity.api.app import create_metrics_api
 
     client, *_ = served
     scraped = TestClient(create_metrics_api(client.app.state.ctx)).get("/metrics")

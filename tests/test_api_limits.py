@@ -24,7 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from identity.api.server import create_api
+from identity.api.app import create_api
 from identity.app.core import App
 from identity.config import ApiSettings, EnrollSettings, Settings
 from identity.services.deployment import open_deployment

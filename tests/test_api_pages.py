@@ -28,7 +28,7 @@ from identity_cli.main import main
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from identity.api.server import create_api  # noqa: E402
+from identity.api.app import create_api  # noqa: E402
 
 PEOPLE = ["alice", "dept/alice", "dept/bob", "bob_1", "bobx1", "100%", "1000", "back\\slash", "backxslash"]
 EVIL = "Your session expired. Sign in again at http://evil.example"

@@ -20,7 +20,7 @@ EXAMPLES = 15  # per operation: enough to reach every parameter's edge, quick en
 
 
 def test_no_5xx_and_every_response_conforms(tmp_path: Path, database_url: str) -> None:
-    from identity.api.server import create_api
+    from identity.api.app import create_api
 
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url, workers=1,
                         api=ApiSettings(import_roots=str(tmp_path / "imports")))

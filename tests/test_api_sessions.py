@@ -22,7 +22,7 @@ fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from identity.api.request_id import LOG_CONFIG, RedactingFormatter, WithRequestId  # noqa: E402
-from identity.api.server import create_api  # noqa: E402
+from identity.api.app import create_api  # noqa: E402
 from identity.api.session import COOKIE  # noqa: E402
 
 ROLES = ("search", "enroll", "audit", "admin")

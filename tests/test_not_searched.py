@@ -94,7 +94,7 @@ def test_cli_table_and_json_show_every_face_with_its_outcome(group, capsys, monk
 def test_api_answers_not_searched_and_metrics_never_count_it_unknown(group) -> None:
     from fastapi.testclient import TestClient
 
-    from identity.api.server import create_api
+    from identity.api.app import create_api
 
     settings, photo, _ = group
     with App.open(settings) as core:

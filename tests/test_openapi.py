@@ -19,7 +19,7 @@ fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from identity.api.openapi_snapshot import current_schema, render  # noqa: E402
-from identity.api.server import create_api  # noqa: E402
+from identity.api.app import create_api  # noqa: E402
 from identity.app.core import App  # noqa: E402
 from identity.config import Settings  # noqa: E402
 from identity.services.access.keys import create_key  # noqa: E402

@@ -32,7 +32,7 @@ uvicorn = pytest.importorskip("uvicorn")
 if not CHROMIUM.is_file():
     pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)", allow_module_level=True)
 
-from identity.api.server import create_api  # noqa: E402
+from identity.api.app import create_api  # noqa: E402
 
 
 def free_port() -> int:

@@ -1,7 +1,10 @@
 """`identity serve`: the HTTP API over the application core (one App per server process).
 
-- server: the FastAPI app, its state (ApiContext) and error handling;
-- auth: API keys and roles per route;
+- app: the FastAPI app (create_api): lifespan, middleware, routers, error handlers;
+- context: what requests share (ApiContext: the App, the deployment, the inference threads, the
+  background worker) and the `Ctx` dependency; routers import it, never `app`;
+- errors: ApiError and the HTTP status of every library error;
+- auth: API keys and roles per route (`caller`);
 - schemas: the pydantic models of every request and response (`/openapi.json`);
 - contract: each route's operation id, bearer key and error statuses in `/openapi.json`;
 - docs: `/docs`, Swagger UI served from its package (offline);

@@ -9,15 +9,18 @@ wrong key counts once, at its route.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+import logging
+from typing import Callable, Mapping
 
+from fastapi import Request
+
+from identity.api.context import ApiContext
 from identity.api.errors import ApiError
 from identity.api.session import COOKIE
 from identity.errors import IdentityError
-from identity.services.access.keys import PREFIX, KeyRecord, Unauthorized, authenticate
+from identity.services.access.keys import PREFIX, Forbidden, KeyRecord, Unauthorized, authenticate
 
-if TYPE_CHECKING:
-    from identity.api.server import ApiContext
+log = logging.getLogger("identity.api")
 
 
 def bearer_key(authorization: str | None) -> str | None:
@@ -34,7 +37,7 @@ def throttle_subjects(key: str | None, client: str | None) -> tuple[str, str]:
     return (f"key:{key_id}" if key_id and sane else "", f"addr:{client}" if client else "")
 
 
-def identify(ctx: "ApiContext", key: str | None, client: str | None) -> KeyRecord:
+def identify(ctx: ApiContext, key: str | None, client: str | None) -> KeyRecord:
     """The key's record; Unauthorized (401) when it is missing or not valid, ApiError 429 when throttled."""
     subjects = throttle_subjects(key, client)
     ctx.throttle.check(*subjects)
@@ -45,7 +48,7 @@ def identify(ctx: "ApiContext", key: str | None, client: str | None) -> KeyRecor
         raise
 
 
-def known_caller(ctx: "ApiContext", authorization: str | None, cookies: Mapping[str, str],
+def known_caller(ctx: ApiContext, authorization: str | None, cookies: Mapping[str, str],
                  client: str | None) -> KeyRecord | None:
     """The valid key behind the bearer header or the UI session cookie; None for an anonymous, refused or
     throttled caller (then the route says why). Counts no failure. Blocking (SQL): call it off the event loop."""
@@ -58,3 +61,23 @@ def known_caller(ctx: "ApiContext", authorization: str | None, cookies: Mapping[
         return session.key if session is not None else None
     except (IdentityError, ApiError):
         return None
+
+
+def caller(permission: str) -> Callable[..., KeyRecord]:
+    """A route's dependency: the request's key, which must allow `permission` (401/403 otherwise, logged)."""
+
+    def check(request: Request) -> KeyRecord:
+        route = getattr(request.scope.get("route"), "path", "?")  # the template: a path can name a person
+        client = request.client.host if request.client else None
+        try:
+            record = identify(request.app.state.ctx, bearer_key(request.headers.get("authorization")), client)
+        except IdentityError as exc:
+            log.warning("401 %s %s: %s", request.method, route, exc.message)
+            raise
+        if not record.allows(permission):
+            log.warning("403 %s %s: key %r (role %s) lacks %s", request.method, route, record.name,
+                        record.role, permission)
+            raise Forbidden(f"the key {record.name!r} (role {record.role}) may not do this ({permission} needed)")
+        return record
+
+    return check

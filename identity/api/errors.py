@@ -15,6 +15,9 @@ from identity.errors import (
     StoreUnavailable,
 )
 from identity.services.access.keys import Forbidden, Unauthorized
+from identity.services.refusals import CONFLICT, INVALID, UNAVAILABLE
+
+REFUSAL_STATUS = {INVALID: 422, CONFLICT: 409, UNAVAILABLE: 503}  # what the database refused, as an HTTP status
 
 
 class ApiError(Exception):

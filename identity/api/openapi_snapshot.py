@@ -16,7 +16,7 @@ from typing import Any
 
 def current_schema() -> dict[str, Any]:
     """The schema of an app over a scratch data dir (the schema depends on no setting nor stored data)."""
-    from identity.api.server import create_api
+    from identity.api.app import create_api
     from identity.app.core import App
     from identity.config import Settings
 

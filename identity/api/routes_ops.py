@@ -12,10 +12,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from identity.api import schemas
 from identity.api.contract import Upload, keyed, public
 from identity.api.errors import ApiError
-from identity.api.server import ApiContext, Ctx, caller
+from identity.api.auth import caller
+from identity.api.context import ApiContext, Ctx
 from identity.api.uploads import save_uploads
 from identity.errors import IdentityError
-from identity.services.enrollment import inputs as enroll_inputs
+from identity.services.enrollment.inputs import EnrollInputs, UnclearInputs, choose_inputs, from_files
 from identity.services.enrollment.run import named_by
 from identity.services.queue.jobs import list_jobs, queue_depth, queue_enrollment
 from identity.services.access.keys import ADMIN, ENROLL, JOBS, KeyRecord, create_key, list_keys, parse_expiry, revoke_key
@@ -76,12 +77,10 @@ def enroll_paths(request: schemas.EnrollmentRequest, ctx: ApiContext = Ctx,
                  key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
     """Queue folders or files the server can read, under the import roots the operator allowed."""
     paths = [_allowed(ctx, p) for p in request.paths]
-    if request.person:
-        inputs = enroll_inputs.from_files(request.person, paths)
-    elif len(paths) == 1 and paths[0].is_dir():
-        inputs = enroll_inputs.from_directory(paths[0])
-    else:
-        raise ApiError(422, "give one folder (one sub-folder per person), or files with `person`")
+    try:
+        inputs = choose_inputs(paths, request.person)
+    except UnclearInputs as exc:
+        raise ApiError(422, exc.message) from None
     return _queue(ctx, inputs)
 
 
@@ -95,13 +94,13 @@ async def enroll_uploads(person: Annotated[str, Form(description="external id th
     # the job loop once a job's copy becomes no person's photo (services.uploads).
     with upload_folder(ctx.settings) as folder:
         saved = await save_uploads(image, folder, ctx.max_upload_bytes)
-        inputs = enroll_inputs.from_files(person, [path for _, path in saved])
+        inputs = from_files(person, [path for _, path in saved])
         queued = _queue(ctx, inputs)
     remove_uploads(ctx.settings, [row.source_path for row in inputs.unqueued])
     return queued
 
 
-def _queue(ctx: ApiContext, inputs: enroll_inputs.EnrollInputs) -> dict[str, Any]:
+def _queue(ctx: ApiContext, inputs: EnrollInputs) -> dict[str, Any]:
     batch, queued = queue_enrollment(ctx.core, inputs.specs)
     ctx.wake_jobs()
     named = named_by(inputs)

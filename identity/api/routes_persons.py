@@ -12,7 +12,8 @@ from identity.api import schemas
 from identity.api.budget import check_pixels
 from identity.api.params import filters, in_thread
 from identity.api.contract import Upload, keyed
-from identity.api.server import ApiContext, Ctx, caller
+from identity.api.auth import caller
+from identity.api.context import ApiContext, Ctx
 from identity.api.uploads import save_uploads
 from identity.errors import NotFound
 from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
@@ -120,4 +121,4 @@ def _enroll(ctx: ApiContext, person: str, paths: list[Path]) -> Any:
         external_id = show_person(ctx.core, person).external_id  # a uuid names an existing person
     except NotFound:
         external_id = person  # a new person, created by the enrollment
-    return enroll(ctx.deployment(), from_files(external_id, paths), analyse=ctx.analyse_stream)
+    return enroll(ctx.deployment(), from_files(external_id, paths), analyse=ctx.inference.analyse)

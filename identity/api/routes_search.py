@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -15,13 +14,13 @@ from identity.api.budget import check_count, check_pixels
 from identity.api.contract import Upload, keyed
 from identity.api.errors import ApiError
 from identity.api.limits import Deadline, deadline_of
-from identity.api.server import ApiContext, Ctx, caller
+from identity.api.auth import caller
+from identity.api.context import ApiContext, Ctx
 from identity.api.params import filters, in_thread
 from identity.api.uploads import save_uploads
-from identity.errors import ExitCode, ImageError, NoFaceFound
 from identity.services.records.audit import audit_person
 from identity.services.access.keys import READ, SEARCH, KeyRecord
-from identity.services.search.identify import SearchOptions
+from identity.services.search.identify import SearchFailure, SearchOptions
 from identity.services.search.log import list_searches
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -48,17 +47,17 @@ async def search(
     with tempfile.TemporaryDirectory(prefix="identity-api-") as tmp:
         saved = await save_uploads(image, Path(tmp), ctx.max_upload_bytes)
         await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
-        found = await in_thread(ctx.analyse, [path for _, path in saved], False, deadline)
+        analysed = await in_thread(ctx.analyse, [path for _, path in saved], False,
+                                   lambda: deadline.check("analysing the images"))
         results, errors = [], []
-        for (name, _), outcome in zip(saved, found):
+        for (name, path), outcome in zip(saved, analysed):
             deadline.check("searching the faces")
-            if isinstance(outcome, ImageError):
-                errors.append({"image": name, "error": f"{name}: {outcome.reason}", "exit_code": ExitCode.ERROR})
-            elif not outcome.faces:
-                errors.append({"image": name, "error": NoFaceFound(name).message, "exit_code": ExitCode.NO_FACE})
+            # Named by the upload, not the scratch file.
+            found = await in_thread(ctx.search, path, outcome, name, options)
+            if isinstance(found, SearchFailure):
+                errors.append(found.as_dict())
             else:
-                named = dataclasses.replace(outcome, path=name)  # the upload's name, not the scratch file's
-                results.append((await in_thread(ctx.search, named, options)).as_dict())
+                results.append(found.as_dict())
     if not results:
         raise ApiError(422, errors[0]["error"] if len(errors) == 1 else "no image could be searched", errors)
     return {"results": results, "errors": errors}

@@ -26,18 +26,18 @@ from identity.api.budget import check_pixels
 from identity.api.errors import ApiError
 from identity.api.flash import flash_message, flashed
 from identity.api.limits import Deadline, deadline_of
-from identity.api.server import ApiContext, Ctx
+from identity.api.context import ApiContext, Ctx
 from identity.api.auth import identify
 from identity.api.session import COOKIE, MAX_AGE_S
 from identity.api.uploads import save_uploads
-from identity.errors import IdentityError, ImageError
+from identity.errors import IdentityError
 from identity.faces import load_image
 from identity.services.records.audit import audit_person
 from identity.render.audit_html import face_thumbnails
 from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
 from identity.services.access.keys import ADMIN, READ, SEARCH, Forbidden, KeyRecord
 from identity.services.records.persons import list_people, show_person
-from identity.services.search.identify import SearchOptions
+from identity.services.search.identify import SearchFailure, SearchOptions
 from identity.services.search.log import list_searches
 from identity.services.access.sessions import OpenSession
 
@@ -151,14 +151,14 @@ async def search(request: Request, image: Annotated[UploadFile, File()], csrf: A
     with tempfile.TemporaryDirectory(prefix="identity-ui-") as tmp:
         [(name, path)] = await save_uploads([image], Path(tmp), ctx.max_upload_bytes)
         await run_in_threadpool(check_pixels, [path], ctx.settings.api)  # the API's limits (one image here)
-        [found] = await run_in_threadpool(ctx.analyse, [path], False, deadline)
-        if isinstance(found, ImageError):
-            return render(request, "search.html", {**values, "error": f"{name}: {found.reason}"}, status=422)
-        if not found.faces:
-            return render(request, "search.html", {**values, "error": f"no face found in {name}"}, status=422)
+        [analysed] = await run_in_threadpool(ctx.analyse, [path], False,
+                                             lambda: deadline.check("analysing the images"))
         options = SearchOptions(top_k=top_k, actor=who.key.name)
         deadline.check("searching the faces")
-        result = (await run_in_threadpool(ctx.search, dataclasses.replace(found, path=name), options)).as_dict()
+        found = await run_in_threadpool(ctx.search, path, analysed, name, options)
+        if isinstance(found, SearchFailure):
+            return render(request, "search.html", {**values, "error": found.error}, status=422)
+        result = found.as_dict()
         photo, width, height, scale = _photo(path)
     best = [c["faces"][0]["face_id"] for f in result["faces"] for c in f["candidates"] if c["faces"]]
     thumbs = await run_in_threadpool(face_thumbnails, ctx.core, best)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from identity.api.flash import flash_message, flashed
-from identity.api.server import ApiContext, Ctx
+from identity.api.context import ApiContext, Ctx
 from identity.api.ui import Visitor, allowed, checked, render, visitor
 from identity.render.cluster_html import cluster_thumbnails
 from identity.services.clustering.clusters import discard_cluster, list_clusters, name_cluster

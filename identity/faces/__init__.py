@@ -11,6 +11,15 @@ imported by the model that needs it, on first use. The services use:
 Landmark order and the meaning of each field: identity.faces.types.
 """
 
+from identity.faces.executor import (
+    Analysed,
+    ExecutorBusy,
+    ExecutorClosed,
+    InferenceExecutor,
+    ProcessExecutor,
+    ThreadExecutor,
+    process_paths_parallel,
+)
 from identity.faces.images import decode_image, load_image
 from identity.faces.local_packs import LocalPack, list_local_packs, load_local_pack
 from identity.faces.packs import (
@@ -24,7 +33,6 @@ from identity.faces.packs import (
     resolve,
     save_local_pack,
 )
-from identity.faces.parallel import process_paths_parallel
 from identity.faces.pipeline import FacePipeline, build_pipeline
 from identity.faces.quality import BLURRY, LOW_SCORE, PROFILE, TILTED, TOO_SMALL
 from identity.faces.torch_models import export_onnx
@@ -37,6 +45,7 @@ from identity.faces.types import (
 )
 
 __all__ = [
+    "Analysed",
     "BLURRY",
     "DEFAULT_MODEL",
     "LOW_SCORE",
@@ -45,13 +54,18 @@ __all__ = [
     "TOO_SMALL",
     "DefaultThreshold",
     "DetectedFace",
+    "ExecutorBusy",
+    "ExecutorClosed",
     "FacePipeline",
     "ImageFaces",
+    "InferenceExecutor",
     "LoadedImage",
     "LocalPack",
     "ModelPack",
     "PackInfo",
+    "ProcessExecutor",
     "Quality",
+    "ThreadExecutor",
     "build_pack",
     "build_pipeline",
     "decode_image",

@@ -1,47 +1,29 @@
-"""Bulk processing of image files in the worker pool (identity.faces.workers).
+"""How a chunk of image files is analysed, in whichever worker (process or thread) runs it.
 
 Workers read the files themselves (pixels never cross process boundaries) and return
-results a chunk at a time.
+results a chunk at a time. The executors (identity.faces.executor) run these chunks.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from typing import Iterable, Iterator
+from typing import Iterator
 
-from identity.config import Settings
 from identity.errors import ImageError, ModelError
 from identity.faces.images import load_image
-from identity.faces.pipeline import FacePipeline, build_pipeline
+from identity.faces.pipeline import FacePipeline
 from identity.faces.types import ImageFaces, LoadedImage
-from identity.faces.workers import run_in_workers
 
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 8  # images per task: enough to batch the recognizer, small enough to keep workers busy
 
-Outcome = tuple[str, ImageFaces | ImageError]
+Analysed = tuple[str, ImageFaces | ImageError]
 # ImageError does not survive pickling (its __init__ takes two arguments), so workers send (path, reason).
 _WireOutcome = tuple[str, ImageFaces | tuple[str, str]]
 
 
-def process_paths_parallel(
-    settings: Settings, paths: Iterable[str | os.PathLike[str]], workers: int | None = None, chunk_size: int = CHUNK_SIZE
-) -> Iterator[Outcome]:
-    """(path, ImageFaces) for each readable image and (path, ImageError) for each other one, in input order.
-
-    `workers` defaults to settings.worker_count; 1 runs in this process.
-    Model errors (ModelError) are raised, not returned: they concern every image. Any other
-    exception raised on one image (a decoder or detector choking on it) is that image's ImageError.
-    """
-    workers = workers or settings.worker_count
-    build_pipeline(settings)  # cheap (nothing loads), and a bad setting fails here, not in a worker
-    for _, outcomes in run_in_workers(settings, _process_chunk, (os.fspath(p) for p in paths), workers, chunk_size):
-        yield from _revive(outcomes)
-
-
-def _process_chunk(pipeline: FacePipeline, paths: list[str]) -> list[_WireOutcome]:
+def analyse_chunk(pipeline: FacePipeline, paths: list[str]) -> list[_WireOutcome]:
     """Load and process a few files with one pipeline call; unreadable files become (path, reason)."""
     outcomes: list[ImageFaces | tuple[str, str] | None] = [None] * len(paths)
     loaded: list[tuple[int, LoadedImage]] = []
@@ -85,7 +67,7 @@ def _failure(exc: Exception) -> str:
     return f"processing failed: {type(exc).__name__}: {exc}"
 
 
-def _revive(outcomes: list[_WireOutcome]) -> Iterator[Outcome]:
+def revive(outcomes: list[_WireOutcome]) -> Iterator[Analysed]:
     for path, value in outcomes:
         yield path, (ImageError(*value) if isinstance(value, tuple) else value)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from identity.errors import IdentityError
+from identity.errors import IdentityError, InvalidArgument
 from identity.faces.images import looks_like_image
 from identity.pathnames import fs_path, path_text
 from identity.store.sql.jobs import JobSpec
@@ -291,3 +291,27 @@ def from_files(external_id: str, paths: Sequence[Path], display_name: str | None
             continue
         inputs.add(JobSpec(source, external_id, display_name), "--person")
     return inputs
+
+
+class UnclearInputs(InvalidArgument):
+    """What to enroll is not one clear choice (the CLI's usage error, HTTP's 422)."""
+
+
+def choose_inputs(paths: Sequence[Path], person: str | None = None, display_name: str | None = None,
+                  manifest: Path | None = None, person_from: str | None = None) -> EnrollInputs:
+    """The one rule for what a request enrolls, CLI and HTTP alike: a manifest; files of one `person`; or one
+    folder holding a folder per person (`person_from`: which folder names the person). UnclearInputs otherwise."""
+    if sum(bool(x) for x in (manifest, person, paths and not person)) != 1:
+        raise UnclearInputs("give one of: a folder (one sub-folder per person), a manifest, or files with a person")
+    if person and not paths:
+        raise UnclearInputs("a person needs at least one image")
+    if person_from and (manifest or person):
+        raise UnclearInputs("person-from applies to a folder (a manifest or files with a person name persons "
+                            "themselves)")
+    if manifest:
+        return from_manifest(manifest)
+    if person:
+        return from_files(person, paths, display_name)
+    if len(paths) > 1 or not paths[0].is_dir():
+        raise UnclearInputs("give one folder (one sub-folder per person), or files with a person")
+    return from_directory(paths[0], PersonFrom.parse(person_from) if person_from else None)

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from identity.errors import InvalidArgument, NoFaceFound
+from identity.errors import ImageError, InvalidArgument, NoFaceFound
 from identity.evaluation.decision import (
     MIN_COHORT,
     PERSONS_NEEDED,
@@ -144,14 +144,46 @@ class SearchResult:
         }
 
 
-def search_image(dep: Deployment, path: str, options: SearchOptions) -> SearchResult:
-    """Search one image file; raises ImageError for an unusable file and NoFaceFound when no face is seen."""
+@dataclass(frozen=True)
+class SearchFailure:
+    """An image that could not be searched (unusable, or no face in it): one entry of `errors`, as the CLI's
+    `search --json` and POST /v1/search give them."""
+
+    image: str
+    error: str
+    exit_code: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"image": self.image, "error": self.error, "exit_code": self.exit_code}
+
+
+def search_image(dep: Deployment, path: str, options: SearchOptions, found: ImageFaces | ImageError | None = None,
+                 name: str | None = None) -> SearchResult:
+    """Search one image file; raises ImageError for an unusable file and NoFaceFound when no face is seen.
+
+    `found`: the image as an inference executor already analysed it (the server's threads), instead
+    of the deployment's pipeline here; `name`: what the result and the search log call the image
+    (an upload's name), by default its path."""
     # Named by its path_text: the search log and the output take a name that is not UTF-8 escaped.
-    image = dataclasses.replace(load_image(path), path=path_text(path))
-    [found] = dep.pipeline.process([image])
+    name = name or path_text(path)
+    if found is None:
+        [found] = dep.pipeline.process([dataclasses.replace(load_image(path), path=name)])
+    elif isinstance(found, ImageError):
+        raise ImageError(name, found.reason)
+    else:
+        found = dataclasses.replace(found, path=name)
     if not found.faces:
-        raise NoFaceFound(image.path)
+        raise NoFaceFound(name)
     return search_faces(dep, found, options)
+
+
+def search_one(dep: Deployment, path: str, options: SearchOptions, found: ImageFaces | ImageError | None = None,
+               name: str | None = None) -> SearchResult | SearchFailure:
+    """search_image, with an image that cannot be searched given back as its SearchFailure (a batch goes on)."""
+    try:
+        return search_image(dep, path, options, found, name)
+    except (ImageError, NoFaceFound) as exc:
+        return SearchFailure(name or path_text(path), exc.message, exc.exit_code)
 
 
 def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> SearchResult:

@@ -6,7 +6,9 @@ pointer file ``faces_<model>.active`` naming the live one; the first open rename
 shards to the plain names, removes any other generation and then the pointer (see
 _adopt_generations).
 
-One process at a time may hold a shard. The engine's own WAL lock only fails with an
+One thread at a time uses a shard: each public method holds the index's lock (an RLock), so
+the server's request threads and its background worker share the App's collections without a
+wrapper (see _one_at_a_time). One process at a time may hold a shard. The engine's own WAL lock only fails with an
 opaque "Can't init WAL: WouldBlock", so we take an exclusive ``flock`` on ``.lock`` in
 the shard directory first and say who holds it. The kernel drops it if the holder dies.
 
@@ -21,17 +23,19 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
 import shutil
 import socket
+import threading
 import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any, Callable, Concatenate, Iterator, ParamSpec, Sequence, TypeVar
 
 import numpy as np
 from qdrant_edge import (
@@ -90,6 +94,23 @@ CONFIG_FILE = "edge_config.json"
 REBUILD_SUFFIX = ".erasing"  # a shard being rebuilt by purge, or the old one just swapped out
 COPY_BATCH = 1000
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _one_at_a_time(method: Callable[Concatenate["EdgeIndex", P], R]) -> Callable[Concatenate["EdgeIndex", P], R]:
+    """Run a method under the index's lock. The shard is not to be used by two threads at once, and the
+    lock lives here, at the engine that needs it, so every holder of the collection in the process is
+    serialized (a Qdrant server orders concurrent calls itself). A search's vector work takes milliseconds,
+    its inference tens, so the wait is short; uncontended, the lock costs well under a microsecond."""
+
+    @functools.wraps(method)
+    def locked(index: "EdgeIndex", /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with index._mutex:
+            return method(index, *args, **kwargs)
+
+    return locked
+
 
 class EdgeIndex:
     """One Qdrant Edge shard holding a model's face vectors (or its person templates)."""
@@ -104,7 +125,8 @@ class EdgeIndex:
         kind: str = FACES,
     ) -> None:
         self._shard: EdgeShard | None = shard
-        self._lock = lock
+        self._lock = lock  # the shard directory's flock: one process
+        self._mutex = threading.RLock()  # one thread of it at a time (_one_at_a_time)
         self._settings = settings
         self._model_id = model_id
         vectors = settings.vectors
@@ -137,6 +159,7 @@ class EdgeIndex:
             raise StoreUnavailable(f"vector store {self.path} is closed")
         return _Guarded(self._shard, self.path)  # type: ignore[return-value]
 
+    @_one_at_a_time
     def upsert(self, points: Sequence[VectorPoint]) -> None:
         if not points:
             return
@@ -149,15 +172,18 @@ class EdgeIndex:
         self._engine.update(UpdateOperation.upsert_points(batch))
         self._engine.flush()  # the WAL survives a crashed process; flush makes segments durable too
 
+    @_one_at_a_time
     def delete(self, face_ids: Sequence[uuid.UUID]) -> None:
         if face_ids:
             self._engine.update(UpdateOperation.delete_points(list(face_ids)))
             self._engine.flush()
 
+    @_one_at_a_time
     def delete_person(self, person_id: uuid.UUID) -> None:
         self._engine.update(UpdateOperation.delete_points_by_filter(Filter(must=[_persons([person_id])])))
         self._engine.flush()
 
+    @_one_at_a_time
     def search(
         self, vector: np.ndarray, k: int, person_ids: Sequence[uuid.UUID] | None = None
     ) -> list[VectorHit]:
@@ -167,12 +193,14 @@ class EdgeIndex:
             return []
         return self._query(query, k, _filter(person_ids))
 
+    @_one_at_a_time
     def search_batch(self, vectors: np.ndarray, k: int) -> list[list[VectorHit]]:
         check_k(k)
         matrix = as_matrix(vectors, self.dim)
         results = self._engine.query_batch(QueryBatchRequest([self._request(q, k, None) for q in matrix]))
         return [[to_hit(p.id, p.payload, p.score) for p in points] for points in results]
 
+    @_one_at_a_time
     def search_persons(
         self,
         vector: np.ndarray,
@@ -216,12 +244,14 @@ class EdgeIndex:
             for p in persons
         ]
 
+    @_one_at_a_time
     def vectors(self, face_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, np.ndarray]:
         if not face_ids:
             return {}
         records = self._engine.retrieve(list(face_ids), with_payload=False, with_vector=True)
         return {uuid.UUID(str(r.id)): np.asarray(r.vector, dtype=np.float32) for r in records}
 
+    @_one_at_a_time
     def set_person(self, face_ids: Sequence[uuid.UUID], person_id: uuid.UUID) -> None:
         # The engine fails on an unknown id; the contract ignores them, so keep only known ones.
         known = [r.id for r in self._engine.retrieve(list(face_ids), with_payload=False, with_vector=False)]
@@ -229,23 +259,27 @@ class EdgeIndex:
             self._engine.update(UpdateOperation.set_payload(known, {PERSON_KEY: str(person_id)}))
             self._engine.flush()
 
+    @_one_at_a_time
     def count(self) -> int:
         return self._engine.count(CountRequest(exact=True))
 
     def iter_ids(self, batch_size: int = 1000) -> Iterator[tuple[uuid.UUID, uuid.UUID]]:
         offset = None
         while True:
-            records, offset = self._engine.scroll(
-                ScrollRequest(offset=offset, limit=batch_size, with_payload=True, with_vector=False)
-            )
+            with self._mutex:  # a page at a time: the caller's loop between pages holds nothing
+                records, offset = self._engine.scroll(
+                    ScrollRequest(offset=offset, limit=batch_size, with_payload=True, with_vector=False)
+                )
             for record in records:
                 yield uuid.UUID(str(record.id)), person_of(record.payload)
             if offset is None:
                 return
 
+    @_one_at_a_time
     def optimize(self) -> None:
         self._engine.optimize()
 
+    @_one_at_a_time
     def purge(self) -> dict[str, Any]:
         """Rebuild the shard from its live points, so deleted points leave every file, WAL included.
 
@@ -284,6 +318,7 @@ class EdgeIndex:
         return {"engine": "qdrant-edge", "method": "shard rebuilt from its live points",
                 "points_kept": kept, "seconds": round(time.monotonic() - started, 3)}
 
+    @_one_at_a_time
     def set_aside(self) -> Path:
         """Move this shard aside (its files unreadable) and open an empty one in its place; returns where it went.
 
@@ -313,6 +348,7 @@ class EdgeIndex:
             raise ValueError(f"{self.collection} is not a face collection")
         return EdgeIndex.open(self._settings, self._model_id, self.dim, kind)
 
+    @_one_at_a_time
     def close(self) -> None:
         if self._shard is None:
             return
