@@ -330,19 +330,7 @@ def _a_circle(graph: Mapping[str, set[str]], group: set[str]) -> list[str]:
 
 
 # Circles on main today (the members of each), for the lead to fix after the issue 24 merges:
-KNOWN_CIRCLES = {
-    # the routers import ApiContext from server.py, which imports the routers (issue 24: api/context.py, api/app.py)
-    frozenset(
-        {
-            "identity.api.routes_ops",
-            "identity.api.routes_persons",
-            "identity.api.routes_search",
-            "identity.api.server",
-            "identity.api.ui",
-            "identity.api.ui_review",
-        }
-    ),
-}
+KNOWN_CIRCLES: set[frozenset[str]] = set()
 
 
 def test_circle_checker_finds_circles_through_function_level_imports() -> None:
