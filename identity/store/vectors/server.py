@@ -9,6 +9,8 @@ connection errors; a server that stays unreachable raises StoreUnavailable namin
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import uuid
 import warnings
@@ -68,11 +70,14 @@ class _Connection:
         self.retries = settings.qdrant_retries
         self.owned = owned  # an injected client belongs to the caller: never closed here
         self.users = 1
+        # qdrant-client's local mode is not thread-safe (a server is): its calls go one at a time
+        self._local = threading.Lock() if self.url == MEMORY else contextlib.nullcontext()
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         for attempt in range(self.retries + 1):
             try:
-                return fn(*args, **kwargs)
+                with self._local:
+                    return fn(*args, **kwargs)
             except ResponseHandlingException as exc:  # connection refused, timeout, DNS
                 reason = str(getattr(exc, "source", exc)) or type(exc).__name__
             except UnexpectedResponse as exc:
