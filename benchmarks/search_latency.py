@@ -31,7 +31,7 @@ from identity.faces import build_pipeline, load_image
 from identity.services.deployment import open_deployment
 from identity.evaluation.decision import PERSONS_NEEDED
 from identity.services.search.identify import FACES_PER_PERSON, SearchOptions, search_faces
-from identity.services.search.templates import template_of
+from identity.app.templates import template_of
 from identity.store.sql.db import make_engine
 from identity.store.sql.tables import Face, FaceStatus, Image, Person, utcnow
 from identity.store.vectors import VectorPoint

@@ -23,7 +23,7 @@ from identity.config import Settings
 from identity.app.core import App
 from identity.services.curation.edits import delete_person
 from identity.services.deployment import open_deployment
-from identity.services.search.templates import template_of
+from identity.app.templates import template_of
 from identity.store.sql.db import make_engine, session_factory, transaction
 from identity.store.sql.erasure import erase_person_rows
 from identity.store.sql.migrate import upgrade

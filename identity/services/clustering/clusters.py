@@ -40,7 +40,7 @@ from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import JobResult, Outcome, file_digest, process_queue, queue_jobs
 from identity.services.enrollment.inputs import image_files
 from identity.services.search.thresholds import pairwise_threshold, resolve_threshold
-from identity.services.maintenance.unit_vectors import intact_vectors
+from identity.store.vectors.unit_vectors import intact_vectors
 from identity.services.search.unknown_faces import erase_unknown, expire_unknown
 from identity.services.enrollment.uploads import new_upload_folder
 from identity.store.sql.audit_events import record_audit_event

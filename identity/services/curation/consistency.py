@@ -16,7 +16,7 @@ import numpy as np
 
 from identity.services.deployment import Deployment
 from identity.services.search.thresholds import pairwise_threshold
-from identity.services.maintenance.unit_vectors import intact_vectors
+from identity.store.vectors.unit_vectors import intact_vectors
 from identity.store.sql.persons import indexed_faces_by_person
 
 MIN_FACES = 3  # 2 faces make a single pair: one poor photo would flag a real person

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 from identity.errors import IdentityError, NotFound
 from identity.app.actor import resolve_actor
 from identity.services.deployment import Deployment, ModelCollections, model_collections
-from identity.services.search.templates import refresh_templates
+from identity.app.templates import refresh_templates
 from identity.services.curation.erasure import Erasure, erase_person, erase_uploads
 from identity.store.sql.audit_events import latest_audit_event, record_audit_event
 from identity.store.sql.db import Session, flush_deleted, transaction

@@ -46,7 +46,7 @@ from identity.services.queue.loop import (
     queue_jobs,
     is_undone,
 )
-from identity.services.search.templates import refresh_templates
+from identity.app.templates import refresh_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
 from identity.store.sql.errors import IntegrityError

@@ -42,7 +42,8 @@ from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.maintenance.integrity import IntegrityCheck, check_vectors
 from identity.services.private_files import FileModeCheck, check_private_files, repair_private_files
 from identity.services.maintenance.upload_orphans import find_orphan_uploads, remove_orphan_uploads
-from identity.services.search.templates import TemplateCheck, check_templates, refresh_templates, repair_templates
+from identity.app.templates import refresh_templates
+from identity.services.search.templates import TemplateCheck, check_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
 from identity.store.sql.faces import delete_faces, enrollment_sources, face_states, mark_faces_indexed

@@ -27,8 +27,8 @@ from typing import Any, Iterable
 from identity.errors import StoreDamaged
 from identity.app.core import App
 from identity.services.deployment import Deployment, deployment
-from identity.services.search.templates import BATCH
-from identity.services.maintenance.unit_vectors import is_unit
+from identity.app.templates import BATCH
+from identity.store.vectors.unit_vectors import is_unit
 from identity.store.sql.faces import count_indexed_faces
 from identity.store.vectors import VectorHit, VectorIndex, remove_set_aside_shards, set_aside_shard
 

@@ -43,7 +43,8 @@ from identity.app.binding import bind_vector_store
 from identity.services.queue.loop import EnrollSummary, JobFailed, JobResult, contained, fault_reason, job_fault, process_queue, queue_jobs, seconds_until_others_done
 from identity.services.enrollment.writer import face_row, index_pending
 from identity.app.core import App, ModelCollections
-from identity.services.search.templates import check_templates, refresh_templates, repair_templates
+from identity.app.templates import refresh_templates
+from identity.services.search.templates import check_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import Session, transaction

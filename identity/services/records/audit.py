@@ -23,8 +23,8 @@ from identity.app.actor import resolve_actor
 from identity.evaluation.decision import PERSONS_NEEDED, decision_score
 from identity.services.review.matches import ReviewState, review_fields
 from identity.services.search.identify import decision_threshold
-from identity.services.search.templates import template_of
-from identity.services.maintenance.unit_vectors import intact_vectors
+from identity.app.templates import template_of
+from identity.store.vectors.unit_vectors import intact_vectors
 from identity.store.sql.db import transaction
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.faces import faces_with_images
