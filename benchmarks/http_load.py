@@ -35,7 +35,7 @@ from search_latency import LFW, fill  # noqa: E402
 from identity.api.server import ApiContext  # noqa: E402
 from identity.app.core import App  # noqa: E402
 from identity.config import Settings  # noqa: E402
-from identity.services.deployment import open_deployment  # noqa: E402
+from identity.app.core import open_deployment  # noqa: E402
 from identity.services.access.keys import create_key  # noqa: E402
 from identity.services.search.identify import SearchOptions, search_faces  # noqa: E402
 
@@ -73,7 +73,7 @@ def in_process(settings: Settings, clients: int, searches: int, photos: list[Pat
 
         def one(photo: Path) -> None:
             [found] = ctx.analyse([photo], wait=True)
-            search_faces(ctx.deployment(), found, options)
+            search_faces(ctx.core, found, options)
 
         ctx.warm()  # every inference thread's models loaded, as `identity serve` does at start
         try:

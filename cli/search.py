@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from identity.errors import ExitCode, ImageError, NoFaceFound
 from identity.pathnames import path_text, shown
-from identity_cli.context import open_app, open_deployment
+from identity_cli.context import open_app
 from identity_cli.options import JSON, parse_filters
 from identity_cli.output import console, err_console, print_json, print_table, render
 
@@ -46,10 +46,10 @@ def search(
                             largest_face_only=not all_faces, actor=actor)
     results, errors, code = [], [], ExitCode.OK
     paths, duplicates = unique_files([str(image) for image in images])  # a copy is searched (and logged) once
-    with open_deployment(read_only=True) as dep:
+    with open_app(read_only=True, deployment=True) as core:
         for path in paths:
             try:
-                results.append(search_image(dep, path, options))
+                results.append(search_image(core, path, options))
             except (ImageError, NoFaceFound) as exc:
                 errors.append({"image": path_text(path), "error": exc.message, "exit_code": exc.exit_code})
                 code = ExitCode.ERROR if code == ExitCode.ERROR or isinstance(exc, ImageError) else exc.exit_code
@@ -118,8 +118,8 @@ def audit(
     from identity.services.records.audit import audit_person
     from identity.render.audit_html import render_audit_html
 
-    with open_deployment(read_only=True) as dep:
-        report = audit_person(dep, person, actor)
+    with open_app(read_only=True, deployment=True) as core:
+        report = audit_person(core, person, actor)
     if html:
         html.write_text(render_audit_html(report), encoding="utf-8")
     if as_json:

@@ -28,12 +28,11 @@ def serve(
 
     from identity.api.request_id import LOG_CONFIG
     from identity.api.server import create_api, create_metrics_api
-    from identity.services.deployment import deployment
     from identity.services.private_files import private_umask
 
     private_umask()  # also when serve is started without `run()` (the uploads, the SQLite file, the shards)
-    with open_app() as core:
-        deployment(core)  # the store checked and (embedded) held before the port opens: a refusal is one line
+    # the store checked and (embedded) held before the port opens: a refusal is one line
+    with open_app(deployment=True) as core:
         api = create_api(core)
         bind = core.settings.api.metrics_bind
         if bind:

@@ -81,7 +81,7 @@ def test_a_fresh_store_is_created_by_a_command_that_writes(capsys, clean_env) ->
 def test_the_app_holds_each_collection_once_and_lends_the_others_for_a_block(tmp_path: Path) -> None:
     from identity.app.core import App
     from identity.errors import StoreLocked
-    from identity.services.deployment import deployment
+    from identity.app.deployment import deployment
 
     settings = Settings(data_dir=tmp_path / "data")
     with App.open(settings) as app:

@@ -18,7 +18,8 @@ from sqlalchemy import select
 from identity.app.core import App
 from identity.config import EnrollSettings, Settings
 from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
-from identity.services.deployment import Deployment, open_deployment
+from identity.app.core import open_deployment
+from identity.app.deployment import Deployment
 from identity.services.maintenance.doctor import diagnose, repair
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
@@ -49,7 +50,7 @@ def photos(lfw_dir: Path, counts: dict[str, int]) -> list[JobSpec]:
             for path in sorted((lfw_dir / person).iterdir())[:count]]
 
 
-def enroll(dep: Deployment, specs: list[JobSpec]) -> None:
+def enroll(dep.app: Deployment, specs: list[JobSpec]) -> None:
     batch, _ = queue_jobs(dep.app, specs)
     writer = EnrollmentWriter(dep)
     summary = process_queue(dep.app, writer, batch, 1)
@@ -99,7 +100,7 @@ def assert_templates_follow_faces(dep: Deployment) -> None:
 def test_an_enrolled_persons_template_is_the_normalized_mean_of_their_faces(settings: Settings,
                                                                              lfw_dir: Path) -> None:
     with open_deployment(settings) as dep:
-        enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Alejandro_Toledo": 1}))
+        enroll(dep.app, photos(lfw_dir, {"Aaron_Peirsol": 2, "Alejandro_Toledo": 1}))
         aaron, toledo = person_id(dep, "Aaron_Peirsol"), person_id(dep, "Alejandro_Toledo")
         first, second = dep.index.vectors(face_ids(dep, "Aaron_Peirsol")).values()
         templates = templates_of(dep)
@@ -109,38 +110,38 @@ def test_an_enrolled_persons_template_is_the_normalized_mean_of_their_faces(sett
         assert np.allclose(templates[toledo], alone, atol=1e-5)  # one photo: the template is its face
         [hit] = dep.templates.search(first, k=1)
         assert hit.person_id == aaron
-        assert diagnose(dep).clean
+        assert diagnose(dep.app).clean
 
 
 def test_moving_merging_and_deleting_faces_rewrite_every_affected_template(settings: Settings,
                                                                            lfw_dir: Path) -> None:
     with open_deployment(settings) as dep:
-        enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 2, "Alejandro_Toledo": 1}))
+        enroll(dep.app, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 2, "Alejandro_Toledo": 1}))
         aaron, gore, toledo = (person_id(dep, p) for p in ("Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"))
 
         moved, kept = face_ids(dep, "Aaron_Peirsol")
-        move_face(dep, str(moved), "Al_Gore")
+        move_face(dep.app, str(moved), "Al_Gore")
         assert {p: len(v) for p, v in face_vectors(dep).items()} == {aaron: 1, gore: 3, toledo: 1}
         assert_templates_follow_faces(dep)  # both the source's and the target's
 
-        merge_persons(dep, "Al_Gore", "Alejandro_Toledo")
+        merge_persons(dep.app, "Al_Gore", "Alejandro_Toledo")
         assert toledo not in templates_of(dep)
         assert_templates_follow_faces(dep)
 
-        delete_face(dep, str(kept))  # Aaron's last face: no face, no template
+        delete_face(dep.app, str(kept))  # Aaron's last face: no face, no template
         assert set(templates_of(dep)) == {gore}
         assert_templates_follow_faces(dep)
-        assert diagnose(dep).clean
+        assert diagnose(dep.app).clean
 
-        delete_person(dep, "Al_Gore")
-        assert dep.templates.count() == 0 and diagnose(dep).clean
+        delete_person(dep.app, "Al_Gore")
+        assert dep.templates.count() == 0 and diagnose(dep.app).clean
 
 
 def test_reindex_builds_the_new_models_templates_even_when_resumed(tmp_path: Path, lfw_dir: Path, save_stand_in,
                                                                     upsert_stopper) -> None:
     settings = Settings(data_dir=tmp_path / "data", workers=1, enroll=EnrollSettings(chunk_size=2))
     with open_deployment(settings) as dep:
-        enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 2, "Alejandro_Toledo": 1}))
+        enroll(dep.app, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 2, "Alejandro_Toledo": 1}))
     save_stand_in(settings.data_dir)
 
     upsert_stopper.arm(1)  # the first chunk's faces are stored, the run dies before any template is
@@ -156,11 +157,11 @@ def test_reindex_builds_the_new_models_templates_even_when_resumed(tmp_path: Pat
         assert dep.model.model_id == summary.model_after
         assert dep.templates.count() == 3
         assert_templates_follow_faces(dep)
-        assert diagnose(dep).clean  # the old model's templates too
-        merge_persons(dep, "Al_Gore", "Alejandro_Toledo")  # curation reaches the old model's templates
-        delete_person(dep, "Aaron_Peirsol")
+        assert diagnose(dep.app).clean  # the old model's templates too
+        merge_persons(dep.app, "Al_Gore", "Alejandro_Toledo")  # curation reaches the old model's templates
+        delete_person(dep.app, "Aaron_Peirsol")
         gore = str(person_id(dep, "Al_Gore"))
-        assert diagnose(dep).clean
+        assert diagnose(dep.app).clean
     with open_vector_index(settings, OLD, 128) as old, old.templates() as templates:
         assert [str(person) for _, person in templates.iter_ids()] == [gore]
 
@@ -168,7 +169,7 @@ def test_reindex_builds_the_new_models_templates_even_when_resumed(tmp_path: Pat
 def test_doctor_finds_stale_missing_and_orphaned_templates_and_repair_rewrites_them(settings: Settings,
                                                                                     lfw_dir: Path) -> None:
     with open_deployment(settings) as dep:
-        enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 1, "Alejandro_Toledo": 1}))
+        enroll(dep.app, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 1, "Alejandro_Toledo": 1}))
         with transaction(dep.app.sessions) as session:
             nobody = add_person(session, "No_Faces").id
             add_person(session, "Quiet")  # no face and no template: nothing to say about them
@@ -178,16 +179,16 @@ def test_doctor_finds_stale_missing_and_orphaned_templates_and_repair_rewrites_t
                               VectorPoint(nobody, nobody, *wrong.values())])  # orphaned: a person without faces
         dep.templates.delete([gore])  # missing
 
-        report = diagnose(dep)
+        report = diagnose(dep.app)
         assert (report.templates.stale, report.templates.missing, report.templates.orphaned) == (
             [aaron], [gore], [nobody])
         shown = report.as_dict()
         assert shown["templates"] == 3 and not shown["clean"]
         assert shown["templates_by_kind"] == {"missing": 1, "stale": 1, "orphaned": 1}
 
-        repair(dep, report)
+        repair(dep.app, report)
         assert report.repaired == {"templates_rewritten": 3}
-        assert diagnose(dep).clean
+        assert diagnose(dep.app).clean
         assert_templates_follow_faces(dep)
 
 
@@ -199,7 +200,7 @@ def test_doctor_repairs_the_templates_a_crash_left_behind(tmp_path: Path, lfw_di
     settings = Settings(data_dir=tmp_path / "data", workers=1)
     aaron_photos = photos(lfw_dir, {"Aaron_Peirsol": 2})
     with open_deployment(settings) as dep:
-        enroll(dep, aaron_photos[:1])
+        enroll(dep.app, aaron_photos[:1])
         real_upsert = dep.templates.upsert
 
         def crash(points):
@@ -207,13 +208,13 @@ def test_doctor_repairs_the_templates_a_crash_left_behind(tmp_path: Path, lfw_di
 
         dep.templates.upsert = crash  # dies after the faces are marked indexed, before their templates
         with pytest.raises(Crash):
-            enroll(dep, [aaron_photos[1], *photos(lfw_dir, {"Alejandro_Toledo": 1})])
+            enroll(dep.app, [aaron_photos[1], *photos(lfw_dir, {"Alejandro_Toledo": 1})])
         dep.templates.upsert = real_upsert
-        report = diagnose(dep)
+        report = diagnose(dep.app)
         aaron, toledo = person_id(dep, "Aaron_Peirsol"), person_id(dep, "Alejandro_Toledo")
         assert (report.templates.stale, report.templates.missing) == ([aaron], [toledo])
-        repair(dep, report)
-        assert diagnose(dep).clean
+        repair(dep.app, report)
+        assert diagnose(dep.app).clean
         assert_templates_follow_faces(dep)
 
         real_faces_upsert = dep.index.upsert
@@ -224,13 +225,13 @@ def test_doctor_repairs_the_templates_a_crash_left_behind(tmp_path: Path, lfw_di
 
         dep.index.upsert = upsert_then_crash  # dies with the vector stored and the face still pending
         with pytest.raises(Crash):
-            enroll(dep, photos(lfw_dir, {"Al_Gore": 1}))
+            enroll(dep.app, photos(lfw_dir, {"Al_Gore": 1}))
         dep.index.upsert = real_faces_upsert
-        report = diagnose(dep)
+        report = diagnose(dep.app)
         assert len(report.pending_with_vector) == 1 and report.templates.problems == 0  # not indexed: no template yet
-        repair(dep, report)  # marks the face indexed, so its person gets a template
+        repair(dep.app, report)  # marks the face indexed, so its person gets a template
         assert person_id(dep, "Al_Gore") in templates_of(dep)
-        assert diagnose(dep).clean
+        assert diagnose(dep.app).clean
         assert_templates_follow_faces(dep)
 
 

@@ -41,7 +41,7 @@ from identity.api.wording import for_api
 from identity.app.core import App
 from identity.errors import IdentityError, ImageError
 from identity.faces import FacePipeline, ImageFaces, build_pipeline, load_image
-from identity.services.deployment import Deployment, deployment
+from identity.app.deployment import Deployment
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue
 from identity.services.curation.erasure import retry_pending
@@ -60,11 +60,17 @@ class _Stopping(Exception):
     """The server is stopping: the background runner's current run hands its jobs back."""
 
 
+def _serialized(dep: Deployment) -> Deployment:
+    return dataclasses.replace(dep, index=Serialized(dep.index), templates=Serialized(dep.templates),
+                               unknown=Serialized(dep.unknown) if dep.unknown else None)
+
+
 class ApiContext:
     """What every request shares: the App, the active deployment, the inference pool and the metrics."""
 
     def __init__(self, core: App) -> None:
         self.core = core
+        core.share_between_threads(_serialized)  # the request threads use the collections one call at a time
         self.settings = core.settings
         self.metrics = Metrics()
         self.sessions = Sessions(self.settings)  # the review UI's
@@ -75,24 +81,17 @@ class ApiContext:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="identity-inference")
         self._slots = threading.BoundedSemaphore(workers + max(self.settings.api.queue_limit, 0))
         self._local = threading.local()
-        self._store_lock = threading.RLock()
-        self._dep: Deployment | None = None
         self._wake, self._stopping = threading.Event(), threading.Event()
         self._runner = threading.Thread(target=self._run_jobs, name="identity-jobs", daemon=True)
         self._temp_before = tempfile.tempdir  # restored at close: multipart spools under the data dir meanwhile
 
     def deployment(self) -> Deployment:
-        """The active model's deployment, its collections shared by the request threads one call at a time."""
-        with self._store_lock:
-            if self._dep is None:
-                dep = deployment(self.core)
-                self._dep = dataclasses.replace(dep, index=Serialized(dep.index), templates=Serialized(dep.templates),
-                                                unknown=Serialized(dep.unknown) if dep.unknown else None)
-            return self._dep
+        """The active model's deployment, prepared for writes (the server runs jobs)."""
+        return self.core.deployment(write=True)
 
     def search(self, found: ImageFaces, options: SearchOptions) -> SearchResult:
         """The search service on analysed faces, counted in the metrics by decision."""
-        result = search_faces(self.deployment(), found, options)
+        result = search_faces(self.core, found, options)
         for face in result.faces:
             self.metrics.decision(face.decision)
         return result
@@ -117,7 +116,7 @@ class ApiContext:
                 return
             try:
                 dep = self.deployment()
-                retry_pending(dep)  # erasures a failure left pending, as `identity worker` rounds do
+                retry_pending(self.core)  # erasures a failure left pending, as `identity worker` rounds do
                 process_queue(self.core, EnrollmentWriter(dep), None, 1, analyse=self.analyse_stream)
             except _Stopping:
                 return

@@ -16,10 +16,11 @@ deployment (identity.app.store_owner).
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from identity.app.collections import ModelCollections
 from identity.app.schema import AS_IS, CREATE, prepare_schema
@@ -61,6 +62,8 @@ class App:
         self._collections: dict[str, ModelCollections] = {}
         self._unknown: dict[str, VectorIndex] = {}
         self._deployments: dict[str | None, Deployment] = {}  # by pinned pack (None: the registry's choice)
+        self._share: Callable[[Deployment], Deployment] | None = None
+        self._lock = threading.RLock()  # threads that share the App prepare each deployment once
 
     @classmethod
     def open(cls, settings: Settings, must_exist: bool = False, schema: str = CREATE) -> "App":
@@ -151,10 +154,19 @@ class App:
         from identity.app.deployment import prepare_deployment
 
         key = pipeline.model_id if pipeline is not None else None
-        held = self._deployments.get(key)
-        if held is None or (write and not held.writes):
-            held = self._deployments[key] = prepare_deployment(self, pipeline, write)
-        return held
+        with self._lock:
+            held = self._deployments.get(key)
+            if held is None or (write and not held.writes):
+                held = prepare_deployment(self, pipeline, write)
+                held = self._deployments[key] = self._share(held) if self._share else held
+            return held
+
+    def share_between_threads(self, wrap: Callable[["Deployment"], "Deployment"]) -> None:
+        """For a process whose threads share this App (the HTTP server): every deployment, kept or prepared
+        later, is handed out as `wrap` makes it (its collections used one call at a time)."""
+        with self._lock:
+            self._share = wrap
+            self._deployments = {key: wrap(held) for key, held in self._deployments.items()}
 
     # -- vectors -----------------------------------------------------------------------------------
     def collections(self, model_id: str, dim: int) -> ModelCollections:

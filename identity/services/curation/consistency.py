@@ -14,7 +14,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from identity.services.deployment import Deployment
+from identity.app.core import App
+from identity.app.deployment import Deployment
 from identity.services.search.thresholds import pairwise_threshold
 from identity.store.vectors.unit_vectors import intact_vectors
 from identity.store.sql.persons import indexed_faces_by_person
@@ -42,8 +43,9 @@ class InconsistentPerson:
         return f"inconsistent_person:{self.agreeing_pairs_share:.2f}"
 
 
-def inconsistent_persons(dep: Deployment, external_ids: Sequence[str] | None = None) -> list[InconsistentPerson]:
+def inconsistent_persons(app: App, external_ids: Sequence[str] | None = None) -> list[InconsistentPerson]:
     """The given persons (None: everyone) whose faces under the active model mostly disagree."""
+    dep = app.deployment()
     threshold = pairwise_threshold(dep.model, dep.pipeline)
     with dep.app.sessions() as session:
         faces = indexed_faces_by_person(session, dep.model.id, None if external_ids is None else sorted(set(external_ids)))

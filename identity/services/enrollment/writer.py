@@ -66,7 +66,7 @@ from identity.store.sql.tables import Face, FaceStatus, Image, Job
 from identity.store.vectors import VectorIndex, VectorPoint, check_free_space
 
 if TYPE_CHECKING:
-    from identity.services.deployment import Deployment
+    from identity.app.deployment import Deployment
 
 
 def choose_faces(found: ImageFaces, subject: str, dominance: float) -> tuple[list[DetectedFace], str | None]:

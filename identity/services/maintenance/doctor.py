@@ -35,7 +35,8 @@ from typing import Any
 
 from identity.errors import RepairRefused
 from identity.services.curation.consistency import inconsistent_persons
-from identity.services.deployment import Deployment, ModelCollections, model_collections
+from identity.app.core import App
+from identity.app.deployment import Deployment, ModelCollections, model_collections
 from identity.services.curation.erasure import count_pending, finish_pending
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
@@ -127,8 +128,9 @@ class DoctorReport:
         }
 
 
-def diagnose(dep: Deployment, deep: bool = False) -> DoctorReport:
+def diagnose(app: App, deep: bool = False) -> DoctorReport:
     """deep: read back every stored face vector, not a sample (services/integrity.py)."""
+    dep = app.deployment()
     report = _check(dep, dep.model.id, dep.collections, deep)
     if dep.model.dim != dep.pipeline.dim:
         report.dimension_mismatch = (
@@ -141,8 +143,8 @@ def diagnose(dep: Deployment, deep: bool = False) -> DoctorReport:
     with model_collections(dep, [m.id for m in others]) as stores:
         for model in others:
             report.other_models[model.model_id] = _check(dep, model.id, stores[model.id], deep)
-    report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(dep)]
-    report.pending_erasures = count_pending(dep)
+    report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(dep.app)]
+    report.pending_erasures = count_pending(dep.app)
     report.file_modes = check_private_files(dep.settings)
     report.orphan_uploads = find_orphan_uploads(dep.app)
     return report
@@ -188,15 +190,16 @@ def _apart_from(check: TemplateCheck, persons: set[uuid.UUID]) -> TemplateCheck:
     return TemplateCheck(*kept)
 
 
-def repair(dep: Deployment, report: DoctorReport, workers: int = 1, force: bool = False) -> DoctorReport:
+def repair(app: App, report: DoctorReport, workers: int = 1, force: bool = False) -> DoctorReport:
     """Fix what diagnose found; faces that lost their vector are enrolled again from their source image.
 
     Pending erasures are finished first: they are recorded intents, and the vectors they delete
     are then no orphans to count. Raises RepairRefused, before changing anything else, when it
     would delete more vectors than the limit (see the module doc) and `force` is not given.
     """
+    dep = app.deployment(write=True)
     if report.pending_erasures:
-        report.repaired.update(finish_pending(dep))
+        report.repaired.update(finish_pending(dep.app))
         _diagnose_again(dep, report)
     check_delete_limit(report, force)
     with transaction(dep.app.sessions) as session:
@@ -228,7 +231,7 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1, force: bool 
 
 def _diagnose_again(dep: Deployment, report: DoctorReport) -> None:
     """Refresh `report`'s findings in place, keeping what was repaired so far."""
-    fresh = diagnose(dep, report.integrity.deep)  # as deep as the first look
+    fresh = diagnose(dep.app, report.integrity.deep)  # as deep as the first look
     for name in (f.name for f in fields(DoctorReport) if f.name != "repaired"):
         setattr(report, name, getattr(fresh, name))
 

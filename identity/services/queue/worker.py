@@ -15,7 +15,6 @@ from typing import Callable
 
 from identity.app.core import App
 from identity.services.curation.erasure import retry_pending
-from identity.services.deployment import deployment
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.models.reindex import process_reindex_jobs
 from identity.services.queue.loop import (
@@ -36,12 +35,12 @@ def run_worker(app: App, workers: int = 1, drain: bool = False, poll: float = 5.
     on_result: OnResult | None = None
     idle = False
     while not (drain and idle):
-        dep = deployment(app)
+        dep = app.deployment(write=True)
         if on_result is None:
             on_result = on_open()
         writer = EnrollmentWriter(dep, subject)
         while dep.follows_store():
-            retry_pending(dep)
+            retry_pending(app)
             before = summary.processed
             process_queue(app, writer, None, workers, on_result, summary)
             process_reindex_jobs(app, workers, on_result, summary)

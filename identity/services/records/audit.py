@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from identity.services.deployment import Deployment
+from identity.app.core import App
+from identity.app.deployment import Deployment
 from identity.app.actor import resolve_actor
 from identity.evaluation.decision import PERSONS_NEEDED, decision_score
 from identity.services.review.matches import ReviewState, review_fields
@@ -109,8 +110,9 @@ class AuditReport:
         }
 
 
-def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> AuditReport:
-    threshold, _ = decision_threshold(dep)
+def audit_person(app: App, ref: str, actor: str | None = None) -> AuditReport:
+    dep = app.deployment()
+    threshold, _ = decision_threshold(dep.app)
     with dep.app.sessions() as session:
         person = get_person(session, ref)
         record = person_record(person)

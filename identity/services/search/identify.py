@@ -31,7 +31,8 @@ from identity.evaluation.decision import (
 from identity.faces import DetectedFace, ImageFaces, load_image, scan_limit_warning
 from identity.app.actor import resolve_actor
 from identity.pathnames import path_text
-from identity.services.deployment import Deployment
+from identity.app.core import App
+from identity.app.deployment import Deployment
 from identity.services.maintenance.integrity import check_scores, missing_vectors_warning
 from identity.services.search.unknown_faces import expire_unknown, keep_unknown
 from identity.services.search.thresholds import Threshold, pack_threshold, resolve_threshold
@@ -144,23 +145,25 @@ class SearchResult:
         }
 
 
-def search_image(dep: Deployment, path: str, options: SearchOptions) -> SearchResult:
+def search_image(app: App, path: str, options: SearchOptions) -> SearchResult:
     """Search one image file; raises ImageError for an unusable file and NoFaceFound when no face is seen."""
+    dep = app.deployment()
     # Named by its path_text: the search log and the output take a name that is not UTF-8 escaped.
     image = dataclasses.replace(load_image(path), path=path_text(path))
     [found] = dep.pipeline.process([image])
     if not found.faces:
         raise NoFaceFound(image.path)
-    return search_faces(dep, found, options)
+    return search_faces(dep.app, found, options)
 
 
-def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> SearchResult:
+def search_faces(app: App, found: ImageFaces, options: SearchOptions) -> SearchResult:
+    dep = app.deployment()
     chosen = _faces_to_search(found.faces, options.largest_face_only)
     minimum = dep.pipeline.faces.min_search_iod_px
     faces = [(index, face) for index, face in chosen if face.quality.iod_px >= minimum]
     too_small = [_not_searched(index, face, minimum) for index, face in chosen if face.quality.iod_px < minimum]
     allowed = _persons_matching(dep, options.filters) if options.filters else None
-    threshold, warnings = decision_threshold(dep, options.threshold, allowed)
+    threshold, warnings = decision_threshold(dep.app, options.threshold, allowed)
     wanted = max(options.top_k, PERSONS_NEEDED)  # the cohort even under the raw rule: eval scores both
     ranked = [dep.templates.search(face.embedding, wanted, allowed) if allowed != [] else [] for _, face in faces]
     check_scores(dep.templates, (hit for hits in ranked for hit in hits))
@@ -190,7 +193,7 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
         matches.append(FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
                                  face.quality.as_dict(), decision, _detector_of(face), candidates, score,
                                  ranked=tuple((hit.person_id, hit.score) for hit in hits)))
-    warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(dep)
+    warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(dep.app)
     if found.capped:
         warnings.append(f"{found.path}: {found.capped} more faces found than faces.max_faces; the lowest-scored were not searched")
     if found.scan_limited_px:
@@ -199,14 +202,15 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
     matches = sorted(matches + too_small, key=lambda m: m.face_index)
     search_id = _log(dep, found, options, threshold, matches, minimum)
     if dep.unknown is not None:  # settings keep them, for clustering (identity.services.search.unknown_faces)
-        keep_unknown(dep, found, search_id, unknown)
-        expire_unknown(dep)
+        keep_unknown(dep.app, found, search_id, unknown)
+        expire_unknown(dep.app)
     return SearchResult(search_id, found.path, found.sha256, dep.model.model_id, threshold, matches, warnings)
 
 
-def decision_threshold(dep: Deployment, override: float | None = None,
+def decision_threshold(app: App, override: float | None = None,
                        allowed: list[uuid.UUID] | None = None) -> tuple[Threshold, list[str]]:
     """The threshold and its rule; the normalized rule needs a cohort, so a small gallery falls back to raw."""
+    dep = app.deployment()
     threshold = resolve_threshold(dep.model, dep.pipeline, override)
     persons = dep.gallery_persons() if allowed is None else len(allowed)
     if threshold.rule == RAW or cohort_large_enough(persons) or persons == 0:
