@@ -50,7 +50,7 @@ def photos(lfw_dir: Path, counts: dict[str, int]) -> list[JobSpec]:
             for path in sorted((lfw_dir / person).iterdir())[:count]]
 
 
-def enroll(dep.app: Deployment, specs: list[JobSpec]) -> None:
+def enroll(dep: Deployment, specs: list[JobSpec]) -> None:
     batch, _ = queue_jobs(dep.app, specs)
     writer = EnrollmentWriter(dep)
     summary = process_queue(dep.app, writer, batch, 1)
@@ -100,7 +100,7 @@ def assert_templates_follow_faces(dep: Deployment) -> None:
 def test_an_enrolled_persons_template_is_the_normalized_mean_of_their_faces(settings: Settings,
                                                                              lfw_dir: Path) -> None:
     with open_deployment(settings) as dep:
-        enroll(dep.app, photos(lfw_dir, {"Aaron_Peirsol": 2, "Alejandro_Toledo": 1}))
+        enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Alejandro_Toledo": 1}))
         aaron, toledo = person_id(dep, "Aaron_Peirsol"), person_id(dep, "Alejandro_Toledo")
         first, second = dep.index.vectors(face_ids(dep, "Aaron_Peirsol")).values()
         templates = templates_of(dep)
@@ -116,7 +116,7 @@ def test_an_enrolled_persons_template_is_the_normalized_mean_of_their_faces(sett
 def test_moving_merging_and_deleting_faces_rewrite_every_affected_template(settings: Settings,
                                                                            lfw_dir: Path) -> None:
     with open_deployment(settings) as dep:
-        enroll(dep.app, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 2, "Alejandro_Toledo": 1}))
+        enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 2, "Alejandro_Toledo": 1}))
         aaron, gore, toledo = (person_id(dep, p) for p in ("Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"))
 
         moved, kept = face_ids(dep, "Aaron_Peirsol")
@@ -141,7 +141,7 @@ def test_reindex_builds_the_new_models_templates_even_when_resumed(tmp_path: Pat
                                                                     upsert_stopper) -> None:
     settings = Settings(data_dir=tmp_path / "data", workers=1, enroll=EnrollSettings(chunk_size=2))
     with open_deployment(settings) as dep:
-        enroll(dep.app, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 2, "Alejandro_Toledo": 1}))
+        enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 2, "Alejandro_Toledo": 1}))
     save_stand_in(settings.data_dir)
 
     upsert_stopper.arm(1)  # the first chunk's faces are stored, the run dies before any template is
@@ -169,7 +169,7 @@ def test_reindex_builds_the_new_models_templates_even_when_resumed(tmp_path: Pat
 def test_doctor_finds_stale_missing_and_orphaned_templates_and_repair_rewrites_them(settings: Settings,
                                                                                     lfw_dir: Path) -> None:
     with open_deployment(settings) as dep:
-        enroll(dep.app, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 1, "Alejandro_Toledo": 1}))
+        enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 1, "Alejandro_Toledo": 1}))
         with transaction(dep.app.sessions) as session:
             nobody = add_person(session, "No_Faces").id
             add_person(session, "Quiet")  # no face and no template: nothing to say about them
@@ -200,7 +200,7 @@ def test_doctor_repairs_the_templates_a_crash_left_behind(tmp_path: Path, lfw_di
     settings = Settings(data_dir=tmp_path / "data", workers=1)
     aaron_photos = photos(lfw_dir, {"Aaron_Peirsol": 2})
     with open_deployment(settings) as dep:
-        enroll(dep.app, aaron_photos[:1])
+        enroll(dep, aaron_photos[:1])
         real_upsert = dep.templates.upsert
 
         def crash(points):
@@ -208,7 +208,7 @@ def test_doctor_repairs_the_templates_a_crash_left_behind(tmp_path: Path, lfw_di
 
         dep.templates.upsert = crash  # dies after the faces are marked indexed, before their templates
         with pytest.raises(Crash):
-            enroll(dep.app, [aaron_photos[1], *photos(lfw_dir, {"Alejandro_Toledo": 1})])
+            enroll(dep, [aaron_photos[1], *photos(lfw_dir, {"Alejandro_Toledo": 1})])
         dep.templates.upsert = real_upsert
         report = diagnose(dep.app)
         aaron, toledo = person_id(dep, "Aaron_Peirsol"), person_id(dep, "Alejandro_Toledo")
@@ -225,7 +225,7 @@ def test_doctor_repairs_the_templates_a_crash_left_behind(tmp_path: Path, lfw_di
 
         dep.index.upsert = upsert_then_crash  # dies with the vector stored and the face still pending
         with pytest.raises(Crash):
-            enroll(dep.app, photos(lfw_dir, {"Al_Gore": 1}))
+            enroll(dep, photos(lfw_dir, {"Al_Gore": 1}))
         dep.index.upsert = real_faces_upsert
         report = diagnose(dep.app)
         assert len(report.pending_with_vector) == 1 and report.templates.problems == 0  # not indexed: no template yet
@@ -257,16 +257,59 @@ def test_cli_doctor_reports_templates_and_repairs_them(capsys: pytest.CaptureFix
     assert main(["doctor", "--json"]) == 0 and json.loads(capsys.readouterr().out)["clean"]
 
 
-def test_a_store_from_before_templates_gets_them_on_first_open(capsys: pytest.CaptureFixture[str], clean_env,
-                                                               lfw_dir: Path) -> None:
+def sql_snapshot(settings: Settings) -> dict[str, object]:
+    """Every table's row count, and the model rows and the binding in full: what a read must leave as it was."""
+    from sqlalchemy import inspect, text
+
+    from identity.store.sql.db import make_engine
+
+    engine = make_engine(settings.sql_url)
+    try:
+        with engine.connect() as conn:
+            counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in inspect(engine).get_table_names()}
+            models = [tuple(row) for row in conn.execute(text("SELECT * FROM models ORDER BY id"))]
+            binding = [tuple(row) for row in conn.execute(text("SELECT * FROM deployment"))]
+    finally:
+        engine.dispose()
+    return {"counts": counts, "models": models, "binding": binding}
+
+
+def test_a_read_of_a_store_from_before_templates_exits_4_and_init_builds_them(
+        capsys: pytest.CaptureFixture[str], clean_env, lfw_dir: Path) -> None:
     from identity_cli.main import main
 
     paths = [spec.source_path for spec in photos(lfw_dir, {"Aaron_Peirsol": 2})]
     assert main(["enroll", "--person", "Aaron_Peirsol", *paths, "--workers", "1"]) == 0
-    with open_vector_index(Settings.load(), OLD, 128) as index, index.templates() as templates:
+    settings = Settings.load()
+    with open_vector_index(settings, OLD, 128) as index, index.templates() as templates:
         templates.delete([person for person, _ in templates.iter_ids()])  # as a store written before templates
+    before = sql_snapshot(settings)
     capsys.readouterr()
-    assert main(["doctor", "--json"]) == 0  # opening the deployment built them
-    assert json.loads(capsys.readouterr().out)["templates"] == 0
-    with open_vector_index(Settings.load(), OLD, 128) as index, index.templates() as templates:
+    for command in (["search", paths[0], "--json"], ["audit", "Aaron_Peirsol", "--json"]):
+        assert main(command) == 4, command
+        error = json.loads(capsys.readouterr().out)
+        assert error["error_type"] == "TemplatesMissing" and "run `identity init`" in error["error"], command
+    assert sql_snapshot(settings) == before  # no row, model record or binding written
+    with open_vector_index(settings, OLD, 128) as index, index.templates() as templates:
+        assert templates.count() == 0  # nor a template
+    assert main(["init", "--json"]) == 0
+    with open_vector_index(settings, OLD, 128) as index, index.templates() as templates:
         assert templates.count() == 1
+    capsys.readouterr()
+    assert main(["search", paths[0], "--json"]) == 0
+    [face] = json.loads(capsys.readouterr().out)["results"][0]["faces"]
+    assert face["decision"] == "match" and face["candidates"][0]["person"]["external_id"] == "Aaron_Peirsol"
+
+
+def test_a_writing_command_builds_missing_templates(capsys: pytest.CaptureFixture[str], clean_env,
+                                                    lfw_dir: Path) -> None:
+    from identity_cli.main import main
+
+    paths = [spec.source_path for spec in photos(lfw_dir, {"Aaron_Peirsol": 2})]
+    assert main(["enroll", "--person", "Aaron_Peirsol", paths[0], "--workers", "1"]) == 0
+    with open_vector_index(Settings.load(), OLD, 128) as index, index.templates() as templates:
+        templates.delete([person for person, _ in templates.iter_ids()])
+    assert main(["enroll", "--person", "Al_Gore", *[s.source_path for s in photos(lfw_dir, {"Al_Gore": 1})],
+                 "--workers", "1"]) == 0
+    with open_vector_index(Settings.load(), OLD, 128) as index, index.templates() as templates:
+        assert templates.count() == 2  # the back-filled one and the new person's

@@ -280,10 +280,11 @@ def _persons_matching(dep: Deployment, filters: dict[str, str | list[str]]) -> l
 
 def _log(dep: Deployment, found: ImageFaces, options: SearchOptions, threshold: Threshold,
          matches: list[FaceMatch], min_search_iod_px: float) -> str:
+    model_row = dep.recorded_model().id  # the log names the model: a read of a store without its row records it
     with transaction(dep.app.sessions) as session:
         event = SearchEvent(
             actor=resolve_actor(options.actor), query_sha256=found.sha256, query_name=found.path,
-            model_id=dep.model.id, threshold=threshold.value, top_k=options.top_k,
+            model_id=model_row, threshold=threshold.value, top_k=options.top_k,
             parameters={"min_score": options.min_score, "filters": options.filters,
                         "largest_face_only": options.largest_face_only, "threshold_source": threshold.source,
                         "decision_rule": threshold.rule, "min_search_iod_px": min_search_iod_px,
