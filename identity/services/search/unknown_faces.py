@@ -58,8 +58,9 @@ def face_thumbnail(face: DetectedFace) -> bytes | None:
 
 def expire_unknown(app: App, now: datetime | None = None) -> dict[str, Any]:
     """Erase the kept faces whose retention ran out, this model's and others' rows alike (another
-    model's vectors went with its collection's purge when it was active)."""
-    dep = app.deployment(write=True)
+    model's vectors went with its collection's purge when it was active). Kept faces are the product's
+    records, as the search log is: a search (a read) expires them without preparing the store for writes."""
+    dep = app.deployment()
     moment = now or datetime.now(timezone.utc)
     with dep.app.sessions() as session:
         expired = expired_unknown_faces(session, moment)
@@ -69,8 +70,8 @@ def expire_unknown(app: App, now: datetime | None = None) -> dict[str, Any]:
 
 
 def erase_unknown(app: App, ids: Sequence[uuid.UUID]) -> dict[str, Any]:
-    """Erase kept faces: rows, vectors, and the collection's files rebuilt without them."""
-    dep = app.deployment(write=True)
+    """Erase kept faces: rows, vectors, and the collection's files rebuilt without them (records, as expire_unknown)."""
+    dep = app.deployment()
     if not ids:
         return {"rows": 0}
     with transaction(dep.app.sessions) as session:
