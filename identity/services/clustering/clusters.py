@@ -171,8 +171,8 @@ def cluster_folder(app: App, folder: Path, workers: int = 0,
 def cluster_searches(app: App, since: datetime | None = None) -> ClusterRun:
     """Cluster the faces searches returned as unknown and settings kept (expired ones are erased first)."""
     dep = app.deployment(write=True)
-    expire_unknown(dep.app)
-    with dep.app.sessions() as session:
+    expire_unknown(app)
+    with app.sessions() as session:
         rows = unknown_faces_since(session, dep.model.id, since)
     vectors = intact_vectors(dep.unknown_faces(), [row.id for row in rows]) if rows else {}
     run = _new_run(dep, SEARCHES)
@@ -313,14 +313,14 @@ def merge_clusters(app: App, refs: Sequence[str], actor: str | None = None) -> C
 def discard_cluster(app: App, ref: str, actor: str | None = None) -> dict[str, Any]:
     """Not a person to enroll: the cluster is kept as discarded (a re-run leaves its faces out), and the kept
     unknown faces in it are erased now rather than at the end of their retention."""
-    dep = app.deployment(write=True)
-    with transaction(dep.app.sessions) as session:
+    app.deployment(write=True)  # a writing command: the store bound and the model recorded first
+    with transaction(app.sessions) as session:
         cluster = _nameable(session, ref)
         unknown = [m.unknown_face_id for m in cluster.members if m.unknown_face_id is not None]
         cluster.status, cluster.decided_by = DISCARDED, resolve_actor(actor)
         record_audit_event(session, resolve_actor(actor), "cluster discarded", subject=cluster.id,
                            details={"faces": len(cluster.members)})
-    return {"cluster_id": ref, "status": DISCARDED, "unknown_faces_erased": erase_unknown(dep.app, unknown)}
+    return {"cluster_id": ref, "status": DISCARDED, "unknown_faces_erased": erase_unknown(app, unknown)}
 
 
 def _nameable(session: Any, ref: str) -> FaceCluster:
@@ -352,7 +352,7 @@ def name_cluster(app: App, ref: str, person_ref: str | None = None, new_external
     if (person_ref is None) == (new_external_id is None):
         raise InvalidArgument("name a cluster for an existing person (--person) or a new one (--new), one of them")
     who = resolve_actor(actor)
-    with dep.app.sessions() as session:
+    with app.sessions() as session:
         cluster = _nameable(session, ref)
         members = list(cluster.members)
         if person_ref is not None:
@@ -364,7 +364,7 @@ def name_cluster(app: App, ref: str, person_ref: str | None = None, new_external
         kept = unknown_faces_by_id(session, [m.unknown_face_id for m in members if m.unknown_face_id])
     sources = {m.face_key: _face_source(dep, m, kept.get(m.unknown_face_id)) for m in members}
     specs = [JobSpec(source.path, external_id, display_name) for source in sources.values()]
-    batch, _ = queue_jobs(dep.app, specs)
+    batch, _ = queue_jobs(app, specs)
     outcomes = {source.path: source for source in sources.values()}
     results: dict[str, JobResult] = {}
 
@@ -375,12 +375,12 @@ def name_cluster(app: App, ref: str, person_ref: str | None = None, new_external
     def collect(result: JobResult) -> None:
         results[result.source_path] = result
 
-    process_queue(dep.app, EnrollmentWriter(dep, "dominant"), batch, 1, collect, analyse=analyse)
+    process_queue(app, EnrollmentWriter(dep, "dominant"), batch, 1, collect, analyse=analyse)
     faces = [{"face_key": key, "source": source.path, "state": results[source.path].outcome,
               "reason": results[source.path].reason} for key, source in sources.items() if source.path in results]
     enrolled = [key for key, source in sources.items()
                 if source.path in results and results[source.path].outcome in ENROLLED_STATES]
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         person = find_person(session, external_id)
         cluster = get_cluster(session, ref)
         if person is not None and enrolled:
@@ -389,7 +389,7 @@ def name_cluster(app: App, ref: str, person_ref: str | None = None, new_external
                            subject=external_id, details={"cluster_id": ref, "faces": len(members),
                                                          "enrolled": len(enrolled)})
     # The faces now enrolled are the person's: their kept unknown copies go.
-    erase_unknown(dep.app, [sources[key].unknown_face_id for key in enrolled if sources[key].unknown_face_id])
+    erase_unknown(app, [sources[key].unknown_face_id for key in enrolled if sources[key].unknown_face_id])
     states: dict[str, int] = {}
     for face in faces:
         states[face["state"]] = states.get(face["state"], 0) + 1

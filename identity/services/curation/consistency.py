@@ -47,7 +47,7 @@ def inconsistent_persons(app: App, external_ids: Sequence[str] | None = None) ->
     """The given persons (None: everyone) whose faces under the active model mostly disagree."""
     dep = app.deployment()
     threshold = pairwise_threshold(dep.model, dep.pipeline)
-    with dep.app.sessions() as session:
+    with app.sessions() as session:
         faces = indexed_faces_by_person(session, dep.model.id, None if external_ids is None else sorted(set(external_ids)))
     found: list[InconsistentPerson] = []
     for external_id, vectors in _vector_groups(dep, {k: v for k, v in faces.items() if len(v) >= MIN_FACES}):

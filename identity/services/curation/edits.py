@@ -72,7 +72,7 @@ class FaceMove:
 def merge_persons(app: App, keep_ref: str, absorb_ref: str, actor: str | None = None) -> MergeResult:
     """Move every face and search hit of `absorb` to `keep`, then remove `absorb`."""
     dep = app.deployment(write=True)
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         keep, absorb = get_person(session, keep_ref), get_person(session, absorb_ref)
         if keep.id == absorb.id:
             raise IdentityError(f"{keep_ref} and {absorb_ref} are the same person")
@@ -93,7 +93,7 @@ def merge_persons(app: App, keep_ref: str, absorb_ref: str, actor: str | None = 
 
 def move_face(app: App, face_ref: str, target_ref: str, actor: str | None = None) -> FaceMove:
     dep = app.deployment(write=True)
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         face = _get_face(session, face_ref)
         target = get_person(session, target_ref)
         source_id = face.person_id  # read before the update below re-points the loaded row
@@ -119,7 +119,7 @@ def _relabel(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid
 def delete_face(app: App, face_ref: str, actor: str | None = None) -> Erasure:
     """Erase one photo of a person: its face rows, vectors (purged), and the image if no other face is on it."""
     dep = app.deployment(write=True)
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         face = get_face(session, _face_uuid(face_ref))
         if face is None:
             gone = _face_already_deleted(session, face_ref)
@@ -138,14 +138,13 @@ def delete_face(app: App, face_ref: str, actor: str | None = None) -> Erasure:
         paths: list[str] = []
         sql = {"faces": len(siblings), **drop_unused_images(session, {face.image_id}, paths)}
     vectors = _erase_vectors(dep, _by_model(siblings), person_id, lambda index, ids: index.delete(ids))
-    sql["database"] = flush_deleted(dep.app.engine)
-    return Erasure(summary, {"sql": sql, "vectors": vectors, **erase_uploads(dep.app, paths)})
+    sql["database"] = flush_deleted(app.engine)
+    return Erasure(summary, {"sql": sql, "vectors": vectors, **erase_uploads(app, paths)})
 
 
 def delete_person(app: App, ref: str, actor: str | None = None) -> Erasure:
     """Erase a person from every store, or finish their erasure left pending (identity.services.curation.erasure)."""
-    dep = app.deployment(write=True)
-    return erase_person(dep.app, ref, actor)
+    return erase_person(app, ref, actor)
 
 
 def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid.UUID,

@@ -84,7 +84,7 @@ def erase_person(app: App, ref: str, actor: str | None = None) -> Erasure:
     """Erase a person from every store, or finish their pending erasure; an audit event remains, with keyed
     tokens instead of their ids."""
     dep = app.deployment(write=True)
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         person = find_person(session, ref)
         if person is not None:  # two deletes at once (Postgres): the second waits here, then finds the first's record
             session.refresh(person, with_for_update=True)
@@ -99,8 +99,7 @@ def erase_person(app: App, ref: str, actor: str | None = None) -> Erasure:
 
 
 def count_pending(app: App) -> int:
-    dep = app.deployment()
-    with dep.app.sessions() as session:
+    with app.sessions() as session:
         return count_open(session)
 
 
@@ -108,7 +107,7 @@ def finish_pending(app: App) -> dict[str, int]:
     """Finish every erasure left pending (doctor --repair, each worker round); ErasurePending at the first
     that fails again."""
     dep = app.deployment(write=True)
-    with dep.app.sessions() as session:
+    with app.sessions() as session:
         pending = open_erasure_ids(session)
     for erasure_id in pending:
         _finish(dep, erasure_id, None, True)
@@ -118,11 +117,10 @@ def finish_pending(app: App) -> dict[str, int]:
 def retry_pending(app: App) -> None:
     """Finish erasures left pending, for loops that come round again (worker rounds, the server's background
     work): one that fails again stays pending for the next round (doctor reports it), and the loop goes on."""
-    dep = app.deployment(write=True)
-    if not count_pending(dep.app):
+    if not count_pending(app):
         return
     try:
-        finish_pending(dep.app)
+        finish_pending(app)
     except ErasurePending as exc:  # logged without the message: it names the person and file paths
         kind = str(exc.details.get("reason", "")).partition(":")[0]
         log.warning("a pending erasure failed again at its %s step (%s): it stays pending for the next round "
@@ -132,8 +130,7 @@ def retry_pending(app: App) -> None:
 def erase_uploads(app: App, paths: list[str]) -> dict[str, int]:
     """Delete the copies of erased photos that the HTTP API stored (uploads/ under the data directory);
     files elsewhere are the organization's own and stay. Reported only where there were some."""
-    dep = app.deployment(write=True)
-    root = uploads_dir(dep.app.settings).resolve()
+    root = uploads_dir(app.settings).resolve()
     erased = 0
     for path in map(Path, paths):
         if path.resolve().is_relative_to(root) and path.is_file():

@@ -52,13 +52,13 @@ def enroll(app: App, inputs: EnrollInputs, workers: int = 0, subject: str | None
     `analyse`: how the images are detected and embedded (process_queue's; default: `workers` processes)."""
     dep = app.deployment(write=True)
     writer = EnrollmentWriter(dep, subject)  # a bad subject rule fails before anything is queued
-    batch, queued = queue_jobs(dep.app, inputs.specs)
+    batch, queued = queue_jobs(app, inputs.specs)
     run = EnrollmentRun(EnrollSummary(batch=batch, queued=queued), named_by(inputs))
     for row in inputs.unqueued:
         run.summary.add_unqueued(row)
     on_queued(queued)
-    process_queue(dep.app, writer, batch, workers or dep.settings.worker_count, on_result, run.summary, analyse)
-    run.flagged = inconsistent_persons(dep.app, [r.external_id for r in run.summary.results if r.job_id is not None])
+    process_queue(app, writer, batch, workers or dep.settings.worker_count, on_result, run.summary, analyse)
+    run.flagged = inconsistent_persons(app, [r.external_id for r in run.summary.results if r.job_id is not None])
     return run
 
 

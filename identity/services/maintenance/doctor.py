@@ -135,7 +135,7 @@ def diagnose(app: App, deep: bool = False) -> DoctorReport:
     if dep.model.dim != dep.pipeline.dim:
         report.dimension_mismatch = (
             f"model {dep.model.model_id} is recorded with {dep.model.dim} dimensions, its pack produces {dep.pipeline.dim}")
-    with dep.app.sessions() as session:
+    with app.sessions() as session:
         report.stale_leases = [j.id for j in jobs.stale_leases(session)]
         for job in jobs.stuck(session, dep.settings.enroll.lease_seconds, STUCK_LEASES):
             report.stuck_jobs.setdefault(job.status.value, []).append(job.id)
@@ -143,10 +143,10 @@ def diagnose(app: App, deep: bool = False) -> DoctorReport:
     with model_collections(dep, [m.id for m in others]) as stores:
         for model in others:
             report.other_models[model.model_id] = _check(dep, model.id, stores[model.id], deep)
-    report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(dep.app)]
-    report.pending_erasures = count_pending(dep.app)
+    report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(app)]
+    report.pending_erasures = count_pending(app)
     report.file_modes = check_private_files(dep.settings)
-    report.orphan_uploads = find_orphan_uploads(dep.app)
+    report.orphan_uploads = find_orphan_uploads(app)
     return report
 
 
@@ -199,10 +199,10 @@ def repair(app: App, report: DoctorReport, workers: int = 1, force: bool = False
     """
     dep = app.deployment(write=True)
     if report.pending_erasures:
-        report.repaired.update(finish_pending(dep.app))
+        report.repaired.update(finish_pending(app))
         _diagnose_again(dep, report)
     check_delete_limit(report, force)
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         _repair_vectors(session, dep.index, report)
         if report.stale_leases:
             jobs.release_stale_leases(session, report.stale_leases)
@@ -215,9 +215,9 @@ def repair(app: App, report: DoctorReport, workers: int = 1, force: bool = False
             specs = [jobs.JobSpec(path, external_id) for path, external_id in enrollment_sources(session, redo)]
             delete_faces(session, redo)
     if specs:
-        batch, _ = queue_jobs(dep.app, specs)
+        batch, _ = queue_jobs(app, specs)
         writer = EnrollmentWriter(dep)
-        summary = process_queue(dep.app, writer, batch, workers)
+        summary = process_queue(app, writer, batch, workers)
         report.repaired["faces_reenrolled"] = summary.counts.get("enrolled", 0)
         if summary.counts.get("failed"):  # e.g. a photo that is gone: its face cannot come back
             report.repaired["faces_not_reenrolled"] = summary.counts["failed"]
@@ -225,7 +225,7 @@ def repair(app: App, report: DoctorReport, workers: int = 1, force: bool = False
     _repair_others(dep, report)
     if report.file_modes.problems:
         report.repaired["file_modes_narrowed"] = repair_private_files(report.file_modes)
-    report.repaired.update(remove_orphan_uploads(dep.app, report.orphan_uploads))
+    report.repaired.update(remove_orphan_uploads(app, report.orphan_uploads))
     return report
 
 

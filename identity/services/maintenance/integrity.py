@@ -121,10 +121,9 @@ def finish_rebuild(app: App, problems_left: int, not_reenrolled: int) -> bool:
     """After a repair that left no problem and enrolled every face again: remove the damaged shards set aside
     (this run's or a stopped run's), whose bytes are biometric data no later erasure would reach. Otherwise
     they are kept, for whoever tries to recover the vectors of faces that could not come back. True: removed."""
-    dep = app.deployment(write=True)
     if problems_left or not_reenrolled:
         return False
-    remove_set_aside_shards(dep.app.settings)
+    remove_set_aside_shards(app.settings)
     return True
 
 

@@ -112,8 +112,8 @@ class AuditReport:
 
 def audit_person(app: App, ref: str, actor: str | None = None) -> AuditReport:
     dep = app.deployment()
-    threshold, _ = decision_threshold(dep.app)
-    with dep.app.sessions() as session:
+    threshold, _ = decision_threshold(app)
+    with app.sessions() as session:
         person = get_person(session, ref)
         record = person_record(person)
         # The active model's rows only: the same photos under a model kept for rollback are not more data.
@@ -142,7 +142,7 @@ def audit_person(app: App, ref: str, actor: str | None = None) -> AuditReport:
         lookalike_margin=None if others_score is None else round(threshold.value - others_score, 4),
         outliers=[f.face_id for f in face_rows if f.outlier],
     )
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         record_audit_event(session, resolve_actor(actor), "audit", person_id=person.id, subject=person.external_id,
                            details={"faces": len(face_rows), "searches": len(searches)})
     return report

@@ -153,7 +153,7 @@ def search_image(app: App, path: str, options: SearchOptions) -> SearchResult:
     [found] = dep.pipeline.process([image])
     if not found.faces:
         raise NoFaceFound(image.path)
-    return search_faces(dep.app, found, options)
+    return search_faces(app, found, options)
 
 
 def search_faces(app: App, found: ImageFaces, options: SearchOptions) -> SearchResult:
@@ -163,11 +163,11 @@ def search_faces(app: App, found: ImageFaces, options: SearchOptions) -> SearchR
     faces = [(index, face) for index, face in chosen if face.quality.iod_px >= minimum]
     too_small = [_not_searched(index, face, minimum) for index, face in chosen if face.quality.iod_px < minimum]
     allowed = _persons_matching(dep, options.filters) if options.filters else None
-    threshold, warnings = decision_threshold(dep.app, options.threshold, allowed)
+    threshold, warnings = decision_threshold(app, options.threshold, allowed)
     wanted = max(options.top_k, PERSONS_NEEDED)  # the cohort even under the raw rule: eval scores both
     ranked = [dep.templates.search(face.embedding, wanted, allowed) if allowed != [] else [] for _, face in faces]
     check_scores(dep.templates, (hit for hits in ranked for hit in hits))
-    with dep.app.sessions() as session:
+    with app.sessions() as session:
         rejected = rejected_for_image(session, found.sha256, dep.model.id)
         ranked, left_out = _without_rejected(faces, ranked, rejected)
         people = persons_by_id(session, {hit.person_id for hits in ranked for hit in hits[:options.top_k]}
@@ -193,7 +193,7 @@ def search_faces(app: App, found: ImageFaces, options: SearchOptions) -> SearchR
         matches.append(FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
                                  face.quality.as_dict(), decision, _detector_of(face), candidates, score,
                                  ranked=tuple((hit.person_id, hit.score) for hit in hits)))
-    warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(dep.app)
+    warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(app)
     if found.capped:
         warnings.append(f"{found.path}: {found.capped} more faces found than faces.max_faces; the lowest-scored were not searched")
     if found.scan_limited_px:
@@ -202,8 +202,8 @@ def search_faces(app: App, found: ImageFaces, options: SearchOptions) -> SearchR
     matches = sorted(matches + too_small, key=lambda m: m.face_index)
     search_id = _log(dep, found, options, threshold, matches, minimum)
     if dep.unknown is not None:  # settings keep them, for clustering (identity.services.search.unknown_faces)
-        keep_unknown(dep.app, found, search_id, unknown)
-        expire_unknown(dep.app)
+        keep_unknown(app, found, search_id, unknown)
+        expire_unknown(app)
     return SearchResult(search_id, found.path, found.sha256, dep.model.model_id, threshold, matches, warnings)
 
 

@@ -41,7 +41,7 @@ def keep_unknown(app: App, found: ImageFaces, search_id: str,
                         quality=face.quality.as_dict(), thumbnail=face_thumbnail(face), created_at=now,
                         expires_at=expires)
             for index, face in faces]
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         session.add_all(rows)
     dep.unknown.upsert([VectorPoint(row.id, NO_PERSON, face.embedding) for row, (_, face) in zip(rows, faces)])
     return [row.id for row in rows]
@@ -60,13 +60,12 @@ def expire_unknown(app: App, now: datetime | None = None) -> dict[str, Any]:
     """Erase the kept faces whose retention ran out, this model's and others' rows alike (another
     model's vectors went with its collection's purge when it was active). Kept faces are the product's
     records, as the search log is: a search (a read) expires them without preparing the store for writes."""
-    dep = app.deployment()
     moment = now or datetime.now(timezone.utc)
-    with dep.app.sessions() as session:
+    with app.sessions() as session:
         expired = expired_unknown_faces(session, moment)
     if not expired:
         return {"expired": 0}
-    return {"expired": len(expired), **erase_unknown(dep.app, [face_id for face_id, _ in expired])}
+    return {"expired": len(expired), **erase_unknown(app, [face_id for face_id, _ in expired])}
 
 
 def erase_unknown(app: App, ids: Sequence[uuid.UUID]) -> dict[str, Any]:
@@ -74,7 +73,7 @@ def erase_unknown(app: App, ids: Sequence[uuid.UUID]) -> dict[str, Any]:
     dep = app.deployment()
     if not ids:
         return {"rows": 0}
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         rows = delete_unknown_faces(session, ids)
     index = dep.unknown_faces()
     index.delete(list(ids))
