@@ -266,7 +266,8 @@ def sql_snapshot(settings: Settings) -> dict[str, object]:
     engine = make_engine(settings.sql_url)
     try:
         with engine.connect() as conn:
-            counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in inspect(engine).get_table_names()}
+            counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                      for t in inspect(engine).get_table_names()}
             models = [tuple(row) for row in conn.execute(text("SELECT * FROM models ORDER BY id"))]
             binding = [tuple(row) for row in conn.execute(text("SELECT * FROM deployment"))]
     finally:

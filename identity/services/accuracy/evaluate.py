@@ -260,7 +260,7 @@ def open_set_searches(app: App, pipeline: FacePipeline, folder: LabelledFolder, 
         for person, path in probes:
             found = _subject_only(analyses[path])
             # A face too small to search is not searched by search either: a failure to acquire, as no face is.
-            face = search_faces(dep.app, found, search).faces[0] if isinstance(found, ImageFaces) and found.faces else None
+            face = search_faces(target, found, search).faces[0] if isinstance(found, ImageFaces) and found.faces else None
             if face is None or face.decision == NOT_SEARCHED:
                 no_face += 1
                 ranks.append(None)
