@@ -35,7 +35,7 @@ from identity.evaluation.metrics import fnir_at_fpir
 from identity.evaluation.protocol import LabelledFolder, scan_labelled
 from identity.faces import build_pipeline, default_model
 from identity.services.accuracy.evaluate import subject_embeddings
-from identity.services.search.templates import template_of
+from identity.app.templates import template_of
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "lfw-dev"

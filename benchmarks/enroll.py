@@ -39,7 +39,7 @@ from identity.faces import build_pipeline, load_image
 from identity.faces.installed import YUNET
 from identity.faces.packs import YUNET_MODEL, resolve
 from identity.services.models.detectors import install_detector
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import EnrollSummary, process_queue, queue_jobs
 from identity.services.enrollment.inputs import from_directory

@@ -39,7 +39,7 @@ from rich.table import Table
 
 from identity.app.core import App
 from identity.config import Settings
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.enrollment.inputs import from_files

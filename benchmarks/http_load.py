@@ -35,7 +35,7 @@ from search_latency import LFW, fill  # noqa: E402
 from identity.api.context import ApiContext  # noqa: E402
 from identity.app.core import App  # noqa: E402
 from identity.config import Settings  # noqa: E402
-from identity.services.deployment import open_deployment  # noqa: E402
+from identity.app.core import open_deployment  # noqa: E402
 from identity.services.access.keys import create_key  # noqa: E402
 from identity.services.search.identify import SearchOptions  # noqa: E402
 

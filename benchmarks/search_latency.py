@@ -30,10 +30,10 @@ from sqlalchemy import insert, text
 
 from identity.config import Settings
 from identity.faces import build_pipeline, load_image
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.evaluation.decision import PERSONS_NEEDED
 from identity.services.search.identify import FACES_PER_PERSON, SearchOptions, search_faces
-from identity.services.search.templates import template_of
+from identity.app.templates import template_of
 from identity.store.sql.db import make_engine
 from identity.store.sql.tables import Face, FaceStatus, Image, Person, utcnow
 from identity.store.vectors import VectorPoint
@@ -103,11 +103,11 @@ def measure(settings: Settings, faces: int, queries: list[Path], console: Consol
             embed_ms.append(1000 * (time.perf_counter() - t0))
             if result.faces:
                 found.append(result)
-        search_faces(dep, found[0], SearchOptions())  # warm caches, as a running service would be
+        search_faces(dep.app, found[0], SearchOptions())  # warm caches, as a running service would be
         store_ms, before_ms, now_ms = [], [], []
         for result in track(found, description="searching", console=console):
             t0 = time.perf_counter()
-            search_faces(dep, result, SearchOptions(top_k=5, largest_face_only=True, actor="benchmark"))
+            search_faces(dep.app, result, SearchOptions(top_k=5, largest_face_only=True, actor="benchmark"))
             store_ms.append(1000 * (time.perf_counter() - t0))
             before, now = vector_ms(dep, max(result.faces, key=lambda f: f.area).embedding)
             before_ms.append(before)

@@ -45,7 +45,7 @@ from identity.faces.pipeline import FacePipeline, build_pipeline
 from identity.faces.workers import run_in_workers
 from identity.faces.quality import inter_ocular_px
 from identity.faces.types import Detection, central_face
-from identity.services.search.templates import template_of
+from identity.app.templates import template_of
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "lfw-dev"

@@ -62,20 +62,19 @@ def doctor(
     as_json: bool = JSON,
 ) -> None:
     """Check that the database and the vector store agree; exit 1 when problems remain (or a repair is refused)."""
-    from identity.services.deployment import deployment
     from identity.services.maintenance.doctor import diagnose, repair
-    from identity.services.maintenance.integrity import deployment_for_repair, finish_rebuild
+    from identity.services.maintenance.integrity import finish_rebuild, prepare_for_repair
 
     with open_app() as core:
         # --repair first sets aside a shard the engine cannot open or read: diagnose could not read it
-        dep, set_aside = deployment_for_repair(core) if fix else (deployment(core), [])
-        report = diagnose(dep, deep)
+        set_aside = prepare_for_repair(core) if fix else []
+        report = diagnose(core, deep)
         if fix and not report.clean:
-            repair(dep, report, dep.settings.worker_count, force)
-            after = diagnose(dep, deep)
+            repair(core, report, core.deployment().settings.worker_count, force)
+            after = diagnose(core, deep)
             after.repaired = report.repaired
             report = after
-        removed = fix and finish_rebuild(dep, report.problems, report.repaired.get("faces_not_reenrolled", 0))
+        removed = fix and finish_rebuild(core, report.problems, report.repaired.get("faces_not_reenrolled", 0))
         report.integrity.rebuilt = set_aside
     for path in set_aside:
         kept = "removed" if removed else f"kept as {path}.damaged-*: some faces could not be enrolled again"

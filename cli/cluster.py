@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 
 from identity.errors import ExitCode, InvalidArgument
 from identity.pathnames import shown
-from identity_cli.context import open_app, open_deployment
+from identity_cli.context import open_app
 from identity_cli.options import ACTOR, JSON
 from identity_cli.output import console, err_console, print_json, print_table, render
 
@@ -53,15 +53,15 @@ def run(
         raise InvalidArgument("give a folder of photos, or --from-searches (one of them)")
     if since is not None and not from_searches:
         raise InvalidArgument("--since goes with --from-searches")
-    with open_deployment() as dep:
+    with open_app(deployment=True) as core:
         if from_searches:
-            result = cluster_searches(dep, since)
+            result = cluster_searches(core, since)
         else:
-            result = _with_progress(lambda advance, total: cluster_folder(dep, folder, workers, advance, total))
+            result = _with_progress(lambda advance, total: cluster_folder(core, folder, workers, advance, total))
         if html:
             from identity.render.cluster_html import render_clusters_html
 
-            html.write_text(render_clusters_html(dep.app, f"clusters of {result.scope}", result.clusters,
+            html.write_text(render_clusters_html(core, f"clusters of {result.scope}", result.clusters,
                                                  result.singletons), encoding="utf-8")
     for error in result.errors:
         err_console.print(f"[red]error:[/red] {escape(shown(error['error']))}", highlight=False)
@@ -143,8 +143,8 @@ def name(
     """Enroll the cluster's faces for a person, through the normal enrollment (same states, same idempotence)."""
     from identity.services.clustering.clusters import name_cluster
 
-    with open_deployment() as dep:
-        named = name_cluster(dep, cluster, person, new, display_name, actor)
+    with open_app(deployment=True) as core:
+        named = name_cluster(core, cluster, person, new, display_name, actor)
     if as_json:
         print_json(named)
     else:
@@ -188,6 +188,6 @@ def discard(cluster: str = CLUSTER, actor: Optional[str] = ACTOR, as_json: bool 
     """Not a person to enroll: kept as discarded, its kept unknown faces erased now."""
     from identity.services.clustering.clusters import discard_cluster
 
-    with open_deployment() as dep:
-        done = discard_cluster(dep, cluster, actor)
+    with open_app(deployment=True) as core:
+        done = discard_cluster(core, cluster, actor)
     render(done, as_json, title=f"cluster {cluster} discarded")

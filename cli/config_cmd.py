@@ -35,15 +35,8 @@ def show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
 
 def _effective_model(settings: "Settings") -> tuple[str | None, str]:
     """The model in use and why; the store is read as it is (showing settings creates no store and no table)."""
-    from identity.app.registry import choose_model, model_id_of
+    from identity.app.registry import shown_model
     from identity.app.schema import AS_IS
-    from identity.errors import IdentityError, NoStore
 
-    try:
-        with open_app(read_only=True, schema=AS_IS) as core:
-            choice = core.model_choice(ask_store=True)
-    except NoStore:  # no store yet: the setting's model or the default
-        choice = choose_model(settings, None)
-    except IdentityError as exc:  # the settings are still worth showing when the store is down
-        return settings.model, f"unknown: {exc}"
-    return model_id_of(choice, settings), choice.describe()
+    with open_app(read_only=True, schema=AS_IS) as core:
+        return shown_model(core)

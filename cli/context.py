@@ -14,7 +14,6 @@ from identity.config import Settings
 
 if TYPE_CHECKING:
     from identity.app.core import App
-    from identity.services.deployment import Deployment
 
 
 @dataclass
@@ -34,23 +33,18 @@ def get_settings() -> Settings:
 
 
 @contextmanager
-def open_app(read_only: bool = False, schema: str | None = None) -> Iterator["App"]:
+def open_app(read_only: bool = False, schema: str | None = None, deployment: bool = False) -> Iterator["App"]:
     """The application object for this command, closed when it ends.
 
-    `read_only`: a missing store is NoStore rather than created; `schema`: the schema policy
-    (identity.app.schema; default: create a missing schema, refuse an older one).
+    `read_only`: a missing store is NoStore rather than created, and the deployment is read, never written;
+    `schema`: the schema policy (identity.app.schema; default: create a missing schema, refuse an older one);
+    `deployment`: prepare the active model's deployment now (for writes unless read_only), so a refusal comes
+    before any output.
     """
     from identity.app.core import App
     from identity.app.schema import CREATE
 
     with App.open(get_settings(), must_exist=read_only, schema=schema or CREATE) as core:
+        if deployment:
+            core.deployment(write=not read_only)
         yield core
-
-
-@contextmanager
-def open_deployment(read_only: bool = False) -> Iterator["Deployment"]:
-    """The active model's view of this command's App (identity.services.deployment)."""
-    from identity.services.deployment import deployment
-
-    with open_app(read_only) as core:
-        yield deployment(core)

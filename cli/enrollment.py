@@ -11,7 +11,7 @@ import typer
 
 from identity.errors import ExitCode, IdentityError
 from identity.pathnames import shown
-from identity_cli.context import open_app, open_deployment
+from identity_cli.context import open_app
 from identity_cli.options import JSON
 from identity_cli.output import err_console, print_json, print_table
 from identity_cli.progress import outcome_progress
@@ -73,8 +73,8 @@ def enroll(
             summary.add_unqueued(row)
         _finish(summary, report, as_json, queued_only=True, named_by=named_by(inputs))
         return
-    with open_deployment() as dep, outcome_progress(None, "enrolling") as advance:
-        done = run(dep, inputs, workers, subject, on_queued=advance.set_total, on_result=advance)
+    with open_app(deployment=True) as core, outcome_progress(None, "enrolling") as advance:
+        done = run(core, inputs, workers, subject, on_queued=advance.set_total, on_result=advance)
     _finish(done.summary, report, as_json, named_by=done.named_by, flagged=done.flagged)
 
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from identity_cli.context import open_deployment
+from identity_cli.context import open_app
 from identity_cli.options import ACTOR, JSON
 from identity_cli.output import render
 
@@ -23,8 +23,8 @@ def move(
     """Re-label a face as another person's."""
     from identity.services.curation.edits import move_face
 
-    with open_deployment() as dep:
-        render(move_face(dep, face, to, actor), as_json, title="moved")
+    with open_app(deployment=True) as core:
+        render(move_face(core, face, to, actor), as_json, title="moved")
 
 
 @app.command("delete")
@@ -32,5 +32,5 @@ def delete(face: str = typer.Argument(..., help="Face id."), actor: Optional[str
     """Delete one face and its vector."""
     from identity.services.curation.edits import delete_face
 
-    with open_deployment() as dep:
-        render(delete_face(dep, face, actor), as_json, title="deleted")
+    with open_app(deployment=True) as core:
+        render(delete_face(core, face, actor), as_json, title="deleted")

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from identity_cli.context import open_app, open_deployment
+from identity_cli.context import open_app
 from identity_cli.options import JSON, parse_attrs
 from identity_cli.output import render
 
@@ -79,8 +79,8 @@ def merge(
     """Merge two records of one person: ABSORB's faces and search history move to KEEP."""
     from identity.services.curation.edits import merge_persons
 
-    with open_deployment() as dep:
-        render(merge_persons(dep, keep, absorb, actor), as_json, title="merged")
+    with open_app(deployment=True) as core:
+        render(merge_persons(core, keep, absorb, actor), as_json, title="merged")
 
 
 @app.command("delete")
@@ -97,8 +97,8 @@ def delete(
     """
     from identity.services.curation.edits import delete_person
 
-    with open_deployment() as dep:
-        result = delete_person(dep, person, actor)
+    with open_app(deployment=True) as core:
+        result = delete_person(core, person, actor)
     if as_json or result.already_deleted:
         render(result, as_json, title="already erased" if result.already_deleted else "erased")
         return

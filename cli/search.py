@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from identity.errors import ExitCode
 from identity.pathnames import shown
-from identity_cli.context import open_app, open_deployment
+from identity_cli.context import open_app
 from identity_cli.options import JSON, parse_filters
 from identity_cli.output import console, err_console, print_json, print_table, render
 
@@ -46,9 +46,9 @@ def search(
                             largest_face_only=not all_faces, actor=actor)
     results, errors, code = [], [], ExitCode.OK
     paths, duplicates = unique_files([str(image) for image in images])  # a copy is searched (and logged) once
-    with open_deployment(read_only=True) as dep:
+    with open_app(read_only=True, deployment=True) as core:
         for path in paths:
-            outcome = search_one(dep, path, options)
+            outcome = search_one(core, path, options)
             if isinstance(outcome, SearchFailure):
                 errors.append(outcome.as_dict())
                 code = ExitCode.ERROR if ExitCode.ERROR in (code, outcome.exit_code) else outcome.exit_code
@@ -119,8 +119,8 @@ def audit(
     from identity.services.records.audit import audit_person
     from identity.render.audit_html import render_audit_html
 
-    with open_deployment(read_only=True) as dep:
-        report = audit_person(dep, person, actor)
+    with open_app(read_only=True, deployment=True) as core:
+        report = audit_person(core, person, actor)
     if html:
         html.write_text(render_audit_html(report), encoding="utf-8")
     if as_json:

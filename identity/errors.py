@@ -80,6 +80,11 @@ class SchemaOutdated(StoreUnavailable):
     """The store's schema is older than the code; only `identity init` upgrades it."""
 
 
+class TemplatesMissing(StoreUnavailable):
+    """The store holds faces but no person templates (it is from before them); a read builds none:
+    `identity init` (or any writing command, or `identity doctor --repair`) does."""
+
+
 class RepairRefused(IdentityError):
     """`doctor --repair` would delete more vectors than its limit allows without --force (exit 1)."""
 

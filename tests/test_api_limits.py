@@ -27,7 +27,7 @@ from PIL import Image
 from identity.api.app import create_api
 from identity.app.core import App
 from identity.config import ApiSettings, EnrollSettings, Settings
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.enrollment.inputs import from_directory, from_files

@@ -20,7 +20,7 @@ import pytest
 from identity.app.core import App
 from identity.config import Settings
 from identity.services.records.audit import AuditSearch
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.services.access.keys import create_key
 from identity.services.records.persons import add_person
 from identity_cli.main import main

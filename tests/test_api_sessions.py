@@ -366,8 +366,8 @@ def _erase_with_a_retry(client: TestClient, keys: dict[str, str], lfw: Path, mon
     with monkeypatch.context() as patch:
         patch.setattr(erasure, "_apply_uploads", disk_full)
         assert client.delete("/v1/persons/Ext-Gamma-3", headers=bearer(keys["admin"])).status_code >= 400
-        erasure.retry_pending(dep)  # what the server's background runner does each round
-    erasure.retry_pending(dep)
+        erasure.retry_pending(dep.app)  # what the server's background runner does each round
+    erasure.retry_pending(dep.app)
     return ["Ext-Gamma-3", "Name Gamma", made["id"]]
 
 

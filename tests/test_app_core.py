@@ -81,14 +81,13 @@ def test_a_fresh_store_is_created_by_a_command_that_writes(capsys, clean_env) ->
 def test_the_app_holds_each_collection_once_and_lends_the_others_for_a_block(tmp_path: Path) -> None:
     from identity.app.core import App
     from identity.errors import StoreLocked
-    from identity.services.deployment import deployment
 
     settings = Settings(data_dir=tmp_path / "data")
     with App.open(settings) as app:
-        dep = deployment(app)
+        dep = app.deployment(write=True)
         model, dim = dep.model.model_id, dep.model.dim
         assert app.collections(model, dim).faces is dep.index  # opened once, held for the App's lifetime
-        assert deployment(app).index is dep.index
+        assert app.deployment() is dep  # kept per App: prepared for writes serves reads too
         with App.open(settings) as other, pytest.raises(StoreLocked):
             other.collections(model, dim)  # the embedded engine: one holder at a time
         dep.release()
@@ -97,7 +96,7 @@ def test_the_app_holds_each_collection_once_and_lends_the_others_for_a_block(tmp
                 assert lent.faces.count() == 0
             with other.borrow(model, dim):  # lent for the block only: closed after it, so it opens again
                 pass
-        assert deployment(app).index is not dep.index  # asked again after release: a fresh opening
+        assert app.deployment().index is not dep.index  # asked again after release: a fresh opening
 
 
 def test_the_app_connects_on_first_use(tmp_path: Path) -> None:
@@ -110,3 +109,67 @@ def test_the_app_connects_on_first_use(tmp_path: Path) -> None:
         assert not settings.data_dir.exists()
         assert app.schema_before is None  # first use: the store is created at head
     assert (settings.data_dir / "identity.db").is_file()
+
+
+def test_only_the_registry_records_and_activates_models() -> None:
+    """ensure_model and activate_model are the registry's (identity/app/registry.py); model_rows defines them."""
+    importers = set()
+    for path in PRODUCT:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and {"ensure_model", "activate_model"} & {a.name for a in node.names}:
+                importers.add(str(path.relative_to(ROOT)))
+    assert importers == {"identity/app/registry.py"}
+    assert callers_of("ensure_model") == callers_of("activate_model") == {"identity/app/registry.py"}
+
+
+def store_state(settings: Settings) -> tuple[list[tuple], list[tuple]]:
+    """The model rows and the binding record, as SQL holds them."""
+    from sqlalchemy import text
+
+    engine = make_engine(settings.sql_url)
+    try:
+        with engine.connect() as conn:
+            models = [tuple(r) for r in conn.execute(text("SELECT name, version, activated_at FROM models"))]
+            binding = [tuple(r) for r in conn.execute(text("SELECT vector_store FROM deployment"))]
+    finally:
+        engine.dispose()
+    return models, binding
+
+
+def test_a_deployment_for_reading_writes_nothing_and_one_for_writes_records_and_binds(clean_env) -> None:
+    from identity.app.core import App
+
+    settings = Settings.load()
+    with App.open(settings) as app:
+        app.sessions  # a store with its schema, and nothing else (as `person add` leaves it)
+    with App.open(settings, must_exist=True) as app:
+        dep = app.deployment()
+        assert (dep.writes, dep.model.id) == (False, None)  # a store that never recorded the model reads as empty
+        assert dep.gallery_persons() == 0 and app.deployment() is dep
+    assert store_state(settings) == ([], [])  # no model row, no binding
+    with App.open(settings) as app:
+        dep = app.deployment(write=True)
+        assert dep.writes and dep.model.id is not None
+        assert app.deployment() is dep
+    models, binding = store_state(settings)
+    assert len(models) == 1 and models[0][2] is not None  # recorded and, the store's first, active
+    assert len(binding) == 1 and binding[0][0] == dep.store.uri
+
+
+def test_reads_on_a_store_without_a_model_row_record_none(capsys, clean_env, lfw_dir: Path) -> None:
+    """audit and person list record nothing; search keeps its JSON (an empty gallery) and logs the search,
+    whose row names the model, which stays inactive: choosing the store's model is the first writer's."""
+    assert run(capsys, "person", "add", "--external-id", "E-1")[0] == 0
+    settings = Settings.load()
+    for command in (["audit", "E-1", "--json"], ["person", "list", "--json"], ["searches", "list", "--json"]):
+        code, _, err = run(capsys, *command)
+        assert code == 0, (command, err)
+    assert store_state(settings) == ([], [])
+    photo = next(p for p in sorted((lfw_dir / "Aaron_Peirsol").iterdir()))
+    code, out, err = run(capsys, "search", str(photo), "--json")
+    assert code == 0, err
+    [result] = json.loads(out)["results"]
+    assert result["search_id"] and [f["decision"] for f in result["faces"]] == ["unknown"]
+    assert "the gallery is empty" in err
+    models, binding = store_state(settings)
+    assert [m[2] for m in models] == [None] and binding == []

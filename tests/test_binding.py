@@ -86,17 +86,21 @@ def test_a_moved_data_dir_keeps_its_binding_and_a_copy_is_refused(capsys, clean_
     assert code == 4 and "exists twice" in err
 
 
-def test_an_unbound_database_is_bound_on_first_open_and_memory_mode_is_never_refused(capsys, clean_env,
-                                                                                      monkeypatch) -> None:
+def test_an_unbound_database_is_bound_by_the_first_command_that_writes_and_memory_mode_is_never_refused(
+        capsys, clean_env, monkeypatch) -> None:
     data = Path(clean_env["IDENTITY_DATA_DIR"])
     assert run_cli(capsys, "init")[0] == 0
     url = f"sqlite:///{data / 'identity.db'}"
     engine = create_engine(url)
     with engine.begin() as conn:  # as a database used by a version before the binding looks
         conn.execute(text("update deployment set vector_store = null, bound_at = null"))
-    assert run_cli(capsys, "doctor")[0] == 0
+    bound = "select vector_store from deployment"
+    assert run_cli(capsys, "doctor")[0] == 0  # a check reads: it binds nothing
     with engine.connect() as conn:
-        bound = conn.execute(text("select vector_store from deployment")).scalar_one()
+        assert conn.execute(text(bound)).scalar_one() is None
+    assert run_cli(capsys, "doctor", "--repair")[0] == 0
+    with engine.connect() as conn:
+        bound = conn.execute(text(bound)).scalar_one()
     engine.dispose()
     assert bound == f"edge:{(data / 'vectors').resolve()}#{(data / 'vectors' / 'store_id').read_text().strip()}"
 

@@ -158,7 +158,8 @@ def test_a_store_from_before_gets_the_database_id_and_is_then_guarded(capsys, da
     id_file = data_dir / "vectors" / "database_id"
     expected = id_file.read_text()
     id_file.unlink()  # as a store written by the version before looks
-    assert run_cli(capsys, "doctor")[0] == 0  # the database is bound to this store: the store learns its id
+    assert run_cli(capsys, "doctor")[0] == 0 and not id_file.exists()  # a check reads: it writes no id
+    assert run_cli(capsys, "doctor", "--repair")[0] == 0  # bound to this store: the store learns its id
     assert id_file.read_text() == expected
     id_file.unlink()
     assert run_cli(capsys, "init")[0] == 0

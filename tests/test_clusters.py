@@ -20,7 +20,7 @@ from identity.services.clustering.clusters import (
     split_cluster,
 )
 from identity.services.curation.edits import delete_person
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.enrollment.inputs import from_directory
@@ -52,7 +52,7 @@ def test_a_folder_clusters_by_identity_with_stable_ids_and_a_named_cluster_enrol
     folder = tmp_path / "archive"
     truth = unlabelled(lfw_dir, folder, PEOPLE)
     with open_deployment(settings) as dep:
-        run = cluster_folder(dep, folder, workers=1)
+        run = cluster_folder(dep.app, folder, workers=1)
         assert run.photos == len(truth) and run.errors == []
         for cluster in run.clusters:  # a cluster never mixes two people
             assert len({truth[Path(f.source_path).name] for f in cluster.faces}) == 1, cluster
@@ -60,22 +60,22 @@ def test_a_folder_clusters_by_identity_with_stable_ids_and_a_named_cluster_enrol
         assert len(people_found) >= 3
         assert [c.size for c in run.clusters] == sorted((c.size for c in run.clusters), reverse=True)
 
-        again = cluster_folder(dep, folder, workers=1)
+        again = cluster_folder(dep.app, folder, workers=1)
         assert [c.cluster_id for c in again.clusters] == [c.cluster_id for c in run.clusters]
 
         biggest = run.clusters[0]
         person = truth[Path(biggest.faces[0].source_path).name]
-        named = name_cluster(dep, biggest.cluster_id, new_external_id="archive-1", display_name=person, actor="rev")
+        named = name_cluster(dep.app, biggest.cluster_id, new_external_id="archive-1", display_name=person, actor="rev")
         assert named.states == {"enrolled": biggest.size} and named.created_person
         probe = sorted((lfw_dir / person).iterdir())[PEOPLE[person] + 1]
-        found = search_image(dep, str(probe), SearchOptions())
+        found = search_image(dep.app, str(probe), SearchOptions())
         assert found.faces[0].best.person["external_id"] == "archive-1"
 
-        third = cluster_folder(dep, folder, workers=1)  # the named cluster is left as it is
+        third = cluster_folder(dep.app, folder, workers=1)  # the named cluster is left as it is
         assert third.left_alone == biggest.size
         assert {c.cluster_id: c.status for c in list_clusters(dep.app)}[biggest.cluster_id] == "named"
 
-        erased = delete_person(dep, "archive-1")
+        erased = delete_person(dep.app, "archive-1")
         assert erased.as_dict()["removed"]["sql"]["clusters"] == 1  # the named cluster listed their photos
 
 
@@ -86,7 +86,7 @@ def test_split_and_merge_correct_a_cluster_and_one_photo_never_holds_one_person_
     group = Path(__import__("insightface").__file__).parent / "data" / "images" / "t1.jpg"
     shutil.copy(group, folder / "group.jpg")
     with open_deployment(settings) as dep:
-        run = cluster_folder(dep, folder, workers=1)
+        run = cluster_folder(dep.app, folder, workers=1)
         [blair] = [c for c in run.clusters if all("img_" in f.source_path for f in c.faces)]
         everything = run.clusters + run.singletons
         group_faces = [c for c in everything if any("group.jpg" in f.source_path for f in c.faces)]
@@ -114,8 +114,8 @@ def test_unknown_faces_of_searches_cluster_and_name_from_the_kept_embedding(lfw_
         batch, _ = queue_jobs(dep.app, from_directory(gallery))
         process_queue(dep.app, EnrollmentWriter(dep), batch, 1)
         for photo in sorted(strangers.iterdir()):
-            assert search_image(dep, str(photo), SearchOptions(top_k=1)).faces[0].decision == "unknown"
-        run = cluster_searches(dep)
+            assert search_image(dep.app, str(photo), SearchOptions(top_k=1)).faces[0].decision == "unknown"
+        run = cluster_searches(dep.app)
         assert run.faces == len(truth)
         for cluster in run.clusters:
             assert len({truth[Path(f.source_path).name] for f in cluster.faces}) == 1
@@ -124,18 +124,18 @@ def test_unknown_faces_of_searches_cluster_and_name_from_the_kept_embedding(lfw_
         person = truth[Path(biggest.faces[0].source_path).name]
         for face in biggest.faces:  # the photos are gone: naming falls back on the kept embeddings
             Path(face.source_path).unlink()
-        named = name_cluster(dep, biggest.cluster_id, new_external_id=person)
+        named = name_cluster(dep.app, biggest.cluster_id, new_external_id=person)
         assert named.states == {"enrolled": biggest.size}
         assert all("/uploads/" in face["source"] for face in named.faces)
         probe = sorted((lfw_dir / person).iterdir())[5]
-        assert search_image(dep, str(probe), SearchOptions()).faces[0].best.person["external_id"] == person
+        assert search_image(dep.app, str(probe), SearchOptions()).faces[0].best.person["external_id"] == person
         # what was enrolled is no longer kept as unknown; the rest expires after the retention period
         with dep.app.sessions() as session:
             left = session.query(UnknownFace).count()
         assert left == run.faces - biggest.size  # the probe matched: nothing new kept
     with open_deployment(settings) as dep:
         later = datetime.now(timezone.utc) + timedelta(days=31)
-        assert expire_unknown(dep, later)["expired"] == left
+        assert expire_unknown(dep.app, later)["expired"] == left
         assert dep.unknown_faces().count() == 0
 
 

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from identity.config import Settings
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.services.maintenance.doctor import diagnose, repair
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
@@ -69,7 +69,7 @@ def store_state(settings: Settings) -> tuple[int, int, bool]:
     with open_deployment(settings) as dep:
         with dep.app.sessions() as s:
             indexed = s.scalar(select(func.count()).select_from(Face).where(Face.status == FaceStatus.indexed))
-        return indexed, dep.index.count(), diagnose(dep).clean
+        return indexed, dep.index.count(), diagnose(dep.app).clean
 
 
 def test_every_image_ends_in_one_state_and_rerun_adds_nothing(settings: Settings, photos: Path) -> None:
@@ -118,7 +118,7 @@ def test_crash_between_vector_write_and_commit_is_completed_by_a_rerun(settings:
         with pytest.raises(CrashAfterVectors):
             writer = EnrollmentWriter(dep)
             process_queue(dep.app, writer, batch, 1)
-        report = diagnose(dep)
+        report = diagnose(dep.app)
         assert len(report.pending_with_vector) == 2 and not report.clean
     outcomes = enroll(settings, specs)
     assert sorted(outcomes.values()) == ["enrolled", "enrolled"]
@@ -133,11 +133,11 @@ def test_doctor_repairs_orphans_and_missing_vectors(settings: Settings, photos: 
         dep.index.set_person(ids[1:2], uuid.uuid4())  # a merge stopped between SQL and the vectors
         stray = uuid.uuid4()
         dep.index.upsert([VectorPoint(stray, uuid.uuid4(), np.ones(dep.pipeline.dim, np.float32))])
-        report = diagnose(dep)
+        report = diagnose(dep.app)
         assert report.orphan_vectors == [str(stray)] and len(report.missing_vectors) == 1
         assert list(report.wrong_person) == [str(ids[1])]
-        repair(dep, report)
-        assert diagnose(dep).clean
+        repair(dep.app, report)
+        assert diagnose(dep.app).clean
     assert store_state(settings) == (4, 4, True)
 
 
@@ -244,6 +244,6 @@ def test_a_rerun_repairs_the_templates_a_kill_between_steps_3_and_4_left(setting
     with open_deployment(settings) as dep:
         [(person_id, _), *_] = list(dep.templates.iter_ids())
         dep.templates.delete([person_id])  # as a run killed after its commit, before its template write
-        assert not diagnose(dep).clean
+        assert not diagnose(dep.app).clean
     enroll(settings, from_directory(photos))  # every photo a duplicate now: no model runs, the template is rewritten
     assert store_state(settings) == (6, 6, True)

@@ -22,8 +22,8 @@ from sqlalchemy import create_engine, select, text
 from identity.config import Settings
 from identity.app.core import App
 from identity.services.curation.edits import delete_person
-from identity.services.deployment import open_deployment
-from identity.services.search.templates import template_of
+from identity.app.core import open_deployment
+from identity.app.templates import template_of
 from identity.store.sql.db import make_engine, session_factory, transaction
 from identity.store.sql.erasure import erase_person_rows
 from identity.store.sql.migrate import upgrade
@@ -97,7 +97,7 @@ def test_person_delete_leaves_no_trace_in_any_file_or_row(
         template = dep.templates.vectors([person_id])[person_id]
         assert np.allclose(template, template_of(stored), atol=1e-5)
         assert find_traces(data_dir, vectors=[template])  # the scan below sees a template where there is one
-        erased = delete_person(dep, PERSON, actor="dpo")
+        erased = delete_person(dep.app, PERSON, actor="dpo")
         json.dumps(erased.as_dict())  # what `person delete --json` prints
         sql = erased.removed["sql"]
         assert (sql["faces"], sql["images"], sql["jobs"]) == (3, 3, 3)

@@ -29,7 +29,7 @@ from test_erasure import rows_containing
 from identity.config import ReviewSettings, Settings
 from identity.services.curation import erasure
 from identity.services.clustering.clusters import cluster_searches
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.search.identify import SearchOptions, search_image
@@ -92,11 +92,11 @@ def prepare(root: Path, lfw_dir: Path, database_url: str | None = None) -> Prepa
     with open_deployment(settings_for(data, database_url)) as dep:
         process_queue(dep.app, EnrollmentWriter(dep), queue_jobs(dep.app, kept)[0], 1)
         for photo in (photos[0], probe, stranger):  # X unknown yet: kept
-            assert search_image(dep, str(photo), SearchOptions(top_k=1)).faces[0].decision == "unknown"
-        assert cluster_searches(dep).faces == 3
+            assert search_image(dep.app, str(photo), SearchOptions(top_k=1)).faces[0].decision == "unknown"
+        assert cluster_searches(dep.app).faces == 3
         batch, _ = queue_jobs(dep.app, [jobs.JobSpec(str(p), PERSON, NAME) for p in photos])
         assert process_queue(dep.app, EnrollmentWriter(dep), batch, 1).counts == {"enrolled": 3}
-        assert search_image(dep, str(probe), SearchOptions()).faces[0].best.person["external_id"] == PERSON
+        assert search_image(dep.app, str(probe), SearchOptions()).faces[0].best.person["external_id"] == PERSON
         return _noted(dep, root, photos, probe)
 
 
@@ -251,8 +251,8 @@ def finish_with_doctor(capsys, settings: Settings) -> None:
     from identity.services.maintenance.doctor import diagnose, repair
 
     with open_deployment(settings) as dep:
-        report = diagnose(dep, deep=True)
-        repair(dep, report)  # finishes the erasure, then looks again before repairing the rest
+        report = diagnose(dep.app, deep=True)
+        repair(dep.app, report)  # finishes the erasure, then looks again before repairing the rest
     assert report.repaired["erasures_completed"] == 1 and report.pending_erasures == 0, report
     assert report.integrity.deep  # that second look read every vector back, as asked, not a sample
     code, again = cli(capsys, "person", "delete", PERSON, "--json")

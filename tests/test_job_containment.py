@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from identity.config import Settings
 from identity.errors import IdentityError, InvalidVector, ModelError, StoreUnavailable
 from identity.services.enrollment import writer as enroll_service
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.services.maintenance.doctor import STUCK_LEASES, diagnose, repair
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
@@ -66,7 +66,7 @@ def store_state(settings: Settings) -> tuple[int, int, bool]:
     with open_deployment(settings) as dep:
         with dep.app.sessions() as s:
             faces = s.scalar(select(func.count()).select_from(Face))
-        return faces, dep.index.count(), diagnose(dep).clean
+        return faces, dep.index.count(), diagnose(dep.app).clean
 
 
 # --- the repro, through the CLI -------------------------------------------------
@@ -318,18 +318,18 @@ def test_doctor_reports_stuck_jobs_and_repair_keeps_them(settings: Settings) -> 
             (claimed,) = jobs.claim(s, "gone:1", 1, lease_seconds=lease)
         with transaction(dep.app.sessions) as s:
             s.execute(update(Job).values(updated_at=long_ago, lease_expires_at=long_ago))
-        report = diagnose(dep)
+        report = diagnose(dep.app)
         assert not report.clean
         assert report.as_dict()["stuck_jobs"] == 2
         assert report.as_dict()["stuck_jobs_by_state"] == {"queued": 1, "running": 1}
-        repair(dep, report)
-        after = diagnose(dep)  # the stale lease is released, nothing is dropped: both wait in the queue
+        repair(dep.app, report)
+        after = diagnose(dep.app)  # the stale lease is released, nothing is dropped: both wait in the queue
         assert after.stuck_jobs == {"queued": [claimed.id + 1]} and not after.clean
         with dep.app.sessions() as s:
             assert s.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.queued)) == 2
         with transaction(dep.app.sessions) as s:
             jobs.cancel(s, state=JobStatus.queued)
-        assert diagnose(dep).clean
+        assert diagnose(dep.app).clean
 
 
 def test_a_long_queue_that_moves_is_not_stuck(tmp_path: Path) -> None:
@@ -341,4 +341,4 @@ def test_a_long_queue_that_moves_is_not_stuck(tmp_path: Path) -> None:
             s.execute(update(Job).values(updated_at=long_ago))
             (first,) = jobs.claim(s, "w", 1, lease_seconds=60)
             jobs.finish(s, first.id, "enrolled")  # a worker is eating through the queue
-        assert diagnose(dep).clean
+        assert diagnose(dep.app).clean

@@ -16,7 +16,7 @@ from test_search_audit import STRANGER, gallery, probe  # noqa: F401 (gallery is
 from identity.app.core import App
 from identity.config import FaceSettings, ReviewSettings, Settings
 from identity.errors import ConfigError
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.services.access.keys import create_key
 from identity.services.review.matches import list_reviews
 from identity.services.search.identify import SearchOptions, search_image
@@ -48,8 +48,8 @@ def group(tmp_path: Path, gallery) -> tuple[Settings, Path, Path]:  # noqa: F811
 def test_a_small_face_is_not_searched_and_never_unknown_while_the_large_one_matches(group) -> None:
     settings, photo, alone = group
     with open_deployment(strict(settings, review=ReviewSettings(keep_unknown_faces=True))) as dep:
-        result = search_image(dep, str(photo), SearchOptions(actor="desk"))
-        small_only = search_image(dep, str(alone), SearchOptions())
+        result = search_image(dep.app, str(photo), SearchOptions(actor="desk"))
+        small_only = search_image(dep.app, str(alone), SearchOptions())
         kept_unknown = dep.unknown.count()
         logged = {s.search_id: s for s in list_searches(dep.app)}
         reviews = list_reviews(dep.app)

@@ -15,7 +15,7 @@ from identity.config import EnrollSettings, Settings
 from identity.errors import IdentityError
 from identity.services.records.audit import audit_person
 from identity.services.curation.edits import delete_person
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.services.maintenance.doctor import diagnose, repair
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
@@ -64,9 +64,9 @@ def faces_per_model(settings: Settings) -> dict[str, int]:
 def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gallery) -> None:
     settings, root = gallery
     with open_deployment(settings) as dep:
-        before = search_image(dep, str(photo(root, "Al_Gore")), SearchOptions(actor="tester"))
+        before = search_image(dep.app, str(photo(root, "Al_Gore")), SearchOptions(actor="tester"))
         assert dep.model.model_id == OLD and dep.choice.source == "store"
-        audit_person(dep, "Al_Gore", actor="auditor")
+        audit_person(dep.app, "Al_Gore", actor="auditor")
 
     with App.open(settings) as app:
         summary = reindex(app, "dlib-resnet-ft")
@@ -77,10 +77,10 @@ def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gall
 
     with open_deployment(settings) as dep:
         assert dep.model.model_id == new and dep.choice.source == "store"
-        [face] = search_image(dep, str(photo(root, "Al_Gore", 1)), SearchOptions()).faces
+        [face] = search_image(dep.app, str(photo(root, "Al_Gore", 1)), SearchOptions()).faces
         assert face.best.person["external_id"] == "Al_Gore" and face.best.faces[0].score > 0.999  # the same bytes as enrolled
         assert before.search_id in [s.search_id for s in list_searches(dep.app, "Al_Gore")]
-        report = audit_person(dep, "Al_Gore")
+        report = audit_person(dep.app, "Al_Gore")
         assert len(report.faces) == 2  # the active model's rows, not both models'
         assert before.search_id in [s.search_id for s in report.searches]
         with dep.app.sessions() as session:
@@ -88,7 +88,7 @@ def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gall
             earlier = session.scalars(select(AuditEvent.actor).where(AuditEvent.action == "audit")).all()
         assert (switch.details["from"], switch.details["to"]) == (OLD, new)
         assert "auditor" in earlier
-        doctor = diagnose(dep)
+        doctor = diagnose(dep.app)
         assert doctor.clean and list(doctor.other_models) == [OLD]
 
     with App.open(settings) as app:
@@ -102,7 +102,7 @@ def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gall
     assert faces_per_model(settings) == {OLD: 6, new: 6}
 
     with open_deployment(settings) as dep:
-        erased = delete_person(dep, "Al_Gore")
+        erased = delete_person(dep.app, "Al_Gore")
         assert erased.subject["faces_erased"] == 2  # photos, not rows
         gore = erased.subject["person_id"]
     for model_id in (OLD, new):
@@ -155,10 +155,10 @@ def test_failed_or_stopped_runs_leave_the_old_model_active_and_a_rerun_completes
     with open_vector_index(settings, OLD, 128) as index:  # the kept collection loses a vector
         index.delete([next(index.iter_ids())[0]])
     with open_deployment(settings) as dep:
-        report = diagnose(dep)
+        report = diagnose(dep.app)
         assert not report.clean and report.other_models[OLD].missing_vectors
-        repair(dep, report)  # dropped from the old model, which no longer runs here
-        assert report.repaired == {"faces_dropped": 1} and diagnose(dep).clean
+        repair(dep.app, report)  # dropped from the old model, which no longer runs here
+        assert report.repaired == {"faces_dropped": 1} and diagnose(dep.app).clean
 
 
 def test_unpromoted_packs_need_force_and_the_cli_shows_local_packs(capsys, clean_env, save_stand_in) -> None:

@@ -13,7 +13,7 @@ from identity.errors import NoFaceFound, NotFound
 from identity.services.records.audit import audit_person
 from identity.render.audit_html import render_audit_html
 from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.enrollment.inputs import from_directory
@@ -51,8 +51,8 @@ def probe(lfw_dir: Path, person: str, index: int) -> str:
 def test_enrolled_person_is_first_and_matched_stranger_is_unknown(gallery) -> None:
     settings, lfw = gallery
     with open_deployment(settings) as dep:
-        known = search_image(dep, probe(lfw, "Al_Gore", 5), SearchOptions(top_k=3, actor="tester"))
-        stranger = search_image(dep, probe(lfw, STRANGER, 0), SearchOptions(top_k=3))
+        known = search_image(dep.app, probe(lfw, "Al_Gore", 5), SearchOptions(top_k=3, actor="tester"))
+        stranger = search_image(dep.app, probe(lfw, STRANGER, 0), SearchOptions(top_k=3))
     [face] = known.faces
     assert face.decision == "match"
     assert face.decision_score == face.candidates[0].score  # a gallery this small has no cohort: the raw rule
@@ -71,21 +71,21 @@ def test_threshold_filter_and_min_score_change_the_answer(gallery) -> None:
     settings, lfw = gallery
     with open_deployment(settings) as dep:
         image = probe(lfw, "Al_Gore", 5)
-        strict = search_image(dep, image, SearchOptions(threshold=0.9999))
+        strict = search_image(dep.app, image, SearchOptions(threshold=0.9999))
         assert strict.faces[0].decision == "unknown" and strict.threshold.source == "command line"
-        only_blue = search_image(dep, image, SearchOptions(filters={"team": "blue"}))
+        only_blue = search_image(dep.app, image, SearchOptions(filters={"team": "blue"}))
         assert [c.person["external_id"] for c in only_blue.faces[0].candidates] == ["Al_Gore"]
-        nobody = search_image(dep, image, SearchOptions(filters={"team": "red"}))
+        nobody = search_image(dep.app, image, SearchOptions(filters={"team": "red"}))
         assert nobody.faces[0].candidates == [] and nobody.faces[0].decision == "unknown"
         assert nobody.faces[0].decision_score is None and nobody.as_dict()["faces"][0]["decision_score"] is None
-        high = search_image(dep, image, SearchOptions(min_score=0.99))
+        high = search_image(dep.app, image, SearchOptions(min_score=0.99))
         assert all(c.score >= 0.99 for c in high.faces[0].candidates)
         with transaction(dep.app.sessions) as s:  # a non-ASCII key; a repeated key means any of its values
             update_person(s, "Aaron_Peirsol", attributes={"команда": "синяя"})
             update_person(s, "Al_Gore", attributes={"команда": "зелёная"})
-        one = search_image(dep, image, SearchOptions(filters={"команда": "синяя"}))
+        one = search_image(dep.app, image, SearchOptions(filters={"команда": "синяя"}))
         assert [c.person["external_id"] for c in one.faces[0].candidates] == ["Aaron_Peirsol"]
-        either = search_image(dep, image, SearchOptions(filters={"команда": ["синяя", "зелёная"]}))
+        either = search_image(dep.app, image, SearchOptions(filters={"команда": ["синяя", "зелёная"]}))
         assert {c.person["external_id"] for c in either.faces[0].candidates} == {"Al_Gore", "Aaron_Peirsol"}
 
 
@@ -96,17 +96,17 @@ def test_no_face_is_its_own_error(gallery, tmp_path: Path) -> None:
 
     Image.new("RGB", (200, 200), "white").save(blank)
     with open_deployment(settings) as dep, pytest.raises(NoFaceFound, match="no face found in .*blank.png"):
-        search_image(dep, str(blank), SearchOptions())
+        search_image(dep.app, str(blank), SearchOptions())
 
 
 def test_search_log_and_audit_show_who_was_searched(gallery, tmp_path: Path) -> None:
     settings, lfw = gallery
     with open_deployment(settings) as dep:
-        result = search_image(dep, probe(lfw, "Al_Gore", 6), SearchOptions(actor="inspector"))
+        result = search_image(dep.app, probe(lfw, "Al_Gore", 6), SearchOptions(actor="inspector"))
         logged = list_searches(dep.app, "Al_Gore")
         assert [e.search_id for e in logged] == [result.search_id]
         assert logged[0].actor == "inspector" and logged[0].query_sha256 == result.sha256
-        report = audit_person(dep, "Al_Gore", actor="auditor")
+        report = audit_person(dep.app, "Al_Gore", actor="auditor")
     assert len(report.faces) == 3 and all(f.status == "indexed" for f in report.faces)
     assert report.searches[0].search_id == result.search_id and report.searches[0].rank == 1
     assert report.lookalikes and all(l.person["external_id"] != "Al_Gore" for l in report.lookalikes)
@@ -115,36 +115,36 @@ def test_search_log_and_audit_show_who_was_searched(gallery, tmp_path: Path) -> 
     page = render_audit_html(report)
     assert page.count("data:image/jpeg;base64,") == 3 and "inspector" in page
     with open_deployment(settings) as dep:  # a mislabelled photo stands out among the person's faces
-        stranger = audit_person(dep, "Alejandro_Toledo").faces[0].face_id
-        move_face(dep, stranger, "Al_Gore")
-        assert audit_person(dep, "Al_Gore").outliers == [stranger]
+        stranger = audit_person(dep.app, "Alejandro_Toledo").faces[0].face_id
+        move_face(dep.app, stranger, "Al_Gore")
+        assert audit_person(dep.app, "Al_Gore").outliers == [stranger]
 
 
 def test_merge_move_and_delete_keep_search_consistent(gallery) -> None:
     settings, lfw = gallery
     with open_deployment(settings) as dep:
         image = probe(lfw, "Aaron_Peirsol", 3)
-        before = search_image(dep, image, SearchOptions(actor="a"))
+        before = search_image(dep.app, image, SearchOptions(actor="a"))
         assert before.faces[0].best.person["external_id"] == "Aaron_Peirsol"
-        merged = merge_persons(dep, "Al_Gore", "Aaron_Peirsol")
+        merged = merge_persons(dep.app, "Al_Gore", "Aaron_Peirsol")
         assert merged.faces_moved == 2
-        after = search_image(dep, image, SearchOptions())
+        after = search_image(dep.app, image, SearchOptions())
         assert after.faces[0].best.person["external_id"] == "Al_Gore"  # the vectors now point at Al_Gore
         assert list_searches(dep.app, "Al_Gore")[-1].search_id == before.search_id  # history followed
         with pytest.raises(NotFound):
-            audit_person(dep, "Aaron_Peirsol")
+            audit_person(dep.app, "Aaron_Peirsol")
 
-        face_id = audit_person(dep, "Aaron_Eckhart").faces[0].face_id
-        move_face(dep, face_id, "Alejandro_Toledo")
-        assert audit_person(dep, "Aaron_Eckhart").faces == []
-        assert delete_face(dep, face_id).as_dict()["face_id"] == face_id
-        assert delete_face(dep, face_id).already_deleted is True
+        face_id = audit_person(dep.app, "Aaron_Eckhart").faces[0].face_id
+        move_face(dep.app, face_id, "Alejandro_Toledo")
+        assert audit_person(dep.app, "Aaron_Eckhart").faces == []
+        assert delete_face(dep.app, face_id).as_dict()["face_id"] == face_id
+        assert delete_face(dep.app, face_id).already_deleted is True
 
-        erased = delete_person(dep, "Alejandro_Toledo", actor="dpo")
+        erased = delete_person(dep.app, "Alejandro_Toledo", actor="dpo")
         assert erased.subject["faces_erased"] == 3
-        assert delete_person(dep, "Alejandro_Toledo").already_deleted is True  # harmless twice
+        assert delete_person(dep.app, "Alejandro_Toledo").already_deleted is True  # harmless twice
         with pytest.raises(NotFound):
-            delete_person(dep, "Never_Existed")
-        hits = search_image(dep, probe(lfw, "Alejandro_Toledo", 10), SearchOptions(top_k=10))
+            delete_person(dep.app, "Never_Existed")
+        hits = search_image(dep.app, probe(lfw, "Alejandro_Toledo", 10), SearchOptions(top_k=10))
         assert "Alejandro_Toledo" not in {c.person["external_id"] for c in hits.faces[0].candidates}
         assert dep.index.count() == 5  # 3 + 2 (Al Gore after merge); the single face moved then deleted

@@ -143,18 +143,21 @@ def test_versions_of_an_unreachable_store_say_why() -> None:
     assert down.model_source == "the default; the unreadable store may name another"
 
 
-def test_show_model_records_the_model_in_use_not_one_only_looked_at(tmp_path: Path) -> None:
+def test_show_model_is_a_read_that_records_nothing(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     with App.open(settings) as app:
         looked = show_model(app, "dlib-resnet@2")
-    assert (looked.in_store, looked.collection, looked.dim, looked.local_pack) == (False, None, 128, None)
-    with App.open(settings) as app:
         in_use = show_model(app)
-    assert in_use.in_store and in_use.model == looked.model and in_use.collection
+    assert (looked.in_store, looked.collection, looked.dim, looked.local_pack) == (False, None, 128, None)
+    assert (in_use.in_store, in_use.store_active, in_use.model) == (False, False, looked.model)
+    assert not settings.data_dir.exists()  # a fresh data dir is not created to be asked
     with App.open(settings) as app:
-        assert show_model(app).store_active
-    shown = in_use.as_dict()
-    assert shown["threshold"] == in_use.threshold and "local_pack" not in shown and "promoted" not in shown
+        app.deployment(write=True)  # what the first command that writes does
+    with App.open(settings) as app:
+        recorded = show_model(app)
+    assert recorded.in_store and recorded.store_active and recorded.collection
+    shown = recorded.as_dict()
+    assert shown["threshold"] == recorded.threshold and "local_pack" not in shown and "promoted" not in shown
 
 
 def test_show_model_of_a_local_pack_adds_its_manifest(tmp_path: Path, save_stand_in) -> None:

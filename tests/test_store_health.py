@@ -295,7 +295,7 @@ def test_almost_full_disk_is_one_line_exit_4_not_sigbus(enrolled: Path, lfw_dir:
 FILL_THEN_ENROLL = """
 import shutil, subprocess, sys
 from identity.config import Settings
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
 from identity.store.sql.jobs import JobSpec

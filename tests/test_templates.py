@@ -18,7 +18,8 @@ from sqlalchemy import select
 from identity.app.core import App
 from identity.config import EnrollSettings, Settings
 from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
-from identity.services.deployment import Deployment, open_deployment
+from identity.app.core import open_deployment
+from identity.app.deployment import Deployment
 from identity.services.maintenance.doctor import diagnose, repair
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
@@ -109,7 +110,7 @@ def test_an_enrolled_persons_template_is_the_normalized_mean_of_their_faces(sett
         assert np.allclose(templates[toledo], alone, atol=1e-5)  # one photo: the template is its face
         [hit] = dep.templates.search(first, k=1)
         assert hit.person_id == aaron
-        assert diagnose(dep).clean
+        assert diagnose(dep.app).clean
 
 
 def test_moving_merging_and_deleting_faces_rewrite_every_affected_template(settings: Settings,
@@ -119,21 +120,21 @@ def test_moving_merging_and_deleting_faces_rewrite_every_affected_template(setti
         aaron, gore, toledo = (person_id(dep, p) for p in ("Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"))
 
         moved, kept = face_ids(dep, "Aaron_Peirsol")
-        move_face(dep, str(moved), "Al_Gore")
+        move_face(dep.app, str(moved), "Al_Gore")
         assert {p: len(v) for p, v in face_vectors(dep).items()} == {aaron: 1, gore: 3, toledo: 1}
         assert_templates_follow_faces(dep)  # both the source's and the target's
 
-        merge_persons(dep, "Al_Gore", "Alejandro_Toledo")
+        merge_persons(dep.app, "Al_Gore", "Alejandro_Toledo")
         assert toledo not in templates_of(dep)
         assert_templates_follow_faces(dep)
 
-        delete_face(dep, str(kept))  # Aaron's last face: no face, no template
+        delete_face(dep.app, str(kept))  # Aaron's last face: no face, no template
         assert set(templates_of(dep)) == {gore}
         assert_templates_follow_faces(dep)
-        assert diagnose(dep).clean
+        assert diagnose(dep.app).clean
 
-        delete_person(dep, "Al_Gore")
-        assert dep.templates.count() == 0 and diagnose(dep).clean
+        delete_person(dep.app, "Al_Gore")
+        assert dep.templates.count() == 0 and diagnose(dep.app).clean
 
 
 def test_reindex_builds_the_new_models_templates_even_when_resumed(tmp_path: Path, lfw_dir: Path, save_stand_in,
@@ -156,11 +157,11 @@ def test_reindex_builds_the_new_models_templates_even_when_resumed(tmp_path: Pat
         assert dep.model.model_id == summary.model_after
         assert dep.templates.count() == 3
         assert_templates_follow_faces(dep)
-        assert diagnose(dep).clean  # the old model's templates too
-        merge_persons(dep, "Al_Gore", "Alejandro_Toledo")  # curation reaches the old model's templates
-        delete_person(dep, "Aaron_Peirsol")
+        assert diagnose(dep.app).clean  # the old model's templates too
+        merge_persons(dep.app, "Al_Gore", "Alejandro_Toledo")  # curation reaches the old model's templates
+        delete_person(dep.app, "Aaron_Peirsol")
         gore = str(person_id(dep, "Al_Gore"))
-        assert diagnose(dep).clean
+        assert diagnose(dep.app).clean
     with open_vector_index(settings, OLD, 128) as old, old.templates() as templates:
         assert [str(person) for _, person in templates.iter_ids()] == [gore]
 
@@ -178,16 +179,16 @@ def test_doctor_finds_stale_missing_and_orphaned_templates_and_repair_rewrites_t
                               VectorPoint(nobody, nobody, *wrong.values())])  # orphaned: a person without faces
         dep.templates.delete([gore])  # missing
 
-        report = diagnose(dep)
+        report = diagnose(dep.app)
         assert (report.templates.stale, report.templates.missing, report.templates.orphaned) == (
             [aaron], [gore], [nobody])
         shown = report.as_dict()
         assert shown["templates"] == 3 and not shown["clean"]
         assert shown["templates_by_kind"] == {"missing": 1, "stale": 1, "orphaned": 1}
 
-        repair(dep, report)
+        repair(dep.app, report)
         assert report.repaired == {"templates_rewritten": 3}
-        assert diagnose(dep).clean
+        assert diagnose(dep.app).clean
         assert_templates_follow_faces(dep)
 
 
@@ -209,11 +210,11 @@ def test_doctor_repairs_the_templates_a_crash_left_behind(tmp_path: Path, lfw_di
         with pytest.raises(Crash):
             enroll(dep, [aaron_photos[1], *photos(lfw_dir, {"Alejandro_Toledo": 1})])
         dep.templates.upsert = real_upsert
-        report = diagnose(dep)
+        report = diagnose(dep.app)
         aaron, toledo = person_id(dep, "Aaron_Peirsol"), person_id(dep, "Alejandro_Toledo")
         assert (report.templates.stale, report.templates.missing) == ([aaron], [toledo])
-        repair(dep, report)
-        assert diagnose(dep).clean
+        repair(dep.app, report)
+        assert diagnose(dep.app).clean
         assert_templates_follow_faces(dep)
 
         real_faces_upsert = dep.index.upsert
@@ -226,11 +227,11 @@ def test_doctor_repairs_the_templates_a_crash_left_behind(tmp_path: Path, lfw_di
         with pytest.raises(Crash):
             enroll(dep, photos(lfw_dir, {"Al_Gore": 1}))
         dep.index.upsert = real_faces_upsert
-        report = diagnose(dep)
+        report = diagnose(dep.app)
         assert len(report.pending_with_vector) == 1 and report.templates.problems == 0  # not indexed: no template yet
-        repair(dep, report)  # marks the face indexed, so its person gets a template
+        repair(dep.app, report)  # marks the face indexed, so its person gets a template
         assert person_id(dep, "Al_Gore") in templates_of(dep)
-        assert diagnose(dep).clean
+        assert diagnose(dep.app).clean
         assert_templates_follow_faces(dep)
 
 
@@ -256,16 +257,60 @@ def test_cli_doctor_reports_templates_and_repairs_them(capsys: pytest.CaptureFix
     assert main(["doctor", "--json"]) == 0 and json.loads(capsys.readouterr().out)["clean"]
 
 
-def test_a_store_from_before_templates_gets_them_on_first_open(capsys: pytest.CaptureFixture[str], clean_env,
-                                                               lfw_dir: Path) -> None:
+def sql_snapshot(settings: Settings) -> dict[str, object]:
+    """Every table's row count, and the model rows and the binding in full: what a read must leave as it was."""
+    from sqlalchemy import inspect, text
+
+    from identity.store.sql.db import make_engine
+
+    engine = make_engine(settings.sql_url)
+    try:
+        with engine.connect() as conn:
+            counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                      for t in inspect(engine).get_table_names()}
+            models = [tuple(row) for row in conn.execute(text("SELECT * FROM models ORDER BY id"))]
+            binding = [tuple(row) for row in conn.execute(text("SELECT * FROM deployment"))]
+    finally:
+        engine.dispose()
+    return {"counts": counts, "models": models, "binding": binding}
+
+
+def test_a_read_of_a_store_from_before_templates_exits_4_and_init_builds_them(
+        capsys: pytest.CaptureFixture[str], clean_env, lfw_dir: Path) -> None:
     from identity_cli.main import main
 
     paths = [spec.source_path for spec in photos(lfw_dir, {"Aaron_Peirsol": 2})]
     assert main(["enroll", "--person", "Aaron_Peirsol", *paths, "--workers", "1"]) == 0
-    with open_vector_index(Settings.load(), OLD, 128) as index, index.templates() as templates:
+    settings = Settings.load()
+    with open_vector_index(settings, OLD, 128) as index, index.templates() as templates:
         templates.delete([person for person, _ in templates.iter_ids()])  # as a store written before templates
+    before = sql_snapshot(settings)
     capsys.readouterr()
-    assert main(["doctor", "--json"]) == 0  # opening the deployment built them
-    assert json.loads(capsys.readouterr().out)["templates"] == 0
-    with open_vector_index(Settings.load(), OLD, 128) as index, index.templates() as templates:
+    for command in (["search", paths[0], "--json"], ["audit", "Aaron_Peirsol", "--json"]):
+        assert main(command) == 4, command
+        error = json.loads(capsys.readouterr().out)
+        assert error["error_type"] == "TemplatesMissing" and "run `identity init`" in error["error"], command
+    assert sql_snapshot(settings) == before  # no row, model record or binding written
+    with open_vector_index(settings, OLD, 128) as index, index.templates() as templates:
+        assert templates.count() == 0  # nor a template
+    assert main(["init", "--json"]) == 0
+    with open_vector_index(settings, OLD, 128) as index, index.templates() as templates:
         assert templates.count() == 1
+    capsys.readouterr()
+    assert main(["search", paths[0], "--json"]) == 0
+    [face] = json.loads(capsys.readouterr().out)["results"][0]["faces"]
+    assert face["decision"] == "match" and face["candidates"][0]["person"]["external_id"] == "Aaron_Peirsol"
+
+
+def test_a_writing_command_builds_missing_templates(capsys: pytest.CaptureFixture[str], clean_env,
+                                                    lfw_dir: Path) -> None:
+    from identity_cli.main import main
+
+    paths = [spec.source_path for spec in photos(lfw_dir, {"Aaron_Peirsol": 2})]
+    assert main(["enroll", "--person", "Aaron_Peirsol", paths[0], "--workers", "1"]) == 0
+    with open_vector_index(Settings.load(), OLD, 128) as index, index.templates() as templates:
+        templates.delete([person for person, _ in templates.iter_ids()])
+    assert main(["enroll", "--person", "Al_Gore", *[s.source_path for s in photos(lfw_dir, {"Al_Gore": 1})],
+                 "--workers", "1"]) == 0
+    with open_vector_index(Settings.load(), OLD, 128) as index, index.templates() as templates:
+        assert templates.count() == 2  # the back-filled one and the new person's

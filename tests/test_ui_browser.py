@@ -16,7 +16,7 @@ import pytest
 from identity.app.core import App
 from identity.config import EnrollSettings, Settings
 from identity.services.clustering.clusters import cluster_folder
-from identity.services.deployment import open_deployment
+from identity.app.core import open_deployment
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.enrollment.inputs import from_directory
@@ -59,7 +59,7 @@ def site(tmp_path: Path, lfw_dir: Path):
     with open_deployment(settings) as dep:
         batch, _ = queue_jobs(dep.app, from_directory(root))
         process_queue(dep.app, EnrollmentWriter(dep), batch, 1)
-        cluster_folder(dep, archive, workers=1)
+        cluster_folder(dep.app, archive, workers=1)
     with App.open(settings) as core:
         key = create_key(core, "reviewer", "admin").key
         add_person(core, "markup-test", SCRIPT, {"note": SCRIPT})

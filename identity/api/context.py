@@ -26,7 +26,7 @@ from identity.api.session import Sessions
 from identity.api.throttle import Throttle
 from identity.app.core import App
 from identity.faces import Analysed, ExecutorBusy, FacePipeline, ThreadExecutor, build_pipeline
-from identity.services.deployment import Deployment, deployment
+from identity.app.deployment import Deployment
 from identity.services.queue.loop import EnrollSummary, JobResult
 from identity.services.queue.worker import run_worker
 from identity.services.search.identify import SearchFailure, SearchOptions, SearchResult, search_one
@@ -37,8 +37,9 @@ JOB_POLL_S = 5.0  # how often the background worker looks at the queue when nobo
 
 
 def deployment_of(core: App) -> Deployment:
-    """The one way the API reaches the active model's deployment."""
-    return deployment(core)
+    """The one way the API reaches the active model's deployment: prepared for writes (the server runs jobs, and
+    back-fills a store's missing templates at start, so its reads never find them missing)."""
+    return core.deployment(write=True)
 
 
 class ApiContext:

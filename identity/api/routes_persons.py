@@ -63,7 +63,7 @@ def update(person: str, change: schemas.PersonUpdate, ctx: ApiContext = Ctx,
                 **keyed("erasePerson", 404, 422))
 def erase(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """Erase a person from every store (as `identity person delete`); a repeat reports the first erasure."""
-    return delete_person(ctx.deployment(), person, key.name).as_dict()
+    return delete_person(ctx.core, person, key.name).as_dict()
 
 
 @router.post("/persons/{person}/merge", response_model=schemas.MergeResult,
@@ -71,19 +71,19 @@ def erase(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(AD
 def merge(person: str, merge: schemas.Merge, ctx: ApiContext = Ctx,
           key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """Move every face and search hit of `absorb` to this person, then remove `absorb`."""
-    return merge_persons(ctx.deployment(), person, merge.absorb, key.name).as_dict()
+    return merge_persons(ctx.core, person, merge.absorb, key.name).as_dict()
 
 
 @router.post("/faces/{face}/move", response_model=schemas.FaceMoveResult, **keyed("moveFace", 404, 409, body="json"))
 def move(face: str, move: schemas.FaceMove, ctx: ApiContext = Ctx,
          key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
-    return move_face(ctx.deployment(), face, move.to, key.name).as_dict()
+    return move_face(ctx.core, face, move.to, key.name).as_dict()
 
 
 @router.delete("/faces/{face}", response_model=schemas.Erasure, response_model_exclude_unset=True,
                 **keyed("deleteFace", 404, 422))
 def remove_face(face: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
-    return delete_face(ctx.deployment(), face, key.name).as_dict()
+    return delete_face(ctx.core, face, key.name).as_dict()
 
 
 @router.post("/persons/{person}/faces", response_model=schemas.EnrollmentSummary,
@@ -121,4 +121,4 @@ def _enroll(ctx: ApiContext, person: str, paths: list[Path]) -> Any:
         external_id = show_person(ctx.core, person).external_id  # a uuid names an existing person
     except NotFound:
         external_id = person  # a new person, created by the enrollment
-    return enroll(ctx.deployment(), from_files(external_id, paths), analyse=ctx.inference.analyse)
+    return enroll(ctx.core, from_files(external_id, paths), analyse=ctx.inference.analyse)

@@ -78,4 +78,4 @@ def searches(
 @router.get("/persons/{person}/audit", response_model=schemas.Audit, **keyed("getPersonAudit", 404, 422))
 def audit(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> dict[str, Any]:
     """What is held on a person, which searches returned them, look-alikes and outliers (`identity audit --json`)."""
-    return audit_person(ctx.deployment(), person, key.name).as_dict()
+    return audit_person(ctx.core, person, key.name).as_dict()

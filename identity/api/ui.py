@@ -196,7 +196,7 @@ def persons(request: Request, q: str | None = None, offset: int = 0, flash: str 
 def person(request: Request, person: str, flash: str | None = None, ctx: ApiContext = Ctx,
            who: Visitor = Depends(visitor)) -> HTMLResponse:
     allowed(who, READ)
-    report = audit_person(ctx.deployment(), person, who.key.name).as_dict()
+    report = audit_person(ctx.core, person, who.key.name).as_dict()
     thumbs = face_thumbnails(ctx.core, [f["face_id"] for f in report["faces"]])
     return render(request, "person.html", who.page(report=report, thumbs=thumbs, admin=who.key.allows(ADMIN),
                                                    flash=flash_message(flash)))
@@ -206,7 +206,7 @@ def person(request: Request, person: str, flash: str | None = None, ctx: ApiCont
 def merge(person: str, absorb: Annotated[str, Form()], csrf: Annotated[str, Form()], ctx: ApiContext = Ctx,
           who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ADMIN), csrf)
-    done = merge_persons(ctx.deployment(), person, absorb, who.key.name)
+    done = merge_persons(ctx.core, person, absorb, who.key.name)
     return _back(done.kept_id or done.kept, "merged", ctx)
 
 
@@ -214,7 +214,7 @@ def merge(person: str, absorb: Annotated[str, Form()], csrf: Annotated[str, Form
 def move(face: str, to: Annotated[str, Form()], back: Annotated[str, Form()], csrf: Annotated[str, Form()],
          ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ADMIN), csrf)
-    move_face(ctx.deployment(), face, to, who.key.name)
+    move_face(ctx.core, face, to, who.key.name)
     return _back(back, "face-moved", ctx)
 
 
@@ -222,7 +222,7 @@ def move(face: str, to: Annotated[str, Form()], back: Annotated[str, Form()], cs
 def remove_face(face: str, back: Annotated[str, Form()], csrf: Annotated[str, Form()], ctx: ApiContext = Ctx,
                 who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ADMIN), csrf)
-    delete_face(ctx.deployment(), face, who.key.name)
+    delete_face(ctx.core, face, who.key.name)
     return _back(back, "face-deleted", ctx)
 
 
@@ -240,7 +240,7 @@ def erase(request: Request, person: str, confirm: Annotated[str, Form()], csrf: 
     if confirm.strip() != record["external_id"]:
         return render(request, "erase.html", who.page(person=record, flash="the confirmation did not match: "
                                                       "type the external id exactly"), status=422)
-    delete_person(ctx.deployment(), person, who.key.name)
+    delete_person(ctx.core, person, who.key.name)
     return RedirectResponse(flashed("/ui/persons", "erased"), status_code=303)
 
 

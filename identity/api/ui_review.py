@@ -53,7 +53,7 @@ def name(cluster: str, external_id: Annotated[str, Form()], csrf: Annotated[str,
          ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ENROLL), csrf)
     person, new = (external_id.strip(), None) if existing else (None, external_id.strip())
-    name_cluster(ctx.deployment(), cluster, person, new, display_name.strip() or None, who.key.name)
+    name_cluster(ctx.core, cluster, person, new, display_name.strip() or None, who.key.name)
     return RedirectResponse(flashed("/ui/clusters", "cluster-named"), status_code=303)
 
 
@@ -61,5 +61,5 @@ def name(cluster: str, external_id: Annotated[str, Form()], csrf: Annotated[str,
 def discard(cluster: str, csrf: Annotated[str, Form()], ctx: ApiContext = Ctx,
             who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ENROLL), csrf)
-    discard_cluster(ctx.deployment(), cluster, who.key.name)
+    discard_cluster(ctx.core, cluster, who.key.name)
     return RedirectResponse(flashed("/ui/clusters", "cluster-discarded"), status_code=303)

@@ -14,11 +14,11 @@ the first-use lock, so two processes binding a fresh deployment at once agree on
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from identity.config import Settings
 from identity.errors import ConfigError, StoreMismatch
 from identity.app.actor import resolve_actor
-from identity.app.core import App
 from identity.app.store_owner import check_store_owner
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import Session, transaction
@@ -29,6 +29,9 @@ from identity.store.sql.tables import utcnow
 from identity.store.sql.faces import holds_faces
 from identity.store.vectors.database_id import write_database_id
 from identity.store.vectors.store_ref import StoreRef, create_store_id, read_store_id, vector_store_ref
+
+if TYPE_CHECKING:
+    from identity.app.core import App
 
 REPAIR = "if the vectors really moved, run `identity init --rebind`, then `identity doctor --repair`"
 
@@ -44,6 +47,26 @@ def bind_vector_store(app: App) -> StoreRef:
     with first_use_lock(app.engine):  # read the store's id inside: another process may be giving it one
         recorded = _check_owner(app)
         return _bind_once(app, vector_store_ref(app.settings), recorded)
+
+
+def check_vector_store(app: App) -> StoreRef:
+    """bind_vector_store for a read: the same refusals, and nothing written (an unbound store stays unbound,
+    a moved data directory is followed, not recorded, until a command that writes)."""
+    here = vector_store_ref(app.settings)
+    if here.kind == "memory":
+        return here
+    with app.sessions() as session:
+        record = existing_record(session)
+        check_store_owner(app.settings, database_id(record) if record else None,
+                          bound=bool(record and record.vector_store), holds_faces=holds_faces(session))
+    if record is None or record.vector_store is None:
+        return here
+    bound = StoreRef.parse(record.vector_store)
+    if not bound.same_store(here):
+        raise _mismatch(bound, here, app.settings)
+    if bound.location != here.location and _store_id_at(bound.location) == here.store_id:
+        raise _copy(bound, here)
+    return here
 
 
 def rebind_vector_store(app: App, actor: str | None = None) -> str | None:
@@ -110,10 +133,7 @@ def _bind(session: Session, settings: Settings, here: StoreRef, recorded: str | 
         raise _mismatch(bound, here, settings)
     if bound.location != here.location:
         if _store_id_at(bound.location) == here.store_id:
-            raise StoreMismatch(
-                f"vector store {here.store_id} exists twice, at {bound.location} (bound) and {here.location}: "
-                f"a copy would split the deployment's vectors; use the bound one, or {REPAIR}",
-                bound=bound.uri, this_process=here.uri)
+            raise _copy(bound, here)
         record.vector_store = here.uri  # the data directory moved (or is mounted elsewhere): follow it
     if recorded is None:  # a store from before the binding both ways, bound to this database: record it
         write_database_id(settings, database_id(record))
@@ -125,6 +145,13 @@ def _store_id_at(location: str) -> str | None:
         return read_store_id(Path(location))
     except OSError:  # a path of another machine or container
         return None
+
+
+def _copy(bound: StoreRef, here: StoreRef) -> StoreMismatch:
+    return StoreMismatch(
+        f"vector store {here.store_id} exists twice, at {bound.location} (bound) and {here.location}: "
+        f"a copy would split the deployment's vectors; use the bound one, or {REPAIR}",
+        bound=bound.uri, this_process=here.uri)
 
 
 def _mismatch(bound: StoreRef, here: StoreRef, settings: Settings) -> StoreMismatch:

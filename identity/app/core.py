@@ -16,12 +16,13 @@ deployment (identity.app.store_owner).
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from identity.app.collections import ModelCollections
 from identity.app.schema import AS_IS, CREATE, prepare_schema
 from identity.app.store_owner import refuse_if_store_in_use
 from identity.config import Settings, mask_url
@@ -35,20 +36,15 @@ from identity.store.sql.db import (
     session_factory,
 )
 from identity.store.sql.migrate import current_revision
-from identity.store.vectors import FaceIndex, VectorIndex, open_vector_index
+from identity.store.vectors import VectorIndex, open_vector_index
 from identity.store.vectors.base import UNKNOWN
 
 if TYPE_CHECKING:
+    from identity.app.deployment import Deployment
     from identity.app.registry import ModelChoice
     from identity.faces import FacePipeline
 
-
-@dataclass(frozen=True)
-class ModelCollections:
-    """One model's face collection and its person templates: what changes a person's faces changes both."""
-
-    faces: FaceIndex
-    templates: VectorIndex
+__all__ = ["App", "ModelCollections", "open_deployment"]
 
 
 class App:
@@ -65,6 +61,8 @@ class App:
         self._pipelines: dict[str, FacePipeline] = {}
         self._collections: dict[str, ModelCollections] = {}
         self._unknown: dict[str, VectorIndex] = {}
+        self._deployments: dict[str | None, Deployment] = {}  # by pinned pack (None: the registry's choice)
+        self._lock = threading.RLock()  # threads that share the App prepare each deployment once
 
     @classmethod
     def open(cls, settings: Settings, must_exist: bool = False, schema: str = CREATE) -> "App":
@@ -144,6 +142,24 @@ class App:
             self._pipelines[reference] = build_pipeline(self.settings.replace(model=reference))
         return self._pipelines[reference]
 
+    # -- the deployment ------------------------------------------------------------------------------
+    def deployment(self, pipeline: "FacePipeline | None" = None, write: bool = False) -> "Deployment":
+        """The active model's deployment (of `pipeline`'s model when given), kept until its model is released.
+
+        A read (the default) writes nothing and refuses a store that lacks its templates; `write=True`, asked
+        by every service that writes, binds the vector store, records the model and builds missing templates
+        first (identity.app.deployment).
+        """
+        from identity.app.deployment import prepare_deployment
+
+        key = pipeline.model_id if pipeline is not None else None
+        with self._lock:
+            held = self._deployments.get(key)
+            if held is None or (write and not held.writes):
+                held = prepare_deployment(self, pipeline, write)
+                self._deployments[key] = held
+            return held
+
     # -- vectors -----------------------------------------------------------------------------------
     def collections(self, model_id: str, dim: int) -> ModelCollections:
         """The model's face collection and templates, opened on first use and held until close() or release().
@@ -178,7 +194,12 @@ class App:
         return self._unknown[model_id]
 
     def release(self, model_id: str) -> None:
-        """Close the model's collections (the embedded engine's lock with them); unknown models are ignored."""
+        """Close the model's collections (the embedded engine's lock with them); unknown models are ignored.
+
+        Its deployments go with them: asked for again, they open afresh."""
+        for key, held in list(self._deployments.items()):
+            if held.model.model_id == model_id:
+                del self._deployments[key]
         unknown = self._unknown.pop(model_id, None)
         if unknown is not None:
             unknown.close()
@@ -204,6 +225,15 @@ class App:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def open_deployment(settings: Settings, pipeline: "FacePipeline | None" = None,
+                    read_only: bool = False) -> Iterator["Deployment"]:
+    """For scripts and tests: an App of their own around one deployment (prepared for writes unless
+    `read_only`), closed with it. A long-running process opens one App and asks it for deployment() instead."""
+    with App.open(settings, must_exist=read_only) as app:
+        yield app.deployment(pipeline, write=not read_only)
 
 
 def _sqlite_file_exists(url: str) -> bool:

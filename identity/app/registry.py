@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from identity.config import Settings
+from identity.errors import IdentityError, NoStore
 from identity.faces import build_pack, resolve
 from identity.faces.packs import default_model
-from identity.store.sql.db import transaction
+from identity.store.sql.db import Session, transaction
 from identity.store.sql.model_rows import records_active_model
 from identity.store.sql.tables import Model
 from identity.store.sql.model_rows import activate_model, active_model, ensure_model, find_model
@@ -73,6 +74,23 @@ def resolve_model(app: App, ask_store: bool = False) -> ModelChoice:
     return choose_model(settings, read_active(app) if app.store_exists() else None)
 
 
+def measured_model(settings: Settings) -> str:
+    """The pack an evaluation measures: the pinned one, else the default, never silently the store's pointer."""
+    return choose_model(settings, None).model
+
+
+def shown_model(app: App) -> tuple[str | None, str]:
+    """The model in use and why, for showing the settings: the store is read as the App's policy allows; a store
+    that does not exist gives the setting's model or the default, one that cannot be read says so."""
+    try:
+        choice = resolve_model(app, ask_store=True)
+    except NoStore:
+        choice = choose_model(app.settings, None)
+    except IdentityError as exc:  # the settings are still worth showing when the store is down
+        return app.settings.model, f"unknown: {exc}"
+    return model_id_of(choice, app.settings), choice.describe()
+
+
 def model_id_of(choice: ModelChoice, settings: Settings) -> str:
     """The chosen model's id (with its weights digest), loading no weights."""
     return choice.model if choice.source == "store" else build_pack(choice.model, settings).model_id
@@ -90,10 +108,27 @@ def chosen_model_row(app: App) -> Model | None:
         return find_model(session, model_id)
 
 
-def record_model(app: App, model_id: str, dim: int) -> Model:
-    """The model's record, created on first use; a store's first model becomes its active one."""
+def recorded_model(app: App, model_id: str) -> Model | None:
+    """The model's record, if a command that writes made one (a read never does)."""
+    with app.sessions() as session:
+        return find_model(session, model_id)
+
+
+def record_model(app: App, model_id: str, dim: int, activate_first: bool = True) -> Model:
+    """The model's record, created on first use; a store's first model becomes its active one
+    (unless not `activate_first`: a record that only names the model, as a search log entry's)."""
     with transaction(app.sessions) as session:
         model = ensure_model(session, model_id, dim)
-        if active_model(session) is None:
+        if activate_first and active_model(session) is None:
             activate_model(session, model)
         return model
+
+
+def record_target(session: Session, model_id: str, dim: int) -> Model:
+    """The record of a model a re-index fills, in the caller's transaction; not active until switch_to()."""
+    return ensure_model(session, model_id, dim)
+
+
+def switch_to(session: Session, model: Model) -> Model | None:
+    """Make `model` the store's active one (the caller's transaction makes it atomic); the one it replaces."""
+    return activate_model(session, model)

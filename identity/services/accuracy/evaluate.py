@@ -37,10 +37,9 @@ from identity.evaluation.decision import (
     raw_score,
 )
 from identity.evaluation.protocol import LabelledFolder, genuine_pairs, impostor_pairs, scan_labelled, subject_face
-from identity.faces import FacePipeline, ImageFaces, default_model
-from identity.app.registry import record_model
+from identity.faces import FacePipeline, ImageFaces
+from identity.app.registry import measured_model, record_model
 from identity.app.core import App
-from identity.services.deployment import deployment
 from identity.services.enrollment.writer import EnrollmentWriter, enroll_analysed
 from identity.services.search.identify import NOT_SEARCHED, SearchOptions, search_faces
 from identity.store.sql.db import transaction
@@ -133,7 +132,7 @@ def evaluate_folder(app: App, root: Path, options: EvalOptions = EvalOptions(),
                     progress: Progress = _no_progress) -> EvalReport:
     started = time.perf_counter()
     # Evaluation measures the configured pack (else the default), never silently the store's pointer.
-    pipeline = app.pipeline(app.settings.model or default_model(app.settings)[0])
+    pipeline = app.pipeline(measured_model(app.settings))
     folder = scan_labelled(root)
     if options.identification:
         _split(folder, options.gallery_images)  # a protocol without probes fails before the analyses
@@ -239,8 +238,8 @@ def open_set_searches(app: App, pipeline: FacePipeline, folder: LabelledFolder, 
     unless use_store) and search every probe."""
     gallery, probes = _split(folder, options.gallery_images)
     with tempfile.TemporaryDirectory(prefix="identity-eval-") as tmp, \
-            _gallery_app(app, Path(tmp), options.use_store) as target:
-        dep = deployment(target, pipeline)
+            _gallery_app(app, Path(tmp), options.use_store, pipeline.model_id) as target:
+        dep = target.deployment(write=True)
         writer = EnrollmentWriter(dep)
         items = [(JobSpec(path, person), _subject_only(analyses[path])) for person, path in gallery]
         advance = progress("enrolling gallery", None)
@@ -261,7 +260,7 @@ def open_set_searches(app: App, pipeline: FacePipeline, folder: LabelledFolder, 
         for person, path in probes:
             found = _subject_only(analyses[path])
             # A face too small to search is not searched by search either: a failure to acquire, as no face is.
-            face = search_faces(dep, found, search).faces[0] if isinstance(found, ImageFaces) and found.faces else None
+            face = search_faces(target, found, search).faces[0] if isinstance(found, ImageFaces) and found.faces else None
             if face is None or face.decision == NOT_SEARCHED:
                 no_face += 1
                 ranks.append(None)
@@ -404,14 +403,14 @@ def _analyse(app: App, pipeline: FacePipeline, folder: LabelledFolder, workers: 
 
 
 @contextmanager
-def _gallery_app(app: App, scratch: Path, use_store: bool) -> Iterator[App]:
-    """Where eval enrolls its gallery: the App's own store (use_store), else a scratch embedded one."""
-    if use_store:
-        yield app
-        return
-    with App.open(app.settings.replace(data_dir=scratch, database_url=None, qdrant_url=None,
-                                       qdrant_api_key=None)) as scratch_app:
-        yield scratch_app
+def _gallery_app(app: App, scratch: Path, use_store: bool, model: str) -> Iterator[App]:
+    """Where eval enrolls its gallery, with `model` pinned so the services use the measured pack: the App's own
+    store (use_store), else a scratch embedded one."""
+    settings = app.settings.replace(model=model)
+    if not use_store:
+        settings = settings.replace(data_dir=scratch, database_url=None, qdrant_url=None, qdrant_api_key=None)
+    with App.open(settings) as gallery_app:
+        yield gallery_app
 
 
 def _threshold_entry(t: metrics.FarThreshold) -> dict[str, Any] | None:

@@ -34,13 +34,13 @@ from identity.faces import DetectedFace, ImageFaces, Quality, load_image, proces
 from identity.faces.types import same_face
 from identity.services.clustering.algorithms import DEFAULT_METHOD, ClusterThreshold, cluster_faces
 from identity.pathnames import fs_path, path_text
-from identity.services.deployment import Deployment
+from identity.app.deployment import Deployment
 from identity.services.enrollment.duplicates import Duplicate, unique_files
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import JobResult, Outcome, file_digest, process_queue, queue_jobs
 from identity.services.enrollment.inputs import image_files
 from identity.services.search.thresholds import pairwise_threshold, resolve_threshold
-from identity.services.maintenance.unit_vectors import intact_vectors
+from identity.store.vectors.unit_vectors import intact_vectors
 from identity.services.search.unknown_faces import erase_unknown, expire_unknown
 from identity.services.enrollment.uploads import new_upload_folder
 from identity.store.sql.audit_events import record_audit_event
@@ -144,10 +144,11 @@ class _Face:
 # -- running ---------------------------------------------------------------------------------------
 
 
-def cluster_folder(dep: Deployment, folder: Path, workers: int = 0,
+def cluster_folder(app: App, folder: Path, workers: int = 0,
                    advance: Callable[[int], None] = lambda n: None,
                    on_total: Callable[[int], None] = lambda n: None) -> ClusterRun:
     """Detect and embed every photo under `folder` (no labels needed), then cluster their faces."""
+    dep = app.deployment(write=True)
     images, unreadable = image_files(folder)
     paths, duplicates = unique_files([str(p) for p in images])
     on_total(len(paths))
@@ -167,10 +168,11 @@ def cluster_folder(dep: Deployment, folder: Path, workers: int = 0,
     return _cluster_and_store(dep, run, faces)
 
 
-def cluster_searches(dep: Deployment, since: datetime | None = None) -> ClusterRun:
+def cluster_searches(app: App, since: datetime | None = None) -> ClusterRun:
     """Cluster the faces searches returned as unknown and settings kept (expired ones are erased first)."""
-    expire_unknown(dep)
-    with dep.app.sessions() as session:
+    dep = app.deployment(write=True)
+    expire_unknown(app)
+    with app.sessions() as session:
         rows = unknown_faces_since(session, dep.model.id, since)
     vectors = intact_vectors(dep.unknown_faces(), [row.id for row in rows]) if rows else {}
     run = _new_run(dep, SEARCHES)
@@ -181,12 +183,13 @@ def cluster_searches(dep: Deployment, since: datetime | None = None) -> ClusterR
 
 
 def _new_run(dep: Deployment, scope: str) -> ClusterRun:
-    threshold = cluster_threshold(dep)
+    threshold = cluster_threshold(dep.app)
     return ClusterRun(scope, DEFAULT_METHOD, asdict(threshold))
 
 
-def cluster_threshold(dep: Deployment) -> ClusterThreshold:
+def cluster_threshold(app: App) -> ClusterThreshold:
     """The decision threshold in force (the FPIR-calibrated one where set) and the 1:1 cosine."""
+    dep = app.deployment()
     decision = resolve_threshold(dep.model, dep.pipeline)
     return ClusterThreshold(decision.value, decision.rule, pairwise_threshold(dep.model, dep.pipeline))
 
@@ -307,16 +310,17 @@ def merge_clusters(app: App, refs: Sequence[str], actor: str | None = None) -> C
     return show_cluster(app, keep.id)
 
 
-def discard_cluster(dep: Deployment, ref: str, actor: str | None = None) -> dict[str, Any]:
+def discard_cluster(app: App, ref: str, actor: str | None = None) -> dict[str, Any]:
     """Not a person to enroll: the cluster is kept as discarded (a re-run leaves its faces out), and the kept
     unknown faces in it are erased now rather than at the end of their retention."""
-    with transaction(dep.app.sessions) as session:
+    app.deployment(write=True)  # a writing command: the store bound and the model recorded first
+    with transaction(app.sessions) as session:
         cluster = _nameable(session, ref)
         unknown = [m.unknown_face_id for m in cluster.members if m.unknown_face_id is not None]
         cluster.status, cluster.decided_by = DISCARDED, resolve_actor(actor)
         record_audit_event(session, resolve_actor(actor), "cluster discarded", subject=cluster.id,
                            details={"faces": len(cluster.members)})
-    return {"cluster_id": ref, "status": DISCARDED, "unknown_faces_erased": erase_unknown(dep, unknown)}
+    return {"cluster_id": ref, "status": DISCARDED, "unknown_faces_erased": erase_unknown(app, unknown)}
 
 
 def _nameable(session: Any, ref: str) -> FaceCluster:
@@ -341,13 +345,14 @@ class NamedCluster:
         return asdict(self)
 
 
-def name_cluster(dep: Deployment, ref: str, person_ref: str | None = None, new_external_id: str | None = None,
+def name_cluster(app: App, ref: str, person_ref: str | None = None, new_external_id: str | None = None,
                  display_name: str | None = None, actor: str | None = None) -> NamedCluster:
     """Enroll the cluster's faces for an existing person (`person_ref`) or a new one (`new_external_id`)."""
+    dep = app.deployment(write=True)
     if (person_ref is None) == (new_external_id is None):
         raise InvalidArgument("name a cluster for an existing person (--person) or a new one (--new), one of them")
     who = resolve_actor(actor)
-    with dep.app.sessions() as session:
+    with app.sessions() as session:
         cluster = _nameable(session, ref)
         members = list(cluster.members)
         if person_ref is not None:
@@ -359,7 +364,7 @@ def name_cluster(dep: Deployment, ref: str, person_ref: str | None = None, new_e
         kept = unknown_faces_by_id(session, [m.unknown_face_id for m in members if m.unknown_face_id])
     sources = {m.face_key: _face_source(dep, m, kept.get(m.unknown_face_id)) for m in members}
     specs = [JobSpec(source.path, external_id, display_name) for source in sources.values()]
-    batch, _ = queue_jobs(dep.app, specs)
+    batch, _ = queue_jobs(app, specs)
     outcomes = {source.path: source for source in sources.values()}
     results: dict[str, JobResult] = {}
 
@@ -370,12 +375,12 @@ def name_cluster(dep: Deployment, ref: str, person_ref: str | None = None, new_e
     def collect(result: JobResult) -> None:
         results[result.source_path] = result
 
-    process_queue(dep.app, EnrollmentWriter(dep, "dominant"), batch, 1, collect, analyse=analyse)
+    process_queue(app, EnrollmentWriter(dep, "dominant"), batch, 1, collect, analyse=analyse)
     faces = [{"face_key": key, "source": source.path, "state": results[source.path].outcome,
               "reason": results[source.path].reason} for key, source in sources.items() if source.path in results]
     enrolled = [key for key, source in sources.items()
                 if source.path in results and results[source.path].outcome in ENROLLED_STATES]
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         person = find_person(session, external_id)
         cluster = get_cluster(session, ref)
         if person is not None and enrolled:
@@ -384,7 +389,7 @@ def name_cluster(dep: Deployment, ref: str, person_ref: str | None = None, new_e
                            subject=external_id, details={"cluster_id": ref, "faces": len(members),
                                                          "enrolled": len(enrolled)})
     # The faces now enrolled are the person's: their kept unknown copies go.
-    erase_unknown(dep, [sources[key].unknown_face_id for key in enrolled if sources[key].unknown_face_id])
+    erase_unknown(app, [sources[key].unknown_face_id for key in enrolled if sources[key].unknown_face_id])
     states: dict[str, int] = {}
     for face in faces:
         states[face["state"]] = states.get(face["state"], 0) + 1

@@ -14,9 +14,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from identity.services.deployment import Deployment
+from identity.app.core import App
+from identity.app.deployment import Deployment
 from identity.services.search.thresholds import pairwise_threshold
-from identity.services.maintenance.unit_vectors import intact_vectors
+from identity.store.vectors.unit_vectors import intact_vectors
 from identity.store.sql.persons import indexed_faces_by_person
 
 MIN_FACES = 3  # 2 faces make a single pair: one poor photo would flag a real person
@@ -42,10 +43,11 @@ class InconsistentPerson:
         return f"inconsistent_person:{self.agreeing_pairs_share:.2f}"
 
 
-def inconsistent_persons(dep: Deployment, external_ids: Sequence[str] | None = None) -> list[InconsistentPerson]:
+def inconsistent_persons(app: App, external_ids: Sequence[str] | None = None) -> list[InconsistentPerson]:
     """The given persons (None: everyone) whose faces under the active model mostly disagree."""
+    dep = app.deployment()
     threshold = pairwise_threshold(dep.model, dep.pipeline)
-    with dep.app.sessions() as session:
+    with app.sessions() as session:
         faces = indexed_faces_by_person(session, dep.model.id, None if external_ids is None else sorted(set(external_ids)))
     found: list[InconsistentPerson] = []
     for external_id, vectors in _vector_groups(dep, {k: v for k, v in faces.items() if len(v) >= MIN_FACES}):

@@ -24,8 +24,9 @@ from typing import Any, Callable, Iterable
 
 from identity.errors import IdentityError, NotFound
 from identity.app.actor import resolve_actor
-from identity.services.deployment import Deployment, ModelCollections, model_collections
-from identity.services.search.templates import refresh_templates
+from identity.app.core import App
+from identity.app.deployment import Deployment, ModelCollections, model_collections
+from identity.app.templates import refresh_templates
 from identity.services.curation.erasure import Erasure, erase_person, erase_uploads
 from identity.store.sql.audit_events import latest_audit_event, record_audit_event
 from identity.store.sql.db import Session, flush_deleted, transaction
@@ -68,9 +69,10 @@ class FaceMove:
         return {"face_id": self.face_id, "from": self.source, "to": self.target}
 
 
-def merge_persons(dep: Deployment, keep_ref: str, absorb_ref: str, actor: str | None = None) -> MergeResult:
+def merge_persons(app: App, keep_ref: str, absorb_ref: str, actor: str | None = None) -> MergeResult:
     """Move every face and search hit of `absorb` to `keep`, then remove `absorb`."""
-    with transaction(dep.app.sessions) as session:
+    dep = app.deployment(write=True)
+    with transaction(app.sessions) as session:
         keep, absorb = get_person(session, keep_ref), get_person(session, absorb_ref)
         if keep.id == absorb.id:
             raise IdentityError(f"{keep_ref} and {absorb_ref} are the same person")
@@ -89,8 +91,9 @@ def merge_persons(dep: Deployment, keep_ref: str, absorb_ref: str, actor: str | 
     return summary
 
 
-def move_face(dep: Deployment, face_ref: str, target_ref: str, actor: str | None = None) -> FaceMove:
-    with transaction(dep.app.sessions) as session:
+def move_face(app: App, face_ref: str, target_ref: str, actor: str | None = None) -> FaceMove:
+    dep = app.deployment(write=True)
+    with transaction(app.sessions) as session:
         face = _get_face(session, face_ref)
         target = get_person(session, target_ref)
         source_id = face.person_id  # read before the update below re-points the loaded row
@@ -113,9 +116,10 @@ def _relabel(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid
             _refresh(dep, model_id, store, persons)
 
 
-def delete_face(dep: Deployment, face_ref: str, actor: str | None = None) -> Erasure:
+def delete_face(app: App, face_ref: str, actor: str | None = None) -> Erasure:
     """Erase one photo of a person: its face rows, vectors (purged), and the image if no other face is on it."""
-    with transaction(dep.app.sessions) as session:
+    dep = app.deployment(write=True)
+    with transaction(app.sessions) as session:
         face = get_face(session, _face_uuid(face_ref))
         if face is None:
             gone = _face_already_deleted(session, face_ref)
@@ -134,13 +138,13 @@ def delete_face(dep: Deployment, face_ref: str, actor: str | None = None) -> Era
         paths: list[str] = []
         sql = {"faces": len(siblings), **drop_unused_images(session, {face.image_id}, paths)}
     vectors = _erase_vectors(dep, _by_model(siblings), person_id, lambda index, ids: index.delete(ids))
-    sql["database"] = flush_deleted(dep.app.engine)
-    return Erasure(summary, {"sql": sql, "vectors": vectors, **erase_uploads(dep, paths)})
+    sql["database"] = flush_deleted(app.engine)
+    return Erasure(summary, {"sql": sql, "vectors": vectors, **erase_uploads(app, paths)})
 
 
-def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> Erasure:
+def delete_person(app: App, ref: str, actor: str | None = None) -> Erasure:
     """Erase a person from every store, or finish their erasure left pending (identity.services.curation.erasure)."""
-    return erase_person(dep, ref, actor)
+    return erase_person(app, ref, actor)
 
 
 def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid.UUID,

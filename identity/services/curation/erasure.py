@@ -36,7 +36,8 @@ import numpy as np
 
 from identity.app.actor import resolve_actor
 from identity.errors import ErasurePending, IdentityError, NotFound
-from identity.services.deployment import Deployment, model_collections
+from identity.app.core import App
+from identity.app.deployment import Deployment, model_collections
 from identity.services.search.thresholds import pairwise_threshold
 from identity.services.enrollment.uploads import uploads_dir
 from identity.store.sql.audit_events import add_audit_details, latest_audit_event, record_audit_event
@@ -79,10 +80,11 @@ class Erasure:
                 **({"completed_pending": True} if self.completed_pending else {})}
 
 
-def erase_person(dep: Deployment, ref: str, actor: str | None = None) -> Erasure:
+def erase_person(app: App, ref: str, actor: str | None = None) -> Erasure:
     """Erase a person from every store, or finish their pending erasure; an audit event remains, with keyed
     tokens instead of their ids."""
-    with transaction(dep.app.sessions) as session:
+    dep = app.deployment(write=True)
+    with transaction(app.sessions) as session:
         person = find_person(session, ref)
         if person is not None:  # two deletes at once (Postgres): the second waits here, then finds the first's record
             session.refresh(person, with_for_update=True)
@@ -96,38 +98,39 @@ def erase_person(dep: Deployment, ref: str, actor: str | None = None) -> Erasure
     return _finish(dep, erasure_id, ref, resumed)
 
 
-def count_pending(dep: Deployment) -> int:
-    with dep.app.sessions() as session:
+def count_pending(app: App) -> int:
+    with app.sessions() as session:
         return count_open(session)
 
 
-def finish_pending(dep: Deployment) -> dict[str, int]:
+def finish_pending(app: App) -> dict[str, int]:
     """Finish every erasure left pending (doctor --repair, each worker round); ErasurePending at the first
     that fails again."""
-    with dep.app.sessions() as session:
+    dep = app.deployment(write=True)
+    with app.sessions() as session:
         pending = open_erasure_ids(session)
     for erasure_id in pending:
         _finish(dep, erasure_id, None, True)
     return {"erasures_completed": len(pending)} if pending else {}
 
 
-def retry_pending(dep: Deployment) -> None:
+def retry_pending(app: App) -> None:
     """Finish erasures left pending, for loops that come round again (worker rounds, the server's background
     work): one that fails again stays pending for the next round (doctor reports it), and the loop goes on."""
-    if not count_pending(dep):
+    if not count_pending(app):
         return
     try:
-        finish_pending(dep)
+        finish_pending(app)
     except ErasurePending as exc:  # logged without the message: it names the person and file paths
         kind = str(exc.details.get("reason", "")).partition(":")[0]
         log.warning("a pending erasure failed again at its %s step (%s): it stays pending for the next round "
                     "(identity doctor lists it)", exc.details.get("step"), kind)
 
 
-def erase_uploads(dep: Deployment, paths: list[str]) -> dict[str, int]:
+def erase_uploads(app: App, paths: list[str]) -> dict[str, int]:
     """Delete the copies of erased photos that the HTTP API stored (uploads/ under the data directory);
     files elsewhere are the organization's own and stay. Reported only where there were some."""
-    root = uploads_dir(dep.app.settings).resolve()
+    root = uploads_dir(app.settings).resolve()
     erased = 0
     for path in map(Path, paths):
         if path.resolve().is_relative_to(root) and path.is_file():
@@ -261,7 +264,7 @@ def _purge_unknown(dep: Deployment, model_id: int, faces: FaceIndex, ids: list[u
 
 
 def _apply_uploads(dep: Deployment, erasure_id: int, plan: Plan) -> dict[str, Any]:
-    erased = erase_uploads(dep, plan["uploads"])
+    erased = erase_uploads(dep.app, plan["uploads"])
     with transaction(dep.app.sessions) as session:
         set_step(session, erasure_id, "uploads")
     return erased

@@ -15,7 +15,7 @@ from identity.services.curation.consistency import (
     InconsistentPerson,
     inconsistent_persons,
 )
-from identity.services.deployment import Deployment
+from identity.app.core import App
 from identity.services.enrollment.inputs import EnrollInputs
 from identity.services.enrollment.report import summary_record, write_report
 from identity.services.enrollment.writer import EnrollmentWriter
@@ -43,21 +43,22 @@ class EnrollmentRun:
         write_report(path, self.summary, self.named_by, self.flagged)
 
 
-def enroll(dep: Deployment, inputs: EnrollInputs, workers: int = 0, subject: str | None = None,
+def enroll(app: App, inputs: EnrollInputs, workers: int = 0, subject: str | None = None,
            on_queued: Callable[[int], None] = lambda queued: None,
            on_result: Callable[[JobResult], None] = lambda result: None,
            analyse: Callable[[Iterator[str]], Iterator[tuple[str, Outcome]]] | None = None) -> EnrollmentRun:
     """Enroll every input; `on_queued` gets the number of jobs queued, `on_result` each job's outcome.
 
     `analyse`: how the images are detected and embedded (process_queue's; default: `workers` processes)."""
+    dep = app.deployment(write=True)
     writer = EnrollmentWriter(dep, subject)  # a bad subject rule fails before anything is queued
-    batch, queued = queue_jobs(dep.app, inputs.specs)
+    batch, queued = queue_jobs(app, inputs.specs)
     run = EnrollmentRun(EnrollSummary(batch=batch, queued=queued), named_by(inputs))
     for row in inputs.unqueued:
         run.summary.add_unqueued(row)
     on_queued(queued)
-    process_queue(dep.app, writer, batch, workers or dep.settings.worker_count, on_result, run.summary, analyse)
-    run.flagged = inconsistent_persons(dep, [r.external_id for r in run.summary.results if r.job_id is not None])
+    process_queue(app, writer, batch, workers or dep.settings.worker_count, on_result, run.summary, analyse)
+    run.flagged = inconsistent_persons(app, [r.external_id for r in run.summary.results if r.job_id is not None])
     return run
 
 

@@ -46,7 +46,7 @@ from identity.services.queue.loop import (
     queue_jobs,
     is_undone,
 )
-from identity.services.search.templates import refresh_templates
+from identity.app.templates import refresh_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
 from identity.store.sql.errors import IntegrityError
@@ -66,7 +66,7 @@ from identity.store.sql.tables import Face, FaceStatus, Image, Job
 from identity.store.vectors import VectorIndex, VectorPoint, check_free_space
 
 if TYPE_CHECKING:
-    from identity.services.deployment import Deployment
+    from identity.app.deployment import Deployment
 
 
 def choose_faces(found: ImageFaces, subject: str, dominance: float) -> tuple[list[DetectedFace], str | None]:

@@ -35,14 +35,16 @@ from typing import Any
 
 from identity.errors import RepairRefused
 from identity.services.curation.consistency import inconsistent_persons
-from identity.services.deployment import Deployment, ModelCollections, model_collections
+from identity.app.core import App
+from identity.app.deployment import Deployment, ModelCollections, model_collections
 from identity.services.curation.erasure import count_pending, finish_pending
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.maintenance.integrity import IntegrityCheck, check_vectors
 from identity.services.private_files import FileModeCheck, check_private_files, repair_private_files
 from identity.services.maintenance.upload_orphans import find_orphan_uploads, remove_orphan_uploads
-from identity.services.search.templates import TemplateCheck, check_templates, refresh_templates, repair_templates
+from identity.app.templates import refresh_templates
+from identity.services.search.templates import TemplateCheck, check_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
 from identity.store.sql.faces import delete_faces, enrollment_sources, face_states, mark_faces_indexed
@@ -126,13 +128,14 @@ class DoctorReport:
         }
 
 
-def diagnose(dep: Deployment, deep: bool = False) -> DoctorReport:
+def diagnose(app: App, deep: bool = False) -> DoctorReport:
     """deep: read back every stored face vector, not a sample (services/integrity.py)."""
+    dep = app.deployment()
     report = _check(dep, dep.model.id, dep.collections, deep)
     if dep.model.dim != dep.pipeline.dim:
         report.dimension_mismatch = (
             f"model {dep.model.model_id} is recorded with {dep.model.dim} dimensions, its pack produces {dep.pipeline.dim}")
-    with dep.app.sessions() as session:
+    with app.sessions() as session:
         report.stale_leases = [j.id for j in jobs.stale_leases(session)]
         for job in jobs.stuck(session, dep.settings.enroll.lease_seconds, STUCK_LEASES):
             report.stuck_jobs.setdefault(job.status.value, []).append(job.id)
@@ -140,10 +143,10 @@ def diagnose(dep: Deployment, deep: bool = False) -> DoctorReport:
     with model_collections(dep, [m.id for m in others]) as stores:
         for model in others:
             report.other_models[model.model_id] = _check(dep, model.id, stores[model.id], deep)
-    report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(dep)]
-    report.pending_erasures = count_pending(dep)
+    report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(app)]
+    report.pending_erasures = count_pending(app)
     report.file_modes = check_private_files(dep.settings)
-    report.orphan_uploads = find_orphan_uploads(dep.app)
+    report.orphan_uploads = find_orphan_uploads(app)
     return report
 
 
@@ -187,18 +190,19 @@ def _apart_from(check: TemplateCheck, persons: set[uuid.UUID]) -> TemplateCheck:
     return TemplateCheck(*kept)
 
 
-def repair(dep: Deployment, report: DoctorReport, workers: int = 1, force: bool = False) -> DoctorReport:
+def repair(app: App, report: DoctorReport, workers: int = 1, force: bool = False) -> DoctorReport:
     """Fix what diagnose found; faces that lost their vector are enrolled again from their source image.
 
     Pending erasures are finished first: they are recorded intents, and the vectors they delete
     are then no orphans to count. Raises RepairRefused, before changing anything else, when it
     would delete more vectors than the limit (see the module doc) and `force` is not given.
     """
+    dep = app.deployment(write=True)
     if report.pending_erasures:
-        report.repaired.update(finish_pending(dep))
+        report.repaired.update(finish_pending(app))
         _diagnose_again(dep, report)
     check_delete_limit(report, force)
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         _repair_vectors(session, dep.index, report)
         if report.stale_leases:
             jobs.release_stale_leases(session, report.stale_leases)
@@ -211,9 +215,9 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1, force: bool 
             specs = [jobs.JobSpec(path, external_id) for path, external_id in enrollment_sources(session, redo)]
             delete_faces(session, redo)
     if specs:
-        batch, _ = queue_jobs(dep.app, specs)
+        batch, _ = queue_jobs(app, specs)
         writer = EnrollmentWriter(dep)
-        summary = process_queue(dep.app, writer, batch, workers)
+        summary = process_queue(app, writer, batch, workers)
         report.repaired["faces_reenrolled"] = summary.counts.get("enrolled", 0)
         if summary.counts.get("failed"):  # e.g. a photo that is gone: its face cannot come back
             report.repaired["faces_not_reenrolled"] = summary.counts["failed"]
@@ -221,13 +225,13 @@ def repair(dep: Deployment, report: DoctorReport, workers: int = 1, force: bool 
     _repair_others(dep, report)
     if report.file_modes.problems:
         report.repaired["file_modes_narrowed"] = repair_private_files(report.file_modes)
-    report.repaired.update(remove_orphan_uploads(dep.app, report.orphan_uploads))
+    report.repaired.update(remove_orphan_uploads(app, report.orphan_uploads))
     return report
 
 
 def _diagnose_again(dep: Deployment, report: DoctorReport) -> None:
     """Refresh `report`'s findings in place, keeping what was repaired so far."""
-    fresh = diagnose(dep, report.integrity.deep)  # as deep as the first look
+    fresh = diagnose(dep.app, report.integrity.deep)  # as deep as the first look
     for name in (f.name for f in fields(DoctorReport) if f.name != "repaired"):
         setattr(report, name, getattr(fresh, name))
 

@@ -13,7 +13,7 @@ or as an engine that cannot read its files. Where each is caught:
   deletes a damaged vector and re-enrolls its face from the photo;
 - doctor --repair: a shard the engine cannot open or read is set aside (renamed
   `<shard>.damaged-<time>`) and an empty one opened in its place, so that the missing-vectors
-  repair re-enrolls every face from its photo (deployment_for_repair); the set-aside shard is
+  repair re-enrolls every face from its photo (prepare_for_repair); the set-aside shard is
   removed once every face came back (finish_rebuild).
 """
 
@@ -26,9 +26,9 @@ from typing import Any, Iterable
 
 from identity.errors import StoreDamaged
 from identity.app.core import App
-from identity.services.deployment import Deployment, deployment
-from identity.services.search.templates import BATCH
-from identity.services.maintenance.unit_vectors import is_unit
+from identity.app.deployment import Deployment
+from identity.app.templates import BATCH
+from identity.store.vectors.unit_vectors import is_unit
 from identity.store.sql.faces import count_indexed_faces
 from identity.store.vectors import VectorHit, VectorIndex, remove_set_aside_shards, set_aside_shard
 
@@ -77,12 +77,13 @@ def check_scores(index: VectorIndex, hits: Iterable[VectorHit]) -> None:
                 collection=str(collection), point=str(hit.face_id), score=repr(hit.score))
 
 
-def missing_vectors_warning(dep: Deployment) -> list[str]:
+def missing_vectors_warning(app: App) -> list[str]:
     """A warning when SQL lists more indexed faces of the active model than its collection holds
     (a deleted or emptied shard): search would answer from what is left without a word.
 
     Counted once per deployment, as its gallery size is: a search pays two counts only once.
     """
+    dep = app.deployment()
     if dep._missing_vectors is None:
         dep._missing_vectors = _compare_counts(dep)
     return dep._missing_vectors
@@ -99,13 +100,13 @@ def _compare_counts(dep: Deployment) -> list[str]:
             "from their photos"]
 
 
-def deployment_for_repair(app: App) -> tuple[Deployment, list[str]]:
-    """The deployment `doctor --repair` works on, with every shard of the active model the engine cannot open
-    or read set aside (and an empty one in its place); returns it and the shards set aside."""
+def prepare_for_repair(app: App) -> list[str]:
+    """The App's deployment prepared for `doctor --repair`'s writes, with every shard of the active model the engine
+    cannot open or read set aside (and an empty one in its place); returns the shards set aside."""
     moved: list[str] = []
     while True:
         try:
-            dep = deployment(app)
+            app.deployment(write=True)
             break
         except StoreDamaged as exc:
             # each round sets one shard aside (faces, templates, kept unknown faces); never the same one twice
@@ -113,22 +114,23 @@ def deployment_for_repair(app: App) -> tuple[Deployment, list[str]]:
                 raise
             set_aside_shard(app.settings, exc.details["path"])
             moved.append(exc.details["path"])
-    return dep, moved + set_aside_damaged(dep)
+    return moved + set_aside_damaged(app)
 
 
-def finish_rebuild(dep: Deployment, problems_left: int, not_reenrolled: int) -> bool:
+def finish_rebuild(app: App, problems_left: int, not_reenrolled: int) -> bool:
     """After a repair that left no problem and enrolled every face again: remove the damaged shards set aside
     (this run's or a stopped run's), whose bytes are biometric data no later erasure would reach. Otherwise
     they are kept, for whoever tries to recover the vectors of faces that could not come back. True: removed."""
     if problems_left or not_reenrolled:
         return False
-    remove_set_aside_shards(dep.app.settings)
+    remove_set_aside_shards(app.settings)
     return True
 
 
-def set_aside_damaged(dep: Deployment) -> list[str]:
+def set_aside_damaged(app: App) -> list[str]:
     """Read every vector of the active model's collections; set aside a shard the engine cannot read, and
     return which. Only the embedded engine's shards are files this process can set aside."""
+    dep = app.deployment(write=True)
     moved = []
     for index in (dep.index, dep.templates):
         try:

@@ -2,9 +2,10 @@
 
 Migrations run only under identity.app.schema's policy, applied by the App: `init` opens it
 with the upgrade policy (the one command that upgrades an older store), `version` as it is.
-`init` is safe to run any number of times: migrations are idempotent and the model record
-and collection are created only when missing. It binds a new deployment to its vector
-store, and with `rebind` moves that binding (see identity.app.binding).
+`init` is safe to run any number of times: migrations are idempotent and the model record,
+collection and person templates are created only when missing (App.deployment(write=True)).
+It binds a new deployment to its vector store, and with `rebind` moves that binding (see
+identity.app.binding).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from identity import __version__
-from identity.app.binding import bind_vector_store, rebind_vector_store
+from identity.app.binding import rebind_vector_store
 from identity.app.core import App
-from identity.app.registry import ModelChoice, choose_model, detector_of, model_id_of, read_active, record_model
+from identity.app.registry import ModelChoice, choose_model, detector_of, model_id_of, read_active
 from identity.config import Settings
 from identity.errors import IdentityError, NoStore
 from identity.faces import build_pack
@@ -43,22 +44,18 @@ def init_store(app: App, rebind: bool = False, actor: str | None = None) -> Init
     `rebind`: bind the deployment to this process's vector store, whatever it was bound to (audited).
     """
     schema_before = app.schema_before  # the policy first, so an older store names its active model
-    pipeline = app.pipeline()
     rebound_from = rebind_vector_store(app, actor) if rebind else None
-    store = bind_vector_store(app)
-    model = record_model(app, pipeline.model_id, pipeline.dim)
-    with app.borrow(pipeline.model_id, pipeline.dim) as held:
-        count = held.faces.count()
+    dep = app.deployment(write=True)  # binds the store, records the model, builds missing templates
     return InitReport(
         database=app.engine.url.render_as_string(hide_password=True),
         schema_before=schema_before,
         schema_after=current_revision(app.engine),
-        model_id=pipeline.model_id,
-        dim=pipeline.dim,
-        collection=model.collection,
-        vectors=count,
+        model_id=dep.model.model_id,
+        dim=dep.model.dim,
+        collection=dep.model.collection,
+        vectors=dep.index.count(),
         vector_engine="qdrant-edge" if app.settings.embedded else "qdrant-server",
-        vector_store=store.uri,
+        vector_store=dep.store.uri,
         rebound_from=rebound_from,
     )
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from identity.config import Settings
 from identity.faces import FacePipeline, load_local_pack, resolve
-from identity.app.registry import record_model
 from identity.app.core import App
 from identity.services.search.thresholds import resolve_threshold
 from identity.store.sql.tables import Model
@@ -52,10 +51,11 @@ class ModelInfo:
 
 
 def show_model(app: App, model: str | None = None) -> ModelInfo:
-    """`model` a pack reference, else the model in use (whose record is created on first use, as init does)."""
+    """`model` a pack reference, else the model in use. A read: its record is shown where a command that writes
+    made one (in_store), and a store that does not exist is not created to be asked."""
     choice = app.model_choice(ask_store=True)
     pipeline = app.pipeline(model or choice.model)
-    record = _find(app, pipeline.model_id) if model else record_model(app, pipeline.model_id, pipeline.dim)
+    record = _find(app, pipeline.model_id) if app.store_exists() else None
     source = "named on the command line" if model else choice.describe()
     return _info(app.settings, pipeline, record, choice.store_active, source)
 

@@ -37,13 +37,14 @@ from identity.pathnames import fs_path
 from identity.errors import IdentityError, ImageError, StoreLocked
 from identity.faces import DetectedFace, ImageFaces, resolve
 from identity.faces.types import same_face
-from identity.app.registry import read_active
+from identity.app.registry import read_active, record_target, switch_to
 from identity.app.actor import resolve_actor
 from identity.app.binding import bind_vector_store
 from identity.services.queue.loop import EnrollSummary, JobFailed, JobResult, contained, fault_reason, job_fault, process_queue, queue_jobs, seconds_until_others_done
 from identity.services.enrollment.writer import face_row, index_pending
 from identity.app.core import App, ModelCollections
-from identity.services.search.templates import check_templates, refresh_templates, repair_templates
+from identity.app.templates import refresh_templates
+from identity.services.search.templates import check_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import Session, transaction
@@ -52,7 +53,7 @@ from identity.store.sql.model_rows import get_model, list_models
 from identity.store.sql.jobs import JobSpec
 from identity.store.sql.tables import Face, FaceStatus, Job, JobStatus
 from identity.store.sql.persons import persons_by_id
-from identity.store.sql.model_rows import activate_model, ensure_model, find_model
+from identity.store.sql.model_rows import find_model
 from identity.store.sql.faces import indexed_faces_by_model
 from identity.store.vectors import VectorIndex
 
@@ -148,7 +149,7 @@ def reindex(app: App, target: str, workers: int = 0, force: bool = False, actor:
         summary.message = f"{summary.model_after} is already the active model; nothing to do"
         return summary
     with transaction(app.sessions) as session:
-        target_row = ensure_model(session, pipeline.model_id, pipeline.dim).id
+        target_row = record_target(session, pipeline.model_id, pipeline.dim).id
         source = find_model(session, summary.model_before) if summary.model_before else None
     with app.borrow(pipeline.model_id, pipeline.dim) as store:
         if source is not None:
@@ -411,7 +412,7 @@ def _switch(app: App, target: int, summary: ReindexSummary, actor: str | None) -
     """The atomic switch: the active pointer and its audit event in one transaction."""
     with transaction(app.sessions) as session:
         model = get_model(session, target)
-        previous = activate_model(session, model)
+        previous = switch_to(session, model)
         record_audit_event(
             session, resolve_actor(actor), "switch_model", subject=model.model_id,
             details={"from": previous.model_id if previous else None, "to": model.model_id, "faces": summary.faces,

@@ -16,9 +16,9 @@ import threading
 from typing import Callable, Iterator
 
 from identity.app.core import App
+from identity.app.deployment import Deployment
 from identity.faces import process_paths_parallel
 from identity.services.curation.erasure import retry_pending
-from identity.services.deployment import Deployment, deployment
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.models.reindex import process_reindex_jobs
 from identity.services.queue.loop import (
@@ -41,7 +41,7 @@ def run_worker(app: App, workers: int = 1, drain: bool = False, poll: float = 5.
                subject: str | None = None, on_open: Callable[[], OnResult] = lambda: lambda result: None,
                stop: threading.Event | None = None, wake: threading.Event | None = None,
                analyse: Analyse | None = None, reindex: bool = True,
-               deployment_of: Callable[[App], Deployment] = deployment,
+               deployment_of: Callable[[App], Deployment] = lambda app: app.deployment(write=True),
                summary: EnrollSummary | None = None) -> EnrollSummary:
     """Claim and process jobs; returns what was processed. `on_open` runs once the store first opened
     (the CLI starts its progress bar there, so a refusal stays one line) and gives the per-job callback.
@@ -66,7 +66,7 @@ def run_worker(app: App, workers: int = 1, drain: bool = False, poll: float = 5.
             on_result = on_open()
         writer = EnrollmentWriter(dep, subject)
         while dep.follows_store() and not stop.is_set():
-            retry_pending(dep)
+            retry_pending(app)
             before = summary.processed
             try:
                 process_queue(app, writer, None, workers, on_result, summary, _until(stop, writer, workers, analyse))

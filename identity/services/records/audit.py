@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from identity.services.deployment import Deployment
+from identity.app.core import App
+from identity.app.deployment import Deployment
 from identity.app.actor import resolve_actor
 from identity.evaluation.decision import PERSONS_NEEDED, decision_score
 from identity.services.review.matches import ReviewState, review_fields
 from identity.services.search.identify import decision_threshold
-from identity.services.search.templates import template_of
-from identity.services.maintenance.unit_vectors import intact_vectors
+from identity.app.templates import template_of
+from identity.store.vectors.unit_vectors import intact_vectors
 from identity.store.sql.db import transaction
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.faces import faces_with_images
@@ -109,9 +110,10 @@ class AuditReport:
         }
 
 
-def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> AuditReport:
-    threshold, _ = decision_threshold(dep)
-    with dep.app.sessions() as session:
+def audit_person(app: App, ref: str, actor: str | None = None) -> AuditReport:
+    dep = app.deployment()
+    threshold, _ = decision_threshold(app)
+    with app.sessions() as session:
         person = get_person(session, ref)
         record = person_record(person)
         # The active model's rows only: the same photos under a model kept for rollback are not more data.
@@ -140,7 +142,7 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> AuditRe
         lookalike_margin=None if others_score is None else round(threshold.value - others_score, 4),
         outliers=[f.face_id for f in face_rows if f.outlier],
     )
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         record_audit_event(session, resolve_actor(actor), "audit", person_id=person.id, subject=person.external_id,
                            details={"faces": len(face_rows), "searches": len(searches)})
     return report

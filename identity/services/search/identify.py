@@ -31,7 +31,8 @@ from identity.evaluation.decision import (
 from identity.faces import DetectedFace, ImageFaces, load_image, scan_limit_warning
 from identity.app.actor import resolve_actor
 from identity.pathnames import path_text
-from identity.services.deployment import Deployment
+from identity.app.core import App
+from identity.app.deployment import Deployment
 from identity.services.maintenance.integrity import check_scores, missing_vectors_warning
 from identity.services.search.unknown_faces import expire_unknown, keep_unknown
 from identity.services.search.thresholds import Threshold, pack_threshold, resolve_threshold
@@ -157,13 +158,14 @@ class SearchFailure:
         return {"image": self.image, "error": self.error, "exit_code": self.exit_code}
 
 
-def search_image(dep: Deployment, path: str, options: SearchOptions, found: ImageFaces | ImageError | None = None,
+def search_image(app: App, path: str, options: SearchOptions, found: ImageFaces | ImageError | None = None,
                  name: str | None = None) -> SearchResult:
     """Search one image file; raises ImageError for an unusable file and NoFaceFound when no face is seen.
 
     `found`: the image as an inference executor already analysed it (the server's threads), instead
     of the deployment's pipeline here; `name`: what the result and the search log call the image
     (an upload's name), by default its path."""
+    dep = app.deployment()
     # Named by its path_text: the search log and the output take a name that is not UTF-8 escaped.
     name = name or path_text(path)
     if found is None:
@@ -174,29 +176,30 @@ def search_image(dep: Deployment, path: str, options: SearchOptions, found: Imag
         found = dataclasses.replace(found, path=name)
     if not found.faces:
         raise NoFaceFound(name)
-    return search_faces(dep, found, options)
+    return search_faces(app, found, options)
 
 
-def search_one(dep: Deployment, path: str, options: SearchOptions, found: ImageFaces | ImageError | None = None,
+def search_one(app: App, path: str, options: SearchOptions, found: ImageFaces | ImageError | None = None,
                name: str | None = None) -> SearchResult | SearchFailure:
     """search_image, with an image that cannot be searched given back as its SearchFailure (a batch goes on)."""
     try:
-        return search_image(dep, path, options, found, name)
+        return search_image(app, path, options, found, name)
     except (ImageError, NoFaceFound) as exc:
         return SearchFailure(name or path_text(path), exc.message, exc.exit_code)
 
 
-def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> SearchResult:
+def search_faces(app: App, found: ImageFaces, options: SearchOptions) -> SearchResult:
+    dep = app.deployment()
     chosen = _faces_to_search(found.faces, options.largest_face_only)
     minimum = dep.pipeline.faces.min_search_iod_px
     faces = [(index, face) for index, face in chosen if face.quality.iod_px >= minimum]
     too_small = [_not_searched(index, face, minimum) for index, face in chosen if face.quality.iod_px < minimum]
     allowed = _persons_matching(dep, options.filters) if options.filters else None
-    threshold, warnings = decision_threshold(dep, options.threshold, allowed)
+    threshold, warnings = decision_threshold(app, options.threshold, allowed)
     wanted = max(options.top_k, PERSONS_NEEDED)  # the cohort even under the raw rule: eval scores both
     ranked = [dep.templates.search(face.embedding, wanted, allowed) if allowed != [] else [] for _, face in faces]
     check_scores(dep.templates, (hit for hits in ranked for hit in hits))
-    with dep.app.sessions() as session:
+    with app.sessions() as session:
         rejected = rejected_for_image(session, found.sha256, dep.model.id)
         ranked, left_out = _without_rejected(faces, ranked, rejected)
         people = persons_by_id(session, {hit.person_id for hits in ranked for hit in hits[:options.top_k]}
@@ -222,7 +225,7 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
         matches.append(FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
                                  face.quality.as_dict(), decision, _detector_of(face), candidates, score,
                                  ranked=tuple((hit.person_id, hit.score) for hit in hits)))
-    warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(dep)
+    warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(app)
     if found.capped:
         warnings.append(f"{found.path}: {found.capped} more faces found than faces.max_faces; the lowest-scored were not searched")
     if found.scan_limited_px:
@@ -231,14 +234,15 @@ def search_faces(dep: Deployment, found: ImageFaces, options: SearchOptions) -> 
     matches = sorted(matches + too_small, key=lambda m: m.face_index)
     search_id = _log(dep, found, options, threshold, matches, minimum)
     if dep.unknown is not None:  # settings keep them, for clustering (identity.services.search.unknown_faces)
-        keep_unknown(dep, found, search_id, unknown)
-        expire_unknown(dep)
+        keep_unknown(app, found, search_id, unknown)
+        expire_unknown(app)
     return SearchResult(search_id, found.path, found.sha256, dep.model.model_id, threshold, matches, warnings)
 
 
-def decision_threshold(dep: Deployment, override: float | None = None,
+def decision_threshold(app: App, override: float | None = None,
                        allowed: list[uuid.UUID] | None = None) -> tuple[Threshold, list[str]]:
     """The threshold and its rule; the normalized rule needs a cohort, so a small gallery falls back to raw."""
+    dep = app.deployment()
     threshold = resolve_threshold(dep.model, dep.pipeline, override)
     persons = dep.gallery_persons() if allowed is None else len(allowed)
     if threshold.rule == RAW or cohort_large_enough(persons) or persons == 0:
@@ -308,10 +312,11 @@ def _persons_matching(dep: Deployment, filters: dict[str, str | list[str]]) -> l
 
 def _log(dep: Deployment, found: ImageFaces, options: SearchOptions, threshold: Threshold,
          matches: list[FaceMatch], min_search_iod_px: float) -> str:
+    model_row = dep.recorded_model().id  # the log names the model: a read of a store without its row records it
     with transaction(dep.app.sessions) as session:
         event = SearchEvent(
             actor=resolve_actor(options.actor), query_sha256=found.sha256, query_name=found.path,
-            model_id=dep.model.id, threshold=threshold.value, top_k=options.top_k,
+            model_id=model_row, threshold=threshold.value, top_k=options.top_k,
             parameters={"min_score": options.min_score, "filters": options.filters,
                         "largest_face_only": options.largest_face_only, "threshold_source": threshold.source,
                         "decision_rule": threshold.rule, "min_search_iod_px": min_search_iod_px,

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from identity.faces import DetectedFace, ImageFaces
-from identity.services.deployment import Deployment
+from identity.app.core import App
 from identity.store.sql.db import transaction
 from identity.store.sql.tables import UnknownFace
 from identity.store.sql.unknown_faces import delete_unknown_faces, expired_unknown_faces
@@ -28,9 +28,10 @@ THUMB_QUALITY = 85
 NO_PERSON = uuid.UUID(int=0)  # the collection's person_id payload: these faces belong to nobody yet
 
 
-def keep_unknown(dep: Deployment, found: ImageFaces, search_id: str,
+def keep_unknown(app: App, found: ImageFaces, search_id: str,
                  faces: Sequence[tuple[int, DetectedFace]]) -> list[uuid.UUID]:
     """Keep these faces of a search (index, face) for clustering; returns their ids."""
+    dep = app.deployment()
     if dep.unknown is None or not faces:
         return []
     now = datetime.now(timezone.utc)
@@ -40,7 +41,7 @@ def keep_unknown(dep: Deployment, found: ImageFaces, search_id: str,
                         quality=face.quality.as_dict(), thumbnail=face_thumbnail(face), created_at=now,
                         expires_at=expires)
             for index, face in faces]
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         session.add_all(rows)
     dep.unknown.upsert([VectorPoint(row.id, NO_PERSON, face.embedding) for row, (_, face) in zip(rows, faces)])
     return [row.id for row in rows]
@@ -55,22 +56,24 @@ def face_thumbnail(face: DetectedFace) -> bytes | None:
     return buffer.getvalue()
 
 
-def expire_unknown(dep: Deployment, now: datetime | None = None) -> dict[str, Any]:
+def expire_unknown(app: App, now: datetime | None = None) -> dict[str, Any]:
     """Erase the kept faces whose retention ran out, this model's and others' rows alike (another
-    model's vectors went with its collection's purge when it was active)."""
+    model's vectors went with its collection's purge when it was active). Kept faces are the product's
+    records, as the search log is: a search (a read) expires them without preparing the store for writes."""
     moment = now or datetime.now(timezone.utc)
-    with dep.app.sessions() as session:
+    with app.sessions() as session:
         expired = expired_unknown_faces(session, moment)
     if not expired:
         return {"expired": 0}
-    return {"expired": len(expired), **erase_unknown(dep, [face_id for face_id, _ in expired])}
+    return {"expired": len(expired), **erase_unknown(app, [face_id for face_id, _ in expired])}
 
 
-def erase_unknown(dep: Deployment, ids: Sequence[uuid.UUID]) -> dict[str, Any]:
-    """Erase kept faces: rows, vectors, and the collection's files rebuilt without them."""
+def erase_unknown(app: App, ids: Sequence[uuid.UUID]) -> dict[str, Any]:
+    """Erase kept faces: rows, vectors, and the collection's files rebuilt without them (records, as expire_unknown)."""
+    dep = app.deployment()
     if not ids:
         return {"rows": 0}
-    with transaction(dep.app.sessions) as session:
+    with transaction(app.sessions) as session:
         rows = delete_unknown_faces(session, ids)
     index = dep.unknown_faces()
     index.delete(list(ids))

@@ -14,9 +14,7 @@ from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session
 
 from identity.store.sql.tables import Face, FaceStatus, Image, Person, utcnow
-from sqlalchemy import distinct, func, select
-from sqlalchemy.orm import Session
-from identity.store.sql.tables import Face, FaceStatus, utcnow
+from sqlalchemy import distinct, func
 
 
 class FaceKey(NamedTuple):

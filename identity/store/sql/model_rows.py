@@ -9,10 +9,8 @@ from sqlalchemy.orm import Session
 
 from identity.store.sql.tables import Face, Model
 from datetime import timedelta
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from identity.errors import DimensionMismatch
-from identity.store.sql.tables import Face, Model, naive_utc, utcnow
+from identity.store.sql.tables import naive_utc, utcnow
 from identity.store.vectors.base import collection_name
 
 
