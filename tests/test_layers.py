@@ -433,11 +433,7 @@ def test_no_service_imports_sqlalchemy_at_runtime() -> None:
 
 MODEL_WRITERS = {"identity.store.sql.model_rows.activate_model", "identity.store.sql.model_rows.ensure_model"}
 REGISTRY = "identity.app.registry"
-KNOWN_MODEL_WRITERS = {
-    # reindex records the target model and switches to it itself (issue 24: through the registry)
-    ("identity.services.models.reindex", "identity.store.sql.model_rows.activate_model"),
-    ("identity.services.models.reindex", "identity.store.sql.model_rows.ensure_model"),
-}
+KNOWN_MODEL_WRITERS: set[tuple[str, str]] = set()
 
 
 def model_writers_outside_the_registry(found: Iterable[Import]) -> set[tuple[str, str]]:
