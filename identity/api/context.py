@@ -90,7 +90,8 @@ class ApiContext:
     def search(self, path: Path, outcome: Analysed, name: str, options: SearchOptions) -> SearchResult | SearchFailure:
         """The search service on one analysed image (the CLI's search_one), its faces counted by decision."""
         _, found = outcome
-        result = search_one(self.deployment(), str(path), options, found, name)
+        self.deployment()  # prepared for writes once (the App keeps it): the service's read finds it
+        result = search_one(self.core, str(path), options, found, name)
         if isinstance(result, SearchResult):
             for face in result.faces:
                 self.metrics.decision(face.decision)
