@@ -19,6 +19,7 @@ from identity.api.server import ApiContext, Ctx, caller
 from identity.api.params import filters, in_thread
 from identity.api.uploads import save_uploads
 from identity.errors import ExitCode, ImageError, NoFaceFound
+from identity.serialize import to_json
 from identity.services.records.audit import audit_person
 from identity.services.access.keys import READ, SEARCH, KeyRecord
 from identity.services.search.identify import SearchOptions
@@ -58,7 +59,7 @@ async def search(
                 errors.append({"image": name, "error": NoFaceFound(name).message, "exit_code": ExitCode.NO_FACE})
             else:
                 named = dataclasses.replace(outcome, path=name)  # the upload's name, not the scratch file's
-                results.append((await in_thread(ctx.search, named, options)).as_dict())
+                results.append(to_json(await in_thread(ctx.search, named, options)))
     if not results:
         raise ApiError(422, errors[0]["error"] if len(errors) == 1 else "no image could be searched", errors)
     return {"results": results, "errors": errors}
@@ -73,10 +74,10 @@ def searches(
 ) -> list[dict[str, Any]]:
     """The search log, newest first, filtered by person, actor, time and decision."""
     wanted = decision.value if decision else None
-    return [r.as_dict() for r in list_searches(ctx.core, person, since, limit, actor, wanted)]
+    return [to_json(r) for r in list_searches(ctx.core, person, since, limit, actor, wanted)]
 
 
 @router.get("/persons/{person}/audit", response_model=schemas.Audit, **keyed("getPersonAudit", 404, 422))
 def audit(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> dict[str, Any]:
     """What is held on a person, which searches returned them, look-alikes and outliers (`identity audit --json`)."""
-    return audit_person(ctx.deployment(), person, key.name).as_dict()
+    return to_json(audit_person(ctx.deployment(), person, key.name))

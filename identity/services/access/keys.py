@@ -12,13 +12,13 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
 
 from identity.app.actor import resolve_actor
 from identity.app.core import App
 from identity.errors import IdentityError, InvalidArgument, NotFound
+from identity.serialize import json_field
 from identity.store.sql.api_keys import add_key, all_keys, key_named, key_with_id, mark_used
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import transaction
@@ -66,19 +66,12 @@ class KeyRecord:
     def allows(self, permission: str) -> bool:
         return permission in self.permissions
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "role": self.role, "key_id": self.key_id, "created_at": self.created_at,
-                "created_by": self.created_by, "revoked_at": self.revoked_at, "last_used_at": self.last_used_at,
-                "expires_at": self.expires_at}
 
 
 @dataclass(frozen=True)
 class CreatedKey:
-    record: KeyRecord
+    record: KeyRecord = field(metadata=json_field(flatten=True))
     key: str  # shown once
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.record.as_dict(), "key": self.key}
 
 
 def parse_expiry(text: str, now: datetime | None = None) -> datetime:

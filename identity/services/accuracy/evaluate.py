@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from contextlib import contextmanager
@@ -40,6 +40,7 @@ from identity.evaluation.protocol import LabelledFolder, genuine_pairs, impostor
 from identity.faces import FacePipeline, ImageFaces, default_model
 from identity.app.registry import record_model
 from identity.app.core import App
+from identity.serialize import json_field
 from identity.services.deployment import deployment
 from identity.services.enrollment.writer import EnrollmentWriter, enroll_analysed
 from identity.services.search.identify import NOT_SEARCHED, SearchOptions, search_faces
@@ -83,11 +84,9 @@ class ScoreCurves:
 
 @dataclass(frozen=True)
 class EvalReport:
-    figures: dict[str, Any]  # every figure, keyed as `identity eval --json` prints them
-    curves: ScoreCurves | None  # None without genuine pairs
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.figures)
+    # every figure, keyed as `identity eval --json` prints them
+    figures: dict[str, Any] = field(metadata=json_field(flatten=True))
+    curves: ScoreCurves | None = field(metadata=json_field(skip=True))  # None without genuine pairs
 
 
 @dataclass(frozen=True)
@@ -101,9 +100,6 @@ class FarCalibration:
     impostor_pairs: int
     previous_threshold: float | None
     source: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -120,9 +116,6 @@ class FpirCalibrationResult:
     fnir: float
     previous_threshold: float | None
     source: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _no_progress(stage: str, total: int | None) -> Callable[[int], None]:
@@ -271,7 +264,7 @@ def open_set_searches(app: App, pipeline: FacePipeline, folder: LabelledFolder, 
                 non_mated_raw.append(MISSING)
                 advance(1)
                 continue
-            names = [c.person["external_id"] for c in face.candidates]
+            names = [c.person.external_id for c in face.candidates]
             ranks.append(names.index(person) + 1 if person in names else None)
             correct = bool(names) and names[0] == person
             # The held-out search is this one with the probe's own person taken out of the ranking.

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,6 +36,7 @@ import numpy as np
 
 from identity.app.actor import resolve_actor
 from identity.errors import ErasurePending, IdentityError, NotFound
+from identity.serialize import json_field
 from identity.services.deployment import Deployment, model_collections
 from identity.services.search.thresholds import pairwise_threshold
 from identity.services.enrollment.uploads import uploads_dir
@@ -62,21 +63,47 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class FaceNamed:
+    """A face deletion's subject when it was already done: the id asked for."""
+
+    face_id: str
+
+
+@dataclass(frozen=True)
+class FaceErased(FaceNamed):
+    person: str | None  # the external id it was filed under (None: a person since erased)
+
+
+@dataclass(frozen=True)
+class PersonErased:
+    deleted: str  # external id
+    person_id: str
+    faces_erased: int  # photos
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What an erasure removed, per store (a resumed erasure reports the steps it ran)."""
+
+    sql: dict[str, int] | None = field(default=None, metadata=json_field(omit_if_none=True))  # rows per table
+    vectors: dict[str, dict[str, Any]] | None = field(default=None, metadata=json_field(omit_if_none=True))
+    uploaded_files: int | None = field(default=None, metadata=json_field(omit_if_falsy=True))
+
+
+@dataclass(frozen=True)
 class Erasure:
-    """What a face or person deletion removed; or, for one already done, when and by whom."""
+    """What a face or person deletion removed; or, for one already done, when and by whom.
 
-    subject: dict[str, Any]  # face: face_id, person; person: deleted, person_id, faces_erased
-    removed: dict[str, Any] | None = None  # {"sql": ..., "vectors": ...}
-    already_deleted: bool = False
-    deleted_at: str | None = None
-    by: str | None = None
-    completed_pending: bool = False  # this call finished an erasure an earlier one left pending
+    Its two JSON shapes: {subject..., removed, [completed_pending]} and {already_deleted, subject..., deleted_at, by}.
+    """
 
-    def as_dict(self) -> dict[str, Any]:
-        if self.already_deleted:
-            return {"already_deleted": True, **self.subject, "deleted_at": self.deleted_at, "by": self.by}
-        return {**self.subject, "removed": self.removed,
-                **({"completed_pending": True} if self.completed_pending else {})}
+    already_deleted: bool = field(default=False, metadata=json_field(omit_if_falsy=True))
+    subject: FaceNamed | PersonErased | None = field(default=None, metadata=json_field(flatten=True))  # None: unknown
+    removed: Removed | None = field(default=None, metadata=json_field(omit_if_none=True))
+    deleted_at: str | None = field(default=None, metadata=json_field(omit_if_none=True))
+    by: str | None = field(default=None, metadata=json_field(omit_if_none=True))
+    # this call finished an erasure an earlier one left pending
+    completed_pending: bool = field(default=False, metadata=json_field(omit_if_falsy=True))
 
 
 def erase_person(dep: Deployment, ref: str, actor: str | None = None) -> Erasure:
@@ -195,9 +222,9 @@ def _finish(dep: Deployment, erasure_id: int, ref: str | None, resumed: bool) ->
             raise _pending(ref or plan.get("external_id"), name, f"{type(exc).__name__}: {exc}") from exc
     if "database" in removed:  # reported with the SQL store, as before erasure was durable
         removed.setdefault("sql", {})["database"] = removed.pop("database")
-    subject = ({"deleted": plan["external_id"], "person_id": plan["person_id"], "faces_erased": plan["photos"]}
-               if "external_id" in plan else {})
-    return Erasure(subject, removed, completed_pending=resumed)
+    subject = (PersonErased(plan["external_id"], plan["person_id"], plan["photos"]) if "external_id" in plan
+               else None)
+    return Erasure(subject=subject, removed=Removed(**removed), completed_pending=resumed)
 
 
 def _pending(ref: str | None, step: str, reason: str) -> ErasurePending:
@@ -292,4 +319,4 @@ def _already_erased(session: Session, ref: str) -> Erasure:
     event = latest_audit_event(session, "delete_person", [by_external_id, ref], person_id=parsed, mentioning=by_id)
     if event is None:
         raise NotFound(f"no person with external id or uuid {ref!r}")
-    return Erasure({}, already_deleted=True, deleted_at=event.created_at.isoformat(), by=event.actor)
+    return Erasure(already_deleted=True, deleted_at=event.created_at.isoformat(), by=event.actor)

@@ -9,9 +9,7 @@ store, and with `rebind` moves that binding (see identity.app.binding).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 from identity import __version__
 from identity.app.binding import bind_vector_store, rebind_vector_store
@@ -72,9 +70,6 @@ class Versions:
     model_source: str
     store_active_model: str | None
     detector: str  # what the model's pack detects faces with; why it runs: model_source
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def versions(app: App) -> Versions:

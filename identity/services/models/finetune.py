@@ -22,12 +22,12 @@ from identity.faces.local_packs import save_local_pack
 from identity.faces.packs import ModelPack
 from identity.app.registry import chosen_model_row
 from identity.app.core import App
+from identity.serialize import to_json
 from identity.store.sql.faces import indexed_face_sources
 from identity.train.backbones import Backbone
 from identity.train.data import ChipSet, FaceRef, collect_chips, folder_faces, require_enough
 from identity.train.finetune import Stage, TrainOptions, TrainResult, train
 from identity.train.validation import FAR, TAR_TOLERANCE, split_by_person
-
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,6 @@ class FinetuneReport:
     saved: str | None  # the local pack's reference, None when nothing was worth keeping
     seconds: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def finetune(app: App, request: FinetuneRequest, stage: Stage) -> FinetuneReport:
     import torch
@@ -99,8 +96,8 @@ def finetune(app: App, request: FinetuneRequest, stage: Stage) -> FinetuneReport
         "val_persons": split.val_persons,
         "val_faces": len(split.val),
         "skipped_faces": len(chips.skipped),
-        "before": result.before.as_dict(),
-        "after": result.after.as_dict(),
+        "before": to_json(result.before),
+        "after": to_json(result.after),
         "rank1_gain_points": round(100 * (result.after.rank1 - result.before.rank1), 2),
         "tar_gain_points": round(100 * (result.after.tar - result.before.tar), 2),
         "epochs": [

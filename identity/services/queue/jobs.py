@@ -5,9 +5,8 @@ Processing the queue is services.enroll's; these only read and move job rows.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from identity.app.core import App
 from identity.store.sql import jobs as job_rows
@@ -33,18 +32,12 @@ class JobRecord:
     lease_owner: str | None
     updated_at: str | None
 
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True)
 class CancelReport:
     cancelled: list[int]  # ids now cancelled
     running_left_alone: list[int]  # running under a live lease, left alone (no force)
     not_cancellable: list[int]  # named by id but done or already cancelled
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def queue_enrollment(app: App, specs: Iterable[JobSpec]) -> tuple[str, int]:

@@ -13,15 +13,14 @@ Each audit is itself recorded as an audit event.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
+from dataclasses import dataclass, field
 import numpy as np
 
 from identity.services.deployment import Deployment
 from identity.app.actor import resolve_actor
 from identity.evaluation.decision import PERSONS_NEEDED, decision_score
-from identity.services.review.matches import ReviewState, review_fields
+from identity.serialize import json_field
+from identity.services.review.matches import REVIEW_JSON, ReviewState
 from identity.services.search.identify import decision_threshold
 from identity.services.search.templates import template_of
 from identity.services.maintenance.unit_vectors import intact_vectors
@@ -29,7 +28,7 @@ from identity.store.sql.db import transaction
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.faces import faces_with_images
 from identity.store.sql.tables import UNKNOWN_DETECTOR, Face, FaceStatus, Image
-from identity.store.sql.persons import get_person, person_record, persons_by_id
+from identity.store.sql.persons import PersonRecord, get_person, person_record, persons_by_id
 from identity.store.sql.reviews import latest_reviews
 from identity.store.sql.searches import hits_of_person
 
@@ -52,14 +51,8 @@ class AuditFace:
     detector: str  # the detection stage that found it ("unknown": recorded before faces kept it)
     enrolled_at: str | None
     # Set for indexed faces of a person with three or more of them (see _mark_outliers).
-    similarity_to_own_template: float | None = None
-    outlier: bool | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        row = asdict(self)
-        if self.outlier is None:
-            del row["similarity_to_own_template"], row["outlier"]
-        return row
+    similarity_to_own_template: float | None = field(default=None, metadata=json_field(omit_if_none=True))
+    outlier: bool | None = field(default=None, metadata=json_field(omit_if_none=True))
 
 
 @dataclass(frozen=True)
@@ -74,25 +67,19 @@ class AuditSearch:
     rank: int
     score: float | None
     decision: str
-    review: ReviewState | None = None  # the review in force on this hit, if any
     face_detector: str = UNKNOWN_DETECTOR  # the stage that found the searched face; unknown: logged before 0011
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), **review_fields(self.review)}
+    review: ReviewState | None = field(default=None, metadata=REVIEW_JSON)  # the review in force on this hit
 
 
 @dataclass(frozen=True)
 class Lookalike:
-    person: dict[str, Any]  # the other person's record
+    person: PersonRecord  # the other person's record
     score: float  # their template's similarity to this person's
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
 class AuditReport:
-    person: dict[str, Any]  # the person's record, as `person show` prints it
+    person: PersonRecord  # the person's record, as `person show` prints it (without the face count)
     threshold: float
     faces: list[AuditFace]
     searches: list[AuditSearch]
@@ -100,13 +87,6 @@ class AuditReport:
     decision_rule: str
     lookalike_margin: float | None  # the threshold minus the decision score of this person's template among everyone else
     outliers: list[str] = field(default_factory=list)  # face ids
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "person": self.person, "threshold": self.threshold, "faces": [f.as_dict() for f in self.faces],
-            "searches": [s.as_dict() for s in self.searches], "lookalikes": [l.as_dict() for l in self.lookalikes],
-            "decision_rule": self.decision_rule, "lookalike_margin": self.lookalike_margin, "outliers": self.outliers,
-        }
 
 
 def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> AuditReport:

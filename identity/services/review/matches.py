@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from identity.app.actor import resolve_actor
 from identity.app.core import App
 from identity.errors import InvalidArgument, NotFound
+from identity.serialize import json_field
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import transaction
 from identity.store.sql.model_rows import models_with_row_ids
@@ -50,15 +51,27 @@ class ReviewState:
     def of(cls, review: MatchReview | None) -> "ReviewState | None":
         return None if review is None else cls(review.verdict, review.actor, review.created_at.isoformat(), review.note)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
-def review_fields(state: ReviewState | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class HitReview:
     """A hit's review as every answer words it (API, CLI --json, audit, search log): `review` is always one of
     unreviewed|confirmed|rejected, never null; who reviewed it, when and why beside it."""
-    return {"review": state.verdict if state else UNREVIEWED, "reviewed_by": state.by if state else None,
-            "reviewed_at": state.at if state else None, "review_note": state.note if state else None}
+
+    review: str
+    reviewed_by: str | None
+    reviewed_at: str | None
+    review_note: str | None
+
+
+def review_fields(state: ReviewState | None) -> HitReview:
+    if state is None:
+        return HitReview(UNREVIEWED, None, None, None)
+    return HitReview(state.verdict, state.by, state.at, state.note)
+
+
+# A hit's `review` field: written as HitReview's four keys in its place.
+REVIEW_JSON = json_field(flatten=True, encode=review_fields)
 
 
 @dataclass(frozen=True)
@@ -73,11 +86,8 @@ class ReviewRow:
     person: str | None  # external id; None once erased
     score: float | None
     decision: str
-    review: ReviewState | None
-    person_id: str | None = None  # the person's uuid, which names them in a URL whatever their external id holds
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), **review_fields(self.review)}
+    person_id: str | None  # the person's uuid, which names them in a URL whatever their external id holds
+    review: ReviewState | None = field(default=None, metadata=REVIEW_JSON)
 
 
 @dataclass(frozen=True)
@@ -96,9 +106,6 @@ class Review:
     note: str | None
     superseded: str | None  # the verdict this one replaces, if any
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def list_reviews(app: App, person_ref: str | None = None, unreviewed: bool = False, decision: str | None = None,
                  since: datetime | None = None, limit: int = 100) -> list[ReviewRow]:
@@ -113,8 +120,8 @@ def list_reviews(app: App, person_ref: str | None = None, unreviewed: bool = Fal
     return [
         ReviewRow(str(event.id), event.created_at.isoformat(), event.actor, event.query_name, hit.face_index,
                   people[hit.person_id].external_id if hit.person_id in people else None, hit.score, hit.decision,
-                  ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))),
-                  str(hit.person_id) if hit.person_id in people else None)
+                  str(hit.person_id) if hit.person_id in people else None,
+                  ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))))
         for hit, event in rows
     ]
 
@@ -185,7 +192,7 @@ class PrecisionRow:
     confirmed: int = 0
     rejected: int = 0
     precision: float | None = None  # confirmed / reviewed
-    interval: tuple[float, float] | None = None  # Wilson 95%
+    interval: tuple[float, float] | None = None  # Wilson 95% (a list in JSON)
 
     def add(self, verdict: str | None) -> None:
         self.matches += 1
@@ -200,9 +207,6 @@ class PrecisionRow:
             self.interval = wilson_interval(self.confirmed, self.reviewed)
         return self
 
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "interval": list(self.interval) if self.interval else None}
-
 
 @dataclass(frozen=True)
 class ReviewReport:
@@ -211,10 +215,6 @@ class ReviewReport:
     overall: PrecisionRow
     groups: list[PrecisionRow]
     warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"since": self.since, "warn_below": self.warn_below, "overall": self.overall.as_dict(),
-                "groups": [g.as_dict() for g in self.groups], "warnings": self.warnings}
 
 
 def report_reviews(app: App, since: datetime | None = None, warn_below: float | None = None) -> ReviewReport:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from identity.app.core import App
 from identity.errors import InvalidArgument
@@ -33,9 +32,6 @@ class LoggedSearch:
     best: float | None
     decision: str
     review: str | None  # of its matched faces: confirmed, rejected, unreviewed, or mixed; None without a match
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def list_searches(app: App, person_ref: str | None = None, since: datetime | None = None,

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from identity.faces import DetectedFace, ImageFaces
+from identity.serialize import to_json
 from identity.services.deployment import Deployment
 from identity.store.sql.db import transaction
 from identity.store.sql.tables import UnknownFace
@@ -37,7 +38,7 @@ def keep_unknown(dep: Deployment, found: ImageFaces, search_id: str,
     expires = now + timedelta(days=dep.settings.review.unknown_retention_days)
     rows = [UnknownFace(id=uuid.uuid4(), model_id=dep.model.id, search_id=uuid.UUID(search_id), face_index=index,
                         image_sha256=found.sha256, source_path=found.path, bbox=[round(float(v), 1) for v in face.bbox],
-                        quality=face.quality.as_dict(), thumbnail=face_thumbnail(face), created_at=now,
+                        quality=to_json(face.quality), thumbnail=face_thumbnail(face), created_at=now,
                         expires_at=expires)
             for index, face in faces]
     with transaction(dep.app.sessions) as session:
