@@ -10,6 +10,7 @@ the field is declared, with `field(metadata=json_field(...))`:
     skip           never written (kept for the code, e.g. eval's ranked cohort)
     encode         a function of the value, applied before walking it (a rounding, a count)
     flatten        the value (a dataclass, or None: nothing) is written as its keys, in place
+    doc            what the key means, for readers of the schema (the API's models derive from the fields)
 
 A class whose JSON is a summary rather than its fields (the doctor's report) defines
 `__json__(self)` returning the object (a dataclass) to write instead.
@@ -37,23 +38,25 @@ class JsonField:
     skip: bool = False
     encode: Callable[[Any], Any] | None = None
     flatten: bool = False
+    doc: str | None = None
+
+    @property
+    def optional(self) -> bool:
+        """Whether the key may be absent."""
+        return self.omit_if_none or self.omit_if_falsy
 
 
 def json_field(*, name: str | None = None, omit_if_none: bool = False, omit_if_falsy: bool = False,
-               skip: bool = False, encode: Callable[[Any], Any] | None = None,
-               flatten: bool = False) -> dict[str, JsonField]:
+               skip: bool = False, encode: Callable[[Any], Any] | None = None, flatten: bool = False,
+               doc: str | None = None) -> dict[str, JsonField]:
     """A field's metadata for `to_json` (see the module's doc)."""
-    return {_KEY: JsonField(name, omit_if_none, omit_if_falsy, skip, encode, flatten)}
+    return {_KEY: JsonField(name, omit_if_none, omit_if_falsy, skip, encode, flatten, doc)}
 
 
 def field_spec(field: dataclasses.Field[Any]) -> JsonField:
     """How `to_json` writes a dataclass field (its defaults when the field states nothing)."""
     spec = field.metadata.get(_KEY)
     return spec if isinstance(spec, JsonField) else JsonField()
-
-
-def json_name(field: dataclasses.Field[Any]) -> str:
-    return field_spec(field).name or field.name
 
 
 def to_json(obj: Any) -> Any:

@@ -8,6 +8,7 @@ is the actor in the search log and in audit events.
 
 from __future__ import annotations
 
+from enum import StrEnum
 import hashlib
 import hmac
 import re
@@ -30,13 +31,32 @@ USE_RESOLUTION_S = 60  # last_used_at is kept to the minute
 EXPIRY_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 EXPIRY_FORMAT = "Nd, Nh or Nm (days, hours, minutes from now) or an ISO date/time (UTC unless it names a zone)"
 
-# What each role may do; a route names the permission it needs.
-SEARCH, ENROLL, READ, JOBS, ADMIN = "search", "enroll", "read", "jobs", "admin"
-ROLES: dict[str, frozenset[str]] = {
-    "search": frozenset({SEARCH}),
-    "enroll": frozenset({ENROLL, JOBS}),
-    "audit": frozenset({READ, JOBS}),
-    "admin": frozenset({SEARCH, ENROLL, READ, JOBS, ADMIN}),
+
+
+class Permission(StrEnum):  # a route names the permission it needs
+    search = "search"
+    enroll = "enroll"
+    read = "read"
+    jobs = "jobs"
+    admin = "admin"
+
+
+SEARCH, ENROLL, READ, JOBS, ADMIN = Permission
+
+
+class Role(StrEnum):  # a key's role
+    search = "search"
+    enroll = "enroll"
+    audit = "audit"
+    admin = "admin"
+
+
+# What each role may do.
+ROLES: dict[Role, frozenset[Permission]] = {
+    Role.search: frozenset({SEARCH}),
+    Role.enroll: frozenset({ENROLL, JOBS}),
+    Role.audit: frozenset({READ, JOBS}),
+    Role.admin: frozenset(Permission),
 }
 
 

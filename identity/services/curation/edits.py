@@ -61,7 +61,9 @@ class MergeResult:
     kept: str  # external ids
     merged: str
     faces_moved: int  # photos
-    kept_id: str | None = None  # the kept person's uuid: what names them in a URL (an external id may hold `/`)
+    # What names them in a URL (an external id may hold `/`).
+    kept_id: str | None = field(default=None, metadata=json_field(
+        doc="the kept person's uuid, for the routes that take a person"))
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from identity.store.sql.faces import faces_with_images
 from identity.store.sql.tables import UNKNOWN_DETECTOR, Face, FaceStatus, Image
 from identity.store.sql.persons import PersonRecord, get_person, person_record, persons_by_id
 from identity.store.sql.reviews import latest_reviews
-from identity.store.sql.searches import hits_of_person
+from identity.store.sql.searches import Decision, hits_of_person
 
 LOOKALIKES = 5
 
@@ -57,17 +57,18 @@ class AuditFace:
 
 @dataclass(frozen=True)
 class AuditSearch:
-    """A search that returned the person: when, by whom, at which rank and with which decision."""
+    """A search that returned the person, and the review in force on that hit (the search log's words)."""
 
     search_id: str
     when: str
     actor: str
     query_sha256: str | None
     face_index: int
+    face_detector: str = field(metadata=json_field(  # unknown: logged before migration 0011
+        doc="the detection stage that found the searched face; unknown: logged before faces kept it"))
     rank: int
     score: float | None
-    decision: str
-    face_detector: str = UNKNOWN_DETECTOR  # the stage that found the searched face; unknown: logged before 0011
+    decision: Decision
     review: ReviewState | None = field(default=None, metadata=REVIEW_JSON)  # the review in force on this hit
 
 
@@ -111,7 +112,7 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> AuditRe
             AuditSearch(search_id=str(event.id), when=event.created_at.isoformat(), actor=event.actor,
                         query_sha256=event.query_sha256, face_index=hit.face_index,
                         face_detector=hit.face_detector or UNKNOWN_DETECTOR, rank=hit.rank,
-                        score=hit.score, decision=hit.decision,
+                        score=hit.score, decision=Decision(hit.decision),
                         review=ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))))
             for hit, event in searches
         ],

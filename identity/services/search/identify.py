@@ -40,7 +40,7 @@ from identity.store.sql.db import transaction
 from identity.store.sql.tables import UNKNOWN_DETECTOR, SearchEvent, SearchHit
 from identity.store.sql.persons import PersonRecord, person_record, persons_by_id, persons_with_attributes
 from identity.store.sql.reviews import rejected_for_image
-from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, record_search
+from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, Decision, record_search
 
 FACES_PER_PERSON = 5  # how many of a person's faces are counted among the hits
 
@@ -86,11 +86,12 @@ class FaceMatch:
     face_index: int
     bbox: list[float]
     det_score: float
-    detector: str  # the detection stage that found the face, e.g. "hog/up1"
+    detector: str = field(metadata=json_field(doc="the detection stage that found the face, e.g. hog/up1"))
     quality: Quality
-    decision: str  # match / unknown / not_searched
+    decision: Decision
     decision_score: float | None = None  # what the decision compared with the threshold; None: no candidate
-    reason: str | None = None  # why the face was not searched; None when it was
+    reason: str | None = field(default=None, metadata=json_field(
+        doc="why the face was not searched (decision not_searched); null when it was"))
     candidates: list[Candidate] = field(default_factory=list)
     # The persons the decision saw, best first (person id, template score): the candidates and the
     # cohort after them. Not shown; eval scores its held-out searches from it.

@@ -10,9 +10,9 @@ from identity.errors import InvalidArgument
 from identity.store.sql.tables import SearchEvent, SearchHit
 from identity.store.sql.persons import get_person
 from identity.store.sql.reviews import REVIEW_STATES, searches_by_review
-from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, recent_searches, top_hits
+from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, Decision, recent_searches, top_hits
 
-DECISIONS = (MATCH, UNKNOWN, NOT_SEARCHED)  # a face's outcome (identity.services.search.identify)
+DECISIONS = tuple(Decision)  # a face's outcome (identity.services.search.identify)
 DECISION_FILTERS = (MATCH, UNKNOWN)  # the log's filter: some face matched, or none did
 
 

@@ -184,7 +184,7 @@ class PersonRecord:
     external_id: str
     display_name: str | None
     attributes: dict[str, Any]
-    created_at: str | None  # ISO 8601 UTC with its offset
+    created_at: str | None = field(metadata=json_field(doc="ISO 8601 UTC with its offset"))
     # Searchable faces under the model in use: on every person answer; None (no key) inside other answers.
     faces: int | None = field(default=None, metadata=json_field(omit_if_none=True))
 
