@@ -104,9 +104,9 @@ def test_person_delete_leaves_no_trace_in_any_file_or_row(
         assert (sql["faces"], sql["images"], sql["jobs"]) == (3, 3, 3)
         assert sql["search_hits_redacted"] >= 1 and sql["search_events_redacted"] == 1
         vectors = erased.removed.vectors
-        assert vectors[dep.index.collection]["face_rows"] == 3
-        assert vectors[dep.index.collection]["points_kept"] == 2  # Al Gore's two faces stay
-        assert vectors[dep.templates.collection]["points_kept"] == 1  # and his template
+        assert vectors[dep.index.collection].face_rows == 3
+        assert vectors[dep.index.collection].purge.points_kept == 2  # Al Gore's two faces stay
+        assert vectors[dep.templates.collection].purge.points_kept == 1  # and his template
         assert not dep.templates.vectors([person_id])
 
         templates = [template, *as_matrix(np.stack(templates_sent), 128)]

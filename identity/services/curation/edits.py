@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from identity.errors import IdentityError, NotFound
 from identity.app.actor import resolve_actor
@@ -29,6 +29,7 @@ from identity.serialize import to_json
 from identity.services.deployment import Deployment, ModelCollections, model_collections
 from identity.services.search.templates import refresh_templates
 from identity.services.curation.erasure import (
+    CollectionPurge,
     Erasure,
     FaceErased,
     FaceNamed,
@@ -149,17 +150,17 @@ def delete_person(dep: Deployment, ref: str, actor: str | None = None) -> Erasur
 
 
 def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid.UUID,
-                   erase: Callable[[VectorIndex, list[uuid.UUID]], None]) -> dict[str, Any]:
+                   erase: Callable[[VectorIndex, list[uuid.UUID]], None]) -> dict[str, CollectionPurge]:
     """Delete with `erase` in each model's collection and rewrite the person's template there (gone with
     their last face), then purge both: the old template is a mean of what was erased. Returns what was
     done, per collection."""
-    report: dict[str, Any] = {}
+    report: dict[str, CollectionPurge] = {}
     with model_collections(dep, faces) as stores:
         for model_id, store in stores.items():
             erase(store.faces, faces[model_id])
             _refresh(dep, model_id, store, [person_id])
-            report[store.faces.collection] = {"face_rows": len(faces[model_id]), **store.faces.purge()}
-            report[store.templates.collection] = store.templates.purge()
+            report[store.faces.collection] = CollectionPurge(store.faces.purge(), face_rows=len(faces[model_id]))
+            report[store.templates.collection] = CollectionPurge(store.templates.purge())
     return report
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from identity.app.actor import resolve_actor
 from identity.errors import ErasurePending, IdentityError, NotFound
-from identity.serialize import json_field
+from identity.serialize import json_field, to_json
 from identity.services.deployment import Deployment, model_collections
 from identity.services.search.thresholds import pairwise_threshold
 from identity.services.enrollment.uploads import uploads_dir
@@ -56,7 +56,7 @@ from identity.store.sql.pending_erasures import (
 from identity.store.sql.persons import find_person, person_with_id
 from identity.store.sql.unknown_faces import unknown_face_keys
 from identity.store.vectors import FaceIndex
-from identity.store.vectors.base import UNKNOWN
+from identity.store.vectors.base import UNKNOWN, PurgeResult
 
 Plan = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -82,11 +82,20 @@ class PersonErased:
 
 
 @dataclass(frozen=True)
+class CollectionPurge:
+    """One collection's part of an erasure: the points deleted (faces or kept unknown faces), then its purge."""
+
+    purge: PurgeResult = field(metadata=json_field(flatten=True))
+    face_rows: int | None = field(default=None, metadata=json_field(omit_if_none=True))
+    unknown_faces: int | None = field(default=None, metadata=json_field(omit_if_none=True))
+
+
+@dataclass(frozen=True)
 class Removed:
     """What an erasure removed, per store (a resumed erasure reports the steps it ran)."""
 
     sql: dict[str, int] | None = field(default=None, metadata=json_field(omit_if_none=True))  # rows per table
-    vectors: dict[str, dict[str, Any]] | None = field(default=None, metadata=json_field(omit_if_none=True))
+    vectors: dict[str, CollectionPurge] | None = field(default=None, metadata=json_field(omit_if_none=True))
     uploaded_files: int | None = field(default=None, metadata=json_field(omit_if_falsy=True))
 
 
@@ -257,34 +266,35 @@ def _apply_vectors(dep: Deployment, erasure_id: int, plan: Plan) -> dict[str, An
     outlived its row), then purge each: a template is a mean of what was erased."""
     person_id = uuid.UUID(plan["person_id"])
     models = {dep.model.id, *map(int, plan["faces"]), *map(int, plan["unknown"])}
-    report: dict[str, Any] = {}
+    report: dict[str, CollectionPurge] = {}
     with model_collections(dep, models) as stores:
         for model_id, store in stores.items():
             face_ids = [uuid.UUID(i) for i in plan["faces"].get(str(model_id), [])]
             store.faces.delete(face_ids)
             store.faces.delete_person(person_id)
             store.templates.delete([person_id])
-            report[store.faces.collection] = {"face_rows": len(face_ids), **store.faces.purge()}
-            report[store.templates.collection] = store.templates.purge()
+            report[store.faces.collection] = CollectionPurge(store.faces.purge(), face_rows=len(face_ids))
+            report[store.templates.collection] = CollectionPurge(store.templates.purge())
             unknown = [uuid.UUID(i) for i in plan["unknown"].get(str(model_id), [])]
             if unknown:
                 report.update(_purge_unknown(dep, model_id, store.faces, unknown))
     with transaction(dep.app.sessions) as session:
         if plan.get("audit_event") is not None:  # the event says the vectors are gone too
-            add_audit_details(session, plan["audit_event"], {"vectors": report})
+            add_audit_details(session, plan["audit_event"], {"vectors": to_json(report)})
         set_step(session, erasure_id, "vectors")
     return {"vectors": report}
 
 
-def _purge_unknown(dep: Deployment, model_id: int, faces: FaceIndex, ids: list[uuid.UUID]) -> dict[str, Any]:
+def _purge_unknown(dep: Deployment, model_id: int, faces: FaceIndex,
+                   ids: list[uuid.UUID]) -> dict[str, CollectionPurge]:
     """Delete and purge kept unknown faces: the deployment's held collection for its model, else one opened here."""
     if model_id == dep.model.id:
         index = dep.unknown_faces()
         index.delete(ids)
-        return {index.collection: {"unknown_faces": len(ids), **index.purge()}}
+        return {index.collection: CollectionPurge(index.purge(), unknown_faces=len(ids))}
     with faces.sibling(UNKNOWN) as other:
         other.delete(ids)
-        return {other.collection: {"unknown_faces": len(ids), **other.purge()}}
+        return {other.collection: CollectionPurge(other.purge(), unknown_faces=len(ids))}
 
 
 def _apply_uploads(dep: Deployment, erasure_id: int, plan: Plan) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from identity.store.vectors.base import (
     FACES,
     TEMPLATES,
     PersonHit,
+    PurgeResult,
     VectorHit,
     VectorPoint,
     as_matrix,
@@ -308,7 +309,7 @@ class QdrantServerIndex:
     def optimize(self) -> None:
         """Nothing to do: the server's optimizers index in the background."""
 
-    def purge(self) -> dict[str, Any]:
+    def purge(self) -> PurgeResult:
         """Have the server vacuum deleted points out of the segment files, and wait for it.
 
         The API has no "vacuum now": the vacuum optimizer rewrites a segment once enough of
@@ -319,7 +320,7 @@ class QdrantServerIndex:
         """
         conn = self._live
         if conn.url == MEMORY:
-            return {"engine": "qdrant local mode", "method": "in memory; no files hold the points"}
+            return PurgeResult("qdrant local mode", "in memory; no files hold the points")
         started = time.monotonic()
         before = conn.call(conn.client.get_collection, self.collection).config.optimizer_config
         self._set_vacuum(PURGE_DELETED_THRESHOLD, PURGE_MIN_VECTORS)
@@ -327,9 +328,8 @@ class QdrantServerIndex:
             vacuumed = self._wait_green(PURGE_WAIT_S)
         finally:
             self._set_vacuum(before.deleted_threshold, before.vacuum_min_vector_number)
-        return {"engine": "qdrant", "method": "vacuum optimizer with thresholds lowered",
-                "vacuum_finished": vacuumed, "seconds": round(time.monotonic() - started, 3),
-                "not_forced": list(NOT_FORCED)}
+        return PurgeResult("qdrant", "vacuum optimizer with thresholds lowered", vacuum_finished=vacuumed,
+                           seconds=round(time.monotonic() - started, 3), not_forced=list(NOT_FORCED))
 
     def _set_vacuum(self, deleted_threshold: float, min_vectors: int) -> None:
         conn = self._live
