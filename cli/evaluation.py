@@ -49,7 +49,7 @@ def evaluate(
     if as_json:
         print_json(to_json(report))
     else:
-        render(to_json(report), False, title=f"evaluation of {report.figures['model']} on {folder}")
+        render(to_json(report), False, title=f"evaluation of {report.figures.model} on {folder}")
 
 
 def calibrate(

@@ -204,12 +204,21 @@ def test_open_set_bad_input_is_a_one_line_error(capsys, clean_env, tmp_path, cop
 
 def test_eval_and_calibrate_return_typed_results_python_callers_can_use(clean_env, labelled) -> None:
     from identity.config import Settings
-    from identity.services.accuracy.evaluate import EvalOptions, FarCalibration, ScoreCurves, calibrate, evaluate_folder
+    from identity.services.accuracy.evaluate import (
+        EvalOptions,
+        FarCalibration,
+        ScoreCurves,
+        Verification,
+        calibrate,
+        evaluate_folder,
+    )
 
     with App.open(Settings.load()) as app:
         report = evaluate_folder(app, labelled, EvalOptions(workers=1))
     assert isinstance(report.curves, ScoreCurves)
-    assert len(report.curves.genuine) == report.figures["genuine_pairs"]  # the plots' data, apart from the figures
+    verification = report.figures.verification
+    assert isinstance(verification, Verification)
+    assert len(report.curves.genuine) == verification.genuine_pairs  # the plots' data, apart from the figures
     assert REQUIRED <= set(to_json(report)) and not any(key.startswith("_") for key in to_json(report))
     with App.open(Settings.load()) as app:
         result = calibrate(app, labelled, 0.1, workers=1)
