@@ -22,9 +22,10 @@ from identity.serialize import JsonField, field_spec
 
 def derived(name: str, source: type, doc: str | None = None, **types: Any) -> type[BaseModel]:
     """A model of `source`'s JSON; `doc` (default: the dataclass's own docstring) describes it."""
-    fields = {python: given for python, given in _fields(source, types) if given[0] is not None}
+    fields: dict[str, Any] = {python: given for python, given in _fields(source, types) if given[0] is not None}
     fields.update({key: given for key, given in types.items() if key not in _keys(source)})  # the API's own, last
-    return create_model(name, __doc__=doc if doc is not None else _doc(source), **fields)  # type: ignore[call-overload]
+    model: type[BaseModel] = create_model(name, __doc__=doc if doc is not None else _doc(source), **fields)
+    return model
 
 
 def _fields(source: type, types: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, Any]]]:
@@ -59,7 +60,7 @@ def _keys(source: type) -> set[str]:
 
 def _part(spec: JsonField, hint: Any) -> type:
     """The dataclass a flattened field is written as: its encoder's result, else its own type."""
-    return get_type_hints(spec.encode)["return"] if spec.encode else _without_none(hint)  # type: ignore[no-any-return]
+    return get_type_hints(spec.encode)["return"] if spec.encode else _without_none(hint)
 
 
 def _without_none(hint: Any) -> type:

@@ -36,8 +36,8 @@ HitReview = StrEnum("HitReview", {s: s for s in (reviews.UNREVIEWED, *reviews.VE
 
 
 Job = derived("Job", jobs.JobRecord)
-LoggedSearch = derived("LoggedSearch", search_log.LoggedSearch, decision=Decision, review=ReviewSummary | None)
-ApiKey = derived("ApiKey", keys.KeyRecord, role=Role)
+LoggedSearch = derived("LoggedSearch", search_log.LoggedSearch, review=ReviewSummary | None)
+ApiKey = derived("ApiKey", keys.KeyRecord)
 CreatedApiKey = create_model("CreatedApiKey", __base__=ApiKey,
                              key=(str, Field(description="shown once; only a salted hash is stored")))
 

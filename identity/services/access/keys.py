@@ -71,7 +71,7 @@ class Forbidden(IdentityError):
 @dataclass(frozen=True)
 class KeyRecord:
     name: str
-    role: str
+    role: Role
     key_id: str
     created_at: str
     created_by: str
@@ -183,7 +183,7 @@ def _digest(salt: str, secret: str) -> str:
 
 
 def record_of(row: ApiKey) -> KeyRecord:
-    return KeyRecord(name=row.name, role=row.role, key_id=row.key_id, created_at=row.created_at.isoformat(),
+    return KeyRecord(name=row.name, role=Role(row.role), key_id=row.key_id, created_at=row.created_at.isoformat(),
                      created_by=row.created_by, revoked_at=row.revoked_at.isoformat() if row.revoked_at else None,
                      last_used_at=row.last_used_at.isoformat() if row.last_used_at else None,
                      expires_at=naive_utc(row.expires_at).replace(tzinfo=timezone.utc).isoformat() if row.expires_at

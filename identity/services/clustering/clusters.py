@@ -50,6 +50,7 @@ from identity.store.sql.clusters import (
     EDITED,
     NAMEABLE,
     NAMED,
+    ClusterStatus,
     clusters,
     delete_cluster_row,
     get_cluster,
@@ -86,7 +87,7 @@ class ClusterFace:
 class ClusterView:
     cluster_id: str
     scope: str
-    status: str  # open / edited / named / discarded
+    status: ClusterStatus
     person: str | None  # the external id it was named for
     size: int = field(init=False)  # how many faces (written before them)
     faces: list[ClusterFace]
@@ -96,7 +97,8 @@ class ClusterView:
 
     @classmethod
     def of(cls, cluster: FaceCluster, person: str | None = None) -> "ClusterView":
-        return cls(cluster.id, cluster.scope, cluster.status, person, [ClusterFace.of(m) for m in cluster.members])
+        return cls(cluster.id, cluster.scope, ClusterStatus(cluster.status), person,
+                   [ClusterFace.of(m) for m in cluster.members])
 
 
 

@@ -159,8 +159,9 @@ def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id
         for model_id, store in stores.items():
             erase(store.faces, faces[model_id])
             _refresh(dep, model_id, store, [person_id])
-            report[store.faces.collection] = CollectionPurge(store.faces.purge(), face_rows=len(faces[model_id]))
-            report[store.templates.collection] = CollectionPurge(store.templates.purge())
+            report[store.faces.collection] = CollectionPurge(face_rows=len(faces[model_id]),
+                                                             purge=store.faces.purge())
+            report[store.templates.collection] = CollectionPurge(purge=store.templates.purge())
     return report
 
 

@@ -81,20 +81,20 @@ class PersonErased:
     faces_erased: int  # photos
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CollectionPurge:
     """One collection's part of an erasure: the points deleted (faces or kept unknown faces), then its purge."""
 
-    purge: PurgeResult = field(metadata=json_field(flatten=True))
     face_rows: int | None = field(default=None, metadata=json_field(omit_if_none=True))
     unknown_faces: int | None = field(default=None, metadata=json_field(omit_if_none=True))
+    purge: PurgeResult = field(metadata=json_field(flatten=True))
 
 
 @dataclass(frozen=True)
 class Removed:
     """What an erasure removed, per store (a resumed erasure reports the steps it ran)."""
 
-    sql: dict[str, int] | None = field(default=None, metadata=json_field(omit_if_none=True))  # rows per table
+    sql: dict[str, Any] | None = field(default=None, metadata=json_field(omit_if_none=True))  # rows per table, the file
     vectors: dict[str, CollectionPurge] | None = field(default=None, metadata=json_field(omit_if_none=True))
     uploaded_files: int | None = field(default=None, metadata=json_field(omit_if_falsy=True))
 
@@ -273,8 +273,8 @@ def _apply_vectors(dep: Deployment, erasure_id: int, plan: Plan) -> dict[str, An
             store.faces.delete(face_ids)
             store.faces.delete_person(person_id)
             store.templates.delete([person_id])
-            report[store.faces.collection] = CollectionPurge(store.faces.purge(), face_rows=len(face_ids))
-            report[store.templates.collection] = CollectionPurge(store.templates.purge())
+            report[store.faces.collection] = CollectionPurge(face_rows=len(face_ids), purge=store.faces.purge())
+            report[store.templates.collection] = CollectionPurge(purge=store.templates.purge())
             unknown = [uuid.UUID(i) for i in plan["unknown"].get(str(model_id), [])]
             if unknown:
                 report.update(_purge_unknown(dep, model_id, store.faces, unknown))
@@ -291,10 +291,10 @@ def _purge_unknown(dep: Deployment, model_id: int, faces: FaceIndex,
     if model_id == dep.model.id:
         index = dep.unknown_faces()
         index.delete(ids)
-        return {index.collection: CollectionPurge(index.purge(), unknown_faces=len(ids))}
+        return {index.collection: CollectionPurge(unknown_faces=len(ids), purge=index.purge())}
     with faces.sibling(UNKNOWN) as other:
         other.delete(ids)
-        return {other.collection: CollectionPurge(other.purge(), unknown_faces=len(ids))}
+        return {other.collection: CollectionPurge(unknown_faces=len(ids), purge=other.purge())}
 
 
 def _apply_uploads(dep: Deployment, erasure_id: int, plan: Plan) -> dict[str, Any]:

@@ -30,7 +30,7 @@ class LoggedSearch:
     not_searched: int  # faces too small to be searched (identity.services.search.identify)
     threshold: float | None
     best: float | None
-    decision: str
+    decision: Decision
     review: str | None  # of its matched faces: confirmed, rejected, unreviewed, or mixed; None without a match
 
 
@@ -59,7 +59,7 @@ def list_searches(app: App, person_ref: str | None = None, since: datetime | Non
                      query_sha256=e.query_sha256, faces=e.face_count, not_searched=_not_searched(e),
                      threshold=e.threshold,
                      best=round(best[e.id].score, 4) if e.id in best and best[e.id].score is not None else None,
-                     decision=best[e.id].decision if e.id in best else _outcome_without_hits(e),
+                     decision=Decision(best[e.id].decision) if e.id in best else _outcome_without_hits(e),
                      review=_summary(reviews.get(e.id)))
         for e in events
     ]
@@ -69,7 +69,7 @@ def _not_searched(event: SearchEvent) -> int:
     return len(event.parameters.get(NOT_SEARCHED, []))
 
 
-def _outcome_without_hits(event: SearchEvent) -> str:
+def _outcome_without_hits(event: SearchEvent) -> Decision:
     """A search no face of which was ranked: nothing searched, or no one in the gallery to rank."""
     return NOT_SEARCHED if event.face_count and _not_searched(event) == event.face_count else UNKNOWN
 
