@@ -38,7 +38,7 @@ LOOKALIKES = 5
 @dataclass
 class AuditFace:
     face_id: str
-    status: str
+    status: FaceStatus
     rejection: str | None
     source_path: str
     image_sha256: str
@@ -100,7 +100,7 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> AuditRe
         searches = hits_of_person(session, person.id)
         reviews = latest_reviews(session, {event.id for _, event in searches})
     face_rows = [_face_row(face, image) for face, image in faces]
-    indexed = [uuid.UUID(f.face_id) for f in face_rows if f.status == FaceStatus.indexed.value]
+    indexed = [uuid.UUID(f.face_id) for f in face_rows if f.status == FaceStatus.indexed]
     vectors = intact_vectors(dep.index, indexed)
     _mark_outliers(dep, person.id, face_rows, vectors)
     lookalikes, others_score = _lookalikes(dep, person.id, vectors, threshold.rule)
@@ -129,7 +129,7 @@ def audit_person(dep: Deployment, ref: str, actor: str | None = None) -> AuditRe
 
 def _face_row(face: Face, image: Image) -> AuditFace:
     return AuditFace(
-        face_id=str(face.id), status=face.status.value, rejection=face.rejection,
+        face_id=str(face.id), status=face.status, rejection=face.rejection,
         source_path=image.source_path, image_sha256=image.sha256, bbox=face.bbox,
         det_score=face.det_score, iod_px=face.iod_px, blur=face.blur,
         yaw_deg=face.yaw_deg, roll_deg=face.roll_deg, detector=face.detector or UNKNOWN_DETECTOR,

@@ -26,9 +26,11 @@ from identity.store.sql.db import transaction
 from identity.store.sql.model_rows import models_with_row_ids
 from identity.store.sql.tables import MatchReview, SearchEvent, SearchHit
 from identity.store.sql.persons import get_person, persons_by_id
+from identity.store.sql.searches import Decision
 from identity.store.sql.reviews import (
     UNREVIEWED,
     VERDICTS,
+    ReviewVerdict,
     add_review,
     face_hits,
     first_hits,
@@ -42,14 +44,15 @@ Z_95 = 1.959964  # two-sided 95% normal quantile, for the Wilson interval
 class ReviewState:
     """The review in force on one hit."""
 
-    verdict: str  # confirmed / rejected
+    verdict: ReviewVerdict  # confirmed / rejected
     by: str
     at: str  # ISO 8601
     note: str | None
 
     @classmethod
     def of(cls, review: MatchReview | None) -> "ReviewState | None":
-        return None if review is None else cls(review.verdict, review.actor, review.created_at.isoformat(), review.note)
+        return None if review is None else cls(ReviewVerdict(review.verdict), review.actor,
+                                                         review.created_at.isoformat(), review.note)
 
 
 
@@ -58,7 +61,7 @@ class HitReview:
     """A hit's review as every answer words it (API, CLI --json, audit, search log): `review` is always one of
     unreviewed|confirmed|rejected, never null; who reviewed it, when and why beside it."""
 
-    review: str
+    review: ReviewVerdict
     reviewed_by: str | None
     reviewed_at: str | None
     review_note: str | None
@@ -85,7 +88,7 @@ class ReviewRow:
     face_index: int
     person: str | None  # external id; None once erased
     score: float | None
-    decision: str
+    decision: Decision
     person_id: str | None  # the person's uuid, which names them in a URL whatever their external id holds
     review: ReviewState | None = field(default=None, metadata=REVIEW_JSON)
 
@@ -99,12 +102,12 @@ class Review:
     face_index: int
     person: str
     rank: int
-    decision: str  # what the search decided for that face
-    verdict: str
+    decision: Decision  # what the search decided for that face
+    verdict: ReviewVerdict
     actor: str
     at: str
     note: str | None
-    superseded: str | None  # the verdict this one replaces, if any
+    superseded: ReviewVerdict | None  # the verdict this one replaces, if any
 
 
 def list_reviews(app: App, person_ref: str | None = None, unreviewed: bool = False, decision: str | None = None,
@@ -119,7 +122,8 @@ def list_reviews(app: App, person_ref: str | None = None, unreviewed: bool = Fal
         people = persons_by_id(session, {hit.person_id for hit, _ in rows if hit.person_id})
     return [
         ReviewRow(str(event.id), event.created_at.isoformat(), event.actor, event.query_name, hit.face_index,
-                  people[hit.person_id].external_id if hit.person_id in people else None, hit.score, hit.decision,
+                  people[hit.person_id].external_id if hit.person_id in people else None, hit.score,
+                  Decision(hit.decision),
                   str(hit.person_id) if hit.person_id in people else None,
                   ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))))
         for hit, event in rows
@@ -150,8 +154,9 @@ def review_match(app: App, search_ref: str, face_index: int, verdict: str, perso
         record_audit_event(session, who, f"review {verdict}", person_id=person.id, subject=person.external_id,
                            details={"search_id": str(search_id), "face_index": face_index, "rank": hit.rank,
                                     "decision": hit.decision})
-        return Review(review.id, str(search_id), face_index, person.external_id, hit.rank, hit.decision, verdict,
-                      who, review.created_at.isoformat(), review.note, earlier.verdict if earlier else None)
+        return Review(review.id, str(search_id), face_index, person.external_id, hit.rank, Decision(hit.decision),
+                      ReviewVerdict(verdict), who, review.created_at.isoformat(), review.note,
+                      ReviewVerdict(earlier.verdict) if earlier else None)
 
 
 def _search_uuid(ref: str) -> uuid.UUID:
