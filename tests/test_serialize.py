@@ -125,3 +125,14 @@ def test_no_result_writes_its_json_by_hand() -> None:
     found = {(str(path.relative_to(ROOT)), name) for path in (ROOT / "identity").rglob("*.py")
              for name in _hand_written(ast.parse(path.read_text(encoding="utf-8")))}
     assert found <= allowed, sorted(found - allowed)
+
+
+def test_the_api_model_of_a_result_has_its_json_keys_in_order() -> None:
+    from identity.api.derive import derived
+
+    model = derived("OuterModel", Outer, inner=derived("InnerModel", Inner), flags=None)
+    assert [f.alias or name for name, f in model.model_fields.items()] == ["from", "colour", "inner", "a", "b",
+                                                                            "seconds"]
+    assert model.model_fields["b"].is_required() is False  # omitted when None: the key may be absent
+    shown = to_json(Outer("x", Colour.red, Inner(1), Inner(2)))
+    assert model.model_validate(shown).model_dump(mode="json", by_alias=True, exclude_unset=True) == shown
