@@ -107,5 +107,5 @@ def delete(
     render(result.subject, False, title="erased (finished its pending erasure)" if result.completed_pending else "erased")
     assert removed is not None  # an erasure not already done says what it removed
     stores = [{"store": "sql", **(removed.sql or {})}] + [
-        {"store": f"vectors {name}", **report} for name, report in (removed.vectors or {}).items()]
+        {"store": f"vectors {name}", **to_json(report)} for name, report in (removed.vectors or {}).items()]
     render([{"store": r.pop("store"), "removed": r} for r in stores], False, ["store", "removed"], title="removed")
