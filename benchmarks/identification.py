@@ -20,6 +20,7 @@ from rich.table import Table
 
 from identity.app.core import App
 from identity.config import Settings
+from identity.serialize import to_json
 from identity.services.accuracy.evaluate import EvalOptions, evaluate_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ def main() -> None:
             return lambda n: progress.advance(task, n)
 
         with App.open(settings) as app:
-            report = evaluate_folder(app, args.dataset, EvalOptions(workers=args.workers), stage).figures
+            report = to_json(evaluate_folder(app, args.dataset, EvalOptions(workers=args.workers), stage))
     table = Table(title=f"identification on {args.dataset.name}, {report['model']}")
     for column in ("rank-1", "rank-5", "rank-10", "probes", "gallery", "gallery not enrolled", "probes without face",
                    "wall s"):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from identity.errors import ExitCode
+from identity.serialize import to_json
 from identity_cli.context import open_app
 from identity_cli.options import JSON
 from identity_cli.output import err_console, render
@@ -50,7 +51,7 @@ def version(as_json: bool = JSON) -> None:
 
     with open_app(read_only=True, schema=AS_IS) as core:  # a version check creates and changes nothing
         report = versions(core)
-    render(report.as_dict(), as_json, title="identity version")
+    render(to_json(report), as_json, title="identity version")
 
 
 def doctor(
@@ -80,11 +81,11 @@ def doctor(
         kept = "removed" if removed else f"kept as {path}.damaged-*: some faces could not be enrolled again"
         err_console.print(f"rebuilt the unreadable vector shard {path} from the database and the photos (its damaged "
                           f"files are {kept})", highlight=False, markup=False)
-    render(report.as_dict(), as_json, title="identity doctor: " + _verdict(report))
+    render(to_json(report), as_json, title="identity doctor: " + _verdict(report))
     if not as_json:
         for person in report.inconsistent_persons:
-            err_console.print(f"inconsistent_person: {person['external_id']}: only {person['agreeing_pairs_share']:.0%} "
-                              f"of the pairs of its {person['faces']} faces match; review its photos", highlight=False,
+            err_console.print(f"inconsistent_person: {person.external_id}: only {person.agreeing_pairs_share:.0%} "
+                              f"of the pairs of its {person.faces} faces match; review its photos", highlight=False,
                               markup=False)
     for state, ids in report.stuck_jobs.items():
         shown = ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")

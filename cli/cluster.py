@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from identity.errors import ExitCode, InvalidArgument
 from identity.pathnames import shown
+from identity.serialize import to_json
 from identity_cli.context import open_app
 from identity_cli.options import ACTOR, JSON
 from identity_cli.output import console, err_console, print_json, print_table, render
@@ -64,7 +65,7 @@ def run(
             html.write_text(render_clusters_html(core, f"clusters of {result.scope}", result.clusters,
                                                  result.singletons), encoding="utf-8")
     for error in result.errors:
-        err_console.print(f"[red]error:[/red] {escape(shown(error['error']))}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(shown(error.error))}", highlight=False)
     for copy in result.duplicates:
         err_console.print(shown(f"duplicate: {copy.path}: same file as {copy.duplicate_of} (clustered once)"),
                           highlight=False, markup=False)
@@ -112,7 +113,7 @@ def list_(
     if as_json:
         print_json(views)
         return
-    print_table([{**v.as_dict(), "faces": v.size} for v in views], ["cluster_id", "faces", "status", "person", "scope"],
+    print_table([{**to_json(v), "faces": v.size} for v in views], ["cluster_id", "faces", "status", "person", "scope"],
                 title=f"{len(views)} clusters")
 
 
@@ -126,7 +127,7 @@ def show(cluster: str = CLUSTER, as_json: bool = JSON) -> None:
     if as_json:
         print_json(view)
         return
-    print_table([f.as_dict() for f in view.faces], ["face_key", "source_path", "face_index", "bbox"],
+    print_table([to_json(f) for f in view.faces], ["face_key", "source_path", "face_index", "bbox"],
                 title=f"cluster {view.cluster_id}: {view.size} faces, {view.status}"
                       + (f", named {view.person}" if view.person else ""))
 

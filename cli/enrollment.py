@@ -133,9 +133,9 @@ def _finish(summary: "EnrollSummary", report: Optional[Path], as_json: bool, que
         problems = [r for r in summary.results if r.outcome in ("failed", "conflict")][:10]
         for r in problems:
             err_console.print(shown(f"{r.outcome}: {r.source_path}: {r.reason}"), highlight=False, markup=False)
-        copies = data["duplicates"]
+        copies = data.duplicates
         for copy in copies[:10]:
-            err_console.print(shown(f"duplicate: {copy['path']}: same file as {copy['duplicate_of']} (enrolled once)"),
+            err_console.print(shown(f"duplicate: {copy.path}: same file as {copy.duplicate_of} (enrolled once)"),
                               highlight=False, markup=False)
         if len(copies) > 10:
             err_console.print(f"... {len(copies) - 10} more copies (--json or --report lists them)", highlight=False)

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from identity.serialize import to_json
 from identity_cli.context import open_app
 from identity_cli.options import JSON
 from identity_cli.output import err_console, print_json, render
@@ -46,9 +47,9 @@ def evaluate(
         for path in write_report(report, out):
             err_console.print(f"wrote {path}")
     if as_json:
-        print_json(report.as_dict())
+        print_json(to_json(report))
     else:
-        render(report.as_dict(), False, title=f"evaluation of {report.figures['model']} on {folder}")
+        render(to_json(report), False, title=f"evaluation of {report.figures.model} on {folder}")
 
 
 def calibrate(
@@ -69,11 +70,11 @@ def calibrate(
         options = EvalOptions(workers=workers, gallery_images=gallery_images)
         with open_app() as core, stage_progress() as stage:
             result = calibrate_fpir(core, folder, fpir, options, stage)
-        render(result.as_dict(), as_json, title="calibrated")
+        render(to_json(result), as_json, title="calibrated")
         return
     far = 1e-3 if far is None else far
     if not 0 < far < 1:
         raise typer.BadParameter("must be between 0 and 1", param_hint="--far")
     with open_app() as core, stage_progress() as stage:
         result = by_far(core, folder, far, workers, stage)
-    render(result.as_dict(), as_json, title="calibrated")
+    render(to_json(result), as_json, title="calibrated")

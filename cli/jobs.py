@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from identity.errors import ExitCode
+from identity.serialize import to_json
 from identity_cli.context import open_app
 from identity_cli.options import JSON
 from identity_cli.output import err_console, print_json, render
@@ -25,7 +26,7 @@ def list_(
     from identity.services.queue.jobs import list_jobs
 
     with open_app(read_only=True) as core:
-        rows = [job.as_dict() for job in list_jobs(core, state, batch, limit)]
+        rows = [to_json(job) for job in list_jobs(core, state, batch, limit)]
     render(rows, as_json, ["id", "batch", "status", "outcome", "reason", "attempts", "external_id", "source_path"],
            title=f"{len(rows)} jobs")
 
@@ -67,7 +68,7 @@ def cancel(
     with open_app(read_only=True) as core:
         done = cancel_jobs(core, job_ids or (), state, batch, force)
     if as_json:
-        print_json(done.as_dict())
+        print_json(to_json(done))
     else:
         err_console.print(f"cancelled {len(done.cancelled)} jobs")
     if done.running_left_alone:

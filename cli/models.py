@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from identity.serialize import to_json
 from identity_cli.context import get_settings, open_app
 from identity_cli.output import console, print_json, render
 from identity_cli.progress import download_progress
@@ -27,7 +28,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON i
     with open_app(schema=AS_IS) as core:  # a listing creates no schema (Postgres connects to an empty database)
         active = core.model_choice().model
     packs = [dataclasses.asdict(info) for info in list_packs(settings, active=active)]
-    detectors = [status.as_dict() for status in detector_statuses(settings.data_dir)]
+    detectors = [to_json(status) for status in detector_statuses(settings.data_dir)]
     if as_json:
         print_json({"packs": packs, "detectors": detectors})
         return
@@ -104,4 +105,4 @@ def show(
 
     with open_app() as core:
         info = show_model(core, model)
-    render(info.as_dict(), as_json, title=f"model {info.model}")
+    render(to_json(info), as_json, title=f"model {info.model}")

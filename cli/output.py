@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from identity.pathnames import shown, utf8_safe
+from identity.serialize import to_json
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
@@ -37,12 +38,8 @@ def print_json(data: Any) -> None:
 
 
 def plain(data: Any) -> Any:
-    """A service's typed result (anything with as_dict(), or a list of them) as the plain data --json prints."""
-    if hasattr(data, "as_dict"):
-        return data.as_dict()
-    if isinstance(data, (list, tuple)):
-        return [plain(item) for item in data]
-    return data
+    """A service's typed result (a dataclass, or a list of them) as the plain data --json prints."""
+    return to_json(data)
 
 
 def _finite(value: Any) -> Any:
@@ -71,7 +68,7 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Iterable[str], title: s
 def render(data: Any, as_json: bool, columns: Iterable[str] | None = None, title: str | None = None) -> None:
     """--json prints `data` as is; otherwise a table of `data` (a list of dicts) or key/value pairs.
 
-    `data` may be a service's typed result, or a list of them: they render as their as_dict().
+    `data` may be a service's typed result, or a list of them: they render as identity.serialize writes them.
     """
     data = plain(data)
     if as_json:

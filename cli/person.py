@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from identity.serialize import to_json
 from identity_cli.context import open_app
 from identity_cli.options import JSON, parse_attrs
 from identity_cli.output import render
@@ -26,7 +27,7 @@ def add(
 
     with open_app() as core:
         record = add_person(core, external_id, name, parse_attrs(attr))
-    render(record.as_dict(), as_json, title="person added")
+    render(to_json(record), as_json, title="person added")
 
 
 @app.command("list")
@@ -39,7 +40,7 @@ def list_(
     from identity.services.records.persons import list_people
 
     with open_app(read_only=True) as core:
-        rows = [person.as_dict() for person in list_people(core, query, limit)]
+        rows = [to_json(person) for person in list_people(core, query, limit)]
     render(rows, as_json, COLUMNS, title=f"{len(rows)} people")
 
 
@@ -50,7 +51,7 @@ def show(person: str = typer.Argument(..., help="External id or uuid."), as_json
 
     with open_app(read_only=True) as core:
         record = show_person(core, person)
-    render(record.as_dict(), as_json, title=record.external_id)
+    render(to_json(record), as_json, title=record.external_id)
 
 
 @app.command("update")
@@ -66,7 +67,7 @@ def update(
 
     with open_app() as core:
         record = update_person(core, person, name, parse_attrs(attr), unset or [])
-    render(record.as_dict(), as_json, title=record.external_id)
+    render(to_json(record), as_json, title=record.external_id)
 
 
 @app.command("merge")
@@ -104,6 +105,7 @@ def delete(
         return
     removed = result.removed
     render(result.subject, False, title="erased (finished its pending erasure)" if result.completed_pending else "erased")
-    stores = [{"store": "sql", **removed["sql"]}] + [
-        {"store": f"vectors {name}", **report} for name, report in removed["vectors"].items()]
+    assert removed is not None  # an erasure not already done says what it removed
+    stores = [{"store": "sql", **(removed.sql or {})}] + [
+        {"store": f"vectors {name}", **to_json(report)} for name, report in (removed.vectors or {}).items()]
     render([{"store": r.pop("store"), "removed": r} for r in stores], False, ["store", "removed"], title="removed")

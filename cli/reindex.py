@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from identity.errors import ExitCode
+from identity.serialize import to_json
 from identity_cli.context import open_app
 from identity_cli.options import JSON
 from identity_cli.output import console, err_console, print_json, print_table
@@ -36,7 +37,7 @@ def reindex(
             outcome_progress(None, "re-indexing", ("reindexed", "rejected", "failed"), unit="faces") as tracker:
         summary = run(core, model, workers, force, actor, on_plan=tracker.set_total, on_face=tracker)
     if as_json:
-        print_json(summary.as_dict())
+        print_json(to_json(summary))
     else:
         for warning in summary.warnings:
             err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from identity.serialize import to_json
 from identity_cli.context import open_app
 from identity_cli.options import ACTOR, JSON
 from identity_cli.output import console, err_console, print_json, print_table, render
@@ -41,7 +42,7 @@ def list_(
     if as_json:
         print_json(rows)
         return
-    print_table([row.as_dict() for row in rows], ["when", "search_id", "face_index", "person", "score", "decision", "review", "reviewed_by"],
+    print_table([to_json(row) for row in rows], ["when", "search_id", "face_index", "person", "score", "decision", "review", "reviewed_by"],
                 title=f"{len(rows)} searched faces")
 
 
@@ -88,7 +89,7 @@ def reviews(
     if as_json:
         print_json(report)
         return
-    rows = [{**row.as_dict(), "model": row.model or "all", "interval": _interval(row.interval)}
+    rows = [{**to_json(row), "model": row.model or "all", "interval": _interval(row.interval)}
             for row in [*report.groups, report.overall]]
     print_table(rows, ["model", "threshold", "matches", "reviewed", "confirmed", "rejected", "precision", "interval"],
                 title="match decisions confirmed by review" + (f" since {report.since}" if report.since else ""))

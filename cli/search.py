@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from identity.errors import ExitCode
 from identity.pathnames import shown
+from identity.serialize import to_json
 from identity_cli.context import open_app
 from identity_cli.options import JSON, parse_filters
 from identity_cli.output import console, err_console, print_json, print_table, render
@@ -50,15 +51,15 @@ def search(
         for path in paths:
             outcome = search_one(core, path, options)
             if isinstance(outcome, SearchFailure):
-                errors.append(outcome.as_dict())
+                errors.append(to_json(outcome))
                 code = ExitCode.ERROR if ExitCode.ERROR in (code, outcome.exit_code) else outcome.exit_code
             else:
                 results.append(outcome)
     for warning in dict.fromkeys(w for result in results for w in result.warnings):  # once, not per image
         err_console.print(f"[yellow]warning:[/yellow] {escape(shown(warning))}", highlight=False)
     if as_json:
-        print_json({"results": [r.as_dict() for r in results], "errors": errors,
-                    "duplicates": [d.as_dict() for d in duplicates]})
+        print_json({"results": [to_json(r) for r in results], "errors": errors,
+                    "duplicates": [to_json(d) for d in duplicates]})
     else:
         for result in results:
             _show(result)
@@ -80,8 +81,8 @@ def _show(result) -> None:
                           f"{escape(face.reason)}", highlight=False)
             continue
         colour = "green" if face.decision == "match" else "yellow"
-        rows = [{"rank": c.rank, "score": c.score, "faces": c.matched_faces, "external_id": c.person["external_id"],
-                 "name": c.person["display_name"], "attributes": c.person["attributes"]} for c in face.candidates]
+        rows = [{"rank": c.rank, "score": c.score, "faces": c.matched_faces, "external_id": c.person.external_id,
+                 "name": c.person.display_name, "attributes": c.person.attributes} for c in face.candidates]
         scored = "" if face.decision_score is None else f" (decision score {face.decision_score:.3f})"
         title = (f"face {face.face_index} at {[int(v) for v in face.bbox]}: "
                  f"[{colour}]{face.decision}[/{colour}]{scored}")
@@ -130,14 +131,14 @@ def audit(
     console.print(f"[bold]{escape(shown(p['display_name'] or p['external_id']))}[/bold]  external id "
                   f"{escape(shown(p['external_id']))}  "
                   f"uuid {p['id']}  attributes {escape(shown(p['attributes']))}", highlight=False)
-    faces = [{**f.as_dict(), "image": Path(f.source_path).name, "similarity": f.similarity_to_own_template}
+    faces = [{**to_json(f), "image": Path(f.source_path).name, "similarity": f.similarity_to_own_template}
              for f in report.faces]
     print_table(faces, ["face_id", "status", "image", "det_score", "blur", "similarity", "outlier"],
                 title=f"{len(faces)} faces")
-    searches = [s.as_dict() for s in report.searches]
+    searches = [to_json(s) for s in report.searches]
     print_table(searches, ["when", "actor", "rank", "score", "decision", "review", "search_id"],
                 title=f"{len(report.searches)} searches returned this person")
-    print_table([{"external_id": l.person["external_id"], "score": l.score} for l in report.lookalikes],
+    print_table([{"external_id": l.person.external_id, "score": l.score} for l in report.lookalikes],
                 ["external_id", "score"], title=f"look-alikes (margin to threshold {report.lookalike_margin})")
     if html:
         err_console.print(f"wrote {html}")

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from identity.serialize import to_json
 from identity_cli.context import open_app
 from identity_cli.options import JSON
 from identity_cli.output import console, print_json, print_table
@@ -59,7 +61,7 @@ def finetune(
     with open_app() as core, stage_progress() as stage:
         report = run(core, request, stage)
     if as_json:
-        print_json(report.as_dict())
+        print_json(to_json(report))
         return
     rows = [{"model": f"{report.base_model} (before)", **_figures(report.before)},
             {"model": f"fine-tuned, {report.mode}, epoch {report.best_epoch}", **_figures(report.after)}]

@@ -17,6 +17,7 @@ down, so tests can point every part at temporary stores.
 from __future__ import annotations
 
 import dataclasses
+from enum import StrEnum
 import math
 import os
 import re
@@ -31,7 +32,14 @@ from identity.errors import ConfigError
 
 ENV_PREFIX = "IDENTITY_"
 SECRET_FIELDS = {"qdrant_api_key", "session_secret"}
-SUBJECT_RULES = ("dominant", "central", "all", "reject")  # enroll.subject, and `identity enroll --subject`
+class SubjectRule(StrEnum):  # enroll.subject, and `identity enroll --subject`: which faces of a photo to enroll
+    dominant = "dominant"
+    central = "central"
+    all = "all"
+    reject = "reject"
+
+
+SUBJECT_RULES = tuple(SubjectRule)
 
 
 @dataclass(frozen=True)

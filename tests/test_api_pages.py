@@ -19,6 +19,7 @@ import pytest
 
 from identity.app.core import App
 from identity.config import Settings
+from identity.serialize import to_json
 from identity.services.records.audit import AuditSearch
 from identity.app.core import open_deployment
 from identity.services.access.keys import create_key
@@ -160,7 +161,7 @@ def test_timestamps_counts_and_error_texts_have_one_shape(site) -> None:
 
 
 def test_an_unreviewed_hit_says_unreviewed_as_the_search_log_does() -> None:
-    hit = AuditSearch("s", "2026-01-01T00:00:00+00:00", "me", None, 0, 1, 0.9, "match").as_dict()
+    hit = to_json(AuditSearch("s", "2026-01-01T00:00:00+00:00", "me", None, 0, "hog", 1, 0.9, "match"))
     assert (hit["review"], hit["reviewed_by"], hit["reviewed_at"]) == ("unreviewed", None, None)
 
 

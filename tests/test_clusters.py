@@ -11,6 +11,7 @@ from test_cli import run_cli
 
 from identity.config import ReviewSettings, Settings
 from identity.errors import InvalidArgument
+from identity.serialize import to_json
 from identity.services.clustering.clusters import (
     cluster_folder,
     cluster_searches,
@@ -69,14 +70,14 @@ def test_a_folder_clusters_by_identity_with_stable_ids_and_a_named_cluster_enrol
         assert named.states == {"enrolled": biggest.size} and named.created_person
         probe = sorted((lfw_dir / person).iterdir())[PEOPLE[person] + 1]
         found = search_image(dep.app, str(probe), SearchOptions())
-        assert found.faces[0].best.person["external_id"] == "archive-1"
+        assert found.faces[0].best.person.external_id == "archive-1"
 
         third = cluster_folder(dep.app, folder, workers=1)  # the named cluster is left as it is
         assert third.left_alone == biggest.size
         assert {c.cluster_id: c.status for c in list_clusters(dep.app)}[biggest.cluster_id] == "named"
 
         erased = delete_person(dep.app, "archive-1")
-        assert erased.as_dict()["removed"]["sql"]["clusters"] == 1  # the named cluster listed their photos
+        assert to_json(erased)["removed"]["sql"]["clusters"] == 1  # the named cluster listed their photos
 
 
 def test_split_and_merge_correct_a_cluster_and_one_photo_never_holds_one_person_twice(settings, lfw_dir,
@@ -128,7 +129,7 @@ def test_unknown_faces_of_searches_cluster_and_name_from_the_kept_embedding(lfw_
         assert named.states == {"enrolled": biggest.size}
         assert all("/uploads/" in face["source"] for face in named.faces)
         probe = sorted((lfw_dir / person).iterdir())[5]
-        assert search_image(dep.app, str(probe), SearchOptions()).faces[0].best.person["external_id"] == person
+        assert search_image(dep.app, str(probe), SearchOptions()).faces[0].best.person.external_id == person
         # what was enrolled is no longer kept as unknown; the rest expires after the retention period
         with dep.app.sessions() as session:
             left = session.query(UnknownFace).count()

@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, select, text
 
 from identity.config import Settings
 from identity.app.core import App
+from identity.serialize import to_json
 from identity.services.curation.edits import delete_person
 from identity.app.core import open_deployment
 from identity.app.templates import template_of
@@ -98,14 +99,14 @@ def test_person_delete_leaves_no_trace_in_any_file_or_row(
         assert np.allclose(template, template_of(stored), atol=1e-5)
         assert find_traces(data_dir, vectors=[template])  # the scan below sees a template where there is one
         erased = delete_person(dep.app, PERSON, actor="dpo")
-        json.dumps(erased.as_dict())  # what `person delete --json` prints
-        sql = erased.removed["sql"]
+        json.dumps(to_json(erased))  # what `person delete --json` prints
+        sql = erased.removed.sql
         assert (sql["faces"], sql["images"], sql["jobs"]) == (3, 3, 3)
         assert sql["search_hits_redacted"] >= 1 and sql["search_events_redacted"] == 1
-        vectors = erased.removed["vectors"]
-        assert vectors[dep.index.collection]["face_rows"] == 3
-        assert vectors[dep.index.collection]["points_kept"] == 2  # Al Gore's two faces stay
-        assert vectors[dep.templates.collection]["points_kept"] == 1  # and his template
+        vectors = erased.removed.vectors
+        assert vectors[dep.index.collection].face_rows == 3
+        assert vectors[dep.index.collection].purge.points_kept == 2  # Al Gore's two faces stay
+        assert vectors[dep.templates.collection].purge.points_kept == 1  # and his template
         assert not dep.templates.vectors([person_id])
 
         templates = [template, *as_matrix(np.stack(templates_sent), 128)]

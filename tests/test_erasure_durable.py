@@ -96,7 +96,7 @@ def prepare(root: Path, lfw_dir: Path, database_url: str | None = None) -> Prepa
         assert cluster_searches(dep.app).faces == 3
         batch, _ = queue_jobs(dep.app, [jobs.JobSpec(str(p), PERSON, NAME) for p in photos])
         assert process_queue(dep.app, EnrollmentWriter(dep), batch, 1).counts == {"enrolled": 3}
-        assert search_image(dep.app, str(probe), SearchOptions()).faces[0].best.person["external_id"] == PERSON
+        assert search_image(dep.app, str(probe), SearchOptions()).faces[0].best.person.external_id == PERSON
         return _noted(dep, root, photos, probe)
 
 

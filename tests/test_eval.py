@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from identity.app.core import App
+from identity.serialize import to_json
 from identity_cli.main import main
 
 PEOPLE = ["Al_Gore", "Aaron_Peirsol", "Alejandro_Toledo", "Andre_Agassi", "Hans_Blix", "Vicente_Fox",
@@ -203,15 +204,24 @@ def test_open_set_bad_input_is_a_one_line_error(capsys, clean_env, tmp_path, cop
 
 def test_eval_and_calibrate_return_typed_results_python_callers_can_use(clean_env, labelled) -> None:
     from identity.config import Settings
-    from identity.services.accuracy.evaluate import EvalOptions, FarCalibration, ScoreCurves, calibrate, evaluate_folder
+    from identity.services.accuracy.evaluate import (
+        EvalOptions,
+        FarCalibration,
+        ScoreCurves,
+        Verification,
+        calibrate,
+        evaluate_folder,
+    )
 
     with App.open(Settings.load()) as app:
         report = evaluate_folder(app, labelled, EvalOptions(workers=1))
     assert isinstance(report.curves, ScoreCurves)
-    assert len(report.curves.genuine) == report.figures["genuine_pairs"]  # the plots' data, apart from the figures
-    assert REQUIRED <= set(report.as_dict()) and not any(key.startswith("_") for key in report.as_dict())
+    verification = report.figures.verification
+    assert isinstance(verification, Verification)
+    assert len(report.curves.genuine) == verification.genuine_pairs  # the plots' data, apart from the figures
+    assert REQUIRED <= set(to_json(report)) and not any(key.startswith("_") for key in to_json(report))
     with App.open(Settings.load()) as app:
         result = calibrate(app, labelled, 0.1, workers=1)
     assert isinstance(result, FarCalibration) and result.far == 0.1
-    assert list(result.as_dict()) == ["model", "far", "threshold", "interval", "impostor_pairs",
+    assert list(to_json(result)) == ["model", "far", "threshold", "interval", "impostor_pairs",
                                       "previous_threshold", "source"]  # the keys --json printed before

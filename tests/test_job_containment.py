@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 
 from identity.config import Settings
 from identity.errors import IdentityError, InvalidVector, ModelError, StoreUnavailable
+from identity.serialize import to_json
 from identity.services.enrollment import writer as enroll_service
 from identity.app.core import open_deployment
 from identity.services.maintenance.doctor import STUCK_LEASES, diagnose, repair
@@ -320,8 +321,8 @@ def test_doctor_reports_stuck_jobs_and_repair_keeps_them(settings: Settings) -> 
             s.execute(update(Job).values(updated_at=long_ago, lease_expires_at=long_ago))
         report = diagnose(dep.app)
         assert not report.clean
-        assert report.as_dict()["stuck_jobs"] == 2
-        assert report.as_dict()["stuck_jobs_by_state"] == {"queued": 1, "running": 1}
+        assert to_json(report)["stuck_jobs"] == 2
+        assert to_json(report)["stuck_jobs_by_state"] == {"queued": 1, "running": 1}
         repair(dep.app, report)
         after = diagnose(dep.app)  # the stale lease is released, nothing is dropped: both wait in the queue
         assert after.stuck_jobs == {"queued": [claimed.id + 1]} and not after.clean

@@ -16,6 +16,7 @@ from test_search_audit import STRANGER, gallery, probe  # noqa: F401 (gallery is
 from identity.app.core import App
 from identity.config import FaceSettings, ReviewSettings, Settings
 from identity.errors import ConfigError
+from identity.serialize import to_json
 from identity.app.core import open_deployment
 from identity.services.access.keys import create_key
 from identity.services.review.matches import list_reviews
@@ -54,14 +55,14 @@ def test_a_small_face_is_not_searched_and_never_unknown_while_the_large_one_matc
         logged = {s.search_id: s for s in list_searches(dep.app)}
         reviews = list_reviews(dep.app)
         unknown_reviews = list_reviews(dep.app, decision="unknown")
-    large, small = sorted(result.faces, key=lambda f: -f.quality["iod_px"])
-    assert large.decision == "match" and large.best.person["external_id"] == "Al_Gore" and large.reason is None
+    large, small = sorted(result.faces, key=lambda f: -f.quality.iod_px)
+    assert large.decision == "match" and large.best.person.external_id == "Al_Gore" and large.reason is None
     assert small.decision == "not_searched" and small.candidates == [] and small.decision_score is None
     assert REASON.match(small.reason), small.reason
-    assert small.reason.startswith(f"{small.quality['iod_px']:.1f} px")
+    assert small.reason.startswith(f"{small.quality.iod_px:.1f} px")
     [face] = small_only.faces
     assert face.decision == "not_searched"
-    as_json = json.loads(json.dumps(result.as_dict()))
+    as_json = json.loads(json.dumps(to_json(result)))
     assert {f["decision"]: f["reason"] for f in as_json["faces"]} == {"match": None, "not_searched": small.reason}
     # The log keeps both faces and says how many were not searched; a search of none says so.
     assert (logged[result.search_id].faces, logged[result.search_id].not_searched) == (2, 1)

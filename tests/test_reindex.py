@@ -78,7 +78,7 @@ def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gall
     with open_deployment(settings) as dep:
         assert dep.model.model_id == new and dep.choice.source == "store"
         [face] = search_image(dep.app, str(photo(root, "Al_Gore", 1)), SearchOptions()).faces
-        assert face.best.person["external_id"] == "Al_Gore" and face.best.faces[0].score > 0.999  # the same bytes as enrolled
+        assert face.best.person.external_id == "Al_Gore" and face.best.faces[0].score > 0.999  # the same bytes as enrolled
         assert before.search_id in [s.search_id for s in list_searches(dep.app, "Al_Gore")]
         report = audit_person(dep.app, "Al_Gore")
         assert len(report.faces) == 2  # the active model's rows, not both models'
@@ -103,8 +103,8 @@ def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gall
 
     with open_deployment(settings) as dep:
         erased = delete_person(dep.app, "Al_Gore")
-        assert erased.subject["faces_erased"] == 2  # photos, not rows
-        gore = erased.subject["person_id"]
+        assert erased.subject.faces_erased == 2  # photos, not rows
+        gore = erased.subject.person_id
     for model_id in (OLD, new):
         with open_vector_index(settings, model_id, 128) as index:
             held = [str(person) for _, person in index.iter_ids()]

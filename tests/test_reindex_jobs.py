@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from identity.app.core import App
 from identity.config import EnrollSettings, Settings
+from identity.serialize import to_json
 from identity.app.core import open_deployment
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
@@ -113,7 +114,7 @@ def test_a_reindex_job_the_database_refuses_fails_alone(gallery, monkeypatch: py
     with App.open(settings) as app:
         summary = reindex(app, "dlib-resnet-ft")
     assert (summary.reindexed, len(summary.failed), summary.switched) == (4, 2, False)  # no switch with faces missing
-    assert {f["reason"] for f in summary.as_dict()["failed"]} == {"injected: refused"}
+    assert {f["reason"] for f in to_json(summary)["failed"]} == {"injected: refused"}
     state = target_state(settings)
     assert state["jobs"] == [("done", "reindexed")] * 4 + [("failed", "failed")] * 2
     assert (state["faces"], state["pending"], state["vectors_match"]) == (4, 0, True)  # the refused job left no row

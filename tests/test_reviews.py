@@ -10,6 +10,7 @@ from test_search_audit import gallery, probe  # noqa: F401 (gallery is a fixture
 
 from identity.app.core import App
 from identity.errors import InvalidArgument, NotFound
+from identity.serialize import to_json
 from identity.services.records.audit import audit_person
 from identity.services.curation.edits import delete_person
 from identity.app.core import open_deployment
@@ -23,7 +24,7 @@ def test_a_rejected_match_is_never_made_again_for_that_image_and_a_confirmation_
     photo = probe(lfw, "Al_Gore", 5)
     with open_deployment(settings) as dep:
         first = search_image(dep.app, photo, SearchOptions(actor="desk"))
-        assert first.faces[0].decision == "match" and first.faces[0].best.person["external_id"] == "Al_Gore"
+        assert first.faces[0].decision == "match" and first.faces[0].best.person.external_id == "Al_Gore"
         [row] = list_reviews(dep.app, unreviewed=True, decision="match")
         assert (row.search_id, row.person, row.review) == (first.search_id, "Al_Gore", None)
 
@@ -31,16 +32,16 @@ def test_a_rejected_match_is_never_made_again_for_that_image_and_a_confirmation_
         assert (rejected.person, rejected.verdict, rejected.superseded) == ("Al_Gore", "rejected", None)
         again = search_image(dep.app, photo, SearchOptions())
         face = again.faces[0]
-        assert "Al_Gore" not in [c.person["external_id"] for c in face.candidates]
-        assert not (face.decision == "match" and face.best.person["external_id"] == "Al_Gore")
+        assert "Al_Gore" not in [c.person.external_id for c in face.candidates]
+        assert not (face.decision == "match" and face.best.person.external_id == "Al_Gore")
         assert any("Al_Gore is left out: a reviewer rejected" in w for w in again.warnings)
         other = search_image(dep.app, probe(lfw, "Al_Gore", 6), SearchOptions())  # another photo still matches him
-        assert other.faces[0].best.person["external_id"] == "Al_Gore" and other.faces[0].decision == "match"
+        assert other.faces[0].best.person.external_id == "Al_Gore" and other.faces[0].decision == "match"
 
         confirmed = review_match(dep.app, first.search_id, 0, "confirmed", actor="rev2")
         assert confirmed.superseded == "rejected"  # append-only: the later review is in force
         restored = search_image(dep.app, photo, SearchOptions())
-        assert restored.faces[0].decision == "match" and restored.faces[0].best.person["external_id"] == "Al_Gore"
+        assert restored.faces[0].decision == "match" and restored.faces[0].best.person.external_id == "Al_Gore"
         assert [r.review.verdict for r in list_reviews(dep.app, person_ref="Al_Gore") if r.review] == ["confirmed"]
 
 
@@ -95,7 +96,7 @@ def test_erasure_keeps_the_review_without_the_person_or_the_note(gallery) -> Non
         result = search_image(dep.app, probe(lfw, "Al_Gore", 5), SearchOptions())
         review_match(dep.app, result.search_id, 0, "confirmed", note="Al Gore at the rally", actor="rev")
         erased = delete_person(dep.app, "Al_Gore", actor="dpo")
-        assert erased.as_dict()["removed"]["sql"]["reviews_unlinked"] == 1
+        assert to_json(erased)["removed"]["sql"]["reviews_unlinked"] == 1
         [row] = [r for r in list_reviews(dep.app) if r.search_id == result.search_id]
         assert row.person is None and row.review is not None
         assert (row.review.verdict, row.review.by, row.review.note) == ("confirmed", "rev", None)

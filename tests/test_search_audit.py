@@ -10,6 +10,7 @@ import pytest
 
 from identity.config import Settings
 from identity.errors import NoFaceFound, NotFound
+from identity.serialize import to_json
 from identity.services.records.audit import audit_person
 from identity.render.audit_html import render_audit_html
 from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
@@ -56,15 +57,15 @@ def test_enrolled_person_is_first_and_matched_stranger_is_unknown(gallery) -> No
     [face] = known.faces
     assert face.decision == "match"
     assert face.decision_score == face.candidates[0].score  # a gallery this small has no cohort: the raw rule
-    assert face.best.person["external_id"] == "Al_Gore"
-    assert face.best.person["attributes"] == {"team": "blue"}
+    assert face.best.person.external_id == "Al_Gore"
+    assert face.best.person.attributes == {"team": "blue"}
     assert face.best.matched_faces >= 2  # several of his faces among the hits...
-    assert len({c.person["external_id"] for c in face.candidates}) == 3  # ...without crowding others out
+    assert len({c.person.external_id for c in face.candidates}) == 3  # ...without crowding others out
     assert [c.rank for c in face.candidates] == [1, 2, 3]
     assert face.candidates[0].score >= face.candidates[1].score >= face.candidates[2].score
     assert stranger.faces[0].decision == "unknown"
     assert known.threshold.source.startswith("pack default")
-    json.dumps(known.as_dict())  # the --json output is serialisable
+    json.dumps(to_json(known))  # the --json output is serialisable
 
 
 def test_threshold_filter_and_min_score_change_the_answer(gallery) -> None:
@@ -74,19 +75,19 @@ def test_threshold_filter_and_min_score_change_the_answer(gallery) -> None:
         strict = search_image(dep.app, image, SearchOptions(threshold=0.9999))
         assert strict.faces[0].decision == "unknown" and strict.threshold.source == "command line"
         only_blue = search_image(dep.app, image, SearchOptions(filters={"team": "blue"}))
-        assert [c.person["external_id"] for c in only_blue.faces[0].candidates] == ["Al_Gore"]
+        assert [c.person.external_id for c in only_blue.faces[0].candidates] == ["Al_Gore"]
         nobody = search_image(dep.app, image, SearchOptions(filters={"team": "red"}))
         assert nobody.faces[0].candidates == [] and nobody.faces[0].decision == "unknown"
-        assert nobody.faces[0].decision_score is None and nobody.as_dict()["faces"][0]["decision_score"] is None
+        assert nobody.faces[0].decision_score is None and to_json(nobody)["faces"][0]["decision_score"] is None
         high = search_image(dep.app, image, SearchOptions(min_score=0.99))
         assert all(c.score >= 0.99 for c in high.faces[0].candidates)
         with transaction(dep.app.sessions) as s:  # a non-ASCII key; a repeated key means any of its values
             update_person(s, "Aaron_Peirsol", attributes={"команда": "синяя"})
             update_person(s, "Al_Gore", attributes={"команда": "зелёная"})
         one = search_image(dep.app, image, SearchOptions(filters={"команда": "синяя"}))
-        assert [c.person["external_id"] for c in one.faces[0].candidates] == ["Aaron_Peirsol"]
+        assert [c.person.external_id for c in one.faces[0].candidates] == ["Aaron_Peirsol"]
         either = search_image(dep.app, image, SearchOptions(filters={"команда": ["синяя", "зелёная"]}))
-        assert {c.person["external_id"] for c in either.faces[0].candidates} == {"Al_Gore", "Aaron_Peirsol"}
+        assert {c.person.external_id for c in either.faces[0].candidates} == {"Al_Gore", "Aaron_Peirsol"}
 
 
 def test_no_face_is_its_own_error(gallery, tmp_path: Path) -> None:
@@ -109,7 +110,7 @@ def test_search_log_and_audit_show_who_was_searched(gallery, tmp_path: Path) -> 
         report = audit_person(dep.app, "Al_Gore", actor="auditor")
     assert len(report.faces) == 3 and all(f.status == "indexed" for f in report.faces)
     assert report.searches[0].search_id == result.search_id and report.searches[0].rank == 1
-    assert report.lookalikes and all(l.person["external_id"] != "Al_Gore" for l in report.lookalikes)
+    assert report.lookalikes and all(l.person.external_id != "Al_Gore" for l in report.lookalikes)
     assert report.lookalike_margin is not None
     assert report.outliers == []
     page = render_audit_html(report)
@@ -125,11 +126,11 @@ def test_merge_move_and_delete_keep_search_consistent(gallery) -> None:
     with open_deployment(settings) as dep:
         image = probe(lfw, "Aaron_Peirsol", 3)
         before = search_image(dep.app, image, SearchOptions(actor="a"))
-        assert before.faces[0].best.person["external_id"] == "Aaron_Peirsol"
+        assert before.faces[0].best.person.external_id == "Aaron_Peirsol"
         merged = merge_persons(dep.app, "Al_Gore", "Aaron_Peirsol")
         assert merged.faces_moved == 2
         after = search_image(dep.app, image, SearchOptions())
-        assert after.faces[0].best.person["external_id"] == "Al_Gore"  # the vectors now point at Al_Gore
+        assert after.faces[0].best.person.external_id == "Al_Gore"  # the vectors now point at Al_Gore
         assert list_searches(dep.app, "Al_Gore")[-1].search_id == before.search_id  # history followed
         with pytest.raises(NotFound):
             audit_person(dep.app, "Aaron_Peirsol")
@@ -137,14 +138,14 @@ def test_merge_move_and_delete_keep_search_consistent(gallery) -> None:
         face_id = audit_person(dep.app, "Aaron_Eckhart").faces[0].face_id
         move_face(dep.app, face_id, "Alejandro_Toledo")
         assert audit_person(dep.app, "Aaron_Eckhart").faces == []
-        assert delete_face(dep.app, face_id).as_dict()["face_id"] == face_id
+        assert to_json(delete_face(dep.app, face_id))["face_id"] == face_id
         assert delete_face(dep.app, face_id).already_deleted is True
 
         erased = delete_person(dep.app, "Alejandro_Toledo", actor="dpo")
-        assert erased.subject["faces_erased"] == 3
+        assert erased.subject.faces_erased == 3
         assert delete_person(dep.app, "Alejandro_Toledo").already_deleted is True  # harmless twice
         with pytest.raises(NotFound):
             delete_person(dep.app, "Never_Existed")
         hits = search_image(dep.app, probe(lfw, "Alejandro_Toledo", 10), SearchOptions(top_k=10))
-        assert "Alejandro_Toledo" not in {c.person["external_id"] for c in hits.faces[0].candidates}
+        assert "Alejandro_Toledo" not in {c.person.external_id for c in hits.faces[0].candidates}
         assert dep.index.count() == 5  # 3 + 2 (Al Gore after merge); the single face moved then deleted

@@ -11,6 +11,7 @@ import pytest
 
 from identity.config import Settings
 from identity.errors import IdentityError, NoStore, NotFound
+from identity.serialize import to_json
 from identity.services.queue.jobs import (CANCELLABLE_STATES, CancelReport, cancel_jobs, list_jobs, queue_enrollment,
                                     retry_jobs)
 from identity.services.models.records import LocalPackInfo, show_model
@@ -41,7 +42,7 @@ def app(settings: Settings) -> Iterator[App]:
 
 def test_person_services_add_list_show_update(app: App) -> None:
     added = add_person(app, "p1", "P One", {"team": "a"})
-    assert list(added.as_dict()) == ["id", "external_id", "display_name", "attributes", "created_at", "faces"]
+    assert list(to_json(added)) == ["id", "external_id", "display_name", "attributes", "created_at", "faces"]
     assert (added.external_id, added.display_name, added.attributes, added.faces) == ("p1", "P One", {"team": "a"}, 0)
     assert add_person(app, "p2").display_name is None
     with pytest.raises(IdentityError, match="person 'p1' already exists"):
@@ -58,7 +59,7 @@ def test_person_services_add_list_show_update(app: App) -> None:
 
     updated = update_person(app, "p1", "Uno", {"room": "3"}, remove=["team"])
     assert (updated.display_name, updated.attributes, updated.faces) == ("Uno", {"room": "3"}, 0)
-    assert updated.as_dict()["faces"] == 0  # a count on every answer, `person update --json` and PATCH as GET
+    assert to_json(updated)["faces"] == 0  # a count on every answer, `person update --json` and PATCH as GET
     assert show_person(app, "p1").attributes == {"room": "3"}
 
 
@@ -84,7 +85,7 @@ def test_job_services_list_retry_cancel(app: App) -> None:
     listed = list_jobs(app)
     assert [j.external_id for j in listed] == ["P2", "P1", "P0"]  # newest first
     assert {(j.batch, j.status, j.attempts) for j in listed} == {(batch, "queued", 0)}
-    assert list(listed[0].as_dict()) == ["id", "batch", "status", "outcome", "reason", "source_path", "external_id",
+    assert list(to_json(listed[0])) == ["id", "batch", "status", "outcome", "reason", "source_path", "external_id",
                                          "attempts", "lease_owner", "updated_at"]
     ids = {j.external_id: j.id for j in listed}
     assert [j.external_id for j in list_jobs(app, batch=batch, limit=1)] == ["P2"]
@@ -96,7 +97,7 @@ def test_job_services_list_retry_cancel(app: App) -> None:
 
     report = cancel_jobs(app, [ids["P1"], 999])
     assert report == CancelReport(cancelled=[ids["P1"]], running_left_alone=[], not_cancellable=[999])
-    assert report.as_dict() == {"cancelled": [ids["P1"]], "running_left_alone": [], "not_cancellable": [999]}
+    assert to_json(report) == {"cancelled": [ids["P1"]], "running_left_alone": [], "not_cancellable": [999]}
     _claim_one(app)  # P0 again: running under a live lease
     assert cancel_jobs(app, state="running").running_left_alone == [ids["P0"]]
     assert cancel_jobs(app, state="running", force=True).cancelled == [ids["P0"]]
@@ -131,7 +132,7 @@ def test_versions_on_a_fresh_and_an_initialised_store(tmp_path: Path) -> None:
     assert (after.schema_database, after.model, after.store_active_model) == (
         fresh.schema_code, report.model_id, report.model_id)
     assert after.model_source == "the store's active model"
-    assert list(after.as_dict()) == ["identity", "schema_code", "schema_database", "model", "model_source",
+    assert list(to_json(after)) == ["identity", "schema_code", "schema_database", "model", "model_source",
                                      "store_active_model", "detector"]
     assert after.detector.startswith("dlib HOG")
 
@@ -156,7 +157,7 @@ def test_show_model_is_a_read_that_records_nothing(tmp_path: Path) -> None:
     with App.open(settings) as app:
         recorded = show_model(app)
     assert recorded.in_store and recorded.store_active and recorded.collection
-    shown = recorded.as_dict()
+    shown = to_json(recorded)
     assert shown["threshold"] == recorded.threshold and "local_pack" not in shown and "promoted" not in shown
 
 
@@ -168,7 +169,7 @@ def test_show_model_of_a_local_pack_adds_its_manifest(tmp_path: Path, save_stand
     assert info.local_pack == LocalPackInfo(promoted=True, base="dlib-resnet@2",
                                             folder=str(settings.data_dir / "models" / ref),
                                             created_at=info.local_pack.created_at, training={"epochs": 2})
-    shown = info.as_dict()
+    shown = to_json(info)
     assert list(shown)[-5:] == ["promoted", "base", "folder", "created_at", "training"]  # flat, after the record
 
 

@@ -27,7 +27,7 @@ def test_a_drained_worker_enrolls_the_queue_and_reports_each_job(tmp_path: Path,
     rows = report_rows(summary, {}, [])
     assert all(len(row) == len(REPORT_COLUMNS) for row in rows)
     assert sorted(row[3] for row in rows) == ["enrolled", "enrolled", "failed"]
-    assert summary_record(summary, [])["processed"] == 3
+    assert summary_record(summary, []).processed == 3
 
 
 def test_detection_reports_every_image_in_order_with_its_failure(tmp_path: Path, lfw_dir: Path) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from identity.app.core import App
 from identity.config import EnrollSettings, Settings
+from identity.serialize import to_json
 from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
 from identity.app.core import open_deployment
 from identity.app.deployment import Deployment
@@ -182,7 +183,7 @@ def test_doctor_finds_stale_missing_and_orphaned_templates_and_repair_rewrites_t
         report = diagnose(dep.app)
         assert (report.templates.stale, report.templates.missing, report.templates.orphaned) == (
             [aaron], [gore], [nobody])
-        shown = report.as_dict()
+        shown = to_json(report)
         assert shown["templates"] == 3 and not shown["clean"]
         assert shown["templates_by_kind"] == {"missing": 1, "stale": 1, "orphaned": 1}
 

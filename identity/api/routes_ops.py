@@ -16,6 +16,7 @@ from identity.api.auth import caller
 from identity.api.context import ApiContext, Ctx
 from identity.api.uploads import save_uploads
 from identity.errors import IdentityError
+from identity.serialize import to_json
 from identity.services.enrollment.inputs import EnrollInputs, UnclearInputs, choose_inputs, from_files
 from identity.services.enrollment.run import named_by
 from identity.services.queue.jobs import list_jobs, queue_depth, queue_enrollment
@@ -68,7 +69,7 @@ def metrics(ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> R
 def jobs(state: schemas.JobState | None = None, batch: str | None = None, limit: int = Query(100, ge=1, le=1000),
          ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(JOBS))) -> list[dict[str, Any]]:
     """The queue, newest first (as `identity jobs list`)."""
-    return [job.as_dict() for job in list_jobs(ctx.core, state.value if state else None, batch, limit)]
+    return [to_json(job) for job in list_jobs(ctx.core, state.value if state else None, batch, limit)]
 
 
 @router.post("/v1/enrollments", response_model=schemas.EnrollmentQueued, status_code=202, tags=["jobs"],
@@ -127,7 +128,7 @@ def _allowed(ctx: ApiContext, raw: str) -> Path:
 
 @router.get("/v1/keys", response_model=list[schemas.ApiKey], tags=["keys"], **keyed("listKeys"))
 def keys(ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> list[dict[str, Any]]:
-    return [k.as_dict() for k in list_keys(ctx.core)]
+    return [to_json(k) for k in list_keys(ctx.core)]
 
 
 @router.post("/v1/keys", response_model=schemas.CreatedApiKey, status_code=201, tags=["keys"],
@@ -136,9 +137,9 @@ def new_key(request: schemas.ApiKeyCreate, ctx: ApiContext = Ctx,
             key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """A new key, shown once in the answer."""
     expires_at = parse_expiry(request.expires_in) if request.expires_in is not None else None
-    return create_key(ctx.core, request.name, request.role.value, key.name, expires_at).as_dict()
+    return to_json(create_key(ctx.core, request.name, request.role.value, key.name, expires_at))
 
 
 @router.delete("/v1/keys/{name}", response_model=schemas.ApiKey, tags=["keys"], **keyed("revokeKey", 404, 422))
 def revoke(name: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
-    return revoke_key(ctx.core, name, key.name).as_dict()
+    return to_json(revoke_key(ctx.core, name, key.name))

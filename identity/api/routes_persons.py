@@ -16,6 +16,7 @@ from identity.api.auth import caller
 from identity.api.context import ApiContext, Ctx
 from identity.api.uploads import save_uploads
 from identity.errors import NotFound
+from identity.serialize import to_json
 from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
 from identity.services.enrollment.inputs import from_files
 from identity.services.enrollment.run import enroll
@@ -37,33 +38,33 @@ def persons(
 ) -> list[dict[str, Any]]:
     """People by external id, a page at a time."""
     wanted = {k: v if isinstance(v, list) else [v] for k, v in filters(attribute).items()}
-    return [p.as_dict() for p in list_people(ctx.core, q, limit, offset, wanted or None, external_id)]
+    return [to_json(p) for p in list_people(ctx.core, q, limit, offset, wanted or None, external_id)]
 
 
 @router.post("/persons", response_model=schemas.Person, status_code=201, **keyed("createPerson", 409, body="json"))
 def create(person: schemas.PersonCreate, ctx: ApiContext = Ctx,
            key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
-    return add_person(ctx.core, person.external_id, person.display_name, person.attributes).as_dict()
+    return to_json(add_person(ctx.core, person.external_id, person.display_name, person.attributes))
 
 
 @router.get("/persons/{person}", response_model=schemas.Person, **keyed("getPerson", 404, 422))
 def read(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> dict[str, Any]:
     """One person by uuid or external id (an external id holding `/` is found by its uuid, or by
     GET /v1/persons?external_id=)."""
-    return show_person(ctx.core, person).as_dict()
+    return to_json(show_person(ctx.core, person))
 
 
 @router.patch("/persons/{person}", response_model=schemas.Person, **keyed("updatePerson", 404, 409, body="json"))
 def update(person: str, change: schemas.PersonUpdate, ctx: ApiContext = Ctx,
            key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
-    return update_person(ctx.core, person, change.display_name, change.attributes, change.remove).as_dict()
+    return to_json(update_person(ctx.core, person, change.display_name, change.attributes, change.remove))
 
 
 @router.delete("/persons/{person}", response_model=schemas.Erasure, response_model_exclude_unset=True,
                 **keyed("erasePerson", 404, 422))
 def erase(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """Erase a person from every store (as `identity person delete`); a repeat reports the first erasure."""
-    return delete_person(ctx.core, person, key.name).as_dict()
+    return to_json(delete_person(ctx.core, person, key.name))
 
 
 @router.post("/persons/{person}/merge", response_model=schemas.MergeResult,
@@ -71,19 +72,19 @@ def erase(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(AD
 def merge(person: str, merge: schemas.Merge, ctx: ApiContext = Ctx,
           key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """Move every face and search hit of `absorb` to this person, then remove `absorb`."""
-    return merge_persons(ctx.core, person, merge.absorb, key.name).as_dict()
+    return to_json(merge_persons(ctx.core, person, merge.absorb, key.name))
 
 
 @router.post("/faces/{face}/move", response_model=schemas.FaceMoveResult, **keyed("moveFace", 404, 409, body="json"))
 def move(face: str, move: schemas.FaceMove, ctx: ApiContext = Ctx,
          key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
-    return move_face(ctx.core, face, move.to, key.name).as_dict()
+    return to_json(move_face(ctx.core, face, move.to, key.name))
 
 
 @router.delete("/faces/{face}", response_model=schemas.Erasure, response_model_exclude_unset=True,
                 **keyed("deleteFace", 404, 422))
 def remove_face(face: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
-    return delete_face(ctx.core, face, key.name).as_dict()
+    return to_json(delete_face(ctx.core, face, key.name))
 
 
 @router.post("/persons/{person}/faces", response_model=schemas.EnrollmentSummary,
@@ -109,7 +110,7 @@ async def enroll_photos(
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    record = run.as_dict()
+    record = to_json(run)
     record["images"] = [{"image": names.get(r.source_path, Path(r.source_path).name), "external_id": r.external_id,
                          "outcome": r.outcome, "reason": r.reason, "faces_found": r.faces_found}
                         for r in run.summary.results]

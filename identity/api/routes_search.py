@@ -18,6 +18,7 @@ from identity.api.auth import caller
 from identity.api.context import ApiContext, Ctx
 from identity.api.params import filters, in_thread
 from identity.api.uploads import save_uploads
+from identity.serialize import to_json
 from identity.services.records.audit import audit_person
 from identity.services.access.keys import READ, SEARCH, KeyRecord
 from identity.services.search.identify import SearchFailure, SearchOptions
@@ -55,9 +56,9 @@ async def search(
             # Named by the upload, not the scratch file.
             found = await in_thread(ctx.search, path, outcome, name, options)
             if isinstance(found, SearchFailure):
-                errors.append(found.as_dict())
+                errors.append(to_json(found))
             else:
-                results.append(found.as_dict())
+                results.append(to_json(found))
     if not results:
         raise ApiError(422, errors[0]["error"] if len(errors) == 1 else "no image could be searched", errors)
     return {"results": results, "errors": errors}
@@ -72,10 +73,10 @@ def searches(
 ) -> list[dict[str, Any]]:
     """The search log, newest first, filtered by person, actor, time and decision."""
     wanted = decision.value if decision else None
-    return [r.as_dict() for r in list_searches(ctx.core, person, since, limit, actor, wanted)]
+    return [to_json(r) for r in list_searches(ctx.core, person, since, limit, actor, wanted)]
 
 
 @router.get("/persons/{person}/audit", response_model=schemas.Audit, **keyed("getPersonAudit", 404, 422))
 def audit(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> dict[str, Any]:
     """What is held on a person, which searches returned them, look-alikes and outliers (`identity audit --json`)."""
-    return audit_person(ctx.core, person, key.name).as_dict()
+    return to_json(audit_person(ctx.core, person, key.name))

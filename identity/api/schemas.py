@@ -1,54 +1,43 @@
 """The JSON of every request and response, as pydantic models, so `/openapi.json` states the exact schemas.
 
-They mirror the CLI's `--json` output: a response is a service result's as_dict(); where that is
-the dataclass's plain fields, the schema is made from the dataclass (`narrowed`), its closed sets
-stated as enums.
+A response is a service result as identity.serialize writes it (the CLI's `--json`): its model is
+derived from the result's dataclass (identity.api.derive), with the closed sets as enums. The
+models written here are the request bodies and the few answers the routes assemble themselves.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from enum import StrEnum
-from typing import Any, get_type_hints
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from identity.services.queue import jobs
+from identity.api.derive import derived
 from identity.services.access import keys
+from identity.services.curation import edits
+from identity.services.enrollment import report
+from identity.services.queue import jobs
+from identity.services.records import audit
+from identity.services.records.persons import PersonRecord
 from identity.services.review import matches as reviews
+from identity.services.search import identify
 from identity.services.search import log as search_log
 
-# Every closed set as an enum, so a generated client gets one type per set (values from the
-# services' own lists where they keep one, so the two cannot drift apart).
-Role = StrEnum("Role", {role: role for role in keys.ROLES})
-JobStatus = StrEnum("JobStatus", {s: s for s in jobs.STATUSES})
-JobOutcome = StrEnum("JobOutcome", {s: s for s in jobs.OUTCOMES})
+# Every closed set as an enum, so a generated client gets one type per set: the services' own enums,
+# and the API's filters made of them (so the two cannot drift apart).
+Role = keys.Role
+JobStatus = jobs.JobStatus
+JobOutcome = jobs.JobOutcome
 JobState = StrEnum("JobState", {s: s for s in (*jobs.STATUSES, *jobs.OUTCOMES)})  # the jobs list's filter
-Decision = StrEnum("Decision", {d: d for d in search_log.DECISIONS})  # a face's outcome
+Decision = search_log.Decision  # a face's outcome
 DecisionFilter = StrEnum("DecisionFilter", {d: d for d in search_log.DECISION_FILTERS})  # the search log's filter
 ReviewSummary = StrEnum("ReviewSummary", {s: s for s in ("unreviewed", *reviews.VERDICTS, "mixed")})
 HitReview = StrEnum("HitReview", {s: s for s in (reviews.UNREVIEWED, *reviews.VERDICTS)})  # one searched face's review
 
 
-def narrowed(name: str, source: type, **types: Any) -> type[BaseModel]:
-    """The fields of the services' dataclass `source` as a model, the closed sets among them as enums.
-
-    The dataclass stays the one list of fields (a field added there appears here); only
-    the types named in `types` differ.
-    """
-    hints = get_type_hints(source)
-    fields: dict[str, Any] = {}
-    for field in dataclasses.fields(source):
-        default = field.default if field.default is not dataclasses.MISSING else ...
-        fields[field.name] = (types.get(field.name, hints[field.name]), default)
-    generated = (source.__doc__ or "").startswith(f"{source.__name__}(")  # the dataclass's own: a field list
-    doc = None if generated else source.__doc__
-    return create_model(name, __doc__=doc, **fields)
-
-
-Job = narrowed("Job", jobs.JobRecord, status=JobStatus, outcome=JobOutcome | None)
-LoggedSearch = narrowed("LoggedSearch", search_log.LoggedSearch, decision=Decision, review=ReviewSummary | None)
-ApiKey = narrowed("ApiKey", keys.KeyRecord, role=Role)
+Job = derived("Job", jobs.JobRecord)
+LoggedSearch = derived("LoggedSearch", search_log.LoggedSearch, review=ReviewSummary | None)
+ApiKey = derived("ApiKey", keys.KeyRecord)
 CreatedApiKey = create_model("CreatedApiKey", __base__=ApiKey,
                              key=(str, Field(description="shown once; only a salted hash is stored")))
 
@@ -58,18 +47,10 @@ class ErrorBody(BaseModel):
     detail: Any = None
 
 
-class PersonRef(BaseModel):
-    """A person named inside another answer (a search candidate, an audit, a look-alike): no face count."""
-
-    id: str
-    external_id: str
-    display_name: str | None
-    attributes: dict[str, Any]
-    created_at: str | None = Field(description="ISO 8601 UTC with its offset")
-
-
-class Person(PersonRef):
-    faces: int  # searchable faces under the model in use, on every answer (create, read, list, update)
+PersonRef = derived("PersonRef", PersonRecord, "A person named inside another answer (a search candidate, an audit, a "
+                    "look-alike): no face count.", faces=None)
+# searchable faces under the model in use, on every answer (create, read, list, update)
+Person = create_model("Person", __base__=PersonRef, faces=(int, ...))
 
 
 class PersonCreate(BaseModel):
@@ -86,43 +67,11 @@ class PersonUpdate(BaseModel):
     remove: list[str] = Field(default_factory=list, description="attribute keys to remove")
 
 
-class MatchedFace(BaseModel):
-    face_id: str
-    score: float
-
-
-class Candidate(BaseModel):
-    rank: int
-    score: float
-    matched_faces: int
-    person: PersonRef
-    faces: list[MatchedFace]
-
-
-class FaceMatch(BaseModel):
-    face_index: int
-    bbox: list[float]
-    det_score: float
-    detector: str = Field(description="the detection stage that found the face, e.g. hog/up1")
-    quality: dict[str, Any]
-    decision: Decision
-    decision_score: float | None
-    reason: str | None = Field(description="why the face was not searched (decision not_searched); null when it was")
-    candidates: list[Candidate]
-
-
-class SearchResult(BaseModel):
-    search_id: str
-    image: str
-    sha256: str
-    model: str
-    threshold: float
-    threshold_source: str
-    decision_rule: str
-    threshold_fpir: float | None = None
-    threshold_gallery_persons: int | None = None
-    warnings: list[str]
-    faces: list[FaceMatch]
+MatchedFace = derived("MatchedFace", identify.MatchedFace)
+Candidate = derived("Candidate", identify.Candidate, person=PersonRef, faces=list[MatchedFace])  # type: ignore[valid-type]
+FaceMatch = derived("FaceMatch", identify.FaceMatch, quality=dict[str, Any],
+                    candidates=list[Candidate])  # type: ignore[valid-type]
+SearchResult = derived("SearchResult", identify.SearchResult, faces=list[FaceMatch])  # type: ignore[valid-type]
 
 
 class ImageFailure(BaseModel):
@@ -141,11 +90,8 @@ class Merge(BaseModel):
     absorb: str = Field(description="external id or uuid of the person merged into this one (then removed)")
 
 
-class MergeResult(BaseModel):
-    kept: str
-    merged: str
-    faces_moved: int
-    kept_id: str = Field(description="the kept person's uuid, for the routes that take a person")
+MergeResult = derived("MergeResult", edits.MergeResult, kept_id=(str, Field(
+    description="the kept person's uuid, for the routes that take a person")))
 
 
 class FaceMove(BaseModel):
@@ -153,11 +99,7 @@ class FaceMove(BaseModel):
     to: str = Field(description="external id or uuid of the person the face belongs to")
 
 
-class FaceMoveResult(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-    face_id: str
-    from_: str | None = Field(alias="from")
-    to: str
+FaceMoveResult = derived("FaceMoveResult", edits.FaceMove)
 
 
 class Erasure(BaseModel):
@@ -175,39 +117,10 @@ class Erasure(BaseModel):
     by: str | None = None
 
 
-class Lookalike(BaseModel):
-    person: PersonRef
-    score: float
-
-
-class AuditSearch(BaseModel):
-    """A search that returned the person, and the review in force on that hit (the search log's words)."""
-
-    search_id: str
-    when: str
-    actor: str
-    query_sha256: str | None
-    face_index: int
-    face_detector: str = Field(description="the detection stage that found the searched face; unknown: logged before "
-                               "faces kept it")
-    rank: int
-    score: float | None
-    decision: Decision
-    review: HitReview
-    reviewed_by: str | None
-    reviewed_at: str | None
-    review_note: str | None
-
-
-class Audit(BaseModel):
-    person: PersonRef
-    threshold: float
-    faces: list[dict[str, Any]]
-    searches: list[AuditSearch]
-    lookalikes: list[Lookalike]
-    decision_rule: str
-    lookalike_margin: float | None
-    outliers: list[str]
+Lookalike = derived("Lookalike", audit.Lookalike, person=PersonRef)
+AuditSearch = derived("AuditSearch", audit.AuditSearch, review=HitReview)
+Audit = derived("Audit", audit.AuditReport, person=PersonRef, faces=list[dict[str, Any]],
+                searches=list[AuditSearch], lookalikes=list[Lookalike])  # type: ignore[valid-type]
 
 
 class EnrolledImage(BaseModel):
@@ -218,20 +131,12 @@ class EnrolledImage(BaseModel):
     faces_found: int | None
 
 
-class EnrollmentSummary(BaseModel):
-    """What `identity enroll --json` prints, and each image's final state."""
-
-    batch: str
-    queued: int
-    processed: int
-    counts: dict[str, int]
-    faces_enrolled: int
-    seconds: float
-    images_per_second: float | None
-    inconsistent_persons: list[dict[str, Any]]
-    duplicates: list[dict[str, str]] = Field(default_factory=list, description="inputs with the bytes of an earlier "
-                                             "one, enrolled once: path, duplicate_of")
-    images: list[EnrolledImage]
+EnrollmentSummary = derived(
+    "EnrollmentSummary", report.EnrollmentFigures, "What `identity enroll --json` prints, and each image's final state.",
+    inconsistent_persons=list[dict[str, Any]],
+    duplicates=(list[dict[str, str]], Field(default_factory=list, description="inputs with the bytes of an earlier "
+                                            "one, enrolled once: path, duplicate_of")),
+    images=(list[EnrolledImage], ...))
 
 
 class EnrollmentQueued(BaseModel):

@@ -32,6 +32,7 @@ from identity.api.session import COOKIE, MAX_AGE_S
 from identity.api.uploads import save_uploads
 from identity.errors import IdentityError
 from identity.faces import load_image
+from identity.serialize import to_json
 from identity.services.records.audit import audit_person
 from identity.render.audit_html import face_thumbnails
 from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
@@ -158,7 +159,7 @@ async def search(request: Request, image: Annotated[UploadFile, File()], csrf: A
         found = await run_in_threadpool(ctx.search, path, analysed, name, options)
         if isinstance(found, SearchFailure):
             return render(request, "search.html", {**values, "error": found.error}, status=422)
-        result = found.as_dict()
+        result = to_json(found)
         photo, width, height, scale = _photo(path)
     best = [c["faces"][0]["face_id"] for f in result["faces"] for c in f["candidates"] if c["faces"]]
     thumbs = await run_in_threadpool(face_thumbnails, ctx.core, best)
@@ -187,7 +188,7 @@ def persons(request: Request, q: str | None = None, offset: int = 0, flash: str 
             ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> HTMLResponse:
     allowed(who, READ)
     limit = 50
-    people = [p.as_dict() for p in list_people(ctx.core, q, limit, max(offset, 0))]
+    people = [to_json(p) for p in list_people(ctx.core, q, limit, max(offset, 0))]
     return render(request, "persons.html", who.page(persons=people, q=q, offset=max(offset, 0), limit=limit,
                                                     flash=flash_message(flash)))
 
@@ -196,7 +197,7 @@ def persons(request: Request, q: str | None = None, offset: int = 0, flash: str 
 def person(request: Request, person: str, flash: str | None = None, ctx: ApiContext = Ctx,
            who: Visitor = Depends(visitor)) -> HTMLResponse:
     allowed(who, READ)
-    report = audit_person(ctx.core, person, who.key.name).as_dict()
+    report = to_json(audit_person(ctx.core, person, who.key.name))
     thumbs = face_thumbnails(ctx.core, [f["face_id"] for f in report["faces"]])
     return render(request, "person.html", who.page(report=report, thumbs=thumbs, admin=who.key.allows(ADMIN),
                                                    flash=flash_message(flash)))
@@ -229,14 +230,14 @@ def remove_face(face: str, back: Annotated[str, Form()], csrf: Annotated[str, Fo
 @router.get("/persons/{person}/erase", response_class=HTMLResponse)
 def erase_page(request: Request, person: str, ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> HTMLResponse:
     allowed(who, ADMIN)
-    return render(request, "erase.html", who.page(person=show_person(ctx.core, person).as_dict()))
+    return render(request, "erase.html", who.page(person=to_json(show_person(ctx.core, person))))
 
 
 @router.post("/persons/{person}/erase")
 def erase(request: Request, person: str, confirm: Annotated[str, Form()], csrf: Annotated[str, Form()],
           ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> Response:
     checked(allowed(who, ADMIN), csrf)
-    record = show_person(ctx.core, person).as_dict()
+    record = to_json(show_person(ctx.core, person))
     if confirm.strip() != record["external_id"]:
         return render(request, "erase.html", who.page(person=record, flash="the confirmation did not match: "
                                                       "type the external id exactly"), status=422)
@@ -248,7 +249,7 @@ def erase(request: Request, person: str, confirm: Annotated[str, Form()], csrf: 
 def searches(request: Request, person: str | None = None, actor: str | None = None, decision: str | None = None,
              ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> HTMLResponse:
     allowed(who, READ)
-    rows = [s.as_dict() for s in list_searches(ctx.core, person or None, None, 200, actor or None, decision or None)]
+    rows = [to_json(s) for s in list_searches(ctx.core, person or None, None, 200, actor or None, decision or None)]
     return render(request, "searches.html", who.page(searches=rows, person=person, actor=actor, decision=decision))
 
 

@@ -11,6 +11,7 @@ from identity.api.flash import flash_message, flashed
 from identity.api.context import ApiContext, Ctx
 from identity.api.ui import Visitor, allowed, checked, render, visitor
 from identity.render.cluster_html import cluster_thumbnails
+from identity.serialize import to_json
 from identity.services.clustering.clusters import discard_cluster, list_clusters, name_cluster
 from identity.services.access.keys import ENROLL, READ
 from identity.services.review.matches import list_reviews, review_match
@@ -23,7 +24,7 @@ FACES_SHOWN = 12  # per cluster on the page
 def reviews(request: Request, unreviewed: bool = True, decision: str | None = "match", flash: str | None = None,
             ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> HTMLResponse:
     allowed(who, READ)
-    rows = [r.as_dict() for r in list_reviews(ctx.core, unreviewed=unreviewed, decision=decision or None, limit=200)]
+    rows = [to_json(r) for r in list_reviews(ctx.core, unreviewed=unreviewed, decision=decision or None, limit=200)]
     return render(request, "reviews.html", who.page(rows=rows, unreviewed=unreviewed, decision=decision,
                                                     flash=flash_message(flash)))
 

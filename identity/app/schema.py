@@ -13,6 +13,7 @@ on a fresh database do not both run the migrations.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Callable
 
 from identity.errors import SchemaOutdated
@@ -20,10 +21,14 @@ from identity.store.sql.db import Engine
 from identity.store.sql.first_use import first_use_lock
 from identity.store.sql.migrate import current_revision, head_revision, upgrade
 
-CREATE = "create"  # create a missing schema; refuse an older one
-UPGRADE = "upgrade"  # create or upgrade (identity init)
-AS_IS = "as is"  # neither (identity version)
-POLICIES = (CREATE, UPGRADE, AS_IS)
+class SchemaPolicy(StrEnum):
+    create = "create"  # create a missing schema; refuse an older one
+    upgrade = "upgrade"  # create or upgrade (identity init)
+    as_is = "as is"  # neither (identity version)
+
+
+CREATE, UPGRADE, AS_IS = SchemaPolicy
+POLICIES = tuple(SchemaPolicy)
 
 
 def prepare_schema(engine: Engine, policy: str, before_create: Callable[[], None] | None = None) -> str | None:

@@ -23,13 +23,18 @@ score is undefined and search falls back to the raw rule (saying so).
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Sequence
 
 import numpy as np
 
 NO_CANDIDATE = -1.0  # the score of a search that returned nobody: below any threshold
-RAW = "raw"
-NORMALIZED = "normalized"
+class DecisionRule(StrEnum):  # the score a decision compares with its threshold
+    raw = "raw"  # the top-1 similarity
+    normalized = "normalized"  # the top-1 similarity against the cohort after it
+
+
+RAW, NORMALIZED = DecisionRule
 
 COHORT = 100  # persons after the first whose scores normalize it
 MIN_COHORT = 10  # below this the cohort's spread means little

@@ -60,16 +60,6 @@ class Quality:
     def ok(self) -> bool:
         return not self.rejections
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "det_score": self.det_score,
-            "iod_px": self.iod_px,
-            "blur": self.blur,
-            "yaw_deg": self.yaw_deg,
-            "roll_deg": self.roll_deg,
-            "rejections": list(self.rejections),
-        }
-
 
 @dataclass(frozen=True)
 class Detection:

@@ -18,6 +18,7 @@ from identity.app.core import App
 from identity.pathnames import fs_path
 from identity.errors import ImageError
 from identity.faces import load_image
+from identity.serialize import to_json
 from identity.services.records.audit import AuditReport
 from identity.store.sql.faces import face_boxes
 
@@ -55,7 +56,7 @@ def _review_text(search: dict) -> str:
 
 
 def render_audit_html(audit: AuditReport) -> str:
-    report = audit.as_dict()  # the page shows what `identity audit --json` prints
+    report = to_json(audit)  # the page shows what `identity audit --json` prints
     person = report["person"]
     e = html.escape
     cards = []

@@ -12,7 +12,6 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from identity.config import Settings
 
@@ -36,9 +35,17 @@ class FileModeCheck:
     def problems(self) -> int:
         return len(self.wider)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The count, and the first PATHS_SHOWN paths with their modes (a data dir may hold thousands of uploads)."""
-        return {"count": len(self.wider), "paths": dict(list(self.wider.items())[:PATHS_SHOWN])}
+    def __json__(self) -> FileModes:
+        return FileModes(len(self.wider), dict(list(self.wider.items())[:PATHS_SHOWN]))
+
+
+@dataclass(frozen=True)
+class FileModes:
+    """The check as JSON: the count, and the first PATHS_SHOWN paths with their modes (a data dir may hold
+    thousands of uploads)."""
+
+    count: int
+    paths: dict[str, str]
 
 
 def check_private_files(settings: Settings) -> FileModeCheck:

@@ -8,7 +8,7 @@ an impostor pair for TAR at FAR 1e-3.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,8 +51,6 @@ class Figures:
     gallery: int
     impostor_pairs: int
 
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
     def better_than(self, other: "Figures") -> bool:
         return self.rank1 > other.rank1 and self.tar >= other.tar - TAR_TOLERANCE

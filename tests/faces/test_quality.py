@@ -13,6 +13,7 @@ from identity.config import FaceSettings
 from identity.faces import BLURRY, LOW_SCORE, PROFILE, TILTED, TOO_SMALL, Quality
 from identity.faces.align import ARCFACE_TEMPLATE
 from identity.faces.quality import assess, blur_variance, inter_ocular_px, rejections, roll_deg, yaw_deg
+from identity.serialize import to_json
 
 GOOD = Quality(det_score=1.0, iod_px=60.0, blur=200.0, yaw_deg=5.0, roll_deg=-3.0)
 
@@ -89,4 +90,4 @@ def test_assess_measures_and_gates() -> None:
     quality = assess(ARCFACE_TEMPLATE.astype(np.float32), 0.9, flat, FaceSettings())
     assert quality.rejections == (BLURRY,) and not quality.ok
     assert quality.iod_px == pytest.approx(35.24, abs=0.01)
-    assert quality.as_dict()["rejections"] == [BLURRY]
+    assert to_json(quality)["rejections"] == [BLURRY]

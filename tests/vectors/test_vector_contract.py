@@ -153,7 +153,7 @@ def test_purge_erases_deleted_points_from_every_file(engine: Engine, tmp_path: P
         index.delete_person(victim)
         index.delete([lone.face_id])
         report = index.purge()
-        assert report["engine"] and report["method"]
+        assert report.engine and report.method
         assert index.count() == len(kept)
         assert index.vectors([p.face_id for p in [*erased, lone]]) == {}
         for point in [*erased, lone]:  # neither the float vector nor its int8 copy is found again

@@ -8,17 +8,18 @@ is the actor in the search log and in audit events.
 
 from __future__ import annotations
 
+from enum import StrEnum
 import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
 
 from identity.app.actor import resolve_actor
 from identity.app.core import App
 from identity.errors import IdentityError, InvalidArgument, NotFound
+from identity.serialize import json_field
 from identity.store.sql.api_keys import add_key, all_keys, key_named, key_with_id, mark_used
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import transaction
@@ -30,13 +31,32 @@ USE_RESOLUTION_S = 60  # last_used_at is kept to the minute
 EXPIRY_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 EXPIRY_FORMAT = "Nd, Nh or Nm (days, hours, minutes from now) or an ISO date/time (UTC unless it names a zone)"
 
-# What each role may do; a route names the permission it needs.
-SEARCH, ENROLL, READ, JOBS, ADMIN = "search", "enroll", "read", "jobs", "admin"
-ROLES: dict[str, frozenset[str]] = {
-    "search": frozenset({SEARCH}),
-    "enroll": frozenset({ENROLL, JOBS}),
-    "audit": frozenset({READ, JOBS}),
-    "admin": frozenset({SEARCH, ENROLL, READ, JOBS, ADMIN}),
+
+
+class Permission(StrEnum):  # a route names the permission it needs
+    search = "search"
+    enroll = "enroll"
+    read = "read"
+    jobs = "jobs"
+    admin = "admin"
+
+
+SEARCH, ENROLL, READ, JOBS, ADMIN = Permission
+
+
+class Role(StrEnum):  # a key's role
+    search = "search"
+    enroll = "enroll"
+    audit = "audit"
+    admin = "admin"
+
+
+# What each role may do.
+ROLES: dict[Role, frozenset[Permission]] = {
+    Role.search: frozenset({SEARCH}),
+    Role.enroll: frozenset({ENROLL, JOBS}),
+    Role.audit: frozenset({READ, JOBS}),
+    Role.admin: frozenset(Permission),
 }
 
 
@@ -51,7 +71,7 @@ class Forbidden(IdentityError):
 @dataclass(frozen=True)
 class KeyRecord:
     name: str
-    role: str
+    role: Role
     key_id: str
     created_at: str
     created_by: str
@@ -66,19 +86,12 @@ class KeyRecord:
     def allows(self, permission: str) -> bool:
         return permission in self.permissions
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "role": self.role, "key_id": self.key_id, "created_at": self.created_at,
-                "created_by": self.created_by, "revoked_at": self.revoked_at, "last_used_at": self.last_used_at,
-                "expires_at": self.expires_at}
 
 
 @dataclass(frozen=True)
 class CreatedKey:
-    record: KeyRecord
+    record: KeyRecord = field(metadata=json_field(flatten=True))
     key: str  # shown once
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.record.as_dict(), "key": self.key}
 
 
 def parse_expiry(text: str, now: datetime | None = None) -> datetime:
@@ -170,7 +183,7 @@ def _digest(salt: str, secret: str) -> str:
 
 
 def record_of(row: ApiKey) -> KeyRecord:
-    return KeyRecord(name=row.name, role=row.role, key_id=row.key_id, created_at=row.created_at.isoformat(),
+    return KeyRecord(name=row.name, role=Role(row.role), key_id=row.key_id, created_at=row.created_at.isoformat(),
                      created_by=row.created_by, revoked_at=row.revoked_at.isoformat() if row.revoked_at else None,
                      last_used_at=row.last_used_at.isoformat() if row.last_used_at else None,
                      expires_at=naive_utc(row.expires_at).replace(tzinfo=timezone.utc).isoformat() if row.expires_at

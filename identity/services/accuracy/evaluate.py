@@ -17,11 +17,11 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from identity.evaluation.protocol import LabelledFolder, genuine_pairs, impostor
 from identity.faces import FacePipeline, ImageFaces
 from identity.app.registry import measured_model, record_model
 from identity.app.core import App
+from identity.serialize import json_field
 from identity.services.enrollment.writer import EnrollmentWriter, enroll_analysed
 from identity.services.search.identify import NOT_SEARCHED, SearchOptions, search_faces
 from identity.store.sql.db import transaction
@@ -81,12 +82,77 @@ class ScoreCurves:
 
 
 @dataclass(frozen=True)
-class EvalReport:
-    figures: dict[str, Any]  # every figure, keyed as `identity eval --json` prints them
-    curves: ScoreCurves | None  # None without genuine pairs
+class Verification:
+    """1:1 figures over genuine and impostor pairs of subject faces."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.figures)
+    genuine_pairs: int
+    impostor_pairs: int
+    pairs_with_missing_face: int
+    best_accuracy: float  # ten-fold
+    best_accuracy_std: float
+    best_accuracy_threshold: float
+    tar_at_far: dict[str, float | None]  # by FAR; None where too few impostor pairs resolve it
+    eer: float
+    eer_threshold: float
+
+
+@dataclass(frozen=True)
+class NoVerification:
+    verification: None  # written as null, with the reason beside it
+    note: str
+
+
+@dataclass(frozen=True)
+class ThresholdAtFar:
+    threshold: float
+    interval: list[float]
+    impostor_pairs: int
+
+
+@dataclass(frozen=True)
+class FnirAtFpir:
+    fnir: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Open-set identification: every probe searched against the protocol's gallery."""
+
+    rank1: float
+    rank5: float
+    rank10: float
+    cmc: list[float]
+    probes: int
+    gallery_persons: int
+    gallery_failed_to_enroll: int
+    failed_to_acquire: int  # probes without a searchable face
+    fnir_at_fpir: dict[str, FnirAtFpir | None]  # by FPIR; None where too few non-mated searches resolve it
+    fnir_at_fpir_raw: dict[str, FnirAtFpir | None]  # the same with the raw top-1 score
+    gallery_images_per_person: int
+    gallery_photos: int
+
+
+@dataclass(frozen=True)
+class EvalFigures:
+    """Every figure, keyed as `identity eval --json` prints them."""
+
+    model: str
+    dataset: str
+    persons: int
+    images: int
+    no_face_images: int
+    unreadable_images: int
+    verification: Verification | NoVerification = field(metadata=json_field(flatten=True))
+    threshold_at_far: dict[str, ThresholdAtFar | None] = field(default_factory=dict)  # by FAR, over every impostor pair
+    identification: Identification | None = field(default=None, metadata=json_field(flatten=True))
+    wall_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    figures: EvalFigures = field(metadata=json_field(flatten=True))
+    curves: ScoreCurves | None = field(metadata=json_field(skip=True))  # None without genuine pairs
 
 
 @dataclass(frozen=True)
@@ -100,9 +166,6 @@ class FarCalibration:
     impostor_pairs: int
     previous_threshold: float | None
     source: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -120,9 +183,6 @@ class FpirCalibrationResult:
     previous_threshold: float | None
     source: str
 
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def _no_progress(stage: str, total: int | None) -> Callable[[int], None]:
     return lambda n: None
@@ -139,18 +199,14 @@ def evaluate_folder(app: App, root: Path, options: EvalOptions = EvalOptions(),
     model_id = pipeline.model_id
     analyses = _analyse(app, pipeline, folder, options.workers, progress)
     embeddings = subject_embeddings(analyses)
-    report: dict[str, Any] = {
-        "model": model_id, "dataset": str(folder.root), "persons": len(folder.persons),
-        "images": len(folder.all_paths),
-        "no_face_images": sum(1 for p in folder.all_paths if embeddings.get(p) is None),
-        "unreadable_images": sum(1 for o in analyses.values() if not isinstance(o, ImageFaces)),
-    }
     figures, curves = verification(folder, embeddings, options)
-    report.update(figures)
-    report["threshold_at_far"] = {f"{far:g}": _threshold_entry(t) for far, t in impostor_thresholds(folder, embeddings).items()}
-    if options.identification:
-        report.update(identification(app, pipeline, folder, analyses, options, progress))
-    report["wall_seconds"] = round(time.perf_counter() - started, 1)
+    thresholds = {f"{far:g}": _threshold_entry(t) for far, t in impostor_thresholds(folder, embeddings).items()}
+    found = identification(app, pipeline, folder, analyses, options, progress) if options.identification else None
+    report = EvalFigures(
+        model_id, str(folder.root), len(folder.persons), len(folder.all_paths),
+        sum(1 for p in folder.all_paths if embeddings.get(p) is None),
+        sum(1 for o in analyses.values() if not isinstance(o, ImageFaces)), figures, thresholds, found,
+        round(time.perf_counter() - started, 1))
     return EvalReport(report, curves)
 
 
@@ -163,10 +219,10 @@ def subject_embeddings(analyses: dict[str, Outcome]) -> dict[str, np.ndarray | N
 
 
 def verification(folder: LabelledFolder, embeddings: dict[str, np.ndarray | None],
-                 options: EvalOptions) -> tuple[dict[str, Any], ScoreCurves | None]:
+                 options: EvalOptions) -> tuple[Verification | NoVerification, ScoreCurves | None]:
     genuine = genuine_pairs(folder, options.pair_cap, options.seed)
     if not genuine:
-        return {"verification": None, "note": "no person has two images: no genuine pairs"}, None
+        return NoVerification(None, "no person has two images: no genuine pairs"), None
     impostor = impostor_pairs(folder, len(genuine), options.seed)
     scores = np.array([_pair_score(embeddings, a, b) for a, b in genuine + impostor])
     labels = np.array([True] * len(genuine) + [False] * len(impostor))
@@ -177,12 +233,10 @@ def verification(folder: LabelledFolder, embeddings: dict[str, np.ndarray | None
         value, threshold = metrics.tar_at_far(scores, labels, far)
         tar[f"{far:g}"] = round(value, 4) if far * len(impostor) >= 1 else None
     far_curve, tar_curve, _ = metrics.roc(scores, labels)
-    return {
-        "genuine_pairs": len(genuine), "impostor_pairs": len(impostor),
-        "pairs_with_missing_face": int(np.sum(scores == MISSING)),
-        "best_accuracy": round(accuracy, 4), "best_accuracy_std": round(std, 4), "best_accuracy_threshold": round(best, 4),
-        "tar_at_far": tar, "eer": round(equal_error, 4), "eer_threshold": round(eer_threshold, 4),
-    }, ScoreCurves(far_curve.tolist(), tar_curve.tolist(), scores[labels].tolist(), scores[~labels].tolist())
+    return Verification(
+        len(genuine), len(impostor), int(np.sum(scores == MISSING)), round(accuracy, 4), round(std, 4),
+        round(best, 4), tar, round(equal_error, 4), round(eer_threshold, 4),
+    ), ScoreCurves(far_curve.tolist(), tar_curve.tolist(), scores[labels].tolist(), scores[~labels].tolist())
 
 
 def impostor_thresholds(folder: LabelledFolder, embeddings: dict[str, np.ndarray | None],
@@ -270,7 +324,7 @@ def open_set_searches(app: App, pipeline: FacePipeline, folder: LabelledFolder, 
                 non_mated_raw.append(MISSING)
                 advance(1)
                 continue
-            names = [c.person["external_id"] for c in face.candidates]
+            names = [c.person.external_id for c in face.candidates]
             ranks.append(names.index(person) + 1 if person in names else None)
             correct = bool(names) and names[0] == person
             # The held-out search is this one with the probe's own person taken out of the ranking.
@@ -297,25 +351,22 @@ def _split(folder: LabelledFolder, gallery_images: int) -> tuple[list[tuple[str,
 
 
 def identification(app: App, pipeline: FacePipeline, folder: LabelledFolder, analyses: dict[str, Outcome],
-                   options: EvalOptions, progress: Progress) -> dict[str, Any]:
+                   options: EvalOptions, progress: Progress) -> Identification:
     searches = open_set_searches(app, pipeline, folder, analyses, options, progress)
     curve = metrics.cmc(searches.ranks, options.top_k)
-    return {
-        "rank1": round(curve[0], 4), "rank5": round(curve[min(4, len(curve) - 1)], 4),
-        "rank10": round(curve[min(9, len(curve) - 1)], 4), "cmc": [round(v, 4) for v in curve],
-        "probes": len(searches.ranks), "gallery_persons": searches.gallery_persons,
-        "gallery_failed_to_enroll": searches.gallery_failed_to_enroll, "failed_to_acquire": searches.no_face,
-        "fnir_at_fpir": _fnir_table(searches.mated, searches.non_mated),
-        "fnir_at_fpir_raw": _fnir_table(searches.mated_raw, searches.non_mated_raw),
-        "gallery_images_per_person": options.gallery_images, "gallery_photos": searches.gallery_photos,
-    }
+    return Identification(
+        round(curve[0], 4), round(curve[min(4, len(curve) - 1)], 4), round(curve[min(9, len(curve) - 1)], 4),
+        [round(v, 4) for v in curve], len(searches.ranks), searches.gallery_persons,
+        searches.gallery_failed_to_enroll, searches.no_face, _fnir_table(searches.mated, searches.non_mated),
+        _fnir_table(searches.mated_raw, searches.non_mated_raw), options.gallery_images, searches.gallery_photos)
 
 
-def _fnir_table(mated: list[tuple[bool, float]], non_mated: list[float]) -> dict[str, Any]:
-    table = {}
+def _fnir_table(mated: list[tuple[bool, float]], non_mated: list[float]) -> dict[str, FnirAtFpir | None]:
+    table: dict[str, FnirAtFpir | None] = {}
     for fpir in FPIRS:
         value, threshold = metrics.fnir_at_fpir(mated, non_mated, fpir)
-        table[f"{fpir:g}"] = {"fnir": round(value, 4), "threshold": round(threshold, 4)} if fpir * len(non_mated) >= 1 else None
+        resolved = fpir * len(non_mated) >= 1
+        table[f"{fpir:g}"] = FnirAtFpir(round(value, 4), round(threshold, 4)) if resolved else None
     return table
 
 
@@ -413,10 +464,10 @@ def _gallery_app(app: App, scratch: Path, use_store: bool, model: str) -> Iterat
         yield gallery_app
 
 
-def _threshold_entry(t: metrics.FarThreshold) -> dict[str, Any] | None:
+def _threshold_entry(t: metrics.FarThreshold) -> ThresholdAtFar | None:
     if not t.resolvable:
         return None
-    return {"threshold": round(t.threshold, 4), "interval": [round(t.low, 4), round(t.high, 4)], "impostor_pairs": t.impostors}
+    return ThresholdAtFar(round(t.threshold, 4), [round(t.low, 4), round(t.high, 4)], t.impostors)
 
 
 def _pair_score(embeddings: dict[str, np.ndarray | None], a: str, b: str) -> float:

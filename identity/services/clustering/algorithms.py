@@ -60,7 +60,7 @@ class ClusterThreshold:
 
     def __post_init__(self) -> None:
         if self.rule not in (RAW, NORMALIZED):
-            raise ValueError(f"unknown decision rule {self.rule!r} (expected {RAW!r} or {NORMALIZED!r})")
+            raise ValueError(f"unknown decision rule {self.rule!r} (expected {RAW.value!r} or {NORMALIZED.value!r})")
 
 
 Method = Callable[[np.ndarray, Sequence[str], ClusterThreshold], np.ndarray]

@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -32,6 +32,7 @@ from identity.app.core import App
 from identity.errors import IdentityError, ImageError, InvalidArgument, NotFound
 from identity.faces import DetectedFace, ImageFaces, Quality, load_image, process_paths_parallel
 from identity.faces.types import same_face
+from identity.serialize import json_field
 from identity.services.clustering.algorithms import DEFAULT_METHOD, ClusterThreshold, cluster_faces
 from identity.pathnames import fs_path, path_text
 from identity.app.deployment import Deployment
@@ -49,6 +50,7 @@ from identity.store.sql.clusters import (
     EDITED,
     NAMEABLE,
     NAMED,
+    ClusterStatus,
     clusters,
     delete_cluster_row,
     get_cluster,
@@ -80,52 +82,47 @@ class ClusterFace:
         return cls(member.face_key, member.source_path, member.image_sha256, member.face_index, member.bbox,
                    str(member.unknown_face_id) if member.unknown_face_id else None)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class ClusterView:
     cluster_id: str
     scope: str
-    status: str  # open / edited / named / discarded
+    status: ClusterStatus
     person: str | None  # the external id it was named for
+    size: int = field(init=False)  # how many faces (written before them)
     faces: list[ClusterFace]
 
-    @property
-    def size(self) -> int:
-        return len(self.faces)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", len(self.faces))
 
     @classmethod
     def of(cls, cluster: FaceCluster, person: str | None = None) -> "ClusterView":
-        return cls(cluster.id, cluster.scope, cluster.status, person, [ClusterFace.of(m) for m in cluster.members])
+        return cls(cluster.id, cluster.scope, ClusterStatus(cluster.status), person,
+                   [ClusterFace.of(m) for m in cluster.members])
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"cluster_id": self.cluster_id, "scope": self.scope, "status": self.status, "person": self.person,
-                "size": self.size, "faces": [f.as_dict() for f in self.faces]}
+
+
+@dataclass(frozen=True)
+class UnreadablePhoto:
+    image: str  # path_text of the photo
+    error: str  # one line: the path and why
 
 
 @dataclass
 class ClusterRun:
     scope: str
     method: str
-    threshold: dict[str, Any]
+    threshold: ClusterThreshold
     faces: int = 0  # clustered in this run
     photos: int = 0
     left_alone: int = 0  # faces already in a cluster a reviewer dealt with
+    no_face: int = 0  # photos in which no face was found
+    # clustering alone, after detection and embedding
+    seconds: float = field(default=0.0, metadata=json_field(name="clustering_seconds", encode=lambda s: round(s, 3)))
     clusters: list[ClusterView] = field(default_factory=list)  # two faces or more, biggest first
     singletons: list[ClusterView] = field(default_factory=list)
-    errors: list[dict[str, str]] = field(default_factory=list)  # unreadable photos, one line each
-    no_face: int = 0  # photos in which no face was found
-    seconds: float = 0.0  # clustering alone, after detection and embedding
+    errors: list[UnreadablePhoto] = field(default_factory=list)  # unreadable photos, one line each
     duplicates: list[Duplicate] = field(default_factory=list)  # copies of a photo, clustered once as the first
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"scope": self.scope, "method": self.method, "threshold": self.threshold, "faces": self.faces,
-                "photos": self.photos, "left_alone": self.left_alone, "no_face": self.no_face,
-                "clustering_seconds": round(self.seconds, 3), "clusters": [c.as_dict() for c in self.clusters],
-                "singletons": [c.as_dict() for c in self.singletons], "errors": self.errors,
-                "duplicates": [d.as_dict() for d in self.duplicates]}
 
 
 @dataclass(frozen=True)
@@ -154,12 +151,12 @@ def cluster_folder(app: App, folder: Path, workers: int = 0,
     on_total(len(paths))
     run = _new_run(dep, f"folder:{path_text(folder.expanduser().resolve())}")
     run.duplicates = duplicates
-    run.errors += [{"image": path_text(path), "error": f"{path_text(path)}: {reason}"} for path, reason in unreadable]
+    run.errors += [UnreadablePhoto(path_text(path), f"{path_text(path)}: {reason}") for path, reason in unreadable]
     faces: list[_Face] = []
     for path, outcome in process_paths_parallel(dep.settings, paths, workers or dep.settings.worker_count):
         advance(1)
         if isinstance(outcome, ImageError):
-            run.errors.append({"image": path_text(path), "error": f"{path_text(path)}: {outcome.reason}"})
+            run.errors.append(UnreadablePhoto(path_text(path), f"{path_text(path)}: {outcome.reason}"))
             continue
         run.photos += 1
         run.no_face += not outcome.faces
@@ -184,7 +181,7 @@ def cluster_searches(app: App, since: datetime | None = None) -> ClusterRun:
 
 def _new_run(dep: Deployment, scope: str) -> ClusterRun:
     threshold = cluster_threshold(dep.app)
-    return ClusterRun(scope, DEFAULT_METHOD, asdict(threshold))
+    return ClusterRun(scope, DEFAULT_METHOD, threshold)
 
 
 def cluster_threshold(app: App) -> ClusterThreshold:
@@ -203,7 +200,7 @@ def _cluster_and_store(dep: Deployment, run: ClusterRun, faces: list[_Face]) -> 
     run.left_alone, run.faces = len(faces) - len(todo), len(todo)
     started = time.perf_counter()
     labels = (cluster_faces(np.stack([f.vector for f in todo]), [f.sha256 for f in todo],
-                            ClusterThreshold(**run.threshold), run.method) if len(todo) > 1 else np.zeros(len(todo), int))
+                            run.threshold, run.method) if len(todo) > 1 else np.zeros(len(todo), int))
     run.seconds = time.perf_counter() - started
     groups: dict[int, list[_Face]] = {}
     for face, label in zip(todo, labels):
@@ -340,9 +337,6 @@ class NamedCluster:
     created_person: bool
     states: dict[str, int]  # job state -> faces
     faces: list[dict[str, Any]]  # per face: its key, the job's state and reason
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def name_cluster(app: App, ref: str, person_ref: str | None = None, new_external_id: str | None = None,

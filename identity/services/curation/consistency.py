@@ -9,8 +9,8 @@ a few bad shots; a department folder enrolled as one "person" agrees in almost n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -35,8 +35,6 @@ class InconsistentPerson:
     faces: int  # searchable faces held (at most MAX_FACES of them compared)
     agreeing_pairs_share: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @property
     def flag(self) -> str:

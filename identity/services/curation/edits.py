@@ -19,15 +19,24 @@ of them, so no model keeps a face the user moved or erased.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 from identity.errors import IdentityError, NotFound
 from identity.app.actor import resolve_actor
 from identity.app.core import App
 from identity.app.deployment import Deployment, ModelCollections, model_collections
 from identity.app.templates import refresh_templates
-from identity.services.curation.erasure import Erasure, erase_person, erase_uploads
+from identity.serialize import json_field, to_json
+from identity.services.curation.erasure import (
+    CollectionPurge,
+    Erasure,
+    FaceErased,
+    FaceNamed,
+    Removed,
+    erase_person,
+    erase_uploads,
+)
 from identity.store.sql.audit_events import latest_audit_event, record_audit_event
 from identity.store.sql.db import Session, flush_deleted, transaction
 from identity.store.sql.erasure import drop_unused_images
@@ -53,20 +62,16 @@ class MergeResult:
     kept: str  # external ids
     merged: str
     faces_moved: int  # photos
-    kept_id: str | None = None  # the kept person's uuid: what names them in a URL (an external id may hold `/`)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"kept": self.kept, "merged": self.merged, "faces_moved": self.faces_moved, "kept_id": self.kept_id}
+    # What names them in a URL (an external id may hold `/`).
+    kept_id: str | None = field(default=None, metadata=json_field(
+        doc="the kept person's uuid, for the routes that take a person"))
 
 
 @dataclass(frozen=True)
 class FaceMove:
     face_id: str
-    source: str | None  # the external id it was filed under (None: a person since erased)
-    target: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"face_id": self.face_id, "from": self.source, "to": self.target}
+    source: str | None = field(metadata=json_field(name="from"))  # the external id it was filed under (None: erased)
+    target: str = field(metadata=json_field(name="to"))
 
 
 def merge_persons(app: App, keep_ref: str, absorb_ref: str, actor: str | None = None) -> MergeResult:
@@ -84,7 +89,7 @@ def merge_persons(app: App, keep_ref: str, absorb_ref: str, actor: str | None = 
         keep.display_name = keep.display_name or absorb.display_name
         summary = MergeResult(keep.external_id, absorb.external_id, _photos(faces), str(keep.id))
         record_audit_event(session, resolve_actor(actor), "merge", person_id=keep.id, subject=keep.external_id,
-                           details={**summary.as_dict(), "merged_id": str(absorb.id)})
+                           details={**to_json(summary), "merged_id": str(absorb.id)})
         delete_person_row(session, absorb)
         keep_id, absorb_id = keep.id, absorb.id
     _relabel(dep, _by_model(faces), keep_id, [keep_id, absorb_id])
@@ -102,7 +107,7 @@ def move_face(app: App, face_ref: str, target_ref: str, actor: str | None = None
         reassign_faces(session, [row.id for row in siblings], target.id)
         summary = FaceMove(str(face.id), source.external_id if source else None, target.external_id)
         record_audit_event(session, resolve_actor(actor), "move_face", person_id=target.id,
-                           subject=target.external_id, details=summary.as_dict())
+                           subject=target.external_id, details=to_json(summary))
     _relabel(dep, _by_model(siblings), target.id, [source_id, target.id])
     return summary
 
@@ -129,9 +134,9 @@ def delete_face(app: App, face_ref: str, actor: str | None = None) -> Erasure:
         person_id = face.person_id
         person = person_with_id(session, person_id)
         siblings = _siblings(session, face)
-        summary: dict[str, Any] = {"face_id": str(face.id), "person": person.external_id if person else None}
+        summary = FaceErased(str(face.id), person.external_id if person else None)
         record_audit_event(session, resolve_actor(actor), "delete_face", person_id=face.person_id,
-                           subject=str(face.id), details=dict(summary))
+                           subject=str(face.id), details=to_json(summary))
         delete_faces(session, [row.id for row in siblings])
         if person is not None:  # the enrollment of this photo for this person goes with it
             delete_enrollment_jobs(session, face.image_id, person.external_id)
@@ -139,7 +144,7 @@ def delete_face(app: App, face_ref: str, actor: str | None = None) -> Erasure:
         sql = {"faces": len(siblings), **drop_unused_images(session, {face.image_id}, paths)}
     vectors = _erase_vectors(dep, _by_model(siblings), person_id, lambda index, ids: index.delete(ids))
     sql["database"] = flush_deleted(app.engine)
-    return Erasure(summary, {"sql": sql, "vectors": vectors, **erase_uploads(app, paths)})
+    return Erasure(subject=summary, removed=Removed(sql, vectors, **erase_uploads(app, paths)))
 
 
 def delete_person(app: App, ref: str, actor: str | None = None) -> Erasure:
@@ -148,17 +153,18 @@ def delete_person(app: App, ref: str, actor: str | None = None) -> Erasure:
 
 
 def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid.UUID,
-                   erase: Callable[[VectorIndex, list[uuid.UUID]], None]) -> dict[str, Any]:
+                   erase: Callable[[VectorIndex, list[uuid.UUID]], None]) -> dict[str, CollectionPurge]:
     """Delete with `erase` in each model's collection and rewrite the person's template there (gone with
     their last face), then purge both: the old template is a mean of what was erased. Returns what was
     done, per collection."""
-    report: dict[str, Any] = {}
+    report: dict[str, CollectionPurge] = {}
     with model_collections(dep, faces) as stores:
         for model_id, store in stores.items():
             erase(store.faces, faces[model_id])
             _refresh(dep, model_id, store, [person_id])
-            report[store.faces.collection] = {"face_rows": len(faces[model_id]), **store.faces.purge()}
-            report[store.templates.collection] = store.templates.purge()
+            report[store.faces.collection] = CollectionPurge(face_rows=len(faces[model_id]),
+                                                             purge=store.faces.purge())
+            report[store.templates.collection] = CollectionPurge(purge=store.templates.purge())
     return report
 
 
@@ -188,7 +194,8 @@ def _face_already_deleted(session: Session, ref: str) -> Erasure | None:
     event = latest_audit_event(session, "delete_face", [ref])
     if event is None:
         return None
-    return Erasure({"face_id": ref}, already_deleted=True, deleted_at=event.created_at.isoformat(), by=event.actor)
+    return Erasure(already_deleted=True, subject=FaceNamed(ref), deleted_at=event.created_at.isoformat(),
+                   by=event.actor)
 
 
 def _get_face(session: Session, ref: str) -> Face:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,6 +38,7 @@ from identity.app.actor import resolve_actor
 from identity.errors import ErasurePending, IdentityError, NotFound
 from identity.app.core import App
 from identity.app.deployment import Deployment, model_collections
+from identity.serialize import json_field, to_json
 from identity.services.search.thresholds import pairwise_threshold
 from identity.services.enrollment.uploads import uploads_dir
 from identity.store.sql.audit_events import add_audit_details, latest_audit_event, record_audit_event
@@ -56,28 +57,63 @@ from identity.store.sql.pending_erasures import (
 from identity.store.sql.persons import find_person, person_with_id
 from identity.store.sql.unknown_faces import unknown_face_keys
 from identity.store.vectors import FaceIndex
-from identity.store.vectors.base import UNKNOWN
+from identity.store.vectors.base import UNKNOWN, PurgeResult
 
 Plan = dict[str, Any]
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class FaceNamed:
+    """A face deletion's subject when it was already done: the id asked for."""
+
+    face_id: str
+
+
+@dataclass(frozen=True)
+class FaceErased(FaceNamed):
+    person: str | None  # the external id it was filed under (None: a person since erased)
+
+
+@dataclass(frozen=True)
+class PersonErased:
+    deleted: str  # external id
+    person_id: str
+    faces_erased: int  # photos
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectionPurge:
+    """One collection's part of an erasure: the points deleted (faces or kept unknown faces), then its purge."""
+
+    face_rows: int | None = field(default=None, metadata=json_field(omit_if_none=True))
+    unknown_faces: int | None = field(default=None, metadata=json_field(omit_if_none=True))
+    purge: PurgeResult = field(metadata=json_field(flatten=True))
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What an erasure removed, per store (a resumed erasure reports the steps it ran)."""
+
+    sql: dict[str, Any] | None = field(default=None, metadata=json_field(omit_if_none=True))  # rows per table, the file
+    vectors: dict[str, CollectionPurge] | None = field(default=None, metadata=json_field(omit_if_none=True))
+    uploaded_files: int | None = field(default=None, metadata=json_field(omit_if_falsy=True))
+
+
+@dataclass(frozen=True)
 class Erasure:
-    """What a face or person deletion removed; or, for one already done, when and by whom."""
+    """What a face or person deletion removed; or, for one already done, when and by whom.
 
-    subject: dict[str, Any]  # face: face_id, person; person: deleted, person_id, faces_erased
-    removed: dict[str, Any] | None = None  # {"sql": ..., "vectors": ...}
-    already_deleted: bool = False
-    deleted_at: str | None = None
-    by: str | None = None
-    completed_pending: bool = False  # this call finished an erasure an earlier one left pending
+    Its two JSON shapes: {subject..., removed, [completed_pending]} and {already_deleted, subject..., deleted_at, by}.
+    """
 
-    def as_dict(self) -> dict[str, Any]:
-        if self.already_deleted:
-            return {"already_deleted": True, **self.subject, "deleted_at": self.deleted_at, "by": self.by}
-        return {**self.subject, "removed": self.removed,
-                **({"completed_pending": True} if self.completed_pending else {})}
+    already_deleted: bool = field(default=False, metadata=json_field(omit_if_falsy=True))
+    subject: FaceNamed | PersonErased | None = field(default=None, metadata=json_field(flatten=True))  # None: unknown
+    removed: Removed | None = field(default=None, metadata=json_field(omit_if_none=True))
+    deleted_at: str | None = field(default=None, metadata=json_field(omit_if_none=True))
+    by: str | None = field(default=None, metadata=json_field(omit_if_none=True))
+    # this call finished an erasure an earlier one left pending
+    completed_pending: bool = field(default=False, metadata=json_field(omit_if_falsy=True))
 
 
 def erase_person(app: App, ref: str, actor: str | None = None) -> Erasure:
@@ -198,9 +234,9 @@ def _finish(dep: Deployment, erasure_id: int, ref: str | None, resumed: bool) ->
             raise _pending(ref or plan.get("external_id"), name, f"{type(exc).__name__}: {exc}") from exc
     if "database" in removed:  # reported with the SQL store, as before erasure was durable
         removed.setdefault("sql", {})["database"] = removed.pop("database")
-    subject = ({"deleted": plan["external_id"], "person_id": plan["person_id"], "faces_erased": plan["photos"]}
-               if "external_id" in plan else {})
-    return Erasure(subject, removed, completed_pending=resumed)
+    subject = (PersonErased(plan["external_id"], plan["person_id"], plan["photos"]) if "external_id" in plan
+               else None)
+    return Erasure(subject=subject, removed=Removed(**removed), completed_pending=resumed)
 
 
 def _pending(ref: str | None, step: str, reason: str) -> ErasurePending:
@@ -233,34 +269,35 @@ def _apply_vectors(dep: Deployment, erasure_id: int, plan: Plan) -> dict[str, An
     outlived its row), then purge each: a template is a mean of what was erased."""
     person_id = uuid.UUID(plan["person_id"])
     models = {dep.model.id, *map(int, plan["faces"]), *map(int, plan["unknown"])}
-    report: dict[str, Any] = {}
+    report: dict[str, CollectionPurge] = {}
     with model_collections(dep, models) as stores:
         for model_id, store in stores.items():
             face_ids = [uuid.UUID(i) for i in plan["faces"].get(str(model_id), [])]
             store.faces.delete(face_ids)
             store.faces.delete_person(person_id)
             store.templates.delete([person_id])
-            report[store.faces.collection] = {"face_rows": len(face_ids), **store.faces.purge()}
-            report[store.templates.collection] = store.templates.purge()
+            report[store.faces.collection] = CollectionPurge(face_rows=len(face_ids), purge=store.faces.purge())
+            report[store.templates.collection] = CollectionPurge(purge=store.templates.purge())
             unknown = [uuid.UUID(i) for i in plan["unknown"].get(str(model_id), [])]
             if unknown:
                 report.update(_purge_unknown(dep, model_id, store.faces, unknown))
     with transaction(dep.app.sessions) as session:
         if plan.get("audit_event") is not None:  # the event says the vectors are gone too
-            add_audit_details(session, plan["audit_event"], {"vectors": report})
+            add_audit_details(session, plan["audit_event"], {"vectors": to_json(report)})
         set_step(session, erasure_id, "vectors")
     return {"vectors": report}
 
 
-def _purge_unknown(dep: Deployment, model_id: int, faces: FaceIndex, ids: list[uuid.UUID]) -> dict[str, Any]:
+def _purge_unknown(dep: Deployment, model_id: int, faces: FaceIndex,
+                   ids: list[uuid.UUID]) -> dict[str, CollectionPurge]:
     """Delete and purge kept unknown faces: the deployment's held collection for its model, else one opened here."""
     if model_id == dep.model.id:
         index = dep.unknown_faces()
         index.delete(ids)
-        return {index.collection: {"unknown_faces": len(ids), **index.purge()}}
+        return {index.collection: CollectionPurge(unknown_faces=len(ids), purge=index.purge())}
     with faces.sibling(UNKNOWN) as other:
         other.delete(ids)
-        return {other.collection: {"unknown_faces": len(ids), **other.purge()}}
+        return {other.collection: CollectionPurge(unknown_faces=len(ids), purge=other.purge())}
 
 
 def _apply_uploads(dep: Deployment, erasure_id: int, plan: Plan) -> dict[str, Any]:
@@ -295,4 +332,4 @@ def _already_erased(session: Session, ref: str) -> Erasure:
     event = latest_audit_event(session, "delete_person", [by_external_id, ref], person_id=parsed, mentioning=by_id)
     if event is None:
         raise NotFound(f"no person with external id or uuid {ref!r}")
-    return Erasure({}, already_deleted=True, deleted_at=event.created_at.isoformat(), by=event.actor)
+    return Erasure(already_deleted=True, deleted_at=event.created_at.isoformat(), by=event.actor)

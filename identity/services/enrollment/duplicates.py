@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 from identity.pathnames import path_text
 
@@ -21,9 +21,6 @@ from identity.pathnames import path_text
 class Duplicate:
     path: str  # path_text of the copy
     duplicate_of: str  # path_text of the first path with the same bytes
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def unique_files(paths: Sequence[str]) -> tuple[list[str], list[Duplicate]]:

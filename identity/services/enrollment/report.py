@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from identity.services.curation.consistency import InconsistentPerson
+from identity.services.enrollment.duplicates import Duplicate
 from identity.services.queue.loop import EnrollSummary
 
 REPORT_COLUMNS = ["job_id", "source_path", "external_id", "outcome", "reason", "faces_found", "named_by", "flags"]
@@ -36,18 +38,28 @@ def write_report(path: Path, summary: EnrollSummary, named_by: dict[tuple[str, s
         writer.writerows(report_rows(summary, named_by, flagged))
 
 
-def summary_record(summary: EnrollSummary, flagged: Sequence[InconsistentPerson]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EnrollmentFigures:
     """The run's figures as `identity enroll --json` prints them."""
-    return {
-        "batch": summary.batch, "queued": summary.queued, "processed": summary.processed,
-        "counts": summary.counts, "faces_enrolled": summary.faces_enrolled,
-        "seconds": round(summary.seconds, 2),
-        "images_per_second": round(summary.processed / summary.seconds, 2) if summary.seconds else None,
-        "inconsistent_persons": [p.as_dict() for p in flagged],
-        "duplicates": duplicates(summary),
-    }
+
+    batch: str
+    queued: int
+    processed: int
+    counts: dict[str, int]
+    faces_enrolled: int
+    seconds: float
+    images_per_second: float | None
+    inconsistent_persons: list[InconsistentPerson]
+    duplicates: list[Duplicate]  # inputs with the bytes of an earlier one, enrolled once
 
 
-def duplicates(summary: EnrollSummary) -> list[dict[str, str]]:
+def summary_record(summary: EnrollSummary, flagged: Sequence[InconsistentPerson]) -> EnrollmentFigures:
+    return EnrollmentFigures(
+        summary.batch, summary.queued, summary.processed, summary.counts, summary.faces_enrolled,
+        round(summary.seconds, 2), round(summary.processed / summary.seconds, 2) if summary.seconds else None,
+        list(flagged), duplicates(summary))
+
+
+def duplicates(summary: EnrollSummary) -> list[Duplicate]:
     """The inputs left unprocessed because an earlier path of the run holds the same bytes."""
-    return [{"path": r.source_path, "duplicate_of": r.duplicate_of} for r in summary.results if r.duplicate_of]
+    return [Duplicate(r.source_path, r.duplicate_of) for r in summary.results if r.duplicate_of]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from identity.services.curation.consistency import (
     InconsistentPerson,
@@ -17,7 +17,7 @@ from identity.services.curation.consistency import (
 )
 from identity.app.core import App
 from identity.services.enrollment.inputs import EnrollInputs
-from identity.services.enrollment.report import summary_record, write_report
+from identity.services.enrollment.report import EnrollmentFigures, summary_record, write_report
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import (
     EnrollSummary,
@@ -34,7 +34,7 @@ class EnrollmentRun:
     named_by: dict[tuple[str, str], str]  # (source path, external id) -> what named the person
     flagged: list[InconsistentPerson] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
+    def __json__(self) -> EnrollmentFigures:
         """The run's figures as `identity enroll --json` prints them."""
         return summary_record(self.summary, self.flagged)
 

@@ -31,12 +31,12 @@ import math
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
-from typing import Any
 
 from identity.errors import RepairRefused
-from identity.services.curation.consistency import inconsistent_persons
 from identity.app.core import App
 from identity.app.deployment import Deployment, ModelCollections, model_collections
+from identity.serialize import json_field
+from identity.services.curation.consistency import InconsistentPerson, inconsistent_persons
 from identity.services.curation.erasure import count_pending, finish_pending
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
@@ -69,7 +69,7 @@ class DoctorReport:
     dimension_mismatch: str | None = None
     repaired: dict[str, int] = field(default_factory=dict)
     other_models: dict[str, "DoctorReport"] = field(default_factory=dict)  # inactive models with faces, by model id
-    inconsistent_persons: list[dict[str, Any]] = field(default_factory=list)  # a warning, not a problem
+    inconsistent_persons: list[InconsistentPerson] = field(default_factory=list)  # a warning, not a problem
     templates: TemplateCheck = field(default_factory=TemplateCheck)
     integrity: IntegrityCheck = field(default_factory=IntegrityCheck)  # damaged stored vectors (services/integrity.py)
     # persons of the pending and vector-less faces above: repairing those faces changes their templates
@@ -103,29 +103,45 @@ class DoctorReport:
     def vectors_checked(self) -> int:
         return self.vectors + sum(other.vectors_checked for other in self.other_models.values())
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "clean": self.clean,
-            "orphan_vectors": len(self.orphan_vectors),
-            "pending_with_vector": len(self.pending_with_vector),
-            "pending_without_vector": len(self.pending_without_vector),
-            "missing_vectors": len(self.missing_vectors),
-            "stale_leases": len(self.stale_leases),
-            "stuck_jobs": sum(len(ids) for ids in self.stuck_jobs.values()),
-            "stuck_jobs_by_state": {state: len(ids) for state, ids in self.stuck_jobs.items()},
-            "wrong_person": len(self.wrong_person),
-            "dimension_mismatch": self.dimension_mismatch,
-            "pending_erasures": self.pending_erasures,
-            "orphan_uploads": len(self.orphan_uploads),
-            "templates": self.templates.problems,
-            "templates_by_kind": {"missing": len(self.templates.missing), "stale": len(self.templates.stale),
-                                  "orphaned": len(self.templates.orphaned)},
-            "integrity": self.integrity.as_dict(),
-            "file_modes": self.file_modes.as_dict(),
-            "repaired": self.repaired,
-            **({"other_models": {k: v.as_dict() for k, v in self.other_models.items()}} if self.other_models else {}),
-            "inconsistent_persons": self.inconsistent_persons,
-        }
+    def __json__(self) -> DoctorFigures:
+        """The report as `doctor --json` prints it: counts, not ids."""
+        return DoctorFigures(
+            self.clean, len(self.orphan_vectors), len(self.pending_with_vector), len(self.pending_without_vector),
+            len(self.missing_vectors), len(self.stale_leases), sum(len(ids) for ids in self.stuck_jobs.values()),
+            {state: len(ids) for state, ids in self.stuck_jobs.items()}, len(self.wrong_person),
+            self.dimension_mismatch, self.pending_erasures, len(self.orphan_uploads), self.templates.problems,
+            TemplateCounts(len(self.templates.missing), len(self.templates.stale), len(self.templates.orphaned)),
+            self.integrity, self.file_modes, self.repaired, self.other_models, self.inconsistent_persons)
+
+
+@dataclass(frozen=True)
+class TemplateCounts:
+    missing: int
+    stale: int
+    orphaned: int
+
+
+@dataclass(frozen=True)
+class DoctorFigures:
+    clean: bool
+    orphan_vectors: int
+    pending_with_vector: int
+    pending_without_vector: int
+    missing_vectors: int
+    stale_leases: int
+    stuck_jobs: int
+    stuck_jobs_by_state: dict[str, int]
+    wrong_person: int
+    dimension_mismatch: str | None
+    pending_erasures: int
+    orphan_uploads: int
+    templates: int
+    templates_by_kind: TemplateCounts
+    integrity: IntegrityCheck
+    file_modes: FileModeCheck
+    repaired: dict[str, int]
+    other_models: dict[str, DoctorReport] = field(metadata=json_field(omit_if_falsy=True))  # by model id
+    inconsistent_persons: list[InconsistentPerson]
 
 
 def diagnose(app: App, deep: bool = False) -> DoctorReport:
@@ -143,7 +159,7 @@ def diagnose(app: App, deep: bool = False) -> DoctorReport:
     with model_collections(dep, [m.id for m in others]) as stores:
         for model in others:
             report.other_models[model.model_id] = _check(dep, model.id, stores[model.id], deep)
-    report.inconsistent_persons = [p.as_dict() for p in inconsistent_persons(app)]
+    report.inconsistent_persons = inconsistent_persons(app)
     report.pending_erasures = count_pending(app)
     report.file_modes = check_private_files(dep.settings)
     report.orphan_uploads = find_orphan_uploads(app)

@@ -22,13 +22,14 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 from identity.errors import StoreDamaged
 from identity.app.core import App
 from identity.app.deployment import Deployment
 from identity.app.templates import BATCH
 from identity.store.vectors.unit_vectors import is_unit
+from identity.serialize import json_field
 from identity.store.sql.faces import count_indexed_faces
 from identity.store.vectors import VectorHit, VectorIndex, remove_set_aside_shards, set_aside_shard
 
@@ -50,9 +51,18 @@ class IntegrityCheck:
     def add(self, face_ids: Iterable[uuid.UUID]) -> None:
         self.damaged = sorted(set(self.damaged) | {str(f) for f in face_ids})
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"deep": self.deep, "vectors_checked": self.checked, "damaged_vectors": len(self.damaged),
-                **({"rebuilt_shards": self.rebuilt} if self.rebuilt else {})}
+    def __json__(self) -> IntegrityFigures:
+        return IntegrityFigures(self.deep, self.checked, len(self.damaged), self.rebuilt)
+
+
+@dataclass(frozen=True)
+class IntegrityFigures:
+    """The check as `doctor --json` words it: counts, and the shards rebuilt only when there were some."""
+
+    deep: bool
+    vectors_checked: int
+    damaged_vectors: int
+    rebuilt_shards: list[str] = field(metadata=json_field(omit_if_falsy=True))
 
 
 def check_vectors(faces: VectorIndex, face_ids: Iterable[uuid.UUID], deep: bool) -> IntegrityCheck:

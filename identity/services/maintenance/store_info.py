@@ -10,9 +10,7 @@ identity.app.binding).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 from identity import __version__
 from identity.app.binding import rebind_vector_store
@@ -74,9 +72,6 @@ class Versions:
     faces_device: str  # the faces.device setting (IDENTITY_FACES__DEVICE)
     detector_runs_on: str  # e.g. "cpu (dlib HOG runs on the CPU only)"; ONNX detectors: their providers
     recognizer_runs_on: str  # the torch device or the ONNX Runtime providers the setting gives on this machine
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def versions(app: App) -> Versions:

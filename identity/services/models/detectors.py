@@ -13,9 +13,9 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Callable
 
 from identity.app.core import App
 from identity.errors import ModelError
@@ -52,9 +52,6 @@ class InstalledDetector:
     source: str  # the URL or file it came from
     already_installed: bool  # the right file was there: nothing was written
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class DetectorStatus:
@@ -66,9 +63,6 @@ class DetectorStatus:
     sha256: str  # the pinned digest (an installed file has it: nothing else is installed)
     packs: list[str]  # the model packs that detect with it
     description: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def detector(name: str) -> InstallableDetector:

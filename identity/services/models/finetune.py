@@ -20,6 +20,7 @@ from identity.app.core import App
 from identity.app.registry import chosen_model_row
 from identity.config import Settings
 from identity.faces.packs import ModelPack, save_local_pack
+from identity.serialize import to_json
 from identity.store.sql.faces import indexed_face_sources
 from identity.train.backbones import Backbone
 from identity.train.data import (
@@ -33,7 +34,6 @@ from identity.train.finetune import FULL, HEAD, Stage, TrainOptions, TrainResult
 
 __all__ = ["FULL", "HEAD", "FinetuneReport", "FinetuneRequest", "TrainOptions", "finetune"]  # the CLI's whole vocabulary
 from identity.train.validation import FAR, TAR_TOLERANCE, split_by_person
-
 
 @dataclass(frozen=True)
 class FinetuneRequest:
@@ -72,9 +72,6 @@ class FinetuneReport:
     saved: str | None  # the local pack's reference, None when nothing was worth keeping
     seconds: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def finetune(app: App, request: FinetuneRequest, stage: Stage) -> FinetuneReport:
     from identity.train.backbones import load_backbone, use_all_cores
@@ -102,8 +99,8 @@ def finetune(app: App, request: FinetuneRequest, stage: Stage) -> FinetuneReport
         "val_persons": split.val_persons,
         "val_faces": len(split.val),
         "skipped_faces": len(chips.skipped),
-        "before": result.before.as_dict(),
-        "after": result.after.as_dict(),
+        "before": to_json(result.before),
+        "after": to_json(result.after),
         "rank1_gain_points": round(100 * (result.after.rank1 - result.before.rank1), 2),
         "tar_gain_points": round(100 * (result.after.tar - result.before.tar), 2),
         "epochs": [

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from identity.config import Settings
 from identity.faces import FacePipeline, load_local_pack, resolve
 from identity.app.core import App
+from identity.serialize import json_field
 from identity.services.search.thresholds import resolve_threshold
 from identity.store.sql.tables import Model
 from identity.store.sql.model_rows import find_model
@@ -41,13 +41,8 @@ class ModelInfo:
     calibrated_at: str | None
     detector: str  # what the pack detects faces with
     model_source: str  # why this model (and so this detector) is the one shown
-    local_pack: LocalPackInfo | None = None  # built-in packs: None
-
-    def as_dict(self) -> dict[str, Any]:
-        info = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "local_pack"}
-        if self.local_pack is not None:
-            info.update(dataclasses.asdict(self.local_pack))  # flat, as the command has always printed it
-        return info
+    # built-in packs: None; flat, as the command has always printed it
+    local_pack: LocalPackInfo | None = field(default=None, metadata=json_field(flatten=True))
 
 
 def show_model(app: App, model: str | None = None) -> ModelInfo:

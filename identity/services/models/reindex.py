@@ -40,6 +40,7 @@ from identity.faces.types import same_face
 from identity.app.registry import read_active, record_target, switch_to
 from identity.app.actor import resolve_actor
 from identity.app.binding import bind_vector_store
+from identity.serialize import json_field
 from identity.services.queue.loop import EnrollSummary, JobFailed, JobResult, contained, fault_reason, job_fault, process_queue, queue_jobs, seconds_until_others_done
 from identity.services.enrollment.writer import face_row, index_pending
 from identity.app.core import App, ModelCollections
@@ -61,7 +62,8 @@ from identity.store.vectors import VectorIndex
 class FaceOutcome:
     face_id: str  # the old model's face
     path: str
-    outcome: str  # reindexed / rejected (by the new pack's quality gate) / failed
+    # reindexed / rejected (by the new pack's quality gate) / failed; not written: only failures are listed
+    outcome: str = field(metadata=json_field(skip=True))
     reason: str | None = None
 
 
@@ -75,7 +77,7 @@ class ReindexSummary:
     skipped_already_done: int = 0
     failed: list[FaceOutcome] = field(default_factory=list)
     switched: bool = False
-    seconds: float = 0.0
+    seconds: float = field(default=0.0, metadata=json_field(encode=lambda s: round(s, 2)))
     indexed: dict[str, int] = field(default_factory=dict)  # indexed faces per model at the end
     message: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -87,15 +89,6 @@ class ReindexSummary:
             self.rejected += 1
         else:
             self.reindexed += 1
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "model_before": self.model_before, "model_after": self.model_after, "faces": self.faces,
-            "reindexed": self.reindexed, "rejected": self.rejected, "skipped_already_done": self.skipped_already_done,
-            "failed": [{"face_id": f.face_id, "path": f.path, "reason": f.reason} for f in self.failed],
-            "switched": self.switched, "seconds": round(self.seconds, 2), "indexed": self.indexed,
-            "message": self.message, "warnings": self.warnings,
-        }
 
 
 @dataclass(frozen=True)

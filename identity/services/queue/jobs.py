@@ -5,36 +5,18 @@ Processing the queue is services.enroll's; these only read and move job rows.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from identity.app.core import App
 from identity.store.sql import jobs as job_rows
 from identity.store.sql.db import transaction
-from identity.store.sql.jobs import JobSpec
+from identity.store.sql.jobs import JobOutcome, JobRecord, JobSpec
 from identity.store.sql.tables import JobStatus
 
 CANCELLABLE_STATES: tuple[str, ...] = tuple(s.value for s in job_rows.CANCELLABLE)
-STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus)  # where a job is in the queue
-OUTCOMES: tuple[str, ...] = job_rows.OUTCOMES  # how a finished job ended; `state` filters take either
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    id: int
-    batch: str
-    status: str
-    outcome: str | None
-    reason: str | None
-    source_path: str
-    external_id: str
-    attempts: int
-    lease_owner: str | None
-    updated_at: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+STATUSES: tuple[str, ...] = tuple(JobStatus)  # where a job is in the queue
+OUTCOMES: tuple[str, ...] = tuple(JobOutcome)  # how a finished job ended; `state` filters take either
 
 
 @dataclass(frozen=True)
@@ -42,9 +24,6 @@ class CancelReport:
     cancelled: list[int]  # ids now cancelled
     running_left_alone: list[int]  # running under a live lease, left alone (no force)
     not_cancellable: list[int]  # named by id but done or already cancelled
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def queue_enrollment(app: App, specs: Iterable[JobSpec]) -> tuple[str, int]:
@@ -60,7 +39,7 @@ def list_jobs(app: App, state: str | None = None, batch: str | None = None,
               limit: int = 100) -> list[JobRecord]:
     """Newest first; `state` is a status or an outcome (rejected, duplicate, ...)."""
     with app.sessions() as session:
-        return [JobRecord(**job_rows.job_record(j)) for j in job_rows.list_jobs(session, state, batch, limit)]
+        return [job_rows.job_record(j) for j in job_rows.list_jobs(session, state, batch, limit)]
 
 
 def retry_jobs(app: App, failed_only: bool = True, batch: str | None = None,

@@ -13,16 +13,15 @@ Each audit is itself recorded as an audit event.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
+from dataclasses import dataclass, field
 import numpy as np
 
 from identity.app.core import App
 from identity.app.deployment import Deployment
 from identity.app.actor import resolve_actor
 from identity.evaluation.decision import PERSONS_NEEDED, decision_score
-from identity.services.review.matches import ReviewState, review_fields
+from identity.serialize import json_field
+from identity.services.review.matches import REVIEW_JSON, ReviewState
 from identity.services.search.identify import decision_threshold
 from identity.app.templates import template_of
 from identity.store.vectors.unit_vectors import intact_vectors
@@ -30,9 +29,9 @@ from identity.store.sql.db import transaction
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.faces import faces_with_images
 from identity.store.sql.tables import UNKNOWN_DETECTOR, Face, FaceStatus, Image
-from identity.store.sql.persons import get_person, person_record, persons_by_id
+from identity.store.sql.persons import PersonRecord, get_person, person_record, persons_by_id
 from identity.store.sql.reviews import latest_reviews
-from identity.store.sql.searches import hits_of_person
+from identity.store.sql.searches import Decision, hits_of_person
 
 LOOKALIKES = 5
 
@@ -40,7 +39,7 @@ LOOKALIKES = 5
 @dataclass
 class AuditFace:
     face_id: str
-    status: str
+    status: FaceStatus
     rejection: str | None
     source_path: str
     image_sha256: str
@@ -53,47 +52,36 @@ class AuditFace:
     detector: str  # the detection stage that found it ("unknown": recorded before faces kept it)
     enrolled_at: str | None
     # Set for indexed faces of a person with three or more of them (see _mark_outliers).
-    similarity_to_own_template: float | None = None
-    outlier: bool | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        row = asdict(self)
-        if self.outlier is None:
-            del row["similarity_to_own_template"], row["outlier"]
-        return row
+    similarity_to_own_template: float | None = field(default=None, metadata=json_field(omit_if_none=True))
+    outlier: bool | None = field(default=None, metadata=json_field(omit_if_none=True))
 
 
 @dataclass(frozen=True)
 class AuditSearch:
-    """A search that returned the person: when, by whom, at which rank and with which decision."""
+    """A search that returned the person, and the review in force on that hit (the search log's words)."""
 
     search_id: str
     when: str
     actor: str
     query_sha256: str | None
     face_index: int
+    face_detector: str = field(metadata=json_field(  # unknown: logged before migration 0011
+        doc="the detection stage that found the searched face; unknown: logged before faces kept it"))
     rank: int
     score: float | None
-    decision: str
-    review: ReviewState | None = None  # the review in force on this hit, if any
-    face_detector: str = UNKNOWN_DETECTOR  # the stage that found the searched face; unknown: logged before 0011
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), **review_fields(self.review)}
+    decision: Decision
+    review: ReviewState | None = field(default=None, metadata=REVIEW_JSON)  # the review in force on this hit
 
 
 @dataclass(frozen=True)
 class Lookalike:
-    person: dict[str, Any]  # the other person's record
+    person: PersonRecord  # the other person's record
     score: float  # their template's similarity to this person's
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
 class AuditReport:
-    person: dict[str, Any]  # the person's record, as `person show` prints it
+    person: PersonRecord  # the person's record, as `person show` prints it (without the face count)
     threshold: float
     faces: list[AuditFace]
     searches: list[AuditSearch]
@@ -101,13 +89,6 @@ class AuditReport:
     decision_rule: str
     lookalike_margin: float | None  # the threshold minus the decision score of this person's template among everyone else
     outliers: list[str] = field(default_factory=list)  # face ids
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "person": self.person, "threshold": self.threshold, "faces": [f.as_dict() for f in self.faces],
-            "searches": [s.as_dict() for s in self.searches], "lookalikes": [l.as_dict() for l in self.lookalikes],
-            "decision_rule": self.decision_rule, "lookalike_margin": self.lookalike_margin, "outliers": self.outliers,
-        }
 
 
 def audit_person(app: App, ref: str, actor: str | None = None) -> AuditReport:
@@ -121,7 +102,7 @@ def audit_person(app: App, ref: str, actor: str | None = None) -> AuditReport:
         searches = hits_of_person(session, person.id)
         reviews = latest_reviews(session, {event.id for _, event in searches})
     face_rows = [_face_row(face, image) for face, image in faces]
-    indexed = [uuid.UUID(f.face_id) for f in face_rows if f.status == FaceStatus.indexed.value]
+    indexed = [uuid.UUID(f.face_id) for f in face_rows if f.status == FaceStatus.indexed]
     vectors = intact_vectors(dep.index, indexed)
     _mark_outliers(dep, person.id, face_rows, vectors)
     lookalikes, others_score = _lookalikes(dep, person.id, vectors, threshold.rule)
@@ -133,7 +114,7 @@ def audit_person(app: App, ref: str, actor: str | None = None) -> AuditReport:
             AuditSearch(search_id=str(event.id), when=event.created_at.isoformat(), actor=event.actor,
                         query_sha256=event.query_sha256, face_index=hit.face_index,
                         face_detector=hit.face_detector or UNKNOWN_DETECTOR, rank=hit.rank,
-                        score=hit.score, decision=hit.decision,
+                        score=hit.score, decision=Decision(hit.decision),
                         review=ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))))
             for hit, event in searches
         ],
@@ -150,7 +131,7 @@ def audit_person(app: App, ref: str, actor: str | None = None) -> AuditReport:
 
 def _face_row(face: Face, image: Image) -> AuditFace:
     return AuditFace(
-        face_id=str(face.id), status=face.status.value, rejection=face.rejection,
+        face_id=str(face.id), status=face.status, rejection=face.rejection,
         source_path=image.source_path, image_sha256=image.sha256, bbox=face.bbox,
         det_score=face.det_score, iod_px=face.iod_px, blur=face.blur,
         yaw_deg=face.yaw_deg, roll_deg=face.roll_deg, detector=face.detector or UNKNOWN_DETECTOR,

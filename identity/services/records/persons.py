@@ -5,32 +5,15 @@ Merging and erasing people live in services.curation: they touch vectors too.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 from identity.app.registry import chosen_model_row
 from identity.app.core import App
 from identity.store.sql import persons as person_rows
 from identity.store.sql.db import transaction
+from identity.store.sql.persons import PersonRecord, person_record
 from identity.store.sql.tables import Person
 from identity.store.sql.pending_erasures import refuse_while_erasing
-
-
-@dataclass(frozen=True)
-class PersonRecord:
-    id: str
-    external_id: str
-    display_name: str | None
-    attributes: dict[str, Any]
-    created_at: str | None
-    faces: int | None = None  # searchable faces under the model in use; every service call counts them
-
-    def as_dict(self) -> dict[str, Any]:
-        record = dataclasses.asdict(self)
-        if self.faces is None:
-            del record["faces"]
-        return record
 
 
 def add_person(app: App, external_id: str, display_name: str | None = None,
@@ -79,4 +62,4 @@ def _model_row_id(app: App) -> int | None:
 
 
 def _record(person: Person, faces: int | None = None) -> PersonRecord:
-    return PersonRecord(**person_rows.person_record(person, faces))
+    return person_record(person, faces)

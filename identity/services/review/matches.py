@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from identity.app.actor import resolve_actor
 from identity.app.core import App
 from identity.errors import InvalidArgument, NotFound
+from identity.serialize import json_field
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import transaction
 from identity.store.sql.model_rows import models_with_row_ids
 from identity.store.sql.tables import MatchReview, SearchEvent, SearchHit
 from identity.store.sql.persons import get_person, persons_by_id
+from identity.store.sql.searches import Decision
 from identity.store.sql.reviews import (
     UNREVIEWED,
     VERDICTS,
+    ReviewVerdict,
     add_review,
     face_hits,
     first_hits,
@@ -41,24 +44,37 @@ Z_95 = 1.959964  # two-sided 95% normal quantile, for the Wilson interval
 class ReviewState:
     """The review in force on one hit."""
 
-    verdict: str  # confirmed / rejected
+    verdict: ReviewVerdict  # confirmed / rejected
     by: str
     at: str  # ISO 8601
     note: str | None
 
     @classmethod
     def of(cls, review: MatchReview | None) -> "ReviewState | None":
-        return None if review is None else cls(review.verdict, review.actor, review.created_at.isoformat(), review.note)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return None if review is None else cls(ReviewVerdict(review.verdict), review.actor,
+                                                         review.created_at.isoformat(), review.note)
 
 
-def review_fields(state: ReviewState | None) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class HitReview:
     """A hit's review as every answer words it (API, CLI --json, audit, search log): `review` is always one of
     unreviewed|confirmed|rejected, never null; who reviewed it, when and why beside it."""
-    return {"review": state.verdict if state else UNREVIEWED, "reviewed_by": state.by if state else None,
-            "reviewed_at": state.at if state else None, "review_note": state.note if state else None}
+
+    review: ReviewVerdict
+    reviewed_by: str | None
+    reviewed_at: str | None
+    review_note: str | None
+
+
+def review_fields(state: ReviewState | None) -> HitReview:
+    if state is None:
+        return HitReview(UNREVIEWED, None, None, None)
+    return HitReview(state.verdict, state.by, state.at, state.note)
+
+
+# A hit's `review` field: written as HitReview's four keys in its place.
+REVIEW_JSON = json_field(flatten=True, encode=review_fields)
 
 
 @dataclass(frozen=True)
@@ -72,12 +88,9 @@ class ReviewRow:
     face_index: int
     person: str | None  # external id; None once erased
     score: float | None
-    decision: str
-    review: ReviewState | None
-    person_id: str | None = None  # the person's uuid, which names them in a URL whatever their external id holds
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), **review_fields(self.review)}
+    decision: Decision
+    person_id: str | None  # the person's uuid, which names them in a URL whatever their external id holds
+    review: ReviewState | None = field(default=None, metadata=REVIEW_JSON)
 
 
 @dataclass(frozen=True)
@@ -89,15 +102,12 @@ class Review:
     face_index: int
     person: str
     rank: int
-    decision: str  # what the search decided for that face
-    verdict: str
+    decision: Decision  # what the search decided for that face
+    verdict: ReviewVerdict
     actor: str
     at: str
     note: str | None
-    superseded: str | None  # the verdict this one replaces, if any
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    superseded: ReviewVerdict | None  # the verdict this one replaces, if any
 
 
 def list_reviews(app: App, person_ref: str | None = None, unreviewed: bool = False, decision: str | None = None,
@@ -112,9 +122,10 @@ def list_reviews(app: App, person_ref: str | None = None, unreviewed: bool = Fal
         people = persons_by_id(session, {hit.person_id for hit, _ in rows if hit.person_id})
     return [
         ReviewRow(str(event.id), event.created_at.isoformat(), event.actor, event.query_name, hit.face_index,
-                  people[hit.person_id].external_id if hit.person_id in people else None, hit.score, hit.decision,
-                  ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))),
-                  str(hit.person_id) if hit.person_id in people else None)
+                  people[hit.person_id].external_id if hit.person_id in people else None, hit.score,
+                  Decision(hit.decision),
+                  str(hit.person_id) if hit.person_id in people else None,
+                  ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))))
         for hit, event in rows
     ]
 
@@ -143,8 +154,9 @@ def review_match(app: App, search_ref: str, face_index: int, verdict: str, perso
         record_audit_event(session, who, f"review {verdict}", person_id=person.id, subject=person.external_id,
                            details={"search_id": str(search_id), "face_index": face_index, "rank": hit.rank,
                                     "decision": hit.decision})
-        return Review(review.id, str(search_id), face_index, person.external_id, hit.rank, hit.decision, verdict,
-                      who, review.created_at.isoformat(), review.note, earlier.verdict if earlier else None)
+        return Review(review.id, str(search_id), face_index, person.external_id, hit.rank, Decision(hit.decision),
+                      ReviewVerdict(verdict), who, review.created_at.isoformat(), review.note,
+                      ReviewVerdict(earlier.verdict) if earlier else None)
 
 
 def _search_uuid(ref: str) -> uuid.UUID:
@@ -185,7 +197,7 @@ class PrecisionRow:
     confirmed: int = 0
     rejected: int = 0
     precision: float | None = None  # confirmed / reviewed
-    interval: tuple[float, float] | None = None  # Wilson 95%
+    interval: tuple[float, float] | None = None  # Wilson 95% (a list in JSON)
 
     def add(self, verdict: str | None) -> None:
         self.matches += 1
@@ -200,9 +212,6 @@ class PrecisionRow:
             self.interval = wilson_interval(self.confirmed, self.reviewed)
         return self
 
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "interval": list(self.interval) if self.interval else None}
-
 
 @dataclass(frozen=True)
 class ReviewReport:
@@ -211,10 +220,6 @@ class ReviewReport:
     overall: PrecisionRow
     groups: list[PrecisionRow]
     warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"since": self.since, "warn_below": self.warn_below, "overall": self.overall.as_dict(),
-                "groups": [g.as_dict() for g in self.groups], "warnings": self.warnings}
 
 
 def report_reviews(app: App, since: datetime | None = None, warn_below: float | None = None) -> ReviewReport:

@@ -14,6 +14,7 @@ from identity.app.core import App
 from identity.app.registry import detector_of
 from identity.errors import ImageError, NoFaceFound
 from identity.faces import ImageFaces, load_image
+from identity.serialize import to_json
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def detect_faces(app: App, images: Sequence[Path], crops: Path | None = None) ->
                     "bbox": [round(v, 1) for v in face.bbox],
                     "landmarks": face.landmarks.astype(float).round(1).tolist(),
                     "detector": face.detector,
-                    **face.quality.as_dict(),
+                    **to_json(face.quality),
                     "ok": face.quality.ok,
                     **({"crop": str(written[i])} if written else {}),
                 }

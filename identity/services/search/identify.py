@@ -28,19 +28,20 @@ from identity.evaluation.decision import (
     cohort_large_enough,
     decision_score,
 )
-from identity.faces import DetectedFace, ImageFaces, load_image, scan_limit_warning
+from identity.faces import DetectedFace, ImageFaces, Quality, load_image, scan_limit_warning
 from identity.app.actor import resolve_actor
 from identity.pathnames import path_text
 from identity.app.core import App
 from identity.app.deployment import Deployment
+from identity.serialize import json_field
 from identity.services.maintenance.integrity import check_scores, missing_vectors_warning
 from identity.services.search.unknown_faces import expire_unknown, keep_unknown
 from identity.services.search.thresholds import Threshold, pack_threshold, resolve_threshold
 from identity.store.sql.db import transaction
 from identity.store.sql.tables import UNKNOWN_DETECTOR, SearchEvent, SearchHit
-from identity.store.sql.persons import person_record, persons_by_id, persons_with_attributes
+from identity.store.sql.persons import PersonRecord, person_record, persons_by_id, persons_with_attributes
 from identity.store.sql.reviews import rejected_for_image
-from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, record_search
+from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, Decision, record_search
 
 FACES_PER_PERSON = 5  # how many of a person's faces are counted among the hits
 
@@ -77,7 +78,7 @@ class Candidate:
     rank: int
     score: float  # cosine to the person's template
     matched_faces: int
-    person: dict[str, Any]
+    person: PersonRecord
     faces: tuple[MatchedFace, ...] = ()  # the person's best faces for this search, best first
 
 
@@ -86,15 +87,16 @@ class FaceMatch:
     face_index: int
     bbox: list[float]
     det_score: float
-    quality: dict[str, Any]
-    decision: str  # match / unknown / not_searched
-    detector: str  # the detection stage that found the face, e.g. "hog/up1"
-    candidates: list[Candidate]
+    detector: str = field(metadata=json_field(doc="the detection stage that found the face, e.g. hog/up1"))
+    quality: Quality
+    decision: Decision
     decision_score: float | None = None  # what the decision compared with the threshold; None: no candidate
-    reason: str | None = None  # why the face was not searched; None when it was
+    reason: str | None = field(default=None, metadata=json_field(
+        doc="why the face was not searched (decision not_searched); null when it was"))
+    candidates: list[Candidate] = field(default_factory=list)
     # The persons the decision saw, best first (person id, template score): the candidates and the
     # cohort after them. Not shown; eval scores its held-out searches from it.
-    ranked: tuple[tuple[uuid.UUID, float], ...] = ()
+    ranked: tuple[tuple[uuid.UUID, float], ...] = field(default=(), metadata=json_field(skip=True))
 
     @property
     def best(self) -> Candidate | None:
@@ -102,47 +104,29 @@ class FaceMatch:
 
 
 @dataclass(frozen=True)
+class ThresholdKeys:
+    """A search result's threshold as its JSON words it, beside the result's other keys."""
+
+    threshold: float
+    threshold_source: str
+    decision_rule: str
+    threshold_fpir: float | None = field(metadata=json_field(omit_if_none=True))
+    threshold_gallery_persons: int | None = field(metadata=json_field(omit_if_none=True))
+
+    @classmethod
+    def of(cls, threshold: Threshold) -> "ThresholdKeys":
+        return cls(threshold.value, threshold.source, threshold.rule, threshold.fpir, threshold.gallery_persons)
+
+
+@dataclass(frozen=True)
 class SearchResult:
     search_id: str
-    path: str
+    path: str = field(metadata=json_field(name="image"))
     sha256: str
     model: str
-    threshold: Threshold
-    faces: list[FaceMatch]
+    threshold: Threshold = field(metadata=json_field(flatten=True, encode=ThresholdKeys.of))
     warnings: list[str]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "search_id": self.search_id,
-            "image": self.path,
-            "sha256": self.sha256,
-            "model": self.model,
-            "threshold": self.threshold.value,
-            "threshold_source": self.threshold.source,
-            "decision_rule": self.threshold.rule,
-            **({"threshold_fpir": self.threshold.fpir} if self.threshold.fpir is not None else {}),
-            **({"threshold_gallery_persons": self.threshold.gallery_persons}
-               if self.threshold.gallery_persons is not None else {}),
-            "warnings": self.warnings,
-            "faces": [
-                {
-                    "face_index": f.face_index,
-                    "bbox": f.bbox,
-                    "det_score": f.det_score,
-                    "detector": f.detector,
-                    "quality": f.quality,
-                    "decision": f.decision,
-                    "decision_score": f.decision_score,
-                    "reason": f.reason,
-                    "candidates": [
-                        {"rank": c.rank, "score": c.score, "matched_faces": c.matched_faces, "person": c.person,
-                         "faces": [{"face_id": m.face_id, "score": m.score} for m in c.faces]}
-                        for c in f.candidates
-                    ],
-                }
-                for f in self.faces
-            ],
-        }
+    faces: list[FaceMatch]
 
 
 @dataclass(frozen=True)
@@ -153,9 +137,6 @@ class SearchFailure:
     image: str
     error: str
     exit_code: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"image": self.image, "error": self.error, "exit_code": self.exit_code}
 
 
 def search_image(app: App, path: str, options: SearchOptions, found: ImageFaces | ImageError | None = None,
@@ -223,7 +204,7 @@ def search_faces(app: App, found: ImageFaces, options: SearchOptions) -> SearchR
         named = bool(kept) and kept[0] is top[0]
         decision = MATCH if named and score is not None and score >= threshold.value else UNKNOWN
         matches.append(FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
-                                 face.quality.as_dict(), decision, _detector_of(face), candidates, score,
+                                 _detector_of(face), face.quality, decision, score, candidates=candidates,
                                  ranked=tuple((hit.person_id, hit.score) for hit in hits)))
     warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(app)
     if found.capped:
@@ -236,7 +217,7 @@ def search_faces(app: App, found: ImageFaces, options: SearchOptions) -> SearchR
     if dep.unknown is not None:  # settings keep them, for clustering (identity.services.search.unknown_faces)
         keep_unknown(app, found, search_id, unknown)
         expire_unknown(app)
-    return SearchResult(search_id, found.path, found.sha256, dep.model.model_id, threshold, matches, warnings)
+    return SearchResult(search_id, found.path, found.sha256, dep.model.model_id, threshold, warnings, matches)
 
 
 def decision_threshold(app: App, override: float | None = None,
@@ -288,7 +269,7 @@ def _gallery_warnings(dep: Deployment, threshold: Threshold) -> list[str]:
 
 def _not_searched(index: int, face: DetectedFace, minimum: float) -> FaceMatch:
     return FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
-                     face.quality.as_dict(), NOT_SEARCHED, _detector_of(face), [],
+                     _detector_of(face), face.quality, NOT_SEARCHED,
                      reason=f"{face.quality.iod_px:.1f} px between the eyes, below the {minimum:g} px search minimum "
                             "(faces.min_search_iod_px)")
 
@@ -327,7 +308,7 @@ def _log(dep: Deployment, found: ImageFaces, options: SearchOptions, threshold: 
         hits = (
             # The face's decision names its first candidate; the others were only ranked.
             SearchHit(face_index=m.face_index, face_bbox=m.bbox, face_detector=m.detector, rank=c.rank,
-                      person_id=uuid.UUID(c.person["id"]), score=c.score,
+                      person_id=uuid.UUID(c.person.id), score=c.score,
                       decision=m.decision if c.rank == 1 else UNKNOWN, matched_faces=c.matched_faces)
             for m in matches for c in m.candidates
         )

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from identity.app.core import App
 from identity.errors import InvalidArgument
 from identity.store.sql.tables import SearchEvent, SearchHit
 from identity.store.sql.persons import get_person
 from identity.store.sql.reviews import REVIEW_STATES, searches_by_review
-from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, recent_searches, top_hits
+from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, Decision, recent_searches, top_hits
 
-DECISIONS = (MATCH, UNKNOWN, NOT_SEARCHED)  # a face's outcome (identity.services.search.identify)
+DECISIONS = tuple(Decision)  # a face's outcome (identity.services.search.identify)
 DECISION_FILTERS = (MATCH, UNKNOWN)  # the log's filter: some face matched, or none did
 
 
@@ -31,11 +30,8 @@ class LoggedSearch:
     not_searched: int  # faces too small to be searched (identity.services.search.identify)
     threshold: float | None
     best: float | None
-    decision: str
+    decision: Decision
     review: str | None  # of its matched faces: confirmed, rejected, unreviewed, or mixed; None without a match
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def list_searches(app: App, person_ref: str | None = None, since: datetime | None = None,
@@ -63,7 +59,7 @@ def list_searches(app: App, person_ref: str | None = None, since: datetime | Non
                      query_sha256=e.query_sha256, faces=e.face_count, not_searched=_not_searched(e),
                      threshold=e.threshold,
                      best=round(best[e.id].score, 4) if e.id in best and best[e.id].score is not None else None,
-                     decision=best[e.id].decision if e.id in best else _outcome_without_hits(e),
+                     decision=Decision(best[e.id].decision) if e.id in best else _outcome_without_hits(e),
                      review=_summary(reviews.get(e.id)))
         for e in events
     ]
@@ -73,7 +69,7 @@ def _not_searched(event: SearchEvent) -> int:
     return len(event.parameters.get(NOT_SEARCHED, []))
 
 
-def _outcome_without_hits(event: SearchEvent) -> str:
+def _outcome_without_hits(event: SearchEvent) -> Decision:
     """A search no face of which was ranked: nothing searched, or no one in the gallery to rank."""
     return NOT_SEARCHED if event.face_count and _not_searched(event) == event.face_count else UNKNOWN
 

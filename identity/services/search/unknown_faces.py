@@ -19,6 +19,7 @@ from PIL import Image as PILImage
 
 from identity.faces import DetectedFace, ImageFaces
 from identity.app.core import App
+from identity.serialize import to_json
 from identity.store.sql.db import transaction
 from identity.store.sql.tables import UnknownFace
 from identity.store.sql.unknown_faces import delete_unknown_faces, expired_unknown_faces
@@ -38,7 +39,7 @@ def keep_unknown(app: App, found: ImageFaces, search_id: str,
     expires = now + timedelta(days=dep.settings.review.unknown_retention_days)
     rows = [UnknownFace(id=uuid.uuid4(), model_id=dep.model.id, search_id=uuid.UUID(search_id), face_index=index,
                         image_sha256=found.sha256, source_path=found.path, bbox=[round(float(v), 1) for v in face.bbox],
-                        quality=face.quality.as_dict(), thumbnail=face_thumbnail(face), created_at=now,
+                        quality=to_json(face.quality), thumbnail=face_thumbnail(face), created_at=now,
                         expires_at=expires)
             for index, face in faces]
     with transaction(app.sessions) as session:

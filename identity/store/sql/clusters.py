@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Sequence
 
 from sqlalchemy import delete, select
@@ -10,10 +11,14 @@ from sqlalchemy.orm import Session, selectinload
 from identity.errors import NotFound
 from identity.store.sql.tables import ClusterMember, FaceCluster
 
-OPEN = "open"
-EDITED = "edited"  # open, corrected by hand (split or merged): a re-run leaves it as it is
-NAMED = "named"
-DISCARDED = "discarded"
+class ClusterStatus(StrEnum):
+    open = "open"
+    edited = "edited"  # open, corrected by hand (split or merged): a re-run leaves it as it is
+    named = "named"
+    discarded = "discarded"
+
+
+OPEN, EDITED, NAMED, DISCARDED = ClusterStatus
 NAMEABLE = (OPEN, EDITED)
 
 

@@ -11,6 +11,7 @@ A cancelled job is never claimed, and no finishing worker overwrites its state.
 
 from __future__ import annotations
 
+from enum import StrEnum
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +24,16 @@ from identity.store.sql.db import rowcount
 from identity.store.sql.tables import Job, JobStatus, naive_utc, utcnow
 
 MAX_ATTEMPTS = 3
-OUTCOMES = ("enrolled", "rejected", "failed", "duplicate", "conflict", "reindexed")
+class JobOutcome(StrEnum):  # how a finished job ended
+    enrolled = "enrolled"
+    rejected = "rejected"
+    failed = "failed"
+    duplicate = "duplicate"
+    conflict = "conflict"
+    reindexed = "reindexed"
+
+
+OUTCOMES = tuple(JobOutcome)
 ENROLL, REINDEX = "enroll", "reindex"
 
 
@@ -309,13 +319,24 @@ def _lease_live(job: Job, now: datetime) -> bool:
             and naive_utc(job.lease_expires_at) > naive_utc(now))
 
 
-def job_record(job: Job) -> dict[str, Any]:
-    return {
-        "id": job.id, "batch": job.batch, "status": job.status.value, "outcome": job.outcome,
-        "reason": job.reason, "source_path": job.source_path, "external_id": job.external_id,
-        "attempts": job.attempts, "lease_owner": job.lease_owner,
-        "updated_at": job.updated_at.isoformat() if job.updated_at else None,
-    }
+@dataclass(frozen=True)
+class JobRecord:  # a job as `identity jobs list` and GET /v1/jobs show it
+    id: int
+    batch: str
+    status: JobStatus
+    outcome: JobOutcome | None
+    reason: str | None
+    source_path: str
+    external_id: str
+    attempts: int
+    lease_owner: str | None
+    updated_at: str | None
+
+
+def job_record(job: Job) -> JobRecord:
+    return JobRecord(job.id, job.batch, job.status, JobOutcome(job.outcome) if job.outcome else None, job.reason,
+                     job.source_path, job.external_id, job.attempts, job.lease_owner,
+                     job.updated_at.isoformat() if job.updated_at else None)
 
 
 def release_stale_leases(session: Session, job_ids: Sequence[int]) -> None:

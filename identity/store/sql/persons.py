@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import ColumnElement, String, cast, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from identity.errors import IdentityError, InvalidArgument, NotFound
+from identity.serialize import json_field
 from identity.store.sql.tables import Face, FaceStatus, Person
 
 
@@ -183,18 +185,23 @@ def _indexed_faces(session: Session, model_row_id: int, key: Any, values: Sequen
     return faces
 
 
-def person_record(person: Person, faces: int | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PersonRecord:
+    """A person as every answer gives them (`person show`, a search candidate, an audit, a look-alike)."""
+
+    id: str
+    external_id: str
+    display_name: str | None
+    attributes: dict[str, Any]
+    created_at: str | None = field(metadata=json_field(doc="ISO 8601 UTC with its offset"))
+    # Searchable faces under the model in use: on every person answer; None (no key) inside other answers.
+    faces: int | None = field(default=None, metadata=json_field(omit_if_none=True))
+
+
+def person_record(person: Person, faces: int | None = None) -> PersonRecord:
     """A person as plain data, for JSON and tables."""
-    record: dict[str, Any] = {
-        "id": str(person.id),
-        "external_id": person.external_id,
-        "display_name": person.display_name,
-        "attributes": person.attributes,
-        "created_at": person.created_at.isoformat() if person.created_at else None,
-    }
-    if faces is not None:
-        record["faces"] = faces
-    return record
+    return PersonRecord(str(person.id), person.external_id, person.display_name, person.attributes,
+                        person.created_at.isoformat() if person.created_at else None, faces)
 
 
 def indexed_faces_by_person(session: Session, model_row_id: int, external_ids: Sequence[str] | None = None,

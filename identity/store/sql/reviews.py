@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 import uuid
 from datetime import datetime
 from typing import Iterable, Sequence
@@ -12,11 +13,17 @@ from sqlalchemy.orm import Session
 from identity.store.sql.db import rowcount
 from identity.store.sql.tables import MatchReview, SearchEvent, SearchHit
 
-CONFIRMED = "confirmed"
-REJECTED = "rejected"
-UNREVIEWED = "unreviewed"
-VERDICTS = (CONFIRMED, REJECTED)
-REVIEW_STATES = (CONFIRMED, REJECTED, UNREVIEWED)
+class ReviewVerdict(StrEnum):
+    """A hit's review: the verdict in force (confirmed, rejected), or none yet."""
+
+    confirmed = "confirmed"
+    rejected = "rejected"
+    unreviewed = "unreviewed"
+
+
+CONFIRMED, REJECTED, UNREVIEWED = ReviewVerdict
+VERDICTS = (CONFIRMED, REJECTED)  # what a reviewer may say
+REVIEW_STATES = tuple(ReviewVerdict)
 
 ReviewKey = tuple[uuid.UUID, int, uuid.UUID | None]  # search, face index, person
 

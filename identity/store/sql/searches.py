@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 import uuid
 from datetime import datetime
 from typing import Iterable, Sequence
@@ -13,7 +14,13 @@ from identity.store.sql.tables import SearchEvent, SearchHit
 from identity.store.sql.reviews import searches_with_review_state
 
 # A face's outcome. A face not searched has no hits: the event's parameters list it under NOT_SEARCHED.
-MATCH, UNKNOWN, NOT_SEARCHED = "match", "unknown", "not_searched"
+class Decision(StrEnum):  # a searched face's outcome
+    match = "match"
+    unknown = "unknown"
+    not_searched = "not_searched"  # too small to search
+
+
+MATCH, UNKNOWN, NOT_SEARCHED = Decision
 
 
 def record_search(session: Session, event: SearchEvent, hits: Iterable[SearchHit]) -> uuid.UUID:

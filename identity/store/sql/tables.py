@@ -85,13 +85,13 @@ class Base(DeclarativeBase):
     }
 
 
-class FaceStatus(str, enum.Enum):
+class FaceStatus(enum.StrEnum):
     pending = "pending"  # row written, vector not yet confirmed in the vector store
     indexed = "indexed"  # vector stored and searchable
     rejected = "rejected"  # failed the quality gate; no vector is stored
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     queued = "queued"
     running = "running"
     done = "done"

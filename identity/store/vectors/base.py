@@ -11,12 +11,25 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
-from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from identity.errors import DimensionMismatch, InvalidVector
+from identity.serialize import json_field
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    """What VectorIndex.purge() did, for the erasure report; each engine says what applies to it."""
+
+    engine: str
+    method: str
+    points_kept: int | None = field(default=None, metadata=json_field(omit_if_none=True))  # a rebuilt shard
+    vacuum_finished: bool | None = field(default=None, metadata=json_field(omit_if_none=True))  # a server's vacuum
+    seconds: float | None = field(default=None, metadata=json_field(omit_if_none=True))
+    not_forced: list[str] | None = field(default=None, metadata=json_field(omit_if_none=True))
 
 
 @dataclass(frozen=True)
@@ -95,12 +108,11 @@ class VectorIndex(Protocol):
         Call it after a bulk load or when an enrollment batch is done.
         """
 
-    def purge(self) -> dict[str, Any]:
+    def purge(self) -> PurgeResult:
         """Make deletions physical: deleted points' vectors, int8 copies and payloads leave the data files.
 
         delete() and delete_person() only mark points deleted (searches skip them); erasure
-        calls this afterwards. Returns what was done, for the erasure report ("engine",
-        "method", and for a server "not_forced": what its API cannot force).
+        calls this afterwards. Returns what was done, for the erasure report.
         """
 
     def close(self) -> None:

@@ -70,6 +70,7 @@ from identity.store.vectors.base import (
     FACES,
     TEMPLATES,
     PersonHit,
+    PurgeResult,
     VectorHit,
     VectorPoint,
     as_matrix,
@@ -280,7 +281,7 @@ class EdgeIndex:
         self._engine.optimize()
 
     @_one_at_a_time
-    def purge(self) -> dict[str, Any]:
+    def purge(self) -> PurgeResult:
         """Rebuild the shard from its live points, so deleted points leave every file, WAL included.
 
         The live points are copied into a fresh shard beside this one (``<name>.erasing``),
@@ -315,8 +316,8 @@ class EdgeIndex:
         old_lock.close()
         fsync_dir(self.path.parent)
         self._shard = _open_shard(self.path, self.dim, self._settings.vectors)
-        return {"engine": "qdrant-edge", "method": "shard rebuilt from its live points",
-                "points_kept": kept, "seconds": round(time.monotonic() - started, 3)}
+        return PurgeResult("qdrant-edge", "shard rebuilt from its live points", points_kept=kept,
+                           seconds=round(time.monotonic() - started, 3))
 
     @_one_at_a_time
     def set_aside(self) -> Path:

@@ -7,11 +7,11 @@ contract as the engines, so the same contract tests hold it to it.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from identity.store.vectors.base import PersonHit, VectorHit, VectorPoint, as_matrix
+from identity.store.vectors.base import PersonHit, PurgeResult, VectorHit, VectorPoint, as_matrix
 from identity.store.vectors.common import check_k, group_hits, point_matrix
 
 QUERY_CHUNK = 256  # rows of a batch scored at once: bounds the (chunk, n) score matrix
@@ -110,10 +110,10 @@ class ExactIndex:
     def optimize(self) -> None:
         """Nothing to build: every search is a full scan."""
 
-    def purge(self) -> dict[str, Any]:
+    def purge(self) -> PurgeResult:
         """Zero the rows past the live ones: a deleted vector may still sit there."""
         self._vectors[len(self._faces):] = 0
-        return {"engine": "exact", "method": "in memory; freed rows zeroed"}
+        return PurgeResult("exact", "in memory; freed rows zeroed")
 
     def close(self) -> None:
         """Nothing to release."""

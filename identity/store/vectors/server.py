@@ -27,6 +27,7 @@ from identity.store.vectors.base import (
     FACES,
     TEMPLATES,
     PersonHit,
+    PurgeResult,
     VectorHit,
     VectorPoint,
     as_matrix,
@@ -313,7 +314,7 @@ class QdrantServerIndex:
     def optimize(self) -> None:
         """Nothing to do: the server's optimizers index in the background."""
 
-    def purge(self) -> dict[str, Any]:
+    def purge(self) -> PurgeResult:
         """Have the server vacuum deleted points out of the segment files, and wait for it.
 
         The API has no "vacuum now": the vacuum optimizer rewrites a segment once enough of
@@ -324,7 +325,7 @@ class QdrantServerIndex:
         """
         conn = self._live
         if conn.url == MEMORY:
-            return {"engine": "qdrant local mode", "method": "in memory; no files hold the points"}
+            return PurgeResult("qdrant local mode", "in memory; no files hold the points")
         started = time.monotonic()
         before = conn.call(conn.client.get_collection, self.collection).config.optimizer_config
         self._set_vacuum(PURGE_DELETED_THRESHOLD, PURGE_MIN_VECTORS)
@@ -332,9 +333,8 @@ class QdrantServerIndex:
             vacuumed = self._wait_green(PURGE_WAIT_S)
         finally:
             self._set_vacuum(before.deleted_threshold, before.vacuum_min_vector_number)
-        return {"engine": "qdrant", "method": "vacuum optimizer with thresholds lowered",
-                "vacuum_finished": vacuumed, "seconds": round(time.monotonic() - started, 3),
-                "not_forced": list(NOT_FORCED)}
+        return PurgeResult("qdrant", "vacuum optimizer with thresholds lowered", vacuum_finished=vacuumed,
+                           seconds=round(time.monotonic() - started, 3), not_forced=list(NOT_FORCED))
 
     def _set_vacuum(self, deleted_threshold: float | None, min_vectors: int | None) -> None:
         conn = self._live
