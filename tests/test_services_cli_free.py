@@ -133,7 +133,8 @@ def test_versions_on_a_fresh_and_an_initialised_store(tmp_path: Path) -> None:
         fresh.schema_code, report.model_id, report.model_id)
     assert after.model_source == "the store's active model"
     assert list(to_json(after)) == ["identity", "schema_code", "schema_database", "model", "model_source",
-                                     "store_active_model", "detector"]
+                                     "store_active_model", "detector", "faces_device", "detector_runs_on",
+                                     "recognizer_runs_on"]  # what runs where: added by issue 24
     assert after.detector.startswith("dlib HOG")
 
 
