@@ -13,8 +13,9 @@ import json
 import re
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 if TYPE_CHECKING:
@@ -26,8 +27,10 @@ SNAPSHOT = Path(__file__).resolve().parent.parent / "tests" / "openapi.json"
 
 # ---- requests -------------------------------------------------------------------------------
 
-def call(run: Run, method: str, path: str, role: str | None = None, body: Any = None,
-         headers: dict[str, str] | None = None) -> Answer:
+
+def call(
+    run: Run, method: str, path: str, role: str | None = None, body: Any = None, headers: dict[str, str] | None = None
+) -> Answer:
     """One request: (status, headers with lower-case names, body text). A dict body is JSON, a str a form."""
     sent = dict(headers or {})
     if role:
@@ -77,6 +80,7 @@ def person(run: Run, external_id: str, name: str | None = None) -> dict[str, Any
 
 # ---- the rows ----------------------------------------------------------------------------------
 
+
 def register_items(case: Callable[..., Callable[[Callable[[Run], str]], Callable[[Run], str]]]) -> None:
     """Register every row of this module with http_abuse's `case` decorator, in item order."""
     for item, name, before, env, fn in ROWS:
@@ -87,8 +91,9 @@ def cookie_after_sign_out(run: Run) -> str:
     cookie = sign_in(run, run.keys["admin"])
     _, _, text = page(run, "/ui/persons", cookie)
     copy = cookie  # what a second tab, or whoever copied it, keeps
-    status, headers, _ = call(run, "POST", "/ui/logout", body=urlencode({"csrf": csrf_of(text)}),
-                              headers={"Cookie": cookie})
+    status, headers, _ = call(
+        run, "POST", "/ui/logout", body=urlencode({"csrf": csrf_of(text)}), headers={"Cookie": cookie}
+    )
     reused, reused_headers, _ = page(run, "/ui/persons", copy)
     run.row.status = outcome(reused, reused_headers)
     return f"sign-out {outcome(status, headers)}; the copied cookie afterwards: {outcome(reused, reused_headers)}"
@@ -101,7 +106,9 @@ def cookie_after_revocation(run: Run) -> str:
     revoked, _, _ = call(run, "DELETE", "/v1/keys/abuse-revoked", "admin")
     status, headers, _ = page(run, "/ui/persons", cookie)
     run.row.status = outcome(status, headers)
-    return f"before revocation {outcome(first, first_headers)}; DELETE /v1/keys {revoked}; then {outcome(status, headers)}"
+    return (
+        f"before revocation {outcome(first, first_headers)}; DELETE /v1/keys {revoked}; then {outcome(status, headers)}"
+    )
 
 
 def security_headers(run: Run) -> str:
@@ -111,10 +118,12 @@ def security_headers(run: Run) -> str:
     run.row.status = str(status)
     csp = headers.get("content-security-policy", "")
     frame = re.search(r"frame-ancestors [^;]+", csp)
-    return (f"/ui/persons: CSP {'set' if csp else 'absent'} ({frame.group(0) if frame else 'no frame-ancestors'}"
-            f"{', inline script allowed' if 'unsafe-inline' in csp else ', no inline'}), "
-            f"X-Frame-Options {headers.get('x-frame-options')}, Cache-Control {headers.get('cache-control')}; "
-            f"/v1/persons Cache-Control {api.get('cache-control')}")
+    return (
+        f"/ui/persons: CSP {'set' if csp else 'absent'} ({frame.group(0) if frame else 'no frame-ancestors'}"
+        f"{', inline script allowed' if 'unsafe-inline' in csp else ', no inline'}), "
+        f"X-Frame-Options {headers.get('x-frame-options')}, Cache-Control {headers.get('cache-control')}; "
+        f"/v1/persons Cache-Control {api.get('cache-control')}"
+    )
 
 
 def flash_text(run: Run) -> str:
@@ -123,8 +132,10 @@ def flash_text(run: Run) -> str:
     status, _, body = page(run, "/ui/persons?" + urlencode({"flash": text}), cookie)
     coded, _, coded_body = page(run, "/ui/persons?flash=erased", cookie)
     run.row.status = str(status)
-    return (f"the text shown: {'yes' if 'evil.example' in body else 'no'}; "
-            f"?flash=erased ({coded}) shows its own message: {'yes' if 'erased' in coded_body.lower() else 'no'}")
+    return (
+        f"the text shown: {'yes' if 'evil.example' in body else 'no'}; "
+        f"?flash=erased ({coded}) shows its own message: {'yes' if 'erased' in coded_body.lower() else 'no'}"
+    )
 
 
 def file_modes(run: Run) -> str:
@@ -155,8 +166,13 @@ def erased_in_logs(run: Run) -> str:
     erased_api, _, _ = call(run, "DELETE", f"/v1/persons/{api['id']}", "admin")
     cookie = sign_in(run, run.keys["admin"])
     _, _, form = page(run, f"/ui/persons/{ui['id']}/erase", cookie)
-    erased_ui, headers, _ = call(run, "POST", f"/ui/persons/{ui['id']}/erase", headers={"Cookie": cookie},
-                                 body=urlencode({"confirm": ui["external_id"], "csrf": csrf_of(form)}))
+    erased_ui, headers, _ = call(
+        run,
+        "POST",
+        f"/ui/persons/{ui['id']}/erase",
+        headers={"Cookie": cookie},
+        body=urlencode({"confirm": ui["external_id"], "csrf": csrf_of(form)}),
+    )
     call(run, "GET", f"/v1/persons/{api['external_id']}", "admin")  # 404 for the erased one
     time.sleep(0.3)  # the server's last lines reach the file
     lines = run.log.read_text(errors="replace").splitlines()
@@ -165,8 +181,10 @@ def erased_in_logs(run: Run) -> str:
     in_request = [line for line in lines if "identity.api" in line]
     with_id = [line for line in in_request if re.search(r" \[[A-Za-z0-9._:-]{1,64}\] ", line) and " [-] " not in line]
     run.row.status = f"{erased_api},{outcome(erased_ui, headers)}"
-    return (f"{len(lines)} log lines; erased ids/names/uuids found: {found}; "
-            f"request lines with a request id: {len(with_id)} of {len(in_request)}")
+    return (
+        f"{len(lines)} log lines; erased ids/names/uuids found: {found}; "
+        f"request lines with a request id: {len(with_id)} of {len(in_request)}"
+    )
 
 
 def wrong_secrets(run: Run) -> str:
@@ -179,8 +197,10 @@ def wrong_secrets(run: Run) -> str:
     right, headers, _ = call(run, "GET", "/v1/searches", "search")
     first = statuses.index(429) if 429 in statuses else len(statuses)
     run.row.status = f"{statuses.count(401)}x401,{statuses.count(429)}x429"
-    return (f"{first} x 401 before the first 429, 60 tries in {seconds:.2f} s; the right key then: {right} "
-            f"(Retry-After {headers.get('retry-after')})")
+    return (
+        f"{first} x 401 before the first 429, 60 tries in {seconds:.2f} s; the right key then: {right} "
+        f"(Retry-After {headers.get('retry-after')})"
+    )
 
 
 def literal_q(run: Run) -> str:
@@ -191,8 +211,10 @@ def literal_q(run: Run) -> str:
     _, _, percent = call(run, "GET", "/v1/persons?q=%25", "admin")
     ids = [p["external_id"] for p in json.loads(text)]
     run.row.status = str(status)
-    return (f"{len(json.loads(everyone))} people; q=_ -> {len(ids)} ({', '.join(ids)}: those with `_` in their id); "
-            f"q=% -> {len(json.loads(percent))}")
+    return (
+        f"{len(json.loads(everyone))} people; q=_ -> {len(ids)} ({', '.join(ids)}: those with `_` in their id); "
+        f"q=% -> {len(json.loads(percent))}"
+    )
 
 
 def slash_id(run: Run) -> str:
@@ -203,8 +225,10 @@ def slash_id(run: Run) -> str:
     cookie = sign_in(run, run.keys["admin"])
     ui, _, _ = page(run, f"/ui/persons/{made['id']}", cookie)
     run.row.status = f"{found},{by_uuid}"
-    return (f"?external_id=dept/alice -> {found}, {len(json.loads(text))} found; its uuid route -> {by_uuid} "
-            f"({json.loads(one)['external_id']}); UI page by uuid {ui}; /v1/persons/dept%2Falice still {encoded}")
+    return (
+        f"?external_id=dept/alice -> {found}, {len(json.loads(text))} found; its uuid route -> {by_uuid} "
+        f"({json.loads(one)['external_id']}); UI page by uuid {ui}; /v1/persons/dept%2Falice still {encoded}"
+    )
 
 
 def docs_offline(run: Run) -> str:
@@ -214,8 +238,10 @@ def docs_offline(run: Run) -> str:
     served = operation_ids(json.loads(schema))
     committed = operation_ids(json.loads(SNAPSHOT.read_text()))
     run.row.status = str(status)
-    return (f"/docs external URLs: {len(external)} {' '.join(external[:2])}; {len(served)} operationIds "
-            f"({', '.join(served[:3])}, ...), {'same as' if served == committed else 'DIFFERENT from'} tests/openapi.json")
+    return (
+        f"/docs external URLs: {len(external)} {' '.join(external[:2])}; {len(served)} operationIds "
+        f"({', '.join(served[:3])}, ...), {'same as' if served == committed else 'DIFFERENT from'} tests/openapi.json"
+    )
 
 
 def operation_ids(schema: dict[str, Any]) -> list[str]:
@@ -227,28 +253,41 @@ def shapes(run: Run) -> str:
     _, _, read = call(run, "GET", f"/v1/persons/{made['id']}", "admin")
     status, _, patched = call(run, "PATCH", f"/v1/persons/{made['id']}", "admin", {"display_name": "Shape 2"})
     run.row.status = str(status)
-    return (f"created_at on create {made['created_at']}, on read {json.loads(read)['created_at']}; "
-            f"PATCH faces {json.loads(patched)['faces']!r}")
+    return (
+        f"created_at on create {made['created_at']}, on read {json.loads(read)['created_at']}; "
+        f"PATCH faces {json.loads(patched)['faces']!r}"
+    )
 
 
 def cross_site(run: Run) -> str:
-    status, _, _ = call(run, "POST", "/ui/login", body=urlencode({"key": run.keys["admin"]}),
-                        headers={"Origin": "https://evil.example"})
-    fetch, _, _ = call(run, "POST", "/ui/login", body=urlencode({"key": run.keys["admin"]}),
-                       headers={"Sec-Fetch-Site": "cross-site"})
+    status, _, _ = call(
+        run, "POST", "/ui/login", body=urlencode({"key": run.keys["admin"]}), headers={"Origin": "https://evil.example"}
+    )
+    fetch, _, _ = call(
+        run, "POST", "/ui/login", body=urlencode({"key": run.keys["admin"]}), headers={"Sec-Fetch-Site": "cross-site"}
+    )
     run.row.status = f"{status},{fetch}"
     return f"login POST with Origin https://evil.example -> {status}; with Sec-Fetch-Site: cross-site -> {fetch}"
 
 
 def preflight(run: Run) -> str:
-    status, headers, _ = call(run, "OPTIONS", "/v1/search", headers={
-        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization"})
+    status, headers, _ = call(
+        run,
+        "OPTIONS",
+        "/v1/search",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
     _, answer, _ = call(run, "GET", "/healthz", headers={"X-Request-ID": "abuse-check-15"})
     _, fresh, _ = call(run, "GET", "/healthz", headers={"X-Request-ID": "bad id with spaces"})
     run.row.status = str(status)
-    return (f"preflight {status}, Allow-Origin {headers.get('access-control-allow-origin')}; X-Request-ID echoed "
-            f"{answer.get('x-request-id')}, an unsafe one replaced by {fresh.get('x-request-id')}")
+    return (
+        f"preflight {status}, Allow-Origin {headers.get('access-control-allow-origin')}; X-Request-ID echoed "
+        f"{answer.get('x-request-id')}, an unsafe one replaced by {fresh.get('x-request-id')}"
+    )
 
 
 ROWS: list[tuple[str, str, str, dict[str, str], Callable[[Run], str]]] = [
@@ -257,8 +296,13 @@ ROWS: list[tuple[str, str, str, dict[str, str], Callable[[Run], str]]] = [
     ("5", "security headers of a page and an API answer", "no CSP, framable, cacheable", {}, security_headers),
     ("6", "/ui/persons?flash=<a phishing sentence>", "text shown in the banner", {}, flash_text),
     ("7", "modes of the data dir's files after a run", "0644 files, 0755 folders", {}, file_modes),
-    ("9", "erase one person by API, one by UI; grep the server log", "ids in access lines, no request id", {},
-     erased_in_logs),
+    (
+        "9",
+        "erase one person by API, one by UI; grep the server log",
+        "ids in access lines, no request id",
+        {},
+        erased_in_logs,
+    ),
     ("10", "60 wrong secrets for a real key id", "60 x 401 in 1.2 s", {}, wrong_secrets),
     ("11", "GET /v1/persons?q=_", "everyone", {}, literal_q),
     ("12", "external id dept/alice: ?external_id= and its uuid route", "dept%2Falice 404", {}, slash_id),
@@ -266,6 +310,11 @@ ROWS: list[tuple[str, str, str, dict[str, str], Callable[[Run], str]]] = [
     ("14", "created_at on create and read, PATCH faces", "no zone on read, faces null", {}, shapes),
     ("15", "cross-site login POST", "accepted", {}, cross_site),
     ("15", "CORS preflight by default, X-Request-ID", "405, no request id", {}, preflight),
-    ("15", "CORS preflight, IDENTITY_API__CORS_ORIGINS=https://app.example", "no setting (405)",
-     {"identity_api__cors_origins": "https://app.example"}, preflight),
+    (
+        "15",
+        "CORS preflight, IDENTITY_API__CORS_ORIGINS=https://app.example",
+        "no setting (405)",
+        {"identity_api__cors_origins": "https://app.example"},
+        preflight,
+    ),
 ]

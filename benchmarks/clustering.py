@@ -72,8 +72,12 @@ class Faces:
     scored: np.ndarray  # (n,) bool: the largest face of its image, the one its folder names
 
     def subset(self, keep: np.ndarray) -> Faces:
-        return Faces(self.vectors[keep], [self.photos[i] for i in np.flatnonzero(keep)],
-                     [self.persons[i] for i in np.flatnonzero(keep)], self.scored[keep])
+        return Faces(
+            self.vectors[keep],
+            [self.photos[i] for i in np.flatnonzero(keep)],
+            [self.persons[i] for i in np.flatnonzero(keep)],
+            self.scored[keep],
+        )
 
 
 def main() -> None:
@@ -95,35 +99,58 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.load()
     folder = scan_labelled(args.dataset)
     if args.limit:
-        folder = folder.subset(folder.persons[:args.limit])
+        folder = folder.subset(folder.persons[: args.limit])
     with App.open(settings) as app:
         pipeline = app.pipeline(settings.model or default_model(settings)[0])
         decision = resolve_threshold(None, pipeline)
         threshold = ClusterThreshold(decision.value, decision.rule, pairwise_threshold(None, pipeline))
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=Console(stderr=True))
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
         with progress:
             task = progress.add_task("embedding (cached after the first run)", total=len(folder.all_paths))
-            analyses = analyse_paths(settings, pipeline.model_id, folder.all_paths, args.workers,
-                                     lambda n: progress.advance(task, n))
+            analyses = analyse_paths(
+                settings, pipeline.model_id, folder.all_paths, args.workers, lambda n: progress.advance(task, n)
+            )
     owner = {path: person for person in folder.persons for path in folder.images[person]}
     faces = shuffled(collect_faces(analyses, owner))
     scaled = scale(faces, threshold, args.scale) if args.scale else None  # first: its peak memory is the process's
     rows = [score(faces, threshold, method) for method in METHODS]
-    rows.append(score(faces, ClusterThreshold(threshold.pairwise, RAW, threshold.pairwise), DEFAULT_METHOD,
-                      RAW_VARIANT))
+    rows.append(
+        score(faces, ClusterThreshold(threshold.pairwise, RAW, threshold.pairwise), DEFAULT_METHOD, RAW_VARIANT)
+    )
     position = {person: i for i, person in enumerate(sorted(set(faces.persons)))}
-    halves = [score(faces.subset(np.array([position[p] % 2 == parity for p in faces.persons])), threshold,
-                    DEFAULT_METHOD, f"{DEFAULT_METHOD}, {name} persons") for parity, name in ((0, "even"), (1, "odd"))]
+    halves = [
+        score(
+            faces.subset(np.array([position[p] % 2 == parity for p in faces.persons])),
+            threshold,
+            DEFAULT_METHOD,
+            f"{DEFAULT_METHOD}, {name} persons",
+        )
+        for parity, name in ((0, "even"), (1, "odd"))
+    ]
     report: dict[str, Any] = {
-        "dataset": str(folder.root), "model": pipeline.model_id,
-        "threshold": {"decision": threshold.decision, "rule": threshold.rule, "source": decision.source,
-                      "pairwise": threshold.pairwise},
-        "persons": len(folder.persons), "images": len(folder.all_paths),
+        "dataset": str(folder.root),
+        "model": pipeline.model_id,
+        "threshold": {
+            "decision": threshold.decision,
+            "rule": threshold.rule,
+            "source": decision.source,
+            "pairwise": threshold.pairwise,
+        },
+        "persons": len(folder.persons),
+        "images": len(folder.all_paths),
         "images_without_face": sum(1 for o in analyses.values() if not (isinstance(o, ImageFaces) and o.faces)),
-        "faces": len(faces.photos), "scored_faces": int(faces.scored.sum()),
+        "faces": len(faces.photos),
+        "scored_faces": int(faces.scored.sum()),
         "extra_faces": int((~faces.scored).sum()),
-        "default": DEFAULT_METHOD, "methods": rows, "halves": halves,
+        "default": DEFAULT_METHOD,
+        "methods": rows,
+        "halves": halves,
     }
     report["targets"] = targets(report)
     if scaled:
@@ -150,13 +177,17 @@ def collect_faces(analyses: dict[str, Any], owner: dict[str, str]) -> Faces:
 
 def shuffled(faces: Faces) -> Faces:
     order = np.random.default_rng(ORDER_SEED).permutation(len(faces.photos))
-    return Faces(faces.vectors[order], [faces.photos[i] for i in order], [faces.persons[i] for i in order],
-                 faces.scored[order])
+    return Faces(
+        faces.vectors[order], [faces.photos[i] for i in order], [faces.persons[i] for i in order], faces.scored[order]
+    )
 
 
 def score(faces: Faces, threshold: ClusterThreshold, method: str, name: str | None = None) -> dict[str, Any]:
-    row: dict[str, Any] = {"method": name or method, "faces": len(faces.photos),
-                           "persons": len({p for p, s in zip(faces.persons, faces.scored) if s})}
+    row: dict[str, Any] = {
+        "method": name or method,
+        "faces": len(faces.photos),
+        "persons": len({p for p, s in zip(faces.persons, faces.scored) if s}),
+    }
     started = time.perf_counter()
     try:
         labels = cluster(faces.vectors, faces.photos, threshold, method)
@@ -174,14 +205,21 @@ def score(faces: Faces, threshold: ClusterThreshold, method: str, name: str | No
 def targets(report: dict[str, Any]) -> dict[str, Any]:
     rows = {row["method"]: row for row in report["methods"]}
     default, immich = rows[DEFAULT_METHOD], rows[IMMICH]
-    checks: dict[str, Any] = {key: {"value": default[key], "target": f">= {goal}", "ok": default[key] >= goal}
-                              for key, goal in TARGETS.items()}
-    checks["ahead_of_immich"] = {"value": default["bcubed_f"], "target": f"> {immich.get('bcubed_f', 'not run')}",
-                                 "ok": "bcubed_f" in immich and default["bcubed_f"] > immich["bcubed_f"]}
+    checks: dict[str, Any] = {
+        key: {"value": default[key], "target": f">= {goal}", "ok": default[key] >= goal}
+        for key, goal in TARGETS.items()
+    }
+    checks["ahead_of_immich"] = {
+        "value": default["bcubed_f"],
+        "target": f"> {immich.get('bcubed_f', 'not run')}",
+        "ok": "bcubed_f" in immich and default["bcubed_f"] > immich["bcubed_f"],
+    }
     measured = default["faces"] >= TIME_TARGET_FACES  # fewer faces (--limit) say nothing about the target
-    checks["seconds"] = {"value": f"{default['seconds']} for {default['faces']} faces",
-                         "target": f"< {TIME_TARGET_SECONDS:g} for {TIME_TARGET_FACES} faces",
-                         "ok": default["seconds"] < TIME_TARGET_SECONDS if measured else None}
+    checks["seconds"] = {
+        "value": f"{default['seconds']} for {default['faces']} faces",
+        "target": f"< {TIME_TARGET_SECONDS:g} for {TIME_TARGET_FACES} faces",
+        "ok": default["seconds"] < TIME_TARGET_SECONDS if measured else None,
+    }
     return checks
 
 
@@ -198,38 +236,64 @@ def scale(faces: Faces, threshold: ClusterThreshold, count: int) -> dict[str, An
     labels = cluster(vectors, photos, threshold)
     seconds = time.perf_counter() - started
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    return {"faces": count, "seconds": round(seconds, 1), "peak_memory_growth_mib": round(grown / 1024),
-            "clusters": int(labels.max()) + 1}
+    return {
+        "faces": count,
+        "seconds": round(seconds, 1),
+        "peak_memory_growth_mib": round(grown / 1024),
+        "clusters": int(labels.max()) + 1,
+    }
 
 
 def render(report: dict[str, Any], console: Console) -> None:
     t = report["threshold"]
-    console.print(f"{report['dataset']}, {report['model']}: {report['persons']} persons, {report['images']} images "
-                  f"({report['images_without_face']} without a face), {report['faces']} faces clustered: "
-                  f"{report['scored_faces']} scored (the largest of each image), {report['extra_faces']} extra faces")
-    console.print(f"thresholds: decision {t['decision']:g} ({t['rule']} rule, {t['source']}), "
-                  f"pairwise {t['pairwise']:g}")
+    console.print(
+        f"{report['dataset']}, {report['model']}: {report['persons']} persons, {report['images']} images "
+        f"({report['images_without_face']} without a face), {report['faces']} faces clustered: "
+        f"{report['scored_faces']} scored (the largest of each image), {report['extra_faces']} extra faces"
+    )
+    console.print(
+        f"thresholds: decision {t['decision']:g} ({t['rule']} rule, {t['source']}), pairwise {t['pairwise']:g}"
+    )
     table = Table(title="clustering, scored against the folder names (* the default)")
-    for column in ("method", "BCubed P", "BCubed R", "BCubed F", "pair P", "pair R", "clusters", "non-single",
-                   "largest", "persons", "faces", "s"):
+    for column in (
+        "method",
+        "BCubed P",
+        "BCubed R",
+        "BCubed F",
+        "pair P",
+        "pair R",
+        "clusters",
+        "non-single",
+        "largest",
+        "persons",
+        "faces",
+        "s",
+    ):
         table.add_column(column, justify="left" if column == "method" else "right")
     for row in report["methods"] + report["halves"]:
         name = row["method"] + (" *" if row["method"] == report["default"] else "")
         if "not_run" in row:
             table.add_row(name, row["not_run"], *[""] * 10)
             continue
-        table.add_row(name, *(f"{row[k]:.4f}" for k in ("bcubed_precision", "bcubed_recall", "bcubed_f",
-                                                         "pairwise_precision", "pairwise_recall")),
-                      *(str(row[k]) for k in ("clusters", "non_singleton_clusters", "largest", "persons", "faces")),
-                      f"{row['seconds']:.1f}")
+        table.add_row(
+            name,
+            *(
+                f"{row[k]:.4f}"
+                for k in ("bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_precision", "pairwise_recall")
+            ),
+            *(str(row[k]) for k in ("clusters", "non_singleton_clusters", "largest", "persons", "faces")),
+            f"{row['seconds']:.1f}",
+        )
     console.print(table)
     for key, check in report["targets"].items():
         verdict = {True: "ok", False: "MISSED", None: "not measured at this size"}[check["ok"]]
         console.print(f"{key}: {check['value']} (target {check['target']}) {verdict}")
     if "scale" in report:
         s = report["scale"]
-        console.print(f"scale: {s['faces']} resampled faces in {s['seconds']} s, peak memory grew by "
-                      f"{s['peak_memory_growth_mib']} MiB, {s['clusters']} clusters")
+        console.print(
+            f"scale: {s['faces']} resampled faces in {s['seconds']} s, peak memory grew by "
+            f"{s['peak_memory_growth_mib']} MiB, {s['clusters']} clusters"
+        )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ whole neighbourhoods).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 import numpy as np
 
@@ -64,8 +64,9 @@ def graph_tnorm(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterTh
     return chinese_whispers(edges(index, sims, keep, photos), photos)
 
 
-def edges(index: np.ndarray, sims: np.ndarray, keep: np.ndarray,
-           photos: Sequence[str]) -> list[list[tuple[int, float]]]:
+def edges(
+    index: np.ndarray, sims: np.ndarray, keep: np.ndarray, photos: Sequence[str]
+) -> list[list[tuple[int, float]]]:
     """Symmetric weighted adjacency lists (neighbour, cosine), sorted by neighbour; no edge within a photo."""
     adjacency: list[dict[int, float]] = [{} for _ in range(len(index))]
     for a, b in zip(*np.nonzero(keep)):
@@ -88,8 +89,9 @@ def chinese_whispers(edges: list[list[tuple[int, float]]], photos: Sequence[str]
             for other, weight in neighbours:
                 weights[labels[other]] = weights.get(labels[other], 0.0) + weight
             current, photo = labels[face], photos[face]
-            allowed = [(-w, label) for label, w in weights.items()
-                       if label == current or not holders.get((label, photo))]
+            allowed = [
+                (-w, label) for label, w in weights.items() if label == current or not holders.get((label, photo))
+            ]
             if not allowed:
                 continue
             best = min(allowed)[1]
@@ -112,14 +114,14 @@ def nearest_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
     if k == 0:
         return index, sims
     for start in range(0, n, BLOCK):
-        block = vectors[start:start + BLOCK] @ vectors.T
+        block = vectors[start : start + BLOCK] @ vectors.T
         rows = np.arange(len(block))
         block[rows, rows + start] = -np.inf
         top = np.argpartition(-block, k - 1, axis=1)[:, :k]
         top_sims = np.take_along_axis(block, top, axis=1)
         order = np.lexsort((top, -top_sims), axis=1)  # best first, ties by index: deterministic
-        index[start:start + BLOCK] = np.take_along_axis(top, order, axis=1)
-        sims[start:start + BLOCK] = np.take_along_axis(top_sims, order, axis=1)
+        index[start : start + BLOCK] = np.take_along_axis(top, order, axis=1)
+        sims[start : start + BLOCK] = np.take_along_axis(top_sims, order, axis=1)
     return index, sims
 
 
@@ -129,12 +131,14 @@ def dbscan(eps: float, min_samples: int) -> Method:
         from sklearn.cluster import DBSCAN
 
         return noise_alone(DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit(vectors).labels_)
+
     return run
 
 
 def dbscan_pairwise(min_samples: int) -> Method:
     def run(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold) -> np.ndarray:
         return dbscan(1.0 - threshold.pairwise, min_samples)(vectors, photos, threshold)
+
     return run
 
 
@@ -166,8 +170,9 @@ METHODS: dict[str, Method] = {
 }
 
 
-def cluster(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold,
-            method: str = DEFAULT_METHOD) -> np.ndarray:
+def cluster(
+    vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold, method: str = DEFAULT_METHOD
+) -> np.ndarray:
     """`cluster_faces` with any method named here."""
     if method not in METHODS:
         raise ValueError(f"unknown clustering method {method!r} (known: {', '.join(METHODS)})")

@@ -54,8 +54,9 @@ def _contingency(predicted: Any, truth: Any) -> tuple[np.ndarray, np.ndarray, np
     """Face counts per non-empty (cluster, person) cell, and each cell's cluster and person sizes."""
     predicted, truth = np.asarray(predicted), np.asarray(truth)
     if predicted.shape != truth.shape or predicted.ndim != 1:
-        raise ValueError(f"need one predicted and one true label per face, got shapes {predicted.shape} "
-                         f"and {truth.shape}")
+        raise ValueError(
+            f"need one predicted and one true label per face, got shapes {predicted.shape} and {truth.shape}"
+        )
     if len(predicted) == 0:
         raise ValueError("no faces to score")
     _, cluster = np.unique(predicted, return_inverse=True)
@@ -69,8 +70,8 @@ def _contingency(predicted: Any, truth: Any) -> tuple[np.ndarray, np.ndarray, np
 def _bcubed(counts: np.ndarray, cluster_sizes: np.ndarray, person_sizes: np.ndarray) -> tuple[float, float, float]:
     faces = counts.sum()
     # Each of a cell's `count` faces has precision count / cluster size and recall count / person size.
-    precision = float((counts ** 2 / cluster_sizes).sum() / faces)
-    recall = float((counts ** 2 / person_sizes).sum() / faces)
+    precision = float((counts**2 / cluster_sizes).sum() / faces)
+    recall = float((counts**2 / person_sizes).sum() / faces)
     return precision, recall, _harmonic(precision, recall)
 
 

@@ -46,9 +46,15 @@ LFW = REPO.parent / "shared" / "datasets" / "lfw-dev"
 BIN = Path(sys.executable).parent
 RUFF_DEFAULT = ["--line-length", "120", "--select", "E,F,W,I,B,UP"]
 # (benchmark, figure, True where higher is better)
-FIGURES = [("enroll", "images_per_s", True), ("search", "store_p95_ms", False), ("search", "embed_p95_ms", False),
-           ("search", "script_s", False), ("http", "http_per_s", True), ("http", "http_p95_ms", False),
-           ("http", "in_process_per_s", True)]
+FIGURES = [
+    ("enroll", "images_per_s", True),
+    ("search", "store_p95_ms", False),
+    ("search", "embed_p95_ms", False),
+    ("search", "script_s", False),
+    ("http", "http_per_s", True),
+    ("http", "http_p95_ms", False),
+    ("http", "in_process_per_s", True),
+]
 
 
 @contextlib.contextmanager
@@ -77,8 +83,10 @@ def shimmed(tree: Path) -> Iterator[dict[str, str]]:
 
 
 def imported_from(env: dict[str, str]) -> dict[str, str]:
-    code = ("import json, os, identity, identity_cli, identity_migrations as m; print(json.dumps({x.__name__: "
-            "os.path.dirname(os.path.realpath(x.__file__)) for x in (identity, identity_cli, m)}))")
+    code = (
+        "import json, os, identity, identity_cli, identity_migrations as m; print(json.dumps({x.__name__: "
+        "os.path.dirname(os.path.realpath(x.__file__)) for x in (identity, identity_cli, m)}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd="/", capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
@@ -95,8 +103,12 @@ def check_imports(tree: Path, env: dict[str, str]) -> dict[str, str]:
 
 
 def duplicate_pairs(folder: Path) -> dict[str, int]:
-    out = subprocess.run(["duplicates", "--repo", str(folder), "--most", "1", "--seconds", "300"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["duplicates", "--repo", str(folder), "--most", "1", "--seconds", "300"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     head = out.splitlines()[0]
     if "incomplete:" in out or not re.match(r"(\d+ pairs? |no duplicates)", head):
         raise RuntimeError(f"duplicates said: {out}")
@@ -116,8 +128,12 @@ def has_section(tree: Path, section: str) -> bool:
 
 
 def ruff_counts(tree: Path, rules: list[str]) -> dict[str, int]:
-    out = subprocess.run([str(BIN / "ruff"), "check", "--statistics", "--output-format", "json", *rules, "."],
-                         cwd=tree, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [str(BIN / "ruff"), "check", "--statistics", "--output-format", "json", *rules, "."],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+    ).stdout
     return {row["code"] or row["name"]: row["count"] for row in json.loads(out or "[]")}
 
 
@@ -142,8 +158,12 @@ def mypy_counts(tree: Path) -> dict[str, object]:
     configured = has_section(tree, "mypy") or (tree / "mypy.ini").exists() or (tree / ".mypy.ini").exists()
     errors, codes = mypy_errors(tree, defaults=not configured)
     defaults = mypy_errors(tree, defaults=True)[0] if configured else errors
-    return {"config": "repo" if configured else "defaults", "errors": errors, "by_code": codes,
-            "defaults_errors": defaults}
+    return {
+        "config": "repo" if configured else "defaults",
+        "errors": errors,
+        "by_code": codes,
+        "defaults_errors": defaults,
+    }
 
 
 def static_figures(tree: Path) -> dict[str, object]:
@@ -153,8 +173,12 @@ def static_figures(tree: Path) -> dict[str, object]:
     return {
         **structure(tree),
         "duplicates": {"tree": duplicate_pairs(tree), "identity": duplicate_pairs(tree / "identity")},
-        "ruff": {"config": "repo" if configured else "default", "errors": sum(ruff.values()), "by_code": ruff,
-                 "fixed_rules_errors": sum(fixed.values())},
+        "ruff": {
+            "config": "repo" if configured else "default",
+            "errors": sum(ruff.values()),
+            "by_code": ruff,
+            "fixed_rules_errors": sum(fixed.values()),
+        },
         "mypy": mypy_counts(tree),
     }
 
@@ -167,8 +191,9 @@ def run_script(tree: Path, env: dict[str, str], script: str, args: list[str]) ->
     path = tree / "benchmarks" / script
     json_flag = ["--json"] if "--json" in path.read_text() else []
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, str(path), *args, *json_flag], cwd=tree, env=env, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, str(path), *args, *json_flag], cwd=tree, env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - started
     if out.returncode:
         raise RuntimeError(f"{path} {' '.join(args)} failed ({out.returncode}):\n{(out.stdout + out.stderr)[-3000:]}")
@@ -210,19 +235,29 @@ def enroll_figures(out: str) -> dict[str, float]:
 def search_figures(out: str, seconds: float) -> dict[str, float]:
     if out.lstrip().startswith("{"):
         r = json.loads(out)["sqlite"]
-        return {"store_p95_ms": r["store_p95"], "embed_p95_ms": r["embed_p95"], "fill_s": r["fill_s"],
-                "script_s": seconds}
+        return {
+            "store_p95_ms": r["store_p95"],
+            "embed_p95_ms": r["embed_p95"],
+            "fill_s": r["fill_s"],
+            "script_s": seconds,
+        }
     header, rows = table_rows(out)
     [row] = [r for r in rows if r[0] == "sqlite"]
     store = header.index("vector+SQL p50") + 1
-    return {"store_p95_ms": number(row[store]), "embed_p95_ms": number(row[header.index("detect+embed p50") + 1]),
-            "script_s": seconds}
+    return {
+        "store_p95_ms": number(row[store]),
+        "embed_p95_ms": number(row[header.index("detect+embed p50") + 1]),
+        "script_s": seconds,
+    }
 
 
 def http_figures(out: str) -> dict[str, float]:
     r = json.loads(out)
-    return {"http_per_s": r["http"]["per_second"], "http_p95_ms": r["http"]["p95_ms"],
-            "in_process_per_s": r["in_process"]["per_second"]}
+    return {
+        "http_per_s": r["http"]["per_second"],
+        "http_p95_ms": r["http"]["p95_ms"],
+        "in_process_per_s": r["in_process"]["per_second"],
+    }
 
 
 def one_round(tree: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -234,8 +269,12 @@ def one_round(tree: Path, env: dict[str, str], args: argparse.Namespace) -> dict
     enroll, enroll_s = run_script(tree, env, "enroll.py", [*dataset, *enroll_args])
     search, search_s = run_script(tree, env, "search_latency.py", [*dataset, *search_args])
     http, http_s = run_script(tree, env, "http_load.py", [*dataset, *http_args])
-    return {"enroll": enroll_figures(enroll), "search": search_figures(search, search_s), "http": http_figures(http),
-            "seconds": {"enroll": enroll_s, "search": search_s, "http": http_s}}
+    return {
+        "enroll": enroll_figures(enroll),
+        "search": search_figures(search, search_s),
+        "http": http_figures(http),
+        "seconds": {"enroll": enroll_s, "search": search_s, "http": http_s},
+    }
 
 
 def verdict(old: list[float], new: list[float], higher_is_better: bool) -> dict[str, object]:
@@ -260,23 +299,32 @@ def print_report(result: dict) -> None:
     print(f"old: {old['spec']}  ({old['imports']['identity']})\nnew: {new['spec']}  ({new['imports']['identity']})")
     print(f"\n{'figure':<34}{'old':>12}{'new':>12}")
     rows = [("modules", so["modules"], sn["modules"]), ("lines (identity + cli)", so["lines"], sn["lines"])]
-    rows += [(f"  lines: {layer}", so["lines_per_layer"][layer], sn["lines_per_layer"][layer])
-             for layer in so["lines_per_layer"]]
-    rows += [(name, so[key], sn[key]) for name, key in (("import edges", "import_edges"),
-                                                        ("import circles (SCC > 1)", "import_circles"),
-                                                        ("modules in circles", "modules_in_circles"),
-                                                        ("upward imports", "upward_imports"))]
+    rows += [
+        (f"  lines: {layer}", so["lines_per_layer"][layer], sn["lines_per_layer"][layer])
+        for layer in so["lines_per_layer"]
+    ]
+    rows += [
+        (name, so[key], sn[key])
+        for name, key in (
+            ("import edges", "import_edges"),
+            ("import circles (SCC > 1)", "import_circles"),
+            ("modules in circles", "modules_in_circles"),
+            ("upward imports", "upward_imports"),
+        )
+    ]
     rows += [("mutual imports (pairs)", len(so["mutual_imports"]), len(sn["mutual_imports"]))]
     for where in ("tree", "identity"):
         d_old, d_new = so["duplicates"][where], sn["duplicates"][where]
-        rows += [(f"duplicated regions: {where}", d_old["pairs"], d_new["pairs"]),
-                 ("  of which by shape only", d_old["by_shape"], d_new["by_shape"])]
-    rows += [(f"ruff ({so['ruff']['config']} / {sn['ruff']['config']} config)", so["ruff"]["errors"],
-              sn["ruff"]["errors"]),
-             ("ruff, fixed rules E,F,W,I,B,UP 120", so["ruff"]["fixed_rules_errors"], sn["ruff"]["fixed_rules_errors"]),
-             (f"mypy ({so['mypy']['config']} / {sn['mypy']['config']} config)", so["mypy"]["errors"],
-              sn["mypy"]["errors"]),
-             ("mypy, defaults", so["mypy"]["defaults_errors"], sn["mypy"]["defaults_errors"])]
+        rows += [
+            (f"duplicated regions: {where}", d_old["pairs"], d_new["pairs"]),
+            ("  of which by shape only", d_old["by_shape"], d_new["by_shape"]),
+        ]
+    rows += [
+        (f"ruff ({so['ruff']['config']} / {sn['ruff']['config']} config)", so["ruff"]["errors"], sn["ruff"]["errors"]),
+        ("ruff, fixed rules E,F,W,I,B,UP 120", so["ruff"]["fixed_rules_errors"], sn["ruff"]["fixed_rules_errors"]),
+        (f"mypy ({so['mypy']['config']} / {sn['mypy']['config']} config)", so["mypy"]["errors"], sn["mypy"]["errors"]),
+        ("mypy, defaults", so["mypy"]["defaults_errors"], sn["mypy"]["defaults_errors"]),
+    ]
     for name, a, b in rows:
         print(f"{name:<34}{a:>12}{b:>12}")
     for label, s in (("old", so), ("new", sn)):
@@ -293,16 +341,19 @@ def print_report(result: dict) -> None:
     print(f"{'figure':<28}{'old':>10}{'new':>10}{'new/old':>9}  verdict (rounds old | new)")
     for key, v in speed["figures"].items():
         rounds = " ".join(map(short, v["old"])) + " | " + " ".join(map(short, v["new"]))
-        print(f"{key:<28}{v['median_old']:>10.2f}{v['median_new']:>10.2f}{v['ratio']:>8.2f}x  "
-              f"{v['verdict']} ({rounds})")
+        print(
+            f"{key:<28}{v['median_old']:>10.2f}{v['median_new']:>10.2f}{v['ratio']:>8.2f}x  {v['verdict']} ({rounds})"
+        )
     for label in ("old", "new"):
         fills = [r["search"]["fill_s"] for r in speed["per_round"][label] if "fill_s" in r["search"]]
         if fills:  # only a search_latency.py that takes --json reports it; search.script_s includes it
             print(f"search store build ({label}), median: {statistics.median(fills):.0f} s")
         walls = [r["seconds"] for r in speed["per_round"][label] if "seconds" in r]
         if walls:
-            print(f"script wall s per round ({label}): " + "; ".join(
-                ", ".join(f"{k} {v:.0f}" for k, v in w.items()) for w in walls))
+            print(
+                f"script wall s per round ({label}): "
+                + "; ".join(", ".join(f"{k} {v:.0f}" for k, v in w.items()) for w in walls)
+            )
 
 
 def main() -> None:
@@ -335,16 +386,21 @@ def main() -> None:
             rounds: dict[str, list[dict]] = {"old": [], "new": []}
             for n in range(args.rounds):
                 for label in ("old", "new"):
-                    print(f"round {n + 1}/{args.rounds}: {label} ({time.perf_counter() - started:.0f} s)",
-                          file=sys.stderr)
+                    print(
+                        f"round {n + 1}/{args.rounds}: {label} ({time.perf_counter() - started:.0f} s)", file=sys.stderr
+                    )
                     rounds[label].append(one_round(trees[label], envs[label], args))
             result["speed"] = {
-                "rounds": args.rounds, "per_round": rounds,
+                "rounds": args.rounds,
+                "per_round": rounds,
                 "settings": f"enroll --limit {args.limit}, search --faces {args.faces} --queries {args.queries}, "
-                            f"http --faces {args.http_faces} --clients {args.clients} --searches {args.searches}",
-                "figures": {f"{bench}.{key}": verdict([r[bench][key] for r in rounds["old"]],
-                                                      [r[bench][key] for r in rounds["new"]], higher)
-                            for bench, key, higher in FIGURES},
+                f"http --faces {args.http_faces} --clients {args.clients} --searches {args.searches}",
+                "figures": {
+                    f"{bench}.{key}": verdict(
+                        [r[bench][key] for r in rounds["old"]], [r[bench][key] for r in rounds["new"]], higher
+                    )
+                    for bench, key, higher in FIGURES
+                },
             }
     result["seconds"] = time.perf_counter() - started
     if args.save:

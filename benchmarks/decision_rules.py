@@ -28,6 +28,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from identity.app.templates import template_of
 from identity.config import Settings
 from identity.evaluation.cache import analyse_paths
 from identity.evaluation.decision import COHORT, MARGIN_WEIGHT, TNORM_WEIGHT
@@ -35,15 +36,17 @@ from identity.evaluation.metrics import fnir_at_fpir
 from identity.evaluation.protocol import LabelledFolder, scan_labelled
 from identity.faces import build_pipeline, default_model
 from identity.services.accuracy.evaluate import subject_embeddings
-from identity.app.templates import template_of
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "lfw-dev"
 SIZE_A = 1400
 MISSING = -9.0
 PRODUCT = ("t", TNORM_WEIGHT, MARGIN_WEIGHT)
-VARIANTS = [("raw", 0.0, 0.0)] + [("margin", 0.0, a) for a in (0.5, 1.0, 2.0)] + [
-    (mode, w, a) for mode in ("t", "z", "s") for w in (0.005, 0.01, 0.02) for a in (0.0, 0.5, 1.0)]
+VARIANTS = (
+    [("raw", 0.0, 0.0)]
+    + [("margin", 0.0, a) for a in (0.5, 1.0, 2.0)]
+    + [(mode, w, a) for mode in ("t", "z", "s") for w in (0.005, 0.01, 0.02) for a in (0.0, 0.5, 1.0)]
+)
 
 
 @dataclass
@@ -57,8 +60,9 @@ class Protocol:
     person_rule: str
 
 
-def protocol(folder: LabelledFolder, vectors: dict[str, np.ndarray | None], gallery_images: int,
-             person_rule: str) -> Protocol:
+def protocol(
+    folder: LabelledFolder, vectors: dict[str, np.ndarray | None], gallery_images: int, person_rule: str
+) -> Protocol:
     gallery, probes = folder.split(gallery_images)
     faces: dict[str, list[np.ndarray]] = {}
     for person, path in gallery:
@@ -77,7 +81,9 @@ def protocol(folder: LabelledFolder, vectors: dict[str, np.ndarray | None], gall
     return Protocol(scores, own, templates, len(probes) - len(found), person_rule)
 
 
-def decisions(p: Protocol, mode: str, w: float, a: float, k: int = COHORT) -> tuple[list[tuple[bool, float]], list[float]]:
+def decisions(
+    p: Protocol, mode: str, w: float, a: float, k: int = COHORT
+) -> tuple[list[tuple[bool, float]], list[float]]:
     """(mated, non-mated) as eval counts them: the non-mated search is the mated one with its own person removed."""
     rows = np.arange(len(p.scores))
     known = p.own >= 0
@@ -90,9 +96,9 @@ def decisions(p: Protocol, mode: str, w: float, a: float, k: int = COHORT) -> tu
             scores[rows[known], p.own[known]] = -3.0
         order = np.argsort(-scores, axis=1)
         top = order[:, 0]
-        ranked = np.take_along_axis(scores, order, axis=1)[:, :scores.shape[1] - held_out]
+        ranked = np.take_along_axis(scores, order, axis=1)[:, : scores.shape[1] - held_out]
         s1, s2 = ranked[:, 0], ranked[:, 1]
-        cohort = ranked[:, 1:k + 1]
+        cohort = ranked[:, 1 : k + 1]
         t = (s1 - cohort.mean(1)) / cohort.std(1)
         near = neighbours[top]
         if held_out:  # the probe's person is not in that gallery: not among the neighbours either
@@ -103,8 +109,7 @@ def decisions(p: Protocol, mode: str, w: float, a: float, k: int = COHORT) -> tu
         out.append((top, s1 + w * norm + a * (s1 - s2)))
     (top, mated), (_, non_mated) = out
     correct = (top == p.own).tolist() + [False] * p.no_face
-    return (list(zip(correct, mated.tolist() + [MISSING] * p.no_face)),
-            non_mated.tolist() + [MISSING] * p.no_face)
+    return (list(zip(correct, mated.tolist() + [MISSING] * p.no_face)), non_mated.tolist() + [MISSING] * p.no_face)
 
 
 def observed_fpir(non_mated: list[float], threshold: float) -> float:
@@ -133,13 +138,15 @@ def main() -> None:
     transfer = [protocol(folder.subset(s), vectors, 1, "template") for s in (a_persons, b_persons, quarter)]
     rows = []
     for variant in VARIANTS:
-        row: dict[str, object] = {"rule": "%s w=%g a=%g" % variant, "product": variant == PRODUCT}
+        row: dict[str, object] = {"rule": "{} w={:g} a={:g}".format(*variant), "product": variant == PRODUCT}
         for name, setup in setups.items():
             mated, non_mated = decisions(setup, *variant)
             row[name] = [round(fnir_at_fpir(mated, non_mated, f)[0], 4) for f in (1e-2, 1e-3)]
         mated, non_mated = decisions(transfer[0], *variant)
         threshold = fnir_at_fpir(mated, non_mated, 1e-2)[1]
-        row["fpir B / quarter B"] = [round(observed_fpir(decisions(t, *variant)[1], threshold), 4) for t in transfer[1:]]
+        row["fpir B / quarter B"] = [
+            round(observed_fpir(decisions(t, *variant)[1], threshold), 4) for t in transfer[1:]
+        ]
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))

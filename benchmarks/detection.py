@@ -35,9 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -51,8 +51,19 @@ MATCH_IOU = 0.4
 BANDS = {"<40": (0, 40), "40-80": (40, 80), "80-160": (80, 160), ">160": (160, 10_000), "65-90": (65, 90)}
 MADE_SIZE = (4032, 3024)
 # Face heights placed in each made photo: one draw per entry, uniform in its range (px).
-MADE_HEIGHTS = [(24, 40), (24, 40), (40, 65), (40, 65), (65, 90), (65, 90), (65, 90), (65, 90),
-                (90, 160), (90, 160), (160, 320)]
+MADE_HEIGHTS = [
+    (24, 40),
+    (24, 40),
+    (40, 65),
+    (40, 65),
+    (65, 90),
+    (65, 90),
+    (65, 90),
+    (65, 90),
+    (90, 160),
+    (90, 160),
+    (160, 320),
+]
 YUNET_SCORE = 0.8
 RAW = ("hog0", "hog1", "hog2", "yunet")
 
@@ -147,8 +158,9 @@ def made_photos(count: int, seed: int, folder: Path) -> list[Photo]:
             rgb, face = next_face(source_iter, hog, load_image)
             height = rng.uniform(low, high)
             scale = height / (face[3] - face[1])
-            tile = cv2.resize(rgb, None, fx=scale, fy=scale,
-                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            tile = cv2.resize(
+                rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            )
             spot = free_spot(rng, tile.shape[1], tile.shape[0], taken)
             if spot is None:
                 continue
@@ -174,7 +186,11 @@ def next_face(sources, hog, load_image) -> tuple[np.ndarray, Box]:
     for path in sources:
         rgb = load_image(path).rgb
         rects = hog(rgb, 1)
-        central = [r for r in rects if abs((r.left() + r.right()) / 2 - 125) < 30 and abs((r.top() + r.bottom()) / 2 - 125) < 40]
+        central = [
+            r
+            for r in rects
+            if abs((r.left() + r.right()) / 2 - 125) < 30 and abs((r.top() + r.bottom()) / 2 - 125) < 40
+        ]
         if len(central) == 1:
             r = central[0]
             return rgb, (float(r.left()), float(r.top()), float(r.right() + 1), float(r.bottom() + 1))
@@ -287,8 +303,20 @@ def print_table(report: dict) -> None:
     made_table = Table(title=f"made 12 MP ({made_total} photos) and lfw-dev ({report['photos']['lfw-dev']} photos)")
     for column in ("detector", "recall", "<40", "40-80", "80-160", ">160", "false/photo", "CPU ms/photo", "CPU ms/MP"):
         det_table.add_column(column, justify="left" if column == "detector" else "right")
-    for column in ("detector", "recall", "<40", "40-80", "65-90", "80-160", ">160", "CPU ms/photo", "CPU ms/MP",
-                   "lfw CPU ms/photo", "lfw any face", "peak RSS MB"):
+    for column in (
+        "detector",
+        "recall",
+        "<40",
+        "40-80",
+        "65-90",
+        "80-160",
+        ">160",
+        "CPU ms/photo",
+        "CPU ms/MP",
+        "lfw CPU ms/photo",
+        "lfw any face",
+        "peak RSS MB",
+    ):
         made_table.add_column(column, justify="left" if column == "detector" else "right")
     for name, entry in report["detectors"].items():
         if "skipped" in entry:
@@ -296,15 +324,33 @@ def print_table(report: dict) -> None:
             made_table.add_row(name, "skipped")
             continue
         det, made, lfw = (entry["sets"].get(k) for k in ("det-dev", "made-12mp", "lfw-dev"))
-        det_table.add_row(name, recall(det, det_total), *bands(det, ("<40", "40-80", "80-160", ">160")),
-                          f"{det['false_per_photo']:.2f}", f"{det['cpu_ms_per_photo']:.0f}", f"{det['cpu_ms_per_mp']:.0f}")
-        made_table.add_row(name, recall(made, made_total), *bands(made, ("<40", "40-80", "65-90", "80-160", ">160")),
-                           f"{made['cpu_ms_per_photo']:.0f}", f"{made['cpu_ms_per_mp']:.0f}",
-                           f"{lfw['cpu_ms_per_photo']:.0f}", percent(lfw["with_any_face"]), f"{entry['peak_rss_mb']:.0f}")
+        det_table.add_row(
+            name,
+            recall(det, det_total),
+            *bands(det, ("<40", "40-80", "80-160", ">160")),
+            f"{det['false_per_photo']:.2f}",
+            f"{det['cpu_ms_per_photo']:.0f}",
+            f"{det['cpu_ms_per_mp']:.0f}",
+        )
+        made_table.add_row(
+            name,
+            recall(made, made_total),
+            *bands(made, ("<40", "40-80", "65-90", "80-160", ">160")),
+            f"{made['cpu_ms_per_photo']:.0f}",
+            f"{made['cpu_ms_per_mp']:.0f}",
+            f"{lfw['cpu_ms_per_photo']:.0f}",
+            percent(lfw["with_any_face"]),
+            f"{entry['peak_rss_mb']:.0f}",
+        )
     console.print(det_table)
     console.print(made_table)
-    console.print("faces per band, det-dev / made: " + ", ".join(
-        f"{b} {report['band_faces']['det-dev'].get(b, 0)}/{report['band_faces']['made-12mp'].get(b, 0)}" for b in BANDS))
+    console.print(
+        "faces per band, det-dev / made: "
+        + ", ".join(
+            f"{b} {report['band_faces']['det-dev'].get(b, 0)}/{report['band_faces']['made-12mp'].get(b, 0)}"
+            for b in BANDS
+        )
+    )
 
 
 def recall(row: dict, total: int) -> str:
@@ -319,7 +365,9 @@ def bands(row: dict, names: tuple[str, ...]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packs", default="dlib-resnet,yunet-dlib-resnet", help="pack references, comma-separated")
-    parser.add_argument("--raw", default=",".join(RAW), help=f"raw reference stages among {', '.join(RAW)} ('' for none)")
+    parser.add_argument(
+        "--raw", default=",".join(RAW), help=f"raw reference stages among {', '.join(RAW)} ('' for none)"
+    )
     parser.add_argument("--yunet", type=Path, default=YUNET_FILE)
     parser.add_argument("--made", type=int, default=10, help="12 MP photos to make")
     parser.add_argument("--lfw", type=int, default=150, help="lfw-dev photos (one per person) for the small-photo cost")
@@ -332,24 +380,46 @@ def main() -> None:
     args = parser.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
-    sets = {"det-dev": det_dev(args.det_limit), "made-12mp": made_photos(args.made, args.seed, args.work),
-            "lfw-dev": lfw_photos(args.lfw)}
+    sets = {
+        "det-dev": det_dev(args.det_limit),
+        "made-12mp": made_photos(args.made, args.seed, args.work),
+        "lfw-dev": lfw_photos(args.lfw),
+    }
     if args.child:
         print(json.dumps(child(args.child, sets, args.yunet, args.budget_s)))
         return
 
     names = [f"pack:{p}" for p in args.packs.split(",") if p] + [r for r in args.raw.split(",") if r]
-    report: dict = {"photos": {k: len(v) for k, v in sets.items()},
-                    "band_faces": {k: {} for k in sets}, "detectors": {}, "settings": vars(args) | {"work": str(args.work),
-                                                                                                  "yunet": str(args.yunet)}}
+    report: dict = {
+        "photos": {k: len(v) for k, v in sets.items()},
+        "band_faces": {k: {} for k in sets},
+        "detectors": {},
+        "settings": vars(args) | {"work": str(args.work), "yunet": str(args.yunet)},
+    }
     for set_name in ("det-dev", "made-12mp"):
         for photo in sets[set_name]:
             for box in photo.truth:
                 for band in band_of(box):
                     report["band_faces"][set_name][band] = report["band_faces"][set_name].get(band, 0) + 1
     for name in names:
-        command = [sys.executable, __file__, "--child", name, "--yunet", str(args.yunet), "--made", str(args.made),
-                   "--lfw", str(args.lfw), "--budget-s", str(args.budget_s), "--seed", str(args.seed), "--work", str(args.work)]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            name,
+            "--yunet",
+            str(args.yunet),
+            "--made",
+            str(args.made),
+            "--lfw",
+            str(args.lfw),
+            "--budget-s",
+            str(args.budget_s),
+            "--seed",
+            str(args.seed),
+            "--work",
+            str(args.work),
+        ]
         if args.det_limit is not None:
             command += ["--det-limit", str(args.det_limit)]
         print(f"running {name} ...", file=sys.stderr, flush=True)

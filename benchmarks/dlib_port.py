@@ -47,16 +47,25 @@ def main() -> None:
     chips = np.concatenate([chips, chips[:, :, ::-1]])
     dlib_net = dlib.face_recognition_model_v1(str(dlib_model_path()))  # dlib's own C++ network, the baseline
     start = time.perf_counter()
-    reference = np.concatenate([np.array(dlib_net.compute_face_descriptor(list(chips[i : i + BATCH])), dtype=np.float32)
-                                for i in range(0, len(chips), BATCH)])
+    reference = np.concatenate(
+        [
+            np.array(dlib_net.compute_face_descriptor(list(chips[i : i + BATCH])), dtype=np.float32)
+            for i in range(0, len(chips), BATCH)
+        ]
+    )
     dlib_seconds = time.perf_counter() - start
     net = load_dlib_resnet()
     start = time.perf_counter()
     with torch.inference_mode():
-        ported = np.concatenate([net(chips_to_tensor(chips[i : i + BATCH])).numpy() for i in range(0, len(chips), BATCH)])
+        ported = np.concatenate(
+            [net(chips_to_tensor(chips[i : i + BATCH])).numpy() for i in range(0, len(chips), BATCH)]
+        )
     torch_seconds = time.perf_counter() - start
     cosine = (ported * reference).sum(1) / np.linalg.norm(ported, axis=1) / np.linalg.norm(reference, axis=1)
-    table = Table(title=f"{len(chips)} chips ({len(chips) // 2} lfw-dev faces and their mirror images), torch threads {torch.get_num_threads()}")
+    table = Table(
+        title=f"{len(chips)} chips ({len(chips) // 2} lfw-dev faces and their mirror images)"
+        f", torch threads {torch.get_num_threads()}"
+    )
     for column in ("measure", "value"):
         table.add_column(column)
     table.add_row("cosine(port, dlib) min / mean", f"{cosine.min():.7f} / {cosine.mean():.7f}")

@@ -34,15 +34,15 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from identity.app.core import open_deployment
 from identity.config import Settings
 from identity.faces import build_pipeline, load_image
 from identity.faces.installed import YUNET
 from identity.faces.packs import YUNET_MODEL, resolve
-from identity.services.models.detectors import install_detector
-from identity.app.core import open_deployment
-from identity.services.enrollment.writer import EnrollmentWriter
-from identity.services.queue.loop import EnrollSummary, process_queue, queue_jobs
 from identity.services.enrollment.inputs import from_directory
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.models.detectors import install_detector
+from identity.services.queue.loop import EnrollSummary, process_queue, queue_jobs
 from identity.store.sql.db import make_engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,8 +55,7 @@ def enroll(settings: Settings, specs: list, workers: int) -> EnrollSummary:
     with open_deployment(settings) as dep:
         batch, queued = queue_jobs(dep.app, specs)
         summary = EnrollSummary(batch=batch, queued=queued)
-        process_queue(dep.app, EnrollmentWriter(dep), batch, workers,
-                      summary=summary)
+        process_queue(dep.app, EnrollmentWriter(dep), batch, workers, summary=summary)
     summary.seconds = time.perf_counter() - started  # wall time, start-up and model loading included
     return summary
 
@@ -78,7 +77,8 @@ def enroll_in_turns(stores: dict[str, Settings], specs: list, rounds: int, worke
 
 
 def with_pack(settings: Settings, pack: str | None, yunet: Path) -> Settings:
-    """`settings` pinned to `pack` (None: the default pack, as a new store picks it), YuNet installed where it needs it."""
+    """`settings` pinned to `pack` (None: the default pack, as a new store picks it), YuNet installed where it needs
+    it."""
     if pack is None:
         return settings
     if resolve(pack).name == YUNET_MODEL:
@@ -132,7 +132,9 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=150, help="images for the decode/detect/embed split")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--models", default="", help="packs to compare, comma-separated (default: the default pack)")
-    parser.add_argument("--rounds", type=int, default=4, help="chunks the packs enroll in turn when --models names several")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="chunks the packs enroll in turn when --models names several"
+    )
     parser.add_argument("--yunet", type=Path, default=YUNET_FILE, help="YuNet's model file, for a pack that needs it")
     parser.add_argument("--json", action="store_true", help="figures as JSON on stdout (the tables on stderr)")
     args = parser.parse_args()
@@ -151,11 +153,15 @@ def main() -> None:
             split = stage_split(with_pack(Settings(data_dir=Path(tmp)), pack, args.yunet), sample)
         compute = sum(split.values())
         figures["split"][pack or "default"] = split
-        console.print(f"compute per image, one process ({pack or 'default pack'}): " + ", ".join(
-            f"{k} {1000 * v:.0f} ms ({v / compute:.0%})" for k, v in split.items()))
+        console.print(
+            f"compute per image, one process ({pack or 'default pack'}): "
+            + ", ".join(f"{k} {1000 * v:.0f} ms ({v / compute:.0%})" for k, v in split.items())
+        )
 
-    table = Table(title=f"enrolling {len(specs)} images of {args.dataset.name}, {args.workers} workers"
-                        + (f", packs in turn over {rounds} chunks" if rounds > 1 else ""))
+    table = Table(
+        title=f"enrolling {len(specs)} images of {args.dataset.name}, {args.workers} workers"
+        + (f", packs in turn over {rounds} chunks" if rounds > 1 else "")
+    )
     for column in ("backend", "pack", "wall s", "images/s", "faces/s", "storage+bookkeeping", "outcomes"):
         table.add_column(column)
     ratios = []
@@ -163,22 +169,35 @@ def main() -> None:
         with contextlib.ExitStack() as cleanup:
             stores = {}
             for pack in packs:
-                settings, name = with_backend(backend, Path(cleanup.enter_context(tempfile.TemporaryDirectory())),
-                                              args.postgres)
+                settings, name = with_backend(
+                    backend, Path(cleanup.enter_context(tempfile.TemporaryDirectory())), args.postgres
+                )
                 cleanup.callback(drop, args.postgres, name)
                 stores[pack or "default"] = with_pack(settings, pack, args.yunet)
             totals = enroll_in_turns(stores, specs, rounds, args.workers)
         for label, s in totals.items():
             figures["backends"].setdefault(backend, {})[label] = {
-                "seconds": s.seconds, "images": s.processed, "images_per_s": s.processed / s.seconds,
-                "faces_per_s": s.faces_enrolled / s.seconds, "storage_share": s.storage_seconds / s.seconds,
-                "outcomes": dict(s.counts)}
-            table.add_row(backend, label, f"{s.seconds:.0f}", f"{s.processed / s.seconds:.2f}",
-                          f"{s.faces_enrolled / s.seconds:.2f}", f"{s.storage_seconds / s.seconds:.1%}",
-                          ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items())))
+                "seconds": s.seconds,
+                "images": s.processed,
+                "images_per_s": s.processed / s.seconds,
+                "faces_per_s": s.faces_enrolled / s.seconds,
+                "storage_share": s.storage_seconds / s.seconds,
+                "outcomes": dict(s.counts),
+            }
+            table.add_row(
+                backend,
+                label,
+                f"{s.seconds:.0f}",
+                f"{s.processed / s.seconds:.2f}",
+                f"{s.faces_enrolled / s.seconds:.2f}",
+                f"{s.storage_seconds / s.seconds:.1%}",
+                ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items())),
+            )
         first, *others = totals.items()
         rate = first[1].processed / first[1].seconds
-        ratios += [f"{backend}: {label} / {first[0]} images/s {s.processed / s.seconds / rate:.2f}x" for label, s in others]
+        ratios += [
+            f"{backend}: {label} / {first[0]} images/s {s.processed / s.seconds / rate:.2f}x" for label, s in others
+        ]
     console.print(table)
     for line in ratios:
         console.print(line)
@@ -195,11 +214,17 @@ def scaling(base: list, workers: int, console: Console) -> dict[str, float]:
         with tempfile.TemporaryDirectory() as tmp:
             s = enroll(Settings(data_dir=Path(tmp)), base, n)
         rates[n] = s.processed / s.seconds
-    console.print(f"scaling on the first {len(base)} images (embedded store): 1 process {rates[1]:.2f} images/s, "
-                  f"{workers} processes {rates[workers]:.2f} images/s, "
-                  f"ratio {rates[workers] / rates[1]:.2f}x (target >= 1.8x)")
-    return {"images": len(base), "one_process_images_per_s": rates[1], "images_per_s": rates[workers],
-            "ratio": rates[workers] / rates[1]}
+    console.print(
+        f"scaling on the first {len(base)} images (embedded store): 1 process {rates[1]:.2f} images/s, "
+        f"{workers} processes {rates[workers]:.2f} images/s, "
+        f"ratio {rates[workers] / rates[1]:.2f}x (target >= 1.8x)"
+    )
+    return {
+        "images": len(base),
+        "one_process_images_per_s": rates[1],
+        "images_per_s": rates[workers],
+        "ratio": rates[workers] / rates[1],
+    }
 
 
 if __name__ == "__main__":

@@ -63,10 +63,11 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -142,9 +143,9 @@ class Context:
     args: argparse.Namespace
     root: Path  # temporary folder for the trial's own stores and files
     dataset: Path  # the --images photos, as person/photo folders
-    clean: "Store"
-    truth: "Truth"
-    spare: "Spare"  # lfw-dev photos outside the dataset, each handed out once
+    clean: Store
+    truth: Truth
+    spare: Spare  # lfw-dev photos outside the dataset, each handed out once
     rng: random.Random
     stack: ExitStack  # closed after the backend's last trial: stores shared by several trials
     cases: list[Case] = field(default_factory=list)  # the cases of the case rows run so far
@@ -162,11 +163,15 @@ TRIALS: list[Trial] = []
 BOTH = ("sqlite", "postgres")
 
 
-def trial(section: str, backends: tuple[str, ...] = BOTH) -> Callable[[Callable[[Context], Row]], Callable[[Context], Row]]:
+def trial(
+    section: str, backends: tuple[str, ...] = BOTH
+) -> Callable[[Callable[[Context], Row]], Callable[[Context], Row]]:
     """Register a trial: run for `section` on `backends`, after the clean run, in registration order."""
+
     def register(run: Callable[[Context], Row]) -> Callable[[Context], Row]:
         TRIALS.append(Trial(section, backends, run))
         return run
+
     return register
 
 
@@ -274,8 +279,9 @@ class Result:
 
     def describe(self) -> str:
         lines = self.error_lines
-        return f"exit {self.rc}" + (f", stderr {lines[0][:160]!r}" + (f" (+{len(lines) - 1} lines)" if len(lines) > 1 else "")
-                                    if lines else "")
+        return f"exit {self.rc}" + (
+            f", stderr {lines[0][:160]!r}" + (f" (+{len(lines) - 1} lines)" if len(lines) > 1 else "") if lines else ""
+        )
 
 
 def _is_progress(line: str) -> bool:
@@ -285,8 +291,14 @@ def _is_progress(line: str) -> bool:
 def cli(store: Store, *args: str, env: dict[str, str] | None = None, timeout: float = TIMEOUT) -> Result:
     """Run `identity ARGS` to the end (or kill its process group after `timeout`)."""
     started = time.perf_counter()
-    proc = subprocess.Popen([IDENTITY, *args], env=env or store.env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [IDENTITY, *args],
+        env=env or store.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -298,8 +310,13 @@ def cli(store: Store, *args: str, env: dict[str, str] | None = None, timeout: fl
 
 def start(store: Store, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start `identity ARGS` in its own process group, output discarded (a progress bar fills pipes)."""
-    return subprocess.Popen([IDENTITY, *args], env=env or store.env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [IDENTITY, *args],
+        env=env or store.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def sigkill(proc: subprocess.Popen) -> None:
@@ -384,10 +401,13 @@ def snapshot(store: Store) -> Snapshot:
         if "faces" not in inspect(engine).get_table_names():
             return snap  # killed before the schema existed
         with engine.connect() as conn:
-            faces = conn.execute(text(
-                "SELECT p.external_id, i.sha256, m.name, m.version, f.status, f.id FROM faces f "
-                "JOIN persons p ON p.id = f.person_id JOIN images i ON i.id = f.image_id "
-                "JOIN models m ON m.id = f.model_id")).all()
+            faces = conn.execute(
+                text(
+                    "SELECT p.external_id, i.sha256, m.name, m.version, f.status, f.id FROM faces f "
+                    "JOIN persons p ON p.id = f.person_id JOIN images i ON i.id = f.image_id "
+                    "JOIN models m ON m.id = f.model_id"
+                )
+            ).all()
             models = conn.execute(text("SELECT name, version, dim FROM models")).all()
             jobs = conn.execute(text("SELECT source_path, external_id, status, outcome, reason FROM jobs")).all()
     finally:
@@ -446,8 +466,10 @@ def compare(clean: Snapshot, trial: Snapshot, row: Row) -> None:
     differ = [k for k in clean.states if trial.states.get(k) != clean.states[k]]
     if differ:
         k = differ[0]
-        row.fail(f"{len(differ)} inputs end in another state, e.g. {Path(k[0]).name}: "
-                 f"{trial.states.get(k)} vs {clean.states[k]} in the clean run")
+        row.fail(
+            f"{len(differ)} inputs end in another state, e.g. {Path(k[0]).name}: "
+            f"{trial.states.get(k)} vs {clean.states[k]} in the clean run"
+        )
 
 
 def invariant_problems(snap: Snapshot) -> list[str]:
@@ -539,8 +561,11 @@ def clean_run(store: Store, dataset: Path, workers: int) -> tuple[Row, Truth | N
     if snap.vectors != snap.indexed:
         row.fail(f"{snap.vectors} vectors for {snap.indexed} indexed faces")
     counts = snap.outcomes()
-    row.notes.append(f"{len(snap.states)} images: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-                     + f"; {snap.vectors} vectors; enroll {result.seconds:.1f} s")
+    row.notes.append(
+        f"{len(snap.states)} images: "
+        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        + f"; {snap.vectors} vectors; enroll {result.seconds:.1f} s"
+    )
     enrolled = [path for (path, _), state in snap.states.items() if state == "enrolled"]
     return row, Truth(snap, sorted(enrolled))
 
@@ -605,8 +630,18 @@ def worker_takeover(store: Store, dataset: Path, truth: Truth, rng: random.Rando
         with engine.connect() as conn:
             leased = [r[0] for r in conn.execute(text("SELECT id FROM jobs WHERE status = 'running'"))]
         killed_at = time.perf_counter()
-        second = cli(store, "worker", "--drain", "--workers", "1", "--poll", "1", "--json", env=env,
-                     timeout=LEASE_SECONDS + TIMEOUT)
+        second = cli(
+            store,
+            "worker",
+            "--drain",
+            "--workers",
+            "1",
+            "--poll",
+            "1",
+            "--json",
+            env=env,
+            timeout=LEASE_SECONDS + TIMEOUT,
+        )
         waited = time.perf_counter() - killed_at
         with engine.connect() as conn:
             unfinished = conn.execute(text("SELECT id, status FROM jobs WHERE status IN ('queued', 'running')")).all()
@@ -614,13 +649,17 @@ def worker_takeover(store: Store, dataset: Path, truth: Truth, rng: random.Rando
         stuck = sum(1 for job_id, status in unfinished if status == "running" and job_id in set(leased))
     finally:
         engine.dispose()
-    row.notes.append(f"killed after {done} of {total} jobs, {len(leased)} leased by the dead worker; "
-                     f"2nd worker ran {waited:.0f} s (lease {LEASE_SECONDS} s)")
+    row.notes.append(
+        f"killed after {done} of {total} jobs, {len(leased)} leased by the dead worker; "
+        f"2nd worker ran {waited:.0f} s (lease {LEASE_SECONDS} s)"
+    )
     if second.rc not in (0, 5):
         row.fail(f"2nd worker: {second.describe()}")
     if stuck:
-        row.fail(f"2nd worker --drain exited leaving {stuck} jobs leased by the dead worker "
-                 "(untouched until their lease expires and another worker runs)")
+        row.fail(
+            f"2nd worker --drain exited leaving {stuck} jobs leased by the dead worker "
+            "(untouched until their lease expires and another worker runs)"
+        )
     if left and left != stuck:
         row.fail(f"{left} jobs still queued or running")
     ok, why = doctor_clean(store)
@@ -638,7 +677,12 @@ def wait_for_done(engine: Engine, target: int, proc: subprocess.Popen) -> int:
         time.sleep(0.1)
         try:
             with engine.connect() as conn:
-                done = conn.execute(text("SELECT count(DISTINCT source_path) FROM jobs WHERE status IN ('done', 'failed')")).scalar() or 0
+                done = (
+                    conn.execute(
+                        text("SELECT count(DISTINCT source_path) FROM jobs WHERE status IN ('done', 'failed')")
+                    ).scalar()
+                    or 0
+                )
         except Exception:  # noqa: BLE001 - no schema yet: the command is still starting
             continue
     return max(done, 0)
@@ -723,8 +767,11 @@ def killed_erasure(ctx: Context) -> Row:
             reached[step] += 1
             row.trials += 1
             by_doctor = step not in ("none", "complete") and i % 2 == 1  # a pending erasure: the other way too
-            finish = cli(store, "doctor", "--repair", "--json") if by_doctor else \
-                cli(store, "person", "delete", enrolled.external_id, "--json")
+            finish = (
+                cli(store, "doctor", "--repair", "--json")
+                if by_doctor
+                else cli(store, "person", "delete", enrolled.external_id, "--json")
+            )
             if finish.rc not in (0, 1) or finish.crashed:  # doctor --repair exits 1 for what it found
                 row.fail(f"finishing after a kill at {step}: {finish.describe()}")
             kept = count_rows(store, "SELECT count(*) FROM unknown_faces")
@@ -732,13 +779,18 @@ def killed_erasure(ctx: Context) -> Row:
                 row.fail(f"{kept} kept unknown faces left after the erasure")
             check_erased(store, row, enrolled)
     row.notes = [n for n in row.notes if not n.startswith(("before delete", "not scanned"))]
-    row.notes.insert(0, "killed at step: " + ", ".join(f"{s} {reached[s]}" for s in ("none", *ERASURE_STEPS) if reached[s])
-                     + "; finished by person delete / doctor --repair in turn; kept unknown face erased; byte scan")
+    row.notes.insert(
+        0,
+        "killed at step: "
+        + ", ".join(f"{s} {reached[s]}" for s in ("none", *ERASURE_STEPS) if reached[s])
+        + "; finished by person delete / doctor --repair in turn; kept unknown face erased; byte scan",
+    )
     return row
 
 
 def keep_unknown_face(store: Store, enrolled: Telltaled, row: Row) -> bool:
-    """Issue 21's repro: search the person's unenrolled photo with --threshold 3 (the store keeps unknown faces), so it is
+    """Issue 21's repro: search the person's unenrolled photo with --threshold 3 (the store keeps unknown faces), so it
+    is
     kept as an unknown face (its row names the telltale folder: the scan sees it if the erasure leaves it)."""
     searched = cli(store, "search", str(enrolled.photos[3]), "--threshold", "3", "--json")
     kept = count_rows(store, "SELECT count(*) FROM unknown_faces")
@@ -769,8 +821,9 @@ def erasure_step(engine: Engine, after_id: int) -> str:
     """The step of the erasure recorded after row `after_id` ("none": not recorded yet)."""
     try:
         with engine.connect() as conn:
-            step = conn.execute(text("SELECT step FROM pending_erasures WHERE id > :i ORDER BY id DESC LIMIT 1"),
-                                {"i": after_id}).scalar()
+            step = conn.execute(
+                text("SELECT step FROM pending_erasures WHERE id > :i ORDER BY id DESC LIMIT 1"), {"i": after_id}
+            ).scalar()
     except Exception:  # noqa: BLE001 - SQLite busy under the writer: read again
         return "none"
     return step or "none"
@@ -826,7 +879,9 @@ def check_erased(store: Store, row: Row, enrolled: Telltaled) -> None:
         places: dict[str, list[str]] = {}
         for kind, place in sorted(after):
             places.setdefault(kind, []).append(short_place(place))
-        row.notes.append("left: " + "; ".join(f"{kind} ({', '.join(sorted(set(where)))})" for kind, where in places.items()))
+        row.notes.append(
+            "left: " + "; ".join(f"{kind} ({', '.join(sorted(set(where)))})" for kind, where in places.items())
+        )
     snap = snapshot(store)
     face_vectors = len(enrolled.held["face_ids"])  # the template lives in its own collection, not counted here
     if snap.vectors != enrolled.vectors_before - face_vectors:
@@ -834,15 +889,17 @@ def check_erased(store: Store, row: Row, enrolled: Telltaled) -> None:
     ok, why = doctor_clean(store)
     if not ok:
         row.fail(why)
-    row.notes.append("not scanned: int8 quantized copies (their scale is the engine's)"
-                     + ("; Postgres heap files (server-side)" if store.database_url else ""))
+    row.notes.append(
+        "not scanned: int8 quantized copies (their scale is the engine's)"
+        + ("; Postgres heap files (server-side)" if store.database_url else "")
+    )
 
 
 def short_place(place: str) -> str:
     """`vectors/faces_x/segments/<uuid>/payload_storage/page_0.dat` -> `edge payload_storage/page_0.dat`."""
     parts = place.split("/")
     if parts[0] == "vectors" and "segments" in parts:
-        return "edge " + "/".join(parts[parts.index("segments") + 2:])
+        return "edge " + "/".join(parts[parts.index("segments") + 2 :])
     if parts[0] == "vectors":
         return "edge " + "/".join(parts[2:])
     return place
@@ -856,9 +913,13 @@ def held_for(store: Store, external_id: str) -> dict[str, Any]:
     engine = sql_engine(store.sql_url)
     with engine.connect() as conn:
         person_id = conn.execute(text("SELECT id FROM persons WHERE external_id = :e"), {"e": external_id}).scalar()
-        rows = conn.execute(text(
-            "SELECT f.id, i.sha256, m.name, m.version, m.dim FROM faces f JOIN images i ON i.id = f.image_id "
-            "JOIN models m ON m.id = f.model_id WHERE f.person_id = :p"), {"p": person_id}).all()
+        rows = conn.execute(
+            text(
+                "SELECT f.id, i.sha256, m.name, m.version, m.dim FROM faces f JOIN images i ON i.id = f.image_id "
+                "JOIN models m ON m.id = f.model_id WHERE f.person_id = :p"
+            ),
+            {"p": person_id},
+        ).all()
     engine.dispose()
     vectors: list[np.ndarray] = []
     face_vectors = 0
@@ -872,24 +933,37 @@ def held_for(store: Store, external_id: str) -> dict[str, Any]:
             face_vectors += len(faces)
             vectors.extend(faces)
             vectors.extend(templates.vectors([person]).values())  # the mean of the faces: biometric too
-    return {"person_id": person, "face_ids": [uuid.UUID(str(r[0])) for r in rows],
-            "sha256": sorted({r[1] for r in rows}), "vectors": vectors, "face_vectors": face_vectors}
+    return {
+        "person_id": person,
+        "face_ids": [uuid.UUID(str(r[0])) for r in rows],
+        "sha256": sorted({r[1] for r in rows}),
+        "vectors": vectors,
+        "face_vectors": face_vectors,
+    }
 
 
 def telltales(held: dict[str, Any], external_id: str, name: str, folder: str) -> list[Telltale]:
-    tokens = [Telltale("external id", external_id.encode()), Telltale("display name", name.encode()),
-              Telltale("source path", folder.encode())]
+    tokens = [
+        Telltale("external id", external_id.encode()),
+        Telltale("display name", name.encode()),
+        Telltale("source path", folder.encode()),
+    ]
     for kind, ids in (("person uuid", [held["person_id"]]), ("face uuid", held["face_ids"])):
         for value in ids:
-            tokens += [Telltale(kind, str(value).encode()), Telltale(kind, value.hex.encode()),
-                       Telltale(kind, value.bytes)]
+            tokens += [
+                Telltale(kind, str(value).encode()),
+                Telltale(kind, value.hex.encode()),
+                Telltale(kind, value.bytes),
+            ]
     tokens += [Telltale("image sha256", sha.encode()) for sha in held["sha256"]]
     for vector in held["vectors"]:
         unit = np.asarray(vector, dtype=np.float32)
-        tokens += [Telltale("vector f32", unit.astype("<f4").tobytes()),
-                   Telltale("vector f32", unit.astype("<f4").tobytes()[:32]),  # a prefix: chunked storage
-                   Telltale("vector f32", unit.astype(">f4").tobytes()),
-                   Telltale("vector cbor", b"".join(b"\xfa" + struct.pack(">f", x) for x in unit[:16]))]
+        tokens += [
+            Telltale("vector f32", unit.astype("<f4").tobytes()),
+            Telltale("vector f32", unit.astype("<f4").tobytes()[:32]),  # a prefix: chunked storage
+            Telltale("vector f32", unit.astype(">f4").tobytes()),
+            Telltale("vector cbor", b"".join(b"\xfa" + struct.pack(">f", x) for x in unit[:16])),
+        ]
     return tokens
 
 
@@ -917,8 +991,8 @@ def table_texts(store: Store) -> dict[str, bytes]:
             for table in inspect(engine).get_table_names():
                 rows = conn.execute(text(f'SELECT * FROM "{table}"')).all()
                 texts[table] = "\n".join(
-                    " ".join(str(v) + " " + (v.hex if isinstance(v, uuid.UUID) else "") for v in r)
-                    for r in rows).encode()
+                    " ".join(str(v) + " " + (v.hex if isinstance(v, uuid.UUID) else "") for v in r) for r in rows
+                ).encode()
     finally:
         engine.dispose()
     return texts
@@ -931,17 +1005,21 @@ def table_texts(store: Store) -> dict[str, bytes]:
 class BadCase:
     row: str  # the row it counts in: "bad input", "bad settings", ...
     backends: tuple[str, ...]
-    run: Callable[["BadInputs"], Case]
+    run: Callable[[BadInputs], Case]
 
 
 BAD_CASES: list[BadCase] = []
 
 
-def bad_case(row: str = "bad input", backends: tuple[str, ...] = BOTH) -> Callable[[Callable[["BadInputs"], Case]], Callable[["BadInputs"], Case]]:
+def bad_case(
+    row: str = "bad input", backends: tuple[str, ...] = BOTH
+) -> Callable[[Callable[[BadInputs], Case]], Callable[[BadInputs], Case]]:
     """Register a bad-input case (a BadInputs method or a function of one) for `row` on `backends`."""
-    def register(run: Callable[["BadInputs"], Case]) -> Callable[["BadInputs"], Case]:
+
+    def register(run: Callable[[BadInputs], Case]) -> Callable[[BadInputs], Case]:
         BAD_CASES.append(BadCase(row, backends, run))
         return run
+
     return register
 
 
@@ -957,8 +1035,12 @@ class BadInputs:
         folder = self.root / "junk"
         folder.mkdir()
         good = Path(self.truth.enrolled_paths[0]).read_bytes()
-        junk = {"missing": folder / "missing.jpg", "corrupt": folder / "corrupt.jpg", "empty": folder / "empty.jpg",
-                "text": folder / "notes.jpg"}
+        junk = {
+            "missing": folder / "missing.jpg",
+            "corrupt": folder / "corrupt.jpg",
+            "empty": folder / "empty.jpg",
+            "text": folder / "notes.jpg",
+        }
         junk["corrupt"].write_bytes(good[: len(good) // 3])
         junk["empty"].write_bytes(b"")
         junk["text"].write_text("not an image\n")
@@ -1024,8 +1106,17 @@ class BadInputs:
         case = self._case("enroll --person: unreadable images beside good ones")
         good = self._copies("person", self.spare.take(2))
         report = self.root / "person.csv"
-        result = cli(self.store, "enroll", "--person", f"BAD-{self.store.backend}-P", *map(str, good),
-                     *map(str, self._bad_files()), "--report", str(report), "--json")
+        result = cli(
+            self.store,
+            "enroll",
+            "--person",
+            f"BAD-{self.store.backend}-P",
+            *map(str, good),
+            *map(str, self._bad_files()),
+            "--report",
+            str(report),
+            "--json",
+        )
         case.check(result.rc == 5, f"exit {result.rc}, expected 5 (some failed): {result.describe()}")
         rows = self._report(report)
         for path in good:
@@ -1070,8 +1161,10 @@ class BadInputs:
         case.check(rows.get(photos[1].name, ("?",))[0] == "failed", "the 500-char row has no failed row")
         for path in (photos[0], photos[2]):
             case.check(rows.get(path.name, ("?",))[0] in ("enrolled", "rejected"), f"{path.name} not processed")
-        case.check(self._count("SELECT count(*) FROM persons WHERE length(external_id) > 255") == 0,
-                   "a person with a 500-char id was stored")
+        case.check(
+            self._count("SELECT count(*) FROM persons WHERE length(external_id) > 255") == 0,
+            "a person with a 500-char id was stored",
+        )
         return case
 
     @bad_case()
@@ -1099,8 +1192,10 @@ class BadInputs:
             result = cli(self.store, "search", good, "--threshold", value)
             case.check(result.rc in (1, 2), f"--threshold {value}: exit {result.rc}, expected 1 or 2")
             lines = result.error_lines
-            case.check(len(lines) == 1 and "threshold" in lines[0].lower() and not result.crashed,
-                       f"--threshold {value}: not a one-line refusal naming the threshold: {result.describe()}")
+            case.check(
+                len(lines) == 1 and "threshold" in lines[0].lower() and not result.crashed,
+                f"--threshold {value}: not a one-line refusal naming the threshold: {result.describe()}",
+            )
         case.check(self._count("SELECT count(*) FROM search_events") == before, "a refused search was logged")
         return case
 
@@ -1108,16 +1203,27 @@ class BadInputs:
     def read_only_empty(self) -> Case:
         case = self._case("read-only commands on an empty store create nothing")
         empty = self.root / "empty-data"
-        commands = [["version"], ["config", "show"], ["person", "list"], ["person", "show", "nobody"],
-                    ["jobs", "list"], ["searches", "list"], ["models", "list"], ["audit", "nobody"]]
+        commands = [
+            ["version"],
+            ["config", "show"],
+            ["person", "list"],
+            ["person", "show", "nobody"],
+            ["jobs", "list"],
+            ["searches", "list"],
+            ["models", "list"],
+            ["audit", "nobody"],
+        ]
         with fresh_database() if self.store.database_url else _nothing() as url:
             store = Store(self.store.backend, empty, url)
             for args in commands:
                 result = cli(store, *args)
-                case.check(not result.crashed and len(result.error_lines) <= 1,
-                           f"{' '.join(args)}: {result.describe()}")
+                case.check(
+                    not result.crashed and len(result.error_lines) <= 1, f"{' '.join(args)}: {result.describe()}"
+                )
                 if empty.exists():
-                    case.check(False, f"`identity {' '.join(args)}` created {sorted(p.name for p in empty.rglob('*'))[:4]}")
+                    case.check(
+                        False, f"`identity {' '.join(args)}` created {sorted(p.name for p in empty.rglob('*'))[:4]}"
+                    )
                     shutil.rmtree(empty)
             if url:
                 engine = sql_engine(url)
@@ -1151,8 +1257,10 @@ class BadInputs:
         cancel = cli(self.store, "jobs", "cancel", "--batch", batch)
         case.check(cancel.rc == 0, f"jobs cancel --batch: {cancel.describe()}")
         cli(self.store, "worker", "--drain", "--workers", "1")
-        done = sum(self._count("SELECT count(*) FROM jobs WHERE source_path = :p AND outcome IS NOT NULL",
-                               p=str(p.resolve())) for p in photos)
+        done = sum(
+            self._count("SELECT count(*) FROM jobs WHERE source_path = :p AND outcome IS NOT NULL", p=str(p.resolve()))
+            for p in photos
+        )
         case.check(done == 0, f"{done} cancelled jobs were processed")
         return case
 
@@ -1161,8 +1269,10 @@ class BadInputs:
         case = self._case("postgres:// URL accepted")
         url = "postgres://" + self.store.sql_url.split("://", 1)[1]
         result = cli(self.store, "person", "list", "--json", env=self.store.env(IDENTITY_DATABASE_URL=url))
-        case.check(result.rc == 0 and isinstance(result.json(), list) and len(result.json()) > 0,
-                   f"person list: {result.describe()}")
+        case.check(
+            result.rc == 0 and isinstance(result.json(), list) and len(result.json()) > 0,
+            f"person list: {result.describe()}",
+        )
         return case
 
     @bad_case(backends=("postgres",))
@@ -1173,8 +1283,10 @@ class BadInputs:
             result = cli(self.store, "person", "list", env=self.store.env(IDENTITY_DATABASE_URL=url), timeout=60)
             case.check(result.rc in (1, 4), f"port {port}: exit {result.rc}")
             lines = result.error_lines
-            case.check(len(lines) == 1 and "port" in lines[0].lower() and not result.crashed,
-                       f"port {port}: not a one-line refusal naming the port: {result.describe()}")
+            case.check(
+                len(lines) == 1 and "port" in lines[0].lower() and not result.crashed,
+                f"port {port}: not a one-line refusal naming the port: {result.describe()}",
+            )
         return case
 
     @bad_case(backends=("sqlite",))
@@ -1216,7 +1328,9 @@ class BadInputs:
             case.check(outcome in ("enrolled", "rejected"), f"{path_text(path)}: {outcome or 'no report row'}")
         searched = cli(self.store, "search", str(odd), "--json")
         images = [r.get("image") for r in (searched.json() or {}).get("results", [])]
-        case.check(searched.rc in (0, 3) and images == [path_text(odd)], f"search: {searched.describe()}, images {images}")
+        case.check(
+            searched.rc in (0, 3) and images == [path_text(odd)], f"search: {searched.describe()}, images {images}"
+        )
         return case
 
     def _manifest_case(self, name: str, middle: str, reason: str, encoding: str = "utf-8") -> Case:
@@ -1226,14 +1340,19 @@ class BadInputs:
         photos = self._copies(f"manifest-{slug}", self.spare.take(2))
         manifest = self.root / f"manifest-{slug}" / "people.csv"
         prefix = f"BAD-{self.store.backend}-{slug}"
-        manifest.write_bytes((f"path,external_id,display_name\n{photos[0]},{prefix}-1,\n{middle}\n"
-                              f"{photos[1]},{prefix}-3,\n").encode(encoding))
+        manifest.write_bytes(
+            (f"path,external_id,display_name\n{photos[0]},{prefix}-1,\n{middle}\n{photos[1]},{prefix}-3,\n").encode(
+                encoding
+            )
+        )
         report = self.root / f"manifest-{slug}.csv"
         result = cli(self.store, "enroll", "--manifest", str(manifest), "--report", str(report), "--json")
         case.check(result.rc == 5 and not result.crashed, f"{result.describe()}, expected exit 5")
         rows = self._rows_by(report, "named_by")
-        case.check(rows.get("people.csv:3", {}).get("reason") == f"people.csv:3: {reason}",
-                   f"line 3: {rows.get('people.csv:3', {}).get('reason')!r}, expected 'people.csv:3: {reason}'")
+        case.check(
+            rows.get("people.csv:3", {}).get("reason") == f"people.csv:3: {reason}",
+            f"line 3: {rows.get('people.csv:3', {}).get('reason')!r}, expected 'people.csv:3: {reason}'",
+        )
         for line in ("people.csv:2", "people.csv:4"):
             case.check(rows.get(line, {}).get("outcome") in ("enrolled", "rejected"), f"{line} not processed")
         return case
@@ -1242,14 +1361,19 @@ class BadInputs:
     def manifest_symlink_loop(self) -> Case:
         loop = self.root / "loop.jpg"
         loop.symlink_to(loop)
-        return self._manifest_case("manifest: loop row (a symbolic link loop) fails only its row",
-                                   f"{loop},BAD-{self.store.backend}-loop-2,", f"{loop}: symbolic link loop")
+        return self._manifest_case(
+            "manifest: loop row (a symbolic link loop) fails only its row",
+            f"{loop},BAD-{self.store.backend}-loop-2,",
+            f"{loop}: symbolic link loop",
+        )
 
     @bad_case()
     def manifest_nul(self) -> Case:
-        return self._manifest_case("manifest: nul in a display_name fails only its row",
-                                   f"{self.spare.take(1)[0]},BAD-{self.store.backend}-nul-2,Nul\0name",
-                                   "column display_name contains a NUL character")
+        return self._manifest_case(
+            "manifest: nul in a display_name fails only its row",
+            f"{self.spare.take(1)[0]},BAD-{self.store.backend}-nul-2,Nul\0name",
+            "column display_name contains a NUL character",
+        )
 
     @bad_case()
     def manifest_latin1(self) -> Case:
@@ -1260,8 +1384,10 @@ class BadInputs:
         manifest.write_bytes(f"path,external_id,display_name\n{photo},{external_id},José\n".encode("latin-1"))
         result = cli(self.store, "enroll", "--manifest", str(manifest), "--json")
         case.check(result.rc == 0 and not result.crashed, f"{result.describe()}, expected exit 0")
-        case.check(f"warning: {manifest}: not UTF-8" in " ".join(result.err.split()),  # a long line may wrap
-                   f"no warning naming {manifest.name}: {result.describe()}")
+        case.check(
+            f"warning: {manifest}: not UTF-8" in " ".join(result.err.split()),  # a long line may wrap
+            f"no warning naming {manifest.name}: {result.describe()}",
+        )
         shown = cli(self.store, "person", "show", external_id, "--json").json() or {}
         case.check(shown.get("display_name") == "José", f"display_name {shown.get('display_name')!r}")
         return case
@@ -1283,13 +1409,17 @@ class BadInputs:
         result = cli(self.store, "cluster", str(folder), "--workers", "1", "--json")
         run = result.json() or {}
         case.check(result.rc == 0 and not result.crashed, f"{result.describe()}, expected exit 0")
-        case.check(run.get("duplicates") == [{"path": str(copy), "duplicate_of": str(first)}],
-                   f"duplicates {run.get('duplicates')}")
+        case.check(
+            run.get("duplicates") == [{"path": str(copy), "duplicate_of": str(first)}],
+            f"duplicates {run.get('duplicates')}",
+        )
         groups = run.get("clusters", []) + run.get("singletons", [])
         ids = [c.get("cluster_id") for c in groups]
         faces = [f.get("source_path") for c in groups for f in c.get("faces", [])]
-        case.check(len(ids) == len(set(ids)) and run.get("faces") == 2 and str(copy) not in faces,
-                   f"cluster ids {ids}, faces {faces}")
+        case.check(
+            len(ids) == len(set(ids)) and run.get("faces") == 2 and str(copy) not in faces,
+            f"cluster ids {ids}, faces {faces}",
+        )
         return case
 
     @bad_case()
@@ -1299,11 +1429,15 @@ class BadInputs:
         result = cli(self.store, "enroll", str(folder), "--json")
         run = result.json() or {}
         case.check(result.rc == 0 and not result.crashed, f"{result.describe()}, expected exit 0")
-        case.check((run.get("counts") or {}).get("duplicate") == 1 and
-                   run.get("duplicates") == [{"path": str(copy), "duplicate_of": str(first)}],
-                   f"counts {run.get('counts')}, duplicates {run.get('duplicates')}")
-        faces = self._count("SELECT count(*) FROM faces f JOIN persons p ON p.id = f.person_id WHERE p.external_id = :e",
-                            e=f"BAD-{self.store.backend}-D1")
+        case.check(
+            (run.get("counts") or {}).get("duplicate") == 1
+            and run.get("duplicates") == [{"path": str(copy), "duplicate_of": str(first)}],
+            f"counts {run.get('counts')}, duplicates {run.get('duplicates')}",
+        )
+        faces = self._count(
+            "SELECT count(*) FROM faces f JOIN persons p ON p.id = f.person_id WHERE p.external_id = :e",
+            e=f"BAD-{self.store.backend}-D1",
+        )
         case.check(faces == 1, f"{faces} faces for the photo and its copy")
         return case
 
@@ -1330,8 +1464,10 @@ class BadInputs:
         case.check(result.rc == 1, f"exit {result.rc}, expected 1")
         self._one_line(case, result, name)
         error = result.json()
-        case.check(isinstance(error, dict) and error.get("error_type") == "ConfigError",
-                   f"no ConfigError JSON on stdout: {result.out[:120]!r}")
+        case.check(
+            isinstance(error, dict) and error.get("error_type") == "ConfigError",
+            f"no ConfigError JSON on stdout: {result.out[:120]!r}",
+        )
         queued = self._jobs_for(photos)
         case.check(queued == 0, f"{queued} jobs were queued or run before the refusal")
         return case
@@ -1361,9 +1497,10 @@ BAD_SETTINGS: list[tuple[str, dict[str, str], str | None]] = [
 ]
 
 
-def _setting_case(name: str, env: dict[str, str], toml: str | None) -> Callable[["BadInputs"], Case]:
+def _setting_case(name: str, env: dict[str, str], toml: str | None) -> Callable[[BadInputs], Case]:
     def run(suite: BadInputs) -> Case:
         return suite.bad_setting(name, env, toml)
+
     run.__name__ = f"bad_setting {name}"
     return run
 
@@ -1392,19 +1529,25 @@ def worker_processes(ctx: Context) -> Row:
             landed, left = kill_parent_only(store, ctx.dataset)
             row.trials += landed
             if left:
-                row.fail(f"{len(left)} processes alive {WORKER_GRACE:.0f} s after the parent's SIGKILL: "
-                         + ", ".join(sorted(set(left.values()))), len(left))
+                row.fail(
+                    f"{len(left)} processes alive {WORKER_GRACE:.0f} s after the parent's SIGKILL: "
+                    + ", ".join(sorted(set(left.values()))),
+                    len(left),
+                )
         folder = copy_dataset(ctx.spare.take(4), ctx.root / f"processes-{ctx.backend}")
         left = normal_run_leftovers(store, folder)
         row.trials += 1
         if left:
-            row.fail(f"{len(left)} processes left after a normal exit: {', '.join(sorted(set(left.values())))}", len(left))
+            row.fail(
+                f"{len(left)} processes left after a normal exit: {', '.join(sorted(set(left.values())))}", len(left)
+            )
     row.notes.insert(0, f"parent SIGKILLed while its workers ran: {row.trials - 1} of 2 landed; 1 normal exit")
     return row
 
 
 def kill_parent_only(store: Store, dataset: Path) -> tuple[bool, dict[int, str]]:
-    """SIGKILL `identity enroll` itself once its workers are busy; what of its children is alive WORKER_GRACE s later."""
+    """SIGKILL `identity enroll` itself once its workers are busy;
+    what of its children is alive WORKER_GRACE s later."""
     proc = start(store, "enroll", str(dataset), "--workers", "2")
     engine = sql_engine(store.sql_url)
     try:
@@ -1446,7 +1589,13 @@ def process_children(pid: int) -> dict[int, tuple[str, str]]:
             except OSError:
                 continue
             if int(fields[1]) == pid:
-                what = "resource tracker" if b"resource_tracker" in cmdline else "worker" if b"spawn_main" in cmdline else "other"
+                what = (
+                    "resource tracker"
+                    if b"resource_tracker" in cmdline
+                    else "worker"
+                    if b"spawn_main" in cmdline
+                    else "other"
+                )
                 found[int(entry.name)] = (fields[19], what)
     return found
 
@@ -1462,10 +1611,13 @@ def proc_state(pid: int, start_time: str) -> str | None:
 
 def running(processes: dict[int, tuple[str, str]]) -> dict[int, str]:
     """Those of `processes` still running (a zombie has ended: reaping it is its new parent's job)."""
-    return {pid: what for pid, (start_time, what) in processes.items() if proc_state(pid, start_time) not in (None, "Z")}
+    return {
+        pid: what for pid, (start_time, what) in processes.items() if proc_state(pid, start_time) not in (None, "Z")
+    }
 
 
-# ---------------------------------------------------------------- binding, first use, damaged stores (issue 21 items 3-5, 7, 10)
+# ---------------------------------------------------------------- binding, first use, damaged stores (issue 21 items
+# 3-5, 7, 10)
 #
 # These rows damage a store on purpose, so they share a small one per backend (two persons, two photos each),
 # not the clean run's: each row leaves it repaired (doctor clean) for the next, and the damaged-stores row,
@@ -1561,7 +1713,9 @@ def wrong_database(ctx: Context) -> Row:
     ok, why = doctor_clean(store)
     if not ok:
         row.fail(why)
-    row.notes.insert(0, f"doctor --repair with an empty and with another deployment's database: exit 4, {before} vectors kept")
+    row.notes.insert(
+        0, f"doctor --repair with an empty and with another deployment's database: exit 4, {before} vectors kept"
+    )
     return row
 
 
@@ -1586,8 +1740,10 @@ def repair_limit(ctx: Context) -> Row:
         row.fail(f"--force: {report.get('repaired')}, clean {report.get('clean')}")
     expect_vectors(store, row, "after --force", before)
     row.trials += 1
-    row.notes.insert(0, f"{orphans} orphans among {before} vectors (limit {refusal.get('limit')}): refused, "
-                        "then deleted with --force")
+    row.notes.insert(
+        0,
+        f"{orphans} orphans among {before} vectors (limit {refusal.get('limit')}): refused, then deleted with --force",
+    )
     return row
 
 
@@ -1635,8 +1791,12 @@ def first_use_race(ctx: Context) -> Row:
     for round_ in range(FIRST_USE_ROUNDS):
         with fresh_store(ctx.backend, ctx.root, f"race{round_}") as store:
             commands = [["init", "--json"], ["person", "add", "--external-id", f"R{round_}", "--json"]]
-            procs = [subprocess.Popen([IDENTITY, *args], env=store.env(), stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True) for args in commands]
+            procs = [
+                subprocess.Popen(
+                    [IDENTITY, *args], env=store.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
+                for args in commands
+            ]
             for args, proc in zip(commands, procs):
                 _, err = proc.communicate(timeout=TIMEOUT)
                 if proc.returncode != 0:
@@ -1684,8 +1844,12 @@ def corrupted_vector(ctx: Context) -> Row:
         row.fail(f"doctor --deep --repair re-enrolled nothing: {report.get('repaired')}")
     expect_vectors(store, row, "after the repair", before)
     searched = cli(store, "search", str(photos[0]), "--json")
-    scores = [c["score"] for r in (searched.json() or {}).get("results", []) for f in r.get("faces", [])
-              for c in f.get("candidates", [])]
+    scores = [
+        c["score"]
+        for r in (searched.json() or {}).get("results", [])
+        for f in r.get("faces", [])
+        for c in f.get("candidates", [])
+    ]
     top = top_candidate(searched)
     if searched.rc != 0 or top != person or not all(-1.001 <= s <= 1.001 for s in scores):
         row.fail(f"search after the repair: {searched.describe()}, top {top}, scores {scores[:3]}")
@@ -1705,9 +1869,15 @@ def overwrite_face_vector(store: Store, external_id: str) -> bool:
     from identity.store.vectors import open_vector_index
 
     [(name, version, dim)] = sql_rows(store, "SELECT name, version, dim FROM models")
-    face_ids = [uuid.UUID(str(r[0])) for r in sql_rows(
-        store, "SELECT f.id FROM faces f JOIN persons p ON p.id = f.person_id WHERE p.external_id = :e "
-               "AND f.status = 'indexed'", e=external_id)]
+    face_ids = [
+        uuid.UUID(str(r[0]))
+        for r in sql_rows(
+            store,
+            "SELECT f.id FROM faces f JOIN persons p ON p.id = f.person_id WHERE p.external_id = :e "
+            "AND f.status = 'indexed'",
+            e=external_id,
+        )
+    ]
     with open_vector_index(store.settings(), f"{name}@{version}", dim) as index:
         vector = next(iter(index.vectors(face_ids[:1]).values()))
     needle = np.asarray(vector, dtype=np.float32).tobytes()
@@ -1715,7 +1885,7 @@ def overwrite_face_vector(store: Store, external_id: str) -> bool:
         content = bytearray(chunk.read_bytes())
         at = content.find(needle)
         if at >= 0:
-            content[at:at + 16] = np.full(4, 3e18, dtype=np.float32).tobytes()
+            content[at : at + 16] = np.full(4, 3e18, dtype=np.float32).tobytes()
             chunk.write_bytes(bytes(content))
             return True
     return False
@@ -1733,7 +1903,9 @@ def disk_almost_full(ctx: Context) -> Row:
     before = snapshot(store)
     mount = ctx.root / f"tmpfs-{ctx.backend}"
     mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         row.notes.append(f"not run: cannot mount a tmpfs here ({mounted.stderr.strip()[:80]})")
         return row
@@ -1781,7 +1953,9 @@ def damaged_stores(ctx: Context) -> Row:
     missing_chunk(store, row, str(photos[0]), before)
     if store.database_url is None:
         truncated_sqlite(store, row, str(photos[0]))
-    row.notes.insert(0, "deleted faces shard, missing chunk_0.mmap" + (", truncated SQLite" if store.database_url is None else ""))
+    row.notes.insert(
+        0, "deleted faces shard, missing chunk_0.mmap" + (", truncated SQLite" if store.database_url is None else "")
+    )
     return row
 
 
@@ -1810,8 +1984,15 @@ def missing_chunk(store: Store, row: Row, photo: str, before: int) -> None:
     for chunk in chunks:
         chunk.unlink()
     row.trials += 1
-    refused(row, "missing chunk: search", cli(store, "search", photo, "--json"), 4, "StoreDamaged", str(shard),
-            "identity doctor --repair")
+    refused(
+        row,
+        "missing chunk: search",
+        cli(store, "search", photo, "--json"),
+        4,
+        "StoreDamaged",
+        str(shard),
+        "identity doctor --repair",
+    )
     report = repaired_clean(store, row, "missing chunk")
     if (report.get("integrity") or {}).get("rebuilt_shards") != [str(shard)]:
         row.fail(f"missing chunk: rebuilt_shards {(report.get('integrity') or {}).get('rebuilt_shards')}")
@@ -1826,8 +2007,15 @@ def truncated_sqlite(store: Store, row: Row, photo: str) -> None:
     database = store.data_dir / "identity.db"
     os.truncate(database, database.stat().st_size // 4)
     for args in (["search", photo], ["doctor", "--repair"], ["person", "list"]):
-        refused(row, f"truncated SQLite: {args[0]}", cli(store, *args, "--json"), 4, "StoreDamaged", str(database),
-                "restore it from a backup")
+        refused(
+            row,
+            f"truncated SQLite: {args[0]}",
+            cli(store, *args, "--json"),
+            4,
+            "StoreDamaged",
+            str(database),
+            "restore it from a backup",
+        )
         row.trials += 1
 
 
@@ -1875,8 +2063,9 @@ def timed_row(fn: Callable[[], Row]) -> Row:
     return row
 
 
-def run_backend(backend: str, args: argparse.Namespace, root: Path, dataset: Path, spare_photos: list[Path],
-                rng: random.Random) -> tuple[list[Row], list[Case]]:
+def run_backend(
+    backend: str, args: argparse.Namespace, root: Path, dataset: Path, spare_photos: list[Path], rng: random.Random
+) -> tuple[list[Row], list[Case]]:
     """The clean run, then every registered trial of the chosen sections, in registration order."""
     rows: list[Row] = []
     sections = set(args.sections.split(","))
@@ -1891,7 +2080,7 @@ def run_backend(backend: str, args: argparse.Namespace, root: Path, dataset: Pat
         for t in TRIALS:
             if t.section in sections and backend in t.backends:
                 console.print(f"{backend}: {t.section}: {t.run.__name__}")
-                rows.append(timed_row(lambda: t.run(ctx)))
+                rows.append(timed_row(lambda t=t: t.run(ctx)))
     return rows, ctx.cases
 
 
@@ -1902,15 +2091,28 @@ def render(rows: list[Row], cases: list[Case], seconds: float, title: str) -> No
         table.add_column(column, overflow="fold")
     for r in rows:
         mark = "" if r.ok else "[red]"
-        table.add_row(r.kind, r.backend, str(r.trials), f"{mark}{r.lost}", f"{mark}{r.duplicated}",
-                      f"{mark}{r.inconsistent}", f"{r.seconds:.0f}", escape("; ".join(r.notes)))
+        table.add_row(
+            r.kind,
+            r.backend,
+            str(r.trials),
+            f"{mark}{r.lost}",
+            f"{mark}{r.duplicated}",
+            f"{mark}{r.inconsistent}",
+            f"{r.seconds:.0f}",
+            escape("; ".join(r.notes)),
+        )
     out.print(table)
     for case in cases:
         status = "[green]pass[/green]" if case.passed else "[red]FAIL[/red]"
         # Names and reasons quote user input ("[faces]" in a TOML case): not rich markup.
-        out.print(f"{status} {case.backend}: {escape(case.name)}" + ("" if case.passed else ": " + escape("; ".join(case.reasons))),
-                  highlight=False)
-    out.print(f"total {seconds:.0f} s; " + ("all counts 0" if all(r.ok for r in rows) else "[red]some counts are not 0[/red]"))
+        out.print(
+            f"{status} {case.backend}: {escape(case.name)}"
+            + ("" if case.passed else ": " + escape("; ".join(case.reasons))),
+            highlight=False,
+        )
+    out.print(
+        f"total {seconds:.0f} s; " + ("all counts 0" if all(r.ok for r in rows) else "[red]some counts are not 0[/red]")
+    )
 
 
 def main() -> int:
@@ -1920,8 +2122,11 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workers", type=int, default=1, help="processes for the clean run and the bad-input runs")
-    parser.add_argument("--sections", default=",".join(dict.fromkeys(t.section for t in TRIALS)),
-                        help="which trials besides the clean run (default: all)")
+    parser.add_argument(
+        "--sections",
+        default=",".join(dict.fromkeys(t.section for t in TRIALS)),
+        help="which trials besides the clean run (default: all)",
+    )
     parser.add_argument("--dataset", type=Path, default=LFW)
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args()
@@ -1948,8 +2153,16 @@ def main() -> int:
             cases += more_cases
     seconds = time.perf_counter() - started
     if args.json:
-        print(json.dumps({"rows": [{**asdict(r), "ok": r.ok} for r in rows], "bad_input": [asdict(c) for c in cases],
-                          "seconds": round(seconds, 1)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "rows": [{**asdict(r), "ok": r.ok} for r in rows],
+                    "bad_input": [asdict(c) for c in cases],
+                    "seconds": round(seconds, 1),
+                },
+                indent=2,
+            )
+        )
     else:
         render(rows, cases, seconds, f"reliability: {len(images)} images, {args.kills} kills, seed {args.seed}")
     return 0 if all(r.ok for r in rows) else 1

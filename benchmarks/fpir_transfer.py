@@ -53,10 +53,16 @@ def row(name: str, searches: OpenSetSearches, threshold: float, fpir: float) -> 
     matches = round(observed * len(searches.non_mated))
     n = len(searches.non_mated)
     spread = 1.96 * math.sqrt(max(observed * (1 - observed), 0.0) / max(n, 1))
-    return {"gallery": name, "gallery_persons": searches.gallery_persons, "non_mated_searches": n,
-            "non_mated_matches": matches, "observed_fpir": round(observed, 4),
-            "fpir_95": [round(max(observed - spread, 0.0), 4), round(observed + spread, 4)],
-            "ratio_to_asked": round(observed / fpir, 2), "fnir": round(searches.observed_fnir(threshold), 4)}
+    return {
+        "gallery": name,
+        "gallery_persons": searches.gallery_persons,
+        "non_mated_searches": n,
+        "non_mated_matches": matches,
+        "observed_fpir": round(observed, 4),
+        "fpir_95": [round(max(observed - spread, 0.0), 4), round(observed + spread, 4)],
+        "ratio_to_asked": round(observed / fpir, 2),
+        "fnir": round(searches.observed_fnir(threshold), 4),
+    }
 
 
 def main() -> None:
@@ -82,14 +88,23 @@ def main() -> None:
     if args.json:
         print(json.dumps({"fpir": args.fpir, "threshold": round(threshold, 6), "rows": rows}, indent=2))
         return
-    table = Table(title=f"threshold {threshold:.4f} calibrated at FPIR {args.fpir:g} on A "
-                        f"({calibration.threshold.impostors} non-mated searches)")
+    table = Table(
+        title=f"threshold {threshold:.4f} calibrated at FPIR {args.fpir:g} on A "
+        f"({calibration.threshold.impostors} non-mated searches)"
+    )
     for column in ("gallery", "persons", "non-mated", "matches", "FPIR", "95%", "x asked", "FNIR"):
         table.add_column(column)
     for r in rows:
-        table.add_row(str(r["gallery"]), str(r["gallery_persons"]), str(r["non_mated_searches"]),
-                      str(r["non_mated_matches"]), f"{r['observed_fpir']:.4f}",
-                      f"{r['fpir_95'][0]:.4f}..{r['fpir_95'][1]:.4f}", f"{r['ratio_to_asked']:.2f}", f"{r['fnir']:.4f}")
+        table.add_row(
+            str(r["gallery"]),
+            str(r["gallery_persons"]),
+            str(r["non_mated_searches"]),
+            str(r["non_mated_matches"]),
+            f"{r['observed_fpir']:.4f}",
+            f"{r['fpir_95'][0]:.4f}..{r['fpir_95'][1]:.4f}",
+            f"{r['ratio_to_asked']:.2f}",
+            f"{r['fnir']:.4f}",
+        )
     Console(width=120).print(table)
 
 

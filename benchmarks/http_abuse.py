@@ -28,22 +28,21 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from identity.app.core import App
+from identity.app.core import App, open_deployment
 from identity.config import Settings
-from identity.app.core import open_deployment
+from identity.services.access.keys import create_key
+from identity.services.enrollment.inputs import from_files
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
-from identity.services.enrollment.inputs import from_files
-from identity.services.access.keys import create_key
 
 LFW = Path(os.environ.get("IDENTITY_LFW", "/work/shared/datasets/lfw-dev"))
 MB = 1_000_000
@@ -90,21 +89,27 @@ class Case:
 CASES: list[Case] = []
 
 
-def case(item: str, name: str, slow: bool = False, before: str = "",
-         **env: str) -> Callable[[Callable[[Run], str]], Callable[[Run], str]]:
+def case(
+    item: str, name: str, slow: bool = False, before: str = "", **env: str
+) -> Callable[[Callable[[Run], str]], Callable[[Run], str]]:
     """Register a case: the issue item, the row's name, whether --skip-slow leaves it out, what main answered
     before issue 22, its server's env."""
+
     def register(fn: Callable[[Run], str]) -> Callable[[Run], str]:
         CASES.append(Case(item, name, env, slow, before, fn))
         return fn
+
     return register
 
 
 # ---- requests -------------------------------------------------------------------------------
 
+
 def multipart_stream(total: int, chunk: int = 1 << 20) -> Iterator[bytes]:
-    yield (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.jpg\"\r\n"
-           "Content-Type: image/jpeg\r\n\r\n").encode()
+    yield (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
     block = bytes(chunk)
     for _ in range(total // chunk):
         yield block
@@ -120,11 +125,17 @@ def json_stream(total: int, chunk: int = 1 << 20) -> Iterator[bytes]:
 
 
 def multipart_files(files: list[tuple[str, bytes]], fields: dict[str, str] | None = None) -> bytes:
-    parts = [f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode()
-             for k, v in (fields or {}).items()]
+    parts = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in (fields or {}).items()
+    ]
     for name, data in files:
-        parts.append(f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
-                     "Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+        parts.append(
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
 
@@ -198,6 +209,7 @@ def image_bytes(width: int, height: int, fmt: str, colour: tuple[int, int, int] 
 
 # ---- item 1: bodies before authentication ------------------------------------------------
 
+
 @case("1", "anonymous 300 MB chunked JSON to /v1/persons", before="read whole, +940 MB memory")
 def anonymous_json(run: Run) -> str:
     status, content, sent = send(run, "/v1/persons", {"Content-Type": "application/json"}, json_stream(300 * MB))
@@ -213,8 +225,10 @@ def anonymous_multipart(run: Run) -> str:
 @case("1", "Content-Length 800 MB to /v1/search without auth", before="413 (Content-Length checked)")
 def anonymous_declared(run: Run) -> str:
     sock = socket.create_connection(("127.0.0.1", run.port), timeout=TIMEOUT_S)
-    sock.sendall(f"POST /v1/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {800 * MB}\r\n"
-                 f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n".encode())
+    sock.sendall(
+        f"POST /v1/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {800 * MB}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n".encode()
+    )
     reply, done = bytearray(), threading.Event()
     read_reply(sock, reply, done)  # nothing of the body sent: the answer must come from the headers alone
     sock.close()
@@ -231,19 +245,22 @@ def keyed_multipart(run: Run) -> str:
 
 # ---- item 2: cheap requests that would hold inference --------------------------------------
 
+
 @case("2", "20 blank 2.5 KB JPEGs in one search", before="63 s of one thread")
 def many_blank(run: Run) -> str:
     blank = image_bytes(640, 480, "JPEG", (255, 255, 255))
-    status, content, _ = send(run, "/v1/search", form(run, "search"),
-                              multipart_files([(f"{n}.jpg", blank) for n in range(20)]))
+    status, content, _ = send(
+        run, "/v1/search", form(run, "search"), multipart_files([(f"{n}.jpg", blank) for n in range(20)])
+    )
     return answered(run, status, content)
 
 
 @case("2", "four 8000x7000 PNGs in one search", before="no per-request limit")
 def huge_in_one(run: Run) -> str:
     png = huge_png()
-    status, content, _ = send(run, "/v1/search", form(run, "search"),
-                              multipart_files([(f"{n}.png", png) for n in range(4)]))
+    status, content, _ = send(
+        run, "/v1/search", form(run, "search"), multipart_files([(f"{n}.png", png) for n in range(4)])
+    )
     return answered(run, status, content) + f" ({len(png) // 1000} KB each)"
 
 
@@ -251,8 +268,11 @@ def huge_in_one(run: Run) -> str:
 def huge_in_parallel(run: Run) -> str:
     png = huge_png()
     with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda n: send(run, "/v1/search", form(run, "search"),
-                                               multipart_files([(f"{n}.png", png)])), range(4)))
+        answers = list(
+            pool.map(
+                lambda n: send(run, "/v1/search", form(run, "search"), multipart_files([(f"{n}.png", png)])), range(4)
+            )
+        )
     statuses = sorted(str(status) for status, _, _ in answers)
     run.row.status = ",".join(statuses)
     return answered(run, answers[0][0], answers[0][1]) if any(s != "422" for s in statuses) else "no face in any"
@@ -269,10 +289,12 @@ def huge_png() -> bytes:
 
 # ---- item 8: uploads that become no image row ---------------------------------------------
 
+
 def upload_then_count(run: Run, person: str, name: str, data: bytes) -> str:
     """Upload one photo for enrollment, wait for its job to finish, and count the copies left under uploads/."""
-    status, content, _ = send(run, "/v1/enrollments/uploads", form(run, "enroll"),
-                              multipart_files([(name, data)], {"person": person}))
+    status, content, _ = send(
+        run, "/v1/enrollments/uploads", form(run, "enroll"), multipart_files([(name, data)], {"person": person})
+    )
     run.row.status = str(status)
     batch = json.loads(content).get("batch")
     outcome = None
@@ -288,8 +310,10 @@ def upload_then_count(run: Run, person: str, name: str, data: bytes) -> str:
 
 def get_json(run: Run, path: str, role: str) -> list[dict[str, str]]:
     with socket.create_connection(("127.0.0.1", run.port), timeout=TIMEOUT_S) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {run.keys[role]}\r\n"
-                     "Connection: close\r\n\r\n".encode())
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {run.keys[role]}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
         reply, done = bytearray(), threading.Event()
         read_reply(sock, reply, done)
     return json.loads(bytes(reply).partition(b"\r\n\r\n")[2])
@@ -315,6 +339,7 @@ register_items(case)
 
 
 # ---- the harness ------------------------------------------------------------------------------
+
 
 def prepare(data: Path) -> dict[str, str]:
     """One person enrolled (from outside uploads/), and a key per role. Under umask 077, as the CLI's entry
@@ -363,9 +388,12 @@ def serve(data: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "identity_cli.main", "serve", "--host", "127.0.0.1",
-                               "--port", str(port)], env={**os.environ, "IDENTITY_DATA_DIR": str(data), **env},
-                              stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "identity_cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, "IDENTITY_DATA_DIR": str(data), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
     for _ in range(1200):  # at most 120 s to load the models
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
@@ -433,8 +461,17 @@ def main() -> None:
     for column in ("item", "request", "before (main)", "status", "s", "spooled MB", "peak MB", "growth MB", "note"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r.item, r.case, r.before, r.status, f"{r.seconds:.2f}", f"{r.spooled_mb:.1f}", f"{r.peak_mb:.0f}",
-                      f"{r.growth_mb:+.0f}", r.note)
+        table.add_row(
+            r.item,
+            r.case,
+            r.before,
+            r.status,
+            f"{r.seconds:.2f}",
+            f"{r.spooled_mb:.1f}",
+            f"{r.peak_mb:.0f}",
+            f"{r.growth_mb:+.0f}",
+            r.note,
+        )
     Console(width=200).print(table)
 
 

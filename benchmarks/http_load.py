@@ -22,8 +22,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from rich.console import Console
@@ -33,9 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_latency import LFW, fill  # noqa: E402
 
 from identity.api.context import ApiContext  # noqa: E402
-from identity.app.core import App  # noqa: E402
+from identity.app.core import (
+    App,  # noqa: E402
+    open_deployment,  # noqa: E402
+)
 from identity.config import Settings  # noqa: E402
-from identity.app.core import open_deployment  # noqa: E402
 from identity.services.access.keys import create_key  # noqa: E402
 from identity.services.search.identify import SearchOptions  # noqa: E402
 
@@ -62,8 +64,12 @@ def run_clients(clients: int, searches: int, photos: list[Path], one: Callable[[
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
-    return {"searches": len(latencies), "per_second": len(latencies) / wall,
-            "p50_ms": 1000 * float(np.percentile(latencies, 50)), "p95_ms": 1000 * float(np.percentile(latencies, 95))}
+    return {
+        "searches": len(latencies),
+        "per_second": len(latencies) / wall,
+        "p50_ms": 1000 * float(np.percentile(latencies, 50)),
+        "p95_ms": 1000 * float(np.percentile(latencies, 95)),
+    }
 
 
 def in_process(settings: Settings, clients: int, searches: int, photos: list[Path]) -> dict[str, float]:
@@ -89,8 +95,12 @@ def over_http(settings: Settings, key: str, clients: int, searches: int, photos:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "IDENTITY_DATA_DIR": str(settings.data_dir)}
-    server = subprocess.Popen([sys.executable, "-m", "identity_cli.main", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "identity_cli.main", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -106,8 +116,9 @@ def over_http(settings: Settings, key: str, clients: int, searches: int, photos:
         def one(photo: Path) -> None:
             if not hasattr(local, "client"):
                 local.client = httpx.Client(base_url=base, headers=headers, timeout=60)
-            answer = local.client.post("/v1/search", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")},
-                                       data={"top_k": "5"})
+            answer = local.client.post(
+                "/v1/search", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")}, data={"top_k": "5"}
+            )
             answer.raise_for_status()
 
         one(photos[0])  # warm
@@ -144,8 +155,10 @@ def main() -> None:
     for name, r in (("in-process (threads)", local), ("HTTP (identity serve)", http)):
         table.add_row(name, f"{r['per_second']:.2f}", f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}")
     Console().print(table)
-    Console().print(f"HTTP / in-process: throughput {ratios['throughput']:.2f}x (target >= 0.85), "
-                    f"p95 {ratios['p95']:.2f}x (target <= 1.3)")
+    Console().print(
+        f"HTTP / in-process: throughput {ratios['throughput']:.2f}x (target >= 0.85), "
+        f"p95 {ratios['p95']:.2f}x (target <= 1.3)"
+    )
 
 
 if __name__ == "__main__":

@@ -38,10 +38,12 @@ def main() -> None:
     settings = Settings.load()
     if args.model:
         settings = settings.replace(model=args.model)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=console)
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+    )
     started = time.perf_counter()
     with progress:
+
         def stage(name, total):
             task = progress.add_task(name, total=total)
             return lambda n: progress.advance(task, n)
@@ -49,12 +51,27 @@ def main() -> None:
         with App.open(settings) as app:
             report = to_json(evaluate_folder(app, args.dataset, EvalOptions(workers=args.workers), stage))
     table = Table(title=f"identification on {args.dataset.name}, {report['model']}")
-    for column in ("rank-1", "rank-5", "rank-10", "probes", "gallery", "gallery not enrolled", "probes without face",
-                   "wall s"):
+    for column in (
+        "rank-1",
+        "rank-5",
+        "rank-10",
+        "probes",
+        "gallery",
+        "gallery not enrolled",
+        "probes without face",
+        "wall s",
+    ):
         table.add_column(column)
-    table.add_row(f"{report['rank1']:.2%}", f"{report['rank5']:.2%}", f"{report['rank10']:.2%}", str(report["probes"]),
-                  str(report["gallery_persons"]), str(report["gallery_failed_to_enroll"]),
-                  str(report["failed_to_acquire"]), f"{time.perf_counter() - started:.0f}")
+    table.add_row(
+        f"{report['rank1']:.2%}",
+        f"{report['rank5']:.2%}",
+        f"{report['rank10']:.2%}",
+        str(report["probes"]),
+        str(report["gallery_persons"]),
+        str(report["gallery_failed_to_enroll"]),
+        str(report["failed_to_acquire"]),
+        f"{time.perf_counter() - started:.0f}",
+    )
     console.print(table)
     for key, target in TARGETS.items():
         console.print(f"{key}: {report[key]:.2%} (target >= {target:.1%}) {'ok' if report[key] >= target else 'BELOW'}")

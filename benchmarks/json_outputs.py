@@ -111,6 +111,7 @@ def short_diff(old: str, new: str, lines: int = 30) -> str:
 
 # --- trees -----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Tree:
     """A source tree and how to run its CLI with `python`."""
@@ -122,17 +123,32 @@ class Tree:
 
     def env(self, data_dir: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}
-        env.update(PYTHONPATH=f"{self.shim}{os.pathsep}{self.path}", IDENTITY_DATA_DIR=str(data_dir),
-                   COLUMNS="200", NO_COLOR="1", PYTHONHASHSEED="0")
+        env.update(
+            PYTHONPATH=f"{self.shim}{os.pathsep}{self.path}",
+            IDENTITY_DATA_DIR=str(data_dir),
+            COLUMNS="200",
+            NO_COLOR="1",
+            PYTHONHASHSEED="0",
+        )
         return env
 
     def python_code(self, code: str, data_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.python, "-c", code], env=self.env(data_dir), cwd=self.shim,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [self.python, "-c", code],
+            env=self.env(data_dir),
+            cwd=self.shim,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def cli(self, argv: list[str], data_dir: Path, timeout: float = CASE_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-        return self.python_code(f"import sys; sys.argv = ['identity', *{argv!r}]\n"
-                                "from identity_cli.main import run; run()", data_dir, timeout)
+        return self.python_code(
+            f"import sys; sys.argv = ['identity', *{argv!r}]\nfrom identity_cli.main import run; run()",
+            data_dir,
+            timeout,
+        )
 
 
 def make_shim(tree: Path, shim: Path) -> None:
@@ -147,8 +163,9 @@ def checkout(rev: str, where: Path) -> Path:
 
 
 def remove_checkout(where: Path) -> None:
-    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(where)],
-                   capture_output=True, check=False)
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "remove", "--force", str(where)], capture_output=True, check=False
+    )
     shutil.rmtree(where, ignore_errors=True)
 
 
@@ -194,6 +211,7 @@ print(render(current_schema()), end="")"""
 
 # --- the store and the cases -----------------------------------------------------------------------
 
+
 @dataclass
 class Inputs:
     """Folders of photos (symlinks into lfw-dev) the scenario and cases use."""
@@ -209,7 +227,7 @@ class Inputs:
 def persons_with(n: int, count: int, skip: int = 0) -> list[str]:
     """`count` lfw-dev people with at least n photos, in name order, after the first `skip` such people."""
     found = [p.name for p in sorted(LFW.iterdir()) if p.is_dir() and len(list(p.iterdir())) >= n]
-    return found[skip:skip + count]
+    return found[skip : skip + count]
 
 
 def link_photos(dest: Path, person: str, photos: list[str]) -> None:
@@ -240,8 +258,10 @@ def make_inputs(root: Path) -> Inputs:
 def run_ok(tree: Tree, argv: list[str], data: Path) -> Any:
     done = tree.cli([*argv, "--json"], data)
     if done.returncode != 0:
-        raise SystemExit(f"building the store: identity {' '.join(argv)} exited {done.returncode}:\n"
-                         f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        raise SystemExit(
+            f"building the store: identity {' '.join(argv)} exited {done.returncode}:\n"
+            f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
     return json.loads(done.stdout)
 
 
@@ -253,8 +273,11 @@ def build_store(tree: Tree, data: Path, inputs: Inputs) -> dict[str, str]:
     run_ok(tree, ["enroll", str(inputs.t1), "--person", "crowd", "--subject", "all", "--workers", "1"], data)
     run_ok(tree, ["person", "update", "crowd", "--attr", "site=north"], data)
     run_ok(tree, ["person", "add", "--external-id", "leaver", "--name", "Leaves Soon"], data)
-    run_ok(tree, ["enroll", str(inputs.extra / next(inputs.extra.iterdir()).name), "--person", "leaver",
-                  "--workers", "1"], data)
+    run_ok(
+        tree,
+        ["enroll", str(inputs.extra / next(inputs.extra.iterdir()).name), "--person", "leaver", "--workers", "1"],
+        data,
+    )
     probes = sorted(str(p) for p in inputs.probes.iterdir())
     searched = run_ok(tree, ["search", *probes[:6], str(inputs.t1)], data)["results"]
     first, crowd = searched[0], searched[-1]
@@ -270,12 +293,18 @@ def build_store(tree: Tree, data: Path, inputs: Inputs) -> dict[str, str]:
     person = first["faces"][0]["candidates"][0]["person"]["external_id"]
     other = first["faces"][0]["candidates"][1]["person"]["external_id"]
     return {
-        "person": person, "other": other, "search_id": first["search_id"], "crowd_search": crowd["search_id"],
+        "person": person,
+        "other": other,
+        "search_id": first["search_id"],
+        "crowd_search": crowd["search_id"],
         "face": first["faces"][0]["candidates"][0]["faces"][0]["face_id"],
         "other_face": first["faces"][0]["candidates"][1]["faces"][0]["face_id"],
-        "cluster": clusters[0]["cluster_id"], "cluster2": clusters[1]["cluster_id"],
-        "cluster3": clusters[-1]["cluster_id"], "cluster_face": clusters[0]["faces"][-1]["face_key"],
-        "probe": probes[0], "probe2": probes[1],
+        "cluster": clusters[0]["cluster_id"],
+        "cluster2": clusters[1]["cluster_id"],
+        "cluster3": clusters[-1]["cluster_id"],
+        "cluster_face": clusters[0]["faces"][-1]["face_key"],
+        "probe": probes[0],
+        "probe2": probes[1],
     }
 
 
@@ -295,29 +324,47 @@ def cases(ids: dict[str, str], inputs: Inputs, scratch: Path) -> list[Case]:
         Case("doctor", "doctor", ["doctor"]),
         Case("doctor --deep --repair", "doctor", ["doctor", "--deep", "--repair"]),
         Case("enroll", "enroll", ["enroll", str(inputs.later), "--workers", "1"]),
-        Case("enroll (duplicates)", "enroll",
-             ["enroll", *sorted(str(p) for p in (inputs.people / i["person"]).iterdir()), "--person", i["person"],
-              "--workers", "1"]),
+        Case(
+            "enroll (duplicates)",
+            "enroll",
+            [
+                "enroll",
+                *sorted(str(p) for p in (inputs.people / i["person"]).iterdir()),
+                "--person",
+                i["person"],
+                "--workers",
+                "1",
+            ],
+        ),
         Case("worker --drain", "worker", ["worker", "--drain", "--workers", "1"]),
         Case("search", "search", ["search", i["probe"], i["probe2"], str(inputs.t1)]),
-        Case("search --largest-face --filter", "search",
-             ["search", str(inputs.t1), "--largest-face", "--filter", "dept=press", "-k", "2"]),
+        Case(
+            "search --largest-face --filter",
+            "search",
+            ["search", str(inputs.t1), "--largest-face", "--filter", "dept=press", "-k", "2"],
+        ),
         Case("search (missing file)", "search", ["search", str(scratch / "nope.jpg")], expect_rc=1),
         Case("audit", "audit", ["audit", i["person"]]),
         Case("audit crowd --html", "audit", ["audit", "crowd", "--html", str(scratch / "audit.html")]),
         Case("eval", "eval", ["eval", str(inputs.labelled), "--workers", "1", "--pairs", "200"]),
         Case("calibrate", "calibrate", ["calibrate", str(inputs.labelled), "--far", "0.01", "--workers", "1"]),
         Case("reindex", "reindex", ["reindex", "--model", "dlib-resnet@1", "--workers", "1"]),
-        Case("finetune --mode head", "finetune",
-             ["finetune", str(inputs.labelled), "--mode", "head", "--epochs", "1", "--workers", "1"]),
+        Case(
+            "finetune --mode head",
+            "finetune",
+            ["finetune", str(inputs.labelled), "--mode", "head", "--epochs", "1", "--workers", "1"],
+        ),
         Case("searches list", "searches list", ["searches", "list"]),
         Case("searches list --person", "searches list", ["searches", "list", "--person", i["person"]]),
         Case("review list", "review list", ["review", "list"]),
         Case("review confirm", "review confirm", ["review", "confirm", i["crowd_search"], "0", "--note", "ok"]),
         Case("review reject", "review reject", ["review", "reject", i["search_id"], "0", "--note", "no"]),
         Case("report reviews", "report reviews", ["report", "reviews"]),
-        Case("cluster run --html", "cluster run",
-             ["cluster", "run", str(inputs.probes), "--html", str(scratch / "clusters.html"), "--workers", "1"]),
+        Case(
+            "cluster run --html",
+            "cluster run",
+            ["cluster", "run", str(inputs.probes), "--html", str(scratch / "clusters.html"), "--workers", "1"],
+        ),
         Case("cluster list", "cluster list", ["cluster", "list"]),
         Case("cluster show", "cluster show", ["cluster", "show", i["cluster"]]),
         Case("cluster name --new", "cluster name", ["cluster", "name", i["cluster"], "--new", "found", "--name", "F"]),
@@ -355,6 +402,7 @@ NOT_RUN = {
 
 # --- comparing -------------------------------------------------------------------------------------
 
+
 @dataclass
 class Result:
     name: str
@@ -383,8 +431,9 @@ class Report:
         return out
 
 
-def compare(name: str, command: str, old: tuple[int, str], new: tuple[int, str], expect_rc: int,
-            paths: dict[str, str]) -> tuple[Result, str, str]:
+def compare(
+    name: str, command: str, old: tuple[int, str], new: tuple[int, str], expect_rc: int, paths: dict[str, str]
+) -> tuple[Result, str, str]:
     old_text, new_text = render(Normaliser(paths).output(old[1])), render(Normaliser(paths).output(new[1]))
     diff = short_diff(old_text, new_text) if old_text != new_text else ""
     if old[0] != new[0]:
@@ -398,8 +447,9 @@ def restore(pristine: Path, data: Path) -> None:
     shutil.copytree(pristine, data, symlinks=True)
 
 
-def run_case(case: Case, trees: tuple[Tree, Tree], pristine: Path, data: Path,
-             scratch: Path) -> Iterator[tuple[int, str]]:
+def run_case(
+    case: Case, trees: tuple[Tree, Tree], pristine: Path, data: Path, scratch: Path
+) -> Iterator[tuple[int, str]]:
     for tree in trees:
         restore(pristine, data)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -411,12 +461,18 @@ def run_case(case: Case, trees: tuple[Tree, Tree], pristine: Path, data: Path,
             yield 124, f"timed out after {CASE_TIMEOUT_S}s"
 
 
-def run_all(old: Tree, new: Tree, work: Path, out: Path | None, say: Callable[[str], None],
-            only: str | None = None) -> Report:
+def run_all(
+    old: Tree, new: Tree, work: Path, out: Path | None, say: Callable[[str], None], only: str | None = None
+) -> Report:
     report = Report(str(old.path), str(new.path))
     data, pristine, scratch = work / "data", work / "pristine", work / "scratch"
-    paths = {str(old.path): "<tree>", str(new.path): "<tree>", str(old.shim): "<shim>", str(new.shim): "<shim>",
-             str(work): "<work>"}
+    paths = {
+        str(old.path): "<tree>",
+        str(new.path): "<tree>",
+        str(old.shim): "<shim>",
+        str(new.shim): "<shim>",
+        str(work): "<work>",
+    }
     for tree in (old, new):
         say(f"{tree.label}: {verify(tree, work)[0]}")
     listed = {t.label: commands(t, work) for t in (old, new)}
@@ -449,8 +505,11 @@ def run_all(old: Tree, new: Tree, work: Path, out: Path | None, say: Callable[[s
 def not_run(with_json: set[str], all_cases: list[Case], chosen: list[Case]) -> dict[str, str]:
     """Each command with --json that no chosen case runs, and why."""
     written, ran = {c.command for c in all_cases}, {c.command for c in chosen}
-    reasons = {command: "left out by --only" if command in written else NOT_RUN.get(command, "no case written for it")
-               for command in sorted(with_json) if command not in ran}
+    reasons = {
+        command: "left out by --only" if command in written else NOT_RUN.get(command, "no case written for it")
+        for command in sorted(with_json)
+        if command not in ran
+    }
     return {**{c: why for c, why in NOT_RUN.items() if c not in ran}, **reasons}
 
 
@@ -481,15 +540,19 @@ def _line(r: Result) -> str:
 
 # --- entry point -----------------------------------------------------------------------------------
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--old", required=True, help="Git revision of the tree before (e.g. main, HEAD~3).")
-    parser.add_argument("--new", default=str(REPO),
-                        help="Directory of the tree after, or a revision (default: %(default)s).")
+    parser.add_argument(
+        "--new", default=str(REPO), help="Directory of the tree after, or a revision (default: %(default)s)."
+    )
     parser.add_argument("--out", type=Path, help="Write each case's normalised old/new output and summary.json here.")
-    parser.add_argument("--python", default=sys.executable,
-                        help="Interpreter with the dependencies (default: this one).")
+    parser.add_argument(
+        "--python", default=sys.executable, help="Interpreter with the dependencies (default: this one)."
+    )
     parser.add_argument("--only", help="Run only the cases whose name contains this (e.g. 'cluster').")
     parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
     return parser.parse_args(argv)
@@ -498,8 +561,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
-    say: Callable[[str], None] = (lambda s: print(s, file=sys.stderr, flush=True)) if args.json else \
-        (lambda s: print(s, flush=True))
+    say: Callable[[str], None] = (
+        (lambda s: print(s, file=sys.stderr, flush=True)) if args.json else (lambda s: print(s, flush=True))
+    )
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="identity-json-outputs-") as tmp:
@@ -531,8 +595,10 @@ def main(argv: list[str] | None = None) -> int:
         if report.command_set_diff:
             print(f"DIFF  commands with --json: {report.command_set_diff}")
         totals = report.totals()
-        print(f"{totals['same']} same, {totals['DIFF']} DIFF, {totals['error']} error "
-              f"({len(report.results)} compared) in {report.seconds:.0f}s")
+        print(
+            f"{totals['same']} same, {totals['DIFF']} DIFF, {totals['error']} error "
+            f"({len(report.results)} compared) in {report.seconds:.0f}s"
+        )
     failed = report.totals()["DIFF"] or report.totals()["error"] or report.command_set_diff
     return 1 if failed else 0
 

@@ -93,8 +93,9 @@ def generator_python(tmp: Path, reuse: Path | None) -> Path:
 
 def identity(data: Path, *args: str) -> str:
     env = {**os.environ, "IDENTITY_DATA_DIR": str(data)}
-    done = subprocess.run([sys.executable, "-m", "identity_cli.main", *args], env=env, check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "identity_cli.main", *args], env=env, check=True, capture_output=True, text=True
+    )
     return done.stdout
 
 
@@ -114,8 +115,12 @@ def serve(data: Path) -> tuple[subprocess.Popen[bytes], str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "IDENTITY_DATA_DIR": str(data)}
-    server = subprocess.Popen([sys.executable, "-m", "identity_cli.main", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "identity_cli.main", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -135,8 +140,11 @@ def generate(python: Path, base: str, tmp: Path) -> Path:
     spec.write_bytes(httpx.get(f"{base}/openapi.json", timeout=30).raise_for_status().content)
     config.write_text(CONFIG)
     tool = python.parent / "openapi-python-client"
-    done = subprocess.run([tool, "generate", "--path", spec, "--output-path", out / PACKAGE, "--meta", "none",
-                           "--config", config], capture_output=True, text=True)
+    done = subprocess.run(
+        [tool, "generate", "--path", spec, "--output-path", out / PACKAGE, "--meta", "none", "--config", config],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0 or "Warning" in done.stdout + done.stderr:
         raise SystemExit(f"the generator failed or warned:\n{done.stdout}\n{done.stderr}")
     version = subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.strip()
@@ -162,8 +170,9 @@ def main() -> int:
             out = generate(python, base, tmp)
             probe = args.dataset / PEOPLE[0] / f"{PEOPLE[0]}_0003.jpg"
             env = {**os.environ, "PYTHONPATH": str(out)}
-            done = subprocess.run([python, "-c", CLIENT, base, key, str(probe)], env=env, capture_output=True,
-                                  text=True)
+            done = subprocess.run(
+                [python, "-c", CLIENT, base, key, str(probe)], env=env, capture_output=True, text=True
+            )
         finally:
             server.terminate()
             server.wait(timeout=60)

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/reindex_workers.py [--images 600] [--target dlib-resnet@1] [--json]
 
 Enrolls the first N lfw-dev photos (by path) into a temporary store with the default
-pack, copies the store twice (each copy rebound to its own vectors), then runs `identity reindex --model TARGET` on one copy with
+pack, copies the store twice (each copy rebound to its own vectors),
+then runs `identity reindex --model TARGET` on one copy with
 `--workers 1` and on the other with `--workers 2`, through the CLI as a user would.
 Prints faces re-indexed per second for each and their ratio (the machine is noisy,
 so only the ratio in one run means much).
@@ -57,15 +58,25 @@ def main() -> None:
             shutil.copytree(base, data)
             identity(data, "init", "--rebind")  # a copy is another store: say it is this one's on purpose
             summary = identity(data, "reindex", "--model", args.target, "--workers", str(workers))
-            runs[workers] = {"faces": summary["reindexed"], "seconds": summary["seconds"],
-                             "faces_per_second": round(summary["reindexed"] / summary["seconds"], 2)}
-    result = {"images": len(photos), "enrolled_faces": enrolled["faces_enrolled"], "target": args.target,
-              "workers_1": runs[1], "workers_2": runs[2],
-              "speedup": round(runs[2]["faces_per_second"] / runs[1]["faces_per_second"], 2)}
+            runs[workers] = {
+                "faces": summary["reindexed"],
+                "seconds": summary["seconds"],
+                "faces_per_second": round(summary["reindexed"] / summary["seconds"], 2),
+            }
+    result = {
+        "images": len(photos),
+        "enrolled_faces": enrolled["faces_enrolled"],
+        "target": args.target,
+        "workers_1": runs[1],
+        "workers_2": runs[2],
+        "speedup": round(runs[2]["faces_per_second"] / runs[1]["faces_per_second"], 2),
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    table = Table(title=f"identity reindex --model {args.target}: {result['enrolled_faces']} faces of {len(photos)} photos")
+    table = Table(
+        title=f"identity reindex --model {args.target}: {result['enrolled_faces']} faces of {len(photos)} photos"
+    )
     for column in ("workers", "faces", "seconds", "faces/s"):
         table.add_column(column)
     for workers, run in runs.items():

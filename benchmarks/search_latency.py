@@ -28,12 +28,12 @@ from rich.progress import track
 from rich.table import Table
 from sqlalchemy import insert, text
 
-from identity.config import Settings
-from identity.faces import build_pipeline, load_image
 from identity.app.core import open_deployment
-from identity.evaluation.decision import PERSONS_NEEDED
-from identity.services.search.identify import FACES_PER_PERSON, SearchOptions, search_faces
 from identity.app.templates import template_of
+from identity.config import Settings
+from identity.evaluation.decision import PERSONS_NEEDED
+from identity.faces import build_pipeline, load_image
+from identity.services.search.identify import FACES_PER_PERSON, SearchOptions, search_faces
 from identity.store.sql.db import make_engine
 from identity.store.sql.tables import Face, FaceStatus, Image, Person, utcnow
 from identity.store.vectors import VectorPoint
@@ -54,16 +54,43 @@ def fill(dep, faces: int, seed: int, console: Console) -> None:
         person_ids = [uuid.uuid4() for _ in block]
         person_rows, image_rows, face_rows, points, templates = [], [], [], [], []
         for p, pid in zip(block, person_ids):
-            person_rows.append({"id": pid, "external_id": f"synthetic-{p:06d}", "display_name": None,
-                                "attributes": {}, "created_at": now, "updated_at": now})
+            person_rows.append(
+                {
+                    "id": pid,
+                    "external_id": f"synthetic-{p:06d}",
+                    "display_name": None,
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             for k in range(PER_PERSON):
                 image_id, face_id = uuid.uuid4(), uuid.uuid4()
-                image_rows.append({"id": image_id, "sha256": hashlib.sha256(face_id.bytes).hexdigest(),
-                                   "source_path": f"/synthetic/{p}/{k}.jpg", "size_bytes": 0, "width": 250,
-                                   "height": 250, "created_at": now})
-                face_rows.append({"id": face_id, "person_id": pid, "image_id": image_id, "model_id": dep.model.id,
-                                  "bbox": [0, 0, 1, 1], "landmarks": [[0, 0]] * 5, "det_score": 1.0,
-                                  "status": FaceStatus.indexed, "created_at": now, "updated_at": now})
+                image_rows.append(
+                    {
+                        "id": image_id,
+                        "sha256": hashlib.sha256(face_id.bytes).hexdigest(),
+                        "source_path": f"/synthetic/{p}/{k}.jpg",
+                        "size_bytes": 0,
+                        "width": 250,
+                        "height": 250,
+                        "created_at": now,
+                    }
+                )
+                face_rows.append(
+                    {
+                        "id": face_id,
+                        "person_id": pid,
+                        "image_id": image_id,
+                        "model_id": dep.model.id,
+                        "bbox": [0, 0, 1, 1],
+                        "landmarks": [[0, 0]] * 5,
+                        "det_score": 1.0,
+                        "status": FaceStatus.indexed,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
                 vector = centres[p] + rng.normal(scale=0.8, size=dep.pipeline.dim).astype(np.float32)
                 points.append(VectorPoint(face_id, pid, vector))
             templates.append(VectorPoint(pid, pid, template_of([q.vector for q in points[-PER_PERSON:]])))
@@ -113,10 +140,14 @@ def measure(settings: Settings, faces: int, queries: list[Path], console: Consol
             before_ms.append(before)
             now_ms.append(now)
     return {
-        "vector_before_p95": float(np.percentile(before_ms, 95)), "vector_now_p95": float(np.percentile(now_ms, 95)),
-        "embed_p50": float(np.percentile(embed_ms, 50)), "embed_p95": float(np.percentile(embed_ms, 95)),
-        "store_p50": float(np.percentile(store_ms, 50)), "store_p95": float(np.percentile(store_ms, 95)),
-        "queries": len(store_ms), "fill_s": fill_s,
+        "vector_before_p95": float(np.percentile(before_ms, 95)),
+        "vector_now_p95": float(np.percentile(now_ms, 95)),
+        "embed_p50": float(np.percentile(embed_ms, 50)),
+        "embed_p95": float(np.percentile(embed_ms, 95)),
+        "store_p50": float(np.percentile(store_ms, 50)),
+        "store_p95": float(np.percentile(store_ms, 95)),
+        "queries": len(store_ms),
+        "fill_s": fill_s,
     }
 
 
@@ -125,8 +156,11 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres",
-                        help="server where a throwaway database is created")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="server where a throwaway database is created",
+    )
     parser.add_argument("--dataset", type=Path, default=LFW)
     parser.add_argument("--json", action="store_true", help="figures as JSON on stdout (the table on stderr)")
     args = parser.parse_args()
@@ -134,8 +168,17 @@ def main() -> None:
     figures = {}
     queries = sorted(args.dataset.glob("*/*.jpg"))[:: max(1, 6000 // args.queries)][: args.queries]
     table = Table(title=f"search latency, {args.faces} faces in the store, {len(queries)} real queries")
-    for column in ("backend", "detect+embed p50", "p95", "vector+SQL p50", "p95", "target p95 < 20 ms",
-                   "vector p95: faces only", "templates + faces", "ratio"):
+    for column in (
+        "backend",
+        "detect+embed p50",
+        "p95",
+        "vector+SQL p50",
+        "p95",
+        "target p95 < 20 ms",
+        "vector p95: faces only",
+        "templates + faces",
+        "ratio",
+    ):
         table.add_column(column)
     for backend in args.backends.split(","):
         with tempfile.TemporaryDirectory() as tmp:
@@ -153,10 +196,17 @@ def main() -> None:
                 if admin is not None:
                     with admin.connect() as conn:
                         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        table.add_row(backend, f"{r['embed_p50']:.0f} ms", f"{r['embed_p95']:.0f} ms", f"{r['store_p50']:.1f} ms",
-                      f"{r['store_p95']:.1f} ms", "yes" if r["store_p95"] < 20 else "NO",
-                      f"{r['vector_before_p95']:.1f} ms", f"{r['vector_now_p95']:.1f} ms",
-                      f"{r['vector_now_p95'] / r['vector_before_p95']:.2f}x")
+        table.add_row(
+            backend,
+            f"{r['embed_p50']:.0f} ms",
+            f"{r['embed_p95']:.0f} ms",
+            f"{r['store_p50']:.1f} ms",
+            f"{r['store_p95']:.1f} ms",
+            "yes" if r["store_p95"] < 20 else "NO",
+            f"{r['vector_before_p95']:.1f} ms",
+            f"{r['vector_now_p95']:.1f} ms",
+            f"{r['vector_now_p95'] / r['vector_before_p95']:.2f}x",
+        )
     console.print(table)
     if args.json:
         print(json.dumps(figures, indent=2))

@@ -51,14 +51,22 @@ def main() -> None:
                 pipeline.process([load_image(path)])
                 seconds[ref].append(time.perf_counter() - started)
     limit_mp = ApiSettings().max_pixels_per_request / 1e6
-    report = {ref: {"s_per_photo": sum(s) / len(s), "s_per_mp": sum(s) / megapixels,
-                    "s_at_pixel_limit": limit_mp * sum(s) / megapixels} for ref, s in seconds.items()}
+    report = {
+        ref: {
+            "s_per_photo": sum(s) / len(s),
+            "s_per_mp": sum(s) / megapixels,
+            "s_at_pixel_limit": limit_mp * sum(s) / megapixels,
+        }
+        for ref, s in seconds.items()
+    }
     if args.json:
         print(json.dumps({"photos": len(photos), "limit_mp": limit_mp, "packs": report}, indent=2))
         return
     for ref, row in report.items():
-        print(f"{ref}: {row['s_per_photo']:.2f} s per 12 MP photo, {row['s_per_mp']:.3f} s/MP, "
-              f"{row['s_at_pixel_limit']:.1f} s at the {limit_mp:g} MP request limit")
+        print(
+            f"{ref}: {row['s_per_photo']:.2f} s per 12 MP photo, {row['s_per_mp']:.3f} s/MP, "
+            f"{row['s_at_pixel_limit']:.1f} s at the {limit_mp:g} MP request limit"
+        )
 
 
 if __name__ == "__main__":

@@ -36,16 +36,16 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from identity.app.templates import template_of
 from identity.config import Settings
+from identity.evaluation.cache import analyse_paths
 from identity.evaluation.decision import NORMALIZED, PERSONS_NEEDED, decision_score
 from identity.evaluation.protocol import scan_labelled, subject_face
-from identity.evaluation.cache import analyse_paths
 from identity.faces import DEFAULT_MODEL, ImageFaces, load_image
 from identity.faces.pipeline import FacePipeline, build_pipeline
-from identity.faces.workers import run_in_workers
 from identity.faces.quality import inter_ocular_px
 from identity.faces.types import Detection, central_face
-from identity.app.templates import template_of
+from identity.faces.workers import run_in_workers
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = REPO.parent / "shared" / "datasets" / "lfw-dev"
@@ -74,7 +74,7 @@ def shrunk_in_frame(rgb: np.ndarray, scale: float) -> np.ndarray:
     small = cv2.resize(rgb, (max(round(width * scale), 1), max(round(height * scale), 1)), interpolation=cv2.INTER_AREA)
     frame = np.full_like(rgb, 128)
     top, left = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
-    frame[top:top + small.shape[0], left:left + small.shape[1]] = small
+    frame[top : top + small.shape[0], left : left + small.shape[1]] = small
     return frame
 
 
@@ -110,8 +110,9 @@ def probe_chunk(pipeline: FacePipeline, items: list[tuple[str, str, str, bool]])
     return [(kind, probe_embeddings(pipeline, person, path, redetect)) for kind, person, path, redetect in items]
 
 
-def gallery_templates(settings: Settings, model: str, folder_images: dict[str, list[str]],
-                      workers: int) -> dict[str, np.ndarray]:
+def gallery_templates(
+    settings: Settings, model: str, folder_images: dict[str, list[str]], workers: int
+) -> dict[str, np.ndarray]:
     """Each gallery person's template from the subject faces of their gallery photos (eval's cache keeps them)."""
     paths = [path for paths in folder_images.values() for path in paths]
     vectors: dict[str, np.ndarray] = {}
@@ -119,8 +120,11 @@ def gallery_templates(settings: Settings, model: str, folder_images: dict[str, l
         face = subject_face(found) if isinstance(found, ImageFaces) else None
         if face is not None:
             vectors[path] = face.embedding
-    return {person: template_of([vectors[p] for p in paths if p in vectors])
-            for person, paths in folder_images.items() if any(p in vectors for p in paths)}
+    return {
+        person: template_of([vectors[p] for p in paths if p in vectors])
+        for person, paths in folder_images.items()
+        if any(p in vectors for p in paths)
+    }
 
 
 def decide(matrix: np.ndarray, names: list[str], vector: np.ndarray, threshold: float) -> tuple[str, bool]:
@@ -130,8 +134,9 @@ def decide(matrix: np.ndarray, names: list[str], vector: np.ndarray, threshold: 
     return names[order[0]], decision_score(scores[order].tolist(), NORMALIZED) >= threshold
 
 
-def count(rows: dict[int, dict[str, int]], kind: str, probe: Probe, matrix: np.ndarray, names: list[str],
-          threshold: float) -> None:
+def count(
+    rows: dict[int, dict[str, int]], kind: str, probe: Probe, matrix: np.ndarray, names: list[str], threshold: float
+) -> None:
     for size, vector in probe.embeddings.items():
         first, matched = decide(matrix, names, vector, threshold)
         row = rows[size]
@@ -166,8 +171,11 @@ def main() -> None:
     parser.add_argument("--mated", type=int, default=300, help="mated probes at most")
     parser.add_argument("--seed", type=int, default=20250)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--redetect", action="store_true", help="detect each shrunk face again (its own landmarks) "
-                        "instead of aligning it with the native landmarks")
+    parser.add_argument(
+        "--redetect",
+        action="store_true",
+        help="detect each shrunk face again (its own landmarks) instead of aligning it with the native landmarks",
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args()
     settings = Settings.load()
@@ -178,19 +186,20 @@ def main() -> None:
         raise SystemExit(f"{pipeline.model_id} has no calibrated default decision to measure")
     folder = scan_labelled(args.dataset)
     persons = random.Random(args.seed).sample(folder.persons, len(folder.persons))
-    gallery, others = persons[:args.gallery_persons], persons[args.gallery_persons:][:args.probes]
+    gallery, others = persons[: args.gallery_persons], persons[args.gallery_persons :][: args.probes]
     mated = [p for p in gallery if len(folder.images[p]) > 1]
     # A mated probe's own photo stays out of its person's template.
     gallery_images = {p: folder.images[p][1:] if p in mated else folder.images[p] for p in gallery}
     templates = gallery_templates(settings, pipeline.model_id, gallery_images, args.workers)
     names = sorted(templates)
     matrix = np.stack([templates[name] for name in names])
-    rows: dict[int, dict[str, int]] = {size: {"non_mated": 0, "false_matches": 0, "mated": 0, "hits": 0,
-                                                "wrong_matches": 0}
-                                       for size in (NATIVE, *SIZES)}
+    rows: dict[int, dict[str, int]] = {
+        size: {"non_mated": 0, "false_matches": 0, "mated": 0, "hits": 0, "wrong_matches": 0}
+        for size in (NATIVE, *SIZES)
+    }
     iods = []
     items = [("non_mated", p, folder.images[p][0], args.redetect) for p in others]
-    items += [("mated", p, folder.images[p][0], args.redetect) for p in mated if p in templates][:args.mated]
+    items += [("mated", p, folder.images[p][0], args.redetect) for p in mated if p in templates][: args.mated]
     for _, results in run_in_workers(settings, probe_chunk, items, args.workers, CHUNK_SIZE):
         for kind, probe in results:
             if probe is not None:
@@ -201,26 +210,56 @@ def main() -> None:
     for size, row in rows.items():
         n, m = row["non_mated"], row["mated"]
         low, high = interval(row["false_matches"], n)
-        table.append({"iod_px": "native" if size == NATIVE else size, "non_mated": n,
-                      "false_matches": row["false_matches"], "fpir": round(row["false_matches"] / max(n, 1), 4),
-                      "fpir_95": [round(low, 4), round(high, 4)], "mated": m,
-                      "hit_rate": round(row["hits"] / max(m, 1), 4),
-                      "wrong_match_rate": round(row["wrong_matches"] / max(m, 1), 4)})
-    summary = {"model": pipeline.model_id, "threshold": decision.value, "calibrated_fpir": decision.fpir,
-               "landmarks": "redetected at each size" if args.redetect else "native",
-               "gallery_persons": len(names), "native_iod_median": round(float(np.median(iods)), 1), "rows": table}
+        table.append(
+            {
+                "iod_px": "native" if size == NATIVE else size,
+                "non_mated": n,
+                "false_matches": row["false_matches"],
+                "fpir": round(row["false_matches"] / max(n, 1), 4),
+                "fpir_95": [round(low, 4), round(high, 4)],
+                "mated": m,
+                "hit_rate": round(row["hits"] / max(m, 1), 4),
+                "wrong_match_rate": round(row["wrong_matches"] / max(m, 1), 4),
+            }
+        )
+    summary = {
+        "model": pipeline.model_id,
+        "threshold": decision.value,
+        "calibrated_fpir": decision.fpir,
+        "landmarks": "redetected at each size" if args.redetect else "native",
+        "gallery_persons": len(names),
+        "native_iod_median": round(float(np.median(iods)), 1),
+        "rows": table,
+    }
     if args.json:
         print(json.dumps(summary, indent=2))
         return
-    out = Table(title=f"{summary['model']} at threshold {decision.value} (calibrated FPIR {decision.fpir}), "
-                      f"gallery {len(names)} persons, native eye distance median {summary['native_iod_median']} px")
-    for column in ("px between the eyes", "non-mated", "false matches", "FPIR", "FPIR 95%", "mated", "hit rate",
-                   "wrong person"):
+    out = Table(
+        title=f"{summary['model']} at threshold {decision.value} (calibrated FPIR {decision.fpir}), "
+        f"gallery {len(names)} persons, native eye distance median {summary['native_iod_median']} px"
+    )
+    for column in (
+        "px between the eyes",
+        "non-mated",
+        "false matches",
+        "FPIR",
+        "FPIR 95%",
+        "mated",
+        "hit rate",
+        "wrong person",
+    ):
         out.add_column(column, justify="right")
     for row in table:
-        out.add_row(str(row["iod_px"]), str(row["non_mated"]), str(row["false_matches"]), f"{row['fpir']:.4f}",
-                    f"{row['fpir_95'][0]:.4f}-{row['fpir_95'][1]:.4f}", str(row["mated"]), f"{row['hit_rate']:.3f}",
-                    f"{row['wrong_match_rate']:.3f}")
+        out.add_row(
+            str(row["iod_px"]),
+            str(row["non_mated"]),
+            str(row["false_matches"]),
+            f"{row['fpir']:.4f}",
+            f"{row['fpir_95'][0]:.4f}-{row['fpir_95'][1]:.4f}",
+            str(row["mated"]),
+            f"{row['hit_rate']:.3f}",
+            f"{row['wrong_match_rate']:.3f}",
+        )
     Console().print(out)
 
 

@@ -14,8 +14,19 @@ from pathlib import Path
 # Layers of ../shared/ARCHITECTURE.md, top first; a higher rank may import a lower one, never the reverse.
 # "base": the top-level modules of identity/ other than config (errors, fsutil, config_reference...), shared
 # helpers at the bottom, as tests/test_layers.py places them.
-RANK = {"cli": 4, "api": 4, "render": 4, "services": 3, "app": 2, "faces": 1, "store": 1,
-        "evaluation": 0, "train": 0, "config": 0, "base": 0}
+RANK = {
+    "cli": 4,
+    "api": 4,
+    "render": 4,
+    "services": 3,
+    "app": 2,
+    "faces": 1,
+    "store": 1,
+    "evaluation": 0,
+    "train": 0,
+    "config": 0,
+    "base": 0,
+}
 LAYERS = ("faces", "store", "app", "services", "api", "render", "evaluation", "train", "config", "cli", "base")
 
 
@@ -62,7 +73,8 @@ def layer_of(name: str) -> str:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imported_names(source: str, name: str, is_package: bool) -> set[tuple[str, str]]:
@@ -149,18 +161,23 @@ def structure(tree: Path, largest: int = 10) -> dict:
     graph = {name: module.imports for name, module in modules.items()}
     circles = [c for c in strongly_connected(graph) if len(c) > 1]
     mutual = sorted({tuple(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph[b]})
-    upward = sorted((a, b) for a, m in modules.items() for b in m.imports
-                    if RANK[modules[b].layer] > RANK[m.layer])
+    upward = sorted((a, b) for a, m in modules.items() for b in m.imports if RANK[modules[b].layer] > RANK[m.layer])
     pairs: dict[str, int] = {}
     for a, b in upward:  # per pair of layers, so a rule read differently (train beside faces?) can be set apart
         pair = f"{modules[a].layer} -> {modules[b].layer}"
         pairs[pair] = pairs.get(pair, 0) + 1
     biggest = sorted(modules.values(), key=lambda m: -m.lines)[:largest]
     return {
-        "modules": len(modules), "lines": sum(lines.values()), "lines_per_layer": lines,
+        "modules": len(modules),
+        "lines": sum(lines.values()),
+        "lines_per_layer": lines,
         "largest_modules": [{"module": str(m.path.relative_to(tree)), "lines": m.lines} for m in biggest],
         "import_edges": sum(len(t) for t in graph.values()),
-        "import_circles": len(circles), "modules_in_circles": sum(len(c) for c in circles),
-        "circles": circles, "mutual_imports": [list(p) for p in mutual],
-        "upward_imports": len(upward), "upward_by_layers": pairs, "upward": [f"{a} -> {b}" for a, b in upward],
+        "import_circles": len(circles),
+        "modules_in_circles": sum(len(c) for c in circles),
+        "circles": circles,
+        "mutual_imports": [list(p) for p in mutual],
+        "upward_imports": len(upward),
+        "upward_by_layers": pairs,
+        "upward": [f"{a} -> {b}" for a, b in upward],
     }

@@ -115,8 +115,7 @@ def mates_found(run: Run, data: Data) -> float:
 
 def top1_accuracy(run: Run, data: Data) -> float:
     right = [
-        bool(hits) and hits[0].person_id == person
-        for hits, person in zip(run.results, data.query_persons, strict=True)
+        bool(hits) and hits[0].person_id == person for hits, person in zip(run.results, data.query_persons, strict=True)
     ]
     return float(np.mean(right))
 
@@ -134,9 +133,7 @@ def cosine_profile(data: Data, rng: np.random.Generator) -> tuple[float, float, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="vectors in the gallery")
     parser.add_argument("--clusters", type=int, default=20_000, help="persons (n / clusters photos each)")
     parser.add_argument("--dim", type=int, default=512)
@@ -175,8 +172,7 @@ def main() -> None:
 
     same, other, other_tail = cosine_profile(data, np.random.default_rng(1))
     console.print(
-        f"cosine: same person mean {same:.3f}; different persons mean {other:.3f}, "
-        f"99.9th pct {other_tail:.3f}"
+        f"cosine: same person mean {same:.3f}; different persons mean {other:.3f}, 99.9th pct {other_tail:.3f}"
     )
     headers = ("engine", "upserts/s", "build s", "p50 ms", "p95 ms", f"recall@{K}", f"mates@{K}", "top-1 acc")
     table = Table(*headers, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)

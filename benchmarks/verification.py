@@ -56,7 +56,9 @@ def make_pairs(by_person: dict[str, list[Path]], count: int, seed: int) -> tuple
     return sorted(genuine), sorted(impostor)
 
 
-def embed_all(settings: Settings, paths: list[Path], workers: int, console: Console) -> dict[Path, tuple[np.ndarray | None, str]]:
+def embed_all(
+    settings: Settings, paths: list[Path], workers: int, console: Console
+) -> dict[Path, tuple[np.ndarray | None, str]]:
     """Each image's central-face embedding (None if no face) and the detector stage that found it."""
     out: dict[Path, tuple[np.ndarray | None, str]] = {}
     columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -71,7 +73,9 @@ def embed_all(settings: Settings, paths: list[Path], workers: int, console: Cons
     return out
 
 
-def pair_scores(pairs: list[Pair], embeddings: dict[Path, tuple[np.ndarray | None, str]], allowed: set[str] | None) -> np.ndarray:
+def pair_scores(
+    pairs: list[Pair], embeddings: dict[Path, tuple[np.ndarray | None, str]], allowed: set[str] | None
+) -> np.ndarray:
     def vector(path: Path) -> np.ndarray | None:
         vec, stage = embeddings[path]
         return vec if allowed is None or stage in allowed else None
@@ -113,13 +117,22 @@ def main() -> None:
     elapsed = time.perf_counter() - start
 
     table = Table(title=f"lfw-dev verification, {pack.model_id}")
-    for column in ("detection", "accuracy (10-fold)", "threshold", "TAR@FAR=1e-3", "no face (images)", "pairs with a miss"):
+    for column in (
+        "detection",
+        "accuracy (10-fold)",
+        "threshold",
+        "TAR@FAR=1e-3",
+        "no face (images)",
+        "pairs with a miss",
+    ):
         table.add_column(column)
     for name, allowed in (("with fallback", None), ("without fallback", primary)):
         scores = pair_scores(pairs, embeddings, allowed)
         accuracy, std, threshold = ten_fold_accuracy(scores, labels, args.seed)
         tar, _ = tar_at_far(scores, labels, 1e-3)
-        missing = sum(1 for vec, stage in embeddings.values() if vec is None or (allowed is not None and stage not in allowed))
+        missing = sum(
+            1 for vec, stage in embeddings.values() if vec is None or (allowed is not None and stage not in allowed)
+        )
         table.add_row(
             name,
             f"{accuracy:.2%} ± {std:.2%}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import click
 import typer
@@ -28,8 +28,11 @@ class _RunByDefault(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-app = typer.Typer(cls=_RunByDefault, no_args_is_help=True,
-                  help="Group unlabelled faces (a folder, or faces searches returned as unknown) into people to enroll.")
+app = typer.Typer(
+    cls=_RunByDefault,
+    no_args_is_help=True,
+    help="Group unlabelled faces (a folder, or faces searches returned as unknown) into people to enroll.",
+)
 CLUSTER = typer.Argument(..., help="Cluster id (identity cluster list).")
 
 
@@ -39,11 +42,16 @@ def register(root: typer.Typer) -> None:
 
 @app.command("run")
 def run(
-    folder: Optional[Path] = typer.Argument(None, help="Folder of unlabelled photos (any depth)."),
-    from_searches: bool = typer.Option(False, "--from-searches", help="Cluster the faces searches returned as "
-                                       "unknown (kept only with settings review.keep_unknown_faces)."),
-    since: Optional[datetime] = typer.Option(None, "--since", help="With --from-searches: faces kept at or after this time (UTC)."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML page of thumbnails."),
+    folder: Path | None = typer.Argument(None, help="Folder of unlabelled photos (any depth)."),
+    from_searches: bool = typer.Option(
+        False,
+        "--from-searches",
+        help="Cluster the faces searches returned as unknown (kept only with settings review.keep_unknown_faces).",
+    ),
+    since: datetime | None = typer.Option(
+        None, "--since", help="With --from-searches: faces kept at or after this time (UTC)."
+    ),
+    html: Path | None = typer.Option(None, "--html", help="Also write a self-contained HTML page of thumbnails."),
     workers: int = typer.Option(0, "--workers", min=0, help="Processes for detection (0: one per core)."),
     as_json: bool = JSON,
 ) -> None:
@@ -62,13 +70,18 @@ def run(
         if html:
             from identity.render.cluster_html import render_clusters_html
 
-            html.write_text(render_clusters_html(core, f"clusters of {result.scope}", result.clusters,
-                                                 result.singletons), encoding="utf-8")
+            html.write_text(
+                render_clusters_html(core, f"clusters of {result.scope}", result.clusters, result.singletons),
+                encoding="utf-8",
+            )
     for error in result.errors:
         err_console.print(f"[red]error:[/red] {escape(shown(error.error))}", highlight=False)
     for copy in result.duplicates:
-        err_console.print(shown(f"duplicate: {copy.path}: same file as {copy.duplicate_of} (clustered once)"),
-                          highlight=False, markup=False)
+        err_console.print(
+            shown(f"duplicate: {copy.path}: same file as {copy.duplicate_of} (clustered once)"),
+            highlight=False,
+            markup=False,
+        )
     if as_json:
         print_json(result)
     else:
@@ -82,26 +95,44 @@ def run(
 def _with_progress(work: Any) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("[bold]detecting faces"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err_console) as progress:
+    with Progress(
+        TextColumn("[bold]detecting faces"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    ) as progress:
         task = progress.add_task("detect", total=None)
         return work(lambda n: progress.advance(task, n), lambda total: progress.update(task, total=total))
 
 
 def _show_run(result: Any) -> None:
-    rows = [{"cluster_id": c.cluster_id, "faces": c.size, "status": c.status,
-             "photos": ", ".join(Path(f.source_path or f.image_sha256[:12]).name for f in c.faces[:4])
-             + (" ..." if c.size > 4 else "")} for c in result.clusters]
-    print_table(rows, ["cluster_id", "faces", "status", "photos"],
-                title=f"{len(result.clusters)} clusters of {result.faces} faces in {result.photos} photos")
-    console.print(f"{len(result.singletons)} faces alone (identity cluster list --min-size 1 lists them); "
-                  f"{result.left_alone} faces of clusters already named, discarded or edited left as they were; "
-                  f"method {result.method}, clustering {result.seconds:.2f} s", highlight=False)
+    rows = [
+        {
+            "cluster_id": c.cluster_id,
+            "faces": c.size,
+            "status": c.status,
+            "photos": ", ".join(Path(f.source_path or f.image_sha256[:12]).name for f in c.faces[:4])
+            + (" ..." if c.size > 4 else ""),
+        }
+        for c in result.clusters
+    ]
+    print_table(
+        rows,
+        ["cluster_id", "faces", "status", "photos"],
+        title=f"{len(result.clusters)} clusters of {result.faces} faces in {result.photos} photos",
+    )
+    console.print(
+        f"{len(result.singletons)} faces alone (identity cluster list --min-size 1 lists them); "
+        f"{result.left_alone} faces of clusters already named, discarded or edited left as they were; "
+        f"method {result.method}, clustering {result.seconds:.2f} s",
+        highlight=False,
+    )
 
 
 @app.command("list")
 def list_(
-    status: Optional[str] = typer.Option(None, "--status", help="open, edited, named or discarded."),
+    status: str | None = typer.Option(None, "--status", help="open, edited, named or discarded."),
     min_size: int = typer.Option(2, "--min-size", min=1, help="Only clusters of at least this many faces."),
     as_json: bool = JSON,
 ) -> None:
@@ -113,8 +144,11 @@ def list_(
     if as_json:
         print_json(views)
         return
-    print_table([{**to_json(v), "faces": v.size} for v in views], ["cluster_id", "faces", "status", "person", "scope"],
-                title=f"{len(views)} clusters")
+    print_table(
+        [{**to_json(v), "faces": v.size} for v in views],
+        ["cluster_id", "faces", "status", "person", "scope"],
+        title=f"{len(views)} clusters",
+    )
 
 
 @app.command("show")
@@ -127,18 +161,21 @@ def show(cluster: str = CLUSTER, as_json: bool = JSON) -> None:
     if as_json:
         print_json(view)
         return
-    print_table([to_json(f) for f in view.faces], ["face_key", "source_path", "face_index", "bbox"],
-                title=f"cluster {view.cluster_id}: {view.size} faces, {view.status}"
-                      + (f", named {view.person}" if view.person else ""))
+    print_table(
+        [to_json(f) for f in view.faces],
+        ["face_key", "source_path", "face_index", "bbox"],
+        title=f"cluster {view.cluster_id}: {view.size} faces, {view.status}"
+        + (f", named {view.person}" if view.person else ""),
+    )
 
 
 @app.command("name")
 def name(
     cluster: str = CLUSTER,
-    person: Optional[str] = typer.Option(None, "--person", help="An existing person (external id or uuid)."),
-    new: Optional[str] = typer.Option(None, "--new", help="A new person's external id."),
-    display_name: Optional[str] = typer.Option(None, "--name", help="With --new: the display name."),
-    actor: Optional[str] = ACTOR,
+    person: str | None = typer.Option(None, "--person", help="An existing person (external id or uuid)."),
+    new: str | None = typer.Option(None, "--new", help="A new person's external id."),
+    display_name: str | None = typer.Option(None, "--name", help="With --new: the display name."),
+    actor: str | None = ACTOR,
     as_json: bool = JSON,
 ) -> None:
     """Enroll the cluster's faces for a person, through the normal enrollment (same states, same idempotence)."""
@@ -149,8 +186,11 @@ def name(
     if as_json:
         print_json(named)
     else:
-        print_table(named.faces, ["face_key", "state", "reason", "source"],
-                    title=f"cluster {named.cluster_id} -> {named.person}: {named.states}")
+        print_table(
+            named.faces,
+            ["face_key", "state", "reason", "source"],
+            title=f"cluster {named.cluster_id} -> {named.person}: {named.states}",
+        )
     if not any(state in ("enrolled", "duplicate") for state in named.states):
         raise typer.Exit(ExitCode.ERROR)
 
@@ -158,8 +198,8 @@ def name(
 @app.command("split")
 def split(
     cluster: str = CLUSTER,
-    faces: List[str] = typer.Argument(..., help="Face keys to move into a new cluster (identity cluster show)."),
-    actor: Optional[str] = ACTOR,
+    faces: list[str] = typer.Argument(..., help="Face keys to move into a new cluster (identity cluster show)."),
+    actor: str | None = ACTOR,
     as_json: bool = JSON,
 ) -> None:
     """Move some faces of a cluster into a new one."""
@@ -172,8 +212,8 @@ def split(
 
 @app.command("merge")
 def merge(
-    clusters: List[str] = typer.Argument(..., help="Two cluster ids or more; the others fold into the first."),
-    actor: Optional[str] = ACTOR,
+    clusters: list[str] = typer.Argument(..., help="Two cluster ids or more; the others fold into the first."),
+    actor: str | None = ACTOR,
     as_json: bool = JSON,
 ) -> None:
     """Merge clusters that are one person."""
@@ -185,7 +225,7 @@ def merge(
 
 
 @app.command("discard")
-def discard(cluster: str = CLUSTER, actor: Optional[str] = ACTOR, as_json: bool = JSON) -> None:
+def discard(cluster: str = CLUSTER, actor: str | None = ACTOR, as_json: bool = JSON) -> None:
     """Not a person to enroll: kept as discarded, its kept unknown faces erased now."""
     from identity.services.clustering.clusters import discard_cluster
 

@@ -33,7 +33,7 @@ def show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
     print_table(rows, ["setting", "value"], title="identity configuration")
 
 
-def _effective_model(settings: "Settings") -> tuple[str | None, str]:
+def _effective_model(settings: Settings) -> tuple[str | None, str]:
     """The model in use and why; the store is read as it is (showing settings creates no store and no table)."""
     from identity.app.registry import shown_model
     from identity.app.schema import AS_IS

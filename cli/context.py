@@ -5,10 +5,11 @@ Only the CLI holds this; the library receives settings as arguments.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from identity.config import Settings
 
@@ -33,7 +34,7 @@ def get_settings() -> Settings:
 
 
 @contextmanager
-def open_app(read_only: bool = False, schema: str | None = None, deployment: bool = False) -> Iterator["App"]:
+def open_app(read_only: bool = False, schema: str | None = None, deployment: bool = False) -> Iterator[App]:
     """The application object for this command, closed when it ends.
 
     `read_only`: a missing store is NoStore rather than created, and the deployment is read, never written;

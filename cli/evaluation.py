@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,11 +12,12 @@ from identity_cli.options import JSON
 from identity_cli.output import err_console, print_json, render
 from identity_cli.progress import stage_progress
 
-
 GALLERY_IMAGES = typer.Option(
-    1, "--gallery-images",
+    1,
+    "--gallery-images",
     help="Gallery photos per person: the first N of each person with more than N form the gallery, the rest "
-         "are probes; everyone else gives only their first photo, as a distractor.")
+    "are probes; everyone else gives only their first photo, as a distractor.",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +28,12 @@ def register(app: typer.Typer) -> None:
 def evaluate(
     folder: Path = typer.Argument(..., help="Labelled folder: one sub-folder of images per person."),
     workers: int = typer.Option(0, "--workers", "-w", help="Processes (0: one per core)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write PNG plots (CMC, ROC, score histograms) and summary.html here."),
-    use_store: bool = typer.Option(False, "--use-store", help="Enroll the gallery into your store instead of a temporary one."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write PNG plots (CMC, ROC, score histograms) and summary.html here."
+    ),
+    use_store: bool = typer.Option(
+        False, "--use-store", help="Enroll the gallery into your store instead of a temporary one."
+    ),
     pair_cap: int = typer.Option(20000, "--pairs", help="Genuine pairs at most (and as many impostor pairs)."),
     seed: int = typer.Option(20240, "--seed", help="Seed of the pair sampling."),
     gallery_images: int = GALLERY_IMAGES,
@@ -39,8 +43,9 @@ def evaluate(
     from identity.render.eval_report import write_report
     from identity.services.accuracy.evaluate import EvalOptions, evaluate_folder
 
-    options = EvalOptions(workers=workers, pair_cap=pair_cap, seed=seed, use_store=use_store,
-                          gallery_images=gallery_images)
+    options = EvalOptions(
+        workers=workers, pair_cap=pair_cap, seed=seed, use_store=use_store, gallery_images=gallery_images
+    )
     with open_app() as core, stage_progress() as stage:
         report = evaluate_folder(core, folder, options, stage)
     if out:
@@ -54,15 +59,22 @@ def evaluate(
 
 def calibrate(
     folder: Path = typer.Argument(..., help="Labelled folder: one sub-folder of images per person."),
-    far: Optional[float] = typer.Option(None, "--far", help="Target false-accept rate per comparison, for 1:1 use (default 1e-3)."),
-    fpir: Optional[float] = typer.Option(None, "--fpir", help="Target share of searches for people not enrolled that return a match (eval's open-set protocol)."),
+    far: float | None = typer.Option(
+        None, "--far", help="Target false-accept rate per comparison, for 1:1 use (default 1e-3)."
+    ),
+    fpir: float | None = typer.Option(
+        None,
+        "--fpir",
+        help="Target share of searches for people not enrolled that return a match (eval's open-set protocol).",
+    ),
     gallery_images: int = GALLERY_IMAGES,
     workers: int = typer.Option(0, "--workers", "-w", help="Processes (0: one per core)."),
     as_json: bool = JSON,
 ) -> None:
     """Set the active model's decision threshold from a target FAR (1:1) or FPIR (search) on labelled photos."""
     from identity.errors import InvalidArgument
-    from identity.services.accuracy.evaluate import EvalOptions, calibrate as by_far, calibrate_fpir
+    from identity.services.accuracy.evaluate import EvalOptions, calibrate_fpir
+    from identity.services.accuracy.evaluate import calibrate as by_far
 
     if fpir is not None:
         if far is not None:

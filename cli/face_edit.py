@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from identity_cli.context import open_app
@@ -17,7 +15,7 @@ app = typer.Typer(no_args_is_help=True, help="Move or delete single enrolled fac
 def move(
     face: str = typer.Argument(..., help="Face id (from `identity audit`)."),
     to: str = typer.Option(..., "--to", help="The person the face belongs to (external id or uuid)."),
-    actor: Optional[str] = ACTOR,
+    actor: str | None = ACTOR,
     as_json: bool = JSON,
 ) -> None:
     """Re-label a face as another person's."""
@@ -28,7 +26,7 @@ def move(
 
 
 @app.command("delete")
-def delete(face: str = typer.Argument(..., help="Face id."), actor: Optional[str] = ACTOR, as_json: bool = JSON) -> None:
+def delete(face: str = typer.Argument(..., help="Face id."), actor: str | None = ACTOR, as_json: bool = JSON) -> None:
     """Delete one face and its vector."""
     from identity.services.curation.edits import delete_face
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -19,9 +19,9 @@ DIGITS = {"det_score": 2, "iod_px": 1, "blur": 0, "yaw_deg": 1, "roll_deg": 1}  
 @app.command("detect")
 def detect(
     # readable=False: an unreadable file is reported with the others, not a usage error that stops all.
-    images: List[Path] = typer.Argument(..., readable=False, help="Image files (JPEG, PNG, WebP, BMP, TIFF, GIF)."),
+    images: list[Path] = typer.Argument(..., readable=False, help="Image files (JPEG, PNG, WebP, BMP, TIFF, GIF)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    crops: Optional[Path] = typer.Option(None, "--crops", help="Write each face's aligned crop as a PNG here."),
+    crops: Path | None = typer.Option(None, "--crops", help="Write each face's aligned crop as a PNG here."),
 ) -> None:
     """Find the faces in each image, with detection scores, quality and rejection reasons.
 

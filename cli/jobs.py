@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 from identity.errors import ExitCode
@@ -17,8 +15,10 @@ app = typer.Typer(no_args_is_help=True, help="Inspect, retry and cancel enrollme
 
 @app.command("list")
 def list_(
-    state: Optional[str] = typer.Option(None, "--state", help="queued/running/done/failed/cancelled, or an outcome (rejected, duplicate, ...)."),
-    batch: Optional[str] = typer.Option(None, "--batch", help="Only this batch."),
+    state: str | None = typer.Option(
+        None, "--state", help="queued/running/done/failed/cancelled, or an outcome (rejected, duplicate, ...)."
+    ),
+    batch: str | None = typer.Option(None, "--batch", help="Only this batch."),
     limit: int = typer.Option(100, "--limit", help="At most this many (newest first)."),
     as_json: bool = JSON,
 ) -> None:
@@ -27,15 +27,19 @@ def list_(
 
     with open_app(read_only=True) as core:
         rows = [to_json(job) for job in list_jobs(core, state, batch, limit)]
-    render(rows, as_json, ["id", "batch", "status", "outcome", "reason", "attempts", "external_id", "source_path"],
-           title=f"{len(rows)} jobs")
+    render(
+        rows,
+        as_json,
+        ["id", "batch", "status", "outcome", "reason", "attempts", "external_id", "source_path"],
+        title=f"{len(rows)} jobs",
+    )
 
 
 @app.command("retry")
 def retry(
     failed: bool = typer.Option(True, "--failed/--all", help="Retry failed jobs only, or failed and rejected."),
     cancelled: bool = typer.Option(False, "--cancelled", help="Also queue cancelled jobs again."),
-    batch: Optional[str] = typer.Option(None, "--batch", help="Only this batch."),
+    batch: str | None = typer.Option(None, "--batch", help="Only this batch."),
 ) -> None:
     """Queue failed jobs again (then run `identity worker --drain`)."""
     from identity.services.queue.jobs import retry_jobs
@@ -47,11 +51,14 @@ def retry(
 
 @app.command("cancel")
 def cancel(
-    job_ids: Optional[List[int]] = typer.Argument(None, help="Ids of the jobs to cancel (see `identity jobs list`)."),
-    state: Optional[str] = typer.Option(None, "--state", help="Only jobs in this state: queued, running or failed."),
-    batch: Optional[str] = typer.Option(None, "--batch", help="Only this batch."),
-    force: bool = typer.Option(False, "--force", help="Also cancel running jobs under a live lease; "
-                               "their worker then discards what it wrote for them."),
+    job_ids: list[int] | None = typer.Argument(None, help="Ids of the jobs to cancel (see `identity jobs list`)."),
+    state: str | None = typer.Option(None, "--state", help="Only jobs in this state: queued, running or failed."),
+    batch: str | None = typer.Option(None, "--batch", help="Only this batch."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Also cancel running jobs under a live lease; their worker then discards what it wrote for them.",
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Take jobs out of the queue for good: no worker claims them, `jobs retry` skips them (unless --cancelled).
@@ -63,8 +70,9 @@ def cancel(
     if not (job_ids or state or batch):
         raise typer.BadParameter("give job ids, --state or --batch (cancelling every job takes --state)")
     if state is not None and state not in CANCELLABLE_STATES:
-        raise typer.BadParameter(f"{state!r}: only queued, running or failed jobs can be cancelled",
-                                 param_hint="--state")
+        raise typer.BadParameter(
+            f"{state!r}: only queued, running or failed jobs can be cancelled", param_hint="--state"
+        )
     with open_app(read_only=True) as core:
         done = cancel_jobs(core, job_ids or (), state, batch, force)
     if as_json:
@@ -72,8 +80,10 @@ def cancel(
     else:
         err_console.print(f"cancelled {len(done.cancelled)} jobs")
     if done.running_left_alone:
-        err_console.print(f"{len(done.running_left_alone)} running jobs under a live lease left alone "
-                          f"({_ids(done.running_left_alone)}): add --force to cancel them too")
+        err_console.print(
+            f"{len(done.running_left_alone)} running jobs under a live lease left alone "
+            f"({_ids(done.running_left_alone)}): add --force to cancel them too"
+        )
     if done.not_cancellable:
         err_console.print(f"not queued, running or failed, so not cancelled: {_ids(done.not_cancellable)}")
     if done.running_left_alone or done.not_cancellable:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from identity_cli.context import open_app
@@ -17,9 +15,13 @@ app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys f
 def create(
     name: str = typer.Argument(..., help="The key's name: the actor in the search log and audit events."),
     role: str = typer.Option(..., "--role", help="search, enroll, audit or admin."),
-    expires_in: Optional[str] = typer.Option(None, "--expires-in", help="When the key stops working: Nd, Nh or Nm "
-                                             "from now (90d, 12h, 30m) or an ISO date/time (UTC unless zoned)."),
-    actor: Optional[str] = ACTOR,
+    expires_in: str | None = typer.Option(
+        None,
+        "--expires-in",
+        help="When the key stops working: Nd, Nh or Nm "
+        "from now (90d, 12h, 30m) or an ISO date/time (UTC unless zoned).",
+    ),
+    actor: str | None = ACTOR,
     as_json: bool = JSON,
 ) -> None:
     """Create a key and print it once (only a salted hash of it is stored)."""
@@ -40,13 +42,18 @@ def list_(as_json: bool = JSON) -> None:
 
     with open_app(read_only=True) as core:
         keys = list_keys(core)
-    render(keys, as_json, ["name", "role", "key_id", "created_at", "last_used_at", "expires_at", "revoked_at"],
-           title=f"{len(keys)} API keys")
+    render(
+        keys,
+        as_json,
+        ["name", "role", "key_id", "created_at", "last_used_at", "expires_at", "revoked_at"],
+        title=f"{len(keys)} API keys",
+    )
 
 
 @app.command("revoke")
-def revoke(name: str = typer.Argument(..., help="The key's name."), actor: Optional[str] = ACTOR,
-           as_json: bool = JSON) -> None:
+def revoke(
+    name: str = typer.Argument(..., help="The key's name."), actor: str | None = ACTOR, as_json: bool = JSON
+) -> None:
     """Revoke a key: requests with it get 401 from then on, and its review UI sessions end."""
     from identity.services.access.keys import revoke_key
 

@@ -6,8 +6,8 @@ Heavy libraries are imported inside commands so `identity --help` stays instant.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import typer
 from rich.markup import escape
@@ -31,7 +31,7 @@ app = typer.Typer(
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML config file (else IDENTITY_CONFIG)."),
+    config: Path | None = typer.Option(None, "--config", help="TOML config file (else IDENTITY_CONFIG)."),
 ) -> None:
     context.state.debug = debug
     context.state.config_file = config
@@ -40,22 +40,24 @@ def _root(
 
 def _register() -> None:
     # Sub-apps are imported here, not at the top, so each module's imports stay light.
-    from identity_cli import admin
-    from identity_cli import cluster
-    from identity_cli import config_cmd
-    from identity_cli import enrollment
-    from identity_cli import evaluation
+    from identity_cli import (
+        admin,
+        cluster,
+        config_cmd,
+        enrollment,
+        evaluation,
+        faces,
+        jobs,
+        keys,
+        models,
+        person,
+        reindex,
+        review,
+        search,
+        serve,
+        train,
+    )
     from identity_cli import face_edit as face
-    from identity_cli import faces
-    from identity_cli import jobs
-    from identity_cli import keys
-    from identity_cli import models
-    from identity_cli import person
-    from identity_cli import reindex
-    from identity_cli import review
-    from identity_cli import search
-    from identity_cli import serve
-    from identity_cli import train
 
     admin.register(app)
     enrollment.register(app)
@@ -101,8 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if context.state.debug:
             raise
         first_line = (str(exc).strip().splitlines() or [""])[0]
-        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(shown(first_line))} (run with --debug for details)",
-                          highlight=False)
+        err_console.print(
+            f"[red]error:[/red] {type(exc).__name__}: {escape(shown(first_line))} (run with --debug for details)",
+            highlight=False,
+        )
         return ExitCode.ERROR
     return ExitCode.OK
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -32,18 +31,29 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON i
     if as_json:
         print_json({"packs": packs, "detectors": detectors})
         return
-    render(packs, False, columns=("model_id", "active", "promoted", "dim", "detector", "recognizer", "recipe", "settings"),
-           title="model packs")
-    render(detectors, False, columns=("name", "installed", "path", "sha256", "packs"),
-           title="detectors (identity models install NAME)")
+    render(
+        packs,
+        False,
+        columns=("model_id", "active", "promoted", "dim", "detector", "recognizer", "recipe", "settings"),
+        title="model packs",
+    )
+    render(
+        detectors,
+        False,
+        columns=("name", "installed", "path", "sha256", "packs"),
+        title="detectors (identity models install NAME)",
+    )
 
 
 @app.command("install")
 def install(
     name: str = typer.Argument(..., help="The detector to install: yunet."),
-    source: Optional[Path] = typer.Option(None, "--from", help="A local copy of the file (checked like a download)."),
-    url: Optional[str] = typer.Option(None, "--url", help="A mirror to download from instead of the official URL "
-                                      "(the pinned sha256 is still checked)."),
+    source: Path | None = typer.Option(None, "--from", help="A local copy of the file (checked like a download)."),
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        help="A mirror to download from instead of the official URL (the pinned sha256 is still checked).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a line."),
 ) -> None:
     """Install a detector file that no package ships into <data dir>/detectors/: downloaded from its official URL,
@@ -59,10 +69,15 @@ def install(
     if as_json:
         print_json(report)
     elif report.already_installed:
-        console.print(f"{name} is already installed at {report.path} (sha256 {report.sha256})", highlight=False, markup=False)
+        console.print(
+            f"{name} is already installed at {report.path} (sha256 {report.sha256})", highlight=False, markup=False
+        )
     else:
-        console.print(f"installed {name} at {report.path} (sha256 {report.sha256}, from {report.source})",
-                      highlight=False, markup=False)
+        console.print(
+            f"installed {name} at {report.path} (sha256 {report.sha256}, from {report.source})",
+            highlight=False,
+            markup=False,
+        )
 
 
 @app.command("remove")
@@ -92,15 +107,16 @@ def export_onnx(
     from identity.faces import export_onnx as export
 
     written = export(checkpoint, out, arch)
-    console.print(f"wrote {written}; use it with model = \"insightface-onnx\" and faces.onnx_recognizer = \"{written}\"")
+    console.print(f'wrote {written}; use it with model = "insightface-onnx" and faces.onnx_recognizer = "{written}"')
 
 
 @app.command("show")
 def show(
-    model: Optional[str] = typer.Argument(None, help="A pack reference (default: the model in use)."),
+    model: str | None = typer.Argument(None, help="A pack reference (default: the model in use)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """A model's record: dimension, collection, decision threshold and where it came from (local packs: their manifest)."""
+    """A model's record: dimension, collection, decision threshold and where it came from (local packs: their
+    manifest)."""
     from identity.services.models.records import show_model
 
     with open_app() as core:

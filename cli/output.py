@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -34,7 +35,9 @@ written = _Written()
 def print_json(data: Any) -> None:
     # Strict JSON: a non-finite number (a degenerate measurement) is null, never NaN/Infinity.
     written.json = True
-    sys.stdout.write(json.dumps(_finite(plain(data)), indent=2, default=str, ensure_ascii=False, allow_nan=False) + "\n")
+    sys.stdout.write(
+        json.dumps(_finite(plain(data)), indent=2, default=str, ensure_ascii=False, allow_nan=False) + "\n"
+    )
 
 
 def plain(data: Any) -> Any:
@@ -94,10 +97,15 @@ def warn_scan_limited(image: str, width: int, height: int, limit_px: float) -> N
     """One line on stderr when the detector's time budget kept it from looking for faces as small as wanted."""
     from identity.faces import scan_limit_warning
 
-    err_console.print(f"warning: {scan_limit_warning(shown(image), width, height, limit_px)}", markup=False,
-                      highlight=False)
+    err_console.print(
+        f"warning: {scan_limit_warning(shown(image), width, height, limit_px)}", markup=False, highlight=False
+    )
 
 
 def warn_capped(image: str, dropped: int) -> None:
     """One line on stderr (so --json stays clean) when a photo held more faces than faces.max_faces."""
-    err_console.print(f"warning: {shown(image)}: {dropped} more faces found than faces.max_faces; the lowest-scored were dropped", markup=False, highlight=False)
+    err_console.print(
+        f"warning: {shown(image)}: {dropped} more faces found than faces.max_faces; the lowest-scored were dropped",
+        markup=False,
+        highlight=False,
+    )

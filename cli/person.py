@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 from identity.serialize import to_json
@@ -17,9 +15,11 @@ COLUMNS = ["external_id", "display_name", "faces", "attributes", "id"]
 
 @app.command("add")
 def add(
-    external_id: str = typer.Option(..., "--external-id", help="The organization's key (employee number, badge id...)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Display name."),
-    attr: Optional[List[str]] = typer.Option(None, "--attr", help="Attribute key=value (repeatable)."),
+    external_id: str = typer.Option(
+        ..., "--external-id", help="The organization's key (employee number, badge id...)."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Display name."),
+    attr: list[str] | None = typer.Option(None, "--attr", help="Attribute key=value (repeatable)."),
     as_json: bool = JSON,
 ) -> None:
     """Add a person."""
@@ -32,7 +32,7 @@ def add(
 
 @app.command("list")
 def list_(
-    query: Optional[str] = typer.Option(None, "--query", "-q", help="Match external id, name or attributes."),
+    query: str | None = typer.Option(None, "--query", "-q", help="Match external id, name or attributes."),
     limit: int = typer.Option(100, "--limit", help="At most this many."),
     as_json: bool = JSON,
 ) -> None:
@@ -57,9 +57,9 @@ def show(person: str = typer.Argument(..., help="External id or uuid."), as_json
 @app.command("update")
 def update(
     person: str = typer.Argument(..., help="External id or uuid."),
-    name: Optional[str] = typer.Option(None, "--name", help="New display name."),
-    attr: Optional[List[str]] = typer.Option(None, "--attr", help="Set attribute key=value (repeatable)."),
-    unset: Optional[List[str]] = typer.Option(None, "--unset", help="Remove attribute (repeatable)."),
+    name: str | None = typer.Option(None, "--name", help="New display name."),
+    attr: list[str] | None = typer.Option(None, "--attr", help="Set attribute key=value (repeatable)."),
+    unset: list[str] | None = typer.Option(None, "--unset", help="Remove attribute (repeatable)."),
     as_json: bool = JSON,
 ) -> None:
     """Change a person's name or attributes."""
@@ -74,7 +74,7 @@ def update(
 def merge(
     keep: str = typer.Argument(..., help="The person who stays (external id or uuid)."),
     absorb: str = typer.Argument(..., help="The duplicate record whose faces move to KEEP and which is removed."),
-    actor: Optional[str] = typer.Option(None, "--actor", help="Who does this (recorded)."),
+    actor: str | None = typer.Option(None, "--actor", help="Who does this (recorded)."),
     as_json: bool = JSON,
 ) -> None:
     """Merge two records of one person: ABSORB's faces and search history move to KEEP."""
@@ -87,7 +87,7 @@ def merge(
 @app.command("delete")
 def delete(
     person: str = typer.Argument(..., help="External id or uuid."),
-    actor: Optional[str] = typer.Option(None, "--actor", help="Who does this (recorded)."),
+    actor: str | None = typer.Option(None, "--actor", help="Who does this (recorded)."),
     as_json: bool = JSON,
 ) -> None:
     """Erase a person from every store (vectors purged from the files, rows deleted, search log redacted).
@@ -104,8 +104,11 @@ def delete(
         render(result, as_json, title="already erased" if result.already_deleted else "erased")
         return
     removed = result.removed
-    render(result.subject, False, title="erased (finished its pending erasure)" if result.completed_pending else "erased")
+    render(
+        result.subject, False, title="erased (finished its pending erasure)" if result.completed_pending else "erased"
+    )
     assert removed is not None  # an erasure not already done says what it removed
     stores = [{"store": "sql", **(removed.sql or {})}] + [
-        {"store": f"vectors {name}", **to_json(report)} for name, report in (removed.vectors or {}).items()]
+        {"store": f"vectors {name}", **to_json(report)} for name, report in (removed.vectors or {}).items()
+    ]
     render([{"store": r.pop("store"), "removed": r} for r in stores], False, ["store", "removed"], title="removed")

@@ -1,10 +1,11 @@
-"""Progress bars on stderr, so --json stays clean: bulk runs (enroll, worker, doctor --repair, reindex) and staged work (eval, calibrate, finetune)."""
+"""Progress bars on stderr, so --json stays clean: bulk runs (enroll, worker, doctor --repair, reindex) and staged work
+(eval, calibrate, finetune)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional, Sequence
 
 from rich.progress import (
     BarColumn,
@@ -33,7 +34,7 @@ class Tracker:
         self._task = progress.add_task(label, total=total, rate=0.0, **self._counts)
 
     def __call__(self, result: object) -> None:
-        outcome = getattr(result, "outcome")
+        outcome = result.outcome
         self._counts[outcome] = self._counts.get(outcome, 0) + 1
         done = sum(self._counts.values())
         rate = done / max(time.perf_counter() - self._started, 1e-9)
@@ -45,27 +46,42 @@ class Tracker:
 
 
 @contextmanager
-def outcome_progress(total: int | None, label: str, outcomes: Sequence[str] = ENROLL_OUTCOMES,
-                     unit: str = "img") -> Iterator[Tracker]:
+def outcome_progress(
+    total: int | None, label: str, outcomes: Sequence[str] = ENROLL_OUTCOMES, unit: str = "img"
+) -> Iterator[Tracker]:
     """Yields a Tracker taking each result (JobResult, FaceOutcome); shows the rate, outcome counts and ETA."""
-    counts = " ".join(f"[{_STYLE[o]}]{{task.fields[{o}]}} {o}[/]" if o in _STYLE else f"{{task.fields[{o}]}} {o}"
-                      for o in outcomes)
+    counts = " ".join(
+        f"[{_STYLE[o]}]{{task.fields[{o}]}} {o}[/]" if o in _STYLE else f"{{task.fields[{o}]}} {o}" for o in outcomes
+    )
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn(f"{{task.fields[rate]:.1f}} {unit}/s"), TextColumn(counts),
-        TimeRemainingColumn(), console=err_console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(f"{{task.fields[rate]:.1f}} {unit}/s"),
+        TextColumn(counts),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
     )
     with progress:
         yield Tracker(progress, total, label, outcomes)
 
 
 @contextmanager
-def stage_progress() -> Iterator[Callable[[str, Optional[int]], Callable[..., None]]]:
+def stage_progress() -> Iterator[Callable[[str, int | None], Callable[..., None]]]:
     """Yields stage(name, total) -> advance(n, **fields): one bar per stage, its fields (e.g. a loss) beside it."""
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
     with progress:
-        def stage(name: str, total: Optional[int]) -> Callable[..., None]:
+
+        def stage(name: str, total: int | None) -> Callable[..., None]:
             task = progress.add_task(name, total=total, info="")
 
             def advance(n: int, **fields: float) -> None:
@@ -78,17 +94,24 @@ def stage_progress() -> Iterator[Callable[[str, Optional[int]], Callable[..., No
 
 
 @contextmanager
-def download_progress(enabled: bool = True) -> Iterator[Optional[Callable[[int, Optional[int]], None]]]:
+def download_progress(enabled: bool = True) -> Iterator[Callable[[int, int | None], None] | None]:
     """Yields progress(bytes so far, total bytes or None) drawing a transient bar on stderr; None when not `enabled`."""
     if not enabled:
         yield None
         return
-    progress = Progress(TextColumn("[bold]downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        TimeRemainingColumn(), console=err_console, transient=True)
+    progress = Progress(
+        TextColumn("[bold]downloading"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
     with progress:
         task = progress.add_task("download", total=None)
 
-        def advance(done: int, total: Optional[int]) -> None:
+        def advance(done: int, total: int | None) -> None:
             progress.update(task, completed=done, total=total)
 
         yield advance

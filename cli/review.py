@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
 
 import typer
 
@@ -12,12 +11,17 @@ from identity_cli.context import open_app
 from identity_cli.options import ACTOR, JSON
 from identity_cli.output import console, err_console, print_json, print_table, render
 
-app = typer.Typer(no_args_is_help=True, help="Confirm or reject the matches searches made; list them with their reviews.")
+app = typer.Typer(
+    no_args_is_help=True, help="Confirm or reject the matches searches made; list them with their reviews."
+)
 report_app = typer.Typer(no_args_is_help=True, help="Reports over the deployment's records.")
 
 NOTE = typer.Option(None, "--note", help="Why (kept with the review; dropped if the person is erased).")
-PERSON = typer.Option(None, "--person", help="Which candidate of that face (external id or uuid); default: the first, "
-                                             "the one the decision named.")
+PERSON = typer.Option(
+    None,
+    "--person",
+    help="Which candidate of that face (external id or uuid); default: the first, the one the decision named.",
+)
 
 
 def register(root: typer.Typer) -> None:
@@ -27,10 +31,10 @@ def register(root: typer.Typer) -> None:
 
 @app.command("list")
 def list_(
-    person: Optional[str] = typer.Option(None, "--person", help="Only faces whose first candidate was this person."),
+    person: str | None = typer.Option(None, "--person", help="Only faces whose first candidate was this person."),
     unreviewed: bool = typer.Option(False, "--unreviewed", help="Only faces not reviewed yet."),
-    decision: Optional[str] = typer.Option(None, "--decision", help="Only faces decided match, or unknown."),
-    since: Optional[datetime] = typer.Option(None, "--since", help="Only searches at or after this time (UTC)."),
+    decision: str | None = typer.Option(None, "--decision", help="Only faces decided match, or unknown."),
+    since: datetime | None = typer.Option(None, "--since", help="Only searches at or after this time (UTC)."),
     limit: int = typer.Option(100, "--limit", min=1, help="At most this many, newest first."),
     as_json: bool = JSON,
 ) -> None:
@@ -42,8 +46,11 @@ def list_(
     if as_json:
         print_json(rows)
         return
-    print_table([to_json(row) for row in rows], ["when", "search_id", "face_index", "person", "score", "decision", "review", "reviewed_by"],
-                title=f"{len(rows)} searched faces")
+    print_table(
+        [to_json(row) for row in rows],
+        ["when", "search_id", "face_index", "person", "score", "decision", "review", "reviewed_by"],
+        title=f"{len(rows)} searched faces",
+    )
 
 
 def _verdict_command(verdict: str, doc: str) -> None:
@@ -52,17 +59,21 @@ def _verdict_command(verdict: str, doc: str) -> None:
     def command(
         search_id: str = typer.Argument(..., help="The search (identity searches list)."),
         face_index: int = typer.Argument(..., help="Which face of it (0 = the first)."),
-        person: Optional[str] = PERSON,
-        note: Optional[str] = NOTE,
-        actor: Optional[str] = ACTOR,
+        person: str | None = PERSON,
+        note: str | None = NOTE,
+        actor: str | None = ACTOR,
         as_json: bool = JSON,
     ) -> None:
         from identity.services.review.matches import review_match
 
         with open_app() as core:
             review = review_match(core, search_id, face_index, verdict, person, note, actor)
-        render(review, as_json, title=f"{verdict}: face {face_index} of search {search_id} is "
-                                      f"{'' if verdict == 'confirmed' else 'not '}{review.person}")
+        render(
+            review,
+            as_json,
+            title=f"{verdict}: face {face_index} of search {search_id} is "
+            f"{'' if verdict == 'confirmed' else 'not '}{review.person}",
+        )
 
     command.__doc__ = doc
     app.command("confirm" if verdict == "confirmed" else "reject")(command)
@@ -74,9 +85,12 @@ _verdict_command("rejected", "The face is not that person; searching the same ph
 
 @report_app.command("reviews")
 def reviews(
-    since: Optional[datetime] = typer.Option(None, "--since", help="Only searches at or after this time (UTC)."),
-    warn_below: Optional[float] = typer.Option(None, "--warn-below", help="Warn when precision is below this "
-                                               "(default: settings review.precision_warning, 0.95)."),
+    since: datetime | None = typer.Option(None, "--since", help="Only searches at or after this time (UTC)."),
+    warn_below: float | None = typer.Option(
+        None,
+        "--warn-below",
+        help="Warn when precision is below this (default: settings review.precision_warning, 0.95).",
+    ),
     as_json: bool = JSON,
 ) -> None:
     """How often reviewers confirmed the `match` decisions: the deployment's precision, with a 95% interval."""
@@ -89,10 +103,15 @@ def reviews(
     if as_json:
         print_json(report)
         return
-    rows = [{**to_json(row), "model": row.model or "all", "interval": _interval(row.interval)}
-            for row in [*report.groups, report.overall]]
-    print_table(rows, ["model", "threshold", "matches", "reviewed", "confirmed", "rejected", "precision", "interval"],
-                title="match decisions confirmed by review" + (f" since {report.since}" if report.since else ""))
+    rows = [
+        {**to_json(row), "model": row.model or "all", "interval": _interval(row.interval)}
+        for row in [*report.groups, report.overall]
+    ]
+    print_table(
+        rows,
+        ["model", "threshold", "matches", "reviewed", "confirmed", "rejected", "precision", "interval"],
+        title="match decisions confirmed by review" + (f" since {report.since}" if report.since else ""),
+    )
     console.print(f"warning level: precision below {report.warn_below:.0%}", highlight=False)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -19,18 +18,26 @@ def register(app: typer.Typer) -> None:
 
 
 def finetune(
-    folder: Optional[Path] = typer.Argument(None, help="Labelled folder (one sub-folder per person); default: the enrolled people."),
-    mode: str = typer.Option("full", "--mode", help="head: a projection over frozen embeddings (minutes); full: the whole backbone."),
+    folder: Path | None = typer.Argument(
+        None, help="Labelled folder (one sub-folder per person); default: the enrolled people."
+    ),
+    mode: str = typer.Option(
+        "full", "--mode", help="head: a projection over frozen embeddings (minutes); full: the whole backbone."
+    ),
     epochs: int = typer.Option(3, "--epochs", min=1),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 1e-5 full, 1e-3 head)."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate (default 1e-5 full, 1e-3 head)."),
     batch_size: int = typer.Option(32, "--batch-size", min=2),
     loss: str = typer.Option("cosface", "--loss", help="cosface (LMCL) or arcface."),
     scale: float = typer.Option(64.0, "--scale", help="The margin loss's scale s."),
     margin: float = typer.Option(0.35, "--margin", help="The margin m (CosFace paper: 0.35)."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of persons held out for validation."),
-    patience: int = typer.Option(1, "--patience", min=1, help="Stop after this many epochs without a better validation rank-1."),
+    patience: int = typer.Option(
+        1, "--patience", min=1, help="Stop after this many epochs without a better validation rank-1."
+    ),
     seed: int = typer.Option(7, "--seed"),
-    name: Optional[str] = typer.Option(None, "--name", help="Local pack to save the model as (next version); default BASE-ft."),
+    name: str | None = typer.Option(
+        None, "--name", help="Local pack to save the model as (next version); default BASE-ft."
+    ),
     force: bool = typer.Option(False, "--force", help="Save and promote the model even if validation did not improve."),
     workers: int = typer.Option(0, "--workers", "-w", help="Processes cutting face chips (0: one per core)."),
     as_json: bool = JSON,
@@ -55,32 +62,58 @@ def finetune(
         raise typer.BadParameter("use 'cosface' or 'arcface'", param_hint="--loss")
     if not 0 < val_fraction < 1:
         raise typer.BadParameter("must be between 0 and 1", param_hint="--val-fraction")
-    options = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, scale=scale,
-                           margin=margin, patience=patience, seed=seed)
+    options = TrainOptions(
+        mode=mode,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        loss=loss,
+        scale=scale,
+        margin=margin,
+        patience=patience,
+        seed=seed,
+    )
     request = FinetuneRequest(folder, options, val_fraction, name, force, workers)
     with open_app() as core, stage_progress() as stage:
         report = run(core, request, stage)
     if as_json:
         print_json(to_json(report))
         return
-    rows = [{"model": f"{report.base_model} (before)", **_figures(report.before)},
-            {"model": f"fine-tuned, {report.mode}, epoch {report.best_epoch}", **_figures(report.after)}]
-    print_table(rows, ["model", "val rank-1", "val TAR@FAR=1e-3", "threshold"],
-                title=f"validation: {report.val_persons} held-out persons, {report.val_faces} faces "
-                      f"(trained on {report.train_persons} persons, {report.train_faces} faces, {report.train_seconds:.0f}s)")
+    rows = [
+        {"model": f"{report.base_model} (before)", **_figures(report.before)},
+        {"model": f"fine-tuned, {report.mode}, epoch {report.best_epoch}", **_figures(report.after)},
+    ]
+    print_table(
+        rows,
+        ["model", "val rank-1", "val TAR@FAR=1e-3", "threshold"],
+        title=f"validation: {report.val_persons} held-out persons, {report.val_faces} faces "
+        f"(trained on {report.train_persons} persons, {report.train_faces} faces, {report.train_seconds:.0f}s)",
+    )
     gain = report.rank1_gain_points
     if report.saved and report.promoted:
         note = "" if report.better else " (forced: not better on validation)"
-        console.print(f"saved and promoted {report.saved}{note}; rank-1 {gain:+.2f} points. "
-                      f"Switch search to it with: identity reindex --model {report.saved}", highlight=False)
+        console.print(
+            f"saved and promoted {report.saved}{note}; rank-1 {gain:+.2f} points. "
+            f"Switch search to it with: identity reindex --model {report.saved}",
+            highlight=False,
+        )
     elif report.saved:
-        console.print(f"saved {report.saved} but did not promote it: rank-1 {gain:+.2f} points, TAR "
-                      f"{report.tar_gain_points:+.2f} points (use --force to promote)", highlight=False)
+        console.print(
+            f"saved {report.saved} but did not promote it: rank-1 {gain:+.2f} points, TAR "
+            f"{report.tar_gain_points:+.2f} points (use --force to promote)",
+            highlight=False,
+        )
     else:
-        console.print(f"not saved: no epoch beat the starting model on validation (rank-1 {gain:+.2f} points); "
-                      "use --force to keep it anyway", highlight=False)
+        console.print(
+            f"not saved: no epoch beat the starting model on validation (rank-1 {gain:+.2f} points); "
+            "use --force to keep it anyway",
+            highlight=False,
+        )
 
 
 def _figures(figures: dict[str, float]) -> dict[str, str]:
-    return {"val rank-1": f"{figures['rank1']:.2%}", "val TAR@FAR=1e-3": f"{figures['tar']:.2%}",
-            "threshold": f"{figures['threshold']:.3f}"}
+    return {
+        "val rank-1": f"{figures['rank1']:.2%}",
+        "val TAR@FAR=1e-3": f"{figures['tar']:.2%}",
+        "threshold": f"{figures['threshold']:.3f}",
+    }

@@ -17,21 +17,24 @@ down, so tests can point every part at temporary stores.
 from __future__ import annotations
 
 import dataclasses
-from enum import StrEnum
 import math
 import os
 import re
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from identity.errors import ConfigError
 
 ENV_PREFIX = "IDENTITY_"
 SECRET_FIELDS = {"qdrant_api_key", "session_secret"}
+
+
 class SubjectRule(StrEnum):  # enroll.subject, and `identity enroll --subject`: which faces of a photo to enroll
     dominant = "dominant"
     central = "central"
@@ -72,8 +75,9 @@ class Allowed:
         return f"{self.low:g} to {self.high:g}"
 
 
-def setting(default: Any, low: float | None = None, high: float | None = None, choices: tuple[str, ...] = (),
-            pattern: str = "") -> Any:
+def setting(
+    default: Any, low: float | None = None, high: float | None = None, choices: tuple[str, ...] = (), pattern: str = ""
+) -> Any:
     """A field whose value must lie in [low, high] (either end open when None), among `choices` or match `pattern`."""
     return field(default=default, metadata={"allowed": Allowed(low, high, choices, pattern)})
 
@@ -83,7 +87,8 @@ class FaceSettings:
     """Detection, alignment, recognition and the quality gate."""
 
     # auto: the YuNet pack for a new store when YuNet is installed, else dlib-resnet; yunet: the YuNet pack;
-    # hog (fast) / cnn (MMOD, slower, finds harder faces): dlib-resnet with that dlib detector (auto/yunet mean hog there)
+    # hog (fast) / cnn (MMOD, slower, finds harder faces): dlib-resnet with that dlib detector (auto/yunet mean
+    # hog there)
     detector: str = setting("auto", choices=("auto", "hog", "cnn", "yunet"))
     # dlib detector upsampling: 1 finds faces down to ~40 px wide; each step quadruples the pixels
     upsample: int = setting(1, 0, 4)
@@ -135,11 +140,15 @@ class VectorSettings:
 class EnrollSettings:
     """Bulk enrollment and the job queue."""
 
-    dominant_face_ratio: float = setting(2.0, 1)  # a photo with several faces enrolls the largest only if its area is this many times the next
+    dominant_face_ratio: float = setting(
+        2.0, 1
+    )  # a photo with several faces enrolls the largest only if its area is this many times the next
     # Which face(s) of a photo with several enroll for its person: dominant (the largest, by the
     # ratio above), central (nearest the centre, as `identity eval` picks), all, or reject.
     subject: str = setting("dominant", choices=SUBJECT_RULES)
-    lease_seconds: int = setting(600, 1, 30 * 86400)  # a claimed job whose worker vanished is claimed again after this long
+    lease_seconds: int = setting(
+        600, 1, 30 * 86400
+    )  # a claimed job whose worker vanished is claimed again after this long
     chunk_size: int = setting(16, 1, 10_000)  # images claimed and written per transaction
 
 
@@ -148,9 +157,13 @@ class ApiSettings:
     """`identity serve`: the HTTP API."""
 
     import_roots: str | None = None  # folders (joined by os.pathsep) whose files POST /v1/enrollments may name
-    max_upload_mb: float = setting(20.0, 0.001, 100_000)  # a request body above this is refused (413) before it is read in full
+    max_upload_mb: float = setting(
+        20.0, 0.001, 100_000
+    )  # a request body above this is refused (413) before it is read in full
     inference_workers: int = setting(0, 0, 1024)  # threads running detection+embedding; 0: one per core
-    queue_limit: int = setting(16, 0, 1_000_000)  # requests waiting for inference beyond those running; more get 503 + Retry-After
+    queue_limit: int = setting(
+        16, 0, 1_000_000
+    )  # requests waiting for inference beyond those running; more get 503 + Retry-After
     # A request without a valid key (header or session cookie) may send at most this much body (413 beyond):
     # only a caller who signed in gets max_upload_mb. Counted as it arrives, chunked bodies included.
     anonymous_body_kb: float = setting(64.0, 1, 1_000_000)
@@ -159,7 +172,9 @@ class ApiSettings:
     # cost with detection at full resolution: ~0.31 s per MP of 12 MP photos with the HOG pack (0.095 with YuNet)
     # on a shared core, so a search at this limit ends within request_deadline_seconds; 100 MP did not.
     max_pixels_per_request: int = setting(60_000_000, 1, 10_000_000_000)
-    request_deadline_seconds: float = setting(30.0, 0.01, 86_400)  # a search still running after this gets 503 + Retry-After (checked between images and stages)
+    request_deadline_seconds: float = setting(
+        30.0, 0.01, 86_400
+    )  # a search still running after this gets 503 + Retry-After (checked between images and stages)
     metrics_bind: str | None = None  # "host:port" serving /metrics without a key (e.g. for Prometheus on a private net)
     # Signs the review UI's session cookies. Required when several servers share a deployment;
     # unset, a single server generates one and keeps it in <data dir>/session_secret.
@@ -181,7 +196,9 @@ class ReviewSettings:
     # Keep the faces searches return as unknown (vector + small thumbnail) so `identity cluster
     # --from-searches` can group them. Off: they are biometric data of people who are not enrolled.
     keep_unknown_faces: bool = False
-    unknown_retention_days: float = setting(30.0, 0, 36_500)  # kept unknown faces are erased from the data files after this long
+    unknown_retention_days: float = setting(
+        30.0, 0, 36_500
+    )  # kept unknown faces are erased from the data files after this long
 
 
 @dataclass(frozen=True)
@@ -222,7 +239,7 @@ class Settings:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
 
     @classmethod
-    def load(cls, env: Mapping[str, str] | None = None, config_file: Path | None = None) -> "Settings":
+    def load(cls, env: Mapping[str, str] | None = None, config_file: Path | None = None) -> Settings:
         env = os.environ if env is None else env
         data_dir = Path(env.get(ENV_PREFIX + "DATA_DIR") or default_data_dir()).expanduser()
         path = config_file or _config_path(env, data_dir)
@@ -231,7 +248,7 @@ class Settings:
         values["config_file"] = path
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def describe(self) -> dict[str, Any]:
@@ -288,8 +305,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc}") from None
 
 
-def _merge(cls: type, file_values: Mapping[str, Any], env: Mapping[str, str], prefix: str,
-           file_prefix: str = "") -> dict[str, Any]:
+def _merge(
+    cls: type, file_values: Mapping[str, Any], env: Mapping[str, str], prefix: str, file_prefix: str = ""
+) -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(file_values) - known
     if unknown:

@@ -33,8 +33,7 @@ class IdentityError(Exception):
 
     def as_dict(self) -> dict[str, Any]:
         """The error as a script reads it under --json."""
-        return {"error": self.message, "exit_code": self.exit_code, "error_type": type(self).__name__,
-                **self.details}
+        return {"error": self.message, "exit_code": self.exit_code, "error_type": type(self).__name__, **self.details}
 
 
 class ConfigError(IdentityError):

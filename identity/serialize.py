@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from enum import Enum
 from pathlib import PurePath
-from typing import Any, Callable, Mapping
+from typing import Any
 
 _KEY = "identity.json"
 
@@ -46,9 +47,16 @@ class JsonField:
         return self.omit_if_none or self.omit_if_falsy
 
 
-def json_field(*, name: str | None = None, omit_if_none: bool = False, omit_if_falsy: bool = False,
-               skip: bool = False, encode: Callable[[Any], Any] | None = None, flatten: bool = False,
-               doc: str | None = None) -> dict[str, JsonField]:
+def json_field(
+    *,
+    name: str | None = None,
+    omit_if_none: bool = False,
+    omit_if_falsy: bool = False,
+    skip: bool = False,
+    encode: Callable[[Any], Any] | None = None,
+    flatten: bool = False,
+    doc: str | None = None,
+) -> dict[str, JsonField]:
     """A field's metadata for `to_json` (see the module's doc)."""
     return {_KEY: JsonField(name, omit_if_none, omit_if_falsy, skip, encode, flatten, doc)}
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -110,7 +110,7 @@ class StandInNet:
                 self.pool = torch.nn.AvgPool2d(5)  # 25 -> 5
                 self.head = torch.nn.Linear(8 * 5 * 5, 128)
 
-            def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
                 x = self.conv(x / 127.5 - 1.0)  # the normalisation lives in the graph, as packs require
                 return self.head(torch.flatten(self.pool(torch.tanh(x)), 1))
 
@@ -130,9 +130,16 @@ def stand_in_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     onnx_path, checkpoint = folder / "recognizer.onnx", folder / "checkpoint.pt"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(net, (torch.rand(2, 3, 150, 150) * 255,), str(onnx_path), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["embedding"],
-                          dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}})
+        torch.onnx.export(
+            net,
+            (torch.rand(2, 3, 150, 150) * 255,),
+            str(onnx_path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["embedding"],
+            dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+        )
     torch.save(net.state_dict(), checkpoint)
     return onnx_path, checkpoint, net
 
@@ -145,8 +152,17 @@ def save_stand_in(stand_in_files):
     onnx_path, checkpoint, _ = stand_in_files
 
     def save(data_dir: Path, name: str = "dlib-resnet-ft", promoted: bool = True, **manifest: object) -> str:
-        content = {"base": "dlib-resnet@2", "aligner": "dlib-chip", "input_size": 150, "dim": 128, "mirror": True,
-                   "promoted": promoted, "threshold": None, "training": {"weights": "random, for tests"}, **manifest}
+        content = {
+            "base": "dlib-resnet@2",
+            "aligner": "dlib-chip",
+            "input_size": 150,
+            "dim": 128,
+            "mirror": True,
+            "promoted": promoted,
+            "threshold": None,
+            "training": {"weights": "random, for tests"},
+            **manifest,
+        }
         return save_local_pack(data_dir, name, onnx_path, checkpoint, content)
 
     return save
@@ -165,13 +181,20 @@ def _trace_needles(vectors: list, ids: list[uuid.UUID], strings: list[str]) -> l
     for n, vector in enumerate(vectors):
         row = np.asarray(vector, dtype=np.float32)
         for start in range(0, len(row) - 3, 4):
-            run = row[start:start + 4]
+            run = row[start : start + 4]
             big = run.astype(">f4").tobytes()
-            found += [(f"vector {n} f32le", run.astype("<f4").tobytes()), (f"vector {n} f32be", big),
-                      (f"vector {n} cbor", b"".join(b"\xfa" + big[i:i + 4] for i in range(0, 16, 4)))]
+            found += [
+                (f"vector {n} f32le", run.astype("<f4").tobytes()),
+                (f"vector {n} f32be", big),
+                (f"vector {n} cbor", b"".join(b"\xfa" + big[i : i + 4] for i in range(0, 16, 4))),
+            ]
     for ident in ids:
-        found += [(f"id {ident} text", str(ident).encode()), (f"id {ident} hex", ident.hex.encode()),
-                  (f"id {ident} bytes", ident.bytes), (f"id {ident} bytes_le", ident.bytes_le)]
+        found += [
+            (f"id {ident} text", str(ident).encode()),
+            (f"id {ident} hex", ident.hex.encode()),
+            (f"id {ident} bytes", ident.bytes),
+            (f"id {ident} bytes_le", ident.bytes_le),
+        ]
     found += [(f"string {text_!r}", text_.encode()) for text_ in strings]
     return found
 
@@ -180,19 +203,20 @@ def _trace_needles(vectors: list, ids: list[uuid.UUID], strings: list[str]) -> l
 def find_traces():
     """find(root, vectors=, ids=, strings=) -> {file: [what was found]} over every file under root."""
 
-    def find(root: Path, vectors: list = (), ids: list[uuid.UUID] = (), strings: list[str] = ()) -> dict[str, list[str]]:
+    def find(
+        root: Path, vectors: list = (), ids: list[uuid.UUID] = (), strings: list[str] = ()
+    ) -> dict[str, list[str]]:
         needles = _trace_needles(list(vectors), list(ids), list(strings))
         hits: dict[str, list[str]] = {}
         for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
             data = path.read_bytes()
-            data = data[:len(data.rstrip(b"\0")) + 16]  # preallocated logs are zeros past their end
+            data = data[: len(data.rstrip(b"\0")) + 16]  # preallocated logs are zeros past their end
             named = sorted({name for name, needle in needles if needle in data})
             if named:
                 hits[str(path.relative_to(root))] = named
         return hits
 
     return find
-
 
 
 class UpsertStopper:

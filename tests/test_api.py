@@ -1,4 +1,5 @@
-"""The HTTP API through an HTTP client against the real app: real SQLite/Postgres, the real vector engine, real weights."""
+"""The HTTP API through an HTTP client against the real app: real SQLite/Postgres, the real vector engine, real
+weights."""
 
 from __future__ import annotations
 
@@ -9,13 +10,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from identity.app.core import App
+from identity.app.core import App, open_deployment
 from identity.config import ApiSettings, EnrollSettings, Settings
-from identity.app.core import open_deployment
+from identity.services.access.keys import create_key
+from identity.services.enrollment.inputs import from_directory
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
-from identity.services.enrollment.inputs import from_directory
-from identity.services.access.keys import create_key
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -34,9 +34,13 @@ def served(request, tmp_path: Path, lfw_dir: Path):
     """A small gallery enrolled, the API over one App, and a key of each role."""
     url = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     imports = tmp_path / "imports"
-    settings = Settings(data_dir=tmp_path / "data", database_url=url, workers=1,
-                        enroll=EnrollSettings(chunk_size=4),
-                        api=ApiSettings(import_roots=str(imports), max_upload_mb=2, inference_workers=2))
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=url,
+        workers=1,
+        enroll=EnrollSettings(chunk_size=4),
+        api=ApiSettings(import_roots=str(imports), max_upload_mb=2, inference_workers=2),
+    )
     root = tmp_path / "photos"
     for person, count in PEOPLE.items():
         (root / person).mkdir(parents=True)
@@ -89,15 +93,18 @@ def test_bad_uploads_are_reasons_not_errors_and_only_all_bad_is_422(served, tmp_
     broken.write_bytes(b"not a jpeg")
     blank = tmp_path / "blank.png"
     Image.new("RGB", (120, 120), "white").save(blank)
-    mixed = client.post("/v1/search", files=upload(photo(lfw, "Al_Gore", 3), broken, blank), headers=auth(keys, "search"))
+    mixed = client.post(
+        "/v1/search", files=upload(photo(lfw, "Al_Gore", 3), broken, blank), headers=auth(keys, "search")
+    )
     assert mixed.status_code == 200
     errors = {e["image"]: e for e in mixed.json()["errors"]}
     assert errors["broken.jpg"]["exit_code"] == 1 and errors["broken.jpg"]["error"].startswith("broken.jpg: ")
     assert errors["blank.png"]["error"] == "no face found in blank.png" and errors["blank.png"]["exit_code"] == 3
     bad = client.post("/v1/search", files=upload(broken), headers=auth(keys, "search"))
     assert bad.status_code == 422 and bad.json()["error"].startswith("broken.jpg: ")
-    too_big = client.post("/v1/search", files=[("image", ("big.jpg", b"x" * 2_100_000, "image/jpeg"))],
-                          headers=auth(keys, "search"))
+    too_big = client.post(
+        "/v1/search", files=[("image", ("big.jpg", b"x" * 2_100_000, "image/jpeg"))], headers=auth(keys, "search")
+    )
     assert too_big.status_code == 413 and set(too_big.json()) == {"error", "detail"}
     invalid = client.post("/v1/search", files=upload(broken), data={"top_k": "0"}, headers=auth(keys, "search"))
     assert invalid.status_code == 422 and invalid.json()["detail"][0]["where"].endswith("top_k")
@@ -122,20 +129,28 @@ def test_roles_decide_and_an_admin_erasure_makes_the_person_unsearchable(served)
 
 def test_persons_crud_merge_and_a_revoked_key(served) -> None:
     client, keys, _, _, _ = served
-    made = client.post("/v1/persons", json={"external_id": "E-1", "display_name": "<b>Eve</b>",
-                                             "attributes": {"team": "red"}}, headers=auth(keys, "enroll"))
+    made = client.post(
+        "/v1/persons",
+        json={"external_id": "E-1", "display_name": "<b>Eve</b>", "attributes": {"team": "red"}},
+        headers=auth(keys, "enroll"),
+    )
     assert made.status_code == 201 and made.json()["faces"] == 0
     assert client.post("/v1/persons", json={"external_id": "E-1"}, headers=auth(keys, "enroll")).status_code == 409
-    changed = client.patch("/v1/persons/E-1", json={"attributes": {"room": "3"}, "remove": ["team"]},
-                           headers=auth(keys, "enroll"))
+    changed = client.patch(
+        "/v1/persons/E-1", json={"attributes": {"room": "3"}, "remove": ["team"]}, headers=auth(keys, "enroll")
+    )
     assert changed.json()["attributes"] == {"room": "3"}
     listed = client.get("/v1/persons", params={"attribute": "room=3"}, headers=auth(keys, "audit")).json()
     assert [p["external_id"] for p in listed] == ["E-1"]
     page = client.get("/v1/persons", params={"limit": 2, "offset": 1}, headers=auth(keys, "audit")).json()
     assert [p["external_id"] for p in page] == ["Al_Gore", "Alejandro_Toledo"]
     merged = client.post("/v1/persons/Al_Gore/merge", json={"absorb": "Aaron_Peirsol"}, headers=auth(keys, "admin"))
-    assert merged.json() == {"kept": "Al_Gore", "merged": "Aaron_Peirsol", "faces_moved": 2,
-                             "kept_id": client.get("/v1/persons/Al_Gore", headers=auth(keys, "audit")).json()["id"]}
+    assert merged.json() == {
+        "kept": "Al_Gore",
+        "merged": "Aaron_Peirsol",
+        "faces_moved": 2,
+        "kept_id": client.get("/v1/persons/Al_Gore", headers=auth(keys, "audit")).json()["id"],
+    }
     revoked = client.delete("/v1/keys/enroll-key", headers=auth(keys, "admin"))
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     assert client.get("/v1/jobs", headers=auth(keys, "enroll")).status_code == 401
@@ -143,8 +158,9 @@ def test_persons_crud_merge_and_a_revoked_key(served) -> None:
 
 def test_enrolling_photos_now_and_queued_and_erasure_removes_the_uploads(served) -> None:
     client, keys, settings, lfw, imports = served
-    now = client.post("/v1/persons/Adam_Sandler/faces", files=upload(photo(lfw, "Adam_Sandler", 1)),
-                      headers=auth(keys, "enroll"))
+    now = client.post(
+        "/v1/persons/Adam_Sandler/faces", files=upload(photo(lfw, "Adam_Sandler", 1)), headers=auth(keys, "enroll")
+    )
     assert now.status_code == 200, now.text
     assert [i["outcome"] for i in now.json()["images"]] == ["enrolled"]
     stored = list((settings.data_dir / "uploads").rglob("*.jpg"))
@@ -194,8 +210,9 @@ def test_a_full_inference_queue_answers_503_with_retry_after(served, monkeypatch
     one_slot = ThreadExecutor(lambda: build_pipeline(settings), threads=1, queue_limit=0)
     monkeypatch.setattr(client.app.state.ctx, "inference", one_slot)
     started, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=lambda: list(one_slot.analyse([probe], before_each=lambda: (
-        started.set(), release.wait(30)))))  # a task holding the one slot until released
+    holder = threading.Thread(
+        target=lambda: list(one_slot.analyse([probe], before_each=lambda: (started.set(), release.wait(30))))
+    )  # a task holding the one slot until released
     holder.start()
     assert started.wait(30)
     busy = client.post("/v1/search", files=upload(probe), headers=auth(keys, "search"))
@@ -261,8 +278,11 @@ def test_concurrent_searches_during_a_bulk_enrollment_lose_nothing(served) -> No
     def searcher(person: str) -> None:
         own = TestClient(client.app)  # a client per thread; the app (and its runner) is the one being served
         for n in (1, 2):
-            answers.append(own.post("/v1/search", files=upload(photo(lfw, "Al_Gore", n + 2)),
-                                    headers=auth(keys, "search")).status_code)
+            answers.append(
+                own.post(
+                    "/v1/search", files=upload(photo(lfw, "Al_Gore", n + 2)), headers=auth(keys, "search")
+                ).status_code
+            )
 
     threads = [threading.Thread(target=searcher, args=(p,)) for p in people]
     for t in threads:

@@ -23,15 +23,20 @@ from identity.api import context  # noqa: E402
 from identity.api.app import create_api  # noqa: E402
 
 
-def test_an_enrollment_queued_over_http_runs_through_the_worker_service(tmp_path: Path, lfw_dir: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_enrollment_queued_over_http_runs_through_the_worker_service(
+    tmp_path: Path, lfw_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     imports = tmp_path / "imports"
     for person in ("Al_Gore", "Aaron_Peirsol"):
         (imports / person).mkdir(parents=True)
         for n in (1, 2):
             shutil.copy(lfw_dir / person / f"{person}_{n:04d}.jpg", imports / person)
-    settings = Settings(data_dir=tmp_path / "data", workers=1, enroll=EnrollSettings(chunk_size=2),
-                        api=ApiSettings(import_roots=str(imports), inference_workers=1))
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        workers=1,
+        enroll=EnrollSettings(chunk_size=2),
+        api=ApiSettings(import_roots=str(imports), inference_workers=1),
+    )
     runs: list[dict[str, Any]] = []
     analysed_in: set[str] = set()
     real_run_worker, real_process_queue = worker.run_worker, worker.process_queue
@@ -52,8 +57,9 @@ def test_an_enrollment_queued_over_http_runs_through_the_worker_service(tmp_path
         key = create_key(core, "enroller", "enroll").key
         with TestClient(create_api(core)) as client:
             ctx = client.app.state.ctx
-            queued = client.post("/v1/enrollments", json={"paths": [str(imports)]},
-                                 headers={"Authorization": f"Bearer {key}"})
+            queued = client.post(
+                "/v1/enrollments", json={"paths": [str(imports)]}, headers={"Authorization": f"Bearer {key}"}
+            )
             assert queued.status_code == 202 and queued.json()["queued"] == 4
             jobs = _wait_done(client, key, queued.json()["batch"])
             assert sorted(job["outcome"] for job in jobs) == ["enrolled"] * 4

@@ -16,22 +16,22 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from identity.api.app import create_api
-from identity.app.core import App
+from identity.app.core import App, open_deployment
 from identity.config import ApiSettings, EnrollSettings, Settings
-from identity.app.core import open_deployment
+from identity.services.access.keys import create_key
+from identity.services.enrollment.inputs import from_directory, from_files
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
-from identity.services.enrollment.inputs import from_directory, from_files
-from identity.services.access.keys import create_key
 from identity_cli.main import main
 
 PEOPLE = {"Aaron_Peirsol": 2, "Al_Gore": 2}
@@ -53,8 +53,12 @@ class Gallery:
 
 
 def settings_under(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", workers=1, enroll=EnrollSettings(chunk_size=4),
-                    api=ApiSettings(max_upload_mb=2, inference_workers=1))
+    return Settings(
+        data_dir=tmp_path / "data",
+        workers=1,
+        enroll=EnrollSettings(chunk_size=4),
+        api=ApiSettings(max_upload_mb=2, inference_workers=1),
+    )
 
 
 def with_keys(settings: Settings, lfw: Path) -> Gallery:
@@ -131,8 +135,10 @@ BOUNDARY = "identitylimitsboundary"
 
 def multipart(total: int, chunk: int = 256 * 1024) -> Iterator[bytes]:
     """One image part of `total` zero bytes, generated as it is sent (never held whole)."""
-    yield (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.jpg\"\r\n"
-           "Content-Type: image/jpeg\r\n\r\n").encode()
+    yield (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
     block = bytes(chunk)
     for _ in range(total // chunk):
         yield block
@@ -154,8 +160,9 @@ class Reply:
     sent: int  # body bytes the server let the client send before it answered
 
 
-def post_chunked(port: int, path: str, headers: dict[str, str], chunks: Iterator[bytes],
-                 abort_after: int | None = None) -> Reply | None:
+def post_chunked(
+    port: int, path: str, headers: dict[str, str], chunks: Iterator[bytes], abort_after: int | None = None
+) -> Reply | None:
     """POST a chunked body, stopping when the answer arrives (or after `abort_after` bytes, hanging up)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
@@ -207,13 +214,19 @@ def spool_files(settings: Settings) -> list[Path]:
 
 # Item 1: bodies are bounded by who is calling, before anything reads them.
 
+
 def test_anonymous_chunked_bodies_are_refused_after_the_small_allowance(keyed: Gallery) -> None:
     with live(keyed.settings) as port:
-        search = post_chunked(port, "/v1/search", {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
-                              multipart(100 * MB))
+        search = post_chunked(
+            port, "/v1/search", {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}, multipart(100 * MB)
+        )
         persons = post_chunked(port, "/v1/persons", {"Content-Type": "application/json"}, json_body(100 * MB))
-        bad_key = post_chunked(port, "/v1/search", {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
-                                                   **auth("idk_nope_nope")}, multipart(100 * MB))
+        bad_key = post_chunked(
+            port,
+            "/v1/search",
+            {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}", **auth("idk_nope_nope")},
+            multipart(100 * MB),
+        )
     for reply in (search, persons, bad_key):
         assert reply is not None and reply.status == 413, reply
         assert reply.body["detail"] == {"limit_bytes": 64_000, "authenticated": False}
@@ -222,8 +235,7 @@ def test_anonymous_chunked_bodies_are_refused_after_the_small_allowance(keyed: G
     assert spool_files(keyed.settings) == []
 
 
-def test_a_keyed_chunked_body_is_refused_at_the_full_limit_and_an_aborted_one_leaves_no_file(
-        keyed: Gallery) -> None:
+def test_a_keyed_chunked_body_is_refused_at_the_full_limit_and_an_aborted_one_leaves_no_file(keyed: Gallery) -> None:
     with live(keyed.settings) as port:
         headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}", **auth(keyed.keys["search"])}
         reply = post_chunked(port, "/v1/search", headers, multipart(100 * MB))
@@ -237,7 +249,8 @@ def test_a_keyed_chunked_body_is_refused_at_the_full_limit_and_an_aborted_one_le
 
 
 def test_content_length_over_the_anonymous_allowance_is_refused_unread_but_a_key_or_session_gets_the_full_limit(
-        keyed: Gallery) -> None:
+    keyed: Gallery,
+) -> None:
     big = [("image", ("big.jpg", bytes(100_000), "image/jpeg"))]
     left = keyed.settings.data_dir / "tmp" / "identity-api-killed" / "000" / "photo.jpg"  # a killed server's
     left.parent.mkdir(parents=True)
@@ -255,13 +268,15 @@ def test_content_length_over_the_anonymous_allowance_is_refused_unread_but_a_key
         assert signed_in.status_code == 303
         page = client.post("/ui/search", files=big, data={"csrf": "x"})
         assert page.status_code == 403  # past the body limit, to the route's CSRF check
-        small = client.post("/v1/search", files=[("image", ("a.jpg", b"x" * 1000, "image/jpeg"))],
-                            headers=auth("idk_nope_nope"))
+        small = client.post(
+            "/v1/search", files=[("image", ("a.jpg", b"x" * 1000, "image/jpeg"))], headers=auth("idk_nope_nope")
+        )
         assert small.status_code == 401  # a small body reaches the route, which says why
         assert spool_files(keyed.settings) == []
 
 
 # Item 2: what one search may ask of the inference pool.
+
 
 def test_too_many_images_in_one_search_are_refused_before_any_inference(keyed: Gallery) -> None:
     files = [("image", (f"{n}.jpg", jpeg(), "image/jpeg")) for n in range(11)]
@@ -284,8 +299,9 @@ def test_pixels_summed_from_the_headers_are_limited_on_the_api_and_the_ui(keyed:
         assert one.status_code == 422  # within the limit: analysed (no face in a grey square)
         client.post("/ui/login", data={"key": keyed.keys["search"]})
         csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/search").text).group(1)
-        page = client.post("/ui/search", files=[("image", ("big.png", png(1100, 1000), "image/png"))],
-                           data={"csrf": csrf})
+        page = client.post(
+            "/ui/search", files=[("image", ("big.png", png(1100, 1000), "image/png"))], data={"csrf": csrf}
+        )
         assert page.status_code == 413 and "MAX_PIXELS_PER_REQUEST" in page.text
 
 
@@ -304,6 +320,7 @@ def test_a_search_past_its_deadline_is_a_503_with_retry_after(keyed: Gallery) ->
 
 # Item 8: an uploaded copy that becomes nobody's photo does not stay.
 
+
 def upload_files(settings: Settings) -> list[str]:
     root = settings.data_dir / "uploads"
     return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.exists() else []
@@ -320,35 +337,54 @@ def wait_for_jobs(client: TestClient, key: str, batches: list[str]) -> list[dict
 
 def test_uploads_that_become_no_image_row_are_removed_at_once(gallery: Gallery) -> None:
     lfw, key = gallery.lfw, gallery.keys["enroll"]
-    cases = [("Someone_Else", "conflict.jpg", photo(lfw, "Aaron_Peirsol", 1).read_bytes()),  # Aaron's photo
-             ("Al_Gore", "duplicate.jpg", photo(lfw, "Al_Gore", 1).read_bytes()),
-             ("New_Person", "text.jpg", b"this is no image"),
-             ("New_Person", "blank.jpg", jpeg(200)),  # no face
-             ("Aaron_Peirsol", "kept.jpg", photo(lfw, "Aaron_Peirsol", 2).read_bytes() + b"\0")]
+    cases = [
+        ("Someone_Else", "conflict.jpg", photo(lfw, "Aaron_Peirsol", 1).read_bytes()),  # Aaron's photo
+        ("Al_Gore", "duplicate.jpg", photo(lfw, "Al_Gore", 1).read_bytes()),
+        ("New_Person", "text.jpg", b"this is no image"),
+        ("New_Person", "blank.jpg", jpeg(200)),  # no face
+        ("Aaron_Peirsol", "kept.jpg", photo(lfw, "Aaron_Peirsol", 2).read_bytes() + b"\0"),
+    ]
     with client_for(gallery.settings) as client:
         batches = []
         for person, name, data in cases:
-            answer = client.post("/v1/enrollments/uploads", data={"person": person}, headers=auth(key),
-                                 files=[("image", (name, data, "image/jpeg"))])
+            answer = client.post(
+                "/v1/enrollments/uploads",
+                data={"person": person},
+                headers=auth(key),
+                files=[("image", (name, data, "image/jpeg"))],
+            )
             assert answer.status_code == 202, answer.text
             batches.append(answer.json()["batch"])
         outcomes = {j["source_path"].rsplit("/", 1)[-1]: j["outcome"] for j in wait_for_jobs(client, key, batches)}
-        refused = client.post("/v1/enrollments/uploads", data={"person": " "}, headers=auth(key),
-                              files=[("image", ("x.jpg", jpeg(), "image/jpeg"))])
+        refused = client.post(
+            "/v1/enrollments/uploads",
+            data={"person": " "},
+            headers=auth(key),
+            files=[("image", ("x.jpg", jpeg(), "image/jpeg"))],
+        )
         assert refused.status_code == 422
-    assert outcomes == {"conflict.jpg": "conflict", "duplicate.jpg": "duplicate", "text.jpg": "failed",
-                        "blank.jpg": "rejected", "kept.jpg": "enrolled"}, outcomes
+    assert outcomes == {
+        "conflict.jpg": "conflict",
+        "duplicate.jpg": "duplicate",
+        "text.jpg": "failed",
+        "blank.jpg": "rejected",
+        "kept.jpg": "enrolled",
+    }, outcomes
     assert upload_files(gallery.settings) == ["kept.jpg"]
     assert len(os.listdir(gallery.settings.data_dir / "uploads")) == 1  # the other requests' folders went too
 
 
 def test_doctor_finds_and_removes_orphan_uploads_but_not_a_photo_held_or_queued(
-        gallery: Gallery, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    gallery: Gallery, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings, lfw = gallery.settings, gallery.lfw
     uploads = settings.data_dir / "uploads"
     held, queued, orphan = (uploads / "a" / "held.jpg", uploads / "b" / "queued.jpg", uploads / "c" / "orphan.jpg")
-    for path, source in ((held, photo(lfw, "Al_Gore", 2)), (queued, photo(lfw, "Al_Gore", 2)),
-                         (orphan, photo(lfw, "Aaron_Peirsol", 1))):
+    for path, source in (
+        (held, photo(lfw, "Al_Gore", 2)),
+        (queued, photo(lfw, "Al_Gore", 2)),
+        (orphan, photo(lfw, "Aaron_Peirsol", 1)),
+    ):
         path.parent.mkdir(parents=True)
         shutil.copy(source, path)
     held.write_bytes(held.read_bytes() + b"\0")  # other bytes than the gallery's copy: a new image row

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from identity.app.core import App
+from identity.app.core import App, open_deployment
 from identity.config import Settings
 from identity.serialize import to_json
-from identity.services.records.audit import AuditSearch
-from identity.app.core import open_deployment
 from identity.services.access.keys import create_key
+from identity.services.records.audit import AuditSearch
 from identity.services.records.persons import add_person
 from identity_cli.main import main
 
@@ -64,10 +63,13 @@ def person_id(client: TestClient, auth: dict[str, str], external_id: str) -> str
 
 # Item 5: security headers, and pages that need no inline style.
 
+
 def test_every_response_carries_the_security_headers_and_faces_are_never_cached(site) -> None:
     client, auth = site
-    answers = {path: client.get(path, headers=auth) for path in
-               ("/v1/persons", "/ui/persons", "/ui/login", "/ui/persons/nobody", "/no/such/route", "/healthz")}
+    answers = {
+        path: client.get(path, headers=auth)
+        for path in ("/v1/persons", "/ui/persons", "/ui/login", "/ui/persons/nobody", "/no/such/route", "/healthz")
+    }
     answers["401"] = client.get("/v1/persons")
     for where, answer in answers.items():
         csp = answer.headers.get("content-security-policy", "")
@@ -85,14 +87,22 @@ def test_every_response_carries_the_security_headers_and_faces_are_never_cached(
 def test_pages_have_no_inline_style_or_script(site) -> None:
     client, auth = site
     alice = person_id(client, auth, "alice")
-    for path in ("/ui/login", "/ui/persons", f"/ui/persons/{alice}", f"/ui/persons/{alice}/erase", "/ui/searches",
-                 "/ui/reviews", "/ui/clusters"):
+    for path in (
+        "/ui/login",
+        "/ui/persons",
+        f"/ui/persons/{alice}",
+        f"/ui/persons/{alice}/erase",
+        "/ui/searches",
+        "/ui/reviews",
+        "/ui/clusters",
+    ):
         html = client.get(path).text
         assert '<link rel="stylesheet" href="/static/identity.css">' in html, path
         assert not re.search(r"<style|\sstyle=|<script|\son\w+=", html), path
 
 
 # Item 6: flash messages by code only.
+
 
 def test_a_flash_shows_only_a_known_code_never_text_from_the_query(site) -> None:
     client, _ = site
@@ -103,6 +113,7 @@ def test_a_flash_shows_only_a_known_code_never_text_from_the_query(site) -> None
 
 
 # Item 11: q is text, not a LIKE pattern.
+
 
 def test_q_matches_literally_in_the_api_and_the_ui(site) -> None:
     client, auth = site
@@ -119,6 +130,7 @@ def test_q_matches_literally_in_the_api_and_the_ui(site) -> None:
 
 
 # Item 12: ids with `/`; links and answers by uuid.
+
 
 def test_an_external_id_with_a_slash_is_found_and_its_pages_and_forms_work(site) -> None:
     client, auth = site
@@ -145,6 +157,7 @@ def test_an_external_id_with_a_slash_is_found_and_its_pages_and_forms_work(site)
 
 
 # Item 14: one shape per concept.
+
 
 def test_timestamps_counts_and_error_texts_have_one_shape(site) -> None:
     client, auth = site
@@ -177,9 +190,12 @@ def test_the_cli_prints_created_at_in_utc_on_add_and_show(clean_env, capsys) -> 
 
 # Item 7: private files.
 
+
 def test_the_cli_entry_point_makes_the_data_dir_private(clean_env, tmp_path: Path) -> None:
     env = {**os.environ, **clean_env}
-    script = "import os, sys; os.umask(0o022); from identity_cli.main import run; sys.argv = ['identity', 'init']; run()"
+    script = (
+        "import os, sys; os.umask(0o022); from identity_cli.main import run; sys.argv = ['identity', 'init']; run()"
+    )
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     data = Path(clean_env["IDENTITY_DATA_DIR"])
@@ -209,4 +225,6 @@ def test_doctor_reports_wider_modes_and_repair_narrows_them(clean_env, capsys) -
     repaired = json.loads(capsys.readouterr().out)
     assert repaired["file_modes"]["count"] == 0 and repaired["repaired"]["file_modes_narrowed"] > 3
     assert stat.S_IMODE((data / "identity.db").stat().st_mode) == 0o600
-    assert stat.S_IMODE(uploads.stat().st_mode) == 0o700 and stat.S_IMODE((uploads / "photo.jpg").stat().st_mode) == 0o600
+    assert (
+        stat.S_IMODE(uploads.stat().st_mode) == 0o700 and stat.S_IMODE((uploads / "photo.jpg").stat().st_mode) == 0o600
+    )

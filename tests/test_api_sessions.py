@@ -21,8 +21,8 @@ from identity.store.sql.tables import utcnow
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from identity.api.request_id import LOG_CONFIG, RedactingFormatter, WithRequestId  # noqa: E402
 from identity.api.app import create_api  # noqa: E402
+from identity.api.request_id import LOG_CONFIG, RedactingFormatter, WithRequestId  # noqa: E402
 from identity.api.session import COOKIE  # noqa: E402
 
 ROLES = ("search", "enroll", "audit", "admin")
@@ -43,8 +43,12 @@ def _server(tmp_path: Path, database_url: str | None):
 
     def start(**api_settings: object):
         close()
-        settings = Settings(data_dir=tmp_path / "data", database_url=database_url, workers=1,
-                            api=ApiSettings(inference_workers=1, **api_settings))
+        settings = Settings(
+            data_dir=tmp_path / "data",
+            database_url=database_url,
+            workers=1,
+            api=ApiSettings(inference_workers=1, **api_settings),
+        )
         core = App.open(settings).__enter__()
         keys.update({role: create_key(core, f"{role}-key", role).key for role in ROLES if role not in keys})
         api = create_api(core)
@@ -90,6 +94,7 @@ def opens(client: TestClient, cookie: str, page: str = "/ui/persons") -> bool:
 
 
 # item 4: sessions -----------------------------------------------------------------------------------
+
 
 def test_a_cookie_copied_before_sign_out_is_refused_after(serve) -> None:
     client, keys, _ = serve()
@@ -147,14 +152,17 @@ def test_sessions_are_stored_hashed(serve, tmp_path: Path) -> None:
     from itsdangerous import URLSafeTimedSerializer
 
     from identity.api.session import session_secret
+
     token = URLSafeTimedSerializer(session_secret(core.settings), salt="identity-ui").loads(client.cookies[COOKIE])
     from sqlalchemy import text
+
     with core.sessions() as session:
         stored = session.execute(text("SELECT token_hash FROM ui_sessions")).scalars().all()
     assert len(stored) == 1 and token not in stored[0]
 
 
 # key expiry -------------------------------------------------------------------------------------------
+
 
 def test_expiry_formats() -> None:
     now = utcnow()
@@ -164,6 +172,7 @@ def test_expiry_formats() -> None:
     assert parse_expiry("2999-01-31", now).isoformat() == "2999-01-31T00:00:00+00:00"
     assert parse_expiry("2999-01-31T12:00:00+02:00", now).isoformat() == "2999-01-31T10:00:00+00:00"
     from identity.errors import InvalidArgument
+
     for bad in ("90", "3w", "yesterday", "2000-01-01", "-5d"):
         with pytest.raises(InvalidArgument):
             parse_expiry(bad, now)
@@ -187,6 +196,7 @@ def test_keys_create_expires_in_is_shown_by_keys_list(clean_env: dict[str, str])
 
 
 # item 10: throttling ----------------------------------------------------------------------------------
+
 
 def test_wrong_secrets_for_a_key_id_get_429_with_retry_after_and_no_key_material_logged(serve_sqlite, caplog) -> None:
     client, keys, _ = serve_sqlite(auth_failures=5, auth_window_s=60)
@@ -226,17 +236,24 @@ def test_the_throttle_forgets_failures_after_the_window(serve_sqlite) -> None:
 
 # item 15: login CSRF, CORS, request id -------------------------------------------------------------------
 
+
 def test_a_cross_site_login_post_is_refused(serve_sqlite) -> None:
     client, keys, _ = serve_sqlite()
     assert sign_in(client, keys["audit"], origin="https://evil.example").status_code == 403
     assert sign_in(client, keys["audit"], **{"sec-fetch-site": "cross-site"}).status_code == 403
     assert COOKIE not in client.cookies
-    assert sign_in(client, keys["audit"], origin="http://testserver", **{"sec-fetch-site": "same-origin"}).status_code == 303
+    assert (
+        sign_in(client, keys["audit"], origin="http://testserver", **{"sec-fetch-site": "same-origin"}).status_code
+        == 303
+    )
 
 
 def test_cors_is_off_by_default_and_allows_only_the_listed_origins(serve_sqlite) -> None:
-    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "authorization"}
+    preflight = {
+        "Origin": "https://app.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization",
+    }
     closed, *_ = serve_sqlite()
     answer = closed.options("/v1/search", headers=preflight)
     assert "access-control-allow-origin" not in answer.headers
@@ -266,13 +283,15 @@ def test_every_response_and_log_line_of_a_request_carries_its_request_id(serve_s
     assert any(f"[{made.headers['X-Request-ID']}]" in line and "/healthz 200" in line for line in lines)
 
 
-def test_an_unexpected_error_answers_500_with_the_request_id_and_its_log_names_no_person(serve_sqlite,
-                                                                                      monkeypatch) -> None:
+def test_an_unexpected_error_answers_500_with_the_request_id_and_its_log_names_no_person(
+    serve_sqlite, monkeypatch
+) -> None:
     from identity.api import routes_persons
 
     client, keys, _ = serve_sqlite()
-    made = client.post("/v1/persons", json={"external_id": "Ext-Delta-5", "display_name": "Dora Delta"},
-                       headers=bearer(keys["admin"])).json()
+    made = client.post(
+        "/v1/persons", json={"external_id": "Ext-Delta-5", "display_name": "Dora Delta"}, headers=bearer(keys["admin"])
+    ).json()
 
     def broken(_core: object, person: str) -> None:  # a bug whose message repeats what the caller sent
         raise RuntimeError(f"cannot read {person} (asked as {made['id']})")
@@ -282,7 +301,8 @@ def test_an_unexpected_error_answers_500_with_the_request_id_and_its_log_names_n
     handler = _capture(lines)
     try:
         answer = TestClient(client.app, raise_server_exceptions=False).get(
-            "/v1/persons/Ext-Delta-5?note=Dora+Delta", headers={"X-Request-ID": "boom-1", **bearer(keys["admin"])})
+            "/v1/persons/Ext-Delta-5?note=Dora+Delta", headers={"X-Request-ID": "boom-1", **bearer(keys["admin"])}
+        )
     finally:
         _release(handler)
     assert answer.status_code == 500 and answer.json()["error"].startswith("internal error")
@@ -308,6 +328,7 @@ def test_the_log_format_takes_out_only_the_current_requests_values() -> None:
 
 # item 9: logs name no person --------------------------------------------------------------------------
 
+
 def test_no_log_line_names_an_erased_person(serve_sqlite, lfw_dir: Path, monkeypatch) -> None:
     client, keys, core = serve_sqlite()
     lines: list[str] = []
@@ -327,22 +348,31 @@ def _enroll_and_erase(client: TestClient, keys: dict[str, str], lfw: Path) -> li
     """Two people enrolled with a photo each, one erased over the API and one over the UI; their ids and names."""
     names: list[str] = []
     for external, person in (("Ext-Alpha-7", "Al_Gore"), ("Ext-Beta-9", "Aaron_Peirsol")):
-        made = client.post("/v1/persons", json={"external_id": external, "display_name": f"Name {person}"},
-                           headers=bearer(keys["admin"]))
+        made = client.post(
+            "/v1/persons",
+            json={"external_id": external, "display_name": f"Name {person}"},
+            headers=bearer(keys["admin"]),
+        )
         assert made.status_code == 201, made.text
         photo = lfw / person / f"{person}_0001.jpg"
-        added = client.post(f"/v1/persons/{external}/faces", files=[("image", (photo.name, photo.read_bytes(),
-                                                                               "image/jpeg"))],
-                            headers=bearer(keys["admin"]))
+        added = client.post(
+            f"/v1/persons/{external}/faces",
+            files=[("image", (photo.name, photo.read_bytes(), "image/jpeg"))],
+            headers=bearer(keys["admin"]),
+        )
         assert added.status_code == 200, added.text
-        client.post(f"/v1/persons/{external}/merge", json={"absorb": "nobody-like-this"}, headers=bearer(keys["search"]))
+        client.post(
+            f"/v1/persons/{external}/merge", json={"absorb": "nobody-like-this"}, headers=bearer(keys["search"])
+        )
         names += [external, f"Name {person}", made.json()["id"]]
     assert client.delete("/v1/persons/Ext-Alpha-7", headers=bearer(keys["admin"])).status_code == 200
     sign_in(client, keys["admin"])
     client.get("/ui/persons/Ext-Beta-9")
-    erased = client.post("/ui/persons/Ext-Beta-9/erase", data={"confirm": "Ext-Beta-9",
-                                                               "csrf": csrf_of(client, "/ui/persons/Ext-Beta-9")},
-                         follow_redirects=False)
+    erased = client.post(
+        "/ui/persons/Ext-Beta-9/erase",
+        data={"confirm": "Ext-Beta-9", "csrf": csrf_of(client, "/ui/persons/Ext-Beta-9")},
+        follow_redirects=False,
+    )
     assert erased.status_code == 303 and "Ext-Beta" not in erased.headers["location"]
     assert client.get(erased.headers["location"]).status_code == 200
     return names
@@ -353,11 +383,15 @@ def _erase_with_a_retry(client: TestClient, keys: dict[str, str], lfw: Path, mon
     that it failed again), then finished."""
     from identity.services.curation import erasure
 
-    made = client.post("/v1/persons", json={"external_id": "Ext-Gamma-3", "display_name": "Name Gamma"},
-                       headers=bearer(keys["admin"])).json()
+    made = client.post(
+        "/v1/persons", json={"external_id": "Ext-Gamma-3", "display_name": "Name Gamma"}, headers=bearer(keys["admin"])
+    ).json()
     photo = lfw / "Alejandro_Toledo" / "Alejandro_Toledo_0001.jpg"
-    client.post("/v1/persons/Ext-Gamma-3/faces", files=[("image", (photo.name, photo.read_bytes(), "image/jpeg"))],
-                headers=bearer(keys["admin"]))
+    client.post(
+        "/v1/persons/Ext-Gamma-3/faces",
+        files=[("image", (photo.name, photo.read_bytes(), "image/jpeg"))],
+        headers=bearer(keys["admin"]),
+    )
 
     def disk_full(*_: object) -> None:
         raise OSError(28, "No space left on device: '/data/uploads/Ext-Gamma-3.jpg'")
@@ -397,27 +431,34 @@ def _release(handler: logging.Handler) -> None:
 
 # the real server: --proxy-headers, uvicorn's access log replaced -------------------------------------------
 
+
 def test_identity_serve_behind_a_proxy_sets_secure_cookies_and_logs_templates_with_request_ids(clean_env) -> None:
     import socket
 
     import httpx
 
     exe = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "identity"
-    made = subprocess.run([str(exe), "keys", "create", "ops", "--role", "admin", "--json"], capture_output=True,
-                          text=True, timeout=120)
+    made = subprocess.run(
+        [str(exe), "keys", "create", "ops", "--role", "admin", "--json"], capture_output=True, text=True, timeout=120
+    )
     key = json.loads(made.stdout)["key"]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([str(exe), "serve", "--port", str(port), "--proxy-headers", "--forwarded-allow-ips",
-                               "127.0.0.1"], stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port), "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(base, server)
         login = httpx.post(f"{base}/ui/login", data={"key": key}, headers={"X-Forwarded-Proto": "https"})
         assert login.status_code == 303 and "secure" in login.headers["set-cookie"].lower()
-        missing = httpx.get(f"{base}/v1/persons/Secret-Person-1?q=Hidden-Name", headers={
-            "Authorization": f"Bearer {key}", "X-Request-ID": "req-777"})
+        missing = httpx.get(
+            f"{base}/v1/persons/Secret-Person-1?q=Hidden-Name",
+            headers={"Authorization": f"Bearer {key}", "X-Request-ID": "req-777"},
+        )
         assert missing.status_code == 404 and missing.headers["x-request-id"] == "req-777"
     finally:
         server.terminate()

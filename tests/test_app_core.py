@@ -53,7 +53,11 @@ def older_store(settings: Settings) -> str:
 def test_an_older_store_is_upgraded_only_by_init(capsys, clean_env) -> None:
     settings = Settings.load()
     before = older_store(settings)
-    for command in (["person", "list", "--json"], ["person", "add", "--external-id", "E-1", "--json"], ["doctor", "--json"]):
+    for command in (
+        ["person", "list", "--json"],
+        ["person", "add", "--external-id", "E-1", "--json"],
+        ["doctor", "--json"],
+    ):
         code, out, err = run(capsys, *command)
         assert code == 4, (command, err)
         error = json.loads(out)
@@ -141,7 +145,7 @@ def test_a_deployment_for_reading_writes_nothing_and_one_for_writes_records_and_
 
     settings = Settings.load()
     with App.open(settings) as app:
-        app.sessions  # a store with its schema, and nothing else (as `person add` leaves it)
+        _ = app.sessions  # a store with its schema, and nothing else (as `person add` leaves it)
     with App.open(settings, must_exist=True) as app:
         dep = app.deployment()
         assert (dep.writes, dep.model.id) == (False, None)  # a store that never recorded the model reads as empty

@@ -14,8 +14,8 @@ from sqlalchemy import text
 
 from identity.store.sql.db import make_engine, session_factory, transaction
 from identity.store.sql.migrate import upgrade
-from identity.store.sql.tables import Person
 from identity.store.sql.persons import persons_with_attributes
+from identity.store.sql.tables import Person
 from identity_cli.main import main
 from identity_cli.output import print_json
 
@@ -60,7 +60,9 @@ def test_search_reports_each_bad_file_and_searches_the_rest(capsys, clean_env, b
         assert errors[str(path)]["error"] == f"{path}: {reason}" and errors[str(path)]["exit_code"] == 1
     code, out, err = run_cli(capsys, "search", str(good), *map(str, bad))  # the table: one line per bad file
     assert code == 1
-    assert [line for line in err.splitlines() if line.startswith("error:")] == [f"error: {p}: {r}" for p, r in bad.items()]
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: {p}: {r}" for p, r in bad.items()
+    ]
 
 
 def test_faces_detect_reports_each_bad_file_and_detects_the_rest(capsys, clean_env, bad_files) -> None:
@@ -80,17 +82,26 @@ def test_a_file_the_parser_would_call_unreadable_is_still_processed(capsys, clea
     other = good.with_name("other.jpg")
     shutil.copy(good, other)
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode, **kw: os.fspath(path) != str(other) and real_access(path, mode, **kw))
+    monkeypatch.setattr(
+        os, "access", lambda path, mode, **kw: os.fspath(path) != str(other) and real_access(path, mode, **kw)
+    )
     code, out, err = run_cli(capsys, "faces", "detect", str(good), str(other), "--json")
     assert code == 0, err
     assert [len(r["faces"]) for r in json.loads(out)] == [1, 1]
 
 
-@pytest.mark.parametrize("flag, value, told", [
-    ("--threshold", "4", "give -1 to 3"), ("--threshold", "-1.5", "give -1 to 3"),
-    ("--threshold", "nan", "give -1 to 3"), ("--threshold", "inf", "give -1 to 3"),
-    ("--min-score", "-inf", "from -1 to 1"), ("--min-score", "nan", "from -1 to 1"), ("--min-score", "1.5", "from -1 to 1"),
-])
+@pytest.mark.parametrize(
+    "flag, value, told",
+    [
+        ("--threshold", "4", "give -1 to 3"),
+        ("--threshold", "-1.5", "give -1 to 3"),
+        ("--threshold", "nan", "give -1 to 3"),
+        ("--threshold", "inf", "give -1 to 3"),
+        ("--min-score", "-inf", "from -1 to 1"),
+        ("--min-score", "nan", "from -1 to 1"),
+        ("--min-score", "1.5", "from -1 to 1"),
+    ],
+)
 def test_out_of_range_scores_are_refused_and_nothing_is_logged(capsys, clean_env, tmp_path, flag, value, told) -> None:
     assert run_cli(capsys, "init")[0] == 0
     code, out, err = run_cli(capsys, "search", str(tmp_path / "any.jpg"), f"{flag}={value}", "--json")
@@ -117,17 +128,26 @@ def people(database_url: str):
     upgrade(engine)
     sessions = session_factory(engine)
     with transaction(sessions) as s:
-        s.add_all([
-            Person(external_id="anna", attributes={"отдел": "синий", "site": "Berlin", 'say "hi"': "yes"}),
-            Person(external_id="ben", attributes={"отдел": "зелёный", "site": "Berlin"}),
-            Person(external_id="chloé", attributes={"site": "München"}),
-        ])
+        s.add_all(
+            [
+                Person(external_id="anna", attributes={"отдел": "синий", "site": "Berlin", 'say "hi"': "yes"}),
+                Person(external_id="ben", attributes={"отдел": "зелёный", "site": "Berlin"}),
+                Person(external_id="chloé", attributes={"site": "München"}),
+            ]
+        )
         # A row as an earlier version wrote it: JSON with \u escapes, not the characters themselves.
-        s.execute(text("INSERT INTO persons (id, external_id, attributes, created_at, updated_at) "
-                       "VALUES (:id, 'dora', :attrs, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
-                  {"id": "00000000000000000000000000000d0a" if engine.dialect.name == "sqlite"
-                   else "00000000-0000-0000-0000-000000000d0a",
-                   "attrs": json.dumps({"отдел": "синий", "site": "Köln"})})
+        s.execute(
+            text(
+                "INSERT INTO persons (id, external_id, attributes, created_at, updated_at) "
+                "VALUES (:id, 'dora', :attrs, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            ),
+            {
+                "id": "00000000000000000000000000000d0a"
+                if engine.dialect.name == "sqlite"
+                else "00000000-0000-0000-0000-000000000d0a",
+                "attrs": json.dumps({"отдел": "синий", "site": "Köln"}),
+            },
+        )
     yield sessions
     engine.dispose()
 
@@ -148,7 +168,10 @@ def test_attribute_filters_read_the_same_on_sqlite_and_postgres(people) -> None:
 def test_filter_options_group_a_repeated_key() -> None:
     from identity_cli.options import parse_filters
 
-    assert parse_filters(["отдел=синий", "site=Berlin", "отдел=зелёный"]) == {"отдел": ["синий", "зелёный"], "site": "Berlin"}
+    assert parse_filters(["отдел=синий", "site=Berlin", "отдел=зелёный"]) == {
+        "отдел": ["синий", "зелёный"],
+        "site": "Berlin",
+    }
 
 
 def test_person_query_finds_non_ascii_attributes(capsys, clean_env) -> None:
@@ -168,14 +191,22 @@ def test_postgres_alias_url_works(capsys, clean_env, monkeypatch, postgres_url) 
     assert code == 0 and json.loads(out) == [], err
 
 
-@pytest.mark.parametrize("url, message", [
-    ("postgresql://u:secret@127.0.0.1:abc/db", "postgresql://u:****@127.0.0.1:abc/db: the port is not a number from 1 to 65535"),
-    ("postgresql://u@127.0.0.1:70000/db", "port 70000 is not a number from 1 to 65535"),
-    ("postgresql://u@127.0.0.1:0/db", "port 0 is not a number from 1 to 65535"),
-    ("sqlite:////no/such/dir/x.db", "folder /no/such/dir does not exist"),
-    ("sqlite:///{tmp}/a-file/x.db", "{tmp}/a-file is not a folder"),
-])
-def test_bad_database_urls_are_one_line_and_create_nothing(capsys, clean_env, monkeypatch, tmp_path, url, message) -> None:
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        (
+            "postgresql://u:secret@127.0.0.1:abc/db",
+            "postgresql://u:****@127.0.0.1:abc/db: the port is not a number from 1 to 65535",
+        ),
+        ("postgresql://u@127.0.0.1:70000/db", "port 70000 is not a number from 1 to 65535"),
+        ("postgresql://u@127.0.0.1:0/db", "port 0 is not a number from 1 to 65535"),
+        ("sqlite:////no/such/dir/x.db", "folder /no/such/dir does not exist"),
+        ("sqlite:///{tmp}/a-file/x.db", "{tmp}/a-file is not a folder"),
+    ],
+)
+def test_bad_database_urls_are_one_line_and_create_nothing(
+    capsys, clean_env, monkeypatch, tmp_path, url, message
+) -> None:
     (tmp_path / "a-file").write_text("")
     url, message = url.format(tmp=tmp_path), message.format(tmp=tmp_path)
     existed = Path("/no").exists()
@@ -191,8 +222,10 @@ def test_sqlite_urls_relative_home_and_default(capsys, clean_env, monkeypatch, t
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
-    for url, where in (("sqlite:///relative.db", tmp_path / "relative.db"),
-                       ("sqlite:///~/identity.db", tmp_path / "home" / "identity.db")):
+    for url, where in (
+        ("sqlite:///relative.db", tmp_path / "relative.db"),
+        ("sqlite:///~/identity.db", tmp_path / "home" / "identity.db"),
+    ):
         monkeypatch.setenv("IDENTITY_DATABASE_URL", url)
         monkeypatch.setenv("IDENTITY_DATA_DIR", str(where.with_suffix(".data")))  # each database its own store
         code, _, err = run_cli(capsys, "init")

@@ -35,8 +35,9 @@ def audit_actions(url: str) -> list[tuple[str, dict]]:
     return [(a, d if isinstance(d, dict) else json.loads(d)) for a, d in rows]
 
 
-def test_second_data_dir_on_one_postgres_is_refused_until_rebind(capsys, clean_env, monkeypatch, postgres_url,
-                                                                   tmp_path) -> None:
+def test_second_data_dir_on_one_postgres_is_refused_until_rebind(
+    capsys, clean_env, monkeypatch, postgres_url, tmp_path
+) -> None:
     monkeypatch.setenv("IDENTITY_DATABASE_URL", postgres_url)
     first, second = tmp_path / "a", tmp_path / "b"
     monkeypatch.setenv("IDENTITY_DATA_DIR", str(first))
@@ -51,8 +52,13 @@ def test_second_data_dir_on_one_postgres_is_refused_until_rebind(capsys, clean_e
     error = json.loads(out)
     assert error["exit_code"] == 4 and error["error_type"] == "StoreMismatch"
     assert error["bound"].startswith(f"edge:{first.resolve()}/vectors#")
-    for advice in ("bound to vector store", "IDENTITY_DATA_DIR", "Qdrant server", "identity init --rebind",
-                   "identity doctor --repair"):
+    for advice in (
+        "bound to vector store",
+        "IDENTITY_DATA_DIR",
+        "Qdrant server",
+        "identity init --rebind",
+        "identity doctor --repair",
+    ):
         assert advice in error["error"], advice
     assert not second.exists()  # refused before anything was created there
 
@@ -61,7 +67,9 @@ def test_second_data_dir_on_one_postgres_is_refused_until_rebind(capsys, clean_e
     report = json.loads(out)
     assert report["rebound_from"] == error["bound"]
     assert report["vector_store"].startswith(f"edge:{second.resolve()}/vectors#")
-    assert ("rebind_vector_store", {"from": error["bound"], "to": report["vector_store"]}) in audit_actions(postgres_url)
+    assert ("rebind_vector_store", {"from": error["bound"], "to": report["vector_store"]}) in audit_actions(
+        postgres_url
+    )
     assert run_cli(capsys, "doctor", "--json")[0] == 0
 
     monkeypatch.setenv("IDENTITY_DATA_DIR", str(first))  # now the old one is the stranger
@@ -69,8 +77,9 @@ def test_second_data_dir_on_one_postgres_is_refused_until_rebind(capsys, clean_e
     assert code == 4 and f"bound to vector store edge:{second.resolve()}" in err
 
 
-def test_a_moved_data_dir_keeps_its_binding_and_a_copy_is_refused(capsys, clean_env, monkeypatch, postgres_url,
-                                                                   tmp_path) -> None:
+def test_a_moved_data_dir_keeps_its_binding_and_a_copy_is_refused(
+    capsys, clean_env, monkeypatch, postgres_url, tmp_path
+) -> None:
     monkeypatch.setenv("IDENTITY_DATABASE_URL", postgres_url)
     monkeypatch.setenv("IDENTITY_DATA_DIR", str(tmp_path / "a"))
     assert run_cli(capsys, "init")[0] == 0
@@ -87,7 +96,8 @@ def test_a_moved_data_dir_keeps_its_binding_and_a_copy_is_refused(capsys, clean_
 
 
 def test_an_unbound_database_is_bound_by_the_first_command_that_writes_and_memory_mode_is_never_refused(
-        capsys, clean_env, monkeypatch) -> None:
+    capsys, clean_env, monkeypatch
+) -> None:
     data = Path(clean_env["IDENTITY_DATA_DIR"])
     assert run_cli(capsys, "init")[0] == 0
     url = f"sqlite:///{data / 'identity.db'}"
@@ -108,14 +118,19 @@ def test_an_unbound_database_is_bound_by_the_first_command_that_writes_and_memor
     assert run_cli(capsys, "doctor")[0] == 0
 
 
-def test_lock_held_by_a_worker_names_it_and_says_what_to_do(capsys, clean_env, monkeypatch, postgres_url,
-                                                             tmp_path) -> None:
+def test_lock_held_by_a_worker_names_it_and_says_what_to_do(
+    capsys, clean_env, monkeypatch, postgres_url, tmp_path
+) -> None:
     monkeypatch.setenv("IDENTITY_DATABASE_URL", postgres_url)
     assert run_cli(capsys, "init")[0] == 0
     [lock] = list((Path(clean_env["IDENTITY_DATA_DIR"]) / "vectors").glob("faces_*/.lock"))
     exe = Path(sys.executable).with_name("identity")
-    worker = subprocess.Popen([str(exe), "worker", "--poll", "0.5"], env=os.environ.copy(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [str(exe), "worker", "--poll", "0.5"],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 90
         while time.time() < deadline and f'"pid": {worker.pid}' not in lock.read_text():
@@ -135,14 +150,20 @@ def test_lock_held_by_a_worker_names_it_and_says_what_to_do(capsys, clean_env, m
     assert error["holder_started"]
 
 
-def test_a_running_worker_stops_writing_once_the_deployment_is_rebound(capsys, clean_env, monkeypatch, postgres_url,
-                                                                       tmp_path) -> None:
+def test_a_running_worker_stops_writing_once_the_deployment_is_rebound(
+    capsys, clean_env, monkeypatch, postgres_url, tmp_path
+) -> None:
     monkeypatch.setenv("IDENTITY_DATABASE_URL", postgres_url)
     assert run_cli(capsys, "init")[0] == 0
     [lock] = list((Path(clean_env["IDENTITY_DATA_DIR"]) / "vectors").glob("faces_*/.lock"))
     exe = Path(sys.executable).with_name("identity")
-    worker = subprocess.Popen([str(exe), "worker", "--poll", "0.2"], env=os.environ.copy(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [str(exe), "worker", "--poll", "0.2"],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 90
         while time.time() < deadline and f'"pid": {worker.pid}' not in lock.read_text():
@@ -171,10 +192,19 @@ def test_lock_on_sqlite_says_wait_or_stop(capsys, clean_env) -> None:
     assert "Qdrant" not in err
 
 
-@pytest.mark.parametrize("args", [
-    ["search", "PHOTO"], ["search", "PHOTO", "--json"], ["person", "list"], ["person", "show", "x"],
-    ["audit", "x"], ["searches", "list"], ["jobs", "list"], ["jobs", "cancel", "--state", "queued"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["search", "PHOTO"],
+        ["search", "PHOTO", "--json"],
+        ["person", "list"],
+        ["person", "show", "x"],
+        ["audit", "x"],
+        ["searches", "list"],
+        ["jobs", "list"],
+        ["jobs", "cancel", "--state", "queued"],
+    ],
+)
 def test_read_only_commands_on_an_empty_data_dir_create_nothing(capsys, clean_env, lfw_dir, args) -> None:
     data = Path(clean_env["IDENTITY_DATA_DIR"])
     args = [one_photo(lfw_dir) if a == "PHOTO" else a for a in args]
@@ -194,8 +224,9 @@ def test_version_on_an_empty_data_dir_says_so_and_creates_nothing(capsys, clean_
     assert not Path(clean_env["IDENTITY_DATA_DIR"]).exists()
 
 
-def test_read_only_command_on_an_uninitialised_postgres_creates_no_tables(capsys, clean_env, monkeypatch,
-                                                                          postgres_url) -> None:
+def test_read_only_command_on_an_uninitialised_postgres_creates_no_tables(
+    capsys, clean_env, monkeypatch, postgres_url
+) -> None:
     monkeypatch.setenv("IDENTITY_DATABASE_URL", postgres_url)
     code, _, err = run_cli(capsys, "person", "list")
     assert code == 4 and "no identity store at postgresql" in err

@@ -52,9 +52,13 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     photos.mkdir(parents=True)
     for image in sorted((lfw / "Al_Gore").iterdir())[:2]:
         shutil.copy(image, photos / image.name)
-    done = subprocess.run([sys.executable, "-m", "identity_cli.main", "enroll", str(root / "photos")],
-                          env=cli_env(IDENTITY_DATA_DIR=str(root / "data"), IDENTITY_WORKERS="1"),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "identity_cli.main", "enroll", str(root / "photos")],
+        env=cli_env(IDENTITY_DATA_DIR=str(root / "data"), IDENTITY_WORKERS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return root / "data"
 
@@ -68,8 +72,10 @@ def data_dir(populated: Path, tmp_path: Path, clean_env, monkeypatch: pytest.Mon
     store_id = (data / "vectors" / "store_id").read_text().strip()
     engine = create_engine(f"sqlite:///{data / 'identity.db'}")
     with engine.begin() as conn:  # the copy is this test's deployment (else: "exists twice", rightly)
-        conn.execute(text("update deployment set vector_store = :uri"),
-                     {"uri": f"edge:{(data / 'vectors').resolve()}#{store_id}"})
+        conn.execute(
+            text("update deployment set vector_store = :uri"),
+            {"uri": f"edge:{(data / 'vectors').resolve()}#{store_id}"},
+        )
     engine.dispose()
     return data
 
@@ -82,14 +88,18 @@ def vector_count(data: Path) -> int:
 def table_names(url: str) -> list[str]:
     engine = create_engine(url)
     with engine.connect() as conn:
-        names = conn.execute(text("select table_name from information_schema.tables "
-                                  "where table_schema = 'public'")).scalars().all()
+        names = (
+            conn.execute(text("select table_name from information_schema.tables where table_schema = 'public'"))
+            .scalars()
+            .all()
+        )
     engine.dispose()
     return names
 
 
 def test_an_empty_sqlite_database_with_a_populated_data_dir_is_refused_and_the_vectors_stay(
-        capsys, data_dir, monkeypatch, tmp_path) -> None:
+    capsys, data_dir, monkeypatch, tmp_path
+) -> None:
     (tmp_path / "empty").mkdir()
     before = vector_count(data_dir)
     monkeypatch.setenv("IDENTITY_DATABASE_URL", f"sqlite:///{tmp_path / 'empty' / 'empty.db'}")
@@ -109,7 +119,8 @@ def test_an_empty_sqlite_database_with_a_populated_data_dir_is_refused_and_the_v
 
 
 def test_an_empty_postgres_database_with_a_populated_data_dir_is_refused_and_creates_no_table(
-        capsys, data_dir, monkeypatch, postgres_url) -> None:
+    capsys, data_dir, monkeypatch, postgres_url
+) -> None:
     monkeypatch.setenv("IDENTITY_DATABASE_URL", postgres_url)
     for args in (["doctor", "--repair"], ["init"], ["person", "add", "--external-id", "x"]):
         code, _, err = run_cli(capsys, *args)
@@ -119,7 +130,8 @@ def test_an_empty_postgres_database_with_a_populated_data_dir_is_refused_and_cre
 
 
 def test_a_database_with_a_schema_but_no_deployment_is_refused_before_it_binds(
-        capsys, data_dir, monkeypatch, postgres_url) -> None:
+    capsys, data_dir, monkeypatch, postgres_url
+) -> None:
     monkeypatch.setenv("IDENTITY_DATABASE_URL", postgres_url)
     monkeypatch.setenv("IDENTITY_DATA_DIR", str(data_dir.parent / "other"))
     assert run_cli(capsys, "init")[0] == 0  # another deployment: its own data dir
@@ -136,7 +148,8 @@ def test_a_database_with_a_schema_but_no_deployment_is_refused_before_it_binds(
 
 
 def test_another_databases_store_is_refused_even_when_the_binding_was_cleared(
-        capsys, data_dir, monkeypatch, tmp_path) -> None:
+    capsys, data_dir, monkeypatch, tmp_path
+) -> None:
     other = tmp_path / "other"
     monkeypatch.setenv("IDENTITY_DATA_DIR", str(other))
     assert run_cli(capsys, "init")[0] == 0
@@ -153,8 +166,7 @@ def test_another_databases_store_is_refused_even_when_the_binding_was_cleared(
     assert vector_count(data_dir) == 2
 
 
-def test_a_store_from_before_gets_the_database_id_and_is_then_guarded(capsys, data_dir, monkeypatch,
-                                                                        tmp_path) -> None:
+def test_a_store_from_before_gets_the_database_id_and_is_then_guarded(capsys, data_dir, monkeypatch, tmp_path) -> None:
     id_file = data_dir / "vectors" / "database_id"
     expected = id_file.read_text()
     id_file.unlink()  # as a store written by the version before looks
@@ -178,7 +190,9 @@ def test_a_server_store_records_its_database_in_collection_metadata(tmp_path) ->
     client = QdrantClient(path=str(tmp_path / "qdrant"))
     try:
         assert read_database_id(settings, client) is None and not store_in_use(settings, client)
-        client.create_collection("faces_x", vectors_config=qmodels.VectorParams(size=2, distance=qmodels.Distance.COSINE))
+        client.create_collection(
+            "faces_x", vectors_config=qmodels.VectorParams(size=2, distance=qmodels.Distance.COSINE)
+        )
         assert not store_in_use(settings, client)  # an empty collection holds nobody's vectors
         client.upsert("faces_x", [qmodels.PointStruct(id=str(uuid.uuid4()), vector=[1.0, 0.0])])
         assert store_in_use(settings, client)
@@ -197,8 +211,9 @@ def test_a_server_store_records_its_database_in_collection_metadata(tmp_path) ->
 def add_orphans(data: Path, count: int) -> None:
     rng = np.random.default_rng(0)
     with open_vector_index(Settings(data_dir=data), MODEL, 128) as index:
-        index.upsert([VectorPoint(uuid.uuid4(), uuid.uuid4(), rng.normal(size=128).astype(np.float32))
-                      for _ in range(count)])
+        index.upsert(
+            [VectorPoint(uuid.uuid4(), uuid.uuid4(), rng.normal(size=128).astype(np.float32)) for _ in range(count)]
+        )
 
 
 def test_doctor_repair_deletes_no_more_than_its_limit_without_force(capsys, data_dir) -> None:
@@ -228,23 +243,35 @@ def test_doctor_repair_within_the_limit_repairs_and_says_it_was_not_clean(capsys
 
 # (what to import before the start, what to run after it)
 CLI = ("from identity_cli.main import main", "sys.exit(main(sys.argv[1:]))")
-BIND = ("from identity.app.binding import bind_vector_store\nfrom identity.app.core import App\n"
-        "from identity.config import Settings",
-        "with App.open(Settings.load()) as app:\n    print(bind_vector_store(app).uri)")
+BIND = (
+    "from identity.app.binding import bind_vector_store\nfrom identity.app.core import App\n"
+    "from identity.config import Settings",
+    "with App.open(Settings.load()) as app:\n    print(bind_vector_store(app).uri)",
+)
 
 
-def start_together(runs: list[tuple[tuple[str, str], list[str]]],
-                   env: dict[str, str]) -> list[subprocess.CompletedProcess]:
+def start_together(
+    runs: list[tuple[tuple[str, str], list[str]]], env: dict[str, str]
+) -> list[subprocess.CompletedProcess]:
     """Start every ((imports, body), arguments) process at once: each imports, says it is ready, and waits
     for a shared start file; then all are waited for."""
     root = Path(env["IDENTITY_DATA_DIR"]).parent
     gate = root / "go"
     procs = []
     for n, ((imports, body), args) in enumerate(runs):
-        script = (f"import os, sys, time\n{imports}\nopen({str(root / f'ready{n}')!r}, 'w').close()\n"
-                  f"while not os.path.exists({str(gate)!r}): time.sleep(0.002)\n{body}\n")
-        procs.append(subprocess.Popen([sys.executable, "-c", script, *args], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        script = (
+            f"import os, sys, time\n{imports}\nopen({str(root / f'ready{n}')!r}, 'w').close()\n"
+            f"while not os.path.exists({str(gate)!r}): time.sleep(0.002)\n{body}\n"
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", script, *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     deadline = time.time() + 60
     while not all((root / f"ready{n}").exists() for n in range(len(runs))) and time.time() < deadline:
         time.sleep(0.01)
@@ -304,12 +331,24 @@ def _fresh_postgres(request: pytest.FixtureRequest) -> str:
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
-@pytest.mark.parametrize("args", [
-    ["config", "show"], ["config", "show", "--json"], ["version"], ["search", "PHOTO"], ["audit", "x"],
-    ["person", "list"], ["person", "show", "x"], ["searches", "list"], ["models", "list"], ["models", "list", "--json"],
-])
-def test_read_only_commands_on_an_empty_postgres_create_no_table(capsys, clean_env, lfw_dir, monkeypatch,
-                                                                 postgres_url, args) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["config", "show"],
+        ["config", "show", "--json"],
+        ["version"],
+        ["search", "PHOTO"],
+        ["audit", "x"],
+        ["person", "list"],
+        ["person", "show", "x"],
+        ["searches", "list"],
+        ["models", "list"],
+        ["models", "list", "--json"],
+    ],
+)
+def test_read_only_commands_on_an_empty_postgres_create_no_table(
+    capsys, clean_env, lfw_dir, monkeypatch, postgres_url, args
+) -> None:
     monkeypatch.setenv("IDENTITY_DATABASE_URL", postgres_url)
     photo = str(sorted((lfw_dir / "Al_Gore").iterdir())[0])
     code, _, err = run_cli(capsys, *[photo if a == "PHOTO" else a for a in args])
@@ -317,8 +356,7 @@ def test_read_only_commands_on_an_empty_postgres_create_no_table(capsys, clean_e
     assert table_names(postgres_url) == []
 
 
-OPEN = ("from identity.store.sql.db import check_connection, make_engine",
-        "check_connection(make_engine(sys.argv[1]))")
+OPEN = ("from identity.store.sql.db import check_connection, make_engine", "check_connection(make_engine(sys.argv[1]))")
 
 
 def test_two_processes_opening_a_fresh_sqlite_file_at_once_both_connect(tmp_path) -> None:

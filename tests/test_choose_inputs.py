@@ -28,8 +28,17 @@ def test_one_folder_of_person_folders_or_files_of_one_person(folder: Path) -> No
     assert len(by_person.specs) == 2
 
 
-@pytest.mark.parametrize("case", ["two folders", "a file alone", "a person without files", "nothing",
-                                  "manifest and person", "person-from with a person"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "two folders",
+        "a file alone",
+        "a person without files",
+        "nothing",
+        "manifest and person",
+        "person-from with a person",
+    ],
+)
 def test_anything_else_is_unclear(case: str, folder: Path, tmp_path: Path) -> None:
     photo = next(folder.glob("*/*.jpg"))
     manifest = tmp_path / "m.csv"

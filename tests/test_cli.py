@@ -42,7 +42,8 @@ def test_every_command_has_help_text() -> None:
 def test_help_does_not_import_heavy_libraries(clean_env) -> None:
     probe = (
         "import sys; from identity_cli.main import main; code = main(['--help']);"
-        "heavy = [m for m in ('torch', 'dlib', 'onnxruntime', 'qdrant_client', 'qdrant_edge', 'cv2') if m in sys.modules];"
+        "heavy = [m for m in ('torch', 'dlib', 'onnxruntime', 'qdrant_client', 'qdrant_edge', 'cv2')"
+        " if m in sys.modules];"
         "print('HEAVY', heavy)"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
@@ -62,10 +63,13 @@ def test_config_show_masks_secrets(capsys, clean_env, monkeypatch) -> None:
     assert code == 0 and "database_url" in out and "hunter2" not in out
 
 
-@pytest.mark.parametrize("url, code, message", [
-    ("postgres:/bad url", 1, "malformed database URL"),
-    ("postgresql://postgres@127.0.0.1:1/identity", 4, "cannot reach database"),
-])
+@pytest.mark.parametrize(
+    "url, code, message",
+    [
+        ("postgres:/bad url", 1, "malformed database URL"),
+        ("postgresql://postgres@127.0.0.1:1/identity", 4, "cannot reach database"),
+    ],
+)
 def test_bad_database_is_one_line_and_nonzero(capsys, clean_env, monkeypatch, url, code, message) -> None:
     monkeypatch.setenv("IDENTITY_DATABASE_URL", url)
     got, out, err = run_cli(capsys, "init")
@@ -120,8 +124,9 @@ def test_locked_embedded_store_is_a_clear_error(capsys, clean_env, tmp_path) -> 
 
 
 def test_wrong_dimension_vector_is_a_clear_error(capsys, clean_env) -> None:
-    import numpy as np
     import uuid
+
+    import numpy as np
 
     from identity.config import Settings
     from identity.errors import DimensionMismatch

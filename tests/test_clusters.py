@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from test_cli import run_cli
 
+from identity.app.core import open_deployment
 from identity.config import ReviewSettings, Settings
 from identity.errors import InvalidArgument
 from identity.serialize import to_json
@@ -21,10 +22,9 @@ from identity.services.clustering.clusters import (
     split_cluster,
 )
 from identity.services.curation.edits import delete_person
-from identity.app.core import open_deployment
+from identity.services.enrollment.inputs import from_directory
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
-from identity.services.enrollment.inputs import from_directory
 from identity.services.search.identify import SearchOptions, search_image
 from identity.services.search.unknown_faces import expire_unknown
 from identity.store.sql.tables import UnknownFace
@@ -37,7 +37,7 @@ def unlabelled(lfw_dir: Path, root: Path, people: dict[str, int], skip: int = 0)
     root.mkdir(parents=True, exist_ok=True)
     truth = {}
     for person, count in people.items():
-        for photo in sorted((lfw_dir / person).iterdir())[skip:skip + count]:
+        for photo in sorted((lfw_dir / person).iterdir())[skip : skip + count]:
             shutil.copy(photo, root / f"img_{len(truth):03d}.jpg")
             truth[f"img_{len(truth):03d}.jpg"] = person
     return truth
@@ -80,8 +80,9 @@ def test_a_folder_clusters_by_identity_with_stable_ids_and_a_named_cluster_enrol
         assert to_json(erased)["removed"]["sql"]["clusters"] == 1  # the named cluster listed their photos
 
 
-def test_split_and_merge_correct_a_cluster_and_one_photo_never_holds_one_person_twice(settings, lfw_dir,
-                                                                                      tmp_path) -> None:
+def test_split_and_merge_correct_a_cluster_and_one_photo_never_holds_one_person_twice(
+    settings, lfw_dir, tmp_path
+) -> None:
     folder = tmp_path / "archive"
     unlabelled(lfw_dir, folder, {"Tony_Blair": 4})
     group = Path(__import__("insightface").__file__).parent / "data" / "images" / "t1.jpg"
@@ -135,7 +136,7 @@ def test_unknown_faces_of_searches_cluster_and_name_from_the_kept_embedding(lfw_
             left = session.query(UnknownFace).count()
         assert left == run.faces - biggest.size  # the probe matched: nothing new kept
     with open_deployment(settings) as dep:
-        later = datetime.now(timezone.utc) + timedelta(days=31)
+        later = datetime.now(UTC) + timedelta(days=31)
         assert expire_unknown(dep.app, later)["expired"] == left
         assert dep.unknown_faces().count() == 0
 

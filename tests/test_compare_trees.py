@@ -19,7 +19,7 @@ TREE = {
     "identity/config.py": "",
     "identity/faces/__init__.py": "from identity.faces.detect import find\n",
     "identity/faces/detect.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                "    from identity.services import x\ndef find():\n    from . import util\n",
+    "    from identity.services import x\ndef find():\n    from . import util\n",
     "identity/faces/util.py": "import identity.faces.detect\n",
     "identity/store/__init__.py": "def f():\n    from identity.app.core import App\n",
     "identity/app/__init__.py": "",
@@ -39,10 +39,13 @@ def write_tree(root: Path) -> Path:
 
 
 def test_circles_and_upward_imports_count_function_level_and_relative_imports_but_not_type_checking(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     s = structure(write_tree(tmp_path))
-    assert sorted(s["circles"]) == [["identity.faces.detect", "identity.faces.util"],
-                                    ["identity_cli.main", "identity_cli.serve"]]
+    assert sorted(s["circles"]) == [
+        ["identity.faces.detect", "identity.faces.util"],
+        ["identity_cli.main", "identity_cli.serve"],
+    ]
     assert s["import_circles"] == 2 and s["modules_in_circles"] == 4
     # store -> app is upward (inside a function); faces -> services sits under TYPE_CHECKING and does not count
     assert s["upward"] == ["identity.store -> identity.app.core"] and s["upward_by_layers"] == {"store -> app": 1}

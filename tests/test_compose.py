@@ -46,10 +46,12 @@ def test_worker_environment_is_what_the_app_reads() -> None:
 
 def test_env_example_covers_every_required_variable() -> None:
     required = set(re.findall(r"\$\{([A-Z_]+):\?", (ROOT / "docker-compose.yml").read_text()))
-    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
-                   if line and not line.startswith("#"))
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert required and required <= set(example)
-
 
 
 def test_api_is_served_health_checked_on_readyz_and_shares_uploads_with_workers() -> None:

@@ -17,13 +17,15 @@ def test_defaults_are_the_embedded_mode(tmp_path: Path) -> None:
 
 
 def test_environment_overrides_top_level_and_sections(tmp_path: Path) -> None:
-    s = Settings.load(env={
-        "IDENTITY_DATA_DIR": str(tmp_path),
-        "IDENTITY_DATABASE_URL": "postgresql://u@db/identity",
-        "IDENTITY_QDRANT_URL": "http://qdrant:6333",
-        "IDENTITY_FACES__UPSAMPLE": "2",
-        "IDENTITY_VECTORS__EXACT": "yes",
-    })
+    s = Settings.load(
+        env={
+            "IDENTITY_DATA_DIR": str(tmp_path),
+            "IDENTITY_DATABASE_URL": "postgresql://u@db/identity",
+            "IDENTITY_QDRANT_URL": "http://qdrant:6333",
+            "IDENTITY_FACES__UPSAMPLE": "2",
+            "IDENTITY_VECTORS__EXACT": "yes",
+        }
+    )
     assert s.sql_url == "postgresql://u@db/identity"
     assert not s.embedded
     assert s.faces.upsample == 2
@@ -40,12 +42,15 @@ def test_config_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     assert s.faces.upsample == 0 and s.faces.min_blur == 5.5
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"IDENTITY_WORKERS": "many"}, "IDENTITY_WORKERS: 'many' is not a valid int"),
-    ({"IDENTITY_FACES__MIN_BLUR": "x"}, "IDENTITY_FACES__MIN_BLUR"),
-    ({"IDENTITY_VECTORS__EXACT": "perhaps"}, "IDENTITY_VECTORS__EXACT"),
-    ({"IDENTITY_CONFIG": "/nonexistent/identity.toml"}, "does not exist"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"IDENTITY_WORKERS": "many"}, "IDENTITY_WORKERS: 'many' is not a valid int"),
+        ({"IDENTITY_FACES__MIN_BLUR": "x"}, "IDENTITY_FACES__MIN_BLUR"),
+        ({"IDENTITY_VECTORS__EXACT": "perhaps"}, "IDENTITY_VECTORS__EXACT"),
+        ({"IDENTITY_CONFIG": "/nonexistent/identity.toml"}, "does not exist"),
+    ],
+)
 def test_bad_values_name_the_variable(tmp_path: Path, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         Settings.load(env={"IDENTITY_DATA_DIR": str(tmp_path), **env})
@@ -61,11 +66,13 @@ def test_unknown_or_malformed_file_content_is_rejected(tmp_path: Path) -> None:
 
 
 def test_describe_masks_secrets(tmp_path: Path) -> None:
-    s = Settings.load(env={
-        "IDENTITY_DATA_DIR": str(tmp_path),
-        "IDENTITY_DATABASE_URL": "postgresql://identity:hunter2@db:5432/identity",
-        "IDENTITY_QDRANT_API_KEY": "supersecretkey",
-    })
+    s = Settings.load(
+        env={
+            "IDENTITY_DATA_DIR": str(tmp_path),
+            "IDENTITY_DATABASE_URL": "postgresql://identity:hunter2@db:5432/identity",
+            "IDENTITY_QDRANT_API_KEY": "supersecretkey",
+        }
+    )
     text = repr(s.describe())
     assert "hunter2" not in text and "supersecretkey" not in text
     assert s.describe()["database_url"] == "postgresql://identity:****@db:5432/identity"
@@ -94,7 +101,8 @@ BAD_SETTINGS = [  # (environment, or TOML under [section], the setting's name as
 
 @pytest.mark.parametrize("bad, name", BAD_SETTINGS, ids=[name for _, name in BAD_SETTINGS])
 def test_every_bad_setting_stops_the_command_with_one_line_naming_it(
-        capsys, clean_env, monkeypatch, tmp_path: Path, bad: dict[str, str] | str, name: str) -> None:
+    capsys, clean_env, monkeypatch, tmp_path: Path, bad: dict[str, str] | str, name: str
+) -> None:
     from identity_cli.main import main
 
     if isinstance(bad, str):
@@ -123,8 +131,11 @@ def test_every_range_admits_its_default() -> None:
     import dataclasses
 
     defaults = Settings()
-    sections = [defaults] + [getattr(defaults, f.name) for f in dataclasses.fields(defaults)
-                             if dataclasses.is_dataclass(getattr(defaults, f.name))]
+    sections = [defaults] + [
+        getattr(defaults, f.name)
+        for f in dataclasses.fields(defaults)
+        if dataclasses.is_dataclass(getattr(defaults, f.name))
+    ]
     assert len(sections) == 6
     for section in sections:
         for f in dataclasses.fields(section):

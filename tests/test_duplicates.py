@@ -21,8 +21,9 @@ def archive(tmp_path: Path, copy_labelled) -> tuple[Path, Path, Path]:
     return root, first, copy
 
 
-def test_cluster_of_a_folder_with_copies_clusters_each_photo_once(capsys, clean_env, monkeypatch, database_url,
-                                                                   archive) -> None:
+def test_cluster_of_a_folder_with_copies_clusters_each_photo_once(
+    capsys, clean_env, monkeypatch, database_url, archive
+) -> None:
     # Was: IntegrityError (UNIQUE constraint failed: face_clusters.id), exit 1, after all the detection.
     monkeypatch.setenv("IDENTITY_DATABASE_URL", database_url)
     root, first, copy = archive
@@ -50,8 +51,10 @@ def test_enroll_and_search_take_a_copy_once(capsys, clean_env, archive) -> None:
     assert code == 5, err  # the conflict
     run = json.loads(out)
     assert run["counts"] == {"enrolled": 2, "duplicate": 1, "conflict": 1}
-    assert run["duplicates"] == [{"path": str(copy), "duplicate_of": str(first)},
-                                 {"path": str(other), "duplicate_of": str(first)}]
+    assert run["duplicates"] == [
+        {"path": str(copy), "duplicate_of": str(first)},
+        {"path": str(other), "duplicate_of": str(first)},
+    ]
     code, out, _ = run_cli(capsys, "person", "list", "--json")
     assert sorted(p["external_id"] for p in json.loads(out)) == ["Aaron_Peirsol", "Al_Gore"]  # no Zed without a face
     code, out, err = run_cli(capsys, "search", str(first), str(copy), "--json")

@@ -13,16 +13,15 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 from sqlalchemy import func, select
 
-from identity.config import Settings
 from identity.app.core import open_deployment
-from identity.services.maintenance.doctor import diagnose, repair
-from identity.services.enrollment.writer import EnrollmentWriter
-from identity.services.queue.loop import process_queue, queue_jobs
+from identity.config import Settings
 from identity.services.enrollment.inputs import from_directory, from_manifest
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.maintenance.doctor import diagnose, repair
+from identity.services.queue.loop import process_queue, queue_jobs
 from identity.store.sql.tables import Face, FaceStatus
 from identity.store.vectors import VectorPoint
 
@@ -78,7 +77,9 @@ def test_every_image_ends_in_one_state_and_rerun_adds_nothing(settings: Settings
     assert len(outcomes) == 10  # .DS_Store and notes.txt skipped before queueing (issue 11: not failures)
     assert outcomes["Alejandro_Toledo/broken.jpg"] == "failed"
     assert {(Path(r.source_path).name, r.outcome, r.reason) for r in inputs.unqueued} == {
-        (".DS_Store", "skipped", "hidden"), ("notes.txt", "skipped", "not an image file")}
+        (".DS_Store", "skipped", "hidden"),
+        ("notes.txt", "skipped", "not an image file"),
+    }
     assert outcomes["Al_Gore/copy_of_first.jpg"] == "duplicate"
     assert outcomes["Impostor/claimed.jpg"] == "conflict"
     assert outcomes["Group/t1.jpg"] == "rejected"
@@ -126,7 +127,9 @@ def test_crash_between_vector_write_and_commit_is_completed_by_a_rerun(settings:
 
 
 def test_doctor_repairs_orphans_and_missing_vectors(settings: Settings, photos: Path) -> None:
-    enroll(settings, [s for s in from_directory(photos) if "Aaron" in s.source_path or "Alejandro_Toledo" in s.source_path])
+    enroll(
+        settings, [s for s in from_directory(photos) if "Aaron" in s.source_path or "Alejandro_Toledo" in s.source_path]
+    )
     with open_deployment(settings) as dep:
         ids = [face_id for face_id, _ in dep.index.iter_ids()]
         dep.index.delete(ids[:1])  # an indexed face loses its vector
@@ -142,8 +145,12 @@ def test_doctor_repairs_orphans_and_missing_vectors(settings: Settings, photos: 
 
 
 def test_sigkill_midway_then_rerun_leaves_one_face_per_image(tmp_path: Path, photos: Path) -> None:
-    env = {**os.environ, "IDENTITY_DATA_DIR": str(tmp_path / "data"), "IDENTITY_WORKERS": "1",
-           "IDENTITY_ENROLL__CHUNK_SIZE": "1"}
+    env = {
+        **os.environ,
+        "IDENTITY_DATA_DIR": str(tmp_path / "data"),
+        "IDENTITY_WORKERS": "1",
+        "IDENTITY_ENROLL__CHUNK_SIZE": "1",
+    }
     env.pop("IDENTITY_DATABASE_URL", None)
     env.pop("IDENTITY_QDRANT_URL", None)
     cmd = [sys.executable, "-m", "identity_cli.main", "enroll", str(photos)]
@@ -157,7 +164,9 @@ def test_sigkill_midway_then_rerun_leaves_one_face_per_image(tmp_path: Path, pho
         time.sleep(0.2)
         try:
             with sqlite3.connect(db) as conn:
-                done = conn.execute("select count(*) from jobs where status != 'queued' and status != 'running'").fetchone()[0]
+                done = conn.execute(
+                    "select count(*) from jobs where status != 'queued' and status != 'running'"
+                ).fetchone()[0]
         except sqlite3.Error:
             continue
         if done >= 3:
@@ -204,8 +213,9 @@ def test_cli_queue_then_worker_then_report(capsys, clean_env, tmp_path: Path, lf
     assert json.loads(capsys.readouterr().out)["clean"] is True
 
 
-def test_drain_takes_over_jobs_of_dead_and_vanished_workers(capsys, clean_env, tmp_path: Path, lfw_dir: Path,
-                                                           monkeypatch) -> None:
+def test_drain_takes_over_jobs_of_dead_and_vanished_workers(
+    capsys, clean_env, tmp_path: Path, lfw_dir: Path, monkeypatch
+) -> None:
     """A worker SIGKILLed on this host hands its jobs over at once; one on another machine when its lease ends."""
     import json
     import socket
@@ -226,8 +236,10 @@ def test_drain_takes_over_jobs_of_dead_and_vanished_workers(capsys, clean_env, t
     lease = 3
     with App.open(Settings.load()) as app, transaction(app.sessions) as session:
         first, second = session.query(Job).order_by(Job.id).all()
-        for job, owner, seconds in ((first, f"{socket.gethostname()}:{dead.pid}", 600),
-                                    (second, "another-machine:4242", lease)):
+        for job, owner, seconds in (
+            (first, f"{socket.gethostname()}:{dead.pid}", 600),
+            (second, "another-machine:4242", lease),
+        ):
             job.status, job.lease_owner, job.attempts = JobStatus.running, owner, 1
             job.lease_expires_at = utcnow() + timedelta(seconds=seconds)
     capsys.readouterr()

@@ -70,7 +70,9 @@ def test_every_entry_under_dir_has_a_state_and_a_reason(odd_archive: Path) -> No
         "again": ("failed", "folder link loops back to a folder above it"),
         "loose.jpg": ("skipped", "not inside a person folder (--person-from top)"),
     }
-    assert {r.external_id for r in inputs.unqueued if r.source_path.endswith(".jpg") and "loose" not in r.source_path} == {"Al_Gore"}
+    assert {
+        r.external_id for r in inputs.unqueued if r.source_path.endswith(".jpg") and "loose" not in r.source_path
+    } == {"Al_Gore"}
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 folder anyway")
@@ -82,10 +84,16 @@ def test_an_unreadable_person_folder_fails_by_name(tmp_path: Path, copy_labelled
     finally:
         (root / "Aaron_Peirsol").chmod(0o755)
     [row] = inputs.unqueued
-    assert (row.external_id, row.outcome, row.reason) == ("Aaron_Peirsol", "failed", "cannot read folder (Permission denied)")
+    assert (row.external_id, row.outcome, row.reason) == (
+        "Aaron_Peirsol",
+        "failed",
+        "cannot read folder (Permission denied)",
+    )
 
 
-def test_cli_reports_every_entry_with_the_folder_that_named_its_person(capsys, clean_env, odd_archive, tmp_path) -> None:
+def test_cli_reports_every_entry_with_the_folder_that_named_its_person(
+    capsys, clean_env, odd_archive, tmp_path
+) -> None:
     report = tmp_path / "report.csv"
     code, out, _ = run_cli(capsys, "enroll", str(odd_archive), "--report", str(report), "--json", "--workers", "1")
     assert code == 5  # the broken links failed; the skipped files alone would not
@@ -94,9 +102,21 @@ def test_cli_reports_every_entry_with_the_folder_that_named_its_person(capsys, c
     rows = report_rows(report)
     assert len(rows) == 10
     assert list(next(csv.reader(report.open()))) == [
-        "job_id", "source_path", "external_id", "outcome", "reason", "faces_found", "named_by", "flags"]
+        "job_id",
+        "source_path",
+        "external_id",
+        "outcome",
+        "reason",
+        "faces_found",
+        "named_by",
+        "flags",
+    ]
     assert (rows["Al_Gore_0001.jpg"]["outcome"], rows["Al_Gore_0001.jpg"]["named_by"]) == ("enrolled", "Al_Gore")
-    assert (rows["pipe.jpg"]["outcome"], rows["pipe.jpg"]["job_id"], rows["pipe.jpg"]["named_by"]) == ("skipped", "", "Al_Gore")
+    assert (rows["pipe.jpg"]["outcome"], rows["pipe.jpg"]["job_id"], rows["pipe.jpg"]["named_by"]) == (
+        "skipped",
+        "",
+        "Al_Gore",
+    )
 
 
 @pytest.fixture
@@ -117,31 +137,40 @@ def test_nested_archive_is_refused_naming_the_layouts(capsys, clean_env, nested:
 
 
 def test_person_from_leaf_depth_and_top(nested: Path) -> None:
-    persons = {PersonFrom.parse(rule): sorted({s.external_id for s in from_directory(nested, PersonFrom.parse(rule))})
-               for rule in ("leaf", "depth:2", "depth 2", "top")}
+    persons = {
+        PersonFrom.parse(rule): sorted({s.external_id for s in from_directory(nested, PersonFrom.parse(rule))})
+        for rule in ("leaf", "depth:2", "depth 2", "top")
+    }
     people = ["Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo", "Tony_Blair"]
     assert persons[PersonFrom(leaf=True)] == people and persons[PersonFrom(depth=2)] == people
     assert persons[PersonFrom()] == ["eng", "ops"]  # asked for: PERSON/2019/photo stays one person
     named = from_directory(nested, PersonFrom(leaf=True)).named_by
     assert sorted(named.values()) == ["eng/Aaron_Peirsol", "eng/Al_Gore", "ops/Alejandro_Toledo", "ops/Tony_Blair"]
     deeper = from_directory(nested, PersonFrom(depth=3))
-    assert not deeper.specs and {r.reason for r in deeper.unqueued} == {"not inside a person folder (--person-from depth:3)"}
+    assert not deeper.specs and {r.reason for r in deeper.unqueued} == {
+        "not inside a person folder (--person-from depth:3)"
+    }
     with pytest.raises(IdentityError, match="depth:N"):
         PersonFrom.parse("middle")
 
 
 def test_cli_person_from_leaf_names_persons_by_their_own_folder(capsys, clean_env, nested, tmp_path) -> None:
     report = tmp_path / "report.csv"
-    code, out, _ = run_cli(capsys, "enroll", str(nested), "--person-from", "leaf", "--report", str(report),
-                           "--json", "--workers", "1")
+    code, out, _ = run_cli(
+        capsys, "enroll", str(nested), "--person-from", "leaf", "--report", str(report), "--json", "--workers", "1"
+    )
     assert code == 0 and json.loads(out)["counts"] == {"enrolled": 4}
     assert {r["external_id"]: r["named_by"] for r in report_rows(report).values()} == {
-        "Al_Gore": "eng/Al_Gore", "Aaron_Peirsol": "eng/Aaron_Peirsol",
-        "Alejandro_Toledo": "ops/Alejandro_Toledo", "Tony_Blair": "ops/Tony_Blair"}
+        "Al_Gore": "eng/Al_Gore",
+        "Aaron_Peirsol": "eng/Aaron_Peirsol",
+        "Alejandro_Toledo": "ops/Alejandro_Toledo",
+        "Tony_Blair": "ops/Tony_Blair",
+    }
 
 
-def test_manifest_row_with_too_long_an_id_fails_alone(capsys, clean_env, monkeypatch, database_url, tmp_path,
-                                                    copy_labelled) -> None:
+def test_manifest_row_with_too_long_an_id_fails_alone(
+    capsys, clean_env, monkeypatch, database_url, tmp_path, copy_labelled
+) -> None:
     monkeypatch.setenv("IDENTITY_DATABASE_URL", database_url)
     photos = copy_labelled(tmp_path / "photos", ["Al_Gore", "Aaron_Peirsol"], 1)
     manifest = tmp_path / "people.csv"
@@ -152,8 +181,10 @@ def test_manifest_row_with_too_long_an_id_fails_alone(capsys, clean_env, monkeyp
     assert code == 5 and json.loads(out)["counts"] == {"enrolled": 1, "failed": 2}
     rows = list(csv.DictReader(report.open()))
     failed = sorted((r["named_by"], r["reason"]) for r in rows if r["outcome"] == "failed")
-    assert failed == [("people.csv:3", "people.csv:3: external id is 500 characters, more than the 255 allowed"),
-                      ("people.csv:4", "people.csv:4: path is empty")]
+    assert failed == [
+        ("people.csv:3", "people.csv:3: external id is 500 characters, more than the 255 allowed"),
+        ("people.csv:4", "people.csv:4: path is empty"),
+    ]
     code, out, _ = run_cli(capsys, "person", "list", "--json")
     assert [p["external_id"] for p in json.loads(out)] == ["E-1"]
 
@@ -168,8 +199,19 @@ def test_one_id_rule_for_person_and_person_add(capsys, clean_env, tmp_path, copy
 def test_person_with_a_missing_image_fails_that_file_only(capsys, clean_env, tmp_path, copy_labelled) -> None:
     photo = sorted((copy_labelled(tmp_path / "p", ["Al_Gore"], 1) / "Al_Gore").iterdir())[0]
     report = tmp_path / "report.csv"
-    code, _, _ = run_cli(capsys, "enroll", "--person", "E-7", str(photo), str(tmp_path / "missing.jpg"),
-                         "--report", str(report), "--json", "-w", "1")
+    code, _, _ = run_cli(
+        capsys,
+        "enroll",
+        "--person",
+        "E-7",
+        str(photo),
+        str(tmp_path / "missing.jpg"),
+        "--report",
+        str(report),
+        "--json",
+        "-w",
+        "1",
+    )
     assert code == 5
     rows = report_rows(report)
     assert rows[photo.name]["outcome"] == "enrolled" and rows[photo.name]["named_by"] == "--person"
@@ -220,7 +262,9 @@ def test_dominant_leaves_out_faces_the_frame_cuts_unless_the_largest_is_cut_too(
     assert choose_faces(dataclasses.replace(photo, faces=(subject, whole)), "dominant", 2.0) == ([], "multiple_faces")
     cut_subject = dataclasses.replace(subject, bbox=(x1, -3.0, x2, y2 - y1 - 3))  # as large, run off the top
     assert choose_faces(dataclasses.replace(photo, faces=(cut_subject, bystander)), "dominant", 2.0) == (
-        [], "multiple_faces")  # both cut: nothing tells the subject apart
+        [],
+        "multiple_faces",
+    )  # both cut: nothing tells the subject apart
 
 
 def test_cli_subject_central_enrolls_the_photo_default_rejects_it(capsys, clean_env, tmp_path) -> None:

@@ -19,17 +19,16 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, select, text
 
+from identity.app.core import App, open_deployment
+from identity.app.templates import template_of
 from identity.config import Settings
-from identity.app.core import App
 from identity.serialize import to_json
 from identity.services.curation.edits import delete_person
-from identity.app.core import open_deployment
-from identity.app.templates import template_of
 from identity.store.sql.db import make_engine, session_factory, transaction
 from identity.store.sql.erasure import erase_person_rows
 from identity.store.sql.migrate import upgrade
-from identity.store.sql.tables import AuditEvent, Base, Face, Image, Job, Person
 from identity.store.sql.model_rows import ensure_model
+from identity.store.sql.tables import AuditEvent, Base, Face, Image, Job, Person
 from identity.store.vectors import EdgeIndex, open_vector_index
 from identity.store.vectors.base import as_matrix
 from identity_cli.main import main
@@ -54,7 +53,8 @@ def database(request: pytest.FixtureRequest, clean_env, monkeypatch: pytest.Monk
 
 
 def test_person_delete_leaves_no_trace_in_any_file_or_row(
-        database, tmp_path: Path, lfw_dir: Path, capsys, monkeypatch, find_traces) -> None:
+    database, tmp_path: Path, lfw_dir: Path, capsys, monkeypatch, find_traces
+) -> None:
     data_dir = tmp_path / "data"
     photos = tmp_path / "photos_of_Erase_Me"
     photos.mkdir()
@@ -86,7 +86,7 @@ def test_person_delete_leaves_no_trace_in_any_file_or_row(
     templates_sent = [p.vector for p in sent if p.face_id == person_id]  # a template's point id is its person's
     assert len(mine) == 3 and templates_sent
     code, found = cli(capsys, "search", str(probe), "--json")
-    assert code == 0 and f"\"{PERSON}\"" in json.dumps(found)  # the search named them: its log entry gets redacted
+    assert code == 0 and f'"{PERSON}"' in json.dumps(found)  # the search named them: its log entry gets redacted
     settings = Settings(data_dir=data_dir, database_url=database)
     with App.open(settings) as app:
         active = app.model_choice().model
@@ -122,7 +122,7 @@ def test_person_delete_leaves_no_trace_in_any_file_or_row(
             assert person_id not in {h.person_id for h in dep.templates.search(vector, k=5)}
 
     code, found = cli(capsys, "search", str(probe), "--json")
-    assert code == 0 and f"\"{PERSON}\"" not in json.dumps(found)
+    assert code == 0 and f'"{PERSON}"' not in json.dumps(found)
     code, logged = cli(capsys, "searches", "list", "--json")
     first = next(s for s in logged if s["query_name"] is None)  # the search happened, when and by whom
     assert first["when"] and first["actor"] and first["query_sha256"] is None
@@ -165,10 +165,23 @@ def test_a_photo_shared_with_another_persons_face_stays_under_their_path(databas
         session.add_all([gone, stays, shared, own])
         session.flush()
         for person, image in ((gone, shared), (gone, own), (stays, shared)):
-            session.add(Face(person_id=person.id, image_id=image.id, model_id=model.id, bbox=[1, 2, 3, 4],
-                             landmarks=[[0, 0]] * 5, det_score=0.9))
-            session.add(Job(source_path=image.source_path if person is gone else "/photos/Stays/group.jpg",
-                            external_id=person.external_id, image_id=image.id))
+            session.add(
+                Face(
+                    person_id=person.id,
+                    image_id=image.id,
+                    model_id=model.id,
+                    bbox=[1, 2, 3, 4],
+                    landmarks=[[0, 0]] * 5,
+                    det_score=0.9,
+                )
+            )
+            session.add(
+                Job(
+                    source_path=image.source_path if person is gone else "/photos/Stays/group.jpg",
+                    external_id=person.external_id,
+                    image_id=image.id,
+                )
+            )
     with transaction(sessions) as session:
         person = session.scalars(select(Person).where(Person.external_id == "Gone")).one()
         counts = erase_person_rows(session, person)

@@ -26,17 +26,17 @@ import numpy as np
 import pytest
 from test_erasure import rows_containing
 
-from identity.config import ReviewSettings, Settings
-from identity.services.curation import erasure
-from identity.services.clustering.clusters import cluster_searches
 from identity.app.core import open_deployment
+from identity.config import ReviewSettings, Settings
+from identity.services.clustering.clusters import cluster_searches
+from identity.services.curation import erasure
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.search.identify import SearchOptions, search_image
 from identity.store.sql import jobs
 from identity.store.sql.faces import face_keys_of_person
-from identity.store.sql.tables import ClusterMember, SearchEvent, UnknownFace
 from identity.store.sql.persons import person_by_external_id
+from identity.store.sql.tables import ClusterMember, SearchEvent, UnknownFace
 from identity_cli.main import main
 
 PERSON, NAME = "Erase_Me", "Erase Me"
@@ -71,8 +71,7 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def settings_for(data: Path, database_url: str | None = None) -> Settings:
-    return Settings(data_dir=data, database_url=database_url, workers=1,
-                    review=ReviewSettings(keep_unknown_faces=True))
+    return Settings(data_dir=data, database_url=database_url, workers=1, review=ReviewSettings(keep_unknown_faces=True))
 
 
 def prepare(root: Path, lfw_dir: Path, database_url: str | None = None) -> Prepared:
@@ -106,8 +105,11 @@ def _noted(dep: Any, root: Path, photos: list[Path], probe: Path) -> Prepared:
         person_id = person_by_external_id(session, PERSON).id
         face_ids = [row.id for row in face_keys_of_person(session, person_id)]
     mine = [unknown[str(photos[0])], unknown[str(probe)]]
-    vectors = [*dep.index.vectors(face_ids).values(), dep.templates.vectors([person_id])[person_id],
-               *dep.unknown_faces().vectors(mine).values()]
+    vectors = [
+        *dep.index.vectors(face_ids).values(),
+        dep.templates.vectors([person_id])[person_id],
+        *dep.unknown_faces().vectors(mine).values(),
+    ]
     assert len(vectors) == 6
     return Prepared(root, photos, probe, vectors, [person_id, *face_ids, *mine], unknown[str(root / "stranger.jpg")])
 
@@ -156,13 +158,19 @@ def immutable_vectors(live: Prepared):
 
 
 STEPS = ["sql", "vectors", "uploads", "forgotten", "complete"]
-STEP_FUNCTIONS = {"sql": "_apply_sql", "vectors": "_apply_vectors", "uploads": "_apply_uploads",
-                  "forgotten": "_forget", "complete": "_complete"}
+STEP_FUNCTIONS = {
+    "sql": "_apply_sql",
+    "vectors": "_apply_vectors",
+    "uploads": "_apply_uploads",
+    "forgotten": "_forget",
+    "complete": "_complete",
+}
 
 
 @pytest.mark.parametrize("step", STEPS)
 def test_an_erasure_stopped_at_a_step_is_finished_by_the_next_delete_or_doctor(
-        step: str, live: Prepared, capsys, monkeypatch, find_traces) -> None:
+    step: str, live: Prepared, capsys, monkeypatch, find_traces
+) -> None:
     with monkeypatch.context() as patch:
         patch.setattr(erasure, STEP_FUNCTIONS[step], fail)
         stopped(capsys, step)
@@ -174,14 +182,17 @@ def test_an_erasure_stopped_at_a_step_is_finished_by_the_next_delete_or_doctor(
 
 
 def test_a_purge_refused_by_the_filesystem_leaves_the_erasure_pending_until_delete_again(
-        live: Prepared, capsys, immutable_vectors, find_traces) -> None:
+    live: Prepared, capsys, immutable_vectors, find_traces
+) -> None:
     stopped(capsys, "vectors", reason="Permission")
     subprocess.run(["chattr", "-i", str(live.data / "vectors")], check=True)
     finish_with_delete(capsys, "vectors")
     assert_no_trace(live, capsys, find_traces)
 
 
-def test_enrolling_or_adding_an_external_id_whose_erasure_is_pending_is_refused(live: Prepared, capsys, monkeypatch) -> None:
+def test_enrolling_or_adding_an_external_id_whose_erasure_is_pending_is_refused(
+    live: Prepared, capsys, monkeypatch
+) -> None:
     with monkeypatch.context() as patch:
         patch.setattr(erasure, "_apply_vectors", fail)
         stopped(capsys, "vectors")
@@ -194,8 +205,7 @@ def test_enrolling_or_adding_an_external_id_whose_erasure_is_pending_is_refused(
     assert code == 0, enrolled
 
 
-def test_unknown_faces_cluster_members_and_searches_of_the_persons_photos_go_with_them(
-        live: Prepared, capsys) -> None:
+def test_unknown_faces_cluster_members_and_searches_of_the_persons_photos_go_with_them(live: Prepared, capsys) -> None:
     code, erased = cli(capsys, "person", "delete", PERSON, "--json")
     assert code == 0 and "completed_pending" not in erased
     sql = erased["removed"]["sql"]
@@ -214,7 +224,8 @@ def test_unknown_faces_cluster_members_and_searches_of_the_persons_photos_go_wit
 
 
 def test_postgres_erasure_stopped_at_the_vector_step_is_finished(
-        tmp_path: Path, lfw_dir: Path, postgres_url: str, capsys, monkeypatch, find_traces) -> None:
+    tmp_path: Path, lfw_dir: Path, postgres_url: str, capsys, monkeypatch, find_traces
+) -> None:
     ready = prepare(tmp_path, lfw_dir, postgres_url)
     monkeypatch.setenv("IDENTITY_DATA_DIR", str(ready.data))
     monkeypatch.setenv("IDENTITY_DATABASE_URL", postgres_url)

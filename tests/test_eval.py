@@ -14,10 +14,29 @@ from identity.app.core import App
 from identity.serialize import to_json
 from identity_cli.main import main
 
-PEOPLE = ["Al_Gore", "Aaron_Peirsol", "Alejandro_Toledo", "Andre_Agassi", "Hans_Blix", "Vicente_Fox",
-          "Aaron_Eckhart", "AJ_Cook"]
-REQUIRED = {"rank1", "rank5", "rank10", "probes", "gallery_persons", "failed_to_acquire", "tar_at_far", "eer",
-            "fnir_at_fpir", "threshold_at_far", "model"}
+PEOPLE = [
+    "Al_Gore",
+    "Aaron_Peirsol",
+    "Alejandro_Toledo",
+    "Andre_Agassi",
+    "Hans_Blix",
+    "Vicente_Fox",
+    "Aaron_Eckhart",
+    "AJ_Cook",
+]
+REQUIRED = {
+    "rank1",
+    "rank5",
+    "rank10",
+    "probes",
+    "gallery_persons",
+    "failed_to_acquire",
+    "tar_at_far",
+    "eer",
+    "fnir_at_fpir",
+    "threshold_at_far",
+    "model",
+}
 
 
 @pytest.fixture
@@ -53,11 +72,14 @@ def test_eval_prints_the_documented_object_and_reuses_its_cache(capsys, clean_en
     assert time.perf_counter() - started < first  # analyses came from the cache
 
 
-@pytest.mark.parametrize("layout, message", [
-    ({}, "no labelled images"),
-    ({"OnlyOne": ["a.jpg"]}, "only one person"),
-    ({"A": ["x.txt"], "B": ["y.txt"]}, "fewer than two persons"),
-])
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ({}, "no labelled images"),
+        ({"OnlyOne": ["a.jpg"]}, "only one person"),
+        ({"A": ["x.txt"], "B": ["y.txt"]}, "fewer than two persons"),
+    ],
+)
 def test_eval_bad_folders_are_clear_errors(capsys, clean_env, tmp_path, layout, message) -> None:
     root = tmp_path / "bad"
     root.mkdir()
@@ -101,11 +123,18 @@ def test_gallery_images_split_makes_persons_with_few_photos_distractors_only(tmp
     folder = scan_labelled(root)
     gallery, probes = folder.split(2)
     images = folder.images
-    assert gallery == [("Al_Gore", images["Al_Gore"][0]), ("Al_Gore", images["Al_Gore"][1]),
-                       ("Hans_Blix", images["Hans_Blix"][0]), ("Hans_Blix", images["Hans_Blix"][1]),
-                       ("Vicente_Fox", images["Vicente_Fox"][0])]  # 2 photos, not 3: a distractor only
-    assert probes == [("Al_Gore", images["Al_Gore"][2]), ("Al_Gore", images["Al_Gore"][3]),
-                      ("Hans_Blix", images["Hans_Blix"][2])]
+    assert gallery == [
+        ("Al_Gore", images["Al_Gore"][0]),
+        ("Al_Gore", images["Al_Gore"][1]),
+        ("Hans_Blix", images["Hans_Blix"][0]),
+        ("Hans_Blix", images["Hans_Blix"][1]),
+        ("Vicente_Fox", images["Vicente_Fox"][0]),
+    ]  # 2 photos, not 3: a distractor only
+    assert probes == [
+        ("Al_Gore", images["Al_Gore"][2]),
+        ("Al_Gore", images["Al_Gore"][3]),
+        ("Hans_Blix", images["Hans_Blix"][2]),
+    ]
     one_gallery, one_probes = folder.split(1)  # the default protocol, as before
     assert one_gallery == [(p, images[p][0]) for p in folder.persons]
     assert one_probes == [(p, path) for p in folder.persons for path in images[p][1:]]
@@ -131,8 +160,9 @@ def people_with(lfw_dir: Path, count: int, photos: int) -> list[str]:
     return found[:count]
 
 
-def test_calibrate_fpir_is_recorded_and_search_warns_when_the_gallery_outgrows_it(capsys, clean_env, tmp_path,
-                                                                                   copy_labelled, lfw_dir) -> None:
+def test_calibrate_fpir_is_recorded_and_search_warns_when_the_gallery_outgrows_it(
+    capsys, clean_env, tmp_path, copy_labelled, lfw_dir
+) -> None:
     calibration = people_with(lfw_dir, 12, 2)  # the normalized decision needs a cohort: 11 persons at least
     labelled = copy_labelled(tmp_path / "labelled", calibration, 2)  # 12 non-mated searches
     code, out, err = run(capsys, "calibrate", str(labelled), "--fpir", "0.2", "--workers", "1", "--json")
@@ -171,8 +201,9 @@ def test_calibrate_fpir_is_recorded_and_search_warns_when_the_gallery_outgrows_i
     assert json.loads(run(capsys, "search", probe, "--json")[1])["results"][0]["decision_rule"] == "raw"
 
 
-def test_a_small_gallery_decides_on_the_raw_score_and_says_so(capsys, clean_env, tmp_path, copy_labelled,
-                                                             lfw_dir) -> None:
+def test_a_small_gallery_decides_on_the_raw_score_and_says_so(
+    capsys, clean_env, tmp_path, copy_labelled, lfw_dir
+) -> None:
     calibration = people_with(lfw_dir, 12, 2)
     labelled = copy_labelled(tmp_path / "labelled", calibration, 2)
     assert run(capsys, "calibrate", str(labelled), "--fpir", "0.2", "--workers", "1")[0] == 0
@@ -185,16 +216,19 @@ def test_a_small_gallery_decides_on_the_raw_score_and_says_so(capsys, clean_env,
     assert result["faces"][0]["decision"] == "match"  # the same person, as before templates
 
 
-@pytest.mark.parametrize("args, message", [
-    (["calibrate", "{root}", "--fpir", "0"], "strictly between 0 and 1"),
-    (["calibrate", "{root}", "--fpir", "1"], "strictly between 0 and 1"),
-    (["calibrate", "{root}", "--fpir", "nan"], "strictly between 0 and 1"),
-    (["calibrate", "{root}", "--fpir", "0.01"], "2 non-mated searches cannot resolve FPIR 0.01; need at least 100"),
-    (["calibrate", "{root}", "--fpir", "0.5"], "2 persons are too few to calibrate the normalized decision"),
-    (["calibrate", "{root}", "--fpir", "0.1", "--far", "0.1"], "not both"),
-    (["eval", "{root}", "--gallery-images", "0"], "at least 1 (got 0)"),
-    (["eval", "{root}", "--gallery-images", "2"], "leaves no probes"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["calibrate", "{root}", "--fpir", "0"], "strictly between 0 and 1"),
+        (["calibrate", "{root}", "--fpir", "1"], "strictly between 0 and 1"),
+        (["calibrate", "{root}", "--fpir", "nan"], "strictly between 0 and 1"),
+        (["calibrate", "{root}", "--fpir", "0.01"], "2 non-mated searches cannot resolve FPIR 0.01; need at least 100"),
+        (["calibrate", "{root}", "--fpir", "0.5"], "2 persons are too few to calibrate the normalized decision"),
+        (["calibrate", "{root}", "--fpir", "0.1", "--far", "0.1"], "not both"),
+        (["eval", "{root}", "--gallery-images", "0"], "at least 1 (got 0)"),
+        (["eval", "{root}", "--gallery-images", "2"], "leaves no probes"),
+    ],
+)
 def test_open_set_bad_input_is_a_one_line_error(capsys, clean_env, tmp_path, copy_labelled, args, message) -> None:
     root = copy_labelled(tmp_path / "small", PEOPLE[:2], 2)
     code, _, err = run(capsys, *[a.format(root=root) for a in args], "--workers", "1")
@@ -223,5 +257,12 @@ def test_eval_and_calibrate_return_typed_results_python_callers_can_use(clean_en
     with App.open(Settings.load()) as app:
         result = calibrate(app, labelled, 0.1, workers=1)
     assert isinstance(result, FarCalibration) and result.far == 0.1
-    assert list(to_json(result)) == ["model", "far", "threshold", "interval", "impostor_pairs",
-                                      "previous_threshold", "source"]  # the keys --json printed before
+    assert list(to_json(result)) == [
+        "model",
+        "far",
+        "threshold",
+        "interval",
+        "impostor_pairs",
+        "previous_threshold",
+        "source",
+    ]  # the keys --json printed before

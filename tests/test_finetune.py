@@ -12,8 +12,18 @@ import pytest
 from identity.config import Settings
 from identity_cli.main import main
 
-PEOPLE = ["Al_Gore", "Aaron_Peirsol", "Alejandro_Toledo", "Andre_Agassi", "Hans_Blix", "Vicente_Fox",
-          "Ali_Naimi", "Amelie_Mauresmo", "Anna_Kournikova", "Adam_Sandler"]
+PEOPLE = [
+    "Al_Gore",
+    "Aaron_Peirsol",
+    "Alejandro_Toledo",
+    "Andre_Agassi",
+    "Hans_Blix",
+    "Vicente_Fox",
+    "Ali_Naimi",
+    "Amelie_Mauresmo",
+    "Anna_Kournikova",
+    "Adam_Sandler",
+]
 
 
 @pytest.fixture
@@ -40,9 +50,12 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_head_mode_forced_saves_a_promoted_pack_that_embeds_like_its_base(capsys, clean_env, labelled, t1_faces_crops) -> None:
-    code, out, err = run(capsys, "finetune", str(labelled), "--mode", "head", "--epochs", "1", "--force",
-                         "--workers", "1", "--json")
+def test_head_mode_forced_saves_a_promoted_pack_that_embeds_like_its_base(
+    capsys, clean_env, labelled, t1_faces_crops
+) -> None:
+    code, out, err = run(
+        capsys, "finetune", str(labelled), "--mode", "head", "--epochs", "1", "--force", "--workers", "1", "--json"
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["train_persons"] + report["val_persons"] == len(PEOPLE)
@@ -66,14 +79,17 @@ def test_head_mode_forced_saves_a_promoted_pack_that_embeds_like_its_base(capsys
 
 
 def test_a_model_that_does_not_beat_its_base_is_neither_saved_nor_promoted(capsys, clean_env, labelled) -> None:
-    code, out, err = run(capsys, "finetune", str(labelled), "--mode", "head", "--epochs", "1", "--lr", "3",
-                         "--workers", "1", "--json")
+    code, out, err = run(
+        capsys, "finetune", str(labelled), "--mode", "head", "--epochs", "1", "--lr", "3", "--workers", "1", "--json"
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["after"]["rank1"] <= report["before"]["rank1"]
     assert report["promoted"] is False and report["saved"] is None and report["better"] is False
     assert not (Path(clean_env["IDENTITY_DATA_DIR"]) / "models").exists()
-    code, out, err = run(capsys, "finetune", str(labelled), "--mode", "head", "--epochs", "1", "--lr", "3", "--workers", "1")
+    code, out, err = run(
+        capsys, "finetune", str(labelled), "--mode", "head", "--epochs", "1", "--lr", "3", "--workers", "1"
+    )
     assert code == 0 and "not saved: no epoch beat the starting model" in out
 
 
@@ -96,14 +112,23 @@ def test_full_mode_moves_the_backbone_and_reports_each_epoch(labelled) -> None:
             return lambda n, **fields: epochs.append(fields)
         return lambda n, **fields: steps.append(fields["loss"]) if "loss" in fields else None
 
-    result = train(load_dlib_resnet(), chips.chips, chips.labels, split, TrainOptions(mode=FULL, epochs=2, lr=1e-4, patience=5), stage)
+    result = train(
+        load_dlib_resnet(),
+        chips.chips,
+        chips.labels,
+        split,
+        TrainOptions(mode=FULL, epochs=2, lr=1e-4, patience=5),
+        stage,
+    )
     assert [e.epoch for e in result.epochs] == [0, 1, 2]
     assert len(steps) == 2 * int(np.ceil(len(split.train) / 32)) and all(np.isfinite(steps))
     # The run's bar shows validation rank-1 before training and loss plus rank-1 after each epoch.
     assert [sorted(fields) for fields in epochs] == [["val_rank1", "val_tar"]] + [["loss", "val_rank1", "val_tar"]] * 2
     assert epochs[2]["val_rank1"] == result.epochs[2].figures.rank1
     original = load_dlib_resnet()
-    moved = max(float((a - b).detach().abs().max()) for a, b in zip(result.model.backbone.parameters(), original.parameters()))
+    moved = max(
+        float((a - b).detach().abs().max()) for a, b in zip(result.model.backbone.parameters(), original.parameters())
+    )
     assert moved > 1e-5
     with torch.inference_mode():
         assert result.model(torch.zeros(1, 3, 150, 150)).shape == (1, 128)
@@ -129,7 +154,9 @@ def test_too_few_people_is_a_clear_error(capsys, clean_env, labelled) -> None:
     assert line.endswith("labelled: 3 persons with a usable face; fine-tuning needs at least 4")
 
 
-def test_a_torch_iresnet_checkpoint_is_the_other_starting_point(capsys, clean_env, labelled, monkeypatch, tmp_path) -> None:
+def test_a_torch_iresnet_checkpoint_is_the_other_starting_point(
+    capsys, clean_env, labelled, monkeypatch, tmp_path
+) -> None:
     """Random weights stand in for a glint360k checkpoint: the code path, not accuracy."""
     import torch
 
@@ -142,20 +169,30 @@ def test_a_torch_iresnet_checkpoint_is_the_other_starting_point(capsys, clean_en
     monkeypatch.setenv("IDENTITY_MODEL", "torch-iresnet")
     monkeypatch.setenv("IDENTITY_FACES__TORCH_CHECKPOINT", str(checkpoint))
     monkeypatch.setenv("IDENTITY_FACES__TORCH_ARCH", "r18")
-    code, out, err = run(capsys, "finetune", str(labelled), "--mode", "head", "--epochs", "1", "--force",
-                         "--workers", "1", "--json")
+    code, out, err = run(
+        capsys, "finetune", str(labelled), "--mode", "head", "--epochs", "1", "--force", "--workers", "1", "--json"
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["base_model"].startswith("torch-iresnet@1+") and report["saved"] == "torch-iresnet-ft@1"
     data_dir = Path(clean_env["IDENTITY_DATA_DIR"])
     manifest = json.loads((data_dir / "models" / "torch-iresnet-ft@1" / "pack.json").read_text())
-    assert (manifest["aligner"], manifest["input_size"], manifest["dim"], manifest["mirror"]) == ("arcface-112", 112, 512, False)
+    assert (manifest["aligner"], manifest["input_size"], manifest["dim"], manifest["mirror"]) == (
+        "arcface-112",
+        112,
+        512,
+        False,
+    )
     tuned = build_pipeline(Settings(data_dir=data_dir, model="torch-iresnet-ft@1"))
-    [found] = tuned.process([load_image(labelled / "Al_Gore" / sorted(p.name for p in (labelled / "Al_Gore").iterdir())[0])])
+    [found] = tuned.process(
+        [load_image(labelled / "Al_Gore" / sorted(p.name for p in (labelled / "Al_Gore").iterdir())[0])]
+    )
     assert found.faces and found.faces[0].crop.shape == (112, 112, 3) and found.faces[0].embedding.shape == (512,)
 
 
-def test_a_pack_without_trainable_weights_is_refused_before_any_work(capsys, clean_env, labelled, monkeypatch, tmp_path) -> None:
+def test_a_pack_without_trainable_weights_is_refused_before_any_work(
+    capsys, clean_env, labelled, monkeypatch, tmp_path
+) -> None:
     recognizer = tmp_path / "arcface.onnx"
     recognizer.write_bytes(b"an ONNX graph cannot be trained")  # refused before anything reads it
     monkeypatch.setenv("IDENTITY_MODEL", "insightface-onnx")

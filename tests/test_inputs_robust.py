@@ -40,8 +40,9 @@ def odd_names(tmp_path: Path, lfw_dir: Path) -> tuple[Path, Path]:
     return root, odd
 
 
-def test_names_that_are_not_utf8_are_enrolled_clustered_and_searched(capsys, clean_env, monkeypatch, database_url,
-                                                                     odd_names, tmp_path) -> None:
+def test_names_that_are_not_utf8_are_enrolled_clustered_and_searched(
+    capsys, clean_env, monkeypatch, database_url, odd_names, tmp_path
+) -> None:
     # Was: UnicodeEncodeError, nothing queued.
     monkeypatch.setenv("IDENTITY_DATABASE_URL", database_url)
     root, odd = odd_names
@@ -55,7 +56,9 @@ def test_names_that_are_not_utf8_are_enrolled_clustered_and_searched(capsys, cle
     code, out, err = run_cli(capsys, "search", str(odd), "--json")
     assert code == 0, err
     [result] = json.loads(out)["results"]
-    assert result["image"] == path_text(odd) and result["faces"][0]["candidates"][0]["person"]["external_id"] == "P\\xff"
+    assert (
+        result["image"] == path_text(odd) and result["faces"][0]["candidates"][0]["person"]["external_id"] == "P\\xff"
+    )
     code, out, err = run_cli(capsys, "cluster", str(root), "--workers", "1", "--json")
     assert code == 0, err
     paths = {f["source_path"] for c in json.loads(out)["singletons"] + json.loads(out)["clusters"] for f in c["faces"]}
@@ -77,8 +80,9 @@ def test_control_characters_in_names_never_reach_the_terminal(capsys, clean_env,
     assert "\x1b" not in out + err and "E\\x1b[2J" in err
 
 
-def test_every_manifest_error_is_its_row_with_the_right_line(capsys, clean_env, monkeypatch, database_url, tmp_path,
-                                                            copy_labelled) -> None:
+def test_every_manifest_error_is_its_row_with_the_right_line(
+    capsys, clean_env, monkeypatch, database_url, tmp_path, copy_labelled
+) -> None:
     monkeypatch.setenv("IDENTITY_DATABASE_URL", database_url)
     photos = copy_labelled(tmp_path / "photos", ["Al_Gore", "Aaron_Peirsol"], 1)
     gore, peirsol = next((photos / "Al_Gore").iterdir()), next((photos / "Aaron_Peirsol").iterdir())
@@ -92,9 +96,12 @@ def test_every_manifest_error_is_its_row_with_the_right_line(capsys, clean_env, 
         f"{peirsol},E-3,Nul\0name,\n"  # 5: a NUL (was ValueError on Postgres)
         "\n"  # 6: blank
         ",E-4,,\n"  # 7
-        f"{gore},E-5,,\n")  # 8: E-1's photo: a conflict, and no E-5 person without a face
+        f"{gore},E-5,,\n"
+    )  # 8: E-1's photo: a conflict, and no E-5 person without a face
     report = tmp_path / "report.csv"
-    code, out, err = run_cli(capsys, "enroll", "--manifest", str(manifest), "--report", str(report), "--json", "-w", "1")
+    code, out, err = run_cli(
+        capsys, "enroll", "--manifest", str(manifest), "--report", str(report), "--json", "-w", "1"
+    )
     assert code == 5, err
     assert json.loads(out)["counts"] == {"enrolled": 1, "failed": 3, "conflict": 1}
     rows = {r["named_by"]: r for r in csv.DictReader(report.open())}
@@ -110,8 +117,9 @@ def test_every_manifest_error_is_its_row_with_the_right_line(capsys, clean_env, 
 def test_a_latin1_manifest_is_read_with_a_warning(capsys, clean_env, tmp_path, copy_labelled) -> None:
     photos = copy_labelled(tmp_path / "photos", ["Al_Gore"], 1)
     manifest = tmp_path / "latin.csv"
-    manifest.write_bytes(f"path,external_id,display_name\n{next((photos / 'Al_Gore').iterdir())},E-1,José\n"
-                         .encode("latin-1"))
+    manifest.write_bytes(
+        f"path,external_id,display_name\n{next((photos / 'Al_Gore').iterdir())},E-1,José\n".encode("latin-1")
+    )
     code, out, err = run_cli(capsys, "enroll", "--manifest", str(manifest), "--json", "-w", "1")
     assert code == 0, err  # was: a bare UnicodeDecodeError, no file name
     assert f"warning: {manifest}: not UTF-8 (line 2: byte 0xe9); read as Windows-1252" in err
@@ -124,8 +132,9 @@ def test_person_images_with_a_loop_and_a_name_that_is_not_utf8(capsys, clean_env
     loop = tmp_path / "loop.jpg"
     loop.symlink_to(loop)
     report = tmp_path / "report.csv"
-    code, out, err = run_cli(capsys, "enroll", "--person", "E-1", str(loop), str(odd), "-w", "1", "--json",
-                             "--report", str(report))
+    code, out, err = run_cli(
+        capsys, "enroll", "--person", "E-1", str(loop), str(odd), "-w", "1", "--json", "--report", str(report)
+    )
     assert code == 5, err  # was: RuntimeError (the loop), UnicodeEncodeError (the name); nothing queued
     assert json.loads(out)["counts"] == {"enrolled": 1, "failed": 1}
     rows = {r["source_path"]: r for r in csv.DictReader(report.open())}

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
+from identity.app.core import open_deployment
 from identity.config import Settings
 from identity.errors import IdentityError, InvalidVector, ModelError, StoreUnavailable
 from identity.serialize import to_json
 from identity.services.enrollment import writer as enroll_service
-from identity.app.core import open_deployment
-from identity.services.maintenance.doctor import STUCK_LEASES, diagnose, repair
 from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.maintenance.doctor import STUCK_LEASES, diagnose, repair
 from identity.services.queue.loop import process_queue, queue_jobs
 from identity.store.sql import jobs
 from identity.store.sql.db import transaction
@@ -72,6 +72,7 @@ def store_state(settings: Settings) -> tuple[int, int, bool]:
 
 # --- the repro, through the CLI -------------------------------------------------
 
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def cli_env(request, clean_env, monkeypatch: pytest.MonkeyPatch) -> None:
     if request.param == "postgres":
@@ -113,10 +114,14 @@ def test_folder_named_with_a_persons_uuid_fails_alone(cli_env, capsys, tmp_path:
 
 # --- a fault injected in each stage fails only the job it hits --------------------------
 
+
 def _fail_target_digest(monkeypatch: pytest.MonkeyPatch, dep) -> None:
     real = enroll_service.file_digest
-    monkeypatch.setattr(enroll_service, "file_digest",
-                        lambda path: _raise(Injected("injected: digest")) if TARGET in path else real(path))
+    monkeypatch.setattr(
+        enroll_service,
+        "file_digest",
+        lambda path: _raise(Injected("injected: digest")) if TARGET in path else real(path),
+    )
 
 
 def _fail_target_detection(monkeypatch: pytest.MonkeyPatch, dep) -> None:
@@ -188,15 +193,23 @@ STAGES = {
 
 
 # The stages that write SQL run on both databases; reading a file and detecting faces on SQLite only.
-STAGE_CASES = [pytest.param(stage, db, id=f"{db}-{stage}") for stage in STAGES for db in ("sqlite", "postgres")
-               if db == "sqlite" or stage in ("decide", "upsert", "finish")]
+STAGE_CASES = [
+    pytest.param(stage, db, id=f"{db}-{stage}")
+    for stage in STAGES
+    for db in ("sqlite", "postgres")
+    if db == "sqlite" or stage in ("decide", "upsert", "finish")
+]
 
 
 @pytest.mark.parametrize("stage, db", STAGE_CASES)
-def test_a_fault_in_any_stage_fails_only_its_job(stage: str, db: str, request, tmp_path: Path, lfw_dir: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = Settings(data_dir=tmp_path / "data", workers=1,
-                        database_url=request.getfixturevalue("postgres_url") if db == "postgres" else None)
+def test_a_fault_in_any_stage_fails_only_its_job(
+    stage: str, db: str, request, tmp_path: Path, lfw_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        workers=1,
+        database_url=request.getfixturevalue("postgres_url") if db == "postgres" else None,
+    )
     inject, reason = STAGES[stage]
     root = one_photo_each(tmp_path / "photos", lfw_dir, {p: p for p in PEOPLE})
     with open_deployment(settings) as dep:
@@ -206,8 +219,11 @@ def test_a_fault_in_any_stage_fails_only_its_job(stage: str, db: str, request, t
         summary = process_queue(dep.app, writer, batch, 1)
     monkeypatch.undo()
     outcomes = {r.external_id: (r.outcome, r.reason) for r in summary.results}
-    assert outcomes == {"Aaron_Peirsol": ("enrolled", None), "Alejandro_Toledo": ("enrolled", None),
-                        TARGET: ("failed", reason)}
+    assert outcomes == {
+        "Aaron_Peirsol": ("enrolled", None),
+        "Alejandro_Toledo": ("enrolled", None),
+        TARGET: ("failed", reason),
+    }
     target = job_rows(settings)[TARGET]
     assert (target.status, target.attempts, target.reason) == (JobStatus.failed, 1, reason)
     assert store_state(settings) == (2, 2, True)  # nothing of the failed job is left half-written
@@ -219,8 +235,9 @@ def test_a_fault_in_any_stage_fails_only_its_job(stage: str, db: str, request, t
 
 
 @pytest.mark.parametrize("stage", ["claim", "model", "upsert"])
-def test_a_fault_not_of_the_jobs_stops_the_run_and_hands_jobs_back(stage: str, tmp_path: Path, lfw_dir: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_fault_not_of_the_jobs_stops_the_run_and_hands_jobs_back(
+    stage: str, tmp_path: Path, lfw_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from identity.faces.pipeline import FacePipeline
 
     settings = Settings(data_dir=tmp_path / "data", workers=1)
@@ -245,8 +262,10 @@ def test_a_fault_not_of_the_jobs_stops_the_run_and_hands_jobs_back(stage: str, t
 
 # --- cancel ------------------------------------------------------------------------------
 
-def test_cancel_with_force_discards_what_the_worker_wrote(settings: Settings, tmp_path: Path, lfw_dir: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_cancel_with_force_discards_what_the_worker_wrote(
+    settings: Settings, tmp_path: Path, lfw_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = one_photo_each(tmp_path / "photos", lfw_dir, {p: p for p in PEOPLE})
     with open_deployment(settings) as dep:
         real = dep.index.upsert
@@ -264,15 +283,18 @@ def test_cancel_with_force_discards_what_the_worker_wrote(settings: Settings, tm
         summary = process_queue(dep.app, writer, batch, 1)
     monkeypatch.undo()
     assert {r.external_id: r.outcome for r in summary.results} == {
-        "Aaron_Peirsol": "enrolled", "Alejandro_Toledo": "enrolled", TARGET: "cancelled"}
+        "Aaron_Peirsol": "enrolled",
+        "Alejandro_Toledo": "enrolled",
+        TARGET: "cancelled",
+    }
     assert job_rows(settings)[TARGET].status == JobStatus.cancelled
     assert store_state(settings) == (2, 2, True)
 
 
 def test_jobs_cancel_command_by_id_state_and_batch(clean_env, capsys) -> None:
-    from identity_cli.main import main
     from identity.app.core import App
     from identity.store.sql.migrate import upgrade
+    from identity_cli.main import main
 
     with App.open(Settings.load()) as app:
         upgrade(app.engine)
@@ -309,6 +331,7 @@ def test_jobs_cancel_command_by_id_state_and_batch(clean_env, capsys) -> None:
 
 
 # --- doctor ------------------------------------------------------------------------------
+
 
 def test_doctor_reports_stuck_jobs_and_repair_keeps_them(settings: Settings) -> None:
     lease = settings.enroll.lease_seconds

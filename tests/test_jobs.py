@@ -69,7 +69,7 @@ def test_retry_requeues_failed_jobs(sessions) -> None:
         assert [j.status for j in jobs.list_jobs(s, state="queued")] == [JobStatus.queued]
 
 
-def _drain(url: str, owner: str, out: "mp.Queue[list[int]]") -> None:
+def _drain(url: str, owner: str, out: mp.Queue[list[int]]) -> None:
     engine = make_engine(url)
     sessions = session_factory(engine)
     got: list[int] = []
@@ -80,7 +80,7 @@ def _drain(url: str, owner: str, out: "mp.Queue[list[int]]") -> None:
                 break
             got.extend(j.id for j in claimed)
         with transaction(sessions) as s:
-            for job_id in got[-len(claimed):]:
+            for job_id in got[-len(claimed) :]:
                 jobs.finish(s, job_id, "enrolled")
     out.put(got)
 

@@ -8,8 +8,8 @@ import json
 import shutil
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -170,7 +170,11 @@ def test_an_existing_store_keeps_its_model_after_yunet_is_installed(capsys, clea
     # Moving the store is a reindex, as for any model switch; a new store would have got YuNet by itself.
     code, out, _ = run(capsys, "reindex", "--model", "yunet-dlib-resnet", "--json")
     moved = json.loads(out)
-    assert code == 0 and (moved["model_after"], moved["reindexed"], moved["switched"]) == ("yunet-dlib-resnet@1", 2, True)
+    assert code == 0 and (moved["model_after"], moved["reindexed"], moved["switched"]) == (
+        "yunet-dlib-resnet@1",
+        2,
+        True,
+    )
     code, out, _ = run(capsys, "search", first, "--json")
     [face] = json.loads(out)["results"][0]["faces"]
     assert (face["detector"], face["candidates"][0]["person"]["external_id"]) == ("yunet", "Al_Gore")

@@ -13,11 +13,10 @@ from PIL import Image
 from test_cli import run_cli
 from test_search_audit import STRANGER, gallery, probe  # noqa: F401 (gallery is a fixture)
 
-from identity.app.core import App
+from identity.app.core import App, open_deployment
 from identity.config import FaceSettings, ReviewSettings, Settings
 from identity.errors import ConfigError
 from identity.serialize import to_json
-from identity.app.core import open_deployment
 from identity.services.access.keys import create_key
 from identity.services.review.matches import list_reviews
 from identity.services.search.identify import SearchOptions, search_image
@@ -101,15 +100,19 @@ def test_api_answers_not_searched_and_metrics_never_count_it_unknown(group) -> N
     with App.open(settings) as core:
         keys = {role: create_key(core, f"{role}-key", role).key for role in ("search", "admin")}
         with TestClient(create_api(core)) as client:
-            answer = client.post("/v1/search", headers={"Authorization": f"Bearer {keys['search']}"},
-                                 files=[("image", (photo.name, photo.read_bytes(), "image/jpeg"))])
+            answer = client.post(
+                "/v1/search",
+                headers={"Authorization": f"Bearer {keys['search']}"},
+                files=[("image", (photo.name, photo.read_bytes(), "image/jpeg"))],
+            )
             metrics = client.get("/metrics", headers={"Authorization": f"Bearer {keys['admin']}"}).text
             logged = client.get("/v1/searches", headers={"Authorization": f"Bearer {keys['admin']}"}).json()
             client.post("/ui/login", data={"key": keys["search"]})
             form = client.get("/ui/search").text
             csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
-            page = client.post("/ui/search", data={"csrf": csrf},
-                               files=[("image", (photo.name, photo.read_bytes(), "image/jpeg"))]).text
+            page = client.post(
+                "/ui/search", data={"csrf": csrf}, files=[("image", (photo.name, photo.read_bytes(), "image/jpeg"))]
+            ).text
     assert answer.status_code == 200, answer.text
     faces = answer.json()["results"][0]["faces"]
     assert sorted((f["decision"], f["reason"] is None) for f in faces) == [("match", True), ("not_searched", False)]
@@ -128,8 +131,9 @@ def test_the_search_minimum_is_validated(tmp_path: Path, value: str) -> None:
     assert Settings.load(env={"IDENTITY_DATA_DIR": str(tmp_path)}).faces.min_search_iod_px == 12.0
 
 
-def test_eval_counts_a_probe_too_small_to_search_as_a_failure_to_acquire(capsys, clean_env, copy_labelled,
-                                                                         tmp_path: Path, monkeypatch) -> None:
+def test_eval_counts_a_probe_too_small_to_search_as_a_failure_to_acquire(
+    capsys, clean_env, copy_labelled, tmp_path: Path, monkeypatch
+) -> None:
     labelled = copy_labelled(tmp_path / "labelled", ["Al_Gore", "Aaron_Peirsol", "Alejandro_Toledo", "Hans_Blix"], 3)
     monkeypatch.setenv("IDENTITY_FACES__MIN_SEARCH_IOD_PX", "1000")  # no lfw-dev face is that large
     code, out, err = run_cli(capsys, "eval", str(labelled), "--json", "--workers", "1")

@@ -10,16 +10,17 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from identity.api.openapi_snapshot import current_schema, render  # noqa: E402
 from identity.api.app import create_api  # noqa: E402
+from identity.api.openapi_snapshot import current_schema, render  # noqa: E402
 from identity.app.core import App  # noqa: E402
 from identity.config import Settings  # noqa: E402
 from identity.services.access.keys import create_key  # noqa: E402
@@ -56,13 +57,18 @@ def test_the_schema_is_the_committed_snapshot(schema: dict[str, Any]) -> None:
     committed = SNAPSHOT.read_text(encoding="utf-8") if SNAPSHOT.exists() else ""
     assert render(schema) == committed, (
         f"/openapi.json differs from {SNAPSHOT}: if the API change is deliberate, run `{REGENERATE}` "
-        "and commit the new snapshot (its diff is what generated clients will see change)")
+        "and commit the new snapshot (its diff is what generated clients will see change)"
+    )
 
 
 def test_the_regeneration_command_writes_the_snapshot(tmp_path: Path) -> None:
     written = tmp_path / "openapi.json"
-    done = subprocess.run([sys.executable, "-m", "identity.api.openapi_snapshot", str(written)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "identity.api.openapi_snapshot", str(written)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert written.read_text(encoding="utf-8") == SNAPSHOT.read_text(encoding="utf-8")
 
@@ -77,7 +83,11 @@ def test_every_operation_has_a_stable_camel_case_id(schema: dict[str, Any]) -> N
 
 def test_every_keyed_operation_declares_the_bearer_scheme(schema: dict[str, Any]) -> None:
     assert schema["components"]["securitySchemes"]["bearerAuth"] | {"description": ""} == {
-        "type": "http", "scheme": "bearer", "bearerFormat": "idk_<key id>_<secret>", "description": ""}
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "idk_<key id>_<secret>",
+        "description": "",
+    }
     for method, path, operation in operations(schema):
         expected = None if operation["operationId"] in PUBLIC else [{"bearerAuth": []}]
         assert operation.get("security") == expected, f"{method} {path}"
@@ -111,13 +121,19 @@ def test_closed_sets_are_enums(schema: dict[str, Any]) -> None:
     assert ref("ApiKey", "role") == ref("ApiKeyCreate", "role") == ref("CreatedApiKey", "role") == "Role"
     assert components["Decision"]["enum"] == ["match", "unknown", "not_searched"]
     assert components["DecisionFilter"]["enum"] == ["match", "unknown"]  # the log's: some face matched, or none
-    assert ref("FaceMatch", "decision") == ref("LoggedSearch", "decision") == ref("AuditSearch", "decision") == "Decision"
+    assert (
+        ref("FaceMatch", "decision") == ref("LoggedSearch", "decision") == ref("AuditSearch", "decision") == "Decision"
+    )
     assert set(components["JobStatus"]["enum"]) == {"queued", "running", "done", "failed", "cancelled"}
     assert (ref("Job", "status"), ref("Job", "outcome")) == ("JobStatus", "JobOutcome")
     assert ref("LoggedSearch", "review") == "ReviewSummary" and ref("AuditSearch", "review") == "HitReview"
     assert set(components["HitReview"]["enum"]) == {"unreviewed", "confirmed", "rejected"}
-    params = {p["name"]: p for _, _, op in operations(schema) for p in op.get("parameters", [])
-              if op["operationId"] in ("listJobs", "listSearches")}
+    params = {
+        p["name"]: p
+        for _, _, op in operations(schema)
+        for p in op.get("parameters", [])
+        if op["operationId"] in ("listJobs", "listSearches")
+    }
     assert {s.get("$ref") for s in params["state"]["schema"]["anyOf"]} >= {"#/components/schemas/JobState"}
     assert {s.get("$ref") for s in params["decision"]["schema"]["anyOf"]} >= {"#/components/schemas/DecisionFilter"}
 
@@ -141,8 +157,9 @@ def test_an_unknown_query_value_is_422_not_an_empty_list(client) -> None:
 
 def test_a_body_of_another_media_type_is_415(client) -> None:
     http, headers = client
-    as_text = http.post("/v1/persons", content=json.dumps({"external_id": "P-1"}),
-                        headers=headers | {"Content-Type": "text/plain"})
+    as_text = http.post(
+        "/v1/persons", content=json.dumps({"external_id": "P-1"}), headers=headers | {"Content-Type": "text/plain"}
+    )
     assert as_text.status_code == 415 and as_text.json()["detail"] == {"expected": "application/json"}, as_text.text
     as_json = http.post("/v1/search", json={"image": "x"}, headers=headers)
     assert as_json.status_code == 415 and as_json.json()["detail"] == {"expected": "multipart/form-data"}

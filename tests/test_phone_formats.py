@@ -40,7 +40,10 @@ def test_enroll_a_folder_of_phone_photos_with_one_corrupt_heic(capsys, clean_env
     code, out, err = run_cli(capsys, "enroll", str(phone_photos), "-w", "1", "--report", str(report), "--json")
     assert json.loads(out)["counts"] == {"enrolled": 3, "failed": 1}, err
     rows = {Path(row["source_path"]).name: row for row in csv.DictReader(report.open())}
-    assert (rows["IMG_0004.heic"]["outcome"], rows["IMG_0004.heic"]["reason"][:20]) == ("failed", "corrupt or truncated")
+    assert (rows["IMG_0004.heic"]["outcome"], rows["IMG_0004.heic"]["reason"][:20]) == (
+        "failed",
+        "corrupt or truncated",
+    )
     assert "\n" not in rows["IMG_0004.heic"]["reason"]
     assert code != 0  # a failed file is a failed run, as for a broken JPEG
 

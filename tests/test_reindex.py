@@ -10,17 +10,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from identity.app.core import App
+from identity.app.core import App, open_deployment
 from identity.config import EnrollSettings, Settings
 from identity.errors import IdentityError
-from identity.services.records.audit import audit_person
 from identity.services.curation.edits import delete_person
-from identity.app.core import open_deployment
-from identity.services.maintenance.doctor import diagnose, repair
-from identity.services.enrollment.writer import EnrollmentWriter
-from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.enrollment.inputs import from_directory
+from identity.services.enrollment.writer import EnrollmentWriter
+from identity.services.maintenance.doctor import diagnose, repair
 from identity.services.models.reindex import reindex
+from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.records.audit import audit_person
 from identity.services.search.identify import SearchOptions, search_image
 from identity.services.search.log import list_searches
 from identity.store.sql.tables import AuditEvent, Face, FaceStatus, Model
@@ -55,8 +54,9 @@ def photo(root: Path, person: str, index: int = 0) -> Path:
 
 def faces_per_model(settings: Settings) -> dict[str, int]:
     with open_deployment(settings) as dep, dep.app.sessions() as session:
-        rows = session.execute(select(Model, func.count()).join(Face, Face.model_id == Model.id)
-                               .group_by(Model).order_by(Model.id)).all()
+        rows = session.execute(
+            select(Model, func.count()).join(Face, Face.model_id == Model.id).group_by(Model).order_by(Model.id)
+        ).all()
         assert session.scalar(select(func.count()).select_from(Face).where(Face.status == FaceStatus.pending)) == 0
     return {model.model_id: count for model, count in rows}
 
@@ -78,7 +78,9 @@ def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gall
     with open_deployment(settings) as dep:
         assert dep.model.model_id == new and dep.choice.source == "store"
         [face] = search_image(dep.app, str(photo(root, "Al_Gore", 1)), SearchOptions()).faces
-        assert face.best.person.external_id == "Al_Gore" and face.best.faces[0].score > 0.999  # the same bytes as enrolled
+        assert (
+            face.best.person.external_id == "Al_Gore" and face.best.faces[0].score > 0.999
+        )  # the same bytes as enrolled
         assert before.search_id in [s.search_id for s in list_searches(dep.app, "Al_Gore")]
         report = audit_person(dep.app, "Al_Gore")
         assert len(report.faces) == 2  # the active model's rows, not both models'
@@ -112,7 +114,8 @@ def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gall
 
 
 def test_failed_or_stopped_runs_leave_the_old_model_active_and_a_rerun_completes(
-        gallery, capsys, monkeypatch, upsert_stopper) -> None:
+    gallery, capsys, monkeypatch, upsert_stopper
+) -> None:
     from identity_cli.main import main
 
     settings, root = gallery
@@ -129,8 +132,12 @@ def test_failed_or_stopped_runs_leave_the_old_model_active_and_a_rerun_completes
     missing, changed = photo(root, "Alejandro_Toledo", 1), photo(root, "Alejandro_Toledo", 0)
     hidden, original = missing.rename(missing.with_suffix(".away")), changed.read_bytes()
     shutil.copy(photo(root, "Aaron_Peirsol"), changed)  # other bytes under the enrolled name
-    for key, value in {"IDENTITY_DATA_DIR": str(settings.data_dir), "IDENTITY_DATABASE_URL": settings.database_url,
-                       "IDENTITY_WORKERS": "1", "IDENTITY_ENROLL__CHUNK_SIZE": "2"}.items():
+    for key, value in {
+        "IDENTITY_DATA_DIR": str(settings.data_dir),
+        "IDENTITY_DATABASE_URL": settings.database_url,
+        "IDENTITY_WORKERS": "1",
+        "IDENTITY_ENROLL__CHUNK_SIZE": "2",
+    }.items():
         if value:
             monkeypatch.setenv(key, value)
         else:
@@ -139,7 +146,10 @@ def test_failed_or_stopped_runs_leave_the_old_model_active_and_a_rerun_completes
     assert main(["reindex", "--model", "dlib-resnet-ft", "--json"]) == 5
     partial = json.loads(capsys.readouterr().out)
     assert (partial["switched"], partial["skipped_already_done"], partial["reindexed"]) == (False, 2, 2)
-    assert sorted(f["reason"] for f in partial["failed"]) == [f"{changed} changed since enrollment", f"{missing} is missing"]
+    assert sorted(f["reason"] for f in partial["failed"]) == [
+        f"{changed} changed since enrollment",
+        f"{missing} is missing",
+    ]
     assert main(["version", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["model"] == OLD
 

@@ -16,15 +16,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from identity.app.core import App
+from identity.app.core import App, open_deployment
 from identity.config import EnrollSettings, Settings
 from identity.serialize import to_json
-from identity.app.core import open_deployment
-from identity.services.enrollment.writer import EnrollmentWriter
-from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.enrollment.inputs import from_directory
-from identity.services.queue.jobs import list_jobs
+from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.models.reindex import reindex
+from identity.services.queue.jobs import list_jobs
+from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.queue.worker import run_worker
 from identity.store.sql.tables import Face, FaceStatus, Job, JobStatus, Model
 from identity.store.vectors import open_vector_index
@@ -67,11 +66,15 @@ def target_state(settings: Settings, model_id: str | None = None) -> dict[str, o
         vectors = sorted(str(face_id) for face_id, _ in index.iter_ids())
     pairs = [(f.image_id, f.person_id) for f in faces]
     return {
-        "model_id": model_id, "model_row": model.id, "faces": len(faces), "pending": pending,
+        "model_id": model_id,
+        "model_row": model.id,
+        "faces": len(faces),
+        "pending": pending,
         "duplicates": len(pairs) - len(set(pairs)),
         "vectors_match": vectors == sorted(str(f.id) for f in faces if f.status == FaceStatus.indexed),
         "jobs": sorted((j.status.value, j.outcome) for j in reindex_jobs),
-        "job_targets": {j.model_id for j in reindex_jobs}, "enroll_kinds": enroll_kinds,
+        "job_targets": {j.model_id for j in reindex_jobs},
+        "enroll_kinds": enroll_kinds,
     }
 
 
@@ -151,13 +154,21 @@ def test_worker_drain_takes_the_reindex_jobs_a_stopped_reindex_left(gallery, ups
 
 
 def test_reindex_sigkilled_midway_resumes_without_duplicates(tmp_path: Path, lfw_dir: Path, save_stand_in) -> None:
-    env = {**os.environ, "IDENTITY_DATA_DIR": str(tmp_path / "data"), "IDENTITY_WORKERS": "1",
-           "IDENTITY_ENROLL__CHUNK_SIZE": "1"}
+    env = {
+        **os.environ,
+        "IDENTITY_DATA_DIR": str(tmp_path / "data"),
+        "IDENTITY_WORKERS": "1",
+        "IDENTITY_ENROLL__CHUNK_SIZE": "1",
+    }
     for key in ("IDENTITY_DATABASE_URL", "IDENTITY_QDRANT_URL", "IDENTITY_MODEL"):
         env.pop(key, None)
     settings = Settings.load(env=env)
-    enrolled_gallery(settings, tmp_path / "photos", lfw_dir,
-                     {"Aaron_Peirsol": 4, "Al_Gore": 4, "Alejandro_Toledo": 4, "Amelie_Mauresmo": 4})
+    enrolled_gallery(
+        settings,
+        tmp_path / "photos",
+        lfw_dir,
+        {"Aaron_Peirsol": 4, "Al_Gore": 4, "Alejandro_Toledo": 4, "Amelie_Mauresmo": 4},
+    )
     save_stand_in(settings.data_dir)
     cmd = [sys.executable, "-m", "identity_cli.main", "reindex", "--model", "dlib-resnet-ft", "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -166,7 +177,9 @@ def test_reindex_sigkilled_midway_resumes_without_duplicates(tmp_path: Path, lfw
         time.sleep(0.05)
         try:
             with sqlite3.connect(tmp_path / "data" / "identity.db") as conn:
-                done = conn.execute("select count(*) from jobs where kind = 'reindex' and status = 'done'").fetchone()[0]
+                done = conn.execute("select count(*) from jobs where kind = 'reindex' and status = 'done'").fetchone()[
+                    0
+                ]
         except sqlite3.Error:
             continue
         if done >= 2:

@@ -8,12 +8,11 @@ import pytest
 from test_cli import run_cli
 from test_search_audit import gallery, probe  # noqa: F401 (gallery is a fixture)
 
-from identity.app.core import App
+from identity.app.core import App, open_deployment
 from identity.errors import InvalidArgument, NotFound
 from identity.serialize import to_json
-from identity.services.records.audit import audit_person
 from identity.services.curation.edits import delete_person
-from identity.app.core import open_deployment
+from identity.services.records.audit import audit_person
 from identity.services.review.matches import list_reviews, report_reviews, review_match, wilson_interval
 from identity.services.search.identify import SearchOptions, search_image
 from identity.services.search.log import list_searches

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from identity.app.core import open_deployment
 from identity.config import Settings
 from identity.errors import NoFaceFound, NotFound
-from identity.serialize import to_json
-from identity.services.records.audit import audit_person
 from identity.render.audit_html import render_audit_html
+from identity.serialize import to_json
 from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
-from identity.app.core import open_deployment
+from identity.services.enrollment.inputs import from_directory
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
-from identity.services.enrollment.inputs import from_directory
+from identity.services.records.audit import audit_person
 from identity.services.search.identify import SearchOptions, search_image
 from identity.services.search.log import list_searches
 from identity.store.sql.db import transaction
@@ -110,7 +110,7 @@ def test_search_log_and_audit_show_who_was_searched(gallery, tmp_path: Path) -> 
         report = audit_person(dep.app, "Al_Gore", actor="auditor")
     assert len(report.faces) == 3 and all(f.status == "indexed" for f in report.faces)
     assert report.searches[0].search_id == result.search_id and report.searches[0].rank == 1
-    assert report.lookalikes and all(l.person.external_id != "Al_Gore" for l in report.lookalikes)
+    assert report.lookalikes and all(other.person.external_id != "Al_Gore" for other in report.lookalikes)
     assert report.lookalike_margin is not None
     assert report.outliers == []
     page = render_audit_html(report)

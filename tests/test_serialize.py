@@ -6,7 +6,7 @@ import ast
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -53,7 +53,7 @@ def test_a_flattened_none_writes_nothing_and_falsy_keys_appear_when_set() -> Non
 
 def test_plain_values_uuids_times_paths_tuples_and_dict_keys() -> None:
     point = uuid.UUID(int=7)
-    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     shown = to_json({Colour.red: (point, when, Path("/a/b")), point: {1, 2}})
     assert shown == {"red": [str(point), "2026-01-02T03:04:05+00:00", "/a/b"], str(point): [1, 2]}
     assert json.loads(json.dumps(shown)) == shown
@@ -72,22 +72,38 @@ def test_a_class_may_serialize_as_another_object() -> None:
 
 def test_a_person_inside_another_answer_has_no_face_count() -> None:
     person = PersonRecord("u", "ext", None, {"k": "v"}, None)
-    assert to_json(person) == {"id": "u", "external_id": "ext", "display_name": None, "attributes": {"k": "v"},
-                               "created_at": None}
+    assert to_json(person) == {
+        "id": "u",
+        "external_id": "ext",
+        "display_name": None,
+        "attributes": {"k": "v"},
+        "created_at": None,
+    }
     assert to_json(PersonRecord("u", "ext", None, {}, None, faces=0))["faces"] == 0
 
 
 def test_the_two_shapes_of_an_erasure() -> None:
     done = Erasure(subject=PersonErased("ext", "u", 3), removed=Removed({"faces": 3}, {"faces_m": {"face_rows": 3}}))
-    assert to_json(done) == {"deleted": "ext", "person_id": "u", "faces_erased": 3,
-                             "removed": {"sql": {"faces": 3}, "vectors": {"faces_m": {"face_rows": 3}}}}
+    assert to_json(done) == {
+        "deleted": "ext",
+        "person_id": "u",
+        "faces_erased": 3,
+        "removed": {"sql": {"faces": 3}, "vectors": {"faces_m": {"face_rows": 3}}},
+    }
     resumed = Erasure(subject=FaceErased("f", None), removed=Removed(uploaded_files=2), completed_pending=True)
-    assert to_json(resumed) == {"face_id": "f", "person": None, "removed": {"uploaded_files": 2},
-                                "completed_pending": True}
+    assert to_json(resumed) == {
+        "face_id": "f",
+        "person": None,
+        "removed": {"uploaded_files": 2},
+        "completed_pending": True,
+    }
     already = Erasure(already_deleted=True, subject=FaceNamed("f"), deleted_at="t", by="me")
     assert list(to_json(already)) == ["already_deleted", "face_id", "deleted_at", "by"]
     assert to_json(Erasure(already_deleted=True, deleted_at="t", by="me")) == {
-        "already_deleted": True, "deleted_at": "t", "by": "me"}
+        "already_deleted": True,
+        "deleted_at": "t",
+        "by": "me",
+    }
 
 
 def test_a_hit_review_is_four_keys_never_null() -> None:
@@ -96,8 +112,13 @@ def test_a_hit_review_is_four_keys_never_null() -> None:
         rank: int
         review: ReviewState | None = field(default=None, metadata=REVIEW_JSON)
 
-    assert to_json(Hit(1)) == {"rank": 1, "review": "unreviewed", "reviewed_by": None, "reviewed_at": None,
-                               "review_note": None}
+    assert to_json(Hit(1)) == {
+        "rank": 1,
+        "review": "unreviewed",
+        "reviewed_by": None,
+        "reviewed_at": None,
+        "review_note": None,
+    }
     assert to_json(Hit(1, ReviewState("confirmed", "ann", "t", "ok")))["reviewed_by"] == "ann"
 
 
@@ -107,23 +128,31 @@ def _hand_written(tree: ast.AST) -> list[str]:
     for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
         for method in cls.body:
             if isinstance(method, ast.FunctionDef) and method.name == "as_dict":
-                if any(isinstance(n, (ast.Dict, ast.DictComp)) or (isinstance(n, ast.Call) and getattr(
-                        n.func, "id", None) == "dict") for n in ast.walk(method)):
+                if any(
+                    isinstance(n, (ast.Dict, ast.DictComp))
+                    or (isinstance(n, ast.Call) and getattr(n.func, "id", None) == "dict")
+                    for n in ast.walk(method)
+                ):
                     found.append(cls.name)
     return found
 
 
 def test_the_ast_check_finds_a_hand_written_as_dict() -> None:
-    tree = ast.parse("class A:\n    def as_dict(self):\n        return {'a': self.a}\n"
-                     "class B:\n    def as_dict(self):\n        return to_json(self)\n")
+    tree = ast.parse(
+        "class A:\n    def as_dict(self):\n        return {'a': self.a}\n"
+        "class B:\n    def as_dict(self):\n        return to_json(self)\n"
+    )
     assert _hand_written(tree) == ["A"]
 
 
 def test_no_result_writes_its_json_by_hand() -> None:
     # IdentityError's JSON carries free-form details (**details), not the fields of a result.
     allowed = {("identity/errors.py", "IdentityError")}
-    found = {(str(path.relative_to(ROOT)), name) for path in (ROOT / "identity").rglob("*.py")
-             for name in _hand_written(ast.parse(path.read_text(encoding="utf-8")))}
+    found = {
+        (str(path.relative_to(ROOT)), name)
+        for path in (ROOT / "identity").rglob("*.py")
+        for name in _hand_written(ast.parse(path.read_text(encoding="utf-8")))
+    }
     assert found <= allowed, sorted(found - allowed)
 
 
@@ -131,8 +160,14 @@ def test_the_api_model_of_a_result_has_its_json_keys_in_order() -> None:
     from identity.api.derive import derived
 
     model = derived("OuterModel", Outer, inner=derived("InnerModel", Inner), flags=None)
-    assert [f.alias or name for name, f in model.model_fields.items()] == ["from", "colour", "inner", "a", "b",
-                                                                            "seconds"]
+    assert [f.alias or name for name, f in model.model_fields.items()] == [
+        "from",
+        "colour",
+        "inner",
+        "a",
+        "b",
+        "seconds",
+    ]
     assert model.model_fields["b"].is_required() is False  # omitted when None: the key may be absent
     shown = to_json(Outer("x", Colour.red, Inner(1), Inner(2)))
     assert model.model_validate(shown).model_dump(mode="json", by_alias=True, exclude_unset=True) == shown

@@ -4,21 +4,27 @@ HTTP API will call them; and the rule that the CLI reaches the store only throug
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
+from identity.app.core import App
+from identity.app.schema import AS_IS, UPGRADE
 from identity.config import Settings
 from identity.errors import IdentityError, NoStore, NotFound
 from identity.serialize import to_json
-from identity.services.queue.jobs import (CANCELLABLE_STATES, CancelReport, cancel_jobs, list_jobs, queue_enrollment,
-                                    retry_jobs)
-from identity.services.models.records import LocalPackInfo, show_model
-from identity.services.records.persons import add_person, list_people, show_person, update_person
-from identity.app.core import App
-from identity.app.schema import AS_IS, UPGRADE
 from identity.services.maintenance.store_info import init_store, versions
+from identity.services.models.records import LocalPackInfo, show_model
+from identity.services.queue.jobs import (
+    CANCELLABLE_STATES,
+    CancelReport,
+    cancel_jobs,
+    list_jobs,
+    queue_enrollment,
+    retry_jobs,
+)
+from identity.services.records.persons import add_person, list_people, show_person, update_person
 from identity.store.sql import jobs as job_rows
 from identity.store.sql.db import transaction
 
@@ -39,6 +45,7 @@ def app(settings: Settings) -> Iterator[App]:
 
 
 # --- persons ----------------------------------------------------------------------------
+
 
 def test_person_services_add_list_show_update(app: App) -> None:
     added = add_person(app, "p1", "P One", {"team": "a"})
@@ -63,9 +70,17 @@ def test_person_services_add_list_show_update(app: App) -> None:
     assert show_person(app, "p1").attributes == {"room": "3"}
 
 
-@pytest.mark.parametrize("command", [
-    ["person", "list"], ["person", "show", "x"], ["jobs", "list"], ["jobs", "retry"], ["jobs", "cancel", "--state", "queued"],
-], ids=["person list", "person show", "jobs list", "jobs retry", "jobs cancel"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["person", "list"],
+        ["person", "show", "x"],
+        ["jobs", "list"],
+        ["jobs", "retry"],
+        ["jobs", "cancel", "--state", "queued"],
+    ],
+    ids=["person list", "person show", "jobs list", "jobs retry", "jobs cancel"],
+)
 def test_read_only_commands_on_an_empty_data_dir_create_nothing(capsys, clean_env, command) -> None:
     from identity_cli.main import main
 
@@ -74,10 +89,11 @@ def test_read_only_commands_on_an_empty_data_dir_create_nothing(capsys, clean_en
     assert f"no identity store at {settings.data_dir}: run `identity init`" in capsys.readouterr().err
     assert not settings.data_dir.exists()
     with pytest.raises(NoStore):  # what they open: the core's store, read-only
-        App.open(settings, must_exist=True).sessions  # connecting is where it refuses
+        _ = App.open(settings, must_exist=True).sessions  # connecting is where it refuses
 
 
 # --- jobs -------------------------------------------------------------------------------
+
 
 def test_job_services_list_retry_cancel(app: App) -> None:
     batch, queued = queue_enrollment(app, [job_rows.JobSpec(f"/img/{i}.jpg", f"P{i}") for i in range(3)])
@@ -85,8 +101,18 @@ def test_job_services_list_retry_cancel(app: App) -> None:
     listed = list_jobs(app)
     assert [j.external_id for j in listed] == ["P2", "P1", "P0"]  # newest first
     assert {(j.batch, j.status, j.attempts) for j in listed} == {(batch, "queued", 0)}
-    assert list(to_json(listed[0])) == ["id", "batch", "status", "outcome", "reason", "source_path", "external_id",
-                                         "attempts", "lease_owner", "updated_at"]
+    assert list(to_json(listed[0])) == [
+        "id",
+        "batch",
+        "status",
+        "outcome",
+        "reason",
+        "source_path",
+        "external_id",
+        "attempts",
+        "lease_owner",
+        "updated_at",
+    ]
     ids = {j.external_id: j.id for j in listed}
     assert [j.external_id for j in list_jobs(app, batch=batch, limit=1)] == ["P2"]
 
@@ -116,12 +142,15 @@ def _claim_one(app: App, fail_with: str | None = None) -> None:
 
 # --- schema and models ------------------------------------------------------------------
 
+
 def test_versions_on_a_fresh_and_an_initialised_store(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     with App.open(settings, must_exist=True, schema=AS_IS) as app:
         fresh = versions(app)
     assert fresh.schema_database == f"no identity store at {settings.data_dir}: run `identity init` (or enroll)"
-    assert fresh.store_active_model is None and fresh.model_source.startswith("the default: the store has no active model yet (")
+    assert fresh.store_active_model is None and fresh.model_source.startswith(
+        "the default: the store has no active model yet ("
+    )
     assert not settings.data_dir.exists()  # asking created nothing
 
     with App.open(settings, schema=UPGRADE) as app:
@@ -130,16 +159,30 @@ def test_versions_on_a_fresh_and_an_initialised_store(tmp_path: Path) -> None:
     with App.open(settings, must_exist=True, schema=AS_IS) as app:
         after = versions(app)
     assert (after.schema_database, after.model, after.store_active_model) == (
-        fresh.schema_code, report.model_id, report.model_id)
+        fresh.schema_code,
+        report.model_id,
+        report.model_id,
+    )
     assert after.model_source == "the store's active model"
-    assert list(to_json(after)) == ["identity", "schema_code", "schema_database", "model", "model_source",
-                                     "store_active_model", "detector", "faces_device", "detector_runs_on",
-                                     "recognizer_runs_on"]  # what runs where: added by issue 24
+    assert list(to_json(after)) == [
+        "identity",
+        "schema_code",
+        "schema_database",
+        "model",
+        "model_source",
+        "store_active_model",
+        "detector",
+        "faces_device",
+        "detector_runs_on",
+        "recognizer_runs_on",
+    ]  # what runs where: added by issue 24
     assert after.detector.startswith("dlib HOG")
 
 
 def test_versions_of_an_unreachable_store_say_why() -> None:
-    with App.open(Settings(database_url="postgresql://postgres@127.0.0.1:1/identity"), must_exist=True, schema=AS_IS) as app:
+    with App.open(
+        Settings(database_url="postgresql://postgres@127.0.0.1:1/identity"), must_exist=True, schema=AS_IS
+    ) as app:
         down = versions(app)
     assert down.schema_database.startswith("unavailable: cannot reach database")
     assert down.model_source == "the default; the unreadable store may name another"
@@ -167,20 +210,29 @@ def test_show_model_of_a_local_pack_adds_its_manifest(tmp_path: Path, save_stand
     ref = save_stand_in(settings.data_dir, "team-ft", training={"epochs": 2})
     with App.open(settings) as app:
         info = show_model(app, ref)
-    assert info.local_pack == LocalPackInfo(promoted=True, base="dlib-resnet@2",
-                                            folder=str(settings.data_dir / "models" / ref),
-                                            created_at=info.local_pack.created_at, training={"epochs": 2})
+    assert info.local_pack == LocalPackInfo(
+        promoted=True,
+        base="dlib-resnet@2",
+        folder=str(settings.data_dir / "models" / ref),
+        created_at=info.local_pack.created_at,
+        training={"epochs": 2},
+    )
     shown = to_json(info)
     assert list(shown)[-5:] == ["promoted", "base", "folder", "created_at", "training"]  # flat, after the record
 
 
 # --- layering ---------------------------------------------------------------------------
 
+
 def test_no_cli_module_imports_identity_store() -> None:
     files = sorted(CLI_DIR.rglob("*.py"))
     assert files, CLI_DIR
-    offenders = [f"{path.name}:{line}: {name}" for path in files for line, name in _imports(path)
-                 if name == "identity.store" or name.startswith("identity.store.")]
+    offenders = [
+        f"{path.name}:{line}: {name}"
+        for path in files
+        for line, name in _imports(path)
+        if name == "identity.store" or name.startswith("identity.store.")
+    ]
     assert offenders == []
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from identity.app.core import App
 from identity.config import Settings
 from identity.errors import ImageError, NoFaceFound
-from identity.services.search.detect import detect_faces
 from identity.services.enrollment.report import REPORT_COLUMNS, report_rows, summary_record
 from identity.services.queue.jobs import queue_enrollment
 from identity.services.queue.worker import run_worker
+from identity.services.search.detect import detect_faces
 from identity.store.sql.jobs import JobSpec
 
 
@@ -37,8 +37,7 @@ def test_detection_reports_every_image_in_order_with_its_failure(tmp_path: Path,
     Image.new("RGB", (120, 120), "white").save(blank)
     photo = sorted((lfw_dir / "Al_Gore").iterdir())[0]
     with App.open(Settings(data_dir=tmp_path / "data")) as app:
-        report = detect_faces(app, [blank, tmp_path / "missing.jpg", photo],
-                          crops=tmp_path / "crops")
+        report = detect_faces(app, [blank, tmp_path / "missing.jpg", photo], crops=tmp_path / "crops")
     records = report.as_list()
     assert [Path(r["image"]).name for r in records] == ["blank.png", "missing.jpg", photo.name]
     assert isinstance(report.images[0].failure, NoFaceFound) and isinstance(report.images[1].failure, ImageError)

@@ -15,8 +15,8 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -101,6 +101,7 @@ def assert_one_line_error(code: int, out: str, err: str, *needles: str) -> dict:
 
 # --- item 5: damaged vector bytes --------------------------------------------------------------
 
+
 def overwrite_vector(data: Path, person_id: str) -> uuid.UUID:
     """Find one of the person's stored face vectors as float32 bytes in the shard's vector chunk and overwrite
     its first values; returns the face id."""
@@ -111,13 +112,14 @@ def overwrite_vector(data: Path, person_id: str) -> uuid.UUID:
     content = bytearray(Path(chunk).read_bytes())
     at = content.find(np.asarray(vectors[faces[0]], dtype=np.float32).tobytes())
     assert at >= 0, "the vector's bytes are not in the chunk"
-    content[at:at + 16] = np.full(4, 3e18, dtype=np.float32).tobytes()
+    content[at : at + 16] = np.full(4, 3e18, dtype=np.float32).tobytes()
     Path(chunk).write_bytes(bytes(content))
     return faces[0]
 
 
-def test_damaged_vector_bytes_are_refused_found_by_doctor_and_re_embedded(capsys, enrolled: Path,
-                                                                         lfw_dir: Path) -> None:
+def test_damaged_vector_bytes_are_refused_found_by_doctor_and_re_embedded(
+    capsys, enrolled: Path, lfw_dir: Path
+) -> None:
     name = "Al_Gore"
     person_id = json.loads(run_cli(capsys, "person", "show", name, "--json")[1])["id"]
     overwrite_vector(enrolled, person_id)
@@ -149,9 +151,11 @@ def test_damaged_vector_bytes_are_refused_found_by_doctor_and_re_embedded(capsys
 
 # --- item 10: damaged stores --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("damage", ["chunk removed", "config unreadable"])
-def test_unreadable_shard_is_exit_4_and_doctor_repair_rebuilds_it(capsys, enrolled: Path, lfw_dir: Path,
-                                                                 damage: str) -> None:
+def test_unreadable_shard_is_exit_4_and_doctor_repair_rebuilds_it(
+    capsys, enrolled: Path, lfw_dir: Path, damage: str
+) -> None:
     if damage == "chunk removed":  # the engine opens the shard, then cannot read a vector
         for chunk in glob.glob(str(faces_shard(enrolled) / "segments/*/vector_storage/vectors/chunk_0.mmap")):
             os.remove(chunk)
@@ -172,8 +176,9 @@ def test_unreadable_shard_is_exit_4_and_doctor_repair_rebuilds_it(capsys, enroll
     assert not [w for w in result["warnings"] if "vector store holds" in w]
 
 
-def test_a_rebuild_that_cannot_enroll_every_face_keeps_the_damaged_shard(capsys, prepared: Path,
-                                                                         enrolled: Path) -> None:
+def test_a_rebuild_that_cannot_enroll_every_face_keeps_the_damaged_shard(
+    capsys, prepared: Path, enrolled: Path
+) -> None:
     for chunk in glob.glob(str(faces_shard(enrolled) / "segments/*/vector_storage/vectors/chunk_0.mmap")):
         os.remove(chunk)
     source = sorted((prepared.parent / "photos" / "Al_Gore").glob("*.jpg"))[0]
@@ -189,8 +194,9 @@ def test_a_rebuild_that_cannot_enroll_every_face_keeps_the_damaged_shard(capsys,
     assert f"kept as {faces_shard(enrolled)}.damaged-*" in " ".join(err.split())
 
 
-def test_deleted_faces_shard_makes_search_warn_and_doctor_repair_rebuilds_it(capsys, enrolled: Path,
-                                                                            lfw_dir: Path) -> None:
+def test_deleted_faces_shard_makes_search_warn_and_doctor_repair_rebuilds_it(
+    capsys, enrolled: Path, lfw_dir: Path
+) -> None:
     shutil.rmtree(faces_shard(enrolled))
     code, out, err = run_cli(capsys, "search", photo(lfw_dir, "Al_Gore"), "--json")
     assert code == 0, err
@@ -219,6 +225,7 @@ def test_damaged_sqlite_file_is_exit_4_with_advice(capsys, enrolled: Path, lfw_d
 
 # --- item 4: disk space -----------------------------------------------------------------------
 
+
 def test_space_arithmetic_counts_what_sparse_files_may_still_claim(tmp_path: Path) -> None:
     store = tmp_path / "vectors"
     (store / "shard" / "wal").mkdir(parents=True)
@@ -245,8 +252,9 @@ def test_space_arithmetic_counts_what_sparse_files_may_still_claim(tmp_path: Pat
     assert caught.value.details["needed_bytes"] > caught.value.details["free_bytes"]
 
 
-def test_preallocation_gives_the_sparse_files_their_blocks(capsys, enrolled: Path, lfw_dir: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preallocation_gives_the_sparse_files_their_blocks(
+    capsys, enrolled: Path, lfw_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert unallocated_bytes(enrolled / "vectors") > 100 * MB  # sparse, as the engine leaves them
     monkeypatch.setenv("IDENTITY_VECTORS__PREALLOCATE", "true")
     code, _, err = run_cli(capsys, "search", photo(lfw_dir, "Al_Gore"), "--json")
@@ -284,11 +292,15 @@ def test_almost_full_disk_is_one_line_exit_4_not_sigbus(enrolled: Path, lfw_dir:
     moved = tmpfs("48m") / "data"
     env = move_store(enrolled, moved)
     exe = Path(sys.executable).with_name("identity")
-    for args in (["search", photo(lfw_dir, "Al_Gore")], ["enroll", "--person", "Al_Gore", photo(lfw_dir, "Al_Gore", 2)]):
+    for args in (
+        ["search", photo(lfw_dir, "Al_Gore")],
+        ["enroll", "--person", "Al_Gore", photo(lfw_dir, "Al_Gore", 2)],
+    ):
         done = subprocess.run([str(exe), *args, "--json"], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 4, (done.returncode, done.stderr[-500:])  # was -7: SIGBUS
-        error = assert_one_line_error(done.returncode, done.stdout, done.stderr, str(moved / "vectors"), "MB free",
-                                      "MB needed")
+        error = assert_one_line_error(
+            done.returncode, done.stdout, done.stderr, str(moved / "vectors"), "MB free", "MB needed"
+        )
         assert error["error_type"] == "NoSpace" and error["free_bytes"] < error["needed_bytes"]
 
 
@@ -313,10 +325,17 @@ def test_disk_filling_during_a_run_stops_the_chunk_with_no_space(enrolled: Path,
     mount = tmpfs("512m")
     env = move_store(enrolled, mount / "data")
     photos = [photo(lfw_dir, "Al_Gore", 2), photo(lfw_dir, "Aaron_Peirsol", 2)]
-    done = subprocess.run([sys.executable, "-c", FILL_THEN_ENROLL, str(mount / "data"), str(mount / "filler"), *photos],
-                          env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 1 and "NoSpace: not enough free disk space" in done.stderr, (done.returncode,
-                                                                                        done.stderr[-800:])
+    done = subprocess.run(
+        [sys.executable, "-c", FILL_THEN_ENROLL, str(mount / "data"), str(mount / "filler"), *photos],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 1 and "NoSpace: not enough free disk space" in done.stderr, (
+        done.returncode,
+        done.stderr[-800:],
+    )
     os.remove(mount / "filler")
     exe = Path(sys.executable).with_name("identity")
     doctor = subprocess.run([str(exe), "doctor", "--json"], env=env, capture_output=True, text=True, timeout=120)

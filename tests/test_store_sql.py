@@ -20,11 +20,10 @@ from identity.store.sql.faces import (
 )
 from identity.store.sql.images import add_image
 from identity.store.sql.migrate import upgrade
-from identity.store.sql.model_rows import other_models_with_faces, records_active_model
-from identity.store.sql.tables import AuditEvent, Face, FaceStatus, SearchEvent, SearchHit, utcnow
+from identity.store.sql.model_rows import ensure_model, other_models_with_faces, records_active_model
 from identity.store.sql.persons import add_person, persons_by_id
-from identity.store.sql.model_rows import ensure_model
 from identity.store.sql.searches import hits_of_person, recent_searches, record_search, top_hits
+from identity.store.sql.tables import AuditEvent, Face, FaceStatus, SearchEvent, SearchHit, utcnow
 
 
 @pytest.fixture
@@ -41,15 +40,36 @@ def sessions(engine):
 
 
 def _face(person_id: uuid.UUID, image_id: uuid.UUID, model_row_id: int, status: FaceStatus) -> Face:
-    return Face(person_id=person_id, image_id=image_id, model_id=model_row_id, bbox=[0, 0, 1, 1],
-                landmarks=[[0, 0]] * 5, det_score=0.9, status=status)
+    return Face(
+        person_id=person_id,
+        image_id=image_id,
+        model_id=model_row_id,
+        bbox=[0, 0, 1, 1],
+        landmarks=[[0, 0]] * 5,
+        det_score=0.9,
+        status=status,
+    )
 
 
 def _search(session, model_row_id: int, minutes_ago: int, hits: list[tuple[uuid.UUID, int]]) -> uuid.UUID:
-    event = SearchEvent(actor="op", query_sha256="0" * 64, model_id=model_row_id, threshold=0.5, top_k=5,
-                        created_at=utcnow() - timedelta(minutes=minutes_ago))
-    return record_search(session, event, [SearchHit(face_index=0, face_bbox=[0, 0, 1, 1], rank=rank, person_id=p,
-                                                    score=1 - rank / 10, decision="unknown") for p, rank in hits])
+    event = SearchEvent(
+        actor="op",
+        query_sha256="0" * 64,
+        model_id=model_row_id,
+        threshold=0.5,
+        top_k=5,
+        created_at=utcnow() - timedelta(minutes=minutes_ago),
+    )
+    return record_search(
+        session,
+        event,
+        [
+            SearchHit(
+                face_index=0, face_bbox=[0, 0, 1, 1], rank=rank, person_id=p, score=1 - rank / 10, decision="unknown"
+            )
+            for p, rank in hits
+        ],
+    )
 
 
 def test_search_log_reads_filter_by_person_and_time_newest_first(sessions) -> None:
@@ -93,18 +113,27 @@ def test_face_reads_for_reindex_doctor_and_curation(sessions) -> None:
         ada, bob = add_person(s, "ada").id, add_person(s, "bob").id
         b = add_image(s, "b" * 64, "/photos/b.jpg", 10, None, None).id
         a = add_image(s, "a" * 64, "/photos/a.jpg", 10, None, None).id
-        rows = [_face(ada, a, old, FaceStatus.indexed), _face(bob, b, old, FaceStatus.indexed),
-                _face(ada, a, new, FaceStatus.pending), _face(bob, b, new, FaceStatus.rejected),
-                _face(bob, a, old, FaceStatus.pending)]
+        rows = [
+            _face(ada, a, old, FaceStatus.indexed),
+            _face(bob, b, old, FaceStatus.indexed),
+            _face(ada, a, new, FaceStatus.pending),
+            _face(bob, b, new, FaceStatus.rejected),
+            _face(bob, a, old, FaceStatus.pending),
+        ]
         add_faces(s, rows)
     with transaction(sessions) as s:
-        assert [(f[0], f[4]) for f in indexed_faces_with_photos(s, old)] == [(rows[0].id, "/photos/a.jpg"),
-                                                                              (rows[1].id, "/photos/b.jpg")]
+        assert [(f[0], f[4]) for f in indexed_faces_with_photos(s, old)] == [
+            (rows[0].id, "/photos/a.jpg"),
+            (rows[1].id, "/photos/b.jpg"),
+        ]
         assert settled_photo_persons(s, new) == {(b, bob)}  # a pending row is not finished
         assert sorted((k.model_id, k.id) for k in face_keys_of_photo(s, a, ada)) == sorted(
-            [(old, rows[0].id), (new, rows[2].id)])
-        assert sorted(enrollment_sources(s, [rows[0].id, rows[1].id])) == [("/photos/a.jpg", "ada"),
-                                                                          ("/photos/b.jpg", "bob")]
+            [(old, rows[0].id), (new, rows[2].id)]
+        )
+        assert sorted(enrollment_sources(s, [rows[0].id, rows[1].id])) == [
+            ("/photos/a.jpg", "ada"),
+            ("/photos/b.jpg", "bob"),
+        ]
         assert [m.id for m in other_models_with_faces(s, old)] == [new]  # not the one without faces
 
 
@@ -131,8 +160,10 @@ def test_delete_enrollment_jobs_takes_only_that_photo_of_that_person(sessions) -
     with transaction(sessions) as s:
         jobs.delete_enrollment_jobs(s, image, "ada")
     with transaction(sessions) as s:
-        assert sorted((j.source_path, j.external_id) for j in jobs.list_jobs(s)) == [("/p/1.jpg", "bob"),
-                                                                                    ("/p/2.jpg", "ada")]
+        assert sorted((j.source_path, j.external_id) for j in jobs.list_jobs(s)) == [
+            ("/p/1.jpg", "bob"),
+            ("/p/2.jpg", "ada"),
+        ]
 
 
 def test_database_refusal_is_the_drivers_first_line_and_none_for_other_errors(sessions) -> None:

@@ -15,20 +15,19 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from identity.app.core import App
+from identity.app.core import App, open_deployment
+from identity.app.deployment import Deployment
 from identity.config import EnrollSettings, Settings
 from identity.serialize import to_json
 from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
-from identity.app.core import open_deployment
-from identity.app.deployment import Deployment
-from identity.services.maintenance.doctor import diagnose, repair
 from identity.services.enrollment.writer import EnrollmentWriter
-from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.maintenance.doctor import diagnose, repair
 from identity.services.models.reindex import reindex
+from identity.services.queue.loop import process_queue, queue_jobs
 from identity.store.sql.db import transaction
 from identity.store.sql.jobs import JobSpec
-from identity.store.sql.tables import Face, Person
 from identity.store.sql.persons import add_person
+from identity.store.sql.tables import Face, Person
 from identity.store.vectors import VectorPoint, open_vector_index
 
 OLD = "dlib-resnet@2"
@@ -47,8 +46,11 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 
 def photos(lfw_dir: Path, counts: dict[str, int]) -> list[JobSpec]:
     """The first `count` lfw-dev photos of each person, as enrollment jobs."""
-    return [JobSpec(str(path), person) for person, count in counts.items()
-            for path in sorted((lfw_dir / person).iterdir())[:count]]
+    return [
+        JobSpec(str(path), person)
+        for person, count in counts.items()
+        for path in sorted((lfw_dir / person).iterdir())[:count]
+    ]
 
 
 def enroll(dep: Deployment, specs: list[JobSpec]) -> None:
@@ -66,8 +68,14 @@ def person_id(dep: Deployment, external_id: str) -> uuid.UUID:
 def face_ids(dep: Deployment, external_id: str) -> list[uuid.UUID]:
     """The person's face rows under the deployment's model, oldest photo first."""
     with dep.app.sessions() as session:
-        return list(session.scalars(select(Face.id).join(Person, Face.person_id == Person.id).where(
-            Person.external_id == external_id, Face.model_id == dep.model.id).order_by(Face.created_at, Face.id)))
+        return list(
+            session.scalars(
+                select(Face.id)
+                .join(Person, Face.person_id == Person.id)
+                .where(Person.external_id == external_id, Face.model_id == dep.model.id)
+                .order_by(Face.created_at, Face.id)
+            )
+        )
 
 
 def face_vectors(dep: Deployment) -> dict[uuid.UUID, list[np.ndarray]]:
@@ -98,8 +106,7 @@ def assert_templates_follow_faces(dep: Deployment) -> None:
         assert np.allclose(template, expected[person], atol=1e-5), person
 
 
-def test_an_enrolled_persons_template_is_the_normalized_mean_of_their_faces(settings: Settings,
-                                                                             lfw_dir: Path) -> None:
+def test_an_enrolled_persons_template_is_the_normalized_mean_of_their_faces(settings: Settings, lfw_dir: Path) -> None:
     with open_deployment(settings) as dep:
         enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Alejandro_Toledo": 1}))
         aaron, toledo = person_id(dep, "Aaron_Peirsol"), person_id(dep, "Alejandro_Toledo")
@@ -114,8 +121,7 @@ def test_an_enrolled_persons_template_is_the_normalized_mean_of_their_faces(sett
         assert diagnose(dep.app).clean
 
 
-def test_moving_merging_and_deleting_faces_rewrite_every_affected_template(settings: Settings,
-                                                                           lfw_dir: Path) -> None:
+def test_moving_merging_and_deleting_faces_rewrite_every_affected_template(settings: Settings, lfw_dir: Path) -> None:
     with open_deployment(settings) as dep:
         enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 2, "Alejandro_Toledo": 1}))
         aaron, gore, toledo = (person_id(dep, p) for p in ("Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"))
@@ -138,8 +144,9 @@ def test_moving_merging_and_deleting_faces_rewrite_every_affected_template(setti
         assert dep.templates.count() == 0 and diagnose(dep.app).clean
 
 
-def test_reindex_builds_the_new_models_templates_even_when_resumed(tmp_path: Path, lfw_dir: Path, save_stand_in,
-                                                                    upsert_stopper) -> None:
+def test_reindex_builds_the_new_models_templates_even_when_resumed(
+    tmp_path: Path, lfw_dir: Path, save_stand_in, upsert_stopper
+) -> None:
     settings = Settings(data_dir=tmp_path / "data", workers=1, enroll=EnrollSettings(chunk_size=2))
     with open_deployment(settings) as dep:
         enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 2, "Alejandro_Toledo": 1}))
@@ -167,8 +174,9 @@ def test_reindex_builds_the_new_models_templates_even_when_resumed(tmp_path: Pat
         assert [str(person) for _, person in templates.iter_ids()] == [gore]
 
 
-def test_doctor_finds_stale_missing_and_orphaned_templates_and_repair_rewrites_them(settings: Settings,
-                                                                                    lfw_dir: Path) -> None:
+def test_doctor_finds_stale_missing_and_orphaned_templates_and_repair_rewrites_them(
+    settings: Settings, lfw_dir: Path
+) -> None:
     with open_deployment(settings) as dep:
         enroll(dep, photos(lfw_dir, {"Aaron_Peirsol": 2, "Al_Gore": 1, "Alejandro_Toledo": 1}))
         with transaction(dep.app.sessions) as session:
@@ -176,13 +184,20 @@ def test_doctor_finds_stale_missing_and_orphaned_templates_and_repair_rewrites_t
             add_person(session, "Quiet")  # no face and no template: nothing to say about them
         aaron, gore = person_id(dep, "Aaron_Peirsol"), person_id(dep, "Al_Gore")
         wrong = dep.index.vectors(face_ids(dep, "Al_Gore"))
-        dep.templates.upsert([VectorPoint(aaron, aaron, *wrong.values()),  # stale: another person's face
-                              VectorPoint(nobody, nobody, *wrong.values())])  # orphaned: a person without faces
+        dep.templates.upsert(
+            [
+                VectorPoint(aaron, aaron, *wrong.values()),  # stale: another person's face
+                VectorPoint(nobody, nobody, *wrong.values()),
+            ]
+        )  # orphaned: a person without faces
         dep.templates.delete([gore])  # missing
 
         report = diagnose(dep.app)
         assert (report.templates.stale, report.templates.missing, report.templates.orphaned) == (
-            [aaron], [gore], [nobody])
+            [aaron],
+            [gore],
+            [nobody],
+        )
         shown = to_json(report)
         assert shown["templates"] == 3 and not shown["clean"]
         assert shown["templates_by_kind"] == {"missing": 1, "stale": 1, "orphaned": 1}
@@ -236,8 +251,9 @@ def test_doctor_repairs_the_templates_a_crash_left_behind(tmp_path: Path, lfw_di
         assert_templates_follow_faces(dep)
 
 
-def test_cli_doctor_reports_templates_and_repairs_them(capsys: pytest.CaptureFixture[str], clean_env,
-                                                      lfw_dir: Path) -> None:
+def test_cli_doctor_reports_templates_and_repairs_them(
+    capsys: pytest.CaptureFixture[str], clean_env, lfw_dir: Path
+) -> None:
     from identity_cli.main import main
 
     for name in ("Aaron_Peirsol", "Al_Gore"):
@@ -267,8 +283,9 @@ def sql_snapshot(settings: Settings) -> dict[str, object]:
     engine = make_engine(settings.sql_url)
     try:
         with engine.connect() as conn:
-            counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
-                      for t in inspect(engine).get_table_names()}
+            counts = {
+                t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in inspect(engine).get_table_names()
+            }
             models = [tuple(row) for row in conn.execute(text("SELECT * FROM models ORDER BY id"))]
             binding = [tuple(row) for row in conn.execute(text("SELECT * FROM deployment"))]
     finally:
@@ -277,7 +294,8 @@ def sql_snapshot(settings: Settings) -> dict[str, object]:
 
 
 def test_a_read_of_a_store_from_before_templates_exits_4_and_init_builds_them(
-        capsys: pytest.CaptureFixture[str], clean_env, lfw_dir: Path) -> None:
+    capsys: pytest.CaptureFixture[str], clean_env, lfw_dir: Path
+) -> None:
     from identity_cli.main import main
 
     paths = [spec.source_path for spec in photos(lfw_dir, {"Aaron_Peirsol": 2})]
@@ -303,15 +321,27 @@ def test_a_read_of_a_store_from_before_templates_exits_4_and_init_builds_them(
     assert face["decision"] == "match" and face["candidates"][0]["person"]["external_id"] == "Aaron_Peirsol"
 
 
-def test_a_writing_command_builds_missing_templates(capsys: pytest.CaptureFixture[str], clean_env,
-                                                    lfw_dir: Path) -> None:
+def test_a_writing_command_builds_missing_templates(
+    capsys: pytest.CaptureFixture[str], clean_env, lfw_dir: Path
+) -> None:
     from identity_cli.main import main
 
     paths = [spec.source_path for spec in photos(lfw_dir, {"Aaron_Peirsol": 2})]
     assert main(["enroll", "--person", "Aaron_Peirsol", paths[0], "--workers", "1"]) == 0
     with open_vector_index(Settings.load(), OLD, 128) as index, index.templates() as templates:
         templates.delete([person for person, _ in templates.iter_ids()])
-    assert main(["enroll", "--person", "Al_Gore", *[s.source_path for s in photos(lfw_dir, {"Al_Gore": 1})],
-                 "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "enroll",
+                "--person",
+                "Al_Gore",
+                *[s.source_path for s in photos(lfw_dir, {"Al_Gore": 1})],
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     with open_vector_index(Settings.load(), OLD, 128) as index, index.templates() as templates:
         assert templates.count() == 2  # the back-filled one and the new person's

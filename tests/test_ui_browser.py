@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from identity.app.core import App
+from identity.app.core import App, open_deployment
 from identity.config import EnrollSettings, Settings
+from identity.services.access.keys import create_key
 from identity.services.clustering.clusters import cluster_folder
-from identity.app.core import open_deployment
+from identity.services.enrollment.inputs import from_directory
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
-from identity.services.enrollment.inputs import from_directory
-from identity.services.access.keys import create_key
 from identity.services.records.persons import add_person
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -87,8 +86,10 @@ def page():
         opened.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         opened.dialogs = dialogs  # type: ignore[attr-defined]
         violations: list[str] = []  # Chromium reports each CSP violation on the console ("Refused to ...")
-        opened.on("console", lambda message: violations.append(message.text)
-                  if "Content Security Policy" in message.text else None)
+        opened.on(
+            "console",
+            lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
+        )
         opened.csp_violations = violations  # type: ignore[attr-defined]
         yield opened
         browser.close()

@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +23,8 @@ from identity.api.cors import allow_cross_origin
 from identity.api.errors import REFUSAL_STATUS, ApiError, body, status_of
 from identity.api.headers import headers_for, secure
 from identity.api.limits import RequestLimits, use_spool_dir
-from identity.api.request_id import HEADER as REQUEST_ID_HEADER, REQUEST_ID, RequestIds
+from identity.api.request_id import HEADER as REQUEST_ID_HEADER
+from identity.api.request_id import REQUEST_ID, RequestIds
 from identity.api.ui import SignIn, ui_error
 from identity.api.wording import for_api
 from identity.app.core import App
@@ -49,9 +51,14 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
 
 def create_api(core: App) -> FastAPI:
     """The HTTP API over `core` (which the caller opened, and closes after the server stops)."""
-    api = FastAPI(title="identity", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,  # docs.py's /docs
-                  description="Face identity search: enroll people from photos, ask who is in a photo, "
-                              "audit what is held.")
+    api = FastAPI(
+        title="identity",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,  # docs.py's /docs
+        description="Face identity search: enroll people from photos, ask who is in a photo, audit what is held.",
+    )
     api.state.ctx = ApiContext(core)
     _handle_errors(api)
     _measure(api)
@@ -103,8 +110,9 @@ def _handle_errors(api: FastAPI) -> None:
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        problems = [{"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg")}
-                    for e in exc.errors()]
+        problems = [
+            {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg")} for e in exc.errors()
+        ]
         if on_page(request):
             return ui_error(request, 422, "; ".join(f"{p['where']}: {p['problem']}" for p in problems))
         return JSONResponse(body("the request is not valid", problems), status_code=422)
@@ -133,8 +141,9 @@ def _handle_errors(api: FastAPI) -> None:
         log.exception("unexpected error on %s %s", request.method, route)
         # Answered outside every middleware, so this adds what they add to every other response.
         headers = {**headers_for(request.url.path), REQUEST_ID_HEADER: REQUEST_ID.get()}
-        return JSONResponse(body("internal error: see the server's log", type(exc).__name__), status_code=500,
-                            headers=headers)
+        return JSONResponse(
+            body("internal error: see the server's log", type(exc).__name__), status_code=500, headers=headers
+        )
 
 
 def _measure(api: FastAPI) -> None:
@@ -144,6 +153,7 @@ def _measure(api: FastAPI) -> None:
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
-        ctx.metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
-                            time.perf_counter() - started)
+        ctx.metrics.observe(
+            request.method, getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started
+        )
         return response

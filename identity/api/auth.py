@@ -10,7 +10,7 @@ wrong key counts once, at its route.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from fastapi import Request
 
@@ -48,8 +48,9 @@ def identify(ctx: ApiContext, key: str | None, client: str | None) -> KeyRecord:
         raise
 
 
-def known_caller(ctx: ApiContext, authorization: str | None, cookies: Mapping[str, str],
-                 client: str | None) -> KeyRecord | None:
+def known_caller(
+    ctx: ApiContext, authorization: str | None, cookies: Mapping[str, str], client: str | None
+) -> KeyRecord | None:
     """The valid key behind the bearer header or the UI session cookie; None for an anonymous, refused or
     throttled caller (then the route says why). Counts no failure. Blocking (SQL): call it off the event loop."""
     key = bearer_key(authorization)
@@ -75,8 +76,9 @@ def caller(permission: str) -> Callable[..., KeyRecord]:
             log.warning("401 %s %s: %s", request.method, route, exc.message)
             raise
         if not record.allows(permission):
-            log.warning("403 %s %s: key %r (role %s) lacks %s", request.method, route, record.name,
-                        record.role, permission)
+            log.warning(
+                "403 %s %s: key %r (role %s) lacks %s", request.method, route, record.name, record.role, permission
+            )
             raise Forbidden(f"the key {record.name!r} (role {record.role}) may not do this ({permission} needed)")
         return record
 

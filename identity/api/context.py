@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from fastapi import Depends, Request
 
@@ -25,8 +25,8 @@ from identity.api.metrics import Metrics
 from identity.api.session import Sessions
 from identity.api.throttle import Throttle
 from identity.app.core import App
-from identity.faces import Analysed, ExecutorBusy, FacePipeline, ThreadExecutor, build_pipeline
 from identity.app.deployment import Deployment
+from identity.faces import Analysed, ExecutorBusy, FacePipeline, ThreadExecutor, build_pipeline
 from identity.services.queue.loop import EnrollSummary, JobResult
 from identity.services.queue.worker import run_worker
 from identity.services.search.identify import SearchFailure, SearchOptions, SearchResult, search_one
@@ -77,15 +77,20 @@ class ApiContext:
         """An inference thread's own pipeline, of the deployment's model: models are not shared between threads."""
         return build_pipeline(self.deployment().settings)
 
-    def analyse(self, paths: Sequence[Path], wait: bool = False,
-                before_each: Callable[[], None] | None = None) -> list[Analysed]:
+    def analyse(
+        self, paths: Sequence[Path], wait: bool = False, before_each: Callable[[], None] | None = None
+    ) -> list[Analysed]:
         """A request's images through the inference threads, as one task; 503 when they and their queue
         are full (unless `wait`)."""
         try:
             return list(self.inference.analyse(paths, wait=wait, chunk=max(len(paths), 1), before_each=before_each))
         except ExecutorBusy:
-            raise ApiError(503, "the server is busy: too many images wait for the face models",
-                           {"retry_after_s": 1}, headers={"Retry-After": "1"}) from None
+            raise ApiError(
+                503,
+                "the server is busy: too many images wait for the face models",
+                {"retry_after_s": 1},
+                headers={"Retry-After": "1"},
+            ) from None
 
     def search(self, path: Path, outcome: Analysed, name: str, options: SearchOptions) -> SearchResult | SearchFailure:
         """The search service on one analysed image (the CLI's search_one), its faces counted by decision."""
@@ -106,9 +111,16 @@ class ApiContext:
         down) is logged and the worker started again after a pause, the jobs waiting queued meanwhile."""
         while not self._stop.is_set():
             try:
-                run_worker(self.core, poll=JOB_POLL_S, stop=self._stop, wake=self._wake,
-                           analyse=self.inference.analyse, reindex=False, deployment_of=self._renewed,
-                           summary=_Tally(batch="*"))
+                run_worker(
+                    self.core,
+                    poll=JOB_POLL_S,
+                    stop=self._stop,
+                    wake=self._wake,
+                    analyse=self.inference.analyse,
+                    reindex=False,
+                    deployment_of=self._renewed,
+                    summary=_Tally(batch="*"),
+                )
             except Exception:
                 log.exception("background work stopped; it tries again in %s s", JOB_POLL_S)
                 self._stop.wait(JOB_POLL_S)

@@ -10,7 +10,8 @@ with 415, rather than reporting the fields it could not find in it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request, Security, UploadFile
 from fastapi.security import HTTPBearer
@@ -21,9 +22,12 @@ from identity.api.schemas import ErrorBody
 
 # Here so the schema names the scheme: the route's own key check (server.caller) still decides;
 # auto_error=False leaves a missing or malformed key to that check (a 401 in the error body).
-BEARER = HTTPBearer(scheme_name="bearerAuth", bearerFormat="idk_<key id>_<secret>", auto_error=False,
-                    description="An API key from `identity keys create` or POST /v1/keys, "
-                                "sent as `Authorization: Bearer ...`")
+BEARER = HTTPBearer(
+    scheme_name="bearerAuth",
+    bearerFormat="idk_<key id>_<secret>",
+    auto_error=False,
+    description="An API key from `identity keys create` or POST /v1/keys, sent as `Authorization: Bearer ...`",
+)
 
 WHY: dict[int, str] = {
     400: "The body could not be parsed (a broken multipart or JSON body)",
@@ -39,8 +43,9 @@ WHY: dict[int, str] = {
 }
 # An uploaded file. FastAPI states one as a string of contentMediaType octet-stream only; generators
 # (openapi-python-client) need `format: binary` to make it a file rather than a str parameter.
-Upload = Annotated[UploadFile, WithJsonSchema({"type": "string", "format": "binary",
-                                               "contentMediaType": "application/octet-stream"})]
+Upload = Annotated[
+    UploadFile, WithJsonSchema({"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"})
+]
 
 KEYED = (401, 403, 429, 503)  # any route that needs a key may answer these
 BODY = (400, 413, 415, 422)  # any route that reads a body may answer these
@@ -57,8 +62,12 @@ def public(operation_id: str, *statuses: int) -> dict[str, Any]:
     return {"operation_id": operation_id, "responses": errors(*statuses)}
 
 
-def keyed(operation_id: str, *statuses: int, body: Literal["json", "multipart"] | None = None,
-          ok: dict[str, Any] | None = None) -> dict[str, Any]:
+def keyed(
+    operation_id: str,
+    *statuses: int,
+    body: Literal["json", "multipart"] | None = None,
+    ok: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Decorator arguments of a route that needs a key (and reads a body of the kind `body`, if given;
     `ok` describes a 200 that is not JSON)."""
     dependencies = [Security(BEARER)]
@@ -73,7 +82,8 @@ def _media(expected: str) -> Callable[[Request], None]:
     def check(request: Request) -> None:
         given = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if given != expected:
-            raise ApiError(415, f"the body must be {expected}, not {given or 'of no stated type'}",
-                           {"expected": expected})
+            raise ApiError(
+                415, f"the body must be {expected}, not {given or 'of no stated type'}", {"expected": expected}
+            )
 
     return check

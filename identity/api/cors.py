@@ -13,6 +13,11 @@ from starlette.middleware.cors import CORSMiddleware
 def allow_cross_origin(api: FastAPI, origins: str | None) -> None:
     listed = [o.strip().rstrip("/") for o in (origins or "").split(",") if o.strip()]
     if listed:
-        api.add_middleware(CORSMiddleware, allow_origins=listed, allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-                           expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=listed,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )

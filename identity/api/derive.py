@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import keyword
 import types as pytypes
-from typing import Any, Iterator, Union, get_args, get_origin, get_type_hints
+from collections.abc import Iterator
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, Field, create_model
 

@@ -48,9 +48,13 @@ class Deadline:
 
     def check(self, stage: str) -> None:
         if time.monotonic() - self.started > self.seconds:
-            raise ApiError(503, f"the request ran past its deadline of {self.seconds:g} s ({stage}): "
-                                "send fewer or smaller images, or try again later",
-                           {"deadline_s": self.seconds}, headers={"Retry-After": str(max(1, round(self.seconds)))})
+            raise ApiError(
+                503,
+                f"the request ran past its deadline of {self.seconds:g} s ({stage}): "
+                "send fewer or smaller images, or try again later",
+                {"deadline_s": self.seconds},
+                headers={"Retry-After": str(max(1, round(self.seconds)))},
+            )
 
 
 class RequestLimits:
@@ -73,8 +77,12 @@ class RequestLimits:
         limit, known = self.anonymous, False
         if declared is None or declared > self.anonymous:  # only then does it matter who is calling
             client = request.client.host if request.client else None
-            known = await run_in_threadpool(known_caller, self.ctx, request.headers.get("authorization"),
-                                            request.cookies, client) is not None
+            known = (
+                await run_in_threadpool(
+                    known_caller, self.ctx, request.headers.get("authorization"), request.cookies, client
+                )
+                is not None
+            )
             limit = self.full if known else self.anonymous
         if declared is not None and declared > limit:
             await too_large(limit, known)(scope, receive, send)
@@ -122,17 +130,27 @@ def declared_length(headers: Any) -> int | None:
 
 
 def too_large(limit: int, known: bool) -> JSONResponse:
-    whose = "" if known else (" for a caller without a valid key (send `Authorization: Bearer <key>` "
-                              "or sign in for the full limit)")
-    return JSONResponse(body(f"the request body is larger than the limit of {limit / 1000:g} KB{whose}",
-                             {"limit_bytes": limit, "authenticated": known}),
-                        status_code=413, headers={"Connection": "close"})
+    whose = (
+        ""
+        if known
+        else (" for a caller without a valid key (send `Authorization: Bearer <key>` or sign in for the full limit)")
+    )
+    return JSONResponse(
+        body(
+            f"the request body is larger than the limit of {limit / 1000:g} KB{whose}",
+            {"limit_bytes": limit, "authenticated": known},
+        ),
+        status_code=413,
+        headers={"Connection": "close"},
+    )
 
 
 def deadline_of(request: Request) -> Deadline:
     """The request's Deadline (a dependency); one starting now where the middleware did not run."""
     found = request.scope.get(DEADLINE)
-    return found if isinstance(found, Deadline) else Deadline(request.app.state.ctx.settings.api.request_deadline_seconds)
+    return (
+        found if isinstance(found, Deadline) else Deadline(request.app.state.ctx.settings.api.request_deadline_seconds)
+    )
 
 
 def use_spool_dir(data_dir: Path) -> str | None:

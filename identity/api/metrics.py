@@ -32,13 +32,17 @@ class Metrics:
             self._decisions[decision] += 1
 
     def render(self, queue_depth: dict[str, int]) -> str:
-        lines = ["# HELP identity_http_requests_total HTTP requests by route and status.",
-                 "# TYPE identity_http_requests_total counter"]
+        lines = [
+            "# HELP identity_http_requests_total HTTP requests by route and status.",
+            "# TYPE identity_http_requests_total counter",
+        ]
         with self._lock:
             for (method, route, status), n in sorted(self._requests.items()):
                 lines.append(f'identity_http_requests_total{{method="{method}",route="{route}",status="{status}"}} {n}')
-            lines += ["# HELP identity_http_request_seconds Request latency by route.",
-                      "# TYPE identity_http_request_seconds histogram"]
+            lines += [
+                "# HELP identity_http_request_seconds Request latency by route.",
+                "# TYPE identity_http_request_seconds histogram",
+            ]
             for (method, route), row in sorted(self._latency.items()):
                 labels = f'method="{method}",route="{route}"'
                 for bound, n in zip(BUCKETS, row):
@@ -46,9 +50,10 @@ class Metrics:
                 lines.append(f'identity_http_request_seconds_bucket{{{labels},le="+Inf"}} {int(row[-1])}')
                 lines.append(f"identity_http_request_seconds_sum{{{labels}}} {row[-2]:.6f}")
                 lines.append(f"identity_http_request_seconds_count{{{labels}}} {int(row[-1])}")
-            lines += ["# HELP identity_search_faces_total Faces of searched photos, by decision "
-                      "(not_searched: too small).",
-                      "# TYPE identity_search_faces_total counter"]
+            lines += [
+                "# HELP identity_search_faces_total Faces of searched photos, by decision (not_searched: too small).",
+                "# TYPE identity_search_faces_total counter",
+            ]
             for decision in sorted(set(self._decisions) | set(DECISIONS)):
                 lines.append(f'identity_search_faces_total{{decision="{decision}"}} {self._decisions[decision]}')
         lines += ["# HELP identity_jobs Jobs in the queue, by status.", "# TYPE identity_jobs gauge"]

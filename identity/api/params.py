@@ -1,4 +1,5 @@
-"""Small helpers the route modules share: key=value filters from a form or query, and blocking calls off the event loop."""
+"""Small helpers the route modules share: key=value filters from a form or query, and blocking calls off the event
+loop."""
 
 from __future__ import annotations
 

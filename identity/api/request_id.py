@@ -35,12 +35,20 @@ LOG_CONFIG: dict[str, Any] = {  # `identity serve`'s logging: uvicorn's loggers 
     "disable_existing_loggers": False,
     "formatters": {"plain": {"()": "identity.api.request_id.RedactingFormatter", "format": LOG_FORMAT}},
     "filters": {"request_id": {"()": "identity.api.request_id.WithRequestId"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr",
-                            "filters": ["request_id"]}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stderr",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["stderr"], "level": "INFO"},
-    "loggers": {"uvicorn": {"level": "INFO", "handlers": [], "propagate": True},
-                "uvicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-                "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False}},
+    "loggers": {
+        "uvicorn": {"level": "INFO", "handlers": [], "propagate": True},
+        "uvicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+        "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+    },
 }
 
 
@@ -73,8 +81,14 @@ class RequestIds:
         finally:
             client = scope.get("client")
             route = getattr(scope.get("route"), "path", "unmatched")  # the template, filled in by the router
-            access.info("%s %s %s %d %.1f ms", client[0] if client else "-", scope.get("method"), route, status[0],
-                        (time.perf_counter() - started) * 1000)
+            access.info(
+                "%s %s %s %d %.1f ms",
+                client[0] if client else "-",
+                scope.get("method"),
+                route,
+                status[0],
+                (time.perf_counter() - started) * 1000,
+            )
 
 
 class WithRequestId(logging.Filter):
@@ -104,9 +118,9 @@ def _request_values() -> list[tuple[str, str]]:
     scope = REQUEST_SCOPE.get()
     if scope is None:
         return []
-    pairs = [(str(value), "{%s}" % name) for name, value in (scope.get("path_params") or {}).items()]
+    pairs = [(str(value), f"{{{name}}}") for name, value in (scope.get("path_params") or {}).items()]
     query = scope.get("query_string", b"").decode("latin-1")
-    pairs += [(value, "<%s>" % name) for name, value in parse_qsl(query, keep_blank_values=False)]
+    pairs += [(value, f"<{name}>") for name, value in parse_qsl(query, keep_blank_values=False)]
     pairs += [(raw, "<query>") for raw in (query, unquote(query))]
     found = {value: placeholder for value, placeholder in pairs if len(value) >= 2}
     return sorted(found.items(), key=lambda pair: -len(pair[0]))

@@ -10,19 +10,28 @@ from fastapi import APIRouter, Depends, File, Form, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from identity.api import schemas
-from identity.api.contract import Upload, keyed, public
-from identity.api.errors import ApiError
 from identity.api.auth import caller
 from identity.api.context import ApiContext, Ctx
+from identity.api.contract import Upload, keyed, public
+from identity.api.errors import ApiError
 from identity.api.uploads import save_uploads
 from identity.errors import IdentityError
 from identity.serialize import to_json
+from identity.services.access.keys import (
+    ADMIN,
+    ENROLL,
+    JOBS,
+    KeyRecord,
+    create_key,
+    list_keys,
+    parse_expiry,
+    revoke_key,
+)
 from identity.services.enrollment.inputs import EnrollInputs, UnclearInputs, choose_inputs, from_files
 from identity.services.enrollment.run import named_by
-from identity.services.queue.jobs import list_jobs, queue_depth, queue_enrollment
-from identity.services.access.keys import ADMIN, ENROLL, JOBS, KeyRecord, create_key, list_keys, parse_expiry, revoke_key
-from identity.services.maintenance.store_info import versions
 from identity.services.enrollment.uploads import remove_uploads, upload_folder
+from identity.services.maintenance.store_info import versions
+from identity.services.queue.jobs import list_jobs, queue_depth, queue_enrollment
 
 router = APIRouter()
 PROMETHEUS_TEXT = {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}
@@ -39,14 +48,21 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=schemas.Ready, responses={503: {"model": schemas.Ready}}, tags=["ops"],
-            operation_id="getReadiness")
+@router.get(
+    "/readyz",
+    response_model=schemas.Ready,
+    responses={503: {"model": schemas.Ready}},
+    tags=["ops"],
+    operation_id="getReadiness",
+)
 def readyz(ctx: ApiContext = Ctx) -> Any:
     """The database and vector store are reachable, the schema is current and the model loaded (no key needed)."""
     checks: dict[str, str] = {}
     try:
         found = versions(ctx.core)
-        checks["schema"] = "ok" if found.schema_database == found.schema_code else f"not current: {found.schema_database}"
+        checks["schema"] = (
+            "ok" if found.schema_database == found.schema_code else f"not current: {found.schema_database}"
+        )
         dep = ctx.deployment()
         dep.index.count()
         checks["vector_store"] = "ok"
@@ -55,7 +71,9 @@ def readyz(ctx: ApiContext = Ctx) -> Any:
     except IdentityError as exc:
         checks["error"] = exc.message
     ready = bool(checks) and all(v.startswith("ok") for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
 # response_class Response: with PlainTextResponse the schema would state the JSON errors as text too
@@ -66,16 +84,27 @@ def metrics(ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> R
 
 
 @router.get("/v1/jobs", response_model=list[schemas.Job], tags=["jobs"], **keyed("listJobs", 422))
-def jobs(state: schemas.JobState | None = None, batch: str | None = None, limit: int = Query(100, ge=1, le=1000),
-         ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(JOBS))) -> list[dict[str, Any]]:
+def jobs(
+    state: schemas.JobState | None = None,
+    batch: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    ctx: ApiContext = Ctx,
+    key: KeyRecord = Depends(caller(JOBS)),
+) -> list[dict[str, Any]]:
     """The queue, newest first (as `identity jobs list`)."""
     return [to_json(job) for job in list_jobs(ctx.core, state.value if state else None, batch, limit)]
 
 
-@router.post("/v1/enrollments", response_model=schemas.EnrollmentQueued, status_code=202, tags=["jobs"],
-             **keyed("queueEnrollment", body="json"))
-def enroll_paths(request: schemas.EnrollmentRequest, ctx: ApiContext = Ctx,
-                 key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
+@router.post(
+    "/v1/enrollments",
+    response_model=schemas.EnrollmentQueued,
+    status_code=202,
+    tags=["jobs"],
+    **keyed("queueEnrollment", body="json"),
+)
+def enroll_paths(
+    request: schemas.EnrollmentRequest, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ENROLL))
+) -> dict[str, Any]:
     """Queue folders or files the server can read, under the import roots the operator allowed."""
     paths = [_allowed(ctx, p) for p in request.paths]
     try:
@@ -85,11 +114,19 @@ def enroll_paths(request: schemas.EnrollmentRequest, ctx: ApiContext = Ctx,
     return _queue(ctx, inputs)
 
 
-@router.post("/v1/enrollments/uploads", response_model=schemas.EnrollmentQueued, status_code=202, tags=["jobs"],
-             **keyed("queueEnrollmentUploads", body="multipart"))
-async def enroll_uploads(person: Annotated[str, Form(description="external id the photos are of")],
-                         image: Annotated[list[Upload], File()], ctx: ApiContext = Ctx,
-                         key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
+@router.post(
+    "/v1/enrollments/uploads",
+    response_model=schemas.EnrollmentQueued,
+    status_code=202,
+    tags=["jobs"],
+    **keyed("queueEnrollmentUploads", body="multipart"),
+)
+async def enroll_uploads(
+    person: Annotated[str, Form(description="external id the photos are of")],
+    image: Annotated[list[Upload], File()],
+    ctx: ApiContext = Ctx,
+    key: KeyRecord = Depends(caller(ENROLL)),
+) -> dict[str, Any]:
     """Queue uploaded photos of one person; the server's background runner (or `identity worker`s) enrolls them."""
     # Kept while they are a person's photos (erasure deletes them); removed if the request fails, and by
     # the job loop once a job's copy becomes no person's photo (services.uploads).
@@ -105,8 +142,15 @@ def _queue(ctx: ApiContext, inputs: EnrollInputs) -> dict[str, Any]:
     batch, queued = queue_enrollment(ctx.core, inputs.specs)
     ctx.wake_jobs()
     named = named_by(inputs)
-    skipped = [{"source_path": r.source_path, "external_id": r.external_id, "reason": r.reason,
-                "named_by": named.get((r.source_path, r.external_id))} for r in inputs.unqueued]
+    skipped = [
+        {
+            "source_path": r.source_path,
+            "external_id": r.external_id,
+            "reason": r.reason,
+            "named_by": named.get((r.source_path, r.external_id)),
+        }
+        for r in inputs.unqueued
+    ]
     return {"batch": batch, "queued": queued, "skipped": skipped}
 
 
@@ -119,8 +163,11 @@ def _allowed(ctx: ApiContext, raw: str) -> Path:
     except (ValueError, OSError, RuntimeError) as exc:
         raise ApiError(422, f"{raw!r} is not a usable path: {exc}") from None
     if not any(path == root or path.is_relative_to(root) for root in roots):
-        raise ApiError(403, f"{raw} is not under an import root (IDENTITY_API__IMPORT_ROOTS)",
-                       {"import_roots": [str(r) for r in roots]})
+        raise ApiError(
+            403,
+            f"{raw} is not under an import root (IDENTITY_API__IMPORT_ROOTS)",
+            {"import_roots": [str(r) for r in roots]},
+        )
     if not path.exists():
         raise ApiError(422, f"{raw}: no such file or folder")
     return path
@@ -131,10 +178,16 @@ def keys(ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> list
     return [to_json(k) for k in list_keys(ctx.core)]
 
 
-@router.post("/v1/keys", response_model=schemas.CreatedApiKey, status_code=201, tags=["keys"],
-             **keyed("createKey", 409, body="json"))
-def new_key(request: schemas.ApiKeyCreate, ctx: ApiContext = Ctx,
-            key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
+@router.post(
+    "/v1/keys",
+    response_model=schemas.CreatedApiKey,
+    status_code=201,
+    tags=["keys"],
+    **keyed("createKey", 409, body="json"),
+)
+def new_key(
+    request: schemas.ApiKeyCreate, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))
+) -> dict[str, Any]:
     """A new key, shown once in the answer."""
     expires_at = parse_expiry(request.expires_in) if request.expires_in is not None else None
     return to_json(create_key(ctx.core, request.name, request.role.value, key.name, expires_at))

@@ -9,32 +9,35 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Query
 
 from identity.api import schemas
-from identity.api.budget import check_pixels
-from identity.api.params import filters, in_thread
-from identity.api.contract import Upload, keyed
 from identity.api.auth import caller
+from identity.api.budget import check_pixels
 from identity.api.context import ApiContext, Ctx
+from identity.api.contract import Upload, keyed
+from identity.api.params import filters, in_thread
 from identity.api.uploads import save_uploads
 from identity.errors import NotFound
 from identity.serialize import to_json
+from identity.services.access.keys import ADMIN, ENROLL, READ, KeyRecord
 from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
 from identity.services.enrollment.inputs import from_files
 from identity.services.enrollment.run import enroll
-from identity.services.access.keys import ADMIN, ENROLL, READ, KeyRecord
-from identity.services.records.persons import add_person, list_people, show_person, update_person
 from identity.services.enrollment.uploads import new_upload_folder
+from identity.services.records.persons import add_person, list_people, show_person, update_person
 
 router = APIRouter(prefix="/v1", tags=["persons"])
 MAX_SYNC_IMAGES = 10  # more belong in POST /v1/enrollments
 
 
-@router.get("/persons", response_model=list[schemas.Person], **keyed("listPersons", 422))
+# schemas.Person is derived from PersonRecord at import: a value to mypy, a model to FastAPI
+@router.get("/persons", response_model=list[schemas.Person], **keyed("listPersons", 422))  # type: ignore[valid-type]
 def persons(
     q: str | None = Query(None, description="text in the external id, name or attributes, matched literally"),
     external_id: str | None = Query(None, description="exactly this external id (`/` included: a path takes the uuid)"),
     attribute: list[str] | None = Query(None, description="key=value; a key given twice matches either value"),
-    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2**31 - 1),
-    ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ)),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=2**31 - 1),
+    ctx: ApiContext = Ctx,
+    key: KeyRecord = Depends(caller(READ)),
 ) -> list[dict[str, Any]]:
     """People by external id, a page at a time."""
     wanted = {k: v if isinstance(v, list) else [v] for k, v in filters(attribute).items()}
@@ -42,8 +45,9 @@ def persons(
 
 
 @router.post("/persons", response_model=schemas.Person, status_code=201, **keyed("createPerson", 409, body="json"))
-def create(person: schemas.PersonCreate, ctx: ApiContext = Ctx,
-           key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
+def create(
+    person: schemas.PersonCreate, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ENROLL))
+) -> dict[str, Any]:
     return to_json(add_person(ctx.core, person.external_id, person.display_name, person.attributes))
 
 
@@ -55,43 +59,55 @@ def read(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(REA
 
 
 @router.patch("/persons/{person}", response_model=schemas.Person, **keyed("updatePerson", 404, 409, body="json"))
-def update(person: str, change: schemas.PersonUpdate, ctx: ApiContext = Ctx,
-           key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
+def update(
+    person: str, change: schemas.PersonUpdate, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ENROLL))
+) -> dict[str, Any]:
     return to_json(update_person(ctx.core, person, change.display_name, change.attributes, change.remove))
 
 
-@router.delete("/persons/{person}", response_model=schemas.Erasure, response_model_exclude_unset=True,
-                **keyed("erasePerson", 404, 422))
+@router.delete(
+    "/persons/{person}",
+    response_model=schemas.Erasure,
+    response_model_exclude_unset=True,
+    **keyed("erasePerson", 404, 422),
+)
 def erase(person: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     """Erase a person from every store (as `identity person delete`); a repeat reports the first erasure."""
     return to_json(delete_person(ctx.core, person, key.name))
 
 
-@router.post("/persons/{person}/merge", response_model=schemas.MergeResult,
-             **keyed("mergePersons", 404, 409, body="json"))
-def merge(person: str, merge: schemas.Merge, ctx: ApiContext = Ctx,
-          key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
+@router.post(
+    "/persons/{person}/merge", response_model=schemas.MergeResult, **keyed("mergePersons", 404, 409, body="json")
+)
+def merge(
+    person: str, merge: schemas.Merge, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))
+) -> dict[str, Any]:
     """Move every face and search hit of `absorb` to this person, then remove `absorb`."""
     return to_json(merge_persons(ctx.core, person, merge.absorb, key.name))
 
 
 @router.post("/faces/{face}/move", response_model=schemas.FaceMoveResult, **keyed("moveFace", 404, 409, body="json"))
-def move(face: str, move: schemas.FaceMove, ctx: ApiContext = Ctx,
-         key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
+def move(
+    face: str, move: schemas.FaceMove, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))
+) -> dict[str, Any]:
     return to_json(move_face(ctx.core, face, move.to, key.name))
 
 
-@router.delete("/faces/{face}", response_model=schemas.Erasure, response_model_exclude_unset=True,
-                **keyed("deleteFace", 404, 422))
+@router.delete(
+    "/faces/{face}", response_model=schemas.Erasure, response_model_exclude_unset=True, **keyed("deleteFace", 404, 422)
+)
 def remove_face(face: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> dict[str, Any]:
     return to_json(delete_face(ctx.core, face, key.name))
 
 
-@router.post("/persons/{person}/faces", response_model=schemas.EnrollmentSummary,
-             **keyed("enrollPhotos", 409, body="multipart"))
+@router.post(
+    "/persons/{person}/faces", response_model=schemas.EnrollmentSummary, **keyed("enrollPhotos", 409, body="multipart")
+)
 async def enroll_photos(
-    person: str, image: Annotated[list[Upload], File(description=f"up to {MAX_SYNC_IMAGES} photos")],
-    ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ENROLL)),
+    person: str,
+    image: Annotated[list[Upload], File(description=f"up to {MAX_SYNC_IMAGES} photos")],
+    ctx: ApiContext = Ctx,
+    key: KeyRecord = Depends(caller(ENROLL)),
 ) -> dict[str, Any]:
     """Enroll a few photos of one person now, each ending enrolled, rejected, failed, duplicate or conflict.
 
@@ -100,7 +116,9 @@ async def enroll_photos(
     from identity.api.errors import ApiError
 
     if len(image) > MAX_SYNC_IMAGES:
-        raise ApiError(422, f"{len(image)} photos: at most {MAX_SYNC_IMAGES} here; queue more with POST /v1/enrollments")
+        raise ApiError(
+            422, f"{len(image)} photos: at most {MAX_SYNC_IMAGES} here; queue more with POST /v1/enrollments"
+        )
     folder = new_upload_folder(ctx.settings)  # kept: they are the enrolled photos (erasure deletes them)
     try:
         saved = await save_uploads(image, folder, ctx.max_upload_bytes)
@@ -111,9 +129,16 @@ async def enroll_photos(
         shutil.rmtree(folder, ignore_errors=True)
         raise
     record = to_json(run)
-    record["images"] = [{"image": names.get(r.source_path, Path(r.source_path).name), "external_id": r.external_id,
-                         "outcome": r.outcome, "reason": r.reason, "faces_found": r.faces_found}
-                        for r in run.summary.results]
+    record["images"] = [
+        {
+            "image": names.get(r.source_path, Path(r.source_path).name),
+            "external_id": r.external_id,
+            "outcome": r.outcome,
+            "reason": r.reason,
+            "faces_found": r.faces_found,
+        }
+        for r in run.summary.results
+    ]
     return record
 
 

@@ -10,17 +10,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Query
 
 from identity.api import schemas
+from identity.api.auth import caller
 from identity.api.budget import check_count, check_pixels
+from identity.api.context import ApiContext, Ctx
 from identity.api.contract import Upload, keyed
 from identity.api.errors import ApiError
 from identity.api.limits import Deadline, deadline_of
-from identity.api.auth import caller
-from identity.api.context import ApiContext, Ctx
 from identity.api.params import filters, in_thread
 from identity.api.uploads import save_uploads
 from identity.serialize import to_json
-from identity.services.records.audit import audit_person
 from identity.services.access.keys import READ, SEARCH, KeyRecord
+from identity.services.records.audit import audit_person
 from identity.services.search.identify import SearchFailure, SearchOptions
 from identity.services.search.log import list_searches
 
@@ -42,14 +42,16 @@ async def search(
 
     At most IDENTITY_API__MAX_IMAGES_PER_REQUEST photos and IDENTITY_API__MAX_PIXELS_PER_REQUEST
     pixels in all (413 beyond); past IDENTITY_API__REQUEST_DEADLINE_SECONDS, 503 with Retry-After."""
-    options = SearchOptions(top_k=top_k, threshold=threshold, filters=filters(filter),
-                            largest_face_only=largest_face, actor=key.name)
+    options = SearchOptions(
+        top_k=top_k, threshold=threshold, filters=filters(filter), largest_face_only=largest_face, actor=key.name
+    )
     check_count(len(image), ctx.settings.api)
     with tempfile.TemporaryDirectory(prefix="identity-api-") as tmp:
         saved = await save_uploads(image, Path(tmp), ctx.max_upload_bytes)
         await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
-        analysed = await in_thread(ctx.analyse, [path for _, path in saved], False,
-                                   lambda: deadline.check("analysing the images"))
+        analysed = await in_thread(
+            ctx.analyse, [path for _, path in saved], False, lambda: deadline.check("analysing the images")
+        )
         results, errors = [], []
         for (name, path), outcome in zip(saved, analysed):
             deadline.check("searching the faces")
@@ -66,10 +68,13 @@ async def search(
 
 @router.get("/searches", response_model=list[schemas.LoggedSearch], **keyed("listSearches", 404, 422))
 def searches(
-    person: str | None = None, since: datetime | None = None,
-    actor: str | None = None, decision: schemas.DecisionFilter | None = None,
+    person: str | None = None,
+    since: datetime | None = None,
+    actor: str | None = None,
+    decision: schemas.DecisionFilter | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ)),
+    ctx: ApiContext = Ctx,
+    key: KeyRecord = Depends(caller(READ)),
 ) -> list[dict[str, Any]]:
     """The search log, newest first, filtered by person, actor, time and decision."""
     wanted = decision.value if decision else None

@@ -38,8 +38,9 @@ HitReview = StrEnum("HitReview", {s: s for s in (reviews.UNREVIEWED, *reviews.VE
 Job = derived("Job", jobs.JobRecord)
 LoggedSearch = derived("LoggedSearch", search_log.LoggedSearch, review=ReviewSummary | None)
 ApiKey = derived("ApiKey", keys.KeyRecord)
-CreatedApiKey = create_model("CreatedApiKey", __base__=ApiKey,
-                             key=(str, Field(description="shown once; only a salted hash is stored")))
+CreatedApiKey = create_model(
+    "CreatedApiKey", __base__=ApiKey, key=(str, Field(description="shown once; only a salted hash is stored"))
+)
 
 
 class ErrorBody(BaseModel):
@@ -47,8 +48,12 @@ class ErrorBody(BaseModel):
     detail: Any = None
 
 
-PersonRef = derived("PersonRef", PersonRecord, "A person named inside another answer (a search candidate, an audit, a "
-                    "look-alike): no face count.", faces=None)
+PersonRef = derived(
+    "PersonRef",
+    PersonRecord,
+    "A person named inside another answer (a search candidate, an audit, a look-alike): no face count.",
+    faces=None,
+)
 # searchable faces under the model in use, on every answer (create, read, list, update)
 Person = create_model("Person", __base__=PersonRef, faces=(int, ...))
 
@@ -69,8 +74,7 @@ class PersonUpdate(BaseModel):
 
 MatchedFace = derived("MatchedFace", identify.MatchedFace)
 Candidate = derived("Candidate", identify.Candidate, person=PersonRef, faces=list[MatchedFace])  # type: ignore[valid-type]
-FaceMatch = derived("FaceMatch", identify.FaceMatch, quality=dict[str, Any],
-                    candidates=list[Candidate])  # type: ignore[valid-type]
+FaceMatch = derived("FaceMatch", identify.FaceMatch, quality=dict[str, Any], candidates=list[Candidate])  # type: ignore[valid-type]
 SearchResult = derived("SearchResult", identify.SearchResult, faces=list[FaceMatch])  # type: ignore[valid-type]
 
 
@@ -90,8 +94,11 @@ class Merge(BaseModel):
     absorb: str = Field(description="external id or uuid of the person merged into this one (then removed)")
 
 
-MergeResult = derived("MergeResult", edits.MergeResult, kept_id=(str, Field(
-    description="the kept person's uuid, for the routes that take a person")))
+MergeResult = derived(
+    "MergeResult",
+    edits.MergeResult,
+    kept_id=(str, Field(description="the kept person's uuid, for the routes that take a person")),
+)
 
 
 class FaceMove(BaseModel):
@@ -119,8 +126,14 @@ class Erasure(BaseModel):
 
 Lookalike = derived("Lookalike", audit.Lookalike, person=PersonRef)
 AuditSearch = derived("AuditSearch", audit.AuditSearch, review=HitReview)
-Audit = derived("Audit", audit.AuditReport, person=PersonRef, faces=list[dict[str, Any]],
-                searches=list[AuditSearch], lookalikes=list[Lookalike])  # type: ignore[valid-type]
+Audit = derived(
+    "Audit",
+    audit.AuditReport,
+    person=PersonRef,
+    faces=list[dict[str, Any]],
+    searches=list[AuditSearch],
+    lookalikes=list[Lookalike],
+)  # type: ignore[valid-type]
 
 
 class EnrolledImage(BaseModel):
@@ -132,11 +145,19 @@ class EnrolledImage(BaseModel):
 
 
 EnrollmentSummary = derived(
-    "EnrollmentSummary", report.EnrollmentFigures, "What `identity enroll --json` prints, and each image's final state.",
+    "EnrollmentSummary",
+    report.EnrollmentFigures,
+    "What `identity enroll --json` prints, and each image's final state.",
     inconsistent_persons=list[dict[str, Any]],
-    duplicates=(list[dict[str, str]], Field(default_factory=list, description="inputs with the bytes of an earlier "
-                                            "one, enrolled once: path, duplicate_of")),
-    images=(list[EnrolledImage], ...))
+    duplicates=(
+        list[dict[str, str]],
+        Field(
+            default_factory=list,
+            description="inputs with the bytes of an earlier one, enrolled once: path, duplicate_of",
+        ),
+    ),
+    images=(list[EnrolledImage], ...),
+)
 
 
 class EnrollmentQueued(BaseModel):
@@ -147,8 +168,10 @@ class EnrollmentQueued(BaseModel):
 
 class EnrollmentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    paths: list[str] = Field(min_length=1, description="folders (one sub-folder per person) or files, under an "
-                                                       "import root (IDENTITY_API__IMPORT_ROOTS)")
+    paths: list[str] = Field(
+        min_length=1,
+        description="folders (one sub-folder per person) or files, under an import root (IDENTITY_API__IMPORT_ROOTS)",
+    )
     person: str | None = Field(default=None, description="enroll the files for this external id")
 
 
@@ -156,8 +179,11 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
     role: Role
-    expires_in: str | None = Field(default=None, description="when the key stops working: Nd, Nh or Nm from now "
-                                                             "(90d, 12h, 30m) or an ISO date/time; absent: never")
+    expires_in: str | None = Field(
+        default=None,
+        description="when the key stops working: Nd, Nh or Nm from now "
+        "(90d, 12h, 30m) or an ISO date/time; absent: never",
+    )
 
 
 class Health(BaseModel):

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from identity.api.errors import ApiError
 
@@ -38,10 +38,15 @@ class Throttle:
         if wait > 0:
             retry = max(1, int(wait + 0.999))
             if announce:
-                log.warning("429 authentication throttled for %s (retry in %d s)", ", ".join(filter(None, subjects)),
-                            retry)
-            raise ApiError(429, "too many failed authentications: wait and try again", {"retry_after_s": retry},
-                           headers={"Retry-After": str(retry)})
+                log.warning(
+                    "429 authentication throttled for %s (retry in %d s)", ", ".join(filter(None, subjects)), retry
+                )
+            raise ApiError(
+                429,
+                "too many failed authentications: wait and try again",
+                {"retry_after_s": retry},
+                headers={"Retry-After": str(retry)},
+            )
 
     def failed(self, *subjects: str) -> None:
         """Count one failure against each subject."""

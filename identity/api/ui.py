@@ -13,8 +13,8 @@ import io
 import logging
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -22,29 +22,30 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from PIL import Image as PILImage
 
+from identity.api.auth import identify
 from identity.api.budget import check_pixels
+from identity.api.context import ApiContext, Ctx
 from identity.api.errors import ApiError
 from identity.api.flash import flash_message, flashed
 from identity.api.limits import Deadline, deadline_of
-from identity.api.context import ApiContext, Ctx
-from identity.api.auth import identify
 from identity.api.session import COOKIE, MAX_AGE_S
 from identity.api.uploads import save_uploads
 from identity.errors import IdentityError
 from identity.faces import load_image
-from identity.serialize import to_json
-from identity.services.records.audit import audit_person
 from identity.render.audit_html import face_thumbnails
-from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
+from identity.serialize import to_json
 from identity.services.access.keys import ADMIN, READ, SEARCH, Forbidden, KeyRecord
+from identity.services.access.sessions import OpenSession
+from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
+from identity.services.records.audit import audit_person
 from identity.services.records.persons import list_people, show_person
 from identity.services.search.identify import SearchFailure, SearchOptions
 from identity.services.search.log import list_searches
-from identity.services.access.sessions import OpenSession
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                                            autoescape=True))
+templates = Jinja2Templates(
+    env=Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
+)
 PHOTO_PX = 800  # the searched photo is shown at most this wide or high
 log = logging.getLogger("identity.api.ui")
 
@@ -103,16 +104,24 @@ def login(request: Request, key: Annotated[str, Form()], ctx: ApiContext = Ctx) 
     try:
         record = identify(ctx, key.strip(), request.client.host if request.client else None)
     except ApiError as exc:  # throttled
-        return templates.TemplateResponse(request, "login.html", {"error": exc.error}, status_code=exc.status,
-                                          headers=exc.headers)
+        return templates.TemplateResponse(
+            request, "login.html", {"error": exc.error}, status_code=exc.status, headers=exc.headers
+        )
     except IdentityError as exc:
         log.warning("401 POST /ui/login: %s", exc.message)  # the reason, never the key
         return render(request, "login.html", {"error": exc.message}, status=401)
     ctx.sessions.end(ctx.core, request.cookies.get(COOKIE))  # a session held before sign-in is not reused
     _, cookie = ctx.sessions.issue(ctx.core, record.key_id)
     response = RedirectResponse("/ui/search" if record.allows(SEARCH) else "/ui/persons", status_code=303)
-    response.set_cookie(COOKIE, cookie, max_age=MAX_AGE_S, httponly=True, samesite="strict",
-                        secure=ctx.sessions.secure(request), path="/ui")
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        max_age=MAX_AGE_S,
+        httponly=True,
+        samesite="strict",
+        secure=ctx.sessions.secure(request),
+        path="/ui",
+    )
     return response
 
 
@@ -126,8 +135,9 @@ def same_origin(request: Request) -> bool:
 
 
 @router.post("/logout")
-def logout(request: Request, csrf: Annotated[str, Form()], ctx: ApiContext = Ctx,
-           who: Visitor = Depends(visitor)) -> Response:
+def logout(
+    request: Request, csrf: Annotated[str, Form()], ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)
+) -> Response:
     checked(who, csrf)
     ctx.sessions.end(ctx.core, request.cookies.get(COOKIE))  # a copy of the cookie is refused from now on
     response = RedirectResponse("/ui/login", status_code=303)
@@ -141,9 +151,15 @@ def search_page(request: Request, who: Visitor = Depends(visitor)) -> HTMLRespon
 
 
 @router.post("/search", response_class=HTMLResponse)
-async def search(request: Request, image: Annotated[UploadFile, File()], csrf: Annotated[str, Form()],
-                 top_k: Annotated[int, Form(ge=1, le=20)] = 5, ctx: ApiContext = Ctx,
-                 who: Visitor = Depends(visitor), deadline: Deadline = Depends(deadline_of)) -> HTMLResponse:
+async def search(
+    request: Request,
+    image: Annotated[UploadFile, File()],
+    csrf: Annotated[str, Form()],
+    top_k: Annotated[int, Form(ge=1, le=20)] = 5,
+    ctx: ApiContext = Ctx,
+    who: Visitor = Depends(visitor),
+    deadline: Deadline = Depends(deadline_of),
+) -> HTMLResponse:
     from starlette.concurrency import run_in_threadpool
 
     allowed(who, SEARCH)
@@ -152,8 +168,7 @@ async def search(request: Request, image: Annotated[UploadFile, File()], csrf: A
     with tempfile.TemporaryDirectory(prefix="identity-ui-") as tmp:
         [(name, path)] = await save_uploads([image], Path(tmp), ctx.max_upload_bytes)
         await run_in_threadpool(check_pixels, [path], ctx.settings.api)  # the API's limits (one image here)
-        [analysed] = await run_in_threadpool(ctx.analyse, [path], False,
-                                             lambda: deadline.check("analysing the images"))
+        [analysed] = await run_in_threadpool(ctx.analyse, [path], False, lambda: deadline.check("analysing the images"))
         options = SearchOptions(top_k=top_k, actor=who.key.name)
         deadline.check("searching the faces")
         found = await run_in_threadpool(ctx.search, path, analysed, name, options)
@@ -163,8 +178,19 @@ async def search(request: Request, image: Annotated[UploadFile, File()], csrf: A
         photo, width, height, scale = _photo(path)
     best = [c["faces"][0]["face_id"] for f in result["faces"] for c in f["candidates"] if c["faces"]]
     thumbs = await run_in_threadpool(face_thumbnails, ctx.core, best)
-    return render(request, "search.html", {**values, "result": result, "photo": photo, "width": width,
-                                           "height": height, "scale": scale, "thumbs": thumbs})
+    return render(
+        request,
+        "search.html",
+        {
+            **values,
+            "result": result,
+            "photo": photo,
+            "width": width,
+            "height": height,
+            "scale": scale,
+            "thumbs": thumbs,
+        },
+    )
 
 
 def _photo(path: Path) -> tuple[str, int, int, float]:
@@ -184,44 +210,73 @@ def _photo(path: Path) -> tuple[str, int, int, float]:
 
 
 @router.get("/persons", response_class=HTMLResponse)
-def persons(request: Request, q: str | None = None, offset: int = 0, flash: str | None = None,
-            ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> HTMLResponse:
+def persons(
+    request: Request,
+    q: str | None = None,
+    offset: int = 0,
+    flash: str | None = None,
+    ctx: ApiContext = Ctx,
+    who: Visitor = Depends(visitor),
+) -> HTMLResponse:
     allowed(who, READ)
     limit = 50
     people = [to_json(p) for p in list_people(ctx.core, q, limit, max(offset, 0))]
-    return render(request, "persons.html", who.page(persons=people, q=q, offset=max(offset, 0), limit=limit,
-                                                    flash=flash_message(flash)))
+    return render(
+        request,
+        "persons.html",
+        who.page(persons=people, q=q, offset=max(offset, 0), limit=limit, flash=flash_message(flash)),
+    )
 
 
 @router.get("/persons/{person}", response_class=HTMLResponse)
-def person(request: Request, person: str, flash: str | None = None, ctx: ApiContext = Ctx,
-           who: Visitor = Depends(visitor)) -> HTMLResponse:
+def person(
+    request: Request, person: str, flash: str | None = None, ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)
+) -> HTMLResponse:
     allowed(who, READ)
     report = to_json(audit_person(ctx.core, person, who.key.name))
     thumbs = face_thumbnails(ctx.core, [f["face_id"] for f in report["faces"]])
-    return render(request, "person.html", who.page(report=report, thumbs=thumbs, admin=who.key.allows(ADMIN),
-                                                   flash=flash_message(flash)))
+    return render(
+        request,
+        "person.html",
+        who.page(report=report, thumbs=thumbs, admin=who.key.allows(ADMIN), flash=flash_message(flash)),
+    )
 
 
 @router.post("/persons/{person}/merge")
-def merge(person: str, absorb: Annotated[str, Form()], csrf: Annotated[str, Form()], ctx: ApiContext = Ctx,
-          who: Visitor = Depends(visitor)) -> Response:
+def merge(
+    person: str,
+    absorb: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+    ctx: ApiContext = Ctx,
+    who: Visitor = Depends(visitor),
+) -> Response:
     checked(allowed(who, ADMIN), csrf)
     done = merge_persons(ctx.core, person, absorb, who.key.name)
     return _back(done.kept_id or done.kept, "merged", ctx)
 
 
 @router.post("/faces/{face}/move")
-def move(face: str, to: Annotated[str, Form()], back: Annotated[str, Form()], csrf: Annotated[str, Form()],
-         ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> Response:
+def move(
+    face: str,
+    to: Annotated[str, Form()],
+    back: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+    ctx: ApiContext = Ctx,
+    who: Visitor = Depends(visitor),
+) -> Response:
     checked(allowed(who, ADMIN), csrf)
     move_face(ctx.core, face, to, who.key.name)
     return _back(back, "face-moved", ctx)
 
 
 @router.post("/faces/{face}/delete")
-def remove_face(face: str, back: Annotated[str, Form()], csrf: Annotated[str, Form()], ctx: ApiContext = Ctx,
-                who: Visitor = Depends(visitor)) -> Response:
+def remove_face(
+    face: str,
+    back: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+    ctx: ApiContext = Ctx,
+    who: Visitor = Depends(visitor),
+) -> Response:
     checked(allowed(who, ADMIN), csrf)
     delete_face(ctx.core, face, who.key.name)
     return _back(back, "face-deleted", ctx)
@@ -234,20 +289,36 @@ def erase_page(request: Request, person: str, ctx: ApiContext = Ctx, who: Visito
 
 
 @router.post("/persons/{person}/erase")
-def erase(request: Request, person: str, confirm: Annotated[str, Form()], csrf: Annotated[str, Form()],
-          ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> Response:
+def erase(
+    request: Request,
+    person: str,
+    confirm: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+    ctx: ApiContext = Ctx,
+    who: Visitor = Depends(visitor),
+) -> Response:
     checked(allowed(who, ADMIN), csrf)
     record = to_json(show_person(ctx.core, person))
     if confirm.strip() != record["external_id"]:
-        return render(request, "erase.html", who.page(person=record, flash="the confirmation did not match: "
-                                                      "type the external id exactly"), status=422)
+        return render(
+            request,
+            "erase.html",
+            who.page(person=record, flash="the confirmation did not match: type the external id exactly"),
+            status=422,
+        )
     delete_person(ctx.core, person, who.key.name)
     return RedirectResponse(flashed("/ui/persons", "erased"), status_code=303)
 
 
 @router.get("/searches", response_class=HTMLResponse)
-def searches(request: Request, person: str | None = None, actor: str | None = None, decision: str | None = None,
-             ctx: ApiContext = Ctx, who: Visitor = Depends(visitor)) -> HTMLResponse:
+def searches(
+    request: Request,
+    person: str | None = None,
+    actor: str | None = None,
+    decision: str | None = None,
+    ctx: ApiContext = Ctx,
+    who: Visitor = Depends(visitor),
+) -> HTMLResponse:
     allowed(who, READ)
     rows = [to_json(s) for s in list_searches(ctx.core, person or None, None, 200, actor or None, decision or None)]
     return render(request, "searches.html", who.page(searches=rows, person=person, actor=actor, decision=decision))

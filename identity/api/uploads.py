@@ -31,8 +31,11 @@ async def save_uploads(files: list[UploadFile], folder: Path, max_bytes: int) ->
             while chunk := await upload.read(CHUNK):
                 total += len(chunk)
                 if total > max_bytes:
-                    raise ApiError(413, f"the upload is larger than the limit of {max_bytes / 1e6:g} MB",
-                                   {"limit_bytes": max_bytes})
+                    raise ApiError(
+                        413,
+                        f"the upload is larger than the limit of {max_bytes / 1e6:g} MB",
+                        {"limit_bytes": max_bytes},
+                    )
                 out.write(chunk)
         saved.append((upload.filename or name, target))
     return saved

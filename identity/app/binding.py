@@ -16,17 +16,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from identity.config import Settings
-from identity.errors import ConfigError, StoreMismatch
 from identity.app.actor import resolve_actor
 from identity.app.store_owner import check_store_owner
+from identity.config import Settings
+from identity.errors import ConfigError, StoreMismatch
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import Session, transaction
 from identity.store.sql.deployment import bound_vector_store, database_id, deployment_record, existing_record
 from identity.store.sql.errors import IntegrityError
+from identity.store.sql.faces import holds_faces
 from identity.store.sql.first_use import first_use_lock
 from identity.store.sql.tables import utcnow
-from identity.store.sql.faces import holds_faces
 from identity.store.vectors.database_id import write_database_id
 from identity.store.vectors.store_ref import StoreRef, create_store_id, read_store_id, vector_store_ref
 
@@ -57,8 +57,12 @@ def check_vector_store(app: App) -> StoreRef:
         return here
     with app.sessions() as session:
         record = existing_record(session)
-        check_store_owner(app.settings, database_id(record) if record else None,
-                          bound=bool(record and record.vector_store), holds_faces=holds_faces(session))
+        check_store_owner(
+            app.settings,
+            database_id(record) if record else None,
+            bound=bool(record and record.vector_store),
+            holds_faces=holds_faces(session),
+        )
     if record is None or record.vector_store is None:
         return here
     bound = StoreRef.parse(record.vector_store)
@@ -82,8 +86,9 @@ def rebind_vector_store(app: App, actor: str | None = None) -> str | None:
         ours, before = database_id(record), record.vector_store
         if before != here.uri:
             record.vector_store, record.bound_at = here.uri, utcnow()
-            record_audit_event(session, resolve_actor(actor), "rebind_vector_store",
-                               details={"from": before, "to": here.uri})
+            record_audit_event(
+                session, resolve_actor(actor), "rebind_vector_store", details={"from": before, "to": here.uri}
+            )
     # After the commit: the store changes hands (this is the override); a crash before this line leaves a
     # store bound to this database that records no database, which the next binding completes.
     write_database_id(app.settings, ours)
@@ -104,8 +109,12 @@ def _check_owner(app: App) -> str | None:
     records its id, so a crash between the two leaves a store that names a database which exists."""
     with app.sessions() as session:
         record = existing_record(session)
-        recorded = check_store_owner(app.settings, database_id(record) if record else None,
-                                     bound=bool(record and record.vector_store), holds_faces=holds_faces(session))
+        recorded = check_store_owner(
+            app.settings,
+            database_id(record) if record else None,
+            bound=bool(record and record.vector_store),
+            holds_faces=holds_faces(session),
+        )
     if record is None:
         try:
             with transaction(app.sessions) as session:
@@ -151,7 +160,9 @@ def _copy(bound: StoreRef, here: StoreRef) -> StoreMismatch:
     return StoreMismatch(
         f"vector store {here.store_id} exists twice, at {bound.location} (bound) and {here.location}: "
         f"a copy would split the deployment's vectors; use the bound one, or {REPAIR}",
-        bound=bound.uri, this_process=here.uri)
+        bound=bound.uri,
+        this_process=here.uri,
+    )
 
 
 def _mismatch(bound: StoreRef, here: StoreRef, settings: Settings) -> StoreMismatch:
@@ -167,4 +178,6 @@ def _mismatch(bound: StoreRef, here: StoreRef, settings: Settings) -> StoreMisma
     return StoreMismatch(
         f"this database is bound to vector store {bound.uri}, but this process would use {have}, which "
         f"would split the deployment's vectors: {fix}; {REPAIR}",
-        bound=bound.uri, this_process=here.uri)
+        bound=bound.uri,
+        this_process=here.uri,
+    )

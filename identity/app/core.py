@@ -17,10 +17,11 @@ deployment (identity.app.store_owner).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from identity.app.collections import ModelCollections
 from identity.app.schema import AS_IS, CREATE, prepare_schema
@@ -65,7 +66,7 @@ class App:
         self._lock = threading.RLock()  # threads that share the App prepare each deployment once
 
     @classmethod
-    def open(cls, settings: Settings, must_exist: bool = False, schema: str = CREATE) -> "App":
+    def open(cls, settings: Settings, must_exist: bool = False, schema: str = CREATE) -> App:
         return cls(settings, must_exist, schema)
 
     # -- SQL ---------------------------------------------------------------------------------------
@@ -123,18 +124,19 @@ class App:
         self._prepared = True
 
     # -- models ------------------------------------------------------------------------------------
-    def model_choice(self, ask_store: bool = False) -> "ModelChoice":
+    def model_choice(self, ask_store: bool = False) -> ModelChoice:
         """Which model this process uses, and why (identity.app.registry)."""
         from identity.app.registry import resolve_model
 
         return resolve_model(self, ask_store)
 
-    def model_settings(self, choice: "ModelChoice | None" = None) -> Settings:
+    def model_settings(self, choice: ModelChoice | None = None) -> Settings:
         """Settings whose `model` names the chosen model, for what is built from them (worker processes too)."""
         return self.settings.replace(model=(choice or self.model_choice()).model)
 
-    def pipeline(self, model: str | None = None) -> "FacePipeline":
-        """The face pipeline of `model` (a pack reference; default: the chosen one), built once; weights load on first use."""
+    def pipeline(self, model: str | None = None) -> FacePipeline:
+        """The face pipeline of `model` (a pack reference; default: the chosen one), built once; weights load on first
+        use."""
         from identity.faces import build_pipeline
 
         reference = model or self.model_choice().model
@@ -143,7 +145,7 @@ class App:
         return self._pipelines[reference]
 
     # -- the deployment ------------------------------------------------------------------------------
-    def deployment(self, pipeline: "FacePipeline | None" = None, write: bool = False) -> "Deployment":
+    def deployment(self, pipeline: FacePipeline | None = None, write: bool = False) -> Deployment:
         """The active model's deployment (of `pipeline`'s model when given), kept until its model is released.
 
         A read (the default) writes nothing and refuses a store that lacks its templates; `write=True`, asked
@@ -220,7 +222,7 @@ class App:
                 self._engine.dispose()
                 self._engine = self._sessions = None
 
-    def __enter__(self) -> "App":
+    def __enter__(self) -> App:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -228,8 +230,9 @@ class App:
 
 
 @contextmanager
-def open_deployment(settings: Settings, pipeline: "FacePipeline | None" = None,
-                    read_only: bool = False) -> Iterator["Deployment"]:
+def open_deployment(
+    settings: Settings, pipeline: FacePipeline | None = None, read_only: bool = False
+) -> Iterator[Deployment]:
     """For scripts and tests: an App of their own around one deployment (prepared for writes unless
     `read_only`), closed with it. A long-running process opens one App and asks it for deployment() instead."""
     with App.open(settings, must_exist=read_only) as app:

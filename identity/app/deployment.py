@@ -15,9 +15,10 @@ Two ways to ask for it, and only one of them writes:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from identity.app.binding import bind_vector_store, check_vector_store, still_bound
 from identity.app.collections import ModelCollections
@@ -122,7 +123,9 @@ def prepare_deployment(app: App, pipeline: FacePipeline | None = None, write: bo
         raise TemplatesMissing(
             f"the store holds {held.faces.count()} faces of model {model.model_id} and no person templates (it is "
             "from a version before them), so a search would find nobody: run `identity init` to build them",
-            model=model.model_id, faces=held.faces.count())
+            model=model.model_id,
+            faces=held.faces.count(),
+        )
     unknown = app.unknown_faces(pipeline.model_id, pipeline.dim) if app.settings.review.keep_unknown_faces else None
     return Deployment(app, pipeline, model, held.faces, held.templates, choice, store, unknown, writes=write)
 
@@ -134,8 +137,9 @@ def _recorded_for_reading(app: App, pipeline: FacePipeline) -> Model:
         name, version = split_model_id(pipeline.model_id)
         return Model(name=name, version=version, dim=pipeline.dim, collection=collection_name(pipeline.model_id))
     if model.dim != pipeline.dim:
-        raise DimensionMismatch(f"model {pipeline.model_id} is recorded with {model.dim} dimensions, "
-                                f"the pack produces {pipeline.dim}")
+        raise DimensionMismatch(
+            f"model {pipeline.model_id} is recorded with {model.dim} dimensions, the pack produces {pipeline.dim}"
+        )
     return model
 
 

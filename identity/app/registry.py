@@ -21,9 +21,8 @@ from identity.errors import IdentityError, NoStore
 from identity.faces import build_pack, resolve
 from identity.faces.packs import default_model
 from identity.store.sql.db import Session, transaction
-from identity.store.sql.model_rows import records_active_model
+from identity.store.sql.model_rows import activate_model, active_model, ensure_model, find_model, records_active_model
 from identity.store.sql.tables import Model
-from identity.store.sql.model_rows import activate_model, active_model, ensure_model, find_model
 
 if TYPE_CHECKING:
     from identity.app.core import App
@@ -38,7 +37,11 @@ class ModelChoice:
 
     def describe(self) -> str:
         if self.source == "setting":
-            note = f"; the store's active model is {self.store_active}" if self.store_active not in (None, self.model) else ""
+            note = (
+                f"; the store's active model is {self.store_active}"
+                if self.store_active not in (None, self.model)
+                else ""
+            )
             return f"pinned by the model setting (IDENTITY_MODEL or the config file){note}"
         if self.source == "store":
             return "the store's active model"

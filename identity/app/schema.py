@@ -13,13 +13,14 @@ on a fresh database do not both run the migrations.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Callable
 
 from identity.errors import SchemaOutdated
 from identity.store.sql.db import Engine
 from identity.store.sql.first_use import first_use_lock
 from identity.store.sql.migrate import current_revision, head_revision, upgrade
+
 
 class SchemaPolicy(StrEnum):
     create = "create"  # create a missing schema; refuse an older one
@@ -47,8 +48,12 @@ def prepare_schema(engine: Engine, policy: str, before_create: Callable[[], None
         if before == head:
             return before
         if before is not None and policy != UPGRADE:
-            raise SchemaOutdated(f"the store's schema is at revision {before} and this version of identity needs "
-                                 f"{head}: run `identity init` to upgrade it", revision=before, needed=head)
+            raise SchemaOutdated(
+                f"the store's schema is at revision {before} and this version of identity needs "
+                f"{head}: run `identity init` to upgrade it",
+                revision=before,
+                needed=head,
+            )
         if before is None and before_create is not None:
             before_create()
         upgrade(engine)

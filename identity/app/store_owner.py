@@ -43,10 +43,15 @@ def foreign_store(settings: Settings, recorded: str | None, empty_database: bool
     database = mask_url(settings.sql_url)
     owner = f"database {recorded}" if recorded else "another database"
     what = "is empty" if empty_database else "is another one"
-    fix = ("point IDENTITY_DATABASE_URL at the database it belongs to, or use a new data directory "
-           "(IDENTITY_DATA_DIR)" if store.kind == "edge" else
-           "point IDENTITY_DATABASE_URL at the database it belongs to, or IDENTITY_QDRANT_URL at another server")
+    fix = (
+        "point IDENTITY_DATABASE_URL at the database it belongs to, or use a new data directory (IDENTITY_DATA_DIR)"
+        if store.kind == "edge"
+        else "point IDENTITY_DATABASE_URL at the database it belongs to, or IDENTITY_QDRANT_URL at another server"
+    )
     return StoreMismatch(
         f"vector store {where} holds the vectors of {owner}, and database {database} {what}: using them together "
         f"would drop those vectors; {fix}. Nothing was changed",
-        vector_store=store.uri, store_database_id=recorded, database=database)
+        vector_store=store.uri,
+        store_database_id=recorded,
+        database=database,
+    )

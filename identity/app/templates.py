@@ -15,7 +15,7 @@ The primitive lives in the application core because preparing a deployment for w
 from __future__ import annotations
 
 import uuid
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -33,12 +33,17 @@ def template_of(vectors: Sequence[np.ndarray]) -> np.ndarray:
     matrix = np.asarray(vectors, dtype=np.float32)
     matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
     mean = matrix.mean(axis=0)
-    return (mean / np.linalg.norm(mean)).astype(np.float32)
+    template: np.ndarray = (mean / np.linalg.norm(mean)).astype(np.float32)
+    return template
 
 
-def expected_templates(sessions: SessionFactory, faces: VectorIndex, model_row_id: int,
-                       person_ids: Sequence[uuid.UUID] | None,
-                       damaged: set[uuid.UUID] | None = None) -> dict[uuid.UUID, np.ndarray]:
+def expected_templates(
+    sessions: SessionFactory,
+    faces: VectorIndex,
+    model_row_id: int,
+    person_ids: Sequence[uuid.UUID] | None,
+    damaged: set[uuid.UUID] | None = None,
+) -> dict[uuid.UUID, np.ndarray]:
     """What the templates of these persons (None: everyone) should be, from SQL and the face vectors.
 
     A face indexed in SQL whose vector is missing (doctor's own finding) is left out, and so is
@@ -50,7 +55,7 @@ def expected_templates(sessions: SessionFactory, faces: VectorIndex, model_row_i
     expected: dict[uuid.UUID, np.ndarray] = {}
     people = list(by_person.items())
     for start in range(0, len(people), BATCH):
-        chunk = people[start:start + BATCH]
+        chunk = people[start : start + BATCH]
         vectors = intact_vectors(faces, [f for _, ids in chunk for f in ids], damaged)
         for person_id, ids in chunk:
             found = [vectors[f] for f in ids if f in vectors]
@@ -59,8 +64,13 @@ def expected_templates(sessions: SessionFactory, faces: VectorIndex, model_row_i
     return expected
 
 
-def refresh_templates(sessions: SessionFactory, faces: VectorIndex, templates: VectorIndex,
-                      model_row_id: int, person_ids: Iterable[uuid.UUID]) -> int:
+def refresh_templates(
+    sessions: SessionFactory,
+    faces: VectorIndex,
+    templates: VectorIndex,
+    model_row_id: int,
+    person_ids: Iterable[uuid.UUID],
+) -> int:
     """Rewrite the templates of these persons from their indexed faces (deleting those left with none).
 
     Call it after the SQL commit that changed their faces. Returns the templates written.
@@ -68,7 +78,7 @@ def refresh_templates(sessions: SessionFactory, faces: VectorIndex, templates: V
     wanted = sorted(set(person_ids))
     written = 0
     for start in range(0, len(wanted), BATCH):
-        chunk = wanted[start:start + BATCH]
+        chunk = wanted[start : start + BATCH]
         expected = expected_templates(sessions, faces, model_row_id, chunk)
         templates.upsert([VectorPoint(p, p, v) for p, v in expected.items()])
         templates.delete([p for p in chunk if p not in expected])

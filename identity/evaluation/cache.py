@@ -11,8 +11,8 @@ import dataclasses
 import hashlib
 import pickle
 import sqlite3
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -29,8 +29,9 @@ class AnalysisCache:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path)
-        self._db.execute("CREATE TABLE IF NOT EXISTS analyses (model TEXT, sha256 TEXT, data BLOB, "
-                         "PRIMARY KEY (model, sha256))")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS analyses (model TEXT, sha256 TEXT, data BLOB, PRIMARY KEY (model, sha256))"
+        )
 
     def get(self, model: str, sha256: str) -> ImageFaces | None:
         row = self._db.execute("SELECT data FROM analyses WHERE model = ? AND sha256 = ?", (model, sha256)).fetchone()
@@ -45,8 +46,9 @@ class AnalysisCache:
         self._db.close()
 
 
-def analyse_paths(settings: Settings, model_id: str, paths: list[str], workers: int,
-                  advance: Callable[[int], None] = lambda n: None) -> dict[str, Outcome]:
+def analyse_paths(
+    settings: Settings, model_id: str, paths: list[str], workers: int, advance: Callable[[int], None] = lambda n: None
+) -> dict[str, Outcome]:
     """Every path's analysis, from the cache where the same bytes were seen with this model."""
     cache = AnalysisCache(settings.data_dir / "cache" / "analyses.sqlite")
     results: dict[str, Outcome] = {}

@@ -23,12 +23,14 @@ score is undefined and search falls back to the raw rule (saying so).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import Sequence
 
 import numpy as np
 
 NO_CANDIDATE = -1.0  # the score of a search that returned nobody: below any threshold
+
+
 class DecisionRule(StrEnum):  # the score a decision compares with its threshold
     raw = "raw"  # the top-1 similarity
     normalized = "normalized"  # the top-1 similarity against the cohort after it
@@ -50,7 +52,7 @@ def raw_score(ranked_person_scores: Sequence[float]) -> float:
 
 def normalized_score(ranked_person_scores: Sequence[float]) -> float:
     """The normalized rule above; scores are per person, best first, at least MIN_COHORT + 1 of them."""
-    scores = np.asarray(ranked_person_scores[:COHORT + 1], dtype=np.float64)
+    scores = np.asarray(ranked_person_scores[: COHORT + 1], dtype=np.float64)
     if len(scores) < MIN_COHORT + 1:
         raise ValueError(f"the normalized score needs {MIN_COHORT + 1} ranked persons, got {len(scores)}")
     top, cohort = scores[0], scores[1:]

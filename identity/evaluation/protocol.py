@@ -11,9 +11,9 @@ image centre (as in LFW-style labelled folders).
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from identity.errors import IdentityError
 from identity.faces import DetectedFace, ImageFaces
@@ -72,8 +72,12 @@ def scan_labelled(root: Path) -> LabelledFolder:
 
 def genuine_pairs(folder: LabelledFolder, cap: int, seed: int) -> list[Pair]:
     """Every within-person pair, or a seeded sample of `cap` of them."""
-    pairs = [(a, b) for person in folder.persons for i, a in enumerate(folder.images[person])
-             for b in folder.images[person][i + 1:]]
+    pairs = [
+        (a, b)
+        for person in folder.persons
+        for i, a in enumerate(folder.images[person])
+        for b in folder.images[person][i + 1 :]
+    ]
     if len(pairs) > cap:
         pairs = sorted(random.Random(seed).sample(pairs, cap))
     return pairs

@@ -54,7 +54,9 @@ def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = ARCFACE_SIZE) -> np.ndarray:
     """The size x size crop with the landmarks moved onto the ArcFace template."""
     matrix = similarity_transform(landmarks, template(size))
-    return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.warpAffine(
+        rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
 
 
 class ArcFaceAligner:

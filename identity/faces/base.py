@@ -45,7 +45,8 @@ class Detector(LazyModel):
         raise NotImplementedError
 
     def runs_on(self) -> str:
-        """Where it runs, for `identity version`, loading nothing. In-process CPU code unless a subclass says otherwise."""
+        """Where it runs, for `identity version`, loading nothing. In-process CPU code unless a subclass says
+        otherwise."""
         return "cpu"
 
     def scan_limit_px(self, height: int, width: int) -> float | None:

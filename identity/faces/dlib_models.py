@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -45,7 +46,8 @@ FALLBACK_BUDGET_S = 1.0
 # smallest findable size (WINDOW_PX / 2**upsample): small faces come in crowds, and the next smaller
 # ones are out of its reach. Measured with benchmarks/detection.py (docs/accuracy.md): on det-dev's
 # group photos recall went from 66.2% to 78.9% (0.05 -> 0.06 false detections per photo), and 1 of
-# 150 lfw-dev portraits (faces ~110 px) triggers it; at 1.5x, 81% but 3 of 150. MMOD (~8 us per pixel) still runs only when no face
+# 150 lfw-dev portraits (faces ~110 px) triggers it; at 1.5x, 81% but 3 of 150. MMOD (~8 us per pixel) still runs only
+# when no face
 # is found: in the crowd pass it added nothing on det-dev and cost 0.5 s per lfw-dev photo it ran on.
 CROWD_FACE_RATIO = 1.25
 SAME_FACE_IOU = 0.3  # a later stage's box overlapping an earlier stage's this much is the same face
@@ -134,14 +136,19 @@ class DlibDetector(Detector):
                 if pixels * 4 ** stage[1] * _NS_PER_PIXEL[stage[0]] > FALLBACK_BUDGET_S * 1e9:
                     continue  # too slow on an image this large; the primary stage already had its chance
             label = stage_label(stage)
-            found += [(box, score, label) for box, score in self._boxes(small, stage)
-                      if all(_iou(box, seen) < SAME_FACE_IOU for seen, _, _ in found)]
+            found += [
+                (box, score, label)
+                for box, score in self._boxes(small, stage)
+                if all(_iou(box, seen) < SAME_FACE_IOU for seen, _, _ in found)
+            ]
         if not found:
             return [], "none"
         height, width = rgb.shape[:2]
         image_stage = found[0][2]
-        return [self._describe(rgb, box, score, scale, width, height, None if label == image_stage else label)
-                for box, score, label in found], image_stage
+        return [
+            self._describe(rgb, box, score, scale, width, height, None if label == image_stage else label)
+            for box, score, label in found
+        ], image_stage
 
     def _boxes(self, image: np.ndarray, stage: Stage) -> list[tuple[Any, float]]:
         kind, upsample = stage
@@ -150,8 +157,9 @@ class DlibDetector(Detector):
             return list(zip(rects, scores))
         return [(found.rect, float(found.confidence)) for found in self._mmod(image, upsample)]
 
-    def _describe(self, rgb: np.ndarray, box: Any, score: float, scale: float, width: int, height: int,
-                  stage: str | None) -> Detection:
+    def _describe(
+        self, rgb: np.ndarray, box: Any, score: float, scale: float, width: int, height: int, stage: str | None
+    ) -> Detection:
         rect = self._dlib.rectangle(
             round(box.left() * scale), round(box.top() * scale), round(box.right() * scale), round(box.bottom() * scale)
         )
@@ -163,15 +171,22 @@ class DlibDetector(Detector):
             float(min(rect.right() + 1, width)),
             float(min(rect.bottom() + 1, height)),
         )
-        return Detection(bbox=bbox, landmarks=frozen_array(landmarks, np.float32), score=float(score), native=shape,
-                         stage=stage)
+        return Detection(
+            bbox=bbox, landmarks=frozen_array(landmarks, np.float32), score=float(score), native=shape, stage=stage
+        )
 
 
 def landmarks_from_shape(shape: Any) -> np.ndarray:
     """The 5 landmarks, in our order, of dlib's 68-point shape: eye centres, nose tip, mouth corners."""
     points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
     return np.stack(
-        [points[_LEFT_EYE].mean(axis=0), points[_RIGHT_EYE].mean(axis=0), points[_NOSE_TIP], points[_MOUTH_LEFT], points[_MOUTH_RIGHT]]
+        [
+            points[_LEFT_EYE].mean(axis=0),
+            points[_RIGHT_EYE].mean(axis=0),
+            points[_NOSE_TIP],
+            points[_MOUTH_LEFT],
+            points[_MOUTH_RIGHT],
+        ]
     )
 
 
@@ -218,7 +233,9 @@ class DlibResnetRecognizer(Recognizer):
         self._torch = torch
         self._device = self.device.torch_device()  # before the weights: a GPU that is not there fails at once
         self._model = load_dlib_resnet().to(self._device)
-        logger.info("dlib ResNet face descriptor loaded (torch on %s, %d threads)", self._device, torch.get_num_threads())
+        logger.info(
+            "dlib ResNet face descriptor loaded (torch on %s, %d threads)", self._device, torch.get_num_threads()
+        )
 
     def _dim(self) -> int:
         return self._model.dim

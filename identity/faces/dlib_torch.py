@@ -111,7 +111,10 @@ class DlibResNet(nn.Module):
                     channels, position = block.out_channels, position + len(pattern)
                     break
             else:
-                raise ModelError(f"not dlib's face recognition ResNet: unexpected layers at {position}: {kinds[position:position + 3]}")
+                raise ModelError(
+                    f"not dlib's face recognition ResNet: unexpected layers at {position}"
+                    f": {kinds[position : position + 3]}"
+                )
         outputs, inputs, has_bias = layers[-1].ints
         if inputs != channels:
             raise ModelError(f"the final layer takes {inputs} inputs, the blocks give {channels}")
@@ -151,5 +154,7 @@ def load_dlib_resnet(path: str | Path | None = None) -> DlibResNet:
 
 def chips_to_tensor(chips: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
     """(n, 150, 150, 3) uint8 RGB chips as the (n, 3, 150, 150) float tensor the network takes, on `device`."""
-    pixels = torch.from_numpy(np.ascontiguousarray(chips, dtype=np.float32)).to(device)  # copied once, then reordered there
+    pixels = torch.from_numpy(np.ascontiguousarray(chips, dtype=np.float32)).to(
+        device
+    )  # copied once, then reordered there
     return pixels.permute(0, 3, 1, 2).contiguous()

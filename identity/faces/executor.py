@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
-from typing import Callable, Generator, Iterable, Iterator, Protocol
+from typing import Protocol
 from weakref import WeakSet
 
 from identity.config import Settings
@@ -32,8 +33,15 @@ PathLike = str | os.PathLike[str]
 STREAM_CHUNK = 4  # a thread task's images: small, so a long job's chunks interleave with requests
 
 
-__all__ = ["Analysed", "ExecutorBusy", "ExecutorClosed", "InferenceExecutor", "ProcessExecutor", "ThreadExecutor",
-           "process_paths_parallel"]
+__all__ = [
+    "Analysed",
+    "ExecutorBusy",
+    "ExecutorClosed",
+    "InferenceExecutor",
+    "ProcessExecutor",
+    "ThreadExecutor",
+    "process_paths_parallel",
+]
 
 
 class ExecutorBusy(Exception):
@@ -83,8 +91,9 @@ class ProcessExecutor:
         return stream
 
     def _stream(self, paths: Iterable[PathLike]) -> Generator[Analysed, None, None]:
-        chunks = run_in_workers(self.settings, analyse_chunk, (os.fspath(p) for p in paths), self.workers,
-                                self.chunk_size)
+        chunks = run_in_workers(
+            self.settings, analyse_chunk, (os.fspath(p) for p in paths), self.workers, self.chunk_size
+        )
         for _, outcomes in chunks:
             yield from revive(outcomes)
 
@@ -99,8 +108,9 @@ class ProcessExecutor:
             stream.close()  # GeneratorExit in the stream ends its pool at once
 
 
-def process_paths_parallel(settings: Settings, paths: Iterable[PathLike], workers: int | None = None,
-                           chunk_size: int = CHUNK_SIZE) -> Iterator[Analysed]:
+def process_paths_parallel(
+    settings: Settings, paths: Iterable[PathLike], workers: int | None = None, chunk_size: int = CHUNK_SIZE
+) -> Iterator[Analysed]:
     """(path, ImageFaces) for each readable image and (path, ImageError) for each other one, in input order:
     one bulk stream of a ProcessExecutor. `workers` defaults to settings.worker_count; 1 runs in this process.
     """
@@ -122,8 +132,13 @@ class ThreadExecutor:
         self._local = threading.local()
         self._closed = False
 
-    def analyse(self, paths: Iterable[PathLike], wait: bool = True, chunk: int = STREAM_CHUNK,
-                before_each: Callable[[], None] | None = None) -> Iterator[Analysed]:
+    def analyse(
+        self,
+        paths: Iterable[PathLike],
+        wait: bool = True,
+        chunk: int = STREAM_CHUNK,
+        before_each: Callable[[], None] | None = None,
+    ) -> Iterator[Analysed]:
         """Outcomes in order, `chunk` images per thread task; `before_each` runs before each image is started
         (a request's deadline: raising there frees the thread for the next caller).
 

@@ -25,15 +25,42 @@ logger = logging.getLogger(__name__)
 # HEIF (iPhones' HEIC) is read by pillow-heif's libheif, AVIF by Pillow's own plugin (which reports
 # the AVIF rotation as the EXIF orientation, so the EXIF step below applies it once).
 pillow_heif.register_heif_opener()
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF", "AVIF")  # JPEG includes cameras' multi-picture (MPO) files
+FORMATS = (
+    "JPEG",
+    "PNG",
+    "WEBP",
+    "BMP",
+    "TIFF",
+    "GIF",
+    "HEIF",
+    "AVIF",
+)  # JPEG includes cameras' multi-picture (MPO) files
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_PIXELS = 60_000_000  # ~60 MP; a 30000x30000 header (900 MP) is refused unread
 EXIF_ORIENTATION = 0x0112
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
 # What a folder scan takes for a photo without opening it: the suffixes of FORMATS, and,
 # for files named otherwise (camera exports without one), the first bytes of those formats.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".webp", ".bmp", ".dib",
-                            ".tif", ".tiff", ".gif", ".heic", ".heif", ".hif", ".avif"})
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".mpo",
+        ".png",
+        ".webp",
+        ".bmp",
+        ".dib",
+        ".tif",
+        ".tiff",
+        ".gif",
+        ".heic",
+        ".heif",
+        ".hif",
+        ".avif",
+    }
+)
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*", b"GIF87a", b"GIF89a")
 # HEIF and AVIF are ISO-BMFF files: an `ftyp` box at byte 4, its major brand at bytes 8..12.
 ISOBMFF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"})
@@ -74,9 +101,7 @@ def looks_like_image(path: str | os.PathLike[str]) -> bool:
     except OSError:
         return True  # unreadable: queue it, so the pipeline reports why
     return (
-        head.startswith(IMAGE_SIGNATURES)
-        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-        or _is_isobmff_image(head)
+        head.startswith(IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or _is_isobmff_image(head)
     )
 
 
@@ -84,9 +109,7 @@ def _is_isobmff_image(head: bytes) -> bool:
     return head[4:8] == b"ftyp" and head[8:12] in ISOBMFF_BRANDS
 
 
-def decode_image(
-    data: bytes, name: str, max_bytes: int = MAX_FILE_BYTES, max_pixels: int = MAX_PIXELS
-) -> LoadedImage:
+def decode_image(data: bytes, name: str, max_bytes: int = MAX_FILE_BYTES, max_pixels: int = MAX_PIXELS) -> LoadedImage:
     """Decode image bytes (an upload, a blob); `name` only labels errors and results."""
     if not data:
         raise ImageError(name, "empty file")
@@ -107,7 +130,9 @@ def decode_image(
     if width <= 0 or height <= 0:
         raise ImageError(name, f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageError(name, f"image is {width}x{height} = {width * height} pixels, more than the {max_pixels} allowed")
+        raise ImageError(
+            name, f"image is {width}x{height} = {width * height} pixels, more than the {max_pixels} allowed"
+        )
     try:
         image.load()  # the first frame only, for animations and multi-page files
         if image.format == "HEIF":

@@ -7,8 +7,9 @@ Input: (n, 3, 112, 112) float, RGB scaled to [-1, 1]. Output: (n, 512) embedding
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn

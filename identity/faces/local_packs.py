@@ -15,7 +15,7 @@ import re
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,9 @@ def models_dir(data_dir: Path) -> Path:
     return Path(data_dir) / MODELS_DIR
 
 
-def write_local_pack(data_dir: Path, name: str, onnx_file: str | Path, checkpoint_file: str | Path,
-                     manifest: dict[str, Any]) -> str:
+def write_local_pack(
+    data_dir: Path, name: str, onnx_file: str | Path, checkpoint_file: str | Path, manifest: dict[str, Any]
+) -> str:
     """Copy a trained recognizer into the next free version of `name`; returns "name@version".
 
     identity.faces.packs.save_local_pack, which knows the built-in names, is the way in.
@@ -76,9 +77,14 @@ def write_local_pack(data_dir: Path, name: str, onnx_file: str | Path, checkpoin
     try:
         _copy(Path(onnx_file), staging / RECOGNIZER)
         _copy(Path(checkpoint_file), staging / CHECKPOINT)
-        content = {**manifest, "name": name, "recognizer": RECOGNIZER, "checkpoint": CHECKPOINT,
-                   "promoted": bool(manifest.get("promoted", False)),
-                   "created_at": manifest.get("created_at") or datetime.now(timezone.utc).isoformat()}
+        content = {
+            **manifest,
+            "name": name,
+            "recognizer": RECOGNIZER,
+            "checkpoint": CHECKPOINT,
+            "promoted": bool(manifest.get("promoted", False)),
+            "created_at": manifest.get("created_at") or datetime.now(UTC).isoformat(),
+        }
         version = _next_version(root, name)
         while True:
             content["version"] = version
@@ -123,16 +129,20 @@ def load_local_pack(data_dir: Path, ref: str) -> LocalPack:
         folder = models_dir(data_dir) / f"{name}@{int(version)}"
         if not folder.is_dir():
             known = [p.ref for p in list_local_packs(data_dir) if p.name == name]
-            raise ModelError(f"no model pack {name}@{int(version)} in {models_dir(data_dir)}"
-                             + (f"; known: {', '.join(known)}" if known else ""))
+            raise ModelError(
+                f"no model pack {name}@{int(version)} in {models_dir(data_dir)}"
+                + (f"; known: {', '.join(known)}" if known else "")
+            )
         return _read(folder, name, int(version))
     versions = [p for p in list_local_packs(data_dir) if p.name == name]
     promoted = [p for p in versions if p.promoted]
     if promoted:
         return promoted[-1]
     if versions:
-        raise ModelError(f"model pack {name!r} has no promoted version ({', '.join(p.ref for p in versions)}); "
-                         f"name one explicitly, e.g. {versions[-1].ref}")
+        raise ModelError(
+            f"model pack {name!r} has no promoted version ({', '.join(p.ref for p in versions)}); "
+            f"name one explicitly, e.g. {versions[-1].ref}"
+        )
     raise ModelError(f"no model pack named {name!r} in {models_dir(data_dir)}")
 
 
@@ -163,11 +173,13 @@ def _check_manifest(manifest: dict[str, Any], label: str) -> None:
         raise ModelError(f"{label}: the arcface-112 aligner makes 112x112 crops, not {manifest['input_size']}")
     threshold = manifest.get("threshold")
     if threshold is not None and not (isinstance(threshold, dict) and isinstance(threshold.get("value"), (int, float))):
-        raise ModelError(f"{label}: 'threshold' must be null or {{\"value\": number, \"far\": ..., \"source\": ...}}")
+        raise ModelError(f'{label}: \'threshold\' must be null or {{"value": number, "far": ..., "source": ...}}')
 
 
 def _next_version(root: Path, name: str) -> int:
-    taken = [int(v) for folder in root.iterdir() for n, _, v in [folder.name.partition("@")] if n == name and v.isdigit()]
+    taken = [
+        int(v) for folder in root.iterdir() for n, _, v in [folder.name.partition("@")] if n == name and v.isdigit()
+    ]
     return max(taken, default=0) + 1
 
 

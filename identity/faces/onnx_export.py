@@ -24,11 +24,18 @@ def export_checked(model: Any, sample: Any, out: Path) -> float:
     with warnings.catch_warnings():
         # The newer dynamo exporter needs onnxscript, which we do not ship; the TorchScript one is fine here.
         warnings.simplefilter("ignore", DeprecationWarning)
-        # Shapes are fixed per input size: constants are right. (TracerWarning is public but not in torch.jit's __all__.)
+        # Shapes are fixed per input size: constants are right. (TracerWarning is public but not in
+        # torch.jit's __all__.)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
-            model, (sample,), str(out), dynamo=False, input_names=["input"], output_names=["embedding"],
-            dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}}, opset_version=EXPORT_OPSET,
+            model,
+            (sample,),
+            str(out),
+            dynamo=False,
+            input_names=["input"],
+            output_names=["embedding"],
+            dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+            opset_version=EXPORT_OPSET,
         )
     with torch.inference_mode():
         expected = model(sample).numpy()

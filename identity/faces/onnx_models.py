@@ -27,8 +27,13 @@ NMS_THRESHOLD = 0.4
 class ScrfdDetector(Detector):
     """SCRFD or RetinaFace with 5 key points (9 or 15 outputs), as insightface exports them."""
 
-    def __init__(self, path: str | Path, threads: int | None = None, input_size: tuple[int, int] = DET_INPUT_SIZE,
-                 device: Device = AUTO_DEVICE) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int | None = None,
+        input_size: tuple[int, int] = DET_INPUT_SIZE,
+        device: Device = AUTO_DEVICE,
+    ) -> None:
         super().__init__()
         self.path = Path(path)
         self.threads = threads
@@ -94,7 +99,9 @@ class OnnxArcFaceRecognizer(Recognizer):
         if len(inputs) != 1 or len(outputs) != 1 or len(shape) != 4:
             raise ModelError(f"{self.path} is not a recognizer: expected one (n, 3, h, w) input and one output")
         if any(isinstance(side, int) and side != self.input_size for side in shape[2:]):
-            raise ModelError(f"{self.path} takes {shape[2]}x{shape[3]} crops; only {self.input_size}x{self.input_size} is supported")
+            raise ModelError(
+                f"{self.path} takes {shape[2]}x{shape[3]} crops; only {self.input_size}x{self.input_size} is supported"
+            )
         width = outputs[0].shape[-1]
         if not isinstance(width, int):
             raise ModelError(f"{self.path}: the embedding size is not fixed in the model")
@@ -105,7 +112,9 @@ class OnnxArcFaceRecognizer(Recognizer):
         # Models converted from MXNet normalise inside the graph (a Sub and a Mul up
         # front); the others expect (x - 127.5) / 127.5 — insightface's own rule.
         names = [node.name for node in onnx.load(str(self.path), load_external_data=False).graph.node[:8]]
-        in_graph = any(n.startswith(("Sub", "_minus")) for n in names) and any(n.startswith(("Mul", "_mul")) for n in names)
+        in_graph = any(n.startswith(("Sub", "_minus")) for n in names) and any(
+            n.startswith(("Mul", "_mul")) for n in names
+        )
         self._mean, self._std = (0.0, 1.0) if in_graph else (127.5, 127.5)
         logger.info("ONNX recognizer %s: %d-d, mean %s std %s", self.path.name, width, self._mean, self._std)
 
@@ -126,8 +135,9 @@ class OnnxPixelRecognizer(Recognizer):
     crops go in as plain float pixels.
     """
 
-    def __init__(self, path: str | Path, input_size: int, dim: int, threads: int | None = None,
-                 device: Device = AUTO_DEVICE) -> None:
+    def __init__(
+        self, path: str | Path, input_size: int, dim: int, threads: int | None = None, device: Device = AUTO_DEVICE
+    ) -> None:
         super().__init__()
         self.path = Path(path)
         self.input_size = input_size
@@ -150,8 +160,13 @@ class OnnxPixelRecognizer(Recognizer):
             raise ModelError(f"{self.path} produces {width}-d embeddings; its pack.json says {self.expected_dim}")
         self._session = session
         self._input = inputs[0].name
-        logger.info("ONNX pixel recognizer %s: %d-d, %dx%d crops", self.path.name, self.expected_dim,
-                    self.input_size, self.input_size)
+        logger.info(
+            "ONNX pixel recognizer %s: %d-d, %dx%d crops",
+            self.path.name,
+            self.expected_dim,
+            self.input_size,
+            self.input_size,
+        )
 
     def _dim(self) -> int:
         return self.expected_dim

@@ -38,8 +38,10 @@ def open_session(path: str | Path, threads: int | None = None, device: Device = 
     logger.info("onnxruntime %s: providers %s, intra-op threads %s", path.name, active, threads or "default")
     if CUDA_PROVIDER in available and CUDA_PROVIDER not in active:
         if device.requires_cuda():  # ONNX Runtime falls back to the CPU when CUDA fails to start: not for cuda:N
-            raise ModelError(f"onnxruntime could not start {CUDA_PROVIDER} on device {device.ordinal} "
-                             f"for {path.name} (faces.device {device}); its log says why")
+            raise ModelError(
+                f"onnxruntime could not start {CUDA_PROVIDER} on device {device.ordinal} "
+                f"for {path.name} (faces.device {device}); its log says why"
+            )
         if device.kind == AUTO:
             logger.warning("onnxruntime %s: CUDA is installed but not in use; running on CPU", path.name)
     return session

@@ -17,9 +17,10 @@ import dataclasses
 import functools
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from identity.config import FaceSettings, Settings
 from identity.errors import ModelError
@@ -172,7 +173,12 @@ def _torch_parts(settings: Settings, threads: int | None) -> Parts:
     if not faces.torch_checkpoint:
         raise ModelError("the torch-iresnet pack needs faces.torch_checkpoint set to a .pth state dict")
     recognizer = TorchIResNetRecognizer(faces.torch_checkpoint, faces.torch_arch, threads, Device.parse(faces.device))
-    return _arcface_detector(faces, threads, faces.onnx_detector), ArcFaceAligner(), recognizer, Path(faces.torch_checkpoint)
+    return (
+        _arcface_detector(faces, threads, faces.onnx_detector),
+        ArcFaceAligner(),
+        recognizer,
+        Path(faces.torch_checkpoint),
+    )
 
 
 # Measured with benchmarks/verification.py's embeddings of 5,162 lfw-dev images: the score
@@ -194,44 +200,79 @@ _YUNET_DETECTOR = "YuNet (installed), tiled at the scale faces.min_face_px allow
 # different-person pairs) and FPIR 1e-2 at 1.0106 (3,426 non-mated searches, 2,848 persons),
 # the same cuts as dlib-resnet@2's (same recognizer and chip; embeddings at cosine 0.99983 median).
 _YUNET_SOURCE = "lfw-dev with this pack, 19.6M different-person pairs (0.9281)"
-_YUNET_DECISION = DefaultDecision(1.010, 1e-2, 2848, "FPIR 0.01 on lfw-dev with this pack (1.0106), 2,848 persons, 3,426 non-mated searches")
+_YUNET_DECISION = DefaultDecision(
+    1.010, 1e-2, 2848, "FPIR 0.01 on lfw-dev with this pack (1.0106), 2,848 persons, 3,426 non-mated searches"
+)
 _SPECS = (
     PackSpec(
-        "dlib-resnet", 1, False, DefaultThreshold(0.926, _LFW_FAR, _LFW_SOURCE),
-        PackInfo("dlib-resnet@1", 128, _DLIB_DETECTOR, "dlib ResNet descriptor", "dlib chip, one pass", "detector, upsample"),
+        "dlib-resnet",
+        1,
+        False,
+        DefaultThreshold(0.926, _LFW_FAR, _LFW_SOURCE),
+        PackInfo(
+            "dlib-resnet@1", 128, _DLIB_DETECTOR, "dlib ResNet descriptor", "dlib chip, one pass", "detector, upsample"
+        ),
         _dlib_parts,
     ),
     PackSpec(
-        "dlib-resnet", 2, True, DefaultThreshold(0.928, _LFW_FAR, _LFW_SOURCE),
+        "dlib-resnet",
+        2,
+        True,
+        DefaultThreshold(0.928, _LFW_FAR, _LFW_SOURCE),
         PackInfo(
-            "dlib-resnet@2", 128, _DLIB_DETECTOR, "dlib ResNet descriptor",
-            "dlib chip, mean of the chip and its mirror image (offline default)", "detector, upsample",
+            "dlib-resnet@2",
+            128,
+            _DLIB_DETECTOR,
+            "dlib ResNet descriptor",
+            "dlib chip, mean of the chip and its mirror image (offline default)",
+            "detector, upsample",
         ),
         _dlib_parts,
         _LFW_DECISION,
     ),
     PackSpec(
-        YUNET_MODEL, 1, True, DefaultThreshold(0.928, _LFW_FAR, _YUNET_SOURCE),
+        YUNET_MODEL,
+        1,
+        True,
+        DefaultThreshold(0.928, _LFW_FAR, _YUNET_SOURCE),
         PackInfo(
-            f"{YUNET_MODEL}@1", 128, _YUNET_DETECTOR, "dlib ResNet descriptor",
-            "dlib chip, mean of the chip and its mirror image", "yunet_min_score, min_face_px",
+            f"{YUNET_MODEL}@1",
+            128,
+            _YUNET_DETECTOR,
+            "dlib ResNet descriptor",
+            "dlib chip, mean of the chip and its mirror image",
+            "yunet_min_score, min_face_px",
         ),
         _yunet_parts,
         _YUNET_DECISION,
     ),
     PackSpec(
-        "insightface-onnx", 1, False, _ARCFACE_GUESS,
+        "insightface-onnx",
+        1,
+        False,
+        _ARCFACE_GUESS,
         PackInfo(
-            "insightface-onnx@1", None, _ARCFACE_DETECTOR, "ArcFace/CosFace ONNX",
-            "112x112 ArcFace-template crop", "onnx_detector, onnx_recognizer, allow_download",
+            "insightface-onnx@1",
+            None,
+            _ARCFACE_DETECTOR,
+            "ArcFace/CosFace ONNX",
+            "112x112 ArcFace-template crop",
+            "onnx_detector, onnx_recognizer, allow_download",
         ),
         _insightface_parts,
     ),
     PackSpec(
-        "torch-iresnet", 1, False, _ARCFACE_GUESS,
+        "torch-iresnet",
+        1,
+        False,
+        _ARCFACE_GUESS,
         PackInfo(
-            "torch-iresnet@1", 512, _ARCFACE_DETECTOR, "arcface_torch iresnet (.pth)",
-            "112x112 ArcFace-template crop", "torch_checkpoint, torch_arch, onnx_detector",
+            "torch-iresnet@1",
+            512,
+            _ARCFACE_DETECTOR,
+            "arcface_torch iresnet (.pth)",
+            "112x112 ArcFace-template crop",
+            "torch_checkpoint, torch_arch, onnx_detector",
         ),
         _torch_parts,
     ),
@@ -250,7 +291,9 @@ def default_model(settings: Settings) -> tuple[str, str]:
     installed = installed_path(settings.data_dir, YUNET.name) is not None
     if chosen == "yunet":
         if not installed:
-            raise ModelError(f"faces.detector is yunet but YuNet is not installed: run `identity models install {YUNET.name}`")
+            raise ModelError(
+                f"faces.detector is yunet but YuNet is not installed: run `identity models install {YUNET.name}`"
+            )
         return YUNET_MODEL, "faces.detector is yunet"
     if chosen == "auto":
         if installed:
@@ -263,9 +306,11 @@ def builtin_names() -> set[str]:
     return {s.name for s in _SPECS}
 
 
-def save_local_pack(data_dir: Path, name: str, onnx_file: str | Path, checkpoint_file: str | Path,
-                    manifest: dict[str, Any]) -> str:
-    """Copy a trained recognizer into the next free version of `name` (not a built-in pack's); returns "name@version"."""
+def save_local_pack(
+    data_dir: Path, name: str, onnx_file: str | Path, checkpoint_file: str | Path, manifest: dict[str, Any]
+) -> str:
+    """Copy a trained recognizer into the next free version of `name` (not a built-in pack's);
+    returns "name@version"."""
     if name in builtin_names():
         raise ModelError(f"{name!r} is a built-in model pack; give the fine-tuned pack its own name (e.g. {name}-ft)")
     return write_local_pack(data_dir, name, onnx_file, checkpoint_file, manifest)
@@ -289,7 +334,9 @@ def resolve(model: str, data_dir: Path | None = None) -> PackSpec:
         return versions[-1]
     match = next((s for s in versions if str(s.version) == version), None)
     if match is None:
-        raise ModelError(f"model pack {name!r} has no version {version!r}; known: {', '.join(s.info.model_id for s in versions)}")
+        raise ModelError(
+            f"model pack {name!r} has no version {version!r}; known: {', '.join(s.info.model_id for s in versions)}"
+        )
     return match
 
 
@@ -298,11 +345,14 @@ def build_pack(model: str | None, settings: Settings, threads: int | None = None
     ref = model or DEFAULT_MODEL
     spec = resolve(ref, settings.data_dir)
     detector, aligner, recognizer, weights = spec.parts(settings, threads)
-    pack = ModelPack(spec.name, spec.version, detector, aligner, recognizer, spec.mirror, spec.threshold, weights,
-                     spec.decision)
+    pack = ModelPack(
+        spec.name, spec.version, detector, aligner, recognizer, spec.mirror, spec.threshold, weights, spec.decision
+    )
     digest = ref.partition("+")[2].strip()
     if digest and pack.model_id != f"{spec.name}@{spec.version}+{digest}":
-        found = f"weights {weights} have digest {pack.model_id.partition('+')[2]}" if weights else "it has no weights file"
+        found = (
+            f"weights {weights} have digest {pack.model_id.partition('+')[2]}" if weights else "it has no weights file"
+        )
         raise ModelError(f"model {ref} needs weights with digest {digest}, but {found}")
     return pack
 
@@ -323,19 +373,29 @@ def _local_spec(pack: LocalPack) -> PackSpec:
     manifest = pack.manifest
     size, aligner_name = manifest["input_size"], manifest["aligner"]
     measured = manifest.get("threshold")
-    threshold = (DefaultThreshold(float(measured["value"]), measured.get("far"), str(measured.get("source") or pack.ref))
-                 if measured else _FINE_TUNED_GUESS)
+    threshold = (
+        DefaultThreshold(float(measured["value"]), measured.get("far"), str(measured.get("source") or pack.ref))
+        if measured
+        else _FINE_TUNED_GUESS
+    )
     recipe = f"{aligner_name} {size}x{size} crop{', mean with its mirror image' if manifest['mirror'] else ''}"
     info = PackInfo(
-        pack.ref, manifest["dim"], _DLIB_DETECTOR, f"fine-tuned ONNX (from {manifest.get('base') or 'unknown base'})",
-        recipe, "detector, upsample", promoted=pack.promoted, source=str(pack.path),
+        pack.ref,
+        manifest["dim"],
+        _DLIB_DETECTOR,
+        f"fine-tuned ONNX (from {manifest.get('base') or 'unknown base'})",
+        recipe,
+        "detector, upsample",
+        promoted=pack.promoted,
+        source=str(pack.path),
     )
 
     def parts(settings: Settings, threads: int | None) -> Parts:
         detector = _dlib_detector(settings.faces)
         aligner: Aligner = DlibChipAligner(size) if aligner_name == "dlib-chip" else ArcFaceAligner()
-        recognizer = OnnxPixelRecognizer(pack.recognizer_path, size, manifest["dim"], threads,
-                                         Device.parse(settings.faces.device))
+        recognizer = OnnxPixelRecognizer(
+            pack.recognizer_path, size, manifest["dim"], threads, Device.parse(settings.faces.device)
+        )
         return detector, aligner, recognizer, pack.recognizer_path
 
     return PackSpec(pack.name, pack.version, manifest["mirror"], threshold, info, parts)

@@ -7,7 +7,7 @@ results a chunk at a time. The executors (identity.faces.executor) run these chu
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 from identity.errors import ImageError, ModelError
 from identity.faces.images import load_image
@@ -70,4 +70,3 @@ def _failure(exc: Exception) -> str:
 def revive(outcomes: list[_WireOutcome]) -> Iterator[Analysed]:
     for path, value in outcomes:
         yield path, (ImageError(*value) if isinstance(value, tuple) else value)
-

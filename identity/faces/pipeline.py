@@ -6,7 +6,7 @@ of crops gathered across all the images of a call.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -59,7 +59,11 @@ class FacePipeline:
             for detection in detections:
                 crop = self.pack.aligner(image.rgb, detection)
                 # Blur is always measured on the same 112x112 crop, so thresholds mean the same in every pack.
-                arcface = crop if isinstance(self.pack.aligner, ArcFaceAligner) else align_face(image.rgb, detection.landmarks)
+                arcface = (
+                    crop
+                    if isinstance(self.pack.aligner, ArcFaceAligner)
+                    else align_face(image.rgb, detection.landmarks)
+                )
                 crops.append(crop)
                 qualities.append(assess(detection.landmarks, detection.score, arcface, self.faces))
         embeddings = self.embed_crops(crops)
@@ -80,8 +84,9 @@ class FacePipeline:
                 )
                 index += 1
             limited = self.pack.detector.scan_limit_px(image.height, image.width)
-            results.append(ImageFaces(image.path, image.sha256, image.width, image.height, tuple(faces), stage, dropped,
-                                      limited))
+            results.append(
+                ImageFaces(image.path, image.sha256, image.width, image.height, tuple(faces), stage, dropped, limited)
+            )
         return results
 
     def embed_crops(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:

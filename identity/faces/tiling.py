@@ -19,8 +19,8 @@ pixels (boxes and landmarks; `native` is left to the caller, who knows the full 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -40,7 +40,8 @@ class TilePlan:
 
 
 def working_scale(pixels: int, min_face_px: float, native_min_face_px: float, max_tile_pixels: int) -> float:
-    """How far a photo may shrink: until a face of min_face_px reaches the detector's reliable minimum, or it fits one tile."""
+    """How far a photo may shrink: until a face of min_face_px reaches the detector's reliable minimum, or it fits one
+    tile."""
     keeps_min_face = native_min_face_px / max(min_face_px, 1.0)
     fits_one_tile = math.sqrt(max_tile_pixels / max(pixels, 1))
     return min(1.0, max(keeps_min_face, fits_one_tile))
@@ -57,7 +58,9 @@ def plan_tiles(width: int, height: int, scale: float, max_tile_pixels: int) -> T
     return TilePlan(scale, tiles, math.sqrt(max_tile_pixels / (width * height)))
 
 
-def detect_tiled(rgb: np.ndarray, detect: DetectFn, min_face_px: float, native_min_face_px: float, max_tile_pixels: int) -> list[Detection]:
+def detect_tiled(
+    rgb: np.ndarray, detect: DetectFn, min_face_px: float, native_min_face_px: float, max_tile_pixels: int
+) -> list[Detection]:
     """Every face of an RGB photo, in its own pixels, best score first, detected at most one tile at a time."""
     height, width = rgb.shape[:2]
     scale = working_scale(width * height, min_face_px, native_min_face_px, max_tile_pixels)
@@ -90,7 +93,11 @@ def _starts(length: int, side: int, overlap: int) -> list[int]:
 
 
 def _detect_region(
-    rgb: np.ndarray, detect: DetectFn, box: tuple[int, int, int, int], scale: float, inner: tuple[bool, bool, bool, bool]
+    rgb: np.ndarray,
+    detect: DetectFn,
+    box: tuple[int, int, int, int],
+    scale: float,
+    inner: tuple[bool, bool, bool, bool],
 ) -> list[Detection]:
     """Detections in one region shrunk by `scale`, mapped back to the photo; those cut by an inner edge dropped."""
     x1, y1, x2, y2 = box
@@ -99,7 +106,11 @@ def _detect_region(
         size = (max(1, round((x2 - x1) * scale)), max(1, round((y2 - y1) * scale)))
         region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)  # area averaging: no aliasing
     scale_x, scale_y = region.shape[1] / (x2 - x1), region.shape[0] / (y2 - y1)
-    return [_to_original(d, scale_x, scale_y, x1, y1) for d in detect(region) if not cut_by_edge(d.bbox, region.shape[1], region.shape[0], inner)]
+    return [
+        _to_original(d, scale_x, scale_y, x1, y1)
+        for d in detect(region)
+        if not cut_by_edge(d.bbox, region.shape[1], region.shape[0], inner)
+    ]
 
 
 def _to_original(detection: Detection, scale_x: float, scale_y: float, x_offset: int, y_offset: int) -> Detection:

@@ -13,11 +13,12 @@ from identity.faces.device import AUTO_DEVICE, Device, torch_runs_on
 logger = logging.getLogger(__name__)
 
 
-
 class TorchIResNetRecognizer(Recognizer):
     input_size = 112
 
-    def __init__(self, checkpoint: str | Path, arch: str, threads: int | None = None, device: Device = AUTO_DEVICE) -> None:
+    def __init__(
+        self, checkpoint: str | Path, arch: str, threads: int | None = None, device: Device = AUTO_DEVICE
+    ) -> None:
         super().__init__()
         self.checkpoint = Path(checkpoint)
         self.arch = arch
@@ -37,8 +38,13 @@ class TorchIResNetRecognizer(Recognizer):
         self._torch = torch
         self._device = self.device.torch_device()  # before the weights: a GPU that is not there fails at once
         self._model = load_iresnet(self.checkpoint, self.arch).to(self._device)
-        logger.info("torch iresnet %s loaded from %s on %s (%d threads)", self.arch, self.checkpoint, self._device,
-                    torch.get_num_threads())
+        logger.info(
+            "torch iresnet %s loaded from %s on %s (%d threads)",
+            self.arch,
+            self.checkpoint,
+            self._device,
+            torch.get_num_threads(),
+        )
 
     def _dim(self) -> int:
         return int(self._model.features.num_features)

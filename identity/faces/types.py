@@ -13,8 +13,9 @@ another caller also holds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,9 @@ EDGE_MARGIN_PX = 2  # a box this close to a frame's edge (or past it) was cut by
 ALL_EDGES = (True, True, True, True)
 
 
-def cut_by_edge(bbox: Sequence[float], width: int, height: int, edges: tuple[bool, bool, bool, bool] = ALL_EDGES) -> bool:
+def cut_by_edge(
+    bbox: Sequence[float], width: int, height: int, edges: tuple[bool, bool, bool, bool] = ALL_EDGES
+) -> bool:
     """Whether a box runs off a width x height frame at one of `edges` (left, top, right, bottom)."""
     x1, y1, x2, y2 = bbox
     return (
@@ -112,7 +115,10 @@ def central_face(boxes: Sequence[Sequence[float]], width: int, height: int) -> i
     if not boxes:
         return None
     cx, cy = width / 2, height / 2
-    return min(range(len(boxes)), key=lambda i: ((boxes[i][0] + boxes[i][2]) / 2 - cx) ** 2 + ((boxes[i][1] + boxes[i][3]) / 2 - cy) ** 2)
+    return min(
+        range(len(boxes)),
+        key=lambda i: ((boxes[i][0] + boxes[i][2]) / 2 - cx) ** 2 + ((boxes[i][1] + boxes[i][3]) / 2 - cy) ** 2,
+    )
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,8 @@ class ImageFaces:
 
 def scan_limit_warning(image: str, width: int, height: int, limit_px: float) -> str:
     """What a user is told when a photo was too large to look for faces as small as wanted."""
-    return (f"{image}: at {width * height / 1e6:.0f} MP only faces from {limit_px:.0f} px tall were looked for (the "
-            "detector's time budget); smaller ones may be missed: crop the photo, or use the yunet-dlib-resnet pack, "
-            "whose tiles have no such limit")
+    return (
+        f"{image}: at {width * height / 1e6:.0f} MP only faces from {limit_px:.0f} px tall were looked for (the "
+        "detector's time budget); smaller ones may be missed: crop the photo, or use the yunet-dlib-resnet pack, "
+        "whose tiles have no such limit"
+    )

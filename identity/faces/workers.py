@@ -22,12 +22,13 @@ import signal
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 from identity.config import Settings
 from identity.faces.pipeline import FacePipeline, build_pipeline
@@ -47,8 +48,9 @@ _owns_tracker = False  # the first of them started the tracker (none was running
 _open_pools_lock = threading.Lock()
 
 
-def run_in_workers(settings: Settings, task: Task[T, R], items: Iterable[T], workers: int, chunk_size: int,
-                   threads: int | None = None) -> Iterator[tuple[list[T], list[R]]]:
+def run_in_workers(
+    settings: Settings, task: Task[T, R], items: Iterable[T], workers: int, chunk_size: int, threads: int | None = None
+) -> Iterator[tuple[list[T], list[R]]]:
     """(chunk, task's results for it) for each chunk of `items`, in input order.
 
     `workers` <= 1 runs in this process. `threads`: per worker for the models' own thread
@@ -85,8 +87,9 @@ def _worker_pool(settings: Settings, workers: int, threads: int) -> Iterator[Pro
     tracker_was_running = getattr(resource_tracker._resource_tracker, "_fd", 0) is not None
     watch_read, watch_write = multiprocessing.Pipe(duplex=False)  # non-inheritable: only the workers get the read end
     context = multiprocessing.get_context("spawn")  # fork would copy ONNX Runtime/torch thread pools mid-flight
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                               initargs=(settings, threads, watch_read, os.getpid()))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(settings, threads, watch_read, os.getpid())
+    )
     with _open_pools_lock:
         if not _open_pools:
             _owns_tracker = not tracker_was_running

@@ -30,7 +30,8 @@ STAGE = "yunet"
 NMS_IOU = 0.3  # YuNet's own suppression inside one tile
 TOP_K = 5000  # candidates kept before YuNet's suppression
 MAX_TILE_PIXELS = 4_000_000  # one tile's working size: YuNet needs ~0.1 GB per megapixel
-# faces.min_face_px unset: a 12 MP photo is then one 4 MP pass (faces from 42 px found); 40 needed 3 passes, 3x the time.
+# faces.min_face_px unset: a 12 MP photo is then one 4 MP pass (faces from 42 px found); 40 needed 3 passes, 3x the
+# time.
 DEFAULT_MIN_FACE_PX = 48
 # face height found reliably at scale 1: 97% of 24 px lfw-dev faces, 78% of 20 px (docs/models.md "Detectors")
 NATIVE_MIN_FACE_PX = 24.0
@@ -64,7 +65,9 @@ class YunetDetector(Detector):
         try:
             self._net = cv2.FaceDetectorYN.create(str(self.model_path), "", (320, 320), self.min_score, NMS_IOU, TOP_K)
         except cv2.error as exc:
-            raise ModelError(f"cannot load YuNet from {self.model_path}: {str(exc).strip().split('error: ')[-1]}") from None
+            raise ModelError(
+                f"cannot load YuNet from {self.model_path}: {str(exc).strip().split('error: ')[-1]}"
+            ) from None
         finally:
             log.setLogLevel(level)
         import dlib

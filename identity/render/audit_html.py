@@ -10,14 +10,14 @@ import base64
 import html
 import io
 import uuid
-from typing import Iterable
+from collections.abc import Iterable
 
 from PIL import Image as PILImage
 
 from identity.app.core import App
-from identity.pathnames import fs_path
 from identity.errors import ImageError
 from identity.faces import load_image
+from identity.pathnames import fs_path
 from identity.serialize import to_json
 from identity.services.records.audit import AuditReport
 from identity.store.sql.faces import face_boxes
@@ -62,7 +62,11 @@ def render_audit_html(audit: AuditReport) -> str:
     cards = []
     for face in report["faces"]:
         uri = thumbnail_data_uri(face["source_path"], face["bbox"])
-        picture = f'<img src="{uri}" alt="face {e(face["face_id"])}">' if uri else '<div class="missing">source image missing</div>'
+        picture = (
+            f'<img src="{uri}" alt="face {e(face["face_id"])}">'
+            if uri
+            else '<div class="missing">source image missing</div>'
+        )
         flags = []
         if face.get("outlier"):
             flags.append('<span class="warn">outlier: possibly mislabelled</span>')
@@ -71,21 +75,27 @@ def render_audit_html(audit: AuditReport) -> str:
         sim = face.get("similarity_to_own_template")
         cards.append(
             f'<figure class="face">{picture}<figcaption>{e(face["source_path"].rsplit("/", 1)[-1])}<br>'
-            f'score {face["det_score"]:.2f} · iod {face["iod_px"] or 0:.0f}px · blur {face["blur"] or 0:.0f}'
-            f'{f"<br>similarity to own template {sim:.3f}" if sim is not None else ""}'
-            f'<br>{" ".join(flags)}</figcaption></figure>'
+            f"score {face['det_score']:.2f} · iod {face['iod_px'] or 0:.0f}px · blur {face['blur'] or 0:.0f}"
+            f"{f'<br>similarity to own template {sim:.3f}' if sim is not None else ''}"
+            f"<br>{' '.join(flags)}</figcaption></figure>"
         )
-    searches = "".join(
-        f'<tr><td>{e(s["when"])}</td><td>{e(s["actor"])}</td><td>{s["rank"]}</td><td>{s["score"]:.3f}</td>'
-        f'<td>{e(s["decision"])}</td><td>{e(_review_text(s))}</td>'
-        f'<td><code>{e((s["query_sha256"] or "redacted")[:16])}…</code></td></tr>'
-        for s in report["searches"]
-    ) or '<tr><td colspan="7">no search has returned this person</td></tr>'
-    lookalikes = "".join(
-        f'<tr><td>{e(l["person"]["external_id"])}</td><td>{e(l["person"]["display_name"] or "")}</td>'
-        f'<td>{l["score"]:.3f}</td></tr>'
-        for l in report["lookalikes"]
-    ) or '<tr><td colspan="3">none</td></tr>'
+    searches = (
+        "".join(
+            f"<tr><td>{e(s['when'])}</td><td>{e(s['actor'])}</td><td>{s['rank']}</td><td>{s['score']:.3f}</td>"
+            f"<td>{e(s['decision'])}</td><td>{e(_review_text(s))}</td>"
+            f"<td><code>{e((s['query_sha256'] or 'redacted')[:16])}…</code></td></tr>"
+            for s in report["searches"]
+        )
+        or '<tr><td colspan="7">no search has returned this person</td></tr>'
+    )
+    lookalikes = (
+        "".join(
+            f"<tr><td>{e(other['person']['external_id'])}</td><td>{e(other['person']['display_name'] or '')}</td>"
+            f"<td>{other['score']:.3f}</td></tr>"
+            for other in report["lookalikes"]
+        )
+        or '<tr><td colspan="3">none</td></tr>'
+    )
     attrs = "".join(f"<li>{e(str(k))}: {e(str(v))}</li>" for k, v in person["attributes"].items()) or "<li>none</li>"
     margin = report["lookalike_margin"]
     margin_text = "n/a" if margin is None else f"{margin:+.3f}" + (" (a look-alike would match!)" if margin < 0 else "")
@@ -101,7 +111,7 @@ table{{border-collapse:collapse;margin:1rem 0}} td,th{{border:1px solid #ddd;pad
 <h1>{e(person["display_name"] or person["external_id"])}</h1>
 <p>external id <b>{e(person["external_id"])}</b> · uuid <code>{e(person["id"])}</code> · created {e(person["created_at"] or "")}</p>
 <h2>Attributes</h2><ul>{attrs}</ul>
-<h2>Enrolled faces ({len(report["faces"])})</h2><div class="faces">{''.join(cards)}</div>
+<h2>Enrolled faces ({len(report["faces"])})</h2><div class="faces">{"".join(cards)}</div>
 <h2>Searches that returned this person ({len(report["searches"])})</h2>
 <table><tr><th>when</th><th>actor</th><th>rank</th><th>score</th><th>decision</th><th>review</th><th>query image sha256</th></tr>{searches}</table>
 <h2>Look-alike risk</h2><p>decision threshold {report["threshold"]:.3f} ({e(report["decision_rule"])} rule); margin of this person's template searched among everyone else: {margin_text}</p>

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import uuid
-from typing import Sequence
+from collections.abc import Sequence
 
 from identity.app.core import App
 from identity.render.audit_html import thumbnail_data_uri
@@ -28,7 +28,9 @@ def cluster_thumbnails(app: App, faces: Sequence[ClusterFace]) -> dict[str, str]
     return uris
 
 
-def render_clusters_html(app: App, title: str, clusters: Sequence[ClusterView], singletons: Sequence[ClusterView]) -> str:
+def render_clusters_html(
+    app: App, title: str, clusters: Sequence[ClusterView], singletons: Sequence[ClusterView]
+) -> str:
     e = html.escape
     thumbs = cluster_thumbnails(app, [f for c in [*clusters, *singletons] for f in c.faces])
 
@@ -36,12 +38,14 @@ def render_clusters_html(app: App, title: str, clusters: Sequence[ClusterView], 
         uri = thumbs.get(face.face_key)
         picture = f'<img src="{uri}" alt="">' if uri else '<div class="missing">photo gone</div>'
         name = (face.source_path or face.image_sha256[:12]).rsplit("/", 1)[-1]
-        return f'<figure>{picture}<figcaption>{e(name)}<br><code>{e(face.face_key[:24])}</code></figcaption></figure>'
+        return f"<figure>{picture}<figcaption>{e(name)}<br><code>{e(face.face_key[:24])}</code></figcaption></figure>"
 
     def section(cluster: ClusterView) -> str:
         named = f" · named {e(cluster.person)}" if cluster.person else ""
-        return (f'<section><h2>{e(cluster.cluster_id)} · {cluster.size} faces · {e(cluster.status)}{named}</h2>'
-                f'<div class="faces">{"".join(card(f) for f in cluster.faces)}</div></section>')
+        return (
+            f"<section><h2>{e(cluster.cluster_id)} · {cluster.size} faces · {e(cluster.status)}{named}</h2>"
+            f'<div class="faces">{"".join(card(f) for f in cluster.faces)}</div></section>'
+        )
 
     alone = "".join(card(f) for c in singletons for f in c.faces)
     return f"""<!doctype html>

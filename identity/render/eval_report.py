@@ -47,21 +47,27 @@ def write_report(result: EvalReport, out: Path) -> list[Path]:
         ax.hist(genuine, bins=80, alpha=0.6, label="genuine pairs", density=True)
         chosen = figures.threshold_at_far.get("0.001")
         if chosen:
-            ax.axvline(chosen.threshold, color="k", linestyle="--",
-                       label=f"threshold @ FAR 1e-3 = {chosen.threshold:.3f}")
+            ax.axvline(
+                chosen.threshold, color="k", linestyle="--", label=f"threshold @ FAR 1e-3 = {chosen.threshold:.3f}"
+            )
         ax.set(xlabel="cosine similarity", ylabel="density", title="genuine vs impostor scores")
         ax.legend()
         written.append(_save(fig, out / "scores.png"))
     summary = out / "summary.html"
     report = to_json(result)  # the table and report.json hold what `identity eval --json` prints
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(json.dumps(v))}</code></td></tr>"
-                   for k, v in report.items())
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(json.dumps(v))}</code></td></tr>"
+        for k, v in report.items()
+    )
     images = "".join(f'<img src="{p.name}" alt="{p.stem}">' for p in written)
-    summary.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>identity eval</title>"
-                       f"<style>body{{font-family:system-ui;margin:2rem}}td,th{{text-align:left;padding:.2rem .6rem;"
-                       f"border-bottom:1px solid #ddd}}img{{max-width:32%;margin:.5rem}}</style></head><body>"
-                       f"<h1>Evaluation of {html.escape(figures.model)}</h1>{images}<table>{rows}</table>"
-                       f"</body></html>", encoding="utf-8")
+    summary.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>identity eval</title>"
+        f"<style>body{{font-family:system-ui;margin:2rem}}td,th{{text-align:left;padding:.2rem .6rem;"
+        f"border-bottom:1px solid #ddd}}img{{max-width:32%;margin:.5rem}}</style></head><body>"
+        f"<h1>Evaluation of {html.escape(figures.model)}</h1>{images}<table>{rows}</table>"
+        f"</body></html>",
+        encoding="utf-8",
+    )
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return written + [summary, out / "report.json"]
 

@@ -87,4 +87,4 @@ def _held_paths(settings: Settings) -> list[Path]:
 
 def _sqlite_file(url: str) -> Path | None:
     prefix = "sqlite:///"
-    return Path(url[len(prefix):]) if url.startswith(prefix) and url != prefix + ":memory:" else None
+    return Path(url[len(prefix) :]) if url.startswith(prefix) and url != prefix + ":memory:" else None

@@ -56,5 +56,7 @@ def load_backbone(pack: ModelPack, settings: Settings) -> Backbone:
 
         network = PixelIResNet(load_iresnet(settings.faces.torch_checkpoint, settings.faces.torch_arch))
         return Backbone(network.to(device), ARCFACE_112)
-    raise ModelError(f"{pack.model_id} cannot be fine-tuned: start from dlib-resnet (offline, the default) or torch-iresnet "
-                     "(a .pth checkpoint); pin it with IDENTITY_MODEL")
+    raise ModelError(
+        f"{pack.model_id} cannot be fine-tuned: start from dlib-resnet (offline, the default) or torch-iresnet "
+        "(a .pth checkpoint); pin it with IDENTITY_MODEL"
+    )

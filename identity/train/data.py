@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -23,8 +23,8 @@ from identity.evaluation.protocol import scan_labelled
 from identity.faces.images import load_image
 from identity.faces.packs import ModelPack
 from identity.faces.pipeline import FacePipeline, build_pipeline
-from identity.faces.workers import run_in_workers
 from identity.faces.types import central_face, same_face
+from identity.faces.workers import run_in_workers
 
 Box = tuple[float, float, float, float]
 # One face to cut: the image, its label, and the stored box to match (None: the face nearest the centre).
@@ -58,7 +58,9 @@ def collect_chips(settings: Settings, refs: Sequence[FaceRef], workers: int, adv
         with np.load(cache, allow_pickle=False) as stored:
             advance(len(refs))
             meta = json.loads(str(stored["meta"]))
-            return ChipSet(stored["chips"], stored["labels"], meta["persons"], meta["paths"], [tuple(s) for s in meta["skipped"]])
+            return ChipSet(
+                stored["chips"], stored["labels"], meta["persons"], meta["paths"], [tuple(s) for s in meta["skipped"]]
+            )
     cut = _cut_all(settings, list(refs), workers, advance)
     kept = [(ref, chip) for ref, chip in zip(refs, cut) if not isinstance(chip, str)]
     skipped = [(ref[0], chip) for ref, chip in zip(refs, cut) if isinstance(chip, str)]
@@ -66,8 +68,13 @@ def collect_chips(settings: Settings, refs: Sequence[FaceRef], workers: int, adv
     index = {person: i for i, person in enumerate(persons)}
     size = pack.recognizer.input_size
     chips = np.stack([chip for _, chip in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
-    result = ChipSet(chips, np.array([index[ref[1]] for ref, _ in kept], dtype=np.int64), persons,
-                     [ref[0] for ref, _ in kept], skipped)
+    result = ChipSet(
+        chips,
+        np.array([index[ref[1]] for ref, _ in kept], dtype=np.int64),
+        persons,
+        [ref[0] for ref, _ in kept],
+        skipped,
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.with_suffix(".partial.npz")
     meta = json.dumps({"persons": result.persons, "paths": result.paths, "skipped": result.skipped})
@@ -88,7 +95,9 @@ def _cache_path(model_id: str, data_dir: Path, refs: Sequence[FaceRef]) -> Path:
     return data_dir / "cache" / "chips" / f"{digest.hexdigest()[:24]}.npz"
 
 
-def _cut_all(settings: Settings, refs: list[FaceRef], workers: int, advance: Callable[[int], None]) -> list[np.ndarray | str]:
+def _cut_all(
+    settings: Settings, refs: list[FaceRef], workers: int, advance: Callable[[int], None]
+) -> list[np.ndarray | str]:
     results: list[np.ndarray | str] = []
     # One thread per worker: cutting is detection-bound and the workers already use every core.
     for chunk, done in run_in_workers(settings, _cut_chunk, refs, workers or settings.worker_count, CHUNK, threads=1):

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -95,7 +95,9 @@ class EmbeddingNet(nn.Module):
         return self.projection(F.normalize(features)) if self.projection is not None else features
 
 
-def embed_passes(net: nn.Module, chips: np.ndarray, advance: Callable[..., None] = lambda n, **f: None) -> tuple[np.ndarray, np.ndarray]:
+def embed_passes(
+    net: nn.Module, chips: np.ndarray, advance: Callable[..., None] = lambda n, **f: None
+) -> tuple[np.ndarray, np.ndarray]:
     """Unit embeddings of each chip and of its mirror image (computed on the net's device)."""
     net.eval()
     device = device_of(net)
@@ -120,9 +122,17 @@ def combine(a: np.ndarray, b: np.ndarray, mirror: bool = True) -> np.ndarray:
     return both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)
 
 
-def train(backbone: nn.Module, chips: np.ndarray, labels: np.ndarray, split: Split, options: TrainOptions,
-          stage: Stage = _no_stage, mirror: bool = True) -> TrainResult:
-    """Fine-tune `backbone` (pixels 0..255 in, `backbone.dim` out); `mirror`: the pack averages each face with its mirror."""
+def train(
+    backbone: nn.Module,
+    chips: np.ndarray,
+    labels: np.ndarray,
+    split: Split,
+    options: TrainOptions,
+    stage: Stage = _no_stage,
+    mirror: bool = True,
+) -> TrainResult:
+    """Fine-tune `backbone` (pixels 0..255 in, `backbone.dim` out); `mirror`: the pack averages each face with its
+    mirror."""
     if options.mode not in (HEAD, FULL):
         raise IdentityError(f"unknown fine-tuning mode {options.mode!r}: use 'head' or 'full'")
     torch.manual_seed(options.seed)
@@ -149,20 +159,26 @@ def train(backbone: nn.Module, chips: np.ndarray, labels: np.ndarray, split: Spl
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(class_init))
     trained = projection if projection is not None else backbone
-    optimizer = torch.optim.Adam([
-        {"params": trained.parameters(), "lr": options.learning_rate},
-        {"params": head.parameters(), "lr": options.class_lr},
-    ])
+    optimizer = torch.optim.Adam(
+        [
+            {"params": trained.parameters(), "lr": options.learning_rate},
+            {"params": head.parameters(), "lr": options.class_lr},
+        ]
+    )
     # The best trained epoch is kept; "stale" counts epochs that did not beat every earlier figure, before included.
     best, best_epoch, best_state, stale, stopped_early = None, 0, None, 0, False
     for epoch in range(1, options.epochs + 1):
         epoch_start = time.perf_counter()
         if options.mode == HEAD:
-            loss = _head_epoch(projection, head, optimizer, passes, split.train, train_labels, options, rng, stage, epoch)
+            loss = _head_epoch(
+                projection, head, optimizer, passes, split.train, train_labels, options, rng, stage, epoch
+            )
             val = combine(*(_project(projection, p[split.val]) for p in passes), mirror)
         else:
             loss = _full_epoch(net, head, optimizer, chips[split.train], train_labels, options, rng, stage, epoch)
-            val = combine(*embed_passes(net, chips[split.val], stage(f"epoch {epoch}: validation", len(split.val))), mirror)
+            val = combine(
+                *embed_passes(net, chips[split.val], stage(f"epoch {epoch}: validation", len(split.val))), mirror
+            )
         figures = validation_figures(val, val_labels)
         history.append(EpochFigures(epoch, loss, figures, time.perf_counter() - epoch_start))
         epochs_done(1, loss=loss, val_rank1=figures.rank1, val_tar=figures.tar)
@@ -195,8 +211,18 @@ def _batches(count: int, size: int, rng: np.random.Generator) -> list[np.ndarray
     return [order[i : i + size] for i in range(0, count, size)]
 
 
-def _head_epoch(projection: nn.Linear, head: MarginHead, optimizer: torch.optim.Optimizer, passes: tuple[np.ndarray, np.ndarray],
-                train: np.ndarray, labels: np.ndarray, options: TrainOptions, rng: np.random.Generator, stage: Stage, epoch: int) -> float:
+def _head_epoch(
+    projection: nn.Linear,
+    head: MarginHead,
+    optimizer: torch.optim.Optimizer,
+    passes: tuple[np.ndarray, np.ndarray],
+    train: np.ndarray,
+    labels: np.ndarray,
+    options: TrainOptions,
+    rng: np.random.Generator,
+    stage: Stage,
+    epoch: int,
+) -> float:
     # Both passes of every training face are samples: the mirror is free augmentation.
     device = projection.weight.device
     features = torch.from_numpy(np.concatenate([passes[0][train], passes[1][train]])).to(device)
@@ -211,8 +237,17 @@ def _head_epoch(projection: nn.Linear, head: MarginHead, optimizer: torch.optim.
     return float(np.mean(losses))
 
 
-def _full_epoch(net: EmbeddingNet, head: MarginHead, optimizer: torch.optim.Optimizer, chips: np.ndarray, labels: np.ndarray,
-                options: TrainOptions, rng: np.random.Generator, stage: Stage, epoch: int) -> float:
+def _full_epoch(
+    net: EmbeddingNet,
+    head: MarginHead,
+    optimizer: torch.optim.Optimizer,
+    chips: np.ndarray,
+    labels: np.ndarray,
+    options: TrainOptions,
+    rng: np.random.Generator,
+    stage: Stage,
+    epoch: int,
+) -> float:
     batches = _batches(len(labels), options.batch_size, rng)
     advance = stage(f"epoch {epoch}/{options.epochs} (full)", len(batches))
     losses: list[float] = []
@@ -227,7 +262,9 @@ def _full_epoch(net: EmbeddingNet, head: MarginHead, optimizer: torch.optim.Opti
     return float(np.mean(losses))
 
 
-def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, losses: list[float], advance: Callable[..., None]) -> None:
+def _step(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, losses: list[float], advance: Callable[..., None]
+) -> None:
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

@@ -19,7 +19,9 @@ COSFACE_S, COSFACE_M = 64.0, 0.35  # the CosFace paper's defaults
 ARCFACE_M = 0.5
 
 
-def margin_logits(cosine: torch.Tensor, labels: torch.Tensor, s: float, m: float, kind: str = "cosface") -> torch.Tensor:
+def margin_logits(
+    cosine: torch.Tensor, labels: torch.Tensor, s: float, m: float, kind: str = "cosface"
+) -> torch.Tensor:
     """Scaled logits with the margin applied to each row's true class."""
     target = cosine.gather(1, labels[:, None])
     if kind == "cosface":
@@ -36,7 +38,9 @@ def margin_logits(cosine: torch.Tensor, labels: torch.Tensor, s: float, m: float
 class MarginHead(nn.Module):
     """Class weights plus the margin loss; forward returns (loss, cosine matrix)."""
 
-    def __init__(self, dim: int, classes: int, s: float = COSFACE_S, m: float = COSFACE_M, kind: str = "cosface") -> None:
+    def __init__(
+        self, dim: int, classes: int, s: float = COSFACE_S, m: float = COSFACE_M, kind: str = "cosface"
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(classes, dim))
         nn.init.normal_(self.weight, std=0.01)

@@ -51,8 +51,7 @@ class Figures:
     gallery: int
     impostor_pairs: int
 
-
-    def better_than(self, other: "Figures") -> bool:
+    def better_than(self, other: Figures) -> bool:
         return self.rank1 > other.rank1 and self.tar >= other.tar - TAR_TOLERANCE
 
 

@@ -4,19 +4,19 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-06 10:00:00.000000
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0002'
-down_revision = '0001'
+revision = "0002"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('models', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('activated_at', sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("models", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("activated_at", sa.DateTime(timezone=True), nullable=True))
     # A store from before this revision searched the model holding its faces: make that one active.
     op.execute(
         "UPDATE models SET activated_at = created_at WHERE id = ("
@@ -26,5 +26,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('models', schema=None) as batch_op:
-        batch_op.drop_column('activated_at')
+    with op.batch_alter_table("models", schema=None) as batch_op:
+        batch_op.drop_column("activated_at")

@@ -56,7 +56,7 @@ def children(pid: int) -> list[tuple[int, str, str]]:
         try:
             stat = (entry / "stat").read_text()
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            cmdline = cmdline or stat[stat.index("(") + 1:stat.rindex(")")]  # a zombie keeps only its name
+            cmdline = cmdline or stat[stat.index("(") + 1 : stat.rindex(")")]  # a zombie keeps only its name
         except OSError:
             continue  # ended while we looked
         state, ppid = stat.rpartition(")")[2].split()[:2]
@@ -77,8 +77,12 @@ def supervise(mode: str) -> dict[str, object]:
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         return {"error": "prctl(PR_SET_CHILD_SUBREAPER) failed"}
     with tempfile.TemporaryDirectory() as data_dir:
-        parent = subprocess.Popen([sys.executable, __file__, "parent", mode, data_dir],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        parent = subprocess.Popen(
+            [sys.executable, __file__, "parent", mode, data_dir],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert parent.stdout is not None
         if mode == "kill":
             busy_workers = {parent.stdout.readline() for _ in range(2)}  # both workers are in their task
@@ -99,8 +103,10 @@ def supervise(mode: str) -> dict[str, object]:
             os.kill(pid, signal.SIGKILL)
         time.sleep(0.2)
         reap()
-    result: dict[str, object] = {"left": [f"{pid} {state} {cmd}" for pid, state, cmd in left],
-                                 "parent_rc": parent.returncode}
+    result: dict[str, object] = {
+        "left": [f"{pid} {state} {cmd}" for pid, state, cmd in left],
+        "parent_rc": parent.returncode,
+    }
     if mode == "kill":
         result["busy"] = sorted(line.strip() for line in busy_workers)
     return result

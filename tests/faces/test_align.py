@@ -13,7 +13,9 @@ from identity.faces.align import ARCFACE_TEMPLATE, align_face, similarity_transf
 
 def similarity(angle_deg: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
     a = math.radians(angle_deg)
-    return np.array([[scale * math.cos(a), -scale * math.sin(a), shift[0]], [scale * math.sin(a), scale * math.cos(a), shift[1]]])
+    return np.array(
+        [[scale * math.cos(a), -scale * math.sin(a), shift[0]], [scale * math.sin(a), scale * math.cos(a), shift[1]]]
+    )
 
 
 def textured_image(size: int = 400, seed: int = 0) -> np.ndarray:
@@ -23,7 +25,9 @@ def textured_image(size: int = 400, seed: int = 0) -> np.ndarray:
     return cv2.GaussianBlur(cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC), (0, 0), 3)
 
 
-@pytest.mark.parametrize("angle, scale, shift", [(0, 1, (0, 0)), (25, 2.5, (100, 40)), (-70, 0.6, (-5, 300)), (180, 1.3, (200, 200))])
+@pytest.mark.parametrize(
+    "angle, scale, shift", [(0, 1, (0, 0)), (25, 2.5, (100, 40)), (-70, 0.6, (-5, 300)), (180, 1.3, (200, 200))]
+)
 def test_exact_landmarks_land_on_the_template(angle: float, scale: float, shift: tuple[float, float]) -> None:
     # Landmarks as a face placed anywhere in an image: the template moved by a similarity.
     landmarks = transform_points(similarity(angle, scale, shift), ARCFACE_TEMPLATE)
@@ -34,7 +38,9 @@ def test_exact_landmarks_land_on_the_template(angle: float, scale: float, shift:
 def test_noisy_landmarks_land_within_a_pixel() -> None:
     rng = np.random.default_rng(1)
     for _ in range(50):
-        placed = transform_points(similarity(rng.uniform(-60, 60), rng.uniform(0.5, 4), rng.uniform(0, 500, 2)), ARCFACE_TEMPLATE)
+        placed = transform_points(
+            similarity(rng.uniform(-60, 60), rng.uniform(0.5, 4), rng.uniform(0, 500, 2)), ARCFACE_TEMPLATE
+        )
         noisy = placed + rng.normal(0, 0.3, placed.shape) * np.linalg.norm(placed[1] - placed[0]) / 35
         matrix = similarity_transform(noisy, template())
         assert np.linalg.norm(transform_points(matrix, noisy) - ARCFACE_TEMPLATE, axis=1).max() < 1.0

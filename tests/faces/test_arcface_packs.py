@@ -148,7 +148,9 @@ def test_scrfd_decoding_places_the_face_and_landmarks(detector_onnx: Path) -> No
 def test_insightface_pack_end_to_end(detector_onnx: Path, recognizer_onnx: Path, torch_pipeline: FacePipeline) -> None:
     from identity.faces import decode_image
 
-    settings = arcface_settings(model="insightface-onnx", onnx_detector=str(detector_onnx), onnx_recognizer=str(recognizer_onnx))
+    settings = arcface_settings(
+        model="insightface-onnx", onnx_detector=str(detector_onnx), onnx_recognizer=str(recognizer_onnx)
+    )
     pipeline = build_pipeline(settings)
     assert re.fullmatch(r"insightface-onnx@1\+[0-9a-f]{8}", pipeline.model_id)
     import io
@@ -198,15 +200,26 @@ def square_detector() -> onnx.ModelProto:
     nodes, inits, outputs = [], [], {"score": [], "bbox": [], "kps": []}
     for stride in (8, 16, 32):
         pooled = f"pool{stride}"
-        nodes.append(helper.make_node("AveragePool", ["input"], [pooled], kernel_shape=[stride, stride], strides=[stride, stride]))
+        nodes.append(
+            helper.make_node(
+                "AveragePool", ["input"], [pooled], kernel_shape=[stride, stride], strides=[stride, stride]
+            )
+        )
         heads = {
-            "score": (np.full((2, 3, 1, 1), 10 / 3, np.float32), np.full(2, -5.0 if stride == 32 else -30.0, np.float32), 1),
+            "score": (
+                np.full((2, 3, 1, 1), 10 / 3, np.float32),
+                np.full(2, -5.0 if stride == 32 else -30.0, np.float32),
+                1,
+            ),
             "bbox": (np.zeros((8, 3, 1, 1), np.float32), np.full(8, 2.0, np.float32), 4),
             "kps": (np.zeros((20, 3, 1, 1), np.float32), np.tile(KPS_OFFSETS.reshape(-1), 2), 10),
         }
         for head, (weight, bias, width) in heads.items():
             name = f"{head}{stride}"
-            inits += [numpy_helper.from_array(weight, f"{name}_w"), numpy_helper.from_array(bias.astype(np.float32), f"{name}_b")]
+            inits += [
+                numpy_helper.from_array(weight, f"{name}_w"),
+                numpy_helper.from_array(bias.astype(np.float32), f"{name}_b"),
+            ]
             conv = [f"{name}_conv"]
             nodes.append(helper.make_node("Conv", [pooled, f"{name}_w", f"{name}_b"], conv))
             if head == "score":

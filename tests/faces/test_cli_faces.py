@@ -33,7 +33,18 @@ def test_detect_json_and_crops(capsys, clean_env, t1_path: Path, tmp_path: Path)
     [report] = json.loads(out)
     assert report["model"] == "dlib-resnet@2" and len(report["faces"]) == 6
     face = report["faces"][0]
-    assert set(face) >= {"bbox", "landmarks", "det_score", "iod_px", "blur", "yaw_deg", "roll_deg", "rejections", "ok", "crop"}
+    assert set(face) >= {
+        "bbox",
+        "landmarks",
+        "det_score",
+        "iod_px",
+        "blur",
+        "yaw_deg",
+        "roll_deg",
+        "rejections",
+        "ok",
+        "crop",
+    }
     written = sorted(crops.glob("*.png"))
     assert len(written) == 6 and Image.open(written[0]).size == (150, 150)
 

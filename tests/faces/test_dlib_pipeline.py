@@ -57,7 +57,9 @@ def test_an_image_without_a_face(dlib_pipeline: FacePipeline) -> None:
     assert result.faces == () and result.detector == "none"
 
 
-def test_exif_rotated_photo_is_found_upright(dlib_pipeline: FacePipeline, one_face: Image.Image, tmp_path: Path) -> None:
+def test_exif_rotated_photo_is_found_upright(
+    dlib_pipeline: FacePipeline, one_face: Image.Image, tmp_path: Path
+) -> None:
     path = tmp_path / "phone.jpg"
     exif = Image.Exif()
     exif[0x0112] = 6  # the camera was held sideways; viewers rotate 90 degrees clockwise
@@ -75,7 +77,11 @@ def test_exif_rotated_photo_is_found_upright(dlib_pipeline: FacePipeline, one_fa
 
 
 def test_same_person_is_closer_than_different_people(dlib_pipeline: FacePipeline, lfw: Path) -> None:
-    names = ["Aaron_Peirsol/Aaron_Peirsol_0001.jpg", "Aaron_Peirsol/Aaron_Peirsol_0002.jpg", "Adam_Sandler/Adam_Sandler_0001.jpg"]
+    names = [
+        "Aaron_Peirsol/Aaron_Peirsol_0001.jpg",
+        "Aaron_Peirsol/Aaron_Peirsol_0002.jpg",
+        "Adam_Sandler/Adam_Sandler_0001.jpg",
+    ]
     results = dlib_pipeline.process([load_image(lfw / name) for name in names])
     a, b, other = (_central(r) for r in results)
     cut = dlib_pipeline.default_threshold.value
@@ -83,7 +89,9 @@ def test_same_person_is_closer_than_different_people(dlib_pipeline: FacePipeline
     assert a @ b > max(a @ other, b @ other) + 0.05
 
 
-def test_mirror_recipe_is_the_mean_of_both_crops(settings: Settings, dlib_pipeline: FacePipeline, t1_faces: ImageFaces) -> None:
+def test_mirror_recipe_is_the_mean_of_both_crops(
+    settings: Settings, dlib_pipeline: FacePipeline, t1_faces: ImageFaces
+) -> None:
     plain = build_pipeline(settings.replace(model="dlib-resnet@1"))
     assert (plain.model_id, dlib_pipeline.model_id) == ("dlib-resnet@1", "dlib-resnet@2")
     assert plain.dim == dlib_pipeline.dim == 128

@@ -19,8 +19,9 @@ PHONE = (3024, 4032)  # a 12 MP phone photo, landscape (height, width)
 PLACED = ("Al_Gore", "Aaron_Peirsol", "Alejandro_Toledo", "Aaron_Eckhart")
 
 
-def group_photo(lfw: Path, face_px: int | tuple[int, ...], shape: tuple[int, int] = PHONE
-                ) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def group_photo(
+    lfw: Path, face_px: int | tuple[int, ...], shape: tuple[int, int] = PHONE
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """lfw-dev photos scaled so their face (~110 px of the 250 px original) is face_px high (one size, or
     one per person), placed in a 2x2 grid on a noisy grey frame; returns the photo and each face's centre."""
     rng = np.random.default_rng(3)
@@ -74,7 +75,9 @@ def test_faces_too_small_for_the_first_pass_beside_small_ones_get_the_harder_pas
     assert sorted(d.stage or stage for d in detections) == ["hog/up1", "hog/up1", "hog/up2", "hog/up2"]
 
 
-@pytest.mark.parametrize(("shape", "upsample"), [((250, 250), 1), ((1024, 1280), 1), (PHONE, 1), ((6708, 8944), 1), (PHONE, 0)])
+@pytest.mark.parametrize(
+    ("shape", "upsample"), [((250, 250), 1), ((1024, 1280), 1), (PHONE, 1), ((6708, 8944), 1), (PHONE, 0)]
+)
 def test_detection_scale_keeps_small_photos_whole_and_large_ones_within_the_scan_budget(shape, upsample) -> None:
     scale = detection_scale(*shape, 64, upsample)
     if max(shape) <= 1280:
@@ -85,7 +88,8 @@ def test_detection_scale_keeps_small_photos_whole_and_large_ones_within_the_scan
 
 
 def test_a_photo_too_large_for_the_scan_budget_says_which_faces_were_looked_for(
-        tmp_path: Path, clean_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, clean_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     """Above ~15 MP the budget raises the smallest face HOG looks for; the user is told, per photo."""
     import json
 

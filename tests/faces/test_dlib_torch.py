@@ -24,7 +24,9 @@ def _torch_and_dlib(chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     with torch.inference_mode():
         ported = load_dlib_resnet()(chips_to_tensor(chips)).numpy()
-    reference = dlib.face_recognition_model_v1(str(dlib_model_path())).compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
+    reference = dlib.face_recognition_model_v1(str(dlib_model_path())).compute_face_descriptor(
+        [np.ascontiguousarray(c) for c in chips]
+    )
     return ported, np.array(reference, dtype=np.float32)
 
 
@@ -39,7 +41,9 @@ def test_port_matches_dlib_on_a_group_photo(t1_faces) -> None:
 
 def test_port_matches_dlib_on_lfw_faces(dlib_pipeline, lfw: Path) -> None:
     paths = sorted(lfw.glob("*/*.jpg"))[::300][:16]
-    chips = np.stack([result.faces[0].crop for result in dlib_pipeline.process([load_image(p) for p in paths]) if result.faces])
+    chips = np.stack(
+        [result.faces[0].crop for result in dlib_pipeline.process([load_image(p) for p in paths]) if result.faces]
+    )
     ported, reference = _torch_and_dlib(chips)
     assert len(chips) >= 12
     assert _cosines(ported, reference).min() >= 0.999
@@ -56,7 +60,9 @@ def test_file_layout_is_dlibs_resnet() -> None:
 def test_a_truncated_or_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.dat"
     truncated.write_bytes(dlib_model_path().read_bytes()[:100_000])
-    with pytest.raises(ModelError, match="truncated.dat is not a dlib face recognition network: unexpected end of file"):
+    with pytest.raises(
+        ModelError, match="truncated.dat is not a dlib face recognition network: unexpected end of file"
+    ):
         read_dlib_network(truncated)
     foreign = tmp_path / "shape_predictor.dat"
     import face_recognition_models

@@ -34,13 +34,16 @@ def photos(tmp_path: Path, one_face: Image.Image) -> list[Path]:
 
 
 def executors(settings: Settings) -> dict[str, InferenceExecutor]:
-    return {"process": ProcessExecutor(settings, workers=2, chunk_size=1),
-            "thread": ThreadExecutor(lambda: build_pipeline(settings), threads=2)}
+    return {
+        "process": ProcessExecutor(settings, workers=2, chunk_size=1),
+        "thread": ThreadExecutor(lambda: build_pipeline(settings), threads=2),
+    }
 
 
 @pytest.mark.parametrize("kind", ["process", "thread"])
-def test_outcomes_come_in_order_and_a_corrupt_image_fails_alone(kind: str, settings: Settings,
-                                                                photos: list[Path]) -> None:
+def test_outcomes_come_in_order_and_a_corrupt_image_fails_alone(
+    kind: str, settings: Settings, photos: list[Path]
+) -> None:
     executor = executors(settings)[kind]
     try:
         executor.warm()
@@ -76,8 +79,7 @@ def test_close_ends_the_inference_threads(settings: Settings, photos: list[Path]
         list(executor.analyse(photos))
 
 
-def test_a_full_thread_executor_refuses_a_caller_that_will_not_wait(settings: Settings,
-                                                                    photos: list[Path]) -> None:
+def test_a_full_thread_executor_refuses_a_caller_that_will_not_wait(settings: Settings, photos: list[Path]) -> None:
     executor = ThreadExecutor(lambda: build_pipeline(settings), threads=1, queue_limit=0)
     started, release = threading.Event(), threading.Event()
 

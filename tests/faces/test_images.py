@@ -203,6 +203,7 @@ def test_damaged_files_load_or_raise_image_error_only(fmt: str) -> None:
 
 # Phone formats: iPhones write HEIC, newer cameras and browsers AVIF.
 
+
 def marked_corner(width: int = 60, height: int = 40) -> np.ndarray:
     """Wider than tall, with a red top-left corner: any turn or mirror moves the corner or swaps the sides."""
     pixels = np.full((height, width, 3), 40, dtype=np.uint8)
@@ -218,8 +219,9 @@ def assert_upright(loaded_rgb: np.ndarray) -> None:
 
 def sideways(fmt: str, orientation_tag: Image.Exif | bytes) -> bytes:
     """Pixels stored turned, as a phone held upright writes them, with EXIF 'rotate 90 clockwise to display'."""
-    return encode(Image.fromarray(marked_corner()).transpose(Image.Transpose.ROTATE_90), fmt,
-                  exif=orientation_tag, quality=95)
+    return encode(
+        Image.fromarray(marked_corner()).transpose(Image.Transpose.ROTATE_90), fmt, exif=orientation_tag, quality=95
+    )
 
 
 def turned_by_exif() -> Image.Exif:

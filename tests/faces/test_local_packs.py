@@ -48,8 +48,11 @@ def test_missing_or_corrupt_manifest_is_one_clear_error(tmp_path: Path, save_sta
     manifest.write_text("{not json")
     with pytest.raises(ModelError, match=r"model pack team@1 .*pack.json is unreadable or not JSON"):
         load_local_pack(tmp_path, "team@1")
-    manifest.write_text(json.dumps({"name": "team", "version": 1, "aligner": "dlib-chip", "input_size": 150,
-                                    "dim": "128", "mirror": True}))
+    manifest.write_text(
+        json.dumps(
+            {"name": "team", "version": 1, "aligner": "dlib-chip", "input_size": 150, "dim": "128", "mirror": True}
+        )
+    )
     with pytest.raises(ModelError, match="'dim' must be a int, got '128'"):
         load_local_pack(tmp_path, "team@1")
     manifest.unlink()
@@ -58,8 +61,9 @@ def test_missing_or_corrupt_manifest_is_one_clear_error(tmp_path: Path, save_sta
     assert list_local_packs(tmp_path) == []  # listing skips a broken pack instead of failing
 
 
-def test_a_local_pack_runs_with_its_weights_digest_in_the_id(tmp_path: Path, save_stand_in, stand_in_files,
-                                                             one_face) -> None:
+def test_a_local_pack_runs_with_its_weights_digest_in_the_id(
+    tmp_path: Path, save_stand_in, stand_in_files, one_face
+) -> None:
     import io
 
     import torch

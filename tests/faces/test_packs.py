@@ -22,7 +22,13 @@ def test_default_is_the_mirror_recipe_of_dlib_resnet() -> None:
 
 @pytest.mark.parametrize(
     "model, message",
-    [("dlib", "unknown model pack 'dlib'; known packs: dlib-resnet, insightface-onnx, torch-iresnet, yunet-dlib-resnet"), ("dlib-resnet@7", "no version '7'")],
+    [
+        (
+            "dlib",
+            "unknown model pack 'dlib'; known packs: dlib-resnet, insightface-onnx, torch-iresnet, yunet-dlib-resnet",
+        ),
+        ("dlib-resnet@7", "no version '7'"),
+    ],
 )
 def test_unknown_names_and_versions_are_refused(model: str, message: str) -> None:
     with pytest.raises(ModelError, match=message):
@@ -42,7 +48,9 @@ def test_arcface_packs_need_their_weights_and_never_download_by_default() -> Non
 
 
 def test_missing_and_corrupt_onnx_files_fail_on_load(tmp_path: Path) -> None:
-    missing = build_pipeline(Settings(model="insightface-onnx", faces=FaceSettings(onnx_recognizer=str(tmp_path / "none.onnx"))))
+    missing = build_pipeline(
+        Settings(model="insightface-onnx", faces=FaceSettings(onnx_recognizer=str(tmp_path / "none.onnx")))
+    )
     with pytest.raises(ModelError, match="does not exist"):
         missing.load()
     junk = tmp_path / "junk.onnx"
@@ -57,17 +65,28 @@ def test_user_weights_are_part_of_the_model_id(tmp_path: Path) -> None:
     first.write_bytes(b"weights one")
     second.write_bytes(b"weights two")
     ids = {
-        build_pack("insightface-onnx", Settings(faces=FaceSettings(onnx_recognizer=str(path)))).model_id for path in (first, second, first)
+        build_pack("insightface-onnx", Settings(faces=FaceSettings(onnx_recognizer=str(path)))).model_id
+        for path in (first, second, first)
     }
     assert len(ids) == 2 and all(i.startswith("insightface-onnx@1+") for i in ids)
 
 
 def test_list_marks_the_active_pack(tmp_path: Path) -> None:
     infos = list_packs(Settings(data_dir=tmp_path, model="dlib-resnet"))
-    assert [i.model_id for i in infos] == ["dlib-resnet@1", "dlib-resnet@2", "yunet-dlib-resnet@1", "insightface-onnx@1", "torch-iresnet@1"]
+    assert [i.model_id for i in infos] == [
+        "dlib-resnet@1",
+        "dlib-resnet@2",
+        "yunet-dlib-resnet@1",
+        "insightface-onnx@1",
+        "torch-iresnet@1",
+    ]
     assert [i.model_id for i in infos if i.active] == ["dlib-resnet@2"]
-    assert [i.model_id for i in list_packs(Settings(data_dir=tmp_path, model="torch-iresnet")) if i.active] == ["torch-iresnet@1"]
-    assert [i.model_id for i in list_packs(Settings(data_dir=tmp_path), active="dlib-resnet@1") if i.active] == ["dlib-resnet@1"]
+    assert [i.model_id for i in list_packs(Settings(data_dir=tmp_path, model="torch-iresnet")) if i.active] == [
+        "torch-iresnet@1"
+    ]
+    assert [i.model_id for i in list_packs(Settings(data_dir=tmp_path), active="dlib-resnet@1") if i.active] == [
+        "dlib-resnet@1"
+    ]
     assert not any(i.active for i in list_packs())
 
 

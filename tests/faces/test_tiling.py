@@ -13,7 +13,10 @@ MAX_TILE = 4_000_000
 
 def _detection(box: tuple[float, float, float, float], score: float) -> Detection:
     x1, y1, x2, y2 = box
-    landmarks = [[x1 + (x2 - x1) * fx, y1 + (y2 - y1) * fy] for fx, fy in ((0.3, 0.4), (0.7, 0.4), (0.5, 0.6), (0.35, 0.8), (0.65, 0.8))]
+    landmarks = [
+        [x1 + (x2 - x1) * fx, y1 + (y2 - y1) * fy]
+        for fx, fy in ((0.3, 0.4), (0.7, 0.4), (0.5, 0.6), (0.35, 0.8), (0.65, 0.8))
+    ]
     return Detection(box, frozen_array(landmarks, np.float32), score)
 
 
@@ -24,7 +27,9 @@ def test_the_scale_shrinks_only_as_far_as_the_smallest_wanted_face_allows() -> N
     assert working_scale(16_000_000, 40, 20, MAX_TILE) == 0.5  # shrunk to one tile, no further
 
 
-@pytest.mark.parametrize("size, scale", [((4032, 3024), 1.0), ((4032, 3024), 0.5), ((9000, 6750), 1.0), ((800, 600), 1.0)])
+@pytest.mark.parametrize(
+    "size, scale", [((4032, 3024), 1.0), ((4032, 3024), 0.5), ((9000, 6750), 1.0), ((800, 600), 1.0)]
+)
 def test_tiles_cover_the_photo_and_each_fits_the_tile_budget(size: tuple[int, int], scale: float) -> None:
     width, height = size
     plan = plan_tiles(width, height, scale, MAX_TILE)
@@ -40,7 +45,9 @@ def test_tiles_cover_the_photo_and_each_fits_the_tile_budget(size: tuple[int, in
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
-    kept = merge([_detection((0, 0, 100, 100), 0.8), _detection((5, 5, 105, 105), 0.9), _detection((300, 0, 400, 100), 0.7)])
+    kept = merge(
+        [_detection((0, 0, 100, 100), 0.8), _detection((5, 5, 105, 105), 0.9), _detection((300, 0, 400, 100), 0.7)]
+    )
     assert [d.score for d in kept] == [0.9, 0.7]
 
 

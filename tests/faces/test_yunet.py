@@ -46,7 +46,9 @@ def _detector(yunet_dir: Path, min_face_px: float) -> YunetDetector:
     return YunetDetector(detectors_dir(yunet_dir) / YUNET.filename, FaceSettings().yunet_min_score, min_face_px)
 
 
-def _paste_faces(lfw: Path, heights: list[int], centres: list[tuple[int, int]]) -> tuple[np.ndarray, list[tuple[float, ...]]]:
+def _paste_faces(
+    lfw: Path, heights: list[int], centres: list[tuple[int, int]]
+) -> tuple[np.ndarray, list[tuple[float, ...]]]:
     """A grey 12 MP photo with lfw-dev faces pasted at the given face heights and centres, and their true boxes.
 
     An lfw-dev photo is 250x250 with its face centred; its face box is ~100 px tall (dlib's HOG box).
@@ -55,7 +57,9 @@ def _paste_faces(lfw: Path, heights: list[int], centres: list[tuple[int, int]]) 
     people = sorted(p for p in lfw.iterdir() if p.is_dir())[: len(heights)]
     truth = []
     for person, height, (cx, cy) in zip(people, heights, centres):
-        photo = Image.open(sorted(person.iterdir())[0]).convert("RGB").crop((50, 50, 200, 200))  # 150 px around the face
+        photo = (
+            Image.open(sorted(person.iterdir())[0]).convert("RGB").crop((50, 50, 200, 200))
+        )  # 150 px around the face
         side = round(150 * height / 100)
         patch = np.asarray(photo.resize((side, side), Image.Resampling.LANCZOS))
         x1, y1 = cx - side // 2, cy - side // 2
@@ -115,7 +119,12 @@ def test_faces_detect_and_search_say_when_the_cap_dropped_faces(
     assert main(["faces", "detect", str(t1_path), "--json"]) == 0
     out, err = capsys.readouterr()
     [report] = json.loads(out)
-    assert (report["model"], report["detector"], report["capped"], len(report["faces"])) == ("yunet-dlib-resnet@1", "yunet", 2, 4)
+    assert (report["model"], report["detector"], report["capped"], len(report["faces"])) == (
+        "yunet-dlib-resnet@1",
+        "yunet",
+        2,
+        4,
+    )
     assert "2 more faces found than faces.max_faces" in " ".join(err.split())
     assert main(["init"]) == 0
     capsys.readouterr()

@@ -10,9 +10,10 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -76,9 +77,7 @@ def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
 
 
 def points(vectors: np.ndarray, persons: list[uuid.UUID]) -> list[VectorPoint]:
-    return [
-        VectorPoint(uuid.uuid4(), person, vector) for vector, person in zip(vectors, persons, strict=True)
-    ]
+    return [VectorPoint(uuid.uuid4(), person, vector) for vector, person in zip(vectors, persons, strict=True)]
 
 
 def gallery(seed: int = 0, n_persons: int = 40) -> list[VectorPoint]:
@@ -211,9 +210,7 @@ def test_search_batch_matches_search(index: VectorIndex) -> None:
     index.upsert(gallery())
     queries = unit(np.random.default_rng(3), 4)
     batch = index.search_batch(queries, k=5)
-    assert [[h.face_id for h in hits] for hits in batch] == [
-        [h.face_id for h in index.search(q, k=5)] for q in queries
-    ]
+    assert [[h.face_id for h in hits] for hits in batch] == [[h.face_id for h in index.search(q, k=5)] for q in queries]
 
 
 def test_search_filters_by_person(index: VectorIndex) -> None:
@@ -264,9 +261,7 @@ def test_search_persons_is_not_crowded_out_by_one_person(index: VectorIndex, k: 
     assert [p.person_id for p in persons] == best
     assert [p.score for p in persons] == pytest.approx([truth[b][0][1] for b in best], abs=1e-5)
     for person in persons:
-        assert [f.face_id for f in person.faces] == [
-            p.face_id for p, _ in truth[person.person_id][:per_person]
-        ]
+        assert [f.face_id for f in person.faces] == [p.face_id for p, _ in truth[person.person_id][:per_person]]
         assert {f.person_id for f in person.faces} == {person.person_id}
 
 
@@ -356,8 +351,13 @@ def test_server_deployment_from_before_keeps_its_aliased_collection() -> None:
     client = QdrantClient(location=":memory:")
     old = collection_name(MODEL) + "_g1"  # older versions: a generation behind an alias
     client.create_collection(old, vectors_config=qmodels.VectorParams(size=DIM, distance=qmodels.Distance.COSINE))
-    client.update_collection_aliases(change_aliases_operations=[qmodels.CreateAliasOperation(
-        create_alias=qmodels.CreateAlias(collection_name=old, alias_name=collection_name(MODEL)))])
+    client.update_collection_aliases(
+        change_aliases_operations=[
+            qmodels.CreateAliasOperation(
+                create_alias=qmodels.CreateAlias(collection_name=old, alias_name=collection_name(MODEL))
+            )
+        ]
+    )
     faces = gallery(seed=4)[:2]
     with QdrantServerIndex.open(settings, MODEL, DIM, client=client) as index, index.templates() as templates:
         index.upsert(faces)

@@ -8,13 +8,13 @@ is the actor in the search log and in audit events.
 
 from __future__ import annotations
 
-from enum import StrEnum
 import hashlib
 import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 
 from identity.app.actor import resolve_actor
 from identity.app.core import App
@@ -30,7 +30,6 @@ PREFIX = "idk"
 USE_RESOLUTION_S = 60  # last_used_at is kept to the minute
 EXPIRY_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 EXPIRY_FORMAT = "Nd, Nh or Nm (days, hours, minutes from now) or an ISO date/time (UTC unless it names a zone)"
-
 
 
 class Permission(StrEnum):  # a route names the permission it needs
@@ -87,7 +86,6 @@ class KeyRecord:
         return permission in self.permissions
 
 
-
 @dataclass(frozen=True)
 class CreatedKey:
     record: KeyRecord = field(metadata=json_field(flatten=True))
@@ -105,7 +103,7 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
         try:
             parsed = datetime.fromisoformat(value) if "T" in value or " " in value else None
             moment = parsed or datetime.combine(date.fromisoformat(value), datetime.min.time())
-            moment = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+            moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
         except (ValueError, OverflowError):
             raise InvalidArgument(f"expiry {text!r}: expected {EXPIRY_FORMAT}") from None
     if moment <= now:
@@ -113,8 +111,9 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
     return moment
 
 
-def create_key(app: App, name: str, role: str, actor: str | None = None,
-               expires_at: datetime | None = None) -> CreatedKey:
+def create_key(
+    app: App, name: str, role: str, actor: str | None = None, expires_at: datetime | None = None
+) -> CreatedKey:
     """A new key of `role`, valid until `expires_at` (parse_expiry) or until revoked."""
     if role not in ROLES:
         raise InvalidArgument(f"role {role!r}: expected one of {', '.join(ROLES)}")
@@ -125,8 +124,18 @@ def create_key(app: App, name: str, role: str, actor: str | None = None,
         if key_named(session, name) is not None:
             raise IdentityError(f"a key named {name!r} already exists (revoke it, or choose another name)")
         creator = resolve_actor(actor)
-        row = add_key(session, ApiKey(name=name, role=role, key_id=key_id, salt=salt, key_hash=_digest(salt, secret),
-                                      created_by=creator, expires_at=expires_at))
+        row = add_key(
+            session,
+            ApiKey(
+                name=name,
+                role=role,
+                key_id=key_id,
+                salt=salt,
+                key_hash=_digest(salt, secret),
+                created_by=creator,
+                expires_at=expires_at,
+            ),
+        )
         details = {"role": role, "key_id": key_id, "expires_at": expires_at.isoformat() if expires_at else None}
         record_audit_event(session, creator, "create_api_key", subject=name, details=details)
         return CreatedKey(record_of(row), f"{PREFIX}_{key_id}_{secret}")
@@ -146,8 +155,9 @@ def revoke_key(app: App, name: str, actor: str | None = None) -> KeyRecord:
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             revoke_sessions_of_key(session, row.key_id, row.revoked_at)
-            record_audit_event(session, resolve_actor(actor), "revoke_api_key", subject=name,
-                               details={"key_id": row.key_id})
+            record_audit_event(
+                session, resolve_actor(actor), "revoke_api_key", subject=name, details={"key_id": row.key_id}
+            )
         return record_of(row)
 
 
@@ -165,7 +175,10 @@ def authenticate(app: App, key: str | None) -> KeyRecord:
             raise Unauthorized("the API key is not valid")
         check_usable(row)
         now = utcnow()
-        if row.last_used_at is None or (naive_utc(now) - naive_utc(row.last_used_at)).total_seconds() > USE_RESOLUTION_S:
+        if (
+            row.last_used_at is None
+            or (naive_utc(now) - naive_utc(row.last_used_at)).total_seconds() > USE_RESOLUTION_S
+        ):
             mark_used(session, row, now)  # not on every request: a write per search would serialize them
         return record_of(row)
 
@@ -183,8 +196,13 @@ def _digest(salt: str, secret: str) -> str:
 
 
 def record_of(row: ApiKey) -> KeyRecord:
-    return KeyRecord(name=row.name, role=Role(row.role), key_id=row.key_id, created_at=row.created_at.isoformat(),
-                     created_by=row.created_by, revoked_at=row.revoked_at.isoformat() if row.revoked_at else None,
-                     last_used_at=row.last_used_at.isoformat() if row.last_used_at else None,
-                     expires_at=naive_utc(row.expires_at).replace(tzinfo=timezone.utc).isoformat() if row.expires_at
-                     else None)  # aware on create and on read (SQLite hands back naive UTC)
+    return KeyRecord(
+        name=row.name,
+        role=Role(row.role),
+        key_id=row.key_id,
+        created_at=row.created_at.isoformat(),
+        created_by=row.created_by,
+        revoked_at=row.revoked_at.isoformat() if row.revoked_at else None,
+        last_used_at=row.last_used_at.isoformat() if row.last_used_at else None,
+        expires_at=naive_utc(row.expires_at).replace(tzinfo=UTC).isoformat() if row.expires_at else None,
+    )  # aware on create and on read (SQLite hands back naive UTC)

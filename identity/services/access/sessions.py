@@ -42,8 +42,12 @@ def open_session(app: App, key_id: str, lifetime_s: float) -> OpenSession:
         ends = now + timedelta(seconds=lifetime_s)
         if row.expires_at is not None and naive_utc(row.expires_at) < naive_utc(ends):
             ends = row.expires_at
-        add_session(session, UiSession(token_hash=_hash(token), key_id=key_id, csrf=csrf, created_at=now,
-                                       last_seen_at=now, expires_at=ends))
+        add_session(
+            session,
+            UiSession(
+                token_hash=_hash(token), key_id=key_id, csrf=csrf, created_at=now, last_seen_at=now, expires_at=ends
+            ),
+        )
         return OpenSession(token, record_of(row), csrf)
 
 

@@ -17,14 +17,16 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
+from identity.app.core import App
+from identity.app.registry import measured_model, record_model
 from identity.errors import IdentityError, InvalidArgument
 from identity.evaluation import metrics
 from identity.evaluation.cache import Outcome, analyse_paths
@@ -38,15 +40,13 @@ from identity.evaluation.decision import (
 )
 from identity.evaluation.protocol import LabelledFolder, genuine_pairs, impostor_pairs, scan_labelled, subject_face
 from identity.faces import FacePipeline, ImageFaces
-from identity.app.registry import measured_model, record_model
-from identity.app.core import App
 from identity.serialize import json_field
 from identity.services.enrollment.writer import EnrollmentWriter, enroll_analysed
 from identity.services.search.identify import NOT_SEARCHED, SearchOptions, search_faces
 from identity.store.sql.db import transaction
 from identity.store.sql.jobs import JobSpec
-from identity.store.sql.persons import person_ids_by_external_id
 from identity.store.sql.model_rows import find_model
+from identity.store.sql.persons import person_ids_by_external_id
 
 FARS = (1e-2, 1e-3, 1e-4)
 FPIRS = (1e-2, 1e-3)
@@ -188,8 +188,9 @@ def _no_progress(stage: str, total: int | None) -> Callable[[int], None]:
     return lambda n: None
 
 
-def evaluate_folder(app: App, root: Path, options: EvalOptions = EvalOptions(),
-                    progress: Progress = _no_progress) -> EvalReport:
+def evaluate_folder(
+    app: App, root: Path, options: EvalOptions = EvalOptions(), progress: Progress = _no_progress
+) -> EvalReport:
     started = time.perf_counter()
     # Evaluation measures the configured pack (else the default), never silently the store's pointer.
     pipeline = app.pipeline(measured_model(app.settings))
@@ -203,10 +204,17 @@ def evaluate_folder(app: App, root: Path, options: EvalOptions = EvalOptions(),
     thresholds = {f"{far:g}": _threshold_entry(t) for far, t in impostor_thresholds(folder, embeddings).items()}
     found = identification(app, pipeline, folder, analyses, options, progress) if options.identification else None
     report = EvalFigures(
-        model_id, str(folder.root), len(folder.persons), len(folder.all_paths),
+        model_id,
+        str(folder.root),
+        len(folder.persons),
+        len(folder.all_paths),
         sum(1 for p in folder.all_paths if embeddings.get(p) is None),
-        sum(1 for o in analyses.values() if not isinstance(o, ImageFaces)), figures, thresholds, found,
-        round(time.perf_counter() - started, 1))
+        sum(1 for o in analyses.values() if not isinstance(o, ImageFaces)),
+        figures,
+        thresholds,
+        found,
+        round(time.perf_counter() - started, 1),
+    )
     return EvalReport(report, curves)
 
 
@@ -218,8 +226,9 @@ def subject_embeddings(analyses: dict[str, Outcome]) -> dict[str, np.ndarray | N
     return out
 
 
-def verification(folder: LabelledFolder, embeddings: dict[str, np.ndarray | None],
-                 options: EvalOptions) -> tuple[Verification | NoVerification, ScoreCurves | None]:
+def verification(
+    folder: LabelledFolder, embeddings: dict[str, np.ndarray | None], options: EvalOptions
+) -> tuple[Verification | NoVerification, ScoreCurves | None]:
     genuine = genuine_pairs(folder, options.pair_cap, options.seed)
     if not genuine:
         return NoVerification(None, "no person has two images: no genuine pairs"), None
@@ -234,13 +243,21 @@ def verification(folder: LabelledFolder, embeddings: dict[str, np.ndarray | None
         tar[f"{far:g}"] = round(value, 4) if far * len(impostor) >= 1 else None
     far_curve, tar_curve, _ = metrics.roc(scores, labels)
     return Verification(
-        len(genuine), len(impostor), int(np.sum(scores == MISSING)), round(accuracy, 4), round(std, 4),
-        round(best, 4), tar, round(equal_error, 4), round(eer_threshold, 4),
+        len(genuine),
+        len(impostor),
+        int(np.sum(scores == MISSING)),
+        round(accuracy, 4),
+        round(std, 4),
+        round(best, 4),
+        tar,
+        round(equal_error, 4),
+        round(eer_threshold, 4),
     ), ScoreCurves(far_curve.tolist(), tar_curve.tolist(), scores[labels].tolist(), scores[~labels].tolist())
 
 
-def impostor_thresholds(folder: LabelledFolder, embeddings: dict[str, np.ndarray | None],
-                        fars: tuple[float, ...] = FARS) -> dict[float, metrics.FarThreshold]:
+def impostor_thresholds(
+    folder: LabelledFolder, embeddings: dict[str, np.ndarray | None], fars: tuple[float, ...] = FARS
+) -> dict[float, metrics.FarThreshold]:
     """Thresholds at each FAR over every cross-person pair of subject faces (all of them, for precision)."""
     paths = [p for p in folder.all_paths if embeddings.get(p) is not None]
     owner = {p: person for person in folder.persons for p in folder.images[person]}
@@ -250,10 +267,10 @@ def impostor_thresholds(folder: LabelledFolder, embeddings: dict[str, np.ndarray
     labels = np.array([owner[p] for p in paths])
     chunks = []
     for start in range(0, len(paths), 512):
-        block = matrix[start:start + 512] @ matrix.T
+        block = matrix[start : start + 512] @ matrix.T
         rows = np.arange(start, min(start + 512, len(paths)))[:, None]
         upper = np.arange(len(paths))[None, :] > rows  # each unordered pair once
-        different = labels[start:start + 512, None] != labels[None, :]
+        different = labels[start : start + 512, None] != labels[None, :]
         chunks.append(block[upper & different])
     scores = np.concatenate(chunks)
     return {far: metrics.threshold_at_far(scores, far) for far in fars}
@@ -286,13 +303,21 @@ class OpenSetSearches:
         return sum(1 for correct, score in self.mated if not correct or score < threshold) / max(len(self.mated), 1)
 
 
-def open_set_searches(app: App, pipeline: FacePipeline, folder: LabelledFolder, analyses: dict[str, Outcome],
-                      options: EvalOptions, progress: Progress = _no_progress) -> OpenSetSearches:
+def open_set_searches(
+    app: App,
+    pipeline: FacePipeline,
+    folder: LabelledFolder,
+    analyses: dict[str, Outcome],
+    options: EvalOptions,
+    progress: Progress = _no_progress,
+) -> OpenSetSearches:
     """Enroll the protocol's gallery with `pipeline`'s model (into a scratch embedded store of its own
     unless use_store) and search every probe."""
     gallery, probes = _split(folder, options.gallery_images)
-    with tempfile.TemporaryDirectory(prefix="identity-eval-") as tmp, \
-            _gallery_app(app, Path(tmp), options.use_store, pipeline.model_id) as target:
+    with (
+        tempfile.TemporaryDirectory(prefix="identity-eval-") as tmp,
+        _gallery_app(app, Path(tmp), options.use_store, pipeline.model_id) as target,
+    ):
         dep = target.deployment(write=True)
         writer = EnrollmentWriter(dep)
         items = [(JobSpec(path, person), _subject_only(analyses[path])) for person, path in gallery]
@@ -314,7 +339,9 @@ def open_set_searches(app: App, pipeline: FacePipeline, folder: LabelledFolder, 
         for person, path in probes:
             found = _subject_only(analyses[path])
             # A face too small to search is not searched by search either: a failure to acquire, as no face is.
-            face = search_faces(target, found, search).faces[0] if isinstance(found, ImageFaces) and found.faces else None
+            face = (
+                search_faces(target, found, search).faces[0] if isinstance(found, ImageFaces) and found.faces else None
+            )
             if face is None or face.decision == NOT_SEARCHED:
                 no_face += 1
                 ranks.append(None)
@@ -338,27 +365,53 @@ def open_set_searches(app: App, pipeline: FacePipeline, folder: LabelledFolder, 
             mated_raw.append((bool(best) and best[0].person_id == own, raw_score([h.score for h in best])))
             non_mated_raw.append(raw_score([h.score for h in best if h.person_id != own]))
             advance(1)
-    return OpenSetSearches(len({person for person, _ in gallery}), len(gallery), failed_gallery, ranks, no_face,
-                           mated, non_mated, mated_raw, non_mated_raw)
+    return OpenSetSearches(
+        len({person for person, _ in gallery}),
+        len(gallery),
+        failed_gallery,
+        ranks,
+        no_face,
+        mated,
+        non_mated,
+        mated_raw,
+        non_mated_raw,
+    )
 
 
 def _split(folder: LabelledFolder, gallery_images: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     gallery, probes = folder.split(gallery_images)
     if gallery_images > 1 and not probes:
-        raise IdentityError(f"{folder.root}: no person has more than {gallery_images} images, "
-                            f"so --gallery-images {gallery_images} leaves no probes")
+        raise IdentityError(
+            f"{folder.root}: no person has more than {gallery_images} images, "
+            f"so --gallery-images {gallery_images} leaves no probes"
+        )
     return gallery, probes
 
 
-def identification(app: App, pipeline: FacePipeline, folder: LabelledFolder, analyses: dict[str, Outcome],
-                   options: EvalOptions, progress: Progress) -> Identification:
+def identification(
+    app: App,
+    pipeline: FacePipeline,
+    folder: LabelledFolder,
+    analyses: dict[str, Outcome],
+    options: EvalOptions,
+    progress: Progress,
+) -> Identification:
     searches = open_set_searches(app, pipeline, folder, analyses, options, progress)
     curve = metrics.cmc(searches.ranks, options.top_k)
     return Identification(
-        round(curve[0], 4), round(curve[min(4, len(curve) - 1)], 4), round(curve[min(9, len(curve) - 1)], 4),
-        [round(v, 4) for v in curve], len(searches.ranks), searches.gallery_persons,
-        searches.gallery_failed_to_enroll, searches.no_face, _fnir_table(searches.mated, searches.non_mated),
-        _fnir_table(searches.mated_raw, searches.non_mated_raw), options.gallery_images, searches.gallery_photos)
+        round(curve[0], 4),
+        round(curve[min(4, len(curve) - 1)], 4),
+        round(curve[min(9, len(curve) - 1)], 4),
+        [round(v, 4) for v in curve],
+        len(searches.ranks),
+        searches.gallery_persons,
+        searches.gallery_failed_to_enroll,
+        searches.no_face,
+        _fnir_table(searches.mated, searches.non_mated),
+        _fnir_table(searches.mated_raw, searches.non_mated_raw),
+        options.gallery_images,
+        searches.gallery_photos,
+    )
 
 
 def _fnir_table(mated: list[tuple[bool, float]], non_mated: list[float]) -> dict[str, FnirAtFpir | None]:
@@ -370,21 +423,31 @@ def _fnir_table(mated: list[tuple[bool, float]], non_mated: list[float]) -> dict
     return table
 
 
-def calibrate(app: App, root: Path, far: float, workers: int = 0,
-              progress: Progress = _no_progress) -> FarCalibration:
+def calibrate(app: App, root: Path, far: float, workers: int = 0, progress: Progress = _no_progress) -> FarCalibration:
     """Set the active model's decision threshold to the one giving `far` on the folder's impostor pairs."""
     folder = scan_labelled(root)
     pipeline = app.pipeline()
     analyses = _analyse(app, pipeline, folder, workers, progress)
     result = impostor_thresholds(folder, subject_embeddings(analyses), (far,))[far]
     if not result.resolvable:
-        raise IdentityError(f"{folder.root}: {result.impostors} impostor pairs cannot resolve FAR {far:g}; "
-                            f"need at least {int(np.ceil(1 / far))}")
-    source = (f"calibrated at FAR {far:g} on {folder.root} ({result.impostors} impostor pairs, "
-              f"95% interval {result.low:.4f}..{result.high:.4f})")
+        raise IdentityError(
+            f"{folder.root}: {result.impostors} impostor pairs cannot resolve FAR {far:g}; "
+            f"need at least {int(np.ceil(1 / far))}"
+        )
+    source = (
+        f"calibrated at FAR {far:g} on {folder.root} ({result.impostors} impostor pairs, "
+        f"95% interval {result.low:.4f}..{result.high:.4f})"
+    )
     previous = _record_threshold(app, pipeline, result.threshold, source, far=far)
-    return FarCalibration(pipeline.model_id, far, round(result.threshold, 6),
-                          [round(result.low, 6), round(result.high, 6)], result.impostors, previous, source)
+    return FarCalibration(
+        pipeline.model_id,
+        far,
+        round(result.threshold, 6),
+        [round(result.low, 6), round(result.high, 6)],
+        result.impostors,
+        previous,
+        source,
+    )
 
 
 @dataclass(frozen=True)
@@ -394,38 +457,60 @@ class FpirCalibration:
     searches: OpenSetSearches
 
 
-def fpir_calibration(app: App, pipeline: FacePipeline, folder: LabelledFolder, fpir: float,
-                     options: EvalOptions = EvalOptions(), progress: Progress = _no_progress) -> FpirCalibration:
+def fpir_calibration(
+    app: App,
+    pipeline: FacePipeline,
+    folder: LabelledFolder,
+    fpir: float,
+    options: EvalOptions = EvalOptions(),
+    progress: Progress = _no_progress,
+) -> FpirCalibration:
     """The threshold at which at most `fpir` of the folder's non-mated searches (eval's protocol) return a match."""
     check_fpir(fpir)
     probes = len(_split(folder, options.gallery_images)[1])  # each probe is one non-mated search
     if fpir * probes < 1:  # checked before the analyses: a cold folder takes minutes
-        raise IdentityError(f"{folder.root}: {probes} non-mated searches cannot resolve FPIR {fpir:g}; need at "
-                            f"least {int(np.ceil(1 / fpir))} (one per probe: each photo past a person's gallery ones)")
+        raise IdentityError(
+            f"{folder.root}: {probes} non-mated searches cannot resolve FPIR {fpir:g}; need at "
+            f"least {int(np.ceil(1 / fpir))} (one per probe: each photo past a person's gallery ones)"
+        )
     if not cohort_large_enough(len(folder.persons)):  # every person is in the gallery
-        raise IdentityError(f"{folder.root}: {len(folder.persons)} persons are too few to calibrate the normalized "
-                            f"decision by FPIR; it needs at least {MIN_COHORT + 1} (a cohort for each search)")
+        raise IdentityError(
+            f"{folder.root}: {len(folder.persons)} persons are too few to calibrate the normalized "
+            f"decision by FPIR; it needs at least {MIN_COHORT + 1} (a cohort for each search)"
+        )
     analyses = _analyse(app, pipeline, folder, options.workers, progress)
     searches = open_set_searches(app, pipeline, folder, analyses, options, progress)
     return FpirCalibration(fpir, searches.fpir_threshold(fpir), searches)
 
 
-def calibrate_fpir(app: App, root: Path, fpir: float, options: EvalOptions = EvalOptions(),
-                   progress: Progress = _no_progress) -> FpirCalibrationResult:
+def calibrate_fpir(
+    app: App, root: Path, fpir: float, options: EvalOptions = EvalOptions(), progress: Progress = _no_progress
+) -> FpirCalibrationResult:
     """Set the active model's decision threshold so that at most `fpir` of searches for unenrolled people match."""
     check_fpir(fpir)
     folder = scan_labelled(root)
     pipeline = app.pipeline()
     found = fpir_calibration(app, pipeline, folder, fpir, options, progress)
     t, searches = found.threshold, found.searches
-    source = (f"calibrated at FPIR {fpir:g} on {folder.root} (gallery of {searches.gallery_persons} persons, "
-              f"{t.impostors} non-mated searches, 95% interval {t.low:.4f}..{t.high:.4f})")
-    previous = _record_threshold(app, pipeline, t.threshold, source, fpir=fpir,
-                                 gallery_persons=searches.gallery_persons)
+    source = (
+        f"calibrated at FPIR {fpir:g} on {folder.root} (gallery of {searches.gallery_persons} persons, "
+        f"{t.impostors} non-mated searches, 95% interval {t.low:.4f}..{t.high:.4f})"
+    )
+    previous = _record_threshold(
+        app, pipeline, t.threshold, source, fpir=fpir, gallery_persons=searches.gallery_persons
+    )
     return FpirCalibrationResult(
-        pipeline.model_id, fpir, round(t.threshold, 6), [round(t.low, 6), round(t.high, 6)], t.impostors,
-        searches.gallery_persons, options.gallery_images,
-        round(metrics.fnir_at_fpir(searches.mated, searches.non_mated, fpir)[0], 4), previous, source)
+        pipeline.model_id,
+        fpir,
+        round(t.threshold, 6),
+        [round(t.low, 6), round(t.high, 6)],
+        t.impostors,
+        searches.gallery_persons,
+        options.gallery_images,
+        round(metrics.fnir_at_fpir(searches.mated, searches.non_mated, fpir)[0], 4),
+        previous,
+        source,
+    )
 
 
 def check_fpir(fpir: float) -> None:
@@ -433,8 +518,15 @@ def check_fpir(fpir: float) -> None:
         raise InvalidArgument(f"FPIR {fpir} is out of range: it is a share of searches, strictly between 0 and 1")
 
 
-def _record_threshold(app: App, pipeline: FacePipeline, threshold: float, source: str, far: float | None = None,
-                      fpir: float | None = None, gallery_persons: int | None = None) -> float | None:
+def _record_threshold(
+    app: App,
+    pipeline: FacePipeline,
+    threshold: float,
+    source: str,
+    far: float | None = None,
+    fpir: float | None = None,
+    gallery_persons: int | None = None,
+) -> float | None:
     """Store the model's new threshold and what it was calibrated for; return the previous one."""
     record_model(app, pipeline.model_id, pipeline.dim)
     with transaction(app.sessions) as session:
@@ -442,15 +534,22 @@ def _record_threshold(app: App, pipeline: FacePipeline, threshold: float, source
         previous = model.threshold
         model.threshold, model.threshold_far, model.threshold_source = round(threshold, 6), far, source
         model.threshold_fpir, model.threshold_gallery_persons = fpir, gallery_persons
-        model.calibrated_at = datetime.now(timezone.utc)
+        model.calibrated_at = datetime.now(UTC)
     return previous
 
 
-def _analyse(app: App, pipeline: FacePipeline, folder: LabelledFolder, workers: int, progress: Progress) -> dict[str, Outcome]:
+def _analyse(
+    app: App, pipeline: FacePipeline, folder: LabelledFolder, workers: int, progress: Progress
+) -> dict[str, Outcome]:
     """Every image of the folder through `pipeline`'s model, from the evaluation cache where it has them."""
     settings = app.settings.replace(model=pipeline.model_id)
-    return analyse_paths(settings, pipeline.model_id, folder.all_paths, workers or settings.worker_count,
-                         progress("analysing images", len(folder.all_paths)))
+    return analyse_paths(
+        settings,
+        pipeline.model_id,
+        folder.all_paths,
+        workers or settings.worker_count,
+        progress("analysing images", len(folder.all_paths)),
+    )
 
 
 @contextmanager

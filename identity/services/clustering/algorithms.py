@@ -34,8 +34,8 @@ O(n * d + BLOCK * clusters), never n x n.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -66,8 +66,9 @@ class ClusterThreshold:
 Method = Callable[[np.ndarray, Sequence[str], ClusterThreshold], np.ndarray]
 
 
-def cluster_faces(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold,
-                  method: str | Method = DEFAULT_METHOD) -> np.ndarray:
+def cluster_faces(
+    vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold, method: str | Method = DEFAULT_METHOD
+) -> np.ndarray:
     """Labels (n,) int64, one per face, canonical (see the module docstring).
 
     Faces sharing a photo key never share a label. Raises ValueError on an unknown method or mismatched input.
@@ -85,8 +86,9 @@ def cluster_faces(vectors: np.ndarray, photos: Sequence[str], threshold: Cluster
 
 
 # -- search-enroll ------------------------------------------------------------------------------------
-def search_enroll(vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold,
-                  rounds: int = ROUNDS) -> np.ndarray:
+def search_enroll(
+    vectors: np.ndarray, photos: Sequence[str], threshold: ClusterThreshold, rounds: int = ROUNDS
+) -> np.ndarray:
     """The first pass, then up to `rounds` rounds of refinement (0: the first pass alone)."""
     gallery = _Gallery(vectors, photos, threshold)
     gallery.enroll_each()
@@ -152,7 +154,7 @@ class _Gallery:
         for cluster in order:
             group = members[cluster]
             votes: dict[int, int] = {}
-            for face in group:
+            for _face in group:
                 found = self._search(next(searched), exclude=cluster)
                 if found >= 0:
                     votes[found] = votes.get(found, 0) + 1
@@ -171,8 +173,8 @@ class _Gallery:
     def _in_blocks(self, faces: np.ndarray) -> Iterator[int]:
         """Yields the faces in order, scoring each block of them against the templates first."""
         for start in range(0, len(faces), BLOCK):
-            block = faces[start:start + BLOCK]
-            self._block = self.vectors[block] @ self._templates[:self._count].T
+            block = faces[start : start + BLOCK]
+            self._block = self.vectors[block] @ self._templates[: self._count].T
             self._block_row = {int(face): row for row, face in enumerate(block)}
             self._snapshot = self._count
             self._dirty[self._dirty_ids] = False
@@ -182,11 +184,11 @@ class _Gallery:
     def _search(self, face: int, exclude: int = -1) -> int:
         """The cluster this face's search matches, or -1; never one holding another face of its photo."""
         scores = np.full(self._count, -np.inf)
-        scores[:self._snapshot] = self._block[self._block_row[face]]
+        scores[: self._snapshot] = self._block[self._block_row[face]]
         if self._dirty_ids:
             changed = np.array(self._dirty_ids)
             scores[changed] = self._templates[changed] @ self.vectors[face]
-        scores[self.sizes[:self._count] == 0] = -np.inf
+        scores[self.sizes[: self._count] == 0] = -np.inf
         for mate in self.mates[face]:
             if self.labels[mate] >= 0:
                 scores[self.labels[mate]] = -np.inf

@@ -20,30 +20,30 @@ import dataclasses
 import hashlib
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from identity.app.actor import resolve_actor
 from identity.app.core import App
+from identity.app.deployment import Deployment
 from identity.errors import IdentityError, ImageError, InvalidArgument, NotFound
 from identity.faces import DetectedFace, ImageFaces, Quality, load_image, process_paths_parallel
 from identity.faces.types import same_face
+from identity.pathnames import fs_path, path_text
 from identity.serialize import json_field
 from identity.services.clustering.algorithms import DEFAULT_METHOD, ClusterThreshold, cluster_faces
-from identity.pathnames import fs_path, path_text
-from identity.app.deployment import Deployment
 from identity.services.enrollment.duplicates import Duplicate, unique_files
+from identity.services.enrollment.inputs import image_files
+from identity.services.enrollment.uploads import new_upload_folder
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import JobResult, Outcome, file_digest, process_queue, queue_jobs
-from identity.services.enrollment.inputs import image_files
 from identity.services.search.thresholds import pairwise_threshold, resolve_threshold
-from identity.store.vectors.unit_vectors import intact_vectors
 from identity.services.search.unknown_faces import erase_unknown, expire_unknown
-from identity.services.enrollment.uploads import new_upload_folder
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.clusters import (
     DISCARDED,
@@ -60,9 +60,10 @@ from identity.store.sql.clusters import (
 from identity.store.sql.db import transaction
 from identity.store.sql.jobs import JobSpec
 from identity.store.sql.model_rows import get_model
-from identity.store.sql.tables import ClusterMember, FaceCluster
 from identity.store.sql.persons import find_person, get_person, persons_by_id
+from identity.store.sql.tables import ClusterMember, FaceCluster
 from identity.store.sql.unknown_faces import unknown_faces_by_id, unknown_faces_since
+from identity.store.vectors.unit_vectors import intact_vectors
 
 SEARCHES = "searches"
 ENROLLED_STATES = ("enrolled", "duplicate")  # the face is the person's once the job ends in one of these
@@ -78,9 +79,15 @@ class ClusterFace:
     unknown_face_id: str | None
 
     @classmethod
-    def of(cls, member: ClusterMember) -> "ClusterFace":
-        return cls(member.face_key, member.source_path, member.image_sha256, member.face_index, member.bbox,
-                   str(member.unknown_face_id) if member.unknown_face_id else None)
+    def of(cls, member: ClusterMember) -> ClusterFace:
+        return cls(
+            member.face_key,
+            member.source_path,
+            member.image_sha256,
+            member.face_index,
+            member.bbox,
+            str(member.unknown_face_id) if member.unknown_face_id else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -96,10 +103,14 @@ class ClusterView:
         object.__setattr__(self, "size", len(self.faces))
 
     @classmethod
-    def of(cls, cluster: FaceCluster, person: str | None = None) -> "ClusterView":
-        return cls(cluster.id, cluster.scope, ClusterStatus(cluster.status), person,
-                   [ClusterFace.of(m) for m in cluster.members])
-
+    def of(cls, cluster: FaceCluster, person: str | None = None) -> ClusterView:
+        return cls(
+            cluster.id,
+            cluster.scope,
+            ClusterStatus(cluster.status),
+            person,
+            [ClusterFace.of(m) for m in cluster.members],
+        )
 
 
 @dataclass(frozen=True)
@@ -141,9 +152,13 @@ class _Face:
 # -- running ---------------------------------------------------------------------------------------
 
 
-def cluster_folder(app: App, folder: Path, workers: int = 0,
-                   advance: Callable[[int], None] = lambda n: None,
-                   on_total: Callable[[int], None] = lambda n: None) -> ClusterRun:
+def cluster_folder(
+    app: App,
+    folder: Path,
+    workers: int = 0,
+    advance: Callable[[int], None] = lambda n: None,
+    on_total: Callable[[int], None] = lambda n: None,
+) -> ClusterRun:
     """Detect and embed every photo under `folder` (no labels needed), then cluster their faces."""
     dep = app.deployment(write=True)
     images, unreadable = image_files(folder)
@@ -160,8 +175,10 @@ def cluster_folder(app: App, folder: Path, workers: int = 0,
             continue
         run.photos += 1
         run.no_face += not outcome.faces
-        faces += [_Face(f"{outcome.sha256}:{i}", outcome.sha256, path_text(path), i, _box(face), face.embedding)
-                  for i, face in enumerate(outcome.faces)]
+        faces += [
+            _Face(f"{outcome.sha256}:{i}", outcome.sha256, path_text(path), i, _box(face), face.embedding)
+            for i, face in enumerate(outcome.faces)
+        ]
     return _cluster_and_store(dep, run, faces)
 
 
@@ -174,8 +191,11 @@ def cluster_searches(app: App, since: datetime | None = None) -> ClusterRun:
     vectors = intact_vectors(dep.unknown_faces(), [row.id for row in rows]) if rows else {}
     run = _new_run(dep, SEARCHES)
     run.photos = len({row.image_sha256 for row in rows})
-    faces = [_Face(str(row.id), row.image_sha256, row.source_path, row.face_index, row.bbox, vectors[row.id], row.id)
-             for row in rows if row.id in vectors]  # a row whose vector a crash never wrote is left to expire
+    faces = [
+        _Face(str(row.id), row.image_sha256, row.source_path, row.face_index, row.bbox, vectors[row.id], row.id)
+        for row in rows
+        if row.id in vectors
+    ]  # a row whose vector a crash never wrote is left to expire
     return _cluster_and_store(dep, run, faces)
 
 
@@ -199,8 +219,11 @@ def _cluster_and_store(dep: Deployment, run: ClusterRun, faces: list[_Face]) -> 
     todo = sorted({f.key: f for f in reversed(faces) if f.key not in settled}.values(), key=lambda f: f.key)
     run.left_alone, run.faces = len(faces) - len(todo), len(todo)
     started = time.perf_counter()
-    labels = (cluster_faces(np.stack([f.vector for f in todo]), [f.sha256 for f in todo],
-                            run.threshold, run.method) if len(todo) > 1 else np.zeros(len(todo), int))
+    labels = (
+        cluster_faces(np.stack([f.vector for f in todo]), [f.sha256 for f in todo], run.threshold, run.method)
+        if len(todo) > 1
+        else np.zeros(len(todo), int)
+    )
     run.seconds = time.perf_counter() - started
     groups: dict[int, list[_Face]] = {}
     for face, label in zip(todo, labels):
@@ -224,9 +247,22 @@ def cluster_id(model_id: str, face_keys: Sequence[str]) -> str:
 
 def _cluster_row(dep: Deployment, scope: str, members: Sequence[_Face]) -> FaceCluster:
     return FaceCluster(
-        id=cluster_id(dep.model.model_id, [f.key for f in members]), scope=scope, model_id=dep.model.id, status="open",
-        members=[ClusterMember(face_key=f.key, image_sha256=f.sha256, source_path=f.path, face_index=f.index,
-                               bbox=f.bbox, unknown_face_id=f.unknown_face_id) for f in members])
+        id=cluster_id(dep.model.model_id, [f.key for f in members]),
+        scope=scope,
+        model_id=dep.model.id,
+        status="open",
+        members=[
+            ClusterMember(
+                face_key=f.key,
+                image_sha256=f.sha256,
+                source_path=f.path,
+                face_index=f.index,
+                bbox=f.bbox,
+                unknown_face_id=f.unknown_face_id,
+            )
+            for f in members
+        ],
+    )
 
 
 def _box(face: DetectedFace) -> list[float]:
@@ -236,8 +272,9 @@ def _box(face: DetectedFace) -> list[float]:
 # -- reviewing -------------------------------------------------------------------------------------
 
 
-def list_clusters(app: App, status: str | None = None, scope: str | None = None,
-                  min_size: int = 1) -> list[ClusterView]:
+def list_clusters(
+    app: App, status: str | None = None, scope: str | None = None, min_size: int = 1
+) -> list[ClusterView]:
     """Stored clusters, biggest first."""
     with app.sessions() as session:
         rows = clusters(session, status, scope)
@@ -269,8 +306,13 @@ def split_cluster(app: App, ref: str, face_keys: Sequence[str], actor: str | Non
         if not moving or len(moving) == len(cluster.members):
             raise InvalidArgument(f"split {ref}: name some but not all of its {len(cluster.members)} faces")
         model_id = get_model(session, cluster.model_id).model_id
-        new = FaceCluster(id=cluster_id(model_id, [m.face_key for m in moving]), scope=cluster.scope,
-                          model_id=cluster.model_id, status=EDITED, decided_by=resolve_actor(actor))
+        new = FaceCluster(
+            id=cluster_id(model_id, [m.face_key for m in moving]),
+            scope=cluster.scope,
+            model_id=cluster.model_id,
+            status=EDITED,
+            decided_by=resolve_actor(actor),
+        )
         if session.get(FaceCluster, new.id) is not None:
             raise InvalidArgument(f"a cluster of exactly those faces exists already: {new.id}")
         session.add(new)
@@ -292,9 +334,11 @@ def merge_clusters(app: App, refs: Sequence[str], actor: str | None = None) -> C
         for other in others:
             for member in other.members:
                 if member.image_sha256 in seen:
-                    raise InvalidArgument(f"clusters {seen[member.image_sha256]} and {other.id} both hold a face of "
-                                          f"photo {member.source_path or member.image_sha256}: one photo shows "
-                                          "two people, so they cannot be one person")
+                    raise InvalidArgument(
+                        f"clusters {seen[member.image_sha256]} and {other.id} both hold a face of "
+                        f"photo {member.source_path or member.image_sha256}: one photo shows "
+                        "two people, so they cannot be one person"
+                    )
                 seen[member.image_sha256] = other.id
         for other in others:
             for member in other.members:
@@ -315,8 +359,13 @@ def discard_cluster(app: App, ref: str, actor: str | None = None) -> dict[str, A
         cluster = _nameable(session, ref)
         unknown = [m.unknown_face_id for m in cluster.members if m.unknown_face_id is not None]
         cluster.status, cluster.decided_by = DISCARDED, resolve_actor(actor)
-        record_audit_event(session, resolve_actor(actor), "cluster discarded", subject=cluster.id,
-                           details={"faces": len(cluster.members)})
+        record_audit_event(
+            session,
+            resolve_actor(actor),
+            "cluster discarded",
+            subject=cluster.id,
+            details={"faces": len(cluster.members)},
+        )
     return {"cluster_id": ref, "status": DISCARDED, "unknown_faces_erased": erase_unknown(app, unknown)}
 
 
@@ -339,8 +388,14 @@ class NamedCluster:
     faces: list[dict[str, Any]]  # per face: its key, the job's state and reason
 
 
-def name_cluster(app: App, ref: str, person_ref: str | None = None, new_external_id: str | None = None,
-                 display_name: str | None = None, actor: str | None = None) -> NamedCluster:
+def name_cluster(
+    app: App,
+    ref: str,
+    person_ref: str | None = None,
+    new_external_id: str | None = None,
+    display_name: str | None = None,
+    actor: str | None = None,
+) -> NamedCluster:
     """Enroll the cluster's faces for an existing person (`person_ref`) or a new one (`new_external_id`)."""
     dep = app.deployment(write=True)
     if (person_ref is None) == (new_external_id is None):
@@ -370,18 +425,34 @@ def name_cluster(app: App, ref: str, person_ref: str | None = None, new_external
         results[result.source_path] = result
 
     process_queue(app, EnrollmentWriter(dep, "dominant"), batch, 1, collect, analyse=analyse)
-    faces = [{"face_key": key, "source": source.path, "state": results[source.path].outcome,
-              "reason": results[source.path].reason} for key, source in sources.items() if source.path in results]
-    enrolled = [key for key, source in sources.items()
-                if source.path in results and results[source.path].outcome in ENROLLED_STATES]
+    faces = [
+        {
+            "face_key": key,
+            "source": source.path,
+            "state": results[source.path].outcome,
+            "reason": results[source.path].reason,
+        }
+        for key, source in sources.items()
+        if source.path in results
+    ]
+    enrolled = [
+        key
+        for key, source in sources.items()
+        if source.path in results and results[source.path].outcome in ENROLLED_STATES
+    ]
     with transaction(app.sessions) as session:
         person = find_person(session, external_id)
         cluster = get_cluster(session, ref)
         if person is not None and enrolled:
             cluster.status, cluster.person_id, cluster.decided_by = NAMED, person.id, who
-        record_audit_event(session, who, "cluster named", person_id=person.id if person else None,
-                           subject=external_id, details={"cluster_id": ref, "faces": len(members),
-                                                         "enrolled": len(enrolled)})
+        record_audit_event(
+            session,
+            who,
+            "cluster named",
+            person_id=person.id if person else None,
+            subject=external_id,
+            details={"cluster_id": ref, "faces": len(members), "enrolled": len(enrolled)},
+        )
     # The faces now enrolled are the person's: their kept unknown copies go.
     erase_unknown(app, [sources[key].unknown_face_id for key in enrolled if sources[key].unknown_face_id])
     states: dict[str, int] = {}
@@ -416,8 +487,10 @@ def _face_source(dep: Deployment, member: ClusterMember, kept: Any) -> _FaceSour
     if path and _same_bytes(path, member.image_sha256):
         return _FaceSource(path, member.bbox, member.unknown_face_id)
     if kept is None or kept.thumbnail is None:
-        raise IdentityError(f"face {member.face_key}: its photo {path or '(no path)'} is gone or changed, and no "
-                            "embedding was kept: split it out of the cluster, or discard it")
+        raise IdentityError(
+            f"face {member.face_key}: its photo {path or '(no path)'} is gone or changed, and no "
+            "embedding was kept: split it out of the cluster, or discard it"
+        )
     vector = intact_vectors(dep.unknown_faces(), [kept.id]).get(kept.id)
     if vector is None:
         raise NotFound(f"face {member.face_key}: its kept embedding is gone (expired); split it out of the cluster")
@@ -425,8 +498,15 @@ def _face_source(dep: Deployment, member: ClusterMember, kept: Any) -> _FaceSour
     target.write_bytes(kept.thumbnail)
     height, width = load_image(str(target)).rgb.shape[:2]
     quality = Quality(**{**kept.quality, "rejections": tuple(kept.quality.get("rejections", ()))})
-    face = DetectedFace((0.0, 0.0, float(width), float(height)), np.zeros((5, 2), np.float32), quality.det_score,
-                        quality, vector, np.zeros((0, 0, 3), np.uint8), "kept unknown face")
+    face = DetectedFace(
+        (0.0, 0.0, float(width), float(height)),
+        np.zeros((5, 2), np.float32),
+        quality.det_score,
+        quality,
+        vector,
+        np.zeros((0, 0, 3), np.uint8),
+        "kept unknown face",
+    )
     found = ImageFaces(str(target), file_digest(str(target)), width, height, (face,), "kept unknown face")
     return _FaceSource(str(target), member.bbox, member.unknown_face_id, found)
 

@@ -9,16 +9,16 @@ a few bad shots; a department folder enrolled as one "person" agrees in almost n
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 
 from identity.app.core import App
 from identity.app.deployment import Deployment
 from identity.services.search.thresholds import pairwise_threshold
-from identity.store.vectors.unit_vectors import intact_vectors
 from identity.store.sql.persons import indexed_faces_by_person
+from identity.store.vectors.unit_vectors import intact_vectors
 
 MIN_FACES = 3  # 2 faces make a single pair: one poor photo would flag a real person
 # Flagged below this share of pairs at or above the match threshold. At 0.5, 5 real lfw-dev
@@ -35,7 +35,6 @@ class InconsistentPerson:
     faces: int  # searchable faces held (at most MAX_FACES of them compared)
     agreeing_pairs_share: float
 
-
     @property
     def flag(self) -> str:
         return f"inconsistent_person:{self.agreeing_pairs_share:.2f}"
@@ -46,7 +45,9 @@ def inconsistent_persons(app: App, external_ids: Sequence[str] | None = None) ->
     dep = app.deployment()
     threshold = pairwise_threshold(dep.model, dep.pipeline)
     with app.sessions() as session:
-        faces = indexed_faces_by_person(session, dep.model.id, None if external_ids is None else sorted(set(external_ids)))
+        faces = indexed_faces_by_person(
+            session, dep.model.id, None if external_ids is None else sorted(set(external_ids))
+        )
     found: list[InconsistentPerson] = []
     for external_id, vectors in _vector_groups(dep, {k: v for k, v in faces.items() if len(v) >= MIN_FACES}):
         share = agreeing_share(vectors, threshold)

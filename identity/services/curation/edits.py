@@ -19,14 +19,14 @@ of them, so no model keeps a face the user moved or erased.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
-from identity.errors import IdentityError, NotFound
 from identity.app.actor import resolve_actor
 from identity.app.core import App
 from identity.app.deployment import Deployment, ModelCollections, model_collections
 from identity.app.templates import refresh_templates
+from identity.errors import IdentityError, NotFound
 from identity.serialize import json_field, to_json
 from identity.services.curation.erasure import (
     CollectionPurge,
@@ -50,10 +50,10 @@ from identity.store.sql.faces import (
     reassign_person_faces,
 )
 from identity.store.sql.jobs import delete_enrollment_jobs
-from identity.store.sql.tables import Face
 from identity.store.sql.persons import delete_person_row, get_person, person_with_id
 from identity.store.sql.reviews import move_reviews
 from identity.store.sql.searches import move_search_hits
+from identity.store.sql.tables import Face
 from identity.store.vectors import VectorIndex
 
 
@@ -63,8 +63,9 @@ class MergeResult:
     merged: str
     faces_moved: int  # photos
     # What names them in a URL (an external id may hold `/`).
-    kept_id: str | None = field(default=None, metadata=json_field(
-        doc="the kept person's uuid, for the routes that take a person"))
+    kept_id: str | None = field(
+        default=None, metadata=json_field(doc="the kept person's uuid, for the routes that take a person")
+    )
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,14 @@ def merge_persons(app: App, keep_ref: str, absorb_ref: str, actor: str | None = 
         keep.attributes = {**absorb.attributes, **keep.attributes}
         keep.display_name = keep.display_name or absorb.display_name
         summary = MergeResult(keep.external_id, absorb.external_id, _photos(faces), str(keep.id))
-        record_audit_event(session, resolve_actor(actor), "merge", person_id=keep.id, subject=keep.external_id,
-                           details={**to_json(summary), "merged_id": str(absorb.id)})
+        record_audit_event(
+            session,
+            resolve_actor(actor),
+            "merge",
+            person_id=keep.id,
+            subject=keep.external_id,
+            details={**to_json(summary), "merged_id": str(absorb.id)},
+        )
         delete_person_row(session, absorb)
         keep_id, absorb_id = keep.id, absorb.id
     _relabel(dep, _by_model(faces), keep_id, [keep_id, absorb_id])
@@ -106,14 +113,21 @@ def move_face(app: App, face_ref: str, target_ref: str, actor: str | None = None
         siblings = _siblings(session, face)
         reassign_faces(session, [row.id for row in siblings], target.id)
         summary = FaceMove(str(face.id), source.external_id if source else None, target.external_id)
-        record_audit_event(session, resolve_actor(actor), "move_face", person_id=target.id,
-                           subject=target.external_id, details=to_json(summary))
+        record_audit_event(
+            session,
+            resolve_actor(actor),
+            "move_face",
+            person_id=target.id,
+            subject=target.external_id,
+            details=to_json(summary),
+        )
     _relabel(dep, _by_model(siblings), target.id, [source_id, target.id])
     return summary
 
 
-def _relabel(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid.UUID,
-             persons: list[uuid.UUID]) -> None:
+def _relabel(
+    dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid.UUID, persons: list[uuid.UUID]
+) -> None:
     """Point each model's face vectors at `person_id`, then rewrite the templates of everyone they moved between."""
     with model_collections(dep, faces) as stores:
         for model_id, store in stores.items():
@@ -135,8 +149,14 @@ def delete_face(app: App, face_ref: str, actor: str | None = None) -> Erasure:
         person = person_with_id(session, person_id)
         siblings = _siblings(session, face)
         summary = FaceErased(str(face.id), person.external_id if person else None)
-        record_audit_event(session, resolve_actor(actor), "delete_face", person_id=face.person_id,
-                           subject=str(face.id), details=to_json(summary))
+        record_audit_event(
+            session,
+            resolve_actor(actor),
+            "delete_face",
+            person_id=face.person_id,
+            subject=str(face.id),
+            details=to_json(summary),
+        )
         delete_faces(session, [row.id for row in siblings])
         if person is not None:  # the enrollment of this photo for this person goes with it
             delete_enrollment_jobs(session, face.image_id, person.external_id)
@@ -152,8 +172,12 @@ def delete_person(app: App, ref: str, actor: str | None = None) -> Erasure:
     return erase_person(app, ref, actor)
 
 
-def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id: uuid.UUID,
-                   erase: Callable[[VectorIndex, list[uuid.UUID]], None]) -> dict[str, CollectionPurge]:
+def _erase_vectors(
+    dep: Deployment,
+    faces: dict[int, list[uuid.UUID]],
+    person_id: uuid.UUID,
+    erase: Callable[[VectorIndex, list[uuid.UUID]], None],
+) -> dict[str, CollectionPurge]:
     """Delete with `erase` in each model's collection and rewrite the person's template there (gone with
     their last face), then purge both: the old template is a mean of what was erased. Returns what was
     done, per collection."""
@@ -162,8 +186,7 @@ def _erase_vectors(dep: Deployment, faces: dict[int, list[uuid.UUID]], person_id
         for model_id, store in stores.items():
             erase(store.faces, faces[model_id])
             _refresh(dep, model_id, store, [person_id])
-            report[store.faces.collection] = CollectionPurge(face_rows=len(faces[model_id]),
-                                                             purge=store.faces.purge())
+            report[store.faces.collection] = CollectionPurge(face_rows=len(faces[model_id]), purge=store.faces.purge())
             report[store.templates.collection] = CollectionPurge(purge=store.templates.purge())
     return report
 
@@ -194,8 +217,9 @@ def _face_already_deleted(session: Session, ref: str) -> Erasure | None:
     event = latest_audit_event(session, "delete_face", [ref])
     if event is None:
         return None
-    return Erasure(already_deleted=True, subject=FaceNamed(ref), deleted_at=event.created_at.isoformat(),
-                   by=event.actor)
+    return Erasure(
+        already_deleted=True, subject=FaceNamed(ref), deleted_at=event.created_at.isoformat(), by=event.actor
+    )
 
 
 def _get_face(session: Session, ref: str) -> Face:
@@ -217,4 +241,3 @@ def _maybe_uuid(ref: str) -> uuid.UUID | None:
         return uuid.UUID(ref)
     except ValueError:
         return None
-

@@ -28,24 +28,24 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from identity.app.actor import resolve_actor
-from identity.errors import ErasurePending, IdentityError, NotFound
 from identity.app.core import App
 from identity.app.deployment import Deployment, model_collections
+from identity.errors import ErasurePending, IdentityError, NotFound
 from identity.serialize import json_field, to_json
-from identity.services.search.thresholds import pairwise_threshold
 from identity.services.enrollment.uploads import uploads_dir
+from identity.services.search.thresholds import pairwise_threshold
 from identity.store.sql.audit_events import add_audit_details, latest_audit_event, record_audit_event
 from identity.store.sql.db import Session, flush_deleted, transaction
 from identity.store.sql.erasure import erase_image_traces, erase_person_rows, person_images, person_tokens
 from identity.store.sql.faces import face_keys_of_person
-from identity.store.sql.tables import Person, PendingErasure
 from identity.store.sql.pending_erasures import (
     COMPLETE,
     count_open,
@@ -55,6 +55,7 @@ from identity.store.sql.pending_erasures import (
     set_step,
 )
 from identity.store.sql.persons import find_person, person_with_id
+from identity.store.sql.tables import PendingErasure, Person
 from identity.store.sql.unknown_faces import unknown_face_keys
 from identity.store.vectors import FaceIndex
 from identity.store.vectors.base import UNKNOWN, PurgeResult
@@ -159,8 +160,12 @@ def retry_pending(app: App) -> None:
         finish_pending(app)
     except ErasurePending as exc:  # logged without the message: it names the person and file paths
         kind = str(exc.details.get("reason", "")).partition(":")[0]
-        log.warning("a pending erasure failed again at its %s step (%s): it stays pending for the next round "
-                    "(identity doctor lists it)", exc.details.get("step"), kind)
+        log.warning(
+            "a pending erasure failed again at its %s step (%s): it stays pending for the next round "
+            "(identity doctor lists it)",
+            exc.details.get("step"),
+            kind,
+        )
 
 
 def erase_uploads(app: App, paths: list[str]) -> dict[str, int]:
@@ -184,16 +189,22 @@ def _record(dep: Deployment, session: Session, person: Person, actor: str | None
         faces.setdefault(str(row.model_id), []).append(str(row.id))
     images = person_images(session, person)
     unknown, searched = _unknown_of(dep, session, person.id, {sha for sha, _ in images})
-    plan = {"external_id": person.external_id, "person_id": str(person.id),
-            "photos": len({row.image_id for row in keys}), "faces": faces,
-            "uploads": sorted({path for _, path in images if path}),
-            "image_sha256": sorted({sha for sha, _ in images} | searched), "unknown": unknown}
+    plan = {
+        "external_id": person.external_id,
+        "person_id": str(person.id),
+        "photos": len({row.image_id for row in keys}),
+        "faces": faces,
+        "uploads": sorted({path for _, path in images if path}),
+        "image_sha256": sorted({sha for sha, _ in images} | searched),
+        "unknown": unknown,
+    }
     subject, by_id = person_tokens(session, person.external_id, person.id)
     return record_pending(session, subject, by_id or "", plan, resolve_actor(actor))
 
 
-def _unknown_of(dep: Deployment, session: Session, person_id: uuid.UUID,
-                digests: set[str]) -> tuple[dict[str, list[str]], set[str]]:
+def _unknown_of(
+    dep: Deployment, session: Session, person_id: uuid.UUID, digests: set[str]
+) -> tuple[dict[str, list[str]], set[str]]:
     """The kept unknown faces that are the person's, by model row id: same photo, or close to their template
     (the active model's; another model's kept faces are matched by photo only, its pack not loaded here);
     and the digests of their photos (searched photos of the person: their log entries are redacted too)."""
@@ -219,8 +230,12 @@ def _finish(dep: Deployment, erasure_id: int, ref: str | None, resumed: bool) ->
         row = session.get_one(PendingErasure, erasure_id)
         plan, done = dict(row.plan or {}), row.step
     steps: list[tuple[str, Callable[[Deployment, int, Plan], dict[str, Any]]]] = [
-        ("sql", _apply_sql), ("vectors", _apply_vectors), ("uploads", _apply_uploads),
-        ("forgotten", _forget), (COMPLETE, _complete)]
+        ("sql", _apply_sql),
+        ("vectors", _apply_vectors),
+        ("uploads", _apply_uploads),
+        ("forgotten", _forget),
+        (COMPLETE, _complete),
+    ]
     order = ["recorded", *(name for name, _ in steps)]
     removed: dict[str, Any] = {}
     for name, step in steps:
@@ -234,16 +249,19 @@ def _finish(dep: Deployment, erasure_id: int, ref: str | None, resumed: bool) ->
             raise _pending(ref or plan.get("external_id"), name, f"{type(exc).__name__}: {exc}") from exc
     if "database" in removed:  # reported with the SQL store, as before erasure was durable
         removed.setdefault("sql", {})["database"] = removed.pop("database")
-    subject = (PersonErased(plan["external_id"], plan["person_id"], plan["photos"]) if "external_id" in plan
-               else None)
+    subject = PersonErased(plan["external_id"], plan["person_id"], plan["photos"]) if "external_id" in plan else None
     return Erasure(subject=subject, removed=Removed(**removed), completed_pending=resumed)
 
 
 def _pending(ref: str | None, step: str, reason: str) -> ErasurePending:
     again = f"`identity person delete {ref}`" if ref else "`identity person delete ID`"
     who = f"of {ref} " if ref else ""
-    return ErasurePending(f"the erasure {who}is pending: its {step} step failed ({reason.splitlines()[0]}); "
-                          f"run {again} or `identity doctor --repair` to finish it", step=step, reason=reason)
+    return ErasurePending(
+        f"the erasure {who}is pending: its {step} step failed ({reason.splitlines()[0]}); "
+        f"run {again} or `identity doctor --repair` to finish it",
+        step=step,
+        reason=reason,
+    )
 
 
 def _apply_sql(dep: Deployment, erasure_id: int, plan: Plan) -> dict[str, Any]:
@@ -256,8 +274,12 @@ def _apply_sql(dep: Deployment, erasure_id: int, plan: Plan) -> dict[str, Any]:
         sql.update(erase_image_traces(session, unknown, plan["image_sha256"]))
         _, token = person_tokens(session, plan["external_id"], uuid.UUID(plan["person_id"]))
         plan["audit_event"] = record_audit_event(
-            session, row.actor, "delete_person", subject=row.subject_token,
-            details={"person": token, "faces_erased": plan["photos"], "sql": sql})
+            session,
+            row.actor,
+            "delete_person",
+            subject=row.subject_token,
+            details={"person": token, "faces_erased": plan["photos"], "sql": sql},
+        )
         plan["uploads"] = sorted({*plan["uploads"], *paths})
         row.plan = dict(plan)  # a new dict, so the JSON column sees the change
         set_step(session, erasure_id, "sql")
@@ -288,8 +310,9 @@ def _apply_vectors(dep: Deployment, erasure_id: int, plan: Plan) -> dict[str, An
     return {"vectors": report}
 
 
-def _purge_unknown(dep: Deployment, model_id: int, faces: FaceIndex,
-                   ids: list[uuid.UUID]) -> dict[str, CollectionPurge]:
+def _purge_unknown(
+    dep: Deployment, model_id: int, faces: FaceIndex, ids: list[uuid.UUID]
+) -> dict[str, CollectionPurge]:
     """Delete and purge kept unknown faces: the deployment's held collection for its model, else one opened here."""
     if model_id == dep.model.id:
         index = dep.unknown_faces()

@@ -18,9 +18,9 @@ import errno
 import io
 import os
 import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from identity.errors import IdentityError, InvalidArgument
 from identity.faces.images import looks_like_image
@@ -41,7 +41,7 @@ class PersonFrom:
     depth: int = 1
 
     @classmethod
-    def parse(cls, text: str) -> "PersonFrom":
+    def parse(cls, text: str) -> PersonFrom:
         """top | leaf | depth:N (also depth=N, "depth N" or N)."""
         value = text.strip().lower()
         if value == "top":
@@ -102,7 +102,8 @@ class _Entry:
 
 
 def from_directory(root: Path, person_from: PersonFrom | None = None) -> EnrollInputs:
-    """DIR/<person>/... photos; `person_from` None is `top`, refused when person folders hold sub-folders with images."""
+    """DIR/<person>/... photos; `person_from` None is `top`,
+    refused when person folders hold sub-folders with images."""
     root = root.expanduser().resolve()
     if not root.is_dir():
         raise IdentityError(f"{root}: not a directory (expected one sub-folder per person)")
@@ -124,8 +125,9 @@ def from_directory(root: Path, person_from: PersonFrom | None = None) -> EnrollI
         if entry.state != "image":
             inputs.unqueued.append(InputRow(source, person, entry.state, entry.reason, named_by))
         elif not depth:
-            inputs.unqueued.append(InputRow(source, "", "skipped",
-                                            f"not inside a person folder (--person-from {person_from.describe()})"))
+            inputs.unqueued.append(
+                InputRow(source, "", "skipped", f"not inside a person folder (--person-from {person_from.describe()})")
+            )
         else:
             try:
                 inputs.add(JobSpec(source, check_external_id(person)), named_by)
@@ -143,8 +145,10 @@ def image_files(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     root_stat = root.stat()
     entries: list[_Entry] = []
     _scan(root, (), frozenset({(root_stat.st_dev, root_stat.st_ino)}), entries)
-    return ([e.path for e in entries if e.state == "image"],
-            [(str(e.path), e.reason or e.state) for e in entries if e.state == "failed"])
+    return (
+        [e.path for e in entries if e.state == "image"],
+        [(str(e.path), e.reason or e.state) for e in entries if e.state == "failed"],
+    )
 
 
 def _scan(folder: Path, parts: tuple[str, ...], above: frozenset[tuple[int, int]], out: list[_Entry]) -> None:
@@ -204,7 +208,8 @@ def _refuse_nested(root: Path, entries: Sequence[_Entry]) -> None:
         top, sub = nested.parts[0], "/".join(nested.parts[:-1])
         raise IdentityError(
             f"{root}: person folders hold sub-folders with images (e.g. {'/'.join(nested.parts)}); say which folder "
-            f"names the person: {LAYOUTS} (top: {top} is one person; leaf: {nested.parts[-2]}; depth:2: {sub})")
+            f"names the person: {LAYOUTS} (top: {top} is one person; leaf: {nested.parts[-2]}; depth:2: {sub})"
+        )
 
 
 def from_manifest(manifest: Path) -> EnrollInputs:
@@ -242,17 +247,20 @@ def _manifest_text(manifest: Path, warnings: list[str]) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        warnings.append(f"{path_text(manifest)}: not UTF-8 (line {line}: byte 0x{data[exc.start]:02x}); read as "
-                        "Windows-1252 (Latin-1): save it as UTF-8 if names look wrong")
+        line = data[: exc.start].count(b"\n") + 1
+        warnings.append(
+            f"{path_text(manifest)}: not UTF-8 (line {line}: byte 0x{data[exc.start]:02x}); read as "
+            "Windows-1252 (Latin-1): save it as UTF-8 if names look wrong"
+        )
     try:
         return data.decode("cp1252")
     except UnicodeDecodeError:  # the five bytes cp1252 leaves undefined
         return data.decode("latin-1")
 
 
-def _add_manifest_row(inputs: EnrollInputs, manifest: Path, row: dict[str, str], extra: Sequence[str],
-                      named_by: str) -> None:
+def _add_manifest_row(
+    inputs: EnrollInputs, manifest: Path, row: dict[str, str], extra: Sequence[str], named_by: str
+) -> None:
     """Queue one manifest row, or record it failed with the reason (every error is the row's own)."""
     path, external_id = (row.get("path") or "").strip(), (row.get("external_id") or "").strip()
     # An absolute path stays as it is; `\xNN` escapes (as reports write names that are not UTF-8) are read back.
@@ -269,12 +277,22 @@ def _add_manifest_row(inputs: EnrollInputs, manifest: Path, row: dict[str, str],
             raise IdentityError(f"{path_text(resolved)}: symbolic link loop") from None
         except OSError as exc:
             raise IdentityError(f"{path_text(resolved)}: cannot resolve the path ({exc.strerror or exc})") from None
-        spec = JobSpec(path_text(resolved), check_external_id(external_id),
-                       check_display_name(row.get("display_name") or None),
-                       {c: row[c] for c in extra if row.get(c) not in (None, "")} or None)
+        spec = JobSpec(
+            path_text(resolved),
+            check_external_id(external_id),
+            check_display_name(row.get("display_name") or None),
+            {c: row[c] for c in extra if row.get(c) not in (None, "")} or None,
+        )
     except IdentityError as exc:
-        inputs.unqueued.append(InputRow(path_text(resolved) if path else "", external_id.replace("\0", "\\0"),
-                                        "failed", f"{named_by}: {exc}", named_by))
+        inputs.unqueued.append(
+            InputRow(
+                path_text(resolved) if path else "",
+                external_id.replace("\0", "\\0"),
+                "failed",
+                f"{named_by}: {exc}",
+                named_by,
+            )
+        )
         return
     inputs.add(spec, named_by)
 
@@ -297,8 +315,13 @@ class UnclearInputs(InvalidArgument):
     """What to enroll is not one clear choice (the CLI's usage error, HTTP's 422)."""
 
 
-def choose_inputs(paths: Sequence[Path], person: str | None = None, display_name: str | None = None,
-                  manifest: Path | None = None, person_from: str | None = None) -> EnrollInputs:
+def choose_inputs(
+    paths: Sequence[Path],
+    person: str | None = None,
+    display_name: str | None = None,
+    manifest: Path | None = None,
+    person_from: str | None = None,
+) -> EnrollInputs:
     """The one rule for what a request enrolls, CLI and HTTP alike: a manifest; files of one `person`; or one
     folder holding a folder per person (`person_from`: which folder names the person). UnclearInputs otherwise."""
     if sum(bool(x) for x in (manifest, person, paths and not person)) != 1:
@@ -306,8 +329,9 @@ def choose_inputs(paths: Sequence[Path], person: str | None = None, display_name
     if person and not paths:
         raise UnclearInputs("a person needs at least one image")
     if person_from and (manifest or person):
-        raise UnclearInputs("person-from applies to a folder (a manifest or files with a person name persons "
-                            "themselves)")
+        raise UnclearInputs(
+            "person-from applies to a folder (a manifest or files with a person name persons themselves)"
+        )
     if manifest:
         return from_manifest(manifest)
     if person:

@@ -6,9 +6,10 @@ The CLI prints them; a Python caller or the HTTP API gets the same rows and figu
 from __future__ import annotations
 
 import csv
-from pathlib import Path
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any
 
 from identity.services.curation.consistency import InconsistentPerson
 from identity.services.enrollment.duplicates import Duplicate
@@ -17,21 +18,32 @@ from identity.services.queue.loop import EnrollSummary
 REPORT_COLUMNS = ["job_id", "source_path", "external_id", "outcome", "reason", "faces_found", "named_by", "flags"]
 
 
-def report_rows(summary: EnrollSummary, named_by: dict[tuple[str, str], str],
-                flagged: Sequence[InconsistentPerson]) -> list[list[Any]]:
+def report_rows(
+    summary: EnrollSummary, named_by: dict[tuple[str, str], str], flagged: Sequence[InconsistentPerson]
+) -> list[list[Any]]:
     """One row per input, in REPORT_COLUMNS order; inputs that never became jobs leave the job fields empty."""
     flags = {p.external_id: p.flag for p in flagged}
     rows = []
     for r in summary.results:
         queued = r.job_id is not None
-        rows.append([r.job_id if queued else "", r.source_path, r.external_id, r.outcome, r.reason or "",
-                     r.faces_found if queued else "", named_by.get((r.source_path, r.external_id), ""),
-                     flags.get(r.external_id, "")])
+        rows.append(
+            [
+                r.job_id if queued else "",
+                r.source_path,
+                r.external_id,
+                r.outcome,
+                r.reason or "",
+                r.faces_found if queued else "",
+                named_by.get((r.source_path, r.external_id), ""),
+                flags.get(r.external_id, ""),
+            ]
+        )
     return rows
 
 
-def write_report(path: Path, summary: EnrollSummary, named_by: dict[tuple[str, str], str],
-                 flagged: Sequence[InconsistentPerson]) -> None:
+def write_report(
+    path: Path, summary: EnrollSummary, named_by: dict[tuple[str, str], str], flagged: Sequence[InconsistentPerson]
+) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(REPORT_COLUMNS)
@@ -55,9 +67,16 @@ class EnrollmentFigures:
 
 def summary_record(summary: EnrollSummary, flagged: Sequence[InconsistentPerson]) -> EnrollmentFigures:
     return EnrollmentFigures(
-        summary.batch, summary.queued, summary.processed, summary.counts, summary.faces_enrolled,
-        round(summary.seconds, 2), round(summary.processed / summary.seconds, 2) if summary.seconds else None,
-        list(flagged), duplicates(summary))
+        summary.batch,
+        summary.queued,
+        summary.processed,
+        summary.counts,
+        summary.faces_enrolled,
+        round(summary.seconds, 2),
+        round(summary.processed / summary.seconds, 2) if summary.seconds else None,
+        list(flagged),
+        duplicates(summary),
+    )
 
 
 def duplicates(summary: EnrollSummary) -> list[Duplicate]:

@@ -7,15 +7,15 @@ disagree (one folder holding several people).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
+from identity.app.core import App
 from identity.services.curation.consistency import (
     InconsistentPerson,
     inconsistent_persons,
 )
-from identity.app.core import App
 from identity.services.enrollment.inputs import EnrollInputs
 from identity.services.enrollment.report import EnrollmentFigures, summary_record, write_report
 from identity.services.enrollment.writer import EnrollmentWriter
@@ -43,10 +43,15 @@ class EnrollmentRun:
         write_report(path, self.summary, self.named_by, self.flagged)
 
 
-def enroll(app: App, inputs: EnrollInputs, workers: int = 0, subject: str | None = None,
-           on_queued: Callable[[int], None] = lambda queued: None,
-           on_result: Callable[[JobResult], None] = lambda result: None,
-           analyse: Callable[[Iterator[str]], Iterator[tuple[str, Outcome]]] | None = None) -> EnrollmentRun:
+def enroll(
+    app: App,
+    inputs: EnrollInputs,
+    workers: int = 0,
+    subject: str | None = None,
+    on_queued: Callable[[int], None] = lambda queued: None,
+    on_result: Callable[[JobResult], None] = lambda result: None,
+    analyse: Callable[[Iterator[str]], Iterator[tuple[str, Outcome]]] | None = None,
+) -> EnrollmentRun:
     """Enroll every input; `on_queued` gets the number of jobs queued, `on_result` each job's outcome.
 
     `analyse`: how the images are detected and embedded (process_queue's; default: `workers` processes)."""

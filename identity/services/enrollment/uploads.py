@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import shutil
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from identity.app.core import App
 from identity.config import Settings

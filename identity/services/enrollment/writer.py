@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from identity.app.core import App
+from identity.app.templates import refresh_templates
 from identity.config import SUBJECT_RULES
 from identity.errors import ConfigError, ImageError
 from identity.evaluation.protocol import subject_face
@@ -41,12 +43,11 @@ from identity.services.queue.loop import (
     failed_result,
     fault_reason,
     file_digest,
+    is_undone,
     job_fault,
     process_queue,
     queue_jobs,
-    is_undone,
 )
-from identity.app.templates import refresh_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
 from identity.store.sql.errors import IntegrityError
@@ -107,18 +108,28 @@ def _redetected(found: ImageFaces, rows: Sequence[Face]) -> list[tuple[Face, np.
 def face_row(face: DetectedFace, person_id: uuid.UUID, image_id: uuid.UUID, model_row_id: int) -> Face:
     """Step 1's row for a detected face: `pending` until its vector is stored, or `rejected` by the quality gate."""
     return Face(
-        person_id=person_id, image_id=image_id, model_id=model_row_id,
+        person_id=person_id,
+        image_id=image_id,
+        model_id=model_row_id,
         bbox=[round(float(v), 2) for v in face.bbox],
         landmarks=[[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
-        det_score=float(face.det_score), iod_px=face.quality.iod_px, blur=face.quality.blur,
-        yaw_deg=face.quality.yaw_deg, roll_deg=face.quality.roll_deg,
+        det_score=float(face.det_score),
+        iod_px=face.quality.iod_px,
+        blur=face.quality.blur,
+        yaw_deg=face.quality.yaw_deg,
+        roll_deg=face.quality.roll_deg,
         status=FaceStatus.pending if face.quality.ok else FaceStatus.rejected,
-        rejection=",".join(face.quality.rejections) or None, detector=face.detector or None,
+        rejection=",".join(face.quality.rejections) or None,
+        detector=face.detector or None,
     )
 
 
-def index_pending(app: App, index: VectorIndex, to_index: Sequence[tuple[Face, np.ndarray]],
-                  then: Callable[[Session], None] = lambda session: None) -> None:
+def index_pending(
+    app: App,
+    index: VectorIndex,
+    to_index: Sequence[tuple[Face, np.ndarray]],
+    then: Callable[[Session], None] = lambda session: None,
+) -> None:
     """Steps 2 and 3 for rows step 1 committed as pending: upsert their vectors (durable), then mark
     them indexed, with `then`'s bookkeeping in that same transaction."""
     if to_index:
@@ -147,7 +158,7 @@ class EnrollmentWriter:
     kind = jobs.ENROLL  # the jobs process_queue claims for this writer
     target_model: int | None = None  # claim jobs of any target (enrollment jobs have none)
 
-    def __init__(self, dep: "Deployment", subject: str | None = None) -> None:
+    def __init__(self, dep: Deployment, subject: str | None = None) -> None:
         self.app = dep.app
         self.settings = dep.settings  # the pack process_queue runs over the jobs' images
         self.index = dep.index
@@ -177,8 +188,9 @@ class EnrollmentWriter:
         undone = [face.id for d, result in zip(decided, results) if is_undone(result) for face, _ in d.faces]
         if undone:
             self.index.delete(undone)  # after their rows are gone: a crash in between leaves orphans doctor removes
-        self._refresh_templates([face.person_id for d, result in zip(decided, results) if not is_undone(result)
-                                 for face, _ in d.faces])
+        self._refresh_templates(
+            [face.person_id for d, result in zip(decided, results) if not is_undone(result) for face, _ in d.faces]
+        )
         return results
 
     def _refresh_templates(self, person_ids: Sequence[uuid.UUID]) -> None:
@@ -191,8 +203,9 @@ class EnrollmentWriter:
         self.index.optimize()
         self.templates.optimize()
 
-    def _decide_chunk(self, items: Sequence[tuple[Job, Outcome]], failures: dict[int, str],
-                      retrying: bool) -> list[_Decided]:
+    def _decide_chunk(
+        self, items: Sequence[tuple[Job, Outcome]], failures: dict[int, str], retrying: bool
+    ) -> list[_Decided]:
         """Step 1: image rows and `pending` face rows for the chunk, in one transaction."""
         decided: list[_Decided] = []
         to_index: list[tuple[Face, np.ndarray]] = []
@@ -302,8 +315,14 @@ class EnrollmentWriter:
             copies[job.id] = JobResult(job.id, job.source_path, job.external_id, outcome, reason, duplicate_of=first)
         return copies
 
-    def _settle(self, chunk: Sequence[Job], digests: dict[int, str], failures: dict[int, str],
-                held: list[uuid.UUID], copies: dict[int, JobResult]) -> list[JobResult]:
+    def _settle(
+        self,
+        chunk: Sequence[Job],
+        digests: dict[int, str],
+        failures: dict[int, str],
+        held: list[uuid.UUID],
+        copies: dict[int, JobResult],
+    ) -> list[JobResult]:
         """The chunk's jobs whose bytes need no work; `held` gets the persons already holding them."""
         held.clear()  # contained() may run this again
         results: list[JobResult] = []
@@ -327,8 +346,9 @@ class EnrollmentWriter:
                         raise JobFailed(job.id, fault_reason(exc)) from exc
                     raise
                 if settled is not None:
-                    results.append(JobResult(job.id, job.source_path, job.external_id, *settled, faces_found=0,
-                                             image_id=image.id))
+                    results.append(
+                        JobResult(job.id, job.source_path, job.external_id, *settled, faces_found=0, image_id=image.id)
+                    )
                     if settled[0] == "duplicate" and person is not None:
                         held.append(person.id)
             for result in results:
@@ -338,8 +358,9 @@ class EnrollmentWriter:
     def _held(self, session: Session, image: Image) -> list[Face]:
         return faces_of_images(session, self.model_row_id, [image.id])
 
-    def _settled(self, session: Session, image: Image, person_id: uuid.UUID | None, external_id: str,
-                 this_chunk: set[uuid.UUID]) -> tuple[str, str] | None:
+    def _settled(
+        self, session: Session, image: Image, person_id: uuid.UUID | None, external_id: str, this_chunk: set[uuid.UUID]
+    ) -> tuple[str, str] | None:
         """(duplicate|conflict, reason) when these bytes need no further work for this person."""
         held = self._held(session, image)
         mine = [f for f in held if f.person_id == person_id]
@@ -357,13 +378,21 @@ class EnrollmentWriter:
             return "duplicate", f"same image already rejected for {external_id} ({earlier})"
         return None
 
-    def _decide(self, session: Session, job: Job, outcome: Outcome,
-                to_index: list[tuple[Face, np.ndarray]]) -> JobResult:
+    def _decide(
+        self, session: Session, job: Job, outcome: Outcome, to_index: list[tuple[Face, np.ndarray]]
+    ) -> JobResult:
         image: Image | None = None
 
         def result(state: str, reason: str | None = None) -> JobResult:
-            return JobResult(job.id, job.source_path, job.external_id, state, reason, _found(outcome),
-                             image.id if image is not None else None)
+            return JobResult(
+                job.id,
+                job.source_path,
+                job.external_id,
+                state,
+                reason,
+                _found(outcome),
+                image.id if image is not None else None,
+            )
 
         if isinstance(outcome, ImageError):
             return result("failed", outcome.reason)
@@ -375,8 +404,14 @@ class EnrollmentWriter:
             settled = self._settled(session, image, person.id if person else None, job.external_id, this_chunk)
             if settled is not None:
                 return result(*settled)
-            pending = [f for f in self._held(session, image) if person is not None and f.person_id == person.id
-                       and f.status == FaceStatus.pending and f.id not in this_chunk]
+            pending = [
+                f
+                for f in self._held(session, image)
+                if person is not None
+                and f.person_id == person.id
+                and f.status == FaceStatus.pending
+                and f.id not in this_chunk
+            ]
             if pending:
                 redone = _redetected(outcome, pending)
                 if redone is None:
@@ -384,8 +419,9 @@ class EnrollmentWriter:
                 to_index.extend(redone)  # finish what a crashed run began
                 return result("enrolled", "completed an interrupted enrollment")
         else:
-            image = add_image(session, outcome.sha256, job.source_path, _size(job.source_path),
-                              outcome.width, outcome.height)
+            image = add_image(
+                session, outcome.sha256, job.source_path, _size(job.source_path), outcome.width, outcome.height
+            )
         faces, reason = choose_faces(outcome, self.subject, self.dominance)
         if not faces:
             return result("rejected", reason)
@@ -400,13 +436,19 @@ class EnrollmentWriter:
         return result("enrolled")
 
 
-def enroll_analysed(writer: "EnrollmentWriter", analysed: Sequence[tuple[jobs.JobSpec, Outcome]]) -> EnrollSummary:
+def enroll_analysed(writer: EnrollmentWriter, analysed: Sequence[tuple[jobs.JobSpec, Outcome]]) -> EnrollSummary:
     """Enroll images already analysed (e.g. from the evaluation cache) through the same queue, loop and writer."""
     batch, queued = queue_jobs(writer.app, [spec for spec, _ in analysed])
     outcomes = {spec.source_path: outcome for spec, outcome in analysed}
     summary = EnrollSummary(batch=batch, queued=queued)
-    return process_queue(writer.app, writer, batch, 1, summary=summary,
-                         analyse=lambda paths: ((path, outcomes[path_text(path)]) for path in paths))
+    return process_queue(
+        writer.app,
+        writer,
+        batch,
+        1,
+        summary=summary,
+        analyse=lambda paths: ((path, outcomes[path_text(path)]) for path in paths),
+    )
 
 
 def _point(face: Face, vector: np.ndarray) -> VectorPoint:
@@ -422,4 +464,3 @@ def _size(path: str) -> int:
         return os.path.getsize(fs_path(path))
     except OSError:
         return 0
-

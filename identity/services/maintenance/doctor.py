@@ -32,18 +32,18 @@ import uuid
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 
-from identity.errors import RepairRefused
 from identity.app.core import App
 from identity.app.deployment import Deployment, ModelCollections, model_collections
+from identity.app.templates import refresh_templates
+from identity.errors import RepairRefused
 from identity.serialize import json_field
 from identity.services.curation.consistency import InconsistentPerson, inconsistent_persons
 from identity.services.curation.erasure import count_pending, finish_pending
 from identity.services.enrollment.writer import EnrollmentWriter
-from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.maintenance.integrity import IntegrityCheck, check_vectors
-from identity.services.private_files import FileModeCheck, check_private_files, repair_private_files
 from identity.services.maintenance.upload_orphans import find_orphan_uploads, remove_orphan_uploads
-from identity.app.templates import refresh_templates
+from identity.services.private_files import FileModeCheck, check_private_files, repair_private_files
+from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.search.templates import TemplateCheck, check_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
@@ -68,7 +68,7 @@ class DoctorReport:
     wrong_person: dict[str, str] = field(default_factory=dict)  # face id -> the person SQL says it is
     dimension_mismatch: str | None = None
     repaired: dict[str, int] = field(default_factory=dict)
-    other_models: dict[str, "DoctorReport"] = field(default_factory=dict)  # inactive models with faces, by model id
+    other_models: dict[str, DoctorReport] = field(default_factory=dict)  # inactive models with faces, by model id
     inconsistent_persons: list[InconsistentPerson] = field(default_factory=list)  # a warning, not a problem
     templates: TemplateCheck = field(default_factory=TemplateCheck)
     integrity: IntegrityCheck = field(default_factory=IntegrityCheck)  # damaged stored vectors (services/integrity.py)
@@ -81,12 +81,22 @@ class DoctorReport:
 
     @property
     def problems(self) -> int:
-        return (len(self.orphan_vectors) + len(self.pending_with_vector) + len(self.pending_without_vector)
-                + len(self.missing_vectors) + len(self.stale_leases) + len(self.wrong_person)
-                + len({i for ids in self.stuck_jobs.values() for i in ids} - set(self.stale_leases))
-                + bool(self.dimension_mismatch) + self.templates.problems + self.pending_erasures
-                + self.integrity.problems + self.file_modes.problems + len(self.orphan_uploads)
-                + sum(other.problems for other in self.other_models.values()))
+        return (
+            len(self.orphan_vectors)
+            + len(self.pending_with_vector)
+            + len(self.pending_without_vector)
+            + len(self.missing_vectors)
+            + len(self.stale_leases)
+            + len(self.wrong_person)
+            + len({i for ids in self.stuck_jobs.values() for i in ids} - set(self.stale_leases))
+            + bool(self.dimension_mismatch)
+            + self.templates.problems
+            + self.pending_erasures
+            + self.integrity.problems
+            + self.file_modes.problems
+            + len(self.orphan_uploads)
+            + sum(other.problems for other in self.other_models.values())
+        )
 
     @property
     def clean(self) -> bool:
@@ -96,8 +106,11 @@ class DoctorReport:
     @property
     def vectors_to_delete(self) -> int:
         """Vectors repair would delete: orphan face vectors and orphaned templates, of every model."""
-        return (len(self.orphan_vectors) + len(self.templates.orphaned)
-                + sum(other.vectors_to_delete for other in self.other_models.values()))
+        return (
+            len(self.orphan_vectors)
+            + len(self.templates.orphaned)
+            + sum(other.vectors_to_delete for other in self.other_models.values())
+        )
 
     @property
     def vectors_checked(self) -> int:
@@ -106,12 +119,26 @@ class DoctorReport:
     def __json__(self) -> DoctorFigures:
         """The report as `doctor --json` prints it: counts, not ids."""
         return DoctorFigures(
-            self.clean, len(self.orphan_vectors), len(self.pending_with_vector), len(self.pending_without_vector),
-            len(self.missing_vectors), len(self.stale_leases), sum(len(ids) for ids in self.stuck_jobs.values()),
-            {state: len(ids) for state, ids in self.stuck_jobs.items()}, len(self.wrong_person),
-            self.dimension_mismatch, self.pending_erasures, len(self.orphan_uploads), self.templates.problems,
+            self.clean,
+            len(self.orphan_vectors),
+            len(self.pending_with_vector),
+            len(self.pending_without_vector),
+            len(self.missing_vectors),
+            len(self.stale_leases),
+            sum(len(ids) for ids in self.stuck_jobs.values()),
+            {state: len(ids) for state, ids in self.stuck_jobs.items()},
+            len(self.wrong_person),
+            self.dimension_mismatch,
+            self.pending_erasures,
+            len(self.orphan_uploads),
+            self.templates.problems,
             TemplateCounts(len(self.templates.missing), len(self.templates.stale), len(self.templates.orphaned)),
-            self.integrity, self.file_modes, self.repaired, self.other_models, self.inconsistent_persons)
+            self.integrity,
+            self.file_modes,
+            self.repaired,
+            self.other_models,
+            self.inconsistent_persons,
+        )
 
 
 @dataclass(frozen=True)
@@ -149,8 +176,10 @@ def diagnose(app: App, deep: bool = False) -> DoctorReport:
     dep = app.deployment()
     report = _check(dep, dep.model.id, dep.collections, deep)
     if dep.model.dim != dep.pipeline.dim:
+        recorded, produced = dep.model.dim, dep.pipeline.dim
         report.dimension_mismatch = (
-            f"model {dep.model.model_id} is recorded with {dep.model.dim} dimensions, its pack produces {dep.pipeline.dim}")
+            f"model {dep.model.model_id} is recorded with {recorded} dimensions, its pack produces {produced}"
+        )
     with app.sessions() as session:
         report.stale_leases = [j.id for j in jobs.stale_leases(session)]
         for job in jobs.stuck(session, dep.settings.enroll.lease_seconds, STUCK_LEASES):
@@ -261,7 +290,10 @@ def check_delete_limit(report: DoctorReport, force: bool = False) -> None:
             f"doctor --repair would delete {count} of {total} vectors (orphans without a row in the database), more "
             f"than its limit of {limit}: check that IDENTITY_DATABASE_URL is this store's database; to delete them "
             "anyway, run `identity doctor --repair --force`. Nothing was changed",
-            vectors_to_delete=count, vectors=total, limit=limit)
+            vectors_to_delete=count,
+            vectors=total,
+            limit=limit,
+        )
 
 
 def _repair_others(dep: Deployment, report: DoctorReport) -> None:
@@ -288,8 +320,9 @@ def _repair_templates(dep: Deployment, model_row_id: int, store: ModelCollection
     faces were just marked indexed, re-enrolled or dropped."""
     sessions = dep.app.sessions
     if report.templates.problems:
-        report.repaired["templates_rewritten"] = repair_templates(sessions, store.faces, store.templates,
-                                                                  model_row_id, report.templates)
+        report.repaired["templates_rewritten"] = repair_templates(
+            sessions, store.faces, store.templates, model_row_id, report.templates
+        )
     refresh_templates(sessions, store.faces, store.templates, model_row_id, report.face_problem_persons)
     if report.templates.orphaned:  # an orphan may be an erased person's template (a crash mid-erasure): purge it
         store.templates.purge()

@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
-from identity.errors import StoreDamaged
 from identity.app.core import App
 from identity.app.deployment import Deployment
 from identity.app.templates import BATCH
-from identity.store.vectors.unit_vectors import is_unit
+from identity.errors import StoreDamaged
 from identity.serialize import json_field
 from identity.store.sql.faces import count_indexed_faces
 from identity.store.vectors import VectorHit, VectorIndex, remove_set_aside_shards, set_aside_shard
+from identity.store.vectors.unit_vectors import is_unit
 
 SAMPLE = 1000  # stored face vectors doctor reads back without --deep
 SCORE_SLACK = 1e-3  # float error of a cosine of unit vectors stays far below this
@@ -71,7 +71,7 @@ def check_vectors(faces: VectorIndex, face_ids: Iterable[uuid.UUID], deep: bool)
     chosen = ids if deep or len(ids) <= SAMPLE else random.sample(ids, SAMPLE)
     check = IntegrityCheck(deep=deep, checked=len(chosen))
     for start in range(0, len(chosen), BATCH):
-        vectors = faces.vectors(chosen[start:start + BATCH])
+        vectors = faces.vectors(chosen[start : start + BATCH])
         check.add(face_id for face_id, vector in vectors.items() if not is_unit(vector))
     return check
 
@@ -84,7 +84,10 @@ def check_scores(index: VectorIndex, hits: Iterable[VectorHit]) -> None:
             raise StoreDamaged(
                 f"{collection} returned a score of {hit.score:.4g} for point {hit.face_id}, which no cosine can be: "
                 "its stored vectors are damaged; run `identity doctor --deep --repair`",
-                collection=str(collection), point=str(hit.face_id), score=repr(hit.score))
+                collection=str(collection),
+                point=str(hit.face_id),
+                score=repr(hit.score),
+            )
 
 
 def missing_vectors_warning(app: App) -> list[str]:
@@ -105,9 +108,11 @@ def _compare_counts(dep: Deployment) -> list[str]:
     held = dep.index.count()
     if held >= indexed:
         return []
-    return [f"the database lists {indexed} indexed faces of model {dep.model.model_id} but the vector store holds "
-            f"{held}: {indexed - held} cannot be found by search; run `identity doctor --repair` to re-enroll them "
-            "from their photos"]
+    return [
+        f"the database lists {indexed} indexed faces of model {dep.model.model_id} but the vector store holds "
+        f"{held}: {indexed - held} cannot be found by search; run `identity doctor --repair` to re-enroll them "
+        "from their photos"
+    ]
 
 
 def prepare_for_repair(app: App) -> list[str]:

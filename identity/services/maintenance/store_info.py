@@ -60,7 +60,8 @@ def init_store(app: App, rebind: bool = False, actor: str | None = None) -> Init
 
 @dataclass(frozen=True)
 class Versions:
-    """What `identity version` prints: the package, the schema (code and database), the model in use and where it runs."""
+    """What `identity version` prints: the package, the schema (code and database),
+    the model in use and where it runs."""
 
     identity: str
     schema_code: str
@@ -81,11 +82,18 @@ def versions(app: App) -> Versions:
     """
     db_schema, choice, source = _store_schema(app)
     detector_runs_on, recognizer_runs_on = _runs_on(choice.model, app.settings)
-    return Versions(identity=__version__, schema_code=head_revision(), schema_database=db_schema,
-                    model=model_id_of(choice, app.settings), model_source=source,
-                    store_active_model=choice.store_active, detector=detector_of(choice, app.settings),
-                    faces_device=app.settings.faces.device, detector_runs_on=detector_runs_on,
-                    recognizer_runs_on=recognizer_runs_on)
+    return Versions(
+        identity=__version__,
+        schema_code=head_revision(),
+        schema_database=db_schema,
+        model=model_id_of(choice, app.settings),
+        model_source=source,
+        store_active_model=choice.store_active,
+        detector=detector_of(choice, app.settings),
+        faces_device=app.settings.faces.device,
+        detector_runs_on=detector_runs_on,
+        recognizer_runs_on=recognizer_runs_on,
+    )
 
 
 def _runs_on(model: str, settings: Settings) -> tuple[str, str]:

@@ -13,9 +13,10 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 from identity.app.core import App
 from identity.errors import ModelError
@@ -72,8 +73,9 @@ def detector(name: str) -> InstallableDetector:
         raise ModelError(f"unknown detector {name!r}; installable: {', '.join(sorted(INSTALLABLE))}") from None
 
 
-def install_detector(data_dir: Path, name: str, source_file: Path | None = None, url: str | None = None,
-                     progress: Progress | None = None) -> InstalledDetector:
+def install_detector(
+    data_dir: Path, name: str, source_file: Path | None = None, url: str | None = None, progress: Progress | None = None
+) -> InstalledDetector:
     """Install detector `name` from `source_file`, else by downloading `url` (default: its official URL).
 
     Idempotent: a file already installed is left alone. Raises ModelError, naming the expected and the
@@ -90,7 +92,11 @@ def install_detector(data_dir: Path, name: str, source_file: Path | None = None,
     with tempfile.NamedTemporaryFile(dir=folder, prefix=".part-", suffix=f"-{spec.filename}", delete=False) as part:
         partial = Path(part.name)
         try:
-            digest = _copy_from_file(source_file, part) if source_file is not None else _download(source, spec, part, progress)
+            digest = (
+                _copy_from_file(source_file, part)
+                if source_file is not None
+                else _download(source, spec, part, progress)
+            )
             part.flush()
             os.fsync(part.fileno())
         except BaseException:
@@ -111,7 +117,9 @@ def detector_statuses(data_dir: Path | None) -> list[DetectorStatus]:
     for spec in INSTALLABLE.values():
         path = installed_path(data_dir, spec.name)
         where = path or (detectors_dir(data_dir) / spec.filename if data_dir else Path(spec.filename))
-        rows.append(DetectorStatus(spec.name, path is not None, str(where), spec.sha256, list(spec.packs), spec.description))
+        rows.append(
+            DetectorStatus(spec.name, path is not None, str(where), spec.sha256, list(spec.packs), spec.description)
+        )
     return rows
 
 
@@ -126,8 +134,11 @@ def remove_detector(app: App, name: str) -> str:
         raise ModelError(f"detector {name} is not installed (nothing under {detectors_dir(app.settings.data_dir)})")
     user = _model_using(app, spec)
     if user is not None:
-        raise ModelError(f"detector {name} is used by model {user} of this store; switch the store to another "
-                         f"model first (identity reindex --model dlib-resnet)", model=user)
+        raise ModelError(
+            f"detector {name} is used by model {user} of this store; switch the store to another "
+            f"model first (identity reindex --model dlib-resnet)",
+            model=user,
+        )
     path.unlink()
     fsync_dir(path.parent)
     return str(path)
@@ -169,20 +180,31 @@ def _download(url: str, spec: InstallableDetector, out: IO[bytes], progress: Pro
                     progress(done, total)
                 if done > 2 * spec.size:
                     break
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:  # HTTPException: a cut-off body
+    except (
+        urllib.error.URLError,
+        http.client.HTTPException,
+        OSError,
+        ValueError,
+    ) as exc:  # HTTPException: a cut-off body
         reason = getattr(exc, "reason", None) or exc
-        raise ModelError(f"cannot download {spec.name} from {url} ({reason}): fetch {spec.url} where there is a "
-                         f"network, then run `identity models install {spec.name} --from FILE`", url=url) from None
+        raise ModelError(
+            f"cannot download {spec.name} from {url} ({reason}): fetch {spec.url} where there is a "
+            f"network, then run `identity models install {spec.name} --from FILE`",
+            url=url,
+        ) from None
     return digest.hexdigest()
 
 
 def _verify(spec: InstallableDetector, source: str, path: Path, digest: str) -> None:
     size = path.stat().st_size
     if digest != spec.sha256 or size != spec.size:
-        raise ModelError(f"{source} is not the {spec.name} model file: its sha256 is {digest} ({size} bytes), expected "
-                         f"{spec.sha256} ({spec.size} bytes); nothing installed",
-                         expected_sha256=spec.sha256, actual_sha256=digest, size=size)
+        raise ModelError(
+            f"{source} is not the {spec.name} model file: its sha256 is {digest} ({size} bytes), expected "
+            f"{spec.sha256} ({spec.size} bytes); nothing installed",
+            expected_sha256=spec.sha256,
+            actual_sha256=digest,
+            size=size,
+        )
     problem = yunet_load_error(path)
     if problem:
         raise ModelError(f"{source}: {problem}; nothing installed")
-

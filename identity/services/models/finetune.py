@@ -32,8 +32,16 @@ from identity.train.data import (
 )
 from identity.train.finetune import FULL, HEAD, Stage, TrainOptions, TrainResult, train
 
-__all__ = ["FULL", "HEAD", "FinetuneReport", "FinetuneRequest", "TrainOptions", "finetune"]  # the CLI's whole vocabulary
+__all__ = [
+    "FULL",
+    "HEAD",
+    "FinetuneReport",
+    "FinetuneRequest",
+    "TrainOptions",
+    "finetune",
+]  # the CLI's whole vocabulary
 from identity.train.validation import FAR, TAR_TOLERANCE, split_by_person
+
 
 @dataclass(frozen=True)
 class FinetuneRequest:
@@ -93,7 +101,11 @@ def finetune(app: App, request: FinetuneRequest, stage: Stage) -> FinetuneReport
         "base_model": base.model_id,
         "source": source,
         "mode": request.options.mode,
-        "options": {**asdict(request.options), "lr": request.options.learning_rate, "val_fraction": request.val_fraction},
+        "options": {
+            **asdict(request.options),
+            "lr": request.options.learning_rate,
+            "val_fraction": request.val_fraction,
+        },
         "train_persons": split.train_persons,
         "train_faces": len(split.train),
         "val_persons": split.val_persons,
@@ -104,7 +116,13 @@ def finetune(app: App, request: FinetuneRequest, stage: Stage) -> FinetuneReport
         "rank1_gain_points": round(100 * (result.after.rank1 - result.before.rank1), 2),
         "tar_gain_points": round(100 * (result.after.tar - result.before.tar), 2),
         "epochs": [
-            {"epoch": e.epoch, "loss": e.loss, "val_rank1": e.figures.rank1, "val_tar": e.figures.tar, "seconds": round(e.seconds, 1)}
+            {
+                "epoch": e.epoch,
+                "loss": e.loss,
+                "val_rank1": e.figures.rank1,
+                "val_tar": e.figures.tar,
+                "seconds": round(e.seconds, 1),
+            }
             for e in result.epochs
         ],
         "best_epoch": result.best_epoch,
@@ -135,8 +153,15 @@ def enrolled_faces(app: App) -> list[FaceRef]:
     return [(path, person, tuple(float(v) for v in bbox)) for path, person, bbox in rows]
 
 
-def _save(settings: Settings, request: FinetuneRequest, base: ModelPack, backbone: Backbone, result: TrainResult,
-          report: dict[str, Any], promoted: bool) -> str | None:
+def _save(
+    settings: Settings,
+    request: FinetuneRequest,
+    base: ModelPack,
+    backbone: Backbone,
+    result: TrainResult,
+    report: dict[str, Any],
+    promoted: bool,
+) -> str | None:
     """The new pack's reference, or None when there is nothing worth keeping."""
     if not promoted and result.after.rank1 <= result.before.rank1:
         return None  # no epoch beat the starting model: a copy of a worse network helps no one
@@ -158,8 +183,13 @@ def _save(settings: Settings, request: FinetuneRequest, base: ModelPack, backbon
             "threshold": {
                 "value": after.threshold,
                 "far": FAR,
-                "source": f"fine-tuning validation: {after.impostor_pairs:,} cross-person pairs of {report['val_persons']} held-out persons",
+                "source": f"fine-tuning validation: {after.impostor_pairs:,} cross-person pairs of "
+                f"{report['val_persons']} held-out persons",
             },
-            "training": {**report, "onnx_max_error": export_error, "promotion_rule": f"rank-1 up, TAR@FAR=1e-3 down at most {TAR_TOLERANCE:.1%}"},
+            "training": {
+                **report,
+                "onnx_max_error": export_error,
+                "promotion_rule": f"rank-1 up, TAR@FAR=1e-3 down at most {TAR_TOLERANCE:.1%}",
+            },
         }
         return save_local_pack(settings.data_dir, request.name or f"{base.name}-ft", onnx, checkpoint, manifest)

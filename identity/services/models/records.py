@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from identity.app.core import App
 from identity.config import Settings
 from identity.faces import FacePipeline, load_local_pack, resolve
-from identity.app.core import App
 from identity.serialize import json_field
 from identity.services.search.thresholds import resolve_threshold
-from identity.store.sql.tables import Model
 from identity.store.sql.model_rows import find_model
+from identity.store.sql.tables import Model
 
 
 @dataclass(frozen=True)
@@ -61,17 +61,25 @@ def _find(app: App, model_id: str) -> Model | None:
         return find_model(session, model_id)
 
 
-def _info(settings: Settings, pipeline: FacePipeline, record: Model | None, store_active: str | None,
-          source: str) -> ModelInfo:
+def _info(
+    settings: Settings, pipeline: FacePipeline, record: Model | None, store_active: str | None, source: str
+) -> ModelInfo:
     threshold = resolve_threshold(record, pipeline)
     return ModelInfo(
-        model=pipeline.model_id, store_active=pipeline.model_id == store_active,
-        in_store=record is not None, dim=record.dim if record else pipeline.dim,
-        metric=record.metric if record else "cosine", collection=record.collection if record else None,
-        threshold=threshold.value, threshold_far=threshold.far, threshold_source=threshold.source,
-        threshold_fpir=threshold.fpir, threshold_gallery_persons=threshold.gallery_persons,
+        model=pipeline.model_id,
+        store_active=pipeline.model_id == store_active,
+        in_store=record is not None,
+        dim=record.dim if record else pipeline.dim,
+        metric=record.metric if record else "cosine",
+        collection=record.collection if record else None,
+        threshold=threshold.value,
+        threshold_far=threshold.far,
+        threshold_source=threshold.source,
+        threshold_fpir=threshold.fpir,
+        threshold_gallery_persons=threshold.gallery_persons,
         calibrated_at=record.calibrated_at.isoformat() if record and record.calibrated_at else None,
-        detector=resolve(pipeline.model_id, settings.data_dir).info.detector, model_source=source,
+        detector=resolve(pipeline.model_id, settings.data_dir).info.detector,
+        model_source=source,
         local_pack=_local_pack(settings, pipeline.model_id),
     )
 
@@ -80,5 +88,10 @@ def _local_pack(settings: Settings, model_id: str) -> LocalPackInfo | None:
     if resolve(model_id, settings.data_dir).info.promoted is None:  # a built-in pack
         return None
     pack = load_local_pack(settings.data_dir, model_id.partition("+")[0])
-    return LocalPackInfo(promoted=pack.promoted, base=pack.manifest.get("base"), folder=str(pack.path),
-                         created_at=pack.manifest.get("created_at"), training=pack.manifest.get("training"))
+    return LocalPackInfo(
+        promoted=pack.promoted,
+        base=pack.manifest.get("base"),
+        folder=str(pack.path),
+        created_at=pack.manifest.get("created_at"),
+        training=pack.manifest.get("training"),
+    )

@@ -24,39 +24,55 @@ its next pass; the run ends when a pass finds nothing new.
 from __future__ import annotations
 
 import os
-from contextlib import ExitStack
 import time
 import uuid
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from identity.app.actor import resolve_actor
+from identity.app.binding import bind_vector_store
+from identity.app.core import App, ModelCollections
+from identity.app.registry import read_active, record_target, switch_to
+from identity.app.templates import refresh_templates
 from identity.config import Settings
-from identity.pathnames import fs_path
 from identity.errors import IdentityError, ImageError, StoreLocked
 from identity.faces import DetectedFace, ImageFaces, resolve
 from identity.faces.types import same_face
-from identity.app.registry import read_active, record_target, switch_to
-from identity.app.actor import resolve_actor
-from identity.app.binding import bind_vector_store
+from identity.pathnames import fs_path
 from identity.serialize import json_field
-from identity.services.queue.loop import EnrollSummary, JobFailed, JobResult, contained, fault_reason, job_fault, process_queue, queue_jobs, seconds_until_others_done
 from identity.services.enrollment.writer import face_row, index_pending
-from identity.app.core import App, ModelCollections
-from identity.app.templates import refresh_templates
+from identity.services.queue.loop import (
+    EnrollSummary,
+    JobFailed,
+    JobResult,
+    contained,
+    fault_reason,
+    job_fault,
+    process_queue,
+    queue_jobs,
+    seconds_until_others_done,
+)
 from identity.services.search.templates import check_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import Session, transaction
-from identity.store.sql.faces import add_faces, faces_of_images, indexed_faces_with_photos, settled_photo_persons
-from identity.store.sql.model_rows import get_model, list_models
+from identity.store.sql.faces import (
+    add_faces,
+    faces_of_images,
+    indexed_faces_by_model,
+    indexed_faces_with_photos,
+    settled_photo_persons,
+)
 from identity.store.sql.jobs import JobSpec
-from identity.store.sql.tables import Face, FaceStatus, Job, JobStatus
+from identity.store.sql.model_rows import find_model, get_model, list_models
 from identity.store.sql.persons import persons_by_id
-from identity.store.sql.model_rows import find_model
-from identity.store.sql.faces import indexed_faces_by_model
+from identity.store.sql.tables import Face, FaceStatus, Job, JobStatus
 from identity.store.vectors import VectorIndex
+
 
 @dataclass(frozen=True)
 class FaceOutcome:
@@ -108,19 +124,33 @@ class _Photo:
     faces: list[_OldFace]
 
     def attributes(self) -> dict[str, Any]:
-        return {"person_id": str(self.person_id), "sha256": self.sha256,
-                "faces": [{"id": str(f.id), "bbox": list(f.bbox)} for f in self.faces]}
+        return {
+            "person_id": str(self.person_id),
+            "sha256": self.sha256,
+            "faces": [{"id": str(f.id), "bbox": list(f.bbox)} for f in self.faces],
+        }
 
     @classmethod
-    def of(cls, job: Job) -> "_Photo":
+    def of(cls, job: Job) -> _Photo:
         a = job.attributes
-        return cls(job.image_id, uuid.UUID(a["person_id"]), job.source_path, a["sha256"],
-                   [_OldFace(uuid.UUID(f["id"]), f["bbox"]) for f in a["faces"]])
+        return cls(
+            job.image_id,
+            uuid.UUID(a["person_id"]),
+            job.source_path,
+            a["sha256"],
+            [_OldFace(uuid.UUID(f["id"]), f["bbox"]) for f in a["faces"]],
+        )
 
 
-def reindex(app: App, target: str, workers: int = 0, force: bool = False, actor: str | None = None,
-            on_plan: Callable[[int], None] = lambda total: None,
-            on_face: Callable[[FaceOutcome], None] = lambda outcome: None) -> ReindexSummary:
+def reindex(
+    app: App,
+    target: str,
+    workers: int = 0,
+    force: bool = False,
+    actor: str | None = None,
+    on_plan: Callable[[int], None] = lambda total: None,
+    on_face: Callable[[FaceOutcome], None] = lambda outcome: None,
+) -> ReindexSummary:
     """Re-embed the active model's faces with `target` (a pack reference) and switch when all are done.
 
     `on_plan` gets the number of faces to process so far (it grows if enrollment adds
@@ -130,14 +160,18 @@ def reindex(app: App, target: str, workers: int = 0, force: bool = False, actor:
     settings = app.settings
     spec = resolve(target, settings.data_dir)
     if spec.info.promoted is False and not force:
-        raise IdentityError(f"model pack {spec.info.model_id} is not promoted (its training run did not clear it); "
-                            "pass --force to re-index with it anyway")
+        raise IdentityError(
+            f"model pack {spec.info.model_id} is not promoted (its training run did not clear it); "
+            "pass --force to re-index with it anyway"
+        )
     pipeline = app.pipeline(target)
     bind_vector_store(app)
     summary = ReindexSummary(read_active(app), pipeline.model_id)
     if settings.model and app.pipeline(settings.model).model_id != pipeline.model_id:
-        summary.warnings.append(f"the model setting (IDENTITY_MODEL or the config file) pins {settings.model}: "
-                                "commands keep using it until it is unset")
+        summary.warnings.append(
+            f"the model setting (IDENTITY_MODEL or the config file) pins {settings.model}: "
+            "commands keep using it until it is unset"
+        )
     if summary.model_before == summary.model_after:
         summary.message = f"{summary.model_after} is already the active model; nothing to do"
         return summary
@@ -146,16 +180,28 @@ def reindex(app: App, target: str, workers: int = 0, force: bool = False, actor:
         source = find_model(session, summary.model_before) if summary.model_before else None
     with app.borrow(pipeline.model_id, pipeline.dim) as store:
         if source is not None:
-            _reindex_faces(app, store.faces, settings.replace(model=target), source.id, target_row, workers, summary,
-                           on_plan, on_face)
+            _reindex_faces(
+                app,
+                store.faces,
+                settings.replace(model=target),
+                source.id,
+                target_row,
+                workers,
+                summary,
+                on_plan,
+                on_face,
+            )
         store.faces.optimize()  # the embedded engine builds its search graph only when asked
         _build_templates(app, store, target_row)
     if force or not summary.failed:
         _switch(app, target_row, summary, actor)
     with app.sessions() as session:
         names = {m.id: m.model_id for m in list_models(session)}
-        summary.indexed = {names[k]: n for k, n in indexed_faces_by_model(session).items()
-                           if names[k] in (summary.model_before, summary.model_after)}
+        summary.indexed = {
+            names[k]: n
+            for k, n in indexed_faces_by_model(session).items()
+            if names[k] in (summary.model_before, summary.model_after)
+        }
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -170,10 +216,19 @@ def _build_templates(app: App, store: ModelCollections, model_row_id: int) -> No
     store.templates.optimize()
 
 
-def _reindex_faces(app: App, index: VectorIndex, settings: Settings, source: int, target: int, workers: int,
-                   summary: ReindexSummary, on_plan: Callable[[int], None],
-                   on_face: Callable[[FaceOutcome], None]) -> None:
+def _reindex_faces(
+    app: App,
+    index: VectorIndex,
+    settings: Settings,
+    source: int,
+    target: int,
+    workers: int,
+    summary: ReindexSummary,
+    on_plan: Callable[[int], None],
+    on_face: Callable[[FaceOutcome], None],
+) -> None:
     """Plan, queue the plan as reindex jobs (adopting those a stopped run left), run them through the queue loop."""
+
     def report(outcome: FaceOutcome) -> None:
         summary.add(outcome)
         on_face(outcome)
@@ -197,8 +252,9 @@ def _reindex_faces(app: App, index: VectorIndex, settings: Settings, source: int
         _run_batch(app, writer, batch, workers or settings.worker_count, report)
 
 
-def _run_batch(app: App, writer: "ReindexWriter", batch: str, workers: int,
-               report: Callable[[FaceOutcome], None]) -> None:
+def _run_batch(
+    app: App, writer: ReindexWriter, batch: str, workers: int, report: Callable[[FaceOutcome], None]
+) -> None:
     """Run the batch until each of its jobs is finished, by this run or by `identity worker`s sharing the
     queue: their jobs' outcomes are reported too, so the switch never comes before their faces."""
     while True:
@@ -220,8 +276,7 @@ def _run_batch(app: App, writer: "ReindexWriter", batch: str, workers: int,
             report(FaceOutcome(str(face.id), job.source_path, outcome, reason))
 
 
-def _plan(app: App, source: int, target: int,
-          attempted: set[tuple[uuid.UUID, uuid.UUID]]) -> tuple[list[_Photo], int]:
+def _plan(app: App, source: int, target: int, attempted: set[tuple[uuid.UUID, uuid.UUID]]) -> tuple[list[_Photo], int]:
     """The (photo, person) pairs whose faces the target model still lacks, and how many faces it already holds."""
     with app.sessions() as session:
         rows = indexed_faces_with_photos(session, source)
@@ -242,9 +297,17 @@ def _job_specs(app: App, photos: Sequence[_Photo], target: int) -> list[JobSpec]
     (so `jobs list` reads alike and erasing the person deletes them too)."""
     with app.sessions() as session:
         persons = persons_by_id(session, {p.person_id for p in photos})
-    return [JobSpec(p.path, persons[p.person_id].external_id if p.person_id in persons else str(p.person_id),
-                    attributes=p.attributes(), kind=jobs.REINDEX, model_id=target, image_id=p.image_id)
-            for p in photos]
+    return [
+        JobSpec(
+            p.path,
+            persons[p.person_id].external_id if p.person_id in persons else str(p.person_id),
+            attributes=p.attributes(),
+            kind=jobs.REINDEX,
+            model_id=target,
+            image_id=p.image_id,
+        )
+        for p in photos
+    ]
 
 
 class ReindexWriter:
@@ -260,9 +323,15 @@ class ReindexWriter:
 
     kind = jobs.REINDEX
 
-    def __init__(self, app: App, index: VectorIndex, target_model: int, settings: Settings,
-                 report: Callable[[FaceOutcome], None] = lambda outcome: None,
-                 templates: VectorIndex | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        index: VectorIndex,
+        target_model: int,
+        settings: Settings,
+        report: Callable[[FaceOutcome], None] = lambda outcome: None,
+        templates: VectorIndex | None = None,
+    ) -> None:
         self.app = app
         self.index = index
         self.templates = templates
@@ -277,8 +346,10 @@ class ReindexWriter:
         results: list[JobResult] = []
         outcomes: list[FaceOutcome] = []
         with transaction(self.app.sessions) as session:
-            held = {(f.image_id, f.person_id): f for f in
-                    faces_of_images(session, self.target_model, [job.image_id for job in chunk if job.image_id])}
+            held = {
+                (f.image_id, f.person_id): f
+                for f in faces_of_images(session, self.target_model, [job.image_id for job in chunk if job.image_id])
+            }
             for job in chunk:
                 photo = _Photo.of(job)
                 existing = held.get((photo.image_id, photo.person_id))
@@ -310,30 +381,44 @@ class ReindexWriter:
         index_pending(self.app, self.index, to_index, then=finish)
         self.finished |= {r.job_id for r in results if r.job_id is not None}
         if self.templates is not None and to_index:
-            refresh_templates(self.app.sessions, self.index, self.templates, self.target_model,
-                              sorted({face.person_id for face, _ in to_index}))
+            refresh_templates(
+                self.app.sessions,
+                self.index,
+                self.templates,
+                self.target_model,
+                sorted({face.person_id for face, _ in to_index}),
+            )
         for outcome in outcomes:
             self.report(outcome)
         return results
 
-    def _decide_chunk(self, items: Sequence[tuple[Job, ImageFaces | ImageError]], failures: dict[int, str]
-                      ) -> tuple[list[JobResult], list[FaceOutcome], list[tuple[Face, np.ndarray]]]:
+    def _decide_chunk(
+        self, items: Sequence[tuple[Job, ImageFaces | ImageError]], failures: dict[int, str]
+    ) -> tuple[list[JobResult], list[FaceOutcome], list[tuple[Face, np.ndarray]]]:
         """Step 1 for the chunk, in one transaction: the target's pending face rows and each job's outcome."""
         results: list[JobResult] = []
         outcomes: list[FaceOutcome] = []
         to_index: list[tuple[Face, np.ndarray]] = []
         with transaction(self.app.sessions) as session:
             # Read again inside the write: another run may have stored some of these faces since the plan.
-            held = {(f.image_id, f.person_id): f for f in
-                    faces_of_images(session, self.target_model, [job.image_id for job, _ in items if job.image_id])}
+            held = {
+                (f.image_id, f.person_id): f
+                for f in faces_of_images(session, self.target_model, [job.image_id for job, _ in items if job.image_id])
+            }
             for job, found in items:
                 photo = _Photo.of(job)
                 if job.id in failures:
                     mine = [FaceOutcome(str(face.id), photo.path, "failed", failures[job.id]) for face in photo.faces]
                 else:
                     try:
-                        mine = _decide(session, photo, found, held.get((photo.image_id, photo.person_id)),
-                                       self.target_model, to_index)
+                        mine = _decide(
+                            session,
+                            photo,
+                            found,
+                            held.get((photo.image_id, photo.person_id)),
+                            self.target_model,
+                            to_index,
+                        )
                     except Exception as exc:
                         if job_fault(exc):
                             raise JobFailed(job.id, fault_reason(exc)) from exc
@@ -348,8 +433,14 @@ class ReindexWriter:
             self.templates.optimize()
 
 
-def _decide(session: Session, photo: _Photo, found: ImageFaces | ImageError, existing: Face | None, target: int,
-            to_index: list[tuple[Face, np.ndarray]]) -> list[FaceOutcome]:
+def _decide(
+    session: Session,
+    photo: _Photo,
+    found: ImageFaces | ImageError,
+    existing: Face | None,
+    target: int,
+    to_index: list[tuple[Face, np.ndarray]],
+) -> list[FaceOutcome]:
     """Step 1 for one photo and person: the target's face rows (pending) and each old face's outcome."""
     if existing is not None and existing.status != FaceStatus.pending:
         return []
@@ -358,8 +449,9 @@ def _decide(session: Session, photo: _Photo, found: ImageFaces | ImageError, exi
     for old in photo.faces:
         face = _best_match(found.faces, old.bbox) if isinstance(found, ImageFaces) and not problem else None
         if face is None:
-            outcomes.append(FaceOutcome(str(old.id), photo.path, "failed",
-                                        problem or f"face no longer found in {photo.path}"))
+            outcomes.append(
+                FaceOutcome(str(old.id), photo.path, "failed", problem or f"face no longer found in {photo.path}")
+            )
             continue
         row = existing  # a stopped run's pending row is completed under its own id
         if row is None:
@@ -407,17 +499,27 @@ def _switch(app: App, target: int, summary: ReindexSummary, actor: str | None) -
         model = get_model(session, target)
         previous = switch_to(session, model)
         record_audit_event(
-            session, resolve_actor(actor), "switch_model", subject=model.model_id,
-            details={"from": previous.model_id if previous else None, "to": model.model_id, "faces": summary.faces,
-                     "reindexed": summary.reindexed, "rejected": summary.rejected,
-                     "skipped_already_done": summary.skipped_already_done, "failed": len(summary.failed),
-                     "forced": bool(summary.failed)},
+            session,
+            resolve_actor(actor),
+            "switch_model",
+            subject=model.model_id,
+            details={
+                "from": previous.model_id if previous else None,
+                "to": model.model_id,
+                "faces": summary.faces,
+                "reindexed": summary.reindexed,
+                "rejected": summary.rejected,
+                "skipped_already_done": summary.skipped_already_done,
+                "failed": len(summary.failed),
+                "forced": bool(summary.failed),
+            },
         )
     summary.switched = True
 
 
-def process_reindex_jobs(app: App, workers: int, on_result: Callable[[JobResult], None],
-                         summary: EnrollSummary) -> None:
+def process_reindex_jobs(
+    app: App, workers: int, on_result: Callable[[JobResult], None], summary: EnrollSummary
+) -> None:
     """Run the queued reindex jobs of every target model (`identity worker`), each with its target's pack.
 
     A target's collections are those the App holds, else borrowed for the run. Templates are kept
@@ -431,6 +533,7 @@ def process_reindex_jobs(app: App, workers: int, on_result: Callable[[JobResult]
                 store = stack.enter_context(app.borrow(model.model_id, model.dim))
             except StoreLocked:
                 continue  # the embedded engine: a running `identity reindex` holds the target and runs its jobs
-            writer = ReindexWriter(app, store.faces, model.id, app.settings.replace(model=model.model_id),
-                                   templates=store.templates)
+            writer = ReindexWriter(
+                app, store.faces, model.id, app.settings.replace(model=model.model_id), templates=store.templates
+            )
             process_queue(app, writer, None, workers, on_result, summary)

@@ -5,8 +5,8 @@ Processing the queue is services.enroll's; these only read and move job rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from identity.app.core import App
 from identity.store.sql import jobs as job_rows
@@ -35,22 +35,21 @@ def queue_enrollment(app: App, specs: Iterable[JobSpec]) -> tuple[str, int]:
     return queue_jobs(app, specs)
 
 
-def list_jobs(app: App, state: str | None = None, batch: str | None = None,
-              limit: int = 100) -> list[JobRecord]:
+def list_jobs(app: App, state: str | None = None, batch: str | None = None, limit: int = 100) -> list[JobRecord]:
     """Newest first; `state` is a status or an outcome (rejected, duplicate, ...)."""
     with app.sessions() as session:
         return [job_rows.job_record(j) for j in job_rows.list_jobs(session, state, batch, limit)]
 
 
-def retry_jobs(app: App, failed_only: bool = True, batch: str | None = None,
-               cancelled: bool = False) -> int:
+def retry_jobs(app: App, failed_only: bool = True, batch: str | None = None, cancelled: bool = False) -> int:
     """Queue failed jobs again (also rejected ones unless `failed_only`, cancelled ones if asked); how many."""
     with transaction(app.sessions) as session:
         return job_rows.retry(session, failed_only=failed_only, batch=batch, cancelled=cancelled)
 
 
-def cancel_jobs(app: App, ids: Sequence[int] = (), state: str | None = None, batch: str | None = None,
-                force: bool = False) -> CancelReport:
+def cancel_jobs(
+    app: App, ids: Sequence[int] = (), state: str | None = None, batch: str | None = None, force: bool = False
+) -> CancelReport:
     """Cancel the jobs selected by ids, `state` (one of CANCELLABLE_STATES) and batch, which narrow each other."""
     with transaction(app.sessions) as session:
         done = job_rows.cancel(session, ids, JobStatus(state) if state else None, batch, force)

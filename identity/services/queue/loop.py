@@ -18,9 +18,10 @@ import socket
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
+from typing import Protocol, TypeVar
 
 from identity.app.core import App
 from identity.config import Settings
@@ -168,7 +169,8 @@ def process_queue(
     summary: EnrollSummary | None = None,
     analyse: Callable[[Iterator[str]], Iterator[tuple[str, Outcome]]] | None = None,
 ) -> EnrollSummary:
-    """Claim the writer's kind of jobs (of one batch, or any) and process them until none is left; returns what happened.
+    """Claim the writer's kind of jobs (of one batch, or any) and process them until none is left; returns what
+    happened.
 
     The images run through the writer's pack (`writer.settings`) in `workers` processes, unless
     `analyse` gives their outcomes (in input order) another way; the queue's chunk and lease
@@ -186,8 +188,15 @@ def process_queue(
         while True:
             t0 = time.perf_counter()  # claiming and settling count as bookkeeping, like the writes
             with transaction(app.sessions) as session:
-                chunk = jobs.claim(session, owner, settings.enroll.chunk_size, settings.enroll.lease_seconds, batch,
-                                   writer.kind, writer.target_model)
+                chunk = jobs.claim(
+                    session,
+                    owner,
+                    settings.enroll.chunk_size,
+                    settings.enroll.lease_seconds,
+                    batch,
+                    writer.kind,
+                    writer.target_model,
+                )
             if not chunk:
                 return
             known, todo = writer.settle_known(chunk)
@@ -282,4 +291,3 @@ def is_undone(result: JobResult) -> bool:
 
 def failed_result(job: Job, reason: str, faces_found: int = 0) -> JobResult:
     return JobResult(job.id, job.source_path, job.external_id, "failed", reason, faces_found)
-

@@ -4,7 +4,8 @@ model's pack, into its collection), until stopped, or until the queue is drained
 Each round first retries the erasures left pending (identity.services.curation.erasure).
 
 Callable from Python and from a long-running server as from the CLI, on the process's one App. The
-deployment is released and asked for again whenever `identity reindex` switches the model (or the store is rebound), so a
+deployment is released and asked for again whenever `identity reindex` switches the model (or the store is rebound),
+so a
 worker never enrolls into a collection that is no longer searched. The server runs it in a thread
 (identity.api.context): `stop` ends it (claimed jobs handed back), `wake` cuts an idle wait short,
 `analyse` runs the images through the server's inference threads instead of worker processes.
@@ -13,7 +14,7 @@ worker never enrolls into a collection that is no longer searched. The server ru
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from identity.app.core import App
 from identity.app.deployment import Deployment
@@ -37,12 +38,20 @@ class Stopped(Exception):
     """Raised into the queue loop when `stop` is set: it hands the jobs it claimed back, and the worker returns."""
 
 
-def run_worker(app: App, workers: int = 1, drain: bool = False, poll: float = 5.0,
-               subject: str | None = None, on_open: Callable[[], OnResult] = lambda: lambda result: None,
-               stop: threading.Event | None = None, wake: threading.Event | None = None,
-               analyse: Analyse | None = None, reindex: bool = True,
-               deployment_of: Callable[[App], Deployment] = lambda app: app.deployment(write=True),
-               summary: EnrollSummary | None = None) -> EnrollSummary:
+def run_worker(
+    app: App,
+    workers: int = 1,
+    drain: bool = False,
+    poll: float = 5.0,
+    subject: str | None = None,
+    on_open: Callable[[], OnResult] = lambda: lambda result: None,
+    stop: threading.Event | None = None,
+    wake: threading.Event | None = None,
+    analyse: Analyse | None = None,
+    reindex: bool = True,
+    deployment_of: Callable[[App], Deployment] = lambda app: app.deployment(write=True),
+    summary: EnrollSummary | None = None,
+) -> EnrollSummary:
     """Claim and process jobs; returns what was processed. `on_open` runs once the store first opened
     (the CLI starts its progress bar there, so a refusal stays one line) and gives the per-job callback.
 

@@ -14,24 +14,25 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+
 import numpy as np
 
+from identity.app.actor import resolve_actor
 from identity.app.core import App
 from identity.app.deployment import Deployment
-from identity.app.actor import resolve_actor
+from identity.app.templates import template_of
 from identity.evaluation.decision import PERSONS_NEEDED, decision_score
 from identity.serialize import json_field
 from identity.services.review.matches import REVIEW_JSON, ReviewState
 from identity.services.search.identify import decision_threshold
-from identity.app.templates import template_of
-from identity.store.vectors.unit_vectors import intact_vectors
-from identity.store.sql.db import transaction
 from identity.store.sql.audit_events import record_audit_event
+from identity.store.sql.db import transaction
 from identity.store.sql.faces import faces_with_images
-from identity.store.sql.tables import UNKNOWN_DETECTOR, Face, FaceStatus, Image
 from identity.store.sql.persons import PersonRecord, get_person, person_record, persons_by_id
 from identity.store.sql.reviews import latest_reviews
 from identity.store.sql.searches import Decision, hits_of_person
+from identity.store.sql.tables import UNKNOWN_DETECTOR, Face, FaceStatus, Image
+from identity.store.vectors.unit_vectors import intact_vectors
 
 LOOKALIKES = 5
 
@@ -65,8 +66,11 @@ class AuditSearch:
     actor: str
     query_sha256: str | None
     face_index: int
-    face_detector: str = field(metadata=json_field(  # unknown: logged before migration 0011
-        doc="the detection stage that found the searched face; unknown: logged before faces kept it"))
+    face_detector: str = field(
+        metadata=json_field(  # unknown: logged before migration 0011
+            doc="the detection stage that found the searched face; unknown: logged before faces kept it"
+        )
+    )
     rank: int
     score: float | None
     decision: Decision
@@ -87,7 +91,9 @@ class AuditReport:
     searches: list[AuditSearch]
     lookalikes: list[Lookalike]
     decision_rule: str
-    lookalike_margin: float | None  # the threshold minus the decision score of this person's template among everyone else
+    lookalike_margin: (
+        float | None
+    )  # the threshold minus the decision score of this person's template among everyone else
     outliers: list[str] = field(default_factory=list)  # face ids
 
 
@@ -111,11 +117,18 @@ def audit_person(app: App, ref: str, actor: str | None = None) -> AuditReport:
         threshold=threshold.value,
         faces=face_rows,
         searches=[
-            AuditSearch(search_id=str(event.id), when=event.created_at.isoformat(), actor=event.actor,
-                        query_sha256=event.query_sha256, face_index=hit.face_index,
-                        face_detector=hit.face_detector or UNKNOWN_DETECTOR, rank=hit.rank,
-                        score=hit.score, decision=Decision(hit.decision),
-                        review=ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))))
+            AuditSearch(
+                search_id=str(event.id),
+                when=event.created_at.isoformat(),
+                actor=event.actor,
+                query_sha256=event.query_sha256,
+                face_index=hit.face_index,
+                face_detector=hit.face_detector or UNKNOWN_DETECTOR,
+                rank=hit.rank,
+                score=hit.score,
+                decision=Decision(hit.decision),
+                review=ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))),
+            )
             for hit, event in searches
         ],
         lookalikes=lookalikes,
@@ -124,23 +137,38 @@ def audit_person(app: App, ref: str, actor: str | None = None) -> AuditReport:
         outliers=[f.face_id for f in face_rows if f.outlier],
     )
     with transaction(app.sessions) as session:
-        record_audit_event(session, resolve_actor(actor), "audit", person_id=person.id, subject=person.external_id,
-                           details={"faces": len(face_rows), "searches": len(searches)})
+        record_audit_event(
+            session,
+            resolve_actor(actor),
+            "audit",
+            person_id=person.id,
+            subject=person.external_id,
+            details={"faces": len(face_rows), "searches": len(searches)},
+        )
     return report
 
 
 def _face_row(face: Face, image: Image) -> AuditFace:
     return AuditFace(
-        face_id=str(face.id), status=face.status, rejection=face.rejection,
-        source_path=image.source_path, image_sha256=image.sha256, bbox=face.bbox,
-        det_score=face.det_score, iod_px=face.iod_px, blur=face.blur,
-        yaw_deg=face.yaw_deg, roll_deg=face.roll_deg, detector=face.detector or UNKNOWN_DETECTOR,
+        face_id=str(face.id),
+        status=face.status,
+        rejection=face.rejection,
+        source_path=image.source_path,
+        image_sha256=image.sha256,
+        bbox=face.bbox,
+        det_score=face.det_score,
+        iod_px=face.iod_px,
+        blur=face.blur,
+        yaw_deg=face.yaw_deg,
+        roll_deg=face.roll_deg,
+        detector=face.detector or UNKNOWN_DETECTOR,
         enrolled_at=face.created_at.isoformat() if face.created_at else None,
     )
 
 
-def _mark_outliers(dep: Deployment, person_id: uuid.UUID, rows: list[AuditFace],
-                   vectors: dict[uuid.UUID, np.ndarray]) -> None:
+def _mark_outliers(
+    dep: Deployment, person_id: uuid.UUID, rows: list[AuditFace], vectors: dict[uuid.UUID, np.ndarray]
+) -> None:
     """Flag a face that another person's template is closer to than its own person's other faces.
 
     The own template is rebuilt without the face, so a mislabelled photo cannot vouch for
@@ -156,19 +184,24 @@ def _mark_outliers(dep: Deployment, person_id: uuid.UUID, rows: list[AuditFace],
         by_id[face_id].outlier = closest is not None and closest.score > own
 
 
-def _lookalikes(dep: Deployment, person_id: uuid.UUID, vectors: dict[uuid.UUID, np.ndarray],
-                rule: str) -> tuple[list[Lookalike], float | None]:
+def _lookalikes(
+    dep: Deployment, person_id: uuid.UUID, vectors: dict[uuid.UUID, np.ndarray], rule: str
+) -> tuple[list[Lookalike], float | None]:
     """The persons whose templates are closest to this person's, best first, and the decision score of
     this person's template searched among everyone else (None: no template or nobody else)."""
     if not vectors:
         return [], None
-    hits = [h for h in dep.templates.search(template_of(list(vectors.values())), PERSONS_NEEDED + 1)
-            if h.person_id != person_id]
+    hits = [
+        h
+        for h in dep.templates.search(template_of(list(vectors.values())), PERSONS_NEEDED + 1)
+        if h.person_id != person_id
+    ]
     if not hits:
         return [], None
     ranked = hits[:LOOKALIKES]
     with dep.app.sessions() as session:
         people = persons_by_id(session, [h.person_id for h in ranked])
-    lookalikes = [Lookalike(person_record(people[h.person_id]), round(h.score, 4))
-                  for h in ranked if h.person_id in people]
+    lookalikes = [
+        Lookalike(person_record(people[h.person_id]), round(h.score, 4)) for h in ranked if h.person_id in people
+    ]
     return lookalikes, decision_score([h.score for h in hits], rule)

@@ -5,27 +5,35 @@ Merging and erasing people live in services.curation: they touch vectors too.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from identity.app.registry import chosen_model_row
 from identity.app.core import App
+from identity.app.registry import chosen_model_row
 from identity.store.sql import persons as person_rows
 from identity.store.sql.db import transaction
+from identity.store.sql.pending_erasures import refuse_while_erasing
 from identity.store.sql.persons import PersonRecord, person_record
 from identity.store.sql.tables import Person
-from identity.store.sql.pending_erasures import refuse_while_erasing
 
 
-def add_person(app: App, external_id: str, display_name: str | None = None,
-               attributes: dict[str, Any] | None = None) -> PersonRecord:
+def add_person(
+    app: App, external_id: str, display_name: str | None = None, attributes: dict[str, Any] | None = None
+) -> PersonRecord:
     """A new person; a new person has no faces yet."""
     with transaction(app.sessions) as session:
         refuse_while_erasing(session, [external_id])
         return _record(person_rows.add_person(session, external_id, display_name, attributes), faces=0)
 
 
-def list_people(app: App, query: str | None = None, limit: int = 100, offset: int = 0,
-                attributes: dict[str, list[str]] | None = None, external_id: str | None = None) -> list[PersonRecord]:
+def list_people(
+    app: App,
+    query: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    attributes: dict[str, list[str]] | None = None,
+    external_id: str | None = None,
+) -> list[PersonRecord]:
     """People by external id, matching `query` literally in id, name or attributes, `attributes` (key: any of
     values) and `external_id` exactly."""
     model_row_id = _model_row_id(app)
@@ -44,8 +52,13 @@ def show_person(app: App, ref: str) -> PersonRecord:
         return _record(person, counts.get(person.id, 0))
 
 
-def update_person(app: App, ref: str, display_name: str | None = None,
-                  attributes: dict[str, Any] | None = None, remove: Sequence[str] = ()) -> PersonRecord:
+def update_person(
+    app: App,
+    ref: str,
+    display_name: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    remove: Sequence[str] = (),
+) -> PersonRecord:
     """Set the name and/or attributes, then drop the `remove` keys; the record is the one `show_person` gives
     (its face count included: one shape for a person, whichever call returns it)."""
     model_row_id = _model_row_id(app)

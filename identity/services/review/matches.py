@@ -24,9 +24,7 @@ from identity.serialize import json_field
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import transaction
 from identity.store.sql.model_rows import models_with_row_ids
-from identity.store.sql.tables import MatchReview, SearchEvent, SearchHit
 from identity.store.sql.persons import get_person, persons_by_id
-from identity.store.sql.searches import Decision
 from identity.store.sql.reviews import (
     UNREVIEWED,
     VERDICTS,
@@ -36,6 +34,8 @@ from identity.store.sql.reviews import (
     first_hits,
     latest_reviews,
 )
+from identity.store.sql.searches import Decision
+from identity.store.sql.tables import MatchReview, SearchEvent, SearchHit
 
 Z_95 = 1.959964  # two-sided 95% normal quantile, for the Wilson interval
 
@@ -50,10 +50,12 @@ class ReviewState:
     note: str | None
 
     @classmethod
-    def of(cls, review: MatchReview | None) -> "ReviewState | None":
-        return None if review is None else cls(ReviewVerdict(review.verdict), review.actor,
-                                                         review.created_at.isoformat(), review.note)
-
+    def of(cls, review: MatchReview | None) -> ReviewState | None:
+        return (
+            None
+            if review is None
+            else cls(ReviewVerdict(review.verdict), review.actor, review.created_at.isoformat(), review.note)
+        )
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,14 @@ class Review:
     superseded: ReviewVerdict | None  # the verdict this one replaces, if any
 
 
-def list_reviews(app: App, person_ref: str | None = None, unreviewed: bool = False, decision: str | None = None,
-                 since: datetime | None = None, limit: int = 100) -> list[ReviewRow]:
+def list_reviews(
+    app: App,
+    person_ref: str | None = None,
+    unreviewed: bool = False,
+    decision: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[ReviewRow]:
     """Searched faces, newest first, with the review in force on the person each decision named."""
     if decision not in (None, "match", "unknown"):
         raise InvalidArgument(f"decision {decision!r}: expected match or unknown")
@@ -121,17 +129,31 @@ def list_reviews(app: App, person_ref: str | None = None, unreviewed: bool = Fal
         reviews = latest_reviews(session, {event.id for _, event in rows})
         people = persons_by_id(session, {hit.person_id for hit, _ in rows if hit.person_id})
     return [
-        ReviewRow(str(event.id), event.created_at.isoformat(), event.actor, event.query_name, hit.face_index,
-                  people[hit.person_id].external_id if hit.person_id in people else None, hit.score,
-                  Decision(hit.decision),
-                  str(hit.person_id) if hit.person_id in people else None,
-                  ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))))
+        ReviewRow(
+            str(event.id),
+            event.created_at.isoformat(),
+            event.actor,
+            event.query_name,
+            hit.face_index,
+            people[hit.person_id].external_id if hit.person_id in people else None,
+            hit.score,
+            Decision(hit.decision),
+            str(hit.person_id) if hit.person_id in people else None,
+            ReviewState.of(reviews.get((event.id, hit.face_index, hit.person_id))),
+        )
         for hit, event in rows
     ]
 
 
-def review_match(app: App, search_ref: str, face_index: int, verdict: str, person_ref: str | None = None,
-                 note: str | None = None, actor: str | None = None) -> Review:
+def review_match(
+    app: App,
+    search_ref: str,
+    face_index: int,
+    verdict: str,
+    person_ref: str | None = None,
+    note: str | None = None,
+    actor: str | None = None,
+) -> Review:
     """Record that face `face_index` of a search is (confirmed) or is not (rejected) a candidate person:
     `person_ref`, else the face's first candidate."""
     if verdict not in VERDICTS:
@@ -143,31 +165,60 @@ def review_match(app: App, search_ref: str, face_index: int, verdict: str, perso
         if event is None:
             raise NotFound(f"no search {search_ref} in the search log (identity searches list shows them)")
         if not 0 <= face_index < event.face_count:
-            raise InvalidArgument(f"search {search_ref} has {event.face_count} face(s); face index {face_index} "
-                                  f"is out of range" + (f" (0 to {event.face_count - 1})" if event.face_count else ""))
+            raise InvalidArgument(
+                f"search {search_ref} has {event.face_count} face(s); face index {face_index} "
+                f"is out of range" + (f" (0 to {event.face_count - 1})" if event.face_count else "")
+            )
         hits = face_hits(session, search_id, face_index)
         hit = _reviewed_hit(session, hits, search_ref, face_index, person_ref)
         earlier = latest_reviews(session, [search_id]).get((search_id, face_index, hit.person_id))
         person = persons_by_id(session, [hit.person_id])[hit.person_id]
-        review = add_review(session, MatchReview(actor=who, search_id=search_id, face_index=face_index,
-                                                 person_id=hit.person_id, verdict=verdict, note=note or None))
-        record_audit_event(session, who, f"review {verdict}", person_id=person.id, subject=person.external_id,
-                           details={"search_id": str(search_id), "face_index": face_index, "rank": hit.rank,
-                                    "decision": hit.decision})
-        return Review(review.id, str(search_id), face_index, person.external_id, hit.rank, Decision(hit.decision),
-                      ReviewVerdict(verdict), who, review.created_at.isoformat(), review.note,
-                      ReviewVerdict(earlier.verdict) if earlier else None)
+        review = add_review(
+            session,
+            MatchReview(
+                actor=who,
+                search_id=search_id,
+                face_index=face_index,
+                person_id=hit.person_id,
+                verdict=verdict,
+                note=note or None,
+            ),
+        )
+        record_audit_event(
+            session,
+            who,
+            f"review {verdict}",
+            person_id=person.id,
+            subject=person.external_id,
+            details={"search_id": str(search_id), "face_index": face_index, "rank": hit.rank, "decision": hit.decision},
+        )
+        return Review(
+            review.id,
+            str(search_id),
+            face_index,
+            person.external_id,
+            hit.rank,
+            Decision(hit.decision),
+            ReviewVerdict(verdict),
+            who,
+            review.created_at.isoformat(),
+            review.note,
+            ReviewVerdict(earlier.verdict) if earlier else None,
+        )
 
 
 def _search_uuid(ref: str) -> uuid.UUID:
     try:
         return uuid.UUID(ref)
     except ValueError:
-        raise InvalidArgument(f"search id {ref!r} is not a search id (a uuid, as identity searches list shows)") from None
+        raise InvalidArgument(
+            f"search id {ref!r} is not a search id (a uuid, as identity searches list shows)"
+        ) from None
 
 
-def _reviewed_hit(session: Any, hits: list[SearchHit], search_ref: str, face_index: int,
-                  person_ref: str | None) -> SearchHit:
+def _reviewed_hit(
+    session: Any, hits: list[SearchHit], search_ref: str, face_index: int, person_ref: str | None
+) -> SearchHit:
     if not hits:
         raise InvalidArgument(f"face {face_index} of search {search_ref} returned no candidate: nothing to review")
     if person_ref is None:
@@ -179,8 +230,9 @@ def _reviewed_hit(session: Any, hits: list[SearchHit], search_ref: str, face_ind
     for hit in hits:
         if hit.person_id == person.id:
             return hit
-    raise InvalidArgument(f"{person.external_id} was not among the candidates of face {face_index} of search "
-                          f"{search_ref}")
+    raise InvalidArgument(
+        f"{person.external_id} was not among the candidates of face {face_index} of search {search_ref}"
+    )
 
 
 # -- the report -------------------------------------------------------------------------------------
@@ -206,7 +258,7 @@ class PrecisionRow:
             self.confirmed += verdict == "confirmed"
             self.rejected += verdict == "rejected"
 
-    def finish(self) -> "PrecisionRow":
+    def finish(self) -> PrecisionRow:
         if self.reviewed:
             self.precision = round(self.confirmed / self.reviewed, 4)
             self.interval = wilson_interval(self.confirmed, self.reviewed)
@@ -239,8 +291,9 @@ def report_reviews(app: App, since: datetime | None = None, warn_below: float | 
         overall.add(verdict)
         key = (names[event.model_id], round(event.threshold, 4))
         groups.setdefault(key, PrecisionRow(*key)).add(verdict)
-    report = ReviewReport(since.isoformat() if since else None, level, overall.finish(),
-                          [groups[key].finish() for key in sorted(groups)])
+    report = ReviewReport(
+        since.isoformat() if since else None, level, overall.finish(), [groups[key].finish() for key in sorted(groups)]
+    )
     for row in [overall, *report.groups] if len(report.groups) > 1 else [overall]:
         if row.precision is not None and row.precision < level:
             where = "overall" if row.model is None else f"{row.model} at threshold {row.threshold}"
@@ -248,10 +301,12 @@ def report_reviews(app: App, since: datetime | None = None, warn_below: float | 
             report.warnings.append(
                 f"precision of match decisions {where} is {row.precision:.1%} (95% interval {low:.1%} to "
                 f"{high:.1%}, {row.reviewed} reviewed), below {level:.0%}: raise the threshold or recalibrate "
-                "(identity calibrate --fpir), and look at the rejected matches (identity review list)")
+                "(identity calibrate --fpir), and look at the rejected matches (identity review list)"
+            )
     if overall.matches and not overall.reviewed:
-        report.warnings.append(f"none of {overall.matches} match decisions has been reviewed yet "
-                               "(identity review confirm|reject)")
+        report.warnings.append(
+            f"none of {overall.matches} match decisions has been reviewed yet (identity review confirm|reject)"
+        )
     return report
 
 
@@ -265,4 +320,3 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
     centre = (p + z * z / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
     return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
-

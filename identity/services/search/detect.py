@@ -6,9 +6,10 @@ input order), so the CLI, Python callers and the HTTP API get the same answer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from identity.app.core import App
 from identity.app.registry import detector_of
@@ -51,8 +52,14 @@ def detect_faces(app: App, images: Sequence[Path], crops: Path | None = None) ->
     for result in pipeline.process(loaded):
         written = _write_crops(crops, result) if crops else []
         record = {
-            "image": result.path, "sha256": result.sha256, "width": result.width, "height": result.height,
-            "model": pipeline.model_id, **chosen, "detector": result.detector, "capped": result.capped,
+            "image": result.path,
+            "sha256": result.sha256,
+            "width": result.width,
+            "height": result.height,
+            "model": pipeline.model_id,
+            **chosen,
+            "detector": result.detector,
+            "capped": result.capped,
             "scan_limited_px": result.scan_limited_px,
             "faces": [
                 {

@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
+from identity.app.actor import resolve_actor
+from identity.app.core import App
+from identity.app.deployment import Deployment
 from identity.errors import ImageError, InvalidArgument, NoFaceFound
 from identity.evaluation.decision import (
     MIN_COHORT,
@@ -29,19 +33,16 @@ from identity.evaluation.decision import (
     decision_score,
 )
 from identity.faces import DetectedFace, ImageFaces, Quality, load_image, scan_limit_warning
-from identity.app.actor import resolve_actor
 from identity.pathnames import path_text
-from identity.app.core import App
-from identity.app.deployment import Deployment
 from identity.serialize import json_field
 from identity.services.maintenance.integrity import check_scores, missing_vectors_warning
-from identity.services.search.unknown_faces import expire_unknown, keep_unknown
 from identity.services.search.thresholds import Threshold, pack_threshold, resolve_threshold
+from identity.services.search.unknown_faces import expire_unknown, keep_unknown
 from identity.store.sql.db import transaction
-from identity.store.sql.tables import UNKNOWN_DETECTOR, SearchEvent, SearchHit
 from identity.store.sql.persons import PersonRecord, person_record, persons_by_id, persons_with_attributes
 from identity.store.sql.reviews import rejected_for_image
 from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, Decision, record_search
+from identity.store.sql.tables import UNKNOWN_DETECTOR, SearchEvent, SearchHit
 
 FACES_PER_PERSON = 5  # how many of a person's faces are counted among the hits
 
@@ -60,11 +61,13 @@ class SearchOptions:
         # Scores are cosine similarities; nan or inf would also land in the search log.
         # The threshold applies to a decision score: a cosine, or a cosine plus a few hundredths.
         if self.threshold is not None and not -1.0 <= self.threshold <= 3.0:  # a nan fails both, so it is caught too
-            raise InvalidArgument(f"threshold {self.threshold} is out of range: give -1 to 3 (decision scores "
-                                  "run from -1 to about 2)")
+            raise InvalidArgument(
+                f"threshold {self.threshold} is out of range: give -1 to 3 (decision scores run from -1 to about 2)"
+            )
         if self.min_score is not None and not -1.0 <= self.min_score <= 1.0:
-            raise InvalidArgument(f"minimum score {self.min_score} is out of range: scores are cosine similarities "
-                                  "from -1 to 1")
+            raise InvalidArgument(
+                f"minimum score {self.min_score} is out of range: scores are cosine similarities from -1 to 1"
+            )
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,9 @@ class FaceMatch:
     quality: Quality
     decision: Decision
     decision_score: float | None = None  # what the decision compared with the threshold; None: no candidate
-    reason: str | None = field(default=None, metadata=json_field(
-        doc="why the face was not searched (decision not_searched); null when it was"))
+    reason: str | None = field(
+        default=None, metadata=json_field(doc="why the face was not searched (decision not_searched); null when it was")
+    )
     candidates: list[Candidate] = field(default_factory=list)
     # The persons the decision saw, best first (person id, template score): the candidates and the
     # cohort after them. Not shown; eval scores its held-out searches from it.
@@ -114,7 +118,7 @@ class ThresholdKeys:
     threshold_gallery_persons: int | None = field(metadata=json_field(omit_if_none=True))
 
     @classmethod
-    def of(cls, threshold: Threshold) -> "ThresholdKeys":
+    def of(cls, threshold: Threshold) -> ThresholdKeys:
         return cls(threshold.value, threshold.source, threshold.rule, threshold.fpir, threshold.gallery_persons)
 
 
@@ -139,8 +143,9 @@ class SearchFailure:
     exit_code: int
 
 
-def search_image(app: App, path: str, options: SearchOptions, found: ImageFaces | ImageError | None = None,
-                 name: str | None = None) -> SearchResult:
+def search_image(
+    app: App, path: str, options: SearchOptions, found: ImageFaces | ImageError | None = None, name: str | None = None
+) -> SearchResult:
     """Search one image file; raises ImageError for an unusable file and NoFaceFound when no face is seen.
 
     `found`: the image as an inference executor already analysed it (the server's threads), instead
@@ -160,8 +165,9 @@ def search_image(app: App, path: str, options: SearchOptions, found: ImageFaces 
     return search_faces(app, found, options)
 
 
-def search_one(app: App, path: str, options: SearchOptions, found: ImageFaces | ImageError | None = None,
-               name: str | None = None) -> SearchResult | SearchFailure:
+def search_one(
+    app: App, path: str, options: SearchOptions, found: ImageFaces | ImageError | None = None, name: str | None = None
+) -> SearchResult | SearchFailure:
     """search_image, with an image that cannot be searched given back as its SearchFailure (a batch goes on)."""
     try:
         return search_image(app, path, options, found, name)
@@ -183,32 +189,55 @@ def search_faces(app: App, found: ImageFaces, options: SearchOptions) -> SearchR
     with app.sessions() as session:
         rejected = rejected_for_image(session, found.sha256, dep.model.id)
         ranked, left_out = _without_rejected(faces, ranked, rejected)
-        people = persons_by_id(session, {hit.person_id for hits in ranked for hit in hits[:options.top_k]}
-                               | {person_id for _, person_id in left_out})
-    warnings = warnings + [f"face {index}: {people[person_id].external_id} is left out: a reviewer rejected that "
-                           "match for this image (identity review list)" for index, person_id in left_out
-                           if person_id in people]
+        people = persons_by_id(
+            session,
+            {hit.person_id for hits in ranked for hit in hits[: options.top_k]}
+            | {person_id for _, person_id in left_out},
+        )
+    warnings = warnings + [
+        f"face {index}: {people[person_id].external_id} is left out: a reviewer rejected that "
+        "match for this image (identity review list)"
+        for index, person_id in left_out
+        if person_id in people
+    ]
     matches = []
     for (index, face), hits in zip(faces, ranked):
         # A template whose person was erased a moment ago has no row: it is never shown.
-        top = [hit for hit in hits[:options.top_k] if hit.person_id in people]
+        top = [hit for hit in hits[: options.top_k] if hit.person_id in people]
         kept = [hit for hit in top if options.min_score is None or hit.score >= options.min_score]
         best_faces = _best_faces(dep, face.embedding, [hit.person_id for hit in kept])
         candidates = [
-            Candidate(rank, round(hit.score, 4), len(best_faces.get(hit.person_id, ())),
-                      person_record(people[hit.person_id]), best_faces.get(hit.person_id, ()))
+            Candidate(
+                rank,
+                round(hit.score, 4),
+                len(best_faces.get(hit.person_id, ())),
+                person_record(people[hit.person_id]),
+                best_faces.get(hit.person_id, ()),
+            )
             for rank, hit in enumerate(kept, start=1)
         ]
         score = round(decision_score([hit.score for hit in hits], threshold.rule), 4) if hits else None
         # A match names someone: not when min_score hid the best person.
         named = bool(kept) and kept[0] is top[0]
         decision = MATCH if named and score is not None and score >= threshold.value else UNKNOWN
-        matches.append(FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
-                                 _detector_of(face), face.quality, decision, score, candidates=candidates,
-                                 ranked=tuple((hit.person_id, hit.score) for hit in hits)))
+        matches.append(
+            FaceMatch(
+                index,
+                [round(float(v), 1) for v in face.bbox],
+                round(float(face.det_score), 4),
+                _detector_of(face),
+                face.quality,
+                decision,
+                score,
+                candidates=candidates,
+                ranked=tuple((hit.person_id, hit.score) for hit in hits),
+            )
+        )
     warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(app)
     if found.capped:
-        warnings.append(f"{found.path}: {found.capped} more faces found than faces.max_faces; the lowest-scored were not searched")
+        warnings.append(
+            f"{found.path}: {found.capped} more faces found than faces.max_faces; the lowest-scored were not searched"
+        )
     if found.scan_limited_px:
         warnings.append(scan_limit_warning(found.path, found.width, found.height, found.scan_limited_px))
     unknown = [face for face, m in zip(faces, matches) if m.decision == UNKNOWN]
@@ -220,8 +249,9 @@ def search_faces(app: App, found: ImageFaces, options: SearchOptions) -> SearchR
     return SearchResult(search_id, found.path, found.sha256, dep.model.model_id, threshold, warnings, matches)
 
 
-def decision_threshold(app: App, override: float | None = None,
-                       allowed: list[uuid.UUID] | None = None) -> tuple[Threshold, list[str]]:
+def decision_threshold(
+    app: App, override: float | None = None, allowed: list[uuid.UUID] | None = None
+) -> tuple[Threshold, list[str]]:
     """The threshold and its rule; the normalized rule needs a cohort, so a small gallery falls back to raw."""
     dep = app.deployment()
     threshold = resolve_threshold(dep.model, dep.pipeline, override)
@@ -231,13 +261,16 @@ def decision_threshold(app: App, override: float | None = None,
     # A threshold given on the command line is kept, now read as a similarity.
     fallback = pack_threshold(dep.pipeline) if override is None else Threshold(override, "command line")
     where = "the gallery" if allowed is None else "the persons the filters allow"
-    return fallback, [f"{where} holds {persons} persons, too few for the normalized decision (it needs "
-                      f"{MIN_COHORT + 1}): deciding on the raw similarity at threshold {fallback.value} "
-                      f"({fallback.source})"]
+    return fallback, [
+        f"{where} holds {persons} persons, too few for the normalized decision (it needs "
+        f"{MIN_COHORT + 1}): deciding on the raw similarity at threshold {fallback.value} "
+        f"({fallback.source})"
+    ]
 
 
-def _without_rejected(faces: list[tuple[int, DetectedFace]], ranked: list[list[Any]],
-                      rejected: dict[int, set[uuid.UUID]]) -> tuple[list[list[Any]], list[tuple[int, uuid.UUID]]]:
+def _without_rejected(
+    faces: list[tuple[int, DetectedFace]], ranked: list[list[Any]], rejected: dict[int, set[uuid.UUID]]
+) -> tuple[list[list[Any]], list[tuple[int, uuid.UUID]]]:
     """Each face's ranking without the persons a review rejected for this face of this image: a rejected
     match is never made again for the same photo, and the decision is taken among the others."""
     if not rejected:
@@ -262,16 +295,24 @@ def _best_faces(dep: Deployment, vector: Any, person_ids: list[uuid.UUID]) -> di
 def _gallery_warnings(dep: Deployment, threshold: Threshold) -> list[str]:
     persons = dep.gallery_persons()
     if persons == 0:  # an "unknown" from an empty gallery says nothing about the face
-        return [f"the gallery is empty: no person has a searchable face under model {dep.model.model_id}, "
-                "so every face is unknown; enroll photos first (identity enroll)"]
+        return [
+            f"the gallery is empty: no person has a searchable face under model {dep.model.model_id}, "
+            "so every face is unknown; enroll photos first (identity enroll)"
+        ]
     return threshold.warnings(persons)
 
 
 def _not_searched(index: int, face: DetectedFace, minimum: float) -> FaceMatch:
-    return FaceMatch(index, [round(float(v), 1) for v in face.bbox], round(float(face.det_score), 4),
-                     _detector_of(face), face.quality, NOT_SEARCHED,
-                     reason=f"{face.quality.iod_px:.1f} px between the eyes, below the {minimum:g} px search minimum "
-                            "(faces.min_search_iod_px)")
+    return FaceMatch(
+        index,
+        [round(float(v), 1) for v in face.bbox],
+        round(float(face.det_score), 4),
+        _detector_of(face),
+        face.quality,
+        NOT_SEARCHED,
+        reason=f"{face.quality.iod_px:.1f} px between the eyes, below the {minimum:g} px search minimum "
+        "(faces.min_search_iod_px)",
+    )
 
 
 def _detector_of(face: DetectedFace) -> str:
@@ -291,26 +332,51 @@ def _persons_matching(dep: Deployment, filters: dict[str, str | list[str]]) -> l
         return persons_with_attributes(session, wanted)
 
 
-def _log(dep: Deployment, found: ImageFaces, options: SearchOptions, threshold: Threshold,
-         matches: list[FaceMatch], min_search_iod_px: float) -> str:
+def _log(
+    dep: Deployment,
+    found: ImageFaces,
+    options: SearchOptions,
+    threshold: Threshold,
+    matches: list[FaceMatch],
+    min_search_iod_px: float,
+) -> str:
     model_row = dep.recorded_model().id  # the log names the model: a read of a store without its row records it
     with transaction(dep.app.sessions) as session:
         event = SearchEvent(
-            actor=resolve_actor(options.actor), query_sha256=found.sha256, query_name=found.path,
-            model_id=model_row, threshold=threshold.value, top_k=options.top_k,
-            parameters={"min_score": options.min_score, "filters": options.filters,
-                        "largest_face_only": options.largest_face_only, "threshold_source": threshold.source,
-                        "decision_rule": threshold.rule, "min_search_iod_px": min_search_iod_px,
-                        NOT_SEARCHED: [{"face_index": m.face_index, "bbox": m.bbox, "reason": m.reason}
-                                       for m in matches if m.decision == NOT_SEARCHED]},
+            actor=resolve_actor(options.actor),
+            query_sha256=found.sha256,
+            query_name=found.path,
+            model_id=model_row,
+            threshold=threshold.value,
+            top_k=options.top_k,
+            parameters={
+                "min_score": options.min_score,
+                "filters": options.filters,
+                "largest_face_only": options.largest_face_only,
+                "threshold_source": threshold.source,
+                "decision_rule": threshold.rule,
+                "min_search_iod_px": min_search_iod_px,
+                NOT_SEARCHED: [
+                    {"face_index": m.face_index, "bbox": m.bbox, "reason": m.reason}
+                    for m in matches
+                    if m.decision == NOT_SEARCHED
+                ],
+            },
             face_count=len(matches),
         )
         hits = (
             # The face's decision names its first candidate; the others were only ranked.
-            SearchHit(face_index=m.face_index, face_bbox=m.bbox, face_detector=m.detector, rank=c.rank,
-                      person_id=uuid.UUID(c.person.id), score=c.score,
-                      decision=m.decision if c.rank == 1 else UNKNOWN, matched_faces=c.matched_faces)
-            for m in matches for c in m.candidates
+            SearchHit(
+                face_index=m.face_index,
+                face_bbox=m.bbox,
+                face_detector=m.detector,
+                rank=c.rank,
+                person_id=uuid.UUID(c.person.id),
+                score=c.score,
+                decision=m.decision if c.rank == 1 else UNKNOWN,
+                matched_faces=c.matched_faces,
+            )
+            for m in matches
+            for c in m.candidates
         )
         return str(record_search(session, event, hits))
-

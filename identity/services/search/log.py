@@ -7,10 +7,10 @@ from datetime import datetime
 
 from identity.app.core import App
 from identity.errors import InvalidArgument
-from identity.store.sql.tables import SearchEvent, SearchHit
 from identity.store.sql.persons import get_person
 from identity.store.sql.reviews import REVIEW_STATES, searches_by_review
 from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, Decision, recent_searches, top_hits
+from identity.store.sql.tables import SearchEvent, SearchHit
 
 DECISIONS = tuple(Decision)  # a face's outcome (identity.services.search.identify)
 DECISION_FILTERS = (MATCH, UNKNOWN)  # the log's filter: some face matched, or none did
@@ -34,9 +34,15 @@ class LoggedSearch:
     review: str | None  # of its matched faces: confirmed, rejected, unreviewed, or mixed; None without a match
 
 
-def list_searches(app: App, person_ref: str | None = None, since: datetime | None = None,
-                  limit: int = 100, actor: str | None = None, decision: str | None = None,
-                  review: str | None = None) -> list[LoggedSearch]:
+def list_searches(
+    app: App,
+    person_ref: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+    actor: str | None = None,
+    decision: str | None = None,
+    review: str | None = None,
+) -> list[LoggedSearch]:
     """Newest first, filtered by person, time, actor, decision (`match`: some face matched; `unknown`:
     none did, including searches whose faces were all too small to search) and review (some matched face's
     review is `confirmed`, `rejected`, or `unreviewed`)."""
@@ -55,12 +61,19 @@ def list_searches(app: App, person_ref: str | None = None, since: datetime | Non
                 if hit.search_id not in best or _score(hit) > _score(best[hit.search_id]):
                     best[hit.search_id] = hit
     return [
-        LoggedSearch(search_id=str(e.id), when=e.created_at.isoformat(), actor=e.actor, query_name=e.query_name,
-                     query_sha256=e.query_sha256, faces=e.face_count, not_searched=_not_searched(e),
-                     threshold=e.threshold,
-                     best=round(best[e.id].score, 4) if e.id in best and best[e.id].score is not None else None,
-                     decision=Decision(best[e.id].decision) if e.id in best else _outcome_without_hits(e),
-                     review=_summary(reviews.get(e.id)))
+        LoggedSearch(
+            search_id=str(e.id),
+            when=e.created_at.isoformat(),
+            actor=e.actor,
+            query_name=e.query_name,
+            query_sha256=e.query_sha256,
+            faces=e.face_count,
+            not_searched=_not_searched(e),
+            threshold=e.threshold,
+            best=round(best[e.id].score, 4) if e.id in best and best[e.id].score is not None else None,
+            decision=Decision(best[e.id].decision) if e.id in best else _outcome_without_hits(e),
+            review=_summary(reviews.get(e.id)),
+        )
         for e in events
     ]
 

@@ -31,8 +31,13 @@ class TemplateCheck:
         return self.missing + self.stale + self.orphaned
 
 
-def check_templates(sessions: SessionFactory, faces: VectorIndex, templates: VectorIndex,
-                    model_row_id: int, damaged: set[uuid.UUID] | None = None) -> TemplateCheck:
+def check_templates(
+    sessions: SessionFactory,
+    faces: VectorIndex,
+    templates: VectorIndex,
+    model_row_id: int,
+    damaged: set[uuid.UUID] | None = None,
+) -> TemplateCheck:
     """Every template against its recomputation from the person's indexed faces; a damaged stored template
     is stale. Damaged face vectors go into `damaged` (given: the caller repairs them), else raise."""
     expected = expected_templates(sessions, faces, model_row_id, None, damaged)
@@ -40,16 +45,18 @@ def check_templates(sessions: SessionFactory, faces: VectorIndex, templates: Vec
     check = TemplateCheck(orphaned=sorted(held - set(expected)))
     present = sorted(set(expected) & held)
     for start in range(0, len(present), BATCH):
-        chunk = present[start:start + BATCH]
+        chunk = present[start : start + BATCH]
         stored = templates.vectors(chunk)
-        check.stale += [p for p in chunk if p not in stored or not is_unit(stored[p])
-                        or float(stored[p] @ expected[p]) < 1 - SAME]
+        check.stale += [
+            p for p in chunk if p not in stored or not is_unit(stored[p]) or float(stored[p] @ expected[p]) < 1 - SAME
+        ]
     check.missing = sorted(set(expected) - held)
     return check
 
 
-def repair_templates(sessions: SessionFactory, faces: VectorIndex, templates: VectorIndex,
-                     model_row_id: int, check: TemplateCheck) -> int:
+def repair_templates(
+    sessions: SessionFactory, faces: VectorIndex, templates: VectorIndex, model_row_id: int, check: TemplateCheck
+) -> int:
     """Rewrite what check_templates found; returns the persons fixed."""
     refresh_templates(sessions, faces, templates, model_row_id, check.persons())
     return check.problems

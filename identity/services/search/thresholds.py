@@ -66,8 +66,14 @@ def resolve_threshold(model: Model | None, pipeline: FacePipeline, override: flo
     """`model` None: a pack not recorded in the store yet (so never calibrated)."""
     if model is not None and model.threshold is not None:
         rule = NORMALIZED if model.threshold_fpir is not None else RAW
-        chosen = Threshold(model.threshold, model.threshold_source or "calibrated", model.threshold_far,
-                           model.threshold_fpir, model.threshold_gallery_persons, rule)
+        chosen = Threshold(
+            model.threshold,
+            model.threshold_source or "calibrated",
+            model.threshold_far,
+            model.threshold_fpir,
+            model.threshold_gallery_persons,
+            rule,
+        )
     else:
         chosen = pack_default(pipeline)
     return chosen if override is None else Threshold(override, "command line", rule=chosen.rule)
@@ -78,8 +84,9 @@ def pack_default(pipeline: FacePipeline) -> Threshold:
     decision = pipeline.default_decision
     if decision is None:
         return pack_threshold(pipeline)
-    return Threshold(decision.value, f"pack default ({decision.source})", None, decision.fpir,
-                     decision.gallery_persons, NORMALIZED)
+    return Threshold(
+        decision.value, f"pack default ({decision.source})", None, decision.fpir, decision.gallery_persons, NORMALIZED
+    )
 
 
 def pack_threshold(pipeline: FacePipeline) -> Threshold:
@@ -93,4 +100,3 @@ def pairwise_threshold(model: Model | None, pipeline: FacePipeline) -> float:
     if model is not None and model.threshold is not None and model.threshold_fpir is None:
         return model.threshold
     return pipeline.default_threshold.value
-

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import io
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
 
-from identity.faces import DetectedFace, ImageFaces
 from identity.app.core import App
+from identity.faces import DetectedFace, ImageFaces
 from identity.serialize import to_json
 from identity.store.sql.db import transaction
 from identity.store.sql.tables import UnknownFace
@@ -29,19 +30,31 @@ THUMB_QUALITY = 85
 NO_PERSON = uuid.UUID(int=0)  # the collection's person_id payload: these faces belong to nobody yet
 
 
-def keep_unknown(app: App, found: ImageFaces, search_id: str,
-                 faces: Sequence[tuple[int, DetectedFace]]) -> list[uuid.UUID]:
+def keep_unknown(
+    app: App, found: ImageFaces, search_id: str, faces: Sequence[tuple[int, DetectedFace]]
+) -> list[uuid.UUID]:
     """Keep these faces of a search (index, face) for clustering; returns their ids."""
     dep = app.deployment()
     if dep.unknown is None or not faces:
         return []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     expires = now + timedelta(days=dep.settings.review.unknown_retention_days)
-    rows = [UnknownFace(id=uuid.uuid4(), model_id=dep.model.id, search_id=uuid.UUID(search_id), face_index=index,
-                        image_sha256=found.sha256, source_path=found.path, bbox=[round(float(v), 1) for v in face.bbox],
-                        quality=to_json(face.quality), thumbnail=face_thumbnail(face), created_at=now,
-                        expires_at=expires)
-            for index, face in faces]
+    rows = [
+        UnknownFace(
+            id=uuid.uuid4(),
+            model_id=dep.model.id,
+            search_id=uuid.UUID(search_id),
+            face_index=index,
+            image_sha256=found.sha256,
+            source_path=found.path,
+            bbox=[round(float(v), 1) for v in face.bbox],
+            quality=to_json(face.quality),
+            thumbnail=face_thumbnail(face),
+            created_at=now,
+            expires_at=expires,
+        )
+        for index, face in faces
+    ]
     with transaction(app.sessions) as session:
         session.add_all(rows)
     dep.unknown.upsert([VectorPoint(row.id, NO_PERSON, face.embedding) for row, (_, face) in zip(rows, faces)])
@@ -61,7 +74,7 @@ def expire_unknown(app: App, now: datetime | None = None) -> dict[str, Any]:
     """Erase the kept faces whose retention ran out, this model's and others' rows alike (another
     model's vectors went with its collection's purge when it was active). Kept faces are the product's
     records, as the search log is: a search (a read) expires them without preparing the store for writes."""
-    moment = now or datetime.now(timezone.utc)
+    moment = now or datetime.now(UTC)
     with app.sessions() as session:
         expired = expired_unknown_faces(session, moment)
     if not expired:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import String, cast, or_, select
 from sqlalchemy.orm import Session
@@ -11,8 +12,15 @@ from sqlalchemy.orm import Session
 from identity.store.sql.tables import AuditEvent
 
 
-def record_audit_event(session: Session, actor: str, action: str, *, person_id: uuid.UUID | None = None,
-                       subject: str | None = None, details: dict[str, Any] | None = None) -> int:
+def record_audit_event(
+    session: Session,
+    actor: str,
+    action: str,
+    *,
+    person_id: uuid.UUID | None = None,
+    subject: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> int:
     """Append an event; returns its id (flushed, so a later step of the same transaction can amend it)."""
     event = AuditEvent(actor=actor, action=action, person_id=person_id, subject=subject, details=details or {})
     session.add(event)
@@ -26,8 +34,13 @@ def add_audit_details(session: Session, event_id: int, details: dict[str, Any]) 
     event.details = {**event.details, **details}  # a new dict, so the JSON column sees the change
 
 
-def latest_audit_event(session: Session, action: str, subjects: Sequence[str], person_id: uuid.UUID | None = None,
-                       mentioning: str | None = None) -> AuditEvent | None:
+def latest_audit_event(
+    session: Session,
+    action: str,
+    subjects: Sequence[str],
+    person_id: uuid.UUID | None = None,
+    mentioning: str | None = None,
+) -> AuditEvent | None:
     """The newest `action` event whose subject is one of `subjects`, or that is about `person_id`, or whose
     details mention `mentioning` (the last two only when given)."""
     found = [AuditEvent.subject == subject for subject in subjects]
@@ -36,6 +49,8 @@ def latest_audit_event(session: Session, action: str, subjects: Sequence[str], p
     if person_id is not None:
         found.append(AuditEvent.person_id == person_id)
     return session.scalars(
-        select(AuditEvent).where(AuditEvent.action == action, or_(*found))
-        .order_by(AuditEvent.created_at.desc()).limit(1)
+        select(AuditEvent)
+        .where(AuditEvent.action == action, or_(*found))
+        .order_by(AuditEvent.created_at.desc())
+        .limit(1)
     ).first()

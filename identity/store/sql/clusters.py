@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import Sequence
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from identity.errors import NotFound
 from identity.store.sql.tables import ClusterMember, FaceCluster
+
 
 class ClusterStatus(StrEnum):
     open = "open"
@@ -32,13 +33,19 @@ def replace_open_clusters(session: Session, scope: str, clusters: Sequence[FaceC
 
 def settled_face_keys(session: Session, scope: str) -> set[str]:
     """Faces of the scope that a reviewer has dealt with (named, discarded, or edited clusters)."""
-    return set(session.scalars(select(ClusterMember.face_key).join(FaceCluster)
-                               .where(FaceCluster.scope == scope, FaceCluster.status != OPEN)))
+    return set(
+        session.scalars(
+            select(ClusterMember.face_key)
+            .join(FaceCluster)
+            .where(FaceCluster.scope == scope, FaceCluster.status != OPEN)
+        )
+    )
 
 
 def get_cluster(session: Session, cluster_id: str) -> FaceCluster:
-    cluster = session.scalars(select(FaceCluster).where(FaceCluster.id == cluster_id)
-                              .options(selectinload(FaceCluster.members))).first()
+    cluster = session.scalars(
+        select(FaceCluster).where(FaceCluster.id == cluster_id).options(selectinload(FaceCluster.members))
+    ).first()
     if cluster is None:
         raise NotFound(f"no cluster {cluster_id!r} (identity cluster list shows them)")
     return cluster

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, TypeAlias, cast
+from typing import Any, TypeAlias, cast
 
 from sqlalchemy import Engine as Engine  # re-exported: see SessionFactory below
 from sqlalchemy import create_engine, event, text
@@ -46,7 +47,9 @@ def parse_database_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"malformed database URL {mask_url(url)!r} (expected e.g. postgresql://user@host:5432/db)") from None
+        raise ConfigError(
+            f"malformed database URL {mask_url(url)!r} (expected e.g. postgresql://user@host:5432/db)"
+        ) from None
     except ValueError:  # SQLAlchemy parses the port with int()
         raise ConfigError(f"database URL {mask_url(url)}: the port is not a number from 1 to 65535") from None
     backend, _, driver = parsed.drivername.partition("+")
@@ -148,7 +151,9 @@ def _sqlite_damage(context: ExceptionContext) -> None:
     raise StoreDamaged(
         f"database {database} is damaged ({reason}): stop every process using it and restore it from a backup "
         f"(`sqlite3 {database} .recover` may save its rows), then run `identity doctor`",
-        path=str(database), reason=reason) from None
+        path=str(database),
+        reason=reason,
+    ) from None
 
 
 def flush_deleted(engine: Engine) -> dict[str, object]:
@@ -172,7 +177,9 @@ def check_connection(engine: Engine) -> None:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise StoreUnavailable(f"cannot reach database {engine.url.render_as_string(hide_password=True)}: {reason}") from None
+        raise StoreUnavailable(
+            f"cannot reach database {engine.url.render_as_string(hide_password=True)}: {reason}"
+        ) from None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -14,13 +14,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import String, cast, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from identity.store.sql.db import rowcount
 from identity.store.sql.deployment import deployment_record
+from identity.store.sql.reviews import unlink_reviews
 from identity.store.sql.tables import (
     AuditEvent,
     ClusterMember,
@@ -33,7 +35,6 @@ from identity.store.sql.tables import (
     SearchHit,
     UnknownFace,
 )
-from identity.store.sql.reviews import unlink_reviews
 
 REDACTED = "[erased]"
 
@@ -46,7 +47,8 @@ def erasure_token(key: str, kind: str, value: str) -> str:
 def person_tokens(session: Session, external_id: str, person_id: uuid.UUID | None) -> tuple[str, str | None]:
     key = deployment_record(session).erasure_key
     return erasure_token(key, "external_id", external_id), (
-        erasure_token(key, "person_id", str(person_id)) if person_id is not None else None)
+        erasure_token(key, "person_id", str(person_id)) if person_id is not None else None
+    )
 
 
 def erase_person_rows(session: Session, person: Person, removed_paths: list[str] | None = None) -> dict[str, int]:
@@ -75,8 +77,9 @@ def person_images(session: Session, person: Person) -> list[tuple[str, str | Non
     """(sha256, source path) of each photo of `person` (their faces' and enrollment jobs'); the path is None
     where another person's face is on the photo too (it stays, under their path)."""
     images = set(session.scalars(select(Face.image_id).where(Face.person_id == person.id)))
-    images |= set(session.scalars(select(Job.image_id).where(Job.external_id == person.external_id,
-                                                              Job.image_id.is_not(None))))
+    images |= set(
+        session.scalars(select(Job.image_id).where(Job.external_id == person.external_id, Job.image_id.is_not(None)))
+    )
     shared = set(session.scalars(select(Face.image_id).where(Face.image_id.in_(images), Face.person_id != person.id)))
     rows = session.execute(select(Image.id, Image.sha256, Image.source_path).where(Image.id.in_(images)))
     return [(row.sha256, None if row.id in shared else row.source_path) for row in rows]
@@ -91,17 +94,20 @@ def erase_image_traces(session: Session, unknown_ids: Iterable[uuid.UUID], diges
     counts = {
         "cluster_members": rowcount(session.execute(delete(ClusterMember).where(members))),
         "unknown_faces": rowcount(session.execute(delete(UnknownFace).where(UnknownFace.id.in_(unknown)))),
-        "search_events_redacted_by_photo": rowcount(session.execute(
-            update(SearchEvent).where(SearchEvent.query_sha256.in_(shas))
-            .values(query_name=None, query_sha256=None))),
+        "search_events_redacted_by_photo": rowcount(
+            session.execute(
+                update(SearchEvent).where(SearchEvent.query_sha256.in_(shas)).values(query_name=None, query_sha256=None)
+            )
+        ),
     }
     empty = [c for c in clusters if not session.scalar(select(exists().where(ClusterMember.cluster_id == c)))]
     counts["clusters_emptied"] = rowcount(session.execute(delete(FaceCluster).where(FaceCluster.id.in_(empty))))
     return counts
 
 
-def drop_unused_images(session: Session, image_ids: Iterable[uuid.UUID],
-                       removed_paths: list[str] | None = None) -> dict[str, int]:
+def drop_unused_images(
+    session: Session, image_ids: Iterable[uuid.UUID], removed_paths: list[str] | None = None
+) -> dict[str, int]:
     """Delete the images no face refers to any more; a photo still holding another person's face stays,
     its source path taken from that person's own enrollment job where there is one.
 
@@ -114,10 +120,16 @@ def drop_unused_images(session: Session, image_ids: Iterable[uuid.UUID],
         removed_paths += session.scalars(select(Image.source_path).where(Image.id.in_(wanted - used)))
     removed = rowcount(session.execute(delete(Image).where(Image.id.in_(wanted - used))))
     for image_id in used:
-        path = session.scalars(select(Job.source_path).where(
-            Job.image_id == image_id,
-            exists().where(Person.external_id == Job.external_id, Face.person_id == Person.id,
-                           Face.image_id == image_id)).limit(1)).first()
+        path = session.scalars(
+            select(Job.source_path)
+            .where(
+                Job.image_id == image_id,
+                exists().where(
+                    Person.external_id == Job.external_id, Face.person_id == Person.id, Face.image_id == image_id
+                ),
+            )
+            .limit(1)
+        ).first()
         if path is not None:
             session.execute(update(Image).where(Image.id == image_id).values(source_path=path))
     return {"images": removed, "images_kept_shared": len(used)}
@@ -125,10 +137,18 @@ def drop_unused_images(session: Session, image_ids: Iterable[uuid.UUID],
 
 def _redact_searches(session: Session, person_id: uuid.UUID) -> dict[str, int]:
     searches = set(session.scalars(select(SearchHit.search_id).where(SearchHit.person_id == person_id)))
-    hits = rowcount(session.execute(update(SearchHit).where(SearchHit.person_id == person_id)
-                                    .values(person_id=None, score=None)))
-    events = rowcount(session.execute(update(SearchEvent).where(SearchEvent.id.in_(searches))
-                                      .values(query_name=None, query_sha256=None))) if searches else 0
+    hits = rowcount(
+        session.execute(update(SearchHit).where(SearchHit.person_id == person_id).values(person_id=None, score=None))
+    )
+    events = (
+        rowcount(
+            session.execute(
+                update(SearchEvent).where(SearchEvent.id.in_(searches)).values(query_name=None, query_sha256=None)
+            )
+        )
+        if searches
+        else 0
+    )
     return {"search_hits_redacted": hits, "search_events_redacted": events}
 
 
@@ -137,9 +157,15 @@ def _redact_audit(session: Session, person: Person, subject: str) -> int:
     common word), then scrubbed of all three."""
     keys = [person.external_id, str(person.id)]
     text = cast(AuditEvent.details, String)
-    events = session.scalars(select(AuditEvent).where(or_(
-        AuditEvent.person_id == person.id, AuditEvent.subject.in_(keys),
-        *(text.contains(k, autoescape=True) for k in keys)))).all()
+    events = session.scalars(
+        select(AuditEvent).where(
+            or_(
+                AuditEvent.person_id == person.id,
+                AuditEvent.subject.in_(keys),
+                *(text.contains(k, autoescape=True) for k in keys),
+            )
+        )
+    ).all()
     secrets = [*keys, *([person.display_name] if person.display_name else [])]
     for event in events:
         if event.person_id == person.id:

@@ -11,11 +11,12 @@ A cancelled job is never claimed, and no finishing worker overwrites its state.
 
 from __future__ import annotations
 
-from enum import StrEnum
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Sequence
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -24,6 +25,8 @@ from identity.store.sql.db import rowcount
 from identity.store.sql.tables import Job, JobStatus, naive_utc, utcnow
 
 MAX_ATTEMPTS = 3
+
+
 class JobOutcome(StrEnum):  # how a finished job ended
     enrolled = "enrolled"
     rejected = "rejected"
@@ -67,12 +70,22 @@ def enqueue(session: Session, batch: str, specs: Iterable[JobSpec], chunk: int =
     total = 0
     now = utcnow()
     for spec in specs:
-        rows.append({
-            "batch": batch, "status": JobStatus.queued, "source_path": spec.source_path,
-            "external_id": spec.external_id, "display_name": spec.display_name,
-            "attributes": spec.attributes or {}, "attempts": 0, "created_at": now, "updated_at": now,
-            "kind": spec.kind, "model_id": spec.model_id, "image_id": spec.image_id,
-        })
+        rows.append(
+            {
+                "batch": batch,
+                "status": JobStatus.queued,
+                "source_path": spec.source_path,
+                "external_id": spec.external_id,
+                "display_name": spec.display_name,
+                "attributes": spec.attributes or {},
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+                "kind": spec.kind,
+                "model_id": spec.model_id,
+                "image_id": spec.image_id,
+            }
+        )
         if len(rows) >= chunk:
             session.execute(insert(Job), rows)
             total += len(rows)
@@ -99,7 +112,8 @@ def adopt_unfinished(session: Session, batch: str, specs: Sequence[JobSpec]) -> 
         if key not in wanted or key in adopted:
             continue
         abandoned = job.status == JobStatus.running and (
-            job.lease_expires_at is None or naive_utc(job.lease_expires_at) < naive_utc(now))
+            job.lease_expires_at is None or naive_utc(job.lease_expires_at) < naive_utc(now)
+        )
         if job.status == JobStatus.queued or abandoned:
             job.batch, job.status, job.lease_owner, job.lease_expires_at = batch, JobStatus.queued, None, None
             adopted.add(key)
@@ -111,14 +125,30 @@ def _expired(now: datetime) -> Any:
     return and_(Job.status == JobStatus.running, Job.lease_expires_at < now)
 
 
-def claim(session: Session, owner: str, limit: int, lease_seconds: int, batch: str | None = None,
-          kind: str = ENROLL, model_id: int | None = None) -> list[Job]:
+def claim(
+    session: Session,
+    owner: str,
+    limit: int,
+    lease_seconds: int,
+    batch: str | None = None,
+    kind: str = ENROLL,
+    model_id: int | None = None,
+) -> list[Job]:
     """Lease up to `limit` queued (or abandoned) jobs of one kind (reindex: of one target model, or any
     if None) to `owner`; commit promptly after."""
     now = utcnow()
-    give_up = update(Job).where(_expired(now), Job.attempts >= MAX_ATTEMPTS).values(
-        status=JobStatus.failed, outcome="failed", lease_owner=None, lease_expires_at=None,
-        reason=f"abandoned: the worker stopped during {MAX_ATTEMPTS} attempts", updated_at=now)
+    give_up = (
+        update(Job)
+        .where(_expired(now), Job.attempts >= MAX_ATTEMPTS)
+        .values(
+            status=JobStatus.failed,
+            outcome="failed",
+            lease_owner=None,
+            lease_expires_at=None,
+            reason=f"abandoned: the worker stopped during {MAX_ATTEMPTS} attempts",
+            updated_at=now,
+        )
+    )
     session.execute(give_up.execution_options(synchronize_session=False))
     stmt = (
         select(Job)
@@ -143,23 +173,36 @@ def claim(session: Session, owner: str, limit: int, lease_seconds: int, batch: s
     return jobs
 
 
-def finish(session: Session, job_id: int, outcome: str, reason: str | None = None,
-           image_id: uuid.UUID | None = None) -> None:
+def finish(
+    session: Session, job_id: int, outcome: str, reason: str | None = None, image_id: uuid.UUID | None = None
+) -> None:
     assert outcome in OUTCOMES, outcome
-    session.execute(update(Job).where(Job.id == job_id, Job.status != JobStatus.cancelled).values(
-        status=JobStatus.failed if outcome == "failed" else JobStatus.done,
-        outcome=outcome, reason=reason, image_id=image_id,
-        lease_owner=None, lease_expires_at=None, updated_at=utcnow(),
-    ))
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status != JobStatus.cancelled)
+        .values(
+            status=JobStatus.failed if outcome == "failed" else JobStatus.done,
+            outcome=outcome,
+            reason=reason,
+            image_id=image_id,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=utcnow(),
+        )
+    )
 
 
 def reindex_targets(session: Session) -> list[int]:
     """The target models (row ids) of reindex jobs waiting to be claimed: queued, or running on an expired lease."""
     now = utcnow()
-    return list(session.scalars(
-        select(Job.model_id).where(Job.kind == REINDEX, Job.model_id.is_not(None),
-                                   or_(Job.status == JobStatus.queued, _expired(now)))
-        .distinct().order_by(Job.model_id)))
+    return list(
+        session.scalars(
+            select(Job.model_id)
+            .where(Job.kind == REINDEX, Job.model_id.is_not(None), or_(Job.status == JobStatus.queued, _expired(now)))
+            .distinct()
+            .order_by(Job.model_id)
+        )
+    )
 
 
 def release(session: Session, job_ids: Sequence[int]) -> None:
@@ -170,14 +213,13 @@ def release(session: Session, job_ids: Sequence[int]) -> None:
 def earlier_rejection(session: Session, image_id: uuid.UUID, external_id: str) -> str | None:
     """The reason an earlier job rejected these image bytes for this person, if one did."""
     return session.scalars(
-        select(Job.reason).where(Job.image_id == image_id, Job.external_id == external_id, Job.outcome == "rejected",
-                                 Job.kind == ENROLL)
+        select(Job.reason)
+        .where(Job.image_id == image_id, Job.external_id == external_id, Job.outcome == "rejected", Job.kind == ENROLL)
         .limit(1)
     ).first()
 
 
-def list_jobs(session: Session, state: str | None = None, batch: str | None = None,
-              limit: int = 100) -> list[Job]:
+def list_jobs(session: Session, state: str | None = None, batch: str | None = None, limit: int = 100) -> list[Job]:
     stmt = select(Job).order_by(Job.id.desc()).limit(limit)
     if state in {s.value for s in JobStatus}:
         stmt = stmt.where(Job.status == JobStatus(state))
@@ -188,8 +230,7 @@ def list_jobs(session: Session, state: str | None = None, batch: str | None = No
     return list(session.scalars(stmt))
 
 
-def retry(session: Session, failed_only: bool = True, batch: str | None = None,
-          cancelled: bool = False) -> int:
+def retry(session: Session, failed_only: bool = True, batch: str | None = None, cancelled: bool = False) -> int:
     """Queue failed (or all finished-but-not-enrolled) jobs again, cancelled ones only when asked; returns how many."""
     if failed_only:
         condition = Job.status == JobStatus.failed
@@ -200,9 +241,17 @@ def retry(session: Session, failed_only: bool = True, batch: str | None = None,
     stmt = update(Job).where(condition)
     if batch:
         stmt = stmt.where(Job.batch == batch)
-    result = session.execute(stmt.values(status=JobStatus.queued, outcome=None, reason=None, attempts=0,
-                                         lease_owner=None, lease_expires_at=None, updated_at=utcnow())
-                              .execution_options(synchronize_session=False))
+    result = session.execute(
+        stmt.values(
+            status=JobStatus.queued,
+            outcome=None,
+            reason=None,
+            attempts=0,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=utcnow(),
+        ).execution_options(synchronize_session=False)
+    )
     return rowcount(result) or 0
 
 
@@ -221,12 +270,17 @@ def expire_dead_leases(session: Session, is_dead: Callable[[str | None], bool]) 
     """
     now = utcnow()
     # Columns, not Job objects: a caller's later select of these jobs must see the new expiry.
-    leased = session.execute(select(Job.id, Job.lease_owner).where(Job.status == JobStatus.running,
-                                                                   Job.lease_expires_at >= now))
+    leased = session.execute(
+        select(Job.id, Job.lease_owner).where(Job.status == JobStatus.running, Job.lease_expires_at >= now)
+    )
     dead = [job_id for job_id, owner in leased if is_dead(owner)]
     if dead:
-        session.execute(update(Job).where(Job.id.in_(dead)).values(lease_expires_at=now - timedelta(seconds=1))
-                        .execution_options(synchronize_session=False))
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(dead))
+            .values(lease_expires_at=now - timedelta(seconds=1))
+            .execution_options(synchronize_session=False)
+        )
     return len(dead)
 
 
@@ -234,8 +288,10 @@ def leased_elsewhere(session: Session, owner: str, batch: str | None = None) -> 
     """When the first live lease held by another worker (on a job of `batch`, or any) ends, or None if no
     other worker holds one."""
     stmt = select(func.min(Job.lease_expires_at)).where(
-        Job.status == JobStatus.running, Job.lease_expires_at >= utcnow(),
-        or_(Job.lease_owner.is_(None), Job.lease_owner != owner))
+        Job.status == JobStatus.running,
+        Job.lease_expires_at >= utcnow(),
+        or_(Job.lease_owner.is_(None), Job.lease_owner != owner),
+    )
     if batch is not None:
         stmt = stmt.where(Job.batch == batch)
     return session.scalars(stmt).first()
@@ -259,8 +315,13 @@ class Cancelled:
     not_cancellable: list[int]  # named by id but done or already cancelled
 
 
-def cancel(session: Session, ids: Sequence[int] = (), state: JobStatus | None = None, batch: str | None = None,
-           force: bool = False) -> Cancelled:
+def cancel(
+    session: Session,
+    ids: Sequence[int] = (),
+    state: JobStatus | None = None,
+    batch: str | None = None,
+    force: bool = False,
+) -> Cancelled:
     """Take the selected queued, running or failed jobs out of the queue for good.
 
     A running job under a live lease is left alone unless `force`: then it is cancelled
@@ -306,8 +367,9 @@ def stuck(session: Session, lease_seconds: int, factor: int = 10) -> list[Job]:
     """
     now = utcnow()
     old = now - timedelta(seconds=factor * lease_seconds)
-    last_finish = session.scalar(select(func.max(Job.updated_at)).where(
-        Job.status.in_((JobStatus.done, JobStatus.failed))))
+    last_finish = session.scalar(
+        select(func.max(Job.updated_at)).where(Job.status.in_((JobStatus.done, JobStatus.failed)))
+    )
     moving = last_finish is not None and naive_utc(last_finish) > naive_utc(now - timedelta(seconds=lease_seconds))
     running = and_(Job.status == JobStatus.running, Job.updated_at < old)
     condition = running if moving else or_(running, and_(Job.status == JobStatus.queued, Job.updated_at < old))
@@ -315,8 +377,11 @@ def stuck(session: Session, lease_seconds: int, factor: int = 10) -> list[Job]:
 
 
 def _lease_live(job: Job, now: datetime) -> bool:
-    return (job.status == JobStatus.running and job.lease_expires_at is not None
-            and naive_utc(job.lease_expires_at) > naive_utc(now))
+    return (
+        job.status == JobStatus.running
+        and job.lease_expires_at is not None
+        and naive_utc(job.lease_expires_at) > naive_utc(now)
+    )
 
 
 @dataclass(frozen=True)
@@ -334,9 +399,18 @@ class JobRecord:  # a job as `identity jobs list` and GET /v1/jobs show it
 
 
 def job_record(job: Job) -> JobRecord:
-    return JobRecord(job.id, job.batch, job.status, JobOutcome(job.outcome) if job.outcome else None, job.reason,
-                     job.source_path, job.external_id, job.attempts, job.lease_owner,
-                     job.updated_at.isoformat() if job.updated_at else None)
+    return JobRecord(
+        job.id,
+        job.batch or "",  # enqueue always sets a batch (the column itself allows none)
+        job.status,
+        JobOutcome(job.outcome) if job.outcome else None,
+        job.reason,
+        job.source_path,
+        job.external_id,
+        job.attempts,
+        job.lease_owner,
+        job.updated_at.isoformat() if job.updated_at else None,
+    )
 
 
 def release_stale_leases(session: Session, job_ids: Sequence[int]) -> None:
@@ -347,8 +421,12 @@ def release_stale_leases(session: Session, job_ids: Sequence[int]) -> None:
 
 def _requeue(session: Session, job_ids: Sequence[int], refund_attempt: bool) -> None:
     """Running jobs back to the queue with no lease; `refund_attempt`: their claim does not count as an attempt."""
-    values: dict[str, Any] = {"status": JobStatus.queued, "lease_owner": None, "lease_expires_at": None,
-                              "updated_at": utcnow()}
+    values: dict[str, Any] = {
+        "status": JobStatus.queued,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": utcnow(),
+    }
     if refund_attempt:
         values["attempts"] = Job.attempts - 1
     session.execute(update(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.running).values(**values))
@@ -356,15 +434,19 @@ def _requeue(session: Session, job_ids: Sequence[int], refund_attempt: bool) -> 
 
 def delete_enrollment_jobs(session: Session, image_id: uuid.UUID, external_id: str) -> None:
     """Delete the jobs that enrolled this photo for this person (their face is being erased)."""
-    session.execute(delete(Job).where(Job.image_id == image_id, Job.external_id == external_id)
-                    .execution_options(synchronize_session=False))
+    session.execute(
+        delete(Job)
+        .where(Job.image_id == image_id, Job.external_id == external_id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def paths_waiting(session: Session, paths: Sequence[str]) -> set[str]:
     """Those of `paths` that a queued or running job has still to read."""
     waiting: set[str] = set()
     for start in range(0, len(paths), 500):
-        query = select(Job.source_path).where(Job.source_path.in_(set(paths[start:start + 500])),
-                                              Job.status.in_([JobStatus.queued, JobStatus.running]))
+        query = select(Job.source_path).where(
+            Job.source_path.in_(set(paths[start : start + 500])), Job.status.in_([JobStatus.queued, JobStatus.running])
+        )
         waiting.update(session.scalars(query))
     return waiting

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import timedelta
 
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
 
-from identity.store.sql.tables import Face, Model
-from datetime import timedelta
 from identity.errors import DimensionMismatch
-from identity.store.sql.tables import naive_utc, utcnow
+from identity.store.sql.tables import Face, Model, naive_utc, utcnow
 from identity.store.vectors.base import collection_name
 
 
@@ -28,8 +27,13 @@ def models_with_row_ids(session: Session, row_ids: Iterable[int]) -> list[Model]
 
 def other_models_with_faces(session: Session, model_row_id: int) -> list[Model]:
     """The models other than this one that hold face rows (kept after a re-index, for rollback), by row id."""
-    return list(session.scalars(select(Model).where(
-        Model.id.in_(select(Face.model_id).distinct()), Model.id != model_row_id).order_by(Model.id)))
+    return list(
+        session.scalars(
+            select(Model)
+            .where(Model.id.in_(select(Face.model_id).distinct()), Model.id != model_row_id)
+            .order_by(Model.id)
+        )
+    )
 
 
 def records_active_model(engine: Engine) -> bool:
@@ -63,8 +67,12 @@ def ensure_model(session: Session, model_id: str, dim: int) -> Model:
 
 def active_model(session: Session, lock: bool = False) -> Model | None:
     """The store's active model: the one activated last (None in a store that never recorded one)."""
-    stmt = (select(Model).where(Model.activated_at.is_not(None))
-            .order_by(Model.activated_at.desc(), Model.id.desc()).limit(1))
+    stmt = (
+        select(Model)
+        .where(Model.activated_at.is_not(None))
+        .order_by(Model.activated_at.desc(), Model.id.desc())
+        .limit(1)
+    )
     return session.scalars(stmt.with_for_update() if lock else stmt).first()
 
 

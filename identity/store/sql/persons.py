@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, String, cast, exists, func, or_, select
 from sqlalchemy.orm import Session
@@ -43,7 +44,9 @@ def check_external_id(external_id: str) -> str:
 
 def check_display_name(display_name: str | None) -> str | None:
     if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
-        raise InvalidArgument(f"display name is {len(display_name)} characters, more than the {MAX_DISPLAY_NAME} allowed")
+        raise InvalidArgument(
+            f"display name is {len(display_name)} characters, more than the {MAX_DISPLAY_NAME} allowed"
+        )
     if display_name is not None and "\0" in display_name:  # Postgres refuses NUL in text; SQLite would keep it
         raise InvalidArgument("display name contains a NUL character")
     return display_name
@@ -62,8 +65,9 @@ def get_person(session: Session, ref: str) -> Person:
     return person
 
 
-def add_person(session: Session, external_id: str, display_name: str | None = None,
-               attributes: dict[str, Any] | None = None) -> Person:
+def add_person(
+    session: Session, external_id: str, display_name: str | None = None, attributes: dict[str, Any] | None = None
+) -> Person:
     external_id = check_external_id(external_id)
     display_name = check_display_name(display_name)
     if session.scalars(select(Person.id).where(Person.external_id == external_id)).first() is not None:
@@ -71,8 +75,10 @@ def add_person(session: Session, external_id: str, display_name: str | None = No
     owner = _person_with_uuid(session, external_id)
     if owner is not None:
         # find_person accepts a uuid too, so this external id would name two people.
-        raise IdentityError(f"external id {external_id!r} is the uuid of person {owner.external_id!r}; "
-                            "an external id may not be another person's uuid")
+        raise IdentityError(
+            f"external id {external_id!r} is the uuid of person {owner.external_id!r}; "
+            "an external id may not be another person's uuid"
+        )
     person = Person(external_id=external_id, display_name=display_name, attributes=dict(attributes or {}))
     session.add(person)
     session.flush()
@@ -86,16 +92,22 @@ def _person_with_uuid(session: Session, ref: str) -> Person | None:
         return None
 
 
-def get_or_create_person(session: Session, external_id: str, display_name: str | None = None,
-                         attributes: dict[str, Any] | None = None) -> tuple[Person, bool]:
+def get_or_create_person(
+    session: Session, external_id: str, display_name: str | None = None, attributes: dict[str, Any] | None = None
+) -> tuple[Person, bool]:
     person = session.scalars(select(Person).where(Person.external_id == external_id)).one_or_none()
     if person is not None:
         return person, False
     return add_person(session, external_id, display_name, attributes), True
 
 
-def update_person(session: Session, ref: str, display_name: str | None = None,
-                  attributes: dict[str, Any] | None = None, remove: Sequence[str] = ()) -> Person:
+def update_person(
+    session: Session,
+    ref: str,
+    display_name: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    remove: Sequence[str] = (),
+) -> Person:
     person = get_person(session, ref)
     if display_name is not None:
         person.display_name = check_display_name(display_name)
@@ -108,8 +120,14 @@ def update_person(session: Session, ref: str, display_name: str | None = None,
     return person
 
 
-def list_persons(session: Session, query: str | None = None, limit: int = 100, offset: int = 0,
-                 attributes: dict[str, list[str]] | None = None, external_id: str | None = None) -> list[Person]:
+def list_persons(
+    session: Session,
+    query: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    attributes: dict[str, list[str]] | None = None,
+    external_id: str | None = None,
+) -> list[Person]:
     """Persons by external id; `query` matches id, name or attributes as text, `attributes` like search filters,
     `external_id` exactly (any character, `/` included: such an id cannot be a URL path segment)."""
     stmt = select(Person).order_by(Person.external_id).limit(limit).offset(offset)
@@ -118,13 +136,16 @@ def list_persons(session: Session, query: str | None = None, limit: int = 100, o
     for key, values in (attributes or {}).items():
         stmt = stmt.where(_attribute_in(session.get_bind().dialect.name, key, values))
     if query:
-        # Literal text, not a LIKE pattern: `_`, `%` and backslash are escaped (autoescape), so `q=_` finds an underscore.
+        # Literal text, not a LIKE pattern: `_`, `%` and backslash are escaped (autoescape), so `q=_` finds an
+        # underscore.
         text = query.lower()
-        stmt = stmt.where(or_(
-            func.lower(Person.external_id).contains(text, autoescape=True),
-            func.lower(func.coalesce(Person.display_name, "")).contains(text, autoescape=True),
-            func.lower(cast(Person.attributes, String)).contains(text, autoescape=True),
-        ))
+        stmt = stmt.where(
+            or_(
+                func.lower(Person.external_id).contains(text, autoescape=True),
+                func.lower(func.coalesce(Person.display_name, "")).contains(text, autoescape=True),
+                func.lower(cast(Person.attributes, String)).contains(text, autoescape=True),
+            )
+        )
     return list(session.scalars(stmt))
 
 
@@ -147,13 +168,15 @@ def _attribute_in(dialect: str, key: str, values: list[str]) -> ColumnElement[bo
     return exists(select(1).select_from(member).where(member.c.key == key, member.c.value.in_(values)))
 
 
-def indexed_face_counts(session: Session, person_ids: Sequence[uuid.UUID], model_row_id: int | None) -> dict[uuid.UUID, int]:
+def indexed_face_counts(
+    session: Session, person_ids: Sequence[uuid.UUID], model_row_id: int | None
+) -> dict[uuid.UUID, int]:
     """Searchable faces per person under one model (a photo has a row per model it was indexed with)."""
     if not person_ids or model_row_id is None:
         return {}
     rows = session.execute(
-        select(Face.person_id, func.count()).where(Face.person_id.in_(person_ids), Face.status == FaceStatus.indexed,
-                                                   Face.model_id == model_row_id)
+        select(Face.person_id, func.count())
+        .where(Face.person_id.in_(person_ids), Face.status == FaceStatus.indexed, Face.model_id == model_row_id)
         .group_by(Face.person_id)
     )
     return {pid: n for pid, n in rows}
@@ -164,20 +187,26 @@ def person_ids_by_external_id(session: Session) -> dict[str, uuid.UUID]:
     return {external_id: person_id for external_id, person_id in session.execute(select(Person.external_id, Person.id))}
 
 
-def indexed_face_ids(session: Session, model_row_id: int, person_ids: Sequence[uuid.UUID] | None = None,
-                     chunk: int = 500) -> dict[uuid.UUID, list[uuid.UUID]]:
+def indexed_face_ids(
+    session: Session, model_row_id: int, person_ids: Sequence[uuid.UUID] | None = None, chunk: int = 500
+) -> dict[uuid.UUID, list[uuid.UUID]]:
     """Searchable face ids per person uuid under one model: of the given persons, or of everyone."""
     return _indexed_faces(session, model_row_id, Face.person_id, person_ids, chunk)
 
 
-def _indexed_faces(session: Session, model_row_id: int, key: Any, values: Sequence[Any] | None,
-                   chunk: int) -> dict[Any, list[uuid.UUID]]:
+def _indexed_faces(
+    session: Session, model_row_id: int, key: Any, values: Sequence[Any] | None, chunk: int
+) -> dict[Any, list[uuid.UUID]]:
     """Searchable face ids under one model, grouped by `key` (a person column, filtered to `values` if given)."""
-    stmt = (select(key, Face.id).select_from(Face).join(Person, Face.person_id == Person.id)
-            .where(Face.status == FaceStatus.indexed, Face.model_id == model_row_id)
-            .order_by(key, Face.created_at, Face.id))
+    stmt = (
+        select(key, Face.id)
+        .select_from(Face)
+        .join(Person, Face.person_id == Person.id)
+        .where(Face.status == FaceStatus.indexed, Face.model_id == model_row_id)
+        .order_by(key, Face.created_at, Face.id)
+    )
     wanted = None if values is None else list(values)
-    groups = [None] if wanted is None else [wanted[i:i + chunk] for i in range(0, len(wanted), chunk)]
+    groups = [None] if wanted is None else [wanted[i : i + chunk] for i in range(0, len(wanted), chunk)]
     faces: dict[Any, list[uuid.UUID]] = {}
     for group in groups:
         for value, face_id in session.execute(stmt if group is None else stmt.where(key.in_(group))):
@@ -200,12 +229,19 @@ class PersonRecord:
 
 def person_record(person: Person, faces: int | None = None) -> PersonRecord:
     """A person as plain data, for JSON and tables."""
-    return PersonRecord(str(person.id), person.external_id, person.display_name, person.attributes,
-                        person.created_at.isoformat() if person.created_at else None, faces)
+    return PersonRecord(
+        str(person.id),
+        person.external_id,
+        person.display_name,
+        person.attributes,
+        person.created_at.isoformat() if person.created_at else None,
+        faces,
+    )
 
 
-def indexed_faces_by_person(session: Session, model_row_id: int, external_ids: Sequence[str] | None = None,
-                            chunk: int = 500) -> dict[str, list[uuid.UUID]]:
+def indexed_faces_by_person(
+    session: Session, model_row_id: int, external_ids: Sequence[str] | None = None, chunk: int = 500
+) -> dict[str, list[uuid.UUID]]:
     """Searchable face ids per external id under one model: of the given persons, or of everyone."""
     return _indexed_faces(session, model_row_id, Person.external_id, external_ids, chunk)
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Iterable, Sequence
+from enum import StrEnum
 
 from sqlalchemy import ColumnElement, ScalarSelect, select, update
 from sqlalchemy.orm import Session
 
 from identity.store.sql.db import rowcount
 from identity.store.sql.tables import MatchReview, SearchEvent, SearchHit
+
 
 class ReviewVerdict(StrEnum):
     """A hit's review: the verdict in force (confirmed, rejected), or none yet."""
@@ -39,8 +40,11 @@ def latest_reviews(session: Session, search_ids: Iterable[uuid.UUID]) -> dict[Re
     wanted = list(set(search_ids))
     latest: dict[ReviewKey, MatchReview] = {}
     for start in range(0, len(wanted), 500):  # bounded IN lists
-        rows = session.scalars(select(MatchReview).where(MatchReview.search_id.in_(wanted[start:start + 500]))
-                               .order_by(MatchReview.created_at, MatchReview.id))
+        rows = session.scalars(
+            select(MatchReview)
+            .where(MatchReview.search_id.in_(wanted[start : start + 500]))
+            .order_by(MatchReview.created_at, MatchReview.id)
+        )
         for review in rows:
             latest[(review.search_id, review.face_index, review.person_id)] = review
     return latest
@@ -52,8 +56,7 @@ def rejected_for_image(session: Session, sha256: str, model_id: int) -> dict[int
     rows = session.execute(
         select(MatchReview.face_index, MatchReview.person_id, MatchReview.verdict)
         .join(SearchEvent, MatchReview.search_id == SearchEvent.id)
-        .where(SearchEvent.query_sha256 == sha256, SearchEvent.model_id == model_id,
-               MatchReview.person_id.is_not(None))
+        .where(SearchEvent.query_sha256 == sha256, SearchEvent.model_id == model_id, MatchReview.person_id.is_not(None))
         .order_by(MatchReview.created_at, MatchReview.id)
     ).all()
     verdicts = {(row.face_index, row.person_id): row.verdict for row in rows}
@@ -66,18 +69,29 @@ def rejected_for_image(session: Session, sha256: str, model_id: int) -> dict[int
 
 def face_hits(session: Session, search_id: uuid.UUID, face_index: int) -> list[SearchHit]:
     """The ranked hits of one face of a search, best first."""
-    return list(session.scalars(select(SearchHit).where(SearchHit.search_id == search_id,
-                                                        SearchHit.face_index == face_index)
-                                .order_by(SearchHit.rank)))
+    return list(
+        session.scalars(
+            select(SearchHit)
+            .where(SearchHit.search_id == search_id, SearchHit.face_index == face_index)
+            .order_by(SearchHit.rank)
+        )
+    )
 
 
 def latest_verdict() -> ScalarSelect[str]:
     """The verdict in force on the SearchHit of the enclosing query (NULL: never reviewed)."""
-    return (select(MatchReview.verdict)
-            .where(MatchReview.search_id == SearchHit.search_id, MatchReview.face_index == SearchHit.face_index,
-                   MatchReview.person_id == SearchHit.person_id)
-            .order_by(MatchReview.created_at.desc(), MatchReview.id.desc()).limit(1)
-            .correlate(SearchHit).scalar_subquery())
+    return (
+        select(MatchReview.verdict)
+        .where(
+            MatchReview.search_id == SearchHit.search_id,
+            MatchReview.face_index == SearchHit.face_index,
+            MatchReview.person_id == SearchHit.person_id,
+        )
+        .order_by(MatchReview.created_at.desc(), MatchReview.id.desc())
+        .limit(1)
+        .correlate(SearchHit)
+        .scalar_subquery()
+    )
 
 
 def in_review_state(state: str) -> ColumnElement[bool]:
@@ -88,16 +102,26 @@ def in_review_state(state: str) -> ColumnElement[bool]:
 
 def searches_with_review_state(state: str) -> ColumnElement[bool]:
     """On a SearchEvent: some face of it was a match whose review state is `state`."""
-    return SearchEvent.id.in_(select(SearchHit.search_id).where(SearchHit.rank == 1, SearchHit.decision == "match",
-                                                                in_review_state(state)))
+    return SearchEvent.id.in_(
+        select(SearchHit.search_id).where(SearchHit.rank == 1, SearchHit.decision == "match", in_review_state(state))
+    )
 
 
-def first_hits(session: Session, person_id: uuid.UUID | None = None, since: datetime | None = None,
-               decision: str | None = None, review_state: str | None = None,
-               limit: int | None = None) -> Sequence[tuple[SearchHit, SearchEvent]]:
+def first_hits(
+    session: Session,
+    person_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    decision: str | None = None,
+    review_state: str | None = None,
+    limit: int | None = None,
+) -> Sequence[tuple[SearchHit, SearchEvent]]:
     """The rank-1 hit of every searched face (what its decision was about), with its search, newest first."""
-    stmt = (select(SearchHit, SearchEvent).join(SearchEvent, SearchHit.search_id == SearchEvent.id)
-            .where(SearchHit.rank == 1).order_by(SearchEvent.created_at.desc(), SearchHit.face_index))
+    stmt = (
+        select(SearchHit, SearchEvent)
+        .join(SearchEvent, SearchHit.search_id == SearchEvent.id)
+        .where(SearchHit.rank == 1)
+        .order_by(SearchEvent.created_at.desc(), SearchHit.face_index)
+    )
     if review_state is not None:
         stmt = stmt.where(in_review_state(review_state))
     if person_id is not None:
@@ -113,8 +137,9 @@ def first_hits(session: Session, person_id: uuid.UUID | None = None, since: date
 
 def unlink_reviews(session: Session, person_id: uuid.UUID) -> int:
     """Erasure: the reviews stay (who decided what, when) without the person or the reviewer's note."""
-    return rowcount(session.execute(update(MatchReview).where(MatchReview.person_id == person_id)
-                                    .values(person_id=None, note=None)))
+    return rowcount(
+        session.execute(update(MatchReview).where(MatchReview.person_id == person_id).values(person_id=None, note=None))
+    )
 
 
 def move_reviews(session: Session, from_person: uuid.UUID, to_person: uuid.UUID) -> None:
@@ -124,9 +149,11 @@ def move_reviews(session: Session, from_person: uuid.UUID, to_person: uuid.UUID)
 
 def searches_by_review(session: Session, search_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, set[str]]:
     """Per search, the review states of its matched faces ("confirmed", "rejected", "unreviewed")."""
-    matched = session.execute(select(SearchHit.search_id, SearchHit.face_index, SearchHit.person_id)
-                              .where(SearchHit.search_id.in_(search_ids), SearchHit.rank == 1,
-                                     SearchHit.decision == "match")).all()
+    matched = session.execute(
+        select(SearchHit.search_id, SearchHit.face_index, SearchHit.person_id).where(
+            SearchHit.search_id.in_(search_ids), SearchHit.rank == 1, SearchHit.decision == "match"
+        )
+    ).all()
     reviews = latest_reviews(session, search_ids)
     states: dict[uuid.UUID, set[str]] = {}
     for row in matched:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Iterable, Sequence
+from enum import StrEnum
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from identity.store.sql.tables import SearchEvent, SearchHit
 from identity.store.sql.reviews import searches_with_review_state
+from identity.store.sql.tables import SearchEvent, SearchHit
+
 
 # A face's outcome. A face not searched has no hits: the event's parameters list it under NOT_SEARCHED.
 class Decision(StrEnum):  # a searched face's outcome
@@ -33,9 +34,15 @@ def record_search(session: Session, event: SearchEvent, hits: Iterable[SearchHit
     return event.id
 
 
-def recent_searches(session: Session, person_id: uuid.UUID | None = None, since: datetime | None = None,
-                    limit: int = 100, actor: str | None = None, matched: bool | None = None,
-                    review_state: str | None = None) -> list[SearchEvent]:
+def recent_searches(
+    session: Session,
+    person_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+    actor: str | None = None,
+    matched: bool | None = None,
+    review_state: str | None = None,
+) -> list[SearchEvent]:
     """The newest searches first; when given, only those that returned `person_id`, made at or after
     `since`, by `actor`, in which some face was (`matched`) or no face was (not `matched`) a match, and
     with a match in `review_state` (identity.store.sql.reviews)."""
@@ -62,8 +69,10 @@ def top_hits(session: Session, search_ids: Sequence[uuid.UUID]) -> list[SearchHi
 def hits_of_person(session: Session, person_id: uuid.UUID) -> Sequence[tuple[SearchHit, SearchEvent]]:
     """Every hit that returned the person, with its search, newest search first."""
     return session.execute(
-        select(SearchHit, SearchEvent).join(SearchEvent, SearchHit.search_id == SearchEvent.id)
-        .where(SearchHit.person_id == person_id).order_by(SearchEvent.created_at.desc())
+        select(SearchHit, SearchEvent)
+        .join(SearchEvent, SearchHit.search_id == SearchEvent.id)
+        .where(SearchHit.person_id == person_id)
+        .order_by(SearchEvent.created_at.desc())
     ).all()
 
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
-    LargeBinary,
     DateTime,
     Enum,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -36,12 +36,12 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def naive_utc(moment: datetime) -> datetime:
     """SQLite hands back naive UTC datetimes, Postgres aware ones: compare them as naive UTC."""
-    return moment if moment.tzinfo is None else moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -58,13 +58,13 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(timezone.utc)  # SQLite drops the zone: store UTC wall-clock time
+            value = value.astimezone(UTC)  # SQLite drops the zone: store UTC wall-clock time
         return value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -114,7 +114,7 @@ class Person(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    faces: Mapped[list["Face"]] = relationship(back_populates="person", lazy="raise", passive_deletes=True)
+    faces: Mapped[list[Face]] = relationship(back_populates="person", lazy="raise", passive_deletes=True)
 
 
 class Image(Base):
@@ -178,7 +178,9 @@ class Face(Base):
     roll_deg: Mapped[float | None] = mapped_column(Float)
     status: Mapped[FaceStatus] = mapped_column(_str_enum(FaceStatus, "face_status"), default=FaceStatus.pending)
     rejection: Mapped[str | None] = mapped_column(String(100))
-    detector: Mapped[str | None] = mapped_column(String(50))  # the stage that found it, e.g. "hog/up1"; None: before 0011
+    detector: Mapped[str | None] = mapped_column(
+        String(50)
+    )  # the stage that found it, e.g. "hog/up1"; None: before 0011
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -221,7 +223,9 @@ class SearchEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(200))
     # Both None once a person this search returned was erased: the search happened, not what was asked.
-    query_sha256: Mapped[str | None] = mapped_column(String(64), index=True)  # indexed: a new search finds its image's reviews
+    query_sha256: Mapped[str | None] = mapped_column(
+        String(64), index=True
+    )  # indexed: a new search finds its image's reviews
     query_name: Mapped[str | None] = mapped_column(Text)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     threshold: Mapped[float] = mapped_column(Float)
@@ -229,7 +233,7 @@ class SearchEvent(Base):
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     face_count: Mapped[int] = mapped_column(default=0)
 
-    hits: Mapped[list["SearchHit"]] = relationship(back_populates="search", lazy="raise", passive_deletes=True)
+    hits: Mapped[list[SearchHit]] = relationship(back_populates="search", lazy="raise", passive_deletes=True)
 
 
 class SearchHit(Base):
@@ -279,7 +283,9 @@ class DeploymentRecord(Base):
     __tablename__ = "deployment"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    vector_store: Mapped[str | None] = mapped_column(Text)  # e.g. "edge:/data/vectors#<uuid>", "qdrant:http://host:6333"
+    vector_store: Mapped[str | None] = mapped_column(
+        Text
+    )  # e.g. "edge:/data/vectors#<uuid>", "qdrant:http://host:6333"
     bound_at: Mapped[datetime | None]
     erasure_key: Mapped[str] = mapped_column(String(64))  # hex, secrets.token_hex(32)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -382,8 +388,9 @@ class FaceCluster(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    members: Mapped[list["ClusterMember"]] = relationship(back_populates="cluster", lazy="raise", passive_deletes=True,
-                                                          order_by="ClusterMember.id")
+    members: Mapped[list[ClusterMember]] = relationship(
+        back_populates="cluster", lazy="raise", passive_deletes=True, order_by="ClusterMember.id"
+    )
 
 
 class ClusterMember(Base):

@@ -22,8 +22,9 @@ def session_with_hash(session: Session, token_hash: str) -> UiSession | None:
 
 def revoke_sessions_of_key(session: Session, key_id: str, when: datetime) -> int:
     """End every open session opened with the key; how many were open."""
-    done = session.execute(update(UiSession).where(UiSession.key_id == key_id, UiSession.revoked_at.is_(None))
-                           .values(revoked_at=when))
+    done = session.execute(
+        update(UiSession).where(UiSession.key_id == key_id, UiSession.revoked_at.is_(None)).values(revoked_at=when)
+    )
     return int(rowcount(done) or 0)
 
 

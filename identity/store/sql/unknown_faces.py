@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Iterable, Sequence
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -29,8 +29,11 @@ def unknown_faces_since(session: Session, model_row_id: int, since: datetime | N
 
 def unknown_faces_by_id(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, UnknownFace]:
     wanted = list(set(ids))
-    return {row.id: row for row in session.scalars(select(UnknownFace).where(UnknownFace.id.in_(wanted)))} \
-        if wanted else {}
+    return (
+        {row.id: row for row in session.scalars(select(UnknownFace).where(UnknownFace.id.in_(wanted)))}
+        if wanted
+        else {}
+    )
 
 
 def unknown_face_keys(session: Session) -> list[tuple[uuid.UUID, int, str]]:

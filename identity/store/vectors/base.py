@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -71,9 +72,7 @@ class VectorIndex(Protocol):
     def delete_person(self, person_id: uuid.UUID) -> None:
         """Delete every point whose payload person_id matches."""
 
-    def search(
-        self, vector: np.ndarray, k: int, person_ids: Sequence[uuid.UUID] | None = None
-    ) -> list[VectorHit]:
+    def search(self, vector: np.ndarray, k: int, person_ids: Sequence[uuid.UUID] | None = None) -> list[VectorHit]:
         """The k nearest faces, best first, optionally only among the given persons."""
 
     def search_batch(self, vectors: np.ndarray, k: int) -> list[list[VectorHit]]:
@@ -118,7 +117,7 @@ class VectorIndex(Protocol):
     def close(self) -> None:
         """Release the engine (for the embedded engine: its exclusive lock)."""
 
-    def __enter__(self) -> "VectorIndex": ...
+    def __enter__(self) -> VectorIndex: ...
 
     def __exit__(self, *exc: object) -> None: ...
 
@@ -154,7 +153,7 @@ def collection_name(model_id: str, kind: str = FACES) -> str:
 
 def sibling_name(faces_collection: str, kind: str) -> str:
     """The collection of `kind` that goes with a face collection (whatever its exact name)."""
-    return kind + faces_collection[len(FACES):]
+    return kind + faces_collection[len(FACES) :]
 
 
 def as_matrix(vectors: np.ndarray | Sequence[np.ndarray], dim: int) -> np.ndarray:

@@ -103,8 +103,9 @@ def _write_server_database_id(settings: Settings, database_id: str, client: Any)
         if conn.call(conn.client.collection_exists, META_COLLECTION):
             conn.call(conn.client.update_collection, META_COLLECTION, metadata={META_KEY: database_id})
         else:
-            conn.call(conn.client.create_collection, META_COLLECTION, vectors_config={},
-                      metadata={META_KEY: database_id})
+            conn.call(
+                conn.client.create_collection, META_COLLECTION, vectors_config={}, metadata={META_KEY: database_id}
+            )
 
 
 def _server_in_use(settings: Settings, client: Any) -> bool:

@@ -32,10 +32,11 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Callable, Concatenate, Iterator, ParamSpec, Sequence, TypeVar
+from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 from qdrant_edge import (
@@ -76,7 +77,6 @@ from identity.store.vectors.base import (
     as_matrix,
     collection_name,
 )
-from identity.store.vectors.space import SET_ASIDE, ensure_space
 from identity.store.vectors.common import (
     INT8_QUANTILE,
     OVERSAMPLING,
@@ -88,6 +88,7 @@ from identity.store.vectors.common import (
     point_matrix,
     to_hit,
 )
+from identity.store.vectors.space import SET_ASIDE, ensure_space
 
 FULL_SCAN_THRESHOLD_KB = 10_000  # segments smaller than this are scanned, not graph-searched
 LOCK_FILE = ".lock"
@@ -99,14 +100,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _one_at_a_time(method: Callable[Concatenate["EdgeIndex", P], R]) -> Callable[Concatenate["EdgeIndex", P], R]:
+def _one_at_a_time(method: Callable[Concatenate[EdgeIndex, P], R]) -> Callable[Concatenate[EdgeIndex, P], R]:
     """Run a method under the index's lock. The shard is not to be used by two threads at once, and the
     lock lives here, at the engine that needs it, so every holder of the collection in the process is
     serialized (a Qdrant server orders concurrent calls itself). A search's vector work takes milliseconds,
     its inference tens, so the wait is short; uncontended, the lock costs well under a microsecond."""
 
     @functools.wraps(method)
-    def locked(index: "EdgeIndex", /, *args: P.args, **kwargs: P.kwargs) -> R:
+    def locked(index: EdgeIndex, /, *args: P.args, **kwargs: P.kwargs) -> R:
         with index._mutex:
             return method(index, *args, **kwargs)
 
@@ -139,7 +140,7 @@ class EdgeIndex:
         self.path = settings.edge_dir / self.collection
 
     @classmethod
-    def open(cls, settings: Settings, model_id: str, dim: int, kind: str = FACES) -> "EdgeIndex":
+    def open(cls, settings: Settings, model_id: str, dim: int, kind: str = FACES) -> EdgeIndex:
         """Open the model's collection of this kind, creating it if missing (NoSpace when the disk is too full)."""
         # Before the engine maps a page the disk cannot back, which would be SIGBUS (store/vectors/space.py).
         ensure_space(settings.edge_dir, settings.vectors.preallocate)
@@ -167,8 +168,7 @@ class EdgeIndex:
         matrix = point_matrix(points, self.dim)
         # Lists, not arrays: the binding converts a list ~1.5x faster.
         batch = [
-            Point(id=p.face_id, vector=row.tolist(), payload=payload(p))
-            for p, row in zip(points, matrix, strict=True)
+            Point(id=p.face_id, vector=row.tolist(), payload=payload(p)) for p, row in zip(points, matrix, strict=True)
         ]
         self._engine.update(UpdateOperation.upsert_points(batch))
         self._engine.flush()  # the WAL survives a crashed process; flush makes segments durable too
@@ -185,9 +185,7 @@ class EdgeIndex:
         self._engine.flush()
 
     @_one_at_a_time
-    def search(
-        self, vector: np.ndarray, k: int, person_ids: Sequence[uuid.UUID] | None = None
-    ) -> list[VectorHit]:
+    def search(self, vector: np.ndarray, k: int, person_ids: Sequence[uuid.UUID] | None = None) -> list[VectorHit]:
         check_k(k)
         query = as_matrix(vector, self.dim)[0]
         if person_ids is not None and not person_ids:
@@ -234,10 +232,7 @@ class EdgeIndex:
         # A person found near a round's cut-off may have more good faces: fetch them per person.
         requests = [self._request(query, faces_per_person, _filter([p.person_id])) for p in short]
         fills = self._engine.query_batch(QueryBatchRequest(requests))
-        faces = {
-            p.person_id: [to_hit(x.id, x.payload, x.score) for x in f]
-            for p, f in zip(short, fills, strict=True)
-        }
+        faces = {p.person_id: [to_hit(x.id, x.payload, x.score) for x in f] for p, f in zip(short, fills, strict=True)}
         return [
             PersonHit(p.person_id, faces[p.person_id][0].score, tuple(faces[p.person_id]))
             if faces.get(p.person_id)
@@ -316,8 +311,12 @@ class EdgeIndex:
         old_lock.close()
         fsync_dir(self.path.parent)
         self._shard = _open_shard(self.path, self.dim, self._settings.vectors)
-        return PurgeResult("qdrant-edge", "shard rebuilt from its live points", points_kept=kept,
-                           seconds=round(time.monotonic() - started, 3))
+        return PurgeResult(
+            "qdrant-edge",
+            "shard rebuilt from its live points",
+            points_kept=kept,
+            seconds=round(time.monotonic() - started, 3),
+        )
 
     @_one_at_a_time
     def set_aside(self) -> Path:
@@ -341,10 +340,10 @@ class EdgeIndex:
         self._shard = _open_shard(self.path, self.dim, self._settings.vectors)
         return aside
 
-    def templates(self) -> "EdgeIndex":
+    def templates(self) -> EdgeIndex:
         return self.sibling(TEMPLATES)
 
-    def sibling(self, kind: str) -> "EdgeIndex":
+    def sibling(self, kind: str) -> EdgeIndex:
         if self.kind != FACES:
             raise ValueError(f"{self.collection} is not a face collection")
         return EdgeIndex.open(self._settings, self._model_id, self.dim, kind)
@@ -360,7 +359,7 @@ class EdgeIndex:
         finally:
             self._lock.close()  # closing the descriptor drops the flock
 
-    def __enter__(self) -> "EdgeIndex":
+    def __enter__(self) -> EdgeIndex:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -406,7 +405,10 @@ def damaged(path: Path, exc: BaseException) -> StoreDamaged:
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return StoreDamaged(
         f"vector store {path} is damaged ({reason}): run `identity doctor --repair`, which sets it aside and "
-        "rebuilds it from the database and the photos", path=str(path), reason=reason)
+        "rebuilds it from the database and the photos",
+        path=str(path),
+        reason=reason,
+    )
 
 
 def _filter(person_ids: Sequence[uuid.UUID] | None, exclude: set[uuid.UUID] | None = None) -> Filter | None:
@@ -435,7 +437,10 @@ def _adopt_generations(root: Path, model_id: str) -> None:
         if not match:
             raise StoreUnavailable(f"{pointer} is corrupt ({live!r}); it should name a shard such as {alias}_g1")
         for kind in (FACES, TEMPLATES):
-            old, new = root / f"{collection_name(model_id, kind)}_g{match.group(1)}", root / collection_name(model_id, kind)
+            old, new = (
+                root / f"{collection_name(model_id, kind)}_g{match.group(1)}",
+                root / collection_name(model_id, kind),
+            )
             if old.exists() and not new.exists():
                 os.rename(old, new)
             generations = re.compile(re.escape(collection_name(model_id, kind)) + r"_g\d+(\..*)?")
@@ -467,8 +472,12 @@ def _acquire(path: Path, settings: Settings) -> IO[str]:
         handle.close()
         raise _locked(path, holder, settings) from None
     handle.truncate(0)
-    stamp = {"pid": os.getpid(), "command": process.command(), "host": socket.gethostname(),
-             "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    stamp = {
+        "pid": os.getpid(),
+        "command": process.command(),
+        "host": socket.gethostname(),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     handle.write(json.dumps(stamp))
     handle.flush()
     return handle
@@ -495,15 +504,20 @@ def _locked(path: Path, holder: dict[str, Any], settings: Settings) -> StoreLock
         facts.append(f"since {holder['started']}")
     if settings.sql_url.startswith("postgresql"):
         # With a shared database the tempting fix (another data directory) would split the vectors.
-        advice = ("the embedded vector store takes one process at a time: stop it to run this one; for several "
-                  "workers use a Qdrant server (IDENTITY_QDRANT_URL), as another data directory would split "
-                  "the deployment's vectors")
+        advice = (
+            "the embedded vector store takes one process at a time: stop it to run this one; for several "
+            "workers use a Qdrant server (IDENTITY_QDRANT_URL), as another data directory would split "
+            "the deployment's vectors"
+        )
     else:
         advice = "the embedded vector store takes one process at a time: wait for it to finish, or stop it"
     return StoreLocked(
         f"vector store {path} is held by {who} ({', '.join(facts)}); {advice}",
-        path=str(path), holder_pid=holder.get("pid"), holder_command=holder.get("command"),
-        holder_host=holder.get("host"), holder_started=holder.get("started"),
+        path=str(path),
+        holder_pid=holder.get("pid"),
+        holder_command=holder.get("command"),
+        holder_host=holder.get("host"),
+        holder_started=holder.get("started"),
     )
 
 
@@ -521,7 +535,7 @@ def set_aside_shard(settings: Settings, path: Path) -> Path:
 
 
 def _aside_path(path: Path) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return path.with_name(f"{path.name}{SET_ASIDE}{stamp}")
 
 
@@ -566,10 +580,12 @@ def _copy_live(source: EdgeShard, target: Path, dim: int, params: VectorSettings
                 ScrollRequest(offset=offset, limit=COPY_BATCH, with_payload=True, with_vector=True)
             )
             if records:
-                shard.update(UpdateOperation.upsert_points(
-                    # with_vector=True: every record carries its vector, though the type allows None
-                    [Point(id=r.id, vector=r.vector, payload=r.payload) for r in records]  # type: ignore[arg-type]
-                ))
+                shard.update(
+                    UpdateOperation.upsert_points(
+                        # with_vector=True: every record carries its vector, though the type allows None
+                        [Point(id=r.id, vector=r.vector, payload=r.payload) for r in records]  # type: ignore[arg-type]
+                    )
+                )
                 kept += len(records)
             if offset is None:
                 break
@@ -627,5 +643,8 @@ def _open_shard(path: Path, dim: int, params: VectorSettings) -> EdgeShard:
         raise StoreDamaged(
             f"cannot open vector store {path} ({reason}): if it is damaged, run `identity doctor --repair`, which "
             "sets it aside and rebuilds it from the database and the photos",
-            path=str(path), reason=reason, unopenable=True) from None
+            path=str(path),
+            reason=reason,
+            unopenable=True,
+        ) from None
     return shard

@@ -7,7 +7,7 @@ contract as the engines, so the same contract tests hold it to it.
 from __future__ import annotations
 
 import uuid
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -61,9 +61,7 @@ class ExactIndex:
             size = len(self._faces)
             self.delete([self._faces[i] for i in np.flatnonzero(self._codes[:size] == code)])
 
-    def search(
-        self, vector: np.ndarray, k: int, person_ids: Sequence[uuid.UUID] | None = None
-    ) -> list[VectorHit]:
+    def search(self, vector: np.ndarray, k: int, person_ids: Sequence[uuid.UUID] | None = None) -> list[VectorHit]:
         check_k(k)
         rows, scores = self._scores(as_matrix(vector, self.dim)[0], person_ids)
         top = _top(scores, k)
@@ -112,13 +110,13 @@ class ExactIndex:
 
     def purge(self) -> PurgeResult:
         """Zero the rows past the live ones: a deleted vector may still sit there."""
-        self._vectors[len(self._faces):] = 0
+        self._vectors[len(self._faces) :] = 0
         return PurgeResult("exact", "in memory; freed rows zeroed")
 
     def close(self) -> None:
         """Nothing to release."""
 
-    def __enter__(self) -> "ExactIndex":
+    def __enter__(self) -> ExactIndex:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -137,9 +135,7 @@ class ExactIndex:
             self._vectors = np.resize(self._vectors, (capacity, self.dim))
             self._codes = np.resize(self._codes, capacity)
 
-    def _scores(
-        self, query: np.ndarray, person_ids: Sequence[uuid.UUID] | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _scores(self, query: np.ndarray, person_ids: Sequence[uuid.UUID] | None) -> tuple[np.ndarray, np.ndarray]:
         """Candidate rows and their cosine scores, limited to the given persons if any."""
         size = len(self._faces)
         if person_ids is None:  # a slice, not a fancy index: no copy of the matrix

@@ -14,8 +14,9 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from qdrant_client import QdrantClient, models
@@ -113,9 +114,7 @@ class QdrantServerIndex:
         self._settings = settings
         self._model_id = model_id
         vectors = settings.vectors
-        rescore = models.QuantizationSearchParams(
-            ignore=vectors.exact, rescore=True, oversampling=OVERSAMPLING
-        )
+        rescore = models.QuantizationSearchParams(ignore=vectors.exact, rescore=True, oversampling=OVERSAMPLING)
         params = models.SearchParams(hnsw_ef=vectors.search_ef, exact=vectors.exact, quantization=rescore)
         # Local mode always searches exactly and warns when given search params.
         self._params = None if settings.qdrant_url == MEMORY else params
@@ -130,7 +129,7 @@ class QdrantServerIndex:
         model_id: str,
         dim: int,
         client: QdrantClient | None = None,
-    ) -> "QdrantServerIndex":
+    ) -> QdrantServerIndex:
         """Ensure and open the model's face collection (the one an older deployment's alias names, if any).
 
         ``client``: an already-open client to use and leave open (tests share one ``:memory:`` store).
@@ -152,9 +151,7 @@ class QdrantServerIndex:
             info = conn.call(conn.client.get_collection, self.collection)
             size = getattr(info.config.params.vectors, "size", None)
             if size != self.dim:
-                raise DimensionMismatch(
-                    f"collection {self.collection} holds {size}-d vectors, not {self.dim}-d"
-                )
+                raise DimensionMismatch(f"collection {self.collection} holds {size}-d vectors, not {self.dim}-d")
         else:
             vectors = self._settings.vectors
             try:
@@ -162,9 +159,7 @@ class QdrantServerIndex:
                     conn.client.create_collection,
                     self.collection,
                     vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
-                    hnsw_config=models.HnswConfigDiff(
-                        m=vectors.hnsw_m, ef_construct=vectors.hnsw_ef_construct
-                    ),
+                    hnsw_config=models.HnswConfigDiff(m=vectors.hnsw_m, ef_construct=vectors.hnsw_ef_construct),
                     quantization_config=models.ScalarQuantization(
                         scalar=models.ScalarQuantizationConfig(
                             type=models.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True
@@ -218,8 +213,9 @@ class QdrantServerIndex:
         if not face_ids:
             return {}
         conn = self._live
-        records = conn.call(conn.client.retrieve, self.collection, ids=[str(f) for f in face_ids],
-                            with_payload=False, with_vectors=True)
+        records = conn.call(
+            conn.client.retrieve, self.collection, ids=[str(f) for f in face_ids], with_payload=False, with_vectors=True
+        )
         return {uuid.UUID(str(r.id)): np.asarray(r.vector, dtype=np.float32) for r in records}
 
     def set_person(self, face_ids: Sequence[uuid.UUID], person_id: uuid.UUID) -> None:
@@ -227,15 +223,22 @@ class QdrantServerIndex:
             return
         conn = self._live
         # Qdrant fails on an unknown id; the contract ignores them, so keep only known ones.
-        known = [r.id for r in conn.call(conn.client.retrieve, self.collection, ids=[str(f) for f in face_ids],
-                                         with_payload=False, with_vectors=False)]
+        known = [
+            r.id
+            for r in conn.call(
+                conn.client.retrieve,
+                self.collection,
+                ids=[str(f) for f in face_ids],
+                with_payload=False,
+                with_vectors=False,
+            )
+        ]
         if known:
-            conn.call(conn.client.set_payload, self.collection, payload={PERSON_KEY: str(person_id)},
-                      points=known, wait=True)
+            conn.call(
+                conn.client.set_payload, self.collection, payload={PERSON_KEY: str(person_id)}, points=known, wait=True
+            )
 
-    def search(
-        self, vector: np.ndarray, k: int, person_ids: Sequence[uuid.UUID] | None = None
-    ) -> list[VectorHit]:
+    def search(self, vector: np.ndarray, k: int, person_ids: Sequence[uuid.UUID] | None = None) -> list[VectorHit]:
         check_k(k)
         query = as_matrix(vector, self.dim)[0]
         if person_ids is not None and not person_ids:
@@ -333,8 +336,13 @@ class QdrantServerIndex:
             vacuumed = self._wait_green(PURGE_WAIT_S)
         finally:
             self._set_vacuum(before.deleted_threshold, before.vacuum_min_vector_number)
-        return PurgeResult("qdrant", "vacuum optimizer with thresholds lowered", vacuum_finished=vacuumed,
-                           seconds=round(time.monotonic() - started, 3), not_forced=list(NOT_FORCED))
+        return PurgeResult(
+            "qdrant",
+            "vacuum optimizer with thresholds lowered",
+            vacuum_finished=vacuumed,
+            seconds=round(time.monotonic() - started, 3),
+            not_forced=list(NOT_FORCED),
+        )
 
     def _set_vacuum(self, deleted_threshold: float | None, min_vectors: int | None) -> None:
         conn = self._live
@@ -351,17 +359,18 @@ class QdrantServerIndex:
             time.sleep(1.0)
         return False
 
-    def templates(self) -> "QdrantServerIndex":
+    def templates(self) -> QdrantServerIndex:
         return self.sibling(TEMPLATES)
 
-    def sibling(self, kind: str) -> "QdrantServerIndex":
+    def sibling(self, kind: str) -> QdrantServerIndex:
         if self.kind != FACES:
             raise ValueError(f"{self.collection} is not a face collection")
         conn = self._live
         conn.users += 1  # the sibling shares this client (a :memory: store lives in it)
         try:
-            index = QdrantServerIndex(conn, self._settings, self._model_id, self.dim,
-                                      sibling_name(self.collection, kind), kind)
+            index = QdrantServerIndex(
+                conn, self._settings, self._model_id, self.dim, sibling_name(self.collection, kind), kind
+            )
             index.ensure()
             return index
         except BaseException:
@@ -373,7 +382,7 @@ class QdrantServerIndex:
             self._conn.release()
             self._conn = None
 
-    def __enter__(self) -> "QdrantServerIndex":
+    def __enter__(self) -> QdrantServerIndex:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -69,10 +69,13 @@ def preallocate(root: Path) -> None:
             except OSError as exc:
                 if exc.errno != errno.ENOSPC:
                     raise
-                raise NoSpace(f"not enough free disk space to preallocate the vector store {root} "
-                              f"(IDENTITY_VECTORS__PREALLOCATE): {free_bytes(root) / MB:.0f} MB free, "
-                              f"{unallocated_bytes(root) / MB:.0f} MB still to allocate: free some space or move the "
-                              "data directory (IDENTITY_DATA_DIR) to a larger disk", path=str(root)) from None
+                raise NoSpace(
+                    f"not enough free disk space to preallocate the vector store {root} "
+                    f"(IDENTITY_VECTORS__PREALLOCATE): {free_bytes(root) / MB:.0f} MB free, "
+                    f"{unallocated_bytes(root) / MB:.0f} MB still to allocate: free some space or move the "
+                    "data directory (IDENTITY_DATA_DIR) to a larger disk",
+                    path=str(root),
+                ) from None
 
 
 def ensure_space(root: Path, allocate: bool) -> None:
@@ -89,7 +92,11 @@ def check_space(root: Path) -> None:
     if free < needed:
         raise NoSpace(
             f"not enough free disk space for the vector store {root}: {free / MB:.0f} MB free, {needed / MB:.0f} MB "
-            f"needed (its sparse files may still claim {(needed - len(FILE_KINDS) * GROWTH_STEP - MARGIN) / MB:.0f} MB, "
+            f"needed (its sparse files may still claim {(needed - len(FILE_KINDS) * GROWTH_STEP - MARGIN) / MB:.0f}"
+            f" MB, "
             f"plus {len(FILE_KINDS)} growth steps of {GROWTH_STEP // MB} MB and a margin): free some space or move "
             "the data directory (IDENTITY_DATA_DIR) to a larger disk",
-            path=str(root), free_bytes=free, needed_bytes=needed)
+            path=str(root),
+            free_bytes=free,
+            needed_bytes=needed,
+        )

@@ -38,7 +38,7 @@ class StoreRef:
         return f"qdrant:{self.location}"
 
     @classmethod
-    def parse(cls, uri: str) -> "StoreRef":
+    def parse(cls, uri: str) -> StoreRef:
         kind, _, rest = uri.partition(":")
         if kind == "edge":
             location, _, store_id = rest.rpartition("#")
@@ -47,7 +47,7 @@ class StoreRef:
             return cls("memory" if rest == MEMORY else "qdrant", rest)
         raise StoreUnavailable(f"the database names an unknown kind of vector store {uri!r}")
 
-    def same_store(self, other: "StoreRef") -> bool:
+    def same_store(self, other: StoreRef) -> bool:
         if self.kind != other.kind:
             return False
         if self.kind == "edge":

@@ -9,7 +9,7 @@ checks) left out and reported.
 from __future__ import annotations
 
 import uuid
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -27,13 +27,17 @@ def is_unit(vector: np.ndarray) -> bool:
 def damaged_vectors(index: VectorIndex, bad: Iterable[uuid.UUID]) -> StoreDamaged:
     ids = sorted(str(f) for f in bad)
     collection = getattr(index, "collection", "the vector store")
-    return StoreDamaged(f"{len(ids)} stored vectors of {collection} are damaged (not of unit norm), e.g. point "
-                        f"{ids[0]}: run `identity doctor --deep --repair` to re-embed them from their photos",
-                        collection=str(collection), points=ids)
+    return StoreDamaged(
+        f"{len(ids)} stored vectors of {collection} are damaged (not of unit norm), e.g. point "
+        f"{ids[0]}: run `identity doctor --deep --repair` to re-embed them from their photos",
+        collection=str(collection),
+        points=ids,
+    )
 
 
-def intact_vectors(index: VectorIndex, ids: Sequence[uuid.UUID],
-                   damaged: set[uuid.UUID] | None = None) -> dict[uuid.UUID, np.ndarray]:
+def intact_vectors(
+    index: VectorIndex, ids: Sequence[uuid.UUID], damaged: set[uuid.UUID] | None = None
+) -> dict[uuid.UUID, np.ndarray]:
     """The stored vectors of these ids; a damaged one raises StoreDamaged, or, when `damaged` is given,
     is left out and added to it."""
     vectors = index.vectors(ids)
