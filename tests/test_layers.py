@@ -13,11 +13,16 @@ Each rule also has a test on made-up sources that proves its checker can fail.
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# the import graph's components are found by the same code that benchmarks/compare_trees.py counts circles with
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from tree_structure import strongly_connected  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIRS = {"identity": REPO_ROOT / "identity", "identity_cli": REPO_ROOT / "cli"}
@@ -267,48 +272,9 @@ def import_circles(found: Iterable[Import], sources: Mapping[str, Source]) -> di
     for i in found:
         if i.target in sources and i.target != i.importer:
             graph[i.importer].add(i.target)
-    return {frozenset(group): _a_circle(graph, group) for group in _strongly_connected(graph) if len(group) > 1}
-
-
-def _strongly_connected(graph: Mapping[str, set[str]]) -> list[set[str]]:
-    """Tarjan's algorithm, iterative (no recursion limit on a long chain)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    groups = []
-    for root in sorted(graph):
-        if root in index:
-            continue
-        work = [(root, iter(sorted(graph[root])))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is not None:
-                if child not in index:
-                    index[child] = low[child] = len(index)
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(graph[child]))))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                group = set()
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    group.add(member)
-                    if member == node:
-                        break
-                groups.append(group)
-    return groups
+    return {
+        frozenset(group): _a_circle(graph, group) for group in map(set, strongly_connected(graph)) if len(group) > 1
+    }
 
 
 def _a_circle(graph: Mapping[str, set[str]], group: set[str]) -> list[str]:
