@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,3 +124,16 @@ def test_a_setting_without_a_comment_stops_the_generator() -> None:
     assert comments["undocumented"] == ""
     with pytest.raises(LookupError, match="_Commented.undocumented has no comment"):
         config_reference.entries(_Commented)
+
+
+def test_the_python_example_names_what_the_code_has() -> None:
+    """design.md's "From Python" snippet: its imports resolve and the calls it makes take what it passes."""
+    page = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    snippet = page.split("## From Python", 1)[1]
+    code = "\n".join(line[4:] for line in snippet.splitlines() if line.startswith("    "))
+    imports = "\n".join(line for line in code.splitlines() if line.startswith(("from ", "import ")))
+    assert "search_image" in imports and "App" in imports, code
+    names: dict[str, object] = {}
+    exec(compile(imports, "design.md", "exec"), names)  # a moved module or a renamed name fails here
+    assert list(inspect.signature(names["search_image"]).parameters)[:3] == ["app", "path", "options"]
+    assert "must_exist" in inspect.signature(names["App"].open).parameters
