@@ -19,8 +19,7 @@ from identity.errors import ImageError
 from identity.faces import load_image
 from identity.pathnames import fs_path
 from identity.serialize import to_json
-from identity.services.records.audit import AuditReport
-from identity.store.sql.faces import face_boxes
+from identity.services.records.audit import AuditReport, face_sources
 
 THUMB_PX = 128
 MARGIN = 0.25  # context around the face box, as a share of its size
@@ -44,9 +43,7 @@ def thumbnail_data_uri(source_path: str, bbox: list[float]) -> str | None:
 
 def face_thumbnails(app: App, face_ids: Iterable[str]) -> dict[str, str]:
     """Data URIs of the given faces (ids as strings), for pages; faces whose source is gone are left out."""
-    wanted = {uuid.UUID(f) for f in face_ids}
-    with app.sessions() as session:
-        boxes = face_boxes(session, list(wanted))
+    boxes = face_sources(app, list({uuid.UUID(f) for f in face_ids}))
     found = {str(face_id): thumbnail_data_uri(path, bbox) for face_id, (path, bbox) in boxes.items()}
     return {face_id: uri for face_id, uri in found.items() if uri}
 

@@ -9,20 +9,18 @@ from collections.abc import Sequence
 
 from identity.app.core import App
 from identity.render.audit_html import thumbnail_data_uri
-from identity.services.clustering.clusters import ClusterFace, ClusterView
-from identity.store.sql.unknown_faces import unknown_faces_by_id
+from identity.services.clustering.clusters import ClusterFace, ClusterView, kept_thumbnails
 
 
 def cluster_thumbnails(app: App, faces: Sequence[ClusterFace]) -> dict[str, str]:
     """Data URIs by face key: cut from the photo where it is still there, else the kept thumbnail."""
-    with app.sessions() as session:
-        kept = unknown_faces_by_id(session, [uuid.UUID(f.unknown_face_id) for f in faces if f.unknown_face_id])
+    kept = kept_thumbnails(app, [uuid.UUID(f.unknown_face_id) for f in faces if f.unknown_face_id])
     uris = {}
     for face in faces:
         uri = thumbnail_data_uri(face.source_path, face.bbox) if face.source_path else None
-        row = kept.get(uuid.UUID(face.unknown_face_id)) if face.unknown_face_id else None
-        if uri is None and row is not None and row.thumbnail:
-            uri = "data:image/jpeg;base64," + base64.b64encode(row.thumbnail).decode("ascii")
+        thumbnail = kept.get(uuid.UUID(face.unknown_face_id)) if face.unknown_face_id else None
+        if uri is None and thumbnail:
+            uri = "data:image/jpeg;base64," + base64.b64encode(thumbnail).decode("ascii")
         if uri:
             uris[face.face_key] = uri
     return uris

@@ -239,6 +239,13 @@ def _cluster_and_store(dep: Deployment, run: ClusterRun, faces: list[_Face]) -> 
     return run
 
 
+def kept_thumbnails(app: App, unknown_face_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+    """The thumbnails kept with unknown faces (their photo may be gone), by unknown face id."""
+    with app.sessions() as session:
+        rows = unknown_faces_by_id(session, unknown_face_ids)
+    return {face_id: row.thumbnail for face_id, row in rows.items() if row.thumbnail}
+
+
 def cluster_id(model_id: str, face_keys: Sequence[str]) -> str:
     """A digest of the members: the same faces give the same id on every run."""
     digest = hashlib.sha256("\n".join([model_id, *sorted(face_keys)]).encode()).hexdigest()
