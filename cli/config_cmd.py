@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -24,7 +24,7 @@ def show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
     if as_json:
         print_json(described)
         return
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key, value in described.items():
         if isinstance(value, dict):
             rows.extend({"setting": f"{key}.{k}", "value": v} for k, v in value.items())

@@ -81,8 +81,8 @@ def calibrate(
             raise InvalidArgument("give --far (1:1 comparisons) or --fpir (searches), not both")
         options = EvalOptions(workers=workers, gallery_images=gallery_images)
         with open_app() as core, stage_progress() as stage:
-            result = calibrate_fpir(core, folder, fpir, options, stage)
-        render(to_json(result), as_json, title="calibrated")
+            by_fpir = calibrate_fpir(core, folder, fpir, options, stage)
+        render(to_json(by_fpir), as_json, title="calibrated")
         return
     far = 1e-3 if far is None else far
     if not 0 < far < 1:

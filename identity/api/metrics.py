@@ -37,8 +37,10 @@ class Metrics:
             "# TYPE identity_http_requests_total counter",
         ]
         with self._lock:
-            for (method, route, status), n in sorted(self._requests.items()):
-                lines.append(f'identity_http_requests_total{{method="{method}",route="{route}",status="{status}"}} {n}')
+            for (method, route, code), requests in sorted(self._requests.items()):
+                lines.append(
+                    f'identity_http_requests_total{{method="{method}",route="{route}",status="{code}"}} {requests}'
+                )
             lines += [
                 "# HELP identity_http_request_seconds Request latency by route.",
                 "# TYPE identity_http_request_seconds histogram",
