@@ -54,24 +54,13 @@ class ApiContext:
         self.max_upload_bytes = int(self.settings.api.max_upload_mb * 1_000_000)
         threads = self.settings.api.inference_workers or os.cpu_count() or 1
         self.inference = ThreadExecutor(self._new_pipeline, threads, self.settings.api.queue_limit)
-        self._dep_lock = threading.RLock()  # the App opens collections once: one thread asks at a time
-        self._dep: Deployment | None = None
         self._wake, self._stop = threading.Event(), threading.Event()
         self._jobs = threading.Thread(target=self._run_jobs, name="identity-jobs", daemon=True)
 
     def deployment(self) -> Deployment:
-        """The active model's deployment, shared by the request threads and the background worker."""
-        with self._dep_lock:
-            if self._dep is None:
-                self._dep = deployment_of(self.core)
-            return self._dep
-
-    def _renewed(self, core: App) -> Deployment:
-        """run_worker's `deployment_of`: asked again at each of its rounds (after a model switch released the
-        old one), so the requests follow the store as the worker does."""
-        with self._dep_lock:
-            self._dep = deployment_of(core)
-            return self._dep
+        """The active model's deployment, shared by the request threads and the background worker: the App keeps
+        it (prepared once, under its lock) until a model switch releases it, then prepares the new one."""
+        return deployment_of(self.core)
 
     def _new_pipeline(self) -> FacePipeline:
         """An inference thread's own pipeline, of the deployment's model: models are not shared between threads."""
@@ -118,7 +107,6 @@ class ApiContext:
                     wake=self._wake,
                     analyse=self.inference.analyse,
                     reindex=False,
-                    deployment_of=self._renewed,
                     summary=_Tally(batch="*"),
                 )
             except Exception:

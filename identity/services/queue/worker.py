@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable, Iterator
 
 from identity.app.core import App
-from identity.app.deployment import Deployment
 from identity.faces import process_paths_parallel
 from identity.services.curation.erasure import retry_pending
 from identity.services.enrollment.writer import EnrollmentWriter
@@ -49,7 +48,6 @@ def run_worker(
     wake: threading.Event | None = None,
     analyse: Analyse | None = None,
     reindex: bool = True,
-    deployment_of: Callable[[App], Deployment] = lambda app: app.deployment(write=True),
     summary: EnrollSummary | None = None,
 ) -> EnrollSummary:
     """Claim and process jobs; returns what was processed. `on_open` runs once the store first opened
@@ -58,7 +56,6 @@ def run_worker(
     `stop`/`wake`: events another thread sets to end the worker, or to end an idle wait now (jobs queued).
     `analyse`: how images are detected and embedded (process_queue's; default: `workers` processes).
     `reindex`: also run reindex jobs (each needs its target's pack, in worker processes).
-    `deployment_of`: how a round gets its deployment (the server shares the one its requests use).
     `summary`: where the figures add up (the server's keeps no per-job results)."""
     stop, wake = stop or threading.Event(), wake or threading.Event()
     summary = summary or EnrollSummary(batch="*")
@@ -70,7 +67,7 @@ def run_worker(
         wake.clear()
 
     while not stop.is_set() and not (drain and idle):
-        dep = deployment_of(app)
+        dep = app.deployment(write=True)
         if on_result is None:
             on_result = on_open()
         writer = EnrollmentWriter(dep, subject)
