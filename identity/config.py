@@ -199,6 +199,14 @@ class ReviewSettings:
     unknown_retention_days: float = setting(
         30.0, 0, 36_500
     )  # kept unknown faces are erased from the data files after this long
+    # Keep a small JPEG of each searched face's aligned crop with its search-log row, for `match` decisions
+    # and `unknown` ones within near_threshold of the threshold, so a reviewer sees the face that was matched.
+    keep_search_thumbnails: bool = True
+    search_thumbnail_retention_days: float = setting(
+        90.0, 0, 36_500
+    )  # searched faces' thumbnails are erased after this long
+    # An `unknown` whose decision score is this close below the threshold is shown "close to the threshold".
+    near_threshold: float = setting(0.03, 0, 1)
 
 
 @dataclass(frozen=True)

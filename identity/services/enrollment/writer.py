@@ -48,6 +48,7 @@ from identity.services.queue.loop import (
     process_queue,
     queue_jobs,
 )
+from identity.services.records.thumbnails import face_thumbnail_rows
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
 from identity.store.sql.errors import IntegrityError
@@ -429,6 +430,7 @@ class EnrollmentWriter:
             person, _ = get_or_create_person(session, job.external_id, job.display_name, job.attributes)
         rows = [face_row(face, person.id, image.id, self.model_row_id) for face in faces]
         add_faces(session, rows)
+        session.add_all(face_thumbnail_rows((row, face.crop) for row, face in zip(rows, faces)))
         passed = [(row, face.embedding) for row, face in zip(rows, faces) if face.quality.ok]
         if not passed:
             return result("rejected", rows[0].rejection)

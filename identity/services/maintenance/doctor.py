@@ -44,6 +44,7 @@ from identity.services.maintenance.integrity import IntegrityCheck, check_vector
 from identity.services.maintenance.upload_orphans import find_orphan_uploads, remove_orphan_uploads
 from identity.services.private_files import FileModeCheck, check_private_files, repair_private_files
 from identity.services.queue.loop import process_queue, queue_jobs
+from identity.services.records.thumbnails import backfill_face_thumbnails, missing_face_thumbnails
 from identity.services.search.templates import TemplateCheck, check_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
@@ -78,6 +79,8 @@ class DoctorReport:
     orphan_uploads: list[str] = field(default_factory=list)  # files in uploads/ that are nobody's photo
     vectors: int = 0  # face and template vectors checked (this model's collections; others' in other_models)
     file_modes: FileModeCheck = field(default_factory=FileModeCheck)  # data-dir paths others may read
+    # enrolled faces with no stored thumbnail (enrolled before they were kept): not a problem, repair cuts them
+    faces_without_thumbnail: int = 0
 
     @property
     def problems(self) -> int:
@@ -135,6 +138,7 @@ class DoctorReport:
             TemplateCounts(len(self.templates.missing), len(self.templates.stale), len(self.templates.orphaned)),
             self.integrity,
             self.file_modes,
+            self.faces_without_thumbnail,
             self.repaired,
             self.other_models,
             self.inconsistent_persons,
@@ -166,6 +170,7 @@ class DoctorFigures:
     templates_by_kind: TemplateCounts
     integrity: IntegrityCheck
     file_modes: FileModeCheck
+    faces_without_thumbnail: int
     repaired: dict[str, int]
     other_models: dict[str, DoctorReport] = field(metadata=json_field(omit_if_falsy=True))  # by model id
     inconsistent_persons: list[InconsistentPerson]
@@ -192,6 +197,7 @@ def diagnose(app: App, deep: bool = False) -> DoctorReport:
     report.pending_erasures = count_pending(app)
     report.file_modes = check_private_files(dep.settings)
     report.orphan_uploads = find_orphan_uploads(app)
+    report.faces_without_thumbnail = missing_face_thumbnails(app)
     return report
 
 
@@ -271,6 +277,8 @@ def repair(app: App, report: DoctorReport, workers: int = 1, force: bool = False
     if report.file_modes.problems:
         report.repaired["file_modes_narrowed"] = repair_private_files(report.file_modes)
     report.repaired.update(remove_orphan_uploads(app, report.orphan_uploads))
+    if report.faces_without_thumbnail:
+        report.repaired["face_thumbnails"] = backfill_face_thumbnails(app)
     return report
 
 

@@ -56,6 +56,7 @@ from identity.services.queue.loop import (
     queue_jobs,
     seconds_until_others_done,
 )
+from identity.services.records.thumbnails import face_thumbnail_rows
 from identity.services.search.templates import check_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.audit_events import record_audit_event
@@ -457,6 +458,7 @@ def _decide(
         if row is None:
             row = face_row(face, photo.person_id, photo.image_id, target)
             add_faces(session, [row])
+            session.add_all(face_thumbnail_rows([(row, face.crop)]))
         if row.status == FaceStatus.rejected:
             outcomes.append(FaceOutcome(str(old.id), photo.path, "rejected", row.rejection))
             continue

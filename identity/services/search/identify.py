@@ -19,6 +19,7 @@ import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from identity.app.actor import resolve_actor
@@ -36,13 +37,15 @@ from identity.faces import DetectedFace, ImageFaces, Quality, load_image, scan_l
 from identity.pathnames import path_text
 from identity.serialize import json_field
 from identity.services.maintenance.integrity import check_scores, missing_vectors_warning
+from identity.services.records.thumbnails import search_thumbnail_rows
 from identity.services.search.thresholds import Threshold, pack_threshold, resolve_threshold
 from identity.services.search.unknown_faces import expire_unknown, keep_unknown
 from identity.store.sql.db import transaction
 from identity.store.sql.persons import PersonRecord, person_record, persons_by_id, persons_with_attributes
 from identity.store.sql.reviews import rejected_for_image
 from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, Decision, record_search
-from identity.store.sql.tables import UNKNOWN_DETECTOR, SearchEvent, SearchHit
+from identity.store.sql.tables import BEST_FACES_LOGGED, UNKNOWN_DETECTOR, SearchEvent, SearchHit
+from identity.store.sql.thumbnails import delete_expired_search_thumbnails
 
 FACES_PER_PERSON = 5  # how many of a person's faces are counted among the hits
 
@@ -241,8 +244,15 @@ def search_faces(app: App, found: ImageFaces, options: SearchOptions) -> SearchR
     if found.scan_limited_px:
         warnings.append(scan_limit_warning(found.path, found.width, found.height, found.scan_limited_px))
     unknown = [face for face, m in zip(faces, matches) if m.decision == UNKNOWN]
+    # A reviewer sees the searched face of every match, and of every unknown close below the threshold.
+    near = threshold.value - dep.settings.review.near_threshold
+    shown = [
+        (m.face_index, face.crop)
+        for (_, face), m in zip(faces, matches)
+        if m.decision == MATCH or (m.decision_score is not None and m.decision_score >= near)
+    ]
     matches = sorted(matches + too_small, key=lambda m: m.face_index)
-    search_id = _log(dep, found, options, threshold, matches, minimum)
+    search_id = _log(dep, found, options, threshold, matches, minimum, shown)
     if dep.unknown is not None:  # settings keep them, for clustering (identity.services.search.unknown_faces)
         keep_unknown(app, found, search_id, unknown)
         expire_unknown(app)
@@ -339,7 +349,9 @@ def _log(
     threshold: Threshold,
     matches: list[FaceMatch],
     min_search_iod_px: float,
+    crops: Sequence[tuple[int, Any]],
 ) -> str:
+    """Record the search; `crops` (face index, aligned crop) are the faces whose thumbnails are kept."""
     model_row = dep.recorded_model().id  # the log names the model: a read of a store without its row records it
     with transaction(dep.app.sessions) as session:
         event = SearchEvent(
@@ -375,8 +387,12 @@ def _log(
                 score=c.score,
                 decision=m.decision if c.rank == 1 else UNKNOWN,
                 matched_faces=c.matched_faces,
+                faces=[[f.face_id, f.score] for f in c.faces[:BEST_FACES_LOGGED]],
             )
             for m in matches
             for c in m.candidates
         )
-        return str(record_search(session, event, hits))
+        search_id = record_search(session, event, hits)
+        session.add_all(search_thumbnail_rows(dep.app, search_id, crops))
+        delete_expired_search_thumbnails(session, datetime.now(UTC))
+        return str(search_id)

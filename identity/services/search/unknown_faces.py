@@ -9,24 +9,20 @@ crash between the two leaves a row that expires, never a vector nobody knows of.
 
 from __future__ import annotations
 
-import io
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
-from PIL import Image as PILImage
-
 from identity.app.core import App
 from identity.faces import DetectedFace, ImageFaces
 from identity.serialize import to_json
+from identity.services.records.thumbnails import encode_thumbnail
 from identity.store.sql.db import transaction
 from identity.store.sql.tables import UnknownFace
 from identity.store.sql.unknown_faces import delete_unknown_faces, expired_unknown_faces
 from identity.store.vectors import VectorPoint
 
-THUMB_QUALITY = 85
 NO_PERSON = uuid.UUID(int=0)  # the collection's person_id payload: these faces belong to nobody yet
 
 
@@ -49,7 +45,7 @@ def keep_unknown(
             source_path=found.path,
             bbox=[round(float(v), 1) for v in face.bbox],
             quality=to_json(face.quality),
-            thumbnail=face_thumbnail(face),
+            thumbnail=encode_thumbnail(face.crop),
             created_at=now,
             expires_at=expires,
         )
@@ -59,15 +55,6 @@ def keep_unknown(
         session.add_all(rows)
     dep.unknown.upsert([VectorPoint(row.id, NO_PERSON, face.embedding) for row, (_, face) in zip(rows, faces)])
     return [row.id for row in rows]
-
-
-def face_thumbnail(face: DetectedFace) -> bytes | None:
-    """The aligned crop the recognizer saw, as a small JPEG (what a reviewer looks at)."""
-    if face.crop.size == 0:
-        return None
-    buffer = io.BytesIO()
-    PILImage.fromarray(np.ascontiguousarray(face.crop)).save(buffer, format="JPEG", quality=THUMB_QUALITY)
-    return buffer.getvalue()
 
 
 def expire_unknown(app: App, now: datetime | None = None) -> dict[str, Any]:

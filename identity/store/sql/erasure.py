@@ -35,6 +35,7 @@ from identity.store.sql.tables import (
     SearchHit,
     UnknownFace,
 )
+from identity.store.sql.thumbnails import delete_search_thumbnails
 
 REDACTED = "[erased]"
 
@@ -91,7 +92,9 @@ def erase_image_traces(session: Session, unknown_ids: Iterable[uuid.UUID], diges
     unknown, shas = list(unknown_ids), list(digests)
     members = or_(ClusterMember.image_sha256.in_(shas), ClusterMember.unknown_face_id.in_(unknown))
     clusters = set(session.scalars(select(ClusterMember.cluster_id).where(members)))
+    by_photo = set(session.scalars(select(SearchEvent.id).where(SearchEvent.query_sha256.in_(shas))))
     counts = {
+        "search_thumbnails_by_photo": delete_search_thumbnails(session, by_photo),
         "cluster_members": rowcount(session.execute(delete(ClusterMember).where(members))),
         "unknown_faces": rowcount(session.execute(delete(UnknownFace).where(UnknownFace.id.in_(unknown)))),
         "search_events_redacted_by_photo": rowcount(
@@ -138,7 +141,9 @@ def drop_unused_images(
 def _redact_searches(session: Session, person_id: uuid.UUID) -> dict[str, int]:
     searches = set(session.scalars(select(SearchHit.search_id).where(SearchHit.person_id == person_id)))
     hits = rowcount(
-        session.execute(update(SearchHit).where(SearchHit.person_id == person_id).values(person_id=None, score=None))
+        session.execute(
+            update(SearchHit).where(SearchHit.person_id == person_id).values(person_id=None, score=None, faces=None)
+        )
     )
     events = (
         rowcount(
@@ -149,7 +154,9 @@ def _redact_searches(session: Session, person_id: uuid.UUID) -> dict[str, int]:
         if searches
         else 0
     )
-    return {"search_hits_redacted": hits, "search_events_redacted": events}
+    # The searched faces' thumbnails of every search that returned the person: their face, perhaps.
+    thumbnails = delete_search_thumbnails(session, searches)
+    return {"search_hits_redacted": hits, "search_events_redacted": events, "search_thumbnails": thumbnails}
 
 
 def _redact_audit(session: Session, person: Person, subject: str) -> int:

@@ -188,6 +188,37 @@ class Face(Base):
     image: Mapped[Image] = relationship(lazy="raise")
 
 
+BEST_FACES_LOGGED = 3  # enrolled faces a search-log hit names (SearchHit.faces)
+
+
+class FaceThumbnail(Base):
+    """A small JPEG of an enrolled face's aligned crop: pages draw faces from these, never from the photo.
+
+    Its own table, so that reading face rows never drags image bytes along; erased with the face.
+    """
+
+    __tablename__ = "face_thumbnails"
+
+    face_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SearchThumbnail(Base):
+    """A small JPEG of one searched face's aligned crop, kept with its search-log row so that a reviewer
+    sees the face that was matched (settings review.keep_search_thumbnails). Kept for `match` decisions
+    and `unknown` ones close to the threshold; erased when `expires_at` passes, and with any person the
+    search returned (identity.store.sql.erasure)."""
+
+    __tablename__ = "search_thumbnails"
+
+    search_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("search_events.id", ondelete="CASCADE"), primary_key=True)
+    face_index: Mapped[int] = mapped_column(primary_key=True)
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class Job(Base):
     """One image to enroll, or one (photo, person) to re-embed with a model (kind reindex, model_id the
     target); workers claim jobs through a lease that expires."""
@@ -250,6 +281,9 @@ class SearchHit(Base):
     score: Mapped[float | None] = mapped_column(Float)  # None once the person is erased
     decision: Mapped[str] = mapped_column(String(16))  # match / unknown
     matched_faces: Mapped[int] = mapped_column(default=1)
+    # The person's best enrolled faces for this search, best first: [[face id, score], ...] (at most
+    # BEST_FACES_LOGGED); what a reviewer sees beside the searched face. None: before 0012.
+    faces: Mapped[list[Any] | None] = mapped_column(JSON)
 
     search: Mapped[SearchEvent] = relationship(back_populates="hits", lazy="raise")
 
@@ -349,6 +383,8 @@ class MatchReview(Base):
     person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"), index=True)
     verdict: Mapped[str] = mapped_column(String(16))  # confirmed / rejected
     note: Mapped[str | None] = mapped_column(Text)
+    # A rejection that names who the face really is (an enrolled person other than `person_id`).
+    actual_person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="SET NULL"))
 
 
 class UnknownFace(Base):
@@ -406,6 +442,7 @@ class ClusterMember(Base):
     face_index: Mapped[int]
     bbox: Mapped[list[Any]]
     unknown_face_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("unknown_faces.id", ondelete="CASCADE"))
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)  # JPEG of the aligned crop; None: before 0012
 
     cluster: Mapped[FaceCluster] = relationship(back_populates="members", lazy="raise")
 
@@ -429,3 +466,44 @@ class PendingErasure(Base):
     actor: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class IdempotentAnswer(Base):
+    """The first answer to a POST sent with an `Idempotency-Key` header: a retry with the same key (by the
+    same API key, to the same route) within the retention gets it back instead of acting twice."""
+
+    __tablename__ = "idempotent_answers"
+    __table_args__ = (UniqueConstraint("key_id", "route", "idempotency_key", name="uq_idempotent_answers_request"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(16))  # the API key that sent it
+    route: Mapped[str] = mapped_column(String(200))  # method and path, e.g. "POST /v1/persons"
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_sha256: Mapped[str] = mapped_column(String(64))  # the same key with another body is refused
+    status_code: Mapped[int]
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    person_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WebhookDelivery(Base):
+    """A completion callback of a queued enrollment batch: waiting while its jobs run, then sent by the
+    worker (HMAC-signed), retried with back-off; this row is the delivery log. Pending deliveries about an
+    erased person are dropped (their payload names them)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    batch: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # waiting / pending / delivered / failed / dropped
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    person_ids: Mapped[list[Any]] = mapped_column(default=list)  # uuids (as strings) the payload names
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_status: Mapped[int | None]  # the receiver's HTTP status of the last attempt
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    delivered_at: Mapped[datetime | None]
