@@ -1,0 +1,134 @@
+"""examples/org_demo.py builds the org demo of issue 25: badge photos enrolled, group photos searched, clusters.
+
+The demo is built once (10 people, 4 strangers, 4 group photos, one of them phone-style with EXIF orientation 6)
+by running the script as a user would, then checked against the ground truth it records (truth.json: who
+stands where in each group photo) and through the product's own services on the store it left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from identity.app.core import App
+from identity.config import Settings
+from identity.services.access.keys import Role, authenticate
+from identity.services.clustering.clusters import list_clusters
+from identity.services.records.persons import list_people
+from identity.services.review.matches import list_reviews
+from identity.services.search.log import list_searches
+
+SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "org_demo.py"
+PEOPLE, STRANGERS, GROUPS = 10, 4, 4
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path) -> dict[str, Any]:
+    data_dir = tmp_path_factory.mktemp("org") / "demo"
+    command = [sys.executable, str(SCRIPT), "--data-dir", str(data_dir), "--lfw", str(lfw_dir), "--json"]
+    command += ["--people", str(PEOPLE), "--strangers", str(STRANGERS), "--groups", str(GROUPS), "--workers", "2"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}  # the demo ignores them anyway
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    return {
+        "dir": data_dir,
+        "summary": summary,
+        "truth": json.loads((data_dir / "truth.json").read_text()),
+        "searches": json.loads((data_dir / "searches.json").read_text()),
+    }
+
+
+def _open(data_dir: Path) -> App:
+    return App.open(Settings.load(env={"IDENTITY_DATA_DIR": str(data_dir)}), must_exist=True)
+
+
+def _placed(truth_faces: list[dict[str, Any]], bbox: list[float]) -> dict[str, Any] | None:
+    """The pasted face whose tile holds the centre of a detected face's box."""
+    x, y = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+    return next((f for f in truth_faces if f["box"][0] <= x <= f["box"][2] and f["box"][1] <= y <= f["box"][3]), None)
+
+
+def test_every_badge_person_is_enrolled_with_a_name_and_department(demo: dict[str, Any]) -> None:
+    with _open(demo["dir"]) as app:
+        people = {p.external_id: p for p in list_people(app, limit=1000)}
+    assert set(people) == set(demo["truth"]["people"]) and len(people) == PEOPLE
+    for external_id, lfw_name in demo["truth"]["people"].items():
+        assert people[external_id].display_name == lfw_name.replace("_", " ")
+        assert people[external_id].faces == 1 and people[external_id].attributes["department"]
+    assert demo["summary"]["enroll_outcomes"] == {"enrolled": PEOPLE}
+
+
+def test_every_group_photo_is_searched_by_the_operator_and_logged(demo: dict[str, Any]) -> None:
+    names = sorted(demo["truth"]["groups"])
+    assert len(names) == GROUPS and sum(n.startswith("phone_") for n in names) == 1
+    with _open(demo["dir"]) as app:
+        logged = list_searches(app, None, None, 100)
+    assert sorted(Path(row.query_name or "").name for row in logged) == names
+    assert {row.actor for row in logged} == {"operator"}
+    assert all("error" not in s for s in demo["searches"])
+    assert demo["summary"]["faces_searched"] == sum(len(s["faces"]) for s in demo["searches"])
+
+
+def test_enrolled_people_are_matched_mostly_right_and_strangers_never(demo: dict[str, Any]) -> None:
+    right = wrong = enrolled_faces = 0
+    for search in demo["searches"]:
+        truth = demo["truth"]["groups"][search["image"]]
+        enrolled_faces += sum(f["external_id"] is not None for f in truth)
+        matched = [f for f in search["faces"] if f["decision"] == "match"]
+        if any(f["external_id"] for f in truth):  # a photo with an enrolled person gets at least one match
+            assert matched, f"{search['image']}: no match, though it shows {[f['lfw_name'] for f in truth]}"
+        for face in search["faces"]:
+            placed = _placed(truth, face["bbox"])
+            assert placed is not None, f"{search['image']}: a face at {face['bbox']} that was never pasted"
+            if placed["external_id"] is None:  # a stranger
+                assert face["decision"] != "match", f"{search['image']}: stranger {placed['lfw_name']} matched"
+            elif face["decision"] == "match":
+                right += face["person"] == placed["external_id"]
+                wrong += face["person"] != placed["external_id"]
+    assert wrong == 0 and right >= 0.75 * enrolled_faces, (right, wrong, enrolled_faces)
+
+
+def test_the_matches_wait_for_review_in_the_products_log(demo: dict[str, Any]) -> None:
+    expected = {
+        (s["search_id"], f["face_index"], f["person"])
+        for s in demo["searches"]
+        for f in s["faces"]
+        if f["decision"] == "match"
+    }
+    with _open(demo["dir"]) as app:
+        pending = list_reviews(app, unreviewed=True, decision="match", limit=1000)
+    assert {(r.search_id, r.face_index, r.person) for r in pending} == expected
+    assert len(expected) == demo["summary"]["matches"]
+
+
+def test_strangers_seen_in_several_photos_form_a_cluster(demo: dict[str, Any]) -> None:
+    with _open(demo["dir"]) as app:
+        clusters = list_clusters(app, min_size=2)
+    assert clusters and len(clusters) == demo["summary"]["clusters"]
+    recurring = set(demo["truth"]["recurring_strangers"])
+    for cluster in clusters:  # every face of a cluster is one recurring stranger, seen in different photos
+        who = set()
+        for face in cluster.faces:
+            truth = demo["truth"]["groups"][Path(face.source_path or "").name]
+            placed = _placed(truth, face.bbox)
+            assert placed is not None
+            who.add(placed["lfw_name"])
+        assert len(who) == 1 and who <= recurring, who
+
+
+def test_one_private_key_per_role_that_the_server_accepts(demo: dict[str, Any]) -> None:
+    keys_file = demo["dir"] / "keys.json"
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    keys = json.loads(keys_file.read_text())
+    assert set(keys) == {role.value for role in Role}
+    with _open(demo["dir"]) as app:
+        for role, key in keys.items():
+            assert authenticate(app, key["key"]).role == role
