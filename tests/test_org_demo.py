@@ -39,7 +39,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 def demo(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path) -> dict[str, Any]:
     data_dir = tmp_path_factory.mktemp("org") / "demo"
     command = [sys.executable, str(SCRIPT), "--data-dir", str(data_dir), "--lfw", str(lfw_dir), "--json"]
-    command += ["--people", str(PEOPLE), "--strangers", str(STRANGERS), "--groups", str(GROUPS), "--workers", "2"]
+    command += ["--people", str(PEOPLE), "--strangers", str(STRANGERS), "--groups", str(GROUPS), "--workers", "1"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}  # the demo ignores them anyway
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
