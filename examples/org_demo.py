@@ -158,6 +158,7 @@ def build(data_dir: Path, lfw: Path, people: int, strangers: int, groups: int, s
     write_private(data_dir / "searches.json", [search_record(r) for r in searched])
     results = [r for r in searched if not isinstance(r, SearchFailure)]
     decisions = [str(face.decision) for r in results for face in r.faces]
+    scored = score(plan, results)
     return {
         "data_dir": str(data_dir),
         "people": len(plan.enrolled),
@@ -168,6 +169,9 @@ def build(data_dir: Path, lfw: Path, people: int, strangers: int, groups: int, s
         "faces_placed": sum(len(g.faces) for g in plan.groups),
         "faces_searched": len(decisions),
         "matches": decisions.count("match"),
+        "matches_right": scored["right"],  # against truth.json: the face pasted there is that person
+        "matches_wrong": scored["wrong"],  # another enrolled person, a stranger, or no pasted face
+        "enrolled_faces_placed": sum(f.external_id is not None for g in plan.groups for f in g.faces),
         "unknown": decisions.count("unknown"),
         "not_searched": decisions.count("not_searched"),
         "search_errors": [f.error for f in searched if isinstance(f, SearchFailure)],
@@ -299,6 +303,23 @@ def write_samples(folder: Path, plan: Plan) -> None:
     shutil.copyfile(plan.verify[1], folder / "verify_b.jpg")
 
 
+def score(plan: Plan, results: list[SearchResult]) -> dict[str, int]:
+    """The matches against the ground truth: a match is right when the tile holding its face's centre is that
+    person's."""
+    placed = {g.path: g.faces for g in plan.groups}
+    counts = {"right": 0, "wrong": 0}
+    for result in results:
+        for face in result.faces:
+            if face.decision != "match" or face.best is None:
+                continue
+            x, y = (face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2
+            tile = next(
+                (p for p in placed[result.path] if p.box[0] <= x <= p.box[2] and p.box[1] <= y <= p.box[3]), None
+            )
+            counts["right" if tile and tile.external_id == face.best.person.external_id else "wrong"] += 1
+    return counts
+
+
 def search_record(outcome: SearchResult | SearchFailure) -> dict[str, Any]:
     """What the operator saw for one group photo: per face its box, decision and the person it named."""
     if isinstance(outcome, SearchFailure):
@@ -335,6 +356,10 @@ def show(summary: dict) -> None:
         f"  faces searched:   {summary['faces_searched']} of {summary['faces_placed']} placed: "
         f"{summary['matches']} matches (pending review), {summary['unknown']} unknown, "
         f"{summary['not_searched']} not searched"
+    )
+    print(
+        f"  against truth:    {summary['matches_right']} right and {summary['matches_wrong']} wrong matches; "
+        f"{summary['enrolled_faces_placed']} faces of enrolled people placed"
     )
     for error in summary["search_errors"]:
         print(f"  search error:     {error}")

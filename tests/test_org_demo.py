@@ -102,6 +102,7 @@ def test_enrolled_people_are_matched_mostly_right_and_strangers_never(demo: dict
                 right += face["person"] == placed["external_id"]
                 wrong += face["person"] != placed["external_id"]
     assert wrong == 0 and right >= 0.75 * enrolled_faces, (right, wrong, enrolled_faces)
+    assert (demo["summary"]["matches_right"], demo["summary"]["matches_wrong"]) == (right, 0)  # what it printed
 
 
 def test_the_matches_wait_for_review_in_the_products_log(demo: dict[str, Any]) -> None:
