@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from test_ui_browser import ARTIFACTS, CHROMIUM, free_port, sync_api, uvicorn
 
+from identity.api.app import create_api  # noqa: E402  (after test_ui_browser's skips)
 from identity.app.core import App, open_deployment
 from identity.config import EnrollSettings, Settings
 from identity.services.access.keys import create_key
@@ -24,8 +25,6 @@ from identity.services.enrollment.inputs import from_directory
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.records.persons import show_person
-
-from identity.api.app import create_api  # noqa: E402  (after test_ui_browser's skips)
 
 PEOPLE = ("Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo")
 ROLES = ("admin", "search", "enroll", "audit")
@@ -130,7 +129,10 @@ def test_the_enroll_page_enrolls_a_new_person_and_shows_each_photos_outcome(site
     page.set_input_files("input[name=image]", [str(p) for p in [*photos, blank]])
     page.click("#enroll-button")
     page.wait_for_selector("#outcomes")
-    rows = {r.locator("td").nth(0).inner_text(): r.locator("td").nth(1).inner_text() for r in page.locator("#outcomes tr").all()[1:]}
+    rows = {
+        r.locator("td").nth(0).inner_text(): r.locator("td").nth(1).inner_text()
+        for r in page.locator("#outcomes tr").all()[1:]
+    }
     assert rows == {"Tony_Blair_0001.jpg": "enrolled", "Tony_Blair_0002.jpg": "enrolled", "wall.jpg": "rejected"}
     assert "no face" in page.locator("#outcomes").inner_text().lower()
     page.screenshot(path=str(ARTIFACTS / "ui-enroll.png"), full_page=True)

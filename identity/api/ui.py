@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -299,7 +300,7 @@ def _near(face: dict[str, Any], threshold: float, near: float) -> bool:
 
 def threshold_sentence(result: dict[str, Any], persons: int) -> str:
     """What the threshold means for this gallery, in one sentence."""
-    value, fpir = result["threshold"], result.get("threshold_fpir")
+    value, fpir, source = result["threshold"], result.get("threshold_fpir"), _measured(result["threshold_source"])
     gallery = f"this gallery has {persons:,} enrolled person{'s' if persons != 1 else ''}"
     if result["threshold_source"] == "command line":
         return (
@@ -310,13 +311,20 @@ def threshold_sentence(result: dict[str, Any], persons: int) -> str:
         among = f" among {calibrated:,} enrolled persons" if calibrated else ""
         return (
             f"A match needs a decision score of at least {value:.3f}: set so that about 1 in {round(1 / fpir):,} "
-            f"searches for people who are not enrolled would wrongly match someone{among} "
-            f"({result['threshold_source']}); {gallery}."
+            f"searches for people who are not enrolled would wrongly match someone{among} ({source}); {gallery}."
         )
     return (
-        f"A match needs a similarity of at least {value:.3f} to the best candidate ({result['threshold_source']}); "
-        f"{gallery}, and the more persons, the more often a stranger comes close to one of them by chance."
+        f"A match needs a similarity of at least {value:.3f} to the best candidate ({source}); {gallery}, and the "
+        "more persons, the more often a stranger comes close to one of them by chance."
     )
+
+
+def _measured(source: str) -> str:
+    """A threshold's source in words: "pack default (FPIR 0.01 on lfw-dev, ...)" reads "the model pack's default,
+    measured on lfw-dev, ..." (the rate is said in the sentence already)."""
+    if source.startswith("pack default (") and source.endswith(")"):
+        return "the model pack's default, measured on " + re.sub(r"^F[AP]IR \S+ on ", "", source[14:-1])
+    return re.sub(r"^calibrated at F[AP]IR \S+ on ", "calibrated on ", source)
 
 
 @router.post("/search/review")
