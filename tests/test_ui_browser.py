@@ -123,7 +123,7 @@ def test_sign_in_search_open_the_person_and_erase_them(site, page) -> None:
     base, key, lfw = site
     sign_in(page, base, key)
     assert "match" in search_photo(page, lfw / "Al_Gore" / "Al_Gore_0003.jpg")
-    assert page.locator("#photo rect").count() == 1  # the face boxed on the photo
+    assert page.locator("#photo g.box").count() == 1  # the face boxed (and numbered) on the photo
     assert page.locator("img.thumb").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "ui-search.png"), full_page=True)
 
