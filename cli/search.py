@@ -142,7 +142,7 @@ def list_searches(
     render(
         rows,
         as_json,
-        ["when", "actor", "query_name", "faces", "not_searched", "best", "decision", "review", "search_id"],
+        ["when", "actor", "query_name", "faces", "not_searched", "best", "decision", "matched", "review", "search_id"],
         title=f"{len(rows)} searches",
     )
 

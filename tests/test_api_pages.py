@@ -228,3 +228,21 @@ def test_doctor_reports_wider_modes_and_repair_narrows_them(clean_env, capsys) -
     assert (
         stat.S_IMODE(uploads.stat().st_mode) == 0o700 and stat.S_IMODE((uploads / "photo.jpg").stat().st_mode) == 0o600
     )
+
+
+def test_the_search_page_says_what_the_threshold_means_for_this_gallery_in_one_sentence() -> None:
+    from identity.api.ui import threshold_sentence
+
+    pack = {
+        "threshold": 1.01,
+        "threshold_source": "pack default (FPIR 0.01 on lfw-dev, 2,848 persons, 3,426 non-mated searches)",
+        "threshold_fpir": 0.01,
+        "threshold_gallery_persons": 2848,
+    }
+    assert threshold_sentence(pack, 12000) == (
+        "A match needs a decision score of at least 1.010: set so that about 1 in 100 searches for people who are "
+        "not enrolled would wrongly match someone among 2,848 enrolled persons (the model pack's default, measured "
+        "on lfw-dev, 2,848 persons, 3,426 non-mated searches); this gallery has 12,000 enrolled persons."
+    )
+    given = threshold_sentence({"threshold": 0.5, "threshold_source": "command line"}, 1)
+    assert given.endswith("at least 0.500, the threshold given for this search; this gallery has 1 enrolled person.")

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from identity.app.core import App
-from identity.errors import InvalidArgument
-from identity.store.sql.persons import get_person
-from identity.store.sql.reviews import REVIEW_STATES, searches_by_review
+from identity.errors import InvalidArgument, NotFound
+from identity.store.sql.persons import get_person, persons_by_id
+from identity.store.sql.reviews import (
+    REVIEW_STATES,
+    UNREVIEWED,
+    ReviewVerdict,
+    latest_reviews,
+    searches_by_review,
+)
 from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, Decision, recent_searches, top_hits
 from identity.store.sql.tables import SearchEvent, SearchHit
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 DECISIONS = tuple(Decision)  # a face's outcome (identity.services.search.identify)
 DECISION_FILTERS = (MATCH, UNKNOWN)  # the log's filter: some face matched, or none did
@@ -32,6 +44,25 @@ class LoggedSearch:
     best: float | None
     decision: Decision
     review: str | None  # of its matched faces: confirmed, rejected, unreviewed, or mixed; None without a match
+    matched: list[str]  # external ids of the persons its faces were decided to match, by face; erased ones left out
+
+
+@dataclass(frozen=True)
+class LoggedFace:
+    """One ranked face of a logged search: its first candidate (the one a match names) and that hit's review."""
+
+    face_index: int
+    decision: Decision
+    score: float | None  # the first candidate's similarity; None once erased
+    person: str | None  # the first candidate's external id; None once erased
+    person_id: str | None
+    review: ReviewVerdict
+
+
+@dataclass(frozen=True)
+class SearchDetail:
+    search: LoggedSearch
+    faces: list[LoggedFace]  # the faces that were ranked, by index (not_searched ones have no hit)
 
 
 def list_searches(
@@ -53,13 +84,51 @@ def list_searches(
     with app.sessions() as session:
         person_id = get_person(session, person_ref).id if person_ref else None
         matched = None if decision is None else decision == MATCH
-        events = recent_searches(session, person_id, since, limit, actor, matched, review)
-        reviews = searches_by_review(session, [e.id for e in events]) if events else {}
-        best = {}
-        if events:
-            for hit in top_hits(session, [e.id for e in events]):
-                if hit.search_id not in best or _score(hit) > _score(best[hit.search_id]):
-                    best[hit.search_id] = hit
+        return _logged(session, recent_searches(session, person_id, since, limit, actor, matched, review))
+
+
+def show_search(app: App, search_ref: str) -> SearchDetail:
+    """One logged search and each of its ranked faces' first candidate with the review in force on it."""
+    search_id = _search_uuid(search_ref)
+    with app.sessions() as session:
+        event = session.get(SearchEvent, search_id)
+        if event is None:
+            raise NotFound(f"no search {search_ref} in the search log (identity searches list shows them)")
+        [logged] = _logged(session, [event])
+        firsts = sorted(top_hits(session, [search_id]), key=lambda h: h.face_index)
+        people = persons_by_id(session, {h.person_id for h in firsts if h.person_id})
+        reviews = latest_reviews(session, [search_id])
+    faces = []
+    for hit in firsts:
+        person = people.get(hit.person_id) if hit.person_id else None
+        review = reviews.get((search_id, hit.face_index, hit.person_id))
+        faces.append(
+            LoggedFace(
+                hit.face_index,
+                Decision(hit.decision),
+                hit.score,
+                person.external_id if person else None,
+                str(person.id) if person else None,
+                ReviewVerdict(review.verdict) if review else UNREVIEWED,
+            )
+        )
+    return SearchDetail(logged, faces)
+
+
+def _logged(session: Session, events: Sequence[SearchEvent]) -> list[LoggedSearch]:
+    reviews = searches_by_review(session, [e.id for e in events]) if events else {}
+    best: dict[uuid.UUID, SearchHit] = {}
+    firsts = top_hits(session, [e.id for e in events]) if events else []
+    for hit in firsts:
+        if hit.search_id not in best or _score(hit) > _score(best[hit.search_id]):
+            best[hit.search_id] = hit
+    matches = sorted((h for h in firsts if h.decision == MATCH and h.person_id), key=lambda h: h.face_index)
+    people = persons_by_id(session, {h.person_id for h in matches if h.person_id})
+    matched: dict[uuid.UUID, list[str]] = {}
+    for hit in matches:
+        names = matched.setdefault(hit.search_id, [])
+        if hit.person_id in people and people[hit.person_id].external_id not in names:
+            names.append(people[hit.person_id].external_id)
     return [
         LoggedSearch(
             search_id=str(e.id),
@@ -73,9 +142,19 @@ def list_searches(
             best=round(best[e.id].score, 4) if e.id in best and best[e.id].score is not None else None,
             decision=Decision(best[e.id].decision) if e.id in best else _outcome_without_hits(e),
             review=_summary(reviews.get(e.id)),
+            matched=matched.get(e.id, []),
         )
         for e in events
     ]
+
+
+def _search_uuid(ref: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(ref)
+    except ValueError:
+        raise InvalidArgument(
+            f"search id {ref!r} is not a search id (a uuid, as identity searches list shows)"
+        ) from None
 
 
 def _not_searched(event: SearchEvent) -> int:
