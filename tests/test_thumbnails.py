@@ -11,8 +11,12 @@ import dataclasses
 import io
 import json
 import shutil
+import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,7 @@ from identity.app.core import App, open_deployment
 from identity.config import Settings
 from identity.render.audit_html import render_audit_html
 from identity.render.cluster_html import render_clusters_html
+from identity.services.access.keys import create_key
 from identity.services.clustering.clusters import cluster_folder
 from identity.services.curation.edits import delete_person
 from identity.services.enrollment.inputs import from_directory
@@ -201,3 +206,77 @@ def test_pages_draw_faces_from_stored_thumbnails_when_the_photos_are_gone(galler
         assert page.count('alt="face ') == 2 and page.count("no thumbnail") == 1
         clusters = render_clusters_html(dep.app, "folder", run.clusters, run.singletons)
         assert clusters.count("data:image/jpeg;base64,") == 2 and clusters.count("no thumbnail") == 1
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@contextmanager
+def served(core: App) -> Iterator[str]:
+    """The app over HTTP on a free local port (the review UI's real server)."""
+    uvicorn = pytest.importorskip("uvicorn")
+    from identity.api.app import create_api
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_api(core), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_the_person_and_cluster_pages_show_stored_thumbnails_in_a_browser(
+    tmp_path: Path, lfw_dir: Path, copy_labelled
+) -> None:
+    """Photos gone, the review UI still shows every face from its stored thumbnail; a face without one
+    shows the placeholder. Screenshots: test-artifacts/thumbnails-*.png."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is needed for the browser tests")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    settings = Settings(data_dir=tmp_path / "data", workers=1)
+    photos = copy_labelled(tmp_path / "gallery", ["Al_Gore"], 3)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for photo in sorted((lfw_dir / STRANGER).iterdir())[:3]:
+        shutil.copy(photo, archive)
+    with open_deployment(settings) as dep:
+        batch, _ = queue_jobs(dep.app, from_directory(photos))
+        assert process_queue(dep.app, EnrollmentWriter(dep), batch, 1).counts == {"enrolled": 3}
+        assert cluster_folder(dep.app, archive, workers=1).clusters
+        first = audit_person(dep.app, "Al_Gore").faces[0].face_id
+        with transaction(dep.app.sessions) as session:
+            session.execute(delete(FaceThumbnail).where(FaceThumbnail.face_id == uuid.UUID(first)))
+    shutil.rmtree(photos)
+    shutil.rmtree(archive)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shown = "img => img.complete && img.naturalWidth > 0"
+    with App.open(settings) as core, served(core) as base, sync_api.sync_playwright() as playwright:
+        key = create_key(core, "reviewer", "admin").key
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(f"{base}/ui/login")
+        page.fill("input[name=key]", key)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/ui/search")
+
+        page.goto(f"{base}/ui/persons/Al_Gore")
+        faces = page.locator("figure.face img")
+        assert faces.count() == 2 and all(faces.nth(i).evaluate(shown) for i in range(2))
+        assert page.locator("figure.face .missing").all_inner_texts() == ["no thumbnail"]
+        page.screenshot(path=str(ARTIFACTS / "thumbnails-person.png"), full_page=True)
+
+        page.goto(f"{base}/ui/clusters")
+        faces = page.locator("section.cluster img.thumb")
+        assert faces.count() >= 2 and all(faces.nth(i).evaluate(shown) for i in range(faces.count()))
+        assert page.locator("section.cluster .missing").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "thumbnails-clusters.png"), full_page=True)
+        browser.close()
