@@ -82,7 +82,7 @@ def doctor(
         # --repair first sets aside a shard the engine cannot open or read: diagnose could not read it
         set_aside = prepare_for_repair(core) if fix else []
         report = diagnose(core, deep)
-        if fix and not report.clean:
+        if fix and report.repairable:
             repair(core, report, core.deployment().settings.worker_count, force)
             after = diagnose(core, deep)
             after.repaired = report.repaired

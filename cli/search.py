@@ -161,8 +161,8 @@ def audit(
 
     with open_app(read_only=True, deployment=True) as core:
         report = audit_person(core, person, actor)
-    if html:
-        html.write_text(render_audit_html(report), encoding="utf-8")
+        if html:
+            html.write_text(render_audit_html(core, report), encoding="utf-8")
     if as_json:
         print_json(report)
         return

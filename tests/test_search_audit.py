@@ -108,13 +108,13 @@ def test_search_log_and_audit_show_who_was_searched(gallery, tmp_path: Path) -> 
         assert [e.search_id for e in logged] == [result.search_id]
         assert logged[0].actor == "inspector" and logged[0].query_sha256 == result.sha256
         report = audit_person(dep.app, "Al_Gore", actor="auditor")
+        page = render_audit_html(dep.app, report)
     assert len(report.faces) == 3 and all(f.status == "indexed" for f in report.faces)
     assert report.searches[0].search_id == result.search_id and report.searches[0].rank == 1
     assert report.lookalikes and all(other.person.external_id != "Al_Gore" for other in report.lookalikes)
     assert report.lookalike_margin is not None
     assert report.outliers == []
-    page = render_audit_html(report)
-    assert page.count("data:image/jpeg;base64,") == 3 and "inspector" in page
+    assert page.count('alt="face ') == 3 and page.count('alt="searched face"') == 1 and "inspector" in page
     with open_deployment(settings) as dep:  # a mislabelled photo stands out among the person's faces
         stranger = audit_person(dep.app, "Alejandro_Toledo").faces[0].face_id
         move_face(dep.app, stranger, "Al_Gore")

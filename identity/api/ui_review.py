@@ -59,7 +59,7 @@ def clusters(
 ) -> HTMLResponse:
     allowed(who, READ, ENROLL)  # the enroll role names and discards clusters (README, docs/review.md)
     views = [c for c in list_clusters(ctx.core) if c.status in ("open", "edited")]
-    thumbs = cluster_thumbnails(ctx.core, [f for c in views for f in c.faces[:FACES_SHOWN]])
+    thumbs = cluster_thumbnails(ctx.core, views, FACES_SHOWN)
     return render(
         request,
         "clusters.html",

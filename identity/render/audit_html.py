@@ -1,69 +1,52 @@
-"""One self-contained HTML page for an audit: thumbnails cut from the source images, inline.
+"""One self-contained HTML page for an audit: the stored face thumbnails, inline.
 
 Nothing is fetched when the page opens (images are base64 data URIs), so it can be
-archived or mailed as one file.
+archived or mailed as one file. Faces are drawn from their stored thumbnails
+(identity.services.records.thumbnails), never cut from the source photos.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import uuid
 from collections.abc import Iterable
 
-from PIL import Image as PILImage
-
 from identity.app.core import App
-from identity.errors import ImageError
-from identity.faces import load_image
-from identity.pathnames import fs_path
 from identity.serialize import to_json
-from identity.services.records.audit import AuditReport, face_sources
+from identity.services.records import thumbnails
+from identity.services.records.audit import AuditReport
 
-THUMB_PX = 128
-MARGIN = 0.25  # context around the face box, as a share of its size
-
-
-def thumbnail_data_uri(source_path: str, bbox: list[float]) -> str | None:
-    """A JPEG data URI of the face box (with some margin), or None when the source is gone."""
-    try:
-        image = load_image(fs_path(source_path))
-    except ImageError:
-        return None
-    x1, y1, x2, y2 = bbox
-    mx, my = (x2 - x1) * MARGIN, (y2 - y1) * MARGIN
-    box = (max(0, int(x1 - mx)), max(0, int(y1 - my)), min(image.width, int(x2 + mx)), min(image.height, int(y2 + my)))
-    crop = PILImage.fromarray(image.rgb).crop(box)
-    crop.thumbnail((THUMB_PX, THUMB_PX))
-    buffer = io.BytesIO()
-    crop.save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+NO_THUMBNAIL = '<div class="missing">no thumbnail</div>'  # a face without a stored thumbnail
 
 
 def face_thumbnails(app: App, face_ids: Iterable[str]) -> dict[str, str]:
-    """Data URIs of the given faces (ids as strings), for pages; faces whose source is gone are left out."""
-    boxes = face_sources(app, list({uuid.UUID(f) for f in face_ids}))
-    found = {str(face_id): thumbnail_data_uri(path, bbox) for face_id, (path, bbox) in boxes.items()}
-    return {face_id: uri for face_id, uri in found.items() if uri}
+    """Data URIs of the given faces' stored thumbnails (ids as strings); faces without one are left out."""
+    return {face_id: thumbnails.data_uri(jpeg) for face_id, jpeg in thumbnails.face_thumbnails(app, face_ids).items()}
+
+
+def search_thumbnails(app: App, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    """Data URIs of searched faces' kept thumbnails by (search id, face index); those not kept are left out."""
+    return {key: thumbnails.data_uri(jpeg) for key, jpeg in thumbnails.search_thumbnails(app, keys).items()}
+
+
+def _searched_face(uri: str | None) -> str:
+    """The searched face's kept thumbnail, or a word on why there is none (not kept, expired or erased)."""
+    return f'<img class="searched" src="{uri}" alt="searched face">' if uri else "not kept"
 
 
 def _review_text(search: dict) -> str:
     return "not reviewed" if search["reviewed_by"] is None else f"{search['review']} by {search['reviewed_by']}"
 
 
-def render_audit_html(audit: AuditReport) -> str:
+def render_audit_html(app: App, audit: AuditReport) -> str:
     report = to_json(audit)  # the page shows what `identity audit --json` prints
     person = report["person"]
     e = html.escape
+    faces = face_thumbnails(app, [face["face_id"] for face in report["faces"]])
+    searched = search_thumbnails(app, [(s["search_id"], s["face_index"]) for s in report["searches"]])
     cards = []
     for face in report["faces"]:
-        uri = thumbnail_data_uri(face["source_path"], face["bbox"])
-        picture = (
-            f'<img src="{uri}" alt="face {e(face["face_id"])}">'
-            if uri
-            else '<div class="missing">source image missing</div>'
-        )
+        uri = faces.get(face["face_id"])
+        picture = f'<img src="{uri}" alt="face {e(face["face_id"])}">' if uri else NO_THUMBNAIL
         flags = []
         if face.get("outlier"):
             flags.append('<span class="warn">outlier: possibly mislabelled</span>')
@@ -78,12 +61,13 @@ def render_audit_html(audit: AuditReport) -> str:
         )
     searches = (
         "".join(
-            f"<tr><td>{e(s['when'])}</td><td>{e(s['actor'])}</td><td>{s['rank']}</td><td>{s['score']:.3f}</td>"
+            f"<tr><td>{_searched_face(searched.get((s['search_id'], s['face_index'])))}</td>"
+            f"<td>{e(s['when'])}</td><td>{e(s['actor'])}</td><td>{s['rank']}</td><td>{s['score']:.3f}</td>"
             f"<td>{e(s['decision'])}</td><td>{e(_review_text(s))}</td>"
             f"<td><code>{e((s['query_sha256'] or 'redacted')[:16])}…</code></td></tr>"
             for s in report["searches"]
         )
-        or '<tr><td colspan="7">no search has returned this person</td></tr>'
+        or '<tr><td colspan="8">no search has returned this person</td></tr>'
     )
     lookalikes = (
         "".join(
@@ -101,7 +85,7 @@ def render_audit_html(audit: AuditReport) -> str:
 <style>
 body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}} h1{{margin-bottom:0}}
 .faces{{display:flex;flex-wrap:wrap;gap:1rem}} .face{{margin:0;width:180px;font-size:.8rem}}
-.face img{{width:128px;height:auto;border-radius:4px;border:1px solid #ccc}}
+.face img{{width:128px;height:auto;border-radius:4px;border:1px solid #ccc}} img.searched{{width:64px;height:auto;border-radius:4px}}
 .warn{{color:#b00;font-weight:600}} .missing{{width:128px;height:128px;background:#eee;display:flex;align-items:center;justify-content:center}}
 table{{border-collapse:collapse;margin:1rem 0}} td,th{{border:1px solid #ddd;padding:.3rem .6rem;text-align:left}}
 </style></head><body>
@@ -110,7 +94,7 @@ table{{border-collapse:collapse;margin:1rem 0}} td,th{{border:1px solid #ddd;pad
 <h2>Attributes</h2><ul>{attrs}</ul>
 <h2>Enrolled faces ({len(report["faces"])})</h2><div class="faces">{"".join(cards)}</div>
 <h2>Searches that returned this person ({len(report["searches"])})</h2>
-<table><tr><th>when</th><th>actor</th><th>rank</th><th>score</th><th>decision</th><th>review</th><th>query image sha256</th></tr>{searches}</table>
+<table><tr><th>searched face</th><th>when</th><th>actor</th><th>rank</th><th>score</th><th>decision</th><th>review</th><th>query image sha256</th></tr>{searches}</table>
 <h2>Look-alike risk</h2><p>decision threshold {report["threshold"]:.3f} ({e(report["decision_rule"])} rule); margin of this person's template searched among everyone else: {margin_text}</p>
 <table><tr><th>external id</th><th>name</th><th>template similarity</th></tr>{lookalikes}</table>
 </body></html>

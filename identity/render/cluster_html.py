@@ -2,39 +2,29 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import uuid
 from collections.abc import Sequence
 
 from identity.app.core import App
-from identity.render.audit_html import thumbnail_data_uri
-from identity.services.clustering.clusters import ClusterFace, ClusterView, kept_thumbnails
+from identity.services.clustering.clusters import ClusterFace, ClusterView, member_thumbnails
+from identity.services.records.thumbnails import data_uri
 
 
-def cluster_thumbnails(app: App, faces: Sequence[ClusterFace]) -> dict[str, str]:
-    """Data URIs by face key: cut from the photo where it is still there, else the kept thumbnail."""
-    kept = kept_thumbnails(app, [uuid.UUID(f.unknown_face_id) for f in faces if f.unknown_face_id])
-    uris = {}
-    for face in faces:
-        uri = thumbnail_data_uri(face.source_path, face.bbox) if face.source_path else None
-        thumbnail = kept.get(uuid.UUID(face.unknown_face_id)) if face.unknown_face_id else None
-        if uri is None and thumbnail:
-            uri = "data:image/jpeg;base64," + base64.b64encode(thumbnail).decode("ascii")
-        if uri:
-            uris[face.face_key] = uri
-    return uris
+def cluster_thumbnails(app: App, clusters: Sequence[ClusterView], per_cluster: int | None = None) -> dict[str, str]:
+    """Data URIs of the clusters' stored face thumbnails (the first `per_cluster` of each) by face key;
+    faces without one are left out (never cut from the photo)."""
+    return {key: data_uri(jpeg) for key, jpeg in member_thumbnails(app, clusters, per_cluster).items()}
 
 
 def render_clusters_html(
     app: App, title: str, clusters: Sequence[ClusterView], singletons: Sequence[ClusterView]
 ) -> str:
     e = html.escape
-    thumbs = cluster_thumbnails(app, [f for c in [*clusters, *singletons] for f in c.faces])
+    thumbs = cluster_thumbnails(app, [*clusters, *singletons])
 
     def card(face: ClusterFace) -> str:
         uri = thumbs.get(face.face_key)
-        picture = f'<img src="{uri}" alt="">' if uri else '<div class="missing">photo gone</div>'
+        picture = f'<img src="{uri}" alt="">' if uri else '<div class="missing">no thumbnail</div>'
         name = (face.source_path or face.image_sha256[:12]).rsplit("/", 1)[-1]
         return f"<figure>{picture}<figcaption>{e(name)}<br><code>{e(face.face_key[:24])}</code></figcaption></figure>"
 

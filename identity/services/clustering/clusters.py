@@ -42,6 +42,7 @@ from identity.services.enrollment.inputs import image_files
 from identity.services.enrollment.uploads import new_upload_folder
 from identity.services.enrollment.writer import EnrollmentWriter
 from identity.services.queue.loop import JobResult, Outcome, file_digest, process_queue, queue_jobs
+from identity.services.records.thumbnails import encode_thumbnail
 from identity.services.search.thresholds import pairwise_threshold, resolve_threshold
 from identity.services.search.unknown_faces import erase_unknown, expire_unknown
 from identity.store.sql.audit_events import record_audit_event
@@ -62,6 +63,7 @@ from identity.store.sql.jobs import JobSpec
 from identity.store.sql.model_rows import get_model
 from identity.store.sql.persons import find_person, get_person, persons_by_id
 from identity.store.sql.tables import ClusterMember, FaceCluster
+from identity.store.sql.thumbnails import cluster_member_thumbnails
 from identity.store.sql.unknown_faces import unknown_faces_by_id, unknown_faces_since
 from identity.store.vectors.unit_vectors import intact_vectors
 
@@ -146,6 +148,7 @@ class _Face:
     index: int
     bbox: list[float]
     vector: np.ndarray
+    thumbnail: bytes | None  # JPEG of the aligned crop, stored with the member: pages never read the photo
     unknown_face_id: uuid.UUID | None = None
 
 
@@ -176,7 +179,15 @@ def cluster_folder(
         run.photos += 1
         run.no_face += not outcome.faces
         faces += [
-            _Face(f"{outcome.sha256}:{i}", outcome.sha256, path_text(path), i, _box(face), face.embedding)
+            _Face(
+                f"{outcome.sha256}:{i}",
+                outcome.sha256,
+                path_text(path),
+                i,
+                _box(face),
+                face.embedding,
+                encode_thumbnail(face.crop),
+            )
             for i, face in enumerate(outcome.faces)
         ]
     return _cluster_and_store(dep, run, faces)
@@ -192,7 +203,16 @@ def cluster_searches(app: App, since: datetime | None = None) -> ClusterRun:
     run = _new_run(dep, SEARCHES)
     run.photos = len({row.image_sha256 for row in rows})
     faces = [
-        _Face(str(row.id), row.image_sha256, row.source_path, row.face_index, row.bbox, vectors[row.id], row.id)
+        _Face(
+            str(row.id),
+            row.image_sha256,
+            row.source_path,
+            row.face_index,
+            row.bbox,
+            vectors[row.id],
+            row.thumbnail,
+            row.id,
+        )
         for row in rows
         if row.id in vectors
     ]  # a row whose vector a crash never wrote is left to expire
@@ -239,11 +259,20 @@ def _cluster_and_store(dep: Deployment, run: ClusterRun, faces: list[_Face]) -> 
     return run
 
 
-def kept_thumbnails(app: App, unknown_face_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:
-    """The thumbnails kept with unknown faces (their photo may be gone), by unknown face id."""
+def member_thumbnails(app: App, clusters: Sequence[ClusterView], per_cluster: int | None = None) -> dict[str, bytes]:
+    """The stored JPEGs of the clusters' faces (the first `per_cluster` of each), by face key: the member's
+    own, else (a member made before 0012) the one kept with its unknown face; faces with neither are left out."""
+    keys = [(c.cluster_id, f) for c in clusters for f in c.faces[:per_cluster]]
     with app.sessions() as session:
-        rows = unknown_faces_by_id(session, unknown_face_ids)
-    return {face_id: row.thumbnail for face_id, row in rows.items() if row.thumbnail}
+        stored = cluster_member_thumbnails(session, [(cluster, f.face_key) for cluster, f in keys])
+        missing = [f for cluster, f in keys if (cluster, f.face_key) not in stored]
+        kept = unknown_faces_by_id(session, [uuid.UUID(f.unknown_face_id) for f in missing if f.unknown_face_id])
+    found = {f.face_key: stored[(cluster, f.face_key)] for cluster, f in keys if (cluster, f.face_key) in stored}
+    for face in missing:
+        row = kept.get(uuid.UUID(face.unknown_face_id)) if face.unknown_face_id else None
+        if row is not None and row.thumbnail:
+            found[face.face_key] = row.thumbnail
+    return found
 
 
 def cluster_id(model_id: str, face_keys: Sequence[str]) -> str:
@@ -266,6 +295,7 @@ def _cluster_row(dep: Deployment, scope: str, members: Sequence[_Face]) -> FaceC
                 face_index=f.index,
                 bbox=f.bbox,
                 unknown_face_id=f.unknown_face_id,
+                thumbnail=f.thumbnail,
             )
             for f in members
         ],

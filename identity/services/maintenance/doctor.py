@@ -44,7 +44,11 @@ from identity.services.maintenance.integrity import IntegrityCheck, check_vector
 from identity.services.maintenance.upload_orphans import find_orphan_uploads, remove_orphan_uploads
 from identity.services.private_files import FileModeCheck, check_private_files, repair_private_files
 from identity.services.queue.loop import process_queue, queue_jobs
-from identity.services.records.thumbnails import backfill_face_thumbnails, missing_face_thumbnails
+from identity.services.records.thumbnails import (
+    backfill_face_thumbnails,
+    expire_search_thumbnails,
+    missing_face_thumbnails,
+)
 from identity.services.search.templates import TemplateCheck, check_templates, repair_templates
 from identity.store.sql import jobs
 from identity.store.sql.db import Session, transaction
@@ -105,6 +109,11 @@ class DoctorReport:
     def clean(self) -> bool:
         """Nothing found and nothing repaired (a repaired store was not clean: the report says what was done)."""
         return self.problems == 0 and not any(self.repaired.values())
+
+    @property
+    def repairable(self) -> bool:
+        """Whether --repair has work: a problem, or upkeep that is none (faces without a stored thumbnail)."""
+        return self.problems > 0 or self.faces_without_thumbnail > 0
 
     @property
     def vectors_to_delete(self) -> int:
@@ -279,6 +288,8 @@ def repair(app: App, report: DoctorReport, workers: int = 1, force: bool = False
     report.repaired.update(remove_orphan_uploads(app, report.orphan_uploads))
     if report.faces_without_thumbnail:
         report.repaired["face_thumbnails"] = backfill_face_thumbnails(app)
+    if expired := expire_search_thumbnails(app):  # a store searched no more still lets them go
+        report.repaired["search_thumbnails_expired"] = expired
     return report
 
 

@@ -13,9 +13,7 @@ Each audit is itself recorded as an audit event.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -29,7 +27,7 @@ from identity.services.review.matches import REVIEW_JSON, ReviewState
 from identity.services.search.identify import decision_threshold
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import transaction
-from identity.store.sql.faces import face_boxes, faces_with_images
+from identity.store.sql.faces import faces_with_images
 from identity.store.sql.persons import PersonRecord, get_person, person_record, persons_by_id
 from identity.store.sql.reviews import latest_reviews
 from identity.store.sql.searches import Decision, hits_of_person
@@ -148,12 +146,6 @@ def audit_person(app: App, ref: str, actor: str | None = None) -> AuditReport:
             details={"faces": len(face_rows), "searches": len(searches)},
         )
     return report
-
-
-def face_sources(app: App, face_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[str, list[Any]]]:
-    """(source path, box) of each face, for the pages' thumbnails; unknown ids are left out."""
-    with app.sessions() as session:
-        return face_boxes(session, face_ids)
 
 
 def _face_row(face: Face, image: Image) -> AuditFace:

@@ -87,10 +87,14 @@ def face_thumbnails(app: App, face_ids: Iterable[str | uuid.UUID]) -> dict[str, 
     return {str(face_id): jpeg for face_id, jpeg in found.items()}
 
 
-def search_thumbnails(app: App, keys: Iterable[tuple[str | uuid.UUID, int]]) -> dict[tuple[str, int], bytes]:
-    """JPEGs of searched faces by (search id as a string, face index); those not kept are left out."""
+def search_thumbnails(
+    app: App, keys: Iterable[tuple[str | uuid.UUID, int]], now: datetime | None = None
+) -> dict[tuple[str, int], bytes]:
+    """JPEGs of searched faces by (search id as a string, face index); those not kept, or past their
+    retention, are left out."""
     with app.sessions() as session:
-        found = search_thumbnails_by_key(session, {(uuid.UUID(str(s)), int(i)) for s, i in keys})
+        wanted = {(uuid.UUID(str(s)), int(i)) for s, i in keys}
+        found = search_thumbnails_by_key(session, wanted, now or datetime.now(UTC))
     return {(str(search_id), index): jpeg for (search_id, index), jpeg in found.items()}
 
 
@@ -109,24 +113,23 @@ def backfill_face_thumbnails(app: App) -> int:
     """Cut a thumbnail from the photo for every enrolled face without one; returns how many were stored.
 
     Faces whose photo is gone or unreadable are left without (counted again by the next doctor run)."""
-    stored, skipped = 0, 0
+    stored, after = 0, None
     while True:
         with app.sessions() as session:
-            todo = faces_without_thumbnail(session, BACKFILL_CHUNK + skipped)[skipped:]
+            todo = faces_without_thumbnail(session, BACKFILL_CHUNK, after)
         if not todo:
             return stored
         rows, photo, loaded = [], None, None
         for face, image in todo:
-            if loaded != image.id:
+            if loaded != image.id:  # in image order: each photo is decoded once
                 photo, loaded = _photo(image.source_path), image.id
             jpeg = _box_thumbnail(photo, face.bbox) if photo is not None else None
-            if jpeg is None:
-                skipped += 1
-            else:
+            if jpeg is not None:
                 rows.append(FaceThumbnail(face_id=face.id, jpeg=jpeg))
         with transaction(app.sessions) as session:
             session.add_all(rows)
         stored += len(rows)
+        after = (todo[-1][1].id, todo[-1][0].id)
 
 
 def _photo(source_path: str) -> PILImage.Image | None:

@@ -138,16 +138,6 @@ def indexed_face_sources(session: Session, model_row_id: int) -> Sequence[tuple[
     ).all()
 
 
-def face_boxes(session: Session, face_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[str, list[Any]]]:
-    """(source path, box) of each face, for thumbnails; unknown ids are left out."""
-    rows = session.execute(
-        select(Face.id, Image.source_path, Face.bbox)
-        .join(Image, Image.id == Face.image_id)
-        .where(Face.id.in_(list(face_ids)))
-    )
-    return {face_id: (path, bbox) for face_id, path, bbox in rows}
-
-
 def holds_faces(session: Session) -> bool:
     """Whether any face row exists (of any model or state)."""
     return session.scalar(select(Face.id).limit(1)) is not None

@@ -442,7 +442,8 @@ class ClusterMember(Base):
     face_index: Mapped[int]
     bbox: Mapped[list[Any]]
     unknown_face_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("unknown_faces.id", ondelete="CASCADE"))
-    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)  # JPEG of the aligned crop; None: before 0012
+    # JPEG of the aligned crop (None: made before 0012); deferred: listing clusters reads no image bytes
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
     cluster: Mapped[FaceCluster] = relationship(back_populates="members", lazy="raise")
 
