@@ -37,6 +37,7 @@ from identity.serialize import to_json
 from identity.services.access.keys import ADMIN, READ, SEARCH, Forbidden, KeyRecord
 from identity.services.access.sessions import OpenSession
 from identity.services.curation.edits import delete_face, delete_person, merge_persons, move_face
+from identity.services.paging import encode_cursor
 from identity.services.records.audit import audit_person
 from identity.services.records.persons import list_people, show_person
 from identity.services.search.identify import SearchFailure, SearchOptions
@@ -220,7 +221,7 @@ def persons(
 ) -> HTMLResponse:
     allowed(who, READ)
     limit = 50
-    people = [to_json(p) for p in list_people(ctx.core, q, limit, max(offset, 0))]
+    people = [to_json(p) for p in list_people(ctx.core, q, limit, encode_cursor(max(offset, 0))).items]
     return render(
         request,
         "persons.html",
@@ -320,7 +321,9 @@ def searches(
     who: Visitor = Depends(visitor),
 ) -> HTMLResponse:
     allowed(who, READ)
-    rows = [to_json(s) for s in list_searches(ctx.core, person or None, None, 200, actor or None, decision or None)]
+    rows = [
+        to_json(s) for s in list_searches(ctx.core, person or None, None, 200, actor or None, decision or None).items
+    ]
     return render(request, "searches.html", who.page(searches=rows, person=person, actor=actor, decision=decision))
 
 

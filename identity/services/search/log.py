@@ -7,9 +7,18 @@ from datetime import datetime
 
 from identity.app.core import App
 from identity.errors import InvalidArgument
+from identity.services.paging import Page, decode_cursor, page_of
 from identity.store.sql.persons import get_person
 from identity.store.sql.reviews import REVIEW_STATES, searches_by_review
-from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, Decision, recent_searches, top_hits
+from identity.store.sql.searches import (
+    MATCH,
+    NOT_SEARCHED,
+    UNKNOWN,
+    Decision,
+    count_searches,
+    recent_searches,
+    top_hits,
+)
 from identity.store.sql.tables import SearchEvent, SearchHit
 
 DECISIONS = tuple(Decision)  # a face's outcome (identity.services.search.identify)
@@ -42,10 +51,11 @@ def list_searches(
     actor: str | None = None,
     decision: str | None = None,
     review: str | None = None,
-) -> list[LoggedSearch]:
+    cursor: str | None = None,
+) -> Page[LoggedSearch]:
     """Newest first, filtered by person, time, actor, decision (`match`: some face matched; `unknown`:
     none did, including searches whose faces were all too small to search) and review (some matched face's
-    review is `confirmed`, `rejected`, or `unreviewed`)."""
+    review is `confirmed`, `rejected`, or `unreviewed`), a page of `limit` at a time."""
     if decision not in (None, *DECISION_FILTERS):
         raise InvalidArgument(f"decision {decision!r}: expected {' or '.join(DECISION_FILTERS)}")
     if review not in (None, *REVIEW_STATES):
@@ -53,15 +63,18 @@ def list_searches(
     with app.sessions() as session:
         person_id = get_person(session, person_ref).id if person_ref else None
         matched = None if decision is None else decision == MATCH
-        events = recent_searches(session, person_id, since, limit, actor, matched, review)
+        offset = decode_cursor(cursor)
+        rows = recent_searches(session, person_id, since, limit + 1, actor, matched, review, offset)
+        page = page_of(rows, offset, limit, count_searches(session, person_id, since, actor, matched, review))
+        events = page.items
         reviews = searches_by_review(session, [e.id for e in events]) if events else {}
         best = {}
         if events:
             for hit in top_hits(session, [e.id for e in events]):
                 if hit.search_id not in best or _score(hit) > _score(best[hit.search_id]):
                     best[hit.search_id] = hit
-    return [
-        LoggedSearch(
+    return page.map(
+        lambda e: LoggedSearch(
             search_id=str(e.id),
             when=e.created_at.isoformat(),
             actor=e.actor,
@@ -74,8 +87,7 @@ def list_searches(
             decision=Decision(best[e.id].decision) if e.id in best else _outcome_without_hits(e),
             review=_summary(reviews.get(e.id)),
         )
-        for e in events
-    ]
+    )
 
 
 def _not_searched(event: SearchEvent) -> int:
