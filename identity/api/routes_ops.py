@@ -152,7 +152,8 @@ async def enroll_uploads(
     with upload_folder(ctx.settings) as folder:
         saved = await save_uploads(image, folder, ctx.max_upload_bytes)
         fields = [person, callback_url or "", *(name for name, _ in saved)]
-        digest = await in_thread(upload_digest, fields, [path for _, path in saved])
+        # the bytes are read again only for a request that may be retried
+        digest = await in_thread(upload_digest, fields, [path for _, path in saved]) if idempotency_key else ""
         with idempotent(ctx, key, request, idempotency_key, digest, schemas.EnrollmentQueued) as attempt:
             if attempt.replay:
                 shutil.rmtree(folder, ignore_errors=True)  # the first request's copies are the queued ones

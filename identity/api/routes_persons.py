@@ -134,7 +134,12 @@ async def enroll_photos(
     folder = new_upload_folder(ctx.settings)  # kept: they are the enrolled photos (erasure deletes them)
     try:
         saved = await save_uploads(image, folder, ctx.max_upload_bytes)
-        digest = await in_thread(upload_digest, [name for name, _ in saved], [path for _, path in saved])
+        # the bytes are read again only for a request that may be retried
+        digest = (
+            await in_thread(upload_digest, [name for name, _ in saved], [path for _, path in saved])
+            if idempotency_key
+            else ""
+        )
         with idempotent(ctx, key, request, idempotency_key, digest, schemas.EnrollmentSummary) as attempt:
             if attempt.replay:
                 shutil.rmtree(folder, ignore_errors=True)  # the first request's copies are the enrolled ones

@@ -116,7 +116,7 @@ def prepare_deliveries(app: App) -> int:
 def send_due(app: App) -> int:
     """Send the deliveries due now, logging each attempt; how many attempts were made."""
     settings = app.settings.api
-    signing = signing_secrets(app.settings)[0]
+    signing: str | None = None  # read (or made) only when something is to be sent
     sent = 0
     while True:
         now = utcnow()
@@ -124,6 +124,7 @@ def send_due(app: App) -> int:
             hold = now + timedelta(seconds=settings.webhook_timeout_s * 2 + 60)
             due = [(d.id, d.url, d.payload, d.attempts) for d in rows.claim_due(session, now, hold, PER_ROUND)]
         for delivery_id, url, payload, attempts in due:
+            signing = signing or signing_secrets(app.settings)[0]
             body = json.dumps(payload, separators=(",", ":")).encode()
             http_status, error = _post(url, body, signing, delivery_id, settings.webhook_timeout_s)
             _log(app, delivery_id, attempts + 1, http_status, error)
