@@ -12,12 +12,15 @@ import pytest
 
 from identity.app.core import App, open_deployment
 from identity.config import ApiSettings, Settings
+from identity.services.access.idempotency import Started, abandon, begin
 from identity.services.access.keys import create_key
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from identity.api.app import create_api  # noqa: E402
+from identity.api.idempotency import json_digest  # noqa: E402
+from identity.api.schemas import PersonCreate  # noqa: E402
 
 HOURS = 0.001  # 3.6 s: the shortest retention the setting allows, so a test can outlive it
 
@@ -143,3 +146,17 @@ def test_keys_take_no_idempotency_key(served) -> None:
         for _ in range(2)
     ]
     assert made[0].status_code == 201 and made[1].status_code == 409  # its secret is never stored to replay
+
+
+def test_a_duplicate_of_a_request_still_running_is_a_409(served) -> None:
+    client, keys, *_ = served
+    core = client.app.state.ctx.core
+    # the first request holds the key, as a slow enrollment would while the retry arrives
+    key_id = keys["enroll"].split("_")[1]
+    held = begin(core, key_id, "POST /v1/persons", "slow-1", json_digest(PersonCreate(external_id="E-9")))
+    assert isinstance(held, Started)
+    running = client.post("/v1/persons", json={"external_id": "E-9"}, headers=headers(keys, "enroll", "slow-1"))
+    assert running.status_code == 409 and "still running" in running.json()["error"]
+    abandon(core, held)  # the first failed: the retry acts
+    made = client.post("/v1/persons", json={"external_id": "E-9"}, headers=headers(keys, "enroll", "slow-1"))
+    assert made.status_code == 201
