@@ -25,7 +25,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from typing import Any
 import tempfile
 import threading
 import time
@@ -33,6 +32,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from rich.console import Console
