@@ -209,11 +209,11 @@ def literal_q(run: Run) -> str:
     _, _, everyone = call(run, "GET", "/v1/persons", "admin")
     status, _, text = call(run, "GET", "/v1/persons?q=_", "admin")
     _, _, percent = call(run, "GET", "/v1/persons?q=%25", "admin")
-    ids = [p["external_id"] for p in json.loads(text)]
+    ids = [p["external_id"] for p in json.loads(text)["items"]]
     run.row.status = str(status)
     return (
-        f"{len(json.loads(everyone))} people; q=_ -> {len(ids)} ({', '.join(ids)}: those with `_` in their id); "
-        f"q=% -> {len(json.loads(percent))}"
+        f"{json.loads(everyone)['total']} people; q=_ -> {len(ids)} ({', '.join(ids)}: those with `_` in their id); "
+        f"q=% -> {json.loads(percent)['total']}"
     )
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from rich.console import Console
@@ -299,7 +300,7 @@ def upload_then_count(run: Run, person: str, name: str, data: bytes) -> str:
     batch = json.loads(content).get("batch")
     outcome = None
     for _ in range(TIMEOUT_S * 5):  # until the background runner has finished the job
-        jobs = get_json(run, f"/v1/jobs?batch={batch}", "enroll")
+        jobs = get_json(run, f"/v1/jobs?batch={batch}", "enroll")["items"]
         if jobs and all(j["status"] not in ("queued", "running") for j in jobs):
             outcome = jobs[0]["outcome"]
             break
@@ -308,7 +309,7 @@ def upload_then_count(run: Run, person: str, name: str, data: bytes) -> str:
     return f"job {outcome}; {len(left)} copy left under uploads/"
 
 
-def get_json(run: Run, path: str, role: str) -> list[dict[str, str]]:
+def get_json(run: Run, path: str, role: str) -> dict[str, Any]:
     with socket.create_connection(("127.0.0.1", run.port), timeout=TIMEOUT_S) as sock:
         sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {run.keys[role]}\r\n"

@@ -68,8 +68,8 @@ assert isinstance(anonymous.parsed, ErrorBody), (anonymous.status_code, anonymou
 print(json.dumps({
     "search": {"status": found.status_code, "decision": face.decision.value,
                "candidates": [[c.person.external_id, round(c.score, 3)] for c in face.candidates]},
-    "persons": sorted(p.external_id for p in people),
-    "jobs_enrolled": len(done),
+    "persons": sorted(p.external_id for p in people.items),
+    "jobs_enrolled": done.total,
     "without_key": {"status": anonymous.status_code, "error": anonymous.parsed.error},
 }))
 """

@@ -26,7 +26,7 @@ def list_(
     from identity.services.queue.jobs import list_jobs
 
     with open_app(read_only=True) as core:
-        rows = [to_json(job) for job in list_jobs(core, state, batch, limit)]
+        rows = [to_json(job) for job in list_jobs(core, state, batch, limit).items]
     render(
         rows,
         as_json,

@@ -41,7 +41,7 @@ def list_(as_json: bool = JSON) -> None:
     from identity.services.access.keys import list_keys
 
     with open_app(read_only=True) as core:
-        keys = list_keys(core)
+        keys = list_keys(core).items
     render(
         keys,
         as_json,

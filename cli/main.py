@@ -56,6 +56,7 @@ def _register() -> None:
         search,
         serve,
         train,
+        webhooks,
     )
     from identity_cli import face_edit as face
 
@@ -74,6 +75,7 @@ def _register() -> None:
     app.add_typer(faces.app, name="faces")
     app.add_typer(models.app, name="models")
     app.add_typer(keys.app, name="keys")
+    app.add_typer(webhooks.app, name="webhooks")
     serve.register(app)
 
 

@@ -40,7 +40,7 @@ def list_(
     from identity.services.records.persons import list_people
 
     with open_app(read_only=True) as core:
-        rows = [to_json(person) for person in list_people(core, query, limit)]
+        rows = [to_json(person) for person in list_people(core, query, limit).items]
     render(rows, as_json, COLUMNS, title=f"{len(rows)} people")
 
 

@@ -138,7 +138,7 @@ def list_searches(
     from identity.services.search.log import list_searches as query
 
     with open_app(read_only=True) as core:
-        rows = query(core, person, since, limit, decision=decision, review=review)
+        rows = query(core, person, since, limit, decision=decision, review=review).items
     render(
         rows,
         as_json,

@@ -185,6 +185,14 @@ class ApiSettings:
     cors_origins: str | None = None  # comma-separated origins allowed cross-origin calls (CORS); unset: none
     auth_failures: int = setting(10, 1, 1_000_000)  # failed authentications per key id or client address ...
     auth_window_s: float = setting(60.0, 1, 86_400)  # ... within this window, before 429 + Retry-After
+    # A POST with an `Idempotency-Key` header answered within this many hours is answered again, not redone.
+    idempotency_hours: float = setting(24.0, 0.001, 8_760)
+    # Comma-separated secrets signing completion webhooks (X-Identity-Signature): the first signs, so a new
+    # secret goes first while receivers still accept the old. Unset: one generated in <data dir>/webhook_secret.
+    webhook_secrets: str | None = None
+    webhook_timeout_s: float = setting(5.0, 0.1, 60)  # one delivery attempt waits this long for the receiver
+    webhook_attempts: int = setting(6, 1, 100)  # a delivery is `failed` after this many attempts ...
+    webhook_backoff_s: float = setting(30.0, 0.01, 86_400)  # ... waiting this long after the first, x4 after each
 
 
 @dataclass(frozen=True)

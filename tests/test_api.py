@@ -83,7 +83,7 @@ def test_search_finds_the_person_with_a_search_key_and_refuses_without_one(serve
     [result] = found.json()["results"]
     assert result["image"] == probe.name and result["faces"][0]["candidates"][0]["person"]["external_id"] == "Al_Gore"
     assert len(result["faces"][0]["candidates"]) == 3 and found.json()["errors"] == []
-    logged = client.get("/v1/searches", params={"actor": "search-key"}, headers=auth(keys, "audit")).json()
+    logged = client.get("/v1/searches", params={"actor": "search-key"}, headers=auth(keys, "audit")).json()["items"]
     assert logged[0]["search_id"] == result["search_id"]  # the key's name is the actor
 
 
@@ -140,10 +140,12 @@ def test_persons_crud_merge_and_a_revoked_key(served) -> None:
         "/v1/persons/E-1", json={"attributes": {"room": "3"}, "remove": ["team"]}, headers=auth(keys, "enroll")
     )
     assert changed.json()["attributes"] == {"room": "3"}
-    listed = client.get("/v1/persons", params={"attribute": "room=3"}, headers=auth(keys, "audit")).json()
+    listed = client.get("/v1/persons", params={"attribute": "room=3"}, headers=auth(keys, "audit")).json()["items"]
     assert [p["external_id"] for p in listed] == ["E-1"]
-    page = client.get("/v1/persons", params={"limit": 2, "offset": 1}, headers=auth(keys, "audit")).json()
-    assert [p["external_id"] for p in page] == ["Al_Gore", "Alejandro_Toledo"]
+    first = client.get("/v1/persons", params={"limit": 1}, headers=auth(keys, "audit")).json()
+    page = client.get("/v1/persons", params={"limit": 2, "cursor": first["next"]}, headers=auth(keys, "audit")).json()
+    assert [p["external_id"] for p in page["items"]] == ["Al_Gore", "Alejandro_Toledo"]
+    assert page["total"] == first["total"] and page["next"]
     merged = client.post("/v1/persons/Al_Gore/merge", json={"absorb": "Aaron_Peirsol"}, headers=auth(keys, "admin"))
     assert merged.json() == {
         "kept": "Al_Gore",
@@ -179,7 +181,7 @@ def test_enrolling_photos_now_and_queued_and_erasure_removes_the_uploads(served)
     batch = queued.json()["batch"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        jobs = client.get("/v1/jobs", params={"batch": batch}, headers=auth(keys, "enroll")).json()
+        jobs = client.get("/v1/jobs", params={"batch": batch}, headers=auth(keys, "enroll")).json()["items"]
         if all(j["status"] == "done" for j in jobs):
             break
         time.sleep(0.2)
@@ -229,7 +231,7 @@ def test_keys_made_over_http_work_at_once_and_are_listed_without_their_secret(se
     assert made.status_code == 201 and made.json()["key"].startswith("idk_")
     kiosk = {"Authorization": f"Bearer {made.json()['key']}"}
     assert client.post("/v1/search", files=upload(photo(lfw, "Al_Gore", 3)), headers=kiosk).status_code == 200
-    listed = client.get("/v1/keys", headers=auth(keys, "admin")).json()
+    listed = client.get("/v1/keys", headers=auth(keys, "admin")).json()["items"]
     assert {k["name"] for k in listed} >= {"kiosk", "admin-key"} and all("key" not in k for k in listed)
     assert made.json()["key"] not in client.get("/v1/keys", headers=auth(keys, "admin")).text
     assert client.post("/v1/keys", json={"name": "x", "role": "root"}, headers=auth(keys, "admin")).status_code == 422
@@ -291,13 +293,13 @@ def test_concurrent_searches_during_a_bulk_enrollment_lose_nothing(served) -> No
         t.join()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        jobs = client.get("/v1/jobs", params={"batch": queued["batch"]}, headers=auth(keys, "enroll")).json()
+        jobs = client.get("/v1/jobs", params={"batch": queued["batch"]}, headers=auth(keys, "enroll")).json()["items"]
         if all(j["status"] == "done" for j in jobs):
             break
         time.sleep(0.2)
     assert answers == [200] * 6
     assert sorted(j["outcome"] for j in jobs) == ["enrolled"] * 9
     logged = client.get("/v1/searches", params={"actor": "search-key"}, headers=auth(keys, "audit")).json()
-    assert len(logged) == 6
+    assert len(logged["items"]) == 6 == logged["total"]
     for person in people:
         assert client.get(f"/v1/persons/{person}", headers=auth(keys, "audit")).json()["faces"] == 3

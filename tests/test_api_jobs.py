@@ -79,7 +79,9 @@ def _noting(threads: set[str], outcomes: Any) -> Any:
 def _wait_done(client: TestClient, key: str, batch: str) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 120
     while True:
-        jobs = client.get("/v1/jobs", params={"batch": batch}, headers={"Authorization": f"Bearer {key}"}).json()
+        jobs = client.get("/v1/jobs", params={"batch": batch}, headers={"Authorization": f"Bearer {key}"}).json()[
+            "items"
+        ]
         if all(job["status"] == "done" for job in jobs) or time.monotonic() > deadline:
             return jobs
         time.sleep(0.2)

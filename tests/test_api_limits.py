@@ -328,7 +328,7 @@ def upload_files(settings: Settings) -> list[str]:
 
 def wait_for_jobs(client: TestClient, key: str, batches: list[str]) -> list[dict[str, Any]]:
     for _ in range(300):
-        jobs = [j for j in client.get("/v1/jobs", headers=auth(key)).json() if j["batch"] in batches]
+        jobs = [j for j in client.get("/v1/jobs", headers=auth(key)).json()["items"] if j["batch"] in batches]
         if jobs and all(j["status"] not in ("queued", "running") for j in jobs):
             return jobs
         time.sleep(0.2)

@@ -57,7 +57,7 @@ def csrf_of(html: str) -> str:
 
 
 def person_id(client: TestClient, auth: dict[str, str], external_id: str) -> str:
-    [found] = client.get("/v1/persons", params={"external_id": external_id}, headers=auth).json()
+    [found] = client.get("/v1/persons", params={"external_id": external_id}, headers=auth).json()["items"]
     return found["id"]
 
 
@@ -119,7 +119,7 @@ def test_q_matches_literally_in_the_api_and_the_ui(site) -> None:
     client, auth = site
 
     def found(q: str) -> set[str]:
-        return {p["external_id"] for p in client.get("/v1/persons", params={"q": q}, headers=auth).json()}
+        return {p["external_id"] for p in client.get("/v1/persons", params={"q": q}, headers=auth).json()["items"]}
 
     assert found("_") == {"bob_1"}
     assert found("%") == {"100%"}
@@ -134,7 +134,7 @@ def test_q_matches_literally_in_the_api_and_the_ui(site) -> None:
 
 def test_an_external_id_with_a_slash_is_found_and_its_pages_and_forms_work(site) -> None:
     client, auth = site
-    listed = client.get("/v1/persons", params={"external_id": "dept/alice"}, headers=auth).json()
+    listed = client.get("/v1/persons", params={"external_id": "dept/alice"}, headers=auth).json()["items"]
     assert [p["external_id"] for p in listed] == ["dept/alice"]
     alice, bob = listed[0]["id"], person_id(client, auth, "dept/bob")
     assert client.get(f"/v1/persons/{alice}", headers=auth).json()["external_id"] == "dept/alice"
@@ -153,7 +153,7 @@ def test_an_external_id_with_a_slash_is_found_and_its_pages_and_forms_work(site)
     assert f'action="/ui/persons/{alice}/erase"' in erase_page
     erased = client.post(f"/ui/persons/{alice}/erase", data={"confirm": "dept/alice", "csrf": csrf_of(erase_page)})
     assert erased.status_code == 303 and erased.headers["location"] == "/ui/persons?flash=erased"
-    assert client.get("/v1/persons", params={"external_id": "dept/alice"}, headers=auth).json() == []
+    assert client.get("/v1/persons", params={"external_id": "dept/alice"}, headers=auth).json()["items"] == []
 
 
 # Item 14: one shape per concept.
@@ -163,7 +163,7 @@ def test_timestamps_counts_and_error_texts_have_one_shape(site) -> None:
     client, auth = site
     created = client.post("/v1/persons", json={"external_id": "carol"}, headers=auth).json()
     read = client.get(f"/v1/persons/{created['id']}", headers=auth).json()
-    listed = client.get("/v1/persons", params={"external_id": "carol"}, headers=auth).json()[0]
+    listed = client.get("/v1/persons", params={"external_id": "carol"}, headers=auth).json()["items"][0]
     patched = client.patch(f"/v1/persons/{created['id']}", json={"display_name": "Carol"}, headers=auth).json()
     for answer in (created, read, listed, patched):
         assert answer["created_at"] == created["created_at"] and created["created_at"].endswith("+00:00")

@@ -51,7 +51,7 @@ def test_a_small_face_is_not_searched_and_never_unknown_while_the_large_one_matc
         result = search_image(dep.app, str(photo), SearchOptions(actor="desk"))
         small_only = search_image(dep.app, str(alone), SearchOptions())
         kept_unknown = dep.unknown.count()
-        logged = {s.search_id: s for s in list_searches(dep.app)}
+        logged = {s.search_id: s for s in list_searches(dep.app).items}
         reviews = list_reviews(dep.app)
         unknown_reviews = list_reviews(dep.app, decision="unknown")
     large, small = sorted(result.faces, key=lambda f: -f.quality.iod_px)
@@ -106,7 +106,7 @@ def test_api_answers_not_searched_and_metrics_never_count_it_unknown(group) -> N
                 files=[("image", (photo.name, photo.read_bytes(), "image/jpeg"))],
             )
             metrics = client.get("/metrics", headers={"Authorization": f"Bearer {keys['admin']}"}).text
-            logged = client.get("/v1/searches", headers={"Authorization": f"Bearer {keys['admin']}"}).json()
+            logged = client.get("/v1/searches", headers={"Authorization": f"Bearer {keys['admin']}"}).json()["items"]
             client.post("/ui/login", data={"key": keys["search"]})
             form = client.get("/ui/search").text
             csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)

@@ -81,7 +81,7 @@ def test_reindex_switches_keeps_history_rolls_back_and_erasure_reaches_both(gall
         assert (
             face.best.person.external_id == "Al_Gore" and face.best.faces[0].score > 0.999
         )  # the same bytes as enrolled
-        assert before.search_id in [s.search_id for s in list_searches(dep.app, "Al_Gore")]
+        assert before.search_id in [s.search_id for s in list_searches(dep.app, "Al_Gore").items]
         report = audit_person(dep.app, "Al_Gore")
         assert len(report.faces) == 2  # the active model's rows, not both models'
         assert before.search_id in [s.search_id for s in report.searches]

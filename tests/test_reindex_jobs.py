@@ -88,7 +88,7 @@ def test_reindex_queues_reindex_jobs_and_the_queue_loop_finishes_them(gallery) -
     assert state["enroll_kinds"] == {"enroll"}  # the enrollment jobs are untouched
     assert (state["faces"], state["pending"], state["duplicates"], state["vectors_match"]) == (6, 0, 0, True)
     with open_deployment(settings) as dep:
-        listed = list_jobs(dep.app, state="reindexed")
+        listed = list_jobs(dep.app, state="reindexed").items
     assert len(listed) == 6 and all(Path(j.source_path).is_file() for j in listed)
     assert {j.external_id for j in listed} == {"Aaron_Peirsol", "Al_Gore", "Alejandro_Toledo"}
 
@@ -199,7 +199,7 @@ def test_reindex_sigkilled_midway_resumes_without_duplicates(tmp_path: Path, lfw
     assert (state["faces"], state["pending"], state["duplicates"], state["vectors_match"]) == (16, 0, 0, True)
     with open_deployment(settings) as dep:
         assert dep.model.model_id == state["model_id"]
-        assert {j.status for j in list_jobs(dep.app)} == {JobStatus.done.value}
+        assert {j.status for j in list_jobs(dep.app).items} == {JobStatus.done.value}
 
 
 def test_reindex_waits_for_jobs_another_worker_holds_and_counts_their_outcomes(gallery, monkeypatch) -> None:

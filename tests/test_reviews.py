@@ -64,10 +64,10 @@ def test_report_audit_and_search_log_show_the_reviews(gallery) -> None:
         audit = audit_person(dep.app, "Al_Gore")
         verdicts = {s.search_id: s.review.verdict if s.review else None for s in audit.searches if s.rank == 1}
         assert verdicts[good.search_id] == "confirmed" and list(verdicts.values()).count(None) == 1
-        assert [s.search_id for s in list_searches(dep.app, review="confirmed")] == [good.search_id]
-        assert [s.search_id for s in list_searches(dep.app, review="rejected")] == [bad.search_id]
-        assert len(list_searches(dep.app, review="unreviewed")) == 1
-        assert {s.review for s in list_searches(dep.app)} >= {"confirmed", "rejected", "unreviewed"}
+        assert [s.search_id for s in list_searches(dep.app, review="confirmed").items] == [good.search_id]
+        assert [s.search_id for s in list_searches(dep.app, review="rejected").items] == [bad.search_id]
+        assert list_searches(dep.app, review="unreviewed").total == 1
+        assert {s.review for s in list_searches(dep.app).items} >= {"confirmed", "rejected", "unreviewed"}
 
 
 def test_bad_reviews_are_one_line_errors(gallery, capsys, monkeypatch) -> None:

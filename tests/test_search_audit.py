@@ -104,7 +104,7 @@ def test_search_log_and_audit_show_who_was_searched(gallery, tmp_path: Path) -> 
     settings, lfw = gallery
     with open_deployment(settings) as dep:
         result = search_image(dep.app, probe(lfw, "Al_Gore", 6), SearchOptions(actor="inspector"))
-        logged = list_searches(dep.app, "Al_Gore")
+        logged = list_searches(dep.app, "Al_Gore").items
         assert [e.search_id for e in logged] == [result.search_id]
         assert logged[0].actor == "inspector" and logged[0].query_sha256 == result.sha256
         report = audit_person(dep.app, "Al_Gore", actor="auditor")
@@ -131,7 +131,7 @@ def test_merge_move_and_delete_keep_search_consistent(gallery) -> None:
         assert merged.faces_moved == 2
         after = search_image(dep.app, image, SearchOptions())
         assert after.faces[0].best.person.external_id == "Al_Gore"  # the vectors now point at Al_Gore
-        assert list_searches(dep.app, "Al_Gore")[-1].search_id == before.search_id  # history followed
+        assert list_searches(dep.app, "Al_Gore").items[-1].search_id == before.search_id  # history followed
         with pytest.raises(NotFound):
             audit_person(dep.app, "Aaron_Peirsol")
 

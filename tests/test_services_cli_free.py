@@ -55,9 +55,9 @@ def test_person_services_add_list_show_update(app: App) -> None:
     with pytest.raises(IdentityError, match="person 'p1' already exists"):
         add_person(app, "p1")
 
-    assert [(p.external_id, p.faces) for p in list_people(app)] == [("p1", 0), ("p2", 0)]
-    assert [p.external_id for p in list_people(app, query="one")] == ["p1"]
-    assert [p.external_id for p in list_people(app, limit=1)] == ["p1"]
+    assert [(p.external_id, p.faces) for p in list_people(app).items] == [("p1", 0), ("p2", 0)]
+    assert [p.external_id for p in list_people(app, query="one").items] == ["p1"]
+    assert [p.external_id for p in list_people(app, limit=1).items] == ["p1"]
     shown = show_person(app, added.id)
     assert shown == show_person(app, "p1")
     assert (shown.id, shown.display_name, shown.attributes, shown.faces) == (added.id, "P One", {"team": "a"}, 0)
@@ -98,7 +98,7 @@ def test_read_only_commands_on_an_empty_data_dir_create_nothing(capsys, clean_en
 def test_job_services_list_retry_cancel(app: App) -> None:
     batch, queued = queue_enrollment(app, [job_rows.JobSpec(f"/img/{i}.jpg", f"P{i}") for i in range(3)])
     assert queued == 3
-    listed = list_jobs(app)
+    listed = list_jobs(app).items
     assert [j.external_id for j in listed] == ["P2", "P1", "P0"]  # newest first
     assert {(j.batch, j.status, j.attempts) for j in listed} == {(batch, "queued", 0)}
     assert list(to_json(listed[0])) == [
@@ -114,12 +114,12 @@ def test_job_services_list_retry_cancel(app: App) -> None:
         "updated_at",
     ]
     ids = {j.external_id: j.id for j in listed}
-    assert [j.external_id for j in list_jobs(app, batch=batch, limit=1)] == ["P2"]
+    assert [j.external_id for j in list_jobs(app, batch=batch, limit=1).items] == ["P2"]
 
     _claim_one(app, fail_with="empty file")  # P0: a worker fails it
-    [failed] = list_jobs(app, state="failed")
+    [failed] = list_jobs(app, state="failed").items
     assert (failed.external_id, failed.outcome, failed.reason) == ("P0", "failed", "empty file")
-    assert retry_jobs(app) == 1 and len(list_jobs(app, state="queued")) == 3
+    assert retry_jobs(app) == 1 and list_jobs(app, state="queued").total == 3
 
     report = cancel_jobs(app, [ids["P1"], 999])
     assert report == CancelReport(cancelled=[ids["P1"]], running_left_alone=[], not_cancellable=[999])

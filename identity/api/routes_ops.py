@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query
+from fastapi import APIRouter, Depends, File, Form, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from identity.api import schemas
@@ -14,6 +15,10 @@ from identity.api.auth import caller
 from identity.api.context import ApiContext, Ctx
 from identity.api.contract import Upload, keyed, public
 from identity.api.errors import ApiError
+from identity.api.idempotency import IDEMPOTENCY_KEY, idempotent, json_digest, upload_digest
+from identity.api.listing import CURSOR, listed
+from identity.api.params import in_thread
+from identity.api.schemas import CALLBACK_URL
 from identity.api.uploads import save_uploads
 from identity.errors import IdentityError
 from identity.serialize import to_json
@@ -32,6 +37,8 @@ from identity.services.enrollment.run import named_by
 from identity.services.enrollment.uploads import remove_uploads, upload_folder
 from identity.services.maintenance.store_info import versions
 from identity.services.queue.jobs import list_jobs, queue_depth, queue_enrollment
+from identity.services.queue.webhooks import list_deliveries
+from identity.services.records.persons import person_named
 
 router = APIRouter()
 PROMETHEUS_TEXT = {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}
@@ -83,17 +90,17 @@ def metrics(ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> R
     return PlainTextResponse(ctx.metrics.render(queue_depth(ctx.core)))
 
 
-# the response model is derived from a dataclass at import: a value to mypy, a model to FastAPI
-@router.get("/v1/jobs", response_model=list[schemas.Job], tags=["jobs"], **keyed("listJobs", 422))  # type: ignore[valid-type]
+@router.get("/v1/jobs", response_model=schemas.JobPage, tags=["jobs"], **keyed("listJobs", 422))
 def jobs(
     state: schemas.JobState | None = None,
     batch: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = CURSOR,
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(JOBS)),
-) -> list[dict[str, Any]]:
-    """The queue, newest first (as `identity jobs list`)."""
-    return [to_json(job) for job in list_jobs(ctx.core, state.value if state else None, batch, limit)]
+) -> dict[str, Any]:
+    """The queue, newest first (as `identity jobs list`), a page at a time."""
+    return listed(list_jobs(ctx.core, state.value if state else None, batch, limit, cursor))
 
 
 @router.post(
@@ -104,15 +111,23 @@ def jobs(
     **keyed("queueEnrollment", body="json"),
 )
 def enroll_paths(
-    request: schemas.EnrollmentRequest, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ENROLL))
-) -> dict[str, Any]:
-    """Queue folders or files the server can read, under the import roots the operator allowed."""
-    paths = [_allowed(ctx, p) for p in request.paths]
-    try:
-        inputs = choose_inputs(paths, request.person)
-    except UnclearInputs as exc:
-        raise ApiError(422, exc.message) from None
-    return _queue(ctx, inputs)
+    body: schemas.EnrollmentRequest,
+    request: Request,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
+    ctx: ApiContext = Ctx,
+    key: KeyRecord = Depends(caller(ENROLL)),
+) -> Any:
+    """Queue folders or files the server can read, under the import roots the operator allowed; with a
+    `callback_url`, the worker posts the batch's outcomes there once every job is done."""
+    with idempotent(ctx, key, request, idempotency_key, json_digest(body), schemas.EnrollmentQueued) as attempt:
+        if attempt.replay:
+            return attempt.replay
+        paths = [_allowed(ctx, p) for p in body.paths]
+        try:
+            inputs = choose_inputs(paths, body.person)
+        except UnclearInputs as exc:
+            raise ApiError(422, exc.message) from None
+        return attempt.answer(_queue(ctx, inputs, body.callback_url), 202)
 
 
 @router.post(
@@ -125,22 +140,32 @@ def enroll_paths(
 async def enroll_uploads(
     person: Annotated[str, Form(description="external id the photos are of")],
     image: Annotated[list[Upload], File()],
+    request: Request,
+    callback_url: Annotated[str | None, Form(description=CALLBACK_URL, max_length=2000)] = None,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(ENROLL)),
-) -> dict[str, Any]:
+) -> Any:
     """Queue uploaded photos of one person; the server's background runner (or `identity worker`s) enrolls them."""
     # Kept while they are a person's photos (erasure deletes them); removed if the request fails, and by
     # the job loop once a job's copy becomes no person's photo (services.uploads).
     with upload_folder(ctx.settings) as folder:
         saved = await save_uploads(image, folder, ctx.max_upload_bytes)
-        inputs = from_files(person, [path for _, path in saved])
-        queued = _queue(ctx, inputs)
+        fields = [person, callback_url or "", *(name for name, _ in saved)]
+        # the bytes are read again only for a request that may be retried
+        digest = await in_thread(upload_digest, fields, [path for _, path in saved]) if idempotency_key else ""
+        with idempotent(ctx, key, request, idempotency_key, digest, schemas.EnrollmentQueued) as attempt:
+            if attempt.replay:
+                shutil.rmtree(folder, ignore_errors=True)  # the first request's copies are the queued ones
+                return attempt.replay
+            inputs = from_files(person, [path for _, path in saved])
+            queued = attempt.answer(_queue(ctx, inputs, callback_url), 202, person_named(ctx.core, person))
     remove_uploads(ctx.settings, [row.source_path for row in inputs.unqueued])
     return queued
 
 
-def _queue(ctx: ApiContext, inputs: EnrollInputs) -> dict[str, Any]:
-    batch, queued = queue_enrollment(ctx.core, inputs.specs)
+def _queue(ctx: ApiContext, inputs: EnrollInputs, callback_url: str | None) -> dict[str, Any]:
+    batch, queued = queue_enrollment(ctx.core, inputs.specs, callback_url)
     ctx.wake_jobs()
     named = named_by(inputs)
     skipped = [
@@ -153,6 +178,18 @@ def _queue(ctx: ApiContext, inputs: EnrollInputs) -> dict[str, Any]:
         for r in inputs.unqueued
     ]
     return {"batch": batch, "queued": queued, "skipped": skipped}
+
+
+@router.get("/v1/webhooks", response_model=schemas.WebhookDeliveryPage, tags=["jobs"], **keyed("listWebhooks", 422))
+def webhooks(
+    status: schemas.WebhookState | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = CURSOR,
+    ctx: ApiContext = Ctx,
+    key: KeyRecord = Depends(caller(ADMIN)),
+) -> dict[str, Any]:
+    """The completion webhooks' delivery log, newest first (as `identity webhooks list`), a page at a time."""
+    return listed(list_deliveries(ctx.core, status.value if status else None, limit, cursor))
 
 
 def _allowed(ctx: ApiContext, raw: str) -> Path:
@@ -174,10 +211,15 @@ def _allowed(ctx: ApiContext, raw: str) -> Path:
     return path
 
 
-# the response model is derived from a dataclass at import: a value to mypy, a model to FastAPI
-@router.get("/v1/keys", response_model=list[schemas.ApiKey], tags=["keys"], **keyed("listKeys"))  # type: ignore[valid-type]
-def keys(ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ADMIN))) -> list[dict[str, Any]]:
-    return [to_json(k) for k in list_keys(ctx.core)]
+@router.get("/v1/keys", response_model=schemas.ApiKeyPage, tags=["keys"], **keyed("listKeys", 422))
+def keys(
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = CURSOR,
+    ctx: ApiContext = Ctx,
+    key: KeyRecord = Depends(caller(ADMIN)),
+) -> dict[str, Any]:
+    """Every key, oldest first, a page at a time (never the secret)."""
+    return listed(list_keys(ctx.core, limit, cursor))
 
 
 @router.post(

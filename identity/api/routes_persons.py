@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Query
+from fastapi import APIRouter, Depends, File, Query, Request
 
 from identity.api import schemas
 from identity.api.auth import caller
 from identity.api.budget import check_pixels
 from identity.api.context import ApiContext, Ctx
 from identity.api.contract import Upload, keyed
+from identity.api.idempotency import IDEMPOTENCY_KEY, idempotent, json_digest, upload_digest
+from identity.api.listing import CURSOR, listed
 from identity.api.params import filters, in_thread
 from identity.api.uploads import save_uploads
 from identity.errors import NotFound
@@ -22,33 +25,40 @@ from identity.services.curation.edits import delete_face, delete_person, merge_p
 from identity.services.enrollment.inputs import from_files
 from identity.services.enrollment.run import enroll
 from identity.services.enrollment.uploads import new_upload_folder
-from identity.services.records.persons import add_person, list_people, show_person, update_person
+from identity.services.records.persons import add_person, list_people, person_named, show_person, update_person
 
 router = APIRouter(prefix="/v1", tags=["persons"])
 MAX_SYNC_IMAGES = 10  # more belong in POST /v1/enrollments
 
 
-# schemas.Person is derived from PersonRecord at import: a value to mypy, a model to FastAPI
-@router.get("/persons", response_model=list[schemas.Person], **keyed("listPersons", 422))  # type: ignore[valid-type]
+@router.get("/persons", response_model=schemas.PersonPage, **keyed("listPersons", 422))
 def persons(
     q: str | None = Query(None, description="text in the external id, name or attributes, matched literally"),
     external_id: str | None = Query(None, description="exactly this external id (`/` included: a path takes the uuid)"),
     attribute: list[str] | None = Query(None, description="key=value; a key given twice matches either value"),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0, le=2**31 - 1),
+    cursor: str | None = CURSOR,
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(READ)),
-) -> list[dict[str, Any]]:
+) -> dict[str, Any]:
     """People by external id, a page at a time."""
     wanted = {k: v if isinstance(v, list) else [v] for k, v in filters(attribute).items()}
-    return [to_json(p) for p in list_people(ctx.core, q, limit, offset, wanted or None, external_id)]
+    return listed(list_people(ctx.core, q, limit, cursor, wanted or None, external_id))
 
 
 @router.post("/persons", response_model=schemas.Person, status_code=201, **keyed("createPerson", 409, body="json"))
 def create(
-    person: schemas.PersonCreate, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ENROLL))
-) -> dict[str, Any]:
-    return to_json(add_person(ctx.core, person.external_id, person.display_name, person.attributes))
+    person: schemas.PersonCreate,
+    request: Request,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
+    ctx: ApiContext = Ctx,
+    key: KeyRecord = Depends(caller(ENROLL)),
+) -> Any:
+    with idempotent(ctx, key, request, idempotency_key, json_digest(person), schemas.Person) as attempt:
+        if attempt.replay:
+            return attempt.replay
+        record = add_person(ctx.core, person.external_id, person.display_name, person.attributes)
+        return attempt.answer(to_json(record), 201, uuid.UUID(record.id))
 
 
 @router.get("/persons/{person}", response_model=schemas.Person, **keyed("getPerson", 404, 422))
@@ -106,9 +116,11 @@ def remove_face(face: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(calle
 async def enroll_photos(
     person: str,
     image: Annotated[list[Upload], File(description=f"up to {MAX_SYNC_IMAGES} photos")],
+    request: Request,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(ENROLL)),
-) -> dict[str, Any]:
+) -> Any:
     """Enroll a few photos of one person now, each ending enrolled, rejected, failed, duplicate or conflict.
 
     A copy that becomes no person's photo is deleted by the job loop (services.uploads); the photos'
@@ -122,24 +134,34 @@ async def enroll_photos(
     folder = new_upload_folder(ctx.settings)  # kept: they are the enrolled photos (erasure deletes them)
     try:
         saved = await save_uploads(image, folder, ctx.max_upload_bytes)
-        await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
-        names = {str(path.resolve()): name for name, path in saved}
-        run = await in_thread(_enroll, ctx, person, [path for _, path in saved])
+        # the bytes are read again only for a request that may be retried
+        digest = (
+            await in_thread(upload_digest, [name for name, _ in saved], [path for _, path in saved])
+            if idempotency_key
+            else ""
+        )
+        with idempotent(ctx, key, request, idempotency_key, digest, schemas.EnrollmentSummary) as attempt:
+            if attempt.replay:
+                shutil.rmtree(folder, ignore_errors=True)  # the first request's copies are the enrolled ones
+                return attempt.replay
+            await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
+            names = {str(path.resolve()): name for name, path in saved}
+            run = await in_thread(_enroll, ctx, person, [path for _, path in saved])
+            record = to_json(run)
+            record["images"] = [
+                {
+                    "image": names.get(r.source_path, Path(r.source_path).name),
+                    "external_id": r.external_id,
+                    "outcome": r.outcome,
+                    "reason": r.reason,
+                    "faces_found": r.faces_found,
+                }
+                for r in run.summary.results
+            ]
+            return attempt.answer(record, 200, person_named(ctx.core, person))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    record = to_json(run)
-    record["images"] = [
-        {
-            "image": names.get(r.source_path, Path(r.source_path).name),
-            "external_id": r.external_id,
-            "outcome": r.outcome,
-            "reason": r.reason,
-            "faces_found": r.faces_found,
-        }
-        for r in run.summary.results
-    ]
-    return record
 
 
 def _enroll(ctx: ApiContext, person: str, paths: list[Path]) -> Any:

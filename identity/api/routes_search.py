@@ -16,6 +16,7 @@ from identity.api.context import ApiContext, Ctx
 from identity.api.contract import Upload, keyed
 from identity.api.errors import ApiError
 from identity.api.limits import Deadline, deadline_of
+from identity.api.listing import CURSOR, listed
 from identity.api.params import filters, in_thread
 from identity.api.uploads import save_uploads
 from identity.serialize import to_json
@@ -66,20 +67,20 @@ async def search(
     return {"results": results, "errors": errors}
 
 
-# the response model is derived from a dataclass at import: a value to mypy, a model to FastAPI
-@router.get("/searches", response_model=list[schemas.LoggedSearch], **keyed("listSearches", 404, 422))  # type: ignore[valid-type]
+@router.get("/searches", response_model=schemas.LoggedSearchPage, **keyed("listSearches", 404, 422))
 def searches(
     person: str | None = None,
     since: datetime | None = None,
     actor: str | None = None,
     decision: schemas.DecisionFilter | None = None,
     limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = CURSOR,
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(READ)),
-) -> list[dict[str, Any]]:
-    """The search log, newest first, filtered by person, actor, time and decision."""
+) -> dict[str, Any]:
+    """The search log, newest first, filtered by person, actor, time and decision, a page at a time."""
     wanted = decision.value if decision else None
-    return [to_json(r) for r in list_searches(ctx.core, person, since, limit, actor, wanted)]
+    return listed(list_searches(ctx.core, person, since, limit, actor, wanted, cursor=cursor))
 
 
 @router.get("/persons/{person}/audit", response_model=schemas.Audit, **keyed("getPersonAudit", 404, 422))

@@ -13,10 +13,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from identity.api.derive import derived
+from identity.api.listing import page_model
 from identity.services.access import keys
 from identity.services.curation import edits
 from identity.services.enrollment import report
-from identity.services.queue import jobs
+from identity.services.queue import jobs, webhooks
 from identity.services.records import audit
 from identity.services.records.persons import PersonRecord
 from identity.services.review import matches as reviews
@@ -166,6 +167,12 @@ class EnrollmentQueued(BaseModel):
     skipped: list[dict[str, Any]] = Field(description="inputs that did not become jobs, with the reason")
 
 
+CALLBACK_URL = (
+    "an http(s) URL the worker POSTs the batch's outcomes to once every job is done, signed with "
+    "X-Identity-Signature (see docs/http-api.md, Webhooks)"
+)
+
+
 class EnrollmentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     paths: list[str] = Field(
@@ -173,6 +180,7 @@ class EnrollmentRequest(BaseModel):
         description="folders (one sub-folder per person) or files, under an import root (IDENTITY_API__IMPORT_ROOTS)",
     )
     person: str | None = Field(default=None, description="enroll the files for this external id")
+    callback_url: str | None = Field(default=None, max_length=2000, description=CALLBACK_URL)
 
 
 class ApiKeyCreate(BaseModel):
@@ -193,3 +201,13 @@ class Health(BaseModel):
 class Ready(BaseModel):
     status: str
     checks: dict[str, str]
+
+
+# The v1 list shape (identity.api.listing): {"items": [...], "next": CURSOR|null, "total": N}
+PersonPage = page_model("PersonPage", Person)
+LoggedSearchPage = page_model("LoggedSearchPage", LoggedSearch)
+JobPage = page_model("JobPage", Job)
+ApiKeyPage = page_model("ApiKeyPage", ApiKey)
+WebhookState = StrEnum("WebhookState", {s: s for s in webhooks.STATES})  # the delivery log's filter
+WebhookDelivery = derived("WebhookDelivery", webhooks.DeliveryRecord, status=WebhookState)
+WebhookDeliveryPage = page_model("WebhookDeliveryPage", WebhookDelivery)

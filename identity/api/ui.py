@@ -41,6 +41,7 @@ from identity.services.curation.edits import delete_face, delete_person, merge_p
 from identity.services.enrollment.inputs import from_files
 from identity.services.enrollment.run import enroll
 from identity.services.enrollment.uploads import new_upload_folder
+from identity.services.paging import encode_cursor
 from identity.services.records.audit import audit_person
 from identity.services.records.persons import add_person, list_people, show_person
 from identity.services.records.thumbnails import data_uri, search_thumbnails
@@ -422,7 +423,7 @@ def persons(
 ) -> HTMLResponse:
     allowed(who, READ)
     limit = 50
-    people = [to_json(p) for p in list_people(ctx.core, q, limit, max(offset, 0))]
+    people = [to_json(p) for p in list_people(ctx.core, q, limit, encode_cursor(max(offset, 0))).items]
     return render(
         request,
         "persons.html",
@@ -525,7 +526,9 @@ def searches(
     who: Visitor = Depends(visitor),
 ) -> HTMLResponse:
     allowed(who, READ)
-    rows = [to_json(s) for s in list_searches(ctx.core, person or None, None, 200, actor or None, decision or None)]
+    rows = [
+        to_json(s) for s in list_searches(ctx.core, person or None, None, 200, actor or None, decision or None).items
+    ]
     return render(request, "searches.html", who.page(searches=rows, person=person, actor=actor, decision=decision))
 
 

@@ -20,7 +20,8 @@ from identity.app.actor import resolve_actor
 from identity.app.core import App
 from identity.errors import IdentityError, InvalidArgument, NotFound
 from identity.serialize import json_field
-from identity.store.sql.api_keys import add_key, all_keys, key_named, key_with_id, mark_used
+from identity.services.paging import Page, decode_cursor, page_of
+from identity.store.sql.api_keys import add_key, all_keys, count_keys, key_named, key_with_id, mark_used
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import transaction
 from identity.store.sql.tables import ApiKey, naive_utc, utcnow
@@ -141,9 +142,13 @@ def create_key(
         return CreatedKey(record_of(row), f"{PREFIX}_{key_id}_{secret}")
 
 
-def list_keys(app: App) -> list[KeyRecord]:
+def list_keys(app: App, limit: int | None = None, cursor: str | None = None) -> Page[KeyRecord]:
+    """Oldest first, a page of `limit` at a time (every key when None)."""
+    offset = decode_cursor(cursor)
     with app.sessions() as session:
-        return [record_of(row) for row in all_keys(session)]
+        rows = all_keys(session, None if limit is None else limit + 1, offset)
+        total = count_keys(session)
+    return page_of(rows, offset, len(rows) if limit is None else limit, total).map(record_of)
 
 
 def revoke_key(app: App, name: str, actor: str | None = None) -> KeyRecord:

@@ -46,6 +46,7 @@ from identity.store.sql.audit_events import add_audit_details, latest_audit_even
 from identity.store.sql.db import Session, flush_deleted, transaction
 from identity.store.sql.erasure import erase_image_traces, erase_person_rows, person_images, person_tokens
 from identity.store.sql.faces import face_keys_of_person
+from identity.store.sql.idempotency import forget_person_answers
 from identity.store.sql.pending_erasures import (
     COMPLETE,
     count_open,
@@ -57,6 +58,7 @@ from identity.store.sql.pending_erasures import (
 from identity.store.sql.persons import find_person, person_with_id
 from identity.store.sql.tables import PendingErasure, Person
 from identity.store.sql.unknown_faces import unknown_face_keys
+from identity.store.sql.webhooks import drop_person_webhooks
 from identity.store.vectors import FaceIndex
 from identity.store.vectors.base import UNKNOWN, PurgeResult
 
@@ -269,7 +271,12 @@ def _apply_sql(dep: Deployment, erasure_id: int, plan: Plan) -> dict[str, Any]:
         person = person_with_id(session, uuid.UUID(plan["person_id"]))
         row = session.get_one(PendingErasure, erasure_id)
         paths: list[str] = []
+        # answers kept for Idempotency-Key retries and completion webhooks not yet sent that name them (first:
+        # the person row's FK would take the linked answers silently)
+        named = forget_person_answers(session, uuid.UUID(plan["person_id"]), plan["external_id"])
+        named.update(drop_person_webhooks(session, uuid.UUID(plan["person_id"])))
         sql = erase_person_rows(session, person, paths) if person is not None else {}
+        sql.update(named)
         unknown = [uuid.UUID(i) for ids in plan["unknown"].values() for i in ids]
         sql.update(erase_image_traces(session, unknown, plan["image_sha256"]))
         _, token = person_tokens(session, plan["external_id"], uuid.UUID(plan["person_id"]))

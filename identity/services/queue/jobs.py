@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from identity.app.core import App
+from identity.services.paging import Page, decode_cursor, page_of
+from identity.services.queue.webhooks import add_callback, check_callback_url
 from identity.store.sql import jobs as job_rows
 from identity.store.sql.db import transaction
 from identity.store.sql.jobs import JobOutcome, JobRecord, JobSpec
@@ -26,19 +28,30 @@ class CancelReport:
     not_cancellable: list[int]  # named by id but done or already cancelled
 
 
-def queue_enrollment(app: App, specs: Iterable[JobSpec]) -> tuple[str, int]:
-    """Queue a batch without processing it (`enroll --queue-only`): its id and how many jobs it holds."""
+def queue_enrollment(app: App, specs: Iterable[JobSpec], callback_url: str | None = None) -> tuple[str, int]:
+    """Queue a batch without processing it (`enroll --queue-only`): its id and how many jobs it holds.
+    With `callback_url`, the worker posts the batch's outcomes there once every job is done (services.queue.webhooks).
+    """
     from identity.services.queue.loop import (
         queue_jobs,  # enroll loads the face pipeline; listing jobs needs none of it
     )
 
-    return queue_jobs(app, specs)
+    if callback_url is not None:
+        check_callback_url(callback_url)  # before queueing: a refused request queues nothing
+    batch, queued = queue_jobs(app, specs)
+    if callback_url is not None:
+        add_callback(app, batch, callback_url)
+    return batch, queued
 
 
-def list_jobs(app: App, state: str | None = None, batch: str | None = None, limit: int = 100) -> list[JobRecord]:
-    """Newest first; `state` is a status or an outcome (rejected, duplicate, ...)."""
+def list_jobs(
+    app: App, state: str | None = None, batch: str | None = None, limit: int = 100, cursor: str | None = None
+) -> Page[JobRecord]:
+    """Newest first, a page of `limit` at a time; `state` is a status or an outcome (rejected, duplicate, ...)."""
+    offset = decode_cursor(cursor)
     with app.sessions() as session:
-        return [job_rows.job_record(j) for j in job_rows.list_jobs(session, state, batch, limit)]
+        rows = job_rows.list_jobs(session, state, batch, limit + 1, offset)
+        return page_of(rows, offset, limit, job_rows.count_jobs(session, state, batch)).map(job_rows.job_record)
 
 
 def retry_jobs(app: App, failed_only: bool = True, batch: str | None = None, cancelled: bool = False) -> int:

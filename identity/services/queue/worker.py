@@ -1,7 +1,8 @@
 """`identity worker`: process queued enrollment jobs, then queued reindex jobs (each with its target
 model's pack, into its collection), until stopped, or until the queue is drained.
 
-Each round first retries the erasures left pending (identity.services.curation.erasure).
+Each round first retries the erasures left pending (identity.services.curation.erasure); completion
+webhooks are sent beside the loop (identity.services.queue.webhooks.Sender).
 
 Callable from Python and from a long-running server as from the CLI, on the process's one App. The
 deployment is released and asked for again whenever `identity reindex` switches the model (or the store is rebound),
@@ -28,6 +29,7 @@ from identity.services.queue.loop import (
     process_queue,
     seconds_until_others_done,
 )
+from identity.services.queue.webhooks import Sender
 
 OnResult = Callable[[JobResult], None]
 Analyse = Callable[[Iterator[str]], Iterator[tuple[str, Outcome]]]
@@ -66,33 +68,45 @@ def run_worker(
         wake.wait(seconds)
         wake.clear()
 
-    while not stop.is_set() and not (drain and idle):
-        dep = app.deployment(write=True)
-        if on_result is None:
-            on_result = on_open()
-        writer = EnrollmentWriter(dep, subject)
-        while dep.follows_store() and not stop.is_set():
-            retry_pending(app)
-            before = summary.processed
-            try:
-                process_queue(app, writer, None, workers, on_result, summary, _until(stop, writer, workers, analyse))
-            except Stopped:
-                return summary
-            if reindex:
-                process_reindex_jobs(app, workers, on_result, summary)
-            idle = summary.processed == before
-            if drain and idle:
-                # Draining means every job is done: jobs still leased to another worker come
-                # back to the queue if it died, so wait for them rather than leave them behind.
-                due = seconds_until_others_done(app)
-                if due is None:
-                    break
-                idle = False
-                pause(min(poll, due + 0.5))
-            elif idle:
-                pause(poll)
-        if not stop.is_set():
-            dep.release()  # the old model's collections (and, embedded, their lock) go; the next round opens the new
+    # Completion webhooks go out from their own thread, so a slow receiver never holds a job back; it makes a
+    # last round when the worker returns, so `worker --drain` sends those of the batches it finished.
+    sender = Sender(app, poll)
+    sender.start()
+    try:
+        while not stop.is_set() and not (drain and idle):
+            dep = app.deployment(write=True)
+            if on_result is None:
+                on_result = on_open()
+            writer = EnrollmentWriter(dep, subject)
+            while dep.follows_store() and not stop.is_set():
+                retry_pending(app)
+                before = summary.processed
+                try:
+                    process_queue(
+                        app, writer, None, workers, on_result, summary, _until(stop, writer, workers, analyse)
+                    )
+                except Stopped:
+                    return summary
+                if reindex:
+                    process_reindex_jobs(app, workers, on_result, summary)
+                idle = summary.processed == before
+                if not idle:
+                    sender.nudge()  # a batch may be done: its webhook goes now, not at the next poll
+                if drain and idle:
+                    # Draining means every job is done: jobs still leased to another worker come
+                    # back to the queue if it died, so wait for them rather than leave them behind.
+                    due = seconds_until_others_done(app)
+                    if due is None:
+                        break
+                    idle = False
+                    pause(min(poll, due + 0.5))
+                elif idle:
+                    pause(poll)
+            if not stop.is_set():
+                # the old model's collections (and, embedded, their lock) go; the next round opens the new
+                dep.release()
+    finally:
+        sender.finish()
     return summary
 
 

@@ -5,11 +5,13 @@ Merging and erasing people live in services.curation: they touch vectors too.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from identity.app.core import App
 from identity.app.registry import chosen_model_row
+from identity.services.paging import Page, decode_cursor, page_of
 from identity.store.sql import persons as person_rows
 from identity.store.sql.db import transaction
 from identity.store.sql.pending_erasures import refuse_while_erasing
@@ -30,17 +32,19 @@ def list_people(
     app: App,
     query: str | None = None,
     limit: int = 100,
-    offset: int = 0,
+    cursor: str | None = None,
     attributes: dict[str, list[str]] | None = None,
     external_id: str | None = None,
-) -> list[PersonRecord]:
-    """People by external id, matching `query` literally in id, name or attributes, `attributes` (key: any of
-    values) and `external_id` exactly."""
+) -> Page[PersonRecord]:
+    """People by external id, a page at a time, matching `query` literally in id, name or attributes,
+    `attributes` (key: any of values) and `external_id` exactly."""
+    offset = decode_cursor(cursor)
     model_row_id = _model_row_id(app)
     with app.sessions() as session:
-        people = person_rows.list_persons(session, query, limit, offset, attributes, external_id)
-        counts = person_rows.indexed_face_counts(session, [p.id for p in people], model_row_id)
-        return [_record(p, counts.get(p.id, 0)) for p in people]
+        rows = person_rows.list_persons(session, query, limit + 1, offset, attributes, external_id)
+        people = page_of(rows, offset, limit, person_rows.count_persons(session, query, attributes, external_id))
+        counts = person_rows.indexed_face_counts(session, [p.id for p in people.items], model_row_id)
+        return people.map(lambda p: _record(p, counts.get(p.id, 0)))
 
 
 def show_person(app: App, ref: str) -> PersonRecord:
@@ -50,6 +54,13 @@ def show_person(app: App, ref: str) -> PersonRecord:
         person = person_rows.get_person(session, ref)
         counts = person_rows.indexed_face_counts(session, [person.id], model_row_id)
         return _record(person, counts.get(person.id, 0))
+
+
+def person_named(app: App, ref: str) -> uuid.UUID | None:
+    """The id of the person `ref` (external id or uuid) names, or None when there is none (yet)."""
+    with app.sessions() as session:
+        found = person_rows.find_person(session, ref)
+        return found.id if found else None
 
 
 def update_person(

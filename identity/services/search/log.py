@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from identity.app.core import App
 from identity.errors import InvalidArgument, NotFound
+from identity.services.paging import Page, decode_cursor, page_of
 from identity.store.sql.persons import get_person, persons_by_id
 from identity.store.sql.reviews import (
     REVIEW_STATES,
@@ -18,7 +19,15 @@ from identity.store.sql.reviews import (
     latest_reviews,
     searches_by_review,
 )
-from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, Decision, recent_searches, top_hits
+from identity.store.sql.searches import (
+    MATCH,
+    NOT_SEARCHED,
+    UNKNOWN,
+    Decision,
+    count_searches,
+    recent_searches,
+    top_hits,
+)
 from identity.store.sql.tables import SearchEvent, SearchHit
 
 if TYPE_CHECKING:
@@ -73,10 +82,11 @@ def list_searches(
     actor: str | None = None,
     decision: str | None = None,
     review: str | None = None,
-) -> list[LoggedSearch]:
+    cursor: str | None = None,
+) -> Page[LoggedSearch]:
     """Newest first, filtered by person, time, actor, decision (`match`: some face matched; `unknown`:
     none did, including searches whose faces were all too small to search) and review (some matched face's
-    review is `confirmed`, `rejected`, or `unreviewed`)."""
+    review is `confirmed`, `rejected`, or `unreviewed`), a page of `limit` at a time."""
     if decision not in (None, *DECISION_FILTERS):
         raise InvalidArgument(f"decision {decision!r}: expected {' or '.join(DECISION_FILTERS)}")
     if review not in (None, *REVIEW_STATES):
@@ -84,7 +94,10 @@ def list_searches(
     with app.sessions() as session:
         person_id = get_person(session, person_ref).id if person_ref else None
         matched = None if decision is None else decision == MATCH
-        return _logged(session, recent_searches(session, person_id, since, limit, actor, matched, review))
+        offset = decode_cursor(cursor)
+        rows = recent_searches(session, person_id, since, limit + 1, actor, matched, review, offset)
+        page = page_of(rows, offset, limit, count_searches(session, person_id, since, actor, matched, review))
+        return Page(_logged(session, page.items), page.next, page.total)
 
 
 def show_search(app: App, search_ref: str) -> SearchDetail:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from identity.store.sql.db import Session
 from identity.store.sql.tables import ApiKey
@@ -24,8 +24,12 @@ def key_with_id(session: Session, key_id: str) -> ApiKey | None:
     return session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
 
 
-def all_keys(session: Session) -> list[ApiKey]:
-    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+def all_keys(session: Session, limit: int | None = None, offset: int = 0) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id).limit(limit).offset(offset)))
+
+
+def count_keys(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(ApiKey)) or 0
 
 
 def mark_used(session: Session, key: ApiKey, when: datetime) -> None:

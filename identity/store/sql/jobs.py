@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from identity.store.sql.db import rowcount
@@ -219,15 +219,27 @@ def earlier_rejection(session: Session, image_id: uuid.UUID, external_id: str) -
     ).first()
 
 
-def list_jobs(session: Session, state: str | None = None, batch: str | None = None, limit: int = 100) -> list[Job]:
-    stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+def list_jobs(
+    session: Session, state: str | None = None, batch: str | None = None, limit: int = 100, offset: int = 0
+) -> list[Job]:
+    stmt = _jobs_matching(state, batch).order_by(Job.id.desc()).limit(limit).offset(offset)
+    return list(session.scalars(stmt))
+
+
+def count_jobs(session: Session, state: str | None = None, batch: str | None = None) -> int:
+    """How many jobs list_jobs finds with these filters, on all its pages."""
+    return session.scalar(select(func.count()).select_from(_jobs_matching(state, batch).subquery())) or 0
+
+
+def _jobs_matching(state: str | None, batch: str | None) -> Select[Job]:
+    stmt = select(Job)
     if state in {s.value for s in JobStatus}:
         stmt = stmt.where(Job.status == JobStatus(state))
     elif state:
         stmt = stmt.where(Job.outcome == state)
     if batch:
         stmt = stmt.where(Job.batch == batch)
-    return list(session.scalars(stmt))
+    return stmt
 
 
 def retry(session: Session, failed_only: bool = True, batch: str | None = None, cancelled: bool = False) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, cast, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from identity.errors import IdentityError, InvalidArgument, NotFound
@@ -130,7 +130,25 @@ def list_persons(
 ) -> list[Person]:
     """Persons by external id; `query` matches id, name or attributes as text, `attributes` like search filters,
     `external_id` exactly (any character, `/` included: such an id cannot be a URL path segment)."""
-    stmt = select(Person).order_by(Person.external_id).limit(limit).offset(offset)
+    stmt = _persons_matching(session, query, attributes, external_id)
+    return list(session.scalars(stmt.order_by(Person.external_id).limit(limit).offset(offset)))
+
+
+def count_persons(
+    session: Session,
+    query: str | None = None,
+    attributes: dict[str, list[str]] | None = None,
+    external_id: str | None = None,
+) -> int:
+    """How many persons list_persons finds with these filters, on all its pages."""
+    matching = _persons_matching(session, query, attributes, external_id).subquery()
+    return session.scalar(select(func.count()).select_from(matching)) or 0
+
+
+def _persons_matching(
+    session: Session, query: str | None, attributes: dict[str, list[str]] | None, external_id: str | None
+) -> Select[Person]:
+    stmt = select(Person)
     if external_id is not None:
         stmt = stmt.where(Person.external_id == external_id)
     for key, values in (attributes or {}).items():
@@ -146,7 +164,7 @@ def list_persons(
                 func.lower(cast(Person.attributes, String)).contains(text, autoescape=True),
             )
         )
-    return list(session.scalars(stmt))
+    return stmt
 
 
 def persons_with_attributes(session: Session, filters: dict[str, list[str]]) -> list[uuid.UUID]:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from identity.store.sql.reviews import searches_with_review_state
@@ -42,11 +42,38 @@ def recent_searches(
     actor: str | None = None,
     matched: bool | None = None,
     review_state: str | None = None,
+    offset: int = 0,
 ) -> list[SearchEvent]:
     """The newest searches first; when given, only those that returned `person_id`, made at or after
     `since`, by `actor`, in which some face was (`matched`) or no face was (not `matched`) a match, and
     with a match in `review_state` (identity.store.sql.reviews)."""
-    stmt = select(SearchEvent).order_by(SearchEvent.created_at.desc()).limit(limit)
+    stmt = _searches_matching(person_id, since, actor, matched, review_state)
+    # the id breaks ties of equal times, so pages neither repeat nor skip a search
+    stmt = stmt.order_by(SearchEvent.created_at.desc(), SearchEvent.id.desc()).limit(limit).offset(offset)
+    return list(session.scalars(stmt))
+
+
+def count_searches(
+    session: Session,
+    person_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    actor: str | None = None,
+    matched: bool | None = None,
+    review_state: str | None = None,
+) -> int:
+    """How many searches recent_searches finds with these filters, on all its pages."""
+    matching = _searches_matching(person_id, since, actor, matched, review_state).subquery()
+    return session.scalar(select(func.count()).select_from(matching)) or 0
+
+
+def _searches_matching(
+    person_id: uuid.UUID | None,
+    since: datetime | None,
+    actor: str | None,
+    matched: bool | None,
+    review_state: str | None,
+) -> Select[SearchEvent]:
+    stmt = select(SearchEvent)
     if person_id is not None:
         stmt = stmt.where(SearchEvent.id.in_(select(SearchHit.search_id).where(SearchHit.person_id == person_id)))
     if since:
@@ -58,7 +85,7 @@ def recent_searches(
         stmt = stmt.where(any_match if matched else ~any_match)
     if review_state is not None:
         stmt = stmt.where(searches_with_review_state(review_state))
-    return list(session.scalars(stmt))
+    return stmt
 
 
 def top_hits(session: Session, search_ids: Sequence[uuid.UUID]) -> list[SearchHit]:
