@@ -49,8 +49,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path) -> dict[str, A
             "summary": json.loads(done.stdout),
             "truth": json.loads((data_dir / "truth.json").read_text()),
             "searches": json.loads((data_dir / "searches.json").read_text()),
-            "people": {p.external_id: p for p in list_people(app, limit=1000)},
-            "logged": list_searches(app, None, None, 100),
+            "people": {p.external_id: p for p in list_people(app, limit=1000).items},
+            "logged": list_searches(app, None, None, 100).items,
             "pending": list_reviews(app, unreviewed=True, decision="match", limit=1000),
             "clusters": list_clusters(app, min_size=2),
         }
@@ -225,7 +225,7 @@ def test_a_v1_client_searches_and_lists_the_log(demo: dict[str, Any], served: tu
         assert face["candidates"][0]["person"]["external_id"] == verify_person
         listed = client.get("/v1/searches", headers={"Authorization": f"Bearer {keys['audit']['key']}"})
         assert listed.status_code == 200, listed.text
-        newest, *earlier = listed.json()  # the operator's key is named for the demo's actor: one log for both
+        newest, *earlier = listed.json()["items"]  # the operator's key is named for the demo's actor: one log for both
         assert newest["query_name"] == photo.name and newest["actor"] == "operator"
         assert sorted(Path(row["query_name"]).name for row in earlier) == sorted(demo["truth"]["groups"])
         refused = client.get("/v1/searches", headers={"Authorization": f"Bearer {keys['search']['key']}"})

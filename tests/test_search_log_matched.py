@@ -23,7 +23,7 @@ def test_the_log_lists_who_each_search_matched_and_forgets_an_erased_person(
     with open_deployment(settings) as dep:
         known = search_image(dep.app, probe(lfw, "Al_Gore", 5), SearchOptions(actor="desk"))
         stranger = search_image(dep.app, probe(lfw, STRANGER, 0), SearchOptions(actor="desk"))
-        logged = {s.search_id: s for s in list_searches(dep.app)}
+        logged = {s.search_id: s for s in list_searches(dep.app).items}
         assert logged[known.search_id].matched == ["Al_Gore"]
         assert logged[stranger.search_id].matched == []
 
@@ -46,7 +46,7 @@ def test_the_log_lists_who_each_search_matched_and_forgets_an_erased_person(
 
     with open_deployment(settings) as dep:
         delete_person(dep.app, "Al_Gore", "admin")  # an erased person is not named by the log any more
-        assert {s.search_id: s.matched for s in list_searches(dep.app)}[known.search_id] == []
+        assert {s.search_id: s.matched for s in list_searches(dep.app).items}[known.search_id] == []
         with pytest.raises(NotFound):
             show_search(dep.app, "00000000-0000-0000-0000-000000000000")
         with pytest.raises(InvalidArgument):

@@ -76,7 +76,7 @@ def test_a_phone_photo_is_shown_upright_with_its_box_on_the_face_and_a_confirm_r
     page.wait_for_url("**/ui/searches/*?flash=confirmed")
     assert page.inner_text("#logged-face-0 .review-state") == "confirmed"
     page.screenshot(path=str(ARTIFACTS / "ui-search-logged.png"), full_page=True)
-    [logged] = list_searches(core)
+    [logged] = list_searches(core).items
     assert (logged.matched, logged.review) == (["Al_Gore"], "confirmed")
     page.goto(f"{base}/ui/searches")
     assert page.locator("td.matched").first.inner_text() == "Al_Gore"
