@@ -56,12 +56,14 @@ def _register() -> None:
         search,
         serve,
         train,
+        verify,
     )
     from identity_cli import face_edit as face
 
     admin.register(app)
     enrollment.register(app)
     search.register(app)
+    verify.register(app)
     review.register(app)
     cluster.register(app)
     evaluation.register(app)
