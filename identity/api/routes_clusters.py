@@ -59,7 +59,7 @@ class ClusterMerge(BaseModel):
 class Discarded(BaseModel):
     cluster_id: str
     status: ClusterStatus
-    unknown_faces_erased: int
+    unknown_faces_erased: dict[str, int] = Field(description="kept unknown faces erased: rows, and vectors purged")
 
 
 @router.get("/clusters", response_model=ClusterPage, **keyed("listClusters", 422))
