@@ -77,7 +77,7 @@ def clusters(
     return listed(page_of(views[offset : offset + limit + 1], offset, limit, len(views)))
 
 
-@router.get("/clusters/{cluster}", response_model=Cluster, **keyed("getCluster", 404))
+@router.get("/clusters/{cluster}", response_model=Cluster, **keyed("getCluster", 404, 422))
 def cluster(cluster: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> dict[str, Any]:
     """A cluster's faces and their photos (`identity cluster show --json`)."""
     return to_json(show_cluster(ctx.core, cluster))
@@ -108,7 +108,7 @@ def merge(
     return to_json(merge_clusters(ctx.core, [cluster, *merge.clusters], key.name))
 
 
-@router.post("/clusters/{cluster}/discard", response_model=Discarded, **keyed("discardCluster", 404, 409))
+@router.post("/clusters/{cluster}/discard", response_model=Discarded, **keyed("discardCluster", 404, 409, 422))
 def discard(cluster: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(ENROLL))) -> dict[str, Any]:
     """Not a person to enroll: kept as discarded, its kept unknown faces erased now."""
     return to_json(discard_cluster(ctx.core, cluster, key.name))

@@ -164,7 +164,7 @@ async def detect_route(
     return {"model": report.model, "images": records}
 
 
-@router.get("/faces/{face}", response_model=FaceRecord, tags=["persons"], **keyed("getFace", 404))
+@router.get("/faces/{face}", response_model=FaceRecord, tags=["persons"], **keyed("getFace", 404, 422))
 def face(face: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> dict[str, Any]:
     """One enrolled face (an id from an audit or a search hit): its person, photo, box, landmarks and quality."""
     return to_json(face_record(ctx.core, face))
@@ -174,7 +174,7 @@ def face(face: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ)
     "/faces/{face}/thumbnail",
     response_class=Response,
     tags=["persons"],
-    **keyed("getFaceThumbnail", 404, ok=JPEG),
+    **keyed("getFaceThumbnail", 404, 422, ok=JPEG),
 )
 def thumbnail(face: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(caller(READ))) -> Response:
     """The face's stored thumbnail (its aligned crop), never the source photo."""
