@@ -56,7 +56,9 @@ def test_json_bodies_answer_as_uploads_do(served) -> None:
     client, headers, lfw = served
     probe = photo(lfw, "Al_Gore", 3)
     uploaded = client.post(
-        "/v1/search", files=[("image", (probe.name, probe.read_bytes(), "image/jpeg"))], data={"top_k": "2"},
+        "/v1/search",
+        files=[("image", (probe.name, probe.read_bytes(), "image/jpeg"))],
+        data={"top_k": "2"},
         headers=headers,
     ).json()
     sent = client.post("/v1/search", json={"image": b64(probe), "top_k": 2}, headers=headers)
@@ -65,7 +67,9 @@ def test_json_bodies_answer_as_uploads_do(served) -> None:
     assert by_json["image"] == "image-0" and by_json["sha256"] == by_upload["sha256"]
     assert by_json["faces"][0]["candidates"] == by_upload["faces"][0]["candidates"]
     assert len(by_json["faces"][0]["candidates"]) == 2
-    several = client.post("/v1/search", json={"image": [b64(probe), b64(photo(lfw, "Aaron_Peirsol", 3))]}, headers=headers)
+    several = client.post(
+        "/v1/search", json={"image": [b64(probe), b64(photo(lfw, "Aaron_Peirsol", 3))]}, headers=headers
+    )
     names = [r["faces"][0]["candidates"][0]["person"]["external_id"] for r in several.json()["results"]]
     assert names == ["Al_Gore", "Aaron_Peirsol"]
 
@@ -96,9 +100,7 @@ def test_bad_json_bodies_are_refused_with_the_reason(served) -> None:
     assert missing.status_code == 422 and missing.json()["detail"][0]["where"] == "body.image"
     invalid = client.post("/v1/search", json={"image": b64(probe), "top_k": 0}, headers=headers)
     assert invalid.status_code == 422 and invalid.json()["detail"][0]["where"] == "body.top_k"
-    broken = client.post(
-        "/v1/search", content=b'{"image": ', headers={**headers, "Content-Type": "application/json"}
-    )
+    broken = client.post("/v1/search", content=b'{"image": ', headers={**headers, "Content-Type": "application/json"})
     assert broken.status_code == 400 and "not valid JSON" in broken.json()["error"]
     text = client.post("/v1/search", content=b"hello", headers={**headers, "Content-Type": "text/plain"})
     assert text.status_code == 415 and "multipart/form-data or application/json" in text.json()["error"]

@@ -58,7 +58,8 @@ def test_clusters_are_listed_a_page_at_a_time_and_shown(served) -> None:
     pages, cursor = [], None
     while True:
         page = client.get(
-            "/v1/clusters", params={"min_size": 2, "limit": 2, **({"cursor": cursor} if cursor else {})},
+            "/v1/clusters",
+            params={"min_size": 2, "limit": 2, **({"cursor": cursor} if cursor else {})},
             headers=auth(keys, "audit"),
         ).json()
         assert page["total"] == body["total"]
@@ -89,14 +90,18 @@ def test_a_cluster_is_corrected_named_and_discarded_through_v1_only(served) -> N
     nobody = client.post(f"/v1/clusters/{cid}/split", json={"faces": ["nope"]}, headers=auth(keys, "enroll"))
     assert nobody.status_code == 422 and "holds no face" in nobody.json()["error"]
     merged = client.post(
-        f"/v1/clusters/{kept['cluster_id']}/merge", json={"clusters": [moved["cluster_id"]]}, headers=auth(keys, "enroll")
+        f"/v1/clusters/{kept['cluster_id']}/merge",
+        json={"clusters": [moved["cluster_id"]]},
+        headers=auth(keys, "enroll"),
     )
     assert merged.status_code == 200 and merged.json()["size"] == biggest["size"], merged.text
 
     refused = client.post(f"/v1/clusters/{cid}/name", json={"new": "archive-1"}, headers=auth(keys, "audit"))
     assert refused.status_code == 403
     named = client.post(
-        f"/v1/clusters/{cid}/name", json={"new": "archive-1", "display_name": "Archive One"}, headers=auth(keys, "enroll")
+        f"/v1/clusters/{cid}/name",
+        json={"new": "archive-1", "display_name": "Archive One"},
+        headers=auth(keys, "enroll"),
     )
     assert named.status_code == 200, named.text
     assert named.json()["states"] == {"enrolled": biggest["size"]} and named.json()["created_person"] is True

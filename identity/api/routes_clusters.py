@@ -59,7 +59,9 @@ class ClusterMerge(BaseModel):
 class Discarded(BaseModel):
     cluster_id: str
     status: ClusterStatus
-    unknown_faces_erased: dict[str, Any] = Field(description="kept unknown faces erased: `rows`, and the `vectors` purge")
+    unknown_faces_erased: dict[str, Any] = Field(
+        description="kept unknown faces erased: `rows`, and the `vectors` purge"
+    )
 
 
 @router.get("/clusters", response_model=ClusterPage, **keyed("listClusters", 422))
