@@ -30,6 +30,7 @@ from identity.faces import DetectedFace, FacePipeline, ImageFaces, Quality, load
 from identity.pathnames import path_text
 from identity.serialize import json_field
 from identity.services.maintenance.integrity import check_scores
+from identity.services.records.thumbnails import search_thumbnail_rows
 from identity.services.search.identify import MatchedFace
 from identity.services.search.thresholds import Threshold, pack_threshold
 from identity.store.sql.audit_events import record_audit_event
@@ -120,7 +121,7 @@ def verify(
         score, best = _against_person(dep, a_face.embedding, uuid.UUID(who.id))
     verdict = Verdict.MATCH if score >= threshold.value else Verdict.NO_MATCH
     face_a = _verified(a_found, a_index, a_face)
-    search_id = _log(dep, a_found, face_a, face_b, who, score, best, threshold, verdict, actor)
+    search_id = _log(dep, a_found, face_a, face_b, who, score, best, threshold, verdict, actor, a_face.crop)
     return VerifyResult(
         search_id,
         dep.model.model_id,
@@ -216,6 +217,7 @@ def _log(
     threshold: Threshold,
     verdict: Verdict,
     actor: str | None,
+    crop: np.ndarray,
 ) -> str:
     model_row = dep.recorded_model().id
     by = resolve_actor(actor)
@@ -255,6 +257,8 @@ def _log(
                 )
             )
         search_id = record_search(session, event, hits)
+        if who is not None and verdict == Verdict.MATCH:  # as a search keeps a match's face, for its review
+            session.add_all(search_thumbnail_rows(dep.app, search_id, [(face_a.face_index, crop)]))
         if who is not None:
             record_audit_event(
                 session,
