@@ -14,6 +14,8 @@ import base64
 import binascii
 import json
 import re
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
+from identity.api.context import ApiContext, Ctx
 from identity.api.errors import ApiError
 from identity.api.uploads import save_uploads
 
@@ -52,6 +55,18 @@ class ImagesIn:
         return [saved for entries in self.images.values() for saved in entries]
 
 
+def images_body(images: tuple[ImageField, ...], model: type[BaseModel]) -> Callable[..., AsyncIterator[ImagesIn]]:
+    """A route's dependency giving its body read (images spooled into a scratch folder removed after the route).
+    Declared before the key check, as FastAPI's own body parameters are: a body over the caller's limit is a
+    413 (identity.api.limits) before anything else is said about it."""
+
+    async def read(request: Request, ctx: ApiContext = Ctx) -> AsyncIterator[ImagesIn]:
+        with tempfile.TemporaryDirectory(prefix="identity-api-") as tmp:
+            yield await read_images(request, Path(tmp), images, model, ctx.max_upload_bytes)
+
+    return read
+
+
 async def read_images(
     request: Request, folder: Path, images: tuple[ImageField, ...], model: type[BaseModel], max_bytes: int
 ) -> ImagesIn:
@@ -65,7 +80,10 @@ async def read_images(
 async def _from_form(
     request: Request, folder: Path, images: tuple[ImageField, ...], model: type[BaseModel], max_bytes: int
 ) -> ImagesIn:
-    form = await request.form()
+    try:
+        form = await request.form()
+    except Exception as exc:  # as FastAPI does for its own bodies: a body stopped at its limit answers 413 instead
+        raise ApiError(400, f"the body could not be read as {MULTIPART}") from exc
     uploads: dict[str, list[UploadFile]] = {}
     for field in images:
         given = form.getlist(field.name)
@@ -90,7 +108,10 @@ async def _from_form(
 async def _from_json(
     request: Request, folder: Path, images: tuple[ImageField, ...], model: type[BaseModel], max_bytes: int
 ) -> ImagesIn:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except Exception as exc:  # as above
+        raise ApiError(400, "the body could not be read") from exc
     try:
         document = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import tempfile
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from identity.api import schemas
@@ -16,7 +14,7 @@ from identity.api.budget import check_count, check_pixels
 from identity.api.context import ApiContext, Ctx
 from identity.api.contract import keyed
 from identity.api.errors import ApiError
-from identity.api.images_in import ImageField, read_images, request_body
+from identity.api.images_in import ImageField, ImagesIn, images_body, request_body
 from identity.api.limits import Deadline, deadline_of
 from identity.api.params import filters, in_thread
 from identity.serialize import to_json
@@ -47,7 +45,7 @@ SEARCH_IMAGES = (ImageField("image", many=True, description="one or more photos"
     **keyed("searchFaces", body="images"),
 )
 async def search(
-    request: Request,
+    body: ImagesIn = Depends(images_body(SEARCH_IMAGES, SearchFields)),
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(SEARCH)),
     deadline: Deadline = Depends(deadline_of),
@@ -57,31 +55,29 @@ async def search(
     The photos come as multipart uploads, or as base64 strings in a JSON body (`{"image": [...], "top_k": 3}`).
     At most IDENTITY_API__MAX_IMAGES_PER_REQUEST photos and IDENTITY_API__MAX_PIXELS_PER_REQUEST
     pixels in all (413 beyond); past IDENTITY_API__REQUEST_DEADLINE_SECONDS, 503 with Retry-After."""
-    with tempfile.TemporaryDirectory(prefix="identity-api-") as tmp:
-        body = await read_images(request, Path(tmp), SEARCH_IMAGES, SearchFields, ctx.max_upload_bytes)
-        fields: SearchFields = body.fields
-        saved = body.all()
-        check_count(len(saved), ctx.settings.api)
-        options = SearchOptions(
-            top_k=fields.top_k,
-            threshold=fields.threshold,
-            filters=filters(fields.filter),
-            largest_face_only=fields.largest_face,
-            actor=key.name,
-        )
-        await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
-        analysed = await in_thread(
-            ctx.analyse, [path for _, path in saved], False, lambda: deadline.check("analysing the images")
-        )
-        results, errors = [], []
-        for (name, path), outcome in zip(saved, analysed):
-            deadline.check("searching the faces")
-            # Named by the upload, not the scratch file.
-            found = await in_thread(ctx.search, path, outcome, name, options)
-            if isinstance(found, SearchFailure):
-                errors.append(to_json(found))
-            else:
-                results.append(to_json(found))
+    fields: SearchFields = body.fields
+    saved = body.all()
+    check_count(len(saved), ctx.settings.api)
+    options = SearchOptions(
+        top_k=fields.top_k,
+        threshold=fields.threshold,
+        filters=filters(fields.filter),
+        largest_face_only=fields.largest_face,
+        actor=key.name,
+    )
+    await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
+    analysed = await in_thread(
+        ctx.analyse, [path for _, path in saved], False, lambda: deadline.check("analysing the images")
+    )
+    results, errors = [], []
+    for (name, path), outcome in zip(saved, analysed):
+        deadline.check("searching the faces")
+        # Named by the upload, not the scratch file.
+        found = await in_thread(ctx.search, path, outcome, name, options)
+        if isinstance(found, SearchFailure):
+            errors.append(to_json(found))
+        else:
+            results.append(to_json(found))
     if not results:
         raise ApiError(422, errors[0]["error"] if len(errors) == 1 else "no image could be searched", errors)
     return {"results": results, "errors": errors}

@@ -6,11 +6,9 @@ Verify and detect take their images as multipart uploads or base64 in a JSON bod
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -21,7 +19,7 @@ from identity.api.context import ApiContext, Ctx
 from identity.api.contract import keyed
 from identity.api.derive import derived
 from identity.api.errors import ApiError
-from identity.api.images_in import ImageField, read_images, request_body
+from identity.api.images_in import ImageField, ImagesIn, images_body, request_body
 from identity.api.limits import Deadline, deadline_of
 from identity.api.params import in_thread
 from identity.serialize import to_json
@@ -110,7 +108,7 @@ DETECT_IMAGES = (ImageField("image", many=True, description="one or more photos"
     **keyed("verifyFaces", 404, body="images"),
 )
 async def verify_route(
-    request: Request,
+    body: ImagesIn = Depends(images_body(VERIFY_IMAGES, VerifyFields)),
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(SEARCH)),
     deadline: Deadline = Depends(deadline_of),
@@ -118,20 +116,18 @@ async def verify_route(
     """Are two faces one person, or is a face a given person: as `identity verify --json`, recorded in the
     search log (and, against a person, in their audit). Images as multipart or base64 JSON
     (`{"image_a": "...", "person": "P"}`)."""
-    with tempfile.TemporaryDirectory(prefix="identity-api-") as tmp:
-        body = await read_images(request, Path(tmp), VERIFY_IMAGES, VerifyFields, ctx.max_upload_bytes)
-        fields: VerifyFields = body.fields
-        saved = body.all()
-        await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
-        analysed = await in_thread(
-            ctx.analyse, [path for _, path in saved], False, lambda: deadline.check("analysing the images")
-        )
-        [a, *b] = [
-            VerifyImage(str(path), index, found, name)
-            for (name, path), (_, found), index in zip(saved, analysed, (fields.face_index_a, fields.face_index_b))
-        ]
-        ctx.deployment()  # prepared for writes once (the App keeps it): the service's read finds it
-        result = await in_thread(verify, ctx.core, a, b[0] if b else None, fields.person, key.name)
+    fields: VerifyFields = body.fields
+    saved = body.all()
+    await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
+    analysed = await in_thread(
+        ctx.analyse, [path for _, path in saved], False, lambda: deadline.check("analysing the images")
+    )
+    [a, *b] = [
+        VerifyImage(str(path), index, found, name)
+        for (name, path), (_, found), index in zip(saved, analysed, (fields.face_index_a, fields.face_index_b))
+    ]
+    await in_thread(ctx.deployment)  # prepared for writes once (the App keeps it): the service's read finds it
+    result = await in_thread(verify, ctx.core, a, b[0] if b else None, fields.person, key.name)
     return to_json(result)
 
 
@@ -142,22 +138,20 @@ async def verify_route(
     **keyed("detectFaces", body="images"),
 )
 async def detect_route(
-    request: Request,
+    body: ImagesIn = Depends(images_body(DETECT_IMAGES, DetectFields)),
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(SEARCH)),
     deadline: Deadline = Depends(deadline_of),
 ) -> dict[str, Any]:
     """The faces in each image: boxes, landmarks, quality and the detector, as `identity faces detect --json`;
     an unreadable image is listed with its `error` (422 when none could be read)."""
-    with tempfile.TemporaryDirectory(prefix="identity-api-") as tmp:
-        body = await read_images(request, Path(tmp), DETECT_IMAGES, DetectFields, ctx.max_upload_bytes)
-        saved = body.all()
-        check_count(len(saved), ctx.settings.api)
-        await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
-        analysed = await in_thread(
-            ctx.analyse, [path for _, path in saved], False, lambda: deadline.check("analysing the images")
-        )
-        report = await in_thread(detected, ctx.core, [(name, found) for (name, _), (_, found) in zip(saved, analysed)])
+    saved = body.all()
+    check_count(len(saved), ctx.settings.api)
+    await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
+    analysed = await in_thread(
+        ctx.analyse, [path for _, path in saved], False, lambda: deadline.check("analysing the images")
+    )
+    report = await in_thread(detected, ctx.core, [(name, found) for (name, _), (_, found) in zip(saved, analysed)])
     records = report.as_list()
     if all("error" in record for record in records):
         raise ApiError(422, records[0]["error"] if len(records) == 1 else "no image could be read", records)
