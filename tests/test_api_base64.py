@@ -96,6 +96,8 @@ def test_bad_json_bodies_are_refused_with_the_reason(served) -> None:
     assert bad_b.status_code == 422 and bad_b.json()["detail"][0]["where"] == "body.image_b"
     number = client.post("/v1/verify", json={"image_a": 12, "person": "Al_Gore"}, headers=headers)
     assert number.status_code == 422 and "base64 string" in number.json()["detail"][0]["problem"]
+    misspelt = client.post("/v1/search", json={"images": [b64(probe)]}, headers=headers)
+    assert misspelt.status_code == 422 and {p["where"] for p in misspelt.json()["detail"]} == {"body.images"}
     missing = client.post("/v1/search", json={"top_k": 2}, headers=headers)
     assert missing.status_code == 422 and missing.json()["detail"][0]["where"] == "body.image"
     invalid = client.post("/v1/search", json={"image": b64(probe), "top_k": 0}, headers=headers)

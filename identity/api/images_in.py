@@ -18,7 +18,8 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -188,8 +189,10 @@ def _too_large(max_bytes: int) -> ApiError:
 
 
 def _is_list(annotation: Any) -> bool:
-    text = str(annotation)
-    return text.startswith("list[") or "list[" in text
+    """Whether a field takes a list (`list[str]`, `list[str] | None`): a form gives it every value sent."""
+    if get_origin(annotation) is list:
+        return True
+    return get_origin(annotation) in (Union, UnionType) and any(get_origin(arg) is list for arg in get_args(annotation))
 
 
 def request_body(images: tuple[ImageField, ...], model: type[BaseModel]) -> dict[str, Any]:

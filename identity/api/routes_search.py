@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from identity.api import schemas
 from identity.api.auth import caller
@@ -28,6 +28,8 @@ router = APIRouter(prefix="/v1", tags=["search"])
 
 class SearchFields(BaseModel):
     """POST /v1/search's fields besides its images."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field of a JSON body is a 422, not ignored
 
     top_k: int = Field(5, ge=1, le=100)
     threshold: float | None = None

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from identity.api import schemas
 from identity.api.auth import caller
@@ -50,6 +50,8 @@ FaceRecord = derived("FaceRecord", face_records.FaceRecord, person=schemas.Perso
 class VerifyFields(BaseModel):
     """POST /v1/verify's fields besides its images: a second image or a person, one of them."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt field of a JSON body is a 422, not ignored
+
     person: str | None = Field(None, description="external id or uuid of the person to verify against")
     face_index_a: int | None = Field(None, ge=0, description="which face of image_a; default: the largest")
     face_index_b: int | None = Field(None, ge=0, description="which face of image_b; default: the largest")
@@ -57,6 +59,8 @@ class VerifyFields(BaseModel):
 
 class DetectFields(BaseModel):
     """POST /v1/detect takes only images."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class DetectedFace(BaseModel):
