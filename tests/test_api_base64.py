@@ -48,12 +48,13 @@ def served(request, tmp_path: Path, lfw_dir: Path):
         process_queue(dep.app, EnrollmentWriter(dep), batch, 1)
     with App.open(settings) as core:
         key = create_key(core, "search-key", "search").key
+        enroll = create_key(core, "enroll-key", "enroll").key
         with TestClient(create_api(core)) as client:
-            yield client, {"Authorization": f"Bearer {key}"}, lfw_dir
+            yield client, {"Authorization": f"Bearer {key}"}, {"Authorization": f"Bearer {enroll}"}, lfw_dir
 
 
-def test_json_bodies_answer_as_uploads_do(served) -> None:
-    client, headers, lfw = served
+def test_json_bodies_search_verify_detect_and_enroll_as_uploads_do(served) -> None:
+    client, headers, enroll, lfw = served
     probe = photo(lfw, "Al_Gore", 3)
     uploaded = client.post(
         "/v1/search",
@@ -85,9 +86,23 @@ def test_json_bodies_answer_as_uploads_do(served) -> None:
     assert detected.status_code == 200, detected.text
     assert len(detected.json()["images"][0]["faces"]) == 1
 
+    enrolled = client.post(
+        "/v1/persons/Alejandro_Toledo/faces", json={"image": [b64(photo(lfw, "Alejandro_Toledo", 1))]}, headers=enroll
+    )
+    assert enrolled.status_code == 200, enrolled.text
+    assert [i["outcome"] for i in enrolled.json()["images"]] == ["enrolled"]
+    toledo = client.post("/v1/search", json={"image": b64(photo(lfw, "Alejandro_Toledo", 2))}, headers=headers).json()
+    assert toledo["results"][0]["faces"][0]["candidates"][0]["person"]["external_id"] == "Alejandro_Toledo"
+    queued = client.post(
+        "/v1/enrollments/uploads",
+        json={"person": "Alejandro_Toledo", "image": b64(photo(lfw, "Alejandro_Toledo", 3))},
+        headers=enroll,
+    )
+    assert queued.status_code == 202 and queued.json()["queued"] == 1, queued.text
+
 
 def test_bad_json_bodies_are_refused_with_the_reason(served) -> None:
-    client, headers, lfw = served
+    client, headers, _, lfw = served
     probe = photo(lfw, "Al_Gore", 3)
     bad = client.post("/v1/search", json={"image": "not base64 at all!"}, headers=headers)
     assert bad.status_code == 422 and bad.json()["detail"][0]["where"] == "body.image[0]"

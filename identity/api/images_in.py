@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import re
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -149,6 +150,17 @@ async def _from_json(
             by_field[field.name].append((name, target))
             index += 1
     return ImagesIn(by_field, fields)
+
+
+def keep(saved: list[tuple[str, Path]], folder: Path) -> list[tuple[str, Path]]:
+    """Move spooled images into `folder` (photos enrolled are kept), one sub-folder each as uploads are written."""
+    kept = []
+    for index, (name, path) in enumerate(saved):
+        target = folder / f"{index:03d}" / path.name
+        target.parent.mkdir(parents=True)
+        shutil.move(path, target)
+        kept.append((name, target))
+    return kept
 
 
 def _decoded(text: str, where: str) -> bytes:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from identity.api import schemas
 from identity.api.auth import caller
 from identity.api.context import ApiContext, Ctx
-from identity.api.contract import Upload, keyed, public
+from identity.api.contract import keyed, public
 from identity.api.errors import ApiError
-from identity.api.uploads import save_uploads
+from identity.api.images_in import ImageField, ImagesIn, images_body, keep, request_body
 from identity.errors import IdentityError
 from identity.serialize import to_json
 from identity.services.access.keys import (
@@ -115,25 +116,34 @@ def enroll_paths(
     return _queue(ctx, inputs)
 
 
+class UploadFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    person: str = Field(description="external id the photos are of")
+
+
+UPLOAD_IMAGES = (ImageField("image", many=True, description="photos of the person"),)
+
+
 @router.post(
     "/v1/enrollments/uploads",
     response_model=schemas.EnrollmentQueued,
     status_code=202,
     tags=["jobs"],
-    **keyed("queueEnrollmentUploads", body="multipart"),
+    openapi_extra=request_body(UPLOAD_IMAGES, UploadFields),
+    **keyed("queueEnrollmentUploads", body="images"),
 )
 async def enroll_uploads(
-    person: Annotated[str, Form(description="external id the photos are of")],
-    image: Annotated[list[Upload], File()],
+    body: ImagesIn = Depends(images_body(UPLOAD_IMAGES, UploadFields)),
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(ENROLL)),
 ) -> dict[str, Any]:
-    """Queue uploaded photos of one person; the server's background runner (or `identity worker`s) enrolls them."""
+    """Queue uploaded photos of one person (multipart, or base64 in a JSON body `{"person", "image": [...]}`);
+    the server's background runner (or `identity worker`s) enrolls them."""
     # Kept while they are a person's photos (erasure deletes them); removed if the request fails, and by
     # the job loop once a job's copy becomes no person's photo (services.uploads).
     with upload_folder(ctx.settings) as folder:
-        saved = await save_uploads(image, folder, ctx.max_upload_bytes)
-        inputs = from_files(person, [path for _, path in saved])
+        saved = keep(body.all(), folder)
+        inputs = from_files(body.fields.person, [path for _, path in saved])
         queued = _queue(ctx, inputs)
     remove_uploads(ctx.settings, [row.source_path for row in inputs.unqueued])
     return queued
