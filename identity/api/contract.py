@@ -11,11 +11,10 @@ any other content type with 415, rather than reporting the fields it could not f
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import Depends, Request, Security, UploadFile
+from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBearer
-from pydantic import WithJsonSchema
 
 from identity.api.errors import ApiError
 from identity.api.schemas import ErrorBody
@@ -41,12 +40,6 @@ WHY: dict[int, str] = {
     429: "Too many failed authentications from this client or for this key: wait Retry-After seconds",
     503: "The server is busy or a store is unavailable: retry after Retry-After seconds",
 }
-# An uploaded file. FastAPI states one as a string of contentMediaType octet-stream only; generators
-# (openapi-python-client) need `format: binary` to make it a file rather than a str parameter.
-Upload = Annotated[
-    UploadFile, WithJsonSchema({"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"})
-]
-
 KEYED = (401, 403, 429, 503)  # any route that needs a key may answer these
 BODY = (400, 413, 415, 422)  # any route that reads a body may answer these
 MEDIA = {
