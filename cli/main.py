@@ -56,6 +56,7 @@ def _register() -> None:
         search,
         serve,
         train,
+        verify,
         webhooks,
     )
     from identity_cli import face_edit as face
@@ -63,6 +64,7 @@ def _register() -> None:
     admin.register(app)
     enrollment.register(app)
     search.register(app)
+    verify.register(app)
     review.register(app)
     cluster.register(app)
     evaluation.register(app)

@@ -4,18 +4,17 @@ A route takes `**keyed("listPersons", 404)` (or `**public("getHealth")`): a stab
 id (a generated client's method name, so it never changes with a function's name), the
 bearer key the route needs (the `Authorize` button of /docs, the auth of a generated
 client), and the error statuses it may answer, each with the `{"error", "detail"}` body.
-A route with a body (`body="json"` or `"multipart"`) also refuses any other content type
-with 415, rather than reporting the fields it could not find in it.
+A route with a body (`body="json"`, `"multipart"`, or `"images"`: either of them) also refuses
+any other content type with 415, rather than reporting the fields it could not find in it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import Depends, Request, Security, UploadFile
+from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBearer
-from pydantic import WithJsonSchema
 
 from identity.api.errors import ApiError
 from identity.api.schemas import ErrorBody
@@ -41,15 +40,13 @@ WHY: dict[int, str] = {
     429: "Too many failed authentications from this client or for this key: wait Retry-After seconds",
     503: "The server is busy or a store is unavailable: retry after Retry-After seconds",
 }
-# An uploaded file. FastAPI states one as a string of contentMediaType octet-stream only; generators
-# (openapi-python-client) need `format: binary` to make it a file rather than a str parameter.
-Upload = Annotated[
-    UploadFile, WithJsonSchema({"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"})
-]
-
 KEYED = (401, 403, 429, 503)  # any route that needs a key may answer these
 BODY = (400, 413, 415, 422)  # any route that reads a body may answer these
-MEDIA = {"json": "application/json", "multipart": "multipart/form-data"}
+MEDIA = {
+    "json": ("application/json",),
+    "multipart": ("multipart/form-data",),
+    "images": ("multipart/form-data", "application/json"),  # uploads, or base64 in JSON (identity.api.images_in)
+}
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -65,7 +62,7 @@ def public(operation_id: str, *statuses: int) -> dict[str, Any]:
 def keyed(
     operation_id: str,
     *statuses: int,
-    body: Literal["json", "multipart"] | None = None,
+    body: Literal["json", "multipart", "images"] | None = None,
     ok: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Decorator arguments of a route that needs a key (and reads a body of the kind `body`, if given;
@@ -78,12 +75,15 @@ def keyed(
     return {"operation_id": operation_id, "responses": responses, "dependencies": dependencies}
 
 
-def _media(expected: str) -> Callable[[Request], None]:
+def _media(expected: tuple[str, ...]) -> Callable[[Request], None]:
     def check(request: Request) -> None:
         given = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if given != expected:
+        if given not in expected:
+            wanted = " or ".join(expected)
             raise ApiError(
-                415, f"the body must be {expected}, not {given or 'of no stated type'}", {"expected": expected}
+                415,
+                f"the body must be {wanted}, not {given or 'of no stated type'}",
+                {"expected": expected[0] if len(expected) == 1 else list(expected)},
             )
 
     return check

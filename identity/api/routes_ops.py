@@ -5,21 +5,22 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from identity.api import schemas
 from identity.api.auth import caller
 from identity.api.context import ApiContext, Ctx
-from identity.api.contract import Upload, keyed, public
+from identity.api.contract import keyed, public
 from identity.api.errors import ApiError
 from identity.api.idempotency import IDEMPOTENCY_KEY, idempotent, json_digest, upload_digest
+from identity.api.images_in import ImageField, ImagesIn, images_body, keep, request_body
 from identity.api.listing import CURSOR, listed
 from identity.api.params import in_thread
 from identity.api.schemas import CALLBACK_URL
-from identity.api.uploads import save_uploads
 from identity.errors import IdentityError
 from identity.serialize import to_json
 from identity.services.access.keys import (
@@ -130,27 +131,37 @@ def enroll_paths(
         return attempt.answer(_queue(ctx, inputs, body.callback_url), 202)
 
 
+class UploadFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    person: str = Field(description="external id the photos are of")
+    callback_url: str | None = Field(None, description=CALLBACK_URL, max_length=2000)
+
+
+UPLOAD_IMAGES = (ImageField("image", many=True, description="photos of the person"),)
+
+
 @router.post(
     "/v1/enrollments/uploads",
     response_model=schemas.EnrollmentQueued,
     status_code=202,
     tags=["jobs"],
-    **keyed("queueEnrollmentUploads", body="multipart"),
+    openapi_extra=request_body(UPLOAD_IMAGES, UploadFields),
+    **keyed("queueEnrollmentUploads", body="images"),
 )
 async def enroll_uploads(
-    person: Annotated[str, Form(description="external id the photos are of")],
-    image: Annotated[list[Upload], File()],
     request: Request,
-    callback_url: Annotated[str | None, Form(description=CALLBACK_URL, max_length=2000)] = None,
+    body: ImagesIn = Depends(images_body(UPLOAD_IMAGES, UploadFields)),
     idempotency_key: str | None = IDEMPOTENCY_KEY,
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(ENROLL)),
 ) -> Any:
-    """Queue uploaded photos of one person; the server's background runner (or `identity worker`s) enrolls them."""
+    """Queue uploaded photos of one person (multipart, or base64 in a JSON body `{"person", "image": [...]}`);
+    the server's background runner (or `identity worker`s) enrolls them."""
+    person, callback_url = body.fields.person, body.fields.callback_url
     # Kept while they are a person's photos (erasure deletes them); removed if the request fails, and by
     # the job loop once a job's copy becomes no person's photo (services.uploads).
     with upload_folder(ctx.settings) as folder:
-        saved = await save_uploads(image, folder, ctx.max_upload_bytes)
+        saved = keep(body.all(), folder)
         fields = [person, callback_url or "", *(name for name, _ in saved)]
         # the bytes are read again only for a request that may be retried
         digest = await in_thread(upload_digest, fields, [path for _, path in saved]) if idempotency_key else ""

@@ -5,19 +5,20 @@ from __future__ import annotations
 import shutil
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, File, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict
 
 from identity.api import schemas
 from identity.api.auth import caller
 from identity.api.budget import check_pixels
 from identity.api.context import ApiContext, Ctx
-from identity.api.contract import Upload, keyed
+from identity.api.contract import keyed
 from identity.api.idempotency import IDEMPOTENCY_KEY, idempotent, json_digest, upload_digest
+from identity.api.images_in import ImageField, ImagesIn, images_body, keep, request_body
 from identity.api.listing import CURSOR, listed
 from identity.api.params import filters, in_thread
-from identity.api.uploads import save_uploads
 from identity.errors import NotFound
 from identity.serialize import to_json
 from identity.services.access.keys import ADMIN, ENROLL, READ, KeyRecord
@@ -110,30 +111,42 @@ def remove_face(face: str, ctx: ApiContext = Ctx, key: KeyRecord = Depends(calle
     return to_json(delete_face(ctx.core, face, key.name))
 
 
+class _NoFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+ENROLL_IMAGES = (ImageField("image", many=True, description=f"up to {MAX_SYNC_IMAGES} photos"),)
+
+
 @router.post(
-    "/persons/{person}/faces", response_model=schemas.EnrollmentSummary, **keyed("enrollPhotos", 409, body="multipart")
+    "/persons/{person}/faces",
+    response_model=schemas.EnrollmentSummary,
+    openapi_extra=request_body(ENROLL_IMAGES, _NoFields),
+    **keyed("enrollPhotos", 409, body="images"),
 )
 async def enroll_photos(
     person: str,
-    image: Annotated[list[Upload], File(description=f"up to {MAX_SYNC_IMAGES} photos")],
     request: Request,
+    body: ImagesIn = Depends(images_body(ENROLL_IMAGES, _NoFields)),
     idempotency_key: str | None = IDEMPOTENCY_KEY,
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(ENROLL)),
 ) -> Any:
     """Enroll a few photos of one person now, each ending enrolled, rejected, failed, duplicate or conflict.
 
-    A copy that becomes no person's photo is deleted by the job loop (services.uploads); the photos'
-    pixels count against IDENTITY_API__MAX_PIXELS_PER_REQUEST as a search's do."""
+    Photos as multipart uploads or base64 in a JSON body (`{"image": [...]}`). A copy that becomes no
+    person's photo is deleted by the job loop (services.uploads); the photos' pixels count against
+    IDENTITY_API__MAX_PIXELS_PER_REQUEST as a search's do."""
     from identity.api.errors import ApiError
 
-    if len(image) > MAX_SYNC_IMAGES:
+    spooled = body.all()
+    if len(spooled) > MAX_SYNC_IMAGES:
         raise ApiError(
-            422, f"{len(image)} photos: at most {MAX_SYNC_IMAGES} here; queue more with POST /v1/enrollments"
+            422, f"{len(spooled)} photos: at most {MAX_SYNC_IMAGES} here; queue more with POST /v1/enrollments"
         )
     folder = new_upload_folder(ctx.settings)  # kept: they are the enrolled photos (erasure deletes them)
     try:
-        saved = await save_uploads(image, folder, ctx.max_upload_bytes)
+        saved = keep(spooled, folder)
         # the bytes are read again only for a request that may be retried
         digest = (
             await in_thread(upload_digest, [name for name, _ in saved], [path for _, path in saved])

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import tempfile
 from datetime import datetime
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, Query
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from identity.api import schemas
 from identity.api.auth import caller
 from identity.api.budget import check_count, check_pixels
 from identity.api.context import ApiContext, Ctx
-from identity.api.contract import Upload, keyed
+from identity.api.contract import keyed
 from identity.api.errors import ApiError
+from identity.api.images_in import ImageField, ImagesIn, images_body, request_body
 from identity.api.limits import Deadline, deadline_of
 from identity.api.listing import CURSOR, listed
 from identity.api.params import filters, in_thread
-from identity.api.uploads import save_uploads
 from identity.serialize import to_json
 from identity.services.access.keys import READ, SEARCH, KeyRecord
 from identity.services.records.audit import audit_person
@@ -28,40 +27,60 @@ from identity.services.search.log import list_searches
 router = APIRouter(prefix="/v1", tags=["search"])
 
 
-@router.post("/search", response_model=schemas.SearchResponse, **keyed("searchFaces", body="multipart"))
+class SearchFields(BaseModel):
+    """POST /v1/search's fields besides its images."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field of a JSON body is a 422, not ignored
+
+    top_k: int = Field(5, ge=1, le=100)
+    threshold: float | None = None
+    filter: list[str] | None = Field(None, description="key=value; a key given twice matches either value")
+    largest_face: bool = False
+
+
+SEARCH_IMAGES = (ImageField("image", many=True, description="one or more photos"),)
+
+
+@router.post(
+    "/search",
+    response_model=schemas.SearchResponse,
+    openapi_extra=request_body(SEARCH_IMAGES, SearchFields),
+    **keyed("searchFaces", body="images"),
+)
 async def search(
-    image: Annotated[list[Upload], File(description="one or more photos")],
-    top_k: Annotated[int, Form(ge=1, le=100)] = 5,
-    threshold: Annotated[float | None, Form()] = None,
-    filter: Annotated[list[str] | None, Form(description="key=value; a key given twice matches either value")] = None,
-    largest_face: Annotated[bool, Form()] = False,
+    body: ImagesIn = Depends(images_body(SEARCH_IMAGES, SearchFields)),
     ctx: ApiContext = Ctx,
     key: KeyRecord = Depends(caller(SEARCH)),
     deadline: Deadline = Depends(deadline_of),
 ) -> dict[str, Any]:
     """Who is in these photos: as `identity search --json`; unusable images go into `errors`.
 
+    The photos come as multipart uploads, or as base64 strings in a JSON body (`{"image": [...], "top_k": 3}`).
     At most IDENTITY_API__MAX_IMAGES_PER_REQUEST photos and IDENTITY_API__MAX_PIXELS_PER_REQUEST
     pixels in all (413 beyond); past IDENTITY_API__REQUEST_DEADLINE_SECONDS, 503 with Retry-After."""
+    fields: SearchFields = body.fields
+    saved = body.all()
+    check_count(len(saved), ctx.settings.api)
     options = SearchOptions(
-        top_k=top_k, threshold=threshold, filters=filters(filter), largest_face_only=largest_face, actor=key.name
+        top_k=fields.top_k,
+        threshold=fields.threshold,
+        filters=filters(fields.filter),
+        largest_face_only=fields.largest_face,
+        actor=key.name,
     )
-    check_count(len(image), ctx.settings.api)
-    with tempfile.TemporaryDirectory(prefix="identity-api-") as tmp:
-        saved = await save_uploads(image, Path(tmp), ctx.max_upload_bytes)
-        await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
-        analysed = await in_thread(
-            ctx.analyse, [path for _, path in saved], False, lambda: deadline.check("analysing the images")
-        )
-        results, errors = [], []
-        for (name, path), outcome in zip(saved, analysed):
-            deadline.check("searching the faces")
-            # Named by the upload, not the scratch file.
-            found = await in_thread(ctx.search, path, outcome, name, options)
-            if isinstance(found, SearchFailure):
-                errors.append(to_json(found))
-            else:
-                results.append(to_json(found))
+    await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
+    analysed = await in_thread(
+        ctx.analyse, [path for _, path in saved], False, lambda: deadline.check("analysing the images")
+    )
+    results, errors = [], []
+    for (name, path), outcome in zip(saved, analysed):
+        deadline.check("searching the faces")
+        # Named by the upload, not the scratch file.
+        found = await in_thread(ctx.search, path, outcome, name, options)
+        if isinstance(found, SearchFailure):
+            errors.append(to_json(found))
+        else:
+            results.append(to_json(found))
     if not results:
         raise ApiError(422, errors[0]["error"] if len(errors) == 1 else "no image could be searched", errors)
     return {"results": results, "errors": errors}

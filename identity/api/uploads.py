@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
-from fastapi import UploadFile
+from starlette.datastructures import UploadFile  # FastAPI's is a subclass; a parsed form gives this one
 
 from identity.api.errors import ApiError
 
@@ -19,7 +20,7 @@ def safe_name(name: str | None, index: int) -> str:
     return cleaned[:120] or f"upload-{index}"
 
 
-async def save_uploads(files: list[UploadFile], folder: Path, max_bytes: int) -> list[tuple[str, Path]]:
+async def save_uploads(files: Sequence[UploadFile], folder: Path, max_bytes: int) -> list[tuple[str, Path]]:
     """(name as uploaded, where it was written) per file, in order; 413 once the total passes `max_bytes`."""
     saved: list[tuple[str, Path]] = []
     total = 0

@@ -41,22 +41,39 @@ class DetectReport:
 def detect_faces(app: App, images: Sequence[Path], crops: Path | None = None) -> DetectReport:
     choice = app.model_choice()
     pipeline = app.pipeline(choice.model)
-    # Which detector runs and why: the pack's detector, chosen with its model.
-    chosen = {"model_source": choice.describe(), "pack_detector": detector_of(choice, app.settings)}
-    loaded, reports = [], {}
+    loaded, failed = [], {}
     for path in images:
         try:
             loaded.append(load_image(path))
         except ImageError as exc:
-            reports[str(path)] = ImageReport({"image": str(path), "error": exc.reason, "faces": []}, exc)
-    for result in pipeline.process(loaded):
+            failed[str(path)] = exc
+    found = {result.path: result for result in pipeline.process(loaded)}
+    outcomes = [(str(path), failed.get(str(path)) or found[str(path)]) for path in images]
+    return detected(app, outcomes, crops)
+
+
+def detected(
+    app: App, outcomes: Sequence[tuple[str, ImageFaces | ImageError]], crops: Path | None = None
+) -> DetectReport:
+    """The report of images already analysed (the server's inference threads), each by the name it is shown as."""
+    choice = app.model_choice()
+    model_id = app.pipeline(choice.model).model_id
+    # Which detector runs and why: the pack's detector, chosen with its model.
+    chosen = {"model_source": choice.describe(), "pack_detector": detector_of(choice, app.settings)}
+    reports = []
+    for name, result in outcomes:
+        if isinstance(result, ImageError):
+            reports.append(
+                ImageReport({"image": name, "error": result.reason, "faces": []}, ImageError(name, result.reason))
+            )
+            continue
         written = _write_crops(crops, result) if crops else []
         record = {
-            "image": result.path,
+            "image": name,
             "sha256": result.sha256,
             "width": result.width,
             "height": result.height,
-            "model": pipeline.model_id,
+            "model": model_id,
             **chosen,
             "detector": result.detector,
             "capped": result.capped,
@@ -73,8 +90,8 @@ def detect_faces(app: App, images: Sequence[Path], crops: Path | None = None) ->
                 for i, face in enumerate(result.faces)
             ],
         }
-        reports[result.path] = ImageReport(record, None if result.faces else NoFaceFound(result.path))
-    return DetectReport(pipeline.model_id, [reports[str(path)] for path in images])
+        reports.append(ImageReport(record, None if result.faces else NoFaceFound(name)))
+    return DetectReport(model_id, reports)
 
 
 def _write_crops(folder: Path, result: ImageFaces) -> list[Path]:
