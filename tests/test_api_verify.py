@@ -80,7 +80,7 @@ def test_two_photos_of_one_person_match_and_of_two_people_do_not(served) -> None
     )
     assert other.status_code == 200 and other.json()["decision"] == "no_match", other.text
     assert other.json()["score"] < other.json()["threshold"]
-    logged = client.get("/v1/searches", params={"actor": "search-key"}, headers=auth(keys, "audit")).json()
+    logged = client.get("/v1/searches", params={"actor": "search-key"}, headers=auth(keys, "audit")).json()["items"]
     assert {entry["search_id"] for entry in logged} >= {body["search_id"], other.json()["search_id"]}
     missing = client.post(
         "/v1/verify", files=[upload("image_a", photo(lfw, "Al_Gore", 3))], headers=auth(keys, "search")
