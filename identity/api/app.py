@@ -64,7 +64,7 @@ def create_api(core: App) -> FastAPI:
     _measure(api)
     secure(api)  # identity.api.headers: CSP, no framing, no-store, the UI's stylesheet
     api.add_middleware(RequestLimits, ctx=api.state.ctx)  # before any route reads the body
-    for module in (routes_search, routes_persons, routes_reviews, routes_ops, ui, ui_review, docs):
+    for module in (routes_search, routes_persons, routes_ops, routes_reviews, ui, ui_review, docs):
         api.include_router(module.router)
     allow_cross_origin(api, core.settings.api.cors_origins)
     api.add_middleware(RequestIds)  # outermost: every response and log line of a request has its id
