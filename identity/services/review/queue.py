@@ -20,8 +20,7 @@ from identity.store.sql.persons import get_person, persons_by_id
 from identity.store.sql.reviews import (
     UNREVIEWED,
     ReviewVerdict,
-    count_first_hits,
-    first_hits,
+    first_hits_page,
     review_history,
     runner_up_hits,
 )
@@ -106,8 +105,7 @@ def review_queue(
     state = UNREVIEWED if unreviewed else None
     with app.sessions() as session:
         person_id = get_person(session, person_ref).id if person_ref else None
-        rows = first_hits(session, person_id, since, decision, state, limit + 1, offset)
-        total = count_first_hits(session, person_id, since, decision, state)
+        rows, total = first_hits_page(session, person_id, since, decision, state, limit + 1, offset)
         ids = {event.id for _, event in rows}
         history = review_history(session, ids)
         seconds = runner_up_hits(session, ids)

@@ -6,9 +6,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from identity.store.sql.db import rowcount
 from identity.store.sql.tables import MatchReview, SearchEvent, SearchHit
@@ -85,13 +86,21 @@ def latest_verdict() -> ScalarSelect[str]:
         .where(
             MatchReview.search_id == SearchHit.search_id,
             MatchReview.face_index == SearchHit.face_index,
-            MatchReview.person_id == SearchHit.person_id,
+            _unindexed(MatchReview.person_id) == SearchHit.person_id,
         )
         .order_by(MatchReview.created_at.desc(), MatchReview.id.desc())
         .limit(1)
         .correlate(SearchHit)
         .scalar_subquery()
     )
+
+
+def _unindexed(person_id: InstrumentedAttribute[uuid.UUID | None]) -> ColumnElement[Any]:
+    """The column as an expression no index answers, so that the planner looks a hit's reviews up by search
+    (a handful of rows) rather than by person: SQLite, without statistics, took the person index, whose
+    thousands of reviews per person made the review queue take seconds. NULL (an erased person) stays
+    unequal to every person: coalesced to the search id, never a person id."""
+    return func.coalesce(person_id, MatchReview.search_id)
 
 
 def in_review_state(state: str) -> ColumnElement[bool]:
@@ -145,21 +154,36 @@ def first_hits(
     return session.execute(stmt).all()
 
 
-def count_first_hits(
+def first_hits_page(
     session: Session,
-    person_id: uuid.UUID | None = None,
-    since: datetime | None = None,
-    decision: str | None = None,
-    review_state: str | None = None,
-) -> int:
-    """How many searched faces `first_hits` gives for these filters."""
+    person_id: uuid.UUID | None,
+    since: datetime | None,
+    decision: str | None,
+    review_state: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[tuple[SearchHit, SearchEvent]], int]:
+    """A page of `first_hits` and how many there are in all, in one pass (a window count)."""
     stmt = (
+        select(SearchHit, SearchEvent, func.count().over().label("total"))
+        .join(SearchEvent, SearchHit.search_id == SearchEvent.id)
+        .where(*_first_hits_where(person_id, since, decision, review_state))
+        .order_by(SearchEvent.created_at.desc(), SearchEvent.id, SearchHit.face_index)
+        .offset(offset)
+        .limit(limit)
+    )
+    rows = session.execute(stmt).all()
+    if rows:
+        return [(row[0], row[1]) for row in rows], int(rows[0].total)
+    if not offset:
+        return [], 0
+    counted = (
         select(func.count())
         .select_from(SearchHit)
         .join(SearchEvent, SearchHit.search_id == SearchEvent.id)
         .where(*_first_hits_where(person_id, since, decision, review_state))
     )
-    return int(session.scalar(stmt) or 0)
+    return [], int(session.scalar(counted) or 0)  # past the end: the count alone
 
 
 def runner_up_hits(session: Session, search_ids: Iterable[uuid.UUID]) -> dict[tuple[uuid.UUID, int], SearchHit]:
