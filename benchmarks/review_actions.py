@@ -4,7 +4,8 @@
 
 A temporary store gets four lfw-dev people enrolled (two photos each) and a few real searches of
 their other photos; the search log rows of those searches (events, hits and searched-face
-thumbnails) are then copied until `--pending` match decisions wait for review. `identity serve`'s
+thumbnails) are then copied until `--pending` match decisions wait for review (and `--reviewed`
+older ones have a review). `identity serve`'s
 app runs on it in this process (uvicorn, one thread).
 
 1. Load: p50/p95 of GET /ui/reviews (the first page: 20 cards with their thumbnails) and of
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 
 from identity.app.core import App, open_deployment
 from identity.config import Settings
@@ -42,7 +44,7 @@ from identity.services.queue.loop import process_queue, queue_jobs
 from identity.services.review.queue import review_queue
 from identity.services.search.identify import SearchOptions, search_image
 from identity.store.sql.db import transaction
-from identity.store.sql.tables import SearchEvent, SearchHit, SearchThumbnail
+from identity.store.sql.tables import MatchReview, SearchEvent, SearchHit, SearchThumbnail
 
 LFW = Path("/work/shared/datasets/lfw-dev")
 CHROMIUM = "/usr/bin/chromium"
@@ -51,7 +53,7 @@ SEARCHED = {"Al_Gore": (3, 4, 5), "Alejandro_Toledo": (3, 4), "Tony_Blair": (3, 
 CHUNK = 1000  # copied searches per transaction
 
 
-def build(data_dir: Path, dataset: Path, database_url: str | None, pending: int) -> Settings:
+def build(data_dir: Path, dataset: Path, database_url: str | None, pending: int, reviewed: int = 0) -> Settings:
     settings = Settings(data_dir=data_dir, database_url=database_url, workers=1)
     root = data_dir.parent / "photos"
     for person in PEOPLE:
@@ -65,9 +67,32 @@ def build(data_dir: Path, dataset: Path, database_url: str | None, pending: int)
             for n in numbers:
                 search_image(dep.app, str(dataset / person / f"{person}_{n:04d}.jpg"), SearchOptions(actor="desk"))
         real = review_queue(dep.app, unreviewed=True, decision="match", limit=200).total
-        copy_searches(dep.app, pending - real)
+        copy_searches(dep.app, pending + reviewed - real)
+        review_oldest(dep.app, reviewed)
         assert review_queue(dep.app, unreviewed=True, decision="match").total >= pending
     return settings
+
+
+def review_oldest(app: App, count: int) -> None:
+    """Confirm the `count` oldest match decisions (a queue with a history of reviews behind it)."""
+    with transaction(app.sessions) as session:
+        hits = session.execute(
+            select(SearchHit.search_id, SearchHit.face_index, SearchHit.person_id)
+            .join(SearchEvent, SearchHit.search_id == SearchEvent.id)
+            .where(SearchHit.rank == 1, SearchHit.decision == "match")
+            .order_by(SearchEvent.created_at)
+            .limit(count)
+        ).all()
+        session.add_all(
+            MatchReview(
+                actor="earlier",
+                search_id=h.search_id,
+                face_index=h.face_index,
+                person_id=h.person_id,
+                verdict="confirmed",
+            )
+            for h in hits
+        )
 
 
 def copy_searches(app: App, wanted: int) -> None:
@@ -248,7 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="identity-review-bench-") as tmp:
         t0 = time.perf_counter()
-        settings = build(Path(tmp) / "data", args.dataset, args.database_url, args.pending)
+        settings = build(Path(tmp) / "data", args.dataset, args.database_url, args.pending, args.reviewed)
         built_s = time.perf_counter() - t0
         with App.open(settings) as core:
             key = create_key(core, "benchmark-auditor", "audit").key
@@ -257,6 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 figures: dict[str, Any] = {
                     "store": "postgres" if args.database_url else "sqlite",
                     "pending": args.pending,
+                    "reviewed": args.reviewed,
                     "build_s": round(built_s, 1),
                     "load": load_times(base, key, args.loads),
                 }
@@ -276,6 +302,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pending", type=int, default=10_000, help="match decisions waiting for review")
+    parser.add_argument("--reviewed", type=int, default=0, help="older match decisions already reviewed")
     parser.add_argument("--decisions", type=int, default=50, help="decisions made in each way")
     parser.add_argument("--loads", type=int, default=100, help="timed requests of each route")
     parser.add_argument("--dataset", type=Path, default=LFW)
@@ -290,7 +317,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(figures, indent=2))
         return
-    print(f"store {figures['store']}, {figures['pending']} pending match decisions (built in {figures['build_s']} s)")
+    print(
+        f"store {figures['store']}, {figures['pending']} pending match decisions, {figures['reviewed']} reviewed "
+        f"(built in {figures['build_s']} s)"
+    )
     for name, row in figures["load"].items():
         print(f"  {name}: p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms over {row['requests']} ({row['bytes']} bytes)")
     for mode, row in figures["effort"].items():
