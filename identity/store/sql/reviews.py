@@ -105,8 +105,18 @@ def _unindexed(person_id: InstrumentedAttribute[uuid.UUID | None]) -> ColumnElem
 
 def in_review_state(state: str) -> ColumnElement[bool]:
     """On a SearchHit: its latest review is `state` ("confirmed", "rejected"), or it has none ("unreviewed")."""
-    verdict = latest_verdict()
-    return verdict.is_(None) if state == UNREVIEWED else verdict == state
+    if state == UNREVIEWED:  # no review at all: an existence test, no latest one to sort out
+        return ~(
+            select(MatchReview.id)
+            .where(
+                MatchReview.search_id == SearchHit.search_id,
+                MatchReview.face_index == SearchHit.face_index,
+                _unindexed(MatchReview.person_id) == SearchHit.person_id,
+            )
+            .correlate(SearchHit)
+            .exists()
+        )
+    return latest_verdict() == state
 
 
 def searches_with_review_state(state: str) -> ColumnElement[bool]:
