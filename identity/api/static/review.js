@@ -2,7 +2,8 @@
 // Without it every button is a plain form POST that comes back to the same page position.
 // Keys: c confirm, r reject, o other person (focus its field), j/k or arrows next/previous card,
 // n next unreviewed. A verdict is posted with fetch (the form's own fields, CSRF token included)
-// and the next unreviewed card gets focus; when none is left on the page, the next page loads.
+// and the next unreviewed card gets focus; when none is left on the page, the next page loads
+// (or, on the last page, the count says the queue is done).
 (function () {
   "use strict";
   var queue = document.querySelector("[data-review-queue]");
@@ -37,10 +38,15 @@
         return focusCard(j);
       }
     }
-    if (queue.hasAttribute("data-unreviewed-only")) {
+    var more = queue.getAttribute("data-next");
+    if (more && queue.hasAttribute("data-unreviewed-only")) {
       window.location.reload(); // nothing left here: the unreviewed queue now starts with the next ones
-    } else if (queue.getAttribute("data-next")) {
-      window.location.assign(queue.getAttribute("data-next"));
+    } else if (more) {
+      window.location.assign(more);
+    } else {
+      var count = document.getElementById("review-count");
+      count.textContent = "nothing to review: every card here is decided (reload for new searches)";
+      count.focus();
     }
     return false;
   }
