@@ -11,7 +11,7 @@ from test_search_audit import gallery, probe  # noqa: F401 (gallery is a fixture
 
 from identity.app.core import App, open_deployment
 from identity.services.access.keys import create_key
-from identity.services.curation.edits import merge_persons
+from identity.services.curation.edits import delete_person, merge_persons
 from identity.services.records.persons import add_person, show_person
 from identity.services.review.queue import review_queue
 from identity.services.search.identify import SearchOptions, search_image
@@ -107,6 +107,9 @@ def test_other_person_rejects_names_and_enrolls_the_face_and_merging_keeps_the_n
         merge_persons(dep.app, "gore-double-2", "gore-double", actor="dpo")
         [row] = [i for i in review_queue(dep.app).items if i.search_id == result.search_id]
         assert row.actual_person == "gore-double-2"  # the rejection follows the merge
+        delete_person(dep.app, "gore-double-2", actor="dpo")
+        [row] = [i for i in review_queue(dep.app).items if i.search_id == result.search_id]
+        assert row.actual_person is None and row.review is not None  # erased: the verdict stays, not who
 
 
 def test_bad_review_requests_are_one_line_errors(gallery, capsys, monkeypatch) -> None:
