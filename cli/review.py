@@ -53,34 +53,66 @@ def list_(
     )
 
 
-def _verdict_command(verdict: str, doc: str) -> None:
-    """`identity review confirm` and `identity review reject`: one shape, one verdict each."""
-
-    def command(
-        search_id: str = typer.Argument(..., help="The search (identity searches list)."),
-        face_index: int = typer.Argument(..., help="Which face of it (0 = the first)."),
-        person: str | None = PERSON,
-        note: str | None = NOTE,
-        actor: str | None = ACTOR,
-        as_json: bool = JSON,
-    ) -> None:
-        from identity.services.review.matches import review_match
-
-        with open_app() as core:
-            review = review_match(core, search_id, face_index, verdict, person, note, actor)
-        render(
-            review,
-            as_json,
-            title=f"{verdict}: face {face_index} of search {search_id} is "
-            f"{'' if verdict == 'confirmed' else 'not '}{review.person}",
-        )
-
-    command.__doc__ = doc
-    app.command("confirm" if verdict == "confirmed" else "reject")(command)
+SEARCH_ID = typer.Argument(..., help="The search (identity searches list).")
+FACE_INDEX = typer.Argument(..., help="Which face of it (0 = the first).")
 
 
-_verdict_command("confirmed", "The face is that person: the match was right.")
-_verdict_command("rejected", "The face is not that person; searching the same photo again never matches them.")
+@app.command("confirm")
+def confirm(
+    search_id: str = SEARCH_ID,
+    face_index: int = FACE_INDEX,
+    person: str | None = PERSON,
+    note: str | None = NOTE,
+    actor: str | None = ACTOR,
+    as_json: bool = JSON,
+) -> None:
+    """The face is that person: the match was right."""
+    _review(search_id, face_index, "confirmed", person, note, actor, None, False, as_json)
+
+
+@app.command("reject")
+def reject(
+    search_id: str = SEARCH_ID,
+    face_index: int = FACE_INDEX,
+    person: str | None = PERSON,
+    note: str | None = NOTE,
+    actual: str | None = typer.Option(
+        None, "--actual", help="Who the face really is: an enrolled person (external id or uuid)."
+    ),
+    enroll: bool = typer.Option(
+        False, "--enroll", help="Also enroll the searched face (its stored thumbnail) for the --actual person."
+    ),
+    actor: str | None = ACTOR,
+    as_json: bool = JSON,
+) -> None:
+    """The face is not that person; searching the same photo again never matches them."""
+    _review(search_id, face_index, "rejected", person, note, actor, actual, enroll, as_json)
+
+
+def _review(
+    search_id: str,
+    face_index: int,
+    verdict: str,
+    person: str | None,
+    note: str | None,
+    actor: str | None,
+    actual: str | None,
+    enroll: bool,
+    as_json: bool,
+) -> None:
+    from identity.services.review.matches import review_match
+
+    with open_app() as core:
+        review = review_match(core, search_id, face_index, verdict, person, note, actor, actual, enroll)
+    negation = "" if verdict == "confirmed" else "not "
+    title = f"{verdict}: face {face_index} of search {search_id} is {negation}{review.person}"
+    if review.actual_person:
+        title += f"; it is {review.actual_person}"
+    if review.enrolled:
+        title += f" (enrollment: {review.enrolled}{': ' + review.enroll_reason if review.enroll_reason else ''})"
+    if review.superseded_by:
+        title += f"; supersedes {review.superseded} by {review.superseded_by} at {review.superseded_at}"
+    render(review, as_json, title=title)
 
 
 @report_app.command("reviews")

@@ -168,14 +168,14 @@ def test_review_a_match_then_name_a_cluster_and_find_them(site, page) -> None:
     search_photo(page, lfw / "Al_Gore" / "Al_Gore_0003.jpg")
 
     page.goto(f"{base}/ui/reviews")
-    row = page.locator("tr", has_text="Al_Gore")
-    assert "not reviewed" in row.inner_text()
-    row.locator("button", has_text="Confirm").click()
-    page.wait_for_url(f"{base}/ui/reviews?*")
-    assert "match was confirmed" in page.inner_text("p.flash")
-    assert page.locator("tr", has_text="Al_Gore").count() == 0  # reviewed: off the to-do list
+    card = page.locator("section.review-card", has_text="Al_Gore")
+    assert "not reviewed" in card.inner_text()
+    card.locator("button", has_text="Confirm").click()
+    sync_api.expect(card.locator(".review-status")).to_contain_text("confirmed by reviewer")
+    page.goto(f"{base}/ui/reviews")
+    assert page.locator("section.review-card", has_text="Al_Gore").count() == 0  # reviewed: off the to-do list
     page.goto(f"{base}/ui/reviews?unreviewed=false")
-    assert "confirmed by reviewer" in page.locator("tr", has_text="Al_Gore").inner_text()
+    assert "confirmed by reviewer" in page.locator("section.review-card", has_text="Al_Gore").inner_text()
 
     page.goto(f"{base}/ui/clusters")
     first = page.locator("section.face").first

@@ -17,7 +17,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from identity.api import docs, routes_clusters, routes_ops, routes_persons, routes_search, routes_verify, ui, ui_review
+from identity.api import (
+    docs,
+    routes_clusters,
+    routes_ops,
+    routes_persons,
+    routes_reviews,
+    routes_search,
+    routes_verify,
+    ui,
+    ui_review,
+)
 from identity.api.context import ApiContext
 from identity.api.cors import allow_cross_origin
 from identity.api.errors import REFUSAL_STATUS, ApiError, body, status_of
@@ -64,7 +74,17 @@ def create_api(core: App) -> FastAPI:
     _measure(api)
     secure(api)  # identity.api.headers: CSP, no framing, no-store, the UI's stylesheet
     api.add_middleware(RequestLimits, ctx=api.state.ctx)  # before any route reads the body
-    for module in (routes_search, routes_verify, routes_clusters, routes_persons, routes_ops, ui, ui_review, docs):
+    for module in (
+        routes_search,
+        routes_verify,
+        routes_clusters,
+        routes_persons,
+        routes_ops,
+        routes_reviews,
+        ui,
+        ui_review,
+        docs,
+    ):
         api.include_router(module.router)
     allow_cross_origin(api, core.settings.api.cors_origins)
     api.add_middleware(RequestIds)  # outermost: every response and log line of a request has its id

@@ -3,7 +3,8 @@
 A plain ASGI middleware (outside the router, so errors, redirects and 404s get them too):
 
 - a Content-Security-Policy with no inline script or style: the pages load only
-  /static/identity.css, images are the app's own or data: URIs (thumbnails, the searched
+  /static/identity.css and the review page's /static/review.js (which posts to this origin);
+  images are the app's own or data: URIs (thumbnails, the searched
   photo); `frame-ancestors 'none'` and X-Frame-Options DENY, so the erase and merge forms
   cannot be framed (clickjacking);
 - X-Content-Type-Options nosniff and Referrer-Policy same-origin (a URL holds a person's id: no other
@@ -33,8 +34,8 @@ AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 STATIC = "/static"
 PAGE_CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 DOCS_CSP = (
     "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "

@@ -11,6 +11,7 @@ interval, per model and threshold.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -21,11 +22,13 @@ from identity.app.actor import resolve_actor
 from identity.app.core import App
 from identity.errors import InvalidArgument, NotFound
 from identity.serialize import json_field
+from identity.services.review.other_person import enroll_searched_face, stored_face
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import transaction
 from identity.store.sql.model_rows import models_with_row_ids
 from identity.store.sql.persons import get_person, persons_by_id
 from identity.store.sql.reviews import (
+    REJECTED,
     UNREVIEWED,
     VERDICTS,
     ReviewVerdict,
@@ -110,6 +113,11 @@ class Review:
     at: str
     note: str | None
     superseded: ReviewVerdict | None  # the verdict this one replaces, if any
+    superseded_by: str | None = None  # who gave the verdict this one replaces
+    superseded_at: str | None = None
+    actual_person: str | None = field(default=None, metadata=json_field(omit_if_none=True))  # who it really is
+    enrolled: str | None = field(default=None, metadata=json_field(omit_if_none=True))  # the face's enrollment
+    enroll_reason: str | None = field(default=None, metadata=json_field(omit_if_none=True))
 
 
 def list_reviews(
@@ -153,13 +161,22 @@ def review_match(
     person_ref: str | None = None,
     note: str | None = None,
     actor: str | None = None,
+    actual_person_ref: str | None = None,
+    enroll: bool = False,
 ) -> Review:
     """Record that face `face_index` of a search is (confirmed) or is not (rejected) a candidate person:
-    `person_ref`, else the face's first candidate."""
+    `person_ref`, else the face's first candidate. A rejection may name who the face really is (an enrolled
+    person, `actual_person_ref`), and `enroll` then enrolls the searched face for them from its stored
+    thumbnail (identity.services.review.other_person)."""
     if verdict not in VERDICTS:
         raise InvalidArgument(f"verdict {verdict!r}: expected one of {', '.join(VERDICTS)}")
+    if actual_person_ref is not None and verdict != REJECTED:
+        raise InvalidArgument("only a rejection names who the face really is (--actual goes with reject)")
+    if enroll and actual_person_ref is None:
+        raise InvalidArgument("enrolling the face needs the person it really is (--actual PERSON)")
     search_id = _search_uuid(search_ref)
     who = resolve_actor(actor)
+    jpeg = stored_face(app, str(search_id), face_index) if enroll else None  # refused before the review is recorded
     with transaction(app.sessions) as session:
         event = session.get(SearchEvent, search_id)
         if event is None:
@@ -173,6 +190,11 @@ def review_match(
         hit = _reviewed_hit(session, hits, search_ref, face_index, person_ref)
         earlier = latest_reviews(session, [search_id]).get((search_id, face_index, hit.person_id))
         person = persons_by_id(session, [hit.person_id])[hit.person_id]
+        actual = get_person(session, actual_person_ref) if actual_person_ref is not None else None
+        if actual is not None and actual.id == person.id:
+            raise InvalidArgument(
+                f"{person.external_id} is the person rejected: the actual person must be another one (or confirm)"
+            )
         review = add_review(
             session,
             MatchReview(
@@ -182,17 +204,28 @@ def review_match(
                 person_id=hit.person_id,
                 verdict=verdict,
                 note=note or None,
+                actual_person_id=actual.id if actual else None,
             ),
         )
+        details: dict[str, Any] = {
+            "search_id": str(search_id),
+            "face_index": face_index,
+            "rank": hit.rank,
+            "decision": hit.decision,
+        }
         record_audit_event(
-            session,
-            who,
-            f"review {verdict}",
-            person_id=person.id,
-            subject=person.external_id,
-            details={"search_id": str(search_id), "face_index": face_index, "rank": hit.rank, "decision": hit.decision},
+            session, who, f"review {verdict}", person_id=person.id, subject=person.external_id, details=details
         )
-        return Review(
+        if actual is not None:  # their own event: erasing them tokenises it, as every event of theirs
+            record_audit_event(
+                session,
+                who,
+                "review named actual person",
+                person_id=actual.id,
+                subject=actual.external_id,
+                details=details,
+            )
+        done = Review(
             review.id,
             str(search_id),
             face_index,
@@ -204,7 +237,24 @@ def review_match(
             review.created_at.isoformat(),
             review.note,
             ReviewVerdict(earlier.verdict) if earlier else None,
+            earlier.actor if earlier else None,
+            earlier.created_at.isoformat() if earlier else None,
+            actual.external_id if actual else None,
         )
+    if jpeg is None or actual is None:
+        return done
+    # After the review's commit: the verdict stands whatever the enrollment does.
+    enrolled = enroll_searched_face(app, str(search_id), face_index, jpeg, actual.external_id)
+    with transaction(app.sessions) as session:
+        record_audit_event(
+            session,
+            who,
+            "review enrolled face",
+            person_id=actual.id,
+            subject=actual.external_id,
+            details={"search_id": str(search_id), "face_index": face_index, "outcome": enrolled.outcome},
+        )
+    return dataclasses.replace(done, enrolled=enrolled.outcome, enroll_reason=enrolled.reason)
 
 
 def _search_uuid(ref: str) -> uuid.UUID:
