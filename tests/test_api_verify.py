@@ -81,7 +81,11 @@ def test_two_photos_of_one_person_match_and_of_two_people_do_not(served) -> None
     assert other.status_code == 200 and other.json()["decision"] == "no_match", other.text
     assert other.json()["score"] < other.json()["threshold"]
     logged = client.get("/v1/searches", params={"actor": "search-key"}, headers=auth(keys, "audit")).json()["items"]
-    assert {entry["search_id"] for entry in logged} >= {body["search_id"], other.json()["search_id"]}
+    by_id = {entry["search_id"]: entry for entry in logged}
+    # The log says what each entry was: a verification of two photos with its own score and decision.
+    assert (by_id[body["search_id"]]["kind"], by_id[body["search_id"]]["decision"]) == ("verify", "match")
+    assert by_id[body["search_id"]]["best"] == round(body["score"], 4)
+    assert by_id[other.json()["search_id"]]["decision"] == "unknown"
     missing = client.post(
         "/v1/verify", files=[upload("image_a", photo(lfw, "Al_Gore", 3))], headers=auth(keys, "search")
     )

@@ -33,6 +33,7 @@ from identity.store.sql.tables import SearchEvent, SearchHit
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+KIND, SEARCH, VERIFY = "kind", "search", "verify"  # parameters["kind"]: what the log entry records
 DECISIONS = tuple(Decision)  # a face's outcome (identity.services.search.identify)
 DECISION_FILTERS = (MATCH, UNKNOWN)  # the log's filter: some face matched, or none did
 
@@ -54,6 +55,7 @@ class LoggedSearch:
     decision: Decision
     review: str | None  # of its matched faces: confirmed, rejected, unreviewed, or mixed; None without a match
     matched: list[str]  # external ids of the persons its faces were decided to match, by face; erased ones left out
+    kind: str  # search, or verify (a 1:1 comparison: of two photos, its score and decision are its own)
 
 
 @dataclass(frozen=True)
@@ -152,10 +154,11 @@ def _logged(session: Session, events: Sequence[SearchEvent]) -> list[LoggedSearc
             faces=e.face_count,
             not_searched=_not_searched(e),
             threshold=e.threshold,
-            best=round(best[e.id].score, 4) if e.id in best and best[e.id].score is not None else None,
+            best=round(best[e.id].score, 4) if e.id in best and best[e.id].score is not None else _own_score(e),
             decision=Decision(best[e.id].decision) if e.id in best else _outcome_without_hits(e),
             review=_summary(reviews.get(e.id)),
             matched=matched.get(e.id, []),
+            kind=e.parameters.get(KIND, SEARCH),
         )
         for e in events
     ]
@@ -174,8 +177,17 @@ def _not_searched(event: SearchEvent) -> int:
     return len(event.parameters.get(NOT_SEARCHED, []))
 
 
+def _own_score(event: SearchEvent) -> float | None:
+    """A verification of two photos ranks no person: its score is the one it recorded."""
+    score = event.parameters.get("score") if event.parameters.get(KIND) == VERIFY else None
+    return round(float(score), 4) if score is not None else None
+
+
 def _outcome_without_hits(event: SearchEvent) -> Decision:
-    """A search no face of which was ranked: nothing searched, or no one in the gallery to rank."""
+    """A search no face of which was ranked: nothing searched, or no one in the gallery to rank; a verification
+    of two photos: the decision it recorded."""
+    if event.parameters.get(KIND) == VERIFY:
+        return MATCH if event.parameters.get("decision") == MATCH else UNKNOWN
     return NOT_SEARCHED if event.face_count and _not_searched(event) == event.face_count else UNKNOWN
 
 

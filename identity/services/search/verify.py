@@ -32,14 +32,13 @@ from identity.serialize import json_field
 from identity.services.maintenance.integrity import check_scores
 from identity.services.records.thumbnails import search_thumbnail_rows
 from identity.services.search.identify import MatchedFace
+from identity.services.search.log import KIND, VERIFY
 from identity.services.search.thresholds import Threshold, pack_threshold
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import transaction
 from identity.store.sql.persons import PersonRecord, get_person, person_record
 from identity.store.sql.searches import MATCH, UNKNOWN, record_search
 from identity.store.sql.tables import UNKNOWN_DETECTOR, Model, SearchEvent, SearchHit
-
-VERIFY = "verify"  # the search log's parameters["kind"] of a verification
 
 
 class Verdict(StrEnum):
@@ -230,7 +229,7 @@ def _log(
             threshold=threshold.value,
             top_k=1,
             parameters={
-                "kind": VERIFY,
+                KIND: VERIFY,
                 "against": "person" if who else "image",
                 "face_index_a": face_a.face_index,
                 "face_index_b": face_b.face_index if face_b else None,
