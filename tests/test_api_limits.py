@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from served import served
 
 from identity.api.app import create_api
 from identity.app.core import App, open_deployment
@@ -97,21 +98,8 @@ def client_for(settings: Settings) -> Iterator[TestClient]:
 @contextmanager
 def live(settings: Settings) -> Iterator[int]:
     """`identity serve`'s app under a real uvicorn on a free loopback port (yields the port)."""
-    import uvicorn
-
-    with App.open(settings) as core:
-        server = uvicorn.Server(uvicorn.Config(create_api(core), host="127.0.0.1", port=0, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        for _ in range(600):
-            if server.started:
-                break
-            time.sleep(0.05)
-        try:
-            yield server.servers[0].sockets[0].getsockname()[1]
-        finally:
-            server.should_exit = True
-            thread.join(30)
+    with App.open(settings) as core, served(core) as base:
+        yield int(base.rsplit(":", 1)[1])
 
 
 def auth(key: str) -> dict[str, str]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,9 +32,8 @@ uvicorn = pytest.importorskip("uvicorn")
 if not CHROMIUM.is_file():
     pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)", allow_module_level=True)
 
-from test_ui_browser import assert_csp_kept, free_port  # noqa: E402
-
-from identity.api.app import create_api  # noqa: E402
+from served import served  # noqa: E402
+from test_ui_browser import assert_csp_kept  # noqa: E402
 
 
 @pytest.fixture
@@ -58,18 +55,8 @@ def review_site(tmp_path: Path, lfw_dir: Path) -> Iterator[tuple[str, dict[str, 
         pending = review_queue(dep.app, unreviewed=True, decision="match").total
     with App.open(settings) as core:
         keys = {"auditor": create_key(core, "auditor", "audit").key, "admin": create_key(core, "lead", "admin").key}
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_api(core), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{port}", keys, pending
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
+        with served(core) as base:
+            yield base, keys, pending
 
 
 @pytest.fixture

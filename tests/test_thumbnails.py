@@ -11,16 +11,13 @@ import dataclasses
 import io
 import json
 import shutil
-import socket
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
+from served import served
 from sqlalchemy import delete, func, select, update
 
 from identity.app.core import App, open_deployment
@@ -210,28 +207,6 @@ def test_pages_draw_faces_from_stored_thumbnails_when_the_photos_are_gone(galler
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-
-
-@contextmanager
-def served(core: App) -> Iterator[str]:
-    """The app over HTTP on a free local port (the review UI's real server)."""
-    uvicorn = pytest.importorskip("uvicorn")
-    from identity.api.app import create_api
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_api(core), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def test_the_person_and_cluster_pages_show_stored_thumbnails_in_a_browser(

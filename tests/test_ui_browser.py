@@ -6,12 +6,10 @@ Screenshots go to test-artifacts/ (not committed): look at them after a run.
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
+from served import served
 
 from identity.app.core import App, open_deployment
 from identity.config import EnrollSettings, Settings
@@ -30,14 +28,6 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) i
 uvicorn = pytest.importorskip("uvicorn")
 if not CHROMIUM.is_file():
     pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)", allow_module_level=True)
-
-from identity.api.app import create_api  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -62,18 +52,8 @@ def site(tmp_path: Path, lfw_dir: Path):
     with App.open(settings) as core:
         key = create_key(core, "reviewer", "admin").key
         add_person(core, "markup-test", SCRIPT, {"note": SCRIPT})
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_api(core), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{port}", key, lfw_dir
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
+        with served(core) as base:
+            yield base, key, lfw_dir
 
 
 @pytest.fixture

@@ -7,17 +7,13 @@ Screenshots go to test-artifacts/ (not committed): look at them after a run.
 from __future__ import annotations
 
 import shutil
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_ui_browser import ARTIFACTS, CHROMIUM, free_port, sync_api, uvicorn
+from served import served
+from test_ui_browser import ARTIFACTS, CHROMIUM, sync_api
 
-from identity.api.app import create_api  # noqa: E402  (after test_ui_browser's skips)
 from identity.app.core import App, open_deployment
 from identity.config import EnrollSettings, Settings
 from identity.services.access.keys import create_key
@@ -49,22 +45,6 @@ def enrolled_store(tmp_path: Path, lfw: Path, people: tuple[str, ...] = PEOPLE, 
         batch, _ = queue_jobs(dep.app, from_directory(root))
         process_queue(dep.app, EnrollmentWriter(dep), batch, 1)
     return settings
-
-
-@contextmanager
-def served(core: App) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_api(core), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture

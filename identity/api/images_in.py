@@ -27,9 +27,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
+from identity.api.budget import check_pixels
 from identity.api.context import ApiContext, Ctx
 from identity.api.errors import ApiError
+from identity.api.limits import Deadline
+from identity.api.params import in_thread
 from identity.api.uploads import save_uploads
+from identity.faces import Analysed
 
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
@@ -150,6 +154,14 @@ async def _from_json(
             by_field[field.name].append((name, target))
             index += 1
     return ImagesIn(by_field, fields)
+
+
+async def analysed_images(ctx: ApiContext, saved: list[tuple[str, Path]], deadline: Deadline) -> list[Analysed]:
+    """The request's images within its pixel budget, through the inference threads (each checks the deadline)."""
+    await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
+    return await in_thread(
+        ctx.analyse, [path for _, path in saved], False, lambda: deadline.check("analysing the images")
+    )
 
 
 def keep(saved: list[tuple[str, Path]], folder: Path) -> list[tuple[str, Path]]:

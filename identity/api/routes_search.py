@@ -10,11 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from identity.api import schemas
 from identity.api.auth import caller
-from identity.api.budget import check_count, check_pixels
+from identity.api.budget import check_count
 from identity.api.context import ApiContext, Ctx
 from identity.api.contract import keyed
 from identity.api.errors import ApiError
-from identity.api.images_in import ImageField, ImagesIn, images_body, request_body
+from identity.api.images_in import ImageField, ImagesIn, analysed_images, images_body, request_body
 from identity.api.limits import Deadline, deadline_of
 from identity.api.listing import CURSOR, listed
 from identity.api.params import filters, in_thread
@@ -68,10 +68,7 @@ async def search(
         largest_face_only=fields.largest_face,
         actor=key.name,
     )
-    await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
-    analysed = await in_thread(
-        ctx.analyse, [path for _, path in saved], False, lambda: deadline.check("analysing the images")
-    )
+    analysed = await analysed_images(ctx, saved, deadline)
     results, errors = [], []
     for (name, path), outcome in zip(saved, analysed):
         deadline.check("searching the faces")

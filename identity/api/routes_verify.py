@@ -14,12 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from identity.api import schemas
 from identity.api.auth import caller
-from identity.api.budget import check_count, check_pixels
+from identity.api.budget import check_count
 from identity.api.context import ApiContext, Ctx
 from identity.api.contract import keyed
 from identity.api.derive import derived
 from identity.api.errors import ApiError
-from identity.api.images_in import ImageField, ImagesIn, images_body, request_body
+from identity.api.images_in import ImageField, ImagesIn, analysed_images, images_body, request_body
 from identity.api.limits import Deadline, deadline_of
 from identity.api.params import in_thread
 from identity.serialize import to_json
@@ -122,10 +122,7 @@ async def verify_route(
     (`{"image_a": "...", "person": "P"}`)."""
     fields: VerifyFields = body.fields
     saved = body.all()
-    await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
-    analysed = await in_thread(
-        ctx.analyse, [path for _, path in saved], False, lambda: deadline.check("analysing the images")
-    )
+    analysed = await analysed_images(ctx, saved, deadline)
     [a, *b] = [
         VerifyImage(str(path), index, found, name)
         for (name, path), (_, found), index in zip(saved, analysed, (fields.face_index_a, fields.face_index_b))
@@ -151,10 +148,7 @@ async def detect_route(
     an unreadable image is listed with its `error` (422 when none could be read)."""
     saved = body.all()
     check_count(len(saved), ctx.settings.api)
-    await in_thread(check_pixels, [path for _, path in saved], ctx.settings.api)
-    analysed = await in_thread(
-        ctx.analyse, [path for _, path in saved], False, lambda: deadline.check("analysing the images")
-    )
+    analysed = await analysed_images(ctx, saved, deadline)
     report = await in_thread(detected, ctx.core, [(name, found) for (name, _), (_, found) in zip(saved, analysed)])
     records = report.as_list()
     if all("error" in record for record in records):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +22,7 @@ from identity.app.core import App
 from identity.errors import InvalidArgument, NotFound
 from identity.serialize import json_field
 from identity.services.review.other_person import enroll_searched_face, stored_face
+from identity.services.search.log import search_uuid
 from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import transaction
 from identity.store.sql.model_rows import models_with_row_ids
@@ -174,7 +174,7 @@ def review_match(
         raise InvalidArgument("only a rejection names who the face really is (--actual goes with reject)")
     if enroll and actual_person_ref is None:
         raise InvalidArgument("enrolling the face needs the person it really is (--actual PERSON)")
-    search_id = _search_uuid(search_ref)
+    search_id = search_uuid(search_ref)
     who = resolve_actor(actor)
     jpeg = stored_face(app, str(search_id), face_index) if enroll else None  # refused before the review is recorded
     with transaction(app.sessions) as session:
@@ -255,15 +255,6 @@ def review_match(
             details={"search_id": str(search_id), "face_index": face_index, "outcome": enrolled.outcome},
         )
     return dataclasses.replace(done, enrolled=enrolled.outcome, enroll_reason=enrolled.reason)
-
-
-def _search_uuid(ref: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(ref)
-    except ValueError:
-        raise InvalidArgument(
-            f"search id {ref!r} is not a search id (a uuid, as identity searches list shows)"
-        ) from None
 
 
 def _reviewed_hit(

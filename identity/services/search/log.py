@@ -104,7 +104,7 @@ def list_searches(
 
 def show_search(app: App, search_ref: str) -> SearchDetail:
     """One logged search and each of its ranked faces' first candidate with the review in force on it."""
-    search_id = _search_uuid(search_ref)
+    search_id = search_uuid(search_ref)
     with app.sessions() as session:
         event = session.get(SearchEvent, search_id)
         if event is None:
@@ -164,7 +164,7 @@ def _logged(session: Session, events: Sequence[SearchEvent]) -> list[LoggedSearc
     ]
 
 
-def _search_uuid(ref: str) -> uuid.UUID:
+def search_uuid(ref: str) -> uuid.UUID:
     try:
         return uuid.UUID(ref)
     except ValueError:
