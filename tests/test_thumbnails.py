@@ -241,7 +241,7 @@ def test_the_person_and_cluster_pages_show_stored_thumbnails_in_a_browser(
         page.goto(f"{base}/ui/login")
         page.fill("input[name=key]", key)
         page.click("button[type=submit]")
-        page.wait_for_url(f"{base}/ui/search")
+        page.wait_for_url(f"{base}/ui/persons")  # where an admin key lands
 
         page.goto(f"{base}/ui/persons/Al_Gore")
         faces = page.locator("figure.face img")
