@@ -59,7 +59,8 @@ def test_the_ui_shows_an_uploaded_heic_as_an_upright_jpeg(tmp_path: Path) -> Non
     exif[0x0112] = 6
     path = tmp_path / "upload.heic"
     stored.save(path, "HEIF", exif=exif.tobytes())
-    uri, width, height, scale = _photo(path)
-    assert uri.startswith("data:image/jpeg;base64,")
-    shown = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
-    assert (shown.format, shown.size, width, height, scale) == ("JPEG", (60, 40), 60, 40, 1.0)
+    photo = _photo(path, [[10.0, 5.0, 30.0, 35.0]])
+    assert photo.uri.startswith("data:image/jpeg;base64,")
+    shown = Image.open(io.BytesIO(base64.b64decode(photo.uri.split(",", 1)[1])))
+    assert (shown.format, shown.size, photo.width, photo.height) == ("JPEG", (60, 40), 60, 40)
+    assert len(photo.crops) == 1 and photo.crops[0].startswith("data:image/jpeg;base64,")  # cut from the upright photo
