@@ -15,6 +15,7 @@ from identity.api.auth import caller
 from identity.api.budget import check_pixels
 from identity.api.context import ApiContext, Ctx
 from identity.api.contract import keyed
+from identity.api.errors import ApiError
 from identity.api.idempotency import IDEMPOTENCY_KEY, idempotent, json_digest, upload_digest
 from identity.api.images_in import ImageField, ImagesIn, images_body, keep, request_body
 from identity.api.listing import CURSOR, listed
@@ -137,8 +138,6 @@ async def enroll_photos(
     Photos as multipart uploads or base64 in a JSON body (`{"image": [...]}`). A copy that becomes no
     person's photo is deleted by the job loop (services.uploads); the photos' pixels count against
     IDENTITY_API__MAX_PIXELS_PER_REQUEST as a search's do."""
-    from identity.api.errors import ApiError
-
     spooled = body.all()
     if len(spooled) > MAX_SYNC_IMAGES:
         raise ApiError(
