@@ -3,13 +3,17 @@
     .venv/bin/python benchmarks/search_latency.py [--faces 100000] [--queries 200] [--backends sqlite,postgres] [--json]
 
 The store holds N synthetic faces (5 per person, unit vectors in clusters) with their
-person, image and face rows and person templates; queries are real lfw-dev photos
-through the full search service (detection, embedding, template search for candidates
-and cohort, the candidates' best faces, person join, search log). Prints median and p95
-of both parts; the target is vector+SQL p95 < 20 ms. The cost templates add is measured
-in the same run: the vector queries of today's path (template search of the cohort, then
-the candidates' faces) against the single grouped face query that ranked persons before.
-With --json the table goes to stderr and stdout gets each backend's figures (fill_s: building the store).
+person, image and face rows and person templates, written in blocks as a bulk enrollment
+writes them (the embedded engine builds its search graphs as the blocks arrive); queries are
+real lfw-dev photos through the full search service (detection, embedding, template search
+for candidates and cohort, the candidates' best faces, person join, search log). Prints
+median and p95 of both parts and of each stage of vector+SQL (identity.services.search.stages);
+the target is vector+SQL p95 < 10 ms. Also: the time the fill took, the time from its end
+until HNSW covers every point (the bounded final optimize a bulk run ends with), the points
+still answered by exact scan before it, and the process's peak resident memory. The cost
+templates add is measured in the same run: the vector queries of today's path (template
+search of the cohort, then the candidates' faces) against the single grouped face query that
+ranked persons before. With --json the table goes to stderr and stdout gets each backend's figures.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import resource
 import tempfile
 import time
 import uuid
@@ -34,6 +39,7 @@ from identity.config import Settings
 from identity.evaluation.decision import PERSONS_NEEDED
 from identity.faces import build_pipeline, load_image
 from identity.services.search.identify import FACES_PER_PERSON, SearchOptions, search_faces
+from identity.services.search.stages import STAGES, recording
 from identity.store.sql.db import make_engine
 from identity.store.sql.tables import Face, FaceStatus, Image, Person, utcnow
 from identity.store.vectors import VectorPoint
@@ -41,6 +47,7 @@ from identity.store.vectors import VectorPoint
 REPO = Path(__file__).resolve().parents[1]
 LFW = REPO.parent / "shared" / "datasets" / "lfw-dev"
 PER_PERSON = 5
+TARGET_P95_MS = 10.0
 
 
 def fill(dep, faces: int, seed: int, console: Console) -> None:
@@ -100,8 +107,15 @@ def fill(dep, faces: int, seed: int, console: Console) -> None:
             session.execute(insert(Face), face_rows)
         dep.index.upsert(points)
         dep.templates.upsert(templates)
+
+
+def finish_index(dep) -> tuple[int, float]:
+    """The final optimize a bulk run ends with: (points answered by exact scan before it, seconds it took)."""
+    unindexed = dep.index.unindexed() + dep.templates.unindexed()
+    started = time.perf_counter()
     dep.index.optimize()
     dep.templates.optimize()
+    return unindexed, time.perf_counter() - started
 
 
 def vector_ms(dep, vector: np.ndarray) -> tuple[float, float]:
@@ -115,12 +129,13 @@ def vector_ms(dep, vector: np.ndarray) -> tuple[float, float]:
     return 1000 * (t1 - t0), 1000 * (t2 - t1)
 
 
-def measure(settings: Settings, faces: int, queries: list[Path], console: Console) -> dict[str, float]:
+def measure(settings: Settings, faces: int, queries: list[Path], console: Console) -> dict:
     pipeline = build_pipeline(settings)
     with open_deployment(settings, pipeline) as dep:
         filling = time.perf_counter()
         fill(dep, faces, 7, console)
         fill_s = time.perf_counter() - filling
+        unindexed, index_ready_s = finish_index(dep)
         found = []
         embed_ms = []
         for path in queries:
@@ -132,14 +147,25 @@ def measure(settings: Settings, faces: int, queries: list[Path], console: Consol
                 found.append(result)
         search_faces(dep.app, found[0], SearchOptions())  # warm caches, as a running service would be
         store_ms, before_ms, now_ms = [], [], []
+        stages: dict[str, list[float]] = {name: [] for name in STAGES}
         for result in track(found, description="searching", console=console):
-            t0 = time.perf_counter()
-            search_faces(dep.app, result, SearchOptions(top_k=5, largest_face_only=True, actor="benchmark"))
-            store_ms.append(1000 * (time.perf_counter() - t0))
+            with recording() as times:
+                t0 = time.perf_counter()
+                search_faces(dep.app, result, SearchOptions(top_k=5, largest_face_only=True, actor="benchmark"))
+                store_ms.append(1000 * (time.perf_counter() - t0))
+            for name in STAGES:
+                stages[name].append(times.get(name, 0.0))
             before, now = vector_ms(dep, max(result.faces, key=lambda f: f.area).embedding)
             before_ms.append(before)
             now_ms.append(now)
     return {
+        "faces": faces,
+        "fill_s": round(fill_s, 1),
+        "unindexed_after_fill": unindexed,
+        "index_ready_s": round(index_ready_s, 1),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "stages_p50": {name: round(float(np.percentile(ms, 50)), 2) for name, ms in stages.items()},
+        "stages_p95": {name: round(float(np.percentile(ms, 95)), 2) for name, ms in stages.items()},
         "vector_before_p95": float(np.percentile(before_ms, 95)),
         "vector_now_p95": float(np.percentile(now_ms, 95)),
         "embed_p50": float(np.percentile(embed_ms, 50)),
@@ -147,7 +173,6 @@ def measure(settings: Settings, faces: int, queries: list[Path], console: Consol
         "store_p50": float(np.percentile(store_ms, 50)),
         "store_p95": float(np.percentile(store_ms, 95)),
         "queries": len(store_ms),
-        "fill_s": fill_s,
     }
 
 
@@ -174,12 +199,20 @@ def main() -> None:
         "p95",
         "vector+SQL p50",
         "p95",
-        "target p95 < 20 ms",
+        f"target p95 < {TARGET_P95_MS:g} ms",
+        "fill",
+        "exact-scan points after fill",
+        "final optimize",
+        "peak memory",
         "vector p95: faces only",
         "templates + faces",
         "ratio",
     ):
         table.add_column(column)
+    breakdown = Table(title="vector+SQL by stage, p50 / p95 (ms)")
+    breakdown.add_column("backend")
+    for name in STAGES:
+        breakdown.add_column(name)
     for backend in args.backends.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(data_dir=Path(tmp))
@@ -202,12 +235,18 @@ def main() -> None:
             f"{r['embed_p95']:.0f} ms",
             f"{r['store_p50']:.1f} ms",
             f"{r['store_p95']:.1f} ms",
-            "yes" if r["store_p95"] < 20 else "NO",
+            "yes" if r["store_p95"] < TARGET_P95_MS else "NO",
+            f"{r['fill_s']:.0f} s",
+            str(r["unindexed_after_fill"]),
+            f"{r['index_ready_s']:.1f} s",
+            f"{r['peak_rss_gb']:.2f} GB",
             f"{r['vector_before_p95']:.1f} ms",
             f"{r['vector_now_p95']:.1f} ms",
             f"{r['vector_now_p95'] / r['vector_before_p95']:.2f}x",
         )
+        breakdown.add_row(backend, *(f"{r['stages_p50'][n]:.2f} / {r['stages_p95'][n]:.2f}" for n in STAGES))
     console.print(table)
+    console.print(breakdown)
     if args.json:
         print(json.dumps(figures, indent=2))
 

@@ -106,6 +106,12 @@ def doctor(
                 highlight=False,
                 markup=False,
             )
+    if report.index_due:
+        err_console.print(
+            f"{report.unindexed_points} vectors are outside a search graph, so searches scan them one by one: run "
+            "`identity doctor --repair` to build it",
+            highlight=False,
+        )
     for state, ids in report.stuck_jobs.items():
         shown = ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
         err_console.print(

@@ -131,6 +131,10 @@ class VectorSettings:
     hnsw_ef_construct: int = setting(128, 4, 4096)  # HNSW candidate list while building the graph
     search_ef: int = setting(512, 1, 32768)  # HNSW candidate list per search (int8 candidates, rescored in float)
     exact: bool = False  # brute-force search (small galleries, evaluation)
+    # Search warns, and doctor reports a graph to build, when more vectors of a collection than this are
+    # outside a search graph (the embedded store before its optimize): each search scans them one by one.
+    # At least 20,000: the embedded store leaves a segment that small to exact scan (more for dims < 128).
+    max_exact_scan: int = setting(50_000, 20_000)
     # Embedded store: allocate the disk blocks of its sparse files up front (on open and before each
     # write chunk), so another program filling the disk later cannot make a write fault (SIGBUS).
     preallocate: bool = False

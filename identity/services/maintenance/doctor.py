@@ -85,6 +85,10 @@ class DoctorReport:
     file_modes: FileModeCheck = field(default_factory=FileModeCheck)  # data-dir paths others may read
     # enrolled faces with no stored thumbnail (enrolled before they were kept): not a problem, repair cuts them
     faces_without_thumbnail: int = 0
+    # points outside a search graph (the embedded store indexes them by optimize); repair indexes them when
+    # a collection holds more than vectors.max_exact_scan of them, the most a search should scan one by one
+    unindexed_points: int = 0
+    index_due: bool = False
 
     @property
     def problems(self) -> int:
@@ -113,7 +117,7 @@ class DoctorReport:
     @property
     def repairable(self) -> bool:
         """Whether --repair has work: a problem, or upkeep that is none (faces without a stored thumbnail)."""
-        return self.problems > 0 or self.faces_without_thumbnail > 0
+        return self.problems > 0 or self.faces_without_thumbnail > 0 or self.index_due
 
     @property
     def vectors_to_delete(self) -> int:
@@ -148,6 +152,7 @@ class DoctorReport:
             self.integrity,
             self.file_modes,
             self.faces_without_thumbnail,
+            self.unindexed_points,
             self.repaired,
             self.other_models,
             self.inconsistent_persons,
@@ -180,6 +185,7 @@ class DoctorFigures:
     integrity: IntegrityCheck
     file_modes: FileModeCheck
     faces_without_thumbnail: int
+    unindexed_points: int
     repaired: dict[str, int]
     other_models: dict[str, DoctorReport] = field(metadata=json_field(omit_if_falsy=True))  # by model id
     inconsistent_persons: list[InconsistentPerson]
@@ -207,6 +213,9 @@ def diagnose(app: App, deep: bool = False) -> DoctorReport:
     report.file_modes = check_private_files(dep.settings)
     report.orphan_uploads = find_orphan_uploads(app)
     report.faces_without_thumbnail = missing_face_thumbnails(app)
+    unindexed = (dep.index.unindexed(), dep.templates.unindexed())
+    report.unindexed_points = sum(unindexed)
+    report.index_due = max(unindexed) > dep.settings.vectors.max_exact_scan
     return report
 
 
@@ -290,6 +299,10 @@ def repair(app: App, report: DoctorReport, workers: int = 1, force: bool = False
         report.repaired["face_thumbnails"] = backfill_face_thumbnails(app)
     if expired := expire_search_thumbnails(app):  # a store searched no more still lets them go
         report.repaired["search_thumbnails_expired"] = expired
+    if report.index_due:
+        dep.index.optimize()
+        dep.templates.optimize()
+        report.repaired["points_indexed"] = report.unindexed_points - dep.index.unindexed() - dep.templates.unindexed()
     return report
 
 

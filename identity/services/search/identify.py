@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from identity.app.actor import resolve_actor
 from identity.app.core import App
@@ -38,14 +38,17 @@ from identity.pathnames import path_text
 from identity.serialize import json_field
 from identity.services.maintenance.integrity import check_scores, missing_vectors_warning
 from identity.services.records.thumbnails import search_thumbnail_rows
+from identity.services.search.stages import stage
 from identity.services.search.thresholds import Threshold, pack_threshold, resolve_threshold
 from identity.services.search.unknown_faces import expire_unknown, keep_unknown
-from identity.store.sql.db import transaction
 from identity.store.sql.persons import PersonRecord, person_record, persons_by_id, persons_with_attributes
 from identity.store.sql.reviews import rejected_for_image
 from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, Decision, record_search
-from identity.store.sql.tables import BEST_FACES_LOGGED, UNKNOWN_DETECTOR, SearchEvent, SearchHit
+from identity.store.sql.tables import BEST_FACES_LOGGED, UNKNOWN_DETECTOR
 from identity.store.sql.thumbnails import delete_expired_search_thumbnails
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 FACES_PER_PERSON = 5  # how many of a person's faces are counted among the hits
 
@@ -187,72 +190,56 @@ def search_faces(app: App, found: ImageFaces, options: SearchOptions) -> SearchR
     allowed = _persons_matching(dep, options.filters) if options.filters else None
     threshold, warnings = decision_threshold(app, options.threshold, allowed)
     wanted = max(options.top_k, PERSONS_NEEDED)  # the cohort even under the raw rule: eval scores both
-    ranked = [dep.templates.search(face.embedding, wanted, allowed) if allowed != [] else [] for _, face in faces]
-    check_scores(dep.templates, (hit for hits in ranked for hit in hits))
+    with stage("templates"):
+        ranked = [dep.templates.search(face.embedding, wanted, allowed) if allowed != [] else [] for _, face in faces]
+        check_scores(dep.templates, (hit for hits in ranked for hit in hits))
+    # One connection for the search's reads and its log entry: a checkout, a ping and a transaction less.
     with app.sessions() as session:
-        rejected = rejected_for_image(session, found.sha256, dep.model.id)
-        ranked, left_out = _without_rejected(faces, ranked, rejected)
-        people = persons_by_id(
-            session,
-            {hit.person_id for hits in ranked for hit in hits[: options.top_k]}
-            | {person_id for _, person_id in left_out},
-        )
-    warnings = warnings + [
-        f"face {index}: {people[person_id].external_id} is left out: a reviewer rejected that "
-        "match for this image (identity review list)"
-        for index, person_id in left_out
-        if person_id in people
-    ]
-    matches = []
-    for (index, face), hits in zip(faces, ranked):
-        # A template whose person was erased a moment ago has no row: it is never shown.
-        top = [hit for hit in hits[: options.top_k] if hit.person_id in people]
-        kept = [hit for hit in top if options.min_score is None or hit.score >= options.min_score]
-        best_faces = _best_faces(dep, face.embedding, [hit.person_id for hit in kept])
-        candidates = [
-            Candidate(
-                rank,
-                round(hit.score, 4),
-                len(best_faces.get(hit.person_id, ())),
-                person_record(people[hit.person_id]),
-                best_faces.get(hit.person_id, ()),
+        with stage("persons"):
+            rejected = rejected_for_image(session, found.sha256, dep.model.id)
+            ranked, left_out = _without_rejected(faces, ranked, rejected)
+            people = persons_by_id(
+                session,
+                {hit.person_id for hits in ranked for hit in hits[: options.top_k]}
+                | {person_id for _, person_id in left_out},
             )
-            for rank, hit in enumerate(kept, start=1)
+        warnings = warnings + [
+            f"face {index}: {people[person_id].external_id} is left out: a reviewer rejected that "
+            "match for this image (identity review list)"
+            for index, person_id in left_out
+            if person_id in people
         ]
-        score = round(decision_score([hit.score for hit in hits], threshold.rule), 4) if hits else None
-        # A match names someone: not when min_score hid the best person.
-        named = bool(kept) and kept[0] is top[0]
-        decision = MATCH if named and score is not None and score >= threshold.value else UNKNOWN
-        matches.append(
-            FaceMatch(
-                index,
-                [round(float(v), 1) for v in face.bbox],
-                round(float(face.det_score), 4),
-                _detector_of(face),
-                face.quality,
-                decision,
-                score,
-                candidates=candidates,
-                ranked=tuple((hit.person_id, hit.score) for hit in hits),
+        # A template whose person was erased a moment ago has no row: it is never shown.
+        tops = [[hit for hit in hits[: options.top_k] if hit.person_id in people] for hits in ranked]
+        kept = [[hit for hit in top if options.min_score is None or hit.score >= options.min_score] for top in tops]
+        with stage("faces"):
+            best_faces = [
+                _best_faces(dep, face.embedding, [hit.person_id for hit in hits])
+                for (_, face), hits in zip(faces, kept)
+            ]
+        with stage("decision"):
+            matches = [
+                _decided(index, face, hits, top, shown_hits, best, people, threshold)
+                for (index, face), hits, top, shown_hits, best in zip(faces, ranked, tops, kept, best_faces)
+            ]
+            warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(app) + _exact_scan_warning(dep)
+        if found.capped:
+            warnings.append(
+                f"{found.path}: {found.capped} more faces found than faces.max_faces; "
+                "the lowest-scored were not searched"
             )
-        )
-    warnings += _gallery_warnings(dep, threshold) + missing_vectors_warning(app)
-    if found.capped:
-        warnings.append(
-            f"{found.path}: {found.capped} more faces found than faces.max_faces; the lowest-scored were not searched"
-        )
-    if found.scan_limited_px:
-        warnings.append(scan_limit_warning(found.path, found.width, found.height, found.scan_limited_px))
-    unknown = [face for face, m in zip(faces, matches) if m.decision == UNKNOWN]
-    # A reviewer sees the searched face of every match, and of every unknown close below the threshold.
-    near = threshold.value - dep.settings.review.near_threshold
-    shown = [
-        (m.face_index, face.crop)
-        for (_, face), m in zip(faces, matches)
-        if m.decision == MATCH or (m.decision_score is not None and m.decision_score >= near)
-    ]
-    matches = sorted(matches + too_small, key=lambda m: m.face_index)
-    search_id = _log(dep, found, options, threshold, matches, minimum, shown)
+        if found.scan_limited_px:
+            warnings.append(scan_limit_warning(found.path, found.width, found.height, found.scan_limited_px))
+        unknown = [face for face, m in zip(faces, matches) if m.decision == UNKNOWN]
+        # A reviewer sees the searched face of every match, and of every unknown close below the threshold.
+        near = threshold.value - dep.settings.review.near_threshold
+        shown = [
+            (m.face_index, face.crop)
+            for (_, face), m in zip(faces, matches)
+            if m.decision == MATCH or (m.decision_score is not None and m.decision_score >= near)
+        ]
+        matches = sorted(matches + too_small, key=lambda m: m.face_index)
+        search_id = _log(session, dep, found, options, threshold, matches, minimum, shown)
     if dep.unknown is not None:  # settings keep them, for clustering (identity.services.search.unknown_faces)
         keep_unknown(app, found, search_id, unknown)
         expire_unknown(app)
@@ -293,6 +280,45 @@ def _without_rejected(
     return kept, left_out
 
 
+def _decided(
+    index: int,
+    face: DetectedFace,
+    hits: list[Any],
+    top: list[Any],
+    kept: list[Any],
+    best_faces: dict[uuid.UUID, tuple[MatchedFace, ...]],
+    people: dict[uuid.UUID, Any],
+    threshold: Threshold,
+) -> FaceMatch:
+    """One searched face's outcome: its shown candidates (`kept` of the `top` ranked), and the decision
+    taken on all its ranked `hits`."""
+    candidates = [
+        Candidate(
+            rank,
+            round(hit.score, 4),
+            len(best_faces.get(hit.person_id, ())),
+            person_record(people[hit.person_id]),
+            best_faces.get(hit.person_id, ()),
+        )
+        for rank, hit in enumerate(kept, start=1)
+    ]
+    score = round(decision_score([hit.score for hit in hits], threshold.rule), 4) if hits else None
+    # A match names someone: not when min_score hid the best person.
+    named = bool(kept) and kept[0] is top[0]
+    decision = MATCH if named and score is not None and score >= threshold.value else UNKNOWN
+    return FaceMatch(
+        index,
+        [round(float(v), 1) for v in face.bbox],
+        round(float(face.det_score), 4),
+        _detector_of(face),
+        face.quality,
+        decision,
+        score,
+        candidates=candidates,
+        ranked=tuple((hit.person_id, hit.score) for hit in hits),
+    )
+
+
 def _best_faces(dep: Deployment, vector: Any, person_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[MatchedFace, ...]]:
     """Each candidate's best-scoring faces (one grouped query over the candidates only)."""
     if not person_ids:
@@ -310,6 +336,17 @@ def _gallery_warnings(dep: Deployment, threshold: Threshold) -> list[str]:
             "so every face is unknown; enroll photos first (identity enroll)"
         ]
     return threshold.warnings(persons)
+
+
+def _exact_scan_warning(dep: Deployment) -> list[str]:
+    scanned, most = dep.templates.unindexed(), dep.settings.vectors.max_exact_scan
+    if scanned <= most:
+        return []
+    return [
+        f"{scanned} person templates are not in a search graph yet, more than vectors.max_exact_scan ({most}): "
+        "this search compared them one by one, which grows slow with the gallery; `identity doctor --repair` "
+        "builds the graph (enrollment runs end by building it)"
+    ]
 
 
 def _not_searched(index: int, face: DetectedFace, minimum: float) -> FaceMatch:
@@ -343,6 +380,7 @@ def _persons_matching(dep: Deployment, filters: dict[str, str | list[str]]) -> l
 
 
 def _log(
+    session: Session,
     dep: Deployment,
     found: ImageFaces,
     options: SearchOptions,
@@ -351,17 +389,18 @@ def _log(
     min_search_iod_px: float,
     crops: Sequence[tuple[int, Any]],
 ) -> str:
-    """Record the search; `crops` (face index, aligned crop) are the faces whose thumbnails are kept."""
+    """Record the search in `session` and commit; `crops` (face index, aligned crop) are the faces whose
+    thumbnails are kept. The event and its hits go in two statements, the hits in one multi-row insert."""
     model_row = dep.recorded_model().id  # the log names the model: a read of a store without its row records it
-    with transaction(dep.app.sessions) as session:
-        event = SearchEvent(
-            actor=resolve_actor(options.actor),
-            query_sha256=found.sha256,
-            query_name=found.path,
-            model_id=model_row,
-            threshold=threshold.value,
-            top_k=options.top_k,
-            parameters={
+    with stage("log"):
+        event = {
+            "actor": resolve_actor(options.actor),
+            "query_sha256": found.sha256,
+            "query_name": found.path,
+            "model_id": model_row,
+            "threshold": threshold.value,
+            "top_k": options.top_k,
+            "parameters": {
                 "min_score": options.min_score,
                 "filters": options.filters,
                 "largest_face_only": options.largest_face_only,
@@ -374,25 +413,30 @@ def _log(
                     if m.decision == NOT_SEARCHED
                 ],
             },
-            face_count=len(matches),
-        )
-        hits = (
+            "face_count": len(matches),
+        }
+        hits = [
             # The face's decision names its first candidate; the others were only ranked.
-            SearchHit(
-                face_index=m.face_index,
-                face_bbox=m.bbox,
-                face_detector=m.detector,
-                rank=c.rank,
-                person_id=uuid.UUID(c.person.id),
-                score=c.score,
-                decision=m.decision if c.rank == 1 else UNKNOWN,
-                matched_faces=c.matched_faces,
-                faces=[[f.face_id, f.score] for f in c.faces[:BEST_FACES_LOGGED]],
-            )
+            {
+                "face_index": m.face_index,
+                "face_bbox": m.bbox,
+                "face_detector": m.detector,
+                "rank": c.rank,
+                "person_id": uuid.UUID(c.person.id),
+                "score": c.score,
+                "decision": m.decision if c.rank == 1 else UNKNOWN,
+                "matched_faces": c.matched_faces,
+                "faces": [[f.face_id, f.score] for f in c.faces[:BEST_FACES_LOGGED]],
+            }
             for m in matches
             for c in m.candidates
-        )
+        ]
         search_id = record_search(session, event, hits)
-        session.add_all(search_thumbnail_rows(dep.app, search_id, crops))
-        delete_expired_search_thumbnails(session, datetime.now(UTC))
-        return str(search_id)
+        if thumbnails := search_thumbnail_rows(dep.app, search_id, crops):
+            session.add_all(thumbnails)
+            # Expired ones are never shown; a search that keeps one deletes them (so does doctor --repair).
+            delete_expired_search_thumbnails(session, datetime.now(UTC))
+        session.flush()
+    with stage("commit"):
+        session.commit()
+    return str(search_id)

@@ -38,7 +38,7 @@ from identity.store.sql.audit_events import record_audit_event
 from identity.store.sql.db import transaction
 from identity.store.sql.persons import PersonRecord, get_person, person_record
 from identity.store.sql.searches import MATCH, UNKNOWN, record_search
-from identity.store.sql.tables import UNKNOWN_DETECTOR, Model, SearchEvent, SearchHit
+from identity.store.sql.tables import UNKNOWN_DETECTOR, Model
 
 
 class Verdict(StrEnum):
@@ -221,14 +221,14 @@ def _log(
     model_row = dep.recorded_model().id
     by = resolve_actor(actor)
     with transaction(dep.app.sessions) as session:
-        event = SearchEvent(
-            actor=by,
-            query_sha256=found.sha256,
-            query_name=found.path,
-            model_id=model_row,
-            threshold=threshold.value,
-            top_k=1,
-            parameters={
+        event = {
+            "actor": by,
+            "query_sha256": found.sha256,
+            "query_name": found.path,
+            "model_id": model_row,
+            "threshold": threshold.value,
+            "top_k": 1,
+            "parameters": {
                 KIND: VERIFY,
                 "against": "person" if who else "image",
                 "face_index_a": face_a.face_index,
@@ -238,22 +238,22 @@ def _log(
                 "threshold_source": threshold.source,
                 "decision_rule": RAW,
             },
-            face_count=1,
-        )
+            "face_count": 1,
+        }
         hits = []
         if who is not None:  # the person's hit: the audit of the person lists the verification
             hits.append(
-                SearchHit(
-                    face_index=face_a.face_index,
-                    face_bbox=face_a.bbox,
-                    face_detector=face_a.detector,
-                    rank=1,
-                    person_id=uuid.UUID(who.id),
-                    score=score,
-                    decision=MATCH if verdict == Verdict.MATCH else UNKNOWN,
-                    matched_faces=1 if best else 0,
-                    faces=[[best.face_id, best.score]] if best else [],
-                )
+                {
+                    "face_index": face_a.face_index,
+                    "face_bbox": face_a.bbox,
+                    "face_detector": face_a.detector,
+                    "rank": 1,
+                    "person_id": uuid.UUID(who.id),
+                    "score": score,
+                    "decision": MATCH if verdict == Verdict.MATCH else UNKNOWN,
+                    "matched_faces": 1 if best else 0,
+                    "faces": [[best.face_id, best.score]] if best else [],
+                }
             )
         search_id = record_search(session, event, hits)
         if who is not None and verdict == Verdict.MATCH:  # as a search keeps a match's face, for its review

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from identity.store.sql.reviews import searches_with_review_state
-from identity.store.sql.tables import SearchEvent, SearchHit
+from identity.store.sql.tables import SearchEvent, SearchHit, utcnow
 
 
 # A face's outcome. A face not searched has no hits: the event's parameters list it under NOT_SEARCHED.
@@ -24,14 +25,15 @@ class Decision(StrEnum):  # a searched face's outcome
 MATCH, UNKNOWN, NOT_SEARCHED = Decision
 
 
-def record_search(session: Session, event: SearchEvent, hits: Iterable[SearchHit]) -> uuid.UUID:
-    """Append a search and its hits (built without a search id: they get the event's); returns its id."""
-    session.add(event)
-    session.flush()  # the event's id, for its hits
-    for hit in hits:
-        hit.search_id = event.id
-        session.add(hit)
-    return event.id
+def record_search(session: Session, event: dict[str, Any], hits: Sequence[dict[str, Any]]) -> uuid.UUID:
+    """Append a search (the columns of its search_events row) and its hits (search_hits rows without a search
+    id: they get the event's); returns its id. Two statements, whatever the number of hits: the hits go in
+    one multi-row insert (executemany), without the ORM's per-object bookkeeping on the search path."""
+    search_id = uuid.uuid4()
+    session.execute(insert(SearchEvent).values(id=search_id, created_at=utcnow(), **event))
+    if hits:
+        session.execute(insert(SearchHit), [{**hit, "search_id": search_id} for hit in hits])
+    return search_id
 
 
 def recent_searches(

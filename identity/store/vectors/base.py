@@ -102,10 +102,14 @@ class VectorIndex(Protocol):
     def optimize(self) -> None:
         """Build pending search indexes now; engines that index in the background return at once.
 
-        The embedded engine has no background optimizer: until this runs, new points are
-        found by a full scan of their segment (correct, but slower as the gallery grows).
-        Call it after a bulk load or when an enrollment batch is done.
+        The embedded engine has no background optimizer: it indexes a segment as upserts fill it
+        past its exact-scan size, and this indexes the rest (and merges small segments). Call it
+        after a bulk load or when an enrollment batch is done.
         """
+
+    def unindexed(self) -> int:
+        """Points a search answers by exact scan, outside any search graph (0 for engines that index
+        by themselves, or that have no graph to build)."""
 
     def purge(self) -> PurgeResult:
         """Make deletions physical: deleted points' vectors, int8 copies and payloads leave the data files.

@@ -43,6 +43,7 @@ from qdrant_edge import (
     CountRequest,
     Distance,
     EdgeConfig,
+    EdgeOptimizersConfig,
     EdgeShard,
     EdgeVectorParams,
     FieldCondition,
@@ -90,7 +91,16 @@ from identity.store.vectors.common import (
 )
 from identity.store.vectors.space import SET_ASIDE, ensure_space
 
-FULL_SCAN_THRESHOLD_KB = 10_000  # segments smaller than this are scanned, not graph-searched
+# Segments whose vectors take less than this are scanned, not graph-searched; a segment that grows past it
+# is given its graph by the next upsert (see _index_if_due), so no larger one is scanned for long.
+FULL_SCAN_THRESHOLD_KB = 10_000
+# Merging indexed segments rebuilds their graph, so what a merge may make is capped: the graphs built during
+# a 1M-face enrollment then come to a few times its points, not their square. Searches go by the templates'
+# graphs (fewer, larger segments answer faster); faces are searched by person, through the payload index,
+# so their segments stay small (each face's graph is built about twice).
+TEMPLATE_SEGMENT_KB = 262_144
+FACE_SEGMENT_KB = 4 * FULL_SCAN_THRESHOLD_KB
+SEGMENTS = 2  # merges start above this many segments
 LOCK_FILE = ".lock"
 CONFIG_FILE = "edge_config.json"
 REBUILD_SUFFIX = ".erasing"  # a shard being rebuilt by purge, or the old one just swapped out
@@ -149,7 +159,7 @@ class EdgeIndex:
         lock = _acquire(path, settings)
         try:
             _drop_leftover_rebuild(path)
-            shard = _open_shard(path, dim, settings.vectors)
+            shard = _open_shard(path, dim, settings.vectors, kind)
         except BaseException:
             lock.close()
             raise
@@ -172,6 +182,13 @@ class EdgeIndex:
         ]
         self._engine.update(UpdateOperation.upsert_points(batch))
         self._engine.flush()  # the WAL survives a crashed process; flush makes segments durable too
+        self._index_if_due()
+
+    def _index_if_due(self) -> None:
+        """Build the search graph of what upserts wrote once it is more than an exact scan should cover:
+        a bulk enrollment leaves at most that much to the final optimize, and no search scans more."""
+        if self._unindexed() >= exact_scan_points(self.dim):
+            self._engine.optimize()
 
     @_one_at_a_time
     def delete(self, face_ids: Sequence[uuid.UUID]) -> None:
@@ -276,6 +293,14 @@ class EdgeIndex:
         self._engine.optimize()
 
     @_one_at_a_time
+    def unindexed(self) -> int:
+        return self._unindexed()
+
+    def _unindexed(self) -> int:
+        info = self._engine.info()
+        return max(0, info.points_count - info.indexed_vectors_count)
+
+    @_one_at_a_time
     def purge(self) -> PurgeResult:
         """Rebuild the shard from its live points, so deleted points leave every file, WAL included.
 
@@ -292,7 +317,7 @@ class EdgeIndex:
         shutil.rmtree(fresh, ignore_errors=True)
         fresh_lock = _acquire(fresh, self._settings)  # held across the swap: the new shard is never unlocked
         try:
-            kept = _copy_live(engine, fresh, self.dim, self._settings.vectors)
+            kept = _copy_live(engine, fresh, self.dim, self._settings.vectors, self.kind)
         except BaseException:
             fresh_lock.close()
             shutil.rmtree(fresh, ignore_errors=True)
@@ -304,13 +329,13 @@ class EdgeIndex:
         except BaseException:
             fresh_lock.close()
             shutil.rmtree(fresh, ignore_errors=True)
-            self._shard = _open_shard(self.path, self.dim, self._settings.vectors)
+            self._shard = _open_shard(self.path, self.dim, self._settings.vectors, self.kind)
             raise
         old_lock, self._lock = self._lock, fresh_lock
         shutil.rmtree(fresh)  # now the old shard, with the deleted points' bytes
         old_lock.close()
         fsync_dir(self.path.parent)
-        self._shard = _open_shard(self.path, self.dim, self._settings.vectors)
+        self._shard = _open_shard(self.path, self.dim, self._settings.vectors, self.kind)
         return PurgeResult(
             "qdrant-edge",
             "shard rebuilt from its live points",
@@ -337,7 +362,7 @@ class EdgeIndex:
         self._lock.close()
         self._lock = fresh_lock
         fsync_dir(self.path.parent)
-        self._shard = _open_shard(self.path, self.dim, self._settings.vectors)
+        self._shard = _open_shard(self.path, self.dim, self._settings.vectors, self.kind)
         return aside
 
     def templates(self) -> EdgeIndex:
@@ -569,9 +594,9 @@ def _drop_leftover_rebuild(path: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _copy_live(source: EdgeShard, target: Path, dim: int, params: VectorSettings) -> int:
+def _copy_live(source: EdgeShard, target: Path, dim: int, params: VectorSettings, kind: str) -> int:
     """Copy every live point of `source` into a new shard at `target`, indexed and flushed; returns the count."""
-    shard = EdgeShard.create(str(target), _config(dim, params))
+    shard = EdgeShard.create(str(target), _config(dim, params, kind))
     try:
         shard.update(UpdateOperation.create_field_index(PERSON_KEY, PayloadSchemaType.Keyword))
         kept, offset = 0, None
@@ -615,11 +640,21 @@ def _exchange(a: Path, b: Path) -> None:
     os.rename(parked, b)
 
 
-def _config(dim: int, params: VectorSettings) -> EdgeConfig:
+def exact_scan_points(dim: int) -> int:
+    """How many vectors of this size a segment holds before it is graph-searched (FULL_SCAN_THRESHOLD_KB)."""
+    return FULL_SCAN_THRESHOLD_KB * 1024 // (4 * dim)
+
+
+def _config(dim: int, params: VectorSettings, kind: str) -> EdgeConfig:
     return EdgeConfig(
         vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine),
         hnsw_config=HnswIndexConfig(
             m=params.hnsw_m, ef_construct=params.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+        ),
+        optimizers=EdgeOptimizersConfig(
+            indexing_threshold=FULL_SCAN_THRESHOLD_KB,
+            max_segment_size=TEMPLATE_SEGMENT_KB if kind == TEMPLATES else FACE_SEGMENT_KB,
+            default_segment_number=SEGMENTS,
         ),
         quantization_config=ScalarQuantizationConfig(
             type=ScalarType.Int8, quantile=INT8_QUANTILE, memory=Memory.Pinned
@@ -627,8 +662,8 @@ def _config(dim: int, params: VectorSettings) -> EdgeConfig:
     )
 
 
-def _open_shard(path: Path, dim: int, params: VectorSettings) -> EdgeShard:
-    config = _config(dim, params)
+def _open_shard(path: Path, dim: int, params: VectorSettings, kind: str) -> EdgeShard:
+    config = _config(dim, params, kind)
     try:
         if (path / CONFIG_FILE).exists():
             shard = EdgeShard.load(str(path), config)  # also applies changed HNSW settings

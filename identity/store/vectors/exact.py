@@ -108,6 +108,10 @@ class ExactIndex:
     def optimize(self) -> None:
         """Nothing to build: every search is a full scan."""
 
+    def unindexed(self) -> int:
+        """0: a full scan is what this index is for, not a graph it has yet to build."""
+        return 0
+
     def purge(self) -> PurgeResult:
         """Zero the rows past the live ones: a deleted vector may still sit there."""
         self._vectors[len(self._faces) :] = 0

@@ -317,6 +317,10 @@ class QdrantServerIndex:
     def optimize(self) -> None:
         """Nothing to do: the server's optimizers index in the background."""
 
+    def unindexed(self) -> int:
+        """0: the server's optimizers index in the background, and it reports on that itself."""
+        return 0
+
     def purge(self) -> PurgeResult:
         """Have the server vacuum deleted points out of the segment files, and wait for it.
 
