@@ -133,8 +133,9 @@ class VectorSettings:
     exact: bool = False  # brute-force search (small galleries, evaluation)
     # Search warns, and doctor reports a graph to build, when more vectors of a collection than this are
     # outside a search graph (the embedded store before its optimize): each search scans them one by one.
-    # At least 20,000: the embedded store leaves a segment that small to exact scan (more for dims < 128).
-    max_exact_scan: int = setting(50_000, 20_000)
+    # The embedded store builds a segment's graph once it holds 10 MB of vectors (20,000 of 128 dimensions)
+    # or this many, whichever is fewer, so enrolling never leaves more to scan.
+    max_exact_scan: int = setting(50_000, 100)
     # Embedded store: allocate the disk blocks of its sparse files up front (on open and before each
     # write chunk), so another program filling the disk later cannot make a write fault (SIGBUS).
     preallocate: bool = False

@@ -41,8 +41,8 @@ from identity.services.records.thumbnails import search_thumbnail_rows
 from identity.services.search.stages import stage
 from identity.services.search.thresholds import Threshold, pack_threshold, resolve_threshold
 from identity.services.search.unknown_faces import expire_unknown, keep_unknown
-from identity.store.sql.persons import PersonRecord, person_record, persons_by_id, persons_with_attributes
-from identity.store.sql.reviews import rejected_for_image
+from identity.store.sql.candidates import candidates_and_rejections, person_records
+from identity.store.sql.persons import PersonRecord, persons_with_attributes
 from identity.store.sql.searches import MATCH, NOT_SEARCHED, UNKNOWN, Decision, record_search
 from identity.store.sql.tables import BEST_FACES_LOGGED, UNKNOWN_DETECTOR
 from identity.store.sql.thumbnails import delete_expired_search_thumbnails
@@ -196,13 +196,12 @@ def search_faces(app: App, found: ImageFaces, options: SearchOptions) -> SearchR
     # One connection for the search's reads and its log entry: a checkout, a ping and a transaction less.
     with app.sessions() as session:
         with stage("persons"):
-            rejected = rejected_for_image(session, found.sha256, dep.model.id)
+            first = {hit.person_id for hits in ranked for hit in hits[: options.top_k]}
+            people, rejected = candidates_and_rejections(session, first, found.sha256, dep.model.id)
             ranked, left_out = _without_rejected(faces, ranked, rejected)
-            people = persons_by_id(
-                session,
-                {hit.person_id for hits in ranked for hit in hits[: options.top_k]}
-                | {person_id for _, person_id in left_out},
-            )
+            # Only when a review rejected a match for this image: the persons moving up in its place (rare).
+            moved_up = {hit.person_id for hits in ranked for hit in hits[: options.top_k]} - first
+            people |= person_records(session, moved_up | {person_id for _, person_id in left_out} - first)
         warnings = warnings + [
             f"face {index}: {people[person_id].external_id} is left out: a reviewer rejected that "
             "match for this image (identity review list)"
@@ -287,7 +286,7 @@ def _decided(
     top: list[Any],
     kept: list[Any],
     best_faces: dict[uuid.UUID, tuple[MatchedFace, ...]],
-    people: dict[uuid.UUID, Any],
+    people: dict[uuid.UUID, PersonRecord],
     threshold: Threshold,
 ) -> FaceMatch:
     """One searched face's outcome: its shown candidates (`kept` of the `top` ranked), and the decision
@@ -297,7 +296,7 @@ def _decided(
             rank,
             round(hit.score, 4),
             len(best_faces.get(hit.person_id, ())),
-            person_record(people[hit.person_id]),
+            people[hit.person_id],
             best_faces.get(hit.person_id, ()),
         )
         for rank, hit in enumerate(kept, start=1)

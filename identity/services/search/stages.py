@@ -1,6 +1,6 @@
 """Where a search's storage time goes: named stages timed only while someone is recording them.
 
-`benchmarks/search_latency.py` records each search's stages (templates, faces, persons, decision,
+`benchmarks/search_latency.py` records each search's stages (templates, persons, faces, decision,
 log, commit) to show which part of vector+SQL grows with the store. Outside a recording a stage
 costs one context-variable read, so the search path keeps its marks in production.
 """
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-STAGES = ("templates", "faces", "persons", "decision", "log", "commit")  # in the order a search runs them
+STAGES = ("templates", "persons", "faces", "decision", "log", "commit")  # in the order a search runs them
 
 _recording: ContextVar[dict[str, float] | None] = ContextVar("search_stages", default=None)
 

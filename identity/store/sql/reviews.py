@@ -51,23 +51,6 @@ def latest_reviews(session: Session, search_ids: Iterable[uuid.UUID]) -> dict[Re
     return latest
 
 
-def rejected_for_image(session: Session, sha256: str, model_id: int) -> dict[int, set[uuid.UUID]]:
-    """Per face index of this image (as this model detects it), the persons whose latest review, over every
-    earlier search of the same bytes, rejected them."""
-    rows = session.execute(
-        select(MatchReview.face_index, MatchReview.person_id, MatchReview.verdict)
-        .join(SearchEvent, MatchReview.search_id == SearchEvent.id)
-        .where(SearchEvent.query_sha256 == sha256, SearchEvent.model_id == model_id, MatchReview.person_id.is_not(None))
-        .order_by(MatchReview.created_at, MatchReview.id)
-    ).all()
-    verdicts = {(row.face_index, row.person_id): row.verdict for row in rows}
-    rejected: dict[int, set[uuid.UUID]] = {}
-    for (face_index, person_id), verdict in verdicts.items():
-        if verdict == REJECTED:
-            rejected.setdefault(face_index, set()).add(person_id)
-    return rejected
-
-
 def face_hits(session: Session, search_id: uuid.UUID, face_index: int) -> list[SearchHit]:
     """The ranked hits of one face of a search, best first."""
     return list(

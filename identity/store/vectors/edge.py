@@ -59,6 +59,7 @@ from qdrant_edge import (
     QueryRequest,
     ScalarQuantizationConfig,
     ScalarType,
+    ScoredPoint,
     ScrollRequest,
     SearchParams,
     UpdateOperation,
@@ -146,6 +147,7 @@ class EdgeIndex:
         self._params = SearchParams(hnsw_ef=vectors.search_ef, exact=vectors.exact, quantization=rescore)
         self.dim = dim
         self.kind = kind
+        self._templates = kind == TEMPLATES
         self.collection = collection_name(model_id, kind)
         self.path = settings.edge_dir / self.collection
 
@@ -187,7 +189,7 @@ class EdgeIndex:
     def _index_if_due(self) -> None:
         """Build the search graph of what upserts wrote once it is more than an exact scan should cover:
         a bulk enrollment leaves at most that much to the final optimize, and no search scans more."""
-        if self._unindexed() >= exact_scan_points(self.dim):
+        if self._unindexed() > exact_scan_points(self.dim, self._settings.vectors):
             self._engine.optimize()
 
     @_one_at_a_time
@@ -214,7 +216,7 @@ class EdgeIndex:
         check_k(k)
         matrix = as_matrix(vectors, self.dim)
         results = self._engine.query_batch(QueryBatchRequest([self._request(q, k, None) for q in matrix]))
-        return [[to_hit(p.id, p.payload, p.score) for p in points] for points in results]
+        return [[self._hit(p) for p in points] for points in results]
 
     @_one_at_a_time
     def search_persons(
@@ -249,7 +251,7 @@ class EdgeIndex:
         # A person found near a round's cut-off may have more good faces: fetch them per person.
         requests = [self._request(query, faces_per_person, _filter([p.person_id])) for p in short]
         fills = self._engine.query_batch(QueryBatchRequest(requests))
-        faces = {p.person_id: [to_hit(x.id, x.payload, x.score) for x in f] for p, f in zip(short, fills, strict=True)}
+        faces = {p.person_id: [self._hit(x) for x in f] for p, f in zip(short, fills, strict=True)}
         return [
             PersonHit(p.person_id, faces[p.person_id][0].score, tuple(faces[p.person_id]))
             if faces.get(p.person_id)
@@ -395,13 +397,19 @@ class EdgeIndex:
             limit=limit,
             query=Query.Nearest(query.tolist()),
             filter=flt,
-            with_payload=True,
+            # A template's id is its person's: reading its payload (~100 per search) would only cost time.
+            with_payload=not self._templates,
             params=self._params,
         )
 
     def _query(self, query: np.ndarray, limit: int, flt: Filter | None) -> list[VectorHit]:
         points = self._engine.query(self._request(query, limit, flt))
-        return [to_hit(p.id, p.payload, p.score) for p in points]
+        return [self._hit(p) for p in points]
+
+    def _hit(self, point: ScoredPoint) -> VectorHit:
+        if self._templates:  # a template's id is its person's
+            return to_hit(point.id, {PERSON_KEY: point.id}, point.score)
+        return to_hit(point.id, point.payload, point.score)
 
 
 class _Guarded:
@@ -640,9 +648,10 @@ def _exchange(a: Path, b: Path) -> None:
     os.rename(parked, b)
 
 
-def exact_scan_points(dim: int) -> int:
-    """How many vectors of this size a segment holds before it is graph-searched (FULL_SCAN_THRESHOLD_KB)."""
-    return FULL_SCAN_THRESHOLD_KB * 1024 // (4 * dim)
+def exact_scan_points(dim: int, params: VectorSettings) -> int:
+    """How many vectors of this size a segment holds before its graph is built: FULL_SCAN_THRESHOLD_KB of
+    them, or fewer where vectors.max_exact_scan (what search and doctor accept) says so."""
+    return min(FULL_SCAN_THRESHOLD_KB * 1024 // (4 * dim), params.max_exact_scan)
 
 
 def _config(dim: int, params: VectorSettings, kind: str) -> EdgeConfig:
@@ -652,7 +661,7 @@ def _config(dim: int, params: VectorSettings, kind: str) -> EdgeConfig:
             m=params.hnsw_m, ef_construct=params.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
         ),
         optimizers=EdgeOptimizersConfig(
-            indexing_threshold=FULL_SCAN_THRESHOLD_KB,
+            indexing_threshold=max(1, exact_scan_points(dim, params) * 4 * dim // 1024),
             max_segment_size=TEMPLATE_SEGMENT_KB if kind == TEMPLATES else FACE_SEGMENT_KB,
             default_segment_number=SEGMENTS,
         ),
