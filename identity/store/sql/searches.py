@@ -25,14 +25,20 @@ class Decision(StrEnum):  # a searched face's outcome
 MATCH, UNKNOWN, NOT_SEARCHED = Decision
 
 
+# Built once: executed with their rows as parameters, the compiled statements are reused search after search.
+_INSERT_EVENT = insert(SearchEvent)
+_INSERT_HITS = insert(SearchHit)
+
+
 def record_search(session: Session, event: dict[str, Any], hits: Sequence[dict[str, Any]]) -> uuid.UUID:
     """Append a search (the columns of its search_events row) and its hits (search_hits rows without a search
-    id: they get the event's); returns its id. Two statements, whatever the number of hits: the hits go in
-    one multi-row insert (executemany), without the ORM's per-object bookkeeping on the search path."""
+    id: they get the event's); returns its id. Two statements, whatever the number of hits (the hits in one
+    executemany), on the session's connection: no ORM bookkeeping on the search path."""
     search_id = uuid.uuid4()
-    session.execute(insert(SearchEvent).values(id=search_id, created_at=utcnow(), **event))
+    connection = session.connection()
+    connection.execute(_INSERT_EVENT, {**event, "id": search_id, "created_at": utcnow()})
     if hits:
-        session.execute(insert(SearchHit), [{**hit, "search_id": search_id} for hit in hits])
+        connection.execute(_INSERT_HITS, [{**hit, "search_id": search_id} for hit in hits])
     return search_id
 
 

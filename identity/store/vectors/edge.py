@@ -407,8 +407,8 @@ class EdgeIndex:
         return [self._hit(p) for p in points]
 
     def _hit(self, point: ScoredPoint) -> VectorHit:
-        if self._templates:  # a template's id is its person's
-            return to_hit(point.id, {PERSON_KEY: point.id}, point.score)
+        if self._templates and isinstance(point.id, uuid.UUID):  # a template's id is its person's
+            return VectorHit(point.id, point.id, float(point.score))
         return to_hit(point.id, point.payload, point.score)
 
 
