@@ -93,7 +93,7 @@ from identity.store.vectors.common import (
 from identity.store.vectors.space import SET_ASIDE, ensure_space
 
 # Segments whose vectors take less than this are scanned, not graph-searched; a segment that grows past it
-# is given its graph by the next upsert (see _index_if_due), so no larger one is scanned for long.
+# is given its graph by the upsert that takes it there (_index_if_due), so no larger one is scanned for long.
 FULL_SCAN_THRESHOLD_KB = 10_000
 # Merging indexed segments rebuilds their graph, so what a merge may make is capped: the graphs built during
 # a 1M-face enrollment then come to a few times its points, not their square. Searches go by the templates'
@@ -184,13 +184,7 @@ class EdgeIndex:
         ]
         self._engine.update(UpdateOperation.upsert_points(batch))
         self._engine.flush()  # the WAL survives a crashed process; flush makes segments durable too
-        self._index_if_due()
-
-    def _index_if_due(self) -> None:
-        """Build the search graph of what upserts wrote once it is more than an exact scan should cover:
-        a bulk enrollment leaves at most that much to the final optimize, and no search scans more."""
-        if self._unindexed() > exact_scan_points(self.dim, self._settings.vectors):
-            self._engine.optimize()
+        _index_if_due(self._engine, self.dim, self._settings.vectors)
 
     @_one_at_a_time
     def delete(self, face_ids: Sequence[uuid.UUID]) -> None:
@@ -299,8 +293,7 @@ class EdgeIndex:
         return self._unindexed()
 
     def _unindexed(self) -> int:
-        info = self._engine.info()
-        return max(0, info.points_count - info.indexed_vectors_count)
+        return _unindexed(self._engine)
 
     @_one_at_a_time
     def purge(self) -> PurgeResult:
@@ -620,6 +613,7 @@ def _copy_live(source: EdgeShard, target: Path, dim: int, params: VectorSettings
                     )
                 )
                 kept += len(records)
+                _index_if_due(shard, dim, params)
             if offset is None:
                 break
         shard.optimize()
@@ -646,6 +640,18 @@ def _exchange(a: Path, b: Path) -> None:
     os.rename(a, parked)  # a crash until the next rename leaves `a` missing: open refuses, naming both
     os.rename(b, a)
     os.rename(parked, b)
+
+
+def _unindexed(shard: EdgeShard) -> int:
+    info = shard.info()
+    return max(0, info.points_count - info.indexed_vectors_count)
+
+
+def _index_if_due(shard: EdgeShard, dim: int, params: VectorSettings) -> None:
+    """Build the search graph of what upserts wrote once it is more than an exact scan should cover: a bulk
+    enrollment (or a purge's copy) leaves at most that much to its final optimize, and no search scans more."""
+    if _unindexed(shard) > exact_scan_points(dim, params):
+        shard.optimize()
 
 
 def exact_scan_points(dim: int, params: VectorSettings) -> int:
