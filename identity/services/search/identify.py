@@ -305,17 +305,8 @@ def _decided(
     # A match names someone: not when min_score hid the best person.
     named = bool(kept) and kept[0] is top[0]
     decision = MATCH if named and score is not None and score >= threshold.value else UNKNOWN
-    return FaceMatch(
-        index,
-        [round(float(v), 1) for v in face.bbox],
-        round(float(face.det_score), 4),
-        _detector_of(face),
-        face.quality,
-        decision,
-        score,
-        candidates=candidates,
-        ranked=tuple((hit.person_id, hit.score) for hit in hits),
-    )
+    ranked = tuple((hit.person_id, hit.score) for hit in hits)
+    return _face_match(index, face, decision, decision_score=score, candidates=candidates, ranked=ranked)
 
 
 def _best_faces(dep: Deployment, vector: Any, person_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[MatchedFace, ...]]:
@@ -349,16 +340,19 @@ def _exact_scan_warning(dep: Deployment) -> list[str]:
 
 
 def _not_searched(index: int, face: DetectedFace, minimum: float) -> FaceMatch:
-    return FaceMatch(
+    return _face_match(
         index,
-        [round(float(v), 1) for v in face.bbox],
-        round(float(face.det_score), 4),
-        _detector_of(face),
-        face.quality,
+        face,
         NOT_SEARCHED,
         reason=f"{face.quality.iod_px:.1f} px between the eyes, below the {minimum:g} px search minimum "
         "(faces.min_search_iod_px)",
     )
+
+
+def _face_match(index: int, face: DetectedFace, decision: Decision, **outcome: Any) -> FaceMatch:
+    """A face's entry in the result: where it is and what found it, then its outcome."""
+    box = [round(float(v), 1) for v in face.bbox]
+    return FaceMatch(index, box, round(float(face.det_score), 4), _detector_of(face), face.quality, decision, **outcome)
 
 
 def _detector_of(face: DetectedFace) -> str:
