@@ -23,7 +23,7 @@ from identity.store.sql.migrate import upgrade
 from identity.store.sql.model_rows import ensure_model, other_models_with_faces, records_active_model
 from identity.store.sql.persons import add_person, persons_by_id
 from identity.store.sql.searches import hits_of_person, recent_searches, record_search, top_hits
-from identity.store.sql.tables import AuditEvent, Face, FaceStatus, SearchEvent, SearchHit, utcnow
+from identity.store.sql.tables import AuditEvent, Face, FaceStatus, utcnow
 
 
 @pytest.fixture
@@ -52,24 +52,26 @@ def _face(person_id: uuid.UUID, image_id: uuid.UUID, model_row_id: int, status: 
 
 
 def _search(session, model_row_id: int, minutes_ago: int, hits: list[tuple[uuid.UUID, int]]) -> uuid.UUID:
-    event = SearchEvent(
-        actor="op",
-        query_sha256="0" * 64,
-        model_id=model_row_id,
-        threshold=0.5,
-        top_k=5,
-        created_at=utcnow() - timedelta(minutes=minutes_ago),
-    )
-    return record_search(
-        session,
-        event,
-        [
-            SearchHit(
-                face_index=0, face_bbox=[0, 0, 1, 1], rank=rank, person_id=p, score=1 - rank / 10, decision="unknown"
-            )
-            for p, rank in hits
-        ],
-    )
+    event = {
+        "actor": "op",
+        "query_sha256": "0" * 64,
+        "model_id": model_row_id,
+        "threshold": 0.5,
+        "top_k": 5,
+        "created_at": utcnow() - timedelta(minutes=minutes_ago),
+    }
+    hit_rows = [
+        {
+            "face_index": 0,
+            "face_bbox": [0, 0, 1, 1],
+            "rank": rank,
+            "person_id": person,
+            "score": 1 - rank / 10,
+            "decision": "unknown",
+        }
+        for person, rank in hits
+    ]
+    return record_search(session, event, hit_rows)
 
 
 def test_search_log_reads_filter_by_person_and_time_newest_first(sessions) -> None:

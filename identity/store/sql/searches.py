@@ -36,7 +36,7 @@ def record_search(session: Session, event: dict[str, Any], hits: Sequence[dict[s
     executemany), on the session's connection: no ORM bookkeeping on the search path."""
     search_id = uuid.uuid4()
     connection = session.connection()
-    connection.execute(_INSERT_EVENT, {**event, "id": search_id, "created_at": utcnow()})
+    connection.execute(_INSERT_EVENT, {"created_at": utcnow(), **event, "id": search_id})  # a given time is kept
     if hits:
         connection.execute(_INSERT_HITS, [{**hit, "search_id": search_id} for hit in hits])
     return search_id

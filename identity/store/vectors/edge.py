@@ -12,6 +12,10 @@ wrapper (see _one_at_a_time). One process at a time may hold a shard. The engine
 opaque "Can't init WAL: WouldBlock", so we take an exclusive ``flock`` on ``.lock`` in
 the shard directory first and say who holds it. The kernel drops it if the holder dies.
 
+Qdrant Edge has no background optimizer: an upsert that leaves more vectors outside a search graph
+than an exact scan should cover builds their graph there and then (_index_if_due), and merges are
+capped by segment size, so a bulk enrollment ends with its graphs built (docs/storage.md).
+
 Deleting a point only marks it: its vector, int8 copy and payload stay in the segment
 files, and the WAL (32 MB files, preallocated, holding every update as CBOR) keeps the
 upsert until the log wraps; no call of the engine truncates it. ``purge`` therefore
@@ -290,9 +294,6 @@ class EdgeIndex:
 
     @_one_at_a_time
     def unindexed(self) -> int:
-        return self._unindexed()
-
-    def _unindexed(self) -> int:
         return _unindexed(self._engine)
 
     @_one_at_a_time
