@@ -116,7 +116,8 @@ class DoctorReport:
 
     @property
     def repairable(self) -> bool:
-        """Whether --repair has work: a problem, or upkeep that is none (faces without a stored thumbnail)."""
+        """Whether --repair has work: a problem, or upkeep that is none (faces without a stored thumbnail,
+        search graphs to build)."""
         return self.problems > 0 or self.faces_without_thumbnail > 0 or self.index_due
 
     @property
