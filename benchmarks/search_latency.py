@@ -21,9 +21,9 @@ ranked persons before. With --json the table goes to stderr and stdout gets each
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import resource
+import sys
 import tempfile
 import time
 import uuid
@@ -33,18 +33,18 @@ import numpy as np
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
 from identity.app.core import open_deployment
-from identity.app.templates import template_of
 from identity.config import Settings
 from identity.evaluation.decision import PERSONS_NEEDED
 from identity.faces import build_pipeline, load_image
 from identity.services.search.identify import FACES_PER_PERSON, SearchOptions, search_faces
 from identity.services.search.stages import STAGES, recording
 from identity.store.sql.db import make_engine
-from identity.store.sql.tables import Face, FaceStatus, Image, Person, utcnow
-from identity.store.vectors import VectorPoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic_gallery import add_persons  # noqa: E402 (a sibling script's module)
 
 REPO = Path(__file__).resolve().parents[1]
 LFW = REPO.parent / "shared" / "datasets" / "lfw-dev"
@@ -53,62 +53,12 @@ TARGET_P95_MS = 10.0
 
 
 def fill(dep, faces: int, seed: int, console: Console) -> None:
-    """N faces of N/5 persons: rows in SQL and vectors in the index, in bulk."""
+    """N faces of N/5 persons: rows in SQL and vectors in the index, in bulk, 2,000 persons a block."""
     rng = np.random.default_rng(seed)
     persons = faces // PER_PERSON
     centres = rng.normal(size=(persons, dep.pipeline.dim)).astype(np.float32)
-    now = utcnow()
     for start in track(range(0, persons, 2000), description="filling the store", console=console):
-        block = range(start, min(start + 2000, persons))
-        person_ids = [uuid.uuid4() for _ in block]
-        person_rows, image_rows, face_rows, points, templates = [], [], [], [], []
-        for p, pid in zip(block, person_ids):
-            person_rows.append(
-                {
-                    "id": pid,
-                    "external_id": f"synthetic-{p:06d}",
-                    "display_name": None,
-                    "attributes": {},
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            for k in range(PER_PERSON):
-                image_id, face_id = uuid.uuid4(), uuid.uuid4()
-                image_rows.append(
-                    {
-                        "id": image_id,
-                        "sha256": hashlib.sha256(face_id.bytes).hexdigest(),
-                        "source_path": f"/synthetic/{p}/{k}.jpg",
-                        "size_bytes": 0,
-                        "width": 250,
-                        "height": 250,
-                        "created_at": now,
-                    }
-                )
-                face_rows.append(
-                    {
-                        "id": face_id,
-                        "person_id": pid,
-                        "image_id": image_id,
-                        "model_id": dep.model.id,
-                        "bbox": [0, 0, 1, 1],
-                        "landmarks": [[0, 0]] * 5,
-                        "det_score": 1.0,
-                        "status": FaceStatus.indexed,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                )
-                vector = centres[p] + rng.normal(scale=0.8, size=dep.pipeline.dim).astype(np.float32)
-                points.append(VectorPoint(face_id, pid, vector))
-            templates.append(VectorPoint(pid, pid, template_of([q.vector for q in points[-PER_PERSON:]])))
-        with dep.app.sessions() as session, session.begin():
-            session.execute(insert(Person), person_rows)
-            session.execute(insert(Image), image_rows)
-            session.execute(insert(Face), face_rows)
-        dep.index.upsert(points)
-        dep.templates.upsert(templates)
+        add_persons(dep, start, centres[start : start + 2000], PER_PERSON, rng)
 
 
 def resident_gb(vectors_dir: Path) -> tuple[float, float]:

@@ -6,20 +6,20 @@ older version, or whose final optimize was stopped) makes search warn and doctor
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import sys
 import uuid
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import insert
 
 from identity.app.core import open_deployment
-from identity.app.templates import template_of
 from identity.config import Settings, VectorSettings
 from identity.services.maintenance.doctor import diagnose, repair
 from identity.services.search.identify import SearchOptions, search_image
-from identity.store.sql.tables import Face, FaceStatus, Image, Person, utcnow
 from identity.store.vectors import EdgeIndex, VectorPoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from synthetic_gallery import add_persons  # noqa: E402 (the benchmarks' synthetic persons)
 
 DIM = 32
 EXACT_SCAN = 100  # the smallest vectors.max_exact_scan: a graph for every segment past 100 points
@@ -49,55 +49,14 @@ def test_an_upsert_builds_the_graph_once_a_segment_holds_more_than_an_exact_scan
         assert index.count() == 160
 
 
-def add_persons(dep, count: int, rng: np.random.Generator) -> None:
-    """`count` persons of one face each, rows and vectors, as a bulk load writes them (no photos)."""
-    now = utcnow()
-    persons, images, faces, vectors, templates = [], [], [], [], []
-    for n in range(count):
-        person_id, image_id, face_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-        persons.append({"id": person_id, "external_id": f"p{n:04d}", "attributes": {}, "created_at": now})
-        images.append(
-            {
-                "id": image_id,
-                "sha256": hashlib.sha256(face_id.bytes).hexdigest(),
-                "source_path": f"/gone/{n}.jpg",
-                "size_bytes": 0,
-                "width": 250,
-                "height": 250,
-                "created_at": now,
-            }
-        )
-        faces.append(
-            {
-                "id": face_id,
-                "person_id": person_id,
-                "image_id": image_id,
-                "model_id": dep.model.id,
-                "bbox": [0, 0, 1, 1],
-                "landmarks": [[0, 0]] * 5,
-                "det_score": 1.0,
-                "status": FaceStatus.indexed,
-                "created_at": now,
-            }
-        )
-        vector = rng.normal(size=dep.pipeline.dim).astype(np.float32)
-        vectors.append(VectorPoint(face_id, person_id, vector))
-        templates.append(VectorPoint(person_id, person_id, template_of([vector])))
-    with dep.app.sessions() as session, session.begin():
-        session.execute(insert(Person), persons)
-        session.execute(insert(Image), images)
-        session.execute(insert(Face), faces)
-    dep.index.upsert(vectors)
-    dep.templates.upsert(templates)
-
-
 def test_a_store_left_unindexed_makes_search_warn_and_doctor_repair_builds_its_graph(
     tmp_path: Path, lfw_dir: Path
 ) -> None:
     settings = Settings(data_dir=tmp_path / "data", workers=1)
     probe = str(sorted((lfw_dir / "Al_Gore").iterdir())[0])
-    with open_deployment(settings) as dep:  # 150 persons: under the default, left to exact scan
-        add_persons(dep, 150, np.random.default_rng(6))
+    with open_deployment(settings) as dep:  # 150 persons of one face, photos gone: under the default, left as is
+        rng = np.random.default_rng(6)
+        add_persons(dep, 0, rng.normal(size=(150, dep.pipeline.dim)).astype(np.float32), 1, rng)
         assert not [w for w in search_image(dep.app, probe, SearchOptions()).warnings if UNINDEXED_WARNING in w]
     with open_deployment(strict(settings)) as dep:
         warned = [w for w in search_image(dep.app, probe, SearchOptions()).warnings if UNINDEXED_WARNING in w]
