@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Integer, String, bindparam, cast, null, select, union_all
 from sqlalchemy.orm import Session
 
-from identity.store.sql.persons import PersonRecord
+from identity.store.sql.persons import PersonRecord, person_record, persons_by_id
 from identity.store.sql.reviews import REJECTED
 from identity.store.sql.tables import MatchReview, Person, SearchEvent
 
@@ -68,16 +68,8 @@ def candidates_and_rejections(
 
 
 def person_records(session: Session, person_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, PersonRecord]:
-    """The persons among these ids that exist, as records, by id."""
-    wanted = list(person_ids)
-    if not wanted:
-        return {}
-    rows = session.execute(
-        select(
-            Person.id.label("person_id"), Person.external_id, Person.display_name, Person.attributes, Person.created_at
-        ).where(Person.id.in_(wanted))
-    ).all()
-    return {row.person_id: _record(row) for row in rows}
+    """The persons among these ids that exist, as records, by id (the rare second read)."""
+    return {person_id: person_record(person) for person_id, person in persons_by_id(session, person_ids).items()}
 
 
 def _record(row: Any) -> PersonRecord:

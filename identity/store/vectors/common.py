@@ -41,10 +41,13 @@ def person_of(point_payload: Mapping[str, Any] | None) -> uuid.UUID:
     return uuid.UUID(str((point_payload or {})[PERSON_KEY]))
 
 
-def to_hit(point_id: Any, point_payload: Mapping[str, Any] | None, score: float) -> VectorHit:
+def as_uuid(point_id: Any) -> uuid.UUID:
     # The embedded engine gives ids as UUIDs already: a search makes ~100 hits, so no needless re-parse.
-    face_id = point_id if isinstance(point_id, uuid.UUID) else uuid.UUID(str(point_id))
-    return VectorHit(face_id=face_id, person_id=person_of(point_payload), score=float(score))
+    return point_id if isinstance(point_id, uuid.UUID) else uuid.UUID(str(point_id))
+
+
+def to_hit(point_id: Any, point_payload: Mapping[str, Any] | None, score: float) -> VectorHit:
+    return VectorHit(face_id=as_uuid(point_id), person_id=person_of(point_payload), score=float(score))
 
 
 def check_k(k: int, faces_per_person: int = 1) -> None:

@@ -87,6 +87,7 @@ from identity.store.vectors.common import (
     INT8_QUANTILE,
     OVERSAMPLING,
     PERSON_KEY,
+    as_uuid,
     check_k,
     group_hits,
     payload,
@@ -401,8 +402,9 @@ class EdgeIndex:
         return [self._hit(p) for p in points]
 
     def _hit(self, point: ScoredPoint) -> VectorHit:
-        if self._templates and isinstance(point.id, uuid.UUID):  # a template's id is its person's
-            return VectorHit(point.id, point.id, float(point.score))
+        if self._templates:  # a template's id is its person's (read without payload)
+            person_id = as_uuid(point.id)
+            return VectorHit(person_id, person_id, float(point.score))
         return to_hit(point.id, point.payload, point.score)
 
 
