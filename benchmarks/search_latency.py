@@ -2,20 +2,20 @@
 
     .venv/bin/python benchmarks/search_latency.py [--faces 100000] [--queries 200] [--backends sqlite,postgres] [--json]
 
-The store holds N synthetic faces (5 per person, unit vectors in clusters) with their
-person, image and face rows and person templates, written in blocks as a bulk enrollment
-writes them (the embedded engine builds its search graphs as the blocks arrive); queries are
-real lfw-dev photos through the full search service (detection, embedding, template search
-for candidates and cohort, the candidates' best faces, person join, search log). Prints
-median and p95 of both parts and of each stage of vector+SQL (identity.services.search.stages);
-the target is vector+SQL p95 < 10 ms. Also: the time the fill took, the time from its end
-until the graphs cover the store (the bounded final optimize a bulk run ends with), the points
-outside a graph before and after it (what stays is one segment under the exact-scan size,
-scanned by design), and the process's peak resident memory with what is resident at the end
-(the vector store's mapped files, and the rest). The cost
-templates add is measured in the same run: the vector queries of today's path (template
-search of the cohort, then the candidates' faces) against the single grouped face query that
-ranked persons before. With --json the table goes to stderr and stdout gets each backend's figures.
+The store holds N synthetic faces (5 per person, unit vectors in clusters) with their person,
+image and face rows and person templates, written in blocks as a bulk enrollment writes them
+(the embedded engine builds its search graphs as the blocks arrive); queries are real lfw-dev
+photos through the full search service (detection, embedding, template search for candidates and
+cohort, the candidates' best faces, person join, search log). Prints median and p95 of both
+parts and of each stage of vector+SQL (identity.services.search.stages); the target is
+vector+SQL p95 < 10 ms. Also: the time the fill took, the time from its end until the graphs
+cover the store (the bounded final optimize a bulk run ends with), the points outside a graph
+before and after it (what stays is one segment under the exact-scan size, scanned by design),
+and the process's peak resident memory with what is resident at the end (the vector store's
+mapped files, and the rest). The cost templates add is measured in the same run: the vector
+queries of today's path (template search of the cohort, then the candidates' faces) against the
+single grouped face query that ranked persons before. With --json the table goes to stderr and
+stdout gets each backend's figures.
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def main() -> None:
             f"{r['embed_p95']:.0f} ms",
             f"{r['store_p50']:.1f} ms",
             f"{r['store_p95']:.1f} ms",
-            "yes" if r["store_p95"] < TARGET_P95_MS else "NO",
+            "yes" if r["meets_target"] else "NO",
             f"{r['fill_s']:.0f} s",
             str(r["unindexed_after_fill"]),
             f"{r['index_ready_s']:.1f} s",
